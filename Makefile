@@ -1,0 +1,36 @@
+# Two commands for a newcomer: `make demo` and `make test`. Both set everything up first.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: demo test lint pytest system-deps venv bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+system-deps:
+	@scripts/ensure-system-deps.sh
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check qosinspect tests benchmarks
+	$(VENV)/bin/mypy
+
+pytest: $(STAMP) system-deps
+	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+test: lint pytest
+
+demo: $(STAMP) system-deps
+	$(VENV)/bin/qosinspect demo
+
+bench: $(STAMP)
+	$(PY) benchmarks/codec.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info

@@ -1,0 +1,417 @@
+"""Readers for pcap and pcapng capture files: bytes on disk to numbered, timestamped frames.
+
+Hard rules, and why:
+
+* **Frames are numbered from 1 in file order**, counting every packet record (pcap records; pcapng
+  Enhanced, Simple and obsolete Packet Blocks), exactly as Wireshark numbers them, so a frame number
+  printed by qosinspect can be typed into Wireshark's "Go to packet".
+* **Timestamps are integer nanoseconds since the epoch.** pcap files say microseconds or
+  nanoseconds by their magic number; every pcapng interface has its own ``if_tsresol`` (a power of
+  10 or, with the high bit set, a power of 2) and ``if_tsoffset`` (seconds added), honoured per
+  interface. Float seconds would lose precision at epoch scale. A Simple Packet Block has no
+  timestamp: it gets the previous frame's, so time never runs backward.
+* **Errors come late and precise.** A generator yields every good frame before raising
+  :class:`~qosinspect.errors.CaptureError` for the first bad one, naming the file, the frame number
+  it would have had and the byte offset of its record. A record cut short at the end of the file
+  (tcpdump killed mid-write) raises :class:`TruncatedCapture`, a subclass, so a caller may choose to
+  warn and keep what it has.
+* **No per-byte Python loops.** The file is memory-mapped (or, for gzip and stdin, spooled to an
+  unnamed temporary file and mapped), and records are read with precompiled ``struct`` unpackers.
+  :meth:`CaptureFile.records` yields only offsets into :attr:`CaptureFile.buf`, so the pipeline can
+  parse headers in place without copying frame bytes; :meth:`CaptureFile.frames` is the convenient,
+  copying form.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import mmap
+import os
+import shutil
+import struct
+import sys
+import tempfile
+from collections.abc import Iterator
+from typing import IO, NamedTuple
+
+from ..errors import CaptureError
+
+__all__ = [
+    "MAX_CAPLEN",
+    "CaptureFile",
+    "Interface",
+    "RawFrame",
+    "Record",
+    "TruncatedCapture",
+    "open_capture",
+    "read_frames",
+]
+
+#: Largest captured length accepted for one record (Wireshark's standard maximum snap length).
+MAX_CAPLEN = 262144
+
+_PCAP_MAGICS = {
+    # magic as read little-endian -> (byte order, fraction multiplier to ns, record header size)
+    0xA1B2C3D4: ("<", 1000, 16),
+    0xD4C3B2A1: (">", 1000, 16),
+    0xA1B23C4D: ("<", 1, 16),
+    0x4D3CB2A1: (">", 1, 16),
+    0xA1B2CD34: ("<", 1000, 24),  # Kuznetzov's modified pcap (extra fields after the header)
+    0x34CDB2A1: (">", 1000, 24),
+}
+_SHB = 0x0A0D0D0A
+_IDB = 1
+_PB = 2
+_SPB = 3
+_EPB = 6
+_BOM = 0x1A2B3C4D
+_GZIP_MAGIC = b"\x1f\x8b"
+
+
+class TruncatedCapture(CaptureError):
+    """The file ends inside a record: usually a capture whose writer was killed."""
+
+
+class RawFrame(NamedTuple):
+    """One captured frame: ``data`` holds the captured bytes, ``orig_len`` the length on the wire."""
+
+    ts_ns: int
+    frame_no: int
+    linktype: int
+    data: bytes
+    orig_len: int
+
+
+class Record(NamedTuple):
+    """A frame located in :attr:`CaptureFile.buf`: bytes ``buf[offset:offset + caplen]``."""
+
+    frame_no: int
+    ts_ns: int
+    linktype: int
+    offset: int
+    caplen: int
+    orig_len: int
+
+
+class Interface(NamedTuple):
+    """A pcapng interface (or the single implicit one of a pcap file)."""
+
+    linktype: int
+    snaplen: int
+    #: Timestamp units are converted as ``units * ts_mul // ts_div + ts_offset_ns``.
+    ts_mul: int
+    ts_div: int
+    ts_offset_ns: int
+
+
+def _tsresol(value: int) -> tuple[int, int]:
+    """``(mul, div)`` turning timestamp units of resolution ``if_tsresol=value`` into ns."""
+    exp = value & 0x7F
+    if value & 0x80:  # 2**-exp seconds per unit
+        return 1_000_000_000, 1 << exp
+    if exp <= 9:
+        return 10 ** (9 - exp), 1
+    return 1, 10 ** (exp - 9)
+
+
+class CaptureFile:
+    """An open capture (pcap or pcapng, possibly gzip-compressed) mapped into memory.
+
+    Use as a context manager. ``path`` ``"-"`` reads standard input. :attr:`buf` is the whole
+    (decompressed) file; :meth:`records` walks it.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], *, stdin: IO[bytes] | None = None) -> None:
+        self.path = os.fspath(path)
+        self._file: IO[bytes] | None = None
+        self._map: mmap.mmap | None = None
+        self.buf: bytes | mmap.mmap = b""
+        self._open(stdin)
+        self.format = self._detect()
+
+    @classmethod
+    def from_bytes(cls, data: bytes, name: str = "<memory>") -> CaptureFile:
+        """A capture held in memory (gzip allowed): handy for tests and for small inputs."""
+        self = cls.__new__(cls)
+        self.path = name
+        self._file = None
+        self._map = None
+        self.buf = gzip.decompress(data) if data[:2] == _GZIP_MAGIC else data
+        self.format = self._detect()
+        return self
+
+    # -- opening ----------------------------------------------------------------------------
+
+    def _open(self, stdin: IO[bytes] | None) -> None:
+        try:
+            if self.path == "-":
+                src = stdin if stdin is not None else sys.stdin.buffer
+                self._file = self._spool(src)
+            else:
+                f: IO[bytes] = open(self.path, "rb")  # noqa: SIM115 - kept open while mapped
+                head = f.read(2)
+                f.seek(0)
+                if head == _GZIP_MAGIC or not _is_regular(f):
+                    try:
+                        self._file = self._spool(f)
+                    finally:
+                        f.close()
+                else:
+                    self._file = f
+            size = os.fstat(self._file.fileno()).st_size
+            if size == 0:
+                self.buf = b""
+                return
+            self._map = mmap.mmap(self._file.fileno(), 0, access=mmap.ACCESS_READ)
+            self.buf = self._map
+        except CaptureError:
+            self.close()
+            raise
+        except (OSError, EOFError, gzip.BadGzipFile, ValueError) as exc:
+            self.close()
+            raise CaptureError(f"cannot read: {exc}", path=self.path) from exc
+
+    def _spool(self, src: IO[bytes]) -> IO[bytes]:
+        """Copy ``src`` (decompressing gzip) into an unnamed temporary file that can be mapped."""
+        head = src.read(2)
+        tmp = tempfile.TemporaryFile()
+        try:
+            if head == _GZIP_MAGIC:
+                with gzip.GzipFile(fileobj=_Prefixed(head, src), mode="rb") as gz:
+                    shutil.copyfileobj(gz, tmp, 1 << 20)
+            else:
+                tmp.write(head)
+                shutil.copyfileobj(src, tmp, 1 << 20)
+            tmp.flush()
+            tmp.seek(0)
+        except BaseException:
+            tmp.close()
+            raise
+        return tmp
+
+    def close(self) -> None:
+        """Unmap and close; frames already yielded (copies) stay valid."""
+        self.buf = b""
+        if self._map is not None:
+            try:
+                self._map.close()
+            except BufferError:  # a memoryview still exported; the GC will unmap it
+                pass
+            self._map = None
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+    def __enter__(self) -> CaptureFile:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _detect(self) -> str:
+        buf = self.buf
+        if len(buf) < 4:
+            raise CaptureError("not a capture file (too short)", path=self.path, offset=0)
+        (magic,) = struct.unpack_from("<I", buf, 0)
+        if magic in _PCAP_MAGICS:
+            return "pcap"
+        if magic == _SHB:
+            return "pcapng"
+        raise CaptureError(f"not a pcap or pcapng file (magic 0x{magic:08x})",
+                           path=self.path, offset=0)
+
+    # -- walking ----------------------------------------------------------------------------
+
+    def records(self) -> Iterator[Record]:
+        """Every frame as offsets into :attr:`buf`, in file order; errors after good frames."""
+        if self.format == "pcap":
+            return self._pcap_records()
+        return self._pcapng_records()
+
+    def frames(self) -> Iterator[RawFrame]:
+        """Every frame with a copy of its bytes."""
+        buf = self.buf
+        for n, ts, lt, off, cl, ol in self.records():
+            yield RawFrame(ts, n, lt, buf[off:off + cl], ol)
+
+    def _err(self, cls: type[CaptureError], msg: str, frame: int, offset: int) -> CaptureError:
+        return cls(msg, path=self.path, frame=frame, offset=offset)
+
+    def _pcap_records(self) -> Iterator[Record]:
+        buf = self.buf
+        end = len(buf)
+        if end < 24:
+            raise self._err(TruncatedCapture, "truncated pcap file header", 1, 0)
+        (magic,) = struct.unpack_from("<I", buf, 0)
+        order, frac_mul, hdr_len = _PCAP_MAGICS[magic]
+        _, _, _, _, snaplen, network = struct.unpack_from(order + "HHiIII", buf, 4)
+        self.interfaces = [Interface(network & 0xFFFF, snaplen, 1, 1, 0)]
+        linktype = network & 0xFFFF
+        unpack = struct.Struct(order + "IIII").unpack_from
+        off = 24
+        n = 0
+        while off < end:
+            n += 1
+            if off + hdr_len > end:
+                raise self._err(TruncatedCapture, f"file ends inside the header of record {n} "
+                                f"({end - off} of {hdr_len} bytes)", n, off)
+            sec, frac, caplen, orig_len = unpack(buf, off)
+            if caplen > MAX_CAPLEN:
+                raise self._err(CaptureError, f"corrupt record: captured length {caplen} is "
+                                f"larger than the maximum {MAX_CAPLEN}", n, off)
+            data = off + hdr_len
+            nxt = data + caplen
+            if nxt > end:
+                raise self._err(TruncatedCapture, f"truncated record: captured length {caplen} "
+                                f"but only {end - data} bytes left in the file", n, off)
+            yield Record(n, sec * 1_000_000_000 + frac * frac_mul, linktype, data, caplen,
+                         orig_len if orig_len > caplen else caplen)
+            off = nxt
+
+    def _pcapng_records(self) -> Iterator[Record]:
+        buf = self.buf
+        end = len(buf)
+        off = 0
+        n = 0
+        order = "<"
+        ifaces: list[Interface] = []
+        self.interfaces = ifaces
+        hdr = struct.Struct("<II").unpack_from
+        epb = struct.Struct("<IIIII").unpack_from
+        pb = struct.Struct("<HHIIII").unpack_from
+        u32 = struct.Struct("<I").unpack_from
+        last_ts = 0
+        while off < end:
+            if off + 12 > end:
+                raise self._err(TruncatedCapture, f"file ends inside a block header "
+                                f"({end - off} bytes left)", n + 1, off)
+            (btype,) = u32(buf, off)
+            if btype == _SHB:
+                (bom,) = struct.unpack_from("<I", buf, off + 8)
+                if bom == _BOM:
+                    order = "<"
+                elif bom == 0x4D3C2B1A:
+                    order = ">"
+                else:
+                    raise self._err(CaptureError, f"corrupt section header: byte-order magic "
+                                    f"0x{bom:08x}", n + 1, off)
+                hdr = struct.Struct(order + "II").unpack_from
+                epb = struct.Struct(order + "IIIII").unpack_from
+                pb = struct.Struct(order + "HHIIII").unpack_from
+                u32 = struct.Struct(order + "I").unpack_from
+                ifaces = []
+                self.interfaces = ifaces
+            btype, blen = hdr(buf, off)
+            if blen < 12 or blen % 4:
+                raise self._err(CaptureError, f"corrupt block length {blen} "
+                                f"(block type 0x{btype:08x})", n + 1, off)
+            nxt = off + blen
+            if nxt > end:
+                raise self._err(TruncatedCapture, f"truncated block: length {blen} but only "
+                                f"{end - off} bytes left in the file", n + 1, off)
+            if u32(buf, nxt - 4)[0] != blen:
+                raise self._err(CaptureError, f"corrupt block: trailing length "
+                                f"{u32(buf, nxt - 4)[0]} differs from leading length {blen}",
+                                n + 1, off)
+            if btype == _EPB or btype == _PB:
+                n += 1
+                if blen < 32:
+                    raise self._err(CaptureError, f"corrupt packet block length {blen}", n, off)
+                if btype == _EPB:
+                    if_id, hi, lo, caplen, orig_len = epb(buf, off + 8)
+                else:
+                    if_id, _drops, hi, lo, caplen, orig_len = pb(buf, off + 8)
+                if caplen > blen - 32:
+                    raise self._err(CaptureError, f"corrupt packet block: captured length "
+                                    f"{caplen} exceeds block length {blen}", n, off)
+                if if_id >= len(ifaces):
+                    raise self._err(CaptureError, f"packet block names interface {if_id} but "
+                                    f"only {len(ifaces)} are described", n, off)
+                iface = ifaces[if_id]
+                units = (hi << 32) | lo
+                if iface.ts_div == 1:
+                    ts = units * iface.ts_mul + iface.ts_offset_ns
+                else:
+                    ts = units * iface.ts_mul // iface.ts_div + iface.ts_offset_ns
+                last_ts = ts
+                yield Record(n, ts, iface.linktype, off + 28, caplen,
+                             orig_len if orig_len > caplen else caplen)
+            elif btype == _SPB:
+                n += 1
+                if not ifaces:
+                    raise self._err(CaptureError, "simple packet block before any interface "
+                                    "description", n, off)
+                (orig_len,) = u32(buf, off + 8)
+                iface = ifaces[0]
+                caplen = min(orig_len, blen - 16)
+                if iface.snaplen:
+                    caplen = min(caplen, iface.snaplen)
+                yield Record(n, last_ts, iface.linktype, off + 12, caplen, orig_len)
+            elif btype == _IDB:
+                if blen < 20:
+                    raise self._err(CaptureError, f"corrupt interface block length {blen}",
+                                    n + 1, off)
+                ifaces.append(self._parse_idb(order, off, blen, n + 1))
+            off = nxt
+
+    def _parse_idb(self, order: str, off: int, blen: int, frame: int) -> Interface:
+        buf = self.buf
+        linktype, _res, snaplen = struct.unpack_from(order + "HHI", buf, off + 8)
+        mul, div, tsoff = 1000, 1, 0  # default resolution: microseconds
+        opt = off + 16
+        stop = off + blen - 4
+        oh = struct.Struct(order + "HH").unpack_from
+        while opt + 4 <= stop:
+            code, olen = oh(buf, opt)
+            if code == 0:
+                break
+            val = opt + 4
+            if val + olen > stop:
+                raise self._err(CaptureError, f"corrupt interface option {code}: length {olen} "
+                                "runs past the block", frame, opt)
+            if code == 9 and olen >= 1:
+                mul, div = _tsresol(buf[val])
+            elif code == 14 and olen >= 8:
+                (secs,) = struct.unpack_from(order + "q", buf, val)
+                tsoff = secs * 1_000_000_000
+            opt = val + ((olen + 3) & ~3)
+        return Interface(linktype, snaplen, mul, div, tsoff)
+
+
+class _Prefixed(io.RawIOBase):
+    """A readable stream that first returns ``head`` (already read for sniffing), then ``rest``."""
+
+    def __init__(self, head: bytes, rest: IO[bytes]) -> None:
+        self._head = head
+        self._rest = rest
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: bytearray | memoryview) -> int:  # type: ignore[override]
+        if self._head:
+            k = min(len(b), len(self._head))
+            b[:k] = self._head[:k]
+            self._head = self._head[k:]
+            return k
+        data = self._rest.read(len(b))
+        b[:len(data)] = data
+        return len(data)
+
+
+def _is_regular(f: IO[bytes]) -> bool:
+    import stat
+
+    return stat.S_ISREG(os.fstat(f.fileno()).st_mode)
+
+
+def open_capture(path: str | os.PathLike[str]) -> CaptureFile:
+    """Open a capture file (pcap/pcapng, gzip or not; ``"-"`` for stdin)."""
+    return CaptureFile(path)
+
+
+def read_frames(path: str | os.PathLike[str]) -> Iterator[RawFrame]:
+    """Yield every frame of a capture file; the file is closed when the iteration ends."""
+    with CaptureFile(path) as cap:
+        yield from cap.frames()

@@ -1,0 +1,19 @@
+"""The ``qosinspect`` command: thin click shells over the library, one module per command."""
+
+from __future__ import annotations
+
+import click
+
+from .. import __version__
+
+__all__ = ["main"]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="qosinspect")
+def main() -> None:
+    """Show what MQTT's Quality of Service does on the wire.
+
+    Decode captures, follow every QoS 1 and 2 handshake, time each step, and see what was
+    retransmitted, duplicated or lost around reconnections.
+    """

@@ -1,0 +1,142 @@
+"""The boundary between traffic sources and the analysis: packet events and anomalies.
+
+The pcap decoder, the tshark engine and the live taps in the broker and client all produce these,
+so the analysis never knows how the traffic was captured. Timestamps are integer nanoseconds since
+the epoch, end to end.
+
+``MqttPacketEvent`` is a NamedTuple because one is made for every MQTT packet of a capture (the
+hot path); the rarer events are frozen dataclasses.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import NamedTuple
+
+from .mqtt.enums import Direction
+from .mqtt.packets import Packet
+
+__all__ = [
+    "Anomaly",
+    "ConnectionClosed",
+    "ConnectionInfo",
+    "ConnectionOpened",
+    "Endpoint",
+    "Event",
+    "MqttPacketEvent",
+    "StreamGap",
+    "TcpRetransmission",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """An IP address and TCP port; printed as ``ip:port``, IPv6 as ``[addr]:port``."""
+
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionInfo:
+    """One transport connection carrying MQTT.
+
+    ``conn_id`` numbers connections in order of first appearance (0-based, like Wireshark's
+    ``tcp.stream``). ``client``/``broker`` are known from the SYN, the port or the first CONNECT;
+    when ``sides_known`` is False they are the first sender and its peer. ``transport`` is
+    ``tcp``, ``websocket`` or ``tls``.
+    """
+
+    conn_id: int
+    client: Endpoint
+    broker: Endpoint
+    transport: str = "tcp"
+    sides_known: bool = True
+
+
+class MqttPacketEvent(NamedTuple):
+    """One MQTT packet seen on a connection.
+
+    ``frame`` is the 1-based number of the frame that completed the packet (Wireshark's numbering;
+    0 for live taps), ``first_frame`` the one where it began. ``wire_len`` counts the fixed header.
+    ``version`` is the protocol level in force (3, 4, 5), or None if unknown.
+    """
+
+    ts_ns: int
+    conn: ConnectionInfo
+    direction: Direction | None
+    packet: Packet
+    wire_len: int
+    frame: int = 0
+    first_frame: int = 0
+    version: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Anomaly:
+    """Something wrong in the traffic: malformed bytes, a protocol breach, a gap.
+
+    ``kind`` is a short stable name (``malformed``, ``stream_gap``, ``unknown_version``,
+    ``missing_connect``, ``invalid_qos``, ``unassigned_msgtype``, ``unintroduced_message``, ...).
+    ``packet_type`` is set when the bytes were framed well enough to know it.
+    """
+
+    ts_ns: int
+    conn: ConnectionInfo | None
+    direction: Direction | None
+    kind: str
+    detail: str
+    frame: int = 0
+    packet_type: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionOpened:
+    ts_ns: int
+    conn: ConnectionInfo
+    frame: int = 0
+    #: True when the SYN was seen; False when the capture started mid-stream.
+    handshake_seen: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionClosed:
+    """The end of a connection: ``how`` is ``fin``, ``rst``, ``idle`` or ``end_of_capture``.
+
+    ``closed_by`` says which side sent the FIN/RST first, when known.
+    """
+
+    ts_ns: int
+    conn: ConnectionInfo
+    how: str
+    closed_by: Direction | None = None
+    frame: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class StreamGap:
+    """Bytes missing from one direction of a stream (never zero-filled)."""
+
+    ts_ns: int
+    conn: ConnectionInfo
+    direction: Direction | None
+    missing_bytes: int
+    frame: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class TcpRetransmission:
+    """A TCP segment carrying bytes the reassembler already had (counted apart from MQTT)."""
+
+    ts_ns: int
+    conn: ConnectionInfo
+    direction: Direction | None
+    length: int
+    frame: int = 0
+
+
+Event = (MqttPacketEvent | Anomaly | ConnectionOpened | ConnectionClosed | StreamGap
+         | TcpRetransmission)

@@ -1,0 +1,402 @@
+"""Byte streams to packets: one direction of a connection, fed in chunks of any size.
+
+A ``StreamDecoder`` is what a socket reader or a TCP reassembler feeds. It has two modes:
+
+- strict (an endpoint): the first error raises, with its offset counted from the start of the
+  stream, and the decoder refuses further input — the peer is broken and the connection must close
+  with the error's reason code;
+- lenient (an observer, e.g. a capture decoder): an error becomes a :class:`FramingAnomaly` in the
+  output and decoding goes on. A packet whose header framed it well but whose body is invalid is
+  skipped by its length. When the framing itself is lost (an impossible length, a gap in the
+  stream), the decoder *resynchronises*: it looks for the next offset where a packet with valid
+  fixed-header flags decodes completely and is followed by another plausible packet start (or ends
+  the bytes at hand), reports how many bytes it skipped, and never invents bytes.
+
+The protocol version is learned from CONNECT inside the stream, so packets that follow a CONNECT
+in the same chunk are decoded with its version. ``ConnectionDecoder`` pairs the two directions of
+one connection and shares that version between them.
+
+MQTT 5 topic aliases are per connection and per direction [MQTT-3.3.2-10] [MQTT-3.3.2-11]: a
+PUBLISH with an alias and a topic sets the alias; one with an alias and an empty topic is given
+the topic the alias stands for (it keeps the alias in its properties).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..errors import MQTTError, PacketTooLarge, ProtocolError
+from .codec import _DECODERS, MAX_PACKET_SIZE, TOPIC_ALIAS_ID, parse_fixed_header
+from .enums import Direction, PacketType
+from .packets import Connect, Packet, Publish
+
+__all__ = [
+    "ConnectionDecoder",
+    "DecodeResult",
+    "FramingAnomaly",
+    "StreamDecoder",
+    "anomaly_kind",
+]
+
+_MAX_TOPIC_ALIASES = 65535
+#: While resynchronising, a candidate packet may claim at most this many bytes: garbage that
+#: happens to look like a header must not make the decoder wait for megabytes.
+RESYNC_MAX_PACKET = 256 * 1024
+_FIXED_FLAGS = (None, 0, 0, None, 0, 0, 2, 0, 2, 0, 2, 0, 0, 0, 0, 0)
+
+
+@dataclass(frozen=True, slots=True)
+class FramingAnomaly:
+    """Something the lenient decoder could not decode, in place of packets.
+
+    ``offset`` is the stream offset where the trouble began, ``size`` the number of bytes given
+    up, ``packet_type`` the type from the fixed header when the packet was framed.
+    """
+
+    kind: str
+    detail: str
+    offset: int
+    size: int = 0
+    packet_type: int | None = None
+    reason_code: int | None = None
+
+
+DecodeResult = Packet | FramingAnomaly
+
+
+def anomaly_kind(exc: MQTTError) -> str:
+    """A stable, short name for a decode error, as the analysis reports anomalies."""
+    text = exc.message
+    if exc.packet_type == 0 and "reserved control packet type" in text:
+        return "unassigned_msgtype"
+    if "QoS 3" in text:
+        return "invalid_qos"
+    if isinstance(exc, PacketTooLarge):
+        return "packet_too_large"
+    name = type(exc).__name__
+    return {
+        "MalformedPacket": "malformed",
+        "ProtocolError": "protocol_error",
+        "TopicNameInvalid": "invalid_topic",
+        "TopicFilterInvalid": "invalid_topic_filter",
+        "UnsupportedProtocolVersion": "unsupported_version",
+    }.get(name, "malformed")
+
+
+class StreamDecoder:
+    """Decodes one direction of an MQTT byte stream; see the module docstring for the modes."""
+
+    def __init__(self, version: int = 4, *, lenient: bool = False,
+                 max_packet_size: int = MAX_PACKET_SIZE) -> None:
+        self.version = version
+        #: True once a CONNECT in this stream (or the caller) settled the version.
+        self.version_known = False
+        self.lenient = lenient
+        self.max_packet_size = max_packet_size
+        #: Sizes on the wire of the packets returned by the last ``feed``, in order (anomalies
+        #: have no entry).
+        self.sizes: list[int] = []
+        self._chunks: list[bytes] = []
+        self._pending = 0          # bytes in _chunks
+        self._need = 0             # bytes the pending packet needs in all, when known
+        self._offset = 0           # stream offset of the first byte of _chunks
+        self._resync = False
+        self._failed: MQTTError | None = None
+        self._topics: dict[bytes, str] = {}
+        self._aliases: dict[int, str] = {}
+
+    @property
+    def offset(self) -> int:
+        """Stream offset of the first byte not yet consumed (gaps included)."""
+        return self._offset
+
+    @property
+    def pending(self) -> int:
+        """Bytes held while waiting for the rest of a packet."""
+        return self._pending
+
+    def feed(self, data: bytes | bytearray | memoryview) -> list[DecodeResult]:
+        """Add bytes; return the packets (and, lenient, anomalies) they complete, in order."""
+        if self._failed is not None:
+            raise self._failed
+        sizes: list[int] = []
+        self.sizes = sizes
+        if not data:
+            return []
+        if self._chunks:
+            self._chunks.append(bytes(data))
+            self._pending += len(data)
+            if self._pending < self._need:
+                return []
+            buf = b"".join(self._chunks)
+            self._chunks = []
+            self._pending = 0
+        else:
+            buf = data if type(data) is bytes else bytes(data)
+        out: list[DecodeResult] = []
+        pos = self._decode(buf, 0, out, sizes)
+        if pos < len(buf):
+            rest = buf[pos:]
+            self._chunks = [rest]
+            self._pending = len(rest)
+        self._offset += pos
+        return out
+
+    def gap(self, missing: int = 0) -> list[FramingAnomaly]:
+        """Bytes went missing before the next ``feed``: drop any partial packet, resynchronise.
+
+        Returns an anomaly for a partial packet that the gap cut off.
+        """
+        out: list[FramingAnomaly] = []
+        if self._pending:
+            out.append(self._partial_anomaly("a gap in the stream cut it off"))
+        self._offset += self._pending + missing
+        self._chunks = []
+        self._pending = 0
+        self._need = 0
+        self._resync = True
+        return out
+
+    def finish(self) -> list[FramingAnomaly]:
+        """The stream ended: report a packet left incomplete."""
+        out: list[FramingAnomaly] = []
+        if self._pending:
+            out.append(self._partial_anomaly("the stream ended before it was complete"))
+            self._offset += self._pending
+            self._chunks = []
+            self._pending = 0
+            self._need = 0
+        return out
+
+    def _partial_anomaly(self, why: str) -> FramingAnomaly:
+        head = self._chunks[0] if self._chunks else b""
+        ptype = head[0] >> 4 if head else None
+        name = PacketType(ptype).name if ptype is not None else "packet"
+        expected = f" of {self._need}" if self._need else ""
+        return FramingAnomaly("truncated", f"{name}: {self._pending}{expected} bytes, {why}",
+                              self._offset, self._pending, ptype)
+
+    # -- the hot loop -------------------------------------------------------------------------
+
+    def _decode(self, buf: bytes, pos: int, out: list[DecodeResult], sizes: list[int]) -> int:
+        """Decode complete packets from ``buf[pos:]``; return where the undecoded rest starts."""
+        n = len(buf)
+        if self._resync:
+            pos = self._resynchronise(buf, pos, out)
+            if self._resync:
+                return pos
+        self._need = 0
+        decoders = _DECODERS
+        topics = self._topics
+        version = self.version
+        max_size = self.max_packet_size
+        append = out.append
+        size_append = sizes.append
+        while n - pos >= 2:
+            first = buf[pos]
+            length = buf[pos + 1]
+            if length < 0x80:
+                start = pos + 2
+            else:
+                try:
+                    header = parse_fixed_header(buf, pos, n)
+                except MQTTError as exc:
+                    if not self._framing_lost(exc, pos, out):
+                        raise self._fail(exc, self._offset) from None
+                    pos = self._resynchronise(buf, pos + 1, out)
+                    if self._resync:
+                        return pos
+                    continue
+                if header is None:
+                    break
+                length = header[1]
+                start = pos + header[2]
+            end = start + length
+            if end - pos > max_size:
+                too_large = PacketTooLarge(f"packet of {end - pos} bytes exceeds the maximum "
+                                           f"packet size {max_size}", offset=pos,
+                                           packet_type=first >> 4)
+                if not self._framing_lost(too_large, pos, out):
+                    raise self._fail(too_large, self._offset)
+                pos = self._resynchronise(buf, pos + 1, out)
+                if self._resync:
+                    return pos
+                continue
+            if end > n:
+                self._need = end - pos
+                break
+            try:
+                packet = decoders[first >> 4](buf, first & 0x0F, start, end, version, topics)
+                if first < 0x40:
+                    if first < 0x20:
+                        version = self._learn_version(packet)  # type: ignore[arg-type]
+                    elif first >= 0x30 and version >= 5 and packet.properties:  # type: ignore[union-attr]
+                        packet = self._resolve_alias(packet, pos)  # type: ignore[arg-type]
+            except MQTTError as exc:
+                if exc.packet_type is None:
+                    exc.packet_type = first >> 4
+                if not self.lenient:
+                    raise self._fail(exc, self._offset) from None
+                append(FramingAnomaly(anomaly_kind(exc), _describe(exc), self._offset + pos,
+                                      end - pos, first >> 4, exc.reason_code))
+                pos = end
+                continue
+            append(packet)
+            size_append(end - pos)
+            pos = end
+        return pos
+
+    def _fail(self, exc: MQTTError, base: int) -> MQTTError:
+        if exc.offset is not None:
+            exc.offset += base
+        self._failed = exc
+        return exc
+
+    def _learn_version(self, packet: Connect) -> int:
+        self.version = packet.protocol_version
+        self.version_known = True
+        self._aliases.clear()
+        return self.version
+
+    def _resolve_alias(self, packet: Publish, pos: int) -> Publish:
+        alias = None
+        for pid, value in packet.properties.items:
+            if pid == TOPIC_ALIAS_ID:
+                alias = value
+                break
+        if alias is None:
+            return packet
+        assert isinstance(alias, int)
+        if packet.topic:
+            if len(self._aliases) < _MAX_TOPIC_ALIASES or alias in self._aliases:
+                self._aliases[alias] = packet.topic
+            return packet
+        topic = self._aliases.get(alias)
+        if topic is None:
+            raise ProtocolError(f"PUBLISH uses topic alias {alias}, which was never set on "
+                                "this connection [MQTT-3.3.2-12]", offset=pos,
+                                packet_type=PacketType.PUBLISH)
+        return packet._replace(topic=topic)
+
+    # -- losing and finding the framing -----------------------------------------------------------
+
+    def _framing_lost(self, exc: MQTTError, pos: int, out: list[DecodeResult]) -> bool:
+        """Record a framing loss in lenient mode; False in strict mode (the caller raises)."""
+        if not self.lenient:
+            return False
+        out.append(FramingAnomaly(anomaly_kind(exc), _describe(exc) + "; resynchronising",
+                                  self._offset + pos, 0, exc.packet_type, exc.reason_code))
+        self._resync = True
+        return True
+
+    def _resynchronise(self, buf: bytes, pos: int, out: list[DecodeResult]) -> int:
+        """Find the next plausible packet start at or after ``pos``; report skipped bytes."""
+        n = len(buf)
+        start = pos
+        version = self.version
+        while pos < n:
+            verdict = _plausible_at(buf, pos, n, version)
+            if verdict is None:       # can't tell yet: wait for more bytes
+                break
+            if verdict:
+                self._resync = False
+                break
+            pos += 1
+        if pos > start:
+            out.append(FramingAnomaly(
+                "resync", f"skipped {pos - start} bytes to find the next packet boundary",
+                self._offset + start, pos - start))
+        if self._resync and n - pos > RESYNC_MAX_PACKET:
+            # Nothing plausible in a long stretch: give it up rather than hold it all.
+            out.append(FramingAnomaly("resync", f"skipped {n - pos} bytes without finding a "
+                                      "packet boundary", self._offset + pos, n - pos))
+            pos = n
+        return pos
+
+
+def _plausible_at(buf: bytes, pos: int, n: int, version: int) -> bool | None:
+    """Whether a packet plausibly starts at ``pos``: True, False, or None (need more bytes)."""
+    first = buf[pos]
+    ptype = first >> 4
+    if not _flags_ok(first, version):
+        return False
+    try:
+        header = parse_fixed_header(buf, pos, n)
+    except MQTTError:
+        return False
+    if header is None:
+        return None
+    end = pos + header[1] + header[2]
+    if end - pos > RESYNC_MAX_PACKET:
+        return False
+    if end > n:
+        return None
+    try:
+        _DECODERS[ptype](buf, first & 0x0F, pos + header[2], end, version, None)
+    except MQTTError:
+        return False
+    return end == n or _flags_ok(buf[end], version)
+
+
+def _flags_ok(first: int, version: int) -> bool:
+    ptype = first >> 4
+    if ptype == 0 or (ptype == 15 and version < 5):
+        return False
+    want = _FIXED_FLAGS[ptype]
+    if want is None:
+        return ptype != 3 or (first & 0x06) != 0x06
+    return (first & 0x0F) == want
+
+
+def _describe(exc: MQTTError) -> str:
+    name = PacketType(exc.packet_type).name if exc.packet_type is not None else "packet"
+    return f"{name}: {exc.message}"
+
+
+class ConnectionDecoder:
+    """Both directions of one connection, sharing the protocol version.
+
+    ``version`` is the level to assume until a CONNECT is seen (``version_known`` says whether
+    it was seen or given as known).
+    """
+
+    def __init__(self, version: int = 4, *, version_known: bool = False, lenient: bool = True,
+                 max_packet_size: int = MAX_PACKET_SIZE) -> None:
+        self.c2b = StreamDecoder(version, lenient=lenient, max_packet_size=max_packet_size)
+        self.b2c = StreamDecoder(version, lenient=lenient, max_packet_size=max_packet_size)
+        self.c2b.version_known = self.b2c.version_known = version_known
+
+    @property
+    def version(self) -> int:
+        return self.c2b.version if self.c2b.version_known else self.b2c.version
+
+    @property
+    def version_known(self) -> bool:
+        return self.c2b.version_known or self.b2c.version_known
+
+    def set_version(self, version: int, *, known: bool = True) -> None:
+        for dec in (self.c2b, self.b2c):
+            dec.version = version
+            dec.version_known = known
+
+    def stream(self, direction: Direction) -> StreamDecoder:
+        return self.c2b if direction is Direction.C2B else self.b2c
+
+    def feed(self, direction: Direction, data: bytes | bytearray | memoryview
+             ) -> list[DecodeResult]:
+        """Feed one direction; packet sizes are then in ``stream(direction).sizes``."""
+        dec = self.c2b if direction is Direction.C2B else self.b2c
+        had = dec.version_known
+        out = dec.feed(data)
+        if dec.version_known and not had:
+            other = self.b2c if dec is self.c2b else self.c2b
+            other.version = dec.version
+            other.version_known = True
+        return out
+
+    def gap(self, direction: Direction, missing: int = 0) -> list[FramingAnomaly]:
+        return self.stream(direction).gap(missing)
+
+    def finish(self) -> list[tuple[Direction, FramingAnomaly]]:
+        return [(d, a) for d in (Direction.C2B, Direction.B2C)
+                for a in self.stream(d).finish()]
