@@ -24,11 +24,13 @@ Hard rules, and why:
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import io
 import mmap
 import os
 import shutil
+import stat
 import struct
 import sys
 import tempfile
@@ -74,7 +76,7 @@ class TruncatedCapture(CaptureError):
 
 
 class RawFrame(NamedTuple):
-    """One captured frame: ``data`` holds the captured bytes, ``orig_len`` the length on the wire."""
+    """One captured frame: ``data`` is the captured bytes, ``orig_len`` the length on the wire."""
 
     ts_ns: int
     frame_no: int
@@ -83,15 +85,10 @@ class RawFrame(NamedTuple):
     orig_len: int
 
 
-class Record(NamedTuple):
-    """A frame located in :attr:`CaptureFile.buf`: bytes ``buf[offset:offset + caplen]``."""
-
-    frame_no: int
-    ts_ns: int
-    linktype: int
-    offset: int
-    caplen: int
-    orig_len: int
+#: A frame located in :attr:`CaptureFile.buf`, as a plain tuple (cheaper than a NamedTuple on the
+#: hot path): ``(frame_no, ts_ns, linktype, offset, caplen, orig_len)``; its bytes are
+#: ``buf[offset:offset + caplen]``.
+Record = tuple[int, int, int, int, int, int]
 
 
 class Interface(NamedTuple):
@@ -175,7 +172,7 @@ class CaptureFile:
     def _spool(self, src: IO[bytes]) -> IO[bytes]:
         """Copy ``src`` (decompressing gzip) into an unnamed temporary file that can be mapped."""
         head = src.read(2)
-        tmp = tempfile.TemporaryFile()
+        tmp = tempfile.TemporaryFile()  # noqa: SIM115 - returned open, closed by close()
         try:
             if head == _GZIP_MAGIC:
                 with gzip.GzipFile(fileobj=_Prefixed(head, src), mode="rb") as gz:
@@ -194,10 +191,8 @@ class CaptureFile:
         """Unmap and close; frames already yielded (copies) stay valid."""
         self.buf = b""
         if self._map is not None:
-            try:
+            with contextlib.suppress(BufferError):  # a view still exported: the GC unmaps it
                 self._map.close()
-            except BufferError:  # a memoryview still exported; the GC will unmap it
-                pass
             self._map = None
         if self._file is not None:
             self._file.close()
@@ -265,7 +260,7 @@ class CaptureFile:
             if nxt > end:
                 raise self._err(TruncatedCapture, f"truncated record: captured length {caplen} "
                                 f"but only {end - data} bytes left in the file", n, off)
-            yield Record(n, sec * 1_000_000_000 + frac * frac_mul, linktype, data, caplen,
+            yield (n, sec * 1_000_000_000 + frac * frac_mul, linktype, data, caplen,
                          orig_len if orig_len > caplen else caplen)
             off = nxt
 
@@ -314,7 +309,7 @@ class CaptureFile:
                 raise self._err(CaptureError, f"corrupt block: trailing length "
                                 f"{u32(buf, nxt - 4)[0]} differs from leading length {blen}",
                                 n + 1, off)
-            if btype == _EPB or btype == _PB:
+            if btype in (_EPB, _PB):
                 n += 1
                 if blen < 32:
                     raise self._err(CaptureError, f"corrupt packet block length {blen}", n, off)
@@ -335,7 +330,7 @@ class CaptureFile:
                 else:
                     ts = units * iface.ts_mul // iface.ts_div + iface.ts_offset_ns
                 last_ts = ts
-                yield Record(n, ts, iface.linktype, off + 28, caplen,
+                yield (n, ts, iface.linktype, off + 28, caplen,
                              orig_len if orig_len > caplen else caplen)
             elif btype == _SPB:
                 n += 1
@@ -347,7 +342,7 @@ class CaptureFile:
                 caplen = min(orig_len, blen - 16)
                 if iface.snaplen:
                     caplen = min(caplen, iface.snaplen)
-                yield Record(n, last_ts, iface.linktype, off + 12, caplen, orig_len)
+                yield (n, last_ts, iface.linktype, off + 12, caplen, orig_len)
             elif btype == _IDB:
                 if blen < 20:
                     raise self._err(CaptureError, f"corrupt interface block length {blen}",
@@ -401,8 +396,6 @@ class _Prefixed(io.RawIOBase):
 
 
 def _is_regular(f: IO[bytes]) -> bool:
-    import stat
-
     return stat.S_ISREG(os.fstat(f.fileno()).st_mode)
 
 

@@ -17,3 +17,6 @@ def main() -> None:
     Decode captures, follow every QoS 1 and 2 handshake, time each step, and see what was
     retransmitted, duplicated or lost around reconnections.
     """
+
+
+from . import broker as _broker  # noqa: E402,F401  (registers "broker" and "passwd")

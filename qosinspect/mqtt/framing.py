@@ -27,8 +27,9 @@ from dataclasses import dataclass
 
 from ..errors import MQTTError, PacketTooLarge, ProtocolError
 from .codec import _DECODERS, MAX_PACKET_SIZE, TOPIC_ALIAS_ID, parse_fixed_header
-from .enums import Direction, PacketType
-from .packets import Connect, Packet, Publish
+from .enums import Direction, PacketType, PubAckReason, PubCompReason, PubRecReason, PubRelReason
+from .packets import Connect, Packet, PubAck, PubComp, Publish, PubRec, PubRel
+from .properties import NO_PROPERTIES
 
 __all__ = [
     "ConnectionDecoder",
@@ -42,6 +43,11 @@ _MAX_TOPIC_ALIASES = 65535
 #: While resynchronising, a candidate packet may claim at most this many bytes: garbage that
 #: happens to look like a header must not make the decoder wait for megabytes.
 RESYNC_MAX_PACKET = 256 * 1024
+#: First byte of a 2-byte-body acknowledgement -> (class, its Success reason code).
+_SHORT_ACKS: dict[int, tuple[type, int]] = {
+    0x40: (PubAck, PubAckReason.SUCCESS), 0x50: (PubRec, PubRecReason.SUCCESS),
+    0x62: (PubRel, PubRelReason.SUCCESS), 0x70: (PubComp, PubCompReason.SUCCESS),
+}
 _FIXED_FLAGS = (None, 0, 0, None, 0, 0, 2, 0, 2, 0, 2, 0, 0, 0, 0, 0)
 
 
@@ -187,6 +193,10 @@ class StreamDecoder:
                 return pos
         self._need = 0
         decoders = _DECODERS
+        short_acks = _SHORT_ACKS
+        new = tuple.__new__
+        publish = Publish
+        no_props = NO_PROPERTIES
         topics = self._topics
         version = self.version
         max_size = self.max_packet_size
@@ -197,6 +207,9 @@ class StreamDecoder:
             length = buf[pos + 1]
             if length < 0x80:
                 start = pos + 2
+            elif n - pos > 2 and 0 < buf[pos + 2] < 0x80:
+                length = (length & 0x7F) | (buf[pos + 2] << 7)
+                start = pos + 3
             else:
                 try:
                     header = parse_fixed_header(buf, pos, n)
@@ -225,6 +238,40 @@ class StreamDecoder:
             if end > n:
                 self._need = end - pos
                 break
+            # Fast paths for the two shapes that make up most of any QoS capture: a short
+            # acknowledgement, and a 3.1.x PUBLISH to a topic already validated on this stream.
+            # Anything unusual falls through to the full decoder, which has the final word.
+            if length == 2:
+                ack = short_acks.get(first)
+                if ack is not None:
+                    pid = (buf[start] << 8) | buf[start + 1]
+                    if pid:
+                        append(new(ack[0], (pid, ack[1], no_props)))
+                        size_append(4)
+                        pos = end
+                        continue
+            elif 0x30 <= first < 0x40 and version < 5 and length > 2:
+                tstop = start + 2 + ((buf[start] << 8) | buf[start + 1])
+                if tstop <= end:
+                    topic = topics.get(buf[start + 2:tstop])
+                    if topic is not None:
+                        qos = (first >> 1) & 3
+                        if qos == 0:
+                            if not first & 8:
+                                append(new(publish, (topic, buf[tstop:end], 0, False,
+                                                     first & 1 == 1, None, no_props)))
+                                size_append(end - pos)
+                                pos = end
+                                continue
+                        elif qos != 3 and tstop + 2 <= end:
+                            pid = (buf[tstop] << 8) | buf[tstop + 1]
+                            if pid:
+                                append(new(publish, (topic, buf[tstop + 2:end], qos,
+                                                     first >= 0x38, first & 1 == 1, pid,
+                                                     no_props)))
+                                size_append(end - pos)
+                                pos = end
+                                continue
             try:
                 packet = decoders[first >> 4](buf, first & 0x0F, start, end, version, topics)
                 if first < 0x40:

@@ -1,0 +1,438 @@
+"""The records the analysis produces, and the compact column stores that hold the numerous ones.
+
+Two kinds of storage, chosen by how many of each a capture makes:
+
+- **Few per capture** (connections, sessions, reconnections, anomalies): plain ``slots``
+  dataclasses, kept as objects. A capture has thousands of connections at most.
+- **Many per capture** (exchanges, deliveries, packets): one per PUBLISH or per packet, so a
+  1,000,000-packet capture makes up to a million of them. As Python objects they would cost
+  500+ bytes each (every timestamp above 2**30 is its own 32-byte int), far beyond the 150 MB
+  budget. Finished ones are therefore appended to a :class:`ColumnStore`: one ``array.array``
+  per column, 1 to 8 bytes per value, which numpy and pandas later view without copying. Strings
+  (topics, client ids) are interned once in an :class:`Interner` and stored as int32 codes, which
+  become a pandas ``category`` directly. Only *open* exchanges live as objects, and those are
+  bounded (see :mod:`.correlate`).
+
+:class:`Exchange` and :class:`Delivery` are the typed, per-row views of those stores, made on
+demand (``CorrelationResult.exchange(i)``), for tests and for a live driver that wants objects.
+
+Missing values in a store are sentinels: ``NO_TS`` (the int64 minimum, which numpy reads as NaT)
+for timestamps, ``-1`` for ids, codes and reason codes.
+
+Everything here is standard library only, so the live broker and client can use it.
+"""
+
+from __future__ import annotations
+
+from array import array
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = [
+    "DELIVERY_COLUMNS",
+    "DELIVERY_STATUSES",
+    "END_CAUSES",
+    "EXCHANGE_COLUMNS",
+    "NO_TS",
+    "OUTCOMES",
+    "PACKET_COLUMNS",
+    "PACKET_TYPE_NAMES",
+    "Q0_COLUMNS",
+    "STEPS",
+    "AnomalyRecord",
+    "ColumnStore",
+    "Connection",
+    "Delivery",
+    "Exchange",
+    "Interner",
+    "Reconnect",
+    "Session",
+]
+
+#: "No timestamp": the int64 minimum, which is NaT when viewed as datetime64[ns].
+NO_TS = -(2**63)
+
+#: Exchange outcomes, in the order of their int codes in the stores.
+OUTCOMES = ("open", "complete", "complete_after_reconnect", "incomplete", "abandoned",
+            "refused", "protocol_error", "evicted")
+#: The last step an exchange reached, in protocol order.
+STEPS = ("publish", "puback", "pubrec", "pubrel", "pubcomp")
+#: How a connection ended (``Connection.end``).
+END_CAUSES = ("disconnect", "fin", "rst", "idle", "keepalive_expired", "taken_over",
+              "end_of_capture")
+#: ``Delivery.status`` codes.
+DELIVERY_STATUSES = ("delivered", "duplicate", "not_delivered")
+#: ``Delivery.reason`` codes for not-delivered rows (``""`` otherwise).
+DELIVERY_REASONS = ("", "subscriber_connected", "subscriber_offline")
+PACKET_TYPE_NAMES = ("RESERVED", "CONNECT", "CONNACK", "PUBLISH", "PUBACK", "PUBREC", "PUBREL",
+                     "PUBCOMP", "SUBSCRIBE", "SUBACK", "UNSUBSCRIBE", "UNSUBACK", "PINGREQ",
+                     "PINGRESP", "DISCONNECT", "AUTH")
+
+_Q = "q"   # int64: timestamps, ids that grow with traffic
+_I = "i"   # int32: codes, counts, packet ids (-1 = none)
+_B = "b"   # int8: flags, small enums
+
+#: Columns of a finished QoS 1/2 exchange: (name, array typecode, default).
+EXCHANGE_COLUMNS: tuple[tuple[str, str, int], ...] = (
+    ("ex_id", _Q, -1), ("session", _I, -1), ("conn_id", _I, -1),
+    ("last_conn_id", _I, -1), ("direction", _B, 0), ("qos", _B, 0), ("packet_id", _I, -1),
+    ("topic", _I, -1), ("payload_len", _I, -1), ("retain", _B, 0), ("dup_first", _B, 0),
+    ("frame", _I, 0),
+    ("t_publish", _Q, NO_TS), ("t_publish_last", _Q, NO_TS), ("n_publish", _I, 1),
+    ("n_dup", _I, 0),
+    ("t_puback", _Q, NO_TS), ("t_puback_last", _Q, NO_TS), ("n_puback", _I, 0),
+    ("puback_reason", _I, -1),
+    ("t_pubrec", _Q, NO_TS), ("t_pubrec_last", _Q, NO_TS), ("n_pubrec", _I, 0),
+    ("pubrec_reason", _I, -1),
+    ("t_pubrel", _Q, NO_TS), ("t_pubrel_last", _Q, NO_TS), ("n_pubrel", _I, 0),
+    ("pubrel_reason", _I, -1),
+    ("t_pubcomp", _Q, NO_TS), ("t_pubcomp_last", _Q, NO_TS), ("n_pubcomp", _I, 0),
+    ("pubcomp_reason", _I, -1),
+    ("t_end", _Q, NO_TS), ("outcome", _B, 1), ("last_step", _B, 0), ("spans_reconnect", _B, 0),
+    ("dup_after_complete", _I, 0),
+)
+#: The few columns a QoS 0 exchange needs (the rest take their defaults): a QoS 0 PUBLISH is one
+#: packet, and a capture can hold a million of them.
+Q0_COLUMNS: tuple[tuple[str, str, int], ...] = tuple(
+    c for c in EXCHANGE_COLUMNS if c[0] in {
+        "ex_id", "session", "conn_id", "direction", "topic", "payload_len",
+        "retain", "dup_first", "frame", "t_publish"})
+DELIVERY_COLUMNS: tuple[tuple[str, str, int], ...] = (
+    ("pub_ex_id", _Q, -1), ("sub_ex_id", _Q, -1), ("publisher", _I, -1),
+    ("subscriber", _I, -1), ("topic", _I, -1), ("t_publish", _Q, NO_TS),
+    ("t_delivered", _Q, NO_TS), ("pub_qos", _B, 0), ("sub_qos", _B, -1),
+    ("granted_qos", _B, -1), ("status", _B, 0), ("reason", _B, 0), ("retain", _B, 0),
+)
+PACKET_COLUMNS: tuple[tuple[str, str, int], ...] = (
+    ("ts_ns", _Q, NO_TS), ("conn_id", _I, -1), ("direction", _B, 0), ("packet_type", _B, 0),
+    ("qos", _B, -1), ("dup", _B, 0), ("retain", _B, 0), ("packet_id", _I, -1),
+    ("reason_code", _I, -1), ("wire_len", _I, 0), ("frame", _I, 0), ("ex_id", _Q, -1),
+    ("resend", _B, 0), ("topic", _I, -1),
+)
+
+
+class Interner:
+    """Strings to dense int codes (and back): how topics and client ids are stored.
+
+    Codes are handed out in order of first appearance; ``values`` is the category list.
+    """
+
+    __slots__ = ("_codes", "values")
+
+    def __init__(self) -> None:
+        self._codes: dict[str, int] = {}
+        self.values: list[str] = []
+
+    def code(self, value: str | None) -> int:
+        """The code of ``value`` (-1 for None), adding it if new."""
+        if value is None:
+            return -1
+        c = self._codes.get(value)
+        if c is None:
+            c = self._codes[value] = len(self.values)
+            self.values.append(value)
+        return c
+
+    def value(self, code: int) -> str | None:
+        return None if code < 0 else self.values[code]
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+
+class ColumnStore:
+    """Rows appended to one typed ``array.array`` per column; rows can be updated in place.
+
+    ``append`` takes the values in column order (the hot path: no dict, no keyword lookup).
+    ``release`` hands a column over and forgets it, so a table builder can free the store column
+    by column instead of holding two copies of everything.
+    """
+
+    __slots__ = ("_appenders", "columns", "defaults", "names", "rows")
+
+    def __init__(self, spec: tuple[tuple[str, str, int], ...]) -> None:
+        self.names = tuple(name for name, _, _ in spec)
+        self.defaults = {name: default for name, _, default in spec}
+        self.columns: dict[str, array[int]] = {name: array(code) for name, code, _ in spec}
+        self._appenders = tuple(self.columns[name].append for name in self.names)
+        self.rows = 0
+
+    def append(self, *values: int) -> int:
+        """Add one row (values in column order); returns its row index."""
+        for add, value in zip(self._appenders, values, strict=True):
+            add(value)
+        self.rows += 1
+        return self.rows - 1
+
+    def get(self, name: str, row: int) -> int:
+        return self.columns[name][row]
+
+    def set(self, name: str, row: int, value: int) -> None:
+        self.columns[name][row] = value
+
+    def add(self, name: str, row: int, delta: int = 1) -> None:
+        self.columns[name][row] += delta
+
+    def row(self, row: int) -> dict[str, int]:
+        return {name: col[row] for name, col in self.columns.items()}
+
+    def release(self, name: str) -> array[int]:
+        """Take a column out of the store (the store no longer has it)."""
+        return self.columns.pop(name)
+
+    def nbytes(self) -> int:
+        return sum(col.itemsize * len(col) for col in self.columns.values())
+
+
+@dataclass(slots=True)
+class Connection:
+    """One transport connection and the MQTT connection on it.
+
+    ``end`` is how it ended (:data:`END_CAUSES`): a DISCONNECT wins over the transport close,
+    then a session takeover, then keep-alive expiry (no packet from the client for more than
+    1.5 x the keep-alive before the close [MQTT-3.1.2-24]), then the transport's own ``fin``,
+    ``rst``, ``idle`` or ``end_of_capture``. ``transport_end`` keeps the transport's view.
+    ``version_source`` says where ``version`` came from: ``connect``, ``decoder`` or
+    ``default`` (a capture that starts mid-session has no CONNECT).
+    """
+
+    conn_id: int
+    client: str
+    broker: str
+    transport: str = "tcp"
+    session: str | None = None
+    client_id: str | None = None
+    version: int | None = None
+    version_source: str = "default"
+    keep_alive: int | None = None
+    clean_start: bool | None = None
+    session_expiry: int | None = None
+    username: str | None = None
+    password_present: bool = False
+    will_topic: str | None = None
+    handshake_seen: bool = False
+    t_open: int | None = None
+    t_connect: int | None = None
+    t_connack: int | None = None
+    connack_code: int | None = None
+    session_present: bool | None = None
+    t_close: int | None = None
+    end: str | None = None
+    transport_end: str | None = None
+    closed_by: str | None = None
+    disconnect_by: str | None = None
+    disconnect_reason: int | None = None
+    t_last_c2b: int | None = None
+    t_last_b2c: int | None = None
+    n_packets_c2b: int = 0
+    n_packets_b2c: int = 0
+    n_bytes_c2b: int = 0
+    n_bytes_b2c: int = 0
+    n_publish_c2b: int = 0
+    n_publish_b2c: int = 0
+    tcp_retransmissions: int = 0
+    stream_gaps: int = 0
+    unfinished_at_end: int = 0
+
+    @property
+    def accepted(self) -> bool | None:
+        """True when CONNACK accepted the connection (code 0), None if no CONNACK was seen."""
+        return None if self.connack_code is None else self.connack_code == 0
+
+
+@dataclass(slots=True)
+class Session:
+    """An MQTT session: keyed by client id, it outlives TCP connections.
+
+    Connections without a CONNECT (a capture started mid-session) or with an empty client id
+    get a session of their own, keyed ``conn:<conn_id>``, with ``client_id`` None or empty.
+    """
+
+    session: str
+    client_id: str | None
+    conn_ids: list[int] = field(default_factory=list)
+    t_first: int | None = None
+    t_last: int | None = None
+    persistent: bool | None = None
+    n_exchanges_c2b: int = 0
+    n_exchanges_b2c: int = 0
+
+    @property
+    def n_connections(self) -> int:
+        return len(self.conn_ids)
+
+    @property
+    def n_reconnects(self) -> int:
+        return max(0, len(self.conn_ids) - 1)
+
+
+@dataclass(slots=True)
+class Reconnect:
+    """A session's next connection after a previous one, and what crossed the gap.
+
+    ``cause`` is the previous connection's ``end``; ``gap_ns`` runs from its close (or from the
+    takeover) to the new CONNECT. ``unfinished_c2b``/``unfinished_b2c`` count exchanges the old
+    connection left open; ``redelivered_publish`` and ``redelivered_pubrel`` count PUBLISH and
+    PUBREL resends on the new connection that joined those open exchanges; ``resumed`` how many
+    of them completed on the new connection; ``abandoned`` how many the broker or client dropped
+    (no session present, or clean start).
+    """
+
+    session: str
+    client_id: str | None
+    prev_conn_id: int
+    next_conn_id: int
+    t_drop: int | None
+    t_connect: int
+    cause: str | None
+    disconnect_reason: int | None
+    clean_start: bool | None
+    session_present: bool | None = None
+    unfinished_c2b: int = 0
+    unfinished_b2c: int = 0
+    redelivered_publish: int = 0
+    redelivered_pubrel: int = 0
+    resumed: int = 0
+    abandoned: int = 0
+
+    @property
+    def gap_ns(self) -> int | None:
+        return None if self.t_drop is None else self.t_connect - self.t_drop
+
+
+@dataclass(slots=True)
+class AnomalyRecord:
+    """Something wrong or suspicious. ``source`` is ``decoder`` (passed through from an
+    :class:`~qosinspect.events.Anomaly` or :class:`~qosinspect.events.StreamGap`) or
+    ``analysis`` (found here: orphan ack, packet id in use, ...)."""
+
+    ts_ns: int
+    kind: str
+    detail: str
+    source: str
+    conn_id: int | None = None
+    session: str | None = None
+    direction: str | None = None
+    frame: int = 0
+    packet_id: int | None = None
+    ex_id: int | None = None
+
+
+@dataclass(slots=True)
+class Exchange:
+    """One QoS delivery in one direction: a PUBLISH and its acknowledgements.
+
+    Keyed by (session, direction of the PUBLISH, packet id, generation); ``generation`` counts
+    earlier exchanges on the same key. Each step keeps its first and last time and its count,
+    never overwritten: ``t_publish``/``t_publish_last``/``n_publish`` and likewise for PUBACK,
+    PUBREC, PUBREL, PUBCOMP. Timestamps are integer ns, None when the step was not seen.
+    """
+
+    ex_id: int
+    session: str | None
+    client_id: str | None
+    conn_id: int
+    last_conn_id: int
+    direction: str
+    qos: int
+    packet_id: int | None
+    generation: int
+    topic: str | None
+    payload_len: int
+    retain: bool
+    dup_first: bool
+    frame: int
+    t_publish: int | None
+    t_publish_last: int | None
+    n_publish: int
+    n_dup: int
+    t_puback: int | None
+    t_puback_last: int | None
+    n_puback: int
+    puback_reason: int | None
+    t_pubrec: int | None
+    t_pubrec_last: int | None
+    n_pubrec: int
+    pubrec_reason: int | None
+    t_pubrel: int | None
+    t_pubrel_last: int | None
+    n_pubrel: int
+    pubrel_reason: int | None
+    t_pubcomp: int | None
+    t_pubcomp_last: int | None
+    n_pubcomp: int
+    pubcomp_reason: int | None
+    t_end: int | None
+    outcome: str
+    last_step: str
+    spans_reconnect: bool
+    dup_after_complete: int
+
+    @property
+    def retransmissions(self) -> int:
+        """MQTT-level resends: extra PUBLISH (with or without DUP), PUBREC and PUBREL."""
+        return (self.n_publish - 1 + max(0, self.n_pubrec - 1) + max(0, self.n_pubrel - 1))
+
+    @classmethod
+    def from_row(cls, row: dict[str, int], strings: Interner, sessions: Interner,
+                 client_ids: dict[str, str | None], generation: int = 0) -> Exchange:
+        """Rebuild one exchange from a store row (sentinels become None)."""
+        def ts(name: str) -> int | None:
+            v = row[name]
+            return None if v == NO_TS else v
+
+        def opt(name: str) -> int | None:
+            v = row[name]
+            return None if v < 0 else v
+
+        kw: dict[str, Any] = dict(row)
+        for name in kw:
+            if name.startswith("t_"):
+                kw[name] = ts(name)
+            elif name.endswith("_reason") or name == "packet_id":
+                kw[name] = opt(name)
+        session = sessions.value(row["session"])
+        kw.update(
+            session=session, client_id=client_ids.get(session or ""),
+            topic=strings.value(row["topic"]), direction=("c2b", "b2c")[row["direction"]],
+            retain=bool(row["retain"]), dup_first=bool(row["dup_first"]),
+            spans_reconnect=bool(row["spans_reconnect"]), outcome=OUTCOMES[row["outcome"]],
+            last_step=STEPS[row["last_step"]], generation=generation)
+        return cls(**kw)
+
+
+@dataclass(slots=True)
+class Delivery:
+    """A publisher's message matched to what the broker sent a subscriber (end to end).
+
+    ``status``: ``delivered`` (the first copy this subscriber got), ``duplicate`` (another
+    exchange carrying a message this subscriber already had), or ``not_delivered`` (a subscriber
+    whose subscription matched got nothing within the matching window; ``reason`` says whether it
+    was connected at the time). ``sub_qos < pub_qos`` is a QoS downgrade, expected when
+    ``granted_qos`` explains it.
+    """
+
+    pub_ex_id: int
+    sub_ex_id: int | None
+    publisher: str | None
+    subscriber: str | None
+    topic: str | None
+    t_publish: int
+    t_delivered: int | None
+    pub_qos: int
+    sub_qos: int | None
+    granted_qos: int | None
+    status: str
+    reason: str
+    retain: bool
+
+    @property
+    def downgraded(self) -> bool:
+        return self.sub_qos is not None and self.sub_qos < self.pub_qos
+
+
+def iter_rows(store: ColumnStore) -> Iterator[dict[str, int]]:
+    """Every row of a store as a dict (slow; for tests and small captures)."""
+    for i in range(store.rows):
+        yield store.row(i)

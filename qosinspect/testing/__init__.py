@@ -1,0 +1,3 @@
+"""Helpers for tests: synthetic captures (:mod:`.synthcap`)."""
+
+__all__: list[str] = []
