@@ -7,7 +7,6 @@ import struct
 from pathlib import Path
 
 import pytest
-from conftest import shared_dir
 
 from qosinspect.capture.pcapfile import MAX_CAPLEN, CaptureFile, TruncatedCapture, read_frames
 from qosinspect.errors import CaptureError
@@ -20,6 +19,7 @@ from qosinspect.testing.synthcap import (
     pcapng_bytes,
     render,
 )
+from qosinspect.testing.tools import shared_captures
 
 T0 = 1_700_000_000_123_456_789
 
@@ -114,7 +114,7 @@ def test_gzip_file_and_stdin(tmp_path: Path) -> None:
 
 
 def test_shared_captures_read() -> None:
-    files = sorted(shared_dir("captures").glob("*.pcap"))
+    files = sorted(shared_captures().glob("*.pcap"))
     assert files
     for path in files:
         frames = list(read_frames(path))
