@@ -25,7 +25,9 @@ __all__ = [
     "Event",
     "MqttPacketEvent",
     "StreamGap",
+    "TcpDirectionStats",
     "TcpRetransmission",
+    "TcpStats",
 ]
 
 
@@ -73,6 +75,9 @@ class MqttPacketEvent(NamedTuple):
     frame: int = 0
     first_frame: int = 0
     version: int | None = None
+    #: True when no CONNECT was seen and ``version`` is a default (``--mqtt-version``), not a
+    #: fact read from the bytes.
+    version_assumed: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,10 +108,41 @@ class ConnectionOpened:
 
 
 @dataclass(frozen=True, slots=True)
+class TcpDirectionStats:
+    """What one side of a TCP connection sent, as the capture decoder counted it.
+
+    ``segments`` counts every segment seen (pure ACKs included); ``data_bytes`` the new stream
+    bytes; ``retransmissions``/``retrans_bytes`` segments carrying bytes already seen (first copy
+    wins); ``gaps``/``gap_bytes`` holes never filled; ``mqtt_packets`` the MQTT packets decoded
+    from this direction.
+    """
+
+    segments: int = 0
+    data_bytes: int = 0
+    retransmissions: int = 0
+    retrans_bytes: int = 0
+    keepalives: int = 0
+    zero_window_probes: int = 0
+    out_of_order: int = 0
+    gaps: int = 0
+    gap_bytes: int = 0
+    mqtt_packets: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class TcpStats:
+    """Per-direction TCP statistics of one connection (``c2b``: what the client sent)."""
+
+    c2b: TcpDirectionStats
+    b2c: TcpDirectionStats
+
+
+@dataclass(frozen=True, slots=True)
 class ConnectionClosed:
     """The end of a connection: ``how`` is ``fin``, ``rst``, ``idle`` or ``end_of_capture``.
 
-    ``closed_by`` says which side sent the FIN/RST first, when known.
+    ``closed_by`` says which side sent the FIN/RST first, when known. ``tcp`` holds the
+    connection's TCP statistics when the source knows them (the capture decoder does).
     """
 
     ts_ns: int
@@ -114,6 +150,7 @@ class ConnectionClosed:
     how: str
     closed_by: Direction | None = None
     frame: int = 0
+    tcp: TcpStats | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,9 +1,12 @@
-"""The capture decoder's lower layers: capture files to reassembled per-direction TCP streams.
+"""The capture decoder: pcap/pcapng files to MQTT packet events (see :mod:`.decoder`).
 
 Modules: :mod:`.pcapfile` (pcap/pcapng readers), :mod:`.layers` (link/IP/TCP parsing),
 :mod:`.reassembly` (TCP reassembly), :mod:`.websocket` (MQTT over WebSocket), :mod:`.records` (what
-goes up) and :mod:`.pipeline` (the glue). Import from the submodules; this package imports nothing
-so that ``import qosinspect.capture`` stays light.
+goes up), :mod:`.pipeline` (the glue to per-direction streams), :mod:`.version` (the MQTT version
+when CONNECT is missing), :mod:`.decoder` (streams to events) and :mod:`.tshark` (the same events
+from Wireshark's dissector). Everything here is standard library only, so importing it is light.
 """
 
-__all__: list[str] = []
+from .decoder import CaptureDecoder, CaptureSummary, EventStream, iter_events
+
+__all__ = ["CaptureDecoder", "CaptureSummary", "EventStream", "iter_events"]

@@ -29,6 +29,7 @@ import struct
 from collections.abc import Iterable, Iterator
 from typing import Any
 
+from ..errors import CaptureError
 from ..events import Endpoint
 from ..mqtt.enums import Direction
 from .layers import (
@@ -119,8 +120,9 @@ class CapturePipeline:
 
     ``source`` is a path (``"-"`` for stdin) or an open :class:`CaptureFile`. Iterating yields
     :data:`~.records.CaptureRecord` values in frame order and raises
-    :class:`~qosinspect.errors.CaptureError` (after everything before it) on a bad file; the
-    records of connections still open at that point are not flushed.
+    :class:`~qosinspect.errors.CaptureError` on a bad file, after everything before it and after
+    the connections still open were closed (``end_of_capture``: their holes become gaps), so
+    nothing decoded so far is lost. ``position`` and ``size`` (bytes) allow a progress display.
     """
 
     def __init__(self, source: str | os.PathLike[str] | CaptureFile, *,
@@ -137,6 +139,10 @@ class CapturePipeline:
         self.tcp_frames = 0
         self.flows_tracked = 0
         self.flows_ignored = 0
+        #: Offset of the last record read and size of the (decompressed) capture, in bytes.
+        self.position = 0
+        self.size = 0
+        self._last_ts = 0
 
     def __iter__(self) -> Iterator[CaptureRecord]:
         if isinstance(self.source, CaptureFile):
@@ -150,9 +156,26 @@ class CapturePipeline:
     def _run(self, cap: CaptureFile) -> Iterator[CaptureRecord]:
         buf = cap.buf
         reasm = self.reassembler
+        out: list[CaptureRecord] = []
+        self.size = len(buf)
+        try:
+            yield from self._loop(cap, buf, out)
+        except CaptureError:
+            # The file is bad from here on: end what was open, as at the end of a capture.
+            reasm.finish(self.frames, self._last_ts, out)
+            if out:
+                yield from self._filtered(out)
+            raise
+        reasm.finish(self.frames, self._last_ts, out)
+        if out:
+            yield from self._filtered(out)
+
+    def _loop(self, cap: CaptureFile, buf: Buffer, out: list[CaptureRecord]
+              ) -> Iterator[CaptureRecord]:
+        """The per-frame loop (the hot path); leaves ``frames`` and ``_last_ts`` behind."""
+        reasm = self.reassembler
         halves = reasm.halves
         segment = reasm.segment
-        out: list[CaptureRecord] = []
         new = _new_tuple
         sd = StreamData
         fast_lt = -1
@@ -163,62 +186,64 @@ class CapturePipeline:
         next_sweep = 0
         n = 0
         ts = 0
-        for n, ts, lt, off, cl, ol in cap.records():
-            if lt != fast_lt:
-                fast_lt = lt
-                entry = _FAST.get(lt)
-                if entry is None:
-                    minlen = 1 << 30
-                else:
-                    fast, lhl, tags = entry
-                    minlen = lhl + 40
-            if ts >= next_sweep:
-                if next_sweep:
-                    reasm.sweep(ts, n, out)
-                next_sweep = ts + _SWEEP_NS
-            if cl >= minlen:
-                tag, vihl, total, ff, proto, seq, ack, doff, flags, win = fast(buf, off)
-                if tag in tags and vihl == 0x45 and proto == 6 and not ff & 0x3FFF:
-                    ip = off + lhl
-                    hl = (doff >> 4) << 2
-                    pstart = ip + 20 + hl
-                    wend = ip + total
-                    if hl >= 20 and pstart <= wend <= off + cl:
-                        h = halves.get(buf[ip + 12:ip + 24])
-                        if h is not None:
-                            flow = h.flow
-                            flow.last_ts = ts
-                            if (flags == 0x10 or flags == 0x18) and seq == h.nxt_seq:
-                                p = h.peer
-                                d = (ack - p.nxt_seq) & _M
-                                if not d or d >= _HALF:
-                                    plen = wend - pstart
-                                    if not plen:
-                                        h.segments += 1
-                                        h.win = win
-                                        continue
-                                    if (h.sink is None and h.probe is None and not h.ooo
-                                            and (plen != 1 or p.win)):
-                                        h.segments += 1
-                                        h.win = win
-                                        h.nxt_seq = (seq + plen) & _M
-                                        h.nxt_off += plen
-                                        h.data_bytes += plen
-                                        yield new(sd, (flow, h.direction, n, ts,
-                                                       buf[pstart:wend]))
-                                        continue
-                            segment(h, ts, n, seq, ack, flags, win, buf[pstart:wend], 0, out)
-                            if out:
-                                yield from self._filtered(out)
-                            continue
-            # the general path: new or dead flows, other link types, IPv6, options, fragments
-            self._slow(buf, n, ts, lt, off, cl, ol, out)
-            if out:
-                yield from self._filtered(out)
-        self.frames = n
-        reasm.finish(n, ts, out)
-        if out:
-            yield from self._filtered(out)
+        try:
+            for n, ts, lt, off, cl, ol in cap.records():
+                self.position = off
+                if lt != fast_lt:
+                    fast_lt = lt
+                    entry = _FAST.get(lt)
+                    if entry is None:
+                        minlen = 1 << 30
+                    else:
+                        fast, lhl, tags = entry
+                        minlen = lhl + 40
+                if ts >= next_sweep:
+                    if next_sweep:
+                        reasm.sweep(ts, n, out)
+                    next_sweep = ts + _SWEEP_NS
+                if cl >= minlen:
+                    tag, vihl, total, ff, proto, seq, ack, doff, flags, win = fast(buf, off)
+                    if tag in tags and vihl == 0x45 and proto == 6 and not ff & 0x3FFF:
+                        ip = off + lhl
+                        hl = (doff >> 4) << 2
+                        pstart = ip + 20 + hl
+                        wend = ip + total
+                        if hl >= 20 and pstart <= wend <= off + cl:
+                            h = halves.get(buf[ip + 12:ip + 24])
+                            if h is not None:
+                                flow = h.flow
+                                flow.last_ts = ts
+                                if (flags == 0x10 or flags == 0x18) and seq == h.nxt_seq:
+                                    p = h.peer
+                                    d = (ack - p.nxt_seq) & _M
+                                    if not d or d >= _HALF:
+                                        plen = wend - pstart
+                                        if not plen:
+                                            h.segments += 1
+                                            h.win = win
+                                            continue
+                                        if (h.sink is None and h.probe is None and not h.ooo
+                                                and (plen != 1 or p.win)):
+                                            h.segments += 1
+                                            h.win = win
+                                            h.nxt_seq = (seq + plen) & _M
+                                            h.nxt_off += plen
+                                            h.data_bytes += plen
+                                            yield new(sd, (flow, h.direction, n, ts,
+                                                           buf[pstart:wend]))
+                                            continue
+                                segment(h, ts, n, seq, ack, flags, win, buf[pstart:wend], 0, out)
+                                if out:
+                                    yield from self._filtered(out)
+                                continue
+                # the general path: new or dead flows, other link types, IPv6, options, fragments
+                self._slow(buf, n, ts, lt, off, cl, ol, out)
+                if out:
+                    yield from self._filtered(out)
+        finally:
+            self.frames = n
+            self._last_ts = ts
+        self.position = len(buf)
 
     @staticmethod
     def _filtered(out: list[CaptureRecord]) -> Iterator[CaptureRecord]:
