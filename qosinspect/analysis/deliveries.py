@@ -25,7 +25,7 @@ from collections import deque
 from collections.abc import Callable
 
 from ..mqtt.topics import topic_matches
-from .records import DELIVERY_COLUMNS, DELIVERY_STATUSES, ColumnStore
+from .records import DELIVERY_COLUMNS, DELIVERY_STATUSES, RowStore
 
 __all__ = ["DeliveryMatcher", "Publication"]
 
@@ -54,7 +54,7 @@ class Publication:
 
 
 class DeliveryMatcher:
-    """Streaming publication/delivery matcher writing rows to a :class:`ColumnStore`.
+    """Streaming publication/delivery matcher writing rows to a :class:`RowStore`.
 
     ``online(session_code, ts)`` tells whether a session had a live connection at ``ts``; the
     correlator supplies it.
@@ -62,7 +62,7 @@ class DeliveryMatcher:
 
     def __init__(self, online: Callable[[int, int], bool], *, window_ns: int = 60 * 10**9,
                  max_pending: int = 100_000) -> None:
-        self.store = ColumnStore(DELIVERY_COLUMNS)
+        self.store = RowStore(DELIVERY_COLUMNS)
         self.window_ns = window_ns
         self.max_pending = max_pending
         self._online = online

@@ -1,0 +1,152 @@
+"""``analyze(events)`` and ``analyze_capture(path)``: the analysis as one object of DataFrames.
+
+The tables are built on first access and cached, so a caller who wants only ``summary()`` (the
+``report`` command) never pays for the per-packet table.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from functools import cached_property
+from typing import Any
+
+import pandas as pd
+
+from ..errors import CaptureError
+from ..events import Event
+from . import metrics, tables
+from .correlate import CorrelationResult, Correlator
+
+__all__ = ["TABLES", "Analysis", "analyze", "analyze_capture"]
+
+#: The tables of an analysis, in the order ``export`` writes them.
+TABLES = ("packets", "connections", "sessions", "exchanges", "reconnects", "deliveries",
+          "anomalies", "tcp_retransmissions")
+
+
+class Analysis:
+    """The analysis of one event stream: DataFrames, ``summary()`` and ``report()``.
+
+    ``source`` names where the events came from (a capture path), ``capture_error`` holds the
+    error that ended reading a damaged capture early (everything before it is analysed), and
+    ``capture_summary`` the decoder's counters when the events came from a capture.
+    """
+
+    def __init__(self, result: CorrelationResult, *, source: str | None = None,
+                 capture_error: CaptureError | None = None,
+                 capture_summary: Any = None) -> None:
+        self.result = result
+        self.source = source
+        self.capture_error = capture_error
+        self.capture_summary = capture_summary
+
+    def __repr__(self) -> str:
+        r = self.result
+        return (f"<Analysis {self.source or 'events'}: {len(r.connections)} connections, "
+                f"{r.exchanges.rows + r.q0.rows} exchanges, {len(r.anomalies)} anomalies>")
+
+    @cached_property
+    def packets(self) -> pd.DataFrame:
+        """One row per MQTT packet (empty if the analysis ran with ``packets=False``)."""
+        return tables.packets_frame(self.result)
+
+    @cached_property
+    def connections(self) -> pd.DataFrame:
+        return tables.connections_frame(self.result)
+
+    @cached_property
+    def sessions(self) -> pd.DataFrame:
+        return tables.sessions_frame(self.result)
+
+    @cached_property
+    def exchanges(self) -> pd.DataFrame:
+        """One row per QoS delivery per direction (QoS 0 included), in ``ex_id`` order."""
+        return tables.exchanges_frame(self.result)
+
+    @cached_property
+    def reconnects(self) -> pd.DataFrame:
+        return tables.reconnects_frame(self.result)
+
+    @cached_property
+    def deliveries(self) -> pd.DataFrame:
+        return tables.deliveries_frame(self.result)
+
+    @cached_property
+    def anomalies(self) -> pd.DataFrame:
+        return tables.anomalies_frame(self.result)
+
+    @cached_property
+    def tcp_retransmissions(self) -> pd.DataFrame:
+        return tables.tcp_retransmissions_frame(self.result)
+
+    def tables(self) -> dict[str, pd.DataFrame]:
+        """Every table by name (:data:`TABLES`)."""
+        return {name: getattr(self, name) for name in TABLES}
+
+    def summary(self) -> pd.DataFrame:
+        """One row per QoS level: publishes, completed, incomplete, retransmissions, DUP,
+        duplicates delivered, latency percentiles in ms (see :mod:`.metrics`)."""
+        rows = []
+        for row in metrics.summary_rows(self.result):
+            flat = {k: v for k, v in row.items()
+                    if k not in ("latency_ms", "latency_ms_by_step", "qos2_incomplete")}
+            for k, v in row["latency_ms"].items():
+                flat[f"latency_ms_{k}"] = v
+            rows.append(flat)
+        df = pd.DataFrame(rows).set_index("qos")
+        for col in df.columns:
+            df[col] = df[col].astype("float64" if col.startswith("latency") else "int64")
+        return df
+
+    def report(self) -> dict[str, Any]:
+        """The report as JSON-ready data (``qosinspect report --format json``)."""
+        out = metrics.report_dict(self.result)
+        cap = out["capture"]
+        if self.source is not None:
+            cap["source"] = self.source
+        s = self.capture_summary
+        if s is not None:
+            cap.update(frames=s.frames, mqtt_packets=s.mqtt_packets)
+        if self.capture_error is not None:
+            cap["error"] = str(self.capture_error)
+        return out
+
+
+def analyze(events: Iterable[Event], **options: Any) -> Analysis:
+    """Analyse boundary events (from a capture, a live tap or a test builder).
+
+    ``options`` go to :class:`~.correlate.Correlator` (``packets``, ``deliveries``,
+    ``max_open_per_session``, ``max_open_total``, ``max_anomalies_per_kind``,
+    ``delivery_window_ns``).
+    """
+    return Analysis(Correlator(**options).feed_all(events))
+
+
+def analyze_capture(source: str | os.PathLike[str], *, ports: Iterable[int] = (1883,),
+                    tls_ports: Iterable[int] = (8883,), detect_any_port: bool = True,
+                    mqtt_version: int = 4, engine: str = "native", tls_keylog: str | None = None,
+                    strict: bool = False, **options: Any) -> Analysis:
+    """Decode a pcap/pcapng file and analyse it.
+
+    A capture that ends badly (cut short, corrupt past some frame) is analysed up to the
+    problem and the error kept in ``Analysis.capture_error``; with ``strict=True`` it is raised
+    instead. A file that cannot be read at all always raises
+    :class:`~qosinspect.errors.CaptureError`.
+    """
+    from ..capture.decoder import iter_events
+
+    stream = iter_events(source, ports=ports, tls_ports=tls_ports,
+                         detect_any_port=detect_any_port, mqtt_version=mqtt_version,
+                         engine=engine, tls_keylog=tls_keylog)
+    correlator = Correlator(**options)
+    error: CaptureError | None = None
+    try:
+        correlator.consume(stream)
+    except CaptureError as exc:
+        if strict or correlator.n_events == 0:
+            raise
+        error = exc
+    result = correlator.finish()
+    return Analysis(result, source=os.fspath(source), capture_error=error,
+                    capture_summary=getattr(stream, "summary", None))

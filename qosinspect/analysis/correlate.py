@@ -1,0 +1,651 @@
+"""Events in, records out: connections, sessions, exchanges, reconnections, deliveries, anomalies.
+
+The :class:`Correlator` is pure (no file, socket or clock; time is the events' ``ts_ns``) and
+streaming: feed it the boundary events of :mod:`qosinspect.events` in capture order, from a pcap,
+a live tap or tshark alike, then :meth:`Correlator.finish` returns a :class:`CorrelationResult`.
+The exchange rules are in :mod:`.exchanges`; this module follows connections and sessions:
+
+* **Connections** carry their CONNECT (client id, version, keep alive, clean start, session
+  expiry) and CONNACK (result, session present, server keep alive). How one ended: a DISCONNECT
+  wins (from the broker with 0x8E it is ``taken_over``, with 0x8D ``keepalive_expired``); then a
+  session takeover (a new CONNECT with the same client id while it was open [MQTT-3.1.4-3]);
+  then ``keepalive_expired`` when the client had been silent for more than 1.5 x the keep alive
+  when the transport closed [MQTT-3.1.2-24]; then the transport's ``fin``, ``rst``, ``idle``,
+  ``reused`` or ``end_of_capture``.
+* **Sessions** are keyed by client id and outlive connections [MQTT-4.1.0-1]. An empty client id
+  or a connection without CONNECT (capture started mid-session) gets a session of its own,
+  ``conn:<conn_id>``; an MQTT 5 Assigned Client Identifier re-keys it.
+* **Reconnections**: a CONNECT for a session that had a connection before. Its open exchanges
+  stay open across the gap when the session persists (clean session 0, or MQTT 5 session expiry
+  > 0), and a DUP re-send or PUBREL re-send on the new connection joins them [MQTT-4.4.0-1].
+  They are ``abandoned`` when the session ends instead: the connection closes and the session
+  does not persist, the new CONNECT has clean start [MQTT-3.1.2-4], or the CONNACK says session
+  present 0 [MQTT-3.2.2-2].
+* **End of capture**: connections still open are closed as ``end_of_capture``; exchanges still
+  open on them are ``incomplete``; those whose connection had closed are ``abandoned``.
+* **Unintroduced packets**: any packet on a connection before its CONNECT counts in
+  ``n_before_connect`` and raises one ``missing_connect`` anomaly per connection; a PUBLISH
+  after CONNECT but before CONNACK raises ``publish_before_connack`` (allowed from a client by
+  MQTT 3.1.1 section 3.1.4 and MQTT 5 section 3.1.4, but worth seeing; Suricata calls both
+  ``unintroduced_message``); a PUBLISH after a refused CONNACK, ``publish_after_refused_connack``.
+
+Anomaly rows are capped per connection and kind (``max_anomalies_per_kind``); the rest are only
+counted (``CorrelationResult.anomalies_suppressed``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..events import (
+    Anomaly,
+    ConnectionClosed,
+    ConnectionInfo,
+    ConnectionOpened,
+    Event,
+    MqttPacketEvent,
+    StreamGap,
+    TcpRetransmission,
+)
+from ..mqtt.enums import Direction
+from ..mqtt.packets import (
+    ConnAck,
+    Connect,
+    Disconnect,
+    PubAck,
+    PubComp,
+    Publish,
+    PubRec,
+    PubRel,
+    SubAck,
+    Subscribe,
+    UnsubAck,
+    Unsubscribe,
+    packet_type_of,
+)
+from .deliveries import DeliveryMatcher
+from .exchanges import ABANDONED, INCOMPLETE, ExchangeTracker
+from .records import (
+    EXCHANGE_COLUMNS,
+    NO_TS,
+    PACKET_COLUMNS,
+    Q0_COLUMNS,
+    TCP_RETRANSMISSION_COLUMNS,
+    AnomalyRecord,
+    Connection,
+    Exchange,
+    Interner,
+    Reconnect,
+    RowStore,
+    Session,
+)
+from .state import B2C, C2B, ConnState, SessionState
+
+__all__ = ["NOTE_KINDS", "CorrelationResult", "Correlator", "correlate"]
+
+#: Decoder notices that describe the traffic rather than a fault: reported as notes.
+NOTE_KINDS = frozenset({"websocket", "websocket_close", "ip_fragment", "encrypted"})
+_DIRS = ("c2b", "b2c")
+_ACK_TYPES: dict[type, int] = {PubAck: 4, PubRec: 5, PubRel: 6, PubComp: 7}
+#: Packet types only a client sends / only a broker sends (to place packets of unknown direction).
+_FROM_CLIENT = frozenset({1, 8, 10, 12})
+_FROM_BROKER = frozenset({2, 9, 11, 13})
+
+
+@dataclass
+class CorrelationResult:
+    """Everything the correlator found; :mod:`.tables` turns it into DataFrames."""
+
+    connections: list[Connection]
+    sessions: list[Session]
+    reconnects: list[Reconnect]
+    anomalies: list[AnomalyRecord]
+    exchanges: RowStore
+    q0: RowStore
+    packets: RowStore | None
+    deliveries: RowStore | None
+    tcp_retransmissions: RowStore
+    topics: Interner
+    #: Session key and client id, by session code (the ``session`` column of the stores).
+    session_keys: list[str]
+    client_ids: list[str | None]
+    t_first: int | None = None
+    t_last: int | None = None
+    n_events: int = 0
+    n_evicted: int = 0
+    anomalies_suppressed: dict[str, int] = field(default_factory=dict)
+
+    def exchange_objects(self) -> list[Exchange]:
+        """Every exchange (QoS 0, 1 and 2) as an :class:`Exchange`, in ``ex_id`` order (slow:
+        for tests and small captures)."""
+        out = [self._exchange(self.exchanges.row(i)) for i in range(self.exchanges.rows)]
+        out.extend(self._exchange(self._q0_row(i)) for i in range(self.q0.rows))
+        out.sort(key=lambda e: e.ex_id)
+        return out
+
+    def _q0_row(self, i: int) -> dict[str, int]:
+        row = {name: default for name, _, default in EXCHANGE_COLUMNS}
+        row.update(self.q0.row(i))
+        row.update(qos=0, last_conn_id=row["conn_id"], t_publish_last=row["t_publish"],
+                   t_end=row["t_publish"], n_dup=row["dup_first"])
+        return row
+
+    def _exchange(self, row: dict[str, int]) -> Exchange:
+        code = row["session"]
+        return Exchange.from_row(row, self.topics, self.session_keys[code],
+                                 self.client_ids[code])
+
+
+class Correlator(ExchangeTracker):
+    """Streaming correlation of boundary events (see the module docstring).
+
+    ``packets=False`` skips the per-packet table (what ``qosinspect report`` needs is the rest);
+    ``deliveries=False`` skips end-to-end matching.
+    """
+
+    def __init__(self, *, packets: bool = True, deliveries: bool = True,
+                 max_open_per_session: int = 4096, max_open_total: int = 200_000,
+                 max_anomalies_per_kind: int = 1000, delivery_window_ns: int = 60 * 10**9,
+                 default_version: int = 4) -> None:
+        self.exchanges = RowStore(EXCHANGE_COLUMNS)
+        self.q0 = RowStore(Q0_COLUMNS)
+        self.packets = RowStore(PACKET_COLUMNS) if packets else None
+        self.tcp_retrans = RowStore(TCP_RETRANSMISSION_COLUMNS)
+        self.topics = Interner()
+        self.max_open_per_session = max_open_per_session
+        self.max_open_total = max_open_total
+        self.max_anomalies_per_kind = max_anomalies_per_kind
+        self.default_version = default_version
+        self.n_open_total = 0
+        self.n_evicted = 0
+        self.next_ex_id = 0
+        self._conns: dict[int, ConnState] = {}
+        self._sessions: dict[str, SessionState] = {}
+        self._by_code: list[SessionState] = []
+        self.reconnects: list[Reconnect] = []
+        self.anomalies: list[AnomalyRecord] = []
+        self.suppressed: dict[str, int] = {}
+        self._global_anomalies: dict[str, int] = {}
+        self.t_first: int | None = None
+        self.t_last: int | None = None
+        self.n_events = 0
+        self.matcher = (DeliveryMatcher(lambda code, ts: self._by_code[code].online(ts),
+                                        window_ns=delivery_window_ns)
+                        if deliveries else None)
+
+    # -- input ------------------------------------------------------------------------------------
+
+    def feed_all(self, events: Iterable[Event]) -> CorrelationResult:
+        """Feed every event, then :meth:`finish`."""
+        self.consume(events)
+        return self.finish()
+
+    def consume(self, events: Iterable[Event]) -> None:
+        """Feed every event (the fast loop; an exception from ``events`` propagates after
+        everything before it was taken)."""
+        packet = self._packet
+        other = self.feed
+        mpe = MqttPacketEvent
+        for ev in events:
+            if type(ev) is mpe:
+                packet(ev)
+            else:
+                other(ev)
+
+    def feed(self, ev: Event) -> None:
+        """Take one event (in capture order)."""
+        if type(ev) is MqttPacketEvent:
+            self._packet(ev)
+            return
+        self._clock(ev.ts_ns)
+        if isinstance(ev, ConnectionOpened):
+            c = self._conns.get(ev.conn.conn_id)
+            if c is None:
+                c = self._new_conn(ev.conn, ev.ts_ns)
+            c.rec.handshake_seen = ev.handshake_seen
+            c.rec.t_open = ev.ts_ns
+        elif isinstance(ev, ConnectionClosed):
+            c = self._conn(ev.conn, ev.ts_ns)
+            self._close(c, ev.ts_ns, ev.how, ev.closed_by)
+        elif isinstance(ev, TcpRetransmission):
+            c = self._conn(ev.conn, ev.ts_ns)
+            c.rec.tcp_retransmissions += 1
+            self.tcp_retrans.append(ev.ts_ns, c.conn_id, _dir(ev.direction), ev.length,
+                                    ev.frame)
+        elif isinstance(ev, StreamGap):
+            c = self._conn(ev.conn, ev.ts_ns)
+            c.rec.stream_gaps += 1
+            d = _dir(ev.direction)
+            c.gap_anomaly = self._anomaly(
+                ev.ts_ns, "stream_gap", f"{ev.missing_bytes} bytes missing from the "
+                f"{_DIRS[d]} stream (never filled)", c, d, ev.frame, source="decoder")
+            c.gap_frame = ev.frame
+        elif isinstance(ev, Anomaly):
+            ca = self._conn(ev.conn, ev.ts_ns) if ev.conn is not None else None
+            if ca is not None and ev.kind == "stream_gap" and ca.gap_frame == ev.frame:
+                # The capture decoder says a StreamGap twice (event and anomaly): one row, with
+                # its (richer) wording.
+                if ca.gap_anomaly is not None:
+                    ca.gap_anomaly.detail = ev.detail
+                ca.gap_frame = -1
+                return
+            self._anomaly(ev.ts_ns, ev.kind, ev.detail, ca,
+                          None if ev.direction is None else _dir(ev.direction), ev.frame,
+                          source="decoder")
+
+    def _clock(self, ts: int) -> None:
+        self.n_events += 1
+        if self.t_first is None:
+            self.t_first = ts
+        if self.t_last is None or ts > self.t_last:
+            self.t_last = ts
+
+    # -- packets ----------------------------------------------------------------------------------
+
+    def _packet(self, ev: MqttPacketEvent) -> None:
+        ts = ev.ts_ns
+        self.n_events += 1
+        if self.t_first is None:
+            self.t_first = ts
+        if self.t_last is None or ts > self.t_last:
+            self.t_last = ts
+        c = self._conns.get(ev.conn.conn_id)
+        if c is None:
+            c = self._new_conn(ev.conn, ts)
+        p = ev.packet
+        t = type(p)
+        direction = ev.direction
+        if direction is Direction.C2B:
+            d = C2B
+        elif direction is Direction.B2C:
+            d = B2C
+        else:
+            d = B2C if packet_type_of(p) in _FROM_BROKER else C2B
+        rec = c.rec
+        if d == C2B:
+            rec.t_last_c2b = ts
+            rec.n_packets_c2b += 1
+            rec.n_bytes_c2b += ev.wire_len
+        else:
+            rec.t_last_b2c = ts
+            rec.n_packets_b2c += 1
+            rec.n_bytes_b2c += ev.wire_len
+        if ev.version is not None and rec.version is None:
+            rec.version = ev.version
+            rec.version_source = "decoder"
+        if t is Publish:
+            assert isinstance(p, Publish)
+            s = c.sess
+            if s is None or not c.connack_seen or c.refused:
+                s = self._introduce(ev, c, d, "PUBLISH")
+            if d == C2B:
+                rec.n_publish_c2b += 1
+            else:
+                rec.n_publish_b2c += 1
+            self._publish(ev, c, s, d, p)
+            return
+        ptype = _ACK_TYPES.get(t)
+        if ptype is not None:
+            assert isinstance(p, PubAck | PubRec | PubRel | PubComp)
+            s = c.sess
+            if s is None or not c.connect_seen:
+                s = self._introduce(ev, c, d, _PTYPE_NAMES[ptype])
+            self._ack(ev, c, s, d, ptype, p.packet_id, int(p.reason_code))
+            return
+        if t is Connect:
+            assert isinstance(p, Connect)
+            self._connect(ev, c, d, p)
+        elif t is ConnAck:
+            assert isinstance(p, ConnAck)
+            if not c.connect_seen:
+                self._introduce(ev, c, d, "CONNACK")
+            self._connack(ev, c, p)
+        else:
+            if not c.connect_seen:
+                self._introduce(ev, c, d, packet_type_of(p).name)
+            if t is Subscribe:
+                assert isinstance(p, Subscribe)
+                if len(c.pending_subs) < 1024:
+                    c.pending_subs[p.packet_id] = tuple(
+                        (sub.topic_filter, sub.qos, sub.no_local) for sub in p.subscriptions)
+            elif t is SubAck:
+                assert isinstance(p, SubAck)
+                self._suback(ev, c, d, p)
+            elif t is Unsubscribe:
+                assert isinstance(p, Unsubscribe)
+                if len(c.pending_unsubs) < 1024:
+                    c.pending_unsubs[p.packet_id] = p.topic_filters
+            elif t is UnsubAck:
+                assert isinstance(p, UnsubAck)
+                filters = c.pending_unsubs.pop(p.packet_id, None)
+                if filters is None:
+                    self._anomaly(ts, "orphan_ack", f"UNSUBACK for packet id {p.packet_id}: no "
+                                  "UNSUBSCRIBE with that id is pending", c, d, ev.frame,
+                                  p.packet_id)
+                elif self.matcher is not None and c.sess is not None:
+                    for f in filters:
+                        self.matcher.unsubscribe(c.sess.code, f)
+            elif t is Disconnect:
+                assert isinstance(p, Disconnect)
+                self._disconnect(ev, c, d, p)
+        if self.packets is not None:
+            ptype_i = int(packet_type_of(p))
+            pid = getattr(p, "packet_id", -1)
+            reason = getattr(p, "reason_code", -1)
+            if ptype_i in (1, 12, 13) or (ptype_i == 14 and (rec.version or 4) < 5):
+                reason = -1
+            self._pkt(ev, c.conn_id, d, ptype_i, -1, 0, 0, pid if pid is not None else -1,
+                      int(reason), -1, 0, -1, -1)
+
+    def _pkt(self, ev: MqttPacketEvent, conn_id: int, d: int, ptype: int, qos: int, dup: int,
+             retain: int, packet_id: int, reason: int, ex_id: int, resend: int, topic: int,
+             payload_len: int) -> None:
+        store = self.packets
+        assert store is not None
+        store.append(ev.ts_ns, conn_id, d, ptype, qos, dup, retain, packet_id, reason,
+                     ev.wire_len, ev.frame, ex_id, resend, topic, payload_len)
+
+    def _introduce(self, ev: MqttPacketEvent, c: ConnState, d: int, name: str) -> SessionState:
+        """A packet that should not come yet: before CONNECT, before CONNACK, or after a refused
+        CONNACK. Returns the session to book it on."""
+        rec = c.rec
+        if not c.connect_seen:
+            rec.n_before_connect += 1
+            # The capture decoder reports a missing CONNECT itself (before the packet).
+            if rec.n_before_connect == 1 and "missing_connect" not in c.anomaly_counts:
+                why = ("the capture started mid-session: no TCP handshake was seen"
+                       if not rec.handshake_seen else "the TCP handshake was seen")
+                self._anomaly(ev.ts_ns, "missing_connect",
+                              f"{_DIRS[d]} {name} on a connection without CONNECT ({why}); "
+                              f"MQTT version {rec.version or self.default_version} assumed"
+                              + ("" if rec.version else " (default)"),
+                              c, d, ev.frame)
+        elif name == "PUBLISH" and c.refused and d == C2B:
+            self._anomaly(ev.ts_ns, "publish_after_refused_connack",
+                          f"PUBLISH after CONNACK refused the connection (code "
+                          f"{rec.connack_code}) [MQTT-3.2.2-5]", c, d, ev.frame)
+        elif name == "PUBLISH" and not c.connack_seen:
+            self._anomaly(ev.ts_ns, "publish_before_connack",
+                          f"{_DIRS[d]} PUBLISH before the CONNACK"
+                          + (" [MQTT-3.2.0-1]" if d == B2C else
+                             " (a client may, but it is lost if the connection is refused)"),
+                          c, d, ev.frame)
+        s = c.sess
+        if s is None:
+            s = self._session(f"conn:{c.conn_id}", None, anonymous=True)
+            self._attach(c, s, ev.ts_ns)
+        return s
+
+    # -- connections and sessions ---------------------------------------------------------------
+
+    def _new_conn(self, info: ConnectionInfo, ts: int) -> ConnState:
+        rec = Connection(conn_id=info.conn_id, client=str(info.client),
+                         broker=str(info.broker), transport=info.transport, t_open=ts,
+                         sides_known=info.sides_known)
+        c = ConnState(rec)
+        self._conns[info.conn_id] = c
+        return c
+
+    def _conn(self, info: ConnectionInfo, ts: int) -> ConnState:
+        c = self._conns.get(info.conn_id)
+        return c if c is not None else self._new_conn(info, ts)
+
+    def _session(self, key: str, client_id: str | None, anonymous: bool) -> SessionState:
+        s = self._sessions.get(key)
+        if s is None:
+            s = SessionState(key, len(self._by_code), client_id, anonymous)
+            self._sessions[key] = s
+            self._by_code.append(s)
+        return s
+
+    def _attach(self, c: ConnState, s: SessionState, ts: int) -> None:
+        c.sess = s
+        s.conn = c
+        s.last_conn = c
+        s.rec.conn_ids.append(c.conn_id)
+        if s.rec.t_first is None:
+            s.rec.t_first = ts
+        s.intervals.append([ts, None])
+        c.rec.session = s.key
+        c.rec.client_id = s.rec.client_id if c.rec.client_id is None else c.rec.client_id
+
+    def _connect(self, ev: MqttPacketEvent, c: ConnState, d: int, p: Connect) -> None:
+        ts = ev.ts_ns
+        rec = c.rec
+        if c.connect_seen:
+            self._anomaly(ts, "second_connect", "a second CONNECT on the same connection "
+                          "[MQTT-3.1.0-2]", c, d, ev.frame)
+            return
+        c.connect_seen = True
+        version = p.protocol_version
+        rec.client_id = p.client_id
+        rec.version = version
+        rec.version_source = "connect"
+        rec.keep_alive = p.keep_alive
+        rec.clean_start = p.clean_start
+        expiry = p.properties.session_expiry_interval if version >= 5 else None
+        rec.session_expiry = expiry
+        rec.username = p.username
+        rec.password_present = p.password is not None
+        rec.will_topic = p.will.topic if p.will is not None else None
+        rec.t_connect = ts
+        c.keep_alive = p.keep_alive
+        # [MQTT-3.1.2-4] / MQTT 5 3.1.2.11.2: what survives this connection.
+        persistent = (expiry or 0) > 0 if version >= 5 else not p.clean_start
+        old = c.sess
+        if p.client_id:
+            s = self._session(p.client_id, p.client_id, anonymous=False)
+        else:
+            s = self._session(f"conn:{c.conn_id}", "", anonymous=True)
+            s.rec.client_id = ""
+        prev = s.conn if s.conn is not None and s.conn is not c else s.last_conn
+        rc: Reconnect | None = None
+        if prev is not None and prev is not c:
+            if not prev.closed:
+                prev.taken_over = True  # [MQTT-3.1.4-3]
+                t_drop: int | None = ts
+                cause: str | None = "taken_over"
+                unfinished = [0, 0]
+                for ex in s.open.values():
+                    unfinished[ex.direction] += 1
+            else:
+                t_drop = prev.rec.t_close
+                cause = prev.rec.end
+                unfinished = prev.unfinished
+            rc = Reconnect(session=s.key, client_id=s.rec.client_id, prev_conn_id=prev.conn_id,
+                           next_conn_id=c.conn_id, t_drop=t_drop, t_connect=ts, cause=cause,
+                           disconnect_reason=prev.rec.disconnect_reason,
+                           clean_start=p.clean_start, unfinished_c2b=unfinished[0],
+                           unfinished_b2c=unfinished[1], abandoned=s.abandoned_pending)
+            s.abandoned_pending = 0
+            self.reconnects.append(rc)
+            c.reconnect = rc
+        if old is not None and old is not s:
+            # Packets came before the CONNECT: their anonymous session keeps them.
+            old.conn = None
+        s.persistent = persistent
+        s.rec.persistent = persistent
+        if p.clean_start:
+            # The broker discards the previous session [MQTT-3.1.2-4] [MQTT-3.1.2-6].
+            t_end = prev.rec.t_close if prev is not None and prev.rec.t_close else ts
+            n = self._end_all(s, ABANDONED, t_end)
+            if rc is not None:
+                rc.abandoned += n
+            if self.matcher is not None:
+                self.matcher.clear_session(s.code)
+        c.rec.client_id = p.client_id
+        self._attach(c, s, ts)
+
+    def _connack(self, ev: MqttPacketEvent, c: ConnState, p: ConnAck) -> None:
+        rec = c.rec
+        if c.connack_seen:
+            return
+        c.connack_seen = True
+        rec.t_connack = ev.ts_ns
+        rec.connack_code = int(p.reason_code)
+        rec.session_present = bool(p.session_present)
+        c.refused = p.reason_code != 0
+        props = p.properties
+        if props:
+            ska = props.server_keep_alive
+            if ska is not None:
+                rec.server_keep_alive = ska
+                c.keep_alive = ska
+            assigned = props.assigned_client_identifier
+            s0 = c.sess
+            if assigned and s0 is not None and s0.anonymous and assigned not in self._sessions:
+                del self._sessions[s0.key]
+                s0.key = s0.rec.session = assigned
+                s0.rec.client_id = assigned
+                s0.anonymous = False
+                self._sessions[assigned] = s0
+                rec.session = assigned
+                rec.client_id = assigned
+        if c.reconnect is not None:
+            c.reconnect.session_present = bool(p.session_present)
+        s = c.sess
+        if s is not None and not c.refused and not p.session_present:
+            # No session state on the broker: what the earlier connections left is dropped, on
+            # the client too [MQTT-3.2.2-2] [MQTT-4.1.0-1].
+            earlier = [ex for ex in s.open.values() if ex.conn_id != c.conn_id]
+            prev = s.last_conn
+            for ex in earlier:
+                old = self._conns.get(ex.last_conn_id)
+                t_end = old.rec.t_close if old is not None and old.rec.t_close else ev.ts_ns
+                self._end(s, ex, ABANDONED, t_end)
+            if c.reconnect is not None:
+                c.reconnect.abandoned += len(earlier)
+            del prev
+
+    def _suback(self, ev: MqttPacketEvent, c: ConnState, d: int, p: SubAck) -> None:
+        asked = c.pending_subs.pop(p.packet_id, None)
+        if asked is None:
+            self._anomaly(ev.ts_ns, "orphan_ack", f"SUBACK for packet id {p.packet_id}: no "
+                          "SUBSCRIBE with that id is pending", c, d, ev.frame, p.packet_id)
+            return
+        if self.matcher is None or c.sess is None:
+            return
+        for (topic_filter, _, no_local), code in zip(asked, p.reason_codes, strict=False):
+            if code < 0x80:
+                self.matcher.subscribe(c.sess.code, topic_filter, int(code), no_local)
+
+    def _disconnect(self, ev: MqttPacketEvent, c: ConnState, d: int, p: Disconnect) -> None:
+        rec = c.rec
+        rec.disconnect_by = _DIRS[d]
+        rec.t_disconnect = ev.ts_ns
+        v5 = (rec.version or self.default_version) >= 5
+        rec.disconnect_reason = int(p.reason_code) if v5 else None
+        if v5 and c.sess is not None:
+            expiry = p.properties.session_expiry_interval
+            if expiry is not None:
+                c.sess.persistent = c.sess.rec.persistent = expiry > 0
+
+    def _close(self, c: ConnState, ts: int, how: str, closed_by: Direction | None) -> None:
+        if c.closed:
+            return
+        c.closed = True
+        rec = c.rec
+        rec.t_close = ts
+        rec.transport_end = how
+        rec.closed_by = None if closed_by is None else str(closed_by)
+        if rec.disconnect_by is not None:
+            reason = rec.disconnect_reason
+            if rec.disconnect_by == "b2c" and reason == 0x8E:
+                rec.end = "taken_over"
+            elif rec.disconnect_by == "b2c" and reason == 0x8D:
+                rec.end = "keepalive_expired"
+            else:
+                rec.end = "disconnect"
+        elif c.taken_over:
+            rec.end = "taken_over"
+        elif (how != "end_of_capture" and c.keep_alive > 0 and rec.t_last_c2b is not None
+              and (ts - rec.t_last_c2b) * 2 > 3 * c.keep_alive * 10**9):
+            rec.end = "keepalive_expired"  # [MQTT-3.1.2-24]
+        else:
+            rec.end = how
+        c.pending_subs = {}
+        c.pending_unsubs = {}
+        s = c.sess
+        if s is None:
+            return
+        for iv in s.intervals[::-1]:
+            if iv[1] is None:
+                iv[1] = ts
+                break
+        if s.rec.t_last is None or ts > s.rec.t_last:
+            s.rec.t_last = ts
+        if s.conn is not c:
+            return  # taken over: the session lives on in the new connection
+        s.conn = None
+        unfinished = [0, 0]
+        for ex in s.open.values():
+            unfinished[ex.direction] += 1
+        c.unfinished = unfinished
+        rec.unfinished_at_end = unfinished[0] + unfinished[1]
+        if how != "end_of_capture" and (not s.persistent or s.anonymous):
+            s.abandoned_pending += self._end_all(s, ABANDONED, ts)
+
+    # -- anomalies --------------------------------------------------------------------------
+
+    def _anomaly(self, ts: int, kind: str, detail: str, conn: ConnState | None,
+                 direction: int | None, frame: int, packet_id: int | None = None,
+                 ex_id: int | None = None, source: str = "analysis") -> AnomalyRecord | None:
+        """Record an anomaly (returned), or only count it past the per-kind cap (None)."""
+        counts = conn.anomaly_counts if conn is not None else self._global_anomalies
+        n = counts.get(kind, 0)
+        counts[kind] = n + 1
+        if n >= self.max_anomalies_per_kind:
+            self.suppressed[kind] = self.suppressed.get(kind, 0) + 1
+            return None
+        sess = conn.sess.key if conn is not None and conn.sess is not None else None
+        rec = AnomalyRecord(
+            ts_ns=ts, kind=kind, detail=detail, source=source,
+            conn_id=None if conn is None else conn.conn_id, session=sess,
+            direction=None if direction is None else _DIRS[direction], frame=frame,
+            packet_id=packet_id, ex_id=ex_id,
+            severity="note" if kind in NOTE_KINDS else "anomaly")
+        self.anomalies.append(rec)
+        return rec
+
+    # -- the end --------------------------------------------------------------------------------
+
+    def finish(self) -> CorrelationResult:
+        """Close what is still open (end of capture) and return the result."""
+        t_end = self.t_last if self.t_last is not None else 0
+        for c in list(self._conns.values()):
+            if not c.closed:
+                self._close(c, t_end, "end_of_capture", None)
+        for s in self._by_code:
+            for ex in list(s.open.values()):
+                last = self._conns.get(ex.last_conn_id)
+                if last is None or last.rec.transport_end == "end_of_capture":
+                    self._end(s, ex, INCOMPLETE, NO_TS)
+                else:
+                    self._end(s, ex, ABANDONED, last.rec.t_close or NO_TS)
+        if self.matcher is not None:
+            self.matcher.finish()
+        connections = sorted((c.rec for c in self._conns.values()), key=lambda r: r.conn_id)
+        return CorrelationResult(
+            connections=connections, sessions=[s.rec for s in self._by_code],
+            reconnects=self.reconnects, anomalies=self.anomalies, exchanges=self.exchanges,
+            q0=self.q0, packets=self.packets,
+            deliveries=self.matcher.store if self.matcher is not None else None,
+            tcp_retransmissions=self.tcp_retrans, topics=self.topics,
+            session_keys=[s.key for s in self._by_code],
+            client_ids=[s.rec.client_id for s in self._by_code], t_first=self.t_first,
+            t_last=self.t_last, n_events=self.n_events, n_evicted=self.n_evicted,
+            anomalies_suppressed=dict(self.suppressed))
+
+
+def correlate(events: Iterable[Event], **options: Any) -> CorrelationResult:
+    """Run a :class:`Correlator` over ``events``; ``options`` are its keyword arguments."""
+    return Correlator(**options).feed_all(events)
+
+
+def _dir(direction: Direction | None) -> int:
+    return B2C if direction is Direction.B2C else C2B
+
+
+_PTYPE_NAMES = {4: "PUBACK", 5: "PUBREC", 6: "PUBREL", 7: "PUBCOMP"}

@@ -1,0 +1,151 @@
+"""Per-QoS figures: what ``qosinspect report`` prints and ``Analysis.summary()`` returns.
+
+Computed with numpy straight from the packed stores (only the columns needed, no DataFrame), so a
+report of a million-packet capture costs a few arrays. Definitions:
+
+- ``publishes``: exchanges (a re-sent PUBLISH is not a new one), both directions.
+- ``completed``: outcome ``complete`` or ``complete_after_reconnect`` (QoS 0: every publish).
+- ``incomplete``: exchanges whose handshake never finished: ``incomplete`` (still open at the end
+  of the capture), ``abandoned`` (the session ended first) and ``evicted``; for QoS 2 split by
+  the last step reached (``qos2_incomplete``: no response, after PUBREC, after PUBREL).
+- ``retransmissions``: MQTT-level re-sends (extra PUBLISH, PUBREC, PUBREL); ``dup_flagged``:
+  PUBLISH packets with DUP=1. TCP retransmissions are counted apart, never mixed in.
+- ``latency_ms``: first PUBLISH to final acknowledgement of completed exchanges (p50, p90, p99,
+  max; linear interpolation); per step in ``latency_ms_by_step`` (every exchange that has both
+  steps).
+- ``duplicates_delivered``: copies a subscriber got of a message it already had, by the QoS of
+  the copy; ``not_delivered``: expected copies that never came, by the publisher's QoS.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+import numpy as np
+
+from .correlate import CorrelationResult
+from .records import DELIVERY_STATUSES, OUTCOMES, STEPS
+
+__all__ = ["report_dict", "summary_rows"]
+
+_O = {name: i for i, name in enumerate(OUTCOMES)}
+_S = {name: i for i, name in enumerate(STEPS)}
+_DONE = (_O["complete"], _O["complete_after_reconnect"])
+_UNFINISHED = (_O["incomplete"], _O["abandoned"], _O["evicted"])
+_STEPS_OF = {1: (("puback", "t_puback", "t_publish"),),
+             2: (("pubrec", "t_pubrec", "t_publish"), ("pubrel", "t_pubrel", "t_pubrec"),
+                 ("pubcomp", "t_pubcomp", "t_pubrel"))}
+_NAT = np.iinfo(np.int64).min
+
+
+def _pct(values_ns: np.ndarray) -> dict[str, float | None]:
+    if values_ns.size == 0:
+        return {"p50": None, "p90": None, "p99": None, "max": None}
+    ms = values_ns.astype(np.float64) / 1e6
+    p50, p90, p99 = np.percentile(ms, [50, 90, 99])
+    return {"p50": round(float(p50), 3), "p90": round(float(p90), 3),
+            "p99": round(float(p99), 3), "max": round(float(ms.max()), 3)}
+
+
+def _span(later: np.ndarray, earlier: np.ndarray) -> np.ndarray:
+    ok = (later != _NAT) & (earlier != _NAT)
+    out: np.ndarray = later[ok] - earlier[ok]
+    return out
+
+
+def summary_rows(r: CorrelationResult) -> list[dict[str, Any]]:
+    """One dict per QoS level (0, 1, 2) with the figures of the module docstring."""
+    ex = r.exchanges.view()
+    q0 = r.q0.view()
+    dl = r.deliveries.view() if r.deliveries is not None else None
+    dup_i = DELIVERY_STATUSES.index("duplicate")
+    nd_i = DELIVERY_STATUSES.index("not_delivered")
+    rows: list[dict[str, Any]] = []
+    for qos in (0, 1, 2):
+        row: dict[str, Any] = {"qos": qos}
+        if qos == 0:
+            n = len(q0)
+            row.update(publishes=n, completed=n, incomplete=0, at_end_of_capture=0,
+                       abandoned=0, evicted=0, complete_after_reconnect=0, refused=0,
+                       protocol_error=0, retransmissions=0,
+                       dup_flagged=int(q0["dup_first"].sum()) if n else 0,
+                       latency_ms=_pct(np.zeros(0, dtype=np.int64)), latency_ms_by_step={})
+        else:
+            sel = ex[ex["qos"] == qos] if len(ex) else ex
+            outcome = sel["outcome"]
+            done = np.isin(outcome, _DONE)
+            unfinished = np.isin(outcome, _UNFINISHED)
+            retrans = (sel["n_publish"].astype(np.int64) - 1
+                       + np.maximum(sel["n_pubrec"].astype(np.int64) - 1, 0)
+                       + np.maximum(sel["n_pubrel"].astype(np.int64) - 1, 0))
+            row.update(
+                publishes=len(sel), completed=int(done.sum()),
+                incomplete=int(unfinished.sum()),
+                at_end_of_capture=int((outcome == _O["incomplete"]).sum()),
+                abandoned=int((outcome == _O["abandoned"]).sum()),
+                evicted=int((outcome == _O["evicted"]).sum()),
+                complete_after_reconnect=int((outcome == _O["complete_after_reconnect"]).sum()),
+                refused=int((outcome == _O["refused"]).sum()),
+                protocol_error=int((outcome == _O["protocol_error"]).sum()),
+                retransmissions=int(retrans.sum()), dup_flagged=int(sel["n_dup"].sum()),
+                latency_ms=_pct(_span(sel["t_end"][done], sel["t_publish"][done])),
+                latency_ms_by_step={name: _pct(_span(sel[a], sel[b]))
+                                    for name, a, b in _STEPS_OF[qos]},
+            )
+            if qos == 2:
+                last = sel["last_step"][unfinished]
+                row["qos2_incomplete"] = {
+                    "no_response": int((last == _S["publish"]).sum()),
+                    "after_pubrec": int((last == _S["pubrec"]).sum()),
+                    "after_pubrel": int((last == _S["pubrel"]).sum())}
+        if dl is not None and len(dl):
+            row["duplicates_delivered"] = int(((dl["status"] == dup_i)
+                                               & (dl["sub_qos"] == qos)).sum())
+            row["not_delivered"] = int(((dl["status"] == nd_i) & (dl["pub_qos"] == qos)).sum())
+            row["downgraded"] = int(((dl["sub_qos"] >= 0) & (dl["sub_qos"] < dl["pub_qos"])
+                                     & (dl["pub_qos"] == qos)).sum())
+        else:
+            row.update(duplicates_delivered=0, not_delivered=0, downgraded=0)
+        rows.append(row)
+    return rows
+
+
+def report_dict(r: CorrelationResult) -> dict[str, Any]:
+    """The whole report as JSON-ready data (the shape ``qosinspect report --format json``
+    prints)."""
+    rows = summary_rows(r)
+    q2 = rows[2].pop("qos2_incomplete")
+    gaps = np.array([x.gap_ns for x in r.reconnects if x.gap_ns is not None], dtype=np.int64)
+    anomalies: Counter[str] = Counter()
+    notes: Counter[str] = Counter()
+    for a in r.anomalies:
+        (notes if a.severity == "note" else anomalies)[a.kind] += 1
+    for kind, n in r.anomalies_suppressed.items():
+        anomalies[kind] += n
+    tcp_conns = sum(1 for c in r.connections if c.tcp_retransmissions)
+    return {
+        "per_qos": rows,
+        "qos2_incomplete": q2,
+        "connections": len(r.connections),
+        "sessions": len(r.sessions),
+        "reconnects": len(r.reconnects),
+        "reconnect_gap_ms": _pct(gaps),
+        "redelivered": {"publish": sum(x.redelivered_publish for x in r.reconnects),
+                        "pubrel": sum(x.redelivered_pubrel for x in r.reconnects),
+                        "resumed": sum(x.resumed for x in r.reconnects),
+                        "abandoned": sum(x.abandoned for x in r.reconnects)},
+        "connection_ends": dict(sorted(Counter(c.end or "open" for c in r.connections)
+                                       .items())),
+        "tcp_retransmissions": int(r.tcp_retransmissions.rows),
+        "tcp_retransmission_connections": tcp_conns,
+        "stream_gaps": sum(c.stream_gaps for c in r.connections),
+        "anomalies": dict(sorted(anomalies.items())),
+        "notes": dict(sorted(notes.items())),
+        "capture": {
+            "t_first_ns": r.t_first, "t_last_ns": r.t_last,
+            "duration_s": (None if r.t_first is None or r.t_last is None
+                           else round((r.t_last - r.t_first) / 1e9, 6)),
+            "events": r.n_events,
+        },
+    }

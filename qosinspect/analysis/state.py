@@ -1,0 +1,196 @@
+"""The correlator's mutable state: open exchanges, connections and sessions being followed.
+
+Kept apart from the records (:mod:`.records`, what comes out) because this is what must stay
+*bounded*: an :class:`OpenExchange` lives only while its handshake is unfinished (at most
+``max_open_per_session`` per session), a :class:`ConnState` sheds its pending maps when the
+connection closes, and a :class:`SessionState` remembers, per packet id and direction, only the
+row of the last finished exchange (so at most 2 x 65535 entries, for the generation count and to
+let a late acknowledgement or a DUP re-send join the exchange it belongs to).
+
+Directions are ints here (0 = c2b, 1 = b2c) and exchange keys are ``direction << 16 | packet_id``:
+one dict lookup on an int per acknowledgement.
+"""
+
+from __future__ import annotations
+
+from .records import NO_TS, AnomalyRecord, Connection, Reconnect, Session
+
+__all__ = ["B2C", "C2B", "ConnState", "OpenExchange", "SessionState"]
+
+C2B = 0
+B2C = 1
+
+
+class OpenExchange:
+    """One QoS 1/2 exchange whose handshake is not finished yet.
+
+    Attribute names are the column names of :data:`~.records.EXCHANGE_COLUMNS` (the row written
+    when it finishes is read off them in column order), plus ``content`` (hash of topic and
+    payload: tells a re-send from a reused packet id) and ``key``.
+    """
+
+    __slots__ = (
+        "conn_id",
+        "content",
+        "direction",
+        "dup_after_complete",
+        "dup_first",
+        "ex_id",
+        "frame",
+        "generation",
+        "key",
+        "last_conn_id",
+        "last_step",
+        "n_dup",
+        "n_puback",
+        "n_pubcomp",
+        "n_publish",
+        "n_pubrec",
+        "n_pubrel",
+        "outcome",
+        "packet_id",
+        "payload_len",
+        "puback_reason",
+        "pubcomp_reason",
+        "pubrec_reason",
+        "pubrel_reason",
+        "qos",
+        "retain",
+        "session",
+        "spans_reconnect",
+        "t_end",
+        "t_puback",
+        "t_puback_last",
+        "t_pubcomp",
+        "t_pubcomp_last",
+        "t_publish",
+        "t_publish_last",
+        "t_pubrec",
+        "t_pubrec_last",
+        "t_pubrel",
+        "t_pubrel_last",
+        "topic",
+    )
+
+    def __init__(self, ex_id: int, session: int, conn_id: int, direction: int, qos: int,
+                 packet_id: int, generation: int, topic: int, payload_len: int, retain: int,
+                 dup: int, frame: int, ts: int, content: int, key: int) -> None:
+        self.ex_id = ex_id
+        self.session = session
+        self.conn_id = conn_id
+        self.last_conn_id = conn_id
+        self.direction = direction
+        self.qos = qos
+        self.packet_id = packet_id
+        self.generation = generation
+        self.topic = topic
+        self.payload_len = payload_len
+        self.retain = retain
+        self.dup_first = dup
+        self.frame = frame
+        self.t_publish = ts
+        self.t_publish_last = ts
+        self.n_publish = 1
+        self.n_dup = dup
+        self.t_puback = NO_TS
+        self.t_puback_last = NO_TS
+        self.n_puback = 0
+        self.puback_reason = -1
+        self.t_pubrec = NO_TS
+        self.t_pubrec_last = NO_TS
+        self.n_pubrec = 0
+        self.pubrec_reason = -1
+        self.t_pubrel = NO_TS
+        self.t_pubrel_last = NO_TS
+        self.n_pubrel = 0
+        self.pubrel_reason = -1
+        self.t_pubcomp = NO_TS
+        self.t_pubcomp_last = NO_TS
+        self.n_pubcomp = 0
+        self.pubcomp_reason = -1
+        self.t_end = NO_TS
+        self.outcome = 0
+        self.last_step = 0
+        self.spans_reconnect = 0
+        self.dup_after_complete = 0
+        self.content = content
+        self.key = key
+
+
+class SessionState:
+    """A session being followed: its record, its open exchanges and its connections."""
+
+    __slots__ = ("abandoned_pending", "anonymous", "code", "conn", "done", "intervals", "key",
+                 "last_conn", "open", "persistent", "rec")
+
+    def __init__(self, key: str, code: int, client_id: str | None, anonymous: bool) -> None:
+        self.key = key
+        self.code = code
+        self.anonymous = anonymous
+        self.rec = Session(session=key, client_id=client_id)
+        #: exchange key -> open exchange, oldest first (dicts keep insertion order).
+        self.open: dict[int, OpenExchange] = {}
+        #: exchange key -> (row in the exchange store, content hash) of the last finished one.
+        self.done: dict[int, tuple[int, int]] = {}
+        #: The connection currently carrying the session, and the one before it.
+        self.conn: ConnState | None = None
+        self.last_conn: ConnState | None = None
+        #: Whether the session outlives its connection (clean session 0 / session expiry > 0).
+        self.persistent = False
+        #: (t_open, t_close or None) of each connection: who was online when.
+        self.intervals: list[list[int | None]] = []
+        #: Exchanges abandoned when the last connection closed, for the next Reconnect.
+        self.abandoned_pending = 0
+
+    def online(self, ts: int) -> bool:
+        for start, end in self.intervals:
+            if start is not None and start <= ts and (end is None or ts <= end):
+                return True
+        return False
+
+
+class ConnState:
+    """A connection being followed."""
+
+    __slots__ = (
+        "anomaly_counts",
+        "closed",
+        "conn_id",
+        "connack_seen",
+        "connect_seen",
+        "gap_anomaly",
+        "gap_frame",
+        "keep_alive",
+        "pending_subs",
+        "pending_unsubs",
+        "rec",
+        "reconnect",
+        "refused",
+        "sess",
+        "taken_over",
+        "unfinished",
+    )
+
+    def __init__(self, rec: Connection) -> None:
+        self.rec = rec
+        self.conn_id = rec.conn_id
+        self.sess: SessionState | None = None
+        self.connect_seen = False
+        self.connack_seen = False
+        self.refused = False
+        self.closed = False
+        self.taken_over = False
+        #: Effective keep alive in seconds (CONNECT, or the server's in an MQTT 5 CONNACK).
+        self.keep_alive = 0
+        #: SUBSCRIBE / UNSUBSCRIBE packet id -> what was asked, until the ack.
+        self.pending_subs: dict[int, tuple[tuple[str, int, bool], ...]] = {}
+        self.pending_unsubs: dict[int, tuple[str, ...]] = {}
+        #: The reconnection this connection resumed, if any (to count what it redelivered).
+        self.reconnect: Reconnect | None = None
+        #: Rows of anomalies written per kind (capped).
+        self.anomaly_counts: dict[str, int] = {}
+        #: Open exchanges left when the connection closed, per direction.
+        self.unfinished = [0, 0]
+        #: The last stream gap's anomaly row and frame (merged with the decoder's own anomaly).
+        self.gap_anomaly: AnomalyRecord | None = None
+        self.gap_frame = -1

@@ -1,0 +1,520 @@
+"""The correlation result as pandas DataFrames, each with a declared schema.
+
+Every table's columns are declared once below (name, dtype kind, meaning); the builders follow
+the declaration and ``docs/glossary.md`` lists the same declarations (a test keeps them equal).
+Columns come straight from numpy arrays (the packed row stores are viewed, not parsed), never
+through a temporary CSV. Dtypes:
+
+- timestamps ``datetime64[ns, UTC]`` (``ts`` and ``t_*``), durations ``timedelta64[ns]``
+  (``latency_*``, ``gap``, ``duration``); missing ones are NaT;
+- counts ``int32``/``int64``; values that may be missing (packet ids, reason codes, QoS of a
+  packet without one) are pandas nullable integers (``Int8``/``Int16``/``Int32``/``Int64``);
+- small sets of names (direction, outcome, packet type, client id, topic) are ``category``;
+  flags are ``bool``, or the nullable ``boolean`` where unknown is possible.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, cast
+
+import numpy as np
+import pandas as pd
+
+from .correlate import CorrelationResult
+from .records import (
+    DELIVERY_REASONS,
+    DELIVERY_STATUSES,
+    EXCHANGE_COLUMNS,
+    NO_TS,
+    OUTCOMES,
+    PACKET_TYPE_NAMES,
+    STEPS,
+    RowStore,
+)
+
+__all__ = [
+    "SCHEMAS",
+    "anomalies_frame",
+    "connections_frame",
+    "deliveries_frame",
+    "exchange_arrays",
+    "exchanges_frame",
+    "packets_frame",
+    "reconnects_frame",
+    "sessions_frame",
+    "tcp_retransmissions_frame",
+]
+
+DIRECTIONS = ("c2b", "b2c")
+#: A column: (name, dtype, meaning). ``dtype`` is a pandas dtype name.
+Column = tuple[str, str, str]
+TS = "datetime64[ns, UTC]"
+TD = "timedelta64[ns]"
+
+SCHEMAS: dict[str, tuple[Column, ...]] = {
+    "packets": (
+        ("ts", TS, "when the packet was complete on the wire (its last frame)"),
+        ("conn_id", "int32", "connection number (0-based, like Wireshark's tcp.stream)"),
+        ("client_id", "category", "client id of the connection's session"),
+        ("direction", "category", "c2b (client to broker) or b2c"),
+        ("packet_type", "category", "CONNECT, PUBLISH, PUBACK, ..."),
+        ("qos", "Int8", "QoS of a PUBLISH; missing for other packets (only PUBLISH has one)"),
+        ("dup", "bool", "DUP flag of a PUBLISH"),
+        ("retain", "bool", "RETAIN flag of a PUBLISH"),
+        ("packet_id", "Int32", "packet identifier, when the packet has one"),
+        ("reason_code", "Int16", "reason/return code (CONNACK, acks, DISCONNECT in MQTT 5)"),
+        ("wire_len", "int32", "bytes of the packet on the wire, fixed header included"),
+        ("frame", "int32", "capture frame that completed the packet (Wireshark numbering)"),
+        ("ex_id", "Int64", "the exchange the packet belongs to (PUBLISH and its acks)"),
+        ("resend", "bool", "an MQTT-level re-send (PUBLISH again, PUBREC/PUBREL again)"),
+        ("topic", "category", "topic of a PUBLISH (or of the acknowledged PUBLISH)"),
+        ("payload_len", "Int32", "payload bytes of a PUBLISH"),
+    ),
+    "connections": (
+        ("conn_id", "int32", "connection number"),
+        ("client", "string", "client endpoint ip:port"),
+        ("broker", "string", "broker endpoint ip:port"),
+        ("transport", "category", "tcp, websocket or tls"),
+        ("sides_known", "bool", "client and broker sides known (SYN, port or CONNECT)"),
+        ("session", "category", "session key: the client id, or conn:<conn_id>"),
+        ("client_id", "category", "client id from CONNECT (or assigned in CONNACK)"),
+        ("version", "Int8", "protocol level: 3 (3.1), 4 (3.1.1), 5"),
+        ("version_source", "category", "connect, decoder (inferred) or default"),
+        ("keep_alive", "Int32", "keep alive of CONNECT, seconds"),
+        ("server_keep_alive", "Int32", "Server Keep Alive of an MQTT 5 CONNACK, seconds"),
+        ("clean_start", "boolean", "clean session (3.1.x) / clean start (5) flag"),
+        ("session_expiry", "Int64", "MQTT 5 session expiry interval of CONNECT, seconds"),
+        ("username", "string", "user name of CONNECT"),
+        ("password_present", "bool", "CONNECT carried a password"),
+        ("will_topic", "string", "will topic of CONNECT"),
+        ("handshake_seen", "bool", "the TCP handshake was captured"),
+        ("t_open", TS, "first frame of the connection"),
+        ("t_connect", TS, "CONNECT"),
+        ("t_connack", TS, "CONNACK"),
+        ("connack_code", "Int16", "CONNACK return/reason code"),
+        ("accepted", "boolean", "CONNACK code 0"),
+        ("session_present", "boolean", "session present flag of CONNACK"),
+        ("t_disconnect", TS, "DISCONNECT"),
+        ("disconnect_by", "category", "who sent DISCONNECT: c2b or b2c"),
+        ("disconnect_reason", "Int16", "MQTT 5 DISCONNECT reason code"),
+        ("t_close", TS, "transport close (or end of capture)"),
+        ("end", "category", "how it ended: disconnect, fin, rst, idle, keepalive_expired, "
+                            "taken_over, reused, end_of_capture"),
+        ("transport_end", "category", "the transport's own end: fin, rst, idle, reused, "
+                                      "end_of_capture"),
+        ("closed_by", "category", "who closed the transport first: c2b or b2c"),
+        ("t_last_c2b", TS, "last packet from the client"),
+        ("t_last_b2c", TS, "last packet from the broker"),
+        ("duration", TD, "t_close - t_open"),
+        ("n_packets_c2b", "int64", "MQTT packets from the client"),
+        ("n_packets_b2c", "int64", "MQTT packets from the broker"),
+        ("n_bytes_c2b", "int64", "MQTT bytes from the client"),
+        ("n_bytes_b2c", "int64", "MQTT bytes from the broker"),
+        ("n_publish_c2b", "int64", "PUBLISH packets from the client (re-sends included)"),
+        ("n_publish_b2c", "int64", "PUBLISH packets from the broker (re-sends included)"),
+        ("tcp_retransmissions", "int64", "TCP segments re-sent (bytes already seen)"),
+        ("stream_gaps", "int32", "holes in the byte streams (never filled)"),
+        ("unfinished_at_end", "int32", "open exchanges of the session when it closed"),
+        ("n_before_connect", "int64", "packets before CONNECT (capture started mid-session, "
+                                      "or a broken client)"),
+    ),
+    "sessions": (
+        ("session", "category", "session key: the client id, or conn:<conn_id>"),
+        ("client_id", "category", "client id (empty: none given; missing: no CONNECT seen)"),
+        ("n_connections", "int32", "connections that carried the session"),
+        ("n_reconnects", "int32", "n_connections - 1"),
+        ("conn_ids", "string", "the connections, space separated, in order"),
+        ("t_first", TS, "first connection's CONNECT (or first packet)"),
+        ("t_last", TS, "last connection's close"),
+        ("persistent", "boolean", "outlives its connection (clean session 0 / expiry > 0)"),
+        ("n_exchanges_c2b", "int64", "exchanges the client sent"),
+        ("n_exchanges_b2c", "int64", "exchanges the broker sent"),
+    ),
+    "exchanges": (
+        ("ex_id", "int64", "exchange number, in order of the first PUBLISH"),
+        ("session", "category", "session key"),
+        ("client_id", "category", "client id of the session"),
+        ("conn_id", "int32", "connection of the first PUBLISH"),
+        ("last_conn_id", "int32", "connection of the last packet of the exchange"),
+        ("direction", "category", "direction of the PUBLISH: c2b (client sends) or b2c"),
+        ("qos", "int8", "QoS of the PUBLISH: 0, 1, 2"),
+        ("packet_id", "Int32", "packet identifier (missing for QoS 0)"),
+        ("generation", "int32", "earlier exchanges with the same session, direction and id"),
+        ("topic", "category", "topic"),
+        ("payload_len", "int32", "payload bytes"),
+        ("retain", "bool", "RETAIN flag of the first PUBLISH"),
+        ("dup_first", "bool", "DUP flag of the first PUBLISH seen"),
+        ("dup_seen", "bool", "any PUBLISH of the exchange had DUP=1"),
+        ("frame", "int32", "frame of the first PUBLISH"),
+        ("t_publish", TS, "first PUBLISH"),
+        ("t_publish_last", TS, "last PUBLISH (re-sends)"),
+        ("n_publish", "int32", "PUBLISH packets sent (1 + re-sends)"),
+        ("n_dup", "int32", "PUBLISH packets with DUP=1"),
+        ("t_puback", TS, "first PUBACK (QoS 1)"),
+        ("t_puback_last", TS, "last PUBACK"),
+        ("n_puback", "int32", "PUBACK packets"),
+        ("puback_reason", "Int16", "reason code of the first PUBACK"),
+        ("t_pubrec", TS, "first PUBREC (QoS 2)"),
+        ("t_pubrec_last", TS, "last PUBREC"),
+        ("n_pubrec", "int32", "PUBREC packets"),
+        ("pubrec_reason", "Int16", "reason code of the first PUBREC"),
+        ("t_pubrel", TS, "first PUBREL (QoS 2)"),
+        ("t_pubrel_last", TS, "last PUBREL"),
+        ("n_pubrel", "int32", "PUBREL packets"),
+        ("pubrel_reason", "Int16", "reason code of the first PUBREL"),
+        ("t_pubcomp", TS, "first PUBCOMP (QoS 2)"),
+        ("t_pubcomp_last", TS, "last PUBCOMP"),
+        ("n_pubcomp", "int32", "PUBCOMP packets"),
+        ("pubcomp_reason", "Int16", "reason code of the first PUBCOMP"),
+        ("t_end", TS, "when it ended: final ack, refusal, abandonment (NaT if incomplete)"),
+        ("outcome", "category", "complete, complete_after_reconnect, incomplete (open at end "
+                                "of capture), abandoned (session ended first), refused "
+                                "(reason code >= 0x80), protocol_error, evicted (state cap)"),
+        ("last_step", "category", "last step reached: publish, puback, pubrec, pubrel, "
+                                  "pubcomp"),
+        ("spans_reconnect", "bool", "packets of the exchange on more than one connection"),
+        ("dup_after_complete", "int32", "DUP re-sends after the exchange had finished"),
+        ("retransmissions", "int32", "MQTT-level re-sends: extra PUBLISH, PUBREC and PUBREL"),
+        ("latency_puback", TD, "t_puback - t_publish"),
+        ("latency_pubrec", TD, "t_pubrec - t_publish"),
+        ("latency_pubrel", TD, "t_pubrel - t_pubrec"),
+        ("latency_pubcomp", TD, "t_pubcomp - t_pubrel"),
+        ("latency_total", TD, "t_end - t_publish, for completed or refused exchanges"),
+        ("latency_ms", "float64", "latency_total in milliseconds"),
+    ),
+    "reconnects": (
+        ("session", "category", "session key"),
+        ("client_id", "category", "client id"),
+        ("prev_conn_id", "int32", "the connection that dropped (or was taken over)"),
+        ("next_conn_id", "int32", "the connection that resumed the session"),
+        ("t_drop", TS, "close of the previous connection (or the takeover CONNECT)"),
+        ("t_connect", TS, "CONNECT of the next connection"),
+        ("gap", TD, "t_connect - t_drop"),
+        ("cause", "category", "how the previous connection ended (its end)"),
+        ("disconnect_reason", "Int16", "MQTT 5 DISCONNECT reason of the previous connection"),
+        ("clean_start", "boolean", "clean start flag of the new CONNECT"),
+        ("session_present", "boolean", "session present flag of the new CONNACK"),
+        ("unfinished_c2b", "int32", "client exchanges left open by the previous connection"),
+        ("unfinished_b2c", "int32", "broker exchanges left open by the previous connection"),
+        ("redelivered_publish", "int32", "PUBLISH re-sends on the new connection of earlier "
+                                         "exchanges"),
+        ("redelivered_pubrel", "int32", "PUBREL re-sends on the new connection"),
+        ("resumed", "int32", "earlier exchanges completed on the new connection"),
+        ("abandoned", "int32", "earlier exchanges dropped with the session"),
+    ),
+    "deliveries": (
+        ("pub_ex_id", "int64", "the publisher's exchange"),
+        ("sub_ex_id", "Int64", "the subscriber's exchange (missing: not delivered)"),
+        ("publisher", "category", "publisher's session"),
+        ("subscriber", "category", "subscriber's session"),
+        ("topic", "category", "topic"),
+        ("t_publish", TS, "publisher's PUBLISH"),
+        ("t_delivered", TS, "broker's PUBLISH to the subscriber"),
+        ("latency", TD, "t_delivered - t_publish"),
+        ("latency_ms", "float64", "latency in milliseconds"),
+        ("pub_qos", "int8", "QoS the publisher used"),
+        ("sub_qos", "Int8", "QoS of the copy the subscriber got"),
+        ("granted_qos", "Int8", "QoS granted by the subscriber's SUBACK, when seen"),
+        ("downgraded", "boolean", "sub_qos < pub_qos"),
+        ("status", "category", "delivered, duplicate (a copy the subscriber already had), "
+                               "not_delivered"),
+        ("reason", "category", "for not_delivered: subscriber_connected (a loss) or "
+                               "subscriber_offline"),
+        ("retain", "bool", "RETAIN flag of the delivered copy"),
+    ),
+    "anomalies": (
+        ("ts", TS, "when"),
+        ("kind", "category", "short stable name (glossary: anomaly kinds)"),
+        ("severity", "category", "anomaly, or note (a fact about the traffic, not a fault)"),
+        ("source", "category", "decoder (bytes, framing, TCP) or analysis (MQTT rules)"),
+        ("conn_id", "Int32", "connection"),
+        ("session", "category", "session key"),
+        ("direction", "category", "c2b or b2c"),
+        ("frame", "int64", "capture frame"),
+        ("packet_id", "Int32", "packet identifier involved"),
+        ("ex_id", "Int64", "exchange involved"),
+        ("detail", "string", "what was wrong, in words"),
+    ),
+    "tcp_retransmissions": (
+        ("ts", TS, "when"),
+        ("conn_id", "int32", "connection"),
+        ("direction", "category", "c2b or b2c"),
+        ("length", "int32", "bytes re-sent"),
+        ("frame", "int32", "capture frame"),
+    ),
+}
+
+
+# -- column helpers ---------------------------------------------------------------------------
+
+
+def _ts(values: Any) -> pd.Series:
+    arr = np.asarray(values, dtype=np.int64).view("M8[ns]")
+    return pd.Series(pd.DatetimeIndex(arr).tz_localize("UTC"))
+
+
+def _td(later: Any, earlier: Any) -> np.ndarray:
+    a = np.asarray(later, dtype=np.int64).view("M8[ns]")
+    b = np.asarray(earlier, dtype=np.int64).view("M8[ns]")
+    out: np.ndarray = a - b
+    return out
+
+
+def _nullable(values: Any, dtype: str, missing: int = -1) -> pd.api.extensions.ExtensionArray:
+    arr = np.asarray(values)
+    np_dtype = {"Int8": np.int8, "Int16": np.int16, "Int32": np.int32, "Int64": np.int64}[dtype]
+    return pd.arrays.IntegerArray(arr.astype(np_dtype), arr == missing)
+
+
+def _cat(codes: Any, categories: Sequence[str]) -> pd.Categorical:
+    return pd.Categorical.from_codes(np.asarray(codes, dtype=np.int32),
+                                     categories=pd.Index(list(categories), dtype=object),
+                                     validate=False)
+
+
+def _cat_of(values: Sequence[str | None]) -> pd.Categorical:
+    return pd.Categorical(list(values))
+
+
+def _frame(name: str, cols: dict[str, Any], n: int) -> pd.DataFrame:
+    """A DataFrame with exactly the declared columns, in order, with their dtypes."""
+    out: dict[str, Any] = {}
+    for col, dtype, _ in SCHEMAS[name]:
+        value = cols[col]
+        series = value if isinstance(value, pd.Series) else pd.Series(value, copy=False)
+        if str(series.dtype) != dtype:
+            series = series.astype(cast(Any, dtype))
+        out[col] = series.reset_index(drop=True)
+    df = pd.DataFrame(out)
+    if not out:
+        df = pd.DataFrame(index=range(n))
+    return df
+
+
+def _from_records(name: str, records: Sequence[Any],
+                  extra: dict[str, Callable[[Any], Any]] | None = None) -> pd.DataFrame:
+    """A table of few rows from record objects (connections, sessions, ...)."""
+    extra = extra or {}
+    cols: dict[str, Any] = {}
+    for col, dtype, _ in SCHEMAS[name]:
+        get = extra.get(col)
+        values = [get(r) if get is not None else getattr(r, col) for r in records]
+        if dtype == TS:
+            cols[col] = _ts([NO_TS if v is None else v for v in values])
+        elif dtype == TD:
+            cols[col] = pd.Series([pd.NaT if v is None else pd.Timedelta(v, "ns")
+                                   for v in values], dtype=TD)
+        elif dtype == "category":
+            cols[col] = pd.Series(_cat_of(values))
+        elif dtype[0] == "I":  # nullable integer
+            cols[col] = pd.Series(pd.array([None if v is None else int(v) for v in values],
+                                           dtype=cast(Any, dtype)))
+        elif dtype == "boolean":
+            cols[col] = pd.Series(pd.array(values, dtype="boolean"))
+        elif dtype == "string":
+            cols[col] = pd.Series(pd.array([None if v is None else str(v) for v in values],
+                                           dtype="string"))
+        else:
+            cols[col] = pd.Series(np.asarray(values, dtype=dtype) if values else
+                                  np.zeros(0, dtype=dtype))
+    return _frame(name, cols, len(records))
+
+
+# -- the tables ---------------------------------------------------------------------------------
+
+
+def exchange_arrays(r: CorrelationResult) -> dict[str, np.ndarray]:
+    """Every exchange column of both stores (QoS 1/2 and QoS 0) as numpy arrays, in ``ex_id``
+    order; QoS 0 rows get the defaults of the columns they do not have."""
+    full = r.exchanges.view()
+    q0 = r.q0.view()
+    n_full, n_q0 = len(full), len(q0)
+    order = np.argsort(np.concatenate([full["ex_id"], q0["ex_id"]]), kind="stable")
+    out: dict[str, np.ndarray] = {}
+    for name, _code, default in EXCHANGE_COLUMNS:
+        a = full[name]
+        if name in q0.dtype.names:
+            b = q0[name]
+        elif name in ("last_conn_id",):
+            b = q0["conn_id"]
+        elif name in ("t_publish_last", "t_end"):
+            b = q0["t_publish"]
+        elif name == "n_dup":
+            b = q0["dup_first"]
+        elif name == "qos":
+            b = np.zeros(n_q0, dtype=a.dtype)
+        else:
+            b = np.full(n_q0, default, dtype=a.dtype)
+        merged = np.concatenate([a, b.astype(a.dtype, copy=False)]) if n_full + n_q0 else a
+        out[name] = merged[order]
+    return out
+
+
+def exchanges_frame(r: CorrelationResult) -> pd.DataFrame:
+    a = exchange_arrays(r)
+    n = len(a["ex_id"])
+    sess = a["session"]
+    client_codes, client_cats = _client_codes(r)
+    outcome = a["outcome"]
+    done = np.isin(outcome, [OUTCOMES.index("complete"), OUTCOMES.index(
+        "complete_after_reconnect"), OUTCOMES.index("refused")])
+    total = _td(a["t_end"], a["t_publish"])
+    total[~done] = np.timedelta64("NaT")
+    retrans = (a["n_publish"] - 1 + np.maximum(a["n_pubrec"] - 1, 0)
+               + np.maximum(a["n_pubrel"] - 1, 0))
+    cols: dict[str, Any] = {
+        "ex_id": a["ex_id"],
+        "session": _cat(sess, r.session_keys),
+        "client_id": _cat(client_codes[sess] if n else sess, client_cats),
+        "direction": _cat(a["direction"], DIRECTIONS),
+        "packet_id": _nullable(a["packet_id"], "Int32"),
+        "topic": _cat(a["topic"], r.topics.values),
+        "retain": a["retain"].astype(bool),
+        "dup_first": a["dup_first"].astype(bool),
+        "dup_seen": a["n_dup"] > 0,
+        "outcome": _cat(outcome, OUTCOMES),
+        "last_step": _cat(a["last_step"], STEPS),
+        "spans_reconnect": a["spans_reconnect"].astype(bool),
+        "retransmissions": retrans,
+        "latency_puback": _td(a["t_puback"], a["t_publish"]),
+        "latency_pubrec": _td(a["t_pubrec"], a["t_publish"]),
+        "latency_pubrel": _td(a["t_pubrel"], a["t_pubrec"]),
+        "latency_pubcomp": _td(a["t_pubcomp"], a["t_pubrel"]),
+        "latency_total": total,
+        "latency_ms": total.astype(np.int64) / 1e6,
+    }
+    cols["latency_ms"][~done] = np.nan
+    for name in ("conn_id", "last_conn_id", "qos", "generation", "payload_len", "frame",
+                 "n_publish", "n_dup", "n_puback", "n_pubrec", "n_pubrel", "n_pubcomp",
+                 "dup_after_complete"):
+        cols[name] = a[name]
+    for step in ("puback", "pubrec", "pubrel", "pubcomp"):
+        cols[f"{step}_reason"] = _nullable(a[f"{step}_reason"], "Int16")
+    for name in ("t_publish", "t_publish_last", "t_puback", "t_puback_last", "t_pubrec",
+                 "t_pubrec_last", "t_pubrel", "t_pubrel_last", "t_pubcomp", "t_pubcomp_last",
+                 "t_end"):
+        cols[name] = _ts(a[name])
+    return _frame("exchanges", cols, n)
+
+
+def _client_codes(r: CorrelationResult) -> tuple[np.ndarray, list[str]]:
+    """Session code -> client id category code, and the categories."""
+    cats: dict[str, int] = {}
+    codes = np.full(len(r.client_ids), -1, dtype=np.int32)
+    for i, cid in enumerate(r.client_ids):
+        if cid is not None:
+            codes[i] = cats.setdefault(cid, len(cats))
+    return codes, list(cats)
+
+
+def packets_frame(r: CorrelationResult) -> pd.DataFrame:
+    store = r.packets if r.packets is not None else _empty_packets()
+    a = store.view()
+    n = len(a)
+    conn_codes = _conn_client_codes(r)
+    client_codes, client_cats = conn_codes
+    conn = a["conn_id"]
+    cols: dict[str, Any] = {
+        "ts": _ts(a["ts_ns"]),
+        "conn_id": conn,
+        "client_id": _cat(client_codes[conn] if n else conn, client_cats),
+        "direction": _cat(a["direction"], DIRECTIONS),
+        "packet_type": _cat(a["packet_type"], PACKET_TYPE_NAMES),
+        "qos": _nullable(a["qos"], "Int8"),
+        "dup": a["dup"].astype(bool),
+        "retain": a["retain"].astype(bool),
+        "packet_id": _nullable(a["packet_id"], "Int32"),
+        "reason_code": _nullable(a["reason_code"], "Int16"),
+        "wire_len": a["wire_len"],
+        "frame": a["frame"],
+        "ex_id": _nullable(a["ex_id"], "Int64"),
+        "resend": a["resend"].astype(bool),
+        "topic": _cat(a["topic"], r.topics.values),
+        "payload_len": _nullable(a["payload_len"], "Int32"),
+    }
+    return _frame("packets", cols, n)
+
+
+def _empty_packets() -> RowStore:
+    from .records import PACKET_COLUMNS
+
+    return RowStore(PACKET_COLUMNS)
+
+
+def _conn_client_codes(r: CorrelationResult) -> tuple[np.ndarray, list[str]]:
+    """conn_id -> client id category code (via its connection record)."""
+    size = max((c.conn_id for c in r.connections), default=-1) + 1
+    codes = np.full(size, -1, dtype=np.int32)
+    cats: dict[str, int] = {}
+    for c in r.connections:
+        if c.client_id is not None:
+            codes[c.conn_id] = cats.setdefault(c.client_id, len(cats))
+    return codes, list(cats)
+
+
+def connections_frame(r: CorrelationResult) -> pd.DataFrame:
+    return _from_records("connections", r.connections, {
+        "accepted": lambda c: c.accepted,
+        "duration": lambda c: (None if c.t_close is None or c.t_open is None
+                               else c.t_close - c.t_open),
+    })
+
+
+def sessions_frame(r: CorrelationResult) -> pd.DataFrame:
+    return _from_records("sessions", r.sessions, {
+        "n_connections": lambda s: s.n_connections,
+        "n_reconnects": lambda s: s.n_reconnects,
+        "conn_ids": lambda s: " ".join(str(i) for i in s.conn_ids),
+    })
+
+
+def reconnects_frame(r: CorrelationResult) -> pd.DataFrame:
+    return _from_records("reconnects", r.reconnects, {"gap": lambda x: x.gap_ns})
+
+
+def anomalies_frame(r: CorrelationResult) -> pd.DataFrame:
+    return _from_records("anomalies", r.anomalies)
+
+
+def deliveries_frame(r: CorrelationResult) -> pd.DataFrame:
+    store = r.deliveries
+    if store is None:
+        from .records import DELIVERY_COLUMNS
+
+        store = RowStore(DELIVERY_COLUMNS)
+    a = store.view()
+    n = len(a)
+    latency = _td(a["t_delivered"], a["t_publish"])
+    sub_qos = a["sub_qos"]
+    cols: dict[str, Any] = {
+        "pub_ex_id": a["pub_ex_id"],
+        "sub_ex_id": _nullable(a["sub_ex_id"], "Int64"),
+        "publisher": _cat(a["publisher"], r.session_keys),
+        "subscriber": _cat(a["subscriber"], r.session_keys),
+        "topic": _cat(a["topic"], r.topics.values),
+        "t_publish": _ts(a["t_publish"]),
+        "t_delivered": _ts(a["t_delivered"]),
+        "latency": latency,
+        "latency_ms": np.where(np.isnat(latency), np.nan, latency.astype(np.int64) / 1e6),
+        "pub_qos": a["pub_qos"],
+        "sub_qos": _nullable(sub_qos, "Int8"),
+        "granted_qos": _nullable(a["granted_qos"], "Int8"),
+        "downgraded": pd.arrays.BooleanArray(sub_qos < a["pub_qos"], sub_qos < 0),
+        "status": _cat(a["status"], DELIVERY_STATUSES),
+        "reason": _cat(np.where(a["reason"] > 0, a["reason"] - 1, -1), DELIVERY_REASONS[1:]),
+        "retain": a["retain"].astype(bool),
+    }
+    return _frame("deliveries", cols, n)
+
+
+def tcp_retransmissions_frame(r: CorrelationResult) -> pd.DataFrame:
+    a = r.tcp_retransmissions.view()
+    cols: dict[str, Any] = {
+        "ts": _ts(a["ts_ns"]),
+        "conn_id": a["conn_id"],
+        "direction": _cat(a["direction"], DIRECTIONS),
+        "length": a["length"],
+        "frame": a["frame"],
+    }
+    return _frame("tcp_retransmissions", cols, len(a))
