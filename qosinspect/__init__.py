@@ -6,6 +6,8 @@ only); the analysis (pandas) and plots (matplotlib) load only when asked for.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from .errors import (
     CaptureError,
     ConfigError,
@@ -25,9 +27,13 @@ from .events import (
     TcpRetransmission,
 )
 
+if TYPE_CHECKING:
+    from .analysis.api import Analysis, analyze, analyze_capture
+
 __version__ = "0.1.0"
 
 __all__ = [
+    "Analysis",
     "Anomaly",
     "CaptureError",
     "ConfigError",
@@ -43,4 +49,19 @@ __all__ = [
     "StreamGap",
     "TcpRetransmission",
     "__version__",
+    "analyze",
+    "analyze_capture",
 ]
+
+#: Names loaded on first use (they import pandas), and the module that has them.
+_LAZY = {"Analysis": "qosinspect.analysis.api", "analyze": "qosinspect.analysis.api",
+         "analyze_capture": "qosinspect.analysis.api"}
+
+
+def __getattr__(name: str) -> object:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'qosinspect' has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(module), name)

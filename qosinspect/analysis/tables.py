@@ -474,7 +474,7 @@ def reconnects_frame(r: CorrelationResult) -> pd.DataFrame:
 
 
 def anomalies_frame(r: CorrelationResult) -> pd.DataFrame:
-    return _from_records("anomalies", r.anomalies)
+    return _from_records("anomalies", r.anomalies, {"ts": lambda a: a.ts_ns})
 
 
 def deliveries_frame(r: CorrelationResult) -> pd.DataFrame:

@@ -1,0 +1,110 @@
+"""End-to-end matching through the broker: delivered, duplicates, losses, downgrades."""
+
+from __future__ import annotations
+
+import qosinspect
+from qosinspect.testing.events import EventBuilder
+
+
+def _rows(b: EventBuilder) -> list[tuple[str, str, str, object]]:
+    d = qosinspect.analyze(b.events).deliveries
+    return [(r.subscriber, r.topic, r.status, None if r.reason != r.reason else r.reason)
+            for r in d.itertuples()]
+
+
+def test_qos0_loss_to_a_connected_subscriber() -> None:
+    b = EventBuilder()
+    s1 = b.client("s1")
+    b.subscribe(s1, 1, ("a/+", 0))
+    s2 = b.client("s2")
+    b.subscribe(s2, 1, ("a/b", 0))
+    p = b.client("p")
+    b.publish(p, "c2b", "a/b", b"m")
+    b.publish(s1, "b2c", "a/b", b"m", dt_ms=1)
+    # s2 never gets it, though connected: a QoS 0 loss
+    assert _rows(b) == [("s1", "a/b", "delivered", None),
+                        ("s2", "a/b", "not_delivered", "subscriber_connected")]
+    assert qosinspect.analyze(b.events).summary().loc[0, "not_delivered"] == 1
+
+
+def test_offline_subscriber_is_told_apart() -> None:
+    b = EventBuilder()
+    s = b.client("s", clean_start=False)
+    b.subscribe(s, 1, ("x", 0))
+    b.disconnect(s)
+    b.close(s, "fin")
+    p = b.client("p")
+    b.publish(p, "c2b", "x", b"m")
+    assert _rows(b) == [("s", "x", "not_delivered", "subscriber_offline")]
+
+
+def test_qos_downgrade_by_granted_qos() -> None:
+    b = EventBuilder()
+    s = b.client("s")
+    b.subscribe(s, 1, ("t", 2), granted=(0,))
+    p = b.client("p")
+    b.qos2(p, "c2b", "t", b"m", 1)
+    b.publish(s, "b2c", "t", b"m")
+    d = qosinspect.analyze(b.events).deliveries
+    (row,) = d.itertuples()
+    assert (row.pub_qos, row.sub_qos, row.granted_qos, row.downgraded) == (2, 0, 0, True)
+
+
+def test_qos1_redelivery_is_a_duplicate_delivered() -> None:
+    b = EventBuilder()
+    s = b.client("s")
+    b.subscribe(s, 1, ("t", 1))
+    p = b.client("p")
+    b.qos1(p, "c2b", "t", b"m", 1)
+    b.publish(s, "b2c", "t", b"m", qos=1, packet_id=7)
+    b.publish(s, "b2c", "t", b"m", qos=1, packet_id=7, dup=True)
+    b.puback(s, "c2b", 7)
+    assert [r[2] for r in _rows(b)] == ["delivered", "duplicate"]
+
+
+def test_qos2_resend_before_pubrec_is_not_delivered_twice() -> None:
+    """[MQTT-4.3.3-10]: the QoS 2 receiver does not deliver a re-sent PUBLISH again."""
+    b = EventBuilder()
+    s = b.client("s")
+    b.subscribe(s, 1, ("t", 2))
+    p = b.client("p")
+    b.qos2(p, "c2b", "t", b"m", 1)
+    b.publish(s, "b2c", "t", b"m", qos=2, packet_id=3)
+    b.publish(s, "b2c", "t", b"m", qos=2, packet_id=3, dup=True)
+    b.pubrec(s, "c2b", 3)
+    b.pubrel(s, "b2c", 3)
+    b.pubcomp(s, "c2b", 3)
+    assert [r[2] for r in _rows(b)] == ["delivered"]
+
+
+def test_publisher_resend_reaching_the_subscriber_twice() -> None:
+    """A QoS 1 publisher re-sends; the broker forwards both: the subscriber has a duplicate."""
+    b = EventBuilder()
+    s = b.client("s")
+    b.subscribe(s, 1, ("t", 1))
+    p = b.client("p")
+    b.publish(p, "c2b", "t", b"m", qos=1, packet_id=1)
+    b.publish(p, "c2b", "t", b"m", qos=1, packet_id=1, dup=True)
+    b.puback(p, "b2c", 1)
+    b.qos1(s, "b2c", "t", b"m", 10)
+    b.qos1(s, "b2c", "t", b"m", 11)
+    assert [r[2] for r in _rows(b)] == ["delivered", "duplicate"]
+
+
+def test_no_local_and_shared_subscriptions_set_no_expectation() -> None:
+    b = EventBuilder()
+    me = b.client("me", version=5)
+    b.subscribe(me, 1, ("t", 0), no_local=True)
+    b.subscribe(me, 2, ("$share/g/t", 0))
+    b.publish(me, "c2b", "t", b"mine")
+    assert _rows(b) == []
+
+
+def test_unsubscribe_ends_the_expectation() -> None:
+    b = EventBuilder()
+    s = b.client("s")
+    b.subscribe(s, 1, ("t", 0))
+    b.unsubscribe(s, 2, "t")
+    p = b.client("p")
+    b.publish(p, "c2b", "t", b"m")
+    assert _rows(b) == []
