@@ -29,6 +29,7 @@ from .events import (
 
 if TYPE_CHECKING:
     from .analysis.api import Analysis, analyze, analyze_capture
+    from .client import Client
 
 __version__ = "0.1.0"
 
@@ -36,6 +37,7 @@ __all__ = [
     "Analysis",
     "Anomaly",
     "CaptureError",
+    "Client",
     "ConfigError",
     "ConnectionClosed",
     "ConnectionInfo",
@@ -55,7 +57,7 @@ __all__ = [
 
 #: Names loaded on first use (they import pandas), and the module that has them.
 _LAZY = {"Analysis": "qosinspect.analysis.api", "analyze": "qosinspect.analysis.api",
-         "analyze_capture": "qosinspect.analysis.api"}
+         "analyze_capture": "qosinspect.analysis.api", "Client": "qosinspect.client"}
 
 
 def __getattr__(name: str) -> object:
