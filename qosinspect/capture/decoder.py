@@ -387,8 +387,9 @@ class EventStream(Iterator[Event]):
     def __next__(self) -> Event:
         return next(self._it)
 
-    def __iter__(self) -> EventStream:
-        return self
+    def __iter__(self) -> Iterator[Event]:
+        # A for loop then runs on the generator itself: no Python-level call per event.
+        return self._it
 
     @property
     def tcp_stats(self) -> dict[int, TcpStats]:

@@ -20,3 +20,4 @@ def main() -> None:
 
 
 from . import broker as _broker  # noqa: E402,F401  (registers "broker" and "passwd")
+from . import decode as _decode  # noqa: E402,F401  (registers "decode")
