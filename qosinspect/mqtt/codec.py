@@ -5,9 +5,8 @@ of a packet: short input is never an error, so a caller can feed bytes as they a
 can never become a valid packet raise a subclass of :class:`~qosinspect.errors.MQTTError`, carrying
 the reason code a peer should be sent and the byte offset of the problem.
 
-``encode(packet, version)`` writes the canonical form: the shortest variable byte integers, and
-MQTT 5 acknowledgements in their short forms (remaining length 2 when the reason is Success with
-no properties, 3 when only a reason code is needed) as mosquitto does.
+``encode(packet, version)`` (in :mod:`.encoder`, re-exported here) writes the canonical form
+and refuses, with LocalProtocolError, any packet this decoder would refuse.
 
 Fixed-header rules: PUBREL, SUBSCRIBE and UNSUBSCRIBE carry flags 0b0010 [MQTT-3.6.1-1]
 [MQTT-3.8.1-1] [MQTT-3.10.1-1] (MQTT 3.1 also let them carry DUP), every other non-PUBLISH
@@ -21,7 +20,6 @@ from collections.abc import Callable
 from typing import Any, Final
 
 from ..errors import (
-    LocalProtocolError,
     MalformedPacket,
     PacketTooLarge,
     ProtocolError,
@@ -29,6 +27,7 @@ from ..errors import (
     TopicNameInvalid,
     UnsupportedProtocolVersion,
 )
+from .encoder import encode
 from .enums import (
     AuthReason,
     ConnAckReturnCode,
@@ -66,10 +65,6 @@ from .packets import (
 from .properties import NO_PROPERTIES, WILL_CONTEXT, Properties, PropertyId
 from .topics import parse_shared, validate_topic_filter
 from .wire import (
-    encode_binary,
-    encode_properties,
-    encode_utf8,
-    encode_varint,
     read_binary,
     read_properties,
     read_utf8,
@@ -82,6 +77,7 @@ __all__ = [
     "decode",
     "decode_body",
     "encode",
+    "first_byte_offset",
     "parse_fixed_header",
 ]
 
@@ -186,14 +182,26 @@ def decode_body(buf: bytes, first: int, start: int, end: int, version: int,
 
 # --- decoders ------------------------------------------------------------------------------
 
-def _bad_flags(name: str, flags: int, start: int) -> MalformedPacket:
+def first_byte_offset(start: int, end: int) -> int:
+    """Offset of a packet's first byte, from the start and end of its body.
+
+    The remaining length in front of the body is in its shortest form (longer ones are refused
+    before any body is decoded), so its size follows from the length alone.
+    """
+    length = end - start
+    return start - (2 if length < 0x80 else 3 if length < 0x4000 else 4 if length < 0x200000
+                    else 5)
+
+
+def _bad_flags(name: str, flags: int, start: int, end: int) -> MalformedPacket:
+    # 3.1.1 [MQTT-2.2.2-2], 5.0 [MQTT-2.1.3-1]: invalid flags make the packet malformed.
     return MalformedPacket(f"{name} with reserved fixed-header flags 0x{flags:x} "
-                           "[MQTT-2.2.2-2]", offset=start - 1)
+                           "[MQTT-2.2.2-2]", offset=first_byte_offset(start, end))
 
 
 def _check_empty(name: str, flags: int, start: int, end: int) -> None:
     if flags:
-        raise _bad_flags(name, flags, start)
+        raise _bad_flags(name, flags, start, end)
     if end != start:
         raise MalformedPacket(f"{name} must have remaining length 0, not {end - start}",
                               offset=start)
@@ -215,13 +223,14 @@ def _packet_id(buf: Any, pos: int, end: int, name: str) -> int:
 
 def _dec_reserved(buf: bytes, flags: int, start: int, end: int, version: int,
                   topics: dict[bytes, str] | None) -> Packet:
-    raise MalformedPacket("reserved control packet type 0", offset=start - 1, packet_type=0)
+    raise MalformedPacket("reserved control packet type 0", offset=first_byte_offset(start, end),
+                          packet_type=0)
 
 
 def _dec_connect(buf: bytes, flags: int, start: int, end: int, version: int,
                  topics: dict[bytes, str] | None) -> Packet:
     if flags:
-        raise _bad_flags("CONNECT", flags, start)
+        raise _bad_flags("CONNECT", flags, start, end)
     name, pos = read_utf8(buf, start, end, "protocol name")
     if pos + 4 > end:
         raise MalformedPacket("CONNECT variable header runs past the end of the packet",
@@ -279,7 +288,7 @@ def _dec_connect(buf: bytes, flags: int, start: int, end: int, version: int,
 def _dec_connack(buf: bytes, flags: int, start: int, end: int, version: int,
                  topics: dict[bytes, str] | None) -> Packet:
     if flags:
-        raise _bad_flags("CONNACK", flags, start)
+        raise _bad_flags("CONNACK", flags, start, end)
     if end - start < 2:
         raise MalformedPacket("CONNACK shorter than 2 bytes", offset=start)
     ack_flags = buf[start]
@@ -312,10 +321,12 @@ def _dec_publish(buf: bytes, flags: int, start: int, end: int, version: int,
                  topics: dict[bytes, str] | None) -> Packet:
     qos = (flags >> 1) & 3
     if qos == 3:
-        raise MalformedPacket("PUBLISH with QoS 3 [MQTT-3.3.1-4]", offset=start - 1)
+        raise MalformedPacket("PUBLISH with QoS 3 [MQTT-3.3.1-4]",
+                              offset=first_byte_offset(start, end))
     dup = flags >= 8
     if dup and not qos:
-        raise MalformedPacket("PUBLISH with DUP set at QoS 0 [MQTT-3.3.1-2]", offset=start - 1)
+        raise MalformedPacket("PUBLISH with DUP set at QoS 0 [MQTT-3.3.1-2]",
+                              offset=first_byte_offset(start, end))
     if start + 2 > end:
         raise MalformedPacket("PUBLISH topic length runs past the end of the packet",
                               offset=start)
@@ -326,7 +337,9 @@ def _dec_publish(buf: bytes, flags: int, start: int, end: int, version: int,
     topic = topics.get(raw) if topics is not None else None
     if topic is None:
         topic = _publish_topic(raw, start, version)
-        if topics is not None and len(topics) < 4096:
+        # Never the empty topic: it is valid only in MQTT 5, and the cache outlives a CONNECT
+        # that changes the version.
+        if topics is not None and topic and len(topics) < 4096:
             topics[raw] = topic
     pid = None
     if qos:
@@ -360,7 +373,7 @@ def _publish_topic(raw: bytes, at: int, version: int) -> str:
         raise TopicNameInvalid(f"topic name {topic!r} contains a wildcard [MQTT-3.3.2-2]",
                                offset=at + 2)
     if not topic and version < 5:
-        raise MalformedPacket("empty topic name [MQTT-4.7.3-1]", offset=at)
+        raise TopicNameInvalid("empty topic name [MQTT-4.7.3-1]", offset=at)
     return topic
 
 
@@ -379,7 +392,7 @@ def _make_ack_decoder(cls: type, ptype: PacketType, reasons: Any, want_flags: in
     def decode_ack(buf: bytes, flags: int, start: int, end: int, version: int,
                    topics: dict[bytes, str] | None) -> Packet:
         if flags != want_flags and not (version == 3 and flags == want_flags | 8):
-            raise _bad_flags(name, flags, start)
+            raise _bad_flags(name, flags, start, end)
         length = end - start
         if length == 2:
             pid = (buf[start] << 8) | buf[start + 1]
@@ -409,7 +422,7 @@ def _make_ack_decoder(cls: type, ptype: PacketType, reasons: Any, want_flags: in
 def _dec_subscribe(buf: bytes, flags: int, start: int, end: int, version: int,
                    topics: dict[bytes, str] | None) -> Packet:
     if flags != 2 and not (version == 3 and flags == 0x0A):
-        raise _bad_flags("SUBSCRIBE", flags, start)
+        raise _bad_flags("SUBSCRIBE", flags, start, end)
     pid = _packet_id(buf, start, end, "SUBSCRIBE")
     pos = start + 2
     props = NO_PROPERTIES
@@ -432,11 +445,14 @@ def _dec_subscribe(buf: bytes, flags: int, start: int, end: int, version: int,
                                   offset=pos)
         qos = options & 0x03
         if qos == 3:
-            raise MalformedPacket("SUBSCRIBE requested QoS 3 [MQTT-3.8.3-4]", offset=pos)
+            if version >= 5:  # "It is a Protocol Error if the Maximum QoS field has the value 3"
+                raise ProtocolError("SUBSCRIBE maximum QoS 3 (MQTT 5.0 3.8.3.1)", offset=pos)
+            raise MalformedPacket("SUBSCRIBE requested QoS 3 [MQTT-3-8.3-4]", offset=pos)
         retain_handling = (options >> 4) & 0x03
         if retain_handling == 3:
             raise ProtocolError("SUBSCRIBE retain handling 3", offset=pos)
         no_local = bool(options & 0x04)
+        options_at = pos
         pos += 1
         try:
             validate_topic_filter(topic_filter)
@@ -445,7 +461,8 @@ def _dec_subscribe(buf: bytes, flags: int, start: int, end: int, version: int,
             exc.offset = at
             raise
         if shared is not None and no_local:
-            raise ProtocolError("no local on a shared subscription [MQTT-3.8.3-4]", offset=pos)
+            raise ProtocolError("no local on a shared subscription [MQTT-3.8.3-4]",
+                                offset=options_at)
         subs.append(Subscription(topic_filter, qos, no_local, bool(options & 0x08),
                                  retain_handling))
     if not subs:
@@ -456,7 +473,7 @@ def _dec_subscribe(buf: bytes, flags: int, start: int, end: int, version: int,
 def _dec_suback(buf: bytes, flags: int, start: int, end: int, version: int,
                 topics: dict[bytes, str] | None) -> Packet:
     if flags:
-        raise _bad_flags("SUBACK", flags, start)
+        raise _bad_flags("SUBACK", flags, start, end)
     pid = _packet_id(buf, start, end, "SUBACK")
     pos = start + 2
     props = NO_PROPERTIES
@@ -473,7 +490,7 @@ def _dec_suback(buf: bytes, flags: int, start: int, end: int, version: int,
 def _dec_unsubscribe(buf: bytes, flags: int, start: int, end: int, version: int,
                      topics: dict[bytes, str] | None) -> Packet:
     if flags != 2 and not (version == 3 and flags == 0x0A):
-        raise _bad_flags("UNSUBSCRIBE", flags, start)
+        raise _bad_flags("UNSUBSCRIBE", flags, start, end)
     pid = _packet_id(buf, start, end, "UNSUBSCRIBE")
     pos = start + 2
     props = NO_PROPERTIES
@@ -497,7 +514,7 @@ def _dec_unsubscribe(buf: bytes, flags: int, start: int, end: int, version: int,
 def _dec_unsuback(buf: bytes, flags: int, start: int, end: int, version: int,
                   topics: dict[bytes, str] | None) -> Packet:
     if flags:
-        raise _bad_flags("UNSUBACK", flags, start)
+        raise _bad_flags("UNSUBACK", flags, start, end)
     pid = _packet_id(buf, start, end, "UNSUBACK")
     if version < 5:
         if end - start != 2:
@@ -547,7 +564,7 @@ def _dec_disconnect(buf: bytes, flags: int, start: int, end: int, version: int,
         _check_empty("DISCONNECT", flags, start, end)
         return Disconnect()
     if flags:
-        raise _bad_flags("DISCONNECT", flags, start)
+        raise _bad_flags("DISCONNECT", flags, start, end)
     reason, props = _reason_and_props(buf, start, end, "DISCONNECT", DisconnectReason,
                                       PacketType.DISCONNECT)
     return Disconnect(reason, props)
@@ -556,9 +573,9 @@ def _dec_disconnect(buf: bytes, flags: int, start: int, end: int, version: int,
 def _dec_auth(buf: bytes, flags: int, start: int, end: int, version: int,
               topics: dict[bytes, str] | None) -> Packet:
     if version < 5:
-        raise MalformedPacket("AUTH exists only in MQTT 5", offset=start - 1)
+        raise MalformedPacket("AUTH exists only in MQTT 5", offset=first_byte_offset(start, end))
     if flags:
-        raise _bad_flags("AUTH", flags, start)
+        raise _bad_flags("AUTH", flags, start, end)
     reason, props = _reason_and_props(buf, start, end, "AUTH", AuthReason, PacketType.AUTH)
     return Auth(reason, props)
 
@@ -573,195 +590,6 @@ _DECODERS: tuple[Decoder, ...] = (
     _dec_pingresp, _dec_disconnect, _dec_auth,
 )
 
-
-# --- encoders ------------------------------------------------------------------------------
-
-def encode(packet: Packet, version: int = 4) -> bytes:
-    """The bytes of ``packet`` for protocol level ``version`` (a CONNECT uses its own).
-
-    Raises LocalProtocolError for a packet that cannot be expressed in that version (properties
-    or reason codes before MQTT 5, a QoS > 0 PUBLISH without a packet id, ...).
-    """
-    encoder = _ENCODERS.get(type(packet))
-    if encoder is None:
-        raise TypeError(f"not an MQTT packet: {packet!r}")
-    first, body = encoder(packet, version)
-    return bytes((first,)) + encode_varint(len(body)) + body
-
-
-def _v5_only(packet: Any, version: int, name: str) -> None:
-    if version < 5 and packet.properties:
-        raise LocalProtocolError(f"{name}: properties exist only in MQTT 5")
-
-
-def _enc_connect(p: Connect, version: int) -> tuple[int, bytes]:
-    level = p.protocol_version
-    if level not in (3, 4, 5):
-        raise LocalProtocolError(f"CONNECT protocol level {level} is not 3, 4 or 5")
-    _v5_only(p, level, "CONNECT")
-    flags = 0x02 if p.clean_start else 0
-    if p.will is not None:
-        if p.will.qos not in (0, 1, 2):
-            raise LocalProtocolError(f"will QoS {p.will.qos}")
-        flags |= 0x04 | (p.will.qos << 3) | (0x20 if p.will.retain else 0)
-    if p.username is not None:
-        flags |= 0x80
-    if p.password is not None:
-        if p.username is None and level < 5:
-            raise LocalProtocolError("a password needs a user name before MQTT 5 "
-                                     "[MQTT-3.1.2-22]")
-        flags |= 0x40
-    if not 0 <= p.keep_alive <= 0xFFFF:
-        raise LocalProtocolError(f"keep alive {p.keep_alive} out of range")
-    out = bytearray(encode_utf8("MQIsdp" if level == 3 else "MQTT"))
-    out += bytes((level, flags)) + p.keep_alive.to_bytes(2, "big")
-    if level == 5:
-        out += encode_properties(p.properties)
-    out += encode_utf8(p.client_id, "client identifier")
-    if p.will is not None:
-        if level == 5:
-            out += encode_properties(p.will.properties)
-        elif p.will.properties:
-            raise LocalProtocolError("will properties exist only in MQTT 5")
-        out += encode_utf8(p.will.topic, "will topic") + encode_binary(p.will.payload)
-    if p.username is not None:
-        out += encode_utf8(p.username, "user name")
-    if p.password is not None:
-        out += encode_binary(p.password, "password")
-    return 0x10, bytes(out)
-
-
-def _enc_connack(p: ConnAck, version: int) -> tuple[int, bytes]:
-    _v5_only(p, version, "CONNACK")
-    body = bytes((1 if p.session_present else 0, int(p.reason_code)))
-    if version >= 5:
-        body += encode_properties(p.properties)
-    return 0x20, body
-
-
-def _enc_publish(p: Publish, version: int) -> tuple[int, bytes]:
-    qos = p.qos
-    if qos not in (0, 1, 2):
-        raise LocalProtocolError(f"PUBLISH QoS {qos}")
-    first = 0x30 | (qos << 1) | (8 if p.dup else 0) | (1 if p.retain else 0)
-    topic = p.topic.encode("utf-8")
-    body = len(topic).to_bytes(2, "big") + topic
-    if qos:
-        if not p.packet_id or not 0 < p.packet_id <= 0xFFFF:
-            raise LocalProtocolError(f"QoS {qos} PUBLISH needs a packet id in 1..65535 "
-                                     f"[MQTT-2.2.1-3], not {p.packet_id}")
-        body += p.packet_id.to_bytes(2, "big")
-    elif p.dup:
-        raise LocalProtocolError("DUP must be 0 at QoS 0 [MQTT-3.3.1-2]")
-    elif p.packet_id is not None:
-        raise LocalProtocolError("a QoS 0 PUBLISH has no packet id [MQTT-2.2.1-2]")
-    if version >= 5:
-        body += encode_properties(p.properties)
-    elif p.properties:
-        raise LocalProtocolError("PUBLISH: properties exist only in MQTT 5")
-    return first, body + p.payload
-
-
-def _make_ack_encoder(first: int, name: str) -> Callable[[Any, int], tuple[int, bytes]]:
-    def encode_ack(p: Any, version: int) -> tuple[int, bytes]:
-        if not 0 < p.packet_id <= 0xFFFF:
-            raise LocalProtocolError(f"{name} packet id {p.packet_id} out of 1..65535")
-        pid = p.packet_id.to_bytes(2, "big")
-        if version < 5:
-            if p.reason_code or p.properties:
-                raise LocalProtocolError(f"{name}: reason codes and properties exist only in "
-                                         "MQTT 5")
-            return first, pid
-        if not p.properties:
-            return first, pid if not p.reason_code else pid + bytes((int(p.reason_code),))
-        return first, pid + bytes((int(p.reason_code),)) + encode_properties(p.properties)
-
-    return encode_ack
-
-
-def _enc_subscribe(p: Subscribe, version: int) -> tuple[int, bytes]:
-    _v5_only(p, version, "SUBSCRIBE")
-    if not p.subscriptions:
-        raise LocalProtocolError("SUBSCRIBE needs at least one topic filter [MQTT-3.8.3-3]")
-    out = bytearray(p.packet_id.to_bytes(2, "big"))
-    if version >= 5:
-        out += encode_properties(p.properties)
-    for sub in p.subscriptions:
-        options = sub.qos
-        if version >= 5:
-            options |= ((4 if sub.no_local else 0) | (8 if sub.retain_as_published else 0)
-                        | (sub.retain_handling << 4))
-        elif sub.no_local or sub.retain_as_published or sub.retain_handling:
-            raise LocalProtocolError("subscription options exist only in MQTT 5")
-        out += encode_utf8(sub.topic_filter, "topic filter") + bytes((options,))
-    return 0x82, bytes(out)
-
-
-def _enc_suback(p: SubAck, version: int) -> tuple[int, bytes]:
-    _v5_only(p, version, "SUBACK")
-    if not p.reason_codes:
-        raise LocalProtocolError("SUBACK needs one return code per subscription")
-    out = p.packet_id.to_bytes(2, "big")
-    if version >= 5:
-        out += encode_properties(p.properties)
-    return 0x90, out + bytes(int(c) for c in p.reason_codes)
-
-
-def _enc_unsubscribe(p: Unsubscribe, version: int) -> tuple[int, bytes]:
-    _v5_only(p, version, "UNSUBSCRIBE")
-    out = bytearray(p.packet_id.to_bytes(2, "big"))
-    if version >= 5:
-        out += encode_properties(p.properties)
-    for topic_filter in p.topic_filters:
-        out += encode_utf8(topic_filter, "topic filter")
-    return 0xA2, bytes(out)
-
-
-def _enc_unsuback(p: UnsubAck, version: int) -> tuple[int, bytes]:
-    out = p.packet_id.to_bytes(2, "big")
-    if version < 5:
-        if p.reason_codes or p.properties:
-            raise LocalProtocolError("UNSUBACK reason codes and properties exist only in MQTT 5")
-        return 0xB0, out
-    if not p.reason_codes:
-        raise LocalProtocolError("an MQTT 5 UNSUBACK needs one reason code per topic filter")
-    return 0xB0, out + encode_properties(p.properties) + bytes(int(c) for c in p.reason_codes)
-
-
-def _enc_empty(first: int) -> Callable[[Any, int], tuple[int, bytes]]:
-    def encode_empty(p: Any, version: int) -> tuple[int, bytes]:
-        return first, b""
-
-    return encode_empty
-
-
-def _enc_disconnect(p: Disconnect, version: int) -> tuple[int, bytes]:
-    if version < 5:
-        if p.reason_code or p.properties:
-            raise LocalProtocolError("DISCONNECT reason codes and properties exist only in "
-                                     "MQTT 5")
-        return 0xE0, b""
-    if not p.properties:
-        return 0xE0, b"" if not p.reason_code else bytes((int(p.reason_code),))
-    return 0xE0, bytes((int(p.reason_code),)) + encode_properties(p.properties)
-
-
-def _enc_auth(p: Auth, version: int) -> tuple[int, bytes]:
-    if version < 5:
-        raise LocalProtocolError("AUTH exists only in MQTT 5")
-    if not p.properties and not p.reason_code:
-        return 0xF0, b""
-    return 0xF0, bytes((int(p.reason_code),)) + encode_properties(p.properties)
-
-
-_ENCODERS: dict[type, Callable[[Any, int], tuple[int, bytes]]] = {
-    Connect: _enc_connect, ConnAck: _enc_connack, Publish: _enc_publish,
-    PubAck: _make_ack_encoder(0x40, "PUBACK"), PubRec: _make_ack_encoder(0x50, "PUBREC"),
-    PubRel: _make_ack_encoder(0x62, "PUBREL"), PubComp: _make_ack_encoder(0x70, "PUBCOMP"),
-    Subscribe: _enc_subscribe, SubAck: _enc_suback, Unsubscribe: _enc_unsubscribe,
-    UnsubAck: _enc_unsuback, PingReq: _enc_empty(0xC0), PingResp: _enc_empty(0xD0),
-    Disconnect: _enc_disconnect, Auth: _enc_auth,
-}
 
 # The alias property id is read on the PUBLISH hot path by the stream decoder.
 TOPIC_ALIAS_ID: Final = int(PropertyId.TOPIC_ALIAS)

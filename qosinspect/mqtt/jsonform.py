@@ -2,7 +2,8 @@
 logs.
 
 The form is ``{"type": "PUBLISH", <field>: <value>, ...}`` with the packet's own field names.
-Bytes become ``{"hex": "..."}`` so they survive JSON exactly; reason codes become plain ints;
+Bytes become ``{"hex": "..."}`` so they survive JSON exactly (``{"text": "..."}``, UTF-8, is
+accepted too, for hand-written vectors); reason codes become plain ints;
 properties become a list of ``[name, value]`` pairs in wire order (names as in
 :class:`~qosinspect.mqtt.properties.PropertyId`, lower case).
 """
@@ -73,7 +74,7 @@ def properties_from_list(items: list[list[Any]] | None) -> Properties:
     for name, value in items:
         spec = _BY_NAME[name]
         if spec.type is PropertyType.BINARY:
-            value = bytes.fromhex(value["hex"])
+            value = _bytes(value)
         elif spec.type is PropertyType.UTF8_PAIR:
             value = (value[0], value[1])
         out.append((int(spec.pid), value))
@@ -88,8 +89,11 @@ def packet_to_dict(packet: Packet) -> dict[str, Any]:
 
 
 def _bytes(value: Any) -> bytes | None:
+    """``{"hex": "..."}`` or ``{"text": "..."}`` (UTF-8) to bytes; None stays None."""
     if value is None:
         return None
+    if "text" in value:
+        return str(value["text"]).encode("utf-8")
     return bytes.fromhex(value["hex"])
 
 
@@ -110,7 +114,7 @@ def packet_from_dict(data: dict[str, Any]) -> Packet:
         elif key in ("payload", "password"):
             value = _bytes(value)
         elif key == "will" and value is not None:
-            value = Will(value["topic"], bytes.fromhex(value["payload"]["hex"]),
+            value = Will(value["topic"], _bytes(value["payload"]) or b"",
                          value.get("qos", 0), value.get("retain", False),
                          properties_from_list(value.get("properties")))
         elif key == "subscriptions":

@@ -5,11 +5,16 @@ that re-sorts cannot reproduce their bytes. Typed accessors (``props.topic_alias
 
 Rules enforced when decoding, each a reason code the peer would get:
 - an id that does not exist -> malformed (0x81)
-- a property not allowed in that packet (or in a will) -> protocol error (0x82)
-- a single-valued property given twice -> protocol error [MQTT-2.2.2-?] (0x82); only User Property
-  (any packet) and Subscription Identifier (PUBLISH only) may repeat
+- a property not allowed in that packet (or in a will) -> malformed (0x81): "A Control Packet
+  which contains an Identifier which is not valid for its packet type ... is a Malformed Packet"
+  (2.2.2.2)
+- a single-valued property given twice -> protocol error (0x82) ("It is a Protocol Error to
+  include ... more than once", in the text of each property); only User Property (any packet)
+  and Subscription Identifier (PUBLISH only) may repeat
 - values outside their range (a flag byte other than 0/1, a zero Receive Maximum, Topic Alias,
-  Maximum Packet Size or Subscription Identifier) -> protocol error (0x82)
+  Maximum Packet Size or Subscription Identifier) -> protocol error (0x82). The Payload Format
+  Indicator is not such a flag: the specification gives 0 and 1 a meaning but no rule against
+  other values, so they are kept as sent.
 """
 
 from __future__ import annotations
@@ -101,7 +106,9 @@ def _spec(pid: PropertyId, ptype: PropertyType, allowed: set[int], **kw: Any) ->
 _T = PropertyType
 _W = WILL_CONTEXT
 PROPERTY_SPECS: dict[int, PropertySpec] = {s.pid: s for s in (
-    _spec(PropertyId.PAYLOAD_FORMAT_INDICATOR, _T.BYTE, {_P.PUBLISH, _W}, flag=True),
+    # Only 0 and 1 have a meaning, but unlike the flags below the specification does not make
+    # another value an error (3.3.2.3.2), and mosquitto clients send others: kept as sent.
+    _spec(PropertyId.PAYLOAD_FORMAT_INDICATOR, _T.BYTE, {_P.PUBLISH, _W}),
     _spec(PropertyId.MESSAGE_EXPIRY_INTERVAL, _T.FOUR_BYTE, {_P.PUBLISH, _W}),
     _spec(PropertyId.CONTENT_TYPE, _T.UTF8, {_P.PUBLISH, _W}),
     _spec(PropertyId.RESPONSE_TOPIC, _T.UTF8, {_P.PUBLISH, _W}),

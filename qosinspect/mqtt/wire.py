@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..errors import MalformedPacket, ProtocolError
+from ..errors import LocalProtocolError, MalformedPacket, ProtocolError
 from .properties import (
     NO_PROPERTIES,
     PROPERTY_SPECS,
@@ -27,6 +27,7 @@ from .properties import (
 
 __all__ = [
     "MAX_VARINT",
+    "check_property",
     "encode_binary",
     "encode_properties",
     "encode_utf8",
@@ -141,11 +142,12 @@ def encode_binary(data: bytes, what: str = "binary data") -> bytes:
 
 def read_properties(buf: Any, pos: int, end: int, context: int) -> tuple[Properties, int]:
     """The property length and list at ``pos``, checked against the packet type ``context``."""
+    at = pos
     length, pos = read_varint(buf, pos, end)
     stop = pos + length
     if stop > end:
         raise MalformedPacket(f"property length {length} runs past the end of the packet",
-                              offset=pos)
+                              offset=at)
     if length == 0:
         return NO_PROPERTIES, pos
     items: list[tuple[int, PropertyValue]] = []
@@ -157,8 +159,10 @@ def read_properties(buf: Any, pos: int, end: int, context: int) -> tuple[Propert
         if spec is None:
             raise MalformedPacket(f"unknown property identifier 0x{pid:02x}", offset=at)
         if context not in spec.allowed_in:
-            raise ProtocolError(f"property {spec.name} is not allowed in this packet",
-                                offset=at)
+            # "An Identifier which is not valid for its packet type ... is a Malformed Packet"
+            # (MQTT 5.0 2.2.2.2), unlike a duplicate, which is a Protocol Error.
+            raise MalformedPacket(f"property {spec.name} is not allowed in this packet "
+                                  "(MQTT 5.0 2.2.2.2)", offset=at)
         if pid in seen and context not in spec.repeatable_in:
             raise ProtocolError(f"property {spec.name} appears more than once", offset=at)
         seen.add(pid)
@@ -192,10 +196,60 @@ def read_properties(buf: Any, pos: int, end: int, context: int) -> tuple[Propert
     return Properties(tuple(items)), pos
 
 
-def encode_properties(props: Properties) -> bytes:
-    """The property length followed by the properties, in the order they are held."""
+_RANGES = {PropertyType.BYTE: 0xFF, PropertyType.TWO_BYTE: 0xFFFF,
+           PropertyType.FOUR_BYTE: 0xFFFF_FFFF, PropertyType.VARINT: MAX_VARINT}
+
+
+def check_property(pid: int, value: object, context: int, seen: set[int]) -> None:
+    """Raise LocalProtocolError unless ``pid: value`` may be sent in packet type ``context``.
+
+    The sending side of the rules :func:`read_properties` enforces, so that whatever the encoder
+    accepts the decoder gives back unchanged.
+    """
+    spec = PROPERTY_SPECS.get(pid)
+    if spec is None:
+        raise LocalProtocolError(f"unknown property identifier {pid!r}")
+    if context not in spec.allowed_in:
+        raise LocalProtocolError(f"property {spec.name} is not allowed in this packet "
+                                 "(MQTT 5.0 2.2.2.2)")
+    if pid in seen and context not in spec.repeatable_in:
+        raise LocalProtocolError(f"property {spec.name} may be sent only once")
+    seen.add(pid)
+    ptype = spec.type
+    limit = _RANGES.get(ptype)
+    if limit is not None:
+        if not isinstance(value, int):
+            raise LocalProtocolError(f"property {spec.name} takes an integer, not {value!r}")
+        if not 0 <= value <= limit:
+            raise LocalProtocolError(f"property {spec.name} value {value} out of 0..{limit}")
+        if spec.flag and value > 1:
+            raise LocalProtocolError(f"property {spec.name} must be 0 or 1, not {value}")
+        if spec.nonzero and value == 0:
+            raise LocalProtocolError(f"property {spec.name} must not be 0")
+    elif ptype is PropertyType.UTF8:
+        if not isinstance(value, str):
+            raise LocalProtocolError(f"property {spec.name} takes a string, not {value!r}")
+    elif ptype is PropertyType.BINARY:
+        if not isinstance(value, bytes | bytearray):
+            raise LocalProtocolError(f"property {spec.name} takes bytes, not {value!r}")
+    elif not (isinstance(value, tuple) and len(value) == 2
+              and isinstance(value[0], str) and isinstance(value[1], str)):
+        raise LocalProtocolError(f"property {spec.name} takes a (name, value) pair of strings, "
+                                 f"not {value!r}")
+
+
+def encode_properties(props: Properties, context: int | None = None) -> bytes:
+    """The property length followed by the properties, in the order they are held.
+
+    With ``context`` (a packet type, or WILL_CONTEXT) every property is first checked with
+    :func:`check_property`.
+    """
     if not props.items:
         return b"\x00"
+    if context is not None:
+        seen: set[int] = set()
+        for pid, value in props.items:
+            check_property(pid, value, context, seen)
     out = bytearray()
     for pid, value in props.items:
         spec = PROPERTY_SPECS[pid]
@@ -218,4 +272,3 @@ def encode_properties(props: Properties) -> bytes:
             out += (encode_utf8(value[0], "user property name")
                     + encode_utf8(value[1], "user property value"))
     return encode_varint(len(out)) + bytes(out)
-
