@@ -21,6 +21,7 @@ from typing import Any, Final
 
 from ..errors import (
     MalformedPacket,
+    MQTTError,
     PacketTooLarge,
     ProtocolError,
     TopicFilterInvalid,
@@ -79,6 +80,7 @@ __all__ = [
     "encode",
     "first_byte_offset",
     "parse_fixed_header",
+    "relocated",
 ]
 
 #: The largest packet MQTT can express: 1 type byte, 4 length bytes, 268,435,455 bytes of body.
@@ -181,6 +183,12 @@ def decode_body(buf: bytes, first: int, start: int, end: int, version: int,
 
 
 # --- decoders ------------------------------------------------------------------------------
+
+def relocated(exc: MQTTError, offset: int | None) -> MQTTError:
+    """A copy of ``exc`` placed at ``offset`` (its message names the offset, so it is rebuilt)."""
+    return type(exc)(exc.message, offset=offset, reason_code=exc.reason_code,
+                     packet_type=exc.packet_type)
+
 
 def first_byte_offset(start: int, end: int) -> int:
     """Offset of a packet's first byte, from the start and end of its body.
@@ -458,8 +466,7 @@ def _dec_subscribe(buf: bytes, flags: int, start: int, end: int, version: int,
             validate_topic_filter(topic_filter)
             shared = parse_shared(topic_filter)
         except TopicFilterInvalid as exc:
-            exc.offset = at
-            raise
+            raise relocated(exc, at) from None
         if shared is not None and no_local:
             raise ProtocolError("no local on a shared subscription [MQTT-3.8.3-4]",
                                 offset=options_at)
@@ -503,8 +510,7 @@ def _dec_unsubscribe(buf: bytes, flags: int, start: int, end: int, version: int,
         try:
             validate_topic_filter(topic_filter)
         except TopicFilterInvalid as exc:
-            exc.offset = at
-            raise
+            raise relocated(exc, at) from None
         filters.append(topic_filter)
     if not filters:
         raise ProtocolError("UNSUBSCRIBE without any topic filter [MQTT-3.10.3-2]", offset=pos)

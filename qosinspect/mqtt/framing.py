@@ -23,10 +23,11 @@ the topic the alias stands for (it keeps the alias in its properties).
 
 from __future__ import annotations
 
+import codecs
 from dataclasses import dataclass
 
 from ..errors import MQTTError, PacketTooLarge, ProtocolError
-from .codec import _DECODERS, MAX_PACKET_SIZE, TOPIC_ALIAS_ID, parse_fixed_header
+from .codec import _DECODERS, MAX_PACKET_SIZE, TOPIC_ALIAS_ID, parse_fixed_header, relocated
 from .enums import Direction, PacketType, PubAckReason, PubCompReason, PubRecReason, PubRelReason
 from .packets import Connect, Packet, PubAck, PubComp, Publish, PubRec, PubRel
 from .properties import NO_PROPERTIES
@@ -164,10 +165,15 @@ class StreamDecoder:
         return out
 
     def finish(self) -> list[FramingAnomaly]:
-        """The stream ended: report a packet left incomplete."""
+        """The stream ended: report a packet left incomplete (or bytes never resynchronised)."""
         out: list[FramingAnomaly] = []
         if self._pending:
-            out.append(self._partial_anomaly("the stream ended before it was complete"))
+            if self._resync:
+                out.append(FramingAnomaly(
+                    "resync", f"skipped {self._pending} bytes without finding a packet boundary "
+                    "before the stream ended", self._offset, self._pending))
+            else:
+                out.append(self._partial_anomaly("the stream ended before it was complete"))
             self._offset += self._pending
             self._chunks = []
             self._pending = 0
@@ -216,7 +222,7 @@ class StreamDecoder:
                 except MQTTError as exc:
                     if not self._framing_lost(exc, pos, out):
                         raise self._fail(exc, self._offset) from None
-                    pos = self._resynchronise(buf, pos + 1, out)
+                    pos = self._resynchronise(buf, pos + 1, out, skipped_from=pos)
                     if self._resync:
                         return pos
                     continue
@@ -231,7 +237,7 @@ class StreamDecoder:
                                            packet_type=first >> 4)
                 if not self._framing_lost(too_large, pos, out):
                     raise self._fail(too_large, self._offset)
-                pos = self._resynchronise(buf, pos + 1, out)
+                pos = self._resynchronise(buf, pos + 1, out, skipped_from=pos)
                 if self._resync:
                     return pos
                 continue
@@ -294,8 +300,9 @@ class StreamDecoder:
         return pos
 
     def _fail(self, exc: MQTTError, base: int) -> MQTTError:
+        """The error, placed at its offset in the stream; remembered: the stream is over."""
         if exc.offset is not None:
-            exc.offset += base
+            exc = relocated(exc, exc.offset + base)
         self._failed = exc
         return exc
 
@@ -336,10 +343,15 @@ class StreamDecoder:
         self._resync = True
         return True
 
-    def _resynchronise(self, buf: bytes, pos: int, out: list[DecodeResult]) -> int:
-        """Find the next plausible packet start at or after ``pos``; report skipped bytes."""
+    def _resynchronise(self, buf: bytes, pos: int, out: list[DecodeResult],
+                       skipped_from: int | None = None) -> int:
+        """Find the next plausible packet start at or after ``pos``; report skipped bytes.
+
+        ``skipped_from`` is where the bytes given up begin when that is before ``pos`` (the
+        first byte of the packet whose framing was lost), so that they are reported too.
+        """
         n = len(buf)
-        start = pos
+        start = pos if skipped_from is None else skipped_from
         version = self.version
         while pos < n:
             verdict = _plausible_at(buf, pos, n, version)
@@ -377,12 +389,55 @@ def _plausible_at(buf: bytes, pos: int, n: int, version: int) -> bool | None:
     if end - pos > RESYNC_MAX_PACKET:
         return False
     if end > n:
-        return None
+        # Incomplete: worth waiting for only if what is here can begin such a packet (garbage
+        # that merely looks like a header must not hold back the real packets behind it).
+        return None if _shape_ok(buf, first, pos + header[2], header[1], n, version) else False
     try:
         _DECODERS[ptype](buf, first & 0x0F, pos + header[2], end, version, None)
     except MQTTError:
         return False
     return end == n or _flags_ok(buf[end], version)
+
+
+_ACK_REASONS = {4: frozenset(PubAckReason), 5: frozenset(PubRecReason),
+                6: frozenset(PubRelReason), 7: frozenset(PubCompReason)}
+_MQTT_NAMES = (b"\x00\x04MQTT", b"\x00\x06MQIsdp")
+_utf8_decoder = codecs.getincrementaldecoder("utf-8")
+
+
+def _shape_ok(buf: bytes, first: int, start: int, length: int, n: int, version: int) -> bool:
+    """Can an incomplete packet of ``length`` body bytes, ``buf[start:n]`` of them at hand, be
+    valid? Checks what needs no more bytes: fixed lengths, the protocol name, packet ids, reason
+    codes, the topic of a PUBLISH."""
+    ptype = first >> 4
+    have = buf[start:min(n, start + length)]
+    if ptype in (12, 13) or (ptype == 14 and version < 5):
+        return length == 0
+    if ptype in (2, 4, 5, 6, 7, 11) and version < 5:
+        return length == 2
+    if 4 <= ptype <= 7:
+        if len(have) >= 2 and not (have[0] or have[1]):
+            return False
+        return len(have) < 3 or have[2] in _ACK_REASONS[ptype]
+    if ptype == 1:
+        return any(name.startswith(have[:len(name)]) for name in _MQTT_NAMES)
+    if ptype in (8, 9, 10, 11):
+        return length >= 3 and not (len(have) >= 2 and not (have[0] or have[1]))
+    if ptype == 3:
+        if length < 2:
+            return False
+        if len(have) < 2:
+            return True
+        stop = 2 + ((have[0] << 8) | have[1])
+        if stop + (2 if first & 0x06 else 0) > length:
+            return False
+        topic = have[2:stop]
+        try:  # incrementally: a character cut off at the end of the bytes at hand is no error
+            text = _utf8_decoder().decode(topic, final=len(have) >= stop)
+        except UnicodeDecodeError:
+            return False
+        return not ("+" in text or "#" in text or "\x00" in text)
+    return True
 
 
 def _flags_ok(first: int, version: int) -> bool:
@@ -392,7 +447,9 @@ def _flags_ok(first: int, version: int) -> bool:
     want = _FIXED_FLAGS[ptype]
     if want is None:
         return ptype != 3 or (first & 0x06) != 0x06
-    return (first & 0x0F) == want
+    flags = first & 0x0F
+    # MQTT 3.1 let PUBREL, SUBSCRIBE and UNSUBSCRIBE carry DUP as well as QoS 1.
+    return flags == want or (version == 3 and want == 2 and flags == 0x0A)
 
 
 def _describe(exc: MQTTError) -> str:
