@@ -84,13 +84,16 @@ class PasswordFile:
     users: dict[str, str] = field(default_factory=dict)
 
     @classmethod
-    def load(cls, path: str | Path) -> PasswordFile:
+    def load(cls, path: str | Path, *, must_exist: bool = False) -> PasswordFile:
+        """Read a password file; a missing one is empty unless ``must_exist``."""
         users: dict[str, str] = {}
         try:
             text = Path(path).read_text(encoding="utf-8")
         except FileNotFoundError:
+            if must_exist:
+                raise ConfigError("password file not found", path=str(path)) from None
             return cls()
-        except OSError as exc:
+        except (OSError, UnicodeDecodeError) as exc:
             raise ConfigError(str(exc), path=str(path)) from None
         for n, line in enumerate(text.splitlines(), 1):
             line = line.strip()
@@ -103,9 +106,12 @@ class PasswordFile:
         return cls(users)
 
     def set(self, user: str, password: str) -> None:
-        if ":" in user:
-            raise ConfigError("a user name cannot contain ':'")
+        if ":" in user or not user or user != user.strip():
+            raise ConfigError(f"invalid user name {user!r} (no ':' and no surrounding spaces)")
         self.users[user] = hash_password(password)
+
+    def delete(self, user: str) -> bool:
+        return self.users.pop(user, None) is not None
 
     def save(self, path: str | Path) -> None:
         Path(path).write_text("".join(f"{u}:{h}\n" for u, h in self.users.items()),
@@ -159,8 +165,8 @@ class AccessControl:
             line = raw.strip()
             if not line or line.startswith("#"):
                 continue
-            keyword, _, rest = line.partition(" ")
-            rest = rest.strip()
+            keyword, *more = line.split(None, 1)
+            rest = more[0].strip() if more else ""
             if keyword == "user":
                 if not rest:
                     raise ConfigError(f"line {n}: 'user' needs a name", path=path)
@@ -168,9 +174,9 @@ class AccessControl:
                 continue
             if keyword not in ("topic", "pattern"):
                 raise ConfigError(f"line {n}: unknown keyword {keyword!r}", path=path)
-            access, _, topic = rest.partition(" ")
+            access, *after = rest.split(None, 1) if rest else ("",)
             if access in ("read", "write", "readwrite", "deny"):
-                topic = topic.strip()
+                topic = after[0].strip() if after else ""
             else:
                 access, topic = "readwrite", rest
             if not topic:
@@ -183,7 +189,7 @@ class AccessControl:
     def load(cls, path: str | Path) -> AccessControl:
         try:
             return cls.parse(Path(path).read_text(encoding="utf-8"), path=str(path))
-        except OSError as exc:
+        except (OSError, UnicodeDecodeError) as exc:
             raise ConfigError(str(exc), path=str(path)) from None
 
     def allowed(self, access: str, topic: str, *, client_id: str, username: str | None,

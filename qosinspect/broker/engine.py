@@ -2,15 +2,16 @@
 
 No sockets, no clock: the asyncio server (:mod:`.server`) feeds decoded packets with ``now``
 (ns) and collects, per connection, the packets to send and whether to close. The same engine
-could be driven from a test or a replay. QoS flows per message are handled by
+can be driven from a test or a replay. QoS flows per message are handled by
 :class:`qosinspect.mqtt.session.Session` (one per client id), so every QoS rule lives in ``mqtt/``.
 
 What the engine decides, with the statements that fix it:
 
 - CONNACK is the first packet sent [MQTT-3.2.0-1]; a second CONNECT is a protocol error
   [MQTT-3.1.0-2]; an empty client id gets an assigned one (MQTT 5, or 3.1.1 clean session)
-  [MQTT-3.1.3-6] or is rejected (0x02 / 0x85) [MQTT-3.1.3-8]; the same client id connecting
-  again takes the session over, the old connection gets DISCONNECT 0x8E [MQTT-3.1.4-3].
+  [MQTT-3.1.3-6] [MQTT-3.2.2-16] or is rejected (0x02 / 0x85) [MQTT-3.1.3-8]; the same client
+  id connecting again takes the session over, the old connection gets DISCONNECT 0x8E
+  [MQTT-3.1.4-3].
 - Clean start discards the session [MQTT-3.1.2-4], else it resumes with session present
   [MQTT-3.2.2-2] and unacked flows are resent [MQTT-4.4.0-1]. Session expiry: 3.1.1 clean
   session 0 never expires, 1 ends with the connection; MQTT 5 uses Session Expiry Interval, which
@@ -19,28 +20,43 @@ What the engine decides, with the statements that fix it:
   publish and (highest) subscription QoS [MQTT-3.8.4-8]; no-local [MQTT-3.8.3-3]; retain as
   published [MQTT-3.3.1-12] [MQTT-3.3.1-13]; subscription identifiers [MQTT-3.3.4-3]; a shared
   subscription delivers to one member of the group (round robin, online members first).
-  Per-topic order holds because routing is synchronous and each session queue is FIFO.
+  Per-topic order holds because routing is synchronous and each session queue is FIFO
+  [MQTT-4.6.0-5].
 - Retained: a retained PUBLISH replaces the topic's retained message [MQTT-3.3.1-5], an empty
-  payload clears it [MQTT-3.3.1-6]; on subscribe it is sent with RETAIN=1 [MQTT-3.3.1-9] per
-  retain handling 0/1/2 [MQTT-3.3.1-9..11]; never to shared subscriptions.
+  payload clears it [MQTT-3.3.1-6] [MQTT-3.3.1-7]; on subscribe it is sent with RETAIN=1
+  [MQTT-3.3.1-9] per retain handling 0/1/2 [MQTT-3.3.1-9] [MQTT-3.3.1-10] [MQTT-3.3.1-11];
+  never to shared subscriptions.
 - Wills: published when the connection ends without DISCONNECT [MQTT-3.1.2-8] (or with MQTT 5
   reason 0x04), never after a normal DISCONNECT [MQTT-3.1.2-10]; MQTT 5 Will Delay defers it and
-  a reconnection in time cancels it.
+  a reconnection in time cancels it [MQTT-3.1.3-9]. A will the ACL does not let the client
+  publish is dropped.
 - Keep alive: no packet within 1.5 times the keep alive closes the connection [MQTT-3.1.2-22];
-  ``max_keepalive`` caps it, announced as Server Keep Alive in MQTT 5 [MQTT-3.2.2-21].
-- Backpressure: a publisher whose message went into an online subscriber's full queue is
-  *blocked* (see :meth:`BrokerEngine.is_blocked`); the server stops reading from it. QoS 0 to a
-  congested connection is dropped and counted.
+  ``max_keepalive`` caps it, announced as Server Keep Alive in MQTT 5 [MQTT-3.2.2-21]; a 3.1.x
+  client asking for more (or 0) is refused with 0x02, as mosquitto does.
+- Flow control: at most the client's Receive Maximum (else ``max_inflight``) QoS 1/2 messages
+  unacknowledged towards it [MQTT-4.9.0-2]; a message larger than the client's Maximum Packet
+  Size is not sent to it [MQTT-3.1.2-25].
+- Backpressure: a publisher whose QoS 1/2 message went into an online subscriber's full queue
+  is *blocked* (``conn.blocked_on``); the server stops reading from it until the queue has
+  drained to half (:meth:`take_unblocked`). QoS 0 to a congested connection is dropped and
+  counted. Offline sessions never block publishers: their queue is capped by
+  ``max_offline_messages`` (oldest dropped, counted). So that a subscriber that stops reading
+  cannot stall its publishers for ever, one that acknowledges nothing for
+  ``slow_subscriber_timeout`` seconds while publishers wait for it is disconnected (0x97); a
+  persistent session then keeps queueing for it offline.
 """
 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 from ..errors import MQTTError, RemoteProtocolError
+from ..mqtt.codec import encode
 from ..mqtt.packets import (
+    Auth,
     ConnAck,
     Connect,
     Disconnect,
@@ -62,12 +78,15 @@ from ..mqtt.properties import NO_PROPERTIES, Properties, PropertyId
 from ..mqtt.session import Session
 from ..mqtt.topics import parse_shared, topic_matches
 from .auth import READ, WRITE, Authenticator
+from .routing import SubscriptionIndex
 
-__all__ = ["BrokerConfig", "BrokerEngine", "BrokerSession", "ClientConn", "SubOptions"]
+__all__ = ["NEVER", "NS", "BrokerConfig", "BrokerEngine", "BrokerSession", "BrokerStats",
+           "ClientConn", "SubOptions"]
 
 NS = 1_000_000_000
+#: Session Expiry Interval meaning "never" (and a 3.1.x clean session 0).
 NEVER = 0xFFFFFFFF
-_STRIP = (int(PropertyId.TOPIC_ALIAS), int(PropertyId.SUBSCRIPTION_IDENTIFIER))
+_ALIAS = int(PropertyId.TOPIC_ALIAS)
 _SUB_ID = int(PropertyId.SUBSCRIPTION_IDENTIFIER)
 
 
@@ -75,14 +94,21 @@ _SUB_ID = int(PropertyId.SUBSCRIPTION_IDENTIFIER)
 class BrokerConfig:
     """Limits and switches of the engine (the server adds listener settings)."""
 
-    max_keepalive: int = 65535
-    max_inflight: int = 20             # outbound window when the client sets no Receive Maximum
-    receive_maximum: int = 100         # inbound QoS 2 flows we accept at once (announced, MQTT 5)
-    max_queued_messages: int = 1000    # per online session before publishers are blocked
-    max_offline_messages: int = 100_000
+    max_keepalive: int = 0              # 0: no cap
+    max_inflight: int = 20              # outbound window when the client sets no Receive Maximum
+    receive_maximum: int = 100          # inbound QoS 2 flows an MQTT 5 client may keep open
+    max_queued_messages: int = 1000     # per online session before publishers are paused
+    max_offline_messages: int = 100_000  # per session; past it the oldest is dropped (counted)
     topic_alias_maximum: int = 10
-    deny_subscribe_code_v5: int = 0x87
+    deny_subscribe_code_v5: int = 0x87  # or 0x80
     max_sessions: int = 100_000
+    max_packet_size: int = 1024 * 1024  # incoming; announced to MQTT 5 clients
+    connect_timeout: float = 10.0       # seconds from TCP accept to CONNECT
+    max_subscriptions: int = 10_000     # per session
+    max_retained: int = 100_000         # retained topics; past it new ones are not retained
+    #: Seconds an online subscriber may keep publishers paused without acknowledging anything;
+    #: then it is disconnected (0x97) and its session, if it has one, queues offline.
+    slow_subscriber_timeout: float = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +118,21 @@ class SubOptions:
     retain_as_published: bool = False
     retain_handling: int = 0
     sub_id: int | None = None
+
+
+@dataclass
+class BrokerStats:
+    """Counters a user checks after a run (never reset)."""
+
+    messages_received: int = 0      # PUBLISH accepted from clients (and wills)
+    messages_routed: int = 0        # copies handed to sessions
+    dropped_qos0: int = 0           # QoS 0 copies not sent: congested or offline subscriber
+    dropped_too_large: int = 0      # larger than the subscriber's Maximum Packet Size
+    denied_publish: int = 0         # PUBLISH the ACL did not allow
+    retained_refused: int = 0       # retained messages over max_retained
+    connections_refused: int = 0    # CONNECT refused (auth, limits, bad client id)
+    publishers_paused: int = 0      # times a publisher was paused by a full subscriber queue
+    slow_subscribers_closed: int = 0  # subscribers disconnected for making no progress
 
 
 @dataclass(eq=False)
@@ -104,6 +145,16 @@ class BrokerSession:
     conn: ClientConn | None = None
     expiry_s: int = 0
     disconnected_ns: int | None = None
+    version: int = 4
+    max_packet_size: int | None = None
+    #: Publishers not read from until this session's queue drains.
+    blockers: set[ClientConn] = field(default_factory=set)
+    #: When it last made progress (an acknowledgement) while publishers waited for it.
+    blocked_since_ns: int = 0
+
+    @property
+    def persistent(self) -> bool:
+        return self.expiry_s > 0
 
 
 @dataclass(eq=False)
@@ -111,6 +162,7 @@ class ClientConn:
     """One network connection as the engine sees it; ``outbox`` is drained by the server."""
 
     conn_id: int
+    opened_ns: int = 0
     version: int = 4
     connected: bool = False
     client_id: str = ""
@@ -125,6 +177,10 @@ class ClientConn:
     congested: bool = False           # set by the server when its write buffer is full
     blocked_on: set[BrokerSession] = field(default_factory=set)
     dropped_qos0: int = 0
+    #: The user name a TLS client certificate gave (``use_identity_as_username``).
+    cert_username: str | None = None
+    #: Whatever the driver attaches (the server keeps its transport state here).
+    driver: Any = None
 
 
 class BrokerEngine:
@@ -134,37 +190,44 @@ class BrokerEngine:
                  auth: Authenticator | None = None) -> None:
         self.config = config or BrokerConfig()
         self.auth = auth or Authenticator(allow_anonymous=True)
+        self.stats = BrokerStats()
         self.sessions: dict[str, BrokerSession] = {}
         self.retained: dict[str, tuple[Publish, int | None]] = {}
-        self._exact: dict[str, dict[str, SubOptions]] = {}
-        self._wild: dict[str, dict[str, SubOptions]] = {}
-        self._shared: dict[tuple[str, str], dict[str, SubOptions]] = {}
+        self.index: SubscriptionIndex[SubOptions] = SubscriptionIndex()
+        self.conns: dict[int, ClientConn] = {}
         self._rr = itertools.count()
         self._conn_ids = itertools.count()
         self._assigned = itertools.count(1)
         self._wills: dict[str, tuple[Will, int, int]] = {}   # client id -> (will, due, version)
+        self._offline: dict[str, BrokerSession] = {}          # sessions that may expire
         self._dirty: dict[int, ClientConn] = {}
-        self.conns: dict[int, ClientConn] = {}
+        self._unblocked: list[ClientConn] = []
+        #: Persistence hooks (see :mod:`.store`): global changes and sessions with journals.
+        self.changes: list[tuple[Any, ...]] | None = None
+        self.dirty_sessions: dict[str, BrokerSession] = {}
+        self._seq = itertools.count(1)
 
     # -- driver interface -------------------------------------------------------------------------
 
     def open(self, now: int) -> ClientConn:
-        conn = ClientConn(next(self._conn_ids), last_rx_ns=now)
+        """A new network connection (it must send CONNECT within ``connect_timeout``)."""
+        conn = ClientConn(next(self._conn_ids), opened_ns=now, last_rx_ns=now)
         self.conns[conn.conn_id] = conn
         return conn
 
     def take_output(self) -> list[ClientConn]:
         """Connections with packets to send or a close pending, since the last call."""
+        if not self._dirty:
+            return []
         out = list(self._dirty.values())
         self._dirty.clear()
         return out
 
-    def is_blocked(self, conn: ClientConn) -> bool:
-        """Whether reading from ``conn`` must wait: it fed a full online queue."""
-        if conn.blocked_on:
-            conn.blocked_on = {s for s in conn.blocked_on
-                               if s.conn is not None and s.state.over_limit}
-        return bool(conn.blocked_on)
+    def take_unblocked(self) -> list[ClientConn]:
+        """Publishers that may be read from again (their subscribers' queues drained)."""
+        out = self._unblocked
+        self._unblocked = []
+        return [c for c in out if not c.blocked_on and not c.closed]
 
     def _send(self, conn: ClientConn, packets: list[Packet] | Packet) -> None:
         if conn.closed:
@@ -180,22 +243,27 @@ class BrokerEngine:
         if conn.closed:
             return
         conn.last_rx_ns = now
-        if isinstance(packet, Connect):
-            if conn.connected:
-                self.close(conn, 0x82, now)       # a second CONNECT [MQTT-3.1.0-2]
-            else:
-                self._connect(conn, packet, now)
-            return
-        if not conn.connected:
-            self.close(conn, 0x82, now)           # the first packet must be CONNECT [MQTT-3.1.0-1]
-            return
         try:
-            if isinstance(packet, Publish):
+            if type(packet) is Publish and conn.connected:
                 self._publish(conn, packet, now)
-            elif isinstance(packet, PubAck | PubRec | PubRel | PubComp):
-                assert conn.session is not None
-                out = conn.session.state.receive(packet, now)
+            elif isinstance(packet, PubAck | PubRec | PubRel | PubComp) and conn.connected:
+                sess = conn.session
+                assert sess is not None
+                out = sess.state.receive(packet, now)
                 self._send(conn, out.send)
+                if sess.state.journal is not None:
+                    self.dirty_sessions[sess.client_id] = sess
+                if sess.blockers:
+                    sess.blocked_since_ns = now               # progress
+                    if len(sess.state.queue) <= self.config.max_queued_messages // 2:
+                        self._release(sess)
+            elif isinstance(packet, Connect):
+                if conn.connected:
+                    self.close(conn, 0x82, now)       # a second CONNECT [MQTT-3.1.0-2]
+                else:
+                    self._connect(conn, packet, now)
+            elif not conn.connected:
+                self.close(conn, 0x82, now)           # CONNECT must come first [MQTT-3.1.0-1]
             elif isinstance(packet, Subscribe):
                 self._subscribe(conn, packet, now)
             elif isinstance(packet, Unsubscribe):
@@ -204,6 +272,8 @@ class BrokerEngine:
                 self._send(conn, PingResp())          # [MQTT-3.12.4-1]
             elif isinstance(packet, Disconnect):
                 self._disconnect(conn, packet, now)
+            elif isinstance(packet, Auth):
+                self.close(conn, 0x82, now)           # no enhanced authentication offered
             else:
                 self.close(conn, 0x82, now)           # a packet only a server sends
         except (MQTTError, RemoteProtocolError) as exc:
@@ -226,22 +296,39 @@ class BrokerEngine:
         if not conn.closed:
             self._detach(conn, now, True)
             conn.closed = True
+        self._forget_blocks(conn)
         self.conns.pop(conn.conn_id, None)
         self._dirty.pop(conn.conn_id, None)
 
-    def tick(self, now: int) -> None:
-        """Keep alive (1.5x) [MQTT-3.1.2-22], due wills, expired sessions."""
+    def shutdown(self, now: int) -> None:
+        """The server stops: MQTT 5 clients get DISCONNECT 0x8B; sessions stay (no wills)."""
         for conn in list(self.conns.values()):
-            if conn.connected and conn.keep_alive and not conn.closed and \
-                    now - conn.last_rx_ns > conn.keep_alive * NS * 3 // 2:
+            self.close(conn, 0x8B, now, publish_will=False)
+
+    def tick(self, now: int) -> None:
+        """CONNECT timeout, keep alive (1.5x) [MQTT-3.1.2-22], due wills, expired sessions."""
+        connect_deadline = int(self.config.connect_timeout * NS)
+        for conn in list(self.conns.values()):
+            if conn.closed:
+                continue
+            if not conn.connected:
+                if now - conn.opened_ns > connect_deadline:
+                    self.close(conn, None, now)
+            elif conn.keep_alive and now - conn.last_rx_ns > conn.keep_alive * NS * 3 // 2:
                 self.close(conn, 0x8D, now)
         for cid, (will, due, version) in list(self._wills.items()):
             if now >= due:
                 del self._wills[cid]
                 self._publish_will(will, version, now)
-        for sess in list(self.sessions.values()):
+        slow = int(self.config.slow_subscriber_timeout * NS)
+        for sess in [s for c in self.conns.values() if (s := c.session) is not None
+                     and s.blockers and s.conn is c]:
+            if now - sess.blocked_since_ns > slow and sess.conn is not None:
+                self.stats.slow_subscribers_closed += 1
+                self.close(sess.conn, 0x97, now)          # publishers must not wait forever
+        for sess in list(self._offline.values()):
             if sess.conn is None and sess.disconnected_ns is not None and \
-                    sess.expiry_s != NEVER and now >= sess.disconnected_ns + sess.expiry_s * NS:
+                    now >= sess.disconnected_ns + sess.expiry_s * NS:
                 self._end_session(sess, now)
 
     # -- connect / disconnect ---------------------------------------------------------------------
@@ -249,72 +336,100 @@ class BrokerEngine:
     def _connect(self, conn: ClientConn, c: Connect, now: int) -> None:
         v5 = c.protocol_version >= 5
         conn.version = c.protocol_version
-        code = self.auth.authenticate(c.username, c.password)
+        username = c.username
+        if conn.cert_username is not None:
+            username, code = conn.cert_username, 0    # the TLS client certificate vouches
+        else:
+            code = self.auth.authenticate(c.username, c.password)
+        if not code and v5 and c.properties.authentication_method is not None:
+            self.refuse(conn, 0x8C)                  # no enhanced authentication offered
+            return
         if code:
-            self._refuse(conn, (0x86 if code == 4 else 0x87) if v5 else code)
+            self.refuse(conn, (0x86 if code == 4 else 0x87) if v5 else code)
             return
         client_id = c.client_id
         assigned = None
         if not client_id:
             if c.protocol_version == 3 or (not v5 and not c.clean_start):
-                self._refuse(conn, 0x02)          # [MQTT-3.1.3-8]
+                self.refuse(conn, 0x02)              # [MQTT-3.1.3-8]
                 return
-            client_id = assigned = f"qosinspect-{next(self._assigned)}"
-        if client_id not in self.sessions and len(self.sessions) >= self.config.max_sessions:
-            self._refuse(conn, 0x97 if v5 else 0x03)
+            client_id = assigned = f"qosinspect-{next(self._assigned)}"  # [MQTT-3.1.3-6]
+        elif c.protocol_version == 3 and len(client_id) > 23:
+            self.refuse(conn, 0x02)                  # MQTT 3.1: 1 to 23 characters
             return
-        self._wills.pop(client_id, None)          # a reconnection cancels a delayed will
+        keep_alive = c.keep_alive
+        max_ka = self.config.max_keepalive
+        if max_ka and (keep_alive == 0 or keep_alive > max_ka):
+            if not v5:
+                self.refuse(conn, 0x02)              # 3.1.x cannot be told: mosquitto refuses
+                return
+            keep_alive = max_ka                       # Server Keep Alive [MQTT-3.2.2-21]
+        if client_id not in self.sessions and len(self.sessions) >= self.config.max_sessions:
+            self.refuse(conn, 0x97 if v5 else 0x03)
+            return
         old = self.sessions.get(client_id)
         if old is not None and old.conn is not None:
-            self.close(old.conn, 0x8E, now)       # session takeover [MQTT-3.1.4-3]
+            self.close(old.conn, 0x8E, now)           # session takeover [MQTT-3.1.4-3]
             old = self.sessions.get(client_id)
+        self._wills.pop(client_id, None)              # reconnected in time [MQTT-3.1.3-9]
         # 3.1.1: clean session 0 never expires, 1 ends with the connection
-        v3_expiry = 0 if c.clean_start else NEVER
-        expiry = (c.properties.session_expiry_interval or 0) if v5 else v3_expiry
-        present = old is not None and not c.clean_start
+        expiry = (c.properties.session_expiry_interval or 0) if v5 else \
+            (0 if c.clean_start else NEVER)
         if old is not None and c.clean_start:
-            self._end_session(old, now)           # [MQTT-3.1.2-4]
+            self._end_session(old, now)               # [MQTT-3.1.2-4]
             old = None
+        present = old is not None and conn.version >= 4   # MQTT 3.1 has no such flag
         receive_max = (c.properties.receive_maximum if v5 else None) or self.config.max_inflight
         if old is None:
             sess = BrokerSession(client_id, Session(
                 version=conn.version, receive_maximum=receive_max,
-                our_receive_maximum=self.config.receive_maximum,
                 max_queued=self.config.max_queued_messages,
                 hard_limit=self.config.max_offline_messages))
             self.sessions[client_id] = sess
         else:
             sess = old
+        # An MQTT 5 client bounds its unacknowledged QoS 2 flows by our Receive Maximum; a 3.1.x
+        # client by the 65535 packet ids, so its table is bounded too.
+        sess.state.receiver.receive_maximum = self.config.receive_maximum if v5 else 0xFFFF
         sess.conn = conn
         sess.expiry_s = expiry
         sess.disconnected_ns = None
+        sess.version = conn.version
+        sess.max_packet_size = c.properties.maximum_packet_size if v5 else None
+        self._offline.pop(client_id, None)
         conn.session = sess
         conn.client_id = client_id
-        conn.username = c.username
+        conn.username = username
         conn.connected = True
-        conn.will = c.will
-        keep_alive = c.keep_alive
-        max_ka = self.config.max_keepalive
-        if max_ka and (keep_alive == 0 or keep_alive > max_ka):
-            keep_alive = max_ka if v5 or keep_alive else 0
         conn.keep_alive = keep_alive
+        will = c.will
+        if will is not None and not self.auth.may(WRITE, will.topic, client_id=client_id,
+                                                  username=username):
+            will = None                               # not allowed: never published
+        conn.will = will
+        self._persist_session(sess)
         props = NO_PROPERTIES
         if v5:
             kw: dict[str, object] = {
                 "receive_maximum": self.config.receive_maximum,
                 "topic_alias_maximum": self.config.topic_alias_maximum,
+                "maximum_packet_size": self.config.max_packet_size,
             }
             if assigned:
                 kw["assigned_client_identifier"] = assigned
             if keep_alive != c.keep_alive:
                 kw["server_keep_alive"] = keep_alive
             props = Properties.of(**kw)
-        self._send(conn, ConnAck(present, 0, props))          # [MQTT-3.2.0-1] [MQTT-3.2.2-2]
+        self._send(conn, ConnAck(present, 0, props))  # [MQTT-3.2.0-1] [MQTT-3.2.2-2]
         self._send(conn, sess.state.connection_made(
-            now, session_present=present, version=conn.version, receive_maximum=receive_max))
+            now, session_present=old is not None, version=conn.version,
+            receive_maximum=receive_max))
+        self._touch(sess)
 
-    def _refuse(self, conn: ClientConn, code: int) -> None:
-        self._send(conn, ConnAck(False, code))   # [MQTT-3.2.2-4]: no session present
+    def refuse(self, conn: ClientConn, code: int) -> None:
+        """Answer CONNECT with a refusal ``code`` and close."""
+        self.stats.connections_refused += 1
+        self._send(conn, ConnAck(False, code))   # [MQTT-3.2.2-6]: no session present
         conn.close_reason = code
         conn.closed = True
 
@@ -326,6 +441,7 @@ class BrokerEngine:
                 self.close(conn, 0x82, now)       # [MQTT-3.14.2-2]
                 return
             sess.expiry_s = new_expiry
+            self._persist_session(sess)
         with_will = conn.version >= 5 and d.reason_code == 0x04
         if not with_will:
             conn.will = None                      # [MQTT-3.1.2-10]
@@ -335,6 +451,7 @@ class BrokerEngine:
         conn.closed = True
 
     def _detach(self, conn: ClientConn, now: int, publish_will: bool) -> None:
+        self._forget_blocks(conn)
         sess = conn.session
         if not conn.connected or sess is None:
             return
@@ -344,8 +461,11 @@ class BrokerEngine:
             sess.conn = None
             sess.state.connection_lost()
             sess.disconnected_ns = now
+            if sess.expiry_s and sess.expiry_s != NEVER:
+                self._offline[sess.client_id] = sess
+            self._release(sess)
         if will is not None:
-            delay = will.properties.will_delay_interval or 0 if conn.version >= 5 else 0
+            delay = (will.properties.will_delay_interval or 0) if conn.version >= 5 else 0
             if delay and sess.expiry_s:
                 self._wills[sess.client_id] = (will, now + delay * NS, conn.version)
             else:
@@ -356,103 +476,165 @@ class BrokerEngine:
     def _end_session(self, sess: BrokerSession, now: int) -> None:
         pending = self._wills.pop(sess.client_id, None)
         if pending is not None:
-            self._publish_will(pending[0], pending[2], now)
+            self._publish_will(pending[0], pending[2], now)   # session end sends it at once
         for topic_filter in list(sess.subs):
-            self._unindex(sess.client_id, topic_filter)
+            self.index.remove(sess.client_id, topic_filter)
         sess.subs.clear()
+        sess.state.journal = None
         sess.state.clear()
+        self._release(sess)
+        self._offline.pop(sess.client_id, None)
         if self.sessions.get(sess.client_id) is sess:
             del self.sessions[sess.client_id]
+            self.dirty_sessions.pop(sess.client_id, None)
+            if self.changes is not None:
+                self.changes.append(("end_session", sess.client_id))
 
     def _publish_will(self, will: Will, version: int, now: int) -> None:
         props = will.properties.without(int(PropertyId.WILL_DELAY_INTERVAL))
         self._accept(Publish(will.topic, will.payload, will.qos, False, will.retain, None,
                              props), now, None)
 
+    # -- backpressure ---------------------------------------------------------------------------
+
+    def _release(self, sess: BrokerSession) -> None:
+        """Unblock the publishers waiting for ``sess`` (it drained, went offline or ended)."""
+        for pub in sess.blockers:
+            pub.blocked_on.discard(sess)
+            if not pub.blocked_on:
+                self._unblocked.append(pub)
+        sess.blockers.clear()
+
+    def _forget_blocks(self, conn: ClientConn) -> None:
+        for sess in conn.blocked_on:
+            sess.blockers.discard(conn)
+        conn.blocked_on.clear()
+
     # -- publish ------------------------------------------------------------------------------
 
     def _publish(self, conn: ClientConn, p: Publish, now: int) -> None:
-        assert conn.session is not None
-        alias = p.properties.topic_alias if conn.version >= 5 and p.properties else None
-        if alias is not None and alias > self.config.topic_alias_maximum:
-            self.close(conn, 0x94, now)               # [MQTT-3.3.2-9]
+        sess = conn.session
+        assert sess is not None
+        props = p.properties
+        if props and conn.version >= 5:
+            alias = props.topic_alias
+            if alias is not None and alias > self.config.topic_alias_maximum:
+                self.close(conn, 0x94, now)           # [MQTT-3.3.2-9]
+                return
+            if props.subscription_identifiers:
+                self.close(conn, 0x82, now)           # [MQTT-3.3.4-6]
+                return
+        if self.auth.acl is not None and not self.auth.may(
+                WRITE, p.topic, client_id=conn.client_id, username=conn.username):
+            self.stats.denied_publish += 1
+            if p.qos and conn.version >= 5:           # refused: the flow ends there
+                self._send(conn, PubAck(p.packet_id or 0, 0x87) if p.qos == 1 else
+                           PubRec(p.packet_id or 0, 0x87))
+            elif p.qos:                               # 3.1.x cannot refuse: ack, drop
+                self._send(conn, PubAck(p.packet_id or 0) if p.qos == 1 else
+                           PubRec(p.packet_id or 0))
             return
-        allowed = self.auth.may(WRITE, p.topic, client_id=conn.client_id,
-                                username=conn.username)
-        out = conn.session.state.receive(p, now)
-        if not allowed and conn.version >= 5 and p.qos:
-            # refuse with 0x87: the flow ends there, so the QoS 2 id is not kept
-            conn.session.state.receiver.awaiting_pubrel.pop(p.packet_id or 0, None)
-            ack: Packet = PubAck(p.packet_id or 0, 0x87) if p.qos == 1 else \
-                PubRec(p.packet_id or 0, 0x87)
-            self._send(conn, ack)
-            return
-        if allowed and out.deliver:
+        out = sess.state.receive(p, now)
+        if sess.state.journal is not None and p.qos == 2:
+            self.dirty_sessions[sess.client_id] = sess
+        if out.deliver:
             self._accept(p, now, conn)
         self._send(conn, out.send)
 
     def _accept(self, p: Publish, now: int, origin: ClientConn | None) -> None:
         """A message accepted from a publisher (or a will): retain, then route."""
-        expiry = p.properties.message_expiry_interval if p.properties else None
-        expires_ns = now + expiry * NS if expiry is not None else None
-        props = p.properties.without(_STRIP[0]).without(_STRIP[1]) if p.properties else \
-            NO_PROPERTIES
+        self.stats.messages_received += 1
+        props = p.properties
+        expires_ns = None
+        if props:
+            expiry = props.message_expiry_interval
+            if expiry is not None:
+                expires_ns = now + expiry * NS
+            if props.topic_alias is not None:
+                props = props.without(_ALIAS)
         msg = Publish(p.topic, p.payload, p.qos, False, p.retain, None, props)
         if p.retain:
-            if p.payload:
-                self.retained[p.topic] = (msg, expires_ns)    # [MQTT-3.3.1-5]
-            else:
-                self.retained.pop(p.topic, None)              # [MQTT-3.3.1-6]
+            self._retain(msg, expires_ns)
         self._route(msg, now, expires_ns, origin)
 
-    def _matching(self, topic: str) -> Iterator[dict[str, SubOptions]]:
-        exact = self._exact.get(topic)
-        if exact:
-            yield exact
-        for topic_filter, subs in self._wild.items():
-            if topic_matches(topic_filter, topic):
-                yield subs
+    def _retain(self, msg: Publish, expires_ns: int | None) -> None:
+        topic = msg.topic
+        if msg.payload:
+            if topic not in self.retained and len(self.retained) >= self.config.max_retained:
+                self.stats.retained_refused += 1
+                return
+            self.retained[topic] = (msg, expires_ns)          # [MQTT-3.3.1-5]
+            if self.changes is not None:
+                self.changes.append(("retain", msg, expires_ns))
+        elif self.retained.pop(topic, None) is not None and self.changes is not None:
+            self.changes.append(("unretain", topic))          # [MQTT-3.3.1-6]
 
     def _route(self, msg: Publish, now: int, expires_ns: int | None,
                origin: ClientConn | None) -> None:
         origin_id = origin.client_id if origin is not None else None
         targets: dict[str, tuple[int, list[int], bool]] = {}
-        for subs in self._matching(msg.topic):
-            for client_id, opt in subs.items():
+        for node in self.index.match(msg.topic):
+            for client_id, opt in node.subs.items():
                 if opt.no_local and client_id == origin_id:
                     continue                                   # [MQTT-3.8.3-3]
                 self._merge(targets, client_id, opt)
-        for (_group, topic_filter), members in self._shared.items():
-            if members and topic_matches(topic_filter, msg.topic):
-                chosen = self._pick_member(members)
-                self._merge(targets, chosen, members[chosen])
+            for members in node.shared.values():
+                if members:
+                    chosen = self._pick_member(members)
+                    self._merge(targets, chosen, members[chosen])
+        acl = self.auth.acl
+        sessions = self.sessions
         for client_id, (qos, sub_ids, rap) in targets.items():
-            sess = self.sessions.get(client_id)
+            sess = sessions.get(client_id)
             if sess is None:
                 continue
             conn = sess.conn
-            username = conn.username if conn is not None else None
-            if self.auth.acl is not None and not self.auth.may(
-                    READ, msg.topic, client_id=client_id, username=username):
+            if acl is not None and not self.auth.may(
+                    READ, msg.topic, client_id=client_id,
+                    username=conn.username if conn is not None else None):
                 continue
-            out_qos = min(msg.qos, qos)                          # [MQTT-3.8.4-8]
+            out_qos = qos if qos < msg.qos else msg.qos         # [MQTT-3.8.4-8]
             props = msg.properties
             if sub_ids:
                 props = Properties((*props.items, *((_SUB_ID, s) for s in sub_ids)))
             out = msg._replace(qos=out_qos, retain=msg.retain and rap, properties=props)
-            if out_qos == 0 and conn is not None and conn.congested:
-                conn.dropped_qos0 += 1
+            if out_qos == 0 and (conn is None or conn.congested):
+                self.stats.dropped_qos0 += 1
+                if conn is not None:
+                    conn.dropped_qos0 += 1
                 continue
-            packets = sess.state.publish(out, now, expires_ns=expires_ns)
+            if sess.max_packet_size is not None and \
+                    len(encode(out._replace(packet_id=1 if out_qos else None), 5)) > \
+                    sess.max_packet_size:
+                self.stats.dropped_too_large += 1               # [MQTT-3.1.2-25]
+                continue
+            self.stats.messages_routed += 1
+            state = sess.state
+            packets = state.publish(out, now, expires_ns=expires_ns,
+                                    tag=next(self._seq) if state.journal is not None else None)
+            if state.journal is not None:
+                self.dirty_sessions[client_id] = sess
             if conn is not None:
-                self._send(conn, packets)
-                if out_qos and origin is not None and sess.state.over_limit:
+                if packets:
+                    self._send(conn, packets)
+                if out_qos and origin is not None and \
+                        len(state.queue) >= self.config.max_queued_messages:
+                    if not sess.blockers:
+                        sess.blocked_since_ns = now
+                    if not origin.blocked_on:
+                        self.stats.publishers_paused += 1
+                    sess.blockers.add(origin)
                     origin.blocked_on.add(sess)
 
     @staticmethod
     def _merge(targets: dict[str, tuple[int, list[int], bool]], client_id: str,
                opt: SubOptions) -> None:
-        qos, sub_ids, rap = targets.get(client_id, (0, [], False))
+        got = targets.get(client_id)
+        if got is None:
+            targets[client_id] = (opt.qos, [] if opt.sub_id is None else [opt.sub_id],
+                                  opt.retain_as_published)
+            return
+        qos, sub_ids, rap = got
         if opt.sub_id is not None:
             sub_ids = [*sub_ids, opt.sub_id]
         targets[client_id] = (max(qos, opt.qos), sub_ids, rap or opt.retain_as_published)
@@ -465,47 +647,29 @@ class BrokerEngine:
 
     # -- subscribe ------------------------------------------------------------------------------
 
-    def _index_for(self, topic_filter: str) -> dict[str, SubOptions]:
-        shared = parse_shared(topic_filter)
-        if shared is not None:
-            return self._shared.setdefault((shared.share_name, shared.topic_filter), {})
-        table = self._wild if ("+" in topic_filter or "#" in topic_filter) else self._exact
-        return table.setdefault(topic_filter, {})
-
-    def _unindex(self, client_id: str, topic_filter: str) -> None:
-        shared = parse_shared(topic_filter)
-        if shared is not None:
-            key = (shared.share_name, shared.topic_filter)
-            members = self._shared.get(key)
-            if members is not None:
-                members.pop(client_id, None)
-                if not members:
-                    del self._shared[key]
-            return
-        table = self._wild if ("+" in topic_filter or "#" in topic_filter) else self._exact
-        subs = table.get(topic_filter)
-        if subs is not None:
-            subs.pop(client_id, None)
-            if not subs:
-                del table[topic_filter]
-
     def _subscribe(self, conn: ClientConn, s: Subscribe, now: int) -> None:
         sess = conn.session
         assert sess is not None
-        sub_ids = s.properties.subscription_identifiers if conn.version >= 5 else []
+        v5 = conn.version >= 5
+        sub_ids = s.properties.subscription_identifiers if v5 else []
         sub_id = sub_ids[0] if sub_ids else None
         codes: list[int] = []
         retained: list[tuple[str, SubOptions]] = []
         for sub in s.subscriptions:
             if not self.auth.may(READ, sub.topic_filter, client_id=conn.client_id,
                                  username=conn.username, subscribe=True):
-                codes.append(self.config.deny_subscribe_code_v5 if conn.version >= 5 else 0x80)
+                codes.append(self.config.deny_subscribe_code_v5 if v5 else 0x80)
+                continue
+            existed = sub.topic_filter in sess.subs
+            if not existed and len(sess.subs) >= self.config.max_subscriptions:
+                codes.append(0x97 if v5 else 0x80)
                 continue
             opt = SubOptions(sub.qos, sub.no_local, sub.retain_as_published,
                              sub.retain_handling, sub_id)
-            existed = sub.topic_filter in sess.subs
             sess.subs[sub.topic_filter] = opt                 # replaces [MQTT-3.8.4-3]
-            self._index_for(sub.topic_filter)[sess.client_id] = opt
+            self.index.add(sess.client_id, sub.topic_filter, opt)
+            if self.changes is not None and sess.persistent:
+                self.changes.append(("sub", sess.client_id, sub.topic_filter, opt))
             codes.append(sub.qos)
             if parse_shared(sub.topic_filter) is None and (
                     opt.retain_handling == 0 or (opt.retain_handling == 1 and not existed)):
@@ -516,18 +680,32 @@ class BrokerEngine:
 
     def _send_retained(self, conn: ClientConn, sess: BrokerSession, topic_filter: str,
                        opt: SubOptions, now: int) -> None:
-        for topic, (msg, expires_ns) in list(self.retained.items()):
+        if "+" in topic_filter or "#" in topic_filter:
+            candidates: Iterable[str] = list(self.retained)
+        else:
+            candidates = (topic_filter,) if topic_filter in self.retained else ()
+        for topic in candidates:
+            msg, expires_ns = self.retained[topic]
             if expires_ns is not None and now >= expires_ns:
                 del self.retained[topic]
+                if self.changes is not None:
+                    self.changes.append(("unretain", topic))
                 continue
             if not topic_matches(topic_filter, topic):
+                continue
+            if self.auth.acl is not None and not self.auth.may(
+                    READ, topic, client_id=conn.client_id, username=conn.username):
                 continue
             props = msg.properties
             if opt.sub_id is not None:
                 props = Properties((*props.items, (_SUB_ID, opt.sub_id)))
             out = msg._replace(qos=min(msg.qos, opt.qos), retain=True,  # [MQTT-3.3.1-9]
                                properties=props)
-            self._send(conn, sess.state.publish(out, now, expires_ns=expires_ns))
+            state = sess.state
+            self._send(conn, state.publish(
+                out, now, expires_ns=expires_ns,
+                tag=next(self._seq) if state.journal is not None else None))
+            self._touch(sess)
 
     def _unsubscribe(self, conn: ClientConn, u: Unsubscribe) -> None:
         sess = conn.session
@@ -535,8 +713,41 @@ class BrokerEngine:
         codes: list[int] = []
         for topic_filter in u.topic_filters:
             if sess.subs.pop(topic_filter, None) is not None:
-                self._unindex(sess.client_id, topic_filter)
+                self.index.remove(sess.client_id, topic_filter)
+                if self.changes is not None and sess.persistent:
+                    self.changes.append(("unsub", sess.client_id, topic_filter))
                 codes.append(0x00)
             else:
                 codes.append(0x11)
         self._send(conn, UnsubAck(u.packet_id, tuple(codes) if conn.version >= 5 else ()))
+
+    # -- persistence hooks ------------------------------------------------------------------------
+
+    def _persist_session(self, sess: BrokerSession) -> None:
+        """Record the session row (expiry, version); start or stop its journal."""
+        if self.changes is None:
+            return
+        if sess.persistent:
+            if sess.state.journal is None:
+                sess.state.journal = []
+            self.changes.append(("session", sess.client_id, sess.expiry_s, sess.version))
+            self.dirty_sessions[sess.client_id] = sess
+        elif sess.state.journal is not None:
+            sess.state.journal = None
+            self.changes.append(("end_session", sess.client_id))
+
+    def _touch(self, sess: BrokerSession) -> None:
+        if sess.state.journal is not None:
+            self.dirty_sessions[sess.client_id] = sess
+
+    def restore_session(self, sess: BrokerSession) -> None:
+        """Adopt an offline session read back from a store (subscriptions included)."""
+        self.sessions[sess.client_id] = sess
+        for topic_filter, opt in sess.subs.items():
+            self.index.add(sess.client_id, topic_filter, opt)
+        if sess.expiry_s != NEVER:
+            self._offline[sess.client_id] = sess
+
+    def restart_tags(self, after: int) -> None:
+        """Continue message numbers after ``after`` (the largest one in a loaded store)."""
+        self._seq = itertools.count(after + 1)

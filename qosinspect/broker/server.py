@@ -1,56 +1,100 @@
 """The asyncio front end of the broker: listeners, sockets, timers, the tap.
 
-A thin driver around :class:`.engine.BrokerEngine`: each connection reads bytes, frames them with
-a strict :class:`~qosinspect.mqtt.framing.StreamDecoder`, hands packets to the engine with
-``time.time_ns()`` and writes what the engine put in the connections' outboxes. All protocol
-decisions are the engine's; this module only deals with what sockets need:
+A thin driver around :class:`.engine.BrokerEngine`. Each connection is an
+:class:`asyncio.Protocol` (no task per connection, no stream objects: the callbacks are the
+hot path): bytes are framed by a strict :class:`~qosinspect.mqtt.framing.StreamDecoder`, packets
+go to the engine with ``time.time_ns()``, and what the engine put in the connections' outboxes
+is encoded and written once per batch. All protocol decisions are the engine's; this module
+only deals with what sockets need:
 
-- several listeners (TCP, TLS, WebSocket), IPv4 and IPv6, 127.0.0.1 by default;
-- limits that keep a hostile client from hurting others: a CONNECT timeout, the maximum packet
-  size (0x95), a maximum number of connections; a malformed packet closes only its connection,
-  with MQTT 5 DISCONNECT carrying the reason code (0x81, 0x82, ...);
+- several listeners (TCP, TLS, WebSocket, WebSocket over TLS), IPv4 and IPv6, 127.0.0.1 by
+  default;
+- limits that keep a hostile client from hurting others: the CONNECT timeout (engine), the
+  maximum packet size (0x95), a maximum number of connections; a malformed packet closes only
+  its connection, with an MQTT 5 DISCONNECT carrying the reason code (0x81, 0x82, ...) or a
+  CONNACK refusal before CONNECT was accepted;
 - backpressure: a publisher that fed a full subscriber queue is not read from until the queue
-  drains; a connection that does not read its own socket is not read from either (``drain``);
-  QoS 0 messages to a congested socket are dropped (and counted) by the engine;
-- the tap: every packet sent or received as a :class:`~qosinspect.events.MqttPacketEvent`.
+  drains (``pause_reading``); a connection that does not read its own socket (write buffer
+  above ``write_high_water``) is not read from either, and QoS 0 messages to it are dropped and
+  counted by the engine;
+- persistence: with a :class:`~.store.SqliteStore`, changes are committed before any packet of
+  the batch is written (an acknowledgement never precedes the stored message);
+- the tap.
+
+The tap
+-------
+``tap`` is a callable that receives, synchronously and in order on the broker's event loop:
+
+- :class:`~qosinspect.events.ConnectionOpened` when a client's TCP connection is accepted;
+- :class:`~qosinspect.events.MqttPacketEvent` for every packet received (``direction`` c2b,
+  after decoding, before the engine acts) and sent (b2c, when written), with ``frame=0``,
+  ``ts_ns`` from ``time.time_ns()``, ``wire_len`` the packet's size and the connection's
+  :class:`~qosinspect.events.ConnectionInfo` (``conn_id`` numbers connections from 0);
+- :class:`~qosinspect.events.ConnectionClosed` when it ends (``how`` ``fin`` or ``rst``,
+  ``closed_by`` the side that ended it when known).
+
+These are the types the capture decoder produces, so a run can be analysed without a pcap. The
+callback must be quick and must not raise; ``events.append`` (a list) or
+``queue.put_nowait`` (an unbounded :class:`asyncio.Queue` on the same loop) are typical.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
+import socket
 import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from ..errors import MQTTError, UnsupportedProtocolVersion
-from ..events import ConnectionInfo, Endpoint, MqttPacketEvent
+from ..events import (
+    ConnectionClosed,
+    ConnectionInfo,
+    ConnectionOpened,
+    Endpoint,
+    Event,
+    MqttPacketEvent,
+)
 from ..mqtt.codec import encode
 from ..mqtt.enums import Direction
-from ..mqtt.framing import FramingAnomaly, StreamDecoder
-from ..mqtt.packets import ConnAck, Packet, Publish
+from ..mqtt.framing import StreamDecoder
+from ..mqtt.packets import ConnAck, Packet, PubAck, PubComp, Publish, PubRec, PubRel
 from ..mqtt.properties import NO_PROPERTIES
 from .auth import Authenticator
-from .engine import BrokerConfig, BrokerEngine, ClientConn
-from .websocket import WebSocketStream, accept_websocket
+from .engine import BrokerConfig, BrokerEngine, BrokerStats, ClientConn
+from .store import SqliteStore
+from .websocket import WebSocketError, WebSocketServer
 
-__all__ = ["BrokerServer", "Listener", "ServerConfig", "Tap"]
+__all__ = ["BrokerServer", "Listener", "ServerConfig", "Tap", "encode_out", "tls_context"]
 
-Tap = Callable[[MqttPacketEvent], None]
+Tap = Callable[[Event], None]
 log = logging.getLogger("qosinspect.broker")
+_C2B = Direction.C2B
+_B2C = Direction.B2C
 
 
 @dataclass
 class Listener:
-    """One listening socket. ``port`` 0 picks a free port (see :attr:`BrokerServer.addresses`)."""
+    """One listening socket. ``port`` 0 picks a free port (see :attr:`BrokerServer.addresses`).
+
+    ``tls`` makes it a TLS listener; ``websocket`` speaks MQTT over WebSocket (on TLS too).
+    ``use_identity_as_username`` takes the client certificate's common name as the user name
+    (as mosquitto's option of that name), so no password is needed.
+    """
 
     host: str = "127.0.0.1"
     port: int = 1883
     tls: ssl.SSLContext | None = None
     websocket: bool = False
+    use_identity_as_username: bool = False
+
+    @property
+    def transport(self) -> str:
+        return "websocket" if self.websocket else ("tls" if self.tls is not None else "tcp")
 
 
 @dataclass
@@ -58,40 +102,279 @@ class ServerConfig:
     listeners: list[Listener] = field(default_factory=lambda: [Listener()])
     engine: BrokerConfig = field(default_factory=BrokerConfig)
     max_connections: int = 10_000
-    max_packet_size: int = 1024 * 1024
-    connect_timeout: float = 10.0
     tick_interval: float = 0.25
-    write_high_water: int = 512 * 1024
+    write_high_water: int = 256 * 1024
+    #: SQLite file for sessions, queues and retained messages (None: in memory only).
+    persistence: str | None = None
 
 
-class _TcpStream:
-    """StreamReader/StreamWriter behind the small interface a connection needs."""
+def tls_context(certfile: str, keyfile: str | None = None, *, cafile: str | None = None,
+                require_certificate: bool = False) -> ssl.SSLContext:
+    """A server TLS context; with ``cafile``, client certificates signed by it are checked."""
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(certfile, keyfile)
+    if cafile:
+        ctx.load_verify_locations(cafile)
+        ctx.verify_mode = ssl.CERT_REQUIRED if require_certificate else ssl.CERT_OPTIONAL
+    return ctx
 
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.reader = reader
-        self.writer = writer
 
-    async def read(self) -> bytes:
-        return await self.reader.read(65536)
+# -- fast encoding of the packets of every QoS flow ---------------------------------------------
+
+_TOPICS: dict[str, bytes] = {}
+_ACK_FIRST: dict[type, int] = {PubAck: 0x40, PubRec: 0x50, PubRel: 0x62, PubComp: 0x70}
+
+
+def encode_out(packet: Packet, version: int) -> bytes:
+    """``encode`` with fast paths for PUBLISH and plain acknowledgements."""
+    kind = type(packet)
+    if kind is Publish:
+        p: Publish = packet  # type: ignore[assignment]
+        props = p.properties
+        if props and version >= 5:
+            return encode(p, version)
+        topic = _TOPICS.get(p.topic)
+        if topic is None:
+            topic = p.topic.encode()
+            if len(_TOPICS) > 4096:
+                _TOPICS.clear()
+            _TOPICS[p.topic] = topic
+        qos = p.qos
+        tlen = len(topic)
+        payload = p.payload
+        n = 2 + tlen + len(payload) + (2 if qos else 0) + (1 if version >= 5 else 0)
+        first = 0x30 | (qos << 1) | (8 if p.dup else 0) | (1 if p.retain else 0)
+        if n < 128:
+            head = bytes((first, n, tlen >> 8, tlen & 0xFF))
+        elif n < 16384:
+            head = bytes((first, 0x80 | (n & 0x7F), n >> 7, tlen >> 8, tlen & 0xFF))
+        else:
+            return encode(p._replace(properties=NO_PROPERTIES), version)
+        if qos:
+            pid = p.packet_id or 0
+            tail = bytes((pid >> 8, pid & 0xFF, 0)) if version >= 5 else \
+                bytes((pid >> 8, pid & 0xFF))
+        else:
+            tail = b"\x00" if version >= 5 else b""
+        return b"".join((head, topic, tail, payload))
+    ack_first = _ACK_FIRST.get(kind)
+    if ack_first is not None:
+        ack: PubAck = packet  # type: ignore[assignment]
+        if not ack.reason_code and not ack.properties:
+            pid = ack.packet_id
+            return bytes((ack_first, 2, pid >> 8, pid & 0xFF))
+    if version < 5 and isinstance(packet, ConnAck) and packet.properties:
+        packet = packet._replace(properties=NO_PROPERTIES)
+    return encode(packet, version)
+
+
+# -- one connection -----------------------------------------------------------------------------
+
+class _Connection(asyncio.Protocol):
+    """The transport side of one client connection."""
+
+    def __init__(self, server: BrokerServer, listener: Listener) -> None:
+        self.server = server
+        self.listener = listener
+        self.transport: asyncio.Transport | None = None
+        self.conn: ClientConn | None = None
+        self.info: ConnectionInfo | None = None
+        self.decoder = StreamDecoder(4, max_packet_size=server.config.engine.max_packet_size)
+        self.ws = WebSocketServer() if listener.websocket else None
+        self.pending: list[tuple[Packet, int]] = []
+        self.reading = True
+        self.write_paused = False
+        self.closed_by: Direction | None = None
+
+    # asyncio callbacks
+
+    def connection_made(self, base: asyncio.BaseTransport) -> None:
+        # uvloop's transports are not asyncio.Transport subclasses, only look like one
+        transport: asyncio.Transport = base  # type: ignore[assignment]
+        self.transport = transport
+        server = self.server
+        if len(server.connections) >= server.config.max_connections:
+            server.refused_connections += 1
+            transport.abort()
+            return
+        now = time.time_ns()
+        conn = self.conn = server.engine.open(now)
+        conn.driver = self
+        peer = transport.get_extra_info("peername") or ("?", 0)
+        local = transport.get_extra_info("sockname") or ("?", 0)
+        self.info = ConnectionInfo(conn.conn_id, Endpoint(str(peer[0]), int(peer[1])),
+                                   Endpoint(str(local[0]), int(local[1])),
+                                   self.listener.transport)
+        if self.listener.use_identity_as_username:
+            conn.cert_username = _cert_common_name(transport)
+        transport.set_write_buffer_limits(high=server.config.write_high_water)
+        server.connections[conn.conn_id] = self
+        if server.tap is not None:
+            server.tap(ConnectionOpened(now, self.info))
+        if server.verbose:
+            log.info("conn %d: new connection from %s (%s)", conn.conn_id, self.info.client,
+                     self.info.transport)
+
+    def data_received(self, data: bytes) -> None:
+        conn = self.conn
+        if conn is None or conn.closed:
+            return
+        server = self.server
+        if self.ws is not None:
+            try:
+                data, reply = self.ws.feed(data)
+            except WebSocketError as exc:
+                self._abort_ws(str(exc))
+                return
+            if reply and self.transport is not None:
+                self.transport.write(reply)
+            if self.ws.closed:
+                server.engine.connection_lost(conn, time.time_ns())
+                self._close_transport()
+                server.flush()
+                return
+            if not data:
+                return
+        now = time.time_ns()
+        try:
+            packets = self.decoder.feed(data)
+        except MQTTError as exc:
+            server.malformed(self, exc, now)
+            return
+        self._process(list(zip(packets, self.decoder.sizes, strict=True)), now)  # type: ignore[arg-type]
+
+    def _process(self, items: list[tuple[Packet, int]], now: int) -> None:
+        server = self.server
+        conn = self.conn
+        assert conn is not None and self.info is not None
+        engine = server.engine
+        tap = server.tap
+        info = self.info
+        version = self.decoder.version
+        verbose = server.verbose
+        for i, (packet, size) in enumerate(items):
+            if tap is not None:
+                tap(MqttPacketEvent(now, info, _C2B, packet, size, version=version))
+            if verbose:
+                log.info("%s c2b %r", info.client, packet)
+            engine.receive(conn, packet, now)
+            if conn.closed:
+                break
+            if conn.blocked_on and i + 1 < len(items):
+                self.pending = items[i + 1:]          # resumed when the queue drains
+                break
+        server.flush()
+        self.update_reading()
+
+    def update_reading(self) -> None:
+        conn = self.conn
+        transport = self.transport
+        if conn is None or transport is None or conn.closed:
+            return
+        want = not (conn.blocked_on or self.pending or self.write_paused)
+        if want != self.reading:
+            self.reading = want
+            if want:
+                transport.resume_reading()
+            else:
+                transport.pause_reading()
+
+    def resume_blocked(self) -> None:
+        """The subscribers this publisher fed have drained: finish its batch, read again."""
+        conn = self.conn
+        if conn is None or conn.closed or conn.blocked_on:
+            return
+        if self.pending:
+            items, self.pending = self.pending, []
+            self._process(items, time.time_ns())
+        else:
+            self.update_reading()
+
+    def pause_writing(self) -> None:
+        self.write_paused = True
+        if self.conn is not None:
+            self.conn.congested = True
+        self.update_reading()
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        if self.conn is not None:
+            self.conn.congested = False
+        self.update_reading()
+
+    def eof_received(self) -> bool | None:
+        return None          # close our side too
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        conn = self.conn
+        if conn is None:
+            return
+        server = self.server
+        now = time.time_ns()
+        server.engine.connection_lost(conn, now)
+        server.connections.pop(conn.conn_id, None)
+        self.pending = []
+        if server.tap is not None and self.info is not None:
+            closed_by = self.closed_by or _C2B
+            server.tap(ConnectionClosed(now, self.info, "fin" if exc is None else "rst",
+                                        closed_by))
+        if server.verbose:
+            log.info("conn %d: closed (%s)", conn.conn_id, exc or "fin")
+        server.flush()
+
+    # helpers
 
     def write(self, data: bytes) -> None:
-        self.writer.write(data)
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        transport.write(self.ws.frame(data) if self.ws is not None else data)
 
-    def buffered(self) -> int:
-        return self.writer.transport.get_write_buffer_size()
+    def _close_transport(self) -> None:
+        transport = self.transport
+        if transport is not None and not transport.is_closing():
+            if self.closed_by is None:
+                self.closed_by = _B2C
+            if self.ws is not None and self.ws.open and not self.ws.closed:
+                transport.write(self.ws.close_frame())
+            transport.close()
 
-    async def drain(self) -> None:
-        await self.writer.drain()
+    def _abort_ws(self, why: str) -> None:
+        assert self.ws is not None and self.conn is not None
+        if self.server.verbose:
+            log.info("conn %d: WebSocket error: %s", self.conn.conn_id, why)
+        if self.transport is not None and self.ws.pending:
+            self.transport.write(self.ws.pending)
+        self.server.engine.close(self.conn, None, time.time_ns())
+        self.closed_by = _B2C
+        if self.transport is not None:
+            self.transport.close()
+        self.server.flush()
 
-    def close(self) -> None:
-        self.writer.close()
+
+def _cert_common_name(transport: asyncio.BaseTransport) -> str | None:
+    cert = transport.get_extra_info("peercert")
+    if not cert:
+        return None
+    for rdn in cert.get("subject", ()):
+        for key, value in rdn:
+            if key == "commonName":
+                return str(value)
+    return None
 
 
-_Stream = _TcpStream | WebSocketStream
-
+# -- the server ---------------------------------------------------------------------------------
 
 class BrokerServer:
-    """Listeners plus the engine. ``async with BrokerServer(cfg) as server:`` starts and stops."""
+    """Listeners plus the engine: ``async with BrokerServer(cfg) as server:`` starts and stops.
+
+    Works inside any running asyncio loop (a Jupyter cell included)::
+
+        async with BrokerServer(ServerConfig([Listener("127.0.0.1", 0)])) as broker:
+            print(broker.port)
+
+    :class:`~.thread.BrokerThread` runs one on its own loop in a thread, for blocking code.
+    """
 
     def __init__(self, config: ServerConfig | None = None, *, auth: Authenticator | None = None,
                  tap: Tap | None = None, verbose: bool = False) -> None:
@@ -99,12 +382,20 @@ class BrokerServer:
         self.engine = BrokerEngine(self.config.engine, auth)
         self.tap = tap
         self.verbose = verbose
-        self._servers: list[asyncio.Server] = []
-        self._streams: dict[int, tuple[_Stream, ConnectionInfo]] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._ticker: asyncio.Task[None] | None = None
+        self.store: SqliteStore | None = None
+        self.connections: dict[int, _Connection] = {}
+        #: ``(host, port)`` of every listening socket, in listener order.
         self.addresses: list[tuple[str, int]] = []
+        #: The same with the listener each belongs to.
+        self.bound: list[tuple[str, int, Listener]] = []
         self.refused_connections = 0
+        self._servers: list[asyncio.Server] = []
+        self._ticker: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    @property
+    def stats(self) -> BrokerStats:
+        return self.engine.stats
 
     async def __aenter__(self) -> BrokerServer:
         await self.start()
@@ -114,164 +405,127 @@ class BrokerServer:
         await self.close()
 
     async def start(self) -> None:
-        for listener in self.config.listeners:
-            server = await asyncio.start_server(
-                functools.partial(self._spawn, listener=listener), listener.host, listener.port,
-                ssl=listener.tls, limit=2 ** 20, backlog=2048)
-            self._servers.append(server)
-            for sock in server.sockets:
-                host, port = sock.getsockname()[:2]
-                self.addresses.append((host, port))
-        self._ticker = asyncio.get_running_loop().create_task(self._tick_loop())
+        """Open the store (if any) and every listener; return once all are listening."""
+        loop = self._loop = asyncio.get_running_loop()
+        if self.config.persistence:
+            Path(self.config.persistence).parent.mkdir(parents=True, exist_ok=True)
+            self.store = SqliteStore(self.config.persistence)
+            self.store.load(self.engine, time.time_ns())
+        try:
+            for listener in self.config.listeners:
+                server = await loop.create_server(
+                    lambda listener=listener: _Connection(self, listener),
+                    listener.host, listener.port, ssl=listener.tls, backlog=4096,
+                    reuse_address=True)
+                self._servers.append(server)
+                for sock in server.sockets:
+                    if sock.family in (socket.AF_INET, socket.AF_INET6):
+                        with contextlib.suppress(OSError):
+                            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                    host, port = sock.getsockname()[:2]
+                    self.addresses.append((host, port))
+                    self.bound.append((host, port, listener))
+        except BaseException:
+            await self.close()
+            raise
+        self._ticker = loop.create_task(self._tick_loop())
 
     @property
     def port(self) -> int:
         """The port of the first listener (handy with port 0)."""
         return self.addresses[0][1]
 
+    def describe(self) -> str:
+        """``127.0.0.1:1883 (tcp), [::1]:8883 (tls)``: where it listens."""
+        return ", ".join((f"[{h}]:{p}" if ":" in h else f"{h}:{p}") + f" ({li.transport})"
+                         for h, p, li in self.bound)
+
     async def close(self) -> None:
+        """Stop listening, tell MQTT 5 clients (0x8B), close every connection, commit."""
         for server in self._servers:
             server.close()
         if self._ticker is not None:
             self._ticker.cancel()
-        for stream, _info in list(self._streams.values()):
-            stream.close()
-        for task in list(self._tasks):
-            task.cancel()
-        if self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._ticker
+            self._ticker = None
+        self.engine.shutdown(time.time_ns())
+        self.flush()
+        for proto in list(self.connections.values()):
+            if proto.transport is not None:
+                proto.transport.close()
+        for _ in range(50):
+            if not self.connections:
+                break
+            await asyncio.sleep(0.01)
+        for proto in list(self.connections.values()):
+            if proto.transport is not None:
+                proto.transport.abort()
         for server in self._servers:
             with contextlib.suppress(Exception):
-                await server.wait_closed()
+                await asyncio.wait_for(server.wait_closed(), 2)
         self._servers.clear()
+        if self.store is not None:
+            self.store.commit(self.engine)
+            self.store.close()
+            self.store = None
 
     async def _tick_loop(self) -> None:
         while True:
             await asyncio.sleep(self.config.tick_interval)
             self.engine.tick(time.time_ns())
-            self._flush()
+            self.flush()
 
-    def _spawn(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-               listener: Listener) -> None:
-        task = asyncio.get_running_loop().create_task(self._handle(reader, writer, listener))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    # -- one connection ---------------------------------------------------------------------------
-
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                      listener: Listener) -> None:
-        if len(self._streams) >= self.config.max_connections:
-            self.refused_connections += 1
-            writer.close()
-            return
-        stream: _Stream = _TcpStream(reader, writer)
-        transport = "tls" if listener.tls is not None else "tcp"
-        if listener.websocket:
-            try:
-                stream = await asyncio.wait_for(accept_websocket(reader, writer),
-                                                self.config.connect_timeout)
-            except (OSError, ValueError, TimeoutError, asyncio.IncompleteReadError):
-                writer.close()
-                return
-            transport = "websocket"
-        peer = writer.get_extra_info("peername") or ("?", 0)
-        local = writer.get_extra_info("sockname") or ("?", 0)
-        now = time.time_ns()
-        conn = self.engine.open(now)
-        info = ConnectionInfo(conn.conn_id, Endpoint(str(peer[0]), int(peer[1])),
-                              Endpoint(str(local[0]), int(local[1])), transport)
-        self._streams[conn.conn_id] = (stream, info)
-        decoder = StreamDecoder(4, max_packet_size=self.config.max_packet_size)
-        try:
-            await self._read_loop(conn, stream, info, decoder)
-        except (OSError, TimeoutError, asyncio.IncompleteReadError, ssl.SSLError, ValueError):
-            pass
-        finally:
-            self.engine.connection_lost(conn, time.time_ns())
-            self._flush()
-            self._streams.pop(conn.conn_id, None)
-            stream.close()
-
-    async def _read_loop(self, conn: ClientConn, stream: _Stream, info: ConnectionInfo,
-                         decoder: StreamDecoder) -> None:
-        engine = self.engine
-        tap = self.tap
-        deadline = time.monotonic() + self.config.connect_timeout
-        while not conn.closed:
-            if conn.connected:
-                data = await stream.read()
-            else:
-                data = await asyncio.wait_for(stream.read(), max(0.0, deadline - time.monotonic()))
-            if not data:
-                return
-            now = time.time_ns()
-            try:
-                packets = decoder.feed(data)
-            except MQTTError as exc:
-                self._malformed(conn, stream, exc, now)
-                return
-            for packet, size in zip(packets, decoder.sizes, strict=True):
-                assert not isinstance(packet, FramingAnomaly)   # strict mode raises instead
-                if tap is not None:
-                    tap(MqttPacketEvent(now, info, Direction.C2B, packet, size,
-                                        version=decoder.version))
-                if self.verbose:
-                    log.info("%s c2b %r", info.client, packet)
-                engine.receive(conn, packet, now)
-                if conn.closed:
-                    break
-            self._flush()
-            if stream.buffered() > self.config.write_high_water:
-                await stream.drain()             # a peer that does not read is not read from
-            while not conn.closed and engine.is_blocked(conn):
-                await asyncio.sleep(0.002)       # backpressure: its subscribers are full
-
-    def _malformed(self, conn: ClientConn, stream: _Stream, exc: MQTTError, now: int) -> None:
+    def malformed(self, proto: _Connection, exc: MQTTError, now: int) -> None:
         """Close with the error's reason code: CONNACK before CONNECT, else DISCONNECT (v5)."""
+        conn = proto.conn
+        assert conn is not None
         if self.verbose:
             log.info("conn %d: %s", conn.conn_id, exc)
-        if not conn.connected:
-            if isinstance(exc, UnsupportedProtocolVersion):
-                code = exc.reason_code
-                with contextlib.suppress(Exception):
-                    stream.write(encode(ConnAck(False, code), 5 if code >= 0x80 else 4))
-            self.engine.close(conn, None, now)
+        if not conn.connected and isinstance(exc, UnsupportedProtocolVersion):
+            conn.version = 5 if exc.reason_code >= 0x80 else 4
+            self.engine.refuse(conn, exc.reason_code)         # [MQTT-3.1.2-2]
         else:
-            self.engine.close(conn, exc.reason_code, now)
-        self._flush()
+            self.engine.close(conn, exc.reason_code if conn.connected else None, now)
+        self.flush()
 
-    def _flush(self) -> None:
-        """Write every outbox the engine filled; close the connections it ended."""
+    def flush(self) -> None:
+        """Commit to the store, then write every outbox; close the connections that ended."""
+        engine = self.engine
+        if self.store is not None:
+            self.store.commit(engine)
         tap = self.tap
-        high = self.config.write_high_water
-        for conn in self.engine.take_output():
-            entry = self._streams.get(conn.conn_id)
-            if entry is None:
+        verbose = self.verbose
+        for conn in engine.take_output():
+            proto: _Connection | None = conn.driver
+            if proto is None or proto.transport is None:
                 conn.outbox.clear()
                 continue
-            stream, info = entry
-            version = conn.version
             if conn.outbox:
-                now = time.time_ns()
-                chunks: list[bytes] = []
-                for packet in conn.outbox:
-                    data = _encode_for(packet, version)
-                    chunks.append(data)
-                    if tap is not None:
-                        tap(MqttPacketEvent(now, info, Direction.B2C, packet, len(data),
-                                            version=version))
-                    if self.verbose:
-                        log.info("%s b2c %r", info.client, packet)
-                conn.outbox.clear()
-                with contextlib.suppress(Exception):
-                    stream.write(b"".join(chunks))
-            conn.congested = stream.buffered() > high
+                version = conn.version
+                outbox = conn.outbox
+                conn.outbox = []
+                if tap is None and not verbose:
+                    data = b"".join([encode_out(p, version) for p in outbox])
+                else:
+                    now = time.time_ns()
+                    info = proto.info
+                    assert info is not None
+                    chunks = []
+                    for packet in outbox:
+                        raw = encode_out(packet, version)
+                        chunks.append(raw)
+                        if tap is not None:
+                            tap(MqttPacketEvent(now, info, _B2C, packet, len(raw),
+                                                version=version))
+                        if verbose:
+                            log.info("%s b2c %r", info.client, packet)
+                    data = b"".join(chunks)
+                proto.write(data)
             if conn.closed:
-                stream.close()
-
-
-def _encode_for(packet: Packet, version: int) -> bytes:
-    if version < 5 and isinstance(packet, Publish) and packet.properties:
-        packet = packet._replace(properties=NO_PROPERTIES)
-    return encode(packet, version)
+                proto._close_transport()
+        unblocked = engine.take_unblocked()
+        if unblocked and self._loop is not None:
+            for conn in unblocked:
+                if conn.driver is not None:
+                    self._loop.call_soon(conn.driver.resume_blocked)

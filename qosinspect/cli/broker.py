@@ -1,9 +1,8 @@
-"""``qosinspect broker`` and ``qosinspect passwd``: run the built-in broker, add users.
+"""``qosinspect broker`` and ``qosinspect passwd``: run the built-in broker, manage users.
 
-Options override the TOML ``--config`` file, whose keys are the long option names
-(``port``, ``host``, ``allow_anonymous``, ``password_file``, ``acl_file``, ``max_keepalive``,
-``verbose``) plus ``[[listener]]`` tables (``host``, ``port``, ``certfile``, ``keyfile``,
-``cafile``, ``require_certificate``, ``websocket``) for several listeners.
+Options override the TOML ``--config`` file (see :mod:`qosinspect.broker.config` for its keys).
+The broker runs in the foreground, logs ``ready`` on stderr once every listener is listening,
+and exits with status 0 on SIGTERM or SIGINT after closing its connections and store.
 """
 
 from __future__ import annotations
@@ -14,49 +13,20 @@ import logging
 import signal
 import ssl
 import sys
-import tomllib
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import click
 
-from ..broker.auth import AccessControl, Authenticator, PasswordFile
-from ..broker.engine import BrokerConfig
-from ..broker.server import BrokerServer, Listener, ServerConfig
+from ..broker.auth import PasswordFile
+from ..broker.config import build, load_toml
+from ..broker.server import BrokerServer
 from ..errors import ConfigError, QosinspectError
 from . import main
 
 __all__ = ["broker", "passwd"]
 
-
-def _tls(table: dict[str, Any]) -> ssl.SSLContext | None:
-    if not table.get("certfile"):
-        return None
-    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ctx.load_cert_chain(table["certfile"], table.get("keyfile"))
-    if table.get("cafile"):
-        ctx.load_verify_locations(table["cafile"])
-        ctx.verify_mode = (ssl.CERT_REQUIRED if table.get("require_certificate", True)
-                           else ssl.CERT_OPTIONAL)
-    return ctx
-
-
-def build_server(opts: dict[str, Any]) -> BrokerServer:
-    """A BrokerServer from merged options (config file, then command line)."""
-    listeners = [Listener(t.get("host", "127.0.0.1"), int(t.get("port", 1883)), _tls(t),
-                          bool(t.get("websocket", False))) for t in opts.get("listener", [])]
-    if not listeners or opts.get("port_given"):
-        listeners.insert(0, Listener(opts.get("host", "127.0.0.1"), int(opts.get("port", 1883))))
-    engine = BrokerConfig(max_keepalive=int(opts.get("max_keepalive", 65535)))
-    passwords = PasswordFile.load(opts["password_file"]) if opts.get("password_file") else None
-    acl = AccessControl.load(opts["acl_file"]) if opts.get("acl_file") else None
-    auth = Authenticator(bool(opts.get("allow_anonymous", False)), passwords, acl)
-    cfg = ServerConfig(listeners=listeners, engine=engine)
-    for key in ("max_connections", "max_packet_size", "connect_timeout"):
-        if key in opts:
-            setattr(cfg, key, opts[key])
-    return BrokerServer(cfg, auth=auth, verbose=bool(opts.get("verbose")))
+log = logging.getLogger("qosinspect.broker")
 
 
 async def _serve(server: BrokerServer) -> None:
@@ -65,16 +35,15 @@ async def _serve(server: BrokerServer) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await server.start()
-    where = ", ".join(f"[{h}]:{p}" if ":" in h else f"{h}:{p}" for h, p in server.addresses)
-    logging.getLogger("qosinspect.broker").warning("qosinspect broker ready, listening on %s",
-                                                   where)
+    log.warning("qosinspect broker ready, listening on %s", server.describe())
     await stop.wait()
+    log.warning("qosinspect broker stopping")
     await server.close()
 
 
 def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
     try:
-        import uvloop  # type: ignore[import-not-found]
+        import uvloop
     except ImportError:
         return None
     factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
@@ -82,40 +51,91 @@ def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
 
 
 @main.command()
-@click.option("--host", default=None, help="Address to listen on (default 127.0.0.1).")
+@click.option("--host", "hosts", multiple=True,
+              help="Address to listen on (default 127.0.0.1; repeat for several, e.g. ::1).")
 @click.option("--port", "-p", type=int, default=None, help="TCP port (default 1883; 0: any).")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False), default=None,
-              help="TOML configuration file.")
+              help="TOML configuration file (the options below override it).")
 @click.option("--allow-anonymous/--no-allow-anonymous", default=None,
-              help="Accept clients without a user name.")
-@click.option("--password-file", type=click.Path(dir_okay=False), default=None)
-@click.option("--acl-file", type=click.Path(dir_okay=False), default=None)
+              help="Accept clients without a user name (default: no).")
+@click.option("--password-file", type=click.Path(dir_okay=False), default=None,
+              help="user:hash lines (qosinspect passwd or mosquitto_passwd).")
+@click.option("--acl-file", type=click.Path(dir_okay=False), default=None,
+              help="Access control list in mosquitto's acl_file format.")
 @click.option("--max-keepalive", type=int, default=None,
-              help="Cap on keep alive; MQTT 5 clients get Server Keep Alive.")
+              help="Cap on keep alive: MQTT 5 clients get Server Keep Alive, 3.1.x are refused.")
 @click.option("--persistence", type=click.Path(dir_okay=False), default=None,
-              help="SQLite file for sessions and retained messages (not implemented yet).")
+              help="SQLite file: sessions, queues and retained messages survive a restart.")
 @click.option("--verbose", "-v", is_flag=True, default=None, help="Log every packet.")
-def broker(host: str | None, port: int | None, config_file: str | None,
+@click.option("--tls-port", type=int, default=None, help="Add a TLS listener on this port.")
+@click.option("--ws-port", type=int, default=None,
+              help="Add a WebSocket listener on this port (over TLS with --certfile).")
+@click.option("--certfile", type=click.Path(dir_okay=False), default=None,
+              help="Server certificate (PEM) for --tls-port / --ws-port.")
+@click.option("--keyfile", type=click.Path(dir_okay=False), default=None,
+              help="Private key (PEM) of --certfile.")
+@click.option("--cafile", type=click.Path(dir_okay=False), default=None,
+              help="CA that signs client certificates (they are verified when given).")
+@click.option("--require-certificate", is_flag=True, default=False,
+              help="TLS clients must present a certificate signed by --cafile.")
+@click.option("--use-identity-as-username", is_flag=True, default=False,
+              help="A client certificate's common name is the user name (no password).")
+@click.option("--max-connections", type=int, default=None)
+@click.option("--max-packet-size", type=int, default=None, help="Bytes (default 1 MiB).")
+@click.option("--max-inflight", type=int, default=None,
+              help="Outbound QoS 1/2 window without a client Receive Maximum (default 20).")
+@click.option("--max-queued-messages", type=int, default=None,
+              help="Per online subscriber before publishers are paused (default 1000).")
+@click.option("--max-offline-messages", type=int, default=None,
+              help="Per offline session; past it the oldest is dropped (default 100000).")
+@click.option("--connect-timeout", type=float, default=None,
+              help="Seconds a new connection has to send CONNECT (default 10).")
+@click.option("--deny-subscribe-code", type=click.Choice(["0x80", "0x87"]), default=None,
+              help="MQTT 5 SUBACK code for a denied topic filter (default 0x87).")
+def broker(hosts: tuple[str, ...], port: int | None, config_file: str | None,
            allow_anonymous: bool | None, password_file: str | None, acl_file: str | None,
-           max_keepalive: int | None, persistence: str | None, verbose: bool | None) -> None:
-    """Run the built-in MQTT broker in the foreground (SIGTERM/SIGINT stop it)."""
-    opts: dict[str, Any] = {}
+           max_keepalive: int | None, persistence: str | None, verbose: bool | None,
+           tls_port: int | None, ws_port: int | None, certfile: str | None,
+           keyfile: str | None, cafile: str | None, require_certificate: bool,
+           use_identity_as_username: bool, max_connections: int | None,
+           max_packet_size: int | None, max_inflight: int | None,
+           max_queued_messages: int | None, max_offline_messages: int | None,
+           connect_timeout: float | None, deny_subscribe_code: str | None) -> None:
+    """Run the built-in MQTT broker (3.1, 3.1.1, 5.0) in the foreground.
+
+    It listens on 127.0.0.1:1883 unless told otherwise, logs "ready" once listening, and
+    stops cleanly on SIGTERM or Ctrl-C.
+    """
     try:
-        if config_file:
-            try:
-                opts.update(tomllib.loads(Path(config_file).read_text(encoding="utf-8")))
-            except (OSError, tomllib.TOMLDecodeError) as exc:
-                raise ConfigError(str(exc), path=config_file) from None
-        given = {"host": host, "port": port, "allow_anonymous": allow_anonymous,
-                 "password_file": password_file, "acl_file": acl_file,
-                 "max_keepalive": max_keepalive, "verbose": verbose}
+        opts: dict[str, Any] = load_toml(config_file) if config_file else {}
+        given: dict[str, Any] = {
+            "host": list(hosts) or None, "port": port, "allow_anonymous": allow_anonymous,
+            "password_file": password_file, "acl_file": acl_file,
+            "max_keepalive": max_keepalive, "persistence": persistence, "verbose": verbose,
+            "max_connections": max_connections, "max_packet_size": max_packet_size,
+            "max_inflight": max_inflight, "max_queued_messages": max_queued_messages,
+            "max_offline_messages": max_offline_messages, "connect_timeout": connect_timeout,
+            "deny_subscribe_code": int(deny_subscribe_code, 16) if deny_subscribe_code
+            else None,
+        }
         opts.update({k: v for k, v in given.items() if v is not None})
-        opts["port_given"] = port is not None or host is not None or "port" in opts
-        if persistence:
-            raise ConfigError("--persistence is not implemented yet", field="persistence")
-        logging.basicConfig(level=logging.INFO if opts.get("verbose") else logging.WARNING,
+        extra = opts.setdefault("listener", [])
+        host = (list(hosts) or ["127.0.0.1"])[0]
+        tls = {"certfile": certfile, "keyfile": keyfile, "cafile": cafile,
+               "require_certificate": require_certificate,
+               "use_identity_as_username": use_identity_as_username}
+        if tls_port is not None:
+            if not certfile:
+                raise ConfigError("--tls-port needs --certfile (and --keyfile)",
+                                  field="tls_port")
+            extra.append({"host": host, "port": tls_port, **tls})
+        if ws_port is not None:
+            extra.append({"host": host, "port": ws_port, "websocket": True,
+                          **(tls if certfile else {})})
+        cfg, auth, loud = build(opts)
+        logging.basicConfig(level=logging.INFO if loud else logging.WARNING,
                             format="%(asctime)s %(message)s", stream=sys.stderr)
-        server = build_server(opts)
+        server = BrokerServer(cfg, auth=auth, verbose=loud)
         with asyncio.Runner(loop_factory=_loop_factory()) as runner:
             runner.run(_serve(server))
     except (QosinspectError, OSError, ssl.SSLError) as exc:
@@ -126,13 +146,18 @@ def broker(host: str | None, port: int | None, config_file: str | None,
 @click.argument("file", type=click.Path(dir_okay=False))
 @click.argument("user")
 @click.option("--password", default=None, help="The password (prompted for if omitted).")
-def passwd(file: str, user: str, password: str | None) -> None:
+@click.option("--delete", "-D", is_flag=True, help="Remove USER instead.")
+def passwd(file: str, user: str, password: str | None, delete: bool) -> None:
     """Add or update USER in password FILE (salted PBKDF2-SHA512, mosquitto compatible)."""
-    if password is None:
-        password = getpass.getpass(f"Password for {user}: ")
     try:
-        pw = PasswordFile.load(file)
-        pw.set(user, password)
+        pw = PasswordFile.load(file, must_exist=delete)
+        if delete:
+            if not pw.delete(user):
+                raise ConfigError(f"no user {user!r}", path=file)
+        else:
+            if password is None:
+                password = getpass.getpass(f"Password for {user}: ")
+            pw.set(user, password)
         pw.save(file)
-    except QosinspectError as exc:
+    except (QosinspectError, OSError) as exc:
         raise click.ClickException(str(exc)) from None

@@ -18,12 +18,28 @@ Rules it applies (the per-message tables are in :mod:`.qos`):
   carries the remaining interval (MQTT 5 3.3.2.3.3). Once sent it never expires
   [MQTT-4.3.3-7].
 - Packet ids continue across connections of the same session.
+
+Journal (for a driver that persists sessions, e.g. the broker's SQLite store): when
+:attr:`Session.journal` is a list, every change to the stored state is appended to it as a
+tuple, and the driver writes them out before it sends the packets the call returned (so an
+acknowledgement never leaves before what it acknowledges is stored). Messages are named by the
+``tag`` the driver gave them::
+
+    ("queued", item)          a QoS 1/2 message entered the queue (a QueuedMessage)
+    ("dropped", tag)          a queued message left unsent (expired, or over the hard limit)
+    ("sent", tag, publish)    it was sent with ``publish.packet_id`` (state WAIT_PUBACK/PUBREC)
+    ("pubrec", packet_id)     the outbound QoS 2 flow reached WAIT_PUBCOMP
+    ("done", tag)             the outbound flow ended (acknowledged or refused)
+    ("in2", packet_id)        an inbound QoS 2 id was stored (PUBREC sent)
+    ("rel2", packet_id)       it was released (PUBREL received)
+    ("clear",)                everything was discarded
 """
 
 from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
+from typing import Any
 
 from .packets import Packet, PubAck, PubComp, Publish, PubRec, PubRel
 from .properties import Properties, PropertyId
@@ -73,6 +89,8 @@ class Session:
         self.dropped_qos0 = 0
         self.dropped = 0
         self.expired = 0
+        #: A list to record state changes into (see the module docstring), or None.
+        self.journal: list[tuple[Any, ...]] | None = None
 
     # -- connection lifecycle --------------------------------------------------------------------
 
@@ -99,6 +117,8 @@ class Session:
         self.sender.clear()
         self.receiver.clear()
         self.queue.clear()
+        if self.journal is not None:
+            self.journal.append(("clear",))
 
     # -- outbound --------------------------------------------------------------------------------
 
@@ -115,10 +135,16 @@ class Session:
                 self.dropped_qos0 += 1
                 return []
             return [self._with_expiry(publish, expires_ns, now)]
+        journal = self.journal
         if len(self.queue) >= self.hard_limit:
-            self.queue.popleft()
+            lost = self.queue.popleft()
             self.dropped += 1
-        self.queue.append(QueuedMessage(publish, expires_ns, tag))
+            if journal is not None:
+                journal.append(("dropped", lost.tag))
+        item = QueuedMessage(publish, expires_ns, tag)
+        self.queue.append(item)
+        if journal is not None:
+            journal.append(("queued", item))
         return self.drain(now) if self.connected else []
 
     def drain(self, now: int) -> list[Packet]:
@@ -126,13 +152,19 @@ class Session:
         out: list[Packet] = []
         queue = self.queue
         sender = self.sender
+        journal = self.journal
         while queue and self.connected and sender.quota > 0:
             item = queue.popleft()
             if item.expires_ns is not None and now >= item.expires_ns:
                 self.expired += 1
+                if journal is not None:
+                    journal.append(("dropped", item.tag))
                 continue
-            out.append(sender.send(self._with_expiry(item.publish, item.expires_ns, now), now,
-                                   item.tag))
+            sent = sender.send(self._with_expiry(item.publish, item.expires_ns, now), now,
+                               item.tag)
+            out.append(sent)
+            if journal is not None:
+                journal.append(("sent", item.tag, sent))
         return out
 
     def _with_expiry(self, publish: Publish, expires_ns: int | None, now: int) -> Publish:
@@ -147,30 +179,43 @@ class Session:
     def receive(self, packet: Packet, now: int) -> SessionOutput:
         """Handle PUBLISH, PUBACK, PUBREC, PUBREL or PUBCOMP from the peer."""
         out = SessionOutput()
+        journal = self.journal
         if isinstance(packet, Publish):
             deliver, ack = self.receiver.on_publish(packet, now)
             if deliver:
                 out.deliver.append(packet)
+                if journal is not None and packet.qos == 2:
+                    journal.append(("in2", packet.packet_id))
             if ack is not None:
                 out.send.append(ack)
         elif isinstance(packet, PubAck):
             done = self.sender.on_puback(packet, now)
             if done is not None:
                 out.completed.append(done)
+                if journal is not None:
+                    journal.append(("done", done.tag))
                 out.send.extend(self.drain(now))
         elif isinstance(packet, PubRec):
             rel, done = self.sender.on_pubrec(packet, now)
             if rel is not None:
                 out.send.append(rel)
+                if journal is not None and not rel.reason_code:
+                    journal.append(("pubrec", packet.packet_id))
             if done is not None:
                 out.completed.append(done)
+                if journal is not None:
+                    journal.append(("done", done.tag))
                 out.send.extend(self.drain(now))
         elif isinstance(packet, PubRel):
             out.send.append(self.receiver.on_pubrel(packet, now))
+            if journal is not None:
+                journal.append(("rel2", packet.packet_id))
         elif isinstance(packet, PubComp):
             done = self.sender.on_pubcomp(packet, now)
             if done is not None:
                 out.completed.append(done)
+                if journal is not None:
+                    journal.append(("done", done.tag))
                 out.send.extend(self.drain(now))
         else:
             raise TypeError(f"not a QoS packet: {type(packet).__name__}")

@@ -351,12 +351,15 @@ def test_backpressure_blocks_publisher_not_drops() -> None:
     p = connect(e, "p")
     for i in range(10):
         e.receive(p, Publish("t", bytes([i]), 1, packet_id=i + 1), 1)
-    assert e.is_blocked(p)
     sess = e.sessions["s"]
+    assert p.blocked_on == {sess} and sess.blockers == {p}
     assert len(sess.state.queue) == 9 and sess.state.dropped == 0
-    for pid in range(1, 9):
+    assert e.take_unblocked() == []
+    for pid in range(1, 8):                          # queue drains to 2, still over half of 3
         e.receive(s, PubAck(pid), 2)
-    assert not e.is_blocked(p)
+    assert p.blocked_on and e.take_unblocked() == []
+    e.receive(s, PubAck(8), 2)                       # 1 left: at most half of the limit
+    assert not p.blocked_on and e.take_unblocked() == [p]
 
 
 def test_qos0_to_congested_connection_dropped_and_counted() -> None:
