@@ -475,7 +475,8 @@ class Client:
         self._write(out.send, now)
         for done in out.completed:
             if isinstance(done.tag, PendingPublish):
-                done.tag._complete(done)
+                pid = done.publish.packet_id
+                done.tag._complete(done, out.pubrec_reasons.get(pid) if pid else None)
         self._space.set()           # the queue may have moved: wake pushed-back publishers
         for tag, ack in out.acked:
             if isinstance(tag, asyncio.Future) and not tag.done():

@@ -36,9 +36,13 @@ class Message:
 
 @dataclass(frozen=True, slots=True)
 class PublishResult:
-    """How a publish ended: ``reason_code`` from PUBACK/PUBREC/PUBCOMP (0 for QoS 0).
+    """How a publish ended.
 
-    ``sends`` counts transmissions (more than 1 when resent after a reconnection).
+    ``reason_code`` is the PUBACK's for QoS 1; for QoS 2 the PUBCOMP's when it is an error
+    (0x92), else the PUBREC's, which is the one that says something (0x10: no matching
+    subscribers, or the refusal that ended the flow); 0 for QoS 0. ``pubrec_reason_code`` keeps
+    the PUBREC's. ``sends`` counts transmissions (more than 1 when resent after a
+    reconnection).
     """
 
     packet_id: int | None
@@ -47,6 +51,7 @@ class PublishResult:
     t_publish_ns: int
     t_done_ns: int
     sends: int = 1
+    pubrec_reason_code: int | None = None
 
     @property
     def ok(self) -> bool:
@@ -72,11 +77,14 @@ class PendingPublish:
     def __await__(self) -> Generator[Any, None, PublishResult]:
         return self.future.__await__()
 
-    def _complete(self, c: Completed) -> None:
-        if not self.future.done():
-            self.future.set_result(PublishResult(c.publish.packet_id, c.publish.qos,
-                                                 int(c.reason_code), c.t_first_ns, c.t_done_ns,
-                                                 c.sends))
+    def _complete(self, c: Completed, pubrec: int | None = None) -> None:
+        if self.future.done():
+            return
+        code = int(c.reason_code)
+        if pubrec is not None and code < 0x80:
+            code = pubrec
+        self.future.set_result(PublishResult(c.publish.packet_id, c.publish.qos, code,
+                                             c.t_first_ns, c.t_done_ns, c.sends, pubrec))
 
 
 class Inbox(Generic[T]):

@@ -73,7 +73,7 @@ from ..mqtt.packets import (
     packet_type_of,
 )
 from ..mqtt.properties import NO_PROPERTIES, Properties, PropertyId
-from ..mqtt.qos import Completed
+from ..mqtt.qos import Completed, SendState
 from ..mqtt.session import Session
 from ..mqtt.topics import parse_shared, validate_topic_filter, validate_topic_name
 from .acks import AckControl
@@ -189,6 +189,9 @@ class Output:
     send: list[Packet] = field(default_factory=list)
     deliver: list[Publish] = field(default_factory=list)
     completed: list[Completed] = field(default_factory=list)
+    #: The PUBREC reason code of each completed QoS 2 flow, by packet id (PUBCOMP only says
+    #: whether the id was known; PUBREC says e.g. 0x10, no matching subscribers).
+    pubrec_reasons: dict[int, int] = field(default_factory=dict)
     #: (tag, SUBACK or UNSUBACK) for each subscribe/unsubscribe answered.
     acked: list[tuple[object, SubAck | UnsubAck]] = field(default_factory=list)
     connected: Connected | None = None
@@ -223,6 +226,8 @@ class ClientProtocol:
         self.orphan_acks = 0
         self.pings = 0
         self._pending: dict[int, tuple[object, Subscribe | Unsubscribe]] = {}
+        #: PUBREC reason codes of QoS 2 flows waiting for PUBCOMP, by packet id.
+        self._pubrec_reasons: dict[int, int] = {}
         self._clean_now = options.clean_start
         self._last_sent_ns = 0
         self._ping_sent_ns: int | None = None
@@ -273,6 +278,7 @@ class ClientProtocol:
         lost: list[object] = []
         if not present:                                            # [MQTT-3.2.2-5]
             lost = [flight.tag for flight in self.session.sender.in_flight.values()]
+            self._pubrec_reasons.clear()
         self.state = ConnState.CONNECTED
         packets = self.session.connection_made(
             now, session_present=present, version=self.version,
@@ -321,7 +327,15 @@ class ClientProtocol:
         if self.state is not ConnState.CONNECTED:
             return                              # closing: whatever still arrives is moot
         if isinstance(packet, _QOS_PACKETS):
+            if isinstance(packet, PubRec):
+                flight = self.session.sender.in_flight.get(packet.packet_id)
+                if flight is not None and flight.state is SendState.WAIT_PUBREC:
+                    self._pubrec_reasons[packet.packet_id] = int(packet.reason_code)
             result = self.session.receive(packet, now)
+            for done in result.completed:
+                pid = done.publish.packet_id
+                if pid in self._pubrec_reasons:
+                    out.pubrec_reasons[pid] = self._pubrec_reasons.pop(pid)
             out.deliver.extend(result.deliver)
             out.completed.extend(result.completed)
             self._emit(out, result.send, now)
@@ -560,6 +574,7 @@ class ClientProtocol:
         tags = [flight.tag for flight in self.session.sender.in_flight.values()]
         tags += [item.tag for item in self.session.queue]
         self.session.clear()
+        self._pubrec_reasons.clear()
         return tags
 
     @property

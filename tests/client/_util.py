@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import pwd
 import shutil
 import socket
 import subprocess
@@ -18,8 +20,8 @@ from typing import Any, TypeVar
 
 from qosinspect.testing.tools import require_tool
 
-__all__ = ["Certs", "Mosquitto", "Proxy", "free_port", "make_certs", "run", "unique_topic",
-           "wait_port"]
+__all__ = ["Certs", "Mosquitto", "Proxy", "Recorder", "free_port", "make_certs", "run", "take",
+           "unique_topic", "until", "wait_port"]
 
 T = TypeVar("T")
 
@@ -72,7 +74,11 @@ class Mosquitto:
                   f"persistence_location {self.dir}/", "autosave_interval 1",
                   f"log_dest file {self.dir / 'mosquitto.log'}", "log_type all"]
         self.conf = self.dir / "mosquitto.conf"
-        self.conf.write_text("per_listener_settings false\n" + "\n".join(lines) + "\n")
+        # Run as the test's own user: as root, mosquitto would switch to the "mosquitto" user,
+        # which cannot read the private temporary directories.
+        me = pwd.getpwuid(os.getuid()).pw_name
+        self.conf.write_text(f"user {me}\nper_listener_settings false\n" + "\n".join(lines)
+                             + "\n")
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> Mosquitto:
@@ -213,6 +219,41 @@ def make_certs(directory: Path) -> Certs:
         sh("x509", "-req", "-in", str(csr), "-CA", str(certs.ca), "-CAkey",
            str(directory / "ca.key"), "-CAcreateserial", "-out", str(cert), "-days", "1",
            "-extfile", str(extfile))
-    for path in (certs.server_key, certs.client_key):
-        path.chmod(0o644)             # mosquitto may drop privileges before reading it
     return certs
+
+
+# -- waiting on a client, bounded ------------------------------------------------------------------
+
+async def take(client: Any, n: int, timeout: float = 5.0) -> list[Any]:
+    """The next ``n`` messages of ``client`` (TimeoutError if they do not come in time)."""
+    out: list[Any] = []
+    if n <= 0:
+        return out
+    async with asyncio.timeout(timeout):
+        async for message in client.messages():
+            out.append(message)
+            if len(out) >= n:
+                break
+    return out
+
+
+async def until(condition: Any, timeout: float = 5.0, what: str = "condition") -> None:
+    """Poll ``condition()`` every few milliseconds until it is true (bounded)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what} not reached within {timeout} s")
+        await asyncio.sleep(0.005)
+
+
+class Recorder(list[Any]):
+    """A tap that keeps every event; helpers pick the MQTT packets out."""
+
+    def __call__(self, event: Any) -> None:
+        self.append(event)
+
+    def packets(self, direction: str | None = None, kind: type | None = None) -> list[Any]:
+        from qosinspect.events import MqttPacketEvent
+        return [e.packet for e in self if isinstance(e, MqttPacketEvent)
+                and (direction is None or e.direction == direction)
+                and (kind is None or isinstance(e.packet, kind))]

@@ -169,6 +169,18 @@ def test_qos2_publish_steps() -> None:
     assert [c.tag for c in out.completed] == ["B"]
 
 
+def test_qos2_result_keeps_the_pubrec_reason() -> None:
+    """PUBREC carries the informative code (0x10); PUBCOMP only whether the id was known."""
+    proto = connected(5)
+    proto.publish(Publish("t", b"", 2), 1)
+    proto.publish(Publish("t", b"", 2), 1)
+    assert proto.receive(PubRec(1, 0x10), 2).send == [PubRel(1)]
+    out = proto.receive(PubComp(1), 3)
+    assert out.pubrec_reasons == {1: 0x10}
+    out = proto.receive(PubRec(2, 0x87), 4)           # refused: the flow ends here
+    assert [c.reason_code for c in out.completed] == [0x87] and out.pubrec_reasons == {2: 0x87}
+
+
 def test_incoming_qos1_and_qos2_are_acknowledged_and_delivered_once() -> None:
     """[MQTT-4.3.2-4] PUBACK; [MQTT-4.3.3-8] PUBREC; a DUP resend of a stored QoS 2 id is not
     delivered again [MQTT-4.3.3-10]; PUBREL -> PUBCOMP [MQTT-4.3.3-11]."""
