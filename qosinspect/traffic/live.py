@@ -1,0 +1,244 @@
+"""Live capture of a run: dumpcap or tcpdump on the loopback (root), scapy's sniffer as a
+fallback, or the fault proxy's synthetic pcapng when none can capture.
+
+Rules, and why:
+
+- The filter is the run's front ports only (``tcp port A or tcp port B``): the clients' side of
+  the fault proxy, exactly what the clients sent and received. The proxy-to-broker legs (and
+  anything else on the machine) stay out, so each MQTT connection appears once.
+- The tool runs in its own session (``start_new_session``): a Ctrl-C in the terminal reaches the
+  run, which then closes its connections and stops the tool itself, so the FIN/RST of the end
+  are in the file rather than cut off by the signal.
+- The run starts only after the tool reports it is listening (dumpcap "Capturing on", tcpdump
+  "listening on"), and the tool is stopped a moment after the last packet, so nothing is lost at
+  either end. tcpdump writes pcap; a ``.pcapng`` target is converted (nanosecond stamps kept).
+- Without root (or with none of the tools) :func:`choose_method` says ``tap``: the run then
+  writes the proxy's synthetic pcapng (:mod:`.pcapng`); the README says what differs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from ..errors import QosinspectError
+from .pcapng import convert_to_pcapng
+
+__all__ = ["CAPTURE_METHODS", "CaptureFailed", "LiveCapture", "choose_method", "port_filter"]
+
+CAPTURE_METHODS = ("auto", "dumpcap", "tcpdump", "scapy", "tap")
+_READY = {"dumpcap": b"Capturing on", "tcpdump": b"listening on"}
+
+
+class CaptureFailed(QosinspectError):
+    """The capture tool could not start (missing, no permission, bad interface)."""
+
+
+def _tool(name: str) -> str | None:
+    return shutil.which(name) or next(
+        (str(p) for p in (Path("/usr/sbin") / name, Path("/usr/bin") / name) if p.exists()),
+        None)
+
+
+def _have_scapy() -> bool:
+    try:
+        import scapy  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def choose_method(requested: str = "auto") -> str:
+    """The capture method to use: a real one as root when a tool exists, else ``tap``."""
+    if requested not in CAPTURE_METHODS:
+        raise CaptureFailed(f"unknown capture method {requested!r} (one of "
+                            f"{', '.join(CAPTURE_METHODS)})")
+    root = os.geteuid() == 0
+    if requested == "auto":
+        if not root:
+            return "tap"
+        for name in ("dumpcap", "tcpdump"):
+            if _tool(name):
+                return name
+        return "scapy" if _have_scapy() else "tap"
+    if requested in ("dumpcap", "tcpdump") and not _tool(requested):
+        raise CaptureFailed(f"{requested} is not installed")
+    if requested == "scapy" and not _have_scapy():
+        raise CaptureFailed("scapy is not installed (pip install scapy)")
+    if requested != "tap" and not root:
+        raise CaptureFailed(f"a real capture with {requested} needs root; without root use "
+                            "the synthetic capture (--capture-method tap)")
+    return requested
+
+
+def port_filter(ports: list[int]) -> str:
+    """The BPF filter for the run's front ports."""
+    return " or ".join(f"tcp port {p}" for p in sorted(set(ports)))
+
+
+class LiveCapture:
+    """One capture tool process (or scapy sniffer thread) writing ``path``.
+
+    Readiness is proven, not assumed: the filter also takes UDP datagrams to a private probe
+    port, and :meth:`start` sends probes until one reaches the file (tools announce
+    "Capturing on" some milliseconds before they capture). :meth:`stop` sends one more and waits
+    for it, so every packet before it is in the file; the probes are then left out when the
+    file is rewritten as pcapng.
+    """
+
+    def __init__(self, path: str | Path, ports: list[int], *, method: str = "dumpcap",
+                 interface: str = "lo") -> None:
+        if method not in ("dumpcap", "tcpdump", "scapy"):
+            raise ValueError(f"not a live capture method: {method}")
+        self.path = Path(path)
+        self.ports = ports
+        self.method = method
+        self.interface = interface
+        self.filter = port_filter(ports)
+        self.packets: int | None = None
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._raw = self.path.with_name(f".{self.path.name}.{method}.tmp")
+        self._sniffer: Any = None
+        self._probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self._probe.bind(("127.0.0.1", 0))
+        self.probe_port = int(self._probe.getsockname()[1])
+        self._chunks: list[bytes] = []
+        self._watcher: threading.Thread | None = None
+
+    @property
+    def tool_filter(self) -> str:
+        return f"{self.filter} or udp port {self.probe_port}"
+
+    def start(self, timeout: float = 10.0) -> None:
+        """Start the tool and wait until it captures; :class:`CaptureFailed` otherwise."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if self.method == "scapy":
+            self._start_scapy()
+            return
+        exe = _tool(self.method)
+        if exe is None:
+            raise CaptureFailed(f"{self.method} is not installed")
+        if self.method == "dumpcap":
+            cmd = [exe, "-i", self.interface, "-f", self.tool_filter, "-w", str(self._raw),
+                   "-n"]
+        else:
+            cmd = [exe, "-i", self.interface, "-U", "-s", "0", "--immediate-mode", "-n",
+                   "--time-stamp-precision=nano", "-w", str(self._raw), self.tool_filter]
+        with contextlib.suppress(FileNotFoundError):
+            self._raw.unlink()
+        try:
+            proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                    stderr=subprocess.PIPE, start_new_session=True)
+        except OSError as exc:
+            raise CaptureFailed(f"cannot run {self.method}: {exc}") from None
+        self._proc = proc
+        ready = threading.Event()
+
+        def watch() -> None:
+            assert proc.stderr is not None
+            for line in iter(proc.stderr.readline, b""):
+                self._chunks.append(line)
+                if _READY[self.method] in line:
+                    ready.set()
+            ready.set()
+
+        self._watcher = threading.Thread(target=watch, daemon=True)
+        self._watcher.start()
+        ready.wait(timeout)
+        if proc.poll() is not None or not self._probe_seen(timeout):
+            self._kill()
+            text = b"".join(self._chunks).decode(errors="replace").strip()
+            with contextlib.suppress(FileNotFoundError):
+                self._raw.unlink()
+            raise CaptureFailed(f"{self.method} did not start capturing on {self.interface}: "
+                                f"{text or 'no output'}")
+
+    def _probe_seen(self, timeout: float) -> bool:
+        """Send probes until the file grows by one (bounded by ``timeout``)."""
+        deadline = time.monotonic() + timeout
+        before = _size(self._raw)
+        while time.monotonic() < deadline:
+            if self._proc is not None and self._proc.poll() is not None:
+                return False
+            self._probe.sendto(b"qosinspect capture probe", ("127.0.0.1", self.probe_port))
+            for _ in range(10):
+                time.sleep(0.005)
+                size = _size(self._raw)
+                if size > before and size > 0:
+                    return True
+        return False
+
+    def _start_scapy(self) -> None:
+        from scapy.all import AsyncSniffer
+
+        self._sniffer = AsyncSniffer(iface=self.interface, filter=self.filter, store=True)
+        self._sniffer.start()
+        time.sleep(0.5)     # AsyncSniffer gives no readiness signal
+
+    def stop(self) -> None:
+        """Make sure the last packets are in the file, stop the tool, write ``path``."""
+        if self._sniffer is not None:
+            time.sleep(0.3)
+            packets = _dedupe_loopback(self._sniffer.stop())
+            from scapy.utils import wrpcapng
+
+            wrpcapng(str(self.path), packets)
+            self.packets = len(packets)
+            self._sniffer = None
+            self._probe.close()
+            return
+        proc = self._proc
+        if proc is None:
+            return
+        if proc.poll() is None:
+            self._probe_seen(2.0)
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self._kill()
+        if self._watcher is not None:
+            self._watcher.join(2)
+        self._proc = None
+        self._probe.close()
+        if self._raw.exists():
+            self.packets = convert_to_pcapng(
+                self._raw, self.path, drop_udp_port=self.probe_port,
+                comment=f"{self.method} -i {self.interface} '{self.filter}' "
+                        "(qosinspect generate)")
+            self._raw.unlink()
+
+    def _kill(self) -> None:
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.kill()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self._proc.wait(5)
+        self._probe.close()
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return 0
+
+
+def _dedupe_loopback(packets: Any) -> list[Any]:
+    """scapy sees each loopback packet twice (sent and received): keep the first of each
+    identical adjacent pair."""
+    out: list[Any] = []
+    last = b""
+    for pkt in packets:
+        raw = bytes(pkt)
+        if raw != last:
+            out.append(pkt)
+        last = raw if raw != last else b""
+    return out

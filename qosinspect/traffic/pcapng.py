@@ -1,0 +1,237 @@
+"""A pcapng file written while a run goes on, from the bytes the fault proxy saw.
+
+Used when no real capture is possible (not root, no tcpdump/dumpcap): every chunk the proxy
+read from a client or wrote to it becomes one TCP segment, in IPv4 (or IPv6) packets with valid
+checksums, in Ethernet frames as on Linux's loopback, so any reader (Wireshark, tshark, our
+decoder) takes the file like a real capture of the clients' side.
+
+What differs from a real capture (README "Captures made without root"):
+
+- the TCP level is synthetic: a three-way handshake when the proxy accepted the connection,
+  one segment per chunk, pure ACKs only in the handshake and the close (data segments carry the
+  ACK number), a fixed window, no options, and never a TCP retransmission, a zero window or a
+  lost segment: TCP on loopback does not lose them, and the proxy sees no others;
+- timestamps are the proxy's clock when it read (client to broker) or wrote (broker to client)
+  the bytes, not the kernel's;
+- segments larger than 65,000 bytes are split (an IP packet has a 16-bit length).
+
+The file is valid after every :meth:`PcapngRecorder.flush` (blocks are only ever appended), so an
+interrupted run still leaves what was recorded so far. The section header's ``shb_userappl``
+and a comment say the framing is synthetic.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import struct
+from pathlib import Path
+from typing import BinaryIO
+
+from ..events import Endpoint
+from ..mqtt.enums import Direction
+
+__all__ = ["PcapngRecorder", "convert_to_pcapng"]
+
+_M = 0xFFFFFFFF
+FIN, SYN, RST, PSH, ACK = 0x01, 0x02, 0x04, 0x08, 0x10
+_MAX_SEG = 65_000
+_LINKTYPE_ETHERNET = 1
+
+
+def _checksum(data: bytes) -> int:
+    if len(data) % 2:
+        data += b"\x00"
+    s = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    while s >> 16:
+        s = (s & 0xFFFF) + (s >> 16)
+    return int(~s & 0xFFFF)
+
+
+def _block(btype: int, body: bytes) -> bytes:
+    body += b"\x00" * (-len(body) % 4)
+    n = len(body) + 12
+    return struct.pack("<II", btype, n) + body + struct.pack("<I", n)
+
+
+def _option(code: int, value: bytes) -> bytes:
+    return struct.pack("<HH", code, len(value)) + value + b"\x00" * (-len(value) % 4)
+
+
+class _Conn:
+    __slots__ = ("broker", "client", "closed", "ident", "seq")
+
+    def __init__(self, client: Endpoint, broker: Endpoint, isn: int) -> None:
+        self.client = client
+        self.broker = broker
+        self.seq = {Direction.C2B: isn & _M, Direction.B2C: (isn * 7919 + 12345) & _M}
+        self.ident = 0
+        self.closed = False
+
+
+class PcapngRecorder:
+    """Streams synthetic TCP segments into a pcapng file (see the module docstring)."""
+
+    def __init__(self, path: str | Path, *, comment: str = "") -> None:
+        self.path = Path(path)
+        self._f: BinaryIO | None = self.path.open("wb")
+        self._conns: dict[int, _Conn] = {}
+        self._next = 0
+        self.frames = 0
+        shb = struct.pack("<IHHq", 0x1A2B3C4D, 1, 0, -1)
+        opts = _option(4, b"qosinspect generate (synthetic TCP/IP framing from the fault proxy)")
+        if comment:
+            opts += _option(1, comment.encode())
+        self._write(_block(0x0A0D0D0A, shb + opts + _option(0, b"")))
+        idb = struct.pack("<HHI", _LINKTYPE_ETHERNET, 0, 0)
+        idb += _option(2, b"lo") + _option(9, bytes([9])) + _option(0, b"")
+        self._write(_block(1, idb))
+        self.flush()
+
+    def _write(self, data: bytes) -> None:
+        if self._f is not None:
+            self._f.write(data)
+
+    def flush(self) -> None:
+        if self._f is not None:
+            self._f.flush()
+
+    def close(self) -> None:
+        if self._f is not None:
+            self._f.close()
+            self._f = None
+
+    # -- connections ------------------------------------------------------------------------
+
+    def opened(self, ts_ns: int, client: Endpoint, broker: Endpoint) -> int:
+        """A connection was accepted at ``ts_ns``: writes the handshake, returns its key."""
+        key = self._next
+        self._next += 1
+        conn = self._conns[key] = _Conn(client, broker, 0x10000 + key * 0x01000193)
+        c2b, b2c = Direction.C2B, Direction.B2C
+        self._segment(conn, ts_ns - 2000, c2b, SYN, b"", ack=0)
+        conn.seq[c2b] = (conn.seq[c2b] + 1) & _M
+        self._segment(conn, ts_ns - 1000, b2c, SYN | ACK, b"")
+        conn.seq[b2c] = (conn.seq[b2c] + 1) & _M
+        self._segment(conn, ts_ns, c2b, ACK, b"")
+        return key
+
+    def data(self, key: int, ts_ns: int, direction: Direction, data: bytes) -> None:
+        conn = self._conns.get(key)
+        if conn is None or conn.closed:
+            return
+        for pos in range(0, len(data), _MAX_SEG):
+            chunk = data[pos:pos + _MAX_SEG]
+            self._segment(conn, ts_ns, direction, ACK | PSH, chunk)
+            conn.seq[direction] = (conn.seq[direction] + len(chunk)) & _M
+
+    def closed(self, key: int, ts_ns: int, how: str, by: Direction) -> None:
+        """``how`` is ``fin`` (FIN, FIN-ACK, ACK) or ``rst``; ``by`` the side that closed."""
+        conn = self._conns.pop(key, None)
+        if conn is None or conn.closed:
+            return
+        conn.closed = True
+        other = by.reverse
+        if how == "rst":
+            self._segment(conn, ts_ns, by, RST | ACK, b"")
+        else:
+            self._segment(conn, ts_ns, by, FIN | ACK, b"")
+            conn.seq[by] = (conn.seq[by] + 1) & _M
+            self._segment(conn, ts_ns + 1000, other, FIN | ACK, b"")
+            conn.seq[other] = (conn.seq[other] + 1) & _M
+            self._segment(conn, ts_ns + 2000, by, ACK, b"")
+        self.flush()
+
+    # -- frames -----------------------------------------------------------------------------
+
+    def _segment(self, conn: _Conn, ts_ns: int, direction: Direction, flags: int,
+                 payload: bytes, *, ack: int | None = None) -> None:
+        if direction is Direction.C2B:
+            src, dst = conn.client, conn.broker
+        else:
+            src, dst = conn.broker, conn.client
+        ack_no = conn.seq[direction.reverse] if ack is None else ack
+        conn.ident = (conn.ident + 1) & 0xFFFF
+        frame = _ethernet(_ip_tcp(src, dst, conn.seq[direction], ack_no, flags, payload,
+                                  conn.ident))
+        sec_units = ts_ns  # if_tsresol = 9: nanoseconds
+        body = struct.pack("<IIIII", 0, sec_units >> 32, sec_units & _M, len(frame), len(frame))
+        self._write(_block(6, body + frame + b"\x00" * (-len(frame) % 4)))
+        self.frames += 1
+
+
+def _ip_tcp(src: Endpoint, dst: Endpoint, seq: int, ack: int, flags: int, payload: bytes,
+            ident: int) -> bytes:
+    s = ipaddress.ip_address(src.host)
+    d = ipaddress.ip_address(dst.host)
+    tcp = struct.pack("!HHIIBBHHH", src.port, dst.port, seq & _M, ack & _M, 5 << 4, flags,
+                      65535, 0, 0) + payload
+    if s.version == 4:
+        pseudo = s.packed + d.packed + struct.pack("!BBH", 0, 6, len(tcp))
+    else:
+        pseudo = s.packed + d.packed + struct.pack("!IxxxB", len(tcp), 6)
+    csum = _checksum(pseudo + tcp)
+    tcp = tcp[:16] + struct.pack("!H", csum) + tcp[18:]
+    if s.version == 4:
+        hdr = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(tcp), ident, 0x4000, 64, 6, 0,
+                          s.packed, d.packed)
+        return hdr[:10] + struct.pack("!H", _checksum(hdr)) + hdr[12:] + tcp
+    return struct.pack("!IHBB16s16s", 6 << 28, len(tcp), 6, 64, s.packed, d.packed) + tcp
+
+
+def _ethernet(ip: bytes) -> bytes:
+    et = 0x86DD if ip[0] >> 4 == 6 else 0x0800
+    return b"\x00" * 12 + struct.pack("!H", et) + ip
+
+
+def convert_to_pcapng(src: str | Path, dst: str | Path, *, comment: str = "",
+                      drop_udp_port: int | None = None) -> int:
+    """Rewrite a pcap (or pcapng) file as pcapng with nanosecond stamps; returns frames copied.
+
+    tcpdump can only write pcap; a ``--capture x.pcapng`` made with it is converted so the
+    file is what its name says. ``drop_udp_port`` leaves out IPv4 UDP datagrams to that port
+    (the live capture's readiness probes).
+    """
+    from ..capture.pcapfile import read_frames
+    from ..errors import CaptureError
+
+    interfaces: dict[int, int] = {}
+    n = 0
+    with Path(dst).open("wb") as out:
+        shb = struct.pack("<IHHq", 0x1A2B3C4D, 1, 0, -1)
+        opts = _option(4, b"qosinspect generate")
+        if comment:
+            opts += _option(1, comment.encode())
+        out.write(_block(0x0A0D0D0A, shb + opts + _option(0, b"")))
+        frames = read_frames(src)
+        while True:
+            try:
+                frame = next(frames)
+            except StopIteration:
+                break
+            except CaptureError:      # a last record cut short by a killed capture tool
+                break
+            if drop_udp_port is not None and _is_udp_to(frame.linktype, frame.data,
+                                                        drop_udp_port):
+                continue
+            iface = interfaces.get(frame.linktype)
+            if iface is None:
+                iface = interfaces[frame.linktype] = len(interfaces)
+                idb = struct.pack("<HHI", frame.linktype, 0, 0)
+                out.write(_block(1, idb + _option(9, bytes([9])) + _option(0, b"")))
+            data = frame.data
+            body = struct.pack("<IIIII", iface, frame.ts_ns >> 32, frame.ts_ns & _M, len(data),
+                               frame.orig_len)
+            out.write(_block(6, body + data + b"\x00" * (-len(data) % 4)))
+            n += 1
+    return n
+
+
+_IP_OFFSET = {1: 14, 113: 16, 276: 20, 0: 4, 108: 4, 101: 0, 228: 0, 12: 0, 14: 0}
+
+
+def _is_udp_to(linktype: int, data: bytes, port: int) -> bool:
+    off = _IP_OFFSET.get(linktype)
+    if off is None or len(data) < off + 28 or data[off] >> 4 != 4 or data[off + 9] != 17:
+        return False
+    udp = off + (data[off] & 0x0F) * 4
+    return len(data) >= udp + 4 and int.from_bytes(data[udp + 2:udp + 4], "big") == port
