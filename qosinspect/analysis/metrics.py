@@ -14,7 +14,9 @@ report of a million-packet capture costs a few arrays. Definitions:
   max; linear interpolation); per step in ``latency_ms_by_step`` (every exchange that has both
   steps).
 - ``duplicates_delivered``: copies a subscriber got of a message it already had, by the QoS of
-  the copy; ``not_delivered``: expected copies that never came, by the publisher's QoS.
+  the copy; ``not_delivered``: expected copies that never came to a subscriber connected at the
+  time (a loss), by the publisher's QoS; ``not_delivered_offline``: the same for subscribers
+  that were offline (QoS 0 is dropped for them by design).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from .correlate import CorrelationResult
-from .records import DELIVERY_STATUSES, OUTCOMES, STEPS
+from .records import DELIVERY_REASONS, DELIVERY_STATUSES, OUTCOMES, STEPS
 
 __all__ = ["report_dict", "summary_rows"]
 
@@ -37,6 +39,7 @@ _STEPS_OF = {1: (("puback", "t_puback", "t_publish"),),
              2: (("pubrec", "t_pubrec", "t_publish"), ("pubrel", "t_pubrel", "t_pubrec"),
                  ("pubcomp", "t_pubcomp", "t_pubrel"))}
 _NAT = np.iinfo(np.int64).min
+_CONNECTED = DELIVERY_REASONS.index("subscriber_connected")
 
 
 def _pct(values_ns: np.ndarray) -> dict[str, float | None]:
@@ -102,11 +105,14 @@ def summary_rows(r: CorrelationResult) -> list[dict[str, Any]]:
         if dl is not None and len(dl):
             row["duplicates_delivered"] = int(((dl["status"] == dup_i)
                                                & (dl["sub_qos"] == qos)).sum())
-            row["not_delivered"] = int(((dl["status"] == nd_i) & (dl["pub_qos"] == qos)).sum())
+            missing = (dl["status"] == nd_i) & (dl["pub_qos"] == qos)
+            row["not_delivered"] = int((missing & (dl["reason"] == _CONNECTED)).sum())
+            row["not_delivered_offline"] = int((missing & (dl["reason"] != _CONNECTED)).sum())
             row["downgraded"] = int(((dl["sub_qos"] >= 0) & (dl["sub_qos"] < dl["pub_qos"])
                                      & (dl["pub_qos"] == qos)).sum())
         else:
-            row.update(duplicates_delivered=0, not_delivered=0, downgraded=0)
+            row.update(duplicates_delivered=0, not_delivered=0, not_delivered_offline=0,
+                       downgraded=0)
         rows.append(row)
     return rows
 

@@ -21,3 +21,8 @@ def main() -> None:
 
 from . import broker as _broker  # noqa: E402,F401  (registers "broker" and "passwd")
 from . import decode as _decode  # noqa: E402,F401  (registers "decode")
+from . import export as _export  # noqa: E402,F401  (registers "export")
+from . import flows as _flows  # noqa: E402,F401  (registers "flows")
+from . import ladder as _ladder  # noqa: E402,F401  (registers "ladder")
+from . import plot as _plot  # noqa: E402,F401  (registers "plot")
+from . import report as _report  # noqa: E402,F401  (registers "report")

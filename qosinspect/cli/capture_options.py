@@ -1,0 +1,125 @@
+"""Options shared by the commands that analyse a capture, defined once as decorators.
+
+``@capture_source`` adds the CAPTURE argument and the decoder options (``--port``,
+``--no-detect``, ``--mqtt-version``, ``--engine``) and hands the command one
+:class:`CaptureSource`; ``@time_window`` adds ``--since``/``--until``; ``@client_or_conn`` adds
+``--client``/``--conn``. :meth:`CaptureSource.analyze` turns every bad input into a
+:class:`click.ClickException` (a message and exit status 1, never a traceback), and
+:func:`finish` makes a capture that could not be read to the end exit 1 after the output.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+import click
+
+from ..errors import QosinspectError
+
+__all__ = ["CaptureSource", "capture_source", "client_or_conn", "finish", "resolve_time",
+           "time_window"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+_VERSIONS = {"3": 3, "3.1": 3, "4": 4, "3.1.1": 4, "5": 5, "5.0": 5}
+
+
+@dataclass(frozen=True)
+class CaptureSource:
+    """What to decode and how."""
+
+    path: str
+    ports: tuple[int, ...]
+    detect_any_port: bool
+    mqtt_version: int
+    engine: str
+
+    def analyze(self, **options: Any) -> Any:
+        """:func:`qosinspect.analysis.api.analyze_capture` with this source's options."""
+        from ..analysis.api import analyze_capture
+
+        try:
+            return analyze_capture(self.path, ports=self.ports,
+                                   detect_any_port=self.detect_any_port,
+                                   mqtt_version=self.mqtt_version, engine=self.engine,
+                                   **options)
+        except (QosinspectError, OSError, ValueError) as exc:
+            msg = str(exc)
+            raise click.ClickException(msg if self.path in msg else f"{self.path}: {msg}") \
+                from None
+
+
+def capture_source(f: F) -> F:
+    """CAPTURE and the decoder options; the command receives ``source: CaptureSource``."""
+
+    @click.argument("capture", type=click.Path(dir_okay=False, allow_dash=True))
+    @click.option("--port", "-p", "ports", type=click.IntRange(1, 65535), multiple=True,
+                  help="Another TCP port MQTT runs on (1883 always is); repeatable.")
+    @click.option("--no-detect", is_flag=True,
+                  help="Do not look for MQTT on other ports (by its CONNECT or WebSocket "
+                       "upgrade).")
+    @click.option("--mqtt-version", type=click.Choice(list(_VERSIONS)), default="4",
+                  show_default=True,
+                  help="Version for connections whose CONNECT was not captured and whose "
+                       "bytes do not tell.")
+    @click.option("--engine", type=click.Choice(["native", "tshark"]), default="native",
+                  show_default=True, help="Decoder: qosinspect's own, or Wireshark's.")
+    @functools.wraps(f)
+    def wrapper(*args: Any, capture: str, ports: tuple[int, ...], no_detect: bool,
+                mqtt_version: str, engine: str, **kwargs: Any) -> Any:
+        source = CaptureSource(capture, (1883, *ports), not no_detect, _VERSIONS[mqtt_version],
+                               engine)
+        return f(*args, source=source, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def time_window(f: F) -> F:
+    """``--since T`` and ``--until T``: seconds since the capture start, or an ISO 8601 time
+    (UTC unless it says otherwise)."""
+    f = click.option("--until", "until", metavar="T", default=None,
+                     help="Stop at T (seconds since the capture start, or ISO 8601).")(f)
+    f = click.option("--since", "since", metavar="T", default=None,
+                     help="Start at T (seconds since the capture start, or ISO 8601).")(f)
+    return f
+
+
+def client_or_conn(f: F) -> F:
+    """``--client ID`` or ``--conn N`` (which connections to show)."""
+    f = click.option("--conn", "conn", type=click.IntRange(0), default=None,
+                     help="Connection number (as in the connections table).")(f)
+    f = click.option("--client", "client", default=None, help="Client id.")(f)
+    return f
+
+
+def resolve_time(value: str | None, t0: int | None, option: str) -> int | None:
+    """A ``--since``/``--until`` value as ns since the epoch (``t0``: the capture start)."""
+    if value is None:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            dt = datetime.fromisoformat(value)
+        except ValueError:
+            raise click.BadParameter(f"{value!r} is neither seconds nor an ISO 8601 time",
+                                     param_hint=option) from None
+        if dt.tzinfo is None:
+            dt = dt.replace(tzinfo=UTC)
+        delta = dt - datetime(1970, 1, 1, tzinfo=UTC)
+        return (delta.days * 86400 + delta.seconds) * 10**9 + delta.microseconds * 1000
+    if not math.isfinite(seconds):
+        raise click.BadParameter(f"{value!r} is not a time", param_hint=option)
+    return (t0 or 0) + round(seconds * 1e9)
+
+
+def finish(analysis: Any) -> None:
+    """After the output: a capture that could not be read to the end is an error (exit 1)."""
+    if analysis.capture_error is not None:
+        click.echo(f"Error: {analysis.source}: {analysis.capture_error} (the output covers "
+                   "what was read before it)", err=True)
+        raise SystemExit(1)

@@ -1,0 +1,82 @@
+"""``qosinspect flows CAPTURE``: one row per exchange (a PUBLISH and its acknowledgements)."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from ..analysis.records import OUTCOMES
+from . import main
+from .capture_options import CaptureSource, capture_source, finish
+
+__all__ = ["FLOW_COLUMNS", "flows"]
+
+#: The columns of ``flows`` (``conn`` is the exchanges table's ``conn_id``).
+FLOW_COLUMNS = ("ex_id", "client_id", "conn", "direction", "qos", "packet_id", "generation",
+                "topic", "t_publish", "n_publish", "dup_seen", "t_puback", "t_pubrec",
+                "t_pubrel", "n_pubrel", "t_pubcomp", "last_step", "retransmissions", "outcome",
+                "latency_ms")
+
+
+@main.command()
+@capture_source
+@click.option("--qos", type=click.Choice(["0", "1", "2"]), default=None, help="Only this QoS.")
+@click.option("--client", default=None, help="Only exchanges of this client id.")
+@click.option("--outcome", type=click.Choice([o for o in OUTCOMES if o != "open"]),
+              default=None, help="Only exchanges with this outcome.")
+@click.option("--direction", type=click.Choice(["c2b", "b2c"]), default=None,
+              help="Only exchanges the client (c2b) or the broker (b2c) sent.")
+@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json", "parquet"]),
+              default="table", show_default=True, help="Output format.")
+@click.option("--output", "-o", type=click.Path(dir_okay=False, writable=True), default=None,
+              help="Write to FILE instead of standard output (needed for parquet).")
+def flows(source: CaptureSource, qos: str | None, client: str | None, outcome: str | None,
+          direction: str | None, fmt: str, output: str | None) -> None:
+    """List the QoS exchanges of CAPTURE, one row each, with the time and count of every step.
+
+    Columns: ex_id, client_id, conn, direction (of the PUBLISH), qos, packet_id, generation,
+    topic, t_publish, n_publish, dup_seen, t_puback, t_pubrec, t_pubrel, n_pubrel, t_pubcomp,
+    last_step, retransmissions, outcome, latency_ms. All columns: qosinspect export.
+    """
+    if fmt == "parquet" and output is None:
+        raise click.UsageError("--format parquet needs --output FILE")
+    analysis = source.analyze(packets=False, deliveries=False)
+    ex = analysis.exchanges
+    if qos is not None:
+        ex = ex[ex["qos"] == int(qos)]
+    if client is not None:
+        ex = ex[ex["client_id"] == client]
+    if outcome is not None:
+        ex = ex[ex["outcome"] == outcome]
+    if direction is not None:
+        ex = ex[ex["direction"] == direction]
+    df = ex.rename(columns={"conn_id": "conn"})[list(FLOW_COLUMNS)].reset_index(drop=True)
+    try:
+        if fmt == "parquet":
+            df.to_parquet(output, index=False)
+        elif fmt == "csv":
+            df.to_csv(output if output else sys.stdout, index=False)
+        elif fmt == "json":
+            text = df.to_json(orient="records", date_format="iso", date_unit="ns", indent=1)
+            _write(text + "\n", output)
+        else:
+            from ..report.text import format_table
+
+            shown = df.copy()
+            for col in ("t_publish", "t_puback", "t_pubrec", "t_pubrel", "t_pubcomp"):
+                shown[col] = shown[col].dt.strftime("%H:%M:%S.%f")
+            rows = [[None if v is None or v != v else v for v in r]
+                    for r in shown.astype(object).itertuples(index=False)]
+            _write(format_table(list(df.columns), rows) + f"\n{len(df)} exchanges\n", output)
+    except OSError as exc:
+        raise click.ClickException(f"{output}: {exc}") from None
+    finish(analysis)
+
+
+def _write(text: str, output: str | None) -> None:
+    if output is None:
+        click.echo(text, nl=False)
+    else:
+        with open(output, "w", encoding="utf-8") as f:
+            f.write(text)

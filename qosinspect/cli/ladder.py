@@ -1,0 +1,46 @@
+"""``qosinspect ladder CAPTURE``: a text sequence diagram of one client's or connection's
+packets, like Wireshark's flow graph, with re-sends, gaps and TCP retransmissions marked."""
+
+from __future__ import annotations
+
+import click
+
+from . import main
+from .capture_options import (
+    CaptureSource,
+    capture_source,
+    client_or_conn,
+    finish,
+    resolve_time,
+    time_window,
+)
+
+__all__ = ["ladder"]
+
+
+@main.command()
+@capture_source
+@client_or_conn
+@time_window
+def ladder(source: CaptureSource, client: str | None, conn: int | None, since: str | None,
+           until: str | None) -> None:
+    """Draw the packets between a client and the broker as a ladder (sequence) diagram.
+
+    Give --client ID (every connection of that client, in order, with the reconnections) or
+    --conn N. Re-sent packets are marked [resend]; stream gaps, malformed bytes and TCP
+    retransmissions appear as '~~' lines; connection opens and ends as '==' lines.
+    """
+    if (client is None) == (conn is None):
+        raise click.UsageError("give exactly one of --client ID or --conn N")
+    from ..report.text import ladder_lines
+
+    analysis = source.analyze(deliveries=False)
+    t0 = analysis.result.t_first
+    try:
+        lines = ladder_lines(analysis, client=client, conn=conn,
+                             since_ns=resolve_time(since, t0, "--since"),
+                             until_ns=resolve_time(until, t0, "--until"))
+    except LookupError as exc:
+        raise click.ClickException(str(exc).strip("'\"")) from None
+    click.echo("\n".join(lines))
+    finish(analysis)

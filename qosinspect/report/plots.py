@@ -1,0 +1,303 @@
+"""Figures of an analysis: latency distributions, connection timelines, in-flight exchanges, and
+a ladder (sequence) diagram.
+
+Every function draws on the ``ax`` it is given (for notebooks and composed figures) or, without
+one, on a new :class:`matplotlib.figure.Figure` that is not registered with pyplot; nothing here
+changes matplotlib's global state (no ``pyplot``, no style, no rcParams). :func:`save_all` writes
+the four PNG files ``qosinspect plot`` makes.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+import numpy as np
+import pandas as pd
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+
+from ..analysis.api import Analysis
+
+__all__ = ["plot_inflight", "plot_ladder", "plot_latency", "plot_timeline", "save_all"]
+
+_MPL = tuple(int(x) for x in matplotlib.__version__.split(".")[:2])
+_QOS_COLORS = {0: "#7f7f7f", 1: "#1f77b4", 2: "#d62728"}
+_END_COLORS = {"disconnect": "#2ca02c", "fin": "#1f77b4", "rst": "#d62728",
+               "keepalive_expired": "#ff7f0e", "taken_over": "#9467bd", "idle": "#8c564b",
+               "reused": "#8c564b", "end_of_capture": "#7f7f7f"}
+
+
+def _axes(ax: Axes | None, size: tuple[float, float]) -> Axes:
+    if ax is not None:
+        return ax
+    fig = Figure(figsize=size, layout="constrained")
+    new: Axes = fig.subplots()
+    return new
+
+
+def _t0(analysis: Analysis) -> int:
+    return analysis.result.t_first or 0
+
+
+def _seconds(ts: pd.Series, t0: int) -> np.ndarray:
+    values = ts.astype("int64").to_numpy()
+    out: np.ndarray = (values - t0) / 1e9
+    out[ts.isna().to_numpy()] = np.nan
+    return out
+
+
+def plot_latency(analysis: Analysis, ax: Axes | None = None) -> Axes:
+    """Latency distribution per QoS (first PUBLISH to final ack of completed exchanges) and per
+    step, as box plots over the points, on a log scale."""
+    ax = _axes(ax, (9, 4.5))
+    ex = analysis.exchanges
+    done = ex[ex["outcome"].isin(["complete", "complete_after_reconnect"])]
+    series: list[tuple[str, np.ndarray, int]] = []
+    for qos, steps in ((1, (("latency_puback", "PUBLISH→PUBACK"),)),
+                       (2, (("latency_pubrec", "PUBLISH→PUBREC"),
+                            ("latency_pubrel", "PUBREC→PUBREL"),
+                            ("latency_pubcomp", "PUBREL→PUBCOMP")))):
+        sel = done[done["qos"] == qos]
+        series.append((f"QoS {qos} total", sel["latency_ms"].dropna().to_numpy(), qos))
+        for col, name in steps:
+            ms = sel[col].dropna().astype("int64").to_numpy() / 1e6
+            series.append((f"QoS {qos} {name}", ms, qos))
+    series = [s for s in series if s[1].size]
+    if not series:
+        ax.text(0.5, 0.5, "no completed QoS 1 or QoS 2 exchange", ha="center", va="center",
+                transform=ax.transAxes)
+        ax.set_axis_off()
+        return ax
+    floor = 1e-3
+    data = [np.maximum(v, floor) for _, v, _ in series]
+    pos = np.arange(len(series))[::-1]
+    horizontal: dict[str, Any] = ({"orientation": "horizontal"} if _MPL >= (3, 10)
+                                  else {"vert": False})
+    bp = ax.boxplot(data, positions=pos, widths=0.6, showfliers=False, patch_artist=True,
+                    **horizontal)
+    rng = np.random.default_rng(0)
+    for i, ((_, v, qos), p) in enumerate(zip(series, pos, strict=True)):
+        bp["boxes"][i].set(facecolor=_QOS_COLORS[qos], alpha=0.25)
+        shown = data[i] if v.size <= 2000 else rng.choice(data[i], 2000, replace=False)
+        ax.scatter(shown, p + rng.uniform(-0.2, 0.2, shown.size), s=6,
+                   color=_QOS_COLORS[qos], alpha=0.5, linewidths=0)
+    ax.set_yticks(pos, [f"{name} (n={v.size})" for name, v, _ in series])
+    ax.set_xscale("log")
+    ax.set_xlabel("latency (ms, log scale)")
+    ax.set_title("QoS handshake latency, per QoS and per step")
+    ax.grid(axis="x", which="both", alpha=0.3)
+    return ax
+
+
+def plot_timeline(analysis: Analysis, ax: Axes | None = None, *,
+                  max_clients: int = 40) -> Axes:
+    """One row per client: its connections as bars (coloured by how they ended), reconnection
+    gaps as dotted lines, MQTT re-sends (triangles) and TCP retransmissions (crosses) on the row."""
+    conns = analysis.connections
+    keys = [str(s) for s in conns["session"].dropna().unique()][:max_clients]
+    ax = _axes(ax, (10, max(2.5, 0.4 * len(keys) + 1.5)))
+    t0 = _t0(analysis)
+    row = {k: i for i, k in enumerate(keys)}
+    starts = _seconds(conns["t_open"], t0)
+    ends = _seconds(conns["t_close"], t0)
+    seen_ends: set[str] = set()
+    for i, (sess, end) in enumerate(zip(conns["session"], conns["end"], strict=True)):
+        if str(sess) not in row or math.isnan(starts[i]):
+            continue
+        y = row[str(sess)]
+        stop = ends[i] if not math.isnan(ends[i]) else starts[i]
+        color = _END_COLORS.get(str(end), "#7f7f7f")
+        ax.barh(y, max(stop - starts[i], 1e-6), left=starts[i], height=0.5, color=color,
+                alpha=0.7, edgecolor="black", linewidth=0.5)
+        seen_ends.add(str(end))
+    rc = analysis.reconnects
+    for sess, a, b in zip(rc["session"], _seconds(rc["t_drop"], t0),
+                          _seconds(rc["t_connect"], t0), strict=True):
+        if str(sess) in row and not (math.isnan(a) or math.isnan(b)):
+            ax.plot([a, b], [row[str(sess)]] * 2, ls=":", color="black", lw=1)
+    conn_sess = dict(zip(conns["conn_id"], conns["session"], strict=True))
+    pk = analysis.packets
+    resent = pk[pk["resend"]] if len(pk) else pk
+    if len(resent):
+        ys = [row.get(str(conn_sess.get(c)), np.nan) for c in resent["conn_id"]]
+        ax.scatter(_seconds(resent["ts"], t0), ys, marker="^", color="#d62728", s=30, zorder=3)
+    tr = analysis.tcp_retransmissions
+    if len(tr):
+        ys = [row.get(str(conn_sess.get(c)), np.nan) for c in tr["conn_id"]]
+        ax.scatter(_seconds(tr["ts"], t0), ys, marker="x", color="black", s=25, zorder=3)
+    ax.set_yticks(range(len(keys)), keys)
+    ax.invert_yaxis()
+    ax.set_xlabel("time since capture start (s)")
+    ax.set_title("Connections and reconnections per client")
+    handles: list[Any] = [Line2D([], [], color=_END_COLORS.get(e, "#7f7f7f"), lw=6,
+                                label=f"ended: {e}") for e in sorted(seen_ends)]
+    handles += [Line2D([], [], ls=":", color="black", label="reconnection gap"),
+                Line2D([], [], marker="^", ls="", color="#d62728", label="MQTT re-send"),
+                Line2D([], [], marker="x", ls="", color="black", label="TCP retransmission")]
+    ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1), fontsize="small")
+    if not keys:
+        ax.text(0.5, 0.5, "no connection", ha="center", va="center", transform=ax.transAxes)
+    return ax
+
+
+def plot_inflight(analysis: Analysis, ax: Axes | None = None) -> Axes:
+    """Open (unacknowledged) QoS 1 and QoS 2 exchanges over time; an exchange never finished
+    stays open to the end of the capture."""
+    ax = _axes(ax, (10, 4))
+    ex = analysis.exchanges
+    t0 = _t0(analysis)
+    t_last = ((analysis.result.t_last or t0) - t0) / 1e9
+    drawn = False
+    for qos in (1, 2):
+        sel = ex[ex["qos"] == qos]
+        if sel.empty:
+            continue
+        start = _seconds(sel["t_publish"], t0)
+        end = _seconds(sel["t_end"], t0)
+        end = end[~np.isnan(end)]  # never finished: open to the end
+        times = np.concatenate([start, end])
+        delta = np.concatenate([np.ones(start.size), -np.ones(end.size)])
+        order = np.lexsort((delta, times))  # at a tie, close before open
+        level = np.cumsum(delta[order])
+        ax.step(np.concatenate([[0.0], times[order], [t_last]]),
+                np.concatenate([[0.0], level, level[-1:]]), where="post",
+                color=_QOS_COLORS[qos], label=f"QoS {qos}")
+        drawn = True
+    ax.set_xlabel("time since capture start (s)")
+    ax.set_ylabel("open exchanges")
+    ax.set_title("In-flight QoS 1 / QoS 2 exchanges")
+    if drawn:
+        ax.legend()
+    else:
+        ax.text(0.5, 0.5, "no QoS 1 or QoS 2 exchange", ha="center", va="center",
+                transform=ax.transAxes)
+    ax.grid(alpha=0.3)
+    return ax
+
+
+def plot_ladder(analysis: Analysis, *, client: str | None = None, conn: int | None = None,
+                since_ns: int | None = None, until_ns: int | None = None,
+                ax: Axes | None = None, max_packets: int = 120) -> Axes:
+    """A ladder diagram of one client's (or one connection's) packets in a time window: client
+    on the left, broker on the right, one arrow per packet at even spacing (times on the
+    left), re-sends in red, stream gaps and connection ends as lines across."""
+    conns = analysis.connections
+    if client is not None:
+        ids = set(int(i) for i in conns.loc[conns["client_id"] == client, "conn_id"])
+    elif conn is not None:
+        ids = {conn} if conn in set(int(i) for i in conns["conn_id"]) else set()
+    else:
+        raise LookupError("give a client id or a connection number")
+    if not ids:
+        what = f"client {client!r}" if client is not None else f"connection {conn}"
+        raise LookupError(f"no {what} in the capture")
+    pk = analysis.packets
+    pk = pk[pk["conn_id"].isin(ids)]
+    ts = pk["ts"].astype("int64")
+    keep = np.ones(len(pk), dtype=bool)
+    if since_ns is not None:
+        keep &= (ts >= since_ns).to_numpy()
+    if until_ns is not None:
+        keep &= (ts <= until_ns).to_numpy()
+    pk = pk[keep].head(max_packets)
+    an = analysis.anomalies
+    an = an[an["conn_id"].isin(ids) & an["kind"].isin(["stream_gap", "truncated", "resync",
+                                                        "malformed"])]
+    #: (ts, direction, or "!" for an anomaly and "=" for a connection end, label, resend)
+    rows: list[tuple[int, str, str, bool]] = []
+    for rec in pk.to_dict("records"):
+        pid = "" if pd.isna(rec["packet_id"]) else f" id={rec['packet_id']}"
+        extra = f" q{rec['qos']} {rec['topic']}" if rec["packet_type"] == "PUBLISH" else ""
+        dup = " DUP" if rec["dup"] else ""
+        rows.append((int(rec["ts"].value), str(rec["direction"]),
+                     f"{rec['packet_type']}{pid}{extra}{dup}", bool(rec["resend"])))
+    if len(pk):
+        lo, hi = rows[0][0], rows[-1][0]
+        for rec in an.to_dict("records"):
+            t = int(rec["ts"].value)
+            if lo <= t <= hi:
+                rows.append((t, "!", f"{rec['kind']}", False))
+        for c in analysis.result.connections:
+            if c.conn_id in ids and c.t_close is not None and lo <= c.t_close <= hi:
+                rows.append((c.t_close, "=", f"connection {c.conn_id} ended: {c.end}", False))
+        rows.sort(key=lambda r: r[0])
+    ax = _axes(ax, (8, max(3.0, 0.28 * len(rows) + 1.2)))
+    t0 = _t0(analysis)
+    n = len(rows)
+    for x, name in ((0.0, "client"), (1.0, "broker")):
+        ax.plot([x, x], [-0.5, n - 0.5], color="black", lw=1.5)
+        ax.text(x, -0.9, name, ha="center", va="bottom", fontweight="bold")
+    for i, (t, d, label, resend) in enumerate(rows):
+        color = "#d62728" if resend else "black"
+        if d in ("!", "="):
+            line_color = "#ff7f0e" if d == "!" else "#7f7f7f"
+            ax.plot([-0.05, 1.05], [i, i], ls="--", color=line_color, lw=1)
+            ax.text(0.5, i - 0.1, f"~ {label} ~", ha="center", va="bottom", color=line_color,
+                    fontsize="small")
+        else:
+            a, b = (0.0, 1.0) if d == "c2b" else (1.0, 0.0)
+            ax.annotate("", xy=(b, i), xytext=(a, i),
+                        arrowprops={"arrowstyle": "->", "color": color, "lw": 1.2})
+            ax.text(0.5, i - 0.1, label + (" (re-send)" if resend else ""), ha="center",
+                    va="bottom", color=color, fontsize="small")
+        ax.text(-0.08, i, f"{(t - t0) / 1e9:.6f}", ha="right", va="center",
+                fontsize="x-small", family="monospace")
+    ax.set_xlim(-0.45, 1.15)
+    ax.set_ylim(n - 0.5 if n else 0.5, -1.2)
+    ax.set_axis_off()
+    who = f"client {client}" if client is not None else f"connection {conn}"
+    ax.set_title(f"Ladder of {who} (time in s since capture start)")
+    if not rows:
+        ax.text(0.5, 0.5, "no packet in this window", ha="center", transform=ax.transAxes)
+    return ax
+
+
+def _busiest_client(analysis: Analysis) -> str | None:
+    """The client a ladder is most worth drawing for: re-sends, then reconnections, then
+    packets."""
+    conns = analysis.connections
+    if conns.empty or conns["client_id"].isna().all():
+        return None
+    pk = analysis.packets
+    score: dict[str, tuple[int, int, int]] = {}
+    by_conn = dict(zip(conns["conn_id"], conns["client_id"], strict=True))
+    resends = pk.loc[pk["resend"], "conn_id"].value_counts() if len(pk) else pd.Series()
+    counts = pk["conn_id"].value_counts() if len(pk) else pd.Series()
+    for cid in set(str(c) for c in conns["client_id"].dropna()):
+        ids = [k for k, v in by_conn.items() if str(v) == cid]
+        score[cid] = (int(sum(resends.get(i, 0) for i in ids)), len(ids),
+                      int(sum(counts.get(i, 0) for i in ids)))
+    return max(sorted(score), key=lambda c: score[c])
+
+
+def save_all(analysis: Analysis, outdir: str | Path, *, client: str | None = None,
+             since_ns: int | None = None, until_ns: int | None = None,
+             dpi: int = 110) -> list[Path]:
+    """Write latency.png, timeline.png, inflight.png and ladder.png into ``outdir`` (made if
+    missing); the ladder is of ``client`` (default: the one with the most re-sends)."""
+    out = Path(outdir)
+    out.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
+    for name, draw in (("latency", plot_latency), ("timeline", plot_timeline),
+                       ("inflight", plot_inflight)):
+        ax = draw(analysis)
+        path = out / f"{name}.png"
+        _save(ax, path, dpi)
+        written.append(path)
+    who = client if client is not None else _busiest_client(analysis)
+    if who is not None:
+        ax = plot_ladder(analysis, client=who, since_ns=since_ns, until_ns=until_ns)
+        path = out / "ladder.png"
+        _save(ax, path, dpi)
+        written.append(path)
+    return written
+
+
+def _save(ax: Axes, path: Path, dpi: int) -> None:
+    fig = ax.get_figure(root=True)
+    assert isinstance(fig, Figure)
+    fig.savefig(path, dpi=dpi)

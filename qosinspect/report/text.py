@@ -1,0 +1,248 @@
+"""Text renderings of an analysis: the per-QoS report, tables, and the ladder (sequence) diagram.
+
+Pure functions from data to strings (no printing, no files), so the CLI, a notebook and a test
+all get the same text. Three report formats: ``table`` (aligned columns for a terminal),
+``markdown`` (GitHub tables) and ``json`` (the report dict, stable keys).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import pandas as pd
+
+from ..analysis.api import Analysis
+
+__all__ = ["format_report", "format_table", "ladder_lines"]
+
+_ARROW = 46
+
+
+def format_table(headers: Sequence[str], rows: Sequence[Sequence[Any]], fmt: str = "table",
+                 align: str | None = None) -> str:
+    """Rows as an aligned text table or a markdown table. ``align`` has one ``l``/``r`` per
+    column (default: numbers right, text left)."""
+    cells = [[_cell(v) for v in row] for row in rows]
+    if align is None:
+        align = "".join("r" if rows and all(isinstance(r[i], int | float) or r[i] is None
+                                            for r in rows) else "l"
+                        for i in range(len(headers)))
+    if fmt == "markdown":
+        out = ["| " + " | ".join(headers) + " |",
+               "|" + "|".join("---:" if a == "r" else "---" for a in align) + "|"]
+        out += ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in cells]
+        return "\n".join(out)
+    widths = [max([len(h)] + [len(row[i]) for row in cells]) for i, h in enumerate(headers)]
+
+    def line(values: Sequence[str]) -> str:
+        return "  ".join(v.rjust(w) if a == "r" else v.ljust(w)
+                         for v, w, a in zip(values, widths, align, strict=True)).rstrip()
+
+    return "\n".join([line(headers), line(["-" * w for w in widths])]
+                     + [line(row) for row in cells])
+
+
+def _cell(v: Any) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "-"
+    if isinstance(v, float):
+        return f"{v:.3f}"
+    return str(v)
+
+
+def _iso(ts_ns: int | None) -> str:
+    if ts_ns is None:
+        return "-"
+    dt = datetime.fromtimestamp(ts_ns / 1e9, tz=UTC)
+    return dt.strftime("%Y-%m-%d %H:%M:%S.") + f"{ts_ns % 10**9:09d}"[:6] + " UTC"
+
+
+def format_report(analysis: Analysis, fmt: str = "table", capture: str = "CAPTURE") -> str:
+    """The report of ``qosinspect report`` in ``table``, ``markdown`` or ``json``."""
+    data = analysis.report()
+    if fmt == "json":
+        return json.dumps(data, indent=2, sort_keys=False)
+    md = fmt == "markdown"
+
+    def h(title: str) -> str:
+        return f"## {title}" if md else f"{title}\n{'=' * len(title)}"
+
+    cap = data["capture"]
+    out: list[str] = []
+    title = f"qosinspect report: {cap.get('source', 'events')}"
+    out.append(f"# {title}" if md else title)
+    facts = []
+    if "frames" in cap:
+        facts.append(f"{cap['frames']:,} frames, {cap['mqtt_packets']:,} MQTT packets")
+    facts.append(f"{data['connections']} connections, {data['sessions']} sessions")
+    if cap["duration_s"] is not None:
+        facts.append(f"{cap['duration_s']:.3f} s from {_iso(cap['t_first_ns'])}")
+    out.append(", ".join(facts))
+    if "error" in cap:
+        out.append(f"WARNING: the capture could not be read to the end: {cap['error']}")
+    out.append("")
+    out.append(h("Per QoS level"))
+    headers = ["QoS", "publishes", "completed", "incomplete", "retrans", "DUP",
+               "dup delivered", "not delivered", "p50 ms", "p90 ms", "p99 ms", "max ms"]
+    rows = [[r["qos"], r["publishes"], r["completed"], r["incomplete"], r["retransmissions"],
+             r["dup_flagged"], r["duplicates_delivered"], r["not_delivered"],
+             r["latency_ms"]["p50"], r["latency_ms"]["p90"], r["latency_ms"]["p99"],
+             r["latency_ms"]["max"]] for r in data["per_qos"]]
+    out.append(format_table(headers, rows, fmt))
+    out.append("")
+    out.append("publishes count exchanges (a re-sent PUBLISH is not a new one); retrans: "
+               "MQTT-level re-sends (PUBLISH, PUBREC, PUBREL); DUP: PUBLISH packets with DUP=1; "
+               "latency: first PUBLISH to final ack of completed exchanges.")
+    out.append("")
+    out.append(h("Latency per step (ms)"))
+    step_rows = []
+    names = {"puback": "PUBLISH -> PUBACK", "pubrec": "PUBLISH -> PUBREC",
+             "pubrel": "PUBREC -> PUBREL", "pubcomp": "PUBREL -> PUBCOMP"}
+    for r in data["per_qos"]:
+        for step, p in r["latency_ms_by_step"].items():
+            step_rows.append([f"QoS {r['qos']}", names[step], p["p50"], p["p90"], p["p99"],
+                              p["max"]])
+    out.append(format_table(["QoS", "step", "p50", "p90", "p99", "max"], step_rows, fmt,
+                            "llrrrr"))
+    out.append("")
+    out.append(h("Outcomes"))
+    q2 = data["qos2_incomplete"]
+    orows = [[r["qos"], r["completed"] - r["complete_after_reconnect"],
+              r["complete_after_reconnect"], r["at_end_of_capture"], r["abandoned"],
+              r["evicted"], r["refused"], r["protocol_error"]] for r in data["per_qos"][1:]]
+    out.append(format_table(["QoS", "complete", "after reconnect", "open at end",
+                             "abandoned", "evicted", "refused", "protocol error"], orows, fmt))
+    out.append(f"QoS 2 incomplete by last step: no response {q2['no_response']}, "
+               f"after PUBREC {q2['after_pubrec']}, after PUBREL {q2['after_pubrel']}")
+    out.append(f"  details: qosinspect flows {capture} --outcome incomplete "
+               "(or abandoned, refused, protocol_error, complete_after_reconnect)")
+    out.append("")
+    out.append(h("Connections and reconnections"))
+    ends = ", ".join(f"{k} {v}" for k, v in data["connection_ends"].items()) or "none"
+    out.append(f"connections: {data['connections']} (ended by: {ends})")
+    red = data["redelivered"]
+    gap = data["reconnect_gap_ms"]
+    if data["reconnects"]:
+        out.append(f"reconnections: {data['reconnects']}, gap p50 {_cell(gap['p50'])} ms, "
+                   f"max {_cell(gap['max'])} ms; redelivered on the new connection: "
+                   f"{red['publish']} PUBLISH (DUP), {red['pubrel']} PUBREL; "
+                   f"resumed {red['resumed']}, abandoned {red['abandoned']}")
+    else:
+        out.append("reconnections: 0")
+    out.append(f"  details: qosinspect ladder {capture} --client ID; "
+               f"qosinspect export {capture} -o DIR (connections, reconnects)")
+    out.append("")
+    out.append(h("TCP"))
+    out.append(f"TCP retransmissions: {data['tcp_retransmissions']} segments on "
+               f"{data['tcp_retransmission_connections']} connections (bytes the capture "
+               "already had; counted apart from MQTT re-sends); stream gaps: "
+               f"{data['stream_gaps']}")
+    out.append(f"  details: qosinspect export {capture} -o DIR (tcp_retransmissions)")
+    out.append("")
+    out.append(h("Anomalies"))
+    if data["anomalies"]:
+        out.append(format_table(["kind", "count"], sorted(data["anomalies"].items()), fmt))
+    else:
+        out.append("none")
+    if data["notes"]:
+        out.append("notes: " + ", ".join(f"{k} {v}" for k, v in data["notes"].items()))
+    out.append(f"  details: qosinspect export {capture} -o DIR (anomalies)")
+    return "\n".join(out)
+
+
+# -- ladder ----------------------------------------------------------------------------------
+
+
+def _label(p: dict[str, Any], conn: Any) -> str:
+    t = str(p["packet_type"])
+    pid = "" if pd.isna(p["packet_id"]) else f" id={p['packet_id']}"
+    reason = p["reason_code"]
+    rc = "" if pd.isna(reason) or reason == 0 else f" rc=0x{int(reason):02x}"
+    if t == "PUBLISH":
+        flags = ("  DUP" if p["dup"] else "") + ("  RETAIN" if p["retain"] else "")
+        size = "" if pd.isna(p["payload_len"]) else f" ({p['payload_len']} B)"
+        return f"PUBLISH q{p['qos']}{pid} {p['topic']}{size}{flags}"
+    if t == "CONNECT" and conn is not None:
+        clean = "?" if conn.clean_start is None else int(conn.clean_start)
+        return f"CONNECT {conn.client_id!r} v{conn.version} clean={clean} ka={conn.keep_alive}"
+    if t == "CONNACK" and conn is not None:
+        sp = "?" if conn.session_present is None else int(conn.session_present)
+        return f"CONNACK rc={conn.connack_code} sp={sp}"
+    return f"{t}{pid}{rc}"
+
+
+def _records(df: pd.DataFrame) -> list[dict[str, Any]]:
+    return [{str(k): v for k, v in row.items()} for row in df.to_dict("records")]
+
+
+def ladder_lines(analysis: Analysis, *, client: str | None = None, conn: int | None = None,
+                 since_ns: int | None = None, until_ns: int | None = None,
+                 limit: int = 10_000) -> list[str]:
+    """A text sequence diagram (like Wireshark's flow graph) of the packets of one client's
+    connections (``client``) or of one connection (``conn``), between ``since_ns`` and
+    ``until_ns``. Re-sends are marked ``[resend]``, DUP flags shown, stream gaps and TCP
+    retransmissions drawn as lines of their own, connection opens and ends as headers.
+    Raises ``LookupError`` when the client or connection is not in the capture."""
+    conns = analysis.connections
+    if client is not None:
+        sel = conns[conns["client_id"] == client]
+        if sel.empty:
+            known = ", ".join(sorted(str(c) for c in conns["client_id"].dropna().unique()))
+            raise LookupError(f"no client {client!r} in the capture (clients: {known or 'none'})")
+    elif conn is not None:
+        sel = conns[conns["conn_id"] == conn]
+        if sel.empty:
+            raise LookupError(f"no connection {conn} in the capture "
+                              f"(connections 0..{len(conns) - 1})")
+    else:
+        raise LookupError("give a client id or a connection number")
+    ids = set(int(i) for i in sel["conn_id"])
+    recs = {c.conn_id: c for c in analysis.result.connections if c.conn_id in ids}
+    items: list[tuple[int, int, str]] = []  # (ts_ns, order, line)
+    pk = analysis.packets
+    pk = pk[pk["conn_id"].isin(ids)]
+    ts_all = [int(v) for v in pk["ts"].astype("int64")]
+    labels = [(p, _label(p, recs.get(int(p["conn_id"]))) + ("  [resend]" if p["resend"] else ""))
+              for p in _records(pk)]
+    width = max([_ARROW] + [len(lab) + 10 for _, lab in labels])
+    for (p, label), ts in zip(labels, ts_all, strict=True):
+        if str(p["direction"]) == "c2b":
+            arrow = "|-- " + (label + " ").ljust(width - 6, "-") + ">|"
+        else:
+            arrow = "|<-- " + (label + " ").ljust(width - 6, "-") + "|"
+        items.append((ts, 1, f"{int(p['frame']):>7}  c{int(p['conn_id'])}  {arrow}"))
+    an = analysis.anomalies
+    for a in _records(an[an["conn_id"].isin(ids)]):
+        d = a["direction"] if isinstance(a["direction"], str) else "-"
+        items.append((int(a["ts"].value), 2, f"{int(a['frame']):>7}  c{int(a['conn_id'])}  "
+                      f"~~ {a['kind']} ({d}): {a['detail']}"))
+    tr = analysis.tcp_retransmissions
+    for t in _records(tr[tr["conn_id"].isin(ids)]):
+        items.append((int(t["ts"].value), 2, f"{int(t['frame']):>7}  c{int(t['conn_id'])}  "
+                      f"~~ TCP retransmission {t['direction']}: {t['length']} bytes again"))
+    for c in recs.values():
+        if c.t_open is not None:
+            items.append((c.t_open, 0, f"{'':>7}  c{c.conn_id}  == connection {c.conn_id} "
+                          f"opened: client {c.client} -> broker {c.broker} ({c.transport})"))
+        if c.t_close is not None:
+            how = c.end or "?"
+            by = f" by {c.closed_by}" if c.closed_by else ""
+            items.append((c.t_close, 3, f"{'':>7}  c{c.conn_id}  == connection {c.conn_id} "
+                          f"ended: {how} (transport: {c.transport_end}{by})"))
+    items.sort(key=lambda x: (x[0], x[1]))
+    if since_ns is not None:
+        items = [x for x in items if x[0] >= since_ns]
+    if until_ns is not None:
+        items = [x for x in items if x[0] <= until_ns]
+    t0 = analysis.result.t_first or (items[0][0] if items else 0)
+    name = client if client is not None else f"connection {conn}"
+    head = [f"ladder of {name}: time in s since the capture start ({_iso(t0)})",
+            f"{'time':>12}  {'frame':>7}  {'':3} {'client':<{width // 2}}{'broker':>{width // 2}}"]
+    lines = [f"{(ts - t0) / 1e9:12.6f}  {line}" for ts, _, line in items[:limit]]
+    if len(items) > limit:
+        lines.append(f"... {len(items) - limit} more lines (narrow with --since/--until)")
+    return head + lines

@@ -1,0 +1,152 @@
+"""The analysis commands (report, flows, ladder, export, plot) through click's runner."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+from qosinspect.cli import main
+from qosinspect.testing.tools import PROJECT_ROOT
+
+CAPTURES = PROJECT_ROOT / "captures"
+REDELIVERY = str(CAPTURES / "mosquitto-redelivery.pcap")
+PAHO = str(CAPTURES / "paho-v311-v5.pcap")
+COMMANDS = ("report", "flows", "ladder", "export", "plot")
+
+
+def run(*args: str) -> tuple[int, str, str]:
+    res = CliRunner().invoke(main, list(args))
+    assert res.exception is None or isinstance(res.exception, SystemExit), res.exc_info
+    return res.exit_code, res.stdout, res.stderr
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_command_has_help(command: str) -> None:
+    code, out, _ = run(command, "--help")
+    assert code == 0 and "Usage:" in out and "CAPTURE" in out
+
+
+def test_report_json_has_the_documented_shape() -> None:
+    code, out, _ = run("report", REDELIVERY, "--format", "json")
+    assert code == 0
+    data = json.loads(out)
+    assert {"per_qos", "qos2_incomplete", "connections", "reconnects", "tcp_retransmissions",
+            "anomalies"} <= set(data)
+    assert [r["qos"] for r in data["per_qos"]] == [0, 1, 2]
+    for row in data["per_qos"]:
+        assert {"qos", "publishes", "completed", "incomplete", "retransmissions",
+                "dup_flagged", "latency_ms"} <= set(row)
+        assert set(row["latency_ms"]) == {"p50", "p90", "p99", "max"}
+    assert set(data["qos2_incomplete"]) == {"no_response", "after_pubrec", "after_pubrel"}
+    q1 = data["per_qos"][1]
+    assert (q1["publishes"], q1["completed"], q1["dup_flagged"]) == (14, 14, 4)
+    assert data["reconnects"] == 2 and data["connections"] == 8
+
+
+@pytest.mark.parametrize("fmt", ["table", "markdown"])
+def test_report_text_formats(fmt: str) -> None:
+    code, out, _ = run("report", REDELIVERY, "--format", fmt)
+    assert code == 0
+    assert "reconnections: 2" in out and "qosinspect flows" in out
+    assert ("| QoS |" in out) == (fmt == "markdown")
+
+
+def test_flows_columns_and_filters(tmp_path: Path) -> None:
+    code, out, _ = run("flows", REDELIVERY, "--format", "json", "--qos", "2")
+    assert code == 0
+    rows = json.loads(out)
+    assert len(rows) == 12 and {r["qos"] for r in rows} == {2}
+    for col in ("client_id", "conn", "direction", "qos", "packet_id", "topic", "t_publish",
+                "n_publish", "dup_seen", "t_puback", "t_pubrec", "t_pubrel", "n_pubrel",
+                "t_pubcomp", "outcome", "latency_ms"):
+        assert col in rows[0]
+    code, out, _ = run("flows", REDELIVERY, "--outcome", "complete_after_reconnect",
+                       "--client", "redeliver-v5", "--format", "csv")
+    assert code == 0
+    lines = out.strip().splitlines()
+    assert len(lines) == 1 + 3 and all("redeliver-v5" in line for line in lines[1:])
+    code, out, _ = run("flows", REDELIVERY, "--direction", "c2b")
+    assert code == 0 and out.strip().endswith("12 exchanges")
+    path = tmp_path / "f.parquet"
+    code, _, _ = run("flows", REDELIVERY, "--format", "parquet", "-o", str(path))
+    df = pd.read_parquet(path)
+    assert code == 0 and len(df) == 26 and str(df["t_publish"].dtype) == "datetime64[ns, UTC]"
+    code, _, err = run("flows", REDELIVERY, "--format", "parquet")
+    assert code == 2 and "--output" in err
+
+
+def test_ladder_by_client_and_conn() -> None:
+    code, out, _ = run("ladder", REDELIVERY, "--client", "redeliver-v4")
+    assert code == 0
+    assert "[resend]" in out and "connection 0 ended: rst" in out and "sp=1" in out
+    code, out2, _ = run("ladder", REDELIVERY, "--conn", "2", "--since", "0.8025",
+                        "--until", "0.8026")
+    body = [line for line in out2.splitlines()[2:]]
+    assert code == 0 and len(body) == 3 and all("c2" in line for line in body)
+    assert "PUBLISH q1 id=2" in body[0] and "PUBREL id=3  [resend]" in body[1]
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--client", "nobody"], "no client 'nobody'"),
+    (["--conn", "99"], "no connection 99"),
+    ([], "exactly one of"),
+    (["--client", "redeliver-v4", "--since", "yesterday"], "neither seconds nor"),
+])
+def test_ladder_errors(args: list[str], message: str) -> None:
+    code, out, err = run("ladder", REDELIVERY, *args)
+    assert code != 0 and message in err and "Traceback" not in out + err
+
+
+def test_ladder_iso_window() -> None:
+    code, out, _ = run("ladder", REDELIVERY, "--client", "redeliver-v4", "--since",
+                       "2026-11-25T06:28:29.2", "--until", "2026-11-25T06:28:29.25")
+    assert code == 0
+    times = [float(line.split()[0]) for line in out.splitlines()[2:]]
+    assert times and all(0.76 <= t <= 0.82 for t in times)
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "csv"])
+def test_export_writes_every_table(tmp_path: Path, fmt: str) -> None:
+    code, _out, _ = run("export", PAHO, "-o", str(tmp_path / "x"), "--format", fmt)
+    assert code == 0
+    names = sorted(p.name for p in (tmp_path / "x").iterdir())
+    assert names == sorted([f"{t}.{fmt}" for t in (
+        "packets", "connections", "sessions", "exchanges", "reconnects", "deliveries",
+        "anomalies", "tcp_retransmissions")] + ["report.json"])
+    if fmt == "parquet":
+        ex = pd.read_parquet(tmp_path / "x" / "exchanges.parquet")
+        assert str(ex["outcome"].dtype) == "category" and len(ex) == 26
+
+
+def test_plot_writes_pngs(tmp_path: Path) -> None:
+    code, _out, _ = run("plot", REDELIVERY, "-o", str(tmp_path), "--client", "redeliver-v5")
+    assert code == 0
+    for name in ("latency", "timeline", "inflight", "ladder"):
+        data = (tmp_path / f"{name}.png").read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_bad_input_is_a_message_not_a_traceback(tmp_path: Path, command: str) -> None:
+    bad = tmp_path / "bad.pcap"
+    bad.write_bytes(b"this is not a capture at all")
+    extra = {"ladder": ["--conn", "0"], "export": ["-o", str(tmp_path / "o")],
+             "plot": ["-o", str(tmp_path / "o")]}.get(command, [])
+    for path in (str(bad), str(tmp_path / "missing.pcap")):
+        code, out, err = run(command, path, *extra)
+        assert code == 1 and err.startswith("Error: ") and "Traceback" not in out + err
+        assert path in err
+
+
+def test_truncated_capture_reports_then_fails(tmp_path: Path) -> None:
+    data = Path(REDELIVERY).read_bytes()
+    cut = tmp_path / "cut.pcap"
+    cut.write_bytes(data[:len(data) * 2 // 3])
+    code, out, err = run("report", str(cut), "--format", "json")
+    assert code == 1 and "Error:" in err and "Traceback" not in err
+    report = json.loads(out)
+    assert report["connections"] >= 1 and "error" in report["capture"]

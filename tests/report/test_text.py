@@ -1,0 +1,72 @@
+"""Text renderings: tables, the report in three formats, the ladder."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+import qosinspect
+from qosinspect.report.text import format_report, format_table, ladder_lines
+from qosinspect.testing.events import EventBuilder
+
+
+def test_format_table_aligns_and_marks_missing() -> None:
+    text = format_table(["name", "n", "ms"], [["a", 1, 0.5], ["long name", 20, None]])
+    lines = text.splitlines()
+    assert lines[0] == "name        n     ms"
+    assert lines[2] == "a           1  0.500" and lines[3] == "long name  20      -"
+    md = format_table(["a|b", "n"], [["x|y", 3]], "markdown")
+    assert md.splitlines() == ["| a|b | n |", "|---|---:|", "| x\\|y | 3 |"]
+
+
+def _analysis() -> qosinspect.Analysis:
+    b = EventBuilder()
+    c = b.client("dev", clean_start=False)
+    b.publish(c, "c2b", "t", b"1", qos=2, packet_id=1)
+    b.pubrec(c, "b2c", 1)
+    b.gap(c, "b2c", 12)
+    b.tcp_retransmission(c, "c2b", 40)
+    b.close(c, "rst", closed_by="c2b")
+    c2 = b.client("dev", clean_start=False, session_present=True, dt_ms=100)
+    b.publish(c2, "c2b", "t", b"2", qos=2, packet_id=2)
+    b.puback(c2, "b2c", 9)
+    return qosinspect.analyze(b.events)
+
+
+def test_report_table_sections() -> None:
+    text = format_report(_analysis(), "table", capture="x.pcap")
+    for heading in ("Per QoS level", "Latency per step (ms)", "Outcomes",
+                    "Connections and reconnections", "TCP", "Anomalies"):
+        assert f"{heading}\n{'=' * len(heading)}" in text
+    assert "no response 1, after PUBREC 1, after PUBREL 0" in text
+    assert "qosinspect flows x.pcap --outcome incomplete" in text
+    assert "TCP retransmissions: 1 segments on 1 connections" in text
+    assert "orphan_ack" in text and "stream_gap" in text
+
+
+def test_report_json_round_trips() -> None:
+    data = json.loads(format_report(_analysis(), "json"))
+    assert data["qos2_incomplete"] == {"no_response": 1, "after_pubrec": 1, "after_pubrel": 0}
+    assert data["per_qos"][2]["incomplete"] == 2 and data["anomalies"] == {
+        "orphan_ack": 1, "stream_gap": 1}
+
+
+def test_ladder_marks_gaps_retransmissions_and_reconnection() -> None:
+    lines = ladder_lines(_analysis(), client="dev")
+    text = "\n".join(lines)
+    assert "~~ stream_gap (b2c): 12 bytes missing" in text
+    assert "~~ TCP retransmission c2b: 40 bytes again" in text
+    assert "== connection 0 ended: rst (transport: rst by c2b)" in text
+    assert "CONNACK rc=0 sp=1" in text
+    c2b = [line for line in lines if "PUBLISH q2 id=1" in line]
+    assert c2b and c2b[0].rstrip().endswith(">|")
+    b2c = [line for line in lines if "PUBREC id=1" in line]
+    assert b2c and "|<-- PUBREC" in b2c[0]
+
+
+def test_ladder_unknown_target() -> None:
+    with pytest.raises(LookupError, match="no client 'x'"):
+        ladder_lines(_analysis(), client="x")
+    with pytest.raises(LookupError, match="no connection 7"):
+        ladder_lines(_analysis(), conn=7)
