@@ -181,3 +181,77 @@ def test_real_captures_decode_with_every_connection_closed(path: Path) -> None:
     assert packets(evs)
     frames = [e.frame for e in evs if type(e) is MqttPacketEvent]
     assert frames == sorted(frames)
+
+
+def test_shipped_captures_match_their_description() -> None:
+    """captures.json says, per capture, the broker ports, the MQTT versions and whether it is
+    WebSocket; the decoder must find exactly that (detection on, no ports given)."""
+    import json
+
+    info = json.loads((CAPTURES / "captures.json").read_text())
+    for entry in info:
+        evs = list(iter_events(CAPTURES / entry["file"]))
+        pk = packets(evs)
+        assert {e.version for e in pk} == set(entry["versions"]), entry["file"]
+        assert {e.conn.broker.port for e in pk} == set(entry["ports"]), entry["file"]
+        transports = {e.conn.transport for e in pk}
+        assert transports == ({"websocket"} if entry["websocket"] else {"tcp"}), entry["file"]
+        assert all(e.direction is not None and e.conn.sides_known for e in pk)
+        assert not anomalies(evs), (entry["file"], anomalies(evs)[:3])
+
+
+def test_websocket_from_real_peers() -> None:
+    evs = list(iter_events(CAPTURES / "mosquitto-websocket.pcap"))
+    pk = packets(evs)
+    assert len(pk) == 41
+    # paho's client frames are masked, mosquitto's are not; both carry MQTT split freely
+    assert {type(e.packet).__name__ for e in pk} >= {"Connect", "ConnAck", "Publish", "PubAck",
+                                                      "PubRec", "PubRel", "PubComp",
+                                                      "Subscribe", "SubAck", "Unsubscribe",
+                                                      "UnsubAck", "Disconnect"}
+    assert {(e.packet.qos, e.version) for e in pk if isinstance(e.packet, Publish)} == {
+        (q, v) for q in (0, 1, 2) for v in (4, 5)}
+
+
+def test_non_standard_port_needs_detection_or_the_port() -> None:
+    path = CAPTURES / "mosquitto-nonstandard-port.pcap"
+    assert not packets(list(iter_events(path, detect_any_port=False)))
+    given = packets(list(iter_events(path, ports=(18867,), detect_any_port=False)))
+    found = packets(list(iter_events(path)))
+    assert len(found) == 26 and [e.packet for e in found] == [e.packet for e in given]
+    assert all(e.conn.broker.port == 18867 for e in found)
+
+
+def test_tls_port_is_reported_encrypted_with_tcp_statistics() -> None:
+    conv = TcpConversation(broker=("10.0.0.2", 8883))
+    conv.send("c2b", b"\x16\x03\x01\x00\x05hello")  # a TLS record header
+    conv.send("b2c", b"\x16\x03\x03\x00\x02hi")
+    conv.close()
+    evs = events_of(pcap_bytes(render(conv.segments)))
+    assert not packets(evs)
+    assert [a.kind for a in anomalies(evs)] == ["encrypted"]
+    closed = next(e for e in evs if type(e) is ConnectionClosed)
+    assert closed.conn.transport == "tls" and closed.tcp is not None
+    assert closed.tcp.c2b.data_bytes == 10 and closed.tcp.b2c.data_bytes == 7
+
+
+def test_tls_handshake_on_the_mqtt_port_is_not_decoded_as_garbage() -> None:
+    conv = TcpConversation()
+    conv.send("c2b", b"\x16\x03\x01\x02\x00" + bytes(200))
+    conv.close()
+    evs = events_of(pcap_bytes(render(conv.segments)))
+    assert not packets(evs) and [a.kind for a in anomalies(evs)] == ["encrypted"]
+
+
+def test_sides_from_packets_when_ports_do_not_tell() -> None:
+    # both ends on broker ports, no SYN: the first sender is taken for the client until a
+    # broker-only packet (CONNACK) says otherwise
+    conv = TcpConversation(client=("10.0.0.1", 1883), broker=("10.0.0.2", 1883),
+                           handshake=False)
+    conv.send("b2c", encode(ConnAck()))
+    conv.send("c2b", encode(PingReq()))
+    evs = events_of(pcap_bytes(render(conv.segments)))
+    pk = packets(evs)
+    assert [(type(e.packet), e.direction) for e in pk] == [(ConnAck, Direction.B2C),
+                                                          (PingReq, Direction.C2B)]
+    assert pk[1].conn.sides_known and str(pk[1].conn.client) == "10.0.0.1:1883"
