@@ -197,7 +197,12 @@ class UnsubAckReason(IntEnum):
 
 
 class DisconnectReason(IntEnum):
-    """MQTT 5.0 DISCONNECT reason codes (3.14.2.1)."""
+    """MQTT 5.0 DISCONNECT reason codes (3.14.2.1, and 0x8C from table 2-6).
+
+    Table 2-6 lists 0x8C Bad authentication method for CONNACK and DISCONNECT, table 3-10 of
+    DISCONNECT leaves it out; a server ending a re-authentication has no better code, so it is
+    accepted.
+    """
 
     NORMAL_DISCONNECTION = 0x00
     DISCONNECT_WITH_WILL_MESSAGE = 0x04
@@ -208,6 +213,7 @@ class DisconnectReason(IntEnum):
     NOT_AUTHORIZED = 0x87
     SERVER_BUSY = 0x89
     SERVER_SHUTTING_DOWN = 0x8B
+    BAD_AUTHENTICATION_METHOD = 0x8C
     KEEP_ALIVE_TIMEOUT = 0x8D
     SESSION_TAKEN_OVER = 0x8E
     TOPIC_FILTER_INVALID = 0x8F
