@@ -19,12 +19,14 @@ comments (a test keeps the two equal).
 
 from __future__ import annotations
 
+import tomllib
+from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
 from .scenario import Scenario, parse_scenario
 
-__all__ = ["BUILTIN_NAMES", "builtin_data", "builtin_scenario"]
+__all__ = ["BUILTIN_NAMES", "builtin_data", "builtin_scenario", "resolve_scenario"]
 
 
 def _seed_publishers(levels: tuple[int, ...], *, count: int = 10, rate: float = 10.0
@@ -134,3 +136,37 @@ def builtin_data(name: str) -> dict[str, Any]:
 
 def builtin_scenario(name: str) -> Scenario:
     return parse_scenario(builtin_data(name), path=f"<built-in {name}>", default_name=name)
+
+
+def resolve_scenario(name_or_path: str, overrides: dict[str, Any] | None = None) -> Scenario:
+    """A built-in name or a TOML file, with top-level ``overrides`` applied before checking
+    (so an override that clashes with the scenario is reported like a wrong field).
+
+    ``overrides`` keys are top-level scenario keys, plus ``broker_address`` (an external
+    ``host:port``, which makes the broker external).
+    """
+    if name_or_path in _DATA:
+        data, path, stem = builtin_data(name_or_path), f"<built-in {name_or_path}>", name_or_path
+    else:
+        p = Path(name_or_path)
+        if not p.exists() and p.suffix != ".toml":
+            raise ConfigError(f"no built-in scenario named {name_or_path!r} and no such file "
+                              f"(built-in: {', '.join(BUILTIN_NAMES)})")
+        try:
+            data = tomllib.loads(p.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"cannot read the scenario file: {exc}", path=str(p)) from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"not valid TOML: {exc}", path=str(p)) from None
+        path, stem = str(p), p.stem
+    for key, value in (overrides or {}).items():
+        if value is None:
+            continue
+        if key == "broker_address":
+            broker = dict(data.get("broker") or {})
+            broker.pop("port", None)
+            broker.update(kind="external", address=value)
+            data["broker"] = broker
+        else:
+            data[key] = value
+    return parse_scenario(data, path=path, default_name=stem)
