@@ -1,70 +1,148 @@
-"""``qosinspect demo``: the interim demo, decoding a capture shipped in ``captures/``.
+"""``qosinspect demo``: the README's first command. QoS 0, 1 and 2 side by side on the wire,
+through a forced reconnection, captured, decoded, reported and plotted, in well under two
+minutes.
 
-Interim: until the traffic generator can run a broker and clients on the spot, the demo shows
-the decoder on a capture recorded from real peers (mosquitto 2.0.11 and raw-socket clients, see
-``captures/README.md``): a persistent subscriber leaves QoS 1 and 2 messages unacknowledged,
-drops its connection, comes back, and mosquitto redelivers them with DUP=1 and resends a PUBREL.
+What it runs is the built-in ``reconnect`` scenario (the ``seed`` stream: ten topics at 10 Hz at
+each QoS level, to a persistent subscriber and a steady one), with its fault times scaled to
+``--duration``: at 40 % the persistent subscriber's acknowledgements stall, at 45 % its
+connection is reset and refused for 30 % of the run, then it reconnects and resumes its session.
+The capture is then analysed like any other (``qosinspect report``), the plots are written
+(``qosinspect plot``), and the lessons are printed with the numbers of this run, each checked
+against what the clients themselves recorded (the ground truth):
+
+- QoS 0 messages published during the outage are lost (the broker queues only QoS 1/2);
+- QoS 1 messages delivered but not acknowledged before the cut come again: duplicates;
+- QoS 2 messages arrive exactly once, redelivered or not;
+- each level costs more round trips, hence latency.
 """
 
 from __future__ import annotations
 
-from collections import Counter
+import time
 from pathlib import Path
+from typing import Any
 
 import click
 
-from ..capture import iter_events
-from ..capture.lines import formatter
 from ..errors import QosinspectError
-from ..events import ConnectionOpened, MqttPacketEvent
-from ..mqtt.packets import Connect, Publish
 from . import main
 
-__all__ = ["DEMO_CAPTURE", "demo"]
+__all__ = ["demo", "demo_scenario"]
 
-#: The capture the interim demo decodes (in the project checkout).
-DEMO_CAPTURE = Path(__file__).resolve().parents[2] / "captures" / "mosquitto-redelivery.pcap"
+
+def demo_scenario(duration: float = 10.0) -> Any:
+    """The ``reconnect`` scenario with its fault times scaled to ``duration`` seconds."""
+    from ..traffic.builtin import builtin_data
+    from ..traffic.scenario import parse_scenario
+
+    data = builtin_data("reconnect")
+    data["name"] = "demo"
+    data["duration"] = duration
+    hold, cut = data["faults"]
+    hold.update(at=round(0.40 * duration, 3), duration=round(0.10 * duration, 3))
+    cut.update(at=round(0.45 * duration, 3), down_for=round(0.30 * duration, 3))
+    return parse_scenario(data, path="<demo>", default_name="demo")
+
+
+def _lessons(report: dict[str, Any], truth: dict[str, Any]) -> list[str]:
+    per_qos = {row["qos"]: row for row in report["per_qos"]}
+    told = {row["qos"]: row for row in truth["per_qos"]}
+    sub = truth["clients"].get("sub-persistent", {})
+    rec = (sub.get("reconnects") or [{}])[0]
+    lines = ["What this run shows (capture analysis; what the clients recorded in brackets):"]
+
+    def both(qos: int, report_key: str, truth_key: str) -> str:
+        row = per_qos.get(qos, {})
+        found = sum(row.get(k, 0) or 0 for k in report_key.split("+"))
+        return f"{found} [{told.get(qos, {}).get(truth_key, 0)}]"
+
+    if rec:
+        lines.append(f"  - the persistent subscriber was cut at t={rec.get('t_lost', 0):.1f} s "
+                     f"and back {rec.get('gap_s', 0):.1f} s later (session present: "
+                     f"{rec.get('session_present')}); the broker resent "
+                     f"{report.get('redelivered', {}).get('publish', 0)} PUBLISH to it with "
+                     "DUP=1")
+    lost = both(0, "not_delivered+not_delivered_offline", "lost")
+    lines.append(f"  - QoS 0: {lost} messages lost during the outage: at most once, nothing "
+                 "queued for an offline subscriber")
+    lines.append(f"  - QoS 1: {both(1, 'duplicates_delivered', 'duplicates')} duplicates after "
+                 "redelivery: delivered, acknowledgement lost, sent again")
+    q2 = told.get(2, {})
+    lines.append(f"  - QoS 2: {q2.get('unique', 0)} of {q2.get('expected', 0)} deliveries "
+                 f"exactly once, {both(2, 'duplicates_delivered', 'duplicates')} duplicates, "
+                 f"{per_qos.get(2, {}).get('complete_after_reconnect', 0)} handshakes "
+                 "finished after the reconnection")
+    lat = []
+    for q in (1, 2):
+        p50 = (per_qos.get(q, {}).get("latency_ms") or {}).get("p50")
+        if p50 is not None:
+            lat.append(f"QoS {q} {p50:.2f} ms")
+    if lat:
+        lines.append("  - the cost: median handshake time " + ", ".join(lat) + " (QoS 1: "
+                     "PUBLISH->PUBACK; QoS 2: PUBLISH->PUBREC->PUBREL->PUBCOMP); QoS 0 needs "
+                     "none")
+    return lines
 
 
 @main.command()
-@click.option("--capture", "path", type=click.Path(dir_okay=False), default=None,
-              help=f"Decode this capture instead of {DEMO_CAPTURE.name}.")
-def demo(path: str | None) -> None:
-    """Interim demo: decode a capture shipped in captures/ and summarise it per packet."""
-    capture = Path(path) if path else DEMO_CAPTURE
-    if not capture.exists():
-        raise click.ClickException(f"{capture}: not found (the interim demo decodes a capture "
-                                   "from the project checkout's captures/ folder)")
-    click.echo("qosinspect demo -- INTERIM: this decodes a capture shipped in captures/; the "
-               "full demo\n(its own broker and clients, then the QoS report) comes with the "
-               "traffic generator.\n")
-    click.echo(f"{capture.name}: one line per MQTT packet (frame, time, sender -> receiver, "
-               "direction, version, packet)\n")
-    table = formatter("table")
-    types: Counter[str] = Counter()
-    redelivered = 0
-    clients: dict[int, str] = {}
-    connections = 0
+@click.option("--output", "-o", "outdir", type=click.Path(file_okay=False), default="out/demo",
+              show_default=True, help="Directory for the capture, ground truth and plots.")
+@click.option("--duration", type=click.FloatRange(2.0, 600.0), default=10.0, show_default=True,
+              help="Seconds of publishing (fault times scale with it).")
+@click.option("--capture-method", default="auto", show_default=True,
+              type=click.Choice(["auto", "dumpcap", "tcpdump", "scapy", "tap"]),
+              help="auto: dumpcap or tcpdump as root, else the proxy's synthetic pcapng.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress lines on stderr.")
+def demo(outdir: str, duration: float, capture_method: str, quiet: bool) -> None:
+    """Show QoS 0, 1 and 2 through a reconnection: generate, capture, report, plot.
+
+    Runs the seed stream (ten topics at 10 Hz per QoS level) on the built-in broker, cuts a
+    persistent subscriber off in the middle, captures everything, prints the per-QoS report
+    and the lessons of the run, and writes the plots. Prints where every file is.
+    """
+    from ..report.plots import save_all
+    from ..report.text import format_report
+    from ..traffic.run import RunOptions
+    from .capture_options import CaptureSource
+    from .generate import run_and_report
+
+    started = time.monotonic()
+    out = Path(outdir)
+    capture = out / "demo.pcapng"
     try:
-        for ev in iter_events(capture):
-            if type(ev) is ConnectionOpened:
-                connections += 1
-            line = table(ev)
-            if line is not None:
-                click.echo(line, nl=False)
-            if type(ev) is MqttPacketEvent:
-                p = ev.packet
-                types[p.packet_type.name] += 1
-                if isinstance(p, Connect):
-                    clients[ev.conn.conn_id] = p.client_id
-                elif isinstance(p, Publish) and p.dup:
-                    redelivered += 1
-    except QosinspectError as exc:
+        out.mkdir(parents=True, exist_ok=True)
+        scenario = demo_scenario(duration)
+        say = None if quiet else (lambda text: click.echo(text, err=True))
+        if say:
+            say(f"demo: {scenario.description}")
+        result = run_and_report(scenario, RunOptions(capture=capture,
+                                                     capture_method=capture_method, log=say))
+    except (QosinspectError, OSError) as exc:
         raise click.ClickException(str(exc)) from None
+    if result.interrupted:
+        raise click.ClickException(f"interrupted; what was captured is in {capture}")
+    analysis = CaptureSource(str(capture), tuple(result.ports), True, scenario.mqtt_version,
+                             "native").analyze()
+    click.echo(format_report(analysis, "table", capture=str(capture)))
+    report = analysis.report()
     click.echo("")
-    click.echo(f"{sum(types.values())} MQTT packets on {connections} connections "
-               f"(clients: {', '.join(sorted(set(clients.values())))})")
-    click.echo("by type: " + ", ".join(f"{k} {v}" for k, v in sorted(types.items())))
-    click.echo(f"PUBLISH resent with DUP=1: {redelivered} (QoS 1/2 redelivery after the "
-               "subscriber reconnected with session present)")
-    click.echo("\nTry: qosinspect decode --format jsonl captures/mosquitto-redelivery.pcap")
+    for line in _lessons(report, result.truth):
+        click.echo(line)
+    t0 = result.truth["run"]["t0_ns"]
+    rec = (result.truth["clients"]["sub-persistent"].get("reconnects") or [{}])[0]
+    since = until = None
+    if rec:      # the ladder: the reconnection and the redelivery that follows it
+        since = t0 + int((rec["t"] - 0.01) * 1e9)
+        until = t0 + int((rec["t"] + 0.002) * 1e9)
+    try:
+        plots = save_all(analysis, out / "plots", client="sub-persistent", since_ns=since,
+                         until_ns=until)
+    except (OSError, LookupError) as exc:
+        raise click.ClickException(f"writing the plots: {exc}") from None
+    click.echo("")
+    click.echo(f"files ({time.monotonic() - started:.0f} s):")
+    click.echo(f"  capture       {capture}  ({result.capture_method}; open it in Wireshark, "
+               f"or: qosinspect report {capture})")
+    click.echo(f"  ground truth  {result.truth_path}")
+    for p in plots:
+        click.echo(f"  plot          {p}")
