@@ -10,11 +10,16 @@ A ``StreamDecoder`` is what a socket reader or a TCP reassembler feeds. It has t
   skipped by its length. When the framing itself is lost (an impossible length, a gap in the
   stream), the decoder *resynchronises*: it looks for the next offset where a packet with valid
   fixed-header flags decodes completely and is followed by another plausible packet start (or ends
-  the bytes at hand), reports how many bytes it skipped, and never invents bytes.
+  the bytes at hand), reports how many bytes it skipped, and never invents bytes. A candidate
+  that is not complete yet is waited for only if the bytes at hand can begin such a packet (a
+  3.1.1 PUBACK is 2 bytes long, a PUBLISH topic is UTF-8 without wildcards, ...), so that garbage
+  which merely looks like a long header cannot hold back the packets behind it. Every byte fed
+  ends up in exactly one packet or one anomaly's ``size`` (or is still pending).
 
 The protocol version is learned from CONNECT inside the stream, so packets that follow a CONNECT
-in the same chunk are decoded with its version. ``ConnectionDecoder`` pairs the two directions of
-one connection and shares that version between them.
+in the same chunk are decoded with its version; in lenient mode a CONNECT that fails to decode
+still sets the version its valid protocol name and level announce. ``ConnectionDecoder`` pairs
+the two directions of one connection and shares that version between them.
 
 MQTT 5 topic aliases are per connection and per direction [MQTT-3.3.2-10] [MQTT-3.3.2-11]: a
 PUBLISH with an alias and a topic sets the alias; one with an alias and an empty topic is given
@@ -292,6 +297,14 @@ class StreamDecoder:
                     raise self._fail(exc, self._offset) from None
                 append(FramingAnomaly(anomaly_kind(exc), _describe(exc), self._offset + pos,
                                       end - pos, first >> 4, exc.reason_code))
+                if first >> 4 == 1:
+                    # A broken CONNECT still says which protocol its sender speaks: the rest
+                    # of the connection is read in that version (as Wireshark does).
+                    level = _connect_level(buf, start, end)
+                    if level is not None:
+                        self.version = version = level
+                        self.version_known = True
+                        self._aliases.clear()
                 pos = end
                 continue
             append(packet)
@@ -438,6 +451,15 @@ def _shape_ok(buf: bytes, first: int, start: int, length: int, n: int, version: 
             return False
         return not ("+" in text or "#" in text or "\x00" in text)
     return True
+
+
+def _connect_level(buf: bytes, start: int, end: int) -> int | None:
+    """The protocol level a CONNECT body announces, if its name and level are valid."""
+    if end - start >= 7 and buf[start:start + 6] == b"\x00\x04MQTT" and buf[start + 6] in (4, 5):
+        return buf[start + 6]
+    if end - start >= 9 and buf[start:start + 8] == b"\x00\x06MQIsdp" and buf[start + 8] == 3:
+        return 3
+    return None
 
 
 def _flags_ok(first: int, version: int) -> bool:
