@@ -16,7 +16,8 @@ only deals with what sockets need:
 - backpressure: a publisher that fed a full subscriber queue is not read from until the queue
   drains (``pause_reading``); a connection that does not read its own socket (write buffer
   above ``write_high_water``) is not read from either, and QoS 0 messages to it are dropped and
-  counted by the engine;
+  counted by the engine, so its buffer stays under the high-water mark plus what one read of a
+  publisher (at most 256 KiB) routes to it;
 - persistence: with a :class:`~.store.SqliteStore`, changes are committed before any packet of
   the batch is written (an acknowledgement never precedes the stored message);
 - the tap.

@@ -11,10 +11,12 @@ from __future__ import annotations
 import contextlib
 import socket
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from qosinspect.broker import Authenticator, BrokerConfig, BrokerThread, Listener, ServerConfig
@@ -23,7 +25,10 @@ from qosinspect.mqtt.codec import encode
 from qosinspect.mqtt.framing import StreamDecoder
 from qosinspect.mqtt.packets import Connect, Packet
 
-__all__ = ["RawClient", "free_port", "mosquitto_pub", "mosquitto_sub", "paho_client",
+#: The ``qosinspect`` command of the venv running the tests.
+QOSINSPECT = str(Path(sys.executable).parent / "qosinspect")
+
+__all__ = ["QOSINSPECT", "RawClient", "free_port", "mosquitto_pub", "mosquitto_sub", "paho_client",
            "run_broker", "wait_for"]
 
 
@@ -53,11 +58,16 @@ def run_broker(*, auth: Authenticator | None = None, tap: Tap | None = None,
     cfg = ServerConfig(listeners=listeners or [Listener("127.0.0.1", 0)],
                        engine=engine or BrokerConfig(), **config)
     broker = BrokerThread(cfg, auth=auth or Authenticator(allow_anonymous=True), tap=tap)
+    errors: list[dict[str, Any]] = []
+    broker.loop.set_exception_handler(lambda loop, context: errors.append(context))
+    broker.errors = errors  # type: ignore[attr-defined]
     broker.start()
     try:
         yield broker
     finally:
         broker.stop()
+    # anything the event loop had to catch is a bug in the broker
+    assert not errors, f"unhandled errors on the broker's loop: {errors}"
 
 
 def mosquitto_sub(port: int, *args: str) -> subprocess.Popen[str]:
