@@ -83,7 +83,11 @@ from .records import (
 )
 from .state import B2C, C2B, ConnState, SessionState
 
-__all__ = ["NOTE_KINDS", "CorrelationResult", "Correlator", "correlate"]
+__all__ = ["LEAVE_GRACE_NS", "NOTE_KINDS", "CorrelationResult", "Correlator", "correlate"]
+
+#: A subscriber whose connection ends within this time after a publication is not counted as
+#: losing it (its DISCONNECT was likely on the way already).
+LEAVE_GRACE_NS = 10**9
 
 #: Decoder notices that describe the traffic rather than a fault: reported as notes.
 NOTE_KINDS = frozenset({"websocket", "websocket_close", "ip_fragment", "encrypted"})
@@ -171,9 +175,9 @@ class Correlator(ExchangeTracker):
         self.t_first: int | None = None
         self.t_last: int | None = None
         self.n_events = 0
-        self.matcher = (DeliveryMatcher(lambda code, ts: self._by_code[code].online(ts),
-                                        window_ns=delivery_window_ns)
-                        if deliveries else None)
+        self.matcher = (DeliveryMatcher(
+            lambda code, ts: self._by_code[code].presence(ts, LEAVE_GRACE_NS),
+            window_ns=delivery_window_ns) if deliveries else None)
 
     # -- input ------------------------------------------------------------------------------------
 
@@ -407,7 +411,8 @@ class Correlator(ExchangeTracker):
         s.rec.conn_ids.append(c.conn_id)
         if s.rec.t_first is None:
             s.rec.t_first = ts
-        s.intervals.append([ts, None])
+        c.interval = [ts, None]
+        s.intervals.append(c.interval)
         c.rec.session = s.key
         c.rec.client_id = s.rec.client_id if c.rec.client_id is None else c.rec.client_id
 
@@ -502,7 +507,8 @@ class Correlator(ExchangeTracker):
                 s0.anonymous = False
                 self._sessions[assigned] = s0
                 rec.session = assigned
-                rec.client_id = assigned
+            if assigned:
+                rec.assigned_client_id = assigned
         if c.reconnect is not None:
             c.reconnect.session_present = bool(p.session_present)
         s = c.sess
@@ -570,10 +576,9 @@ class Correlator(ExchangeTracker):
         s = c.sess
         if s is None:
             return
-        for iv in s.intervals[::-1]:
-            if iv[1] is None:
-                iv[1] = ts
-                break
+        if c.interval is not None and how != "end_of_capture":
+            # (a connection still open at the end of the capture did not end: left open)
+            c.interval[1] = ts
         if s.rec.t_last is None or ts > s.rec.t_last:
             s.rec.t_last = ts
         if s.conn is not c:

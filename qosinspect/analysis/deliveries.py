@@ -6,7 +6,8 @@ publication with the same topic and payload, published no later, that this subsc
 received. A second copy of a message the subscriber already had is a *duplicate*; a subscriber
 whose subscription matched the topic but who got no copy within the window is *not delivered*
 (with whether it was connected when the message was published: QoS 0 to an offline session is
-expected to be dropped, to a connected one it is a loss).
+expected to be dropped, to a connected one it is a loss, unless the subscriber's connection ended
+within ``LEAVE_GRACE_NS`` of the publication: its DISCONNECT was likely on the way already).
 
 Who should receive what comes from the SUBSCRIBE/SUBACK pairs seen (granted QoS, ``no_local``);
 shared subscriptions (``$share/...``) go to one member of a group, so they set no expectation. A
@@ -30,7 +31,6 @@ from .records import DELIVERY_COLUMNS, DELIVERY_STATUSES, RowStore
 __all__ = ["DeliveryMatcher", "Publication"]
 
 _DELIVERED, _DUPLICATE, _NOT_DELIVERED = (DELIVERY_STATUSES.index(s) for s in DELIVERY_STATUSES)
-_CONNECTED, _OFFLINE = 1, 2
 
 #: (subscriber session code, granted QoS, no_local) for every subscriber whose filter matches.
 Expected = tuple[tuple[int, int, bool], ...]
@@ -56,16 +56,17 @@ class Publication:
 class DeliveryMatcher:
     """Streaming publication/delivery matcher writing rows to a :class:`RowStore`.
 
-    ``online(session_code, ts)`` tells whether a session had a live connection at ``ts``; the
+    ``presence(session_code, ts)`` gives the ``reason`` code of a copy that never came (an index
+    of :data:`~.records.DELIVERY_REASONS`: connected, offline, or left just after ``ts``); the
     correlator supplies it.
     """
 
-    def __init__(self, online: Callable[[int, int], bool], *, window_ns: int = 60 * 10**9,
+    def __init__(self, presence: Callable[[int, int], int], *, window_ns: int = 60 * 10**9,
                  max_pending: int = 100_000) -> None:
         self.store = RowStore(DELIVERY_COLUMNS)
         self.window_ns = window_ns
         self.max_pending = max_pending
-        self._online = online
+        self._presence = presence
         self._pending: dict[int, list[Publication]] = {}
         self._fifo: deque[tuple[int, Publication]] = deque()
         #: session code -> {topic filter: (granted qos, no_local)}
@@ -166,7 +167,7 @@ class DeliveryMatcher:
         for session, granted, no_local in pub.expected:
             if (got is not None and session in got) or (no_local and session == pub.publisher):
                 continue
-            reason = _CONNECTED if self._online(session, pub.ts) else _OFFLINE
+            reason = self._presence(session, pub.ts)
             self.store.append(pub.ex_id, -1, pub.publisher, session, pub.topic, pub.ts,
                               -(2**63), pub.qos, -1, granted, _NOT_DELIVERED, reason, 0)
         lst = self._pending.get(key)

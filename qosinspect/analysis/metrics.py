@@ -15,8 +15,9 @@ report of a million-packet capture costs a few arrays. Definitions:
   steps).
 - ``duplicates_delivered``: copies a subscriber got of a message it already had, by the QoS of
   the copy; ``not_delivered``: expected copies that never came to a subscriber connected at the
-  time (a loss), by the publisher's QoS; ``not_delivered_offline``: the same for subscribers
-  that were offline (QoS 0 is dropped for them by design).
+  time and for a second after (a loss), by the publisher's QoS; ``not_delivered_offline``: the
+  same for subscribers that were offline or left within that second (QoS 0 is dropped for them
+  by design).
 """
 
 from __future__ import annotations

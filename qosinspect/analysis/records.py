@@ -68,7 +68,7 @@ END_CAUSES = ("disconnect", "fin", "rst", "idle", "keepalive_expired", "taken_ov
 #: ``Delivery.status`` codes.
 DELIVERY_STATUSES = ("delivered", "duplicate", "not_delivered")
 #: ``Delivery.reason`` codes for not-delivered rows (``""`` otherwise).
-DELIVERY_REASONS = ("", "subscriber_connected", "subscriber_offline")
+DELIVERY_REASONS = ("", "subscriber_connected", "subscriber_offline", "subscriber_left")
 PACKET_TYPE_NAMES = ("RESERVED", "CONNECT", "CONNACK", "PUBLISH", "PUBACK", "PUBREC", "PUBREL",
                      "PUBCOMP", "SUBSCRIBE", "SUBACK", "UNSUBSCRIBE", "UNSUBACK", "PINGREQ",
                      "PINGRESP", "DISCONNECT", "AUTH")
@@ -240,6 +240,7 @@ class Connection:
     sides_known: bool = True
     session: str | None = None
     client_id: str | None = None
+    assigned_client_id: str | None = None
     version: int | None = None
     version_source: str = "default"
     keep_alive: int | None = None
@@ -440,7 +441,8 @@ class Delivery:
     ``status``: ``delivered`` (the first copy this subscriber got), ``duplicate`` (another
     exchange carrying a message this subscriber already had), or ``not_delivered`` (a subscriber
     whose subscription matched got nothing within the matching window; ``reason`` says whether it
-    was connected at the time). ``sub_qos < pub_qos`` is a QoS downgrade, expected when
+    was connected at the time, offline, or left within a second of the publication).
+    ``sub_qos < pub_qos`` is a QoS downgrade, expected when
     ``granted_qos`` explains it.
     """
 

@@ -142,11 +142,14 @@ class SessionState:
         #: Exchanges abandoned when the last connection closed, for the next Reconnect.
         self.abandoned_pending = 0
 
-    def online(self, ts: int) -> bool:
+    def presence(self, ts: int, grace_ns: int) -> int:
+        """1 if a connection of the session was open at ``ts`` and for ``grace_ns`` after it,
+        3 if one was open at ``ts`` but ended within the grace, 2 if none was open (the
+        ``reason`` codes of :data:`~.records.DELIVERY_REASONS`)."""
         for start, end in self.intervals:
             if start is not None and start <= ts and (end is None or ts <= end):
-                return True
-        return False
+                return 1 if end is None or end - ts >= grace_ns else 3
+        return 2
 
 
 class ConnState:
@@ -160,6 +163,7 @@ class ConnState:
         "connect_seen",
         "gap_anomaly",
         "gap_frame",
+        "interval",
         "keep_alive",
         "pending_subs",
         "pending_unsubs",
@@ -194,3 +198,5 @@ class ConnState:
         #: The last stream gap's anomaly row and frame (merged with the decoder's own anomaly).
         self.gap_anomaly: AnomalyRecord | None = None
         self.gap_frame = -1
+        #: [t_open, t_close] of this connection in its session's ``intervals``.
+        self.interval: list[int | None] | None = None

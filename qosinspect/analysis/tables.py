@@ -78,7 +78,8 @@ SCHEMAS: dict[str, tuple[Column, ...]] = {
         ("transport", "category", "tcp, websocket or tls"),
         ("sides_known", "bool", "client and broker sides known (SYN, port or CONNECT)"),
         ("session", "category", "session key: the client id, or conn:<conn_id>"),
-        ("client_id", "category", "client id from CONNECT (or assigned in CONNACK)"),
+        ("client_id", "category", "client id as sent in CONNECT (empty: none given)"),
+        ("assigned_client_id", "string", "MQTT 5 Assigned Client Identifier of the CONNACK"),
         ("version", "Int8", "protocol level: 3 (3.1), 4 (3.1.1), 5"),
         ("version_source", "category", "connect, decoder (inferred) or default"),
         ("keep_alive", "Int32", "keep alive of CONNECT, seconds"),
@@ -219,8 +220,9 @@ SCHEMAS: dict[str, tuple[Column, ...]] = {
         ("downgraded", "boolean", "sub_qos < pub_qos"),
         ("status", "category", "delivered, duplicate (a copy the subscriber already had), "
                                "not_delivered"),
-        ("reason", "category", "for not_delivered: subscriber_connected (a loss) or "
-                               "subscriber_offline"),
+        ("reason", "category", "for not_delivered: subscriber_connected (a loss), "
+                               "subscriber_offline, or subscriber_left (its connection ended "
+                               "within 1 s of the publication)"),
         ("retain", "bool", "RETAIN flag of the delivered copy"),
     ),
     "anomalies": (

@@ -187,7 +187,8 @@ def plot_ladder(analysis: Analysis, *, client: str | None = None, conn: int | No
     left), re-sends in red, stream gaps and connection ends as lines across."""
     conns = analysis.connections
     if client is not None:
-        ids = set(int(i) for i in conns.loc[conns["client_id"] == client, "conn_id"])
+        mine = (conns["client_id"] == client) | (conns["session"] == client)
+        ids = set(int(i) for i in conns.loc[mine, "conn_id"])
     elif conn is not None:
         ids = {conn} if conn in set(int(i) for i in conns["conn_id"]) else set()
     else:
@@ -260,14 +261,14 @@ def _busiest_client(analysis: Analysis) -> str | None:
     """The client a ladder is most worth drawing for: re-sends, then reconnections, then
     packets."""
     conns = analysis.connections
-    if conns.empty or conns["client_id"].isna().all():
+    if conns.empty or conns["session"].isna().all():
         return None
     pk = analysis.packets
     score: dict[str, tuple[int, int, int]] = {}
-    by_conn = dict(zip(conns["conn_id"], conns["client_id"], strict=True))
+    by_conn = dict(zip(conns["conn_id"], conns["session"], strict=True))
     resends = pk.loc[pk["resend"], "conn_id"].value_counts() if len(pk) else pd.Series()
     counts = pk["conn_id"].value_counts() if len(pk) else pd.Series()
-    for cid in set(str(c) for c in conns["client_id"].dropna()):
+    for cid in set(str(c) for c in conns["session"].dropna()):
         ids = [k for k, v in by_conn.items() if str(v) == cid]
         score[cid] = (int(sum(resends.get(i, 0) for i in ids)), len(ids),
                       int(sum(counts.get(i, 0) for i in ids)))

@@ -189,9 +189,10 @@ def ladder_lines(analysis: Analysis, *, client: str | None = None, conn: int | N
     Raises ``LookupError`` when the client or connection is not in the capture."""
     conns = analysis.connections
     if client is not None:
-        sel = conns[conns["client_id"] == client]
+        # a client id as sent, or the session key (an assigned client id, conn:<N>)
+        sel = conns[(conns["client_id"] == client) | (conns["session"] == client)]
         if sel.empty:
-            known = ", ".join(sorted(str(c) for c in conns["client_id"].dropna().unique()))
+            known = ", ".join(sorted(str(c) for c in conns["session"].dropna().unique()))
             raise LookupError(f"no client {client!r} in the capture (clients: {known or 'none'})")
     elif conn is not None:
         sel = conns[conns["conn_id"] == conn]

@@ -108,3 +108,34 @@ def test_unsubscribe_ends_the_expectation() -> None:
     p = b.client("p")
     b.publish(p, "c2b", "t", b"m")
     assert _rows(b) == []
+
+
+def test_subscriber_leaving_right_after_is_not_a_loss() -> None:
+    """paho-v311-v5.pcap ends so: a retained QoS 0 clear 118 us before the subscriber's
+    DISCONNECT; the broker had no time to forward it."""
+    b = EventBuilder()
+    s = b.client("s")
+    b.subscribe(s, 1, ("t", 0))
+    p = b.client("p")
+    b.publish(p, "c2b", "t", b"", retain=True)
+    b.disconnect(s, dt_ms=0.118)
+    b.close(s, "fin", dt_ms=0.1)
+    b.advance(5)
+    b.ping(p)
+    assert _rows(b) == [("s", "t", "not_delivered", "subscriber_left")]
+    summary = qosinspect.analyze(b.events).summary()
+    assert summary.loc[0, "not_delivered"] == 0 and summary.loc[0, "not_delivered_offline"] == 1
+
+
+def test_presence_follows_each_connection_after_a_takeover() -> None:
+    b = EventBuilder()
+    s1 = b.client("s", clean_start=False)
+    b.subscribe(s1, 1, ("t", 0))
+    s2 = b.client("s", clean_start=False, session_present=True)  # takes the session over
+    b.close(s1, "fin")                                             # the old one goes
+    b.advance(3)
+    p = b.client("p")
+    b.publish(p, "c2b", "t", b"x")
+    b.advance(5)
+    b.ping(s2)
+    assert _rows(b) == [("s", "t", "not_delivered", "subscriber_connected")]

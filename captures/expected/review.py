@@ -1,0 +1,165 @@
+"""Review the expected reports against Wireshark: tshark's reading of each capture beside ours.
+
+    .venv/bin/python captures/expected/review.py            # print both, side by side
+    .venv/bin/python captures/expected/review.py --write    # (re)write <capture>.report.json
+
+How the expected files were made: for every capture in captures.json this prints what tshark
+decodes (PUBLISH packets per QoS, DUP flags, packet ids, acknowledgements, CONNACK codes and
+session-present flags, TCP resets) next to the same figures from ``qosinspect report``. Only
+after reading both (and the ladder of anything that differed) was ``--write`` run; the reviewed
+differences are explained in README.md beside this file. The test
+``tests/analysis/test_expected_reports.py`` keeps the reports equal to the files.
+
+tshark 4.0 does not dissect MQTT inside WebSocket; for that capture the WebSocket payloads that
+tshark extracts are read here with a ten-line fixed-header parser (type, flags, packet id).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+CAPTURES = HERE.parent
+TYPES = {1: "CONNECT", 2: "CONNACK", 3: "PUBLISH", 4: "PUBACK", 5: "PUBREC", 6: "PUBREL",
+         7: "PUBCOMP", 8: "SUBSCRIBE", 9: "SUBACK", 10: "UNSUBSCRIBE", 11: "UNSUBACK",
+         12: "PINGREQ", 13: "PINGRESP", 14: "DISCONNECT", 15: "AUTH"}
+
+
+def _tshark(path: Path, port: int, *args: str) -> list[list[str]]:
+    cmd = ["tshark", "-r", str(path), "-d", f"tcp.port=={port},mqtt", *args, "-T", "fields",
+           "-E", "occurrence=a", "-E", "aggregator=,"]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    return [line.split("\t") for line in out.splitlines()]
+
+
+def _ws_packets(path: Path, port: int) -> list[dict[str, Any]]:
+    rows = subprocess.run(
+        ["tshark", "-r", str(path), "-d", f"tcp.port=={port},http", "-Y", "websocket.opcode==2",
+         "-T", "fields", "-e", "tcp.stream", "-e", "tcp.dstport", "-e", "data.data"],
+        capture_output=True, text=True, check=True).stdout.splitlines()
+    out = []
+    for row in rows:
+        stream, dport, hexdata = row.split("\t")
+        data = bytes.fromhex(hexdata)
+        i = 0
+        while i < len(data):
+            first = data[i]
+            n, shift, j = 0, 0, i + 1
+            while True:
+                b = data[j]
+                n |= (b & 0x7F) << shift
+                j += 1
+                if not b & 0x80:
+                    break
+                shift += 7
+            body = data[j:j + n]
+            t = first >> 4
+            pkt: dict[str, Any] = {"stream": int(stream), "c2b": int(dport) == port,
+                                   "type": TYPES.get(t, str(t))}
+            if t == 3:
+                qos = (first >> 1) & 3
+                tl = int.from_bytes(body[:2], "big")
+                pkt.update(qos=qos, dup=bool(first & 8),
+                           id=int.from_bytes(body[2 + tl:4 + tl], "big") if qos else None)
+            elif t in (4, 5, 6, 7):
+                pkt["id"] = int.from_bytes(body[:2], "big")
+            elif t == 2:
+                pkt.update(sp=bool(body[0] & 1), code=body[1])
+            out.append(pkt)
+            i = j + n
+    return out
+
+
+def _mqtt_packets(path: Path, port: int) -> list[dict[str, Any]]:
+    rows = _tshark(path, port, "-Y", "mqtt", "-e", "tcp.stream", "-e", "tcp.dstport",
+                   "-e", "mqtt.msgtype", "-e", "mqtt.qos", "-e", "mqtt.dupflag", "-e",
+                   "mqtt.msgid", "-e", "mqtt.conack.flags.sp", "-e", "mqtt.conack.val",
+                   "-e", "mqtt.connack.reason_code")
+    out = []
+    for stream, dport, types, qos, dup, ids, sp, code3, code5 in rows:
+        code = code3 or code5
+        qs, ds, ms = iter(qos.split(",")), iter(dup.split(",")), iter(ids.split(","))
+        for t in types.split(","):
+            t = int(t)
+            pkt: dict[str, Any] = {"stream": int(stream), "c2b": int(dport) == port,
+                                   "type": TYPES.get(t, str(t))}
+            if t == 3:
+                q = int(next(qs))
+                pkt.update(qos=q, dup=next(ds) in ("1", "True"),
+                           id=int(next(ms)) if q else None)
+            elif t in (4, 5, 6, 7):
+                pkt["id"] = int(next(ms))
+            elif t in (8, 9, 10, 11):
+                next(ms)
+            elif t == 2:
+                pkt.update(sp=sp in ("1", "True"), code=int(code))
+            out.append(pkt)
+    return out
+
+
+def tshark_view(entry: dict[str, Any]) -> dict[str, Any]:
+    path = CAPTURES / entry["file"]
+    port = entry["ports"][0]
+    pk = _ws_packets(path, port) if entry["websocket"] else _mqtt_packets(path, port)
+    pub = [p for p in pk if p["type"] == "PUBLISH"]
+    resets = _tshark(path, port, "-Y", "tcp.flags.reset==1", "-e", "tcp.stream")
+    refused = _tshark(path, port, "-Y", "mqtt.puback.reason_code >= 0x80 || "
+                      "mqtt.pubrec.reason_code >= 0x80", "-e", "frame.number")
+    return {
+        "connections (CONNECT)": sum(1 for p in pk if p["type"] == "CONNECT"),
+        "PUBLISH per QoS": dict(sorted(Counter(p["qos"] for p in pub).items())),
+        "PUBLISH DUP=1 per QoS": dict(sorted(Counter(p["qos"] for p in pub if p["dup"])
+                                             .items())),
+        "acks": dict(sorted(Counter(p["type"] for p in pk
+                                    if p["type"] in ("PUBACK", "PUBREC", "PUBREL",
+                                                     "PUBCOMP")).items())),
+        "CONNACK (code, session present)": sorted(Counter((p["code"], p["sp"]) for p in pk
+                                                          if p["type"] == "CONNACK").items()),
+        "streams with RST": sorted({int(r[0]) for r in resets}),
+        "PUBACK/PUBREC >= 0x80": len(refused),
+    }
+
+
+def our_view(report: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "connections": report["connections"],
+        "per QoS (publishes, completed, incomplete, retrans, DUP, dup delivered)": [
+            (r["qos"], r["publishes"], r["completed"], r["incomplete"], r["retransmissions"],
+             r["dup_flagged"], r["duplicates_delivered"]) for r in report["per_qos"]],
+        "refused": [r["refused"] for r in report["per_qos"]],
+        "reconnects": report["reconnects"], "redelivered": report["redelivered"],
+        "connection ends": report["connection_ends"], "anomalies": report["anomalies"],
+    }
+
+
+def expected_report(path: Path) -> dict[str, Any]:
+    """The report as compared by the test: without the path of the capture."""
+    sys.path.insert(0, str(CAPTURES.parent))
+    from qosinspect.analysis.api import analyze_capture
+
+    entry = next(e for e in json.loads((CAPTURES / "captures.json").read_text())
+                 if e["file"] == path.name)
+    report = analyze_capture(path, ports=tuple(entry["ports"])).report()
+    report["capture"].pop("source", None)
+    return report
+
+
+def main() -> None:
+    write = "--write" in sys.argv
+    for entry in json.loads((CAPTURES / "captures.json").read_text()):
+        path = CAPTURES / entry["file"]
+        report = expected_report(path)
+        print(f"== {entry['file']}")
+        print("  tshark: " + json.dumps(tshark_view(entry)))
+        print("  ours:   " + json.dumps(our_view(report)))
+        if write:
+            (HERE / f"{path.stem}.report.json").write_text(json.dumps(report, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,31 @@
+"""The report of every shipped capture equals its reviewed expected summary
+(captures/expected/, see the README there for how each was checked against tshark)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from qosinspect.analysis.api import analyze_capture
+from qosinspect.testing.tools import PROJECT_ROOT
+
+CAPTURES = PROJECT_ROOT / "captures"
+ENTRIES = json.loads((CAPTURES / "captures.json").read_text())
+
+
+@pytest.mark.parametrize("entry", ENTRIES, ids=[e["file"] for e in ENTRIES])
+def test_report_matches_the_reviewed_summary(entry: dict[str, object]) -> None:
+    name = str(entry["file"])
+    expected_path = CAPTURES / "expected" / name.replace(".pcap", ".report.json")
+    assert expected_path.exists(), f"no reviewed summary for {name}: see captures/expected"
+    ports = tuple(int(p) for p in entry["ports"])  # type: ignore[attr-defined]
+    report = analyze_capture(CAPTURES / name, ports=ports).report()
+    report["capture"].pop("source")
+    assert report == json.loads(expected_path.read_text())
+
+
+def test_every_capture_has_a_summary() -> None:
+    files = {p.name.replace(".report.json", ".pcap")
+             for p in (CAPTURES / "expected").glob("*.report.json")}
+    assert files == {str(e["file"]) for e in ENTRIES}
