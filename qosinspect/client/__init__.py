@@ -13,12 +13,14 @@ from .errors import (
 )
 from .protocol import ClientProtocol, ConnectOptions
 from .reconnect import Backoff, ReconnectEvent
+from .sync import BlockingClient
 from .transport import TransportOptions, make_ssl_context
 
 __all__ = [
     "AckAction",
     "AckControl",
     "Backoff",
+    "BlockingClient",
     "Client",
     "ClientClosed",
     "ClientError",

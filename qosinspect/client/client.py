@@ -121,6 +121,7 @@ class Client:
         self._connected: Connected | None = None
         self._connected_ns = 0
         self._space = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     # -- public API --------------------------------------------------------------------------------
 
@@ -145,11 +146,21 @@ class Client:
         ssl.SSLError or WebSocketError; the first connection is never retried."""
         if self._task is not None and not self._task.done():
             raise ClientError("already connected")
+        loop = asyncio.get_running_loop()
+        if self._loop is not loop:
+            # asyncio primitives belong to one loop: a client reused on another loop (two
+            # asyncio.run calls) gets fresh ones, keeping the messages not read yet.
+            inbox: Inbox[Message] = Inbox(self._inbox.maxsize)
+            inbox.items = self._inbox.items
+            self._inbox = inbox
+            self._reconnect_inbox = Inbox(self._reconnect_inbox.maxsize)
+            self._space = asyncio.Event()
+            self._loop = loop
         self._closing = False
         self._final_error = None
         self._inbox.ended = self._reconnect_inbox.ended = False
         connected = await self._open()
-        self._task = asyncio.get_running_loop().create_task(self._run())
+        self._task = loop.create_task(self._run())
         return connected
 
     async def disconnect(self, reason_code: int = 0, *, properties: Properties | None = None,
@@ -164,10 +175,10 @@ class Client:
             self._close_request = ("closed by the application", "fin", Direction.C2B)
             self._write([packet], now)
         task = self._task
-        if self._stream is not None:
-            self._stream.close()
+        if packet is not None and self._stream is not None:
+            self._stream.close()            # the reader sees the end and stops
         elif task is not None:
-            task.cancel()                   # between connections: stop reconnecting
+            task.cancel()                   # waiting to reconnect, or connecting: stop now
         if task is not None:
             with contextlib.suppress(asyncio.CancelledError, TimeoutError):
                 await asyncio.wait_for(asyncio.shield(task), timeout)
@@ -262,13 +273,19 @@ class Client:
     async def messages(self) -> AsyncIterator[Message]:
         """The messages received, in order; ends when the client is closed (re-raising the
         error that ended it, if any)."""
-        while True:
-            message = await self._inbox.get()
-            if message is None:
-                if self._final_error is not None:
-                    raise self._final_error
-                return
+        while (message := await self.get_message()) is not None:
             yield message
+
+    async def get_message(self, timeout: float | None = None) -> Message | None:
+        """The next message; None once the client is closed (or the error that closed it);
+        TimeoutError after ``timeout`` seconds, with nothing lost."""
+        if timeout is None:
+            message = await self._inbox.get()
+        else:
+            message = await asyncio.wait_for(self._inbox.get(), timeout)
+        if message is None and self._final_error is not None:
+            raise self._final_error
+        return message
 
     async def reconnections(self) -> AsyncIterator[ReconnectEvent]:
         """Each reconnection as it happens; ends when the client is closed."""
@@ -342,7 +359,8 @@ class Client:
                         error = ConnectionLost(cause)
                     return
                 if not await self._reconnect(cause, t_lost):
-                    error = ConnectionLost(f"{cause}; reconnecting failed")
+                    if not self._closing:
+                        error = ConnectionLost(f"{cause}; reconnecting failed")
                     return
         except asyncio.CancelledError:
             error = None if self._closing else ClientClosed("the client task was cancelled")
