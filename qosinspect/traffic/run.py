@@ -429,18 +429,26 @@ class _Run:
         self.t0_ns = self.rules.t0_ns = time.time_ns()
         loop = asyncio.get_running_loop()
         publishers = [loop.create_task(self.publish_loop(p)) for p in self.pubs]
-        self.tasks = [*publishers, loop.create_task(self.timeline())]
+        timeline = loop.create_task(self.timeline())
+        self.tasks = [*publishers, timeline]
         self.say(f"publishing for {self.s.duration:g} s ({len(self.pubs)} publishers, "
                  f"{len(self.subs)} subscribers)")
         stopper: asyncio.Future[Any] = loop.create_task(self.stop.wait())
-        everyone: asyncio.Future[Any] = asyncio.gather(*publishers)
-        await asyncio.wait([everyone, stopper], return_when=asyncio.FIRST_COMPLETED)
+        pending: set[asyncio.Future[Any]] = set(publishers)
+        while pending and not self.stop.is_set():
+            done, pending = await asyncio.wait(pending | {stopper},
+                                               return_when=asyncio.FIRST_COMPLETED)
+            pending.discard(stopper)
+            for task in done:
+                if task is not stopper and task.exception() is not None:
+                    stopper.cancel()
+                    raise task.exception()  # type: ignore[misc]
         self.interrupted = self.stop.is_set()
-        if everyone.done() and not everyone.cancelled() and everyone.exception() is not None:
-            stopper.cancel()
-            raise everyone.exception()  # type: ignore[misc]
-        stopper.cancel()
         self.t_end_ns = time.time_ns()
+        if not self.interrupted:     # faults late in the run still happen
+            await asyncio.wait([timeline, stopper], return_when=asyncio.FIRST_COMPLETED)
+            self.interrupted = self.stop.is_set()
+        stopper.cancel()
         for task in self.tasks:
             task.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
