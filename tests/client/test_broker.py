@@ -33,9 +33,10 @@ async def our_broker(*, certs: Certs | None = None, tap: Any = None,
                      **engine: Any) -> AsyncIterator[BrokerServer]:
     listeners = [Listener("127.0.0.1", 0), Listener("127.0.0.1", 0, websocket=True)]
     if certs is not None:
-        listeners.append(Listener("127.0.0.1", 0, tls=tls_context(
-            str(certs.server_cert), str(certs.server_key), cafile=str(certs.ca),
-            require_certificate=True)))
+        for websocket in (False, True):
+            listeners.append(Listener("127.0.0.1", 0, tls=tls_context(
+                str(certs.server_cert), str(certs.server_key), cafile=str(certs.ca),
+                require_certificate=True), websocket=websocket))
     config = ServerConfig(listeners=listeners, engine=BrokerConfig(**engine))
     server = BrokerServer(config, auth=Authenticator(allow_anonymous=True), tap=tap)
     async with server:
@@ -236,17 +237,21 @@ def test_receive_maximum_limits_what_the_broker_sends() -> None:
     run(main())
 
 
-def test_tls_listener_with_client_certificate(certs: Certs) -> None:
+@pytest.mark.parametrize("transport", ["tcp", "websocket"])
+def test_tls_listener_with_client_certificate(certs: Certs, transport: str) -> None:
+    """MQTT over TLS, and over WebSocket over TLS, with a client certificate."""
     async def main() -> None:
         async with our_broker(certs=certs) as server:
             tap = Recorder()
-            async with Client("127.0.0.1", port_of(server, 2), client_id=cid("tls"),
+            port = port_of(server, 2 if transport == "tcp" else 3)
+            async with Client("127.0.0.1", port, client_id=cid("tls"), transport=transport,
                               ca_file=str(certs.ca), cert_file=str(certs.client_cert),
                               key_file=str(certs.client_key), tap=tap) as c:
                 topic = unique_topic("tls")
                 await c.subscribe(topic, 1)
                 await c.publish(topic, "over tls", 1)
                 [m] = await take(c, 1)
-            assert m.payload == b"over tls" and tap[0].conn.transport == "tls"
+            assert m.payload == b"over tls"
+            assert tap[0].conn.transport == ("tls" if transport == "tcp" else "websocket")
 
     run(main())

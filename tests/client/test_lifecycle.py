@@ -14,10 +14,11 @@ import pytest
 from qosinspect.broker.auth import Authenticator
 from qosinspect.broker.server import BrokerServer, Listener, ServerConfig
 from qosinspect.client import Backoff, BlockingClient, Client, ConnectionLost, NotConnected
-from qosinspect.events import ConnectionClosed, ConnectionOpened
+from qosinspect.events import ConnectionClosed, ConnectionOpened, MqttPacketEvent
 from qosinspect.mqtt.enums import Direction
+from qosinspect.mqtt.packets import PingReq
 
-from ._util import Mosquitto, Recorder, run, take, unique_topic, until
+from ._util import Mosquitto, Proxy, Recorder, run, take, unique_topic, until
 
 
 def cid(name: str) -> str:
@@ -161,3 +162,31 @@ def test_broker_restart_with_persistence_resumes_the_session() -> None:
         run(main(), timeout=30)
     finally:
         broker.cleanup()
+
+
+def test_keep_alive_timeout_closes_and_reconnects() -> None:
+    """No PINGRESP within the keep alive after a PINGREQ (a proxy swallows the broker's
+    bytes): the client closes the connection ("idle" in the tap) and reconnects (3.1.2.10)."""
+    async def main() -> None:
+        server = BrokerServer(ServerConfig([Listener("127.0.0.1", 0)]),
+                              auth=Authenticator(allow_anonymous=True))
+        async with server, Proxy(server.port) as proxy:
+            tap = Recorder()
+            c = Client("127.0.0.1", proxy.port, client_id=cid("idle"), keep_alive=1,
+                       reconnect=Backoff(0.05, 0.2), tap=tap)
+            await c.connect()
+            proxy.swallow_b2c = True
+            await until(lambda: any(isinstance(e, ConnectionClosed) for e in tap), 5,
+                        "the connection closed")
+            proxy.swallow_b2c = False
+            await until(lambda: c.reconnect_history, 5, "reconnection")
+            event = c.reconnect_history[0]
+            assert "PINGRESP" in event.cause
+            [closed] = [e for e in tap if isinstance(e, ConnectionClosed)]
+            assert (closed.how, closed.closed_by) == ("idle", Direction.C2B)
+            first = [e.packet for e in tap if isinstance(e, MqttPacketEvent)
+                     and e.conn.conn_id == 0 and e.direction == Direction.C2B]
+            assert isinstance(first[-1], PingReq)
+            await c.disconnect()
+
+    run(main(), timeout=15)

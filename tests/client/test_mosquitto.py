@@ -8,7 +8,9 @@ and the redelivery rules across reconnections, each with the statement that deci
 from __future__ import annotations
 
 import asyncio
+import subprocess
 import uuid
+from pathlib import Path
 
 import pytest
 
@@ -25,6 +27,7 @@ from qosinspect.mqtt.packets import (
     Will,
 )
 from qosinspect.mqtt.properties import Properties
+from qosinspect.testing.tools import require_tool
 
 from ._util import Certs, Mosquitto, Proxy, Recorder, run, take, unique_topic, until
 
@@ -465,3 +468,42 @@ def test_tap_events_feed_the_analysis(mosquitto: Mosquitto) -> None:
     row = ex[(ex["qos"] == 1) & (ex["direction"] == "c2b")].iloc[0]
     assert row["n_publish"] == 2 and bool(row["spans_reconnect"])
     assert len(analysis.connections) == 2
+
+
+@pytest.mark.parametrize("version, bad_code", [(4, 5), (5, 0x87)])
+def test_credentials(tmp_path: Path, version: int, bad_code: int) -> None:
+    """User name and password against a mosquitto password file: accepted, or refused with
+    the code mosquitto 2.0 uses for a wrong password, 'not authorised' (5 / 0x87)."""
+    passwd = tmp_path / "passwd"
+    subprocess.run([require_tool("mosquitto_passwd"), "-b", "-c", str(passwd), "alice",
+                    "s3cret"], check=True, capture_output=True, timeout=30)
+    passwd.chmod(0o644)
+    with Mosquitto(f"allow_anonymous false\npassword_file {passwd}").running() as broker:
+        async def main() -> None:
+            async with Client("127.0.0.1", broker.port, client_id=cid("u"), version=version,
+                              username="alice", password="s3cret") as c:
+                assert c.connected
+            wrong = Client("127.0.0.1", broker.port, client_id=cid("w"), version=version,
+                           username="alice", password=b"nope")
+            with pytest.raises(ConnectRefused) as info:
+                await wrong.connect()
+            assert info.value.reason_code == bad_code
+
+        run(main())
+
+
+def test_mqtt5_clean_start_and_session_expiry(mosquitto: Mosquitto) -> None:
+    """[MQTT-3.1.2-4] Clean Start 1 starts afresh; Clean Start 0 resumes a session whose
+    Session Expiry Interval has not passed [MQTT-3.1.2-5]; with expiry 0 the session ended with
+    the connection, so there is nothing to resume."""
+    async def main() -> None:
+        name = cid("expiry")
+        for clean, expiry, present in ((True, 300, False), (False, 300, True),
+                                       (False, 0, True), (False, 0, False)):
+            c = Client("127.0.0.1", mosquitto.port, client_id=name, version=5,
+                       clean_start=clean, session_expiry=expiry)
+            connected = await c.connect()
+            assert connected.session_present is present, (clean, expiry)
+            await c.disconnect()
+
+    run(main())
