@@ -21,9 +21,12 @@ def main() -> None:
 
 from . import broker as _broker  # noqa: E402,F401  (registers "broker" and "passwd")
 from . import decode as _decode  # noqa: E402,F401  (registers "decode")
+from . import demo as _demo  # noqa: E402,F401  (registers "demo")
 from . import export as _export  # noqa: E402,F401  (registers "export")
 from . import flows as _flows  # noqa: E402,F401  (registers "flows")
+from . import generate as _generate  # noqa: E402,F401  (registers "generate")
 from . import ladder as _ladder  # noqa: E402,F401  (registers "ladder")
 from . import plot as _plot  # noqa: E402,F401  (registers "plot")
+from . import pub as _pub  # noqa: E402,F401  (registers "pub")
 from . import report as _report  # noqa: E402,F401  (registers "report")
-from . import demo as _demo  # noqa: E402,F401  (registers "demo")
+from . import sub as _sub  # noqa: E402,F401  (registers "sub")
