@@ -15,7 +15,9 @@ The ACL file follows mosquitto's ``acl_file`` syntax, so existing files work::
     pattern write devices/%c/%u/up   # for every client: %c client id, %u user name
 
 A ``deny`` rule that matches wins over any grant. A subscription filter is allowed for reading
-when it lies entirely within a granted filter (``a/+/c`` within ``a/#``), as mosquitto checks.
+when it lies entirely within a granted filter (``a/+/c`` within ``a/#``) and not entirely within
+a denied one, as mosquitto checks; every message is checked again on delivery, so ``a/#``
+granted with ``a/secret`` denied subscribes but never receives ``a/secret``.
 """
 
 from __future__ import annotations
@@ -206,7 +208,7 @@ class AccessControl:
         granted = False
         for rule in rules:
             if rule.access == "deny":
-                if match(rule.topic, topic) or (subscribe and topic_matches(topic, rule.topic)):
+                if match(rule.topic, topic):
                     return False
             elif not granted and (rule.access == "readwrite" or rule.access == access):
                 granted = match(rule.topic, topic)

@@ -179,6 +179,8 @@ class ClientConn:
     dropped_qos0: int = 0
     #: The user name a TLS client certificate gave (``use_identity_as_username``).
     cert_username: str | None = None
+    #: The client ended the connection with DISCONNECT (so the close is the client's doing).
+    client_disconnected: bool = False
     #: Whatever the driver attaches (the server keeps its transport state here).
     driver: Any = None
 
@@ -442,6 +444,7 @@ class BrokerEngine:
                 return
             sess.expiry_s = new_expiry
             self._persist_session(sess)
+        conn.client_disconnected = True
         with_will = conn.version >= 5 and d.reason_code == 0x04
         if not with_will:
             conn.will = None                      # [MQTT-3.1.2-10]
@@ -537,9 +540,9 @@ class BrokerEngine:
         out = sess.state.receive(p, now)
         if sess.state.journal is not None and p.qos == 2:
             self.dirty_sessions[sess.client_id] = sess
+        self._send(conn, out.send)                    # the ack first: the publisher waits
         if out.deliver:
             self._accept(p, now, conn)
-        self._send(conn, out.send)
 
     def _accept(self, p: Publish, now: int, origin: ClientConn | None) -> None:
         """A message accepted from a publisher (or a will): retain, then route."""

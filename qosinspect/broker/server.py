@@ -335,7 +335,8 @@ class _Connection(asyncio.Protocol):
         transport = self.transport
         if transport is not None and not transport.is_closing():
             if self.closed_by is None:
-                self.closed_by = _B2C
+                client = self.conn is not None and self.conn.client_disconnected
+                self.closed_by = _C2B if client else _B2C
             if self.ws is not None and self.ws.open and not self.ws.closed:
                 transport.write(self.ws.close_frame())
             transport.close()

@@ -8,7 +8,6 @@ and exits with status 0 on SIGTERM or SIGINT after closing its connections and s
 from __future__ import annotations
 
 import asyncio
-import getpass
 import logging
 import signal
 import ssl
@@ -156,7 +155,7 @@ def passwd(file: str, user: str, password: str | None, delete: bool) -> None:
                 raise ConfigError(f"no user {user!r}", path=file)
         else:
             if password is None:
-                password = getpass.getpass(f"Password for {user}: ")
+                password = click.prompt(f"Password for {user}", hide_input=True)
             pw.set(user, password)
         pw.save(file)
     except (QosinspectError, OSError) as exc:

@@ -1,0 +1,213 @@
+"""Broker benchmark: our broker against mosquitto, same load generator, same run.
+
+The load generator is ``../shared/bench/mqtt_load.py`` (asyncio, raw sockets; publishers in one
+process, subscribers in another). Each scenario runs against ``qosinspect broker`` (the CLI, so
+what a user starts: uvloop when installed) and against mosquitto (Debian package, default
+settings) started on free 127.0.0.1 ports, one after the other:
+
+- 1 publisher -> 1 subscriber at QoS 0, 1 and 2, 64-byte payloads, maximum speed;
+- fan-in: 10 publishers -> 1 subscriber at QoS 1 and 2, maximum speed (messages lost counted:
+  mosquitto's default queue limit drops, ours pauses publishers instead);
+- the seed scenario: 10 publishers on 10 topics at 10 Hz each, QoS 1, latency p50/p99.
+
+Reported: delivered msgs/s (at the subscriber), lost and duplicated messages, end-to-end latency,
+the brokers' CPU use, and the ratio ours/mosquitto. Timing figures depend on the machine (a
+shared 2-core box here): compare the ratios from one run.
+
+    python benchmarks/broker.py                 # about 1 minute
+    python benchmarks/broker.py --duration 10   # longer runs
+    python benchmarks/broker.py --json          # one JSON object
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import getpass
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+GENERATOR = ROOT.parent / "shared" / "bench" / "mqtt_load.py"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_port(port: int, timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
+            return
+        time.sleep(0.05)
+    raise SystemExit(f"nothing listening on 127.0.0.1:{port}")
+
+
+def stop(proc: subprocess.Popen[Any]) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+
+
+@contextlib.contextmanager
+def ours() -> Iterator[tuple[int, int]]:
+    """``qosinspect broker`` on a free port: (port, pid)."""
+    exe = Path(sys.executable).parent / "qosinspect"
+    proc = subprocess.Popen([str(exe), "broker", "--port", "0", "--allow-anonymous"],
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stderr is not None
+        line = proc.stderr.readline()
+        if "ready" not in line:
+            raise SystemExit(f"qosinspect broker did not start: {line}{proc.stderr.read()}")
+        port = int(line.split("listening on ")[1].split()[0].rsplit(":", 1)[1])
+        yield port, proc.pid
+    finally:
+        stop(proc)
+        if proc.stderr is not None:
+            proc.stderr.close()
+
+
+@contextlib.contextmanager
+def mosquitto(tmp: Path) -> Iterator[tuple[int, int]]:
+    """mosquitto with its default limits on a free port: (port, pid)."""
+    exe = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+    if not Path(exe).exists():
+        raise SystemExit("mosquitto is not installed (scripts/ensure-system-deps.sh)")
+    port = free_port()
+    conf = tmp / "mosquitto.conf"
+    conf.write_text(f"user {getpass.getuser()}\nlistener {port} 127.0.0.1\n"
+                    "allow_anonymous true\n", encoding="ascii")
+    proc = subprocess.Popen([exe, "-c", str(conf)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        wait_port(port)
+        yield port, proc.pid
+    finally:
+        stop(proc)
+
+
+def load(port: int, pid: int, tmp: Path, *, qos: int, pubs: int = 1, topics: int = 0,
+         rate: float = 0, duration: float, uvloop: bool) -> dict[str, Any]:
+    """One mqtt_load.py run; its JSON record."""
+    out = tmp / f"run-{time.monotonic_ns()}.json"
+    cmd = [sys.executable, str(GENERATOR), "--port", str(port), "--qos", str(qos),
+           "--pubs", str(pubs), "--size", "64", "--rate", str(rate), "--duration",
+           str(duration), "--broker-pid", str(pid), "--json", str(out)]
+    if topics:
+        cmd += ["--topics", str(topics)]
+    if uvloop:
+        cmd.append("--uvloop")
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 240,
+                          check=False)
+    if done.returncode != 0 or not out.exists():
+        raise SystemExit(f"load generator failed: {done.stdout}{done.stderr}")
+    record: dict[str, Any] = json.loads(out.read_text().splitlines()[-1])
+    return record
+
+
+SCENARIOS: list[tuple[str, dict[str, Any]]] = [
+    ("1to1_qos0", {"qos": 0}),
+    ("1to1_qos1", {"qos": 1}),
+    ("1to1_qos2", {"qos": 2}),
+    ("fanin10_qos1", {"qos": 1, "pubs": 10}),
+    ("fanin10_qos2", {"qos": 2, "pubs": 10}),
+    ("seed_10x10hz_qos1", {"qos": 1, "pubs": 10, "topics": 10, "rate": 10}),
+]
+
+
+def summary(rec: dict[str, Any]) -> dict[str, Any]:
+    lat = rec["latency_ms"]
+    return {"msgs_per_s": round(rec["delivered_rate"]), "published": rec["published"],
+            "delivered": rec["delivered"], "lost": rec["lost"],
+            "duplicates": rec["duplicates"], "latency_p50_ms": lat["p50"],
+            "latency_p99_ms": lat["p99"], "broker_cpu_pct": rec["broker_cpu_pct"]}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--duration", type=float, default=5.0, help="seconds per run (default 5)")
+    ap.add_argument("--seed-duration", type=float, default=10.0,
+                    help="seconds of the 10 Hz seed scenario (default 10)")
+    ap.add_argument("--no-uvloop", action="store_true",
+                    help="run the load generator on the default asyncio loop")
+    ap.add_argument("--only", help="comma-separated scenario names")
+    ap.add_argument("--json", action="store_true", help="print one JSON object")
+    a = ap.parse_args()
+    if not GENERATOR.exists():
+        raise SystemExit(f"the load generator {GENERATOR} is missing (../shared/bench)")
+    uvloop = not a.no_uvloop
+    if uvloop:
+        try:
+            import uvloop as _uv  # noqa: F401
+        except ImportError:
+            uvloop = False
+    wanted = set(a.only.split(",")) if a.only else None
+    results: dict[str, dict[str, Any]] = {}
+    with tempfile.TemporaryDirectory() as td:
+        tmp = Path(td)
+        for name, kw in SCENARIOS:
+            if wanted is not None and name not in wanted:
+                continue
+            duration = a.seed_duration if name.startswith("seed") else a.duration
+            row: dict[str, Any] = {}
+            for broker, start in (("qosinspect", ours), ("mosquitto", lambda: mosquitto(tmp))):
+                with start() as (port, pid):
+                    row[broker] = summary(load(port, pid, tmp, duration=duration,
+                                               uvloop=uvloop, **kw))
+                if not a.json:
+                    r = row[broker]
+                    print(f"{name:20s} {broker:11s} {r['msgs_per_s']:8d} msg/s  lost "
+                          f"{r['lost']:7d}  dup {r['duplicates']:4d}  p50 "
+                          f"{r['latency_p50_ms']:8.3f} ms  p99 {r['latency_p99_ms']:8.3f} ms  "
+                          f"cpu {r['broker_cpu_pct'] or 0:4.0f}%", flush=True)
+            mine, theirs = row["qosinspect"], row["mosquitto"]
+            row["ratio_msgs_per_s"] = round(mine["msgs_per_s"] / theirs["msgs_per_s"], 3) \
+                if theirs["msgs_per_s"] else None
+            row["ratio_p99"] = round(mine["latency_p99_ms"] / theirs["latency_p99_ms"], 3) \
+                if theirs["latency_p99_ms"] else None
+            results[name] = row
+    report = {
+        "generator": str(GENERATOR), "duration_s": a.duration, "uvloop": uvloop,
+        "cpus": os.cpu_count(), "scenarios": results,
+        "targets": {
+            "half_of_mosquitto_at_every_qos": all(
+                results[n]["ratio_msgs_per_s"] is not None and results[n]["ratio_msgs_per_s"] >= 0.5
+                for n in ("1to1_qos0", "1to1_qos1", "1to1_qos2") if n in results) or None,
+            "seed_p99_under_1ms": results["seed_10x10hz_qos1"]["qosinspect"]["latency_p99_ms"] < 1
+            if "seed_10x10hz_qos1" in results else None,
+            "no_qos12_loss_in_fan_in": all(results[n]["qosinspect"]["lost"] == 0
+                                           for n in ("fanin10_qos1", "fanin10_qos2")
+                                           if n in results) or None,
+        },
+    }
+    if a.json:
+        print(json.dumps(report))
+        return
+    print()
+    for name, row in results.items():
+        print(f"{name:20s} ours/mosquitto msgs/s x{row['ratio_msgs_per_s']}  "
+              f"p99 x{row['ratio_p99']}")
+    for target, ok in report["targets"].items():
+        print(f"target {target}: {'met' if ok else 'NOT met' if ok is False else 'not run'}")
+
+
+if __name__ == "__main__":
+    main()
