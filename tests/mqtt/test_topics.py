@@ -84,7 +84,7 @@ def test_shared_subscriptions() -> None:
     ("sport/#", "sport", True),
     ("#", "sport/tennis", True),
     ("#", "/", True),
-    # 4.7.1.3: "sport/tennis/+" matches "sport/tennis/player1" but not "sport/tennis/player1/ranking"
+    # 4.7.1.3: "sport/tennis/+" matches "sport/tennis/player1", not ".../player1/ranking"
     ("sport/tennis/+", "sport/tennis/player1", True),
     ("sport/tennis/+", "sport/tennis/player2", True),
     ("sport/tennis/+", "sport/tennis/player1/ranking", False),
