@@ -61,6 +61,13 @@ class Client:
     ``reconnect=True`` (or a :class:`Backoff`) reconnects after a lost connection, resuming the
     session. ``tap`` receives every packet event. ``acks`` controls the acknowledgements sent
     (hold, drop, send twice; see :mod:`.acks`).
+
+    Received messages wait in a queue of ``message_queue`` entries for :meth:`messages`; when it
+    is full the client stops reading the socket (backpressure, nothing is dropped), which also
+    holds up acknowledgements coming back, so read the messages or pass ``on_message``.
+    QoS 1/2 messages published while disconnected wait in the session's queue and go out on
+    the next connection; they do not expire on the client's side (the broker applies Message
+    Expiry from when it receives them).
     """
 
     def __init__(self, host: str = "127.0.0.1", port: int | None = None, *,

@@ -507,3 +507,43 @@ def test_mqtt5_clean_start_and_session_expiry(mosquitto: Mosquitto) -> None:
             await c.disconnect()
 
     run(main())
+
+
+def test_dropped_and_doubled_acknowledgements(mosquitto: Mosquitto) -> None:
+    """Fault control live: a dropped PUBACK is never sent, so mosquitto redelivers the message
+    with DUP=1 after the reconnection [MQTT-4.4.0-1]; a PUBREL sent twice gets a second PUBCOMP
+    that matches no flow (counted as an orphan, the flow completed once); a PUBACK sent twice
+    is harmless to the broker."""
+    topic = unique_topic("faults")
+
+    async def main() -> None:
+        tap = Recorder()
+        sub = Client("127.0.0.1", mosquitto.port, client_id=cid("faults"), version=5,
+                     clean_start=False, session_expiry=300, reconnect=Backoff(0.05, 0.5),
+                     tap=tap)
+        await sub.connect()
+        await sub.subscribe(topic, 1)
+        async with Client("127.0.0.1", mosquitto.port, client_id=cid("p"), version=5,
+                          tap=tap) as pub:
+            sub.acks.drop("puback", count=1)
+            await pub.publish(topic, "dropped ack", 1)
+            [first] = await take(sub, 1)
+            sub.drop_connection()
+            [again] = await take(sub, 1)
+            assert (again.dup, again.packet_id) == (True, first.packet_id)
+            assert [d.packet for d in sub.acks.dropped] == [PubAck(first.packet_id)]
+            sub.acks.twice("puback", count=1)
+            await pub.publish(topic, "doubled ack", 1)
+            [doubled] = await take(sub, 1)
+            await until(lambda: tap.packets(C2B, PubAck).count(PubAck(doubled.packet_id))
+                        == 2, what="two PUBACKs")
+            pub.acks.twice("pubrel", count=1)
+            result = await pub.publish(topic, "doubled pubrel", 2)
+            await until(lambda: pub.protocol.session.sender.orphan_acks == 1,
+                        what="the second PUBCOMP")
+            assert result.sends == 1 and pub.acks.duplicated == 1
+            [m] = await take(sub, 1)
+            assert m.payload == b"doubled pubrel" and sub.connected and pub.connected
+        await sub.disconnect()
+
+    run(main())
