@@ -316,6 +316,8 @@ class BrokerEngine:
             if not conn.connected:
                 if now - conn.opened_ns > connect_deadline:
                     self.close(conn, None, now)
+            elif conn.blocked_on or conn.congested:
+                conn.last_rx_ns = now     # not read from on purpose: its pings wait unread
             elif conn.keep_alive and now - conn.last_rx_ns > conn.keep_alive * NS * 3 // 2:
                 self.close(conn, 0x8D, now)
         for cid, (will, due, version) in list(self._wills.items()):

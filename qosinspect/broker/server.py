@@ -122,24 +122,27 @@ def tls_context(certfile: str, keyfile: str | None = None, *, cafile: str | None
 
 # -- fast encoding of the packets of every QoS flow ---------------------------------------------
 
-_TOPICS: dict[str, bytes] = {}
 _ACK_FIRST: dict[type, int] = {PubAck: 0x40, PubRec: 0x50, PubRel: 0x62, PubComp: 0x70}
 
 
-def encode_out(packet: Packet, version: int) -> bytes:
-    """``encode`` with fast paths for PUBLISH and plain acknowledgements."""
+def encode_out(packet: Packet, version: int, topics: dict[str, bytes] | None = None) -> bytes:
+    """``encode`` with fast paths for PUBLISH and plain acknowledgements.
+
+    ``topics`` caches encoded topic names (the server keeps one; most traffic reuses a few).
+    """
     kind = type(packet)
     if kind is Publish:
         p: Publish = packet  # type: ignore[assignment]
         props = p.properties
         if props and version >= 5:
             return encode(p, version)
-        topic = _TOPICS.get(p.topic)
+        topic = topics.get(p.topic) if topics is not None else None
         if topic is None:
             topic = p.topic.encode()
-            if len(_TOPICS) > 4096:
-                _TOPICS.clear()
-            _TOPICS[p.topic] = topic
+            if topics is not None:
+                if len(topics) > 4096:
+                    topics.clear()
+                topics[p.topic] = topic
         qos = p.qos
         tlen = len(topic)
         payload = p.payload
@@ -181,7 +184,9 @@ class _Connection(asyncio.Protocol):
         self.conn: ClientConn | None = None
         self.info: ConnectionInfo | None = None
         self.decoder = StreamDecoder(4, max_packet_size=server.config.engine.max_packet_size)
-        self.ws = WebSocketServer() if listener.websocket else None
+        # a frame may hold several packets, but never needs to be much larger than one
+        self.ws = WebSocketServer(max_frame=server.config.engine.max_packet_size + 4096) \
+            if listener.websocket else None
         self.pending: list[tuple[Packet, int]] = []
         self.reading = True
         self.write_paused = False
@@ -242,9 +247,16 @@ class _Connection(asyncio.Protocol):
         except MQTTError as exc:
             server.malformed(self, exc, now)
             return
-        self._process(list(zip(packets, self.decoder.sizes, strict=True)), now)  # type: ignore[arg-type]
+        items: list[tuple[Packet, int]] = list(zip(packets, self.decoder.sizes,  # type: ignore[arg-type]
+                                                   strict=True))
+        if self.pending:                  # still paused on an earlier batch: keep the order
+            self.pending.extend(items)
+            self.update_reading()
+            return
+        self._process(items, now)
 
-    def _process(self, items: list[tuple[Packet, int]], now: int) -> None:
+    def _process(self, items: list[tuple[Packet, int]], now: int, *,
+                 final: bool = False) -> None:
         server = self.server
         conn = self.conn
         assert conn is not None and self.info is not None
@@ -261,7 +273,7 @@ class _Connection(asyncio.Protocol):
             engine.receive(conn, packet, now)
             if conn.closed:
                 break
-            if conn.blocked_on and i + 1 < len(items):
+            if conn.blocked_on and i + 1 < len(items) and not final:
                 self.pending = items[i + 1:]          # resumed when the queue drains
                 break
         server.flush()
@@ -312,9 +324,12 @@ class _Connection(asyncio.Protocol):
             return
         server = self.server
         now = time.time_ns()
+        if self.pending and not conn.closed:
+            # what the client sent before it went (a DISCONNECT, say) still counts
+            items, self.pending = self.pending, []
+            self._process(items, now, final=True)
         server.engine.connection_lost(conn, now)
         server.connections.pop(conn.conn_id, None)
-        self.pending = []
         if server.tap is not None and self.info is not None:
             closed_by = self.closed_by or _C2B
             server.tap(ConnectionClosed(now, self.info, "fin" if exc is None else "rst",
@@ -376,6 +391,9 @@ class BrokerServer:
             print(broker.port)
 
     :class:`~.thread.BrokerThread` runs one on its own loop in a thread, for blocking code.
+    Without ``auth`` anyone may connect (a broker on 127.0.0.1 for a notebook or a test); the
+    ``qosinspect broker`` command is the other way round: anonymous clients are refused unless
+    ``--allow-anonymous``.
     """
 
     def __init__(self, config: ServerConfig | None = None, *, auth: Authenticator | None = None,
@@ -394,6 +412,7 @@ class BrokerServer:
         self._servers: list[asyncio.Server] = []
         self._ticker: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._topics: dict[str, bytes] = {}
 
     @property
     def stats(self) -> BrokerStats:
@@ -498,6 +517,7 @@ class BrokerServer:
             self.store.commit(engine)
         tap = self.tap
         verbose = self.verbose
+        topics = self._topics
         for conn in engine.take_output():
             proto: _Connection | None = conn.driver
             if proto is None or proto.transport is None:
@@ -508,14 +528,14 @@ class BrokerServer:
                 outbox = conn.outbox
                 conn.outbox = []
                 if tap is None and not verbose:
-                    data = b"".join([encode_out(p, version) for p in outbox])
+                    data = b"".join([encode_out(p, version, topics) for p in outbox])
                 else:
                     now = time.time_ns()
                     info = proto.info
                     assert info is not None
                     chunks = []
                     for packet in outbox:
-                        raw = encode_out(packet, version)
+                        raw = encode_out(packet, version, topics)
                         chunks.append(raw)
                         if tap is not None:
                             tap(MqttPacketEvent(now, info, _B2C, packet, len(raw),

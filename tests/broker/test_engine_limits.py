@@ -286,3 +286,23 @@ def test_session_journal_records_every_stored_change() -> None:
     s.journal.clear()
     s.receive(PubComp(pid), 5)
     assert s.journal[0] == ("done", 1) and s.journal[1][0] == "sent" and s.journal[1][1] == 3
+
+
+def test_keep_alive_is_not_enforced_on_a_client_we_do_not_read() -> None:
+    """A publisher paused by backpressure cannot be seen pinging: it is not timed out."""
+    e = BrokerEngine(BrokerConfig(max_inflight=1, max_queued_messages=1))
+    s = connect(e, "s")
+    subscribe(e, s, Subscription("t", 1))
+    p = connect(e, "p", keep_alive=2)
+    for i in range(3):
+        e.receive(p, Publish("t", bytes([i]), 1, packet_id=i + 1), 0)
+    assert p.blocked_on
+    e.tick(10 * NS)
+    assert not p.closed
+    e.receive(s, PubAck(1), 11 * NS)
+    e.receive(s, PubAck(2), 11 * NS)
+    assert not p.blocked_on
+    e.tick(12 * NS)
+    assert not p.closed                                      # the clock restarted at 10 s
+    e.tick(14 * NS)
+    assert p.closed                                          # 1.5 x 2 s of silence

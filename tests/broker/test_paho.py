@@ -348,13 +348,18 @@ def test_tls_listener_with_and_without_client_certificate(certs: Certs) -> None:
     mutual = tls_context(str(certs.server_crt), str(certs.server_key), cafile=str(certs.ca),
                          require_certificate=True)
     listeners = [Listener("127.0.0.1", 0, tls=plain),
-                 Listener("127.0.0.1", 0, tls=mutual, use_identity_as_username=True)]
-    acl = AccessControl.parse("user alice\ntopic readwrite tls/#\n")
+                 Listener("127.0.0.1", 0, tls=mutual, use_identity_as_username=True),
+                 Listener("127.0.0.1", 0, tls=plain, websocket=True)]
+    acl = AccessControl.parse("topic readwrite open/#\nuser alice\ntopic readwrite tls/#\n")
     auth = Authenticator(allow_anonymous=True, acl=acl)
     with run_broker(listeners=listeners, auth=auth) as b:
-        (_, p1), (_, p2) = b.addresses
-        with connected(p1, "t1", 4, tls={"ca_certs": str(certs.ca)}) as c:
-            publish(c, "x", b"over tls", 1)
+        (_, p1), (_, p2), (_, p3) = b.addresses
+        with connected(p1, "t1", 4, tls={"ca_certs": str(certs.ca)}) as c, \
+                connected(p3, "wss", 5, tls={"ca_certs": str(certs.ca)},
+                          transport="websockets") as w:
+            subscribe(w, "open/x", 1)
+            publish(c, "open/x", b"over tls", 1)
+            wait_for(lambda: payloads(w) == [b"over tls"], what="TLS to WebSocket over TLS")
         # mutual TLS: the certificate's CN (alice) is the user name, which the ACL knows
         tls = {"ca_certs": str(certs.ca), "certfile": str(certs.client_crt),
                "keyfile": str(certs.client_key)}

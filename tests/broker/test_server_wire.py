@@ -24,6 +24,7 @@ from qosinspect.mqtt.packets import (
     SubAck,
     Subscribe,
     Subscription,
+    Will,
 )
 from qosinspect.mqtt.properties import Properties
 
@@ -257,6 +258,10 @@ def test_assigned_client_identifier_MQTT_3_2_2_16() -> None:
         assert assigned and b.call(lambda: assigned in b.server.engine.sessions)
         v4 = RawClient(b.port)
         assert v4.connect("", clean_start=False) == ConnAck(False, 0x02)   # [MQTT-3.1.3-8]
+        v4clean = RawClient(b.port)
+        assert v4clean.connect("") == ConnAck(False, 0)     # 3.1.1 clean: assigned [MQTT-3.1.3-6]
+        v3 = RawClient(b.port, version=3)
+        assert v3.connect("") == ConnAck(False, 0x02)            # MQTT 3.1: 1-23 characters
 
 
 def test_backpressure_pauses_publisher_without_loss() -> None:
@@ -285,3 +290,28 @@ def test_backpressure_pauses_publisher_without_loss() -> None:
         stats = b.call(lambda: b.server.stats)
         assert stats.dropped_qos0 == 0 and b.call(
             lambda: b.server.engine.sessions["slow"].state.dropped) == 0
+
+
+def test_paused_publisher_that_disconnects_still_counts_its_last_packets() -> None:
+    """Packets read but held back by backpressure are handled when the client goes: its
+    DISCONNECT still discards the will [MQTT-3.1.2-10] and its messages are delivered."""
+    cfg = BrokerConfig(max_inflight=1, max_queued_messages=5)
+    with run_broker(engine=cfg) as b:
+        s = RawClient(b.port)
+        s.connect("s")
+        sub(s, ("bp/#", 1), ("will", 0))
+        p = RawClient(b.port)
+        p.connect("p", will=Will("will", b"should not be sent"))
+        batch = b"".join(encode(Publish("bp/x", str(i).encode(), 1, packet_id=i + 1))
+                         for i in range(50))
+        p.send_raw(batch + encode(Disconnect()))
+        p.close()
+        seen: list[bytes] = []
+        while len(seen) < 50:
+            m = s.recv()
+            assert isinstance(m, Publish) and m.topic == "bp/x", m
+            seen.append(m.payload)
+            s.send(PubAck(m.packet_id or 0))
+        assert seen == [str(i).encode() for i in range(50)]
+        with pytest.raises(AssertionError):
+            s.recv(timeout=0.3)                        # and no will

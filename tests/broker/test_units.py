@@ -19,8 +19,12 @@ from qosinspect.broker.auth import (
     verify_password,
 )
 from qosinspect.broker.routing import SubscriptionIndex
+from qosinspect.broker.server import encode_out
 from qosinspect.broker.websocket import WebSocketError, WebSocketServer
 from qosinspect.errors import ConfigError, TopicFilterInvalid
+from qosinspect.mqtt.codec import encode
+from qosinspect.mqtt.packets import ConnAck, PubAck, PubComp, Publish, PubRec, PubRel
+from qosinspect.mqtt.properties import Properties
 from qosinspect.mqtt.topics import parse_shared, topic_matches, validate_topic_filter
 
 # -- routing ------------------------------------------------------------------------------------
@@ -265,3 +269,28 @@ def test_acl_mosquitto_format() -> None:
 def test_acl_errors_name_the_line(text: str) -> None:
     with pytest.raises(ConfigError, match="line 1"):
         AccessControl.parse(text)
+
+
+# -- the server's fast encoder ------------------------------------------------------------------
+
+@settings(max_examples=200, deadline=None)
+@given(st.sampled_from([3, 4, 5]), st.integers(0, 2), st.booleans(), st.booleans(),
+       st.text(min_size=1, max_size=40).filter(lambda t: not ({"+", "#", "\x00"} & set(t))),
+       st.one_of(st.binary(max_size=200), st.integers(100, 20000).map(lambda n: b"x" * n)),
+       st.integers(1, 65535), st.booleans())
+def test_fast_encoder_writes_what_the_codec_writes(version: int, qos: int, dup: bool,
+                                                   retain: bool, topic: str, payload: bytes,
+                                                   pid: int, with_props: bool) -> None:
+    props = Properties.of(message_expiry_interval=7, subscription_identifier=[3]) \
+        if with_props else Properties()
+    p = Publish(topic, payload, qos, dup and qos > 0, retain, pid if qos else None, props)
+    want = encode(p if version >= 5 else p._replace(properties=Properties()), version)
+    cache: dict[str, bytes] = {}
+    assert encode_out(p, version) == want              # properties never reach 3.1.x
+    assert encode_out(p, version, cache) == encode_out(p, version, cache) == want
+    for ack in (PubAck(pid), PubRec(pid), PubRel(pid), PubComp(pid), PubAck(pid, 0x10)):
+        if version >= 5 or not ack.reason_code:
+            assert encode_out(ack, version) == encode(ack, version)
+    connack = ConnAck(False, 0, Properties.of(receive_maximum=5))
+    assert encode_out(connack, version) == encode(
+        connack if version >= 5 else ConnAck(False, 0), version)
