@@ -113,8 +113,8 @@ class Mosquitto:
 
     @contextlib.contextmanager
     def running(self) -> Iterator[Mosquitto]:
-        self.start()
         try:
+            self.start()
             yield self
         finally:
             self.cleanup()
