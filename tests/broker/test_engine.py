@@ -138,7 +138,7 @@ def test_live_forward_clears_retain_unless_rap_MQTT_3_3_1_12_13() -> None:
     assert not pubs(take(a))[0].retain and pubs(take(b))[0].retain
 
 
-def test_retain_handling_1_and_2() -> None:
+def test_retain_handling_1_and_2_MQTT_3_3_1_10_and_3_3_1_11() -> None:
     e = BrokerEngine()
     p = connect(e, "p", version=5)
     e.receive(p, Publish("r", b"x", 0, retain=True), 1)
@@ -179,7 +179,7 @@ def test_dollar_topics_not_matched_by_leading_wildcard_MQTT_4_7_2_1() -> None:
     assert [m.topic for m in pubs(take(c))] == ["a/x"]             # one copy, overlapping subs
 
 
-def test_shared_subscription_one_member_each() -> None:
+def test_shared_subscription_one_member_each_MQTT_4_8_2_3() -> None:
     e = BrokerEngine()
     a = connect(e, "a", version=5)
     b = connect(e, "b", version=5)
@@ -282,7 +282,7 @@ def test_clean_start_discards_session_MQTT_3_1_2_4() -> None:
     assert take(s2) == [ConnAck(False, 0)] and "t" not in e.sessions["s"].subs
 
 
-def test_session_expiry_v5() -> None:
+def test_session_expiry_v5_MQTT_3_1_2_23() -> None:
     e = BrokerEngine()
     s = connect(e, "s", version=5, properties=Properties.of(session_expiry_interval=10))
     e.connection_lost(s, 0)
@@ -300,7 +300,7 @@ def test_disconnect_cannot_set_expiry_from_zero_MQTT_3_14_2_2() -> None:
     assert c.closed and take(c) == [Disconnect(0x82)]
 
 
-def test_message_expiry_while_queued() -> None:
+def test_message_expiry_while_queued_MQTT_3_3_2_5() -> None:
     e = BrokerEngine()
     s = connect(e, "s", version=5, clean_start=False,
                 properties=Properties.of(session_expiry_interval=100))

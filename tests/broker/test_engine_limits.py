@@ -171,7 +171,7 @@ def test_limits_on_subscriptions_and_retained_topics() -> None:
     assert set(e.retained) == {"r1"} and e.stats.retained_refused == 1
 
 
-def test_shared_subscription_prefers_online_members_and_queues_for_offline() -> None:
+def test_shared_subscription_online_first_queued_for_offline_MQTT_4_8_2_4() -> None:
     e = BrokerEngine()
     a = connect(e, "a", version=5, clean_start=False, properties=EXPIRY)
     b = connect(e, "b", version=5, clean_start=False, properties=EXPIRY)

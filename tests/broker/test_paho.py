@@ -230,7 +230,7 @@ def test_persistent_session_queues_while_offline_MQTT_4_4_0_1(version: int) -> N
             assert not s.connack[0].session_present               # [MQTT-3.1.2-4]
 
 
-def test_v5_session_expiry_ends_session() -> None:
+def test_v5_session_expiry_ends_session_MQTT_3_1_2_23() -> None:
     with run_broker(tick_interval=0.05) as b:
         with connected(b.port, "brief", 5, clean=False, expiry=1) as s:
             subscribe(s, "t", 1)
@@ -269,7 +269,7 @@ def test_v5_shared_subscription_identifiers_no_local_rap_retain_handling() -> No
         assert all(m.topic != "rap" for m in a.received)
 
 
-def test_v5_message_expiry() -> None:
+def test_v5_message_expiry_MQTT_3_3_2_5_and_3_3_2_6() -> None:
     with run_broker() as b:
         with connected(b.port, "late", 5, clean=False, expiry=60) as s:
             subscribe(s, "exp", 1)

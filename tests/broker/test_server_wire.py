@@ -13,6 +13,7 @@ from qosinspect.broker import BrokerConfig
 from qosinspect.mqtt.codec import encode
 from qosinspect.mqtt.packets import (
     ConnAck,
+    Connect,
     Disconnect,
     PingReq,
     PingResp,
@@ -122,7 +123,7 @@ def test_order_per_topic_MQTT_4_6_0_5() -> None:
         assert seen == list(range(200))
 
 
-def test_malformed_packet_closes_with_0x81_others_unaffected() -> None:
+def test_malformed_packet_closes_with_0x81_others_unaffected_MQTT_4_13_1_1() -> None:
     with run_broker() as b:
         good = RawClient(b.port, version=5)
         good.connect("good")
@@ -315,3 +316,29 @@ def test_paused_publisher_that_disconnects_still_counts_its_last_packets() -> No
         assert seen == [str(i).encode() for i in range(50)]
         with pytest.raises(AssertionError):
             s.recv(timeout=0.3)                        # and no will
+
+
+def _v5_publish(body: bytes) -> bytes:
+    return bytes((0x30, len(body))) + body
+
+
+@pytest.mark.parametrize(("data", "reason"), [
+    (bytes((0x36, 3, 0, 1, 0x61)), 0x81),                          # QoS 3 [MQTT-3.3.1-4]
+    (_v5_publish(b"\x00\x03a/+\x00x"), 0x90),                      # wildcard in a topic name
+    (_v5_publish(b"\x00\x01a\x02\x7f\x00x"), 0x81),                 # unknown property id
+    (_v5_publish(b"\x00\x01a\x0a" + b"\x02\x00\x00\x00\x01" * 2), 0x82),   # property twice
+    (_v5_publish(b"\x00\x01a\x03\x23\x00\x00"), 0x82),             # topic alias 0
+    (bytes((0x80, 6, 0, 1, 0, 0, 0x61, 0)), 0x81),                 # SUBSCRIBE flags not 0b0010
+    (encode(Connect("again", 5), 5), 0x82),                        # second CONNECT [MQTT-3.1.0-2]
+    (bytes((0xF0, 0)), 0x82),                                      # AUTH: none was offered
+    (bytes((0x20, 3, 0, 0, 0)), 0x82),                             # a server-only packet
+    (bytes((0x30, 0xFF, 0xFF, 0xFF, 0xFF)), 0x81),                 # a 5-byte length
+])
+def test_malformed_and_protocol_errors_get_their_reason_code_MQTT_4_13_1_1(
+        data: bytes, reason: int) -> None:
+    with run_broker() as b:
+        c = RawClient(b.port, version=5)
+        c.connect("bad")
+        c.send_raw(data)
+        assert c.recv() == Disconnect(reason)
+        assert c.closed_by_peer()
