@@ -72,6 +72,8 @@ from .records import (
     NO_TS,
     PACKET_COLUMNS,
     Q0_COLUMNS,
+    REPORT_EXCHANGE_COLUMNS,
+    REPORT_Q0_COLUMNS,
     TCP_RETRANSMISSION_COLUMNS,
     AnomalyRecord,
     Connection,
@@ -120,14 +122,28 @@ class CorrelationResult:
     n_events: int = 0
     n_evicted: int = 0
     anomalies_suppressed: dict[str, int] = field(default_factory=dict)
+    #: False when made with ``Correlator(detail=False)``: report columns only.
+    detail: bool = True
 
     def exchange_objects(self) -> list[Exchange]:
-        """Every exchange (QoS 0, 1 and 2) as an :class:`Exchange`, in ``ex_id`` order (slow:
-        for tests and small captures)."""
+        """Every exchange (QoS 0, 1 and 2) as an :class:`Exchange`, in ``ex_id`` order, with
+        its generation (slow: for tests and small captures)."""
+        self.require_detail("exchange objects")
         out = [self._exchange(self.exchanges.row(i)) for i in range(self.exchanges.rows)]
         out.extend(self._exchange(self._q0_row(i)) for i in range(self.q0.rows))
         out.sort(key=lambda e: e.ex_id)
+        seen: dict[tuple[str | None, str, int], int] = {}
+        for e in out:
+            if e.packet_id is not None:
+                k = (e.session, e.direction, e.packet_id)
+                e.generation = seen.get(k, 0)
+                seen[k] = e.generation + 1
         return out
+
+    def require_detail(self, what: str) -> None:
+        if not self.detail:
+            raise ValueError(f"{what} need the full analysis: this one was made with "
+                             "detail=False (report figures only)")
 
     def _q0_row(self, i: int) -> dict[str, int]:
         row = {name: default for name, _, default in EXCHANGE_COLUMNS}
@@ -145,17 +161,22 @@ class CorrelationResult:
 class Correlator(ExchangeTracker):
     """Streaming correlation of boundary events (see the module docstring).
 
-    ``packets=False`` skips the per-packet table (what ``qosinspect report`` needs is the rest);
-    ``deliveries=False`` skips end-to-end matching.
+    ``packets=False`` skips the per-packet table, ``deliveries=False`` end-to-end matching;
+    ``detail=False`` keeps only the columns a report needs (no packets table, no DataFrames:
+    what ``qosinspect report`` uses on big captures). The caps bound the state: open exchanges
+    per session (default 2 x 65535, the packet id space of both directions) and in total, and
+    anomaly rows per connection and kind (the finished exchanges remembered for late
+    acknowledgements and DUP re-sends are one per packet id and direction).
     """
 
-    def __init__(self, *, packets: bool = True, deliveries: bool = True,
-                 max_open_per_session: int = 4096, max_open_total: int = 200_000,
-                 max_anomalies_per_kind: int = 1000, delivery_window_ns: int = 60 * 10**9,
-                 default_version: int = 4) -> None:
-        self.exchanges = RowStore(EXCHANGE_COLUMNS)
-        self.q0 = RowStore(Q0_COLUMNS)
-        self.packets = RowStore(PACKET_COLUMNS) if packets else None
+    def __init__(self, *, packets: bool = True, deliveries: bool = True, detail: bool = True,
+                 max_open_per_session: int = 2 * 65535, max_open_total: int = 200_000,
+                 max_anomalies_per_kind: int = 1000,
+                 delivery_window_ns: int = 60 * 10**9, default_version: int = 4) -> None:
+        self.detail = detail
+        self.exchanges = RowStore(EXCHANGE_COLUMNS if detail else REPORT_EXCHANGE_COLUMNS)
+        self.q0 = RowStore(Q0_COLUMNS if detail else REPORT_Q0_COLUMNS)
+        self.packets = RowStore(PACKET_COLUMNS) if packets and detail else None
         self.tcp_retrans = RowStore(TCP_RETRANSMISSION_COLUMNS)
         self.topics = Interner()
         self.max_open_per_session = max_open_per_session
@@ -177,7 +198,7 @@ class Correlator(ExchangeTracker):
         self.n_events = 0
         self.matcher = (DeliveryMatcher(
             lambda code, ts: self._by_code[code].presence(ts, LEAVE_GRACE_NS),
-            window_ns=delivery_window_ns) if deliveries else None)
+            window_ns=delivery_window_ns, narrow=not detail) if deliveries else None)
 
     # -- input ------------------------------------------------------------------------------------
 
@@ -641,7 +662,7 @@ class Correlator(ExchangeTracker):
             session_keys=[s.key for s in self._by_code],
             client_ids=[s.rec.client_id for s in self._by_code], t_first=self.t_first,
             t_last=self.t_last, n_events=self.n_events, n_evicted=self.n_evicted,
-            anomalies_suppressed=dict(self.suppressed))
+            anomalies_suppressed=dict(self.suppressed), detail=self.detail)
 
 
 def correlate(events: Iterable[Event], **options: Any) -> CorrelationResult:

@@ -15,42 +15,29 @@ capture that starts after the subscriptions were made still matches deliveries a
 but cannot report losses.
 
 Bounded: pending publications are kept for ``window_ns`` (default 60 s) and at most
-``max_pending`` of them; older ones are settled (their missing deliveries written) and dropped.
-The content key is Python's ``hash((topic, payload))``: fast, and only used within one run.
+``max_pending`` of them (default 100,000: at ten thousand messages a second, ten seconds for a
+copy to come, enough for a client that re-sends after a reconnect); older ones are settled
+(their missing deliveries written) and dropped. Publications leave in the order they came, so
+they live in a ring of fixed arrays, one slot each (about 45 bytes, plus ~100 for the content
+index); a Python object per pending publication would cost five times that. The content key is
+Python's ``hash((topic, payload))``: fast, and only used within one run.
 """
 
 from __future__ import annotations
 
-import contextlib
-from collections import deque
+from array import array
 from collections.abc import Callable
 
 from ..mqtt.topics import topic_matches
-from .records import DELIVERY_COLUMNS, DELIVERY_STATUSES, RowStore
+from .records import DELIVERY_COLUMNS, DELIVERY_STATUSES, REPORT_DELIVERY_COLUMNS, RowStore
 
-__all__ = ["DeliveryMatcher", "Publication"]
+__all__ = ["DeliveryMatcher"]
 
 _DELIVERED, _DUPLICATE, _NOT_DELIVERED = (DELIVERY_STATUSES.index(s) for s in DELIVERY_STATUSES)
+_NONE = (-1, False)
 
-#: (subscriber session code, granted QoS, no_local) for every subscriber whose filter matches.
-Expected = tuple[tuple[int, int, bool], ...]
-
-
-class Publication:
-    """A publisher's message waiting for its copies."""
-
-    __slots__ = ("delivered", "ex_id", "expected", "publisher", "qos", "topic", "ts")
-
-    def __init__(self, ts: int, ex_id: int, qos: int, publisher: int, topic: int,
-                 expected: Expected) -> None:
-        self.ts = ts
-        self.ex_id = ex_id
-        self.qos = qos
-        self.publisher = publisher
-        self.topic = topic
-        self.expected = expected
-        #: Subscriber session codes that got a copy (None until the first).
-        self.delivered: set[int] | None = None
+#: subscriber session code -> (granted QoS, no_local), for every subscriber whose filter matches.
+Expected = dict[int, tuple[int, bool]]
 
 
 class DeliveryMatcher:
@@ -59,20 +46,42 @@ class DeliveryMatcher:
     ``presence(session_code, ts)`` gives the ``reason`` code of a copy that never came (an index
     of :data:`~.records.DELIVERY_REASONS`: connected, offline, or left just after ``ts``); the
     correlator supplies it.
+
+    Pending publication ``seq`` (a running number) lives in slot ``seq % max_pending`` of the
+    ring arrays; ``_got`` and ``_got2`` hold the first two subscribers that had a copy (-1:
+    none), ``_many`` the others (rare: a topic with three subscribers or more in the capture).
     """
 
     def __init__(self, presence: Callable[[int, int], int], *, window_ns: int = 60 * 10**9,
-                 max_pending: int = 100_000) -> None:
-        self.store = RowStore(DELIVERY_COLUMNS)
+                 max_pending: int = 100_000, narrow: bool = False) -> None:
+        #: ``narrow``: only the columns a report needs (:data:`REPORT_DELIVERY_COLUMNS`).
+        self.narrow = narrow
+        self.store = RowStore(REPORT_DELIVERY_COLUMNS if narrow else DELIVERY_COLUMNS)
         self.window_ns = window_ns
-        self.max_pending = max_pending
+        self.max_pending = cap = max(1, max_pending)
         self._presence = presence
-        self._pending: dict[int, list[Publication]] = {}
-        self._fifo: deque[tuple[int, Publication]] = deque()
+        self._ts = array("q", bytes(8 * cap))
+        self._ex = array("q", bytes(8 * cap))
+        self._key = array("q", bytes(8 * cap))
+        self._qos = array("b", bytes(cap))
+        self._pub = array("i", bytes(4 * cap))
+        self._topic = array("i", bytes(4 * cap))
+        self._got = array("i", bytes(4 * cap))
+        self._got2 = array("i", bytes(4 * cap))
+        self._expect: list[Expected | None] = [None] * cap
+        self._many: dict[int, tuple[int, ...]] = {}
+        self._head = 0  # oldest pending seq
+        self._tail = 0  # next seq
+        #: content key -> pending seq(s) with that content, oldest first.
+        self._pending: dict[int, int | list[int]] = {}
         #: session code -> {topic filter: (granted qos, no_local)}
         self._subs: dict[int, dict[str, tuple[int, bool]]] = {}
         self._expect_cache: dict[str, Expected] = {}
         self.unmatched = 0
+
+    @property
+    def pending(self) -> int:
+        return self._tail - self._head
 
     # -- subscriptions -------------------------------------------------------------------------
     def subscribe(self, session: int, topic_filter: str, granted: int, no_local: bool) -> None:
@@ -94,7 +103,7 @@ class DeliveryMatcher:
         cached = self._expect_cache.get(topic)
         if cached is not None:
             return cached
-        out: list[tuple[int, int, bool]] = []
+        result: Expected = {}
         for session, subs in self._subs.items():
             best = -1
             no_local = False
@@ -102,8 +111,7 @@ class DeliveryMatcher:
                 if granted > best and topic_matches(topic_filter, topic):
                     best, no_local = granted, nl
             if best >= 0:
-                out.append((session, best, no_local))
-        result = tuple(out)
+                result[session] = (best, no_local)
         if len(self._expect_cache) > 10_000:
             self._expect_cache.clear()
         self._expect_cache[topic] = result
@@ -113,74 +121,117 @@ class DeliveryMatcher:
     def publish(self, key: int, ts: int, ex_id: int, qos: int, publisher: int, topic_code: int,
                 topic: str) -> None:
         """A client sent a new message (c2b)."""
-        pub = Publication(ts, ex_id, qos, publisher, topic_code, self._expected(topic))
-        lst = self._pending.get(key)
-        if lst is None:
-            self._pending[key] = [pub]
-        else:
-            lst.append(pub)
-        fifo = self._fifo
-        fifo.append((key, pub))
         horizon = ts - self.window_ns
-        while fifo and (fifo[0][1].ts < horizon or len(fifo) > self.max_pending):
-            self._settle(*fifo.popleft())
+        cap = self.max_pending
+        while self._head < self._tail and (self._tail - self._head >= cap
+                                           or self._ts[self._head % cap] < horizon):
+            self._settle_oldest()
+        seq = self._tail
+        self._tail = seq + 1
+        i = seq % cap
+        self._ts[i] = ts
+        self._ex[i] = ex_id
+        self._key[i] = key
+        self._qos[i] = qos
+        self._pub[i] = publisher
+        self._topic[i] = topic_code
+        self._got[i] = -1
+        self._got2[i] = -1
+        self._expect[i] = self._expected(topic)
+        pending = self._pending
+        old = pending.get(key)
+        if old is None:
+            pending[key] = seq
+        elif type(old) is list:
+            old.append(seq)
+        else:
+            assert isinstance(old, int)
+            pending[key] = [old, seq]
+
+    def _got_it(self, seq: int, subscriber: int) -> bool:
+        i = seq % self.max_pending
+        if self._got[i] == subscriber or self._got2[i] == subscriber:
+            return True
+        return self._got2[i] >= 0 and subscriber in self._many.get(seq, ())
+
+    def _add(self, seq: int, subscriber: int) -> None:
+        i = seq % self.max_pending
+        if self._got[i] < 0:
+            self._got[i] = subscriber
+        elif self._got2[i] < 0:
+            self._got2[i] = subscriber
+        else:
+            self._many[seq] = (*self._many.get(seq, ()), subscriber)
 
     def deliver(self, key: int, ts: int, ex_id: int, qos: int, subscriber: int,
                 retain: bool) -> None:
         """The broker sent a client a new message (b2c): match it to a publication."""
-        lst = self._pending.get(key)
-        if not lst:
+        found = self._pending.get(key)
+        if found is None:
             self.unmatched += 1
             return
-        already: Publication | None = None
-        for pub in lst:
-            if pub.ts > ts:
+        seqs = found if type(found) is list else (found,)
+        already = -1
+        cap = self.max_pending
+        for seq in seqs:
+            assert isinstance(seq, int)
+            if self._ts[seq % cap] > ts:
                 break
-            got = pub.delivered
-            if got is None or subscriber not in got:
-                if got is None:
-                    pub.delivered = {subscriber}
-                else:
-                    got.add(subscriber)
-                self._row(pub, subscriber, ex_id, ts, qos, _DELIVERED, 0, retain)
+            if not self._got_it(seq, subscriber):
+                self._add(seq, subscriber)
+                self._row(seq, subscriber, ex_id, ts, qos, _DELIVERED, retain)
                 return
-            already = pub
-        if already is None or retain:
+            already = seq
+        if already < 0 or retain:
             # Nothing published before it (or a retained copy of an old message): not a match.
             self.unmatched += 1
             return
-        self._row(already, subscriber, ex_id, ts, qos, _DUPLICATE, 0, retain)
+        self._row(already, subscriber, ex_id, ts, qos, _DUPLICATE, retain)
 
-    def _row(self, pub: Publication, subscriber: int, sub_ex_id: int, ts: int, sub_qos: int,
-             status: int, reason: int, retain: bool) -> None:
-        granted = -1
-        for session, g, _ in pub.expected:
-            if session == subscriber:
-                granted = g
-                break
-        self.store.append(pub.ex_id, sub_ex_id, pub.publisher, subscriber, pub.topic, pub.ts,
-                          ts, pub.qos, sub_qos, granted, status, reason, retain)
+    def _row(self, seq: int, subscriber: int, sub_ex_id: int, ts: int, sub_qos: int,
+             status: int, retain: bool) -> None:
+        i = seq % self.max_pending
+        if self.narrow:
+            self.store.append(self._qos[i], sub_qos, status, 0)
+            return
+        expect = self._expect[i]
+        granted = expect.get(subscriber, _NONE)[0] if expect is not None else -1
+        self.store.append(self._ex[i], sub_ex_id, self._pub[i], subscriber, self._topic[i],
+                          self._ts[i], ts, self._qos[i], sub_qos, granted, status, 0, retain)
 
-    def _settle(self, key: int, pub: Publication) -> None:
-        """Write the expected copies that never came, and drop the publication."""
-        got = pub.delivered
-        for session, granted, no_local in pub.expected:
-            if (got is not None and session in got) or (no_local and session == pub.publisher):
-                continue
-            reason = self._presence(session, pub.ts)
-            self.store.append(pub.ex_id, -1, pub.publisher, session, pub.topic, pub.ts,
-                              -(2**63), pub.qos, -1, granted, _NOT_DELIVERED, reason, 0)
-        lst = self._pending.get(key)
-        if lst is not None:
-            if lst and lst[0] is pub:
-                del lst[0]
-            else:
-                with contextlib.suppress(ValueError):
-                    lst.remove(pub)
-            if not lst:
-                del self._pending[key]
+    def _settle_oldest(self) -> None:
+        """Write the expected copies of the oldest publication that never came; drop it."""
+        seq = self._head
+        self._head = seq + 1
+        i = seq % self.max_pending
+        expect = self._expect[i]
+        self._expect[i] = None
+        publisher = self._pub[i]
+        ts = self._ts[i]
+        if expect:
+            for session, (granted, no_local) in expect.items():
+                if self._got_it(seq, session) or (no_local and session == publisher):
+                    continue
+                reason = self._presence(session, ts)
+                if self.narrow:
+                    self.store.append(self._qos[i], -1, _NOT_DELIVERED, reason)
+                else:
+                    self.store.append(self._ex[i], -1, publisher, session, self._topic[i], ts,
+                                      -(2**63), self._qos[i], -1, granted, _NOT_DELIVERED,
+                                      reason, 0)
+        if self._many:
+            self._many.pop(seq, None)
+        key = self._key[i]
+        pending = self._pending
+        found = pending.get(key)
+        if found == seq:
+            del pending[key]
+        elif type(found) is list:
+            found.remove(seq)  # the oldest of its content: at the front
+            if len(found) == 1:
+                pending[key] = found[0]
 
     def finish(self) -> None:
         """Settle every pending publication (end of input)."""
-        while self._fifo:
-            self._settle(*self._fifo.popleft())
+        while self._head < self._tail:
+            self._settle_oldest()

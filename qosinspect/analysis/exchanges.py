@@ -9,12 +9,15 @@ in its own module because these are the rules users debug by, stated once here:
   PUBACK, PUBREC and PUBCOMP travel the other way, PUBREL the same way.
 * **Generation.** A new PUBLISH (not DUP, or DUP with other content) on an id whose exchange has
   finished starts the next generation of that key [MQTT-2.2.1-3]: ids are reused all the time.
+  (Generations are numbered when the tables are built: the order of ``ex_id`` within a key.)
 * **Re-send.** The same (direction, packet id) sent again while open, with the same topic and
   payload, is an MQTT-level retransmission, with DUP [MQTT-3.3.1-1] or without (several clients
   forget it: reported as ``resend_without_dup``). A resent PUBREC or PUBREL is one too. PUBLISH
   with DUP=1 on an id already finished, with the same content, joins the finished exchange and
   counts in ``dup_after_complete`` (mosquitto re-sends a message whose PUBACK it lost to a dropped
-  connection). No step ever overwrites: every step keeps its first and last time and its count.
+  connection); so does a late acknowledgement (the last finished exchange of each packet id and
+  direction is remembered: bounded by the id space). No step ever overwrites: every step keeps
+  its first and last time and its count.
 * **Reuse.** A different message on an id still in flight is ``packet_id_in_use`` [MQTT-2.2.1-3]:
   the old exchange ends as ``protocol_error`` and a new generation starts.
 * **Wrong ack.** PUBACK for QoS 2, or PUBREC/PUBREL/PUBCOMP for QoS 1, is a protocol error
@@ -34,12 +37,10 @@ in its own module because these are the rules users debug by, stated once here:
 
 from __future__ import annotations
 
-import operator
 from typing import TYPE_CHECKING
 
 from ..mqtt.packets import Publish
 from .records import (
-    EXCHANGE_COLUMNS,
     NO_TS,
     OUTCOMES,
     STEPS,
@@ -58,7 +59,6 @@ __all__ = ["ExchangeTracker"]
 OPEN, COMPLETE, COMPLETE_AFTER_RECONNECT, INCOMPLETE, ABANDONED, REFUSED, PROTOCOL_ERROR, \
     EVICTED = range(len(OUTCOMES))
 S_PUBLISH, S_PUBACK, S_PUBREC, S_PUBREL, S_PUBCOMP = range(len(STEPS))
-_ROW = operator.attrgetter(*(name for name, _, _ in EXCHANGE_COLUMNS))
 #: packet type -> (step, the QoS it belongs to, is it sent by the PUBLISH's receiver)
 _ACKS = {4: (S_PUBACK, 1, True), 5: (S_PUBREC, 2, True), 6: (S_PUBREL, 2, False),
          7: (S_PUBCOMP, 2, True)}
@@ -69,6 +69,7 @@ class ExchangeTracker:
     """The exchange half of the correlator (see the module docstring)."""
 
     # Provided by the correlator.
+    detail: bool
     exchanges: RowStore
     q0: RowStore
     packets: RowStore | None
@@ -103,8 +104,11 @@ class ExchangeTracker:
             ex_id = self.next_ex_id
             self.next_ex_id = ex_id + 1
             tcode = self.topics.code(topic)
-            self.q0.append(ex_id, s.code, c.conn_id, d, tcode, len(payload), 1 if p.retain else 0,
-                           dup, ev.frame, ts)
+            if self.detail:
+                self.q0.append(ex_id, s.code, c.conn_id, d, tcode, len(payload),
+                               1 if p.retain else 0, dup, ev.frame, ts)
+            else:
+                self.q0.append(dup)
             if self.packets is not None:
                 self._pkt(ev, c.conn_id, d, 3, 0, dup, 1 if p.retain else 0, -1, -1, ex_id, 0,
                           tcode, len(payload))
@@ -142,15 +146,15 @@ class ExchangeTracker:
                           f"exchange {ex.ex_id} is in flight [MQTT-2.2.1-3]", c, d, ev.frame, pid,
                           ex.ex_id)
             self._end(s, ex, PROTOCOL_ERROR, ts)
-        done = s.done.get(key)
-        if done is not None and dup and done[1] == content:
-            self._dup_after_end(ev, c, s, d, p, done[0])
-            return
+        if dup:
+            done = s.done.get(key)
+            if done is not None and self.exchanges.get("content", done) == content:
+                self._dup_after_end(ev, c, s, d, p, done)
+                return
         ex_id = self.next_ex_id
         self.next_ex_id = ex_id + 1
         tcode = self.topics.code(topic)
-        generation = self.exchanges.get("generation", done[0]) + 1 if done is not None else 0
-        ex = OpenExchange(ex_id, s.code, c.conn_id, d, qos, pid, generation, tcode, len(payload),
+        ex = OpenExchange(ex_id, s.code, c.conn_id, d, qos, pid, tcode, len(payload),
                           1 if p.retain else 0, dup, ev.frame, ts, content, key)
         s.open[key] = ex
         self.n_open_total += 1
@@ -236,9 +240,9 @@ class ExchangeTracker:
         ex = s.open.get(key)
         if ex is None:
             done = s.done.get(key)
-            if (done is not None and self.exchanges.get("qos", done[0]) == want_qos
-                    and self.exchanges.get("outcome", done[0]) != ABANDONED):
-                self._late_ack(ev, c, d, ptype, step, pid, reason, done[0])
+            if (done is not None and self.exchanges.get("qos", done) == want_qos
+                    and self.exchanges.get("outcome", done) != ABANDONED):
+                self._late_ack(ev, c, d, ptype, step, pid, reason, done)
                 return
             name = _NAMES[ptype]
             self._anomaly(ts, "orphan_ack",
@@ -341,10 +345,12 @@ class ExchangeTracker:
         """Finish an open exchange: write its row and remember it under its key."""
         ex.outcome = outcome
         ex.t_end = ts
-        del s.open[ex.key]
+        key = ex.key
+        del s.open[key]
         self.n_open_total -= 1
-        row = self.exchanges.append(*_ROW(ex))
-        s.done[ex.key] = (row, ex.content)
+        store = self.exchanges
+        row = store.append(*store.getter(ex))
+        s.done.put(key, row)
 
     def _end_all(self, s: SessionState, outcome: int, ts: int) -> int:
         """Finish every open exchange of a session with one outcome; returns how many."""

@@ -58,62 +58,88 @@ def _span(later: np.ndarray, earlier: np.ndarray) -> np.ndarray:
     return out
 
 
+def _per_qos(r: CorrelationResult) -> dict[int, dict[str, Any]]:
+    """Counters and latency samples of the QoS 1 and QoS 2 exchanges, chunk by chunk of the
+    store (never a copy of the whole store)."""
+    acc: dict[int, dict[str, Any]] = {
+        q: {"publishes": 0, "completed": 0, "incomplete": 0, "at_end_of_capture": 0,
+            "abandoned": 0, "evicted": 0, "complete_after_reconnect": 0, "refused": 0,
+            "protocol_error": 0, "retransmissions": 0, "dup_flagged": 0, "_total": [],
+            "_steps": {name: [] for name, _, _ in _STEPS_OF[q]},
+            "_last": {"no_response": 0, "after_pubrec": 0, "after_pubrel": 0}}
+        for q in (1, 2)}
+    for chunk in r.exchanges.chunks():
+        for qos in (1, 2):
+            a = acc[qos]
+            sel = chunk[chunk["qos"] == qos]
+            if not len(sel):
+                continue
+            outcome = sel["outcome"]
+            done = np.isin(outcome, _DONE)
+            unfinished = np.isin(outcome, _UNFINISHED)
+            a["publishes"] += len(sel)
+            a["completed"] += int(done.sum())
+            a["incomplete"] += int(unfinished.sum())
+            for name in ("abandoned", "evicted", "complete_after_reconnect", "refused",
+                         "protocol_error"):
+                a[name] += int((outcome == _O[name]).sum())
+            a["at_end_of_capture"] += int((outcome == _O["incomplete"]).sum())
+            a["retransmissions"] += int(
+                (sel["n_publish"].astype(np.int64) - 1).sum()
+                + np.maximum(sel["n_pubrec"].astype(np.int64) - 1, 0).sum()
+                + np.maximum(sel["n_pubrel"].astype(np.int64) - 1, 0).sum())
+            a["dup_flagged"] += int(sel["n_dup"].sum())
+            a["_total"].append(_span(sel["t_end"][done], sel["t_publish"][done]))
+            for name, later, earlier in _STEPS_OF[qos]:
+                a["_steps"][name].append(_span(sel[later], sel[earlier]))
+            last = sel["last_step"][unfinished]
+            a["_last"]["no_response"] += int((last == _S["publish"]).sum())
+            a["_last"]["after_pubrec"] += int((last == _S["pubrec"]).sum())
+            a["_last"]["after_pubrel"] += int((last == _S["pubrel"]).sum())
+    return acc
+
+
+def _cat(parts: list[np.ndarray]) -> np.ndarray:
+    return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+
+
 def summary_rows(r: CorrelationResult) -> list[dict[str, Any]]:
     """One dict per QoS level (0, 1, 2) with the figures of the module docstring."""
-    ex = r.exchanges.view()
-    q0 = r.q0.view()
-    dl = r.deliveries.view() if r.deliveries is not None else None
+    q0 = r.q0.chunks()
+    dl = r.deliveries.chunks() if r.deliveries is not None else []
     dup_i = DELIVERY_STATUSES.index("duplicate")
     nd_i = DELIVERY_STATUSES.index("not_delivered")
+    acc = _per_qos(r)
     rows: list[dict[str, Any]] = []
     for qos in (0, 1, 2):
         row: dict[str, Any] = {"qos": qos}
         if qos == 0:
-            n = len(q0)
+            n = sum(len(c) for c in q0)
             row.update(publishes=n, completed=n, incomplete=0, at_end_of_capture=0,
                        abandoned=0, evicted=0, complete_after_reconnect=0, refused=0,
                        protocol_error=0, retransmissions=0,
-                       dup_flagged=int(q0["dup_first"].sum()) if n else 0,
+                       dup_flagged=sum(int(c["dup_first"].sum()) for c in q0),
                        latency_ms=_pct(np.zeros(0, dtype=np.int64)), latency_ms_by_step={})
         else:
-            sel = ex[ex["qos"] == qos] if len(ex) else ex
-            outcome = sel["outcome"]
-            done = np.isin(outcome, _DONE)
-            unfinished = np.isin(outcome, _UNFINISHED)
-            retrans = (sel["n_publish"].astype(np.int64) - 1
-                       + np.maximum(sel["n_pubrec"].astype(np.int64) - 1, 0)
-                       + np.maximum(sel["n_pubrel"].astype(np.int64) - 1, 0))
-            row.update(
-                publishes=len(sel), completed=int(done.sum()),
-                incomplete=int(unfinished.sum()),
-                at_end_of_capture=int((outcome == _O["incomplete"]).sum()),
-                abandoned=int((outcome == _O["abandoned"]).sum()),
-                evicted=int((outcome == _O["evicted"]).sum()),
-                complete_after_reconnect=int((outcome == _O["complete_after_reconnect"]).sum()),
-                refused=int((outcome == _O["refused"]).sum()),
-                protocol_error=int((outcome == _O["protocol_error"]).sum()),
-                retransmissions=int(retrans.sum()), dup_flagged=int(sel["n_dup"].sum()),
-                latency_ms=_pct(_span(sel["t_end"][done], sel["t_publish"][done])),
-                latency_ms_by_step={name: _pct(_span(sel[a], sel[b]))
-                                    for name, a, b in _STEPS_OF[qos]},
-            )
+            a = acc[qos]
+            row.update({k: v for k, v in a.items() if not k.startswith("_")})
+            row["latency_ms"] = _pct(_cat(a["_total"]))
+            row["latency_ms_by_step"] = {name: _pct(_cat(parts))
+                                         for name, parts in a["_steps"].items()}
             if qos == 2:
-                last = sel["last_step"][unfinished]
-                row["qos2_incomplete"] = {
-                    "no_response": int((last == _S["publish"]).sum()),
-                    "after_pubrec": int((last == _S["pubrec"]).sum()),
-                    "after_pubrel": int((last == _S["pubrel"]).sum())}
-        if dl is not None and len(dl):
-            row["duplicates_delivered"] = int(((dl["status"] == dup_i)
-                                               & (dl["sub_qos"] == qos)).sum())
-            missing = (dl["status"] == nd_i) & (dl["pub_qos"] == qos)
-            row["not_delivered"] = int((missing & (dl["reason"] == _CONNECTED)).sum())
-            row["not_delivered_offline"] = int((missing & (dl["reason"] != _CONNECTED)).sum())
-            row["downgraded"] = int(((dl["sub_qos"] >= 0) & (dl["sub_qos"] < dl["pub_qos"])
-                                     & (dl["pub_qos"] == qos)).sum())
-        else:
-            row.update(duplicates_delivered=0, not_delivered=0, not_delivered_offline=0,
-                       downgraded=0)
+                row["qos2_incomplete"] = dict(a["_last"])
+        counts = {"duplicates_delivered": 0, "not_delivered": 0, "not_delivered_offline": 0,
+                  "downgraded": 0}
+        for c in dl:
+            missing = (c["status"] == nd_i) & (c["pub_qos"] == qos)
+            counts["duplicates_delivered"] += int(((c["status"] == dup_i)
+                                                   & (c["sub_qos"] == qos)).sum())
+            counts["not_delivered"] += int((missing & (c["reason"] == _CONNECTED)).sum())
+            counts["not_delivered_offline"] += int((missing & (c["reason"] != _CONNECTED))
+                                                   .sum())
+            counts["downgraded"] += int(((c["sub_qos"] >= 0) & (c["sub_qos"] < c["pub_qos"])
+                                         & (c["pub_qos"] == qos)).sum())
+        row.update(counts)
         rows.append(row)
     return rows
 

@@ -25,6 +25,8 @@ them back as arrays imports numpy.
 
 from __future__ import annotations
 
+import bisect
+import operator
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -41,6 +43,9 @@ __all__ = [
     "PACKET_COLUMNS",
     "PACKET_TYPE_NAMES",
     "Q0_COLUMNS",
+    "REPORT_DELIVERY_COLUMNS",
+    "REPORT_EXCHANGE_COLUMNS",
+    "REPORT_Q0_COLUMNS",
     "STEPS",
     "TCP_RETRANSMISSION_COLUMNS",
     "AnomalyRecord",
@@ -81,7 +86,6 @@ _B = "b"   # int8: flags, small enums
 EXCHANGE_COLUMNS: tuple[tuple[str, str, int], ...] = (
     ("ex_id", _Q, -1), ("session", _I, -1), ("conn_id", _I, -1),
     ("last_conn_id", _I, -1), ("direction", _B, 0), ("qos", _B, 0), ("packet_id", _I, -1),
-    ("generation", _I, 0),
     ("topic", _I, -1), ("payload_len", _I, -1), ("retain", _B, 0), ("dup_first", _B, 0),
     ("frame", _I, 0),
     ("t_publish", _Q, NO_TS), ("t_publish_last", _Q, NO_TS), ("n_publish", _I, 1),
@@ -95,8 +99,15 @@ EXCHANGE_COLUMNS: tuple[tuple[str, str, int], ...] = (
     ("t_pubcomp", _Q, NO_TS), ("t_pubcomp_last", _Q, NO_TS), ("n_pubcomp", _I, 0),
     ("pubcomp_reason", _I, -1),
     ("t_end", _Q, NO_TS), ("outcome", _B, 1), ("last_step", _B, 0), ("spans_reconnect", _B, 0),
-    ("dup_after_complete", _I, 0),
+    ("dup_after_complete", _I, 0), ("content", _Q, 0),
 )
+#: The exchange columns a report needs (``Correlator(detail=False)``): 88 bytes a row instead of
+#: the full 183, for captures of millions of packets.
+REPORT_EXCHANGE_COLUMNS: tuple[tuple[str, str, int], ...] = tuple(
+    c for c in EXCHANGE_COLUMNS if c[0] in {
+        "conn_id", "last_conn_id", "qos", "content", "n_publish", "n_dup", "n_pubrec",
+        "n_pubrel", "t_publish", "t_puback", "t_pubrec", "t_pubrel", "t_pubcomp", "t_end",
+        "outcome", "last_step", "spans_reconnect", "dup_after_complete"})
 #: The few columns a QoS 0 exchange needs (the rest take their defaults): a QoS 0 PUBLISH is one
 #: packet, and a capture can hold a million of them.
 Q0_COLUMNS: tuple[tuple[str, str, int], ...] = tuple(
@@ -108,6 +119,12 @@ DELIVERY_COLUMNS: tuple[tuple[str, str, int], ...] = (
     ("subscriber", _I, -1), ("topic", _I, -1), ("t_publish", _Q, NO_TS),
     ("t_delivered", _Q, NO_TS), ("pub_qos", _B, 0), ("sub_qos", _B, -1),
     ("granted_qos", _B, -1), ("status", _B, 0), ("reason", _B, 0), ("retain", _B, 0),
+)
+#: The QoS 0 columns a report needs (the count is the number of rows).
+REPORT_Q0_COLUMNS: tuple[tuple[str, str, int], ...] = (("dup_first", _B, 0),)
+#: The delivery columns a report needs.
+REPORT_DELIVERY_COLUMNS: tuple[tuple[str, str, int], ...] = (
+    ("pub_qos", _B, 0), ("sub_qos", _B, -1), ("status", _B, 0), ("reason", _B, 0),
 )
 PACKET_COLUMNS: tuple[tuple[str, str, int], ...] = (
     ("ts_ns", _Q, NO_TS), ("conn_id", _I, -1), ("direction", _B, 0), ("packet_type", _B, 0),
@@ -151,28 +168,41 @@ class Interner:
 
 
 class RowStore:
-    """Rows packed with :mod:`struct` into one ``bytearray``; read back as a numpy record array.
+    """Rows packed with :mod:`struct` into preallocated ``bytearray`` chunks; read back as numpy.
 
     Why packed rows rather than one ``array.array`` per column: appending a row is then one C call
-    (``Struct.pack``) instead of one per column, about three times faster on the hot path, and the
-    finished buffer becomes a numpy structured array without a copy (:meth:`view`). A field of a
-    row already written can still be changed in place (:meth:`set`, :meth:`add`), which is how a
-    late acknowledgement joins a finished exchange.
+    (``Struct.pack_into``) instead of one per column, about three times faster on the hot path,
+    and a chunk becomes a numpy structured array without a copy (:meth:`chunks`). Why chunks,
+    each allocated at its full size (the first small, then doubling up to ``MAX_CHUNK_ROWS``): a
+    buffer grown by appending is reallocated again and again, which for a moment holds two copies
+    and leaves the allocator fragmented (tens of MB on a large capture). A field of a row
+    already written can still be changed in place (:meth:`set`, :meth:`add`), which is how a late
+    acknowledgement joins a finished exchange.
 
     ``append`` takes the values in column order (no dict, no keyword lookup).
     """
 
-    __slots__ = ("_fields", "_pack", "buf", "defaults", "names", "rows", "size", "spec")
+    __slots__ = ("_buf", "_bufs", "_fields", "_left", "_off", "_pack", "_starts", "defaults",
+                 "getter", "names", "rows", "size", "spec")
+    FIRST_CHUNK_ROWS = 1024
+    MAX_CHUNK_ROWS = 1 << 16
 
     def __init__(self, spec: tuple[tuple[str, str, int], ...]) -> None:
         self.spec = spec
         self.names = tuple(name for name, _, _ in spec)
+        #: Reads the values of a row off an object whose attributes are named as the columns.
+        self.getter = operator.attrgetter(*self.names)
         self.defaults = {name: default for name, _, default in spec}
         fmt = "<" + "".join(code for _, code, _ in spec)
         st = struct.Struct(fmt)
-        self._pack = st.pack
+        self._pack = st.pack_into
         self.size = st.size
-        self.buf = bytearray()
+        self._buf = bytearray()
+        #: The chunks and the row number each starts at.
+        self._bufs: list[bytearray] = []
+        self._starts: list[int] = []
+        self._left = 0
+        self._off = 0
         self.rows = 0
         fields: dict[str, tuple[struct.Struct, int]] = {}
         offset = 0
@@ -182,20 +212,48 @@ class RowStore:
             offset += one.size
         self._fields = fields
 
+    def _new_chunk(self) -> None:
+        n = min(self.MAX_CHUNK_ROWS, max(self.FIRST_CHUNK_ROWS, self.rows))
+        self._buf = bytearray(n * self.size)
+        self._bufs.append(self._buf)
+        self._starts.append(self.rows)
+        self._left = n
+        self._off = 0
+
     def append(self, *values: int) -> int:
         """Add one row (values in column order); returns its row index."""
-        self.buf += self._pack(*values)
-        self.rows += 1
-        return self.rows - 1
+        if not self._left:
+            self._new_chunk()
+        self._pack(self._buf, self._off, *values)
+        self._off += self.size
+        self._left -= 1
+        row = self.rows
+        self.rows = row + 1
+        return row
 
-    def get(self, name: str, row: int) -> int:
-        one, off = self._fields[name]
-        value: int = one.unpack_from(self.buf, row * self.size + off)[0]
+    def _where(self, row: int) -> tuple[bytearray, int]:
+        if not 0 <= row < self.rows:
+            raise IndexError(f"row {row} of {self.rows}")
+        k = bisect.bisect_right(self._starts, row) - 1
+        return self._bufs[k], (row - self._starts[k]) * self.size
+
+    def get(self, name: str, row: int, default: int = 0) -> int:
+        """A field of a row (``default`` for a column this store does not have)."""
+        field = self._fields.get(name)
+        if field is None:
+            return default
+        one, off = field
+        buf, base = self._where(row)
+        value: int = one.unpack_from(buf, base + off)[0]
         return value
 
     def set(self, name: str, row: int, value: int) -> None:
-        one, off = self._fields[name]
-        one.pack_into(self.buf, row * self.size + off, value)
+        """Change a field of a row (nothing for a column this store does not have)."""
+        field = self._fields.get(name)
+        if field is not None:
+            one, off = field
+            buf, base = self._where(row)
+            one.pack_into(buf, base + off, value)
 
     def add(self, name: str, row: int, delta: int = 1) -> None:
         self.set(name, row, self.get(name, row) + delta)
@@ -207,15 +265,33 @@ class RowStore:
         """The numpy structured dtype of a row (little-endian, packed)."""
         return [(name, "<" + _NUMPY[code]) for name, code, _ in self.spec]
 
-    def view(self) -> Any:
-        """All rows as a numpy structured array sharing this store's memory (import numpy here:
-        writing rows needs only the standard library)."""
+    def chunks(self) -> list[Any]:
+        """The rows as numpy structured arrays, one per chunk, sharing this store's memory
+        (numpy is imported here: writing rows needs only the standard library)."""
         import numpy as np
 
-        return np.frombuffer(self.buf, dtype=np.dtype(self.dtype_descr()), count=self.rows)
+        if not self._bufs:
+            return []
+        dtype = np.dtype(self.dtype_descr())
+        ends = [*self._starts[1:], self.rows]
+        return [np.frombuffer(b, dtype=dtype, count=end - start)
+                for b, start, end in zip(self._bufs, self._starts, ends, strict=True)
+                if end > start]
+
+    def view(self) -> Any:
+        """All rows as one numpy structured array (a copy when there are several chunks)."""
+        import numpy as np
+
+        parts = self.chunks()
+        if len(parts) == 1:
+            return parts[0]
+        if not parts:
+            return np.zeros(0, dtype=np.dtype(self.dtype_descr()))
+        return np.concatenate(parts)
 
     def nbytes(self) -> int:
-        return len(self.buf)
+        """Bytes allocated (chunks are allocated whole)."""
+        return sum(len(b) for b in self._bufs)
 
 
 _NUMPY = {"q": "i8", "i": "i4", "h": "i2", "b": "i1", "B": "u1"}
@@ -366,9 +442,10 @@ class Exchange:
     """One QoS delivery in one direction: a PUBLISH and its acknowledgements.
 
     Keyed by (session, direction of the PUBLISH, packet id, generation); ``generation`` counts
-    earlier exchanges on the same key. Each step keeps its first and last time and its count,
-    never overwritten: ``t_publish``/``t_publish_last``/``n_publish`` and likewise for PUBACK,
-    PUBREC, PUBREL, PUBCOMP. Timestamps are integer ns, None when the step was not seen.
+    earlier exchanges on the same session, direction and packet id (numbered by the result).
+    Each step keeps its first and last time and its count, never overwritten: ``t_publish``,
+    ``t_publish_last``, ``n_publish`` and likewise for PUBACK, PUBREC, PUBREL, PUBCOMP.
+    Timestamps are integer ns, None when the step was not seen.
     """
 
     ex_id: int
@@ -379,7 +456,6 @@ class Exchange:
     direction: str
     qos: int
     packet_id: int | None
-    generation: int
     topic: str | None
     payload_len: int
     retain: bool
@@ -410,6 +486,8 @@ class Exchange:
     last_step: str
     spans_reconnect: bool
     dup_after_complete: int
+    content: int = 0
+    generation: int = 0
 
     @property
     def retransmissions(self) -> int:

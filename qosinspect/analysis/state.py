@@ -4,8 +4,9 @@ Kept apart from the records (:mod:`.records`, what comes out) because this is wh
 *bounded*: an :class:`OpenExchange` lives only while its handshake is unfinished (at most
 ``max_open_per_session`` per session), a :class:`ConnState` sheds its pending maps when the
 connection closes, and a :class:`SessionState` remembers, per packet id and direction, only the
-row of the last finished exchange (so at most 2 x 65535 entries, for the generation count and to
-let a late acknowledgement or a DUP re-send join the exchange it belongs to).
+row of the last finished exchange (:class:`DoneIndex`: at most one per packet id and direction,
+the protocol's own bound, to let a late acknowledgement or a DUP re-send join the exchange it
+belongs to).
 
 Directions are ints here (0 = c2b, 1 = b2c) and exchange keys are ``direction << 16 | packet_id``:
 one dict lookup on an int per acknowledgement.
@@ -13,9 +14,11 @@ one dict lookup on an int per acknowledgement.
 
 from __future__ import annotations
 
+from array import array
+
 from .records import NO_TS, AnomalyRecord, Connection, Reconnect, Session
 
-__all__ = ["B2C", "C2B", "ConnState", "OpenExchange", "SessionState"]
+__all__ = ["B2C", "C2B", "ConnState", "DoneIndex", "OpenExchange", "SessionState"]
 
 C2B = 0
 B2C = 1
@@ -37,7 +40,6 @@ class OpenExchange:
         "dup_first",
         "ex_id",
         "frame",
-        "generation",
         "key",
         "last_conn_id",
         "last_step",
@@ -73,7 +75,7 @@ class OpenExchange:
     )
 
     def __init__(self, ex_id: int, session: int, conn_id: int, direction: int, qos: int,
-                 packet_id: int, generation: int, topic: int, payload_len: int, retain: int,
+                 packet_id: int, topic: int, payload_len: int, retain: int,
                  dup: int, frame: int, ts: int, content: int, key: int) -> None:
         self.ex_id = ex_id
         self.session = session
@@ -82,7 +84,6 @@ class OpenExchange:
         self.direction = direction
         self.qos = qos
         self.packet_id = packet_id
-        self.generation = generation
         self.topic = topic
         self.payload_len = payload_len
         self.retain = retain
@@ -117,6 +118,52 @@ class OpenExchange:
         self.key = key
 
 
+class DoneIndex:
+    """Exchange key (``direction << 16 | packet_id``) -> row of the last finished exchange.
+
+    A dict while small; past ``DICT_LIMIT`` keys it becomes one int32 array over the whole key
+    space (512 KiB), which costs 4 bytes a key where a dict entry with two int objects costs
+    about 100. Busy sessions cycle through all 65535 ids, and a client re-sending thousands of
+    messages after a reconnect needs every one of them remembered.
+    """
+
+    __slots__ = ("_arr", "_dict")
+    DICT_LIMIT = 4096
+
+    def __init__(self) -> None:
+        self._dict: dict[int, int] | None = {}
+        self._arr: array[int] | None = None
+
+    def get(self, key: int) -> int | None:
+        d = self._dict
+        if d is not None:
+            return d.get(key)
+        arr = self._arr
+        assert arr is not None
+        row = arr[key]
+        return None if row < 0 else row
+
+    def put(self, key: int, row: int) -> None:
+        d = self._dict
+        if d is None:
+            assert self._arr is not None
+            self._arr[key] = row
+            return
+        d[key] = row
+        if len(d) > self.DICT_LIMIT:
+            arr = array("i", [-1]) * (2 << 16)
+            for k, v in d.items():
+                arr[k] = v
+            self._arr = arr
+            self._dict = None
+
+    def __len__(self) -> int:
+        if self._dict is not None:
+            return len(self._dict)
+        assert self._arr is not None
+        return len(self._arr) - self._arr.count(-1)
+
+
 class SessionState:
     """A session being followed: its record, its open exchanges and its connections."""
 
@@ -130,8 +177,8 @@ class SessionState:
         self.rec = Session(session=key, client_id=client_id)
         #: exchange key -> open exchange, oldest first (dicts keep insertion order).
         self.open: dict[int, OpenExchange] = {}
-        #: exchange key -> (row in the exchange store, content hash) of the last finished one.
-        self.done: dict[int, tuple[int, int]] = {}
+        #: exchange key -> row in the exchange store of the last finished one.
+        self.done = DoneIndex()
         #: The connection currently carrying the session, and the one before it.
         self.conn: ConnState | None = None
         self.last_conn: ConnState | None = None

@@ -328,7 +328,8 @@ def _from_records(name: str, records: Sequence[Any],
 
 def exchange_arrays(r: CorrelationResult) -> dict[str, np.ndarray]:
     """Every exchange column of both stores (QoS 1/2 and QoS 0) as numpy arrays, in ``ex_id``
-    order; QoS 0 rows get the defaults of the columns they do not have."""
+    order, with ``generation``; QoS 0 rows get the defaults of the columns they do not have."""
+    r.require_detail("the exchanges table")
     full = r.exchanges.view()
     q0 = r.q0.view()
     n_full, n_q0 = len(full), len(q0)
@@ -350,7 +351,27 @@ def exchange_arrays(r: CorrelationResult) -> dict[str, np.ndarray]:
             b = np.full(n_q0, default, dtype=a.dtype)
         merged = np.concatenate([a, b.astype(a.dtype, copy=False)]) if n_full + n_q0 else a
         out[name] = merged[order]
+    out["generation"] = _generations(out["session"], out["direction"], out["packet_id"])
     return out
+
+
+def _generations(session: np.ndarray, direction: np.ndarray, packet_id: np.ndarray
+                 ) -> np.ndarray:
+    """For rows in ``ex_id`` order: how many earlier rows have the same session, direction and
+    packet id (0 for QoS 0, which has no id)."""
+    n = len(packet_id)
+    key = ((session.astype(np.int64) << 17) | (direction.astype(np.int64) << 16)
+           | np.maximum(packet_id, 0).astype(np.int64))
+    order = np.argsort(key, kind="stable")
+    sk = key[order]
+    idx = np.arange(n)
+    starts = np.ones(n, dtype=bool)
+    starts[1:] = sk[1:] != sk[:-1]
+    rank = idx - np.maximum.accumulate(np.where(starts, idx, 0)) if n else idx
+    gen = np.empty(n, dtype=np.int32)
+    gen[order] = rank
+    gen[packet_id < 0] = 0
+    return gen
 
 
 def exchanges_frame(r: CorrelationResult) -> pd.DataFrame:
@@ -411,6 +432,7 @@ def _client_codes(r: CorrelationResult) -> tuple[np.ndarray, list[str]]:
 
 
 def packets_frame(r: CorrelationResult) -> pd.DataFrame:
+    r.require_detail("the packets table")
     store = r.packets if r.packets is not None else _empty_packets()
     a = store.view()
     n = len(a)
@@ -480,6 +502,7 @@ def anomalies_frame(r: CorrelationResult) -> pd.DataFrame:
 
 
 def deliveries_frame(r: CorrelationResult) -> pd.DataFrame:
+    r.require_detail("the deliveries table")
     store = r.deliveries
     if store is None:
         from .records import DELIVERY_COLUMNS

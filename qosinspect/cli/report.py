@@ -25,6 +25,6 @@ def report(source: CaptureSource, fmt: str) -> None:
     """
     from ..report.text import format_report
 
-    analysis = source.analyze(packets=False)
+    analysis = source.analyze(detail=False)
     click.echo(format_report(analysis, fmt, capture=source.path))
     finish(analysis)

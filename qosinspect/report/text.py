@@ -11,11 +11,12 @@ import json
 import math
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from ..analysis.api import Analysis
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = ["format_report", "format_table", "ladder_lines"]
 
@@ -158,6 +159,8 @@ def format_report(analysis: Analysis, fmt: str = "table", capture: str = "CAPTUR
 
 
 def _label(p: dict[str, Any], conn: Any) -> str:
+    import pandas as pd
+
     t = str(p["packet_type"])
     pid = "" if pd.isna(p["packet_id"]) else f" id={p['packet_id']}"
     reason = p["reason_code"]
@@ -187,6 +190,7 @@ def ladder_lines(analysis: Analysis, *, client: str | None = None, conn: int | N
     ``until_ns``. Re-sends are marked ``[resend]``, DUP flags shown, stream gaps and TCP
     retransmissions drawn as lines of their own, connection opens and ends as headers.
     Raises ``LookupError`` when the client or connection is not in the capture."""
+
     conns = analysis.connections
     if client is not None:
         # a client id as sent, or the session key (an assigned client id, conn:<N>)

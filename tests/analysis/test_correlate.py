@@ -481,3 +481,35 @@ def test_assigned_client_identifier_rekeys_the_session() -> None:
     r = correlate(b.events)
     assert [s.session for s in r.sessions] == ["auto-1"]
     assert r.sessions[0].n_connections == 2 and len(r.reconnects) == 1
+
+
+def test_thousands_of_dup_resends_after_a_reconnect_join_their_exchanges() -> None:
+    """A client that stalled its acks re-sends everything (DUP) on its new connection, even
+    messages the broker had acknowledged: each joins its finished exchange, however many."""
+    b = EventBuilder(step_ns=1000)
+    c1 = b.client("flaky", clean_start=False)
+    n = 6000
+    for pid in range(1, n + 1):
+        b.qos1(c1, "c2b", "t", pid.to_bytes(2, "big"), pid, ack_ms=0.001)
+    b.close(c1, "rst")
+    c2 = b.client("flaky", clean_start=False, session_present=True)
+    for pid in range(1, n + 1):
+        b.publish(c2, "c2b", "t", pid.to_bytes(2, "big"), qos=1, packet_id=pid, dup=True)
+        b.puback(c2, "b2c", pid)
+    r = correlate(b.events, packets=False, deliveries=False)
+    assert r.exchanges.rows == n
+    ex = exchanges(r)
+    assert all(e.dup_after_complete == 1 and e.n_puback == 2 for e in ex)
+    assert r.reconnects[0].redelivered_publish == n and kinds(r) == []
+
+
+def test_done_index_dict_then_array() -> None:
+    from qosinspect.analysis.state import DoneIndex
+
+    idx = DoneIndex()
+    for k in range(DoneIndex.DICT_LIMIT + 10):
+        idx.put((k % 2) << 16 | k, k * 3)
+    assert len(idx) == DoneIndex.DICT_LIMIT + 10
+    assert idx.get(1 << 16 | 1) == 3 and idx.get(4) == 12 and idx.get(5) is None
+    idx.put(5, 7)
+    assert idx.get(5) == 7
