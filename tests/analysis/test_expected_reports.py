@@ -29,3 +29,11 @@ def test_every_capture_has_a_summary() -> None:
     files = {p.name.replace(".report.json", ".pcap")
              for p in (CAPTURES / "expected").glob("*.report.json")}
     assert files == {str(e["file"]) for e in ENTRIES}
+
+
+@pytest.mark.parametrize("entry", ENTRIES, ids=[e["file"] for e in ENTRIES])
+def test_report_mode_agrees_with_the_full_analysis(entry: dict[str, object]) -> None:
+    ports = tuple(int(p) for p in entry["ports"])  # type: ignore[attr-defined]
+    path = CAPTURES / str(entry["file"])
+    full = analyze_capture(path, ports=ports).report()
+    assert analyze_capture(path, ports=ports, detail=False).report() == full

@@ -84,3 +84,15 @@ def test_records_are_consistent(actions: list[tuple[object, ...]], cap: int) -> 
     for rc in r.reconnects:
         assert rc.gap_ns is None or rc.gap_ns >= 0
     assert all(a.ts_ns != NO_TS for a in r.anomalies)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(action, max_size=40))
+def test_report_mode_gives_the_same_report(actions: list[tuple[object, ...]]) -> None:
+    """``detail=False`` (narrow rows, what ``qosinspect report`` uses) changes no figure."""
+    import qosinspect
+
+    b = _play(actions)
+    full = qosinspect.analyze(b.events).report()
+    narrow = qosinspect.analyze(b.events, detail=False).report()
+    assert narrow == full

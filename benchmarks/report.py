@@ -1,0 +1,204 @@
+"""Report benchmark: ``qosinspect report`` end to end against tshark's field extraction, same run.
+
+The capture is the decoder benchmark's: at least a million packets of mixed QoS 0/1/2 traffic
+between real peers, recorded by ``../shared/bench/make_capture.sh large`` (about 4 minutes; needs
+root, tcpdump and mosquitto) and cached as ``out/bench/mqtt_large.pcap`` (``out/`` is
+git-ignored), or given with ``--capture FILE [--port N]``.
+
+What is measured, each as its own process (wall time, and peak RSS from ``wait4`` of that
+process), one after the other:
+
+* ``qosinspect``: ``qosinspect report --format json --port N CAPTURE`` -- the whole command:
+  reading, reassembly, MQTT decoding, correlation of every exchange, connection, session,
+  reconnection and end-to-end delivery, and the per-QoS report. The ratio is computed from it.
+* ``library``: ``analyze_capture(CAPTURE, detail=False).report()`` in a bare interpreter (the
+  same work without the CLI's imports).
+* ``tshark``: ``tshark -n -r CAPTURE -d tcp.port==N,mqtt -Y mqtt -T fields`` with the fields a
+  QoS report needs (time, stream, source port, message type, QoS, DUP, packet id), written to a
+  file -- only the extraction: tshark pairs nothing, so this is less work than a report.
+
+Throughput is capture packets (frames) per second. Targets (issue 5): qosinspect at least 8x
+tshark's throughput, peak RSS at most 150 MB. The exit status is 0 either way: the figures are
+the result.
+
+    python benchmarks/report.py                       # build or reuse the large capture
+    python benchmarks/report.py --capture F --port N  # a given capture
+    python benchmarks/report.py --json                # one JSON object
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from qosinspect.capture.pcapfile import CaptureFile  # noqa: E402
+
+MAKE_CAPTURE = ROOT.parent / "shared" / "bench" / "make_capture.sh"
+CACHED = ROOT / "out" / "bench" / "mqtt_large.pcap"
+TARGET_RATIO = 8.0
+TARGET_RSS_MB = 150.0
+
+LIBRARY = """
+import json, sys
+from qosinspect.analysis.api import analyze_capture
+report = analyze_capture(sys.argv[1], ports=(int(sys.argv[2]),), detail=False).report()
+print(json.dumps(report))
+"""
+
+
+def log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def run_measured(cmd: list[str], stdout: Any = subprocess.DEVNULL) -> tuple[float, float, int]:
+    """Run ``cmd``; returns (wall seconds, peak RSS in MB of that process, exit status)."""
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=stdout, stderr=subprocess.DEVNULL)
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - t0
+    return wall, usage.ru_maxrss / 1024, os.waitstatus_to_exitcode(status)
+
+
+def ensure_capture(args: argparse.Namespace) -> tuple[Path, int]:
+    if args.capture:
+        path = Path(args.capture)
+        if not path.exists():
+            sys.exit(f"{path}: no such capture")
+        if args.port:
+            return path, args.port
+        port_file = Path(str(path) + ".port")
+        return path, int(port_file.read_text()) if port_file.exists() else 1883
+    port_file = Path(str(CACHED) + ".port")
+    if not CACHED.exists() or not port_file.exists():
+        if not MAKE_CAPTURE.exists():
+            sys.exit(f"{MAKE_CAPTURE} not found: give --capture FILE")
+        log(f"recording the large capture with {MAKE_CAPTURE} (about 4 minutes) ...")
+        CACHED.parent.mkdir(parents=True, exist_ok=True)
+        subprocess.run([str(MAKE_CAPTURE), str(CACHED), "large"], check=True,
+                       stdout=sys.stderr)
+    return CACHED, int(port_file.read_text())
+
+
+def count_frames(path: Path) -> int:
+    with CaptureFile(path) as cap:
+        return sum(1 for _ in cap.records())
+
+
+def tshark_publish_counts(out: Path) -> dict[str, int]:
+    """PUBLISH packets by QoS in tshark's output, and how many had DUP=1."""
+    counts: Counter[str] = Counter()
+    with out.open() as f:
+        for line in f:
+            cols = line.rstrip("\n").split("\t")
+            types, qos, dup = cols[3].split(","), cols[4].split(","), cols[5].split(",")
+            qi = di = 0
+            for t in types:
+                if t == "3":
+                    q = qos[qi] if qi < len(qos) else "?"
+                    d = dup[di] if di < len(dup) else "?"
+                    qi += 1
+                    di += 1
+                    counts[f"q{q}"] += 1
+                    if d in ("1", "True"):
+                        counts[f"q{q}_dup"] += 1
+    return dict(sorted(counts.items()))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    ap.add_argument("--capture", help="a capture to use instead of the cached large one")
+    ap.add_argument("--port", type=int, help="the broker port of --capture (default: "
+                    "CAPTURE.port file, else 1883)")
+    ap.add_argument("--json", action="store_true", help="print one JSON object")
+    args = ap.parse_args()
+    path, port = ensure_capture(args)
+    tshark = shutil.which("tshark")
+    if tshark is None:
+        sys.exit("tshark is not installed")
+    qosinspect = str(Path(sys.executable).with_name("qosinspect"))
+    if not Path(qosinspect).exists():
+        sys.exit(f"{qosinspect} not found: install the project (make venv)")
+    frames = count_frames(path)
+    log(f"{path}: {frames:,} packets, {path.stat().st_size / 1e6:.0f} MB, broker port {port}")
+
+    with tempfile.TemporaryDirectory() as tmp:
+        log("qosinspect report --format json ...")
+        report_out = Path(tmp) / "report.json"
+        with report_out.open("w") as out:
+            q_s, q_rss, rc = run_measured([qosinspect, "report", "--format", "json", "--port",
+                                           str(port), str(path)], stdout=out)
+        if rc:
+            sys.exit(f"qosinspect report failed with status {rc}")
+        report = json.loads(report_out.read_text())
+
+        log("library analyze_capture(detail=False).report() ...")
+        with (Path(tmp) / "lib.json").open("w") as out:
+            l_s, l_rss, rc = run_measured([sys.executable, "-c", LIBRARY, str(path), str(port)],
+                                          stdout=out)
+        if rc:
+            sys.exit(f"library run failed with status {rc}")
+
+        log("tshark -Y mqtt -T fields ...")
+        tsv = Path(tmp) / "tshark.tsv"
+        with tsv.open("w") as out:
+            t_s, t_rss, rc = run_measured(
+                [tshark, "-n", "-r", str(path), "-d", f"tcp.port=={port},mqtt", "-Y", "mqtt",
+                 "-T", "fields", "-e", "frame.time_epoch", "-e", "tcp.stream", "-e",
+                 "tcp.srcport", "-e", "mqtt.msgtype", "-e", "mqtt.qos", "-e", "mqtt.dupflag",
+                 "-e", "mqtt.msgid", "-E", "occurrence=a"], stdout=out)
+        if rc:
+            sys.exit(f"tshark failed with status {rc}")
+        t_pub = tshark_publish_counts(tsv)
+
+    ratio = t_s / q_s
+    ours = {f"q{r['qos']}": r["publishes"] for r in report["per_qos"]}
+    ours.update({f"q{r['qos']}_dup": r["dup_flagged"] for r in report["per_qos"]})
+    figures = {
+        "capture": str(path), "frames": frames, "bytes": path.stat().st_size,
+        "mqtt_packets": report["capture"].get("mqtt_packets"),
+        "qosinspect_s": round(q_s, 3), "qosinspect_rss_mb": round(q_rss, 1),
+        "qosinspect_frames_per_s": round(frames / q_s),
+        "library_s": round(l_s, 3), "library_rss_mb": round(l_rss, 1),
+        "tshark_s": round(t_s, 3), "tshark_rss_mb": round(t_rss, 1),
+        "tshark_frames_per_s": round(frames / t_s),
+        "ratio_vs_tshark": round(ratio, 2),
+        "target_ratio": TARGET_RATIO, "target_rss_mb": TARGET_RSS_MB,
+        "meets_ratio": ratio >= TARGET_RATIO, "meets_rss": q_rss <= TARGET_RSS_MB,
+        "publishes_ours": ours, "publish_packets_tshark": t_pub,
+        "exchanges": sum(r["publishes"] for r in report["per_qos"]),
+        "connections": report["connections"], "reconnects": report["reconnects"],
+        "cpus": os.cpu_count(), "load_average_1m": round(os.getloadavg()[0], 2),
+    }
+    if args.json:
+        print(json.dumps(figures))
+        return
+    print(f"capture            {path} ({frames:,} frames, {figures['bytes'] / 1e6:.0f} MB)")
+    print(f"qosinspect report  {q_s:8.2f} s  {frames / q_s:>10,.0f} frames/s  "
+          f"peak RSS {q_rss:6.1f} MB")
+    print(f"  (library alone   {l_s:8.2f} s  {frames / l_s:>10,.0f} frames/s  "
+          f"peak RSS {l_rss:6.1f} MB)")
+    print(f"tshark -T fields   {t_s:8.2f} s  {frames / t_s:>10,.0f} frames/s  "
+          f"peak RSS {t_rss:6.1f} MB")
+    print(f"ratio              {ratio:.2f}x tshark's throughput (target {TARGET_RATIO:.0f}x: "
+          f"{'met' if figures['meets_ratio'] else 'NOT met'}); peak RSS target "
+          f"{TARGET_RSS_MB:.0f} MB: {'met' if figures['meets_rss'] else 'NOT met'}")
+    print(f"exchanges          {figures['exchanges']:,} (ours, by QoS: {ours}); tshark's "
+          f"PUBLISH packets: {t_pub}")
+    print(f"machine            {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f} "
+          "(other work on the machine slows every figure)")
+
+
+if __name__ == "__main__":
+    main()
