@@ -30,7 +30,7 @@ from . import main
 __all__ = ["demo", "demo_scenario"]
 
 
-def demo_scenario(duration: float = 10.0) -> Any:
+def demo_scenario(duration: float = 10.0, front_port: int | None = None) -> Any:
     """The ``reconnect`` scenario with its fault times scaled to ``duration`` seconds."""
     from ..traffic.builtin import builtin_data
     from ..traffic.scenario import parse_scenario
@@ -38,6 +38,8 @@ def demo_scenario(duration: float = 10.0) -> Any:
     data = builtin_data("reconnect")
     data["name"] = "demo"
     data["duration"] = duration
+    if front_port is not None:
+        data["front_port"] = front_port
     hold, cut = data["faults"]
     hold.update(at=round(0.40 * duration, 3), duration=round(0.10 * duration, 3))
     cut.update(at=round(0.45 * duration, 3), down_for=round(0.30 * duration, 3))
@@ -92,8 +94,11 @@ def _lessons(report: dict[str, Any], truth: dict[str, Any]) -> list[str]:
 @click.option("--capture-method", default="auto", show_default=True,
               type=click.Choice(["auto", "dumpcap", "tcpdump", "scapy", "tap"]),
               help="auto: dumpcap or tcpdump as root, else the proxy's synthetic pcapng.")
+@click.option("--port", "front_port", type=click.IntRange(0, 65535), default=None,
+              help="Port the clients connect to (default 1883 if free; 0: any free port).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress lines on stderr.")
-def demo(outdir: str, duration: float, capture_method: str, quiet: bool) -> None:
+def demo(outdir: str, duration: float, capture_method: str, front_port: int | None,
+         quiet: bool) -> None:
     """Show QoS 0, 1 and 2 through a reconnection: generate, capture, report, plot.
 
     Runs the seed stream (ten topics at 10 Hz per QoS level) on the built-in broker, cuts a
@@ -111,7 +116,7 @@ def demo(outdir: str, duration: float, capture_method: str, quiet: bool) -> None
     capture = out / "demo.pcapng"
     try:
         out.mkdir(parents=True, exist_ok=True)
-        scenario = demo_scenario(duration)
+        scenario = demo_scenario(duration, front_port)
         say = None if quiet else (lambda text: click.echo(text, err=True))
         if say:
             say(f"demo: {scenario.description}")

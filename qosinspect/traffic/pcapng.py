@@ -185,44 +185,60 @@ def _ethernet(ip: bytes) -> bytes:
 
 def convert_to_pcapng(src: str | Path, dst: str | Path, *, comment: str = "",
                       drop_udp_port: int | None = None) -> int:
-    """Rewrite a pcap (or pcapng) file as pcapng with nanosecond stamps; returns frames copied.
+    """Rewrite a pcap or pcapng file as ``dst``: pcapng with nanosecond stamps, or a
+    nanosecond pcap when ``dst`` ends in ``.pcap``; returns the frames copied.
 
-    tcpdump can only write pcap; a ``--capture x.pcapng`` made with it is converted so the
-    file is what its name says. ``drop_udp_port`` leaves out IPv4 UDP datagrams to that port
-    (the live capture's readiness probes).
+    tcpdump writes pcap and dumpcap pcapng; either way the file becomes what its name says.
+    ``drop_udp_port`` leaves out IPv4 UDP datagrams to that port (the live capture's readiness
+    probes). A last record cut short (a capture tool killed mid-write) ends the copy quietly.
     """
     from ..capture.pcapfile import read_frames
     from ..errors import CaptureError
 
+    as_pcap = str(dst).endswith(".pcap")
     interfaces: dict[int, int] = {}
     n = 0
     with Path(dst).open("wb") as out:
-        shb = struct.pack("<IHHq", 0x1A2B3C4D, 1, 0, -1)
-        opts = _option(4, b"qosinspect generate")
-        if comment:
-            opts += _option(1, comment.encode())
-        out.write(_block(0x0A0D0D0A, shb + opts + _option(0, b"")))
+        if not as_pcap:
+            shb = struct.pack("<IHHq", 0x1A2B3C4D, 1, 0, -1)
+            opts = _option(4, b"qosinspect generate")
+            if comment:
+                opts += _option(1, comment.encode())
+            out.write(_block(0x0A0D0D0A, shb + opts + _option(0, b"")))
         frames = read_frames(src)
         while True:
             try:
                 frame = next(frames)
-            except StopIteration:
-                break
-            except CaptureError:      # a last record cut short by a killed capture tool
+            except (StopIteration, CaptureError):
                 break
             if drop_udp_port is not None and _is_udp_to(frame.linktype, frame.data,
                                                         drop_udp_port):
                 continue
+            data = frame.data
             iface = interfaces.get(frame.linktype)
             if iface is None:
+                if as_pcap and interfaces:
+                    raise CaptureError(f"frames of several link types ({frame.linktype} after "
+                                       f"{next(iter(interfaces))}) cannot go into one pcap; "
+                                       "use a .pcapng name", path=str(dst))
                 iface = interfaces[frame.linktype] = len(interfaces)
-                idb = struct.pack("<HHI", frame.linktype, 0, 0)
-                out.write(_block(1, idb + _option(9, bytes([9])) + _option(0, b"")))
-            data = frame.data
-            body = struct.pack("<IIIII", iface, frame.ts_ns >> 32, frame.ts_ns & _M, len(data),
-                               frame.orig_len)
-            out.write(_block(6, body + data + b"\x00" * (-len(data) % 4)))
+                if as_pcap:
+                    out.write(struct.pack("<IHHiIII", 0xA1B23C4D, 2, 4, 0, 0, 262144,
+                                          frame.linktype))
+                else:
+                    idb = struct.pack("<HHI", frame.linktype, 0, 0)
+                    out.write(_block(1, idb + _option(9, bytes([9])) + _option(0, b"")))
+            if as_pcap:
+                sec, nsec = divmod(frame.ts_ns, 1_000_000_000)
+                out.write(struct.pack("<IIII", sec, nsec, len(data), frame.orig_len) + data)
+            else:
+                body = struct.pack("<IIIII", iface, frame.ts_ns >> 32, frame.ts_ns & _M,
+                                   len(data), frame.orig_len)
+                out.write(_block(6, body + data + b"\x00" * (-len(data) % 4)))
             n += 1
+        if as_pcap and not interfaces:      # no frame at all: still a valid, empty pcap
+            out.write(struct.pack("<IHHiIII", 0xA1B23C4D, 2, 4, 0, 0, 262144,
+                                  _LINKTYPE_ETHERNET))
     return n
 
 

@@ -6,7 +6,8 @@ The order of a run, and why:
    the external ``host:port``.
 2. The fault proxy's front ports: one shared port (1883 when free, so Wireshark decodes the
    capture without "Decode As"), plus a port of its own for each client a ``cut`` refuses
-   for a while (closing it must not turn the other clients away).
+   for a while (closing it must not turn the other clients away): the next ports up (1884 ...)
+   when free, so a run's ports are predictable.
 3. The capture starts (:mod:`.live`, filtered on the front ports) and is proven to capture
    before any client connects; without root the proxy writes a synthetic pcapng instead.
 4. Subscribers connect and subscribe, then publishers connect; the clock of the scenario (t = 0)
@@ -29,7 +30,6 @@ import asyncio
 import contextlib
 import heapq
 import random
-import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -50,7 +50,7 @@ from ..mqtt.properties import NO_PROPERTIES, Properties
 from .faults import NS, PacketRules
 from .live import LiveCapture, choose_method
 from .payload import make_payload
-from .pcapng import PcapngRecorder
+from .pcapng import PcapngRecorder, convert_to_pcapng
 from .proxy import FaultProxy
 from .scenario import FaultSpec, PublisherGroup, Scenario, SubscriberGroup, TopicSpec
 from .truth import GroundTruth, PublisherLog, SubscriberLog
@@ -96,14 +96,12 @@ def truth_path_for(capture: Path) -> Path:
     return capture.with_name(capture.name.rsplit(".", 1)[0] + ".truth.json")
 
 
-def _port_free(port: int) -> bool:
-    with socket.socket() as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
+def _tap_file(capture: Path) -> Path:
+    """Where the proxy's recorder writes: the capture itself, or a temporary pcapng beside a
+    ``.pcap`` target (converted when the run ends)."""
+    if capture.suffix == ".pcap":
+        return capture.with_name(f".{capture.name}.tap.pcapng")
+    return capture
 
 
 _Slot = tuple[float, int, int, float, str, TopicSpec]
@@ -140,6 +138,7 @@ class _Run:
         self.capture: LiveCapture | None = None
         self.recorder: PcapngRecorder | None = None
         self.method: str | None = None
+        self.front_ports: list[int] = []
         self.pubs: list[_Pub] = []
         self.subs: list[_Sub] = []
         self.tasks: list[asyncio.Task[None]] = []
@@ -190,22 +189,31 @@ class _Run:
         recorder = None
         if self.method == "tap" and self.o.capture is not None:
             recorder = self.recorder = PcapngRecorder(
-                self.o.capture, comment=f"scenario {self.s.name}")
+                _tap_file(self.o.capture), comment=f"scenario {self.s.name}")
         host = spec.host if spec.kind == "external" else "127.0.0.1"
         self.proxy = FaultProxy((host, self.broker_port), self.rules,
                                 websocket=spec.websocket, tap=self.o.proxy_tap,
                                 recorder=recorder)
         front = self.s.front_port
-        if front == 0:
-            front = 1883 if _port_free(1883) else 0
         try:
-            await self.proxy.listen(front)
+            if front is None:      # 1883 when free: Wireshark then decodes without "Decode As"
+                try:
+                    await self.proxy.listen(1883)
+                except OSError:
+                    await self.proxy.listen(0)
+            else:
+                await self.proxy.listen(front)
             dedicated = sorted({c for f in self.s.faults if f.kind == "cut" and f.down_for > 0
                                 for c in f.clients})
-            for cid in dedicated:
-                await self.proxy.listen(0, (cid,))
+            base = self.proxy.port_for("")
+            for k, cid in enumerate(dedicated):     # 1884, 1885 ... after 1883, when free
+                try:
+                    await self.proxy.listen(base + 1 + k if base < 65535 - k else 0, (cid,))
+                except OSError:
+                    await self.proxy.listen(0, (cid,))
         except OSError as exc:
             raise RunError(f"cannot open the front port {front}: {exc}") from None
+        self.front_ports = self.proxy.ports
 
     def start_capture(self) -> None:
         if self.o.capture is None:
@@ -318,17 +326,22 @@ class _Run:
             if delay > 0:
                 await asyncio.sleep(delay / NS)
             for _ in range(tspec.burst_size if tspec.arrival == "burst" else 1):
-                self._publish_one(pub, topic, tspec)
+                self._publish_one(pub, topic, tspec, n)
             if tspec.arrival == "poisson":
                 nxt = t + rng.expovariate(tspec.rate)
             else:
                 nxt = tspec.start + offset + (k + 1) / tspec.rate
             heapq.heapreplace(heap, (nxt, n, k + 1, offset, topic, tspec))
 
-    def _properties(self, tspec: TopicSpec, topic: str) -> Properties:
+    def _properties(self, tspec: TopicSpec, ordinal: int) -> Properties:
+        """MQTT 5 message properties. A Topic Alias goes with its topic on every PUBLISH: the
+        client resends queued messages on new connections, where an alias alone would mean
+        nothing [MQTT-3.3.2-10]; aliases 1-10 fit every broker's usual maximum."""
         if self.s.mqtt_version != 5:
             return NO_PROPERTIES
         values: dict[str, Any] = {}
+        if tspec.topic_alias:
+            values["topic_alias"] = 1 + ordinal % 10
         if tspec.message_expiry:
             values["message_expiry_interval"] = tspec.message_expiry
         if tspec.content_type:
@@ -337,13 +350,13 @@ class _Run:
             values["user_property"] = list(tspec.user_properties)
         return Properties.of(**values) if values else NO_PROPERTIES
 
-    def _publish_one(self, pub: _Pub, topic: str, tspec: TopicSpec) -> None:
+    def _publish_one(self, pub: _Pub, topic: str, tspec: TopicSpec, ordinal: int) -> None:
         now = time.time_ns()
         seq = pub.seq
         payload = make_payload(tspec.payload_format, tspec.payload_size, pub.index, seq, now)
         try:
             handle = pub.client.publish_nowait(topic, payload, tspec.qos, tspec.retain,
-                                               properties=self._properties(tspec, topic))
+                                               properties=self._properties(tspec, ordinal))
         except ClientError:           # QoS 0 while offline, or the outgoing queue is full
             pub.not_sent[tspec.qos] = pub.not_sent.get(tspec.qos, 0) + 1
             return
@@ -473,6 +486,9 @@ class _Run:
             await asyncio.to_thread(self.capture.stop)
         if self.recorder is not None:
             self.recorder.close()
+            if self.recorder.path != self.o.capture and self.o.capture is not None:
+                convert_to_pcapng(self.recorder.path, self.o.capture)    # a .pcap was asked
+                self.recorder.path.unlink()
 
     def ground_truth(self) -> GroundTruth:
         t = self.truth
@@ -513,7 +529,7 @@ class _Run:
             "interrupted": self.interrupted,
             "broker": {"kind": broker.kind, "address": f"{broker.host}:{self.broker_port}",
                        "websocket": broker.websocket},
-            "front_ports": self.proxy.ports if self.proxy else [],
+            "front_ports": self.front_ports,
             "proxy_connections": self.proxy.connections if self.proxy else 0,
             "capture": None if self.o.capture is None else {
                 "path": str(self.o.capture), "method": self.method,
@@ -544,4 +560,4 @@ async def run_scenario(scenario: Scenario, options: RunOptions | None = None) ->
         path = truth_path_for(options.capture)
     data = truth.write(path) if path is not None else truth.to_json()
     return RunResult(data, path, options.capture, run.method, run.interrupted,
-                     run.proxy.ports if run.proxy else [])
+                     run.front_ports)

@@ -89,7 +89,8 @@ class TopicSpec:
     retain: bool = False
     start: float = 0.0
     stop: float | None = None
-    #: MQTT 5: send a Topic Alias (set once, then an empty topic) [MQTT-3.3.2-12].
+    #: MQTT 5: a Topic Alias property with the topic on every PUBLISH (the short form, an
+    #: empty topic, needs alias state in the client, which it does not keep).
     topic_alias: bool = False
     #: MQTT 5: Message Expiry Interval in seconds, 0 for none.
     message_expiry: int = 0
@@ -217,8 +218,9 @@ class Scenario:
     drain: float = 5.0
     seed: int = 1
     broker: BrokerSpec = field(default_factory=BrokerSpec)
-    #: The port clients connect to (the fault proxy's front); 0 picks a free one.
-    front_port: int = 0
+    #: The port clients connect to (the fault proxy's front): None for 1883 when it is free
+    #: (else any free port), 0 for any free port.
+    front_port: int | None = None
     publishers: tuple[PublisherGroup, ...] = ()
     subscribers: tuple[SubscriberGroup, ...] = ()
     faults: tuple[FaultSpec, ...] = ()
@@ -269,7 +271,8 @@ def parse_scenario(data: Mapping[str, Any], *, path: str | None = None,
         drain=top.number("drain", 5.0, low=0, high=3600),
         seed=top.integer("seed", 1),
         broker=broker,
-        front_port=top.integer("front_port", 0, low=0, high=65535),
+        front_port=top.integer("front_port", low=0, high=65535) if top.has("front_port")
+        else None,
         publishers=publishers,
         subscribers=subscribers,
         source=path or "",

@@ -23,7 +23,8 @@ def test_demo_scenario_scales_the_fault_times() -> None:
 
 def test_short_demo_produces_the_report_the_plots_and_true_lessons(tmp_path: Path) -> None:
     out = tmp_path / "demo"
-    result = CliRunner().invoke(main, ["demo", "-o", str(out), "--duration", "4", "-q"])
+    result = CliRunner().invoke(main, ["demo", "-o", str(out), "--duration", "4", "--port", "0",
+                                       "-q"])
     assert result.exit_code == 0, result.output
     text = result.output
     assert "Traceback" not in text

@@ -33,7 +33,7 @@ REAL = os.geteuid() == 0 and shutil.which("dumpcap") is not None
 
 
 def run(data: dict[str, Any], tmp: Path, method: str = "auto", **kw: Any) -> RunResult:
-    scenario = parse_scenario(data)
+    scenario = parse_scenario({"front_port": 0, **data})   # any free port, never 1883
     options = RunOptions(capture=tmp / f"{scenario.name}.pcapng", capture_method=method, **kw)
     return asyncio.run(run_scenario(scenario, options))
 
