@@ -479,6 +479,7 @@ class BrokerEngine:
             self._end_session(sess, now)
 
     def _end_session(self, sess: BrokerSession, now: int) -> None:
+        stored = sess.state.journal is not None
         pending = self._wills.pop(sess.client_id, None)
         if pending is not None:
             self._publish_will(pending[0], pending[2], now)   # session end sends it at once
@@ -492,7 +493,7 @@ class BrokerEngine:
         if self.sessions.get(sess.client_id) is sess:
             del self.sessions[sess.client_id]
             self.dirty_sessions.pop(sess.client_id, None)
-            if self.changes is not None:
+            if self.changes is not None and stored:
                 self.changes.append(("end_session", sess.client_id))
 
     def _publish_will(self, will: Will, version: int, now: int) -> None:

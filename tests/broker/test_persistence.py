@@ -210,3 +210,23 @@ def test_persistence_on_every_listener_kind_is_independent(tmp_path: Path) -> No
         c = RawClient(p2)
         ack = c.connect("roamer", clean_start=False, properties=Properties())
         assert isinstance(ack, ConnAck) and ack.session_present
+
+
+def test_expired_and_cleaned_sessions_leave_the_store(tmp_path: Path) -> None:
+    e = BrokerEngine()
+    store = SqliteStore(tmp_path / "b.db")
+    store.load(e, 0)
+    c = connect(e, "brief", version=5, properties=Properties.of(session_expiry_interval=1))
+    e.receive(c, Subscribe(1, (Subscription("x", 1),)), 0)
+    e.connection_lost(c, 0)
+    keep = connect(e, "keep", clean_start=False)
+    e.receive(keep, Subscribe(1, (Subscription("y", 1),)), 0)
+    store.commit(e)
+    count = "SELECT count(*) FROM sessions"
+    assert store.db.execute(count).fetchone()[0] == 2
+    e.tick(2 * NS)                                            # "brief" expired
+    connect(e, "keep", clean_start=True, now=2 * NS)          # clean start: "keep" discarded
+    store.commit(e)
+    assert store.db.execute(count).fetchone()[0] == 0
+    assert store.db.execute("SELECT count(*) FROM subscriptions").fetchone()[0] == 0
+    store.close()
