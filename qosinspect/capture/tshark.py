@@ -85,12 +85,18 @@ _PROBE_FILTER = ('(tcp.payload[0:1] == 10 && (tcp.payload contains "MQTT" || '
 
 def tshark_command(path: str, *, ports: Iterable[int] = (), tls_keylog: str | None = None,
                    mqtt_version: int | None = None, http_ports: Iterable[int] = (),
-                   display_filter: str = "mqtt", tshark: str = "tshark") -> list[str]:
-    """The tshark command line this engine runs (shown by ``decode --engine tshark -v``)."""
+                   tls_ports: Iterable[int] = (), display_filter: str = "mqtt",
+                   tshark: str = "tshark") -> list[str]:
+    """The tshark command line this engine runs: MQTT decoded on ``ports`` (over TCP) and on
+    ``tls_ports`` (inside TLS, once decrypted with ``tls_keylog``)."""
     cmd = [tshark, "-n", "-r", path, "-T", "json", "--no-duplicate-keys", "-Y", display_filter]
-    for port in sorted(set(ports)):
+    tls = set(tls_ports)
+    for port in sorted(set(ports) - tls):
         if port != 1883:
             cmd += ["-d", f"tcp.port=={port},mqtt"]
+    for port in sorted(tls):
+        if port != 8883:
+            cmd += ["-d", f"tls.port=={port},mqtt"]
     for port in sorted(set(http_ports)):
         cmd += ["-d", f"tcp.port=={port},http"]
     if tls_keylog:
@@ -208,30 +214,37 @@ class TsharkDecoder:
         self.tshark = tshark or shutil.which("tshark") or ""
         self.summary = CaptureSummary()
         self.command: list[str] = []
+        self._tls_ports: set[int] = set(self.tls_ports)
 
     # -- running tshark ------------------------------------------------------------------------
 
     def _fail(self, message: str) -> CaptureError:
         return CaptureError(message, path=self.path)
 
-    def _detect_ports(self, path: str) -> tuple[set[int], set[int]]:
-        """Broker ports of streams starting with a CONNECT, and ports of MQTT WebSocket
-        upgrades, from a quick first pass."""
+    def _detect_ports(self, path: str) -> tuple[set[int], set[int], set[int]]:
+        """From a quick first pass: broker ports of streams starting with a CONNECT, ports of
+        MQTT WebSocket upgrades, and ports receiving a TLS ClientHello."""
         cmd = [self.tshark, "-n", "-r", path, "-T", "fields", "-e", "tcp.dstport", "-e",
-               "tcp.payload", "-Y", _PROBE_FILTER]
+               "tcp.payload", "-e", "tls.handshake.type", "-Y",
+               f"({_PROBE_FILTER}) || tls.handshake.type == 1"]
         proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
         mqtt: set[int] = set()
         http: set[int] = set()
+        tls: set[int] = set()
         for line in proc.stdout.splitlines():
-            port_s, _, payload = line.partition("\t")
+            port_s, _, rest = line.partition("\t")
+            payload, _, handshake = rest.partition("\t")
             if not port_s.isdigit():
+                continue
+            if "1" in handshake.split(","):
+                tls.add(int(port_s))
                 continue
             data = bytes.fromhex(payload.split(",")[0].replace(":", ""))
             if data.startswith(b"GET "):
                 http.add(int(port_s))
             elif looks_like_connect(data):
                 mqtt.add(int(port_s))
-        return mqtt, http
+        return mqtt, http, tls
 
     def __iter__(self) -> Iterator[Event]:
         if not self.tshark:
@@ -248,15 +261,22 @@ class TsharkDecoder:
             elif not os.path.exists(path):
                 raise self._fail("no such file")
             ports = set(self.ports)
-            http: set[int] = set()
+            found, http, tls = self._detect_ports(path)
+            # a port given for MQTT that carries TLS is MQTT inside TLS; other TLS ports are
+            # not MQTT unless given (as with the native engine)
+            tls_ports = (tls & ports) | set(self.tls_ports)
             if self.detect_any_port:
-                found, http = self._detect_ports(path)
-                ports |= found - self.tls_ports
-            flt = f"mqtt || {_EXTRA_FRAMES}"
-            self.command = tshark_command(path, ports=ports, tls_keylog=self.tls_keylog,
+                ports |= found
+            else:
+                http = set()
+            self.command = tshark_command(path, ports=ports - tls_ports,
+                                          tls_keylog=self.tls_keylog,
                                           mqtt_version=self.mqtt_version, http_ports=http,
-                                          display_filter=flt, tshark=self.tshark)
-            yield from self._run(self.command, ports | self.tls_ports)
+                                          tls_ports=tls_ports,
+                                          display_filter=f"mqtt || {_EXTRA_FRAMES}",
+                                          tshark=self.tshark)
+            self._tls_ports = tls_ports
+            yield from self._run(self.command, ports | tls_ports)
         finally:
             if spool is not None:
                 spool.close()
@@ -316,12 +336,13 @@ class TsharkDecoder:
                 st.first_frame, st.first_ts = frame, ts
                 self._sides(st, src, dst, flags, broker_ports)
             mqtt = layers.get("mqtt")
-            if "tls" in layers and not mqtt and not st.opened:
-                st.tls = True
+            if "tls" in layers and st.tls and not st.opened:
                 yield from self._open(st, frame, ts)
-                summary.anomalies += 1
-                yield Anomaly(ts, st.info, None, "encrypted", "TLS handshake: MQTT over TLS "
-                              "cannot be decoded without a key log (--tls-keylog)", frame)
+                if not self.tls_keylog:
+                    summary.anomalies += 1
+                    yield Anomaly(ts, st.info, st.direction(src) if st.sides_known else None,
+                                  "encrypted", "TLS handshake: MQTT over TLS cannot be decoded "
+                                  "without a key log (--tls-keylog)", frame)
             if mqtt:
                 if not st.opened:
                     yield from self._open(st, frame, ts)
@@ -337,12 +358,12 @@ class TsharkDecoder:
                 if flags & 0x04 or len(st.fin | {d.value}) == 2:
                     del streams[sid]
                     if st.opened:
-                        yield self._close(st, "rst" if flags & 0x04 else "fin", frame, ts)
+                        yield from self._close(st, "rst" if flags & 0x04 else "fin", frame, ts)
                 else:
                     st.fin.add(d.value)
         for st in sorted(streams.values(), key=lambda s: s.conn_id):
             if st.opened:
-                yield self._close(st, "end_of_capture", last_frame, last_ts)
+                yield from self._close(st, "end_of_capture", last_frame, last_ts)
         summary.frames = last_frame
 
     def _sides(self, st: _Stream, src: Endpoint, dst: Endpoint, flags: int,
@@ -358,7 +379,7 @@ class TsharkDecoder:
             st.client, st.broker, st.sides_known = dst, src, True
         else:
             st.client, st.broker = src, dst
-        if dst.port in self.tls_ports or src.port in self.tls_ports:
+        if dst.port in self._tls_ports or src.port in self._tls_ports:
             st.tls = True
 
     def _open(self, st: _Stream, frame: int, ts: int) -> Iterator[Event]:
@@ -366,9 +387,13 @@ class TsharkDecoder:
         self.summary.connections += 1
         yield ConnectionOpened(st.first_ts, st.make_info(), st.first_frame, st.handshake)
 
-    def _close(self, st: _Stream, how: str, frame: int, ts: int) -> ConnectionClosed:
+    def _close(self, st: _Stream, how: str, frame: int, ts: int) -> Iterator[Event]:
         info = st.info or st.make_info()
-        return ConnectionClosed(ts, info, how, st.closed_by, frame, None)
+        if st.tls and self.tls_keylog and not st.has_mqtt:
+            self.summary.anomalies += 1
+            yield Anomaly(ts, info, None, "encrypted", "TLS connection not decrypted: the key "
+                          "log has no secrets for it", frame)
+        yield ConnectionClosed(ts, info, how, st.closed_by, frame, None)
 
     def _mqtt(self, st: _Stream, layers: dict[str, Any], pdus: list[Any], src: Endpoint,
               frame: int, ts: int) -> Iterator[Event]:

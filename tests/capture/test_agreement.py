@@ -12,6 +12,10 @@ Named exceptions, each explained where it is declared:
   (a PUBLISH with QoS 3 [MQTT-3.3.1-4], reserved packet type 0, a CONNECT whose property length
   runs past the packet). qosinspect reports an ``Anomaly`` with the packet type instead; these
   are compared on (frame, src, dst, type) only, and the exact set is asserted.
+* ``TLS``: qosinspect does not decrypt; it must report every connection of a TLS capture as
+  ``encrypted`` and decode nothing. The packets inside are checked through qosinspect's tshark
+  engine with the key log against tshark's own JSON (``-d tls.port==N,mqtt -o
+  tls.keylog_file:...``), the same tuple.
 * ``WEBSOCKET``: tshark 4.0 passes no WebSocket payload to its MQTT dissector (its ``ws.protocol``
   table has no ``mqtt`` entry; later versions add it), so ``-Y mqtt`` finds nothing there. The
   cross-check for that capture uses tshark's own TCP reassembly and WebSocket unmasking
@@ -29,7 +33,7 @@ from typing import Any
 import pytest
 
 from qosinspect.capture import iter_events
-from qosinspect.events import Anomaly, MqttPacketEvent
+from qosinspect.events import Anomaly, ConnectionClosed, ConnectionOpened, MqttPacketEvent
 from qosinspect.mqtt import (
     ConnectionDecoder,
     FramingAnomaly,
@@ -56,6 +60,8 @@ MALFORMED = {
 WS_PACKETS = {"mosquitto-websocket.pcap": 41}
 #: Captures whose MQTT tshark 4.0 cannot see (see the module docstring).
 WEBSOCKET = {name for name, c in INFO.items() if c.get("websocket")}
+#: MQTT over TLS, with the key log next to the capture.
+TLS = {name for name, c in INFO.items() if c.get("tls")}
 
 Row = tuple[Any, ...]
 
@@ -68,7 +74,10 @@ def _tshark(path: Path, display_filter: str = "mqtt") -> list[dict[str, Any]]:
     cmd = [require_tool("tshark"), "-n", "-r", str(path), "-T", "json", "--no-duplicate-keys",
            "-Y", display_filter]
     for port in _ports(path):
-        if port != 1883:
+        if path.name in TLS:
+            keylog = CAPTURES / INFO[path.name]["keylog"]
+            cmd += ["-d", f"tls.port=={port},mqtt", "-o", f"tls.keylog_file:{keylog}"]
+        elif port != 1883:
             cmd += ["-d", f"tcp.port=={port},{'http' if path.name in WEBSOCKET else 'mqtt'}"]
     out = subprocess.run(cmd, capture_output=True, check=True, timeout=60).stdout
     return [p["_source"]["layers"] for p in json.loads(out or b"[]")]
@@ -136,12 +145,12 @@ def _row(frame: int, src: str, dst: str, p: Packet) -> Row:
             None)
 
 
-def native_rows(path: Path) -> tuple[list[Row], set[tuple[str, int, str]]]:
+def native_rows(path: Path, **options: Any) -> tuple[list[Row], set[tuple[str, int, str]]]:
     """Our tuples (refused packets as (frame, src, dst, type) + 'ANOMALY' markers) and the set of
     (capture, frame, kind) of those refused packets."""
     rows: list[Row] = []
     refused: set[tuple[str, int, str]] = set()
-    for ev in iter_events(path, ports=_ports(path)):
+    for ev in iter_events(path, ports=_ports(path), **options):
         if type(ev) is MqttPacketEvent:
             c2b = ev.direction is not Direction.B2C
             src, dst = ((ev.conn.client, ev.conn.broker) if c2b
@@ -162,7 +171,7 @@ def test_every_capture_is_covered() -> None:
     assert {p.name for p in CAPTURES.glob("*.pcap")} == set(INFO)
 
 
-@pytest.mark.parametrize("path", [p for p in ALL if p.name not in WEBSOCKET],
+@pytest.mark.parametrize("path", [p for p in ALL if p.name not in WEBSOCKET | TLS],
                          ids=lambda p: p.name)
 def test_same_packets_as_tshark(path: Path) -> None:
     theirs = tshark_rows(path)
@@ -196,4 +205,21 @@ def test_websocket_capture_against_tsharks_unmasked_payloads(name: str) -> None:
                 theirs.append(_row(frame, src, dst, packet))
     ours, refused = native_rows(path)
     assert len(theirs) == WS_PACKETS.get(name, len(ours)) and theirs and not refused
+    assert ours == theirs
+
+
+@pytest.mark.parametrize("name", sorted(TLS))
+def test_tls_capture_encrypted_natively_and_decrypted_by_the_tshark_engine(name: str) -> None:
+    path = CAPTURES / name
+    evs = list(iter_events(path, ports=_ports(path)))
+    opened = {e.conn.conn_id for e in evs if type(e) is ConnectionOpened}
+    encrypted = {e.conn.conn_id for e in evs if type(e) is Anomaly and e.kind == "encrypted"
+                 and e.conn is not None}
+    assert opened and opened == encrypted
+    assert not [e for e in evs if type(e) is MqttPacketEvent]
+    assert all(e.conn.transport == "tls" for e in evs if type(e) is ConnectionClosed)
+    theirs = tshark_rows(path)
+    ours, refused = native_rows(path, engine="tshark",
+                                tls_keylog=str(CAPTURES / INFO[name]["keylog"]))
+    assert len(theirs) == 22 and not refused
     assert ours == theirs

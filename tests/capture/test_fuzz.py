@@ -10,6 +10,7 @@ a seed. The same mutations run through the pcapng reader by rewriting each seed 
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -24,6 +25,9 @@ from qosinspect.testing.synthcap import PcapngInterface, SynthFrame, pcapng_byte
 from qosinspect.testing.tools import PROJECT_ROOT, SHARED_CAPTURES
 
 SEEDS = sorted(SHARED_CAPTURES.glob("*.pcap")) + sorted((PROJECT_ROOT / "captures").glob("*.pcap"))
+#: Every broker port of the shipped captures (their TLS ones too: encrypted streams are seeds).
+PORTS = sorted({1883} | {p for c in json.loads((PROJECT_ROOT / "captures" / "captures.json")
+                                                .read_text()) for p in c["ports"]})
 SETTINGS = settings(max_examples=25, deadline=None, derandomize=True,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
@@ -58,7 +62,7 @@ def decode_all(data: bytes) -> int:
     except CaptureError:
         return 0
     try:
-        for ev in iter_events(cap, ports=(1883, 18867, 34297), mqtt_version=5):
+        for ev in iter_events(cap, ports=PORTS, mqtt_version=5):
             n += 1
             if type(ev) is MqttPacketEvent:
                 assert ev.frame >= ev.first_frame >= 1
