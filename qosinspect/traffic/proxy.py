@@ -43,7 +43,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..capture.websocket import WebSocketTunnel
-from ..errors import MQTTError
+from ..errors import MQTTError, QosinspectError
 from ..events import (
     ConnectionClosed,
     ConnectionInfo,
@@ -160,7 +160,8 @@ class FaultProxy:
     def __init__(self, upstream: tuple[str, int], rules: PacketRules, *,
                  host: str = "127.0.0.1", websocket: bool = False, tap: ProxyTap | None = None,
                  recorder: PcapngRecorder | None = None,
-                 clock: Callable[[], int] = time.time_ns) -> None:
+                 clock: Callable[[], int] = time.time_ns,
+                 socket_factory: Callable[[int], socket.socket] | None = None) -> None:
         self.upstream = upstream
         self.rules = rules
         self.host = host
@@ -168,6 +169,8 @@ class FaultProxy:
         self.tap = tap
         self.recorder = recorder
         self.clock = clock
+        #: Makes the listening socket for a port (a network namespace's, see :mod:`.netns`).
+        self.socket_factory = socket_factory
         self.blackholes: dict[str, int] = {}
         self.records = rules.records
         self.connections = 0
@@ -185,7 +188,7 @@ class FaultProxy:
     async def listen(self, port: int = 0, clients: tuple[str, ...] = ()) -> int:
         """Open a front port (0: any free one) and return it; ``clients`` are the client ids
         meant to use it (so :meth:`refuse` knows which port to close for them)."""
-        server = await asyncio.start_server(self._accept, self.host, port, reuse_address=True)
+        server = await self._start_server(port)
         actual = int(server.sockets[0].getsockname()[1])
         self._servers[actual] = server
         for cid in clients:
@@ -193,6 +196,11 @@ class FaultProxy:
         if not clients and self._default_port is None:
             self._default_port = actual
         return actual
+
+    async def _start_server(self, port: int) -> asyncio.Server:
+        if self.socket_factory is not None:
+            return await asyncio.start_server(self._accept, sock=self.socket_factory(port))
+        return await asyncio.start_server(self._accept, self.host, port, reuse_address=True)
 
     @property
     def ports(self) -> list[int]:
@@ -267,9 +275,8 @@ class FaultProxy:
             if self._closing:
                 return
             try:
-                server = await asyncio.start_server(self._accept, self.host, port,
-                                                    reuse_address=True)
-            except OSError:
+                server = await self._start_server(port)
+            except (OSError, QosinspectError):
                 await asyncio.sleep(0.05 * (attempt + 1))
                 continue
             self._servers[port] = server

@@ -49,6 +49,7 @@ from ..events import Event
 from ..mqtt.properties import NO_PROPERTIES, Properties
 from .faults import NS, PacketRules
 from .live import LiveCapture, choose_method
+from .netns import NetnsLink, netem_args
 from .payload import make_payload
 from .pcapng import PcapngRecorder, convert_to_pcapng
 from .proxy import FaultProxy
@@ -139,6 +140,7 @@ class _Run:
         self.recorder: PcapngRecorder | None = None
         self.method: str | None = None
         self.front_ports: list[int] = []
+        self.netns: NetnsLink | None = None
         self.pubs: list[_Pub] = []
         self.subs: list[_Sub] = []
         self.tasks: list[asyncio.Task[None]] = []
@@ -191,9 +193,14 @@ class _Run:
             recorder = self.recorder = PcapngRecorder(
                 _tap_file(self.o.capture), comment=f"scenario {self.s.name}")
         host = spec.host if spec.kind == "external" else "127.0.0.1"
+        factory = None
+        if any(f.kind == "netem" for f in self.s.faults):
+            self.netns = NetnsLink().__enter__()      # closed in shutdown(), always
+            factory = self.netns.listening_socket
         self.proxy = FaultProxy((host, self.broker_port), self.rules,
+                                host=self.netns.ns_ip if self.netns else "127.0.0.1",
                                 websocket=spec.websocket, tap=self.o.proxy_tap,
-                                recorder=recorder)
+                                recorder=recorder, socket_factory=factory)
         front = self.s.front_port
         try:
             if front is None:      # 1883 when free: Wireshark then decodes without "Decode As"
@@ -225,15 +232,16 @@ class _Run:
         if self.method in (None, "tap"):
             return
         assert self.proxy is not None and self.o.capture is not None and self.method
+        interface = self.netns.host_if if self.netns is not None else self.o.interface
         self.capture = LiveCapture(self.o.capture, self.proxy.ports, method=self.method,
-                                   interface=self.o.interface)
+                                   interface=interface)
         self.capture.start()
 
     def _client(self, cid: str, group: PublisherGroup | SubscriberGroup,
                 on_message: Callable[[Message], None] | None = None) -> Client:
         assert self.proxy is not None
         sess = group.session
-        return Client("127.0.0.1", self.proxy.port_for(cid), client_id=cid,
+        return Client(self.proxy.host, self.proxy.port_for(cid), client_id=cid,
                       version=self.s.mqtt_version,
                       transport="websocket" if self.s.broker.websocket else "tcp",
                       clean_start=sess.clean_start,
@@ -377,22 +385,37 @@ class _Run:
     # -- faults -------------------------------------------------------------------------------
 
     async def timeline(self) -> None:
-        timed = sorted((f for f in self.s.faults if f.kind in ("cut", "blackhole",
-                                                               "restart_broker")
-                        and not (f.kind == "cut" and f.after_packets is not None)),
-                       key=lambda f: f.at)
-        for spec in timed:
-            delay = self.t0_ns + int(spec.at * NS) - time.time_ns()
+        timed: list[tuple[float, int, FaultSpec, bool]] = []
+        for f in self.s.faults:
+            if f.kind in ("cut", "blackhole", "restart_broker", "netem") and not (
+                    f.kind == "cut" and f.after_packets is not None):
+                timed.append((f.at, f.index, f, False))
+                if f.kind == "netem" and f.duration is not None:
+                    timed.append((f.at + f.duration, f.index, f, True))
+        for at, _i, spec, ending in sorted(timed, key=lambda x: (x[0], x[1])):
+            delay = self.t0_ns + int(at * NS) - time.time_ns()
             if delay > 0:
                 await asyncio.sleep(delay / NS)
-            self.say(f"t={spec.at:g}s {spec.label}")
+            self.say(f"t={at:g}s {spec.label}{' ends' if ending else ''}")
             assert self.proxy is not None
-            if spec.kind == "cut":
+            if spec.kind == "netem":
+                self.apply_netem(spec, ending)
+            elif spec.kind == "cut":
                 self.proxy.cut(spec)
             elif spec.kind == "blackhole":
                 self.proxy.blackhole(spec, spec.duration or 0.0)
             elif spec.kind == "restart_broker":
                 await self.restart_broker(spec)
+
+    def apply_netem(self, spec: FaultSpec, ending: bool) -> None:
+        assert self.netns is not None and spec.netem is not None
+        if ending:
+            self.netns.clear()
+            self.rules.record(time.time_ns(), spec, "netem_clear")
+        else:
+            self.netns.impair(spec.netem)
+            self.rules.record(time.time_ns(), spec, "netem",
+                              detail=" ".join(netem_args(spec.netem)[1:]))
 
     async def restart_broker(self, spec: FaultSpec) -> None:
         assert self.proxy is not None and self.broker is not None
@@ -470,25 +493,33 @@ class _Run:
             await self.drain()
 
     async def shutdown(self) -> None:
-        for task in self.tasks:
-            task.cancel()
-        for sub in self.subs:
-            if sub.worker is not None:
-                sub.worker.cancel()
-        clients = [s.client for s in self.subs] + [p.client for p in self.pubs]
-        await asyncio.gather(*(c.disconnect(timeout=2.0) for c in clients),
-                             return_exceptions=True)
-        if self.proxy is not None:
-            await self.proxy.close()
-        if self.broker is not None:
-            await self.broker.close()
-        if self.capture is not None:
-            await asyncio.to_thread(self.capture.stop)
-        if self.recorder is not None:
-            self.recorder.close()
-            if self.recorder.path != self.o.capture and self.o.capture is not None:
-                convert_to_pcapng(self.recorder.path, self.o.capture)    # a .pcap was asked
-                self.recorder.path.unlink()
+        """Stop everything that was started, in order, each step even if one before failed."""
+        try:
+            for task in self.tasks:
+                task.cancel()
+            for sub in self.subs:
+                if sub.worker is not None:
+                    sub.worker.cancel()
+            clients = [s.client for s in self.subs] + [p.client for p in self.pubs]
+            await asyncio.gather(*(c.disconnect(timeout=2.0) for c in clients),
+                                 return_exceptions=True)
+            if self.proxy is not None:
+                await self.proxy.close()
+        finally:
+            try:
+                if self.broker is not None:
+                    await self.broker.close()
+                if self.capture is not None:
+                    await asyncio.to_thread(self.capture.stop)
+            finally:
+                if self.netns is not None:   # after the capture: it records on the veth pair
+                    self.netns.clear()
+                    self.netns.close()
+                if self.recorder is not None:
+                    self.recorder.close()
+                    if self.recorder.path != self.o.capture and self.o.capture is not None:
+                        convert_to_pcapng(self.recorder.path, self.o.capture)   # .pcap asked
+                        self.recorder.path.unlink()
 
     def ground_truth(self) -> GroundTruth:
         t = self.truth

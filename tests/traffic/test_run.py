@@ -280,3 +280,31 @@ def test_fault_records_are_json_friendly() -> None:
     assert rec.as_json() == {"ts_ns": 1, "t": 0.5, "fault": 2, "kind": "drop",
                              "action": "drop", "client_id": "sub", "direction": "c2b",
                              "packet_type": "PUBACK", "packet_id": 7}
+
+
+def test_slow_subscriber_fills_the_brokers_window_and_still_gets_everything(
+        tmp_path: Path) -> None:
+    """Acknowledgements that wait for a slow application: the broker keeps at most its
+    in-flight window (20) of unacknowledged messages to that subscriber, queues the rest, and
+    delivers everything once each; the fast subscriber beside it is never held up."""
+    data = builtin_data("slow-subscriber")
+    data.update(duration=1.5, drain=15.0)
+    result = run(data, tmp_path, "tap")
+    truth = result.truth["clients"]
+    for cid in ("sub-slow", "sub-fast"):
+        for row in truth[cid]["per_qos"].values():
+            assert row["unique"] == row["expected"] > 0 and row["duplicates"] == 0
+    ex = analyze_capture(str(result.capture_path)).exchanges
+
+    def most_in_flight(client: str) -> int:
+        mine = ex[(ex.client_id == client) & (ex.direction == "b2c")]
+        points = sorted([(t.value, 1) for t in mine.t_publish] +
+                        [(t.value, -1) for t in mine.t_end])
+        level = peak = 0
+        for _t, step in points:
+            level += step
+            peak = max(peak, level)
+        return peak
+
+    assert most_in_flight("sub-slow") == 20       # the broker's window (BrokerConfig.max_inflight)
+    assert most_in_flight("sub-fast") < 20
