@@ -247,7 +247,7 @@ class TsharkDecoder:
         return mqtt, http, tls
 
     def __iter__(self) -> Iterator[Event]:
-        if not self.tshark:
+        if not self.tshark or shutil.which(self.tshark) is None:
             raise self._fail("the tshark engine needs tshark (Wireshark's command line) "
                              "installed; use --engine native")
         spool: IO[bytes] | None = None
@@ -333,6 +333,7 @@ class TsharkDecoder:
             st = streams.get(sid)
             if st is None:
                 st = streams[sid] = _Stream(sid)
+                st.version = self.mqtt_version  # until a CONNECT says otherwise
                 st.first_frame, st.first_ts = frame, ts
                 self._sides(st, src, dst, flags, broker_ports)
             mqtt = layers.get("mqtt")
