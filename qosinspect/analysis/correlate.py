@@ -5,22 +5,8 @@ streaming: feed it the boundary events of :mod:`qosinspect.events` in capture or
 a live tap or tshark alike, then :meth:`Correlator.finish` returns a :class:`CorrelationResult`.
 The exchange rules are in :mod:`.exchanges`; this module follows connections and sessions:
 
-* **Connections** carry their CONNECT (client id, version, keep alive, clean start, session
-  expiry) and CONNACK (result, session present, server keep alive). How one ended: a DISCONNECT
-  wins (from the broker with 0x8E it is ``taken_over``, with 0x8D ``keepalive_expired``); then a
-  session takeover (a new CONNECT with the same client id while it was open [MQTT-3.1.4-3]);
-  then ``keepalive_expired`` when the client had been silent for more than 1.5 x the keep alive
-  when the transport closed [MQTT-3.1.2-24]; then the transport's ``fin``, ``rst``, ``idle``,
-  ``reused`` or ``end_of_capture``.
-* **Sessions** are keyed by client id and outlive connections [MQTT-4.1.0-1]. An empty client id
-  or a connection without CONNECT (capture started mid-session) gets a session of its own,
-  ``conn:<conn_id>``; an MQTT 5 Assigned Client Identifier re-keys it.
-* **Reconnections**: a CONNECT for a session that had a connection before. Its open exchanges
-  stay open across the gap when the session persists (clean session 0, or MQTT 5 session expiry
-  > 0), and a DUP re-send or PUBREL re-send on the new connection joins them [MQTT-4.4.0-1].
-  They are ``abandoned`` when the session ends instead: the connection closes and the session
-  does not persist, the new CONNECT has clean start [MQTT-3.1.2-4], or the CONNACK says session
-  present 0 [MQTT-3.2.2-2].
+* **Connections and sessions**: see :mod:`.sessions` (how a connection ended, sessions keyed by
+  client id, reconnections and what crosses them).
 * **End of capture**: connections still open are closed as ``end_of_capture``; exchanges still
   open on them are ``incomplete``; those whose connection had closed are ``abandoned``.
 * **Unintroduced packets**: any packet on a connection before its CONNECT counts in
@@ -42,7 +28,6 @@ from typing import Any
 from ..events import (
     Anomaly,
     ConnectionClosed,
-    ConnectionInfo,
     ConnectionOpened,
     Event,
     MqttPacketEvent,
@@ -83,6 +68,7 @@ from .records import (
     RowStore,
     Session,
 )
+from .sessions import SessionTracker
 from .state import B2C, C2B, ConnState, SessionState
 
 __all__ = ["LEAVE_GRACE_NS", "NOTE_KINDS", "CorrelationResult", "Correlator", "correlate"]
@@ -158,7 +144,7 @@ class CorrelationResult:
                                  self.client_ids[code])
 
 
-class Correlator(ExchangeTracker):
+class Correlator(ExchangeTracker, SessionTracker):
     """Streaming correlation of boundary events (see the module docstring).
 
     ``packets=False`` skips the per-packet table, ``deliveries=False`` end-to-end matching;
@@ -402,216 +388,6 @@ class Correlator(ExchangeTracker):
             s = self._session(f"conn:{c.conn_id}", None, anonymous=True)
             self._attach(c, s, ev.ts_ns)
         return s
-
-    # -- connections and sessions ---------------------------------------------------------------
-
-    def _new_conn(self, info: ConnectionInfo, ts: int) -> ConnState:
-        rec = Connection(conn_id=info.conn_id, client=str(info.client),
-                         broker=str(info.broker), transport=info.transport, t_open=ts,
-                         sides_known=info.sides_known)
-        c = ConnState(rec)
-        self._conns[info.conn_id] = c
-        return c
-
-    def _conn(self, info: ConnectionInfo, ts: int) -> ConnState:
-        c = self._conns.get(info.conn_id)
-        return c if c is not None else self._new_conn(info, ts)
-
-    def _session(self, key: str, client_id: str | None, anonymous: bool) -> SessionState:
-        s = self._sessions.get(key)
-        if s is None:
-            s = SessionState(key, len(self._by_code), client_id, anonymous)
-            self._sessions[key] = s
-            self._by_code.append(s)
-        return s
-
-    def _attach(self, c: ConnState, s: SessionState, ts: int) -> None:
-        c.sess = s
-        s.conn = c
-        s.last_conn = c
-        s.rec.conn_ids.append(c.conn_id)
-        if s.rec.t_first is None:
-            s.rec.t_first = ts
-        c.interval = [ts, None]
-        s.intervals.append(c.interval)
-        c.rec.session = s.key
-        c.rec.client_id = s.rec.client_id if c.rec.client_id is None else c.rec.client_id
-
-    def _connect(self, ev: MqttPacketEvent, c: ConnState, d: int, p: Connect) -> None:
-        ts = ev.ts_ns
-        rec = c.rec
-        if c.connect_seen:
-            self._anomaly(ts, "second_connect", "a second CONNECT on the same connection "
-                          "[MQTT-3.1.0-2]", c, d, ev.frame)
-            return
-        c.connect_seen = True
-        version = p.protocol_version
-        rec.client_id = p.client_id
-        rec.version = version
-        rec.version_source = "connect"
-        rec.keep_alive = p.keep_alive
-        rec.clean_start = p.clean_start
-        expiry = p.properties.session_expiry_interval if version >= 5 else None
-        rec.session_expiry = expiry
-        rec.username = p.username
-        rec.password_present = p.password is not None
-        rec.will_topic = p.will.topic if p.will is not None else None
-        rec.t_connect = ts
-        c.keep_alive = p.keep_alive
-        # [MQTT-3.1.2-4] / MQTT 5 3.1.2.11.2: what survives this connection.
-        persistent = (expiry or 0) > 0 if version >= 5 else not p.clean_start
-        old = c.sess
-        if p.client_id:
-            s = self._session(p.client_id, p.client_id, anonymous=False)
-        else:
-            s = self._session(f"conn:{c.conn_id}", "", anonymous=True)
-            s.rec.client_id = ""
-        prev = s.conn if s.conn is not None and s.conn is not c else s.last_conn
-        rc: Reconnect | None = None
-        if prev is not None and prev is not c:
-            if not prev.closed:
-                prev.taken_over = True  # [MQTT-3.1.4-3]
-                t_drop: int | None = ts
-                cause: str | None = "taken_over"
-                unfinished = [0, 0]
-                for ex in s.open.values():
-                    unfinished[ex.direction] += 1
-            else:
-                t_drop = prev.rec.t_close
-                cause = prev.rec.end
-                unfinished = prev.unfinished
-            rc = Reconnect(session=s.key, client_id=s.rec.client_id, prev_conn_id=prev.conn_id,
-                           next_conn_id=c.conn_id, t_drop=t_drop, t_connect=ts, cause=cause,
-                           disconnect_reason=prev.rec.disconnect_reason,
-                           clean_start=p.clean_start, unfinished_c2b=unfinished[0],
-                           unfinished_b2c=unfinished[1], abandoned=s.abandoned_pending)
-            s.abandoned_pending = 0
-            self.reconnects.append(rc)
-            c.reconnect = rc
-        if old is not None and old is not s:
-            # Packets came before the CONNECT: their anonymous session keeps them.
-            old.conn = None
-        s.persistent = persistent
-        s.rec.persistent = persistent
-        if p.clean_start:
-            # The broker discards the previous session [MQTT-3.1.2-4] [MQTT-3.1.2-6].
-            t_end = prev.rec.t_close if prev is not None and prev.rec.t_close else ts
-            n = self._end_all(s, ABANDONED, t_end)
-            if rc is not None:
-                rc.abandoned += n
-            if self.matcher is not None:
-                self.matcher.clear_session(s.code)
-        c.rec.client_id = p.client_id
-        self._attach(c, s, ts)
-
-    def _connack(self, ev: MqttPacketEvent, c: ConnState, p: ConnAck) -> None:
-        rec = c.rec
-        if c.connack_seen:
-            return
-        c.connack_seen = True
-        rec.t_connack = ev.ts_ns
-        rec.connack_code = int(p.reason_code)
-        rec.session_present = bool(p.session_present)
-        c.refused = p.reason_code != 0
-        props = p.properties
-        if props:
-            ska = props.server_keep_alive
-            if ska is not None:
-                rec.server_keep_alive = ska
-                c.keep_alive = ska
-            assigned = props.assigned_client_identifier
-            s0 = c.sess
-            if assigned and s0 is not None and s0.anonymous and assigned not in self._sessions:
-                del self._sessions[s0.key]
-                s0.key = s0.rec.session = assigned
-                s0.rec.client_id = assigned
-                s0.anonymous = False
-                self._sessions[assigned] = s0
-                rec.session = assigned
-            if assigned:
-                rec.assigned_client_id = assigned
-        if c.reconnect is not None:
-            c.reconnect.session_present = bool(p.session_present)
-        s = c.sess
-        if s is not None and not c.refused and not p.session_present:
-            # No session state on the broker: what the earlier connections left is dropped, on
-            # the client too [MQTT-3.2.2-2] [MQTT-4.1.0-1].
-            earlier = [ex for ex in s.open.values() if ex.conn_id != c.conn_id]
-            prev = s.last_conn
-            for ex in earlier:
-                old = self._conns.get(ex.last_conn_id)
-                t_end = old.rec.t_close if old is not None and old.rec.t_close else ev.ts_ns
-                self._end(s, ex, ABANDONED, t_end)
-            if c.reconnect is not None:
-                c.reconnect.abandoned += len(earlier)
-            del prev
-
-    def _suback(self, ev: MqttPacketEvent, c: ConnState, d: int, p: SubAck) -> None:
-        asked = c.pending_subs.pop(p.packet_id, None)
-        if asked is None:
-            self._anomaly(ev.ts_ns, "orphan_ack", f"SUBACK for packet id {p.packet_id}: no "
-                          "SUBSCRIBE with that id is pending", c, d, ev.frame, p.packet_id)
-            return
-        if self.matcher is None or c.sess is None:
-            return
-        for (topic_filter, _, no_local), code in zip(asked, p.reason_codes, strict=False):
-            if code < 0x80:
-                self.matcher.subscribe(c.sess.code, topic_filter, int(code), no_local)
-
-    def _disconnect(self, ev: MqttPacketEvent, c: ConnState, d: int, p: Disconnect) -> None:
-        rec = c.rec
-        rec.disconnect_by = _DIRS[d]
-        rec.t_disconnect = ev.ts_ns
-        v5 = (rec.version or self.default_version) >= 5
-        rec.disconnect_reason = int(p.reason_code) if v5 else None
-        if v5 and c.sess is not None:
-            expiry = p.properties.session_expiry_interval
-            if expiry is not None:
-                c.sess.persistent = c.sess.rec.persistent = expiry > 0
-
-    def _close(self, c: ConnState, ts: int, how: str, closed_by: Direction | None) -> None:
-        if c.closed:
-            return
-        c.closed = True
-        rec = c.rec
-        rec.t_close = ts
-        rec.transport_end = how
-        rec.closed_by = None if closed_by is None else str(closed_by)
-        if rec.disconnect_by is not None:
-            reason = rec.disconnect_reason
-            if rec.disconnect_by == "b2c" and reason == 0x8E:
-                rec.end = "taken_over"
-            elif rec.disconnect_by == "b2c" and reason == 0x8D:
-                rec.end = "keepalive_expired"
-            else:
-                rec.end = "disconnect"
-        elif c.taken_over:
-            rec.end = "taken_over"
-        elif (how != "end_of_capture" and c.keep_alive > 0 and rec.t_last_c2b is not None
-              and (ts - rec.t_last_c2b) * 2 > 3 * c.keep_alive * 10**9):
-            rec.end = "keepalive_expired"  # [MQTT-3.1.2-24]
-        else:
-            rec.end = how
-        c.pending_subs = {}
-        c.pending_unsubs = {}
-        s = c.sess
-        if s is None:
-            return
-        if c.interval is not None and how != "end_of_capture":
-            # (a connection still open at the end of the capture did not end: left open)
-            c.interval[1] = ts
-        if s.rec.t_last is None or ts > s.rec.t_last:
-            s.rec.t_last = ts
-        if s.conn is not c:
-            return  # taken over: the session lives on in the new connection
-        s.conn = None
-        unfinished = [0, 0]
-        for ex in s.open.values():
-            unfinished[ex.direction] += 1
-        c.unfinished = unfinished
-        rec.unfinished_at_end = unfinished[0] + unfinished[1]
-        if how != "end_of_capture" and (not s.persistent or s.anonymous):
-            s.abandoned_pending += self._end_all(s, ABANDONED, ts)
 
     # -- anomalies --------------------------------------------------------------------------
 

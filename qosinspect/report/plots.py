@@ -98,7 +98,11 @@ def plot_timeline(analysis: Analysis, ax: Axes | None = None, *,
     """One row per client: its connections as bars (coloured by how they ended), reconnection
     gaps as dotted lines, MQTT re-sends (triangles) and TCP retransmissions (crosses) on the row."""
     conns = analysis.connections
-    keys = [str(s) for s in conns["session"].dropna().unique()][:max_clients]
+    sessions = analysis.sessions
+    # the clients worth seeing first: those with reconnections, then in order of appearance
+    ranked = sorted(range(len(sessions)), key=lambda i: -int(sessions["n_reconnects"].iloc[i]))
+    all_keys = [str(sessions["session"].iloc[i]) for i in ranked]
+    keys = all_keys[:max_clients]
     ax = _axes(ax, (10, max(2.5, 0.4 * len(keys) + 1.5)))
     t0 = _t0(analysis)
     row = {k: i for i, k in enumerate(keys)}
@@ -132,7 +136,9 @@ def plot_timeline(analysis: Analysis, ax: Axes | None = None, *,
     ax.set_yticks(range(len(keys)), keys)
     ax.invert_yaxis()
     ax.set_xlabel("time since capture start (s)")
-    ax.set_title("Connections and reconnections per client")
+    hidden = len(all_keys) - len(keys)
+    ax.set_title("Connections and reconnections per client"
+                 + (f" ({hidden} more clients not shown)" if hidden > 0 else ""))
     handles: list[Any] = [Line2D([], [], color=_END_COLORS.get(e, "#7f7f7f"), lw=6,
                                 label=f"ended: {e}") for e in sorted(seen_ends)]
     handles += [Line2D([], [], ls=":", color="black", label="reconnection gap"),

@@ -513,3 +513,21 @@ def test_done_index_dict_then_array() -> None:
     assert idx.get(1 << 16 | 1) == 3 and idx.get(4) == 12 and idx.get(5) is None
     idx.put(5, 7)
     assert idx.get(5) == 7
+
+
+def test_decoder_anomalies_pass_through_and_notes_are_apart() -> None:
+    b = EventBuilder()
+    c = b.client("s")
+    b.anomaly(c, "c2b", "malformed", "PUBLISH: property length past the packet (offset 9)")
+    b.anomaly(c, None, "encrypted", "TLS record at the start of the stream")
+    b.anomaly(None, None, "ip_fragment", "fragmented IP datagram")
+    r = correlate(b.events)
+    assert [(a.kind, a.source, a.severity, a.conn_id) for a in r.anomalies] == [
+        ("malformed", "decoder", "anomaly", c.conn_id), ("encrypted", "decoder", "note",
+                                                         c.conn_id),
+        ("ip_fragment", "decoder", "note", None)]
+    import qosinspect
+
+    report = qosinspect.analyze(b.events).report()
+    assert report["anomalies"] == {"malformed": 1}
+    assert report["notes"] == {"encrypted": 1, "ip_fragment": 1}

@@ -98,3 +98,9 @@ def test_empty_analysis_still_draws(tmp_path: Path) -> None:
         assert isinstance(fig, Figure)
         fig.savefig(tmp_path / "e.png")
     assert plots.save_all(a, tmp_path / "e")[-1].name == "inflight.png"  # no client: no ladder
+
+
+def test_timeline_puts_reconnecting_clients_first(analysis: Analysis) -> None:
+    ax = plots.plot_timeline(analysis, max_clients=1)
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["dev"]
+    assert "1 more clients not shown" in ax.get_title()
