@@ -55,6 +55,19 @@ class Analysis:
 
         return tables.packets_frame(self.result)
 
+    def packets_of(self, conn_ids: Iterable[int] | None = None, *,
+                   resend_only: bool = False) -> pd.DataFrame:
+        """Some rows of :attr:`packets` (the connections given, and/or only the MQTT re-sends),
+        built without building the whole table."""
+        from . import tables
+
+        if "packets" in self.__dict__:
+            df = self.packets
+            if conn_ids is not None:
+                df = df[df["conn_id"].isin(list(conn_ids))]
+            return df[df["resend"]] if resend_only else df
+        return tables.packets_frame(self.result, conn_ids, resend_only)
+
     @cached_property
     def connections(self) -> pd.DataFrame:
         from . import tables

@@ -15,7 +15,7 @@ through a temporary CSV. Dtypes:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, cast
 
 import numpy as np
@@ -431,10 +431,26 @@ def _client_codes(r: CorrelationResult) -> tuple[np.ndarray, list[str]]:
     return codes, list(cats)
 
 
-def packets_frame(r: CorrelationResult) -> pd.DataFrame:
+def packets_frame(r: CorrelationResult, conn_ids: Iterable[int] | None = None,
+                  resend_only: bool = False) -> pd.DataFrame:
+    """The packets table, or only the packets of some connections / only the re-sends (chosen
+    chunk by chunk before any column is built: a ladder of one client in a capture of millions
+    of packets costs only its own rows)."""
     r.require_detail("the packets table")
     store = r.packets if r.packets is not None else _empty_packets()
-    a = store.view()
+    if conn_ids is None and not resend_only:
+        a = store.view()
+    else:
+        wanted = None if conn_ids is None else np.array(sorted(set(conn_ids)), dtype=np.int32)
+        parts = []
+        for chunk in store.chunks():
+            keep = np.ones(len(chunk), dtype=bool)
+            if wanted is not None:
+                keep &= np.isin(chunk["conn_id"], wanted)
+            if resend_only:
+                keep &= chunk["resend"] != 0
+            parts.append(chunk[keep])
+        a = np.concatenate(parts) if parts else store.view()
     n = len(a)
     conn_codes = _conn_client_codes(r)
     client_codes, client_cats = conn_codes

@@ -124,8 +124,7 @@ def plot_timeline(analysis: Analysis, ax: Axes | None = None, *,
         if str(sess) in row and not (math.isnan(a) or math.isnan(b)):
             ax.plot([a, b], [row[str(sess)]] * 2, ls=":", color="black", lw=1)
     conn_sess = dict(zip(conns["conn_id"], conns["session"], strict=True))
-    pk = analysis.packets
-    resent = pk[pk["resend"]] if len(pk) else pk
+    resent = analysis.packets_of(resend_only=True)
     if len(resent):
         ys = [row.get(str(conn_sess.get(c)), np.nan) for c in resent["conn_id"]]
         ax.scatter(_seconds(resent["ts"], t0), ys, marker="^", color="#d62728", s=30, zorder=3)
@@ -202,8 +201,7 @@ def plot_ladder(analysis: Analysis, *, client: str | None = None, conn: int | No
     if not ids:
         what = f"client {client!r}" if client is not None else f"connection {conn}"
         raise LookupError(f"no {what} in the capture")
-    pk = analysis.packets
-    pk = pk[pk["conn_id"].isin(ids)]
+    pk = analysis.packets_of(ids)
     ts = pk["ts"].astype("int64")
     keep = np.ones(len(pk), dtype=bool)
     if since_ns is not None:
@@ -269,11 +267,11 @@ def _busiest_client(analysis: Analysis) -> str | None:
     conns = analysis.connections
     if conns.empty or conns["session"].isna().all():
         return None
-    pk = analysis.packets
     score: dict[str, tuple[int, int, int]] = {}
     by_conn = dict(zip(conns["conn_id"], conns["session"], strict=True))
-    resends = pk.loc[pk["resend"], "conn_id"].value_counts() if len(pk) else pd.Series()
-    counts = pk["conn_id"].value_counts() if len(pk) else pd.Series()
+    resends = analysis.packets_of(resend_only=True)["conn_id"].value_counts()
+    counts = (conns.set_index("conn_id")["n_packets_c2b"]
+              + conns.set_index("conn_id")["n_packets_b2c"])
     for cid in set(str(c) for c in conns["session"].dropna()):
         ids = [k for k, v in by_conn.items() if str(v) == cid]
         score[cid] = (int(sum(resends.get(i, 0) for i in ids)), len(ids),

@@ -208,8 +208,7 @@ def ladder_lines(analysis: Analysis, *, client: str | None = None, conn: int | N
     ids = set(int(i) for i in sel["conn_id"])
     recs = {c.conn_id: c for c in analysis.result.connections if c.conn_id in ids}
     items: list[tuple[int, int, str]] = []  # (ts_ns, order, line)
-    pk = analysis.packets
-    pk = pk[pk["conn_id"].isin(ids)]
+    pk = analysis.packets_of(ids)
     ts_all = [int(v) for v in pk["ts"].astype("int64")]
     labels = [(p, _label(p, recs.get(int(p["conn_id"]))) + ("  [resend]" if p["resend"] else ""))
               for p in _records(pk)]

@@ -135,3 +135,15 @@ def test_import_qosinspect_stays_light() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=False)
     assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_packets_of_some_connections_without_the_whole_table() -> None:
+    fresh = qosinspect.analyze(_scenario().events)
+    part = fresh.packets_of([0, 2])
+    assert "packets" not in fresh.__dict__  # the whole table was not built
+    whole = fresh.packets
+    expected = whole[whole["conn_id"].isin([0, 2])].reset_index(drop=True)
+    pd.testing.assert_frame_equal(part.reset_index(drop=True), expected)
+    resent = fresh.packets_of(resend_only=True)
+    assert len(resent) == 1 and bool(resent["resend"].iloc[0])
+    assert len(fresh.packets_of([1], resend_only=True)) == 0
