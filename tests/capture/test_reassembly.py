@@ -91,11 +91,24 @@ def test_dropped_segments_become_exact_gaps(data: bytes, sizes: list[int], isn: 
     if shuffle:
         rnd.shuffle(kept)  # type: ignore[attr-defined]
     body: list[SynthSegment] = []
+    # The broker received every segment (the capture missed the dropped ones), so after each
+    # segment it sees it acknowledges, cumulatively, the contiguous prefix of what it has: the
+    # dropped segments plus the kept ones seen so far. An ACK covering a dropped segment proves
+    # the hole early; a kept segment still to come is never covered (a real receiver cannot
+    # acknowledge bytes it has not got).
+    have = {(s.offset or 0, len(s.payload)) for s in dropped}
+    base = segs[0].seq
     for s in kept:
         body.append(s)
-        if ack_each:  # the broker's ACK after each segment it saw: proves holes early
+        have.add((s.offset or 0, len(s.payload)))
+        if ack_each:
+            upto = 0
+            for off, n in sorted(have):
+                if off > upto:
+                    break
+                upto = max(upto, off + n)
             body.append(SynthSegment(s.ts_ns, "b2c", conv.broker, conv.client,
-                                     conv.next_seq["b2c"], s.seq + len(s.payload), ACK,
+                                     conv.next_seq["b2c"], (base + upto) & 0xFFFFFFFF, ACK,
                                      label="ack"))
     conv.segments = conv.segments[:3] + body
     conv.close()
