@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import sys
+from typing import Any
 
 import click
 
@@ -58,8 +60,7 @@ def flows(source: CaptureSource, qos: str | None, client: str | None, outcome: s
         elif fmt == "csv":
             df.to_csv(output if output else sys.stdout, index=False)
         elif fmt == "json":
-            text = df.to_json(orient="records", date_format="iso", date_unit="ns", indent=1)
-            _write(text + "\n", output)
+            _write(json.dumps(_records(df), indent=1) + "\n", output)
         else:
             from ..report.text import format_table
 
@@ -72,6 +73,26 @@ def flows(source: CaptureSource, qos: str | None, client: str | None, outcome: s
     except OSError as exc:
         raise click.ClickException(f"{output}: {exc}") from None
     finish(analysis)
+
+
+def _records(df: Any) -> list[dict[str, Any]]:
+    """Rows as JSON-ready dicts: times in ISO 8601 with nanoseconds, missing values null."""
+    import pandas as pd
+
+    out = []
+    for row in df.to_dict("records"):
+        rec: dict[str, Any] = {}
+        for k, v in row.items():
+            if v is None or v is pd.NaT or (not isinstance(v, str) and pd.isna(v)):
+                rec[str(k)] = None
+            elif isinstance(v, pd.Timestamp):
+                rec[str(k)] = v.isoformat().replace("+00:00", "Z")
+            elif hasattr(v, "item"):
+                rec[str(k)] = v.item()  # numpy scalar
+            else:
+                rec[str(k)] = v
+        out.append(rec)
+    return out
 
 
 def _write(text: str, output: str | None) -> None:

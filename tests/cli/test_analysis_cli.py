@@ -60,6 +60,8 @@ def test_flows_columns_and_filters(tmp_path: Path) -> None:
     assert code == 0
     rows = json.loads(out)
     assert len(rows) == 12 and {r["qos"] for r in rows} == {2}
+    assert rows[0]["t_publish"].startswith("2026-11-25T06:28:") and rows[0]["t_puback"] is None
+    assert '"demo/redeliver/' in out  # no escaped slashes
     for col in ("client_id", "conn", "direction", "qos", "packet_id", "topic", "t_publish",
                 "n_publish", "dup_seen", "t_puback", "t_pubrec", "t_pubrel", "n_pubrel",
                 "t_pubcomp", "outcome", "latency_ms"):
