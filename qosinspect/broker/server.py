@@ -247,6 +247,9 @@ class _Connection(asyncio.Protocol):
         except MQTTError as exc:
             server.malformed(self, exc, now)
             return
+        except Exception:                 # a bug of ours: this client goes, the others stay
+            server.internal_error(self, "decoding", now)
+            return
         items: list[tuple[Packet, int]] = list(zip(packets, self.decoder.sizes,  # type: ignore[arg-type]
                                                    strict=True))
         if self.pending:                  # still paused on an earlier batch: keep the order
@@ -270,7 +273,11 @@ class _Connection(asyncio.Protocol):
                 tap(MqttPacketEvent(now, info, _C2B, packet, size, version=version))
             if verbose:
                 log.info("%s c2b %r", info.client, packet)
-            engine.receive(conn, packet, now)
+            try:
+                engine.receive(conn, packet, now)
+            except Exception:             # a bug of ours: this client goes, the others stay
+                server.internal_error(self, f"handling {type(packet).__name__}", now)
+                return
             if conn.closed:
                 break
             if conn.blocked_on and i + 1 < len(items) and not final:
@@ -409,6 +416,8 @@ class BrokerServer:
         #: The same with the listener each belongs to.
         self.bound: list[tuple[str, int, Listener]] = []
         self.refused_connections = 0
+        #: Exceptions caught while serving a connection (bugs: each closed only that one).
+        self.internal_errors = 0
         self._servers: list[asyncio.Server] = []
         self._ticker: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -496,6 +505,21 @@ class BrokerServer:
             await asyncio.sleep(self.config.tick_interval)
             self.engine.tick(time.time_ns())
             self.flush()
+
+    def internal_error(self, proto: _Connection, what: str, now: int) -> None:
+        """An unexpected exception while serving one connection: log it, count it, close
+        that connection (0x83, implementation specific error); the broker carries on."""
+        conn = proto.conn
+        assert conn is not None
+        self.internal_errors += 1
+        log.exception("conn %d: internal error while %s; closing the connection",
+                      conn.conn_id, what)
+        with contextlib.suppress(Exception):
+            self.engine.close(conn, 0x83 if conn.connected else None, now)
+        conn.closed = True
+        with contextlib.suppress(Exception):
+            self.flush()
+        proto._close_transport()
 
     def malformed(self, proto: _Connection, exc: MQTTError, now: int) -> None:
         """Close with the error's reason code: CONNACK before CONNECT, else DISCONNECT (v5)."""

@@ -36,7 +36,8 @@ async def _serve(server: BrokerServer) -> None:
     await server.start()
     log.warning("qosinspect broker ready, listening on %s", server.describe())
     await stop.wait()
-    log.warning("qosinspect broker stopping")
+    stats = ", ".join(f"{k} {v}" for k, v in vars(server.stats).items())
+    log.warning("qosinspect broker stopping (%s)", stats)
     await server.close()
 
 

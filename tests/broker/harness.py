@@ -66,8 +66,9 @@ def run_broker(*, auth: Authenticator | None = None, tap: Tap | None = None,
         yield broker
     finally:
         broker.stop()
-    # anything the event loop had to catch is a bug in the broker
+    # anything the event loop had to catch, or the server caught, is a bug in the broker
     assert not errors, f"unhandled errors on the broker's loop: {errors}"
+    assert broker.server.internal_errors == 0, "internal errors (see the log)"
 
 
 def mosquitto_sub(port: int, *args: str) -> subprocess.Popen[str]:

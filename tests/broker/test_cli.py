@@ -77,6 +77,8 @@ def test_ready_traffic_and_clean_exit_on_sigterm() -> None:
             s.wait(10)
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(15) == 0
+        tail = proc.stderr.read()
+        assert "stopping" in tail and "messages_received 1" in tail   # counters at exit
 
 
 def test_anonymous_is_off_by_default() -> None:

@@ -12,11 +12,13 @@ import random
 import socket
 import threading
 import time
+from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from qosinspect.broker import BrokerConfig
+from qosinspect.broker import BrokerConfig, BrokerThread, Listener, ServerConfig
 from qosinspect.broker.engine import BrokerEngine
 from qosinspect.errors import MQTTError
 from qosinspect.mqtt.codec import encode
@@ -314,3 +316,30 @@ def test_slow_reader_at_qos1_pauses_publishers_then_is_dropped() -> None:
         assert stats.publishers_paused >= 1 and stats.slow_subscribers_closed == 1
         assert b.call(lambda: "slow" not in b.server.engine.sessions)   # clean session: gone
         slow.close()
+
+
+def test_a_bug_while_serving_one_client_closes_only_that_client(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """An unexpected exception (a bug) while handling one client's packet is logged and
+    counted, that client gets DISCONNECT 0x83 and goes; the broker and the others carry on."""
+    with BrokerThread(ServerConfig([Listener("127.0.0.1", 0)])) as b:
+        engine = b.server.engine
+        real = engine.receive
+
+        def buggy(conn: Any, packet: Any, now: int) -> None:
+            if isinstance(packet, Publish) and packet.topic == "boom":
+                raise RuntimeError("a bug")
+            real(conn, packet, now)
+
+        engine.receive = buggy  # type: ignore[method-assign]
+        good = RawClient(b.port)
+        good.connect("good")
+        bad = RawClient(b.port, version=5)
+        bad.connect("bad")
+        bad.send(Publish("boom", b"x"))
+        assert bad.recv() == Disconnect(0x83)
+        assert bad.closed_by_peer()
+        good.send(PingReq())
+        assert good.recv() == PingResp()
+        assert b.server.internal_errors == 1
+    assert "internal error while handling Publish" in caplog.text

@@ -1,0 +1,116 @@
+"""What the broker engine holds: its limits, its counters, sessions and connections.
+
+Plain data, no behaviour (that is :mod:`.engine`): a :class:`BrokerSession` per client id, which
+outlives network connections while it has not expired, and a :class:`ClientConn` per network
+connection, whose ``outbox`` the driver empties and sends.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..mqtt.packets import Packet, Will
+from ..mqtt.session import Session
+
+__all__ = ["NEVER", "NS", "BrokerConfig", "BrokerSession", "BrokerStats", "ClientConn",
+           "SubOptions"]
+
+NS = 1_000_000_000
+#: Session Expiry Interval meaning "never" (and a 3.1.x clean session 0).
+NEVER = 0xFFFFFFFF
+
+
+@dataclass
+class BrokerConfig:
+    """Limits and switches of the engine (the server adds listener settings)."""
+
+    max_keepalive: int = 0              # 0: no cap
+    max_inflight: int = 20              # outbound window when the client sets no Receive Maximum
+    receive_maximum: int = 100          # inbound QoS 2 flows an MQTT 5 client may keep open
+    max_queued_messages: int = 1000     # per online session before publishers are paused
+    max_offline_messages: int = 100_000  # per session; past it the oldest is dropped (counted)
+    topic_alias_maximum: int = 10
+    deny_subscribe_code_v5: int = 0x87  # or 0x80
+    max_sessions: int = 100_000
+    max_packet_size: int = 1024 * 1024  # incoming; announced to MQTT 5 clients
+    connect_timeout: float = 10.0       # seconds from TCP accept to CONNECT
+    max_subscriptions: int = 10_000     # per session
+    max_retained: int = 100_000         # retained topics; past it new ones are not retained
+    #: Seconds an online subscriber may keep publishers paused without acknowledging anything;
+    #: then it is disconnected (0x97) and its session, if it has one, queues offline.
+    slow_subscriber_timeout: float = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class SubOptions:
+    qos: int
+    no_local: bool = False
+    retain_as_published: bool = False
+    retain_handling: int = 0
+    sub_id: int | None = None
+
+
+@dataclass
+class BrokerStats:
+    """Counters a user checks after a run (never reset)."""
+
+    messages_received: int = 0      # PUBLISH accepted from clients (and wills)
+    messages_routed: int = 0        # copies handed to sessions
+    dropped_qos0: int = 0           # QoS 0 copies not sent: congested or offline subscriber
+    dropped_too_large: int = 0      # larger than the subscriber's Maximum Packet Size
+    denied_publish: int = 0         # PUBLISH the ACL did not allow
+    retained_refused: int = 0       # retained messages over max_retained
+    connections_refused: int = 0    # CONNECT refused (auth, limits, bad client id)
+    publishers_paused: int = 0      # times a publisher was paused by a full subscriber queue
+    slow_subscribers_closed: int = 0  # subscribers disconnected for making no progress
+
+
+@dataclass(eq=False)
+class BrokerSession:
+    """The broker's state for one client id; outlives connections while it has not expired."""
+
+    client_id: str
+    state: Session
+    subs: dict[str, SubOptions] = field(default_factory=dict)
+    conn: ClientConn | None = None
+    expiry_s: int = 0
+    disconnected_ns: int | None = None
+    version: int = 4
+    max_packet_size: int | None = None
+    #: Publishers not read from until this session's queue drains.
+    blockers: set[ClientConn] = field(default_factory=set)
+    #: When it last made progress (an acknowledgement) while publishers waited for it.
+    blocked_since_ns: int = 0
+
+    @property
+    def persistent(self) -> bool:
+        return self.expiry_s > 0
+
+
+@dataclass(eq=False)
+class ClientConn:
+    """One network connection as the engine sees it; ``outbox`` is drained by the server."""
+
+    conn_id: int
+    opened_ns: int = 0
+    version: int = 4
+    connected: bool = False
+    client_id: str = ""
+    username: str | None = None
+    keep_alive: int = 0
+    last_rx_ns: int = 0
+    will: Will | None = None
+    session: BrokerSession | None = None
+    outbox: list[Packet] = field(default_factory=list)
+    close_reason: int | None = None
+    closed: bool = False
+    congested: bool = False           # set by the server when its write buffer is full
+    blocked_on: set[BrokerSession] = field(default_factory=set)
+    dropped_qos0: int = 0
+    #: The user name a TLS client certificate gave (``use_identity_as_username``).
+    cert_username: str | None = None
+    #: The client ended the connection with DISCONNECT (so the close is the client's doing).
+    client_disconnected: bool = False
+    #: Whatever the driver attaches (the server keeps its transport state here).
+    driver: Any = None
