@@ -132,6 +132,13 @@ def format_report(analysis: Analysis, fmt: str = "table", capture: str = "CAPTUR
                    f"max {_cell(gap['max'])} ms; redelivered on the new connection: "
                    f"{red['publish']} PUBLISH (DUP), {red['pubrel']} PUBREL; "
                    f"resumed {red['resumed']}, abandoned {red['abandoned']}")
+        out.append("")
+        out.append(format_table(
+            ["client", "from conn", "to conn", "cause", "gap ms", "session present",
+             "left open", "redelivered PUBLISH", "redelivered PUBREL", "resumed", "abandoned"],
+            _reconnect_rows(analysis, _SHOWN), fmt))
+        if data["reconnects"] > _SHOWN:
+            out.append(f"... and {data['reconnects'] - _SHOWN} more")
     else:
         out.append("reconnections: 0")
     out.append(f"  details: qosinspect ladder {capture} --client ID; "
@@ -146,13 +153,41 @@ def format_report(analysis: Analysis, fmt: str = "table", capture: str = "CAPTUR
     out.append("")
     out.append(h("Anomalies"))
     if data["anomalies"]:
-        out.append(format_table(["kind", "count"], sorted(data["anomalies"].items()), fmt))
+        first = _first_anomalies(analysis)
+        rows = [[kind, n, *first.get(kind, (None, ""))]
+                for kind, n in sorted(data["anomalies"].items())]
+        out.append(format_table(["kind", "count", "first frame", "first detail"], rows, fmt,
+                                "lrrl"))
     else:
         out.append("none")
     if data["notes"]:
         out.append("notes: " + ", ".join(f"{k} {v}" for k, v in data["notes"].items()))
     out.append(f"  details: qosinspect export {capture} -o DIR (anomalies)")
     return "\n".join(out)
+
+
+_SHOWN = 10
+
+
+def _reconnect_rows(analysis: Analysis, limit: int) -> list[list[Any]]:
+    rows: list[list[Any]] = []
+    for x in analysis.result.reconnects[:limit]:
+        sp = None if x.session_present is None else int(x.session_present)
+        rows.append([x.client_id or x.session, x.prev_conn_id, x.next_conn_id, x.cause,
+                     None if x.gap_ns is None else round(x.gap_ns / 1e6, 3), sp,
+                     x.unfinished_c2b + x.unfinished_b2c, x.redelivered_publish,
+                     x.redelivered_pubrel, x.resumed, x.abandoned])
+    return rows
+
+
+def _first_anomalies(analysis: Analysis) -> dict[str, tuple[int, str]]:
+    """The first frame and words of each anomaly kind (detail cut to 70 characters)."""
+    first: dict[str, tuple[int, str]] = {}
+    for a in analysis.result.anomalies:
+        if a.kind not in first:
+            text = a.detail if len(a.detail) <= 70 else a.detail[:67] + "..."
+            first[a.kind] = (a.frame, text)
+    return first
 
 
 # -- ladder ----------------------------------------------------------------------------------

@@ -43,6 +43,10 @@ def test_report_table_sections() -> None:
     assert "qosinspect flows x.pcap --outcome incomplete" in text
     assert "TCP retransmissions: 1 segments on 1 connections" in text
     assert "orphan_ack" in text and "stream_gap" in text
+    row = next(line for line in text.splitlines() if line.startswith("dev "))
+    assert row.split()[:6] == ["dev", "0", "1", "rst", "101.000", "1"]  # gap, session present
+    anomaly = next(line for line in text.splitlines() if line.startswith("orphan_ack"))
+    assert "b2c PUBACK for packet id 9" in anomaly
 
 
 def test_report_json_round_trips() -> None:
