@@ -14,7 +14,7 @@ Reported: delivered msgs/s (at the subscriber), lost and duplicated messages, en
 the brokers' CPU use, and the ratio ours/mosquitto. Timing figures depend on the machine (a
 shared 2-core box here): compare the ratios from one run.
 
-    python benchmarks/broker.py                 # about 1 minute
+    python benchmarks/broker.py                 # about 2 minutes
     python benchmarks/broker.py --duration 10   # longer runs
     python benchmarks/broker.py --json          # one JSON object
 """
