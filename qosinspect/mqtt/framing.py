@@ -30,12 +30,13 @@ from __future__ import annotations
 
 import codecs
 from dataclasses import dataclass
+from typing import Any
 
 from ..errors import MQTTError, PacketTooLarge, ProtocolError
 from .codec import _DECODERS, MAX_PACKET_SIZE, TOPIC_ALIAS_ID, parse_fixed_header, relocated
 from .enums import Direction, PacketType, PubAckReason, PubCompReason, PubRecReason, PubRelReason
 from .packets import Connect, Packet, PubAck, PubComp, Publish, PubRec, PubRel
-from .properties import NO_PROPERTIES
+from .properties import NO_PROPERTIES, Properties
 
 __all__ = [
     "ConnectionDecoder",
@@ -49,11 +50,19 @@ _MAX_TOPIC_ALIASES = 65535
 #: While resynchronising, a candidate packet may claim at most this many bytes: garbage that
 #: happens to look like a header must not make the decoder wait for megabytes.
 RESYNC_MAX_PACKET = 256 * 1024
-#: First byte of a 2-byte-body acknowledgement -> (class, its Success reason code).
-_SHORT_ACKS: dict[int, tuple[type, int]] = {
-    0x40: (PubAck, PubAckReason.SUCCESS), 0x50: (PubRec, PubRecReason.SUCCESS),
-    0x62: (PubRel, PubRelReason.SUCCESS), 0x70: (PubComp, PubCompReason.SUCCESS),
-}
+#: First byte -> (class, its Success reason code) for the acknowledgements whose short form
+#: (remaining length 2, packet id only) the hot loop builds itself; None for other bytes.
+_ACK_BY_FIRST: list[tuple[type, int] | None] = [None] * 256
+_ACK_BY_FIRST[0x40] = (PubAck, PubAckReason.SUCCESS)
+_ACK_BY_FIRST[0x50] = (PubRec, PubRecReason.SUCCESS)
+_ACK_BY_FIRST[0x62] = (PubRel, PubRelReason.SUCCESS)
+_ACK_BY_FIRST[0x70] = (PubComp, PubCompReason.SUCCESS)
+#: First byte of a PUBLISH with valid flags -> (qos, dup, retain); None otherwise (QoS 3, DUP at
+#: QoS 0 [MQTT-3.3.1-2], not a PUBLISH): those take the full decoder, which reports them.
+_PUBLISH_BY_FIRST: list[tuple[int, bool, bool] | None] = [
+    ((b >> 1) & 3, bool(b & 8), bool(b & 1))
+    if b >> 4 == 3 and (b >> 1) & 3 != 3 and not (b & 8 and not (b >> 1) & 3) else None
+    for b in range(256)]
 _FIXED_FLAGS = (None, 0, 0, None, 0, 0, 2, 0, 2, 0, 2, 0, 0, 0, 0, 0)
 
 
@@ -127,8 +136,18 @@ class StreamDecoder:
         """Bytes held while waiting for the rest of a packet."""
         return self._pending
 
-    def feed(self, data: bytes | bytearray | memoryview) -> list[DecodeResult]:
-        """Add bytes; return the packets (and, lenient, anomalies) they complete, in order."""
+    def feed(self, data: bytes | bytearray | memoryview, *, _new: Any = tuple.__new__,
+             _acks: Any = _ACK_BY_FIRST, _publishes: Any = _PUBLISH_BY_FIRST,
+             _publish: type = Publish, _no_props: Properties = NO_PROPERTIES,
+             _decoders: Any = _DECODERS) -> list[DecodeResult]:
+        """Add bytes; return the packets (and, lenient, anomalies) they complete, in order.
+
+        This is the decoder's hot path (a capture is mostly PUBLISH and 4-byte acks, a few per
+        TCP segment), written as one loop in one call: the keyword defaults are constants bound
+        once, so they are locals for free; a short acknowledgement and a PUBLISH to a topic
+        already seen on this stream are built in the loop itself, anything else goes to the
+        full decoder, which has the final word.
+        """
         if self._failed is not None:
             raise self._failed
         sizes: list[int] = []
@@ -146,13 +165,131 @@ class StreamDecoder:
         else:
             buf = data if type(data) is bytes else bytes(data)
         out: list[DecodeResult] = []
-        pos = self._decode(buf, 0, out, sizes)
+        n = len(buf)
+        pos = 0
+        if self._resync:
+            pos = self._resynchronise(buf, pos, out)
+        if self._resync:
+            n = pos  # no packet boundary found yet: keep the rest for the next bytes
+        self._need = 0
+        topics = self._topics
+        version = self.version
+        # A packet within ``size_guard`` body bytes cannot exceed the maximum packet size (its
+        # fixed header is at most 5 bytes): one comparison in the common case.
+        max_size = self.max_packet_size
+        size_guard = max_size - 5
+        # The PUBLISH fast path reads no properties: before MQTT 5 there are none; in MQTT 5 it
+        # takes only a property length of 0 (the commonest case), else the full decoder.
+        v5 = version >= 5
+        append = out.append
+        size_append = sizes.append
+        last = n - 2  # a packet is at least 2 bytes long
+        while pos <= last:
+            first = buf[pos]
+            length = buf[pos + 1]
+            if length < 0x80:
+                start = pos + 2
+            elif n - pos > 2 and 0 < buf[pos + 2] < 0x80:
+                length = (length & 0x7F) | (buf[pos + 2] << 7)
+                start = pos + 3
+            else:
+                try:
+                    header = parse_fixed_header(buf, pos, n)
+                except MQTTError as exc:
+                    if not self._framing_lost(exc, pos, out):
+                        raise self._fail(exc, self._offset) from None
+                    pos = self._resynchronise(buf, pos + 1, out, skipped_from=pos)
+                    if self._resync:
+                        break
+                    continue
+                if header is None:
+                    break
+                length = header[1]
+                start = pos + header[2]
+            end = start + length
+            if length > size_guard and end - pos > max_size:
+                too_large = PacketTooLarge(f"packet of {end - pos} bytes exceeds the maximum "
+                                           f"packet size {max_size}", offset=pos,
+                                           packet_type=first >> 4)
+                if not self._framing_lost(too_large, pos, out):
+                    raise self._fail(too_large, self._offset)
+                pos = self._resynchronise(buf, pos + 1, out, skipped_from=pos)
+                if self._resync:
+                    break
+                continue
+            if end > n:
+                self._need = end - pos
+                break
+            if length == 2:  # the short form of PUBACK, PUBREC, PUBREL, PUBCOMP
+                ack = _acks[first]
+                if ack is not None:
+                    pid = (buf[start] << 8) | buf[start + 1]
+                    if pid:
+                        append(_new(ack[0], (pid, ack[1], _no_props)))
+                        size_append(4)
+                        pos = end
+                        continue
+            else:
+                flags = _publishes[first]
+                if flags is not None and length > 2:  # topic length and at least one byte
+                    tstop = start + 2 + ((buf[start] << 8) | buf[start + 1])
+                    topic = topics.get(buf[start + 2:tstop])
+                    if topic is not None:
+                        qos = flags[0]
+                        if not qos:
+                            pid = None
+                        elif tstop + 2 <= end:
+                            pid = (buf[tstop] << 8) | buf[tstop + 1]
+                            tstop += 2
+                        else:
+                            pid = 0
+                        if v5:
+                            if tstop >= end or buf[tstop]:
+                                pid = 0  # properties to read: the full decoder does it
+                            tstop += 1
+                        # (a topic running past the packet may have matched bytes behind it)
+                        if pid != 0 and tstop <= end:  # pid None (QoS 0) or a valid id
+                            append(_new(_publish, (topic, buf[tstop:end], qos, flags[1],
+                                                   flags[2], pid, _no_props)))
+                            size_append(end - pos)
+                            pos = end
+                            continue
+            try:
+                packet = _decoders[first >> 4](buf, first & 0x0F, start, end, version, topics)
+                if first < 0x40:
+                    if first < 0x20:
+                        version = self._learn_version(packet)
+                        v5 = version >= 5
+                    elif first >= 0x30 and v5 and packet.properties:
+                        packet = self._resolve_alias(packet, pos)
+            except MQTTError as exc:
+                if exc.packet_type is None:
+                    exc.packet_type = first >> 4
+                if not self.lenient:
+                    raise self._fail(exc, self._offset) from None
+                append(FramingAnomaly(anomaly_kind(exc), _describe(exc), self._offset + pos,
+                                      end - pos, first >> 4, exc.reason_code))
+                if first >> 4 == 1:
+                    # A broken CONNECT still says which protocol its sender speaks: the rest
+                    # of the connection is read in that version (as Wireshark does).
+                    level = _connect_level(buf, start, end)
+                    if level is not None:
+                        self.version = version = level
+                        v5 = version >= 5
+                        self.version_known = True
+                        self._aliases.clear()
+                pos = end
+                continue
+            append(packet)
+            size_append(end - pos)
+            pos = end
         if pos < len(buf):
             rest = buf[pos:]
             self._chunks = [rest]
             self._pending = len(rest)
         self._offset += pos
         return out
+
 
     def gap(self, missing: int = 0) -> list[FramingAnomaly]:
         """Bytes went missing before the next ``feed``: drop any partial packet, resynchronise.
@@ -193,124 +330,7 @@ class StreamDecoder:
         return FramingAnomaly("truncated", f"{name}: {self._pending}{expected} bytes, {why}",
                               self._offset, self._pending, ptype)
 
-    # -- the hot loop -------------------------------------------------------------------------
-
-    def _decode(self, buf: bytes, pos: int, out: list[DecodeResult], sizes: list[int]) -> int:
-        """Decode complete packets from ``buf[pos:]``; return where the undecoded rest starts."""
-        n = len(buf)
-        if self._resync:
-            pos = self._resynchronise(buf, pos, out)
-            if self._resync:
-                return pos
-        self._need = 0
-        decoders = _DECODERS
-        short_acks = _SHORT_ACKS
-        new = tuple.__new__
-        publish = Publish
-        no_props = NO_PROPERTIES
-        topics = self._topics
-        version = self.version
-        max_size = self.max_packet_size
-        append = out.append
-        size_append = sizes.append
-        while n - pos >= 2:
-            first = buf[pos]
-            length = buf[pos + 1]
-            if length < 0x80:
-                start = pos + 2
-            elif n - pos > 2 and 0 < buf[pos + 2] < 0x80:
-                length = (length & 0x7F) | (buf[pos + 2] << 7)
-                start = pos + 3
-            else:
-                try:
-                    header = parse_fixed_header(buf, pos, n)
-                except MQTTError as exc:
-                    if not self._framing_lost(exc, pos, out):
-                        raise self._fail(exc, self._offset) from None
-                    pos = self._resynchronise(buf, pos + 1, out, skipped_from=pos)
-                    if self._resync:
-                        return pos
-                    continue
-                if header is None:
-                    break
-                length = header[1]
-                start = pos + header[2]
-            end = start + length
-            if end - pos > max_size:
-                too_large = PacketTooLarge(f"packet of {end - pos} bytes exceeds the maximum "
-                                           f"packet size {max_size}", offset=pos,
-                                           packet_type=first >> 4)
-                if not self._framing_lost(too_large, pos, out):
-                    raise self._fail(too_large, self._offset)
-                pos = self._resynchronise(buf, pos + 1, out, skipped_from=pos)
-                if self._resync:
-                    return pos
-                continue
-            if end > n:
-                self._need = end - pos
-                break
-            # Fast paths for the two shapes that make up most of any QoS capture: a short
-            # acknowledgement, and a 3.1.x PUBLISH to a topic already validated on this stream.
-            # Anything unusual falls through to the full decoder, which has the final word.
-            if length == 2:
-                ack = short_acks.get(first)
-                if ack is not None:
-                    pid = (buf[start] << 8) | buf[start + 1]
-                    if pid:
-                        append(new(ack[0], (pid, ack[1], no_props)))
-                        size_append(4)
-                        pos = end
-                        continue
-            elif 0x30 <= first < 0x40 and version < 5 and length > 2:
-                tstop = start + 2 + ((buf[start] << 8) | buf[start + 1])
-                if tstop <= end:
-                    topic = topics.get(buf[start + 2:tstop])
-                    if topic is not None:
-                        qos = (first >> 1) & 3
-                        if qos == 0:
-                            if not first & 8:
-                                append(new(publish, (topic, buf[tstop:end], 0, False,
-                                                     first & 1 == 1, None, no_props)))
-                                size_append(end - pos)
-                                pos = end
-                                continue
-                        elif qos != 3 and tstop + 2 <= end:
-                            pid = (buf[tstop] << 8) | buf[tstop + 1]
-                            if pid:
-                                append(new(publish, (topic, buf[tstop + 2:end], qos,
-                                                     first >= 0x38, first & 1 == 1, pid,
-                                                     no_props)))
-                                size_append(end - pos)
-                                pos = end
-                                continue
-            try:
-                packet = decoders[first >> 4](buf, first & 0x0F, start, end, version, topics)
-                if first < 0x40:
-                    if first < 0x20:
-                        version = self._learn_version(packet)  # type: ignore[arg-type]
-                    elif first >= 0x30 and version >= 5 and packet.properties:  # type: ignore[union-attr]
-                        packet = self._resolve_alias(packet, pos)  # type: ignore[arg-type]
-            except MQTTError as exc:
-                if exc.packet_type is None:
-                    exc.packet_type = first >> 4
-                if not self.lenient:
-                    raise self._fail(exc, self._offset) from None
-                append(FramingAnomaly(anomaly_kind(exc), _describe(exc), self._offset + pos,
-                                      end - pos, first >> 4, exc.reason_code))
-                if first >> 4 == 1:
-                    # A broken CONNECT still says which protocol its sender speaks: the rest
-                    # of the connection is read in that version (as Wireshark does).
-                    level = _connect_level(buf, start, end)
-                    if level is not None:
-                        self.version = version = level
-                        self.version_known = True
-                        self._aliases.clear()
-                pos = end
-                continue
-            append(packet)
-            size_append(end - pos)
-            pos = end
-        return pos
+    # -- failing, versions, aliases -----------------------------------------------------------
 
     def _fail(self, exc: MQTTError, base: int) -> MQTTError:
         """The error, placed at its offset in the stream; remembered: the stream is over."""

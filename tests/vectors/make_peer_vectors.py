@@ -24,6 +24,8 @@ MQTT control packet (identical hex + version only once, first occurrence kept):
      "tshark_expert": [messages] | absent,
      "tshark": {...}}                          # the fields below, None when tshark has none
 
+A capture marked "tls" in captures.json is decrypted by tshark with its "keylog" file.
+
 How the bytes are obtained: `tshark -r F -Y mqtt -T json --no-duplicate-keys -x` gives, for
 each MQTT PDU dissected in a frame, an `mqtt_raw` entry [hex, offset, length, mask, type]. tshark
 computes it from the data source the PDU was dissected from: the frame for ordinary PDUs, the
@@ -122,6 +124,7 @@ CLIENT_SOFTWARE = {
     "paho-v311-v5": "paho-mqtt 2.x",
     "mosquitto-websocket": "paho-mqtt 2.x over WebSocket",
     "mosquitto-redelivery": "captures/scripts/redelivery.py (raw socket)",
+    "mosquitto-tls": "paho-mqtt 2.x over TLS",
 }
 
 
@@ -141,7 +144,13 @@ def decode_args_for(entry: dict | None) -> list[str]:
         return []
     args: list[str] = []
     for port in entry["ports"]:
-        if entry.get("websocket"):
+        if entry.get("tls"):
+            # TLS with the session secrets shipped beside the capture: tshark decrypts, the
+            # vectors are the MQTT bytes inside (qosinspect itself reports such streams as
+            # encrypted and decodes nothing).
+            args += ["-o", f"tls.keylog_file:{CAPTURES / entry['keylog']}",
+                     "-d", f"tcp.port=={port},tls", "-d", f"tls.port=={port},mqtt"]
+        elif entry.get("websocket"):
             # HTTP Upgrade on a non-standard port, then WebSocket -> MQTT via the Lua helper.
             args += ["-X", f"lua_script:{WS_LUA}", "-d", f"tcp.port=={port},http"]
         elif port != 1883:
