@@ -1,0 +1,96 @@
+"""The MQTT version of a stream whose CONNECT was not captured: evidence vectors."""
+
+from __future__ import annotations
+
+import pytest
+
+from qosinspect.capture.version import connect_level, find_version_evidence
+from qosinspect.mqtt import (
+    Auth,
+    ConnAck,
+    Connect,
+    Disconnect,
+    PingReq,
+    PubAck,
+    PubComp,
+    Publish,
+    PubRec,
+    PubRel,
+    SubAck,
+    Subscribe,
+    Subscription,
+    UnsubAck,
+    Unsubscribe,
+    encode,
+)
+from qosinspect.mqtt.properties import Properties
+
+
+@pytest.mark.parametrize("packet, why", [
+    (PubAck(1, 0x10), "PUBACK with remaining length 3"),          # 5.0 3.4.2.1: reason code
+    (PubRec(1, 0x80), "PUBREC with remaining length 3"),
+    (PubRel(1, 0x92), "PUBREL with remaining length 3"),
+    (PubComp(1, 0x92), "PUBCOMP with remaining length 3"),
+    (ConnAck(False, 0, Properties(((0x22, 10),))), "CONNACK with remaining length"),
+    (Disconnect(0x04), "DISCONNECT with remaining length 1"),       # 3.1.1: length 0
+    (Auth(0x18), "AUTH packet"),
+    (UnsubAck(1, (0x11,)), "UNSUBACK with remaining length"),
+    (Subscribe(1, (Subscription("a/b", 1),)), "SUBSCRIBE decodes only as MQTT 5.0"),
+    (Unsubscribe(1, ("a/b",)), "UNSUBSCRIBE decodes only as MQTT 5.0"),
+])
+def test_mqtt5_only_shapes(packet: object, why: str) -> None:
+    ev = find_version_evidence(encode(packet, 5))  # type: ignore[arg-type]
+    assert ev is not None and ev.version == 5 and why in ev.reason
+
+
+@pytest.mark.parametrize("packet", [
+    Subscribe(1, (Subscription("a/b", 1),)), Unsubscribe(1, ("a/b",)),
+])
+def test_mqtt311_only_shapes(packet: object) -> None:
+    ev = find_version_evidence(encode(packet, 4))  # type: ignore[arg-type]
+    assert ev is not None and ev.version == 4 and "3.1.1" in ev.reason
+
+
+@pytest.mark.parametrize("packet", [
+    # a payload starting with 0x00 reads in MQTT 5 as an empty property list: both decode
+    PingReq(), PubAck(7), Publish("t", b"\x00payload", 1, packet_id=3), ConnAck(),
+    SubAck(1, (0, 1)), Disconnect(),
+])
+def test_packets_that_do_not_tell(packet: object) -> None:
+    assert find_version_evidence(encode(packet, 4)) is None  # type: ignore[arg-type]
+
+
+def test_evidence_further_in_the_buffer_and_limits() -> None:
+    data = encode(PingReq()) * 5 + encode(PubAck(1, 0x10), 5)
+    ev = find_version_evidence(data)
+    assert ev is not None and ev.packets_scanned == 6
+    assert find_version_evidence(data, max_packets=5) is None
+    assert find_version_evidence(data[:-1]) is None  # the telling packet is incomplete
+    assert find_version_evidence(encode(Connect("x"), 4) + data) is None  # CONNECT decides
+    assert find_version_evidence(b"\x30\xff\xff\xff\xff") is None  # invalid length: no claim
+
+
+@pytest.mark.parametrize("packet", [Publish("t", b"payload", 1, packet_id=3), SubAck(1, (0,))])
+def test_shapes_mqtt5_cannot_read(packet: object) -> None:
+    # PUBLISH: 'p' (112) would be the property length; SUBACK: no reason code after the
+    # (empty) property list [MQTT-3.9.3-1]
+    ev = find_version_evidence(encode(packet, 4))  # type: ignore[arg-type]
+    assert ev is not None and ev.version == 4
+
+
+def test_a_publish_whose_property_list_is_invalid_is_not_mqtt5() -> None:
+    # MQTT 5 would read 0x09 as the property length, longer than the rest: only 3.1.1 works
+    raw = encode(Publish("t", b"\x09abc", 1, packet_id=2), 4)
+    ev = find_version_evidence(raw)
+    assert ev is not None and ev.version == 4 and "PUBLISH" in ev.reason
+
+
+@pytest.mark.parametrize("version", [3, 4, 5])
+def test_connect_level_read_from_the_header(version: int) -> None:
+    raw = encode(Connect("cid", protocol_version=version), version)
+    assert connect_level(raw) == version
+    assert connect_level(raw[:9]) == (version if version != 3 else None)
+    assert connect_level(raw[:2]) is None
+    assert connect_level(b"\x10\x04\x00\x04MQXX\x05") is None
+    assert connect_level(b"\x20\x02\x00\x00") is None
+    assert connect_level(b"\x10\xff\xff\xff\xff\xff") is None
