@@ -96,3 +96,20 @@ def test_report_mode_gives_the_same_report(actions: list[tuple[object, ...]]) ->
     full = qosinspect.analyze(b.events).report()
     narrow = qosinspect.analyze(b.events, detail=False).report()
     assert narrow == full
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.lists(action, max_size=30))
+def test_tables_keep_their_schema_on_any_sequence(actions: list[tuple[object, ...]]) -> None:
+    import qosinspect
+    from qosinspect.analysis.api import TABLES
+    from qosinspect.analysis.tables import SCHEMAS
+
+    a = qosinspect.analyze(_play(actions).events)
+    for name in TABLES:
+        df = getattr(a, name)
+        assert [(c, str(t)) for c, t in df.dtypes.items()] == [
+            (c, d) for c, d, _ in SCHEMAS[name]], name
+    ex = a.exchanges
+    assert len(ex) == len(a.result.exchange_objects())
+    assert list(ex["generation"]) == [e.generation for e in a.result.exchange_objects()]
