@@ -2,8 +2,9 @@
 deliveries and anomalies out, as records (:mod:`.correlate`) and DataFrames (:mod:`.tables`).
 
 Modules: :mod:`.records` (record types, packed row stores), :mod:`.state` (what the correlator
-keeps open), :mod:`.exchanges` (the QoS exchange rules), :mod:`.correlate` (connections,
-sessions, the streaming correlator), :mod:`.deliveries` (end to end through the broker),
+keeps open), :mod:`.exchanges` (the QoS exchange rules), :mod:`.sessions` (connections, sessions,
+reconnections), :mod:`.correlate` (the streaming correlator that drives them),
+:mod:`.deliveries` (end to end through the broker),
 :mod:`.tables` (DataFrames with declared dtypes), :mod:`.metrics` (per-QoS figures) and
 :mod:`.api` (``analyze``). ``analyze`` and friends load lazily: importing this package costs
 nothing until they are used (the row stores are standard library only).
