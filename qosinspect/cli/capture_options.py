@@ -1,7 +1,7 @@
 """Options shared by the commands that analyse a capture, defined once as decorators.
 
 ``@capture_source`` adds the CAPTURE argument and the decoder options (``--port``,
-``--no-detect``, ``--mqtt-version``, ``--engine``) and hands the command one
+``--no-detect``, ``--mqtt-version``, ``--engine``, ``--tls-keylog``) and hands the command one
 :class:`CaptureSource`; ``@time_window`` adds ``--since``/``--until``; ``@client_or_conn`` adds
 ``--client``/``--conn``. :meth:`CaptureSource.analyze` turns every bad input into a
 :class:`click.ClickException` (a message and exit status 1, never a traceback), and
@@ -37,6 +37,7 @@ class CaptureSource:
     detect_any_port: bool
     mqtt_version: int
     engine: str
+    tls_keylog: str | None = None
 
     def analyze(self, **options: Any) -> Any:
         """:func:`qosinspect.analysis.api.analyze_capture` with this source's options."""
@@ -46,7 +47,7 @@ class CaptureSource:
             return analyze_capture(self.path, ports=self.ports,
                                    detect_any_port=self.detect_any_port,
                                    mqtt_version=self.mqtt_version, engine=self.engine,
-                                   **options)
+                                   tls_keylog=self.tls_keylog, **options)
         except (QosinspectError, OSError, ValueError) as exc:
             msg = str(exc)
             raise click.ClickException(msg if self.path in msg else f"{self.path}: {msg}") \
@@ -68,11 +69,16 @@ def capture_source(f: F) -> F:
                        "bytes do not tell.")
     @click.option("--engine", type=click.Choice(["native", "tshark"]), default="native",
                   show_default=True, help="Decoder: qosinspect's own, or Wireshark's.")
+    @click.option("--tls-keylog", type=click.Path(exists=True, dir_okay=False), default=None,
+                  help="TLS key log file (SSLKEYLOGFILE) to decrypt MQTT over TLS "
+                       "(needs --engine tshark).")
     @functools.wraps(f)
     def wrapper(*args: Any, capture: str, ports: tuple[int, ...], no_detect: bool,
-                mqtt_version: str, engine: str, **kwargs: Any) -> Any:
+                mqtt_version: str, engine: str, tls_keylog: str | None, **kwargs: Any) -> Any:
+        if tls_keylog and engine != "tshark":
+            raise click.UsageError("--tls-keylog needs --engine tshark")
         source = CaptureSource(capture, (1883, *ports), not no_detect, _VERSIONS[mqtt_version],
-                               engine)
+                               engine, tls_keylog)
         return f(*args, source=source, **kwargs)
 
     return wrapper  # type: ignore[return-value]

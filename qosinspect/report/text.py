@@ -85,6 +85,9 @@ def format_report(analysis: Analysis, fmt: str = "table", capture: str = "CAPTUR
     out.append(", ".join(facts))
     if "error" in cap:
         out.append(f"WARNING: the capture could not be read to the end: {cap['error']}")
+    if data["notes"].get("encrypted"):
+        out.append(f"NOTE: {data['notes']['encrypted']} connection(s) encrypted (TLS): no MQTT "
+                   "decoded there; --engine tshark --tls-keylog FILE decrypts them")
     out.append("")
     out.append(h("Per QoS level"))
     headers = ["QoS", "publishes", "completed", "incomplete", "retrans", "DUP",

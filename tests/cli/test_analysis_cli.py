@@ -152,3 +152,19 @@ def test_truncated_capture_reports_then_fails(tmp_path: Path) -> None:
     assert code == 1 and "Error:" in err and "Traceback" not in err
     report = json.loads(out)
     assert report["connections"] >= 1 and "error" in report["capture"]
+
+
+def test_tls_capture_is_said_encrypted_and_decrypted_with_the_key_log() -> None:
+    from qosinspect.testing.tools import require_tool
+
+    tls = str(CAPTURES / "mosquitto-tls.pcap")
+    code, out, _ = run("report", tls, "--port", "51957")
+    assert code == 0 and "connection(s) encrypted (TLS)" in out
+    require_tool("tshark")
+    code, out, _ = run("report", tls, "--port", "51957", "--engine", "tshark",
+                       "--tls-keylog", str(CAPTURES / "mosquitto-tls.keylog"), "--format",
+                       "json")
+    assert code == 0
+    assert [r["publishes"] for r in json.loads(out)["per_qos"]] == [2, 2, 2]
+    code, _, err = run("report", tls, "--tls-keylog", str(CAPTURES / "mosquitto-tls.keylog"))
+    assert code == 2 and "needs --engine tshark" in err
