@@ -86,6 +86,21 @@ def _lessons(report: dict[str, Any], truth: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _ladder_window(analysis: Any) -> tuple[int | None, int | None]:
+    """The ladder: the persistent subscriber's reconnection, from its CONNECT to just after the
+    last PUBLISH redelivered with DUP=1 (the redelivery is a burst of well under a second)."""
+    rec = analysis.reconnects
+    rec = rec[rec.client_id == "sub-persistent"]
+    if rec.empty:
+        return None, None
+    since = int(rec.t_connect.iloc[0].value) - 200_000
+    ex = analysis.exchanges
+    redelivered = ex[(ex.client_id == "sub-persistent") & ex.dup_seen]
+    last = (int(redelivered.t_publish_last.max().value) if len(redelivered)
+            else since + 2_000_000)
+    return since, last + 300_000
+
+
 @main.command()
 @click.option("--output", "-o", "outdir", type=click.Path(file_okay=False), default="out/demo",
               show_default=True, help="Directory for the capture, ground truth and plots.")
@@ -133,12 +148,7 @@ def demo(outdir: str, duration: float, capture_method: str, front_port: int | No
     click.echo("")
     for line in _lessons(report, result.truth):
         click.echo(line)
-    t0 = result.truth["run"]["t0_ns"]
-    rec = (result.truth["clients"]["sub-persistent"].get("reconnects") or [{}])[0]
-    since = until = None
-    if rec:      # the ladder: the reconnection and the redelivery that follows it
-        since = t0 + int((rec["t"] - 0.01) * 1e9)
-        until = t0 + int((rec["t"] + 0.002) * 1e9)
+    since, until = _ladder_window(analysis)
     try:
         plots = save_all(analysis, out / "plots", client="sub-persistent", since_ns=since,
                          until_ns=until)
