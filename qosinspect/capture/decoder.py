@@ -147,16 +147,20 @@ class CaptureDecoder:
     (reported as encrypted, not decoded). With ``detect_any_port``, streams on other ports are
     decoded when their first client bytes are an MQTT CONNECT or an MQTT WebSocket upgrade.
     ``mqtt_version`` (3, 4 or 5) is used for connections whose CONNECT was not captured and
-    whose bytes do not tell.
+    whose bytes do not tell. With ``keep_tcp_stats`` (the default) every connection's
+    :class:`~qosinspect.events.TcpStats` stays in ``summary.tcp`` (a few hundred bytes per
+    connection); without, they travel only on the ``ConnectionClosed`` events, and memory does
+    not grow with the number of connections.
     """
 
     def __init__(self, source: str | os.PathLike[str] | CaptureFile, *,
                  ports: Iterable[int] = (1883,), tls_ports: Iterable[int] = (8883,),
                  detect_any_port: bool = True, mqtt_version: int = 4,
-                 **pipeline_options: Any) -> None:
+                 keep_tcp_stats: bool = True, **pipeline_options: Any) -> None:
         if mqtt_version not in (3, 4, 5):
             raise ValueError(f"mqtt_version must be 3, 4 or 5, not {mqtt_version!r}")
         self.mqtt_version = mqtt_version
+        self.keep_tcp_stats = keep_tcp_stats
         self.pipeline = CapturePipeline(source, ports=ports, tls_ports=tls_ports,
                                         detect_any_port=detect_any_port, **pipeline_options)
         self.summary = CaptureSummary()
@@ -367,7 +371,8 @@ class CaptureDecoder:
                     out.append(self._framing_anomaly(flow, d if d_known else None, rec.frame,
                                                      rec.ts_ns, fa))
         stats = tcp_stats(flow)
-        self.summary.tcp[flow.conn_id] = stats
+        if self.keep_tcp_stats:
+            self.summary.tcp[flow.conn_id] = stats
         out.append(ConnectionClosed(rec.ts_ns, flow.info, rec.how, rec.closed_by, rec.frame,
                                     stats))
         flow.app = None
@@ -408,7 +413,8 @@ class EventStream(Iterator[Event]):
 def iter_events(source: str | os.PathLike[str] | CaptureFile, *,
                 ports: Iterable[int] = (1883,), tls_ports: Iterable[int] = (8883,),
                 detect_any_port: bool = True, mqtt_version: int = 4,
-                engine: str = "native", tls_keylog: str | None = None) -> EventStream:
+                engine: str = "native", tls_keylog: str | None = None,
+                keep_tcp_stats: bool = True) -> EventStream:
     """The events of a capture, in capture order (see the module docstring).
 
     ``source`` is a path, ``"-"`` for standard input, or an open
@@ -416,7 +422,8 @@ def iter_events(source: str | os.PathLike[str] | CaptureFile, *,
     dissector instead (:mod:`.tshark`; it needs a path and tshark installed), which can also
     decrypt MQTT over TLS given a ``tls_keylog`` file (the native engine ignores it). Raises
     :class:`~qosinspect.errors.CaptureError` for an unreadable file (after the events before
-    the problem) and ``ValueError`` for bad arguments.
+    the problem) and ``ValueError`` for bad arguments. ``keep_tcp_stats=False`` keeps memory
+    flat on captures of very many connections (see :class:`CaptureDecoder`).
     """
     if engine == "tshark":
         from .tshark import TsharkDecoder
@@ -430,5 +437,6 @@ def iter_events(source: str | os.PathLike[str] | CaptureFile, *,
     if engine != "native":
         raise ValueError(f"engine must be 'native' or 'tshark', not {engine!r}")
     dec = CaptureDecoder(source, ports=ports, tls_ports=tls_ports,
-                         detect_any_port=detect_any_port, mqtt_version=mqtt_version)
+                         detect_any_port=detect_any_port, mqtt_version=mqtt_version,
+                         keep_tcp_stats=keep_tcp_stats)
     return EventStream(dec, dec.summary, lambda: dec.position)

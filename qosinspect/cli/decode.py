@@ -89,7 +89,7 @@ def decode(capture: str, ports: tuple[int, ...], no_detect: bool, mqtt_version: 
     try:
         stream = iter_events(capture, ports=(1883, *ports), detect_any_port=not no_detect,
                              mqtt_version=_VERSIONS[mqtt_version], engine=engine,
-                             tls_keylog=tls_keylog)
+                             tls_keylog=tls_keylog, keep_tcp_stats=False)
         progress = Progress(err, lambda: stream.position) if err.isatty() else None
         head = fmt_line.header()
         if head:

@@ -258,3 +258,21 @@ def test_sides_from_packets_when_ports_do_not_tell() -> None:
     assert [(type(e.packet), e.direction) for e in pk] == [(ConnAck, Direction.B2C),
                                                           (PingReq, Direction.C2B)]
     assert pk[1].conn.sides_known and str(pk[1].conn.client) == "10.0.0.1:1883"
+
+
+def test_memory_does_not_grow_with_closed_connections_when_stats_are_not_kept() -> None:
+    segs = []
+    for i in range(300):
+        conv = TcpConversation(client=("10.0.0.1", 20000 + i), start_ns=1_700_000_000 * 10**9
+                               + i * 10**9)
+        conv.send("c2b", encode(Connect(f"c{i}")))
+        conv.close()
+        segs += conv.segments
+    data = pcap_bytes(render(segs))
+    kept = iter_events(CaptureFile.from_bytes(data))
+    closed = [e for e in kept if type(e) is ConnectionClosed]
+    assert len(closed) == 300 and len(kept.tcp_stats) == 300
+    flat = iter_events(CaptureFile.from_bytes(data), keep_tcp_stats=False)
+    closed = [e for e in flat if type(e) is ConnectionClosed]
+    assert len(closed) == 300 and all(e.tcp is not None for e in closed)
+    assert flat.tcp_stats == {}
