@@ -4,12 +4,12 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test lint pytest system-deps venv bench clean
+.PHONY: demo test lint pytest system-deps venv bench clean notebooks-clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet -e '.[dev,notebooks]'
 	touch $(STAMP)
 
 venv: $(STAMP)
@@ -18,7 +18,7 @@ system-deps:
 	@scripts/ensure-system-deps.sh
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check qosinspect tests benchmarks
+	$(VENV)/bin/ruff check qosinspect tests benchmarks notebooks
 	$(VENV)/bin/mypy
 
 pytest: $(STAMP) system-deps
@@ -28,6 +28,10 @@ test: lint pytest
 
 demo: $(STAMP) system-deps
 	$(VENV)/bin/qosinspect demo
+
+# Notebooks are committed without outputs (tests/notebooks checks it); run this before committing.
+notebooks-clean: $(STAMP)
+	$(PY) scripts/strip-notebooks.py
 
 bench: $(STAMP)
 	$(PY) benchmarks/codec.py
