@@ -3,10 +3,10 @@
 The :class:`Correlator` is pure (no file, socket or clock; time is the events' ``ts_ns``) and
 streaming: feed it the boundary events of :mod:`qosinspect.events` in capture order, from a pcap,
 a live tap or tshark alike, then :meth:`Correlator.finish` returns a :class:`CorrelationResult`.
-The exchange rules are in :mod:`.exchanges`; this module follows connections and sessions:
+The exchange rules are in :mod:`.exchanges`, the connection and session rules (how a connection
+ended, sessions keyed by client id, reconnections and what crosses them) in :mod:`.sessions`;
+this module dispatches the events and holds these rules:
 
-* **Connections and sessions**: see :mod:`.sessions` (how a connection ended, sessions keyed by
-  client id, reconnections and what crosses them).
 * **End of capture**: connections still open are closed as ``end_of_capture``; exchanges still
   open on them are ``incomplete``; those whose connection had closed are ``abandoned``.
 * **Unintroduced packets**: any packet on a connection before its CONNECT counts in
