@@ -279,10 +279,14 @@ def _cat_of(values: Sequence[str | None]) -> pd.Categorical:
     return pd.Categorical(list(values))
 
 
-def _frame(name: str, cols: dict[str, Any], n: int) -> pd.DataFrame:
-    """A DataFrame with exactly the declared columns, in order, with their dtypes."""
+def _frame(name: str, cols: dict[str, Any], n: int,
+           only: Sequence[str] | None = None) -> pd.DataFrame:
+    """A DataFrame with exactly the declared columns (or the ``only`` ones), in order, with
+    their dtypes."""
     out: dict[str, Any] = {}
     for col, dtype, _ in SCHEMAS[name]:
+        if only is not None and col not in only:
+            continue
         value = cols[col]
         series = value if isinstance(value, pd.Series) else pd.Series(value, copy=False)
         if str(series.dtype) != dtype:
@@ -326,33 +330,55 @@ def _from_records(name: str, records: Sequence[Any],
 # -- the tables ---------------------------------------------------------------------------------
 
 
-def exchange_arrays(r: CorrelationResult) -> dict[str, np.ndarray]:
-    """Every exchange column of both stores (QoS 1/2 and QoS 0) as numpy arrays, in ``ex_id``
-    order, with ``generation``; QoS 0 rows get the defaults of the columns they do not have."""
-    r.require_detail("the exchanges table")
-    full = r.exchanges.view()
-    q0 = r.q0.view()
-    n_full, n_q0 = len(full), len(q0)
-    order = np.argsort(np.concatenate([full["ex_id"], q0["ex_id"]]), kind="stable")
-    out: dict[str, np.ndarray] = {}
-    for name, _code, default in EXCHANGE_COLUMNS:
-        a = full[name]
-        if name in q0.dtype.names:
-            b = q0[name]
-        elif name in ("last_conn_id",):
-            b = q0["conn_id"]
-        elif name in ("t_publish_last", "t_end"):
-            b = q0["t_publish"]
-        elif name == "n_dup":
-            b = q0["dup_first"]
-        elif name == "qos":
-            b = np.zeros(n_q0, dtype=a.dtype)
+class _ExchangeColumns:
+    """The exchange columns of both stores (QoS 1/2 and QoS 0) as numpy arrays in ``ex_id``
+    order, each merged only when first asked for; QoS 0 rows get the defaults of the columns
+    they do not have, and ``generation`` is numbered here."""
+
+    def __init__(self, r: CorrelationResult) -> None:
+        r.require_detail("the exchanges table")
+        # chunk by chunk: the stores are never copied whole, only the columns asked for
+        self.full = r.exchanges.chunks() or [r.exchanges.view()]
+        self.q0 = r.q0.chunks() or [r.q0.view()]
+        self.order = np.argsort(np.concatenate([c["ex_id"] for c in self.full + self.q0]),
+                                kind="stable")
+        self.defaults = {name: default for name, _, default in EXCHANGE_COLUMNS}
+        self._cache: dict[str, np.ndarray] = {}
+
+    def __len__(self) -> int:
+        return len(self.order)
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        got = self._cache.get(name)
+        if got is not None:
+            return got
+        if name == "generation":
+            out = _generations(self["session"], self["direction"], self["packet_id"])
         else:
-            b = np.full(n_q0, default, dtype=a.dtype)
-        merged = np.concatenate([a, b.astype(a.dtype, copy=False)]) if n_full + n_q0 else a
-        out[name] = merged[order]
-    out["generation"] = _generations(out["session"], out["direction"], out["packet_id"])
-    return out
+            dtype = self.full[0].dtype[name]
+            parts = [c[name] for c in self.full]
+            for q0 in self.q0:
+                if name in q0.dtype.names:
+                    b = q0[name]
+                elif name == "last_conn_id":
+                    b = q0["conn_id"]
+                elif name in ("t_publish_last", "t_end"):
+                    b = q0["t_publish"]
+                elif name == "n_dup":
+                    b = q0["dup_first"]
+                else:  # qos 0, and the defaults of the columns QoS 0 rows do not have
+                    b = np.full(len(q0), 0 if name == "qos" else self.defaults[name],
+                                dtype=dtype)
+                parts.append(b.astype(dtype, copy=False))
+            out = np.concatenate(parts)[self.order]
+        self._cache[name] = out
+        return out
+
+
+def exchange_arrays(r: CorrelationResult) -> dict[str, np.ndarray]:
+    """Every exchange column as a numpy array, in ``ex_id`` order, with ``generation``."""
+    cols = _ExchangeColumns(r)
+    return {name: cols[name] for name in (*(n for n, _, _ in EXCHANGE_COLUMNS), "generation")}
 
 
 def _generations(session: np.ndarray, direction: np.ndarray, packet_id: np.ndarray
@@ -374,51 +400,68 @@ def _generations(session: np.ndarray, direction: np.ndarray, packet_id: np.ndarr
     return gen
 
 
-def exchanges_frame(r: CorrelationResult) -> pd.DataFrame:
-    a = exchange_arrays(r)
-    n = len(a["ex_id"])
-    sess = a["session"]
-    client_codes, client_cats = _client_codes(r)
-    outcome = a["outcome"]
-    done = np.isin(outcome, [OUTCOMES.index("complete"), OUTCOMES.index(
-        "complete_after_reconnect"), OUTCOMES.index("refused")])
-    total = _td(a["t_end"], a["t_publish"])
-    total[~done] = np.timedelta64("NaT")
-    retrans = (a["n_publish"] - 1 + np.maximum(a["n_pubrec"] - 1, 0)
-               + np.maximum(a["n_pubrel"] - 1, 0))
-    cols: dict[str, Any] = {
-        "ex_id": a["ex_id"],
-        "session": _cat(sess, r.session_keys),
-        "client_id": _cat(client_codes[sess] if n else sess, client_cats),
-        "direction": _cat(a["direction"], DIRECTIONS),
-        "packet_id": _nullable(a["packet_id"], "Int32"),
-        "topic": _cat(a["topic"], r.topics.values),
-        "retain": a["retain"].astype(bool),
-        "dup_first": a["dup_first"].astype(bool),
-        "dup_seen": a["n_dup"] > 0,
-        "outcome": _cat(outcome, OUTCOMES),
-        "last_step": _cat(a["last_step"], STEPS),
-        "spans_reconnect": a["spans_reconnect"].astype(bool),
-        "retransmissions": retrans,
-        "latency_puback": _td(a["t_puback"], a["t_publish"]),
-        "latency_pubrec": _td(a["t_pubrec"], a["t_publish"]),
-        "latency_pubrel": _td(a["t_pubrel"], a["t_pubrec"]),
-        "latency_pubcomp": _td(a["t_pubcomp"], a["t_pubrel"]),
+def exchanges_frame(r: CorrelationResult, columns: Sequence[str] | None = None
+                    ) -> pd.DataFrame:
+    """The exchanges table, or only some of its columns (in table order), built from only the
+    store columns they need: ``qosinspect flows`` on a big capture builds 20 columns of 49."""
+    a = _ExchangeColumns(r)
+    n = len(a)
+    wanted = [c for c, _, _ in SCHEMAS["exchanges"] if columns is None or c in columns]
+    unknown = set(columns or ()) - {c for c, _, _ in SCHEMAS["exchanges"]}
+    if unknown:
+        raise KeyError(f"no exchange column {sorted(unknown)}")
+
+    def done() -> np.ndarray:
+        return np.isin(a["outcome"], [OUTCOMES.index("complete"), OUTCOMES.index(
+            "complete_after_reconnect"), OUTCOMES.index("refused")])
+
+    def total() -> np.ndarray:
+        t = _td(a["t_end"], a["t_publish"])
+        t[~done()] = np.timedelta64("NaT")
+        return t
+
+    def latency_ms() -> np.ndarray:
+        ms: np.ndarray = total().astype(np.int64) / 1e6
+        ms[~done()] = np.nan
+        return ms
+
+    def client_id() -> pd.Categorical:
+        codes, cats = _client_codes(r)
+        sess = a["session"]
+        return _cat(codes[sess] if n else sess, cats)
+
+    make: dict[str, Callable[[], Any]] = {
+        "session": lambda: _cat(a["session"], r.session_keys),
+        "client_id": client_id,
+        "direction": lambda: _cat(a["direction"], DIRECTIONS),
+        "packet_id": lambda: _nullable(a["packet_id"], "Int32"),
+        "topic": lambda: _cat(a["topic"], r.topics.values),
+        "retain": lambda: a["retain"].astype(bool),
+        "dup_first": lambda: a["dup_first"].astype(bool),
+        "dup_seen": lambda: a["n_dup"] > 0,
+        "outcome": lambda: _cat(a["outcome"], OUTCOMES),
+        "last_step": lambda: _cat(a["last_step"], STEPS),
+        "spans_reconnect": lambda: a["spans_reconnect"].astype(bool),
+        "retransmissions": lambda: (a["n_publish"] - 1 + np.maximum(a["n_pubrec"] - 1, 0)
+                                    + np.maximum(a["n_pubrel"] - 1, 0)),
+        "latency_puback": lambda: _td(a["t_puback"], a["t_publish"]),
+        "latency_pubrec": lambda: _td(a["t_pubrec"], a["t_publish"]),
+        "latency_pubrel": lambda: _td(a["t_pubrel"], a["t_pubrec"]),
+        "latency_pubcomp": lambda: _td(a["t_pubcomp"], a["t_pubrel"]),
         "latency_total": total,
-        "latency_ms": total.astype(np.int64) / 1e6,
+        "latency_ms": latency_ms,
     }
-    cols["latency_ms"][~done] = np.nan
-    for name in ("conn_id", "last_conn_id", "qos", "generation", "payload_len", "frame",
-                 "n_publish", "n_dup", "n_puback", "n_pubrec", "n_pubrel", "n_pubcomp",
-                 "dup_after_complete"):
-        cols[name] = a[name]
-    for step in ("puback", "pubrec", "pubrel", "pubcomp"):
-        cols[f"{step}_reason"] = _nullable(a[f"{step}_reason"], "Int16")
-    for name in ("t_publish", "t_publish_last", "t_puback", "t_puback_last", "t_pubrec",
-                 "t_pubrec_last", "t_pubrel", "t_pubrel_last", "t_pubcomp", "t_pubcomp_last",
-                 "t_end"):
-        cols[name] = _ts(a[name])
-    return _frame("exchanges", cols, n)
+    cols: dict[str, Any] = {}
+    for name in wanted:
+        if name in make:
+            cols[name] = make[name]()
+        elif name.endswith("_reason"):
+            cols[name] = _nullable(a[name], "Int16")
+        elif name.startswith("t_"):
+            cols[name] = _ts(a[name])
+        else:
+            cols[name] = a[name]
+    return _frame("exchanges", cols, n, wanted)
 
 
 def _client_codes(r: CorrelationResult) -> tuple[np.ndarray, list[str]]:

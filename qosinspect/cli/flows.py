@@ -44,7 +44,10 @@ def flows(source: CaptureSource, qos: str | None, client: str | None, outcome: s
     if fmt == "parquet" and output is None:
         raise click.UsageError("--format parquet needs --output FILE")
     analysis = source.analyze(packets=False, deliveries=False)
-    ex = analysis.exchanges
+    from ..analysis.tables import exchanges_frame
+
+    needed = {"client_id", "conn_id", "qos", "outcome", "direction"} | set(FLOW_COLUMNS)
+    ex = exchanges_frame(analysis.result, sorted(needed - {"conn"}))
     if qos is not None:
         ex = ex[ex["qos"] == int(qos)]
     if client is not None:

@@ -147,3 +147,14 @@ def test_packets_of_some_connections_without_the_whole_table() -> None:
     resent = fresh.packets_of(resend_only=True)
     assert len(resent) == 1 and bool(resent["resend"].iloc[0])
     assert len(fresh.packets_of([1], resend_only=True)) == 0
+
+
+def test_some_exchange_columns_equal_the_whole_table(analysis: Analysis) -> None:
+    from qosinspect.analysis.tables import exchanges_frame
+
+    cols = ["outcome", "ex_id", "latency_ms", "generation", "client_id", "t_pubcomp"]
+    part = exchanges_frame(analysis.result, cols)
+    assert list(part.columns) == [c for c in analysis.exchanges.columns if c in cols]
+    pd.testing.assert_frame_equal(part, analysis.exchanges[list(part.columns)])
+    with pytest.raises(KeyError, match="no exchange column"):
+        exchanges_frame(analysis.result, ["nope"])
