@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from ..events import (
     Anomaly,
@@ -179,8 +179,10 @@ class Correlator(ExchangeTracker, SessionTracker):
         self.anomalies: list[AnomalyRecord] = []
         self.suppressed: dict[str, int] = {}
         self._global_anomalies: dict[str, int] = {}
-        self.t_first: int | None = None
-        self.t_last: int | None = None
+        self._t_lo = _NO_LO
+        self._t_hi = NO_TS
+        self._last_info: object = None
+        self._last_conn: ConnState | None = None
         self.n_events = 0
         self.matcher = (DeliveryMatcher(
             lambda code, ts: self._by_code[code].presence(ts, LEAVE_GRACE_NS),
@@ -248,29 +250,45 @@ class Correlator(ExchangeTracker, SessionTracker):
 
     def _clock(self, ts: int) -> None:
         self.n_events += 1
-        if self.t_first is None:
-            self.t_first = ts
-        if self.t_last is None or ts > self.t_last:
-            self.t_last = ts
+        if ts > self._t_hi:
+            self._t_hi = ts
+        if ts < self._t_lo:
+            self._t_lo = ts
+
+    @property
+    def t_first(self) -> int | None:
+        """The earliest timestamp seen (None before any event)."""
+        return None if self._t_lo == _NO_LO else self._t_lo
+
+    @property
+    def t_last(self) -> int | None:
+        """The latest timestamp seen (None before any event)."""
+        return None if self._t_hi == NO_TS else self._t_hi
 
     # -- packets ----------------------------------------------------------------------------------
 
     def _packet(self, ev: MqttPacketEvent) -> None:
+        """One MQTT packet (the hot path: one call per packet of the capture)."""
         ts = ev.ts_ns
         self.n_events += 1
-        if self.t_first is None:
-            self.t_first = ts
-        if self.t_last is None or ts > self.t_last:
-            self.t_last = ts
-        c = self._conns.get(ev.conn.conn_id)
-        if c is None:
-            c = self._new_conn(ev.conn, ts)
+        if ts > self._t_hi:
+            self._t_hi = ts
+        elif ts < self._t_lo:
+            self._t_lo = ts
+        info = ev.conn
+        if info is self._last_info:  # the same flow as the packet before: no lookup
+            c = cast(ConnState, self._last_conn)
+        else:
+            got = self._conns.get(info.conn_id)
+            c = got if got is not None else self._new_conn(info, ts)
+            self._last_info = info
+            self._last_conn = c
         p = ev.packet
         t = type(p)
         direction = ev.direction
-        if direction is Direction.C2B:
+        if direction is _C2B:
             d = C2B
-        elif direction is Direction.B2C:
+        elif direction is _B2C:
             d = B2C
         else:
             d = B2C if packet_type_of(p) in _FROM_BROKER else C2B
@@ -283,11 +301,11 @@ class Correlator(ExchangeTracker, SessionTracker):
             rec.t_last_b2c = ts
             rec.n_packets_b2c += 1
             rec.n_bytes_b2c += ev.wire_len
-        if ev.version is not None and rec.version is None:
+        if rec.version is None and ev.version is not None:
             rec.version = ev.version
             rec.version_source = "decoder"
         if t is Publish:
-            assert isinstance(p, Publish)
+            p = cast(Publish, p)
             s = c.sess
             if s is None or not c.connack_seen or c.refused:
                 s = self._introduce(ev, c, d, "PUBLISH")
@@ -299,7 +317,7 @@ class Correlator(ExchangeTracker, SessionTracker):
             return
         ptype = _ACK_TYPES.get(t)
         if ptype is not None:
-            assert isinstance(p, PubAck | PubRec | PubRel | PubComp)
+            p = cast(PubAck, p)  # or PubRec, PubRel, PubComp: the same fields
             s = c.sess
             if s is None or not c.connect_seen:
                 s = self._introduce(ev, c, d, _PTYPE_NAMES[ptype])
@@ -444,6 +462,11 @@ class Correlator(ExchangeTracker, SessionTracker):
 def correlate(events: Iterable[Event], **options: Any) -> CorrelationResult:
     """Run a :class:`Correlator` over ``events``; ``options`` are its keyword arguments."""
     return Correlator(**options).feed_all(events)
+
+
+_C2B = Direction.C2B
+_B2C = Direction.B2C
+_NO_LO = 2**63 - 1
 
 
 def _dir(direction: Direction | None) -> int:
