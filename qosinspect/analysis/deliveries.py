@@ -35,6 +35,8 @@ __all__ = ["DeliveryMatcher"]
 
 _DELIVERED, _DUPLICATE, _NOT_DELIVERED = (DELIVERY_STATUSES.index(s) for s in DELIVERY_STATUSES)
 _NONE = (-1, False)
+#: Topic filters followed per session (a hostile capture could hold millions).
+MAX_FILTERS_PER_SESSION = 1000
 
 #: subscriber session code -> (granted QoS, no_local), for every subscriber whose filter matches.
 Expected = dict[int, tuple[int, bool]]
@@ -78,6 +80,7 @@ class DeliveryMatcher:
         self._subs: dict[int, dict[str, tuple[int, bool]]] = {}
         self._expect_cache: dict[str, Expected] = {}
         self.unmatched = 0
+        self.untracked_filters = 0
 
     @property
     def pending(self) -> int:
@@ -87,7 +90,11 @@ class DeliveryMatcher:
     def subscribe(self, session: int, topic_filter: str, granted: int, no_local: bool) -> None:
         if topic_filter.startswith("$share/"):
             return
-        self._subs.setdefault(session, {})[topic_filter] = (granted, no_local)
+        subs = self._subs.setdefault(session, {})
+        if len(subs) >= MAX_FILTERS_PER_SESSION and topic_filter not in subs:
+            self.untracked_filters += 1  # bounded: a session's further filters set no
+            return                       # expectation (losses to them go unreported)
+        subs[topic_filter] = (granted, no_local)
         self._expect_cache.clear()
 
     def unsubscribe(self, session: int, topic_filter: str) -> None:

@@ -139,3 +139,14 @@ def test_presence_follows_each_connection_after_a_takeover() -> None:
     b.advance(5)
     b.ping(s2)
     assert _rows(b) == [("s", "t", "not_delivered", "subscriber_connected")]
+
+
+def test_subscriptions_followed_per_session_are_bounded() -> None:
+    from qosinspect.analysis.deliveries import MAX_FILTERS_PER_SESSION, DeliveryMatcher
+
+    m = DeliveryMatcher(lambda code, ts: 1)
+    for i in range(MAX_FILTERS_PER_SESSION + 5):
+        m.subscribe(0, f"t/{i}", 1, False)
+    m.subscribe(0, "t/0", 2, False)  # an update of a followed filter still counts
+    assert len(m._subs[0]) == MAX_FILTERS_PER_SESSION and m.untracked_filters == 5
+    assert m._subs[0]["t/0"] == (2, False)
