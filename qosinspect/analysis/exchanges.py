@@ -103,7 +103,8 @@ class ExchangeTracker:
         if qos == 0:
             ex_id = self.next_ex_id
             self.next_ex_id = ex_id + 1
-            tcode = self.topics.code(topic)
+            # report mode keeps no topic (a capture may hold millions of distinct ones)
+            tcode = self.topics.code(topic) if self.detail else -1
             if self.detail:
                 self.q0.append(ex_id, s.code, c.conn_id, d, tcode, len(payload),
                                1 if p.retain else 0, dup, ev.frame, ts)
@@ -153,7 +154,7 @@ class ExchangeTracker:
                 return
         ex_id = self.next_ex_id
         self.next_ex_id = ex_id + 1
-        tcode = self.topics.code(topic)
+        tcode = self.topics.code(topic) if self.detail else -1
         ex = OpenExchange(ex_id, s.code, c.conn_id, d, qos, pid, tcode, len(payload),
                           1 if p.retain else 0, dup, ev.frame, ts, content, key)
         s.open[key] = ex
