@@ -531,3 +531,88 @@ def test_decoder_anomalies_pass_through_and_notes_are_apart() -> None:
     report = qosinspect.analyze(b.events).report()
     assert report["anomalies"] == {"malformed": 1}
     assert report["notes"] == {"encrypted": 1, "ip_fragment": 1}
+
+
+def test_pubcomp_with_a_failure_code_is_refused() -> None:
+    """MQTT 5 PUBCOMP 0x92: the receiver did not know the packet id."""
+    b = EventBuilder()
+    c = b.client("s", version=5)
+    b.publish(c, "c2b", "t", b"1", qos=2, packet_id=1)
+    b.pubrec(c, "b2c", 1)
+    b.pubrel(c, "c2b", 1)
+    b.pubcomp(c, "b2c", 1, 0x92)
+    (ex,) = exchanges(correlate(b.events))
+    assert (ex.outcome, ex.pubcomp_reason, ex.last_step) == ("refused", 0x92, "pubcomp")
+
+
+def test_dup_with_another_message_on_a_finished_id_is_a_new_exchange() -> None:
+    """A DUP re-send of a message the capture never saw (it started later) is still a new
+    exchange, flagged dup_first."""
+    b = EventBuilder()
+    c = b.client("s")
+    b.qos1(c, "c2b", "t", b"old", 3)
+    b.publish(c, "c2b", "t", b"new", qos=1, packet_id=3, dup=True)
+    b.puback(c, "b2c", 3)
+    first, second = exchanges(correlate(b.events))
+    assert (first.dup_after_complete, second.generation, second.dup_first) == (0, 1, True)
+    assert second.n_dup == 1 and second.retransmissions == 0
+
+
+def test_late_acks_join_the_finished_qos2_exchange() -> None:
+    """The broker re-sends PUBREL after the flow completed (its PUBCOMP was lost): the resent
+    PUBREL and the second PUBCOMP join the exchange."""
+    b = EventBuilder()
+    c = b.client("s")
+    b.qos2(c, "b2c", "t", b"m", 4)
+    b.pubrel(c, "b2c", 4, dt_ms=500)
+    b.pubcomp(c, "c2b", 4)
+    r = correlate(b.events)
+    (ex,) = exchanges(r)
+    assert (ex.n_pubrel, ex.n_pubcomp, ex.outcome, ex.retransmissions) == (2, 2, "complete", 1)
+    assert ex.t_pubrel_last is not None and ex.t_pubrel is not None
+    assert ex.t_pubrel_last - ex.t_pubrel >= 500 * MS
+    assert r.packets is not None
+    resend = [r.packets.row(i)["resend"] for i in range(r.packets.rows)]
+    assert resend[-2:] == [1, 0]  # the PUBREL again is a re-send, the PUBCOMP an answer
+    assert kinds(r) == []
+
+
+def test_total_cap_evicts_from_the_session_that_adds() -> None:
+    b = EventBuilder()
+    a = b.client("a")
+    z = b.client("z")
+    b.publish(a, "c2b", "t", b"1", qos=1, packet_id=1)
+    b.publish(a, "c2b", "t", b"2", qos=1, packet_id=2)
+    b.publish(z, "c2b", "t", b"3", qos=1, packet_id=1)  # the third open exchange overall
+    r = Correlator(max_open_total=2).feed_all(b.events)
+    by_session = {(e.session, e.packet_id): e.outcome for e in exchanges(r)}
+    assert by_session == {("a", 1): "incomplete", ("a", 2): "incomplete",
+                          ("z", 1): "evicted"}
+    assert r.anomalies[0].session == "z"
+
+
+def test_qos2_publish_resent_after_pubrec() -> None:
+    """A sender may re-send PUBLISH until it gets PUBREC; after it, the re-send is still
+    counted on the same exchange (not a new message)."""
+    b = EventBuilder()
+    c = b.client("s")
+    b.publish(c, "c2b", "t", b"m", qos=2, packet_id=6)
+    b.pubrec(c, "b2c", 6)
+    b.publish(c, "c2b", "t", b"m", qos=2, packet_id=6, dup=True)
+    b.pubrec(c, "b2c", 6)
+    b.pubrel(c, "c2b", 6)
+    b.pubcomp(c, "b2c", 6)
+    (ex,) = exchanges(correlate(b.events))
+    assert (ex.n_publish, ex.n_pubrec, ex.outcome, ex.retransmissions) == (2, 2, "complete", 2)
+
+
+def test_unknown_direction_is_placed_by_packet_type() -> None:
+    from qosinspect.events import MqttPacketEvent
+    from qosinspect.mqtt.packets import PingReq, PingResp
+
+    b = EventBuilder()
+    c = b.open(handshake_seen=False)
+    for pkt in (PingReq(), PingResp()):
+        b.events.append(MqttPacketEvent(b.now, c.info, None, pkt, 2, 1, 1, 4))
+    (conn,) = correlate(b.events).connections
+    assert (conn.n_packets_c2b, conn.n_packets_b2c) == (1, 1)
