@@ -45,3 +45,38 @@ def test_interner() -> None:
     it = Interner()
     assert [it.code(v) for v in ("x", "y", "x", None)] == [0, 1, 0, -1]
     assert it.value(1) == "y" and it.value(-1) is None and len(it) == 2
+
+
+def test_record_properties() -> None:
+    from qosinspect.analysis.records import Connection, Delivery, Reconnect, Session
+
+    c = Connection(conn_id=0, client="a:1", broker="b:2")
+    assert c.accepted is None
+    c.connack_code = 0x87
+    assert c.accepted is False
+    s = Session(session="x", client_id="x", conn_ids=[3, 5, 9])
+    assert (s.n_connections, s.n_reconnects) == (3, 2)
+    assert Session(session="y", client_id=None).n_reconnects == 0
+    rc = Reconnect(session="x", client_id="x", prev_conn_id=3, next_conn_id=5, t_drop=None,
+                   t_connect=10, cause=None, disconnect_reason=None, clean_start=None)
+    assert rc.gap_ns is None
+    d = Delivery(pub_ex_id=1, sub_ex_id=None, publisher="p", subscriber="s", topic="t",
+                 t_publish=0, t_delivered=None, pub_qos=2, sub_qos=None, granted_qos=None,
+                 status="not_delivered", reason="subscriber_offline", retain=False)
+    assert d.downgraded is False
+    d.sub_qos = 1
+    assert d.downgraded is True
+
+
+def test_exchange_from_row_turns_sentinels_into_none() -> None:
+    from qosinspect.analysis.records import EXCHANGE_COLUMNS, Exchange
+
+    row = {name: default for name, _, default in EXCHANGE_COLUMNS}
+    it = Interner()
+    row.update(ex_id=4, session=0, qos=1, packet_id=7, topic=it.code("a/b"), t_publish=5,
+               t_publish_last=5, n_publish=1, outcome=3, last_step=0, direction=1)
+    ex = Exchange.from_row(row, it, "sess", "cid")
+    assert (ex.ex_id, ex.session, ex.client_id, ex.topic, ex.direction) == (4, "sess", "cid",
+                                                                            "a/b", "b2c")
+    assert (ex.t_puback, ex.puback_reason, ex.packet_id) == (None, None, 7)
+    assert (ex.outcome, ex.last_step, ex.retransmissions) == ("incomplete", "publish", 0)

@@ -158,3 +158,31 @@ def test_some_exchange_columns_equal_the_whole_table(analysis: Analysis) -> None
     pd.testing.assert_frame_equal(part, analysis.exchanges[list(part.columns)])
     with pytest.raises(KeyError, match="no exchange column"):
         exchanges_frame(analysis.result, ["nope"])
+
+
+def test_missing_values_are_typed_missing() -> None:
+    b = EventBuilder()
+    c = b.open(handshake_seen=False)          # no CONNECT: no client id, no keep alive
+    b.publish(c, "b2c", "t", b"x", qos=1, packet_id=3)
+    a = qosinspect.analyze(b.events)
+    conn = a.connections.iloc[0]
+    assert pd.isna(conn["client_id"]) and pd.isna(conn["keep_alive"])
+    assert pd.isna(conn["clean_start"]) and pd.isna(conn["t_connect"])
+    assert a.connections["keep_alive"].dtype == "Int32"
+    ex = a.exchanges.iloc[0]
+    assert ex["outcome"] == "incomplete" and pd.isna(ex["t_end"]) and pd.isna(ex["latency_ms"])
+    assert pd.isna(ex["latency_puback"]) and pd.isna(ex["puback_reason"])
+    an = a.anomalies.iloc[0]
+    assert an["kind"] == "missing_connect" and pd.isna(an["packet_id"])
+
+
+def test_timestamps_keep_nanoseconds() -> None:
+    from qosinspect.testing.events import T0
+
+    b = EventBuilder(start_ns=T0 + 987_654_321)
+    c = b.client("n")
+    b.qos1(c, "c2b", "t", b"1", 1, ack_ms=0.000007)
+    ex = qosinspect.analyze(b.events).exchanges.iloc[0]
+    # opened, CONNECT, CONNACK, PUBLISH: one ms each
+    assert ex["t_publish"].value % 1_000_000_000 == 987_654_321 + 4_000_000
+    assert ex["t_puback"].value - ex["t_publish"].value == 7
