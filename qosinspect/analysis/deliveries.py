@@ -27,6 +27,7 @@ from __future__ import annotations
 
 from array import array
 from collections.abc import Callable
+from typing import cast
 
 from ..mqtt.topics import topic_matches
 from .records import DELIVERY_COLUMNS, DELIVERY_STATUSES, REPORT_DELIVERY_COLUMNS, RowStore
@@ -128,11 +129,12 @@ class DeliveryMatcher:
     def publish(self, key: int, ts: int, ex_id: int, qos: int, publisher: int, topic_code: int,
                 topic: str) -> None:
         """A client sent a new message (c2b)."""
-        horizon = ts - self.window_ns
         cap = self.max_pending
-        while self._head < self._tail and (self._tail - self._head >= cap
-                                           or self._ts[self._head % cap] < horizon):
-            self._settle_oldest()
+        if self._head < self._tail:
+            horizon = ts - self.window_ns
+            while self._head < self._tail and (self._tail - self._head >= cap
+                                               or self._ts[self._head % cap] < horizon):
+                self._settle_oldest()
         seq = self._tail
         self._tail = seq + 1
         i = seq % cap
@@ -144,7 +146,8 @@ class DeliveryMatcher:
         self._topic[i] = topic_code
         self._got[i] = -1
         self._got2[i] = -1
-        self._expect[i] = self._expected(topic)
+        expect = self._expect_cache.get(topic)
+        self._expect[i] = expect if expect is not None else self._expected(topic)
         pending = self._pending
         old = pending.get(key)
         if old is None:
@@ -177,11 +180,18 @@ class DeliveryMatcher:
         if found is None:
             self.unmatched += 1
             return
-        seqs = found if type(found) is list else (found,)
-        already = -1
         cap = self.max_pending
+        if type(found) is int:
+            i = found % cap
+            if self._got[i] < 0 and self._ts[i] <= ts:  # the common case: a first copy
+                self._got[i] = subscriber
+                self._row(found, subscriber, ex_id, ts, qos, _DELIVERED, retain)
+                return
+            seqs: list[int] | tuple[int, ...] = (found,)
+        else:
+            seqs = cast(list[int], found)
+        already = -1
         for seq in seqs:
-            assert isinstance(seq, int)
             if self._ts[seq % cap] > ts:
                 break
             if not self._got_it(seq, subscriber):
@@ -199,12 +209,18 @@ class DeliveryMatcher:
              status: int, retain: bool) -> None:
         i = seq % self.max_pending
         if self.narrow:
-            self.store.append(self._qos[i], sub_qos, status, 0)
+            self._put((self._qos[i], sub_qos, status, 0))
             return
         expect = self._expect[i]
         granted = expect.get(subscriber, _NONE)[0] if expect is not None else -1
-        self.store.append(self._ex[i], sub_ex_id, self._pub[i], subscriber, self._topic[i],
-                          self._ts[i], ts, self._qos[i], sub_qos, granted, status, 0, retain)
+        self._put((self._ex[i], sub_ex_id, self._pub[i], subscriber, self._topic[i],
+                   self._ts[i], ts, self._qos[i], sub_qos, granted, status, 0, retain))
+
+    def _put(self, row: tuple[int, ...]) -> None:
+        batch = self.store.batch
+        batch.append(row)
+        if len(batch) >= RowStore.BATCH:
+            self.store.flush()
 
     def _settle_oldest(self) -> None:
         """Write the expected copies of the oldest publication that never came; drop it."""
@@ -221,11 +237,10 @@ class DeliveryMatcher:
                     continue
                 reason = self._presence(session, ts)
                 if self.narrow:
-                    self.store.append(self._qos[i], -1, _NOT_DELIVERED, reason)
+                    self._put((self._qos[i], -1, _NOT_DELIVERED, reason))
                 else:
-                    self.store.append(self._ex[i], -1, publisher, session, self._topic[i], ts,
-                                      -(2**63), self._qos[i], -1, granted, _NOT_DELIVERED,
-                                      reason, 0)
+                    self._put((self._ex[i], -1, publisher, session, self._topic[i], ts,
+                               -(2**63), self._qos[i], -1, granted, _NOT_DELIVERED, reason, 0))
         if self._many:
             self._many.pop(seq, None)
         key = self._key[i]

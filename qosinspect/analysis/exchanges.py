@@ -59,6 +59,7 @@ __all__ = ["ExchangeTracker"]
 OPEN, COMPLETE, COMPLETE_AFTER_RECONNECT, INCOMPLETE, ABANDONED, REFUSED, PROTOCOL_ERROR, \
     EVICTED = range(len(OUTCOMES))
 S_PUBLISH, S_PUBACK, S_PUBREC, S_PUBREL, S_PUBCOMP = range(len(STEPS))
+BATCH = RowStore.BATCH
 #: packet type -> (step, the QoS it belongs to, is it sent by the PUBLISH's receiver)
 _ACKS = {4: (S_PUBACK, 1, True), 5: (S_PUBREC, 2, True), 6: (S_PUBREL, 2, False),
          7: (S_PUBCOMP, 2, True)}
@@ -105,11 +106,14 @@ class ExchangeTracker:
             self.next_ex_id = ex_id + 1
             # report mode keeps no topic (a capture may hold millions of distinct ones)
             tcode = self.topics.code(topic) if self.detail else -1
+            batch = self.q0.batch
             if self.detail:
-                self.q0.append(ex_id, s.code, c.conn_id, d, tcode, len(payload),
-                               1 if p.retain else 0, dup, ev.frame, ts)
+                batch.append((ex_id, s.code, c.conn_id, d, tcode, len(payload),
+                              1 if p.retain else 0, dup, ev.frame, ts))
             else:
-                self.q0.append(dup)
+                batch.append((dup,))
+            if len(batch) >= BATCH:
+                self.q0.flush()
             if self.packets is not None:
                 self._pkt(ev, c.conn_id, d, 3, 0, dup, 1 if p.retain else 0, -1, -1, ex_id, 0,
                           tcode, len(payload))
@@ -350,8 +354,11 @@ class ExchangeTracker:
         del s.open[key]
         self.n_open_total -= 1
         store = self.exchanges
-        row = store.append(*store.getter(ex))
-        s.done.put(key, row)
+        batch = store.batch  # RowStore.append, inlined: one list append per exchange
+        batch.append(store.getter(ex))
+        s.done.put(key, store.packed + len(batch) - 1)
+        if len(batch) >= BATCH:
+            store.flush()
 
     def _end_all(self, s: SessionState, outcome: int, ts: int) -> int:
         """Finish every open exchange of a session with one outcome; returns how many."""

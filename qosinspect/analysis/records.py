@@ -26,6 +26,7 @@ them back as arrays imports numpy.
 from __future__ import annotations
 
 import bisect
+import itertools
 import operator
 import struct
 from collections.abc import Iterator
@@ -179,13 +180,18 @@ class RowStore:
     already written can still be changed in place (:meth:`set`, :meth:`add`), which is how a late
     acknowledgement joins a finished exchange.
 
-    ``append`` takes the values in column order (no dict, no keyword lookup).
+    ``append`` takes the values in column order (no dict, no keyword lookup). The hot paths skip
+    even that call: they put the row's tuple on :attr:`batch` (a plain list) and call
+    :meth:`flush` when it holds ``BATCH`` rows, which packs them all with one ``pack_into`` of a
+    ``BATCH``-row format; the row index of a tuple on the batch is ``packed + its position``.
+    Reading or changing a row flushes first.
     """
 
-    __slots__ = ("_buf", "_bufs", "_fields", "_left", "_off", "_pack", "_starts", "defaults",
-                 "getter", "names", "rows", "size", "spec")
+    __slots__ = ("_buf", "_bufs", "_fields", "_left", "_off", "_pack", "_pack_batch", "_starts",
+                 "batch", "defaults", "getter", "names", "packed", "size", "spec")
     FIRST_CHUNK_ROWS = 1024
     MAX_CHUNK_ROWS = 1 << 16
+    BATCH = 256
 
     def __init__(self, spec: tuple[tuple[str, str, int], ...]) -> None:
         self.spec = spec
@@ -196,14 +202,18 @@ class RowStore:
         fmt = "<" + "".join(code for _, code, _ in spec)
         st = struct.Struct(fmt)
         self._pack = st.pack_into
+        self._pack_batch = struct.Struct("<" + fmt[1:] * self.BATCH).pack_into
         self.size = st.size
+        #: Rows not packed yet (tuples in column order).
+        self.batch: list[tuple[int, ...]] = []
         self._buf = bytearray()
         #: The chunks and the row number each starts at.
         self._bufs: list[bytearray] = []
         self._starts: list[int] = []
         self._left = 0
         self._off = 0
-        self.rows = 0
+        #: Rows packed into the chunks (the others are on ``batch``).
+        self.packed = 0
         fields: dict[str, tuple[struct.Struct, int]] = {}
         offset = 0
         for name, code, _ in spec:
@@ -212,27 +222,50 @@ class RowStore:
             offset += one.size
         self._fields = fields
 
+    @property
+    def rows(self) -> int:
+        return self.packed + len(self.batch)
+
     def _new_chunk(self) -> None:
-        n = min(self.MAX_CHUNK_ROWS, max(self.FIRST_CHUNK_ROWS, self.rows))
+        n = min(self.MAX_CHUNK_ROWS, max(self.FIRST_CHUNK_ROWS, self.packed))
         self._buf = bytearray(n * self.size)
         self._bufs.append(self._buf)
-        self._starts.append(self.rows)
+        self._starts.append(self.packed)
         self._left = n
         self._off = 0
 
     def append(self, *values: int) -> int:
         """Add one row (values in column order); returns its row index."""
-        if not self._left:
-            self._new_chunk()
-        self._pack(self._buf, self._off, *values)
-        self._off += self.size
-        self._left -= 1
-        row = self.rows
-        self.rows = row + 1
+        batch = self.batch
+        batch.append(values)
+        row = self.packed + len(batch) - 1
+        if len(batch) >= self.BATCH:
+            self.flush()
         return row
 
+    def flush(self) -> None:
+        """Pack the rows waiting on :attr:`batch`."""
+        batch = self.batch
+        size = self.size
+        while batch:
+            if not self._left:
+                self._new_chunk()
+            n = min(len(batch), self._left)
+            if n == self.BATCH:
+                self._pack_batch(self._buf, self._off, *itertools.chain.from_iterable(batch))
+            else:
+                pack, buf, off = self._pack, self._buf, self._off
+                for i in range(n):
+                    pack(buf, off + i * size, *batch[i])
+            self._off += n * size
+            self._left -= n
+            self.packed += n
+            del batch[:n]
+
     def _where(self, row: int) -> tuple[bytearray, int]:
-        if not 0 <= row < self.rows:
+        if self.batch:
+            self.flush()
+        if not 0 <= row < self.packed:
             raise IndexError(f"row {row} of {self.rows}")
         k = bisect.bisect_right(self._starts, row) - 1
         return self._bufs[k], (row - self._starts[k]) * self.size
@@ -270,10 +303,11 @@ class RowStore:
         (numpy is imported here: writing rows needs only the standard library)."""
         import numpy as np
 
+        self.flush()
         if not self._bufs:
             return []
         dtype = np.dtype(self.dtype_descr())
-        ends = [*self._starts[1:], self.rows]
+        ends = [*self._starts[1:], self.packed]
         return [np.frombuffer(b, dtype=dtype, count=end - start)
                 for b, start, end in zip(self._bufs, self._starts, ends, strict=True)
                 if end > start]

@@ -80,3 +80,29 @@ def test_exchange_from_row_turns_sentinels_into_none() -> None:
                                                                             "a/b", "b2c")
     assert (ex.t_puback, ex.puback_reason, ex.packet_id) == (None, None, 7)
     assert (ex.outcome, ex.last_step, ex.retransmissions) == ("incomplete", "publish", 0)
+
+
+class Batched(RowStore):
+    FIRST_CHUNK_ROWS = 4
+    MAX_CHUNK_ROWS = 8
+    BATCH = 4
+
+
+def test_batched_rows_pack_the_same_as_single_rows() -> None:
+    """Rows waiting on the batch are packed at BATCH rows, on reads, and across chunks."""
+    st = Batched(SPEC)
+    single = RowStore(SPEC)
+    for i in range(23):
+        values = (1_700_000_000_000_000_000 + i, -i, i % 3)
+        if i % 2:
+            st.batch.append(values)  # the hot paths' inlined append
+            if len(st.batch) >= st.BATCH:
+                st.flush()
+        else:
+            st.append(*values)
+        single.append(*values)
+        if i == 9:
+            assert st.get("b", 9) == -9  # a read flushes a partial batch
+    assert st.rows == 23 and st.packed + len(st.batch) == 23
+    assert list(st.view()) == list(single.view())
+    assert sum(len(c) for c in st.chunks()) == 23 and not st.batch
