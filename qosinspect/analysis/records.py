@@ -14,7 +14,8 @@ Two kinds of storage, chosen by how many of each a capture makes:
   bounded (see :mod:`.correlate`).
 
 :class:`Exchange` and :class:`Delivery` are the typed, per-row views of those stores, made on
-demand (``CorrelationResult.exchange(i)``), for tests and for a live driver that wants objects.
+demand (``CorrelationResult.exchange_objects()``), for tests and for a live driver that wants
+objects.
 
 Missing values in a store are sentinels: ``NO_TS`` (the int64 minimum, which numpy reads as NaT)
 for timestamps, ``-1`` for ids, codes and reason codes.
