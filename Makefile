@@ -6,7 +6,8 @@ STAMP := $(VENV)/.installed-stamp
 
 .PHONY: demo test lint pytest system-deps venv bench clean notebooks-clean
 
-$(STAMP): pyproject.toml
+# setup.py and qosinspect/_csrc build the optional C accelerator: a change reinstalls (rebuilds).
+$(STAMP): pyproject.toml setup.py $(wildcard qosinspect/_csrc/*.c qosinspect/_csrc/*.h)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[dev,notebooks]'

@@ -25,6 +25,14 @@ Hard rules, and why:
 * **Sides.** Client and broker come from the SYN or the port (reassembly); when neither decides,
   packets only a client sends (CONNECT, SUBSCRIBE, UNSUBSCRIBE, PINGREQ) or only a broker sends
   (CONNACK, SUBACK, UNSUBACK, PINGRESP) settle it. Until then ``direction`` is ``None``.
+* **Python and C.** The loop below is the reference. With the optional C accelerator
+  (:mod:`qosinspect._accel`), the pipeline's engine also does this loop's work for bytes of a
+  connection in its steady state (first packet seen, sides known, version not being scanned
+  for, decoder neither failed nor resynchronising): it feeds the direction's StreamDecoder
+  state with the C framing loop and builds the MqttPacketEvents, with the same frames, sizes
+  and counters, and hands them up in lists. At the first packet the C loop does not take, the
+  rest of the bytes come here as a StreamData record, with the decoder state committed up to
+  it; anything else about the connection is decided here.
 * **Errors late.** A :class:`~qosinspect.errors.CaptureError` (bad or truncated file) is raised
   after every event before it, and after the open connections were closed
   (``end_of_capture``), so statistics and the packets decoded so far are never lost.
@@ -37,6 +45,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from .. import _accel
 from ..events import (
     Anomaly,
     ConnectionClosed,
@@ -181,8 +190,14 @@ class CaptureDecoder:
         c2b = _C2B
         packets = 0
         anomalies = 0
+        # With the C engine, packets of steady connections arrive already decoded (as the
+        # code below would have made them), in lists; see the module docstring.
+        pipe._mqtt_stage = pipe._accel
         try:
-            for rec in pipe:
+            for rec in pipe._records():
+                if type(rec) is list:
+                    yield from rec
+                    continue
                 if type(rec) is StreamData:
                     flow, d, frame, ts, data = rec
                     app = flow.app
@@ -257,7 +272,7 @@ class CaptureDecoder:
             summary.tcp_frames = pipe.tcp_frames
             summary.connections = pipe.flows_tracked
             summary.connections_ignored = pipe.flows_ignored
-            summary.mqtt_packets = packets
+            summary.mqtt_packets = packets + pipe.fused_packets
             summary.anomalies = anomalies
 
     # -- the rarer paths ------------------------------------------------------------------------
@@ -440,3 +455,7 @@ def iter_events(source: str | os.PathLike[str] | CaptureFile, *,
                          detect_any_port=detect_any_port, mqtt_version=mqtt_version,
                          keep_tcp_stats=keep_tcp_stats)
     return EventStream(dec, dec.summary, lambda: dec.position)
+
+
+if _accel.speedups is not None:
+    _accel.speedups.configure_mqtt_stage(_Conn, _Side, MqttPacketEvent, _C2B)

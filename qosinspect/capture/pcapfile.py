@@ -20,6 +20,11 @@ Hard rules, and why:
   :meth:`CaptureFile.records` yields only offsets into :attr:`CaptureFile.buf`, so the pipeline can
   parse headers in place without copying frame bytes; :meth:`CaptureFile.frames` is the convenient,
   copying form.
+* **Python is the reference, C the accelerator.** With ``qosinspect._speedups`` built, the
+  capture engine of :mod:`.pipeline` walks pcap and pcapng records in C with these same rules;
+  on any error or anything unusual it hands over to :meth:`CaptureFile._pcap_records` or
+  :meth:`CaptureFile._pcapng_records`, started at the block where it stopped (their keyword
+  arguments are that state), so every error message comes from here.
 * **Memory stays flat, whatever the file size.** Mapped pages count in the resident set as they
   are touched; every :data:`RELEASE_STEP` bytes the pages already walked are handed back with
   ``madvise(MADV_DONTNEED)`` (the file is read once, front to back; anything kept from it is a
@@ -256,7 +261,10 @@ class CaptureFile:
     def _err(self, cls: type[CaptureError], msg: str, frame: int, offset: int) -> CaptureError:
         return cls(msg, path=self.path, frame=frame, offset=offset)
 
-    def _pcap_records(self) -> Iterator[Record]:
+    def _pcap_records(self, off: int = 24, n: int = 0,
+                      release_at: int = RELEASE_STEP) -> Iterator[Record]:
+        """The records of a pcap file from the record at ``off`` on (``n`` records before it;
+        the C walker of ``_speedups.CaptureEngine`` hands over here on anything unusual)."""
         buf = self.buf
         end = len(buf)
         if end < 24:
@@ -267,9 +275,6 @@ class CaptureFile:
         self.interfaces = [Interface(network & 0xFFFF, snaplen, 1, 1, 0)]
         linktype = network & 0xFFFF
         unpack = struct.Struct(order + "IIII").unpack_from
-        off = 24
-        n = 0
-        release_at = RELEASE_STEP
         while off < end:
             if off >= release_at:
                 release_at = self._release(off)
@@ -290,20 +295,21 @@ class CaptureFile:
                          orig_len if orig_len > caplen else caplen)
             off = nxt
 
-    def _pcapng_records(self) -> Iterator[Record]:
+    def _pcapng_records(self, off: int = 0, n: int = 0, order: str = "<",
+                        ifaces: list[Interface] | None = None, last_ts: int = 0,
+                        release_at: int = RELEASE_STEP) -> Iterator[Record]:
+        """The records of a pcapng file from the block at ``off`` on, in the section of byte
+        order ``order`` whose interfaces are ``ifaces`` (``n`` records before it, the last
+        one stamped ``last_ts``; the C walker hands over here on anything unusual)."""
         buf = self.buf
         end = len(buf)
-        off = 0
-        n = 0
-        order = "<"
-        ifaces: list[Interface] = []
+        if ifaces is None:
+            ifaces = []
         self.interfaces = ifaces
-        hdr = struct.Struct("<II").unpack_from
-        epb = struct.Struct("<IIIII").unpack_from
-        pb = struct.Struct("<HHIIII").unpack_from
-        u32 = struct.Struct("<I").unpack_from
-        last_ts = 0
-        release_at = RELEASE_STEP
+        hdr = struct.Struct(order + "II").unpack_from
+        epb = struct.Struct(order + "IIIII").unpack_from
+        pb = struct.Struct(order + "HHIIII").unpack_from
+        u32 = struct.Struct(order + "I").unpack_from
         while off < end:
             if off >= release_at:
                 release_at = self._release(off)

@@ -19,6 +19,13 @@ Hard rules, and why:
   flow is handled without creating any object but the :class:`~.records.StreamData` itself.
   Everything else takes the general path (:func:`~.layers.decode_tcp`, :class:`TcpReassembler`),
   which implements the same rules.
+* **The C engine.** With the optional accelerator built (:mod:`qosinspect._accel`),
+  ``_speedups.CaptureEngine`` walks the records and takes exactly the frames of the inline fast
+  path above (same checks, same counters, the same StreamData); every other frame it returns to
+  :meth:`CapturePipeline._loop`, the reference, one at a time. A StreamData record ends its
+  batch, so whatever consumes it may change the flow before the next frame is looked at, as
+  when the Python loop runs frame by frame. For :class:`~.decoder.CaptureDecoder` it also runs
+  the MQTT step of steady connections (see there). ``tests/speedups`` compares both paths.
 * **Pure library**: no sockets, no printing, no global state; configuration is per instance.
 """
 
@@ -27,10 +34,11 @@ from __future__ import annotations
 import os
 import struct
 from collections.abc import Iterable, Iterator
-from typing import Any
+from typing import Any, cast
 
+from .. import _accel
 from ..errors import CaptureError
-from ..events import Endpoint
+from ..events import Endpoint, MqttPacketEvent
 from ..mqtt.enums import Direction
 from .layers import (
     LINKTYPE_ETHERNET,
@@ -43,7 +51,7 @@ from .layers import (
     IpFragment,
     decode_tcp,
 )
-from .pcapfile import CaptureFile
+from .pcapfile import CaptureFile, Interface, Record
 from .reassembly import ACK, SYN, Flow, HalfStream, TcpReassembler, decide_sides, format_ip
 from .records import CaptureRecord, Notice, StreamData
 from .websocket import WebSocketTunnel, WsControl, WsHandshake, WsProblem, looks_like_ws_upgrade
@@ -143,8 +151,22 @@ class CapturePipeline:
         self.position = 0
         self.size = 0
         self._last_ts = 0
+        self._next_sweep = 0
+        #: Use the C engine (qosinspect._speedups) for the common frames.
+        self._accel = _accel.enabled()
+        #: Set by CaptureDecoder: the engine also decodes the MQTT packets of steady
+        #: connections; lists of the MqttPacketEvents it made are then among the records
+        #: (``fused_packets`` counts them).
+        self._mqtt_stage = False
+        self.fused_packets = 0
 
     def __iter__(self) -> Iterator[CaptureRecord]:
+        # Lists of events come only with the MQTT stage, which only CaptureDecoder turns on
+        # (and it iterates _records()).
+        return cast(Iterator[CaptureRecord], self._records())
+
+    def _records(self) -> Iterator[CaptureRecord | list[MqttPacketEvent]]:
+        """The records; with the MQTT stage on, also lists of ready MqttPacketEvents."""
         if isinstance(self.source, CaptureFile):
             yield from self._run(self.source)
         else:
@@ -153,13 +175,17 @@ class CapturePipeline:
 
     # -- the loop ----------------------------------------------------------------------------
 
-    def _run(self, cap: CaptureFile) -> Iterator[CaptureRecord]:
+    def _run(self, cap: CaptureFile) -> Iterator[CaptureRecord | list[MqttPacketEvent]]:
         buf = cap.buf
         reasm = self.reassembler
         out: list[CaptureRecord] = []
         self.size = len(buf)
         try:
-            yield from self._loop(cap, buf, out)
+            if self._accel:
+                yield from self._engine_loop(cap, buf, out)
+            else:
+                yield from self._loop(cap.records(), buf, out)
+            self.position = len(buf)
         except CaptureError:
             # The file is bad from here on: end what was open, as at the end of a capture.
             reasm.finish(self.frames, self._last_ts, out)
@@ -170,9 +196,58 @@ class CapturePipeline:
         if out:
             yield from self._filtered(out)
 
-    def _loop(self, cap: CaptureFile, buf: Buffer, out: list[CaptureRecord]
+    def _engine_loop(self, cap: CaptureFile, buf: Buffer, out: list[CaptureRecord]
+                     ) -> Iterator[Any]:
+        """The per-frame loop with the C engine: it walks the records and takes the frames
+        :meth:`_loop` would take on its fast path (with the MQTT stage on, it also decodes the
+        packets of steady connections, see :mod:`qosinspect.capture.decoder`), and returns
+        every other frame, which :meth:`_loop` then handles as the reference."""
+        assert _speedups is not None
+        mqtt = self._mqtt_stage
+        engine = _speedups.CaptureEngine(cap, self.reassembler.halves, mqtt)
+        run = engine.run
+        try:
+            while True:
+                batch: list[Any] = []
+                error: CaptureError | None = None
+                try:
+                    rec = run(batch, 1024, self._next_sweep)
+                except CaptureError as exc:
+                    error = exc
+                    rec = None
+                self.frames = engine.frames
+                self._last_ts = engine.last_ts
+                self.position = engine.position
+                self.fused_packets = engine.packets
+                if batch:
+                    # Only the last item of a batch can be a StreamData record (one ends the
+                    # batch); with the MQTT stage, the events before it go up as one list.
+                    last = batch[-1]
+                    if type(last) is StreamData:
+                        if mqtt and len(batch) > 1:
+                            batch.pop()
+                            yield batch
+                        elif not mqtt:
+                            batch.pop()
+                            yield from batch
+                        yield last
+                    elif mqtt:
+                        yield batch
+                    else:
+                        yield from batch
+                if error is not None:
+                    raise error
+                if rec is None:
+                    return
+                if rec is not True:
+                    yield from self._loop((rec,), buf, out)
+        finally:
+            engine.close()
+
+    def _loop(self, records: Iterable[Record], buf: Buffer, out: list[CaptureRecord]
               ) -> Iterator[CaptureRecord]:
-        """The per-frame loop (the hot path); leaves ``frames`` and ``_last_ts`` behind."""
+        """The per-frame loop (the hot path, and the reference for the C engine); leaves
+        ``frames``, ``_last_ts`` and ``_next_sweep`` behind."""
         reasm = self.reassembler
         halves = reasm.halves
         segment = reasm.segment
@@ -183,11 +258,11 @@ class CapturePipeline:
         lhl = 0
         tags: frozenset[int] = frozenset()
         minlen = 1 << 30
-        next_sweep = 0
-        n = 0
-        ts = 0
+        next_sweep = self._next_sweep
+        n = self.frames
+        ts = self._last_ts
         try:
-            for n, ts, lt, off, cl, ol in cap.records():
+            for n, ts, lt, off, cl, ol in records:
                 self.position = off
                 if lt != fast_lt:
                     fast_lt = lt
@@ -243,7 +318,7 @@ class CapturePipeline:
         finally:
             self.frames = n
             self._last_ts = ts
-        self.position = len(buf)
+            self._next_sweep = next_sweep
 
     @staticmethod
     def _filtered(out: list[CaptureRecord]) -> Iterator[CaptureRecord]:
@@ -440,3 +515,8 @@ def iter_capture(source: str | os.PathLike[str] | CaptureFile,
     """Shorthand for ``iter(CapturePipeline(source, **options))``."""
     return iter(CapturePipeline(source, **options))
 
+
+
+_speedups = _accel.speedups
+if _speedups is not None:
+    _speedups.configure_capture(HalfStream, Flow, StreamData, Interface)

@@ -7,6 +7,7 @@ into a message (after printing everything decoded before it) and a non-zero exit
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
 import time
@@ -94,6 +95,11 @@ def decode(capture: str, ports: tuple[int, ...], no_detect: bool, mqtt_version: 
         head = fmt_line.header()
         if head:
             out.write(head)
+        # What exists now (the interpreter, the imported modules) outlives the run: keep the
+        # cyclic GC from walking it again and again while millions of short-lived packets go
+        # by (the decoder makes cycles only per connection, which the young generations
+        # still collect).
+        gc.freeze()
         try:
             fmt_line.write_all(stream, out.write,
                                progress.tick if progress is not None else None)
@@ -101,6 +107,7 @@ def decode(capture: str, ports: tuple[int, ...], no_detect: bool, mqtt_version: 
             out.flush()
             if progress is not None:
                 progress.close()
+            gc.unfreeze()
     except BrokenPipeError:
         # the reader went away (| head): stop quietly, as tshark does
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

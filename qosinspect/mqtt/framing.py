@@ -24,16 +24,35 @@ the two directions of one connection and shares that version between them.
 MQTT 5 topic aliases are per connection and per direction [MQTT-3.3.2-10] [MQTT-3.3.2-11]: a
 PUBLISH with an alias and a topic sets the alias; one with an alias and an empty topic is given
 the topic the alias stands for (it keeps the alias in its properties).
+
+Python and C: this module is the reference and keeps every rule. When the optional C accelerator
+is built (:mod:`qosinspect._accel`), ``feed`` on a decoder that has neither failed nor lost its
+framing runs ``_speedups.stream_feed``: the same prologue and epilogue as below, and a loop that
+builds only the packets ``_decode``'s own fast path builds (short acks with a non-zero id,
+PUBLISH to a topic already in the stream's cache of validated topics, 3.1.x or 5.0 with
+property length 0, PINGREQ/PINGRESP). At the first other packet it hands the rest of the
+bytes to ``_decode``, which decides everything else (every error included).
+``tests/speedups`` checks that both give the same results on any bytes in any chunking.
 """
 
 from __future__ import annotations
 
 import codecs
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from .. import _accel
 from ..errors import MQTTError, PacketTooLarge, ProtocolError
-from .codec import _DECODERS, MAX_PACKET_SIZE, TOPIC_ALIAS_ID, parse_fixed_header, relocated
+from .codec import (
+    _DECODERS,
+    _PINGREQ,
+    _PINGRESP,
+    MAX_PACKET_SIZE,
+    TOPIC_ALIAS_ID,
+    parse_fixed_header,
+    relocated,
+)
 from .enums import Direction, PacketType, PubAckReason, PubCompReason, PubRecReason, PubRelReason
 from .packets import Connect, Packet, PubAck, PubComp, Publish, PubRec, PubRel
 from .properties import NO_PROPERTIES, Properties
@@ -107,6 +126,10 @@ def anomaly_kind(exc: MQTTError) -> str:
 class StreamDecoder:
     """Decodes one direction of an MQTT byte stream; see the module docstring for the modes."""
 
+    __slots__ = ("_accel", "_aliases", "_chunks", "_failed", "_need", "_offset", "_pending",
+                 "_resync", "_topics", "lenient", "max_packet_size", "sizes", "version",
+                 "version_known")
+
     def __init__(self, version: int = 4, *, lenient: bool = False,
                  max_packet_size: int = MAX_PACKET_SIZE) -> None:
         self.version = version
@@ -125,6 +148,9 @@ class StreamDecoder:
         self._failed: MQTTError | None = None
         self._topics: dict[bytes, str] = {}
         self._aliases: dict[int, str] = {}
+        #: The C loop (qosinspect._speedups.stream_feed) when it is used, else None.
+        self._accel: Callable[[StreamDecoder, bytes | bytearray | memoryview],
+                              list[DecodeResult]] | None = _FEED if _accel.enabled() else None
 
     @property
     def offset(self) -> int:
@@ -136,18 +162,17 @@ class StreamDecoder:
         """Bytes held while waiting for the rest of a packet."""
         return self._pending
 
-    def feed(self, data: bytes | bytearray | memoryview, *, _new: Any = tuple.__new__,
-             _acks: Any = _ACK_BY_FIRST, _publishes: Any = _PUBLISH_BY_FIRST,
-             _publish: type = Publish, _no_props: Properties = NO_PROPERTIES,
-             _decoders: Any = _DECODERS) -> list[DecodeResult]:
+    def feed(self, data: bytes | bytearray | memoryview) -> list[DecodeResult]:
         """Add bytes; return the packets (and, lenient, anomalies) they complete, in order.
 
-        This is the decoder's hot path (a capture is mostly PUBLISH and 4-byte acks, a few per
-        TCP segment), written as one loop in one call: the keyword defaults are constants bound
-        once, so they are locals for free; a short acknowledgement and a PUBLISH to a topic
-        already seen on this stream are built in the loop itself, anything else goes to the
-        full decoder, which has the final word.
+        With the C accelerator, a decoder that has neither failed nor lost its framing is fed
+        by ``_speedups.stream_feed``, which does what the code below does, decodes the common
+        packets itself and calls :meth:`_decode` for the rest of the bytes at the first packet
+        it does not take.
         """
+        accel = self._accel
+        if accel is not None and self._failed is None and not self._resync:
+            return accel(self, data)
         if self._failed is not None:
             raise self._failed
         sizes: list[int] = []
@@ -172,6 +197,28 @@ class StreamDecoder:
         if self._resync:
             n = pos  # no packet boundary found yet: keep the rest for the next bytes
         self._need = 0
+        pos = self._decode(buf, pos, n, out, sizes)
+        if pos < len(buf):
+            rest = buf[pos:]
+            self._chunks = [rest]
+            self._pending = len(rest)
+        self._offset += pos
+        return out
+
+    def _decode(self, buf: bytes, pos: int, n: int, out: list[DecodeResult], sizes: list[int],
+                *, _new: Any = tuple.__new__, _acks: Any = _ACK_BY_FIRST,
+                _publishes: Any = _PUBLISH_BY_FIRST, _publish: type = Publish,
+                _no_props: Properties = NO_PROPERTIES, _decoders: Any = _DECODERS) -> int:
+        """Decode the packets of ``buf[pos:n]`` into ``out`` and ``sizes``; return where it
+        stopped (an incomplete packet, whose size is then in ``_need`` when known, or a loss of
+        framing not yet resolved).
+
+        This is the decoder's hot path (a capture is mostly PUBLISH and 4-byte acks, a few per
+        TCP segment), written as one loop in one call: the keyword defaults are constants bound
+        once, so they are locals for free; a short acknowledgement and a PUBLISH to a topic
+        already seen on this stream are built in the loop itself, anything else goes to the
+        full decoder, which has the final word.
+        """
         topics = self._topics
         version = self.version
         # A packet within ``size_guard`` body bytes cannot exceed the maximum packet size (its
@@ -283,12 +330,7 @@ class StreamDecoder:
             append(packet)
             size_append(end - pos)
             pos = end
-        if pos < len(buf):
-            rest = buf[pos:]
-            self._chunks = [rest]
-            self._pending = len(rest)
-        self._offset += pos
-        return out
+        return pos
 
 
     def gap(self, missing: int = 0) -> list[FramingAnomaly]:
@@ -546,3 +588,11 @@ class ConnectionDecoder:
     def finish(self) -> list[tuple[Direction, FramingAnomaly]]:
         return [(d, a) for d in (Direction.C2B, Direction.B2C)
                 for a in self.stream(d).finish()]
+
+
+#: ``_speedups.stream_feed`` once configured with this module's classes and tables, else None.
+_FEED: Any = None
+if _accel.speedups is not None:
+    _accel.speedups.configure_framing(StreamDecoder, _ACK_BY_FIRST, _PUBLISH_BY_FIRST, Publish,
+                                      NO_PROPERTIES, _PINGREQ, _PINGRESP)
+    _FEED = _accel.speedups.stream_feed

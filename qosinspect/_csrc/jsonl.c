@@ -1,0 +1,397 @@
+/* The JSON lines of `qosinspect decode --format jsonl` for PUBLISH and acknowledgement events.
+ *
+ * qosinspect/capture/lines.py (LineFormatter._jsonl_packet) is the reference: a line is its
+ * cached constant parts (per connection and direction: _conn_entry; per PUBLISH shape:
+ * _pub_entry, which runs json.dumps on the topic) with integers between them. jsonl_batch()
+ * pulls events from an iterator and writes those lines itself, asking the formatter for the
+ * cached parts on a miss of its own small caches and for the whole line of any other event
+ * (anomalies, CONNECT, SUBSCRIBE ..., and anything whose fields are not of the plain types).
+ */
+#include "speedups.h"
+
+static PyObject *EVENT, *PUBLISH_CLS, *ACK_CLASSES[4], *ACK_TYPE[4];
+static PyObject *S_CONN_ENTRY, *S_PUB_ENTRY;
+
+PyObject *sp_configure_jsonl(PyObject *module, PyObject *args)
+{
+    PyObject *event, *publish, *acks, *types;
+    if (!PyArg_ParseTuple(args, "O!O!O!O!", &PyType_Type, &event, &PyType_Type, &publish,
+                          &PyTuple_Type, &acks, &PyTuple_Type, &types))
+        return NULL;
+    if (PyTuple_GET_SIZE(acks) != 4 || PyTuple_GET_SIZE(types) != 4) {
+        PyErr_SetString(PyExc_ValueError, "four ack classes and their type parts expected");
+        return NULL;
+    }
+    for (int i = 0; i < 4; i++)
+        if (!PyUnicode_Check(PyTuple_GET_ITEM(types, i))) {
+            PyErr_SetString(PyExc_TypeError, "type parts must be str");
+            return NULL;
+        }
+    if (S_CONN_ENTRY == NULL) {
+        S_CONN_ENTRY = PyUnicode_InternFromString("_conn_entry");
+        S_PUB_ENTRY = PyUnicode_InternFromString("_pub_entry");
+        if (S_CONN_ENTRY == NULL || S_PUB_ENTRY == NULL)
+            return NULL;
+    }
+    Py_INCREF(event); Py_XSETREF(EVENT, event);
+    Py_INCREF(publish); Py_XSETREF(PUBLISH_CLS, publish);
+    for (int i = 0; i < 4; i++) {
+        Py_INCREF(PyTuple_GET_ITEM(acks, i));
+        Py_XSETREF(ACK_CLASSES[i], PyTuple_GET_ITEM(acks, i));
+        Py_INCREF(PyTuple_GET_ITEM(types, i));
+        Py_XSETREF(ACK_TYPE[i], PyTuple_GET_ITEM(types, i));
+    }
+    Py_RETURN_NONE;
+}
+
+/* --- a growable byte buffer ------------------------------------------------------------------- */
+typedef struct {
+    char *p;
+    Py_ssize_t len, cap;
+} Buf;
+
+static int buf_reserve(Buf *b, Py_ssize_t more)
+{
+    if (b->len + more <= b->cap)
+        return 0;
+    Py_ssize_t cap = b->cap ? b->cap : 1 << 16;
+    while (cap < b->len + more)
+        cap *= 2;
+    char *p = PyMem_Realloc(b->p, cap);
+    if (p == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    b->p = p;
+    b->cap = cap;
+    return 0;
+}
+
+static int put(Buf *b, const char *s, Py_ssize_t n)
+{
+    if (buf_reserve(b, n) < 0)
+        return -1;
+    memcpy(b->p + b->len, s, n);
+    b->len += n;
+    return 0;
+}
+#define PUTS(b, lit) put((b), (lit), (Py_ssize_t)sizeof(lit) - 1)
+
+static const char DIGITS2[] =
+    "00010203040506070809101112131415161718192021222324252627282930313233343536373839"
+    "40414243444546474849505152535455565758596061626364656667686970717273747576777879"
+    "8081828384858687888990919293949596979899";
+
+static int put_ll(Buf *b, long long v)
+{
+    char tmp[24];
+    char *w = tmp + sizeof tmp;
+    unsigned long long u = v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v;
+    while (u >= 100) {
+        unsigned d = (unsigned)(u % 100) * 2;
+        u /= 100;
+        *--w = DIGITS2[d + 1];
+        *--w = DIGITS2[d];
+    }
+    if (u >= 10) {
+        *--w = DIGITS2[u * 2 + 1];
+        *--w = DIGITS2[u * 2];
+    }
+    else
+        *--w = (char)('0' + u);
+    if (v < 0)
+        *--w = '-';
+    return put(b, w, tmp + sizeof tmp - w);
+}
+
+static int put_str(Buf *b, PyObject *s)
+{
+    Py_ssize_t n;
+    const char *u = PyUnicode_AsUTF8AndSize(s, &n);
+    if (u == NULL)
+        return -1;
+    return put(b, u, n);
+}
+
+/* --- small caches of the formatter's constant parts (references held for the call) ----------- */
+#define NCONN 16
+#define NPUB 32
+typedef struct {
+    PyObject *conn, *dir, *assumed, *mid, *tail;
+    long version; /* -1: None */
+} ConnPart;
+typedef struct {
+    PyObject *topic, *dup, *retain, *head, *tail;
+    long qos;
+} PubPart;
+
+static int exact_ll(PyObject *x, long long *v)
+{
+    if (!PyLong_CheckExact(x))
+        return -1;
+    int ovf = 0;
+    *v = PyLong_AsLongLongAndOverflow(x, &ovf);
+    if (ovf || (*v == -1 && PyErr_Occurred())) {
+        PyErr_Clear();
+        return -1;
+    }
+    return 0;
+}
+
+/* 1: line written; 0: not a fast event (nothing written); -1: exception. */
+static int fast_line(PyObject *fmt, PyObject *ev, Buf *b, ConnPart *cc, int *ncc, PubPart *pc,
+                     int *npc)
+{
+    if (!Py_IS_TYPE(ev, (PyTypeObject *)EVENT) || PyTuple_GET_SIZE(ev) != 9)
+        return 0;
+    PyObject *conn = PyTuple_GET_ITEM(ev, 1), *dir = PyTuple_GET_ITEM(ev, 2);
+    PyObject *p = PyTuple_GET_ITEM(ev, 3), *ver = PyTuple_GET_ITEM(ev, 7);
+    PyObject *assumed = PyTuple_GET_ITEM(ev, 8);
+    long long ts, frame, wire;
+    if (exact_ll(PyTuple_GET_ITEM(ev, 0), &ts) || exact_ll(PyTuple_GET_ITEM(ev, 5), &frame) ||
+        exact_ll(PyTuple_GET_ITEM(ev, 4), &wire) || (assumed != Py_True && assumed != Py_False))
+        return 0;
+    long version = -1;
+    if (ver != Py_None) {
+        long long v;
+        if (exact_ll(ver, &v) || v < 0 || v > 1000)
+            return 0;
+        version = (long)v;
+    }
+    int ack = -1;
+    if (!Py_IS_TYPE(p, (PyTypeObject *)PUBLISH_CLS)) {
+        for (int i = 0; i < 4; i++)
+            if (Py_IS_TYPE(p, (PyTypeObject *)ACK_CLASSES[i]))
+                ack = i;
+        if (ack < 0)
+            return 0;
+    }
+    /* the per-packet fields, checked before anything is written */
+    long long pid = 0, plen = 0, rc = 0;
+    PyObject *topic = NULL, *dup = NULL, *retain = NULL;
+    long qos = 0;
+    int pid_none = 0;
+    if (ack < 0) {
+        if (PyTuple_GET_SIZE(p) != 7)
+            return 0;
+        topic = PyTuple_GET_ITEM(p, 0);
+        PyObject *payload = PyTuple_GET_ITEM(p, 1), *q = PyTuple_GET_ITEM(p, 2);
+        PyObject *id = PyTuple_GET_ITEM(p, 5);
+        dup = PyTuple_GET_ITEM(p, 3);
+        retain = PyTuple_GET_ITEM(p, 4);
+        long long qq;
+        if (!PyUnicode_CheckExact(topic) || !PyBytes_CheckExact(payload) || exact_ll(q, &qq) ||
+            (dup != Py_True && dup != Py_False) || (retain != Py_True && retain != Py_False))
+            return 0;
+        qos = (long)qq;
+        plen = PyBytes_GET_SIZE(payload);
+        if (id == Py_None)
+            pid_none = 1;
+        else if (exact_ll(id, &pid))
+            return 0;
+    }
+    else {
+        if (PyTuple_GET_SIZE(p) != 3)
+            return 0;
+        PyObject *code = PyTuple_GET_ITEM(p, 1);
+        if (exact_ll(PyTuple_GET_ITEM(p, 0), &pid) || !PyLong_Check(code))
+            return 0;
+        int ovf = 0;
+        rc = PyLong_AsLongLongAndOverflow(code, &ovf);
+        if (ovf || (rc == -1 && PyErr_Occurred())) {
+            PyErr_Clear();
+            return 0;
+        }
+    }
+    /* the connection's parts */
+    ConnPart *c = NULL;
+    for (int i = 0; i < *ncc; i++)
+        if (cc[i].conn == conn && cc[i].dir == dir && cc[i].version == version &&
+            cc[i].assumed == assumed) {
+            c = &cc[i];
+            break;
+        }
+    if (c == NULL) {
+        PyObject *entry = PyObject_CallMethodOneArg(fmt, S_CONN_ENTRY, ev);
+        if (entry == NULL)
+            return -1;
+        if (!PyTuple_Check(entry) || PyTuple_GET_SIZE(entry) != 3 ||
+            !PyUnicode_Check(PyTuple_GET_ITEM(entry, 1)) ||
+            !PyUnicode_Check(PyTuple_GET_ITEM(entry, 2))) {
+            Py_DECREF(entry);
+            PyErr_SetString(PyExc_TypeError, "_conn_entry must return (conn, str, str)");
+            return -1;
+        }
+        int evict = *ncc == NCONN;
+        c = &cc[evict ? (int)((unsigned long long)frame % NCONN) : (*ncc)++];
+        if (evict) {
+            Py_XDECREF(c->conn); Py_XDECREF(c->dir); Py_XDECREF(c->assumed);
+            Py_XDECREF(c->mid); Py_XDECREF(c->tail);
+        }
+        c->conn = Py_NewRef(conn);
+        c->dir = Py_NewRef(dir);
+        c->assumed = Py_NewRef(assumed);
+        c->version = version;
+        c->mid = Py_NewRef(PyTuple_GET_ITEM(entry, 1));
+        c->tail = Py_NewRef(PyTuple_GET_ITEM(entry, 2));
+        Py_DECREF(entry);
+    }
+    PubPart *pp = NULL;
+    if (ack < 0) {
+        for (int i = 0; i < *npc; i++)
+            if (pc[i].topic == topic && pc[i].qos == qos && pc[i].dup == dup &&
+                pc[i].retain == retain) {
+                pp = &pc[i];
+                break;
+            }
+        if (pp == NULL) {
+            PyObject *entry = PyObject_CallMethodOneArg(fmt, S_PUB_ENTRY, p);
+            if (entry == NULL)
+                return -1;
+            if (!PyTuple_Check(entry) || PyTuple_GET_SIZE(entry) != 2 ||
+                !PyUnicode_Check(PyTuple_GET_ITEM(entry, 0)) ||
+                !PyUnicode_Check(PyTuple_GET_ITEM(entry, 1))) {
+                Py_DECREF(entry);
+                PyErr_SetString(PyExc_TypeError, "_pub_entry must return (str, str)");
+                return -1;
+            }
+            int evict = *npc == NPUB;
+            pp = &pc[evict ? (int)((unsigned long long)frame % NPUB) : (*npc)++];
+            if (evict) {
+                Py_XDECREF(pp->topic); Py_XDECREF(pp->dup); Py_XDECREF(pp->retain);
+                Py_XDECREF(pp->head); Py_XDECREF(pp->tail);
+            }
+            pp->topic = Py_NewRef(topic);
+            pp->dup = Py_NewRef(dup);
+            pp->retain = Py_NewRef(retain);
+            pp->qos = qos;
+            pp->head = Py_NewRef(PyTuple_GET_ITEM(entry, 0));
+            pp->tail = Py_NewRef(PyTuple_GET_ITEM(entry, 1));
+            Py_DECREF(entry);
+        }
+    }
+    /* ts as Python's ts // 10**9 and ts % 10**9 (floor division) */
+    long long sec = ts / 1000000000LL, ns = ts % 1000000000LL;
+    if (ns < 0) {
+        ns += 1000000000LL;
+        sec -= 1;
+    }
+    char frac[10];
+    for (int i = 8; i >= 0; i--) {
+        frac[i] = (char)('0' + ns % 10);
+        ns /= 10;
+    }
+    frac[9] = 0;
+    Py_ssize_t mark = b->len;
+    if (PUTS(b, "{\"frame\":") || put_ll(b, frame) || PUTS(b, ",\"ts\":") || put_ll(b, sec) ||
+        PUTS(b, ".") || put(b, frac, 9) || PUTS(b, ",\"ts_ns\":") || put_ll(b, ts) ||
+        put_str(b, c->mid))
+        goto fail;
+    if (ack < 0) {
+        if (put_str(b, pp->head) || (pid_none ? PUTS(b, "null") : put_ll(b, pid)) ||
+            put_str(b, pp->tail) || put_ll(b, plen) ||
+            PUTS(b, ",\"client_id\":null,\"reason_code\":null,\"reason_codes\":null"))
+            goto fail;
+    }
+    else {
+        if (put_str(b, ACK_TYPE[ack]) || put_ll(b, pid) ||
+            PUTS(b, ",\"topic\":null,\"payload_len\":null,\"client_id\":null,\"reason_code\":") ||
+            put_ll(b, rc) || PUTS(b, ",\"reason_codes\":null"))
+            goto fail;
+    }
+    if (put_str(b, c->tail) || put_ll(b, wire) || PUTS(b, ",\"kind\":null,\"detail\":null}\n"))
+        goto fail;
+    return 1;
+fail:
+    b->len = mark;
+    if (PyErr_ExceptionMatches(PyExc_MemoryError))
+        return -1;
+    PyErr_Clear(); /* e.g. a topic that is not valid UTF-8 (a lone surrogate): Python decides */
+    return 0;
+}
+
+PyObject *sp_jsonl_batch(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "jsonl_batch(formatter, iterator, limit)");
+        return NULL;
+    }
+    if (EVENT == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "configure_jsonl first");
+        return NULL;
+    }
+    PyObject *fmt = args[0], *it = args[1];
+    Py_ssize_t limit = PyLong_AsSsize_t(args[2]);
+    if (limit == -1 && PyErr_Occurred())
+        return NULL;
+    iternextfunc next = Py_TYPE(it)->tp_iternext;
+    if (next == NULL) {
+        PyErr_SetString(PyExc_TypeError, "an iterator is needed");
+        return NULL;
+    }
+    Buf b = {NULL, 0, 0};
+    ConnPart cc[NCONN];
+    PubPart pc[NPUB];
+    int ncc = 0, npc = 0, done = 0;
+    Py_ssize_t lines = 0, count = 0;
+    PyObject *error = Py_NewRef(Py_None), *result = NULL;
+    while (lines < limit) {
+        PyObject *ev = next(it);
+        if (ev == NULL) {
+            if (PyErr_Occurred()) {
+                if (!PyErr_ExceptionMatches(PyExc_Exception))
+                    goto fail; /* KeyboardInterrupt and the like: at once */
+                PyObject *type, *value, *tb;
+                PyErr_Fetch(&type, &value, &tb);
+                PyErr_NormalizeException(&type, &value, &tb);
+                if (tb != NULL)
+                    PyException_SetTraceback(value, tb);
+                Py_XDECREF(type);
+                Py_XDECREF(tb);
+                Py_SETREF(error, value);
+            }
+            done = 1;
+            break;
+        }
+        count++;
+        int r = fast_line(fmt, ev, &b, cc, &ncc, pc, &npc);
+        if (r == 0) {
+            PyObject *line = PyObject_CallOneArg(fmt, ev);
+            if (line == NULL) {
+                Py_DECREF(ev);
+                goto fail;
+            }
+            if (line != Py_None) {
+                if (!PyUnicode_Check(line)) {
+                    PyErr_SetString(PyExc_TypeError, "a formatter returns str or None");
+                    r = -1;
+                }
+                else
+                    r = put_str(&b, line) < 0 ? -1 : 1;
+            }
+            Py_DECREF(line);
+        }
+        Py_DECREF(ev);
+        if (r < 0)
+            goto fail;
+        lines += r;
+    }
+    PyObject *text = PyUnicode_DecodeUTF8(b.p ? b.p : "", b.len, "strict");
+    if (text != NULL)
+        result = Py_BuildValue("(NnON)", text, count, done ? Py_True : Py_False, error);
+    else
+        Py_DECREF(error);
+    error = NULL;
+fail:
+    Py_XDECREF(error);
+    for (int i = 0; i < ncc; i++) {
+        Py_DECREF(cc[i].conn); Py_DECREF(cc[i].dir); Py_DECREF(cc[i].assumed);
+        Py_DECREF(cc[i].mid); Py_DECREF(cc[i].tail);
+    }
+    for (int i = 0; i < npc; i++) {
+        Py_DECREF(pc[i].topic); Py_DECREF(pc[i].dup); Py_DECREF(pc[i].retain);
+        Py_DECREF(pc[i].head); Py_DECREF(pc[i].tail);
+    }
+    PyMem_Free(b.p);
+    return result;
+}
