@@ -13,6 +13,10 @@ results are checked against the packets the mix was made of.
 
     python benchmarks/codec.py            # human-readable
     python benchmarks/codec.py --json     # one JSON object
+    python benchmarks/codec.py --pure     # the pure-Python decoder even if the C one is built
+
+``implementation`` says which decoder ran: ``c`` (the C loop of qosinspect._speedups, used when
+the package was built with a compiler) or ``python`` (--pure, QOSINSPECT_PURE=1, or no build).
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from qosinspect import _accel
 from qosinspect.mqtt import (
     Packet,
     PingReq,
@@ -60,9 +65,16 @@ def make_mix(n_publish: int, seed: int = 1) -> list[Packet]:
     return packets
 
 
-def ours_round(chunks: list[bytes], version: int) -> tuple[float, int]:
+def new_decoder(version: int, pure: bool) -> StreamDecoder:
+    if pure:
+        with _accel.pure():
+            return StreamDecoder(version)
+    return StreamDecoder(version)
+
+
+def ours_round(chunks: list[bytes], version: int, pure: bool) -> tuple[float, int]:
     """One pass of the stream decoder over all chunks: (seconds, packets)."""
-    decoder = StreamDecoder(version)
+    decoder = new_decoder(version, pure)
     count = 0
     start = time.perf_counter()
     for chunk in chunks:
@@ -78,9 +90,9 @@ def scapy_round(mqtt: Any, sample: list[bytes]) -> float:
 
 
 def check(packets: list[Packet], chunks: list[bytes], version: int, mqtt: Any,
-          sample: list[bytes]) -> None:
+          sample: list[bytes], pure: bool) -> None:
     """Both decoders must read the mix right before their speed means anything."""
-    decoder = StreamDecoder(version)
+    decoder = new_decoder(version, pure)
     decoded = [p for chunk in chunks for p in decoder.feed(chunk)]
     if decoded != packets:
         raise SystemExit("error: the stream decoder did not give back the mix")
@@ -103,7 +115,10 @@ def main() -> int:
     parser.add_argument("--scapy-packets", type=int, default=2000,
                         help="packets of the mix scapy dissects per round (it is slow)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--pure", action="store_true",
+                        help="measure the pure-Python decoder even if the C one is built")
     args = parser.parse_args()
+    impl = "python" if args.pure else _accel.implementation()
 
     packets = make_mix(args.publishes)
     encoded = [encode(p, args.version) for p in packets]
@@ -114,12 +129,12 @@ def main() -> int:
         from scapy.contrib.mqtt import MQTT
     except ImportError:
         MQTT = None
-    check(packets, chunks, args.version, MQTT, sample)
+    check(packets, chunks, args.version, MQTT, sample, args.pure)
 
     ours: list[float] = []
     theirs: list[float] = []
     for _ in range(args.rounds):
-        seconds, count = ours_round(chunks, args.version)
+        seconds, count = ours_round(chunks, args.version, args.pure)
         ours.append(count / seconds)
         if MQTT is not None:
             theirs.append(len(sample) / scapy_round(MQTT, sample))
@@ -135,7 +150,7 @@ def main() -> int:
         "scapy_pps_median": round(statistics.median(theirs)) if theirs else None,
         "packets": len(packets), "bytes": len(stream), "chunk": args.chunk,
         "rounds": args.rounds, "mqtt_version": args.version,
-        "python": sys.version.split()[0],
+        "python": sys.version.split()[0], "implementation": impl,
     }
     if args.json:
         print(json.dumps(figures))
@@ -143,7 +158,7 @@ def main() -> int:
         print(f"mix: {len(packets)} packets, {len(stream):,} bytes, MQTT level {args.version}, "
               f"fed in {args.chunk}-byte chunks; best (median) of {args.rounds} rounds")
         print(f"qosinspect StreamDecoder: {best:,.0f} packets/s "
-              f"({figures['qosinspect_pps_median']:,} median)")
+              f"({figures['qosinspect_pps_median']:,} median; implementation: {impl})")
         if best_scapy:
             print(f"scapy MQTT layer:         {best_scapy:,.0f} packets/s "
                   f"({figures['scapy_pps_median']:,} median, {len(sample)} packets a round)")

@@ -24,6 +24,10 @@ then reports packet types read from payload bytes: type 0, PUBLISH with QoS 3).
     python benchmarks/decode.py --capture F --port N  # a given capture
     python benchmarks/decode.py --json                # one JSON object
     python benchmarks/decode.py --agree               # also compare packet types per frame
+    python benchmarks/decode.py --pure                # with QOSINSPECT_PURE=1 (no C accelerator)
+
+``implementation`` says which path qosinspect ran: ``c`` (qosinspect._speedups, used when the
+package was built with a compiler) or ``python``.
 
 ``--agree`` (untimed) compares, frame by frame, the MQTT packet types of both decoders, with
 tshark's out-of-order reassembly turned on (``-o tcp.reassemble_out_of_order:TRUE``; off by
@@ -48,6 +52,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from qosinspect import _accel  # noqa: E402
 from qosinspect.capture.pcapfile import CaptureFile  # noqa: E402
 
 MAKE_CAPTURE = ROOT.parent / "shared" / "bench" / "make_capture.sh"
@@ -175,10 +180,16 @@ def main() -> None:
     ap.add_argument("--port", type=int, help="the broker port of --capture (default: "
                     "CAPTURE.port file, else 1883)")
     ap.add_argument("--json", action="store_true", help="print one JSON object")
+    ap.add_argument("--pure", action="store_true", help="run qosinspect with QOSINSPECT_PURE=1 "
+                    "(the pure-Python path even if the C accelerator is built)")
     ap.add_argument("--agree", action="store_true", help="also compare packet types per frame "
                     "with tshark (untimed)")
     args = ap.parse_args()
     path, port = ensure_capture(args)
+    if args.pure:
+        os.environ["QOSINSPECT_PURE"] = "1"  # inherited by the measured processes
+    impl = "python" if args.pure else _accel.implementation()
+    log(f"qosinspect implementation: {impl}")
     tshark = shutil.which("tshark")
     if tshark is None:
         sys.exit("tshark is not installed")
@@ -229,6 +240,8 @@ def main() -> None:
         "mqtt_packets_qosinspect": sum(ours.values()),
         "mqtt_packets_tshark": sum(t_types.values()),
         "anomalies_qosinspect": lib.get("anomalies"),
+        "implementation": impl,
+        "load_average_1m": round(os.getloadavg()[0], 2),
         "measured": "qosinspect = `qosinspect decode --format jsonl` to /dev/null; library = "
                     "iter_events with a counting null sink; tshark = -Y mqtt -T fields",
     }
@@ -238,7 +251,8 @@ def main() -> None:
     if args.json:
         print(json.dumps(fig))
         return
-    print(f"capture: {path} ({frames:,} packets, broker port {port})")
+    print(f"capture: {path} ({frames:,} packets, broker port {port}); qosinspect "
+          f"implementation: {impl}; load average {os.getloadavg()[0]:.2f}")
     print(f"{'':34}{'wall s':>9}{'packets/s':>12}{'peak RSS MB':>13}")
     for name, s, rss in (("qosinspect decode --format jsonl", q_s, q_rss),
                          ("qosinspect library (null sink)", l_s, l_rss),

@@ -24,6 +24,7 @@ the result.
     python benchmarks/report.py                       # build or reuse the large capture
     python benchmarks/report.py --capture F --port N  # a given capture
     python benchmarks/report.py --json                # one JSON object
+    python benchmarks/report.py --pure                # with QOSINSPECT_PURE=1 (no C accelerator)
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from qosinspect import _accel  # noqa: E402
 from qosinspect.capture.pcapfile import CaptureFile  # noqa: E402
 
 MAKE_CAPTURE = ROOT.parent / "shared" / "bench" / "make_capture.sh"
@@ -122,8 +124,14 @@ def main() -> None:
     ap.add_argument("--port", type=int, help="the broker port of --capture (default: "
                     "CAPTURE.port file, else 1883)")
     ap.add_argument("--json", action="store_true", help="print one JSON object")
+    ap.add_argument("--pure", action="store_true", help="run qosinspect with QOSINSPECT_PURE=1 "
+                    "(the pure-Python path even if the C accelerator is built)")
     args = ap.parse_args()
     path, port = ensure_capture(args)
+    if args.pure:
+        os.environ["QOSINSPECT_PURE"] = "1"  # inherited by the measured processes
+    impl = "python" if args.pure else _accel.implementation()
+    log(f"qosinspect implementation: {impl}")
     tshark = shutil.which("tshark")
     if tshark is None:
         sys.exit("tshark is not installed")
@@ -180,11 +188,13 @@ def main() -> None:
         "exchanges": sum(r["publishes"] for r in report["per_qos"]),
         "connections": report["connections"], "reconnects": report["reconnects"],
         "cpus": os.cpu_count(), "load_average_1m": round(os.getloadavg()[0], 2),
+        "implementation": impl,
     }
     if args.json:
         print(json.dumps(figures))
         return
-    print(f"capture            {path} ({frames:,} frames, {figures['bytes'] / 1e6:.0f} MB)")
+    print(f"capture            {path} ({frames:,} frames, {figures['bytes'] / 1e6:.0f} MB); "
+          f"implementation {impl}")
     print(f"qosinspect report  {q_s:8.2f} s  {frames / q_s:>10,.0f} frames/s  "
           f"peak RSS {q_rss:6.1f} MB")
     print(f"  (library alone   {l_s:8.2f} s  {frames / l_s:>10,.0f} frames/s  "

@@ -131,8 +131,10 @@ typedef struct {
     Iface *ifaces;
     Py_ssize_t nifaces, cap_ifaces;
     long long ng_last_ts;
-    /* what the Python side reads after run() */
+    /* what the Python side reads after run(): the last record's frame, time and offset (from
+     * its tuple when its values do not fit 64 bits: last_tuple), MQTT packets built here */
     long long frames, last_ts, position, packets;
+    PyObject *last_tuple;
 } Engine;
 
 static inline unsigned rd16(const unsigned char *p, int big)
@@ -162,6 +164,7 @@ static void engine_dealloc(Engine *e)
     Py_XDECREF(e->halves);
     Py_XDECREF(e->pyiter);
     Py_XDECREF(e->ifaces_list);
+    Py_XDECREF(e->last_tuple);
     PyMem_Free(e->ifaces);
     Py_TYPE(e)->tp_free((PyObject *)e);
 }
@@ -829,6 +832,12 @@ static PyObject *engine_run(Engine *e, PyObject *const *args, Py_ssize_t nargs)
         e->frames = r.n;
         e->last_ts = r.ts;
         e->position = r.off;
+        if (r.lt < 0 && r.tuple != NULL) {
+            Py_INCREF(r.tuple);
+            Py_XSETREF(e->last_tuple, r.tuple);
+        }
+        else
+            Py_CLEAR(e->last_tuple);
         streamdata_emitted = 0;
         int fast = fast_frame(e, &r, next_sweep, batch);
         if (fast == 1) {
@@ -866,10 +875,26 @@ static PyMethodDef engine_methods[] = {
     {NULL, NULL, 0, NULL},
 };
 
+static PyObject *last_field(Engine *e, int i, long long v)
+{
+    PyObject *t = e->last_tuple;
+    if (t != NULL && PyTuple_Check(t) && PyTuple_GET_SIZE(t) > i)
+        return Py_NewRef(PyTuple_GET_ITEM(t, i));
+    return PyLong_FromLongLong(v);
+}
+
+static PyObject *get_frames(Engine *e, void *c) { return last_field(e, 0, e->frames); }
+static PyObject *get_last_ts(Engine *e, void *c) { return last_field(e, 1, e->last_ts); }
+static PyObject *get_position(Engine *e, void *c) { return last_field(e, 3, e->position); }
+
+static PyGetSetDef engine_getset[] = {
+    {"frames", (getter)get_frames, NULL, "number of the last frame read", NULL},
+    {"last_ts", (getter)get_last_ts, NULL, "its timestamp", NULL},
+    {"position", (getter)get_position, NULL, "its offset in the file", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
 static PyMemberDef engine_members[] = {
-    {"frames", T_LONGLONG, offsetof(Engine, frames), READONLY, "last frame number read"},
-    {"last_ts", T_LONGLONG, offsetof(Engine, last_ts), READONLY, "its timestamp"},
-    {"position", T_LONGLONG, offsetof(Engine, position), READONLY, "its offset in the file"},
     {"packets", T_LONGLONG, offsetof(Engine, packets), READONLY,
      "MQTT packet events built by the engine"},
     {NULL, 0, 0, 0, NULL},
@@ -884,6 +909,7 @@ PyTypeObject CaptureEngineType = {
     .tp_doc = "CaptureEngine(cap, halves, mqtt): the fast frame loop (see capture.c).",
     .tp_methods = engine_methods,
     .tp_members = engine_members,
+    .tp_getset = engine_getset,
     .tp_init = (initproc)engine_init,
     .tp_new = PyType_GenericNew,
 };
