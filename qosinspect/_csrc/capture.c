@@ -135,6 +135,12 @@ typedef struct {
      * its tuple when its values do not fit 64 bits: last_tuple), MQTT packets built here */
     long long frames, last_ts, position, packets;
     PyObject *last_tuple;
+    /* half-streams found during one run() (borrowed: nothing that runs inside run() changes
+     * the table of half-streams; emptied at every call) */
+    struct {
+        unsigned char key[12];
+        PyObject *h;
+    } seen[64];
 } Engine;
 
 static inline unsigned rd16(const unsigned char *p, int big)
@@ -735,13 +741,21 @@ static int fast_frame(Engine *e, const Rec *r, long long next_sweep, PyObject *b
     long long pstart = lhl + 20 + hl, wend = lhl + total; /* relative to the frame */
     if (!(hl >= 20 && pstart <= wend && wend <= r->cl))
         return 0;
-    PyObject *key = PyBytes_FromStringAndSize((const char *)ip + 12, 12);
-    if (key == NULL)
-        return -1;
-    PyObject *h = PyDict_GetItemWithError(e->halves, key); /* borrowed */
-    Py_DECREF(key);
-    if (h == NULL)
-        return PyErr_Occurred() ? -1 : 0;
+    /* halves.get(addresses and ports as in the headers), through the run's small cache */
+    const unsigned char *k = ip + 12;
+    unsigned slot = (unsigned)(k[3] ^ k[7] ^ k[9] ^ (k[11] << 1) ^ (k[8] << 3)) & 63;
+    PyObject *h = e->seen[slot].h;
+    if (h == NULL || memcmp(e->seen[slot].key, k, 12) != 0) {
+        PyObject *key = PyBytes_FromStringAndSize((const char *)k, 12);
+        if (key == NULL)
+            return -1;
+        h = PyDict_GetItemWithError(e->halves, key); /* borrowed */
+        Py_DECREF(key);
+        if (h == NULL)
+            return PyErr_Occurred() ? -1 : 0;
+        memcpy(e->seen[slot].key, k, 12);
+        e->seen[slot].h = h;
+    }
     if (!Py_IS_TYPE(h, (PyTypeObject *)K.half_cls))
         return 0;
     PyObject *flow = SLOT(h, K.h_flow), *p = SLOT(h, K.h_peer), *dir = SLOT(h, K.h_direction);
@@ -819,6 +833,8 @@ static PyObject *engine_run(Engine *e, PyObject *const *args, Py_ssize_t nargs)
         return NULL;
     }
     Py_INCREF(e); /* callbacks into Python cannot free us meanwhile */
+    for (int i = 0; i < 64; i++)
+        e->seen[i].h = NULL;
     PyObject *result = NULL;
     while (PyList_GET_SIZE(batch) < limit) {
         Rec r;
