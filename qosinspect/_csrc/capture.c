@@ -397,7 +397,7 @@ static int next_record(Engine *e, Rec *r)
             r->n = v[0]; r->ts = v[1]; r->lt = (int)v[2]; r->off = v[3]; r->cl = v[4];
             r->ol = v[5];
             if (v[0] < 0 || v[2] < 0 || v[2] > 0xFFFF || v[3] < 0 || v[4] < 0 ||
-                v[3] + v[4] > end)
+                v[3] > end || v[4] > end - v[3])
                 r->lt = -1; /* never the fast path */
             return 1;
         }

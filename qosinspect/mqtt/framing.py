@@ -165,13 +165,13 @@ class StreamDecoder:
     def feed(self, data: bytes | bytearray | memoryview) -> list[DecodeResult]:
         """Add bytes; return the packets (and, lenient, anomalies) they complete, in order.
 
-        With the C accelerator, a decoder that has neither failed nor lost its framing is fed
-        by ``_speedups.stream_feed``, which does what the code below does, decodes the common
-        packets itself and calls :meth:`_decode` for the rest of the bytes at the first packet
-        it does not take.
+        With the C accelerator, ``bytes`` fed to a decoder that has neither failed nor lost
+        its framing go to ``_speedups.stream_feed``, which does what the code below does,
+        decodes the common packets itself and calls :meth:`_decode` for the rest of the bytes
+        at the first packet it does not take.
         """
         accel = self._accel
-        if accel is not None and self._failed is None and not self._resync:
+        if accel is not None and type(data) is bytes and self._failed is None and not self._resync:
             return accel(self, data)
         if self._failed is not None:
             raise self._failed

@@ -125,6 +125,8 @@ def test_same_results_on_any_stream(version: int, lenient: bool, data: st.DataOb
     if not lenient:
         gaps = [None] * len(gaps)
     max_size = data.draw(st.sampled_from([268_435_460, 300, 40]))
+    kind = data.draw(st.sampled_from([bytes, bytes, bytearray, memoryview]))
+    chunks = [kind(c) for c in chunks]
     pure, fast = both(lambda: StreamDecoder(version, lenient=lenient,
                                             max_packet_size=max_size))
     assert pure._accel is None and fast._accel is not None
