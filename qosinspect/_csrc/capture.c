@@ -3,10 +3,7 @@
  * their steady state. The Python modules are the reference; this file mirrors their fast paths
  * line by line and returns every other frame to them untouched.
  *
- * run(batch, limit, next_sweep) walks the capture's records (pcap and pcapng, as
- * CaptureFile._pcap_records/_pcapng_records do; on any error or anything unusual it hands the
- * walk over to those generators, started where it stopped, and reads their records from then
- * on). For each frame it tries the pipeline's fast path: untagged Ethernet, SLL, SLL2 or
+ * run(batch, limit, next_sweep) walks the capture's records (walk.c) and for each frame it tries the pipeline's fast path: untagged Ethernet, SLL, SLL2 or
  * NULL/LOOP, IPv4 without options, unfragmented TCP, a tracked half-stream, an ACK or PSH|ACK at
  * the next expected sequence number that acknowledges nothing unseen, no sink, probe or
  * buffered segment. Such a frame updates the half-stream's counters and its bytes become either
@@ -20,16 +17,13 @@
  * frame, as it does when its loop runs frame by frame).
  *
  * run() returns True when `batch` holds `limit` items (or ends with a StreamData record), None
- * at the end of the records, or the
- * record tuple (frame, ts_ns, linktype, offset, caplen, orig_len) of a frame the Python loop must
- * handle (after which it calls run() again).
+ * at the end of the records, or the record tuple (frame, ts_ns, linktype, offset, caplen,
+ * orig_len) of a frame the Python loop must handle (after which it calls run() again).
  */
-#include "speedups.h"
+#include "engine.h"
 
 #define M32 0xFFFFFFFFLL
 #define HALF32 0x80000000LL
-#define RELEASE_STEP (8LL << 20)
-#define MAX_CAPLEN 262144
 
 static struct {
     PyObject *half_cls, *flow_cls, *streamdata, *interface, *conn_cls, *side_cls, *event, *c2b;
@@ -71,6 +65,7 @@ PyObject *sp_configure_capture(PyObject *module, PyObject *args)
         Py_INCREF(src[i]);
         Py_XSETREF(*dst[i], src[i]);
     }
+    INTERFACE_CLS = K.interface; /* for walk.c (K holds the reference) */
     K.ready = 1;
     Py_RETURN_NONE;
 }
@@ -108,51 +103,6 @@ PyObject *sp_configure_mqtt_stage(PyObject *module, PyObject *args)
 
 /* --- the engine object ------------------------------------------------------------------------ */
 
-typedef struct {
-    int linktype;
-    long long snaplen, mul, div, tsoff;
-} Iface;
-
-enum { WALK_PCAP, WALK_PCAPNG, WALK_PYTHON, WALK_DONE };
-
-typedef struct {
-    PyObject_HEAD
-    PyObject *cap, *halves, *pyiter, *ifaces_list;
-    Py_buffer view;
-    int have_view, mqtt, mode;
-    const unsigned char *buf;
-    Py_ssize_t end;
-    long long off, n, release_at;
-    /* pcap */
-    int big, hdr_len, linktype;
-    long long frac_mul;
-    /* pcapng */
-    int ng_big;
-    Iface *ifaces;
-    Py_ssize_t nifaces, cap_ifaces;
-    long long ng_last_ts;
-    /* what the Python side reads after run(): the last record's frame, time and offset (from
-     * its tuple when its values do not fit 64 bits: last_tuple), MQTT packets built here */
-    long long frames, last_ts, position, packets;
-    PyObject *last_tuple;
-    /* half-streams found during one run() (borrowed: nothing that runs inside run() changes
-     * the table of half-streams; emptied at every call) */
-    struct {
-        unsigned char key[12];
-        PyObject *h;
-    } seen[64];
-} Engine;
-
-static inline unsigned rd16(const unsigned char *p, int big)
-{
-    return big ? ((unsigned)p[0] << 8 | p[1]) : ((unsigned)p[1] << 8 | p[0]);
-}
-static inline unsigned long rd32(const unsigned char *p, int big)
-{
-    return big ? ((unsigned long)p[0] << 24 | (unsigned long)p[1] << 16 | (unsigned long)p[2] << 8 | p[3])
-               : ((unsigned long)p[3] << 24 | (unsigned long)p[2] << 16 | (unsigned long)p[1] << 8 | p[0]);
-}
-
 static void engine_release_view(Engine *e)
 {
     if (e->have_view) {
@@ -175,28 +125,6 @@ static void engine_dealloc(Engine *e)
     Py_TYPE(e)->tp_free((PyObject *)e);
 }
 
-static PyObject *make_interface(long long lt, long long snap, long long mul, long long div,
-                                long long tsoff)
-{
-    return PyObject_CallFunction(K.interface, "LLLLL", lt, snap, mul, div, tsoff);
-}
-
-/* Hand the walk to the Python generator, started at the current block. */
-static int defer_walk(Engine *e)
-{
-    PyObject *it;
-    if (e->mode == WALK_PCAP)
-        it = PyObject_CallMethod(e->cap, "_pcap_records", "LLL", e->off, e->n, e->release_at);
-    else
-        it = PyObject_CallMethod(e->cap, "_pcapng_records", "LLsOLL", e->off, e->n,
-                                 e->ng_big ? ">" : "<", e->ifaces_list, e->ng_last_ts,
-                                 e->release_at);
-    if (it == NULL)
-        return -1;
-    Py_XSETREF(e->pyiter, it);
-    e->mode = WALK_PYTHON;
-    return 0;
-}
 
 static int engine_init(Engine *e, PyObject *args, PyObject *kw)
 {
@@ -237,299 +165,9 @@ static int engine_init(Engine *e, PyObject *args, PyObject *kw)
     e->have_view = 1;
     e->buf = e->view.buf;
     e->end = e->view.len;
-    int is_pcap = PyUnicode_Check(fmt) && PyUnicode_CompareWithASCIIString(fmt, "pcap") == 0;
+    rc = walk_init(e, fmt);
     Py_DECREF(fmt);
-    if (is_pcap) {
-        e->mode = WALK_PCAP;
-        e->off = 24;
-        if (e->end < 24)
-            return defer_walk(e);
-        unsigned long magic = rd32(e->buf, 0);
-        switch (magic) {
-        case 0xA1B2C3D4: e->big = 0; e->frac_mul = 1000; e->hdr_len = 16; break;
-        case 0xD4C3B2A1: e->big = 1; e->frac_mul = 1000; e->hdr_len = 16; break;
-        case 0xA1B23C4D: e->big = 0; e->frac_mul = 1; e->hdr_len = 16; break;
-        case 0x4D3CB2A1: e->big = 1; e->frac_mul = 1; e->hdr_len = 16; break;
-        case 0xA1B2CD34: e->big = 0; e->frac_mul = 1000; e->hdr_len = 24; break;
-        case 0x34CDB2A1: e->big = 1; e->frac_mul = 1000; e->hdr_len = 24; break;
-        default: return defer_walk(e);
-        }
-        unsigned long snaplen = rd32(e->buf + 16, e->big), network = rd32(e->buf + 20, e->big);
-        e->linktype = (int)(network & 0xFFFF);
-        PyObject *iface = make_interface(e->linktype, (long long)snaplen, 1, 1, 0);
-        PyObject *lst = iface ? PyList_New(1) : NULL;
-        if (lst == NULL) {
-            Py_XDECREF(iface);
-            return -1;
-        }
-        PyList_SET_ITEM(lst, 0, iface);
-        rc = PyObject_SetAttrString(cap, "interfaces", lst);
-        Py_DECREF(lst);
-        return rc;
-    }
-    e->mode = WALK_PCAPNG;
-    e->off = 0;
-    e->ifaces_list = PyList_New(0);
-    if (e->ifaces_list == NULL)
-        return -1;
-    return PyObject_SetAttrString(cap, "interfaces", e->ifaces_list);
-}
-
-/* The next record, from the C walker or the Python generator: 1 and the fields (and, for the
- * generator, the tuple in *rec), 0 at the end, -1 on error (a CaptureError from the
- * generator, typically). */
-typedef struct {
-    long long n, ts, off, cl, ol;
-    int lt;
-    PyObject *tuple; /* the record tuple when it came from Python (new reference) */
-} Rec;
-
-static int release_pages(Engine *e)
-{
-    PyObject *r = PyObject_CallMethod(e->cap, "_release", "L", e->off);
-    if (r == NULL)
-        return -1;
-    long long v = PyLong_AsLongLong(r);
-    Py_DECREF(r);
-    if (v == -1 && PyErr_Occurred())
-        return -1;
-    e->release_at = v;
-    return 0;
-}
-
-static int ts_from_units(const Iface *f, unsigned long long units, long long *ts)
-{
-    __int128 t = (__int128)units * f->mul;
-    if (f->div != 1)
-        t /= f->div; /* non-negative: floor */
-    t += f->tsoff;
-    if (t > (__int128)LLONG_MAX || t < (__int128)LLONG_MIN)
-        return -1;
-    *ts = (long long)t;
-    return 0;
-}
-
-static int parse_idb(Engine *e, long long off, long long blen, Iface *out)
-{
-    const unsigned char *b = e->buf;
-    int big = e->ng_big;
-    out->linktype = (int)rd16(b + off + 8, big);
-    out->snaplen = (long long)rd32(b + off + 12, big);
-    out->mul = 1000;
-    out->div = 1;
-    out->tsoff = 0;
-    long long opt = off + 16, stop = off + blen - 4;
-    while (opt + 4 <= stop) {
-        unsigned code = rd16(b + opt, big), olen = rd16(b + opt + 2, big);
-        if (code == 0)
-            break;
-        long long val = opt + 4;
-        if (val + olen > stop)
-            return -1; /* an error: Python says it */
-        if (code == 9 && olen >= 1) {
-            unsigned v = b[val], exp = v & 0x7F;
-            if (v & 0x80) {
-                if (exp > 62)
-                    return -1;
-                out->mul = 1000000000LL;
-                out->div = 1LL << exp;
-            }
-            else if (exp <= 9) {
-                long long m = 1;
-                for (unsigned i = 0; i < 9 - exp; i++)
-                    m *= 10;
-                out->mul = m;
-                out->div = 1;
-            }
-            else {
-                if (exp - 9 > 18)
-                    return -1;
-                long long d = 1;
-                for (unsigned i = 0; i < exp - 9; i++)
-                    d *= 10;
-                out->mul = 1;
-                out->div = d;
-            }
-        }
-        else if (code == 14 && olen >= 8) {
-            unsigned long long hi = rd32(b + val, big), lo = rd32(b + val + 4, big);
-            long long secs = big ? (long long)(hi << 32 | lo) : (long long)(lo << 32 | hi);
-            if (secs > LLONG_MAX / 1000000000LL || secs < LLONG_MIN / 1000000000LL)
-                return -1;
-            out->tsoff = secs * 1000000000LL;
-        }
-        opt = val + ((olen + 3) & ~3u);
-    }
-    return 0;
-}
-
-static int next_record(Engine *e, Rec *r)
-{
-    r->tuple = NULL;
-    const unsigned char *b = e->buf;
-    long long end = e->end;
-    for (;;) {
-        if (e->mode == WALK_DONE)
-            return 0;
-        if (e->mode == WALK_PYTHON) {
-            PyObject *t = PyIter_Next(e->pyiter);
-            if (t == NULL) {
-                if (PyErr_Occurred())
-                    return -1;
-                e->mode = WALK_DONE;
-                return 0;
-            }
-            r->tuple = t;
-            long long v[6];
-            if (!PyTuple_CheckExact(t) || PyTuple_GET_SIZE(t) != 6)
-                v[0] = -1;
-            else
-                for (int i = 0; i < 6; i++) {
-                    int ovf = 0;
-                    PyObject *x = PyTuple_GET_ITEM(t, i);
-                    v[i] = PyLong_CheckExact(x) ? PyLong_AsLongLongAndOverflow(x, &ovf) : -1;
-                    if (ovf || (v[i] == -1 && PyErr_Occurred())) {
-                        PyErr_Clear();
-                        v[0] = -1; /* the Python loop takes such a record */
-                        break;
-                    }
-                }
-            r->n = v[0]; r->ts = v[1]; r->lt = (int)v[2]; r->off = v[3]; r->cl = v[4];
-            r->ol = v[5];
-            if (v[0] < 0 || v[2] < 0 || v[2] > 0xFFFF || v[3] < 0 || v[4] < 0 ||
-                v[3] > end || v[4] > end - v[3])
-                r->lt = -1; /* never the fast path */
-            return 1;
-        }
-        long long off = e->off;
-        if (off >= end) {
-            e->mode = WALK_DONE;
-            return 0;
-        }
-        if (off >= e->release_at && release_pages(e) < 0)
-            return -1;
-        if (e->mode == WALK_PCAP) {
-            long long data = off + e->hdr_len;
-            if (data > end)
-                goto defer;
-            const unsigned char *h = b + off;
-            unsigned long sec = rd32(h, e->big), frac = rd32(h + 4, e->big);
-            unsigned long caplen = rd32(h + 8, e->big), orig = rd32(h + 12, e->big);
-            if (caplen > MAX_CAPLEN || data + (long long)caplen > end)
-                goto defer;
-            e->n += 1;
-            r->n = e->n;
-            r->ts = (long long)sec * 1000000000LL + (long long)frac * e->frac_mul;
-            r->lt = e->linktype;
-            r->off = data;
-            r->cl = (long long)caplen;
-            r->ol = orig > caplen ? (long long)orig : (long long)caplen;
-            e->off = data + (long long)caplen;
-            return 1;
-        }
-        /* pcapng */
-        if (off + 12 > end)
-            goto defer;
-        unsigned long btype = rd32(b + off, 0);
-        int big = e->ng_big;
-        if (btype == 0x0A0D0D0A) {
-            unsigned long bom = rd32(b + off + 8, 0);
-            if (bom == 0x1A2B3C4D)
-                big = 0;
-            else if (bom == 0x4D3C2B1A)
-                big = 1;
-            else
-                goto defer;
-        }
-        btype = rd32(b + off, big);
-        long long blen = (long long)rd32(b + off + 4, big);
-        long long nxt = off + blen;
-        if (blen < 12 || blen % 4 || nxt > end || (long long)rd32(b + nxt - 4, big) != blen)
-            goto defer;
-        if (btype == 0x0A0D0D0A) {
-            PyObject *lst = PyList_New(0);
-            if (lst == NULL || PyObject_SetAttrString(e->cap, "interfaces", lst) < 0) {
-                Py_XDECREF(lst);
-                return -1;
-            }
-            Py_XSETREF(e->ifaces_list, lst);
-            e->ng_big = big;
-            e->nifaces = 0;
-        }
-        if (btype == 6 || btype == 2) {
-            if (blen < 32)
-                goto defer;
-            unsigned long if_id, hi, lo, caplen, orig;
-            const unsigned char *p = b + off + 8;
-            if (btype == 6) {
-                if_id = rd32(p, big); hi = rd32(p + 4, big); lo = rd32(p + 8, big);
-                caplen = rd32(p + 12, big); orig = rd32(p + 16, big);
-            }
-            else {
-                if_id = rd16(p, big); hi = rd32(p + 4, big); lo = rd32(p + 8, big);
-                caplen = rd32(p + 12, big); orig = rd32(p + 16, big);
-            }
-            if ((long long)caplen > blen - 32 || (Py_ssize_t)if_id >= e->nifaces)
-                goto defer;
-            long long ts;
-            if (ts_from_units(&e->ifaces[if_id], (unsigned long long)hi << 32 | lo, &ts) < 0)
-                goto defer;
-            e->n += 1;
-            e->ng_last_ts = ts;
-            r->n = e->n;
-            r->ts = ts;
-            r->lt = e->ifaces[if_id].linktype;
-            r->off = off + 28;
-            r->cl = (long long)caplen;
-            r->ol = orig > caplen ? (long long)orig : (long long)caplen;
-            e->off = nxt;
-            return 1;
-        }
-        if (btype == 3) {
-            if (e->nifaces == 0)
-                goto defer;
-            unsigned long orig = rd32(b + off + 8, big);
-            long long caplen = (long long)orig < blen - 16 ? (long long)orig : blen - 16;
-            if (e->ifaces[0].snaplen && e->ifaces[0].snaplen < caplen)
-                caplen = e->ifaces[0].snaplen;
-            e->n += 1;
-            r->n = e->n;
-            r->ts = e->ng_last_ts;
-            r->lt = e->ifaces[0].linktype;
-            r->off = off + 12;
-            r->cl = caplen;
-            r->ol = (long long)orig;
-            e->off = nxt;
-            return 1;
-        }
-        if (btype == 1) {
-            Iface f;
-            if (blen < 20 || parse_idb(e, off, blen, &f) < 0)
-                goto defer;
-            if (e->nifaces == e->cap_ifaces) {
-                Py_ssize_t c = e->cap_ifaces ? e->cap_ifaces * 2 : 4;
-                Iface *grown = PyMem_Realloc(e->ifaces, c * sizeof(Iface));
-                if (grown == NULL) {
-                    PyErr_NoMemory();
-                    return -1;
-                }
-                e->ifaces = grown;
-                e->cap_ifaces = c;
-            }
-            PyObject *iface = make_interface(f.linktype, f.snaplen, f.mul, f.div, f.tsoff);
-            if (iface == NULL || PyList_Append(e->ifaces_list, iface) < 0) {
-                Py_XDECREF(iface);
-                return -1;
-            }
-            Py_DECREF(iface);
-            e->ifaces[e->nifaces++] = f;
-        }
-        e->off = nxt;
-        continue;
-    defer:
-        if (defer_walk(e) < 0)
-            return -1;
-    }
+    return rc;
 }
 
 /* --- the fast path of one frame ----------------------------------------------------------------- */

@@ -7,10 +7,12 @@
  *   framing.c  StreamDecoder.feed for short acks, PUBLISH to a topic already validated on the
  *              stream (3.1.x, and 5.0 without properties), PINGREQ/PINGRESP; any other packet,
  *              and every error, goes to StreamDecoder._decode (Python).
- *   capture.c  CaptureEngine: the pcap/pcapng record walk, the IPv4/TCP in-order fast path of
- *              CapturePipeline, and for a connection in its steady state (CONNECT seen, sides
- *              known) the MQTT decoding and MqttPacketEvent construction of CaptureDecoder.
- *              Any other frame or record is returned to the Python code unchanged.
+ *   walk.c     the pcap/pcapng record walk of CaptureFile (on any error or oddity it hands the
+ *              walk to the Python generators, started where it stopped).
+ *   capture.c  CaptureEngine: the IPv4/TCP in-order fast path of CapturePipeline, and for a
+ *              connection in its steady state (CONNECT seen, sides known) the MQTT decoding and
+ *              MqttPacketEvent construction of CaptureDecoder. Any other frame or record is
+ *              returned to the Python code unchanged.
  *   jsonl.c    the JSON line of a PUBLISH or acknowledgement event of `qosinspect decode`.
  *
  * The Python classes' state is read and written through their __slots__ (offsets found once by
