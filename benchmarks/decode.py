@@ -77,6 +77,11 @@ print(json.dumps({"types": types, "anomalies": stream.summary.anomalies,
 """
 
 
+#: CPU seconds (user + system) of the last measured run of each program: on a shared machine
+#: they move less than wall time, which waits for the CPU other work holds.
+CPU: dict[str, float] = {}
+
+
 def log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
@@ -89,6 +94,7 @@ def run_measured(cmd: list[str], stdout: int | object = subprocess.DEVNULL
     _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - t0
     proc.returncode = os.waitstatus_to_exitcode(status)
+    CPU[cmd[0]] = usage.ru_utime + usage.ru_stime
     return wall, usage.ru_maxrss / 1024, proc.returncode
 
 
@@ -241,6 +247,9 @@ def main() -> None:
         "mqtt_packets_tshark": sum(t_types.values()),
         "anomalies_qosinspect": lib.get("anomalies"),
         "implementation": impl,
+        "qosinspect_cpu_s": round(CPU[qosinspect], 3),
+        "tshark_cpu_s": round(CPU[tshark], 3),
+        "cpu_ratio": round(CPU[tshark] / CPU[qosinspect], 2),
         "load_average_1m": round(os.getloadavg()[0], 2),
         "measured": "qosinspect = `qosinspect decode --format jsonl` to /dev/null; library = "
                     "iter_events with a counting null sink; tshark = -Y mqtt -T fields",
@@ -259,7 +268,8 @@ def main() -> None:
                          ("tshark -Y mqtt -T fields", t_s, t_rss)):
         print(f"{name:34}{s:9.2f}{frames / s:12,.0f}{rss:13.1f}")
     print(f"ratio (tshark time / qosinspect time): decode {t_s / q_s:.2f}x, "
-          f"library {t_s / l_s:.2f}x")
+          f"library {t_s / l_s:.2f}x; in CPU seconds: decode {CPU[qosinspect]:.2f} s, "
+          f"tshark {CPU[tshark]:.2f} s, {fig['cpu_ratio']}x")
     print(f"MQTT packets: qosinspect {sum(ours.values()):,}, tshark {sum(t_types.values()):,}")
     for t in TYPES:
         if ours.get(t) != t_types.get(t) and (ours.get(t) or t_types.get(t)):

@@ -60,6 +60,11 @@ print(json.dumps(report))
 """
 
 
+#: CPU seconds (user + system) of the last measured run of each program: on a shared machine
+#: they move less than wall time, which waits for the CPU other work holds.
+CPU: dict[str, float] = {}
+
+
 def log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
@@ -70,6 +75,7 @@ def run_measured(cmd: list[str], stdout: Any = subprocess.DEVNULL) -> tuple[floa
     proc = subprocess.Popen(cmd, stdout=stdout, stderr=subprocess.DEVNULL)
     _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - t0
+    CPU[cmd[0]] = usage.ru_utime + usage.ru_stime
     return wall, usage.ru_maxrss / 1024, os.waitstatus_to_exitcode(status)
 
 
@@ -189,6 +195,8 @@ def main() -> None:
         "connections": report["connections"], "reconnects": report["reconnects"],
         "cpus": os.cpu_count(), "load_average_1m": round(os.getloadavg()[0], 2),
         "implementation": impl,
+        "qosinspect_cpu_s": round(CPU[qosinspect], 3), "tshark_cpu_s": round(CPU[tshark], 3),
+        "cpu_ratio": round(CPU[tshark] / CPU[qosinspect], 2),
     }
     if args.json:
         print(json.dumps(figures))
@@ -204,6 +212,8 @@ def main() -> None:
     print(f"ratio              {ratio:.2f}x tshark's throughput (target {TARGET_RATIO:.0f}x: "
           f"{'met' if figures['meets_ratio'] else 'NOT met'}); peak RSS target "
           f"{TARGET_RSS_MB:.0f} MB: {'met' if figures['meets_rss'] else 'NOT met'}")
+    print(f"CPU seconds        qosinspect {CPU[qosinspect]:.2f} s, tshark {CPU[tshark]:.2f} s: "
+          f"{figures['cpu_ratio']}x")
     print(f"exchanges          {figures['exchanges']:,} (ours, by QoS: {ours}); tshark's "
           f"PUBLISH packets: {t_pub}")
     print(f"machine            {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f} "

@@ -113,9 +113,11 @@ static int put_str(Buf *b, PyObject *s)
     return put(b, u, n);
 }
 
-/* --- small caches of the formatter's constant parts (references held for the call) ----------- */
-#define NCONN 16
-#define NPUB 32
+/* --- caches of the formatter's constant parts (references held for the call) ----------------
+ * Direct-mapped by the identity of the objects (which the entries keep alive): a miss only
+ * asks the formatter, whose own caches have the final word. */
+#define NCONN 1024
+#define NPUB 256
 typedef struct {
     PyObject *conn, *dir, *assumed, *mid, *tail;
     long version; /* -1: None */
@@ -124,6 +126,14 @@ typedef struct {
     PyObject *topic, *dup, *retain, *head, *tail;
     long qos;
 } PubPart;
+
+static inline unsigned mix(const void *p, long extra)
+{
+    unsigned long long x = (unsigned long long)(Py_uintptr_t)p >> 4;
+    x ^= (unsigned long long)extra * 0x9E3779B97F4A7C15ULL;
+    x ^= x >> 29;
+    return (unsigned)x;
+}
 
 static int exact_ll(PyObject *x, long long *v)
 {
@@ -139,8 +149,7 @@ static int exact_ll(PyObject *x, long long *v)
 }
 
 /* 1: line written; 0: not a fast event (nothing written); -1: exception. */
-static int fast_line(PyObject *fmt, PyObject *ev, Buf *b, ConnPart *cc, int *ncc, PubPart *pc,
-                     int *npc)
+static int fast_line(PyObject *fmt, PyObject *ev, Buf *b, ConnPart *cc, PubPart *pc)
 {
     if (!Py_IS_TYPE(ev, (PyTypeObject *)EVENT) || PyTuple_GET_SIZE(ev) != 9)
         return 0;
@@ -204,14 +213,9 @@ static int fast_line(PyObject *fmt, PyObject *ev, Buf *b, ConnPart *cc, int *ncc
         }
     }
     /* the connection's parts */
-    ConnPart *c = NULL;
-    for (int i = 0; i < *ncc; i++)
-        if (cc[i].conn == conn && cc[i].dir == dir && cc[i].version == version &&
-            cc[i].assumed == assumed) {
-            c = &cc[i];
-            break;
-        }
-    if (c == NULL) {
+    long vkey = version * 4 + (assumed == Py_True) * 2;
+    ConnPart *c = &cc[mix(conn, vkey ^ (long)((Py_uintptr_t)dir >> 4)) % NCONN];
+    if (!(c->conn == conn && c->dir == dir && c->version == version && c->assumed == assumed)) {
         PyObject *entry = PyObject_CallMethodOneArg(fmt, S_CONN_ENTRY, ev);
         if (entry == NULL)
             return -1;
@@ -222,29 +226,18 @@ static int fast_line(PyObject *fmt, PyObject *ev, Buf *b, ConnPart *cc, int *ncc
             PyErr_SetString(PyExc_TypeError, "_conn_entry must return (conn, str, str)");
             return -1;
         }
-        int evict = *ncc == NCONN;
-        c = &cc[evict ? (int)((unsigned long long)frame % NCONN) : (*ncc)++];
-        if (evict) {
-            Py_XDECREF(c->conn); Py_XDECREF(c->dir); Py_XDECREF(c->assumed);
-            Py_XDECREF(c->mid); Py_XDECREF(c->tail);
-        }
-        c->conn = Py_NewRef(conn);
-        c->dir = Py_NewRef(dir);
-        c->assumed = Py_NewRef(assumed);
+        Py_XSETREF(c->conn, Py_NewRef(conn));
+        Py_XSETREF(c->dir, Py_NewRef(dir));
+        Py_XSETREF(c->assumed, Py_NewRef(assumed));
+        Py_XSETREF(c->mid, Py_NewRef(PyTuple_GET_ITEM(entry, 1)));
+        Py_XSETREF(c->tail, Py_NewRef(PyTuple_GET_ITEM(entry, 2)));
         c->version = version;
-        c->mid = Py_NewRef(PyTuple_GET_ITEM(entry, 1));
-        c->tail = Py_NewRef(PyTuple_GET_ITEM(entry, 2));
         Py_DECREF(entry);
     }
     PubPart *pp = NULL;
     if (ack < 0) {
-        for (int i = 0; i < *npc; i++)
-            if (pc[i].topic == topic && pc[i].qos == qos && pc[i].dup == dup &&
-                pc[i].retain == retain) {
-                pp = &pc[i];
-                break;
-            }
-        if (pp == NULL) {
+        pp = &pc[mix(topic, qos * 4 + (dup == Py_True) * 2 + (retain == Py_True)) % NPUB];
+        if (!(pp->topic == topic && pp->qos == qos && pp->dup == dup && pp->retain == retain)) {
             PyObject *entry = PyObject_CallMethodOneArg(fmt, S_PUB_ENTRY, p);
             if (entry == NULL)
                 return -1;
@@ -255,18 +248,12 @@ static int fast_line(PyObject *fmt, PyObject *ev, Buf *b, ConnPart *cc, int *ncc
                 PyErr_SetString(PyExc_TypeError, "_pub_entry must return (str, str)");
                 return -1;
             }
-            int evict = *npc == NPUB;
-            pp = &pc[evict ? (int)((unsigned long long)frame % NPUB) : (*npc)++];
-            if (evict) {
-                Py_XDECREF(pp->topic); Py_XDECREF(pp->dup); Py_XDECREF(pp->retain);
-                Py_XDECREF(pp->head); Py_XDECREF(pp->tail);
-            }
-            pp->topic = Py_NewRef(topic);
-            pp->dup = Py_NewRef(dup);
-            pp->retain = Py_NewRef(retain);
+            Py_XSETREF(pp->topic, Py_NewRef(topic));
+            Py_XSETREF(pp->dup, Py_NewRef(dup));
+            Py_XSETREF(pp->retain, Py_NewRef(retain));
+            Py_XSETREF(pp->head, Py_NewRef(PyTuple_GET_ITEM(entry, 0)));
+            Py_XSETREF(pp->tail, Py_NewRef(PyTuple_GET_ITEM(entry, 1)));
             pp->qos = qos;
-            pp->head = Py_NewRef(PyTuple_GET_ITEM(entry, 0));
-            pp->tail = Py_NewRef(PyTuple_GET_ITEM(entry, 1));
             Py_DECREF(entry);
         }
     }
@@ -330,11 +317,15 @@ PyObject *sp_jsonl_batch(PyObject *module, PyObject *const *args, Py_ssize_t nar
         return NULL;
     }
     Buf b = {NULL, 0, 0};
-    ConnPart cc[NCONN];
-    PubPart pc[NPUB];
-    int ncc = 0, npc = 0, done = 0;
+    ConnPart *cc = PyMem_Calloc(NCONN, sizeof(ConnPart));
+    PubPart *pc = PyMem_Calloc(NPUB, sizeof(PubPart));
+    int done = 0;
     Py_ssize_t lines = 0, count = 0;
     PyObject *error = Py_NewRef(Py_None), *result = NULL;
+    if (cc == NULL || pc == NULL) {
+        PyErr_NoMemory();
+        goto fail;
+    }
     while (lines < limit) {
         PyObject *ev = next(it);
         if (ev == NULL) {
@@ -354,7 +345,7 @@ PyObject *sp_jsonl_batch(PyObject *module, PyObject *const *args, Py_ssize_t nar
             break;
         }
         count++;
-        int r = fast_line(fmt, ev, &b, cc, &ncc, pc, &npc);
+        int r = fast_line(fmt, ev, &b, cc, pc);
         if (r == 0) {
             PyObject *line = PyObject_CallOneArg(fmt, ev);
             if (line == NULL) {
@@ -384,14 +375,16 @@ PyObject *sp_jsonl_batch(PyObject *module, PyObject *const *args, Py_ssize_t nar
     error = NULL;
 fail:
     Py_XDECREF(error);
-    for (int i = 0; i < ncc; i++) {
-        Py_DECREF(cc[i].conn); Py_DECREF(cc[i].dir); Py_DECREF(cc[i].assumed);
-        Py_DECREF(cc[i].mid); Py_DECREF(cc[i].tail);
+    for (int i = 0; cc != NULL && i < NCONN; i++) {
+        Py_XDECREF(cc[i].conn); Py_XDECREF(cc[i].dir); Py_XDECREF(cc[i].assumed);
+        Py_XDECREF(cc[i].mid); Py_XDECREF(cc[i].tail);
     }
-    for (int i = 0; i < npc; i++) {
-        Py_DECREF(pc[i].topic); Py_DECREF(pc[i].dup); Py_DECREF(pc[i].retain);
-        Py_DECREF(pc[i].head); Py_DECREF(pc[i].tail);
+    for (int i = 0; pc != NULL && i < NPUB; i++) {
+        Py_XDECREF(pc[i].topic); Py_XDECREF(pc[i].dup); Py_XDECREF(pc[i].retain);
+        Py_XDECREF(pc[i].head); Py_XDECREF(pc[i].tail);
     }
+    PyMem_Free(cc);
+    PyMem_Free(pc);
     PyMem_Free(b.p);
     return result;
 }

@@ -213,7 +213,7 @@ class LineFormatter:
         assert batch is not None
         n = 0
         while True:
-            text, count, done, error = batch(self, it, 2048)
+            text, count, done, error = batch(self, it, 8192)
             n += count
             if text:
                 write(text)
