@@ -234,7 +234,7 @@ class CaptureDecoder:
                                 yield self._framing_anomaly(flow, sd, frame, ts, r)
                                 continue
                             if not app.first_done or sd is None:
-                                evs = self._first_packet_checks(flow, app, d, r)
+                                evs = self._first_packet_checks(flow, app, d, r, frame)
                                 if evs is not None:
                                     for ev in evs:
                                         anomalies += 1
@@ -325,9 +325,10 @@ class CaptureDecoder:
         return out
 
     def _first_packet_checks(self, flow: Flow, app: _Conn, d: Direction,
-                             packet: Any) -> list[Event] | None:
+                             packet: Any, frame: int) -> list[Event] | None:
         """Side and CONNECT checks on the first packet(s) of a connection. Returns events to
-        yield before the packet (possibly none), or ``None`` when nothing changed."""
+        yield before the packet (possibly none), or ``None`` when nothing changed. Anomalies
+        carry ``frame``, the one that completed the packet (where Wireshark shows it)."""
         ptype = packet.packet_type
         out: list[Event] = []
         changed = False
@@ -349,12 +350,13 @@ class CaptureDecoder:
                        "[MQTT-3.1.0-1]")
                 sd = (d if flow.sides_known else None)
                 out.append(Anomaly(ts, info, sd, "missing_connect",
-                                   f"first MQTT packet is {ptype.name}, not CONNECT: {how}"))
+                                   f"first MQTT packet is {ptype.name}, not CONNECT: {how}",
+                                   frame))
                 if app.assumed:
                     label = _VERSION_LABEL[self.mqtt_version]
                     out.append(Anomaly(ts, info, sd, "version_assumed",
                                        f"no CONNECT seen and no packet that tells the version: "
-                                       f"decoding as MQTT {label} (--mqtt-version)"))
+                                       f"decoding as MQTT {label} (--mqtt-version)", frame))
         return out if changed else None
 
     def _gap(self, rec: Gap) -> list[Event]:

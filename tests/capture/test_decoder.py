@@ -120,8 +120,25 @@ def test_capture_starting_mid_stream_assumes_the_version_and_says_so() -> None:
     assert [a.kind for a in anomalies(evs)] == ["missing_connect", "version_assumed"]
     pk = packets(evs)
     assert all(p.version == 5 and p.version_assumed for p in pk)
+    # Both name the frame of the packet that raised them (frame numbers start at 1).
+    assert [a.frame for a in anomalies(evs)] == [pk[0].frame] * 2 and pk[0].frame >= 1
     opened = next(e for e in evs if type(e) is ConnectionOpened)
     assert not opened.handshake_seen
+
+
+def test_anomalies_of_a_first_packet_split_over_frames_name_the_frame_that_completed_it(
+        ) -> None:
+    conv = TcpConversation(handshake=False)
+    conv.send("c2b", encode(Publish("a/b", b"x" * 40, 1, packet_id=9)), segment_size=20)
+    frames = render(conv.segments)
+    evs = events_of(pcap_bytes(frames))
+    (pk,) = packets(evs)
+    found = anomalies(evs)
+    assert [a.kind for a in found] == ["missing_connect", "version_assumed"]
+    # The PUBLISH began in frame 1 and was completed by the third data frame (the peer's ACKs
+    # come after the data): that is where Wireshark shows it, and where its anomalies point.
+    assert pk.first_frame == 1 and pk.frame == 3
+    assert [a.frame for a in found] == [3, 3]
 
 
 def test_version_inferred_from_mqtt5_only_bytes() -> None:
@@ -132,6 +149,7 @@ def test_version_inferred_from_mqtt5_only_bytes() -> None:
     assert [a.kind for a in anomalies(evs)] == ["version_inferred", "missing_connect"]
     assert "PUBACK with remaining length 3" in anomalies(evs)[0].detail
     pk = packets(evs)
+    assert [a.frame for a in anomalies(evs)] == [pk[0].frame] * 2 and pk[0].frame >= 1
     assert [p.version for p in pk] == [5, 5] and not any(p.version_assumed for p in pk)
     assert pk[1].packet == Publish("t", b"p", 1, packet_id=4)  # property length read as such
 
