@@ -12,6 +12,11 @@ Rules, and why:
 - The run starts only after the tool reports it is listening (dumpcap "Capturing on", tcpdump
   "listening on"), and the tool is stopped a moment after the last packet, so nothing is lost at
   either end. tcpdump writes pcap; a ``.pcapng`` target is converted (nanosecond stamps kept).
+- The kernel buffer is large (:data:`BUFFER_MIB`): in immediate mode libpcap gives every packet
+  a slot as large as the interface's MTU (64 KiB on ``lo``), so its 2 MiB default holds about
+  16 packets, and a tool that a busy machine does not schedule for a few milliseconds loses
+  segments ("packets dropped by kernel"). What the kernel still dropped is read from the tool's
+  final statistics into :attr:`LiveCapture.dropped`.
 - Without root (or with none of the tools) :func:`choose_method` says ``tap``: the run then
   writes the proxy's synthetic pcapng (:mod:`.pcapng`); the README says what differs.
 """
@@ -20,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import signal
 import socket
@@ -32,10 +38,17 @@ from typing import Any
 from ..errors import QosinspectError
 from .pcapng import convert_to_pcapng
 
-__all__ = ["CAPTURE_METHODS", "CaptureFailed", "LiveCapture", "choose_method", "port_filter"]
+__all__ = ["BUFFER_MIB", "CAPTURE_METHODS", "CaptureFailed", "LiveCapture", "choose_method",
+           "dropped_by_kernel", "port_filter"]
 
 CAPTURE_METHODS = ("auto", "dumpcap", "tcpdump", "scapy", "tap")
+#: The capture tool's kernel buffer (``-B``), in MiB: about 500 loopback packets of slack.
+BUFFER_MIB = 64
 _READY = {"dumpcap": b"Capturing on", "tcpdump": b"listening on"}
+# The tools' statistics at exit: tcpdump "12 packets dropped by kernel", dumpcap
+# "Packets received/dropped on interface 'Loopback: lo': 40/12 (pcap:12/dumpcap:0/...)".
+_DROPPED = (re.compile(rb"^(\d+) packets? dropped by kernel", re.M),
+            re.compile(rb"^Packets received/dropped on interface .*: \d+/(\d+)", re.M))
 
 
 class CaptureFailed(QosinspectError):
@@ -84,6 +97,13 @@ def port_filter(ports: list[int]) -> str:
     return " or ".join(f"tcp port {p}" for p in sorted(set(ports)))
 
 
+def dropped_by_kernel(stderr: bytes) -> int | None:
+    """The packets the kernel dropped (its buffer was full), from a tool's final statistics on
+    stderr; None when the tool printed none (killed, or scapy)."""
+    counts = [int(m) for pattern in _DROPPED for m in pattern.findall(stderr)]
+    return sum(counts) if counts else None
+
+
 class LiveCapture:
     """One capture tool process (or scapy sniffer thread) writing ``path``.
 
@@ -104,6 +124,9 @@ class LiveCapture:
         self.interface = interface
         self.filter = port_filter(ports)
         self.packets: int | None = None
+        #: Packets the kernel dropped because the tool fell behind (see :data:`BUFFER_MIB`):
+        #: the capture then has gaps. Known after :meth:`stop`; None if the tool did not say.
+        self.dropped: int | None = None
         self._proc: subprocess.Popen[bytes] | None = None
         self._raw = self.path.with_name(f".{self.path.name}.{method}.tmp")
         self._sniffer: Any = None
@@ -127,11 +150,12 @@ class LiveCapture:
         if exe is None:
             raise CaptureFailed(f"{self.method} is not installed")
         if self.method == "dumpcap":
-            cmd = [exe, "-i", self.interface, "-f", self.tool_filter, "-w", str(self._raw),
-                   "-n"]
+            cmd = [exe, "-i", self.interface, "-B", str(BUFFER_MIB), "-f", self.tool_filter,
+                   "-w", str(self._raw), "-n"]
         else:
-            cmd = [exe, "-i", self.interface, "-U", "-s", "0", "--immediate-mode", "-n",
-                   "--time-stamp-precision=nano", "-w", str(self._raw), self.tool_filter]
+            cmd = [exe, "-i", self.interface, "-B", str(BUFFER_MIB * 1024), "-U", "-s", "0",
+                   "--immediate-mode", "-n", "--time-stamp-precision=nano",
+                   "-w", str(self._raw), self.tool_filter]
         with contextlib.suppress(FileNotFoundError):
             self._raw.unlink()
         try:
@@ -207,6 +231,7 @@ class LiveCapture:
                 self._kill()
         if self._watcher is not None:
             self._watcher.join(2)
+        self.dropped = dropped_by_kernel(b"".join(self._chunks))
         self._proc = None
         self._probe.close()
         if self._raw.exists():

@@ -428,7 +428,9 @@ class _Run:
             try:
                 await self.start_broker(self.broker_port)
                 break
-            except RunError:
+            except RunError as exc:
+                if attempt == 39:      # its port was taken meanwhile: say so, never go on
+                    raise RunError(f"the restarted broker cannot listen again: {exc}") from None
                 await asyncio.sleep(0.05 * (attempt + 1))
         self.rules.record(time.time_ns(), spec, "broker_start")
 
@@ -511,6 +513,10 @@ class _Run:
                     await self.broker.close()
                 if self.capture is not None:
                     await asyncio.to_thread(self.capture.stop)
+                    if self.capture.dropped:
+                        self.say(f"warning: {self.method} says the kernel dropped "
+                                 f"{self.capture.dropped} packets (the machine was too busy): "
+                                 "the capture has gaps")
             finally:
                 if self.netns is not None:   # after the capture: it records on the veth pair
                     self.netns.clear()
@@ -567,7 +573,8 @@ class _Run:
                 "filter": self.capture.filter if self.capture else None,
                 "interface": self.o.interface if self.capture else None,
                 "frames": (self.capture.packets if self.capture else
-                           self.recorder.frames if self.recorder else None)},
+                           self.recorder.frames if self.recorder else None),
+                "dropped": self.capture.dropped if self.capture else 0},
         }
         return t
 

@@ -1,14 +1,11 @@
-"""The client's tap against a packet capture of the same run: tcpdump records the loopback
-traffic while the client talks to mosquitto, the project's capture decoder reads the pcap, and
-every MQTT packet the tap reported is on the wire, in the same order per direction."""
+"""The client's tap against a packet capture of the same run: tcpdump (through the product's
+live capture) records the loopback traffic while the client talks to mosquitto, the project's
+capture decoder reads the file, and every MQTT packet the tap reported is on the wire, in the
+same order per direction."""
 
 from __future__ import annotations
 
 import asyncio
-import os
-import pwd
-import subprocess
-import time
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -20,6 +17,7 @@ from qosinspect.client import Backoff, Client
 from qosinspect.events import ConnectionClosed, ConnectionOpened, MqttPacketEvent
 from qosinspect.mqtt.properties import Properties
 from qosinspect.testing.tools import IN_CI, require_tool
+from qosinspect.traffic.live import CaptureFailed, LiveCapture
 
 from ._util import Mosquitto, Proxy, Recorder, free_port, run, take, unique_topic
 
@@ -44,47 +42,31 @@ def _by_connection(events: list[Any],
 
 
 def test_tap_agrees_with_a_capture_of_the_same_run(mosquitto: Mosquitto, tmp_path: Path) -> None:
-    tcpdump = require_tool("tcpdump")
-    pcap = tmp_path / "run.pcap"
+    require_tool("tcpdump")
+    pcap = tmp_path / "run.pcapng"
     proxy_port = free_port()
     ports = {mosquitto.port, proxy_port}
-    # --immediate-mode: no block buffering, so nothing is still in the kernel at the end;
-    # -Z: stay the test's user (as root, tcpdump would switch to a user who cannot write here)
-    proc = subprocess.Popen([tcpdump, "-i", "lo", "--immediate-mode", "-U", "-s", "0",
-                             "-Z", pwd.getpwuid(os.getuid()).pw_name, "-w", str(pcap),
-                             f"tcp port {mosquitto.port} or tcp port {proxy_port}"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    # The product's live capture: a large kernel buffer (a busy machine must not make tcpdump
+    # drop segments), proven to capture before the run by a probe datagram, and proven to have
+    # written everything by one more probe at the stop (the probes are left out of the file).
+    cap = LiveCapture(pcap, sorted(ports), method="tcpdump")
     try:
-        assert proc.stderr is not None
-        line = proc.stderr.readline()
-        if b"listening on" not in line:
-            message = f"tcpdump cannot capture on lo: {line.decode(errors='replace')}"
-            if IN_CI:
-                pytest.fail(message)
-            pytest.skip(message)
-        tap = Recorder()
+        cap.start()
+    except CaptureFailed as exc:
+        if IN_CI:
+            pytest.fail(str(exc))
+        pytest.skip(str(exc))
+    tap = Recorder()
+    try:
         run(_scenario(mosquitto.port, proxy_port, tap))
-        from_tap = _by_connection(tap, ports)
-        # -U writes each packet as it comes: read the file until the run is all there
-        deadline = time.monotonic() + 10
-        while True:
-            from_pcap = _by_connection(list(iter_events(str(pcap), ports=tuple(ports))), ports)
-            if all(from_pcap.get(key) == packets for key, packets in from_tap.items()):
-                break
-            if time.monotonic() > deadline:
-                break
-            time.sleep(0.05)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
-
-    assert len(from_tap) == 8 and set(from_tap) <= set(from_pcap)
+        cap.stop()
+    from_tap = _by_connection(tap, ports)
+    from_pcap = _by_connection(list(iter_events(str(pcap), ports=tuple(ports))), ports)
+    lost = f"tcpdump: {cap.dropped} packets dropped by kernel"
+    assert len(from_tap) == 8 and set(from_tap) <= set(from_pcap), lost
     for key, packets in from_tap.items():
-        assert from_pcap[key] == packets, key
+        assert from_pcap[key] == packets, (key, lost)
     assert sum(len(p) for p in from_tap.values()) >= 20
     opened = [e for e in tap if isinstance(e, ConnectionOpened)]
     closed = [e for e in tap if isinstance(e, ConnectionClosed)]

@@ -16,7 +16,13 @@ from qosinspect.mqtt.enums import Direction
 from qosinspect.testing.synthcap import SynthFrame, pcap_bytes
 from qosinspect.testing.tools import require_tool
 from qosinspect.traffic import live
-from qosinspect.traffic.live import CaptureFailed, LiveCapture, choose_method, port_filter
+from qosinspect.traffic.live import (
+    CaptureFailed,
+    LiveCapture,
+    choose_method,
+    dropped_by_kernel,
+    port_filter,
+)
 from qosinspect.traffic.pcapng import PcapngRecorder, convert_to_pcapng
 
 
@@ -50,9 +56,23 @@ def test_tool_captures_everything_from_the_first_packet(tmp_path: Path, method: 
     # SYN, SYN-ACK, ACK, data, ACK, then the FIN exchange: nothing lost at either end, and no
     # probe datagram left in the file.
     assert len(frames) >= 7 and cap.packets == len(frames)
+    assert cap.dropped == (None if method == "scapy" else 0)     # the tool's own count
     assert all(f.data[12:14] == b"\x08\x00" and f.data[23] == 6 for f in frames)
     syn = frames[0].data[14 + 20 + 13]
     assert syn & 0x02 and not syn & 0x10
+
+
+def test_kernel_drops_are_read_from_the_tools_statistics() -> None:
+    tcpdump = (b"tcpdump: listening on lo, link-type EN10MB (Ethernet), snapshot length 262144"
+               b" bytes\n96 packets captured\n570 packets received by filter\n"
+               b"346 packets dropped by kernel\n")
+    dumpcap = (b"Capturing on 'Loopback: lo'\nPackets captured: 40\nPackets received/dropped "
+               b"on interface 'Loopback: lo': 40/12 (pcap:12/dumpcap:0/flushed:0/ps_ifdrop:0) "
+               b"(76.9%)\n")
+    assert dropped_by_kernel(tcpdump) == 346
+    assert dropped_by_kernel(tcpdump.replace(b"346 packets", b"1 packet")) == 1
+    assert dropped_by_kernel(dumpcap) == 12
+    assert dropped_by_kernel(b"Capturing on 'Loopback: lo'\n") is None     # killed: no figures
 
 
 def test_choose_method_by_privilege(monkeypatch: pytest.MonkeyPatch) -> None:
