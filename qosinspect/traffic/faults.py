@@ -16,7 +16,8 @@ Rules, and why:
   generator seeded by the scenario seed and the fault's index, so a run is reproducible.
 - Directions are the client's point of view: ``c2b`` is what the client sends.
 - A delay keeps order within a direction (TCP never reorders bytes): the proxy releases a
-  packet no earlier than the one before it.
+  packet no earlier than the one before it. Each delayed packet is logged with the delay drawn
+  for it (a packet queued behind a delayed one waits too, but is not logged: no rule chose it).
 - Held acknowledgements are released in order when the hold ends; if the connection closes
   first they are lost with it, and the record says so.
 """
@@ -162,6 +163,9 @@ class PacketRules:
                 extra = spec.delay + (rule.rng.uniform(0, spec.jitter) if spec.jitter else 0.0)
                 out.delay_ns += int(extra * NS)
                 rule.applied += 1
+                self.record(now_ns, spec, "delay", client_id=client_id,
+                            direction=direction.value, packet=packet,
+                            detail=f"{extra * 1000:.3f} ms")
                 continue
             if kind == "cut":
                 rule.matched += 1

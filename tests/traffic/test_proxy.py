@@ -209,4 +209,10 @@ def test_delay_keeps_order_and_cut_fin_closes_gracefully() -> None:
                            tap=events)
     closes = [e for e in events if isinstance(e, ConnectionClosed)]
     assert [(c.how, c.closed_by) for c in closes] == [("fin", Direction.B2C)]
-    assert [r.action for r in rules.records] == ["cut_fin"]
+    assert [r.action for r in rules.records if r.action != "delay"] == ["cut_fin"]
+    # Each packet the publisher sent was delayed by 10 ms plus a jitter of up to 20 ms, and
+    # the log names it with the delay drawn for it.
+    delayed = [r for r in rules.records if r.action == "delay"]
+    assert [r.packet_id for r in delayed if r.packet_type == "PUBLISH"] == list(range(1, 21))
+    assert {(r.client_id, r.direction) for r in delayed} == {("pub", "c2b")}
+    assert all(10 <= float(r.detail.removesuffix(" ms")) <= 30 for r in delayed)

@@ -14,7 +14,7 @@ import asyncio
 import json
 import os
 import shutil
-from collections import defaultdict
+from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
@@ -61,7 +61,9 @@ def test_reconnect_analysis_equals_what_the_clients_recorded_and_tap_equals_pcap
         tmp_path: Path) -> None:
     data = builtin_data("reconnect")
     data.update(duration=4.0)
-    data["faults"][0].update(at=1.6, duration=0.4)
+    # The hold outlasts the cut, so every acknowledgement it took is lost with the connection
+    # even when a busy machine runs the timeline late.
+    data["faults"][0].update(at=1.6, duration=1.0)
     data["faults"][1].update(at=1.8, down_for=1.2)
     tap: list[Event] = []
     result = run(data, tmp_path, "auto" if REAL else "tap", proxy_tap=tap.append)
@@ -76,19 +78,23 @@ def test_reconnect_analysis_equals_what_the_clients_recorded_and_tap_equals_pcap
     # analysis counts exactly the ones the subscriber never got.
     assert told[0]["lost"] > 0
     assert report[0]["not_delivered"] + report[0]["not_delivered_offline"] == told[0]["lost"]
-    # QoS 1: delivered, acknowledgement held and lost with the connection, delivered again.
-    held = fault_log(result, 0, "hold")
+    # The subscriber's acknowledgements held by the proxy and lost with the connection: in the
+    # capture (the client's side) it sent them, the broker never got them [MQTT-4.4.0-1].
+    lost = Counter(r["packet_type"] for r in fault_log(result, 0, "lost"))
+    assert set(lost) <= {"PUBACK", "PUBREC", "PUBCOMP"}
+    # QoS 1: delivered, PUBACK lost, delivered again (DUP).
     assert told[1]["duplicates"] > 0
-    assert report[1]["duplicates_delivered"] == told[1]["duplicates"]
-    assert told[1]["duplicates"] == sum(1 for r in held if r["packet_type"] == "PUBACK")
-    # QoS 2: exactly once, however many PUBLISH were resent.
+    assert report[1]["duplicates_delivered"] == told[1]["duplicates"] == lost["PUBACK"]
+    # QoS 2: exactly once, however many PUBLISH were resent; a lost PUBREC makes the broker
+    # resend the PUBLISH (the exchange completes after the reconnection), a lost PUBCOMP the
+    # PUBREL (the exchange had completed on the client's side).
     assert told[2]["duplicates"] == 0 and told[2]["unique"] == told[2]["expected"]
     assert report[2]["duplicates_delivered"] == 0 and report[2]["not_delivered"] == 0
-    assert report[2]["complete_after_reconnect"] == sum(1 for r in held
-                                                        if r["packet_type"] == "PUBREC")
+    assert report[2]["complete_after_reconnect"] == lost["PUBREC"] > 0
     rec = analysis.reconnects
     assert list(rec.client_id) == ["sub-persistent"] and bool(rec.session_present.iloc[0])
-    assert int(rec.redelivered_publish.iloc[0]) == len(held)
+    assert int(rec.redelivered_publish.iloc[0]) == lost["PUBACK"] + lost["PUBREC"]
+    assert int(rec.redelivered_pubrel.iloc[0]) == lost["PUBCOMP"]
     sub = truth["clients"]["sub-persistent"]
     assert len(sub["reconnects"]) == 1 and sub["reconnects"][0]["session_present"]
     # The same run through the proxy's tap and through the capture: the same packets, in the
@@ -207,9 +213,14 @@ def test_packet_faults_have_exactly_their_effect(tmp_path: Path) -> None:
 
 def test_timed_faults_in_a_synthetic_capture(tmp_path: Path) -> None:
     """delay, blackhole, cut after N packets and a broker restart, recorded without a capture
-    tool (the proxy's synthetic pcapng, whose timestamps are the proxy's own clock)."""
+    tool (the proxy's synthetic pcapng, whose timestamps are the proxy's own clock).
+
+    Every check is on what the proxy did (its log and its clock), never on how fast the
+    machine was: a busy machine may slow any packet, so no upper bound on a latency is checked,
+    and the restart comes a second after the subscriber's reconnection from the cut is due
+    (its back-off retries 0.1, 0.2, 0.4 s after the cut), so it meets a connected subscriber."""
     data = {
-        "name": "timed-faults", "duration": 4.2, "drain": 3.0,
+        "name": "timed-faults", "duration": 5.2, "drain": 3.0,
         "publishers": [{"name": "pub", "clean_start": False, "topics": [
             {"topic": "tf/q1/t{i}", "count": 4, "qos": 1, "rate": 10}]}],
         "subscribers": [{"name": "sub", "filters": ["tf/#"], "clean_start": False,
@@ -220,7 +231,7 @@ def test_timed_faults_in_a_synthetic_capture(tmp_path: Path) -> None:
             {"kind": "blackhole", "client": "sub", "at": 1.3, "duration": 0.6},
             {"kind": "cut", "client": "sub", "at": 2.3, "after_packets": 12,
              "packet_type": "PUBLISH", "direction": "b2c", "how": "rst", "down_for": 0.3},
-            {"kind": "restart_broker", "at": 3.3, "down_for": 0.4},
+            {"kind": "restart_broker", "at": 4.3, "down_for": 0.4},
         ],
     }
     tap: list[Event] = []
@@ -229,40 +240,52 @@ def test_timed_faults_in_a_synthetic_capture(tmp_path: Path) -> None:
     t0 = result.truth["run"]["t0_ns"]
     analysis = analyze_capture(str(result.capture_path))
     ex = analysis.exchanges
-    # delay: exactly the PUBLISH sent in the window waited for their PUBACK at least 50 ms.
+    # delay: the proxy delayed exactly the PUBLISH it read in the window (the capture's times
+    # are the clock the rule judged by), its log names each, and each waited at least the
+    # 50 ms for its PUBACK.
     pub = ex[(ex.client_id == "pub") & (ex.direction == "c2b")]
     t_pub = pub.t_publish.astype("int64")
     in_window = (t_pub >= t0 + int(0.4 * NS)) & (t_pub < t0 + int(1.0 * NS))
-    slow = pub.latency_puback >= pd.Timedelta(milliseconds=50)
-    assert in_window.sum() > 10 and (in_window == slow).all()
-    # blackhole: nothing reached the subscriber while it lasted, then everything did.
+    delayed = [r for r in fault_log(result, 0, "delay") if r["packet_type"] == "PUBLISH"]
+    assert in_window.sum() > 10 and len(delayed) == in_window.sum()
+    assert pids(delayed) == {int(p) for p in pub.packet_id[in_window]}
+    assert (pub.latency_puback[in_window] >= pd.Timedelta(milliseconds=50)).all()
+    # blackhole: nothing reached the subscriber while it lasted; what was published meanwhile
+    # was delivered once it ended, none lost.
     start = fault_log(result, 1, "blackhole")[0]["ts_ns"]
+    end = start + int(0.6 * NS)
     to_sub = [e.ts_ns for e in tap if isinstance(e, MqttPacketEvent)
               and e.conn.client.port and e.direction is not None
               and e.direction.value == "b2c" and _client_of(tap, e) == "sub"]
-    assert not [t for t in to_sub if start + 1_000_000 < t < start + int(0.6 * NS) - 1_000_000]
-    assert [t for t in to_sub if start + int(0.6 * NS) <= t < start + int(0.8 * NS)]
-    # cut after 12 PUBLISH: the last one the subscriber got on that connection is the 12th,
-    # then the connection was reset by the broker side.
+    assert not [t for t in to_sub if start < t < end]
+    dl = analysis.deliveries
+    t_sent = dl.t_publish.astype("int64")
+    meanwhile = dl[(dl.subscriber == "sub") & (t_sent >= start) & (t_sent < end)]
+    assert len(meanwhile) > 10 and (meanwhile.status == "delivered").all()
+    assert (meanwhile.t_delivered.astype("int64") >= end).all()
+    # cut after 12 PUBLISH: the subscriber's first connection ends there, reset by the broker
+    # side, and the last PUBLISH it got on it is the 12th. (The broker's restart may end a
+    # later connection with a reset too: a socket closed with unread bytes sends RST.)
     cut = fault_log(result, 2, "cut_rst")[0]
     conns = analysis.connections
-    reset = conns[(conns.client_id == "sub") & (conns.end == "rst")]
-    assert len(reset) == 1
-    cid = int(reset.conn_id.iloc[0])
+    first = conns[conns.client_id == "sub"].sort_values("t_open").iloc[0]
+    assert (first.end, first.closed_by) == ("rst", "b2c")
+    cid = int(first.conn_id)
     last = ex[(ex.conn_id == cid) & (ex.direction == "b2c")].sort_values("t_publish").iloc[-1]
     assert int(last.packet_id) == cut["packet_id"]
     # restart: both clients lose their connection to the broker and come back to a broker that
     # forgot their sessions (no persistence).
+    stop = fault_log(result, 3, "broker_stop")[0]["ts_ns"]
     rec = analysis.reconnects
-    after_restart = rec[rec.t_drop.astype("int64") > t0 + int(3.3 * NS)]
+    after_restart = rec[rec.t_drop.astype("int64") >= stop]
     assert sorted(after_restart.client_id) == ["pub", "sub"]
     assert not after_restart.session_present.any()
     truth = result.truth["clients"]
     assert [r["session_present"] for r in truth["sub"]["reconnects"]] == [True, False]
     assert [r["session_present"] for r in truth["pub"]["reconnects"]] == [False]
     actions = {f"{r['kind']}:{r['action']}" for r in result.truth["faults"]["log"]}
-    assert {"blackhole:blackhole", "cut:cut_rst", "cut:refuse", "restart_broker:broker_stop",
-            "restart_broker:broker_start"} <= actions
+    assert {"delay:delay", "blackhole:blackhole", "cut:cut_rst", "cut:refuse",
+            "restart_broker:broker_stop", "restart_broker:broker_start"} <= actions
 
 
 def _client_of(tap: list[Event], event: MqttPacketEvent) -> str:
