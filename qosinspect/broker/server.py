@@ -61,7 +61,7 @@ from ..events import (
     MqttPacketEvent,
 )
 from ..mqtt.codec import encode
-from ..mqtt.enums import Direction
+from ..mqtt.enums import Direction, DisconnectReason
 from ..mqtt.framing import StreamDecoder
 from ..mqtt.packets import ConnAck, Packet, PubAck, PubComp, Publish, PubRec, PubRel
 from ..mqtt.properties import NO_PROPERTIES
@@ -531,7 +531,7 @@ class BrokerServer:
             conn.version = 5 if exc.reason_code >= 0x80 else 4
             self.engine.refuse(conn, exc.reason_code)         # [MQTT-3.1.2-2]
         else:
-            self.engine.close(conn, exc.reason_code if conn.connected else None, now)
+            self.engine.close(conn, _disconnect_reason(exc) if conn.connected else None, now)
         self.flush()
 
     def flush(self) -> None:
@@ -575,3 +575,15 @@ class BrokerServer:
             for conn in unblocked:
                 if conn.driver is not None:
                     self._loop.call_soon(conn.driver.resume_blocked)
+
+
+def _disconnect_reason(exc: MQTTError) -> int:
+    """The DISCONNECT reason code for a decoding error of a connected client: the error's own
+    when DISCONNECT may carry it [MQTT-3.14.2-1], else a protocol error. An unsupported
+    protocol version (0x84 or 0x01, CONNACK codes) can only come from a second CONNECT, a
+    protocol error [MQTT-3.1.0-2]."""
+    code = exc.reason_code
+    return code if code in _DISCONNECT_CODES else int(DisconnectReason.PROTOCOL_ERROR)
+
+
+_DISCONNECT_CODES = frozenset(int(r) for r in DisconnectReason)

@@ -322,6 +322,14 @@ def _v5_publish(body: bytes) -> bytes:
     return bytes((0x30, len(body))) + body
 
 
+def _connect_as(name: bytes, level: int) -> bytes:
+    """An MQTT 5 CONNECT with another protocol name and level (both 4 bytes long)."""
+    data = bytearray(encode(Connect("again", 5), 5))
+    at = data.index(b"\x00\x04MQTT")
+    data[at + 2:at + 7] = name + bytes((level,))
+    return bytes(data)
+
+
 @pytest.mark.parametrize(("data", "reason"), [
     (bytes((0x36, 3, 0, 1, 0x61)), 0x81),                          # QoS 3 [MQTT-3.3.1-4]
     (_v5_publish(b"\x00\x03a/+\x00x"), 0x90),                      # wildcard in a topic name
@@ -330,6 +338,9 @@ def _v5_publish(body: bytes) -> bytes:
     (_v5_publish(b"\x00\x01a\x03\x23\x00\x00"), 0x82),             # topic alias 0
     (bytes((0x80, 6, 0, 1, 0, 0, 0x61, 0)), 0x81),                 # SUBSCRIBE flags not 0b0010
     (encode(Connect("again", 5), 5), 0x82),                        # second CONNECT [MQTT-3.1.0-2]
+    # ... even one the codec cannot read: its 0x84 / 0x01 are CONNACK codes, not DISCONNECT's
+    (_connect_as(b"MQTT", 9), 0x82),
+    (_connect_as(b"MQTX", 5), 0x82),
     (bytes((0xF0, 0)), 0x82),                                      # AUTH: none was offered
     (bytes((0x20, 3, 0, 0, 0)), 0x82),                             # a server-only packet
     (bytes((0x30, 0xFF, 0xFF, 0xFF, 0xFF)), 0x81),                 # a 5-byte length
