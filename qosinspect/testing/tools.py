@@ -5,11 +5,18 @@ Lives in the package (not in a conftest) so every test folder can import it the 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-__all__ = ["IN_CI", "PROJECT_ROOT", "SHARED_CAPTURES", "require_tool", "shared_captures"]
+if TYPE_CHECKING:
+    from ..traffic.live import LiveCapture
+
+__all__ = ["IN_CI", "PROJECT_ROOT", "SHARED_CAPTURES", "loopback_capture", "require_tool",
+           "shared_captures"]
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent.parent
 SHARED_CAPTURES = PROJECT_ROOT.parent / "shared" / "captures"
@@ -43,3 +50,33 @@ def shared_captures() -> Path:
         pytest.fail(f"the shared captures folder {SHARED_CAPTURES} is missing: tests read the "
                     "public MQTT captures from ../shared/captures beside the project root")
     return SHARED_CAPTURES
+
+
+@contextlib.contextmanager
+def loopback_capture(path: Path, ports: Iterable[int], tool: str = "tcpdump"
+                     ) -> Iterator[LiveCapture]:
+    """A real capture of ``ports`` on the loopback while the body runs, through the product's
+    :class:`~qosinspect.traffic.live.LiveCapture`: a kernel buffer large enough for a busy
+    machine, proven to capture (a probe packet reached the file) before the body runs, and
+    proven to hold every packet (one more probe) when it ends; the probes are left out of
+    ``path``. A test compares the file with what it expects only after the ``with``.
+
+    When the tool cannot capture (missing, or not root) the test is skipped on a developer's
+    machine and fails under CI=true, as :func:`require_tool` does.
+    """
+    import pytest
+
+    from ..traffic.live import CaptureFailed, LiveCapture
+
+    require_tool(tool)
+    capture = LiveCapture(path, sorted(set(ports)), method=tool)
+    try:
+        capture.start()
+    except CaptureFailed as exc:
+        if IN_CI:
+            pytest.fail(str(exc))
+        pytest.skip(str(exc))
+    try:
+        yield capture
+    finally:
+        capture.stop()

@@ -7,9 +7,6 @@ with tcpdump and checks that the pcap, decoded by qosinspect.capture, tells the 
 from __future__ import annotations
 
 import asyncio
-import signal
-import socket
-import subprocess
 import time
 from pathlib import Path
 
@@ -33,7 +30,7 @@ from qosinspect.mqtt.packets import (
     Subscribe,
     Subscription,
 )
-from qosinspect.testing.tools import require_tool
+from qosinspect.testing.tools import loopback_capture
 
 from .harness import RawClient, run_broker, wait_for
 
@@ -119,50 +116,31 @@ def test_tap_sees_refusals_and_broker_side_closes() -> None:
 def test_tap_and_pcap_of_the_same_run_agree(tmp_path: Path) -> None:
     """tcpdump records a run; the decoded pcap and the tap list the same packets per
     connection and direction, in the same order, with the same sizes."""
-    tcpdump = require_tool("tcpdump")
     from qosinspect.capture import iter_events
 
     events: list[Event] = []
-    with run_broker(tap=events.append) as b:
-        pcap = tmp_path / "run.pcap"
-        dump = subprocess.Popen([tcpdump, "-i", "lo", "-U", "--immediate-mode", "-w", str(pcap),
-                                 "-s", "0",
-                                 f"tcp port {b.port}"], stderr=subprocess.PIPE, text=True)
-        try:
-            assert dump.stderr is not None
-            line = dump.stderr.readline()
-            assert "listening" in line, line
-
-            def capturing() -> bool:        # "listening" comes a little before packets do
-                socket.create_connection(("127.0.0.1", b.port), timeout=2).close()
-                time.sleep(0.05)
-                return pcap.exists() and pcap.stat().st_size > 24
-
-            wait_for(capturing, what="tcpdump to capture")
-            asyncio.run(_client_session(b.port))
-            s = RawClient(b.port)
-            s.connect("second")
-            s.send(Subscribe(1, (Subscription("tap/#", 1),)))
-            s.recv()
-            p = RawClient(b.port)
-            p.connect("third")
-            for i in range(20):
-                p.send(Publish("tap/y", bytes([i]) * 100, 1, packet_id=i + 1))
-            for _ in range(20):
-                m = s.recv()
-                s.send(PubAck(m.packet_id))  # type: ignore[union-attr]
-            p.recv_n(20)
-            s.close()
-            p.close()
-            wait_for(lambda: sum(isinstance(e, ConnectionClosed) for e in events) ==
-                     sum(isinstance(e, ConnectionOpened) for e in events),
-                     what="every connection closed")
-            time.sleep(0.3)
-        finally:
-            dump.send_signal(signal.SIGINT)
-            dump.wait(10)
-            if dump.stderr is not None:
-                dump.stderr.close()
+    pcap = tmp_path / "run.pcapng"
+    # The product's live capture: proven to capture before the run, and to hold every packet
+    # of it (the closes included) once it ends, before the broker stops.
+    with run_broker(tap=events.append) as b, loopback_capture(pcap, [b.port]):
+        asyncio.run(_client_session(b.port))
+        s = RawClient(b.port)
+        s.connect("second")
+        s.send(Subscribe(1, (Subscription("tap/#", 1),)))
+        s.recv()
+        p = RawClient(b.port)
+        p.connect("third")
+        for i in range(20):
+            p.send(Publish("tap/y", bytes([i]) * 100, 1, packet_id=i + 1))
+        for _ in range(20):
+            m = s.recv()
+            s.send(PubAck(m.packet_id))  # type: ignore[union-attr]
+        p.recv_n(20)
+        s.close()
+        p.close()
+        wait_for(lambda: sum(isinstance(e, ConnectionClosed) for e in events) ==
+                 sum(isinstance(e, ConnectionOpened) for e in events),
+                 what="every connection closed")
 
     def key(client_port: int, e: MqttPacketEvent) -> tuple[int, str, Packet, int]:
         return (client_port, e.direction.value if e.direction else "?", e.packet, e.wire_len)

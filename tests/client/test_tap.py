@@ -16,8 +16,7 @@ from qosinspect.capture.decoder import iter_events
 from qosinspect.client import Backoff, Client
 from qosinspect.events import ConnectionClosed, ConnectionOpened, MqttPacketEvent
 from qosinspect.mqtt.properties import Properties
-from qosinspect.testing.tools import IN_CI, require_tool
-from qosinspect.traffic.live import CaptureFailed, LiveCapture
+from qosinspect.testing.tools import loopback_capture
 
 from ._util import Mosquitto, Proxy, Recorder, free_port, run, take, unique_topic
 
@@ -42,28 +41,17 @@ def _by_connection(events: list[Any],
 
 
 def test_tap_agrees_with_a_capture_of_the_same_run(mosquitto: Mosquitto, tmp_path: Path) -> None:
-    require_tool("tcpdump")
     pcap = tmp_path / "run.pcapng"
     proxy_port = free_port()
     ports = {mosquitto.port, proxy_port}
-    # The product's live capture: a large kernel buffer (a busy machine must not make tcpdump
-    # drop segments), proven to capture before the run by a probe datagram, and proven to have
-    # written everything by one more probe at the stop (the probes are left out of the file).
-    cap = LiveCapture(pcap, sorted(ports), method="tcpdump")
-    try:
-        cap.start()
-    except CaptureFailed as exc:
-        if IN_CI:
-            pytest.fail(str(exc))
-        pytest.skip(str(exc))
     tap = Recorder()
-    try:
+    # The product's live capture (see loopback_capture): a kernel buffer a busy machine does
+    # not overflow, proven to capture before the run and to hold every packet after it.
+    with loopback_capture(pcap, ports) as capture:
         run(_scenario(mosquitto.port, proxy_port, tap))
-    finally:
-        cap.stop()
     from_tap = _by_connection(tap, ports)
     from_pcap = _by_connection(list(iter_events(str(pcap), ports=tuple(ports))), ports)
-    lost = f"tcpdump: {cap.dropped} packets dropped by kernel"
+    lost = f"tcpdump: {capture.dropped} packets dropped by kernel"
     assert len(from_tap) == 8 and set(from_tap) <= set(from_pcap), lost
     for key, packets in from_tap.items():
         assert from_pcap[key] == packets, (key, lost)
