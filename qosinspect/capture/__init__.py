@@ -4,7 +4,9 @@ Modules: :mod:`.pcapfile` (pcap/pcapng readers), :mod:`.layers` (link/IP/TCP par
 :mod:`.reassembly` (TCP reassembly), :mod:`.websocket` (MQTT over WebSocket), :mod:`.records` (what
 goes up), :mod:`.pipeline` (the glue to per-direction streams), :mod:`.version` (the MQTT version
 when CONNECT is missing), :mod:`.decoder` (streams to events) and :mod:`.tshark` (the same events
-from Wireshark's dissector). Everything here is standard library only, so importing it is light.
+from Wireshark's dissector); :mod:`.writer` writes packets, frames and pcap/pcapng files (the
+generator's synthetic capture, the tests' captures made to order). Everything here is standard
+library only, so importing it is light.
 """
 
 from .decoder import CaptureDecoder, CaptureSummary, EventStream, iter_events

@@ -23,11 +23,28 @@ from __future__ import annotations
 
 import copy
 import gzip
-import ipaddress
 import struct
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
+
+from ..capture.writer import (
+    ACK,
+    FIN,
+    PSH,
+    RST,
+    SYN,
+    link_frame,
+    pcap_header,
+    pcap_record,
+    pcapng_block,
+    pcapng_epb,
+    pcapng_idb,
+    pcapng_option,
+    pcapng_shb,
+    pcapng_units,
+    tcp_ip_packet,
+)
 
 __all__ = [
     "PcapngInterface",
@@ -43,7 +60,6 @@ __all__ = [
     "retransmit",
 ]
 
-FIN, SYN, RST, PSH, ACK = 0x01, 0x02, 0x04, 0x08, 0x10
 _M = 0xFFFFFFFF
 
 
@@ -197,60 +213,10 @@ def retransmit(segments: list[SynthSegment], index: int, at: int | None = None,
 # -- packets -----------------------------------------------------------------------------------
 
 
-def _checksum(data: bytes) -> int:
-    if len(data) % 2:
-        data += b"\x00"
-    s = sum(struct.unpack(f"!{len(data) // 2}H", data))
-    while s >> 16:
-        s = (s & 0xFFFF) + (s >> 16)
-    return int(~s & 0xFFFF)
-
-
 def ip_packet(seg: SynthSegment, ident: int = 0) -> bytes:
     """The IPv4 or IPv6 packet (by address family) carrying ``seg``, with valid checksums."""
-    src = ipaddress.ip_address(seg.src[0])
-    dst = ipaddress.ip_address(seg.dst[0])
-    tcp = struct.pack("!HHIIBBHHH", seg.src[1], seg.dst[1], seg.seq & _M, seg.ack & _M, 5 << 4,
-                      seg.flags, seg.window, 0, 0) + seg.payload
-    if src.version == 4:
-        pseudo = src.packed + dst.packed + struct.pack("!BBH", 0, 6, len(tcp))
-    else:
-        pseudo = src.packed + dst.packed + struct.pack("!IxxxB", len(tcp), 6)
-    csum = _checksum(pseudo + tcp)
-    tcp = tcp[:16] + struct.pack("!H", csum) + tcp[18:]
-    if src.version == 4:
-        hdr = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(tcp), ident & 0xFFFF, 0x4000, 64,
-                          6, 0, src.packed, dst.packed)
-        hdr = hdr[:10] + struct.pack("!H", _checksum(hdr)) + hdr[12:]
-        return hdr + tcp
-    return struct.pack("!IHBB16s16s", 6 << 28, len(tcp), 6, 64, src.packed, dst.packed) + tcp
-
-
-def link_frame(linktype: int, ip: bytes, *, vlan: Sequence[int] = (), null_order: str = "<",
-               af_inet6: int = 30) -> bytes:
-    """Wrap an IP packet in a link-layer header: Ethernet (1, padded to 60 bytes, with VLAN
-    tags of the given TPIDs), SLL (113), SLL2 (276), NULL (0, AF in ``null_order``), LOOP (108),
-    or raw (101, 228, 229)."""
-    v6 = ip[0] >> 4 == 6
-    et = 0x86DD if v6 else 0x0800
-    if linktype == 1:
-        hdr = b"\x00\x00\x00\x00\x00\x02" + b"\x00\x00\x00\x00\x00\x01"
-        for i, tpid in enumerate(vlan):
-            hdr += struct.pack("!HH", tpid, 100 + i)
-        frame = hdr + struct.pack("!H", et) + ip
-        return frame + b"\x00" * max(0, 60 - len(frame))
-    if linktype == 113:
-        return struct.pack("!HHH8sH", 0, 772, 6, b"\x00" * 8, et) + ip
-    if linktype == 276:
-        return struct.pack("!HHIHBB8s", et, 0, 1, 772, 0, 6, b"\x00" * 8) + ip
-    af = af_inet6 if v6 else 2
-    if linktype == 0:
-        return struct.pack(null_order + "I", af) + ip
-    if linktype == 108:
-        return struct.pack("!I", af) + ip
-    if linktype in (101, 228, 229, 12, 14):
-        return ip
-    raise ValueError(f"unsupported link type {linktype}")
+    return tcp_ip_packet(seg.src, seg.dst, seg.seq, seg.ack, seg.flags, seg.payload,
+                         window=seg.window, ident=ident)
 
 
 def render(segments: Iterable[SynthSegment], linktype: int = 1, *, vlan: Sequence[int] = (),
@@ -273,13 +239,9 @@ def render(segments: Iterable[SynthSegment], linktype: int = 1, *, vlan: Sequenc
 def pcap_bytes(frames: Iterable[SynthFrame], *, linktype: int = 1, byteorder: str = "<",
                nanos: bool = False, snaplen: int = 262144) -> bytes:
     """A classic pcap file: ``byteorder`` ``"<"`` or ``">"``, micro- or nanosecond stamps."""
-    magic = 0xA1B23C4D if nanos else 0xA1B2C3D4
-    out = [struct.pack(byteorder + "IHHiIII", magic, 2, 4, 0, 0, snaplen, linktype)]
-    div = 1 if nanos else 1000
-    for f in frames:
-        sec, frac = divmod(f.ts_ns, 1_000_000_000)
-        out.append(struct.pack(byteorder + "IIII", sec, frac // div, len(f.data), f.orig_len))
-        out.append(f.data)
+    out = [pcap_header(linktype, nanos=nanos, byteorder=byteorder, snaplen=snaplen)]
+    out += [pcap_record(f.ts_ns, f.data, f.orig_len, nanos=nanos, byteorder=byteorder)
+            for f in frames]
     return b"".join(out)
 
 
@@ -295,24 +257,6 @@ class PcapngInterface:
     name: str = field(default="")
 
 
-def _block(order: str, btype: int, body: bytes) -> bytes:
-    body += b"\x00" * (-len(body) % 4)
-    n = len(body) + 12
-    return struct.pack(order + "II", btype, n) + body + struct.pack(order + "I", n)
-
-
-def _option(order: str, code: int, value: bytes) -> bytes:
-    return struct.pack(order + "HH", code, len(value)) + value + b"\x00" * (-len(value) % 4)
-
-
-def _units(ts_ns: int, iface: PcapngInterface) -> int:
-    ts = ts_ns - iface.tsoffset * 1_000_000_000
-    k = iface.tsresol & 0x7F
-    if iface.tsresol & 0x80:
-        return ts * (1 << k) // 1_000_000_000
-    return int(ts * 10**k // 1_000_000_000)
-
-
 def pcapng_bytes(frames: Iterable[SynthFrame], interfaces: Sequence[PcapngInterface], *,
                  byteorder: str = "<", kinds: Sequence[str] | None = None,
                  unknown_blocks: bool = True) -> bytes:
@@ -321,36 +265,28 @@ def pcapng_bytes(frames: Iterable[SynthFrame], interfaces: Sequence[PcapngInterf
     block of an unknown type and a Name Resolution Block are mixed in (readers must skip
     them)."""
     o = byteorder
-    shb = struct.pack(o + "IHHq", 0x1A2B3C4D, 1, 0, -1)
-    out = [_block(o, 0x0A0D0D0A, shb + _option(o, 0, b""))]
-    for iface in interfaces:
-        opts = b""
-        if iface.name:
-            opts += _option(o, 2, iface.name.encode())
-        opts += _option(o, 9, bytes([iface.tsresol]))
-        if iface.tsoffset:
-            opts += _option(o, 14, struct.pack(o + "q", iface.tsoffset))
-        opts += _option(o, 0, b"")
-        out.append(_block(o, 1, struct.pack(o + "HHI", iface.linktype, 0, iface.snaplen) + opts))
+    out = [pcapng_shb(byteorder=o)]
+    out += [pcapng_idb(i.linktype, tsresol=i.tsresol, tsoffset=i.tsoffset, snaplen=i.snaplen,
+                       name=i.name, byteorder=o) for i in interfaces]
     if unknown_blocks:
-        out.append(_block(o, 0x0BADBEEF, b"ignore me"))
-        out.append(_block(o, 4, _option(o, 0, b"")))
+        out.append(pcapng_block(0x0BADBEEF, b"ignore me", o))
+        out.append(pcapng_block(4, pcapng_option(0, b"", o), o))
     for i, f in enumerate(frames):
         kind = kinds[i] if kinds is not None else "epb"
         if kind == "spb":
-            out.append(_block(o, 3, struct.pack(o + "I", f.orig_len) + f.data))
+            out.append(pcapng_block(3, struct.pack(o + "I", f.orig_len) + f.data, o))
             continue
-        units = _units(f.ts_ns, interfaces[f.interface])
-        hi, lo = units >> 32, units & _M
+        iface = interfaces[f.interface]
+        units = pcapng_units(f.ts_ns, iface.tsresol, iface.tsoffset)
         if kind == "pb":
-            body = struct.pack(o + "HHIIII", f.interface, 0, hi, lo, len(f.data), f.orig_len)
-            out.append(_block(o, 2, body + f.data))
+            body = struct.pack(o + "HHIIII", f.interface, 0, units >> 32, units & _M,
+                               len(f.data), f.orig_len)
+            out.append(pcapng_block(2, body + f.data, o))
         else:
-            body = struct.pack(o + "IIIII", f.interface, hi, lo, len(f.data), f.orig_len)
-            out.append(_block(o, 6, body + f.data + b"\x00" * (-len(f.data) % 4)
-                              + _option(o, 0, b"")))
+            out.append(pcapng_epb(f.interface, units, f.data, f.orig_len,
+                                  options=pcapng_option(0, b"", o), byteorder=o))
         if unknown_blocks and i == 0:
-            out.append(_block(o, 5, struct.pack(o + "III", 0, 0, 0)))  # Interface Statistics
+            out.append(pcapng_block(5, struct.pack(o + "III", 0, 0, 0), o))  # Interface Stats
     return b"".join(out)
 
 

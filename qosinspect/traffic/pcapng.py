@@ -22,39 +22,32 @@ and a comment say the framing is synthetic.
 
 from __future__ import annotations
 
-import ipaddress
-import struct
 from pathlib import Path
 from typing import BinaryIO
 
+from ..capture.writer import (
+    ACK,
+    FIN,
+    PSH,
+    RST,
+    SYN,
+    link_frame,
+    pcap_header,
+    pcap_record,
+    pcapng_epb,
+    pcapng_idb,
+    pcapng_option,
+    pcapng_shb,
+    tcp_ip_packet,
+)
 from ..events import Endpoint
 from ..mqtt.enums import Direction
 
 __all__ = ["PcapngRecorder", "convert_to_pcapng"]
 
 _M = 0xFFFFFFFF
-FIN, SYN, RST, PSH, ACK = 0x01, 0x02, 0x04, 0x08, 0x10
 _MAX_SEG = 65_000
 _LINKTYPE_ETHERNET = 1
-
-
-def _checksum(data: bytes) -> int:
-    if len(data) % 2:
-        data += b"\x00"
-    s = sum(struct.unpack(f"!{len(data) // 2}H", data))
-    while s >> 16:
-        s = (s & 0xFFFF) + (s >> 16)
-    return int(~s & 0xFFFF)
-
-
-def _block(btype: int, body: bytes) -> bytes:
-    body += b"\x00" * (-len(body) % 4)
-    n = len(body) + 12
-    return struct.pack("<II", btype, n) + body + struct.pack("<I", n)
-
-
-def _option(code: int, value: bytes) -> bytes:
-    return struct.pack("<HH", code, len(value)) + value + b"\x00" * (-len(value) % 4)
 
 
 class _Conn:
@@ -77,14 +70,12 @@ class PcapngRecorder:
         self._conns: dict[int, _Conn] = {}
         self._next = 0
         self.frames = 0
-        shb = struct.pack("<IHHq", 0x1A2B3C4D, 1, 0, -1)
-        opts = _option(4, b"qosinspect generate (synthetic TCP/IP framing from the fault proxy)")
+        opts = pcapng_option(
+            4, b"qosinspect generate (synthetic TCP/IP framing from the fault proxy)")
         if comment:
-            opts += _option(1, comment.encode())
-        self._write(_block(0x0A0D0D0A, shb + opts + _option(0, b"")))
-        idb = struct.pack("<HHI", _LINKTYPE_ETHERNET, 0, 0)
-        idb += _option(2, b"lo") + _option(9, bytes([9])) + _option(0, b"")
-        self._write(_block(1, idb))
+            opts += pcapng_option(1, comment.encode())
+        self._write(pcapng_shb(opts))
+        self._write(pcapng_idb(_LINKTYPE_ETHERNET, tsresol=9, name="lo"))
         self.flush()
 
     def _write(self, data: bytes) -> None:
@@ -151,36 +142,11 @@ class PcapngRecorder:
             src, dst = conn.broker, conn.client
         ack_no = conn.seq[direction.reverse] if ack is None else ack
         conn.ident = (conn.ident + 1) & 0xFFFF
-        frame = _ethernet(_ip_tcp(src, dst, conn.seq[direction], ack_no, flags, payload,
-                                  conn.ident))
-        sec_units = ts_ns  # if_tsresol = 9: nanoseconds
-        body = struct.pack("<IIIII", 0, sec_units >> 32, sec_units & _M, len(frame), len(frame))
-        self._write(_block(6, body + frame + b"\x00" * (-len(frame) % 4)))
+        ip = tcp_ip_packet((src.host, src.port), (dst.host, dst.port), conn.seq[direction],
+                           ack_no, flags, payload, ident=conn.ident)
+        # if_tsresol = 9: the stamp is in nanoseconds
+        self._write(pcapng_epb(0, ts_ns, link_frame(_LINKTYPE_ETHERNET, ip, loopback=True)))
         self.frames += 1
-
-
-def _ip_tcp(src: Endpoint, dst: Endpoint, seq: int, ack: int, flags: int, payload: bytes,
-            ident: int) -> bytes:
-    s = ipaddress.ip_address(src.host)
-    d = ipaddress.ip_address(dst.host)
-    tcp = struct.pack("!HHIIBBHHH", src.port, dst.port, seq & _M, ack & _M, 5 << 4, flags,
-                      65535, 0, 0) + payload
-    if s.version == 4:
-        pseudo = s.packed + d.packed + struct.pack("!BBH", 0, 6, len(tcp))
-    else:
-        pseudo = s.packed + d.packed + struct.pack("!IxxxB", len(tcp), 6)
-    csum = _checksum(pseudo + tcp)
-    tcp = tcp[:16] + struct.pack("!H", csum) + tcp[18:]
-    if s.version == 4:
-        hdr = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(tcp), ident, 0x4000, 64, 6, 0,
-                          s.packed, d.packed)
-        return hdr[:10] + struct.pack("!H", _checksum(hdr)) + hdr[12:] + tcp
-    return struct.pack("!IHBB16s16s", 6 << 28, len(tcp), 6, 64, s.packed, d.packed) + tcp
-
-
-def _ethernet(ip: bytes) -> bytes:
-    et = 0x86DD if ip[0] >> 4 == 6 else 0x0800
-    return b"\x00" * 12 + struct.pack("!H", et) + ip
 
 
 def convert_to_pcapng(src: str | Path, dst: str | Path, *, comment: str = "",
@@ -200,11 +166,10 @@ def convert_to_pcapng(src: str | Path, dst: str | Path, *, comment: str = "",
     n = 0
     with Path(dst).open("wb") as out:
         if not as_pcap:
-            shb = struct.pack("<IHHq", 0x1A2B3C4D, 1, 0, -1)
-            opts = _option(4, b"qosinspect generate")
+            opts = pcapng_option(4, b"qosinspect generate")
             if comment:
-                opts += _option(1, comment.encode())
-            out.write(_block(0x0A0D0D0A, shb + opts + _option(0, b"")))
+                opts += pcapng_option(1, comment.encode())
+            out.write(pcapng_shb(opts))
         frames = read_frames(src)
         while True:
             try:
@@ -222,23 +187,15 @@ def convert_to_pcapng(src: str | Path, dst: str | Path, *, comment: str = "",
                                        f"{next(iter(interfaces))}) cannot go into one pcap; "
                                        "use a .pcapng name", path=str(dst))
                 iface = interfaces[frame.linktype] = len(interfaces)
-                if as_pcap:
-                    out.write(struct.pack("<IHHiIII", 0xA1B23C4D, 2, 4, 0, 0, 262144,
-                                          frame.linktype))
-                else:
-                    idb = struct.pack("<HHI", frame.linktype, 0, 0)
-                    out.write(_block(1, idb + _option(9, bytes([9])) + _option(0, b"")))
+                out.write(pcap_header(frame.linktype) if as_pcap else
+                          pcapng_idb(frame.linktype, tsresol=9))
             if as_pcap:
-                sec, nsec = divmod(frame.ts_ns, 1_000_000_000)
-                out.write(struct.pack("<IIII", sec, nsec, len(data), frame.orig_len) + data)
-            else:
-                body = struct.pack("<IIIII", iface, frame.ts_ns >> 32, frame.ts_ns & _M,
-                                   len(data), frame.orig_len)
-                out.write(_block(6, body + data + b"\x00" * (-len(data) % 4)))
+                out.write(pcap_record(frame.ts_ns, data, frame.orig_len))
+            else:       # if_tsresol = 9: the stamp is in nanoseconds
+                out.write(pcapng_epb(iface, frame.ts_ns, data, frame.orig_len))
             n += 1
         if as_pcap and not interfaces:      # no frame at all: still a valid, empty pcap
-            out.write(struct.pack("<IHHiIII", 0xA1B23C4D, 2, 4, 0, 0, 262144,
-                                  _LINKTYPE_ETHERNET))
+            out.write(pcap_header(_LINKTYPE_ETHERNET))
     return n
 
 
