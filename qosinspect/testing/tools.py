@@ -8,15 +8,19 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import signal
+import socket
+import subprocess
+import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from ..traffic.live import LiveCapture
 
-__all__ = ["IN_CI", "PROJECT_ROOT", "SHARED_CAPTURES", "loopback_capture", "require_tool",
-           "shared_captures"]
+__all__ = ["IN_CI", "PROJECT_ROOT", "SHARED_CAPTURES", "free_port", "loopback_capture",
+           "require_tool", "shared_captures", "stop_process", "wait_port"]
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent.parent
 SHARED_CAPTURES = PROJECT_ROOT.parent / "shared" / "captures"
@@ -50,6 +54,51 @@ def shared_captures() -> Path:
         pytest.fail(f"the shared captures folder {SHARED_CAPTURES} is missing: tests read the "
                     "public MQTT captures from ../shared/captures beside the project root")
     return SHARED_CAPTURES
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago, for a program that cannot be told
+    "any port" (mosquitto). Code that can listen on port 0 should, and read the port back:
+    between this call and the program's bind another process may take the port."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_port(port: int, timeout: float = 10.0, *,
+              proc: subprocess.Popen[Any] | None = None) -> None:
+    """Wait until something accepts connections on 127.0.0.1:``port``; ``TimeoutError``
+    after ``timeout`` seconds, ``RuntimeError`` as soon as ``proc`` (the program expected to
+    listen there) has exited."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"the program meant to listen on port {port} exited "
+                               f"({proc.returncode})")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.02)
+    raise TimeoutError(f"nothing listening on 127.0.0.1:{port}")
+
+
+def stop_process(proc: subprocess.Popen[Any], sig: int = signal.SIGTERM,
+                 timeout: float = 10.0) -> int:
+    """Stop a program a test started, whatever state it is in: ``sig`` if it still runs, a
+    kill after ``timeout`` seconds, its pipes closed. Returns its exit status."""
+    if proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            proc.send_signal(sig)
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout)
+    for stream in (proc.stdin, proc.stdout, proc.stderr):
+        if stream is not None:
+            stream.close()
+    return proc.returncode
 
 
 @contextlib.contextmanager

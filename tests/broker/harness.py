@@ -28,14 +28,8 @@ from qosinspect.mqtt.packets import Connect, Packet
 #: The ``qosinspect`` command of the venv running the tests.
 QOSINSPECT = str(Path(sys.executable).parent / "qosinspect")
 
-__all__ = ["QOSINSPECT", "RawClient", "free_port", "mosquitto_pub", "mosquitto_sub", "paho_client",
+__all__ = ["QOSINSPECT", "RawClient", "mosquitto_pub", "mosquitto_sub", "paho_client",
            "run_broker", "wait_for"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def wait_for(cond: Callable[[], Any], timeout: float = 10.0, what: str = "condition") -> Any:

@@ -19,9 +19,9 @@ from qosinspect.broker import PasswordFile
 from qosinspect.broker.config import build, load_toml
 from qosinspect.cli import main
 from qosinspect.errors import ConfigError
-from qosinspect.testing.tools import require_tool
+from qosinspect.testing.certs import Certs
+from qosinspect.testing.tools import require_tool, stop_process
 
-from .conftest import Certs
 from .harness import QOSINSPECT, RawClient, mosquitto_pub, mosquitto_sub
 from .test_server_wire import sub
 
@@ -46,15 +46,7 @@ def broker_process(*args: str) -> Iterator[tuple[subprocess.Popen[str], list[tup
             where.append((host.strip("[]"), int(port), kind.strip("()")))
         yield proc, where
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(10)
-        if proc.stderr is not None:
-            proc.stderr.close()
+        stop_process(proc, signal.SIGTERM, 15)
 
 
 def test_ready_traffic_and_clean_exit_on_sigterm() -> None:
@@ -105,7 +97,7 @@ max_queued_messages = 50
 
 [[listener]]
 port = 0
-certfile = "{certs.server_crt}"
+certfile = "{certs.server_cert}"
 keyfile = "{certs.server_key}"
 
 [[listener]]
@@ -130,7 +122,7 @@ websocket = true
 
 def test_cli_tls_and_websocket_options(certs: Certs) -> None:
     with broker_process("--port", "0", "--allow-anonymous", "--tls-port", "0", "--ws-port", "0",
-                        "--certfile", str(certs.server_crt), "--keyfile",
+                        "--certfile", str(certs.server_cert), "--keyfile",
                         str(certs.server_key)) as (_proc, where):
         assert [k for _h, _p, k in where] == ["tcp", "tls", "websocket"]
 

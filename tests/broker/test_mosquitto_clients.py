@@ -7,7 +7,6 @@ TLS with and without client certificates.
 
 from __future__ import annotations
 
-import getpass
 import signal
 import subprocess
 import threading
@@ -26,10 +25,11 @@ from qosinspect.broker import (
     PasswordFile,
 )
 from qosinspect.broker.server import tls_context
-from qosinspect.testing.tools import require_tool
+from qosinspect.testing.certs import Certs
+from qosinspect.testing.mosquitto import Mosquitto
+from qosinspect.testing.tools import require_tool, stop_process
 
-from .conftest import Certs
-from .harness import free_port, mosquitto_pub, run_broker, wait_for
+from .harness import mosquitto_pub, run_broker, wait_for
 
 pytestmark = pytest.mark.tools
 
@@ -67,16 +67,7 @@ def sub_process(b: BrokerThread, port: int, client_id: str, topic_filter: str,
         assert proc.poll() in (None, 0), proc.stderr.read() if proc.stderr else ""
         yield proc
     finally:
-        if proc.poll() is None:
-            proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
-        for stream in (proc.stdout, proc.stderr):
-            if stream is not None:
-                stream.close()
+        stop_process(proc)
 
 
 def lines(proc: subprocess.Popen[str], n: int, timeout: float = 10) -> list[str]:
@@ -239,37 +230,22 @@ def test_auth_with_a_mosquitto_passwd_file_and_acl(mosquitto_passwd_file: Path) 
 
 def test_our_password_file_works_in_mosquitto(tmp_path: Path) -> None:
     """qosinspect passwd's hashes are mosquitto's $7$ format: mosquitto accepts them."""
-    mosquitto = require_tool("mosquitto")
     pw = PasswordFile()
     pw.set("carol", "s3cret")
     pw.save(tmp_path / "passwd")
-    port = free_port()
-    conf = tmp_path / "m.conf"
-    # "user": as root, mosquitto would switch to its own user, who cannot read a 0600 file
-    conf.write_text(f"user {getpass.getuser()}\nlistener {port} 127.0.0.1\n"
-                    f"allow_anonymous false\npassword_file {tmp_path / 'passwd'}\n",
-                    encoding="ascii")
-    proc = subprocess.Popen([mosquitto, "-c", str(conf)], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 10
-        while True:
-            ok = mosquitto_pub(port, "-u", "carol", "-P", "s3cret", "-t", "t", "-m", "m")
-            if ok.returncode == 0 or time.monotonic() > deadline:
-                break
-            time.sleep(0.1)
+    # Mosquitto runs as the test's user: it can read the 0600 file.
+    extra = f"allow_anonymous false\npassword_file {tmp_path / 'passwd'}"
+    with Mosquitto(extra).running() as broker:
+        ok = mosquitto_pub(broker.port, "-u", "carol", "-P", "s3cret", "-t", "t", "-m", "m")
         assert ok.returncode == 0, ok.stderr
-        assert mosquitto_pub(port, "-u", "carol", "-P", "nope", "-t", "t",
+        assert mosquitto_pub(broker.port, "-u", "carol", "-P", "nope", "-t", "t",
                              "-m", "m").returncode != 0
-    finally:
-        proc.terminate()
-        proc.wait(10)
 
 
 def test_tls_server_and_client_certificates(certs: Certs) -> None:
     listeners = [
-        Listener("127.0.0.1", 0, tls=tls_context(str(certs.server_crt), str(certs.server_key))),
-        Listener("127.0.0.1", 0, tls=tls_context(str(certs.server_crt), str(certs.server_key),
+        Listener("127.0.0.1", 0, tls=tls_context(str(certs.server_cert), str(certs.server_key))),
+        Listener("127.0.0.1", 0, tls=tls_context(str(certs.server_cert), str(certs.server_key),
                                                  cafile=str(certs.ca),
                                                  require_certificate=True)),
     ]
@@ -279,6 +255,6 @@ def test_tls_server_and_client_certificates(certs: Certs) -> None:
         with sub_process(b, plain, "ts", "tls/#", *tls, "-C", "1") as s:
             pub(plain, *tls, "-t", "tls/a", "-m", "encrypted", "-q", "1")
             assert lines(s, 1) == ["encrypted"]
-        client = ("--cert", str(certs.client_crt), "--key", str(certs.client_key))
+        client = ("--cert", str(certs.client_cert), "--key", str(certs.client_key))
         pub(mutual, *tls, *client, "-t", "tls/b", "-m", "m")
         assert mosquitto_pub(mutual, *tls, "-t", "tls/b", "-m", "m").returncode != 0

@@ -27,8 +27,8 @@ from qosinspect.broker import AccessControl, Authenticator, BrokerConfig, Listen
 from qosinspect.broker.server import tls_context
 from qosinspect.events import MqttPacketEvent
 from qosinspect.mqtt.packets import ConnAck
+from qosinspect.testing.certs import Certs
 
-from .conftest import Certs
 from .harness import paho_client, run_broker, wait_for
 
 
@@ -344,8 +344,8 @@ def test_acl_subscribe_denied_and_publish_not_forwarded(version: int, deny_code:
 
 
 def test_tls_listener_with_and_without_client_certificate(certs: Certs) -> None:
-    plain = tls_context(str(certs.server_crt), str(certs.server_key))
-    mutual = tls_context(str(certs.server_crt), str(certs.server_key), cafile=str(certs.ca),
+    plain = tls_context(str(certs.server_cert), str(certs.server_key))
+    mutual = tls_context(str(certs.server_cert), str(certs.server_key), cafile=str(certs.ca),
                          require_certificate=True)
     listeners = [Listener("127.0.0.1", 0, tls=plain),
                  Listener("127.0.0.1", 0, tls=mutual, use_identity_as_username=True),
@@ -361,7 +361,7 @@ def test_tls_listener_with_and_without_client_certificate(certs: Certs) -> None:
             publish(c, "open/x", b"over tls", 1)
             wait_for(lambda: payloads(w) == [b"over tls"], what="TLS to WebSocket over TLS")
         # mutual TLS: the certificate's CN (alice) is the user name, which the ACL knows
-        tls = {"ca_certs": str(certs.ca), "certfile": str(certs.client_crt),
+        tls = {"ca_certs": str(certs.ca), "certfile": str(certs.client_cert),
                "keyfile": str(certs.client_key)}
         with connected(p2, "t2", 5, tls=tls) as c:
             assert [int(getattr(x, "value", x)) for x in subscribe(c, "tls/#", 1)] == [1]

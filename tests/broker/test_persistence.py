@@ -24,6 +24,7 @@ from qosinspect.mqtt.packets import (
     Subscription,
 )
 from qosinspect.mqtt.properties import Properties
+from qosinspect.testing.tools import stop_process
 
 from .harness import QOSINSPECT, RawClient, run_broker, wait_for
 from .test_engine import connect, pubs, take
@@ -186,14 +187,7 @@ def test_sigkill_of_the_broker_loses_no_acknowledged_message(tmp_path: Path) -> 
             s.send(PubAck(m.packet_id or 0) if m.qos == 1 else PubRec(m.packet_id or 0))
         assert sorted(seen) == list(range(1, n + 1))
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
-        if proc.stderr is not None:
-            proc.stderr.close()
+        stop_process(proc)
 
 
 def test_persistence_on_every_listener_kind_is_independent(tmp_path: Path) -> None:

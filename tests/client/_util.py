@@ -1,27 +1,17 @@
-"""Helpers for the client tests: a bounded asyncio runner, a mosquitto process on a free port
-with a temporary configuration, a small TCP proxy that can cut connections or swallow one
-direction, and throwaway TLS certificates made with openssl. Everything binds 127.0.0.1."""
+"""Helpers for the client tests: a bounded asyncio runner, a small TCP proxy that can cut
+connections or swallow one direction, and bounded waits on a client. Everything binds
+127.0.0.1. (mosquitto and the TLS certificates come from :mod:`qosinspect.testing`.)"""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import os
-import pwd
-import shutil
 import socket
-import subprocess
-import tempfile
 import time
 import uuid
-from collections.abc import Coroutine, Iterator
-from pathlib import Path
+from collections.abc import Coroutine
 from typing import Any, TypeVar
 
-from qosinspect.testing.tools import require_tool
-
-__all__ = ["Certs", "Mosquitto", "Proxy", "Recorder", "free_port", "make_certs", "run", "take",
-           "unique_topic", "until", "wait_port"]
+__all__ = ["Proxy", "Recorder", "run", "take", "unique_topic", "until"]
 
 T = TypeVar("T")
 
@@ -35,91 +25,6 @@ def unique_topic(name: str = "t") -> str:
     return f"qi-test/{name}/{uuid.uuid4().hex[:8]}"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_port(port: int, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return
-        except OSError:
-            time.sleep(0.02)
-    raise TimeoutError(f"nothing listening on 127.0.0.1:{port}")
-
-
-class Mosquitto:
-    """/usr/sbin/mosquitto on free ports with a temporary configuration (``extra`` lines are
-    appended to the TCP listener's section). ``ws_port`` is a WebSocket listener."""
-
-    def __init__(self, extra: str = "", *, websocket: bool = False,
-                 persistence: bool = False, tls: Certs | None = None) -> None:
-        self.binary = require_tool("mosquitto")
-        self.dir = Path(tempfile.mkdtemp(prefix="qi-mosq-"))
-        self.port = free_port()
-        self.ws_port = free_port() if websocket else None
-        lines = [f"listener {self.port} 127.0.0.1"]
-        if tls is not None:
-            lines += [f"cafile {tls.ca}", f"certfile {tls.server_cert}",
-                      f"keyfile {tls.server_key}", "require_certificate true"]
-        lines += [extra]
-        if self.ws_port is not None:
-            lines += [f"listener {self.ws_port} 127.0.0.1", "protocol websockets"]
-        lines += ["allow_anonymous true" if "allow_anonymous" not in extra else "",
-                  f"persistence {'true' if persistence else 'false'}",
-                  f"persistence_location {self.dir}/", "autosave_interval 1",
-                  f"log_dest file {self.dir / 'mosquitto.log'}", "log_type all"]
-        self.conf = self.dir / "mosquitto.conf"
-        # Run as the test's own user: as root, mosquitto would switch to the "mosquitto" user,
-        # which cannot read the private temporary directories.
-        me = pwd.getpwuid(os.getuid()).pw_name
-        self.conf.write_text(f"user {me}\nper_listener_settings false\n" + "\n".join(lines)
-                             + "\n")
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> Mosquitto:
-        self.proc = subprocess.Popen([self.binary, "-c", str(self.conf)],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        try:
-            wait_port(self.port)
-            if self.ws_port is not None:
-                wait_port(self.ws_port)
-        except TimeoutError:
-            self.stop()
-            raise RuntimeError(f"mosquitto did not start:\n{self.log()}") from None
-        return self
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-        self.proc = None
-
-    def log(self) -> str:
-        path = self.dir / "mosquitto.log"
-        return path.read_text(errors="replace") if path.exists() else ""
-
-    def cleanup(self) -> None:
-        self.stop()
-        shutil.rmtree(self.dir, ignore_errors=True)
-
-    @contextlib.contextmanager
-    def running(self) -> Iterator[Mosquitto]:
-        try:
-            self.start()
-            yield self
-        finally:
-            self.cleanup()
-
-
 class Proxy:
     """A TCP proxy in the test's event loop, in front of ``127.0.0.1:target``.
 
@@ -127,18 +32,24 @@ class Proxy:
     acknowledgement); :meth:`cut` aborts every connection, as a failing network would.
     """
 
-    def __init__(self, target: int, port: int = 0) -> None:
+    def __init__(self, target: int, port: int = 0, *, sock: socket.socket | None = None
+                 ) -> None:
         self.target = target
         self.swallow_b2c = False
         self.swallow_c2b = False
         self.port = port
+        #: A listening socket to serve on instead of ``port`` (bound earlier by the test).
+        self.sock = sock
         self.connections = 0
         self._server: asyncio.Server | None = None
         self._writers: list[asyncio.StreamWriter] = []
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def __aenter__(self) -> Proxy:
-        self._server = await asyncio.start_server(self._accept, "127.0.0.1", self.port)
+        if self.sock is not None:
+            self._server = await asyncio.start_server(self._accept, sock=self.sock)
+        else:
+            self._server = await asyncio.start_server(self._accept, "127.0.0.1", self.port)
         self.port = self._server.sockets[0].getsockname()[1]
         return self
 
@@ -180,46 +91,6 @@ class Proxy:
         for writer in self._writers:
             writer.transport.abort()
         self._writers.clear()
-
-
-class Certs:
-    """A CA, a server certificate for 127.0.0.1/localhost and a client certificate."""
-
-    def __init__(self, directory: Path) -> None:
-        self.dir = directory
-        self.ca = directory / "ca.crt"
-        self.server_cert = directory / "server.crt"
-        self.server_key = directory / "server.key"
-        self.client_cert = directory / "client.crt"
-        self.client_key = directory / "client.key"
-
-
-def make_certs(directory: Path) -> Certs:
-    """Throwaway certificates (EC P-256, valid one day), made with the openssl command."""
-    openssl = require_tool("openssl")
-    certs = Certs(directory)
-
-    def sh(*args: str) -> None:
-        subprocess.run([openssl, *args], check=True, capture_output=True, timeout=30)
-
-    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
-    sh("req", "-x509", *ec, "-keyout", str(directory / "ca.key"), "-out", str(certs.ca),
-       "-days", "1", "-subj", "/CN=qosinspect test CA",
-       "-addext", "basicConstraints=critical,CA:TRUE",
-       "-addext", "keyUsage=critical,keyCertSign,cRLSign")
-    for name, cert, key, ext in (
-            ("localhost", certs.server_cert, certs.server_key,
-             "subjectAltName=IP:127.0.0.1,DNS:localhost"),
-            ("qosinspect-client", certs.client_cert, certs.client_key,
-             "extendedKeyUsage=clientAuth")):
-        csr = directory / f"{name}.csr"
-        sh("req", *ec, "-keyout", str(key), "-out", str(csr), "-subj", f"/CN={name}")
-        extfile = directory / f"{name}.ext"
-        extfile.write_text(ext + "\n")
-        sh("x509", "-req", "-in", str(csr), "-CA", str(certs.ca), "-CAkey",
-           str(directory / "ca.key"), "-CAcreateserial", "-out", str(cert), "-days", "1",
-           "-extfile", str(extfile))
-    return certs
 
 
 # -- waiting on a client, bounded ------------------------------------------------------------------

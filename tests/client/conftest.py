@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from ._util import Certs, Mosquitto, make_certs
+from qosinspect.testing.certs import Certs, make_certs
+from qosinspect.testing.mosquitto import Mosquitto
 
 
 @pytest.fixture(scope="session")

@@ -18,8 +18,9 @@ from qosinspect.broker.server import BrokerServer, Listener, ServerConfig, tls_c
 from qosinspect.client import Backoff, Client, ConnectionLost
 from qosinspect.mqtt.enums import Direction
 from qosinspect.mqtt.packets import PingReq, Publish, PubRel, Will
+from qosinspect.testing.certs import Certs
 
-from ._util import Certs, Recorder, run, take, unique_topic, until
+from ._util import Recorder, run, take, unique_topic, until
 
 C2B, B2C = Direction.C2B, Direction.B2C
 

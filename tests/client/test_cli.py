@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import uuid
@@ -28,9 +29,11 @@ from qosinspect.mqtt.packets import (
     Subscription,
 )
 from qosinspect.mqtt.properties import Properties
-from qosinspect.testing.tools import require_tool
+from qosinspect.testing.certs import Certs
+from qosinspect.testing.mosquitto import Mosquitto
+from qosinspect.testing.tools import require_tool, stop_process
 
-from ._util import Certs, Mosquitto, free_port, run, take, unique_topic
+from ._util import run, take, unique_topic
 
 pytestmark = pytest.mark.tools
 #: The command in a fresh interpreter (the imports register pub and sub on their own).
@@ -136,13 +139,17 @@ def test_sub_exit_after_subscribe(mosquitto: Mosquitto) -> None:
 
 
 def test_connection_refused_like_mosquitto() -> None:
-    port = free_port()
-    for command in (["pub", "-m", "x"], ["sub"]):
-        code, _, err = invoke(*command, "-h", "127.0.0.1", "-p", str(port), "-t", "a")
-        assert (code, err) == (1, "Error: Connection refused\n")
-    code, _, err = invoke("pub", "-h", "127.0.0.1", "-p", str(port), "-t", "a", "-m", "x",
-                          "--quiet")
-    assert (code, err) == (1, "")
+    # A port bound but never listening refuses connections, and no other program can take
+    # it while the test runs (a port merely found free could be taken meanwhile).
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+        for command in (["pub", "-m", "x"], ["sub"]):
+            code, _, err = invoke(*command, "-h", "127.0.0.1", "-p", str(port), "-t", "a")
+            assert (code, err) == (1, "Error: Connection refused\n")
+        code, _, err = invoke("pub", "-h", "127.0.0.1", "-p", str(port), "-t", "a", "-m", "x",
+                              "--quiet")
+        assert (code, err) == (1, "")
 
 
 @pytest.mark.parametrize("version, code, text", [
@@ -238,9 +245,7 @@ def _finish(proc: subprocess.Popen[bytes], timeout: float = 10) -> tuple[int, by
     try:
         out, _err = proc.communicate(timeout=timeout)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(5)
+        stop_process(proc, signal.SIGKILL, 5)
     return proc.returncode, out
 
 
@@ -260,9 +265,7 @@ def test_processes_pub_lines_to_sub_and_mosquitto_pub_to_sub(mosquitto: Mosquitt
         assert mpub.returncode == 0, mpub.stderr
         code, out = _finish(sub)
     finally:
-        if sub.poll() is None:
-            sub.kill()
-            sub.wait(5)
+        stop_process(sub, signal.SIGKILL, 5)
     assert code == 0
     assert out.decode().splitlines() == [f"{topic}/lines a", f"{topic}/lines b",
                                          f"{topic}/lines c",
@@ -283,9 +286,7 @@ def test_process_pub_to_mosquitto_sub(mosquitto: Mosquitto) -> None:
         assert pub.returncode == 0, pub.stderr
         code, out = _finish(msub)
     finally:
-        if msub.poll() is None:
-            msub.kill()
-            msub.wait(5)
+        stop_process(msub, signal.SIGKILL, 5)
     assert (code, out) == (0, b"from qosinspect\n")
 
 
@@ -296,7 +297,5 @@ def test_sub_process_exits_cleanly_on_sigint(mosquitto: Mosquitto) -> None:
         os.kill(sub.pid, signal.SIGINT)
         code, _ = _finish(sub)
     finally:
-        if sub.poll() is None:
-            sub.kill()
-            sub.wait(5)
+        stop_process(sub, signal.SIGKILL, 5)
     assert code == 0

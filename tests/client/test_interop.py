@@ -10,9 +10,10 @@ import uuid
 import pytest
 
 from qosinspect.client import Client
+from qosinspect.testing.mosquitto import Mosquitto
 from qosinspect.testing.tools import require_tool
 
-from ._util import Mosquitto, run, take, unique_topic
+from ._util import run, take, unique_topic
 
 pytestmark = pytest.mark.tools
 

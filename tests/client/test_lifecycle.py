@@ -17,8 +17,9 @@ from qosinspect.client import Backoff, BlockingClient, Client, ConnectionLost, N
 from qosinspect.events import ConnectionClosed, ConnectionOpened, MqttPacketEvent
 from qosinspect.mqtt.enums import Direction
 from qosinspect.mqtt.packets import PingReq
+from qosinspect.testing.mosquitto import Mosquitto
 
-from ._util import Mosquitto, Proxy, Recorder, run, take, unique_topic, until
+from ._util import Proxy, Recorder, run, take, unique_topic, until
 
 
 def cid(name: str) -> str:

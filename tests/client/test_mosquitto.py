@@ -27,9 +27,11 @@ from qosinspect.mqtt.packets import (
     Will,
 )
 from qosinspect.mqtt.properties import Properties
+from qosinspect.testing.certs import Certs
+from qosinspect.testing.mosquitto import Mosquitto
 from qosinspect.testing.tools import require_tool
 
-from ._util import Certs, Mosquitto, Proxy, Recorder, run, take, unique_topic, until
+from ._util import Proxy, Recorder, run, take, unique_topic, until
 
 pytestmark = pytest.mark.tools
 C2B, B2C = Direction.C2B, Direction.B2C

@@ -6,6 +6,7 @@ same order per direction."""
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -16,9 +17,10 @@ from qosinspect.capture.decoder import iter_events
 from qosinspect.client import Backoff, Client
 from qosinspect.events import ConnectionClosed, ConnectionOpened, MqttPacketEvent
 from qosinspect.mqtt.properties import Properties
+from qosinspect.testing.mosquitto import Mosquitto
 from qosinspect.testing.tools import loopback_capture
 
-from ._util import Mosquitto, Proxy, Recorder, free_port, run, take, unique_topic
+from ._util import Proxy, Recorder, run, take, unique_topic
 
 pytestmark = [pytest.mark.tools, pytest.mark.slow]
 
@@ -42,13 +44,17 @@ def _by_connection(events: list[Any],
 
 def test_tap_agrees_with_a_capture_of_the_same_run(mosquitto: Mosquitto, tmp_path: Path) -> None:
     pcap = tmp_path / "run.pcapng"
-    proxy_port = free_port()
-    ports = {mosquitto.port, proxy_port}
     tap = Recorder()
-    # The product's live capture (see loopback_capture): a kernel buffer a busy machine does
-    # not overflow, proven to capture before the run and to hold every packet after it.
-    with loopback_capture(pcap, ports) as capture:
-        run(_scenario(mosquitto.port, proxy_port, tap))
+    # The proxy's port is bound before the capture starts (its filter names it) and kept until
+    # the proxy serves on it: no other program can take it in between.
+    with socket.socket() as front:
+        front.bind(("127.0.0.1", 0))
+        front.listen()
+        ports = {mosquitto.port, front.getsockname()[1]}
+        # The product's live capture (see loopback_capture): a kernel buffer a busy machine
+        # does not overflow, proven to capture before the run and to hold every packet after.
+        with loopback_capture(pcap, ports) as capture:
+            run(_scenario(mosquitto.port, front, tap))
     from_tap = _by_connection(tap, ports)
     from_pcap = _by_connection(list(iter_events(str(pcap), ports=tuple(ports))), ports)
     lost = f"tcpdump: {capture.dropped} packets dropped by kernel"
@@ -61,7 +67,7 @@ def test_tap_agrees_with_a_capture_of_the_same_run(mosquitto: Mosquitto, tmp_pat
     assert len(opened) == len(closed) == 4
 
 
-async def _scenario(port: int, proxy_port: int, tap: Recorder) -> None:
+async def _scenario(port: int, front: socket.socket, tap: Recorder) -> None:
     """Every QoS both ways in MQTT 5 with properties, then a resend after a cut (3.1.1)."""
     topic = unique_topic("tap-pcap")
     async with Client("127.0.0.1", port, client_id="qi-tap-sub", version=5, tap=tap) as sub:
@@ -72,7 +78,7 @@ async def _scenario(port: int, proxy_port: int, tap: Recorder) -> None:
                 await pub.publish(f"{topic}/{qos}", b"x" * (qos * 200), qos,
                                   properties=Properties.of(user_property=[("q", str(qos))]))
             await take(sub, 3)
-        async with Proxy(port, proxy_port) as proxy:
+        async with Proxy(port, sock=front) as proxy:
             resender = Client("127.0.0.1", proxy.port, client_id="qi-tap-resend",
                               clean_start=False, reconnect=Backoff(0.05, 0.2), tap=tap)
             await resender.connect()
