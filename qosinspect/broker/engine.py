@@ -233,9 +233,14 @@ class BrokerEngine:
                 self.stats.slow_subscribers_closed += 1
                 self.close(sess.conn, 0x97, now)          # publishers must not wait forever
         for sess in list(self._offline.values()):
-            if sess.conn is None and sess.disconnected_ns is not None and \
-                    now >= sess.disconnected_ns + sess.expiry_s * NS:
+            if sess.conn is None and self._expired(sess, now):
                 self._end_session(sess, now)
+
+    @staticmethod
+    def _expired(sess: BrokerSession, now: int) -> bool:
+        """An offline session whose Session Expiry Interval has passed [MQTT-3.1.2-23]."""
+        return sess.disconnected_ns is not None and \
+            now >= sess.disconnected_ns + sess.expiry_s * NS
 
     # -- connect / disconnect ---------------------------------------------------------------------
 
@@ -270,6 +275,9 @@ class BrokerEngine:
                 self.refuse(conn, 0x02)              # 3.1.x cannot be told: mosquitto refuses
                 return
             keep_alive = max_ka                       # Server Keep Alive [MQTT-3.2.2-21]
+        stale = self._offline.get(client_id)
+        if stale is not None and stale.conn is None and self._expired(stale, now):
+            self._end_session(stale, now)    # expired before a tick noticed [MQTT-3.1.2-23]
         if client_id not in self.sessions and len(self.sessions) >= self.config.max_sessions:
             self.refuse(conn, 0x97 if v5 else 0x03)
             return

@@ -292,6 +292,21 @@ def test_session_expiry_v5_MQTT_3_1_2_23() -> None:
     assert "s" not in e.sessions
 
 
+def test_session_expired_before_a_tick_is_not_resumed_MQTT_3_1_2_23() -> None:
+    """A reconnection after the interval finds no session, even if no tick ran meanwhile (a
+    busy broker's timer runs late); one within the interval finds it."""
+    e = BrokerEngine()
+    props = Properties.of(session_expiry_interval=2)
+    s = connect(e, "s", version=5, clean_start=False, properties=props)
+    subscribe(e, s, Subscription("t", 1))
+    e.connection_lost(s, 0)
+    again = connect(e, "s", version=5, now=1 * NS, clean_start=False, properties=props)
+    assert take(again)[0].session_present                         # [MQTT-3.2.2-2]
+    e.connection_lost(again, 1 * NS)
+    late = connect(e, "s", version=5, now=3 * NS, clean_start=False, properties=props)
+    assert not take(late)[0].session_present and e.sessions["s"].subs == {}
+
+
 def test_disconnect_cannot_set_expiry_from_zero_MQTT_3_14_2_2() -> None:
     e = BrokerEngine()
     c = connect(e, "c", version=5)
