@@ -232,20 +232,28 @@ def test_clients_that_never_send_connect_are_closed_others_unaffected() -> None:
             good.close()
 
 
+def _slow_and_fast_subscribers(b: BrokerThread, topic: str, qos: int, version: int
+                               ) -> tuple[socket.socket, RawClient]:
+    """Two subscribers to ``topic``: "slow" on a raw socket with a small receive buffer that
+    the test never reads, and "fast", a client that reads; both subscribed when this returns."""
+    slow = socket.create_connection(("127.0.0.1", b.port))
+    slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    slow.sendall(encode(Connect("slow", version), version) +
+                 encode(Subscribe(1, (Subscription(topic, qos),)), version))
+    fast = RawClient(b.port)
+    fast.connect("fast")
+    fast.send(Subscribe(1, (Subscription(topic, qos),)))
+    fast.recv()
+    wait_for(lambda: b.call(lambda: topic in b.server.engine.sessions["slow"].subs),
+             what="the slow subscription")
+    return slow, fast
+
+
 def test_slow_reader_at_qos0_is_dropped_for_not_others() -> None:
     """A subscriber that never reads: QoS 0 to it is dropped and counted; memory stays bounded
     by the write high-water mark; a normal subscriber gets every message."""
     with run_broker(write_high_water=64 * 1024) as b:
-        slow = socket.create_connection(("127.0.0.1", b.port))
-        slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-        slow.sendall(encode(Connect("slow", 4), 4) +
-                     encode(Subscribe(1, (Subscription("flood", 0),)), 4))
-        fast = RawClient(b.port)
-        fast.connect("fast")
-        fast.send(Subscribe(1, (Subscription("flood", 0),)))
-        fast.recv()
-        wait_for(lambda: b.call(lambda: "flood" in b.server.engine.sessions["slow"].subs),
-                 what="the slow subscription")
+        slow, fast = _slow_and_fast_subscribers(b, "flood", 0, 4)
         p = RawClient(b.port)
         p.connect("p")
         n = 12_000                  # 12 MB: more than the kernel buffers (4 MB) can hide
@@ -278,16 +286,7 @@ def test_slow_reader_at_qos1_pauses_publishers_then_is_dropped() -> None:
     slow_subscriber_timeout; then it is disconnected (0x97) and the others go on."""
     cfg = BrokerConfig(max_queued_messages=50, slow_subscriber_timeout=1.0)
     with run_broker(engine=cfg, tick_interval=0.05, write_high_water=16 * 1024) as b:
-        slow = socket.create_connection(("127.0.0.1", b.port))
-        slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-        slow.sendall(encode(Connect("slow", 5), 5) +
-                     encode(Subscribe(1, (Subscription("q1", 1),)), 5))
-        fast = RawClient(b.port)
-        fast.connect("fast")
-        fast.send(Subscribe(1, (Subscription("q1", 1),)))
-        fast.recv()
-        wait_for(lambda: b.call(lambda: "q1" in b.server.engine.sessions["slow"].subs),
-                 what="the slow subscription")
+        slow, fast = _slow_and_fast_subscribers(b, "q1", 1, 5)
         p = RawClient(b.port, timeout=20)
         p.connect("p")
         n = 2000
