@@ -213,6 +213,17 @@ class FaultProxy:
             raise RuntimeError("the proxy has no front port: call listen() first")
         return port
 
+    async def drain(self, timeout: float) -> bool:
+        """Wait until every relayed connection has ended (its client closed it and the proxy
+        read and relayed all it sent: a DISCONNECT is in the capture), for at most
+        ``timeout`` seconds; returns whether they all did. :meth:`close` aborts the rest."""
+        deadline = time.monotonic() + timeout
+        while any(not conn.closed for conn in self._conns):
+            if time.monotonic() >= deadline:
+                return False
+            await asyncio.sleep(0.01)
+        return True
+
     async def close(self) -> None:
         self._closing = True
         for server in self._servers.values():

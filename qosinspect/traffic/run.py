@@ -506,6 +506,9 @@ class _Run:
             await asyncio.gather(*(c.disconnect(timeout=2.0) for c in clients),
                                  return_exceptions=True)
             if self.proxy is not None:
+                # The clients' DISCONNECT and FIN are on their way: let the proxy read and
+                # record them before it closes what is left (a busy machine is slow to).
+                await self.proxy.drain(2.0)
                 await self.proxy.close()
         finally:
             try:

@@ -88,6 +88,31 @@ def test_passthrough_relays_every_packet_and_taps_the_client_side(tmp_path: Path
     assert (tmp_path / "run.pcapng").stat().st_size > 500
 
 
+def test_drain_waits_for_the_clients_to_close_and_records_their_last_packets() -> None:
+    """What the run does at its end: the clients send DISCONNECT and close, and the proxy
+    (which reads on its own schedule) has read, relayed and recorded it all once drain()
+    returns True; a client that stays is left to close() after the timeout."""
+    events: list[Event] = []
+
+    async def body(proxy: FaultProxy, rules: PacketRules) -> None:
+        leaving = await ScriptedPeer.connect(proxy.port_for("pub"), "pub")
+        staying = await ScriptedPeer.connect(proxy.port_for("sub"), "sub")
+        leaving.send(Disconnect())
+        await leaving.close()
+        assert not await proxy.drain(0.3)              # "sub" is still connected
+        staying.send(Disconnect())
+        await staying.close()
+        assert await proxy.drain(10.0)
+        # Both DISCONNECTs and both ends are recorded before close() could cut anything.
+        assert sum(isinstance(e, MqttPacketEvent) and isinstance(e.packet, Disconnect)
+                   for e in events) == 2
+        assert sum(isinstance(e, ConnectionClosed) for e in events) == 2
+
+    run_with_proxy(body, tap=events)
+    closes = [e for e in events if isinstance(e, ConnectionClosed)]
+    assert [c.closed_by for c in closes] == [Direction.C2B, Direction.C2B]
+
+
 def test_drop_removes_exactly_the_named_packets() -> None:
     async def body(proxy: FaultProxy, rules: PacketRules) -> None:
         pub = await ScriptedPeer.connect(proxy.port_for("pub"), "pub")
