@@ -28,7 +28,8 @@ _VERSIONS = {"3": 3, "3.1": 3, "4": 4, "3.1.1": 4, "5": 5, "5.0": 5}
 @click.option("--broker", required=True, metavar="HOST:PORT",
               help="The broker to publish to (local addresses only).")
 @click.option("--speed", type=click.FloatRange(0), default=1.0, show_default=True,
-              help="Time scale: 2 replays twice as fast; 0 as fast as possible.")
+              help="Time scale: 2 replays twice as fast; 0 as fast as possible (the order is "
+                   "then kept per client only).")
 @click.option("--client", "clients", multiple=True, metavar="ID",
               help="Replay only this original client id (repeatable).")
 @click.option("--topic", "topics", multiple=True, metavar="FILTER",

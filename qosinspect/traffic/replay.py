@@ -18,7 +18,8 @@ Rules, and why:
 - A topic alias is replaced by its topic (the decoder resolved it); Subscription Identifiers
   are dropped (a broker sets them); other MQTT 5 properties are kept.
 - Timing: message ``i`` goes out at ``(t_i - t_0) / speed`` after the start; ``speed`` 0 sends
-  as fast as the clients can.
+  as fast as the clients can, which keeps the order of each client's messages but not the
+  order between clients (the broker reads their connections as they become ready).
 """
 
 from __future__ import annotations
