@@ -125,6 +125,7 @@ class Client:
         self._closing = False
         self._final_error: BaseException | None = None
         self._close_request: tuple[str, str, Direction] | None = None
+        self._draining = False      # DISCONNECT sent: read to the end, act on nothing
         self._connected: Connected | None = None
         self._connected_ns = 0
         self._space = asyncio.Event()
@@ -183,7 +184,11 @@ class Client:
             self._write([packet], now)
         task = self._task
         if packet is not None and self._stream is not None:
-            self._stream.close()            # the reader sees the end and stops
+            # A graceful close: our FIN after the DISCONNECT, then the reader reads (and
+            # ignores) whatever still comes until the broker closes [MQTT-3.14.4-1]; closing
+            # now, with bytes unread, would send RST and the DISCONNECT could be lost.
+            self._draining = True
+            self._stream.finish()
         elif task is not None:
             task.cancel()                   # waiting to reconnect, or connecting: stop now
         if task is not None:
@@ -325,6 +330,7 @@ class Client:
         decoder.version_known = True
         self._decoder = decoder
         self._close_request = None
+        self._draining = False
         self._connected = None
         now = time.time_ns()
         self._emit_tap(ConnectionOpened(now, info))
@@ -385,7 +391,7 @@ class Client:
         timer = asyncio.get_running_loop().create_task(self._keepalive())
         cause, how, closed_by = "closed", "fin", Direction.B2C
         try:
-            while self._close_request is None:
+            while self._close_request is None or self._draining:
                 try:
                     data = await stream.read()
                 except _NETWORK_ERRORS as exc:
@@ -394,6 +400,8 @@ class Client:
                 if not data:
                     cause = "the broker closed the connection"
                     break
+                if self._draining:
+                    continue
                 try:
                     await self._feed(data)
                 except MQTTError as exc:

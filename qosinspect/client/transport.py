@@ -1,9 +1,12 @@
 """Opening the byte stream a client speaks MQTT over: TCP, TLS, WebSocket (over TCP or TLS).
 
-Every transport offers the same small interface (``read``, ``write``, ``drain``, ``close``,
-``abort``), so the client driver never knows which one it has. ``read`` returns b"" at the end of
-the stream. TLS follows mosquitto_pub's options: a CA file (or the system's CAs), an optional
-client certificate and key, and ``insecure`` to skip the host name check only.
+Every transport offers the same small interface (``read``, ``write``, ``drain``, ``finish``,
+``close``, ``abort``), so the client driver never knows which one it has. ``read`` returns b"" at
+the end of the stream. ``finish`` ends the client's direction only (TCP FIN after what is
+buffered, a WebSocket close frame) while reading goes on: closing a socket that still has unread
+bytes makes the kernel send RST, and a peer that takes the RST discards what it had not read yet
+(the DISCONNECT just sent). TLS follows mosquitto_pub's options: a CA file (or the system's
+CAs), an optional client certificate and key, and ``insecure`` to skip the host name check only.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ class Stream(Protocol):
     def write(self, data: bytes) -> None: ...
     def buffered(self) -> int: ...
     async def drain(self) -> None: ...
+    def finish(self) -> None: ...
     def close(self) -> None: ...
     def abort(self) -> None: ...
     async def wait_closed(self) -> None: ...
@@ -106,6 +110,12 @@ class TcpStream:
 
     async def drain(self) -> None:
         await self.writer.drain()
+
+    def finish(self) -> None:
+        if self.writer.can_write_eof():
+            self.writer.write_eof()
+        else:                       # TLS cannot half-close: close_notify and close
+            self.writer.close()
 
     def close(self) -> None:
         self.writer.close()

@@ -163,6 +163,11 @@ class WebSocketClientStream:
     async def drain(self) -> None:
         await self.writer.drain()
 
+    def finish(self) -> None:
+        """Start the closing handshake: the server answers the close frame and closes the TCP
+        connection, which :meth:`read` sees as the end (RFC 6455 7.1.1)."""
+        self._send_close(b"\x03\xe8")                   # 1000: normal closure
+
     def close(self) -> None:
         self._send_close(b"\x03\xe8")                   # 1000: normal closure
         self.writer.close()

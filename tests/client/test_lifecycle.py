@@ -191,3 +191,53 @@ def test_keep_alive_timeout_closes_and_reconnects() -> None:
             await c.disconnect()
 
     run(main(), timeout=15)
+
+
+def test_disconnect_half_closes_and_reads_until_the_broker_closes() -> None:
+    """DISCONNECT, then FIN, then the client goes on reading (and ignoring) what the broker still
+    sends until it closes [MQTT-3.14.4-2]: the peer sees the DISCONNECT and an orderly end, never
+    a reset, even when bytes arrive after the DISCONNECT was sent (closing a socket with unread
+    bytes makes the kernel answer RST, and a peer that takes the RST may lose the DISCONNECT)."""
+    seen: dict[str, object] = {}
+
+    async def main() -> None:
+        got_disconnect = asyncio.Event()
+        finished = asyncio.Event()
+
+        async def peer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            try:
+                head = await reader.readexactly(2)
+                await reader.readexactly(head[1])               # CONNECT (short: 1-byte length)
+                writer.write(b"\x20\x02\x00\x00")               # CONNACK, accepted
+                seen["disconnect"] = await reader.readexactly(2)
+                got_disconnect.set()
+                seen["after"] = await reader.read(100)          # b"" is a FIN, not a reset
+                # bytes sent after the client's FIN: read and ignored, no RST back
+                for _ in range(3):                              # a reset shows by the 2nd
+                    writer.write(b"\x30\x07\x00\x03a/b" + b"xy")  # PUBLISH QoS 0
+                    await writer.drain()
+                    await asyncio.sleep(0.1)
+                seen["reset"] = False
+            except (ConnectionResetError, BrokenPipeError):
+                seen["reset"] = True
+            finally:
+                writer.close()
+                finished.set()
+
+        server = await asyncio.start_server(peer, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        try:
+            client = Client("127.0.0.1", port, client_id=cid("half"), keep_alive=0)
+            await client.connect()
+            await client.disconnect(timeout=5.0)
+            seen["returned_after_peer_closed"] = finished.is_set()
+            await asyncio.wait_for(finished.wait(), 5)
+        finally:
+            server.close()
+            await server.wait_closed()
+
+    run(main())
+    assert seen["disconnect"] == b"\xe0\x00"
+    assert seen["after"] == b""
+    assert seen["reset"] is False
+    assert seen["returned_after_peer_closed"] is True
