@@ -30,8 +30,16 @@ TYPES = {1: "CONNECT", 2: "CONNACK", 3: "PUBLISH", 4: "PUBACK", 5: "PUBREC", 6: 
          12: "PINGREQ", 13: "PINGRESP", 14: "DISCONNECT", 15: "AUTH"}
 
 
+#: Key logs of the TLS captures: tshark decrypts those with them (qosinspect does not).
+KEYLOGS = {e["file"]: e["keylog"] for e in json.loads((CAPTURES / "captures.json").read_text())
+           if e.get("tls")}
+
+
 def _tshark(path: Path, port: int, *args: str) -> list[list[str]]:
-    cmd = ["tshark", "-r", str(path), "-d", f"tcp.port=={port},mqtt", *args, "-T", "fields",
+    decode = (["-d", f"tls.port=={port},mqtt", "-o",
+               f"tls.keylog_file:{CAPTURES / KEYLOGS[path.name]}"] if path.name in KEYLOGS
+              else ["-d", f"tcp.port=={port},mqtt"])
+    cmd = ["tshark", "-r", str(path), *decode, *args, "-T", "fields",
            "-E", "occurrence=a", "-E", "aggregator=,"]
     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
     return [line.split("\t") for line in out.splitlines()]
@@ -110,7 +118,13 @@ def tshark_view(entry: dict[str, Any]) -> dict[str, Any]:
     resets = _tshark(path, port, "-Y", "tcp.flags.reset==1", "-e", "tcp.stream")
     refused = _tshark(path, port, "-Y", "mqtt.puback.reason_code >= 0x80 || "
                       "mqtt.pubrec.reason_code >= 0x80", "-e", "frame.number")
+    creds = ([] if entry["websocket"] or entry.get("tls") else
+             _tshark(path, port, "-Y", "mqtt.msgtype==1", "-e", "mqtt.username",
+                     "-e", "mqtt.passwd"))
     return {
+        "CONNECT with user name, password; user names": (
+            sum(1 for c in creds if c[0]), sum(1 for c in creds if c[1]),
+            sorted({c[0] for c in creds if c[0]})),
         "connections (CONNECT)": sum(1 for p in pk if p["type"] == "CONNECT"),
         "PUBLISH per QoS": dict(sorted(Counter(p["qos"] for p in pub).items())),
         "PUBLISH DUP=1 per QoS": dict(sorted(Counter(p["qos"] for p in pub if p["dup"])
@@ -134,6 +148,7 @@ def our_view(report: dict[str, Any]) -> dict[str, Any]:
         "refused": [r["refused"] for r in report["per_qos"]],
         "reconnects": report["reconnects"], "redelivered": report["redelivered"],
         "connection ends": report["connection_ends"], "anomalies": report["anomalies"],
+        "clear text": report["clear_text"],
     }
 
 

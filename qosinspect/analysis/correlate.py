@@ -221,6 +221,7 @@ class Correlator(ExchangeTracker, SessionTracker):
             c.rec.t_open = ev.ts_ns
         elif isinstance(ev, ConnectionClosed):
             c = self._conn(ev.conn, ev.ts_ns)
+            c.rec.transport = ev.conn.transport     # learnt after the open (TLS, WebSocket)
             self._close(c, ev.ts_ns, ev.how, ev.closed_by)
         elif isinstance(ev, TcpRetransmission):
             c = self._conn(ev.conn, ev.ts_ns)
@@ -237,6 +238,8 @@ class Correlator(ExchangeTracker, SessionTracker):
             c.gap_frame = ev.frame
         elif isinstance(ev, Anomaly):
             ca = self._conn(ev.conn, ev.ts_ns) if ev.conn is not None else None
+            if ca is not None and ev.conn is not None:
+                ca.rec.transport = ev.conn.transport  # "encrypted" comes with "tls"
             if ca is not None and ev.kind == "stream_gap" and ca.gap_frame == ev.frame:
                 # The capture decoder says a StreamGap twice (event and anomaly): one row, with
                 # its (richer) wording.

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from .correlate import CorrelationResult
+from .exposure import exposure
 from .records import DELIVERY_REASONS, DELIVERY_STATUSES, OUTCOMES, STEPS
 
 __all__ = ["report_dict", "summary_rows"]
@@ -175,6 +176,7 @@ def report_dict(r: CorrelationResult) -> dict[str, Any]:
         "stream_gaps": sum(c.stream_gaps for c in r.connections),
         "anomalies": dict(sorted(anomalies.items())),
         "notes": dict(sorted(notes.items())),
+        "clear_text": exposure(r.connections),
         "capture": {
             "t_first_ns": r.t_first, "t_last_ns": r.t_last,
             "duration_s": (None if r.t_first is None or r.t_last is None

@@ -154,6 +154,9 @@ def format_report(analysis: Analysis, fmt: str = "table", capture: str = "CAPTUR
                f"{data['stream_gaps']}")
     out.append(f"  details: qosinspect export {capture} -o DIR (tcp_retransmissions)")
     out.append("")
+    out.append(h("Clear text"))
+    out.extend(_clear_text_lines(data["clear_text"], capture))
+    out.append("")
     out.append(h("Anomalies"))
     if data["anomalies"]:
         first = _first_anomalies(analysis)
@@ -170,6 +173,31 @@ def format_report(analysis: Analysis, fmt: str = "table", capture: str = "CAPTUR
 
 
 _SHOWN = 10
+
+
+def _clear_text_lines(ct: dict[str, Any], capture: str) -> list[str]:
+    """What an eavesdropper on the capture's links reads (never the passwords themselves)."""
+    total = ct["connections"] + ct["encrypted"]
+    lines = [f"MQTT readable by anyone on the path: {ct['connections']} of {total} connections "
+             f"({ct['encrypted']} encrypted), {ct['mqtt_bytes']:,} MQTT bytes, "
+             f"{ct['publish_packets']:,} PUBLISH (topics and payloads)"]
+    if ct["with_username"] or ct["with_password"]:
+        users = ", ".join(ct["usernames"][:_SHOWN])
+        if len(ct["usernames"]) > _SHOWN:
+            users += f", ... and {len(ct['usernames']) - _SHOWN} more"
+        risk = ("an eavesdropper can log in with them" if ct["password_accepted"] else
+                "none seen accepted, but readable all the same")
+        lines.append(f"credentials in clear text: a user name on {ct['with_username']} "
+                     f"connections ({users or 'none'}), a password on {ct['with_password']}, "
+                     f"accepted by the broker on {ct['password_accepted']}: {risk}; use TLS")
+        lines.append(f"  details: qosinspect ladder {capture} --conn "
+                     f"{ct['first_conn_with_password'] if ct['with_password'] else 'N'}; "
+                     f"qosinspect export {capture} -o DIR (connections: transport, username, "
+                     "password_present)")
+    else:
+        lines.append("credentials in clear text: none (no CONNECT with a user name or password "
+                     "outside TLS)")
+    return lines
 
 
 def _reconnect_rows(analysis: Analysis, limit: int) -> list[list[Any]]:

@@ -39,6 +39,7 @@ def test_report_keys_are_in_the_glossary() -> None:
     b.qos1(c, "c2b", "t", b"1", 1)
     report = qosinspect.analyze(b.events).report()
     text = (PROJECT_ROOT / "docs" / "glossary.md").read_text(encoding="utf-8")
-    keys = set(report) | set(report["per_qos"][1]) | set(report["capture"])
+    keys = (set(report) | set(report["per_qos"][1]) | set(report["capture"])
+            | set(report["clear_text"]))
     missing = [k for k in sorted(keys) if f"`{k}`" not in text]
     assert not missing, missing
