@@ -34,8 +34,11 @@ demo: $(STAMP) system-deps
 notebooks-clean: $(STAMP)
 	$(PY) scripts/strip-notebooks.py
 
-bench: $(STAMP)
+bench: $(STAMP) system-deps
 	$(PY) benchmarks/codec.py
+	$(PY) benchmarks/decode.py
+	$(PY) benchmarks/report.py
+	$(PY) benchmarks/broker.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info
