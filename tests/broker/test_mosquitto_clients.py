@@ -25,6 +25,9 @@ from qosinspect.broker import (
     PasswordFile,
 )
 from qosinspect.broker.server import tls_context
+from qosinspect.events import Event, MqttPacketEvent
+from qosinspect.mqtt.enums import Direction
+from qosinspect.mqtt.packets import Connect, PubAck, Publish, PubRec
 from qosinspect.testing.certs import Certs
 from qosinspect.testing.mosquitto import Mosquitto
 from qosinspect.testing.tools import require_tool, stop_process
@@ -88,6 +91,29 @@ def lines(proc: subprocess.Popen[str], n: int, timeout: float = 10) -> list[str]
     return out
 
 
+def _acknowledged_by(tap: list[Event], client_id: str) -> set[str]:
+    """Payloads of the PUBLISH packets the broker sent ``client_id`` that it acknowledged
+    (PUBACK, or PUBREC, for the packet id on the same connection)."""
+    ours: set[int] = set()
+    in_flight: dict[tuple[int, int], str] = {}
+    acked: set[str] = set()
+    for e in list(tap):
+        if not isinstance(e, MqttPacketEvent):
+            continue
+        conn, p = e.conn.conn_id, e.packet
+        if isinstance(p, Connect) and p.client_id == client_id:
+            ours.add(conn)
+        elif conn not in ours:
+            continue
+        elif isinstance(p, Publish) and e.direction is Direction.B2C and p.packet_id:
+            in_flight[conn, p.packet_id] = p.payload.decode()
+        elif isinstance(p, PubAck | PubRec) and e.direction is Direction.C2B:
+            payload = in_flight.pop((conn, p.packet_id), None)
+            if payload is not None:
+                acked.add(payload)
+    return acked
+
+
 def pub(port: int, *args: str) -> None:
     done = mosquitto_pub(port, *args)
     assert done.returncode == 0, done.stderr
@@ -144,7 +170,8 @@ def test_persistent_session_subscriber_killed_and_restarted(version: str) -> Non
     args = ("-c", "-q", "2", "-V", version, "-F", "%q %p")
     if version == "mqttv5":
         args = (*args, "-x", "300")
-    with run_broker() as b:
+    tap: list[Event] = []
+    with run_broker(tap=tap.append) as b:
         with sub_process(b, b.port, "durable", "p/#", *args) as s:
             for i in range(10):
                 pub(b.port, "-V", version, "-q", str(1 + i % 2), "-t", "p/x", "-m", f"a{i}")
@@ -191,7 +218,14 @@ def test_persistent_session_subscriber_killed_and_restarted(version: str) -> Non
             reader.start()                    # duplicates (redelivered QoS 1) may come too
             while not want <= seen and time.monotonic() < deadline:
                 time.sleep(0.02)
-        assert want <= seen, f"lost: {sorted(want - seen)[:10]}"
+        # libmosquitto 2.0 sends PUBACK before its on_message callback prints the message
+        # (lib/handle_publish.c; later versions swapped the two): a message acknowledged by the
+        # killed process but not yet printed was delivered [MQTT-4.3.2-2] and was that
+        # process's to lose, not the broker's
+        acknowledged = _acknowledged_by(tap, "durable")
+        assert {line.split()[1] for line in first} <= acknowledged   # printed after its PUBACK
+        lost = want - seen - acknowledged
+        assert not lost, f"lost: {sorted(lost)[:10]}"
 
 
 @pytest.fixture
