@@ -37,26 +37,27 @@ that differ.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from _capture import (
+    CPU,
+    argument_parser,
+    count_frames,
+    ensure_capture,
+    implementation,
+    log,
+    qosinspect_command,
+    run_measured,
+)
 
-from qosinspect import _accel  # noqa: E402
-from qosinspect.capture.pcapfile import CaptureFile  # noqa: E402
-
-MAKE_CAPTURE = ROOT.parent / "shared" / "bench" / "make_capture.sh"
-CACHED = ROOT / "out" / "bench" / "mqtt_large.pcap"
 TYPES = ("RESERVED", "CONNECT", "CONNACK", "PUBLISH", "PUBACK", "PUBREC", "PUBREL", "PUBCOMP",
          "SUBSCRIBE", "SUBACK", "UNSUBSCRIBE", "UNSUBACK", "PINGREQ", "PINGRESP", "DISCONNECT",
          "AUTH")
@@ -75,50 +76,6 @@ for ev in stream:
 print(json.dumps({"types": types, "anomalies": stream.summary.anomalies,
                   "frames": stream.summary.frames}))
 """
-
-
-#: CPU seconds (user + system) of the last measured run of each program: on a shared machine
-#: they move less than wall time, which waits for the CPU other work holds.
-CPU: dict[str, float] = {}
-
-
-def log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
-
-
-def run_measured(cmd: list[str], stdout: int | object = subprocess.DEVNULL
-                 ) -> tuple[float, float, int]:
-    """Run ``cmd``; returns (wall seconds, peak RSS in MB of that process, exit status)."""
-    t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=stdout, stderr=subprocess.DEVNULL)  # type: ignore[arg-type]
-    _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.perf_counter() - t0
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    CPU[cmd[0]] = usage.ru_utime + usage.ru_stime
-    return wall, usage.ru_maxrss / 1024, proc.returncode
-
-
-def ensure_capture(args: argparse.Namespace) -> tuple[Path, int]:
-    if args.capture:
-        path = Path(args.capture)
-        if args.port:
-            return path, args.port
-        port_file = Path(str(path) + ".port")
-        return path, int(port_file.read_text()) if port_file.exists() else 1883
-    port_file = Path(str(CACHED) + ".port")
-    if not CACHED.exists() or not port_file.exists():
-        if not MAKE_CAPTURE.exists():
-            sys.exit(f"{MAKE_CAPTURE} not found: give --capture FILE")
-        log(f"recording the large capture with {MAKE_CAPTURE} (about 4 minutes) ...")
-        CACHED.parent.mkdir(parents=True, exist_ok=True)
-        subprocess.run([str(MAKE_CAPTURE), str(CACHED), "large"], check=True,
-                       stdout=sys.stderr)
-    return CACHED, int(port_file.read_text())
-
-
-def count_frames(path: Path) -> int:
-    with CaptureFile(path) as cap:
-        return sum(1 for _ in cap.records())
 
 
 def tshark_counts(out: Path) -> Counter[str]:
@@ -181,27 +138,16 @@ def agreement(path: Path, port: int, tshark: str, show: int = 8) -> dict[str, ob
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--capture", help="a capture to use instead of the cached large one")
-    ap.add_argument("--port", type=int, help="the broker port of --capture (default: "
-                    "CAPTURE.port file, else 1883)")
-    ap.add_argument("--json", action="store_true", help="print one JSON object")
-    ap.add_argument("--pure", action="store_true", help="run qosinspect with QOSINSPECT_PURE=1 "
-                    "(the pure-Python path even if the C accelerator is built)")
+    ap = argument_parser(__doc__)
     ap.add_argument("--agree", action="store_true", help="also compare packet types per frame "
                     "with tshark (untimed)")
     args = ap.parse_args()
     path, port = ensure_capture(args)
-    if args.pure:
-        os.environ["QOSINSPECT_PURE"] = "1"  # inherited by the measured processes
-    impl = "python" if args.pure else _accel.implementation()
-    log(f"qosinspect implementation: {impl}")
+    impl = implementation(args)
     tshark = shutil.which("tshark")
     if tshark is None:
         sys.exit("tshark is not installed")
-    qosinspect = str(Path(sys.executable).with_name("qosinspect"))
-    if not Path(qosinspect).exists():
-        sys.exit(f"{qosinspect} not found: install the project (make venv)")
+    qosinspect = qosinspect_command()
     frames = count_frames(path)
     log(f"{path}: {frames:,} packets, {path.stat().st_size / 1e6:.0f} MB, broker port {port}")
 
