@@ -22,10 +22,8 @@ What the engine decides, with the statements that fix it:
   subscription delivers to one member of the group (round robin, online members first).
   Per-topic order holds because routing is synchronous and each session queue is FIFO
   [MQTT-4.6.0-5].
-- Retained: a retained PUBLISH replaces the topic's retained message [MQTT-3.3.1-5], an empty
-  payload clears it [MQTT-3.3.1-6] [MQTT-3.3.1-7]; on subscribe it is sent with RETAIN=1
-  [MQTT-3.3.1-9] per retain handling 0/1/2 [MQTT-3.3.1-9] [MQTT-3.3.1-10] [MQTT-3.3.1-11];
-  never to shared subscriptions.
+- SUBSCRIBE, UNSUBSCRIBE and retained messages: :mod:`.subscriptions`; the state and the
+  plumbing all parts share (output queues, persistence hooks): :mod:`.core`.
 - Wills: published when the connection ends without DISCONNECT [MQTT-3.1.2-8] (or with MQTT 5
   reason 0x04), never after a normal DISCONNECT [MQTT-3.1.2-10]; MQTT 5 Will Delay defers it and
   a reconnection in time cancels it [MQTT-3.1.3-9]. A will the ACL does not let the client
@@ -48,10 +46,6 @@ What the engine decides, with the statements that fix it:
 
 from __future__ import annotations
 
-import itertools
-from collections.abc import Iterable
-from typing import Any
-
 from ..errors import MQTTError, RemoteProtocolError
 from ..mqtt.codec import encode
 from ..mqtt.packets import (
@@ -67,18 +61,15 @@ from ..mqtt.packets import (
     Publish,
     PubRec,
     PubRel,
-    SubAck,
     Subscribe,
-    UnsubAck,
     Unsubscribe,
     Will,
 )
 from ..mqtt.properties import NO_PROPERTIES, Properties, PropertyId
 from ..mqtt.session import Session
-from ..mqtt.topics import parse_shared, topic_matches
-from .auth import READ, WRITE, Authenticator
-from .routing import SubscriptionIndex
+from .auth import READ, WRITE
 from .state import NEVER, NS, BrokerConfig, BrokerSession, BrokerStats, ClientConn, SubOptions
+from .subscriptions import SubscriptionHandling
 
 __all__ = ["NEVER", "NS", "BrokerConfig", "BrokerEngine", "BrokerSession", "BrokerStats",
            "ClientConn", "SubOptions"]
@@ -87,60 +78,8 @@ _ALIAS = int(PropertyId.TOPIC_ALIAS)
 _SUB_ID = int(PropertyId.SUBSCRIPTION_IDENTIFIER)
 
 
-class BrokerEngine:
+class BrokerEngine(SubscriptionHandling):
     """Sessions, subscriptions, retained messages and routing (see the module docstring)."""
-
-    def __init__(self, config: BrokerConfig | None = None,
-                 auth: Authenticator | None = None) -> None:
-        self.config = config or BrokerConfig()
-        self.auth = auth or Authenticator(allow_anonymous=True)
-        self.stats = BrokerStats()
-        self.sessions: dict[str, BrokerSession] = {}
-        self.retained: dict[str, tuple[Publish, int | None]] = {}
-        self.index: SubscriptionIndex[SubOptions] = SubscriptionIndex()
-        self.conns: dict[int, ClientConn] = {}
-        self._rr = itertools.count()
-        self._conn_ids = itertools.count()
-        self._assigned = itertools.count(1)
-        self._wills: dict[str, tuple[Will, int, int]] = {}   # client id -> (will, due, version)
-        self._offline: dict[str, BrokerSession] = {}          # sessions that may expire
-        self._dirty: dict[int, ClientConn] = {}
-        self._unblocked: list[ClientConn] = []
-        #: Persistence hooks (see :mod:`.store`): global changes and sessions with journals.
-        self.changes: list[tuple[Any, ...]] | None = None
-        self.dirty_sessions: dict[str, BrokerSession] = {}
-        self._seq = itertools.count(1)
-
-    # -- driver interface -------------------------------------------------------------------------
-
-    def open(self, now: int) -> ClientConn:
-        """A new network connection (it must send CONNECT within ``connect_timeout``)."""
-        conn = ClientConn(next(self._conn_ids), opened_ns=now, last_rx_ns=now)
-        self.conns[conn.conn_id] = conn
-        return conn
-
-    def take_output(self) -> list[ClientConn]:
-        """Connections with packets to send or a close pending, since the last call."""
-        if not self._dirty:
-            return []
-        out = list(self._dirty.values())
-        self._dirty.clear()
-        return out
-
-    def take_unblocked(self) -> list[ClientConn]:
-        """Publishers that may be read from again (their subscribers' queues drained)."""
-        out = self._unblocked
-        self._unblocked = []
-        return [c for c in out if not c.blocked_on and not c.closed]
-
-    def _send(self, conn: ClientConn, packets: list[Packet] | Packet) -> None:
-        if conn.closed:
-            return
-        if isinstance(packets, list):
-            conn.outbox.extend(packets)
-        else:
-            conn.outbox.append(packets)
-        self._dirty[conn.conn_id] = conn
 
     def receive(self, conn: ClientConn, packet: Packet, now: int) -> None:
         """One packet from the client on ``conn``."""
@@ -473,18 +412,6 @@ class BrokerEngine:
             self._retain(msg, expires_ns)
         self._route(msg, now, expires_ns, origin)
 
-    def _retain(self, msg: Publish, expires_ns: int | None) -> None:
-        topic = msg.topic
-        if msg.payload:
-            if topic not in self.retained and len(self.retained) >= self.config.max_retained:
-                self.stats.retained_refused += 1
-                return
-            self.retained[topic] = (msg, expires_ns)          # [MQTT-3.3.1-5]
-            if self.changes is not None:
-                self.changes.append(("retain", msg, expires_ns))
-        elif self.retained.pop(topic, None) is not None and self.changes is not None:
-            self.changes.append(("unretain", topic))          # [MQTT-3.3.1-6]
-
     def _route(self, msg: Publish, now: int, expires_ns: int | None,
                origin: ClientConn | None) -> None:
         origin_id = origin.client_id if origin is not None else None
@@ -560,110 +487,3 @@ class BrokerEngine:
         online = [n for n in names if (s := self.sessions.get(n)) is not None and s.conn]
         pool = online or names
         return pool[next(self._rr) % len(pool)]
-
-    # -- subscribe ------------------------------------------------------------------------------
-
-    def _subscribe(self, conn: ClientConn, s: Subscribe, now: int) -> None:
-        sess = conn.session
-        assert sess is not None
-        v5 = conn.version >= 5
-        sub_ids = s.properties.subscription_identifiers if v5 else []
-        sub_id = sub_ids[0] if sub_ids else None
-        codes: list[int] = []
-        retained: list[tuple[str, SubOptions]] = []
-        for sub in s.subscriptions:
-            if not self.auth.may(READ, sub.topic_filter, client_id=conn.client_id,
-                                 username=conn.username, subscribe=True):
-                codes.append(self.config.deny_subscribe_code_v5 if v5 else 0x80)
-                continue
-            existed = sub.topic_filter in sess.subs
-            if not existed and len(sess.subs) >= self.config.max_subscriptions:
-                codes.append(0x97 if v5 else 0x80)
-                continue
-            opt = SubOptions(sub.qos, sub.no_local, sub.retain_as_published,
-                             sub.retain_handling, sub_id)
-            sess.subs[sub.topic_filter] = opt                 # replaces [MQTT-3.8.4-3]
-            self.index.add(sess.client_id, sub.topic_filter, opt)
-            if self.changes is not None and sess.persistent:
-                self.changes.append(("sub", sess.client_id, sub.topic_filter, opt))
-            codes.append(sub.qos)
-            if parse_shared(sub.topic_filter) is None and (
-                    opt.retain_handling == 0 or (opt.retain_handling == 1 and not existed)):
-                retained.append((sub.topic_filter, opt))
-        self._send(conn, SubAck(s.packet_id, tuple(codes)))   # [MQTT-3.8.4-1]
-        for topic_filter, opt in retained:
-            self._send_retained(conn, sess, topic_filter, opt, now)
-
-    def _send_retained(self, conn: ClientConn, sess: BrokerSession, topic_filter: str,
-                       opt: SubOptions, now: int) -> None:
-        if "+" in topic_filter or "#" in topic_filter:
-            candidates: Iterable[str] = list(self.retained)
-        else:
-            candidates = (topic_filter,) if topic_filter in self.retained else ()
-        for topic in candidates:
-            msg, expires_ns = self.retained[topic]
-            if expires_ns is not None and now >= expires_ns:
-                del self.retained[topic]
-                if self.changes is not None:
-                    self.changes.append(("unretain", topic))
-                continue
-            if not topic_matches(topic_filter, topic):
-                continue
-            if self.auth.acl is not None and not self.auth.may(
-                    READ, topic, client_id=conn.client_id, username=conn.username):
-                continue
-            props = msg.properties
-            if opt.sub_id is not None:
-                props = Properties((*props.items, (_SUB_ID, opt.sub_id)))
-            out = msg._replace(qos=min(msg.qos, opt.qos), retain=True,  # [MQTT-3.3.1-9]
-                               properties=props)
-            state = sess.state
-            self._send(conn, state.publish(
-                out, now, expires_ns=expires_ns,
-                tag=next(self._seq) if state.journal is not None else None))
-            self._touch(sess)
-
-    def _unsubscribe(self, conn: ClientConn, u: Unsubscribe) -> None:
-        sess = conn.session
-        assert sess is not None
-        codes: list[int] = []
-        for topic_filter in u.topic_filters:
-            if sess.subs.pop(topic_filter, None) is not None:
-                self.index.remove(sess.client_id, topic_filter)
-                if self.changes is not None and sess.persistent:
-                    self.changes.append(("unsub", sess.client_id, topic_filter))
-                codes.append(0x00)
-            else:
-                codes.append(0x11)
-        self._send(conn, UnsubAck(u.packet_id, tuple(codes) if conn.version >= 5 else ()))
-
-    # -- persistence hooks ------------------------------------------------------------------------
-
-    def _persist_session(self, sess: BrokerSession) -> None:
-        """Record the session row (expiry, version); start or stop its journal."""
-        if self.changes is None:
-            return
-        if sess.persistent:
-            if sess.state.journal is None:
-                sess.state.journal = []
-            self.changes.append(("session", sess.client_id, sess.expiry_s, sess.version))
-            self.dirty_sessions[sess.client_id] = sess
-        elif sess.state.journal is not None:
-            sess.state.journal = None
-            self.changes.append(("end_session", sess.client_id))
-
-    def _touch(self, sess: BrokerSession) -> None:
-        if sess.state.journal is not None:
-            self.dirty_sessions[sess.client_id] = sess
-
-    def restore_session(self, sess: BrokerSession) -> None:
-        """Adopt an offline session read back from a store (subscriptions included)."""
-        self.sessions[sess.client_id] = sess
-        for topic_filter, opt in sess.subs.items():
-            self.index.add(sess.client_id, topic_filter, opt)
-        if sess.expiry_s != NEVER:
-            self._offline[sess.client_id] = sess
-
-    def restart_tags(self, after: int) -> None:
-        """Continue message numbers after ``after`` (the largest one in a loaded store)."""
-        self._seq = itertools.count(after + 1)
