@@ -181,7 +181,8 @@ SCHEMAS: dict[str, tuple[Column, ...]] = {
         ("latency_pubrec", TD, "t_pubrec - t_publish"),
         ("latency_pubrel", TD, "t_pubrel - t_pubrec"),
         ("latency_pubcomp", TD, "t_pubcomp - t_pubrel"),
-        ("latency_total", TD, "t_end - t_publish, for completed or refused exchanges"),
+        ("latency_total", TD, "t_end - t_publish, for completed or refused exchanges (QoS 1 "
+                             "and 2: QoS 0 has no handshake, NaT)"),
         ("latency_ms", "float64", "latency_total in milliseconds"),
     ),
     "reconnects": (
@@ -412,8 +413,9 @@ def exchanges_frame(r: CorrelationResult, columns: Sequence[str] | None = None
         raise KeyError(f"no exchange column {sorted(unknown)}")
 
     def done() -> np.ndarray:
+        """Exchanges with a handshake that ended: QoS 0 has none, so no latency either."""
         return np.isin(a["outcome"], [OUTCOMES.index("complete"), OUTCOMES.index(
-            "complete_after_reconnect"), OUTCOMES.index("refused")])
+            "complete_after_reconnect"), OUTCOMES.index("refused")]) & (a["qos"] > 0)
 
     def total() -> np.ndarray:
         t = _td(a["t_end"], a["t_publish"])

@@ -10,6 +10,8 @@ imports them all to ask).
 from __future__ import annotations
 
 import importlib
+import os
+import sys
 
 import click
 
@@ -39,6 +41,16 @@ class LazyGroup(click.Group):
             importlib.import_module(f"{__name__}.{COMMANDS[cmd_name]}")  # registers it
             cmd = super().get_command(ctx, cmd_name)
         return cmd
+
+    def invoke(self, ctx: click.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except BrokenPipeError:
+            # The reader of the output went away (``| head``): stop quietly with success, as
+            # tshark does, instead of a traceback or an error about a closed pipe. stdout is
+            # pointed at /dev/null so that the interpreter's final flush cannot fail again.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            raise SystemExit(0) from None
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})

@@ -65,14 +65,19 @@ def flows(source: CaptureSource, qos: str | None, client: str | None, outcome: s
         elif fmt == "json":
             _write(json.dumps(_records(df), indent=1) + "\n", output)
         else:
+            import pandas as pd
+
             from ..report.text import format_table
 
             shown = df.copy()
             for col in ("t_publish", "t_puback", "t_pubrec", "t_pubrel", "t_pubcomp"):
                 shown[col] = shown[col].dt.strftime("%H:%M:%S.%f")
-            rows = [[None if v is None or v != v else v for v in r]
+            # missing: None, NaN, NaT and pd.NA (the packet id of a QoS 0 exchange)
+            rows = [[None if pd.isna(v) else v for v in r]
                     for r in shown.astype(object).itertuples(index=False)]
             _write(format_table(list(df.columns), rows) + f"\n{len(df)} exchanges\n", output)
+    except BrokenPipeError:
+        raise                       # the reader went away (| head): main() ends quietly
     except OSError as exc:
         raise click.ClickException(f"{output}: {exc}") from None
     finish(analysis)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pandas as pd
@@ -15,6 +16,7 @@ from qosinspect.testing.tools import PROJECT_ROOT
 CAPTURES = PROJECT_ROOT / "captures"
 REDELIVERY = str(CAPTURES / "mosquitto-redelivery.pcap")
 PAHO = str(CAPTURES / "paho-v311-v5.pcap")
+RECONNECT = str(CAPTURES / "gen-reconnect.pcap")
 COMMANDS = ("report", "flows", "ladder", "export", "plot")
 
 
@@ -168,3 +170,54 @@ def test_tls_capture_is_said_encrypted_and_decrypted_with_the_key_log() -> None:
     assert [r["publishes"] for r in json.loads(out)["per_qos"]] == [2, 2, 2]
     code, _, err = run("report", tls, "--tls-keylog", str(CAPTURES / "mosquitto-tls.keylog"))
     assert code == 2 and "needs --engine tshark" in err
+
+
+def test_flows_table_with_qos0_exchanges() -> None:
+    """QoS 0 exchanges have no packet id (pd.NA) and no handshake, so no latency: the table
+    shows '-' for both (it used to fail on the missing packet id)."""
+    code, out, _ = run("flows", str(CAPTURES / "gen-qos0.pcap"))
+    assert code == 0, out
+    rows = [line.split() for line in out.splitlines()[2:-1]]
+    assert len(rows) == 40 and out.strip().endswith("40 exchanges")
+    header = out.splitlines()[0].split()
+    for row in rows:
+        assert row[header.index("qos")] == "0"
+        assert row[header.index("packet_id")] == "-" and row[-1] == "-"   # latency_ms
+
+
+def test_qos0_exchanges_have_no_latency() -> None:
+    from qosinspect.analysis.api import analyze_capture
+
+    ex = analyze_capture(CAPTURES / "gen-reconnect.pcap").exchanges
+    q0 = ex[ex["qos"] == 0]
+    assert len(q0) and q0["latency_total"].isna().all() and q0["latency_ms"].isna().all()
+    done = ex[(ex["qos"] > 0) & ex["outcome"].isin(["complete", "complete_after_reconnect"])]
+    assert len(done) and done["latency_ms"].notna().all() and (done["latency_ms"] > 0).all()
+
+
+@pytest.mark.parametrize("args", [
+    ["decode", RECONNECT], ["flows", RECONNECT], ["flows", RECONNECT, "--format", "csv"],
+    ["flows", RECONNECT, "--format", "json"], ["ladder", RECONNECT, "--client", "sub-persistent"],
+], ids=lambda a: "-".join(a[:1] + a[2:]))
+def test_a_reader_that_goes_away_ends_the_command_quietly(args: list[str]) -> None:
+    """``qosinspect ... | head -1``: exit status 0 and nothing on stderr, never a traceback or
+    'Broken pipe' error. The pipe is shrunk to one page, and the output is larger than that,
+    so the command is still writing when the reader goes (report's few KB are written at once
+    and never outgrow a pipe; the same handler covers it)."""
+    import fcntl
+    import subprocess
+    import sys
+
+    command = [str(Path(sys.executable).with_name("qosinspect")), *args]
+    whole = subprocess.run(command, capture_output=True, timeout=60, check=True).stdout
+    assert len(whole) > 2 * 4096
+    read_fd, write_fd = os.pipe()
+    fcntl.fcntl(write_fd, fcntl.F_SETPIPE_SZ, 4096)
+    proc = subprocess.Popen(command, stdout=write_fd, stderr=subprocess.PIPE)
+    os.close(write_fd)
+    with os.fdopen(read_fd, "rb") as reader:
+        first = reader.readline()
+    assert first                                     # the command had started writing
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err.decode()
+    assert err == b""
