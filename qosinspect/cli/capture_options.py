@@ -21,8 +21,8 @@ import click
 
 from ..errors import QosinspectError
 
-__all__ = ["CaptureSource", "capture_source", "client_or_conn", "finish", "resolve_time",
-           "time_window"]
+__all__ = ["CaptureSource", "capture_source", "check_window", "client_or_conn", "finish",
+           "resolve_time", "resolve_window", "time_window"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 _VERSIONS = {"3": 3, "3.1": 3, "4": 4, "3.1.1": 4, "5": 5, "5.0": 5}
@@ -123,9 +123,28 @@ def resolve_time(value: str | None, t0: int | None, option: str) -> int | None:
     return (t0 or 0) + round(seconds * 1e9)
 
 
+def check_window(since: str | None, until: str | None) -> None:
+    """``--since``/``--until`` that cannot be read fail before the capture is analysed (which
+    can take a while), not after."""
+    resolve_time(since, 0, "--since")
+    resolve_time(until, 0, "--until")
+
+
+def resolve_window(since: str | None, until: str | None, t0: int | None
+                   ) -> tuple[int | None, int | None]:
+    """``--since``/``--until`` as ns since the epoch; an empty window (since after until) is a
+    usage error rather than an empty diagram."""
+    lo = resolve_time(since, t0, "--since")
+    hi = resolve_time(until, t0, "--until")
+    if lo is not None and hi is not None and lo > hi:
+        raise click.BadParameter(f"{since!r} is after --until {until!r}", param_hint="--since")
+    return lo, hi
+
+
 def finish(analysis: Any) -> None:
     """After the output: a capture that could not be read to the end is an error (exit 1)."""
     if analysis.capture_error is not None:
-        click.echo(f"Error: {analysis.source}: {analysis.capture_error} (the output covers "
-                   "what was read before it)", err=True)
+        msg = str(analysis.capture_error)
+        where = msg if str(analysis.source) in msg else f"{analysis.source}: {msg}"
+        click.echo(f"Error: {where} (the output covers what was read before it)", err=True)
         raise SystemExit(1)

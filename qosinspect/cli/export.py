@@ -9,6 +9,7 @@ import click
 
 from . import main
 from .capture_options import CaptureSource, capture_source, finish
+from .csvtimes import iso_times
 
 __all__ = ["export"]
 
@@ -24,7 +25,8 @@ def export(source: CaptureSource, outdir: str, fmt: str) -> None:
     """Write every table of the analysis of CAPTURE into DIR, one file each.
 
     packets, connections, sessions, exchanges, reconnects, deliveries, anomalies and
-    tcp_retransmissions (.parquet keeps the dtypes; .csv has ISO 8601 times), plus report.json.
+    tcp_retransmissions (.parquet keeps the dtypes; .csv has ISO 8601 UTC times with
+    nanoseconds), plus report.json.
     Columns: docs/glossary.md.
     """
     analysis = source.analyze()
@@ -36,7 +38,7 @@ def export(source: CaptureSource, outdir: str, fmt: str) -> None:
             if fmt == "parquet":
                 df.to_parquet(path, index=False)
             else:
-                df.to_csv(path, index=False, date_format="%Y-%m-%dT%H:%M:%S.%fZ")
+                iso_times(df).to_csv(path, index=False)
             click.echo(f"{path}  {len(df)} rows")
         (out / "report.json").write_text(json.dumps(analysis.report(), indent=2) + "\n",
                                          encoding="utf-8")

@@ -11,6 +11,7 @@ import click
 from ..analysis.records import OUTCOMES
 from . import main
 from .capture_options import CaptureSource, capture_source, finish
+from .csvtimes import iso_times
 
 __all__ = ["FLOW_COLUMNS", "flows"]
 
@@ -61,7 +62,7 @@ def flows(source: CaptureSource, qos: str | None, client: str | None, outcome: s
         if fmt == "parquet":
             df.to_parquet(output, index=False)
         elif fmt == "csv":
-            df.to_csv(output if output else sys.stdout, index=False)
+            iso_times(df).to_csv(output if output else sys.stdout, index=False)
         elif fmt == "json":
             _write(json.dumps(_records(df), indent=1) + "\n", output)
         else:

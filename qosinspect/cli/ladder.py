@@ -9,9 +9,10 @@ from . import main
 from .capture_options import (
     CaptureSource,
     capture_source,
+    check_window,
     client_or_conn,
     finish,
-    resolve_time,
+    resolve_window,
     time_window,
 )
 
@@ -32,14 +33,14 @@ def ladder(source: CaptureSource, client: str | None, conn: int | None, since: s
     """
     if (client is None) == (conn is None):
         raise click.UsageError("give exactly one of --client ID or --conn N")
+    check_window(since, until)
     from ..report.text import ladder_lines
 
     analysis = source.analyze(deliveries=False)
-    t0 = analysis.result.t_first
+    since_ns, until_ns = resolve_window(since, until, analysis.result.t_first)
     try:
-        lines = ladder_lines(analysis, client=client, conn=conn,
-                             since_ns=resolve_time(since, t0, "--since"),
-                             until_ns=resolve_time(until, t0, "--until"))
+        lines = ladder_lines(analysis, client=client, conn=conn, since_ns=since_ns,
+                             until_ns=until_ns)
     except LookupError as exc:
         raise click.ClickException(str(exc).strip("'\"")) from None
     click.echo("\n".join(lines))

@@ -5,7 +5,14 @@ from __future__ import annotations
 import click
 
 from . import main
-from .capture_options import CaptureSource, capture_source, finish, resolve_time, time_window
+from .capture_options import (
+    CaptureSource,
+    capture_source,
+    check_window,
+    finish,
+    resolve_window,
+    time_window,
+)
 
 __all__ = ["plot"]
 
@@ -28,14 +35,14 @@ def plot(source: CaptureSource, outdir: str, client: str | None, since: str | No
     exchanges over time) and ladder.png (a ladder diagram of one client in the --since/--until
     window).
     """
+    check_window(since, until)
     from ..report.plots import save_all
 
     analysis = source.analyze(deliveries=False)
-    t0 = analysis.result.t_first
+    since_ns, until_ns = resolve_window(since, until, analysis.result.t_first)
     try:
-        paths = save_all(analysis, outdir, client=client,
-                         since_ns=resolve_time(since, t0, "--since"),
-                         until_ns=resolve_time(until, t0, "--until"), dpi=dpi)
+        paths = save_all(analysis, outdir, client=client, since_ns=since_ns,
+                         until_ns=until_ns, dpi=dpi)
     except LookupError as exc:
         raise click.ClickException(str(exc).strip("'\"")) from None
     except OSError as exc:

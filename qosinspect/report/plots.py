@@ -199,8 +199,9 @@ def plot_ladder(analysis: Analysis, *, client: str | None = None, conn: int | No
     else:
         raise LookupError("give a client id or a connection number")
     if not ids:
-        what = f"client {client!r}" if client is not None else f"connection {conn}"
-        raise LookupError(f"no {what} in the capture")
+        if client is not None:
+            raise LookupError(_no_client(analysis, client))
+        raise LookupError(f"no connection {conn} in the capture")
     pk = analysis.packets_of(ids)
     ts = pk["ts"].astype("int64")
     keep = np.ones(len(pk), dtype=bool)
@@ -261,6 +262,11 @@ def plot_ladder(analysis: Analysis, *, client: str | None = None, conn: int | No
     return ax
 
 
+def _no_client(analysis: Analysis, client: str) -> str:
+    known = ", ".join(sorted(str(c) for c in analysis.connections["session"].dropna().unique()))
+    return f"no client {client!r} in the capture (clients: {known or 'none'})"
+
+
 def _busiest_client(analysis: Analysis) -> str | None:
     """The client a ladder is most worth drawing for: re-sends, then reconnections, then
     packets."""
@@ -284,6 +290,10 @@ def save_all(analysis: Analysis, outdir: str | Path, *, client: str | None = Non
              dpi: int = 110) -> list[Path]:
     """Write latency.png, timeline.png, inflight.png and ladder.png into ``outdir`` (made if
     missing); the ladder is of ``client`` (default: the one with the most re-sends)."""
+    if client is not None:
+        conns = analysis.connections
+        if not ((conns["client_id"] == client) | (conns["session"] == client)).any():
+            raise LookupError(_no_client(analysis, client))   # before any file is written
     out = Path(outdir)
     out.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []

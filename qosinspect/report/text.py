@@ -248,6 +248,16 @@ def _records(df: pd.DataFrame) -> list[dict[str, Any]]:
     return [{str(k): v for k, v in row.items()} for row in df.to_dict("records")]
 
 
+def _known_conns(conns: pd.DataFrame) -> str:
+    """The connection numbers there are, for an error message. They are Wireshark's
+    tcp.stream numbers, so they need not be contiguous (other TCP streams take numbers too)."""
+    ids = sorted(int(i) for i in conns["conn_id"])
+    if not ids:
+        return "it has no MQTT connection"
+    shown = ", ".join(str(i) for i in ids[:20]) + (", ..." if len(ids) > 20 else "")
+    return f"connections: {shown}"
+
+
 def ladder_lines(analysis: Analysis, *, client: str | None = None, conn: int | None = None,
                  since_ns: int | None = None, until_ns: int | None = None,
                  limit: int = 10_000) -> list[str]:
@@ -267,8 +277,7 @@ def ladder_lines(analysis: Analysis, *, client: str | None = None, conn: int | N
     elif conn is not None:
         sel = conns[conns["conn_id"] == conn]
         if sel.empty:
-            raise LookupError(f"no connection {conn} in the capture "
-                              f"(connections 0..{len(conns) - 1})")
+            raise LookupError(f"no connection {conn} in the capture ({_known_conns(conns)})")
     else:
         raise LookupError("give a client id or a connection number")
     ids = set(int(i) for i in sel["conn_id"])

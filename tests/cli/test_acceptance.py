@@ -1,0 +1,106 @@
+"""What a user running the analysis commands by hand ran into (an acceptance pass over every
+command and option): error messages that name things right, time windows checked before the
+long part, and CSV times that keep their nanoseconds and agree with the JSON."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+from qosinspect.cli import main
+from qosinspect.testing.tools import PROJECT_ROOT
+
+CAPTURES = PROJECT_ROOT / "captures"
+REDELIVERY = CAPTURES / "mosquitto-redelivery.pcap"
+RECONNECT = str(CAPTURES / "gen-reconnect.pcap")   # nanosecond pcap; tcp.streams 0, 1, 5 are MQTT
+TLS = str(CAPTURES / "mosquitto-tls.pcap")          # TLS on port 51957: no MQTT without -p
+
+
+def run(*args: str) -> tuple[int, str, str]:
+    res = CliRunner().invoke(main, list(args))
+    assert res.exception is None or isinstance(res.exception, SystemExit), res.exc_info
+    return res.exit_code, res.stdout, res.stderr
+
+
+@pytest.mark.parametrize("command", ["report", "flows", "export", "plot", "ladder"])
+def test_a_truncated_capture_is_named_once(tmp_path: Path, command: str) -> None:
+    cut = tmp_path / "cut.pcap"
+    cut.write_bytes(REDELIVERY.read_bytes()[:3000])
+    extra = {"export": ["-o", str(tmp_path / "x")], "plot": ["-o", str(tmp_path / "p")],
+             "ladder": ["--conn", "0"]}.get(command, [])
+    code, out, err = run(command, str(cut), *extra)
+    assert code == 1 and out                      # what was read before the cut is shown
+    last = err.strip().splitlines()[-1]
+    assert last.startswith(f"Error: {cut}, frame 32, byte offset 2897: truncated record")
+    assert last.count(str(cut)) == 1, last
+
+
+@pytest.mark.parametrize("command", ["ladder", "plot"])
+def test_an_unreadable_time_fails_before_the_capture_is_read(tmp_path: Path,
+                                                             command: str) -> None:
+    extra = ["--client", "x"] + (["-o", str(tmp_path / "p")] if command == "plot" else [])
+    code, _, err = run(command, str(tmp_path / "missing.pcap"), *extra, "--since", "noon")
+    assert code == 2 and "--since" in err and "'noon'" in err and "missing.pcap" not in err
+
+
+@pytest.mark.parametrize("command", ["ladder", "plot"])
+def test_since_after_until_is_an_error_not_an_empty_diagram(tmp_path: Path,
+                                                            command: str) -> None:
+    extra = ["-o", str(tmp_path / "p")] if command == "plot" else []
+    code, out, err = run(command, str(REDELIVERY), "--client", "redeliver-v4", *extra,
+                         "--since", "3", "--until", "1")
+    assert code == 2 and "'3' is after --until '1'" in err and not out
+    # an ISO time and seconds mix: both resolved against the capture start
+    code, out, _ = run(command, str(REDELIVERY), "--client", "redeliver-v4", *extra,
+                       "--since", "2026-11-25T06:28:28Z", "--until", "0.5")
+    assert code == 0 and out
+
+
+def test_unknown_connection_lists_the_numbers_there_are() -> None:
+    # conn numbers are tcp.stream numbers: refused SYNs between them take 2, 3 and 4
+    code, _, err = run("ladder", RECONNECT, "--conn", "2")
+    assert code == 1 and "no connection 2 in the capture (connections: 0, 1, 5)" in err
+    code, out, _ = run("ladder", RECONNECT, "--conn", "5")
+    assert code == 0 and "sub-persistent" in out
+    code, _, err = run("ladder", TLS, "--conn", "0")
+    assert code == 1 and "(it has no MQTT connection)" in err and "0..-1" not in err
+
+
+def test_plot_of_an_unknown_client_names_the_clients_and_writes_nothing(tmp_path: Path) -> None:
+    out_dir = tmp_path / "plots"
+    code, _, err = run("plot", str(REDELIVERY), "-o", str(out_dir), "--client", "nobody")
+    assert code == 1
+    assert "no client 'nobody' in the capture (clients: dup-pub-v4, " in err
+    assert not out_dir.exists() or not list(out_dir.iterdir())
+
+
+_ISO_NS = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z")
+
+
+def test_csv_times_keep_nanoseconds_and_match_json_and_parquet(tmp_path: Path) -> None:
+    code, out, _ = run("flows", RECONNECT, "--format", "json")
+    assert code == 0
+    js = json.loads(out)
+    code, out, _ = run("flows", RECONNECT, "--format", "csv")
+    assert code == 0
+    header, first = out.splitlines()[:2]
+    row = dict(zip(header.split(","), first.split(","), strict=True))
+    assert _ISO_NS.fullmatch(row["t_publish"]), row["t_publish"]
+    assert row["t_publish"] == js[0]["t_publish"]          # one form in CSV and JSON
+    code, _, _ = run("export", RECONNECT, "-o", str(tmp_path / "csv"), "--format", "csv")
+    assert code == 0
+    code, _, _ = run("export", RECONNECT, "-o", str(tmp_path / "pq"))
+    assert code == 0
+    for table, cols in (("exchanges", ["t_publish", "t_puback", "t_pubcomp", "t_end"]),
+                        ("packets", ["ts"]), ("connections", ["t_open", "t_connack"])):
+        pq = pd.read_parquet(tmp_path / "pq" / f"{table}.parquet")
+        csv = pd.read_csv(tmp_path / "csv" / f"{table}.csv", parse_dates=cols)
+        for col in cols:
+            assert str(csv[col].dtype) == "datetime64[ns, UTC]", (table, col)
+            assert csv[col].equals(pq[col]), (table, col)
+        assert pq[cols[0]].dt.nanosecond.any()      # the capture has sub-microsecond times
