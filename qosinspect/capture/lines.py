@@ -168,6 +168,11 @@ class LineFormatter:
             if self.fmt == "table":
                 return self._table(ev)
             return self._csv_row(event_row(ev))
+        if self.t0 is None:
+            # the table's times count from the first event (a connection's first frame, its
+            # SYN when captured), as the analysis' ladder and --since/--until do, and as
+            # Wireshark does for a capture that starts with the connection
+            self.t0 = ev.ts_ns
         return None
 
     def write_all(self, events: Iterable[Event], write: Callable[[str], object],

@@ -55,6 +55,7 @@ __all__ = [
     "RawFrame",
     "Record",
     "TruncatedCapture",
+    "capture_format",
     "open_capture",
     "read_frames",
 ]
@@ -122,6 +123,19 @@ def _tsresol(value: int) -> tuple[int, int]:
     if exp <= 9:
         return 10 ** (9 - exp), 1
     return 1, 10 ** (exp - 9)
+
+
+def capture_format(head: bytes, path: str) -> str:
+    """``"pcap"`` or ``"pcapng"`` from the first four (decompressed) bytes of a file; a
+    :class:`CaptureError` naming ``path`` for anything else."""
+    if len(head) < 4:
+        raise CaptureError("not a capture file (too short)", path=path, offset=0)
+    (magic,) = struct.unpack_from("<I", head, 0)
+    if magic in _PCAP_MAGICS:
+        return "pcap"
+    if magic == _SHB:
+        return "pcapng"
+    raise CaptureError(f"not a pcap or pcapng file (magic 0x{magic:08x})", path=path, offset=0)
 
 
 class CaptureFile:
@@ -222,16 +236,7 @@ class CaptureFile:
         self.close()
 
     def _detect(self) -> str:
-        buf = self.buf
-        if len(buf) < 4:
-            raise CaptureError("not a capture file (too short)", path=self.path, offset=0)
-        (magic,) = struct.unpack_from("<I", buf, 0)
-        if magic in _PCAP_MAGICS:
-            return "pcap"
-        if magic == _SHB:
-            return "pcapng"
-        raise CaptureError(f"not a pcap or pcapng file (magic 0x{magic:08x})",
-                           path=self.path, offset=0)
+        return capture_format(self.buf[:4], self.path)
 
     # -- walking ----------------------------------------------------------------------------
 

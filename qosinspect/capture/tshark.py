@@ -27,6 +27,7 @@ How, and the rules that matter:
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import shutil
@@ -69,6 +70,7 @@ from ..mqtt.packets import (
     Will,
 )
 from .decoder import CaptureSummary
+from .pcapfile import capture_format
 from .pipeline import looks_like_connect
 
 __all__ = ["TsharkDecoder", "tshark_command"]
@@ -260,6 +262,7 @@ class TsharkDecoder:
                 path = spool.name
             elif not os.path.exists(path):
                 raise self._fail("no such file")
+            self._check_format(path)
             ports = set(self.ports)
             found, http, tls = self._detect_ports(path)
             # a port given for MQTT that carries TLS is MQTT inside TLS; other TLS ports are
@@ -281,6 +284,20 @@ class TsharkDecoder:
             if spool is not None:
                 spool.close()
 
+    def _check_format(self, path: str) -> None:
+        """The native engine's check of the file's first bytes: tshark takes an empty file, or
+        a gzip of something else, for an empty capture and exits 0."""
+        try:
+            with open(path, "rb") as f:
+                head = f.read(4)
+                if head[:2] == b"\x1f\x8b":
+                    f.seek(0)
+                    with gzip.GzipFile(fileobj=f) as gz:
+                        head = gz.read(4)
+        except (OSError, EOFError, gzip.BadGzipFile) as exc:
+            raise self._fail(f"cannot read: {exc}") from None
+        capture_format(head, self.path)
+
     def _run(self, cmd: list[str], broker_ports: set[int]) -> Iterator[Event]:
         with tempfile.TemporaryFile() as errf:
             proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=errf)
@@ -294,7 +311,7 @@ class TsharkDecoder:
                 rc = proc.wait()
             errf.seek(0)
             err = errf.read().decode("utf-8", "replace")
-        problems = [ln for ln in err.splitlines()
+        problems = [ln.strip().removeprefix("tshark: ") for ln in err.splitlines()
                     if ln.strip() and "Running as user" not in ln and "dangerous" not in ln]
         if rc != 0 or any("cut short" in ln or "appears to be damaged" in ln
                           or "isn't a capture file" in ln for ln in problems):
