@@ -28,13 +28,15 @@ __all__ = ["broker", "passwd"]
 log = logging.getLogger("qosinspect.broker")
 
 
-async def _serve(server: BrokerServer) -> None:
+async def _serve(server: BrokerServer, notes: list[str]) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await server.start()
     log.warning("qosinspect broker ready, listening on %s", server.describe())
+    for note in notes:          # after the ready line, which scripts wait for as the first
+        log.warning("%s", note)
     await stop.wait()
     stats = ", ".join(f"{k} {v}" for k, v in vars(server.stats).items())
     log.warning("qosinspect broker stopping (%s)", stats)
@@ -135,9 +137,17 @@ def broker(hosts: tuple[str, ...], port: int | None, config_file: str | None,
         cfg, auth, loud = build(opts)
         logging.basicConfig(level=logging.INFO if loud else logging.WARNING,
                             format="%(asctime)s %(message)s", stream=sys.stderr)
+        notes = []
+        if not auth.allow_anonymous and auth.passwords is None and not any(
+                lst.use_identity_as_username for lst in cfg.listeners):
+            # mosquitto 2.0 with no configuration accepts local clients; this broker keeps
+            # anonymous access off unless asked, so say at once that nobody can connect.
+            notes.append("warning: anonymous access is off and there is no password file: "
+                         "every client will be refused (not authorised); give "
+                         "--allow-anonymous or --password-file FILE")
         server = BrokerServer(cfg, auth=auth, verbose=loud)
         with asyncio.Runner(loop_factory=_loop_factory()) as runner:
-            runner.run(_serve(server))
+            runner.run(_serve(server, notes))
     except (QosinspectError, OSError, ssl.SSLError) as exc:
         raise click.ClickException(str(exc)) from None
 

@@ -156,8 +156,11 @@ def demo(outdir: str, duration: float, capture_method: str, front_port: int | No
         raise click.ClickException(f"writing the plots: {exc}") from None
     click.echo("")
     click.echo(f"files ({time.monotonic() - started:.0f} s):")
+    # the same command as the report above: the clients' ports other than 1883 are MQTT too
+    # (without them, the reconnection attempts refused during the outage are not counted)
+    ports = "".join(f"-p {p} " for p in result.ports if p != 1883)
     click.echo(f"  capture       {capture}  ({result.capture_method}; open it in Wireshark, "
-               f"or: qosinspect report {capture})")
+               f"or: qosinspect report {ports}{capture})")
     click.echo(f"  ground truth  {result.truth_path}")
     for p in plots:
         click.echo(f"  plot          {p}")

@@ -90,7 +90,9 @@ def run_and_report(scenario: Any, options: Any) -> Any:
 @click.option("--report", "do_report", is_flag=True,
               help="Report on the capture right after the run (needs --capture).")
 @click.option("--format", "fmt", type=click.Choice(["table", "markdown", "json"]),
-              default="table", show_default=True, help="Format of --report.")
+              default="table", show_default=True,
+              help="Format of --report (json: standard output is the report alone, what the "
+                   "run did goes to stderr).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress lines on stderr.")
 def generate(scenario: str | None, list_: bool, broker: str | None, mqtt_version: str | None,
              duration: float | None, drain: float | None, seed: int | None,
@@ -132,11 +134,14 @@ def generate(scenario: str | None, list_: bool, broker: str | None, mqtt_version
         raise click.ClickException(str(exc)) from None
     except asyncio.CancelledError:
         raise click.ClickException("aborted") from None
-    click.echo(format_truth(result.truth))
+    # With --report --format json, standard output is the report alone (a script parses it);
+    # what the run did goes to stderr then.
+    to_err = do_report and fmt == "json"
+    click.echo(format_truth(result.truth), err=to_err)
     if result.capture_path is not None:
-        click.echo(f"capture: {result.capture_path} ({result.capture_method})")
+        click.echo(f"capture: {result.capture_path} ({result.capture_method})", err=to_err)
     if result.truth_path is not None:
-        click.echo(f"ground truth: {result.truth_path}")
+        click.echo(f"ground truth: {result.truth_path}", err=to_err)
     if do_report and result.capture_path is not None:
         from ..report.text import format_report
         from .capture_options import CaptureSource

@@ -62,8 +62,9 @@ def _field(code: str, m: Message) -> bytes:
     if code == "U":
         return f"{m.ts_ns // 1_000_000_000}.{m.ts_ns % 1_000_000_000:09d}".encode()
     if code == "I":
-        stamp = dt.datetime.fromtimestamp(m.ts_ns / 1e9, dt.UTC).astimezone()
-        return stamp.isoformat(timespec="seconds").encode()
+        # as mosquitto_sub prints it: local time, offset without a colon (+0100)
+        stamp = dt.datetime.fromtimestamp(m.ts_ns // 1_000_000_000, dt.UTC).astimezone()
+        return stamp.strftime("%Y-%m-%dT%H:%M:%S%z").encode()
     return ("%" + code).encode()
 
 

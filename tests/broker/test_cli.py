@@ -80,6 +80,28 @@ def test_anonymous_is_off_by_default() -> None:
         assert ack.reason_code == 5  # type: ignore[union-attr]
 
 
+def test_a_broker_nobody_can_use_says_so_after_ready(tmp_path: Path) -> None:
+    """No --allow-anonymous and no password file: every client is refused; the broker says
+    so at start (on the line after 'ready', which scripts wait for), and only then."""
+    pw = PasswordFile()
+    pw.set("alice", "pw")
+    pw.save(tmp_path / "passwd")
+    for args, warned in (([], True), (["--allow-anonymous"], False),
+                         (["--password-file", str(tmp_path / "passwd")], False)):
+        with broker_process("--port", "0", *args) as (proc, _where):
+            assert proc.stderr is not None
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(15) == 0
+            after_ready = proc.stderr.read().splitlines()
+        assert "stopping" in after_ready[-1]
+        if warned:
+            assert len(after_ready) == 2, after_ready
+            assert "every client will be refused" in after_ready[0]
+            assert "--allow-anonymous or --password-file" in after_ready[0]
+        else:
+            assert len(after_ready) == 1, (args, after_ready)
+
+
 def test_toml_config_with_several_listeners_tls_websocket_and_ipv6(tmp_path: Path,
                                                                    certs: Certs) -> None:
     pw = PasswordFile()

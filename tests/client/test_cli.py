@@ -3,7 +3,9 @@ against mosquitto and mosquitto's own clients. Exit status and messages as mosqu
 
 from __future__ import annotations
 
+import datetime as dt
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -220,6 +222,15 @@ def test_format_message_codes() -> None:
     assert format_message(r"%t %q %r %d %m %l %x %X %C %R %E %%\t%U", m) == \
         b"t/x 2 1 1 9 2 0141 0141 c r 5 %\t1700000000.123456789"
     assert format_message("%p%z\\n", m) == b"\x01A%z\n"
+
+
+def test_format_message_iso_time_as_mosquitto_sub_prints_it() -> None:
+    """%I: local time with the offset as strftime's %z gives it (+0000, +0100), not Python's
+    isoformat (+00:00), so scripts cutting mosquitto_sub's output work on ours."""
+    m = Message("t", b"", 0, False, False, None, Properties(), 1_700_000_000_999_000_000, 0)
+    local = dt.datetime.fromtimestamp(1_700_000_000, dt.UTC).astimezone()
+    assert format_message("%I", m) == local.strftime("%Y-%m-%dT%H:%M:%S%z").encode()
+    assert re.fullmatch(rb"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d{4}", format_message("%I", m))
 
 
 # -- real processes ------------------------------------------------------------------------------

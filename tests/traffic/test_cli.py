@@ -118,6 +118,25 @@ def test_list_and_bad_input_give_messages_not_tracebacks(tmp_path: Path) -> None
         assert "Traceback" not in result.output
 
 
+def test_report_as_json_is_the_only_thing_on_stdout(tmp_path: Path) -> None:
+    """``generate --report --format json > r.json`` gives a file json.load reads: what the run
+    did goes to stderr then (it used to come first on stdout)."""
+    capture = tmp_path / "q1.pcapng"
+    result = CliRunner().invoke(main, [
+        "generate", "seed-qos1", "--duration", "0.3", "--port", "0", "--capture-method", "tap",
+        "--capture", str(capture), "--report", "--format", "json", "-q"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    truth = json.loads(capture.with_name("q1.truth.json").read_text())
+    assert report["per_qos"][1]["publishes"] == 2 * truth["per_qos"][0]["sent"]   # c2b + b2c
+    assert "scenario seed-qos1" in result.stderr and f"capture: {capture}" in result.stderr
+    table = CliRunner().invoke(main, [
+        "generate", "seed-qos1", "--duration", "0.3", "--port", "0", "--capture-method", "tap",
+        "--capture", str(capture), "--report", "-q"])
+    assert table.exit_code == 0 and "scenario seed-qos1" in table.stdout     # table: unchanged
+    assert "Per QoS level" in table.stdout
+
+
 def test_ctrl_c_stops_the_run_cleanly_and_keeps_the_capture(tmp_path: Path) -> None:
     capture = tmp_path / "interrupted.pcapng"
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}

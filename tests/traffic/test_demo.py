@@ -44,4 +44,13 @@ def test_short_demo_produces_the_report_the_plots_and_true_lessons(tmp_path: Pat
     assert dups.group(1) == dups.group(2) == str(told[1]["duplicates"]) and int(dups.group(1)) > 0
     assert once.group(1) == once.group(2) and once.groups()[2:] == ("0", "0")
     assert "median handshake time QoS 1" in text
+    # the command it suggests for the capture reports what the demo reported (the clients'
+    # ports, with the reconnection attempts refused during the outage, are MQTT ports too)
+    again = re.search(r"or: qosinspect report (.*)\)", text)
+    assert again, text
+    rerun = CliRunner().invoke(main, ["report", *again.group(1).split()])
+    assert rerun.exit_code == 0, rerun.output
+    head = re.compile(r"^[\d,]+ frames, .* connections, .*$", re.M)
+    shown, got = head.search(text), head.search(rerun.stdout)
+    assert shown and got and shown.group(0) == got.group(0)
     assert "Per QoS" in text or "QoS" in text.split("What this run shows")[0]
