@@ -71,8 +71,13 @@ def flows(source: CaptureSource, qos: str | None, client: str | None, outcome: s
             from ..report.text import format_table
 
             shown = df.copy()
-            for col in ("t_publish", "t_puback", "t_pubrec", "t_pubrel", "t_pubcomp"):
-                shown[col] = shown[col].dt.strftime("%H:%M:%S.%f")
+            times = ("t_publish", "t_puback", "t_pubrec", "t_pubrel", "t_pubcomp")
+            days = {d for c in times for d in df[c].dt.date.dropna()}
+            # UTC, marked Z as in ISO 8601; the time of day when the exchanges fit in one day,
+            # else the date too
+            form = "%H:%M:%S.%fZ" if len(days) <= 1 else "%Y-%m-%dT%H:%M:%S.%fZ"
+            for col in times:
+                shown[col] = shown[col].dt.strftime(form)
             # missing: None, NaN, NaT and pd.NA (the packet id of a QoS 0 exchange)
             rows = [[None if pd.isna(v) else v for v in r]
                     for r in shown.astype(object).itertuples(index=False)]

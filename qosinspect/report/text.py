@@ -88,6 +88,12 @@ def format_report(analysis: Analysis, fmt: str = "table", capture: str = "CAPTUR
     if data["notes"].get("encrypted"):
         out.append(f"NOTE: {data['notes']['encrypted']} connection(s) encrypted (TLS): no MQTT "
                    "decoded there; --engine tshark --tls-keylog FILE decrypts them")
+    if cap.get("frames") and not data["connections"]:
+        # all zeros below would read as "nothing went wrong": say where MQTT was looked for
+        out.append("NOTE: no MQTT connection in this capture: MQTT is looked for on port 1883, "
+                   "on the ports given with --port, and on any port whose stream starts with "
+                   "a CONNECT or an MQTT WebSocket upgrade; a capture that starts after the "
+                   "CONNECT on another port needs --port N (MQTT over TLS too)")
     out.append("")
     out.append(h("Per QoS level"))
     headers = ["QoS", "publishes", "completed", "incomplete", "retrans", "DUP",

@@ -104,3 +104,40 @@ def test_csv_times_keep_nanoseconds_and_match_json_and_parquet(tmp_path: Path) -
             assert str(csv[col].dtype) == "datetime64[ns, UTC]", (table, col)
             assert csv[col].equals(pq[col]), (table, col)
         assert pq[cols[0]].dt.nanosecond.any()      # the capture has sub-microsecond times
+
+
+def test_report_says_when_it_found_no_mqtt() -> None:
+    """All zeros would read as 'nothing went wrong': TLS on port 51957 without -p is no MQTT
+    at all, and the report says where it looked and what to give."""
+    code, out, _ = run("report", TLS)
+    assert code == 0 and "NOTE: no MQTT connection in this capture" in out and "--port N" in out
+    code, out, _ = run("report", TLS, "-p", "51957")
+    assert code == 0 and "no MQTT connection" not in out and "2 connection(s) encrypted" in out
+    code, out, _ = run("report", str(REDELIVERY), "--format", "markdown")
+    assert code == 0 and "NOTE" not in out
+
+
+def _shift_second_half(src: Path, dst: Path, seconds: int) -> None:
+    """A copy of a little-endian pcap whose second half of records is ``seconds`` later."""
+    data = bytearray(src.read_bytes())
+    assert data[:4] == b"\xd4\xc3\xb2\xa1"
+    offsets = []
+    pos = 24
+    while pos + 16 <= len(data):
+        offsets.append(pos)
+        pos += 16 + int.from_bytes(data[pos + 8:pos + 12], "little")
+    for off in offsets[len(offsets) // 2:]:
+        ts = int.from_bytes(data[off:off + 4], "little") + seconds
+        data[off:off + 4] = ts.to_bytes(4, "little")
+    dst.write_bytes(bytes(data))
+
+
+def test_flows_table_says_its_times_are_utc_and_shows_dates_across_days(tmp_path: Path) -> None:
+    code, out, _ = run("flows", str(REDELIVERY))
+    assert code == 0 and out.strip().endswith("26 exchanges")
+    assert " 06:28:28.440369Z " in out                 # time of day, UTC (Z) as in ISO 8601
+    later = tmp_path / "two-days.pcap"
+    _shift_second_half(REDELIVERY, later, 86400)
+    code, out, _ = run("flows", str(later))
+    assert code == 0 and out.strip().endswith("26 exchanges")
+    assert " 2026-11-25T06:28:28.440369Z " in out and " 2026-11-26T06:28:" in out
