@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import math
+import shlex
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -38,6 +39,23 @@ class CaptureSource:
     mqtt_version: int
     engine: str
     tls_keylog: str | None = None
+
+    def command_args(self) -> str:
+        """CAPTURE and the decoder options that differ from the defaults, quoted for a shell:
+        what the commands a report suggests (``qosinspect flows ...``) need to see the same
+        connections."""
+        args = [self.path]
+        args += [f"-p {p}" for p in dict.fromkeys(self.ports) if p != 1883]
+        if not self.detect_any_port:
+            args.append("--no-detect")
+        if self.mqtt_version != 4:
+            args.append(f"--mqtt-version {self.mqtt_version}")
+        if self.engine != "native":
+            args.append(f"--engine {self.engine}")
+        if self.tls_keylog:
+            args.append(f"--tls-keylog {shlex.quote(self.tls_keylog)}")
+        args[0] = shlex.quote(args[0])
+        return " ".join(args)
 
     def analyze(self, **options: Any) -> Any:
         """:func:`qosinspect.analysis.api.analyze_capture` with this source's options."""

@@ -141,9 +141,10 @@ def demo(outdir: str, duration: float, capture_method: str, front_port: int | No
         raise click.ClickException(str(exc)) from None
     if result.interrupted:
         raise click.ClickException(f"interrupted; what was captured is in {capture}")
-    analysis = CaptureSource(str(capture), tuple(result.ports), True, scenario.mqtt_version,
-                             "native").analyze()
-    click.echo(format_report(analysis, "table", capture=str(capture)))
+    source = CaptureSource(str(capture), tuple(result.ports), True, scenario.mqtt_version,
+                           "native")
+    analysis = source.analyze()
+    click.echo(format_report(analysis, "table", capture=source.command_args()))
     report = analysis.report()
     click.echo("")
     for line in _lessons(report, result.truth):
@@ -158,9 +159,8 @@ def demo(outdir: str, duration: float, capture_method: str, front_port: int | No
     click.echo(f"files ({time.monotonic() - started:.0f} s):")
     # the same command as the report above: the clients' ports other than 1883 are MQTT too
     # (without them, the reconnection attempts refused during the outage are not counted)
-    ports = "".join(f"-p {p} " for p in result.ports if p != 1883)
     click.echo(f"  capture       {capture}  ({result.capture_method}; open it in Wireshark, "
-               f"or: qosinspect report {ports}{capture})")
+               f"or: qosinspect report {source.command_args()})")
     click.echo(f"  ground truth  {result.truth_path}")
     for p in plots:
         click.echo(f"  plot          {p}")

@@ -146,8 +146,9 @@ def generate(scenario: str | None, list_: bool, broker: str | None, mqtt_version
         from ..report.text import format_report
         from .capture_options import CaptureSource
 
-        analysis = CaptureSource(str(result.capture_path), tuple(result.ports), True,
-                                 spec.mqtt_version, "native").analyze(packets=False)
-        click.echo(format_report(analysis, fmt, capture=str(result.capture_path)))
+        source = CaptureSource(str(result.capture_path), tuple(result.ports), True,
+                               spec.mqtt_version, "native")
+        analysis = source.analyze(packets=False)
+        click.echo(format_report(analysis, fmt, capture=source.command_args()))
     if result.interrupted:
         sys.exit(130)

@@ -26,5 +26,5 @@ def report(source: CaptureSource, fmt: str) -> None:
     from ..report.text import format_report
 
     analysis = source.analyze(detail=False)
-    click.echo(format_report(analysis, fmt, capture=source.path))
+    click.echo(format_report(analysis, fmt, capture=source.command_args()))
     finish(analysis)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
 from pathlib import Path
 
 import pandas as pd
@@ -141,3 +142,26 @@ def test_flows_table_says_its_times_are_utc_and_shows_dates_across_days(tmp_path
     code, out, _ = run("flows", str(later))
     assert code == 0 and out.strip().endswith("26 exchanges")
     assert " 2026-11-25T06:28:28.440369Z " in out and " 2026-11-26T06:28:" in out
+
+
+def test_the_commands_a_report_suggests_see_what_the_report_saw(tmp_path: Path) -> None:
+    """The 'details:' commands carry the decoder options the report was given: without
+    -p 1884, export of gen-reconnect.pcap misses the three reconnection attempts refused on
+    the clients' port 1884 that the report counted."""
+    code, out, _ = run("report", RECONNECT, "-p", "1884", "--format", "json")
+    assert code == 0
+    counted = json.loads(out)["connections"]
+    assert counted == 6
+    code, out, _ = run("report", RECONNECT, "-p", "1884")
+    assert code == 0
+    suggested = re.search(r"qosinspect export (.*) -o DIR \(connections, reconnects\)", out)
+    assert suggested and suggested.group(1) == f"{RECONNECT} -p 1884", out
+    args = shlex.split(suggested.group(1))
+    code, _, _ = run("export", *args, "-o", str(tmp_path))
+    assert code == 0
+    assert len(pd.read_parquet(tmp_path / "connections.parquet")) == counted
+    spaced = tmp_path / "my capture.pcap"
+    spaced.write_bytes(Path(RECONNECT).read_bytes())
+    code, out, _ = run("report", str(spaced), "--mqtt-version", "5", "--no-detect")
+    assert code == 0
+    assert f"qosinspect flows '{spaced}' --no-detect --mqtt-version 5 --outcome" in out
