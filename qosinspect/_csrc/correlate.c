@@ -40,6 +40,15 @@ const char *const OX_NAMES[OX_N] = {
     "topic",
 };
 
+const char *const XC_NAMES[XC_N] = {
+    "content", "qos", "outcome", "conn_id", "last_conn_id", "spans_reconnect", "n_publish",
+    "n_dup", "dup_after_complete", "t_publish_last",
+    "t_puback", "t_puback_last", "n_puback", "puback_reason",
+    "t_pubrec", "t_pubrec_last", "n_pubrec", "pubrec_reason",
+    "t_pubrel", "t_pubrel_last", "n_pubrel", "pubrel_reason",
+    "t_pubcomp", "t_pubcomp_last", "n_pubcomp", "pubcomp_reason",
+};
+
 AnalysisConfig A;
 
 /* Attribute and method names of the Correlator (a plain class: no slots). */
@@ -97,8 +106,6 @@ static int intern_all(void)
     for (size_t k = 0; k < sizeof(names) / sizeof(names[0]); k++)
         if (intern(names[k].dst, names[k].s) < 0)
             return -1;
-    if (A.q0_row == NULL && (A.q0_row = Py_BuildValue("(i)", 0)) == NULL)
-        return -1; /* a report's QoS 0 row: (dup_first,), and DUP=1 is Python's */
     return matcher_configure();
 }
 
@@ -143,8 +150,13 @@ PyObject *sp_configure_analysis(PyObject *module, PyObject *args)
             return NULL;
         }
     if (!PyType_IsSubtype((PyTypeObject *)event, &PyTuple_Type) ||
-        !PyType_IsSubtype((PyTypeObject *)publish, &PyTuple_Type) || !PyLong_CheckExact(no_ts)) {
+        !PyType_IsSubtype((PyTypeObject *)publish, &PyTuple_Type)) {
         PyErr_SetString(PyExc_TypeError, "MqttPacketEvent and Publish must be NamedTuples");
+        return NULL;
+    }
+    long long no_ts_value;
+    if (exact_ll(no_ts, &no_ts_value) < 0 || no_ts_value != LLONG_MIN) {
+        PyErr_SetString(PyExc_ValueError, "NO_TS: the int64 minimum expected (exchanges.c)");
         return NULL;
     }
     static const char *const OUTCOME_NAMES[] = {"open", "complete", "complete_after_reconnect",
@@ -201,6 +213,8 @@ PyObject *sp_configure_analysis(PyObject *module, PyObject *args)
     if (slot_offset(session, "n_exchanges_c2b", &A.se_n_exchanges[0]) < 0 ||
         slot_offset(session, "n_exchanges_b2c", &A.se_n_exchanges[1]) < 0 ||
         slot_offset(reconnect, "resumed", &A.rc_resumed) < 0 ||
+        slot_offset(reconnect, "redelivered_publish", &A.rc_publish) < 0 ||
+        slot_offset(reconnect, "redelivered_pubrel", &A.rc_pubrel) < 0 ||
         slot_offset(done, "_dict", &A.d_dict) < 0 || slot_offset(done, "_arr", &A.d_arr) < 0 ||
         slot_offset(info, "conn_id", &A.info_conn_id) < 0 ||
         class_int(done, "DICT_LIMIT", &A.dict_limit) < 0 || rowstore_configure(store) < 0)
@@ -231,8 +245,8 @@ PyObject *sp_configure_analysis(PyObject *module, PyObject *args)
 static void run_release(Run *r)
 {
     Py_CLEAR(r->conns);
-    Py_CLEAR(r->exstore);
-    Py_CLEAR(r->q0store);
+    sv_release(&r->ex);
+    sv_release(&r->q0);
     Py_CLEAR(r->last_info);
     Py_CLEAR(r->last_conn);
     Py_CLEAR(r->names);
@@ -253,7 +267,7 @@ static int attr(PyObject **dst, PyObject *obj, PyObject *name)
  * when a column is not an OpenExchange attribute. */
 static int map_columns(Run *r)
 {
-    PyObject *names = SLOT(r->exstore, RS.names);
+    PyObject *names = SLOT(r->ex.store, RS.names);
     if (names == NULL || !PyTuple_Check(names) || PyTuple_GET_SIZE(names) > OX_N)
         return 0;
     if (names == r->names)
@@ -270,6 +284,8 @@ static int map_columns(Run *r)
             return 0;
         r->cols[k] = A.ox[found];
     }
+    for (int k = 0; k < XC_N; k++)
+        r->xc[k] = sv_col(&r->ex, XC_NAMES[k]);
     r->names = Py_NewRef(names);
     return 1;
 }
@@ -297,12 +313,22 @@ static int run_load(Run *r)
     Py_DECREF(x);
     if (x != Py_None)
         return 0;
-    if (attr(&r->conns, r->corr, N.conns) || attr(&r->exstore, r->corr, N.exchanges) ||
-        attr(&r->q0store, r->corr, N.q0) || attr(&r->last_info, r->corr, N.last_info) ||
-        attr(&r->last_conn, r->corr, N.last_conn))
+    PyObject *ex = NULL, *q0 = NULL;
+    if (attr(&r->conns, r->corr, N.conns) || attr(&ex, r->corr, N.exchanges) ||
+        attr(&q0, r->corr, N.q0) || attr(&r->last_info, r->corr, N.last_info) ||
+        attr(&r->last_conn, r->corr, N.last_conn)) {
+        Py_XDECREF(ex);
+        Py_XDECREF(q0);
         return -1;
-    if (!PyDict_CheckExact(r->conns) || !rows_ok(r->exstore) || !rows_ok(r->q0store) ||
-        !report_q0(r->q0store) || !map_columns(r))
+    }
+    int rc = sv_load(&r->ex, ex);
+    if (rc > 0)
+        rc = sv_load(&r->q0, q0);
+    Py_DECREF(ex);
+    Py_DECREF(q0);
+    if (rc <= 0)
+        return rc;
+    if (!PyDict_CheckExact(r->conns) || !report_q0(r->q0.store) || !map_columns(r))
         return 0;
     PyObject *counters[] = {N.n_events, N.t_lo, N.t_hi, N.next_ex_id, N.n_open_total,
                             N.max_per, N.max_total};
@@ -321,7 +347,7 @@ static int run_load(Run *r)
         return 0;
     if ((x = PyObject_GetAttr(r->corr, N.matcher)) == NULL)
         return -1;
-    int rc = 1;
+    rc = 1;
     if (x == Py_None)
         matcher_release(&r->m);
     else
@@ -348,7 +374,8 @@ static int run_store(Run *r)
         set_ll(r->corr, N.next_ex_id, r->next_ex_id) < 0 ||
         set_ll(r->corr, N.n_open_total, r->n_open) < 0 ||
         PyObject_SetAttr(r->corr, N.last_info, r->last_info) < 0 ||
-        PyObject_SetAttr(r->corr, N.last_conn, r->last_conn) < 0)
+        PyObject_SetAttr(r->corr, N.last_conn, r->last_conn) < 0 || sv_sync(&r->ex) < 0 ||
+        sv_sync(&r->q0) < 0)
         return -1;
     return matcher_store(&r->m);
 }

@@ -79,7 +79,7 @@ void matcher_release(Matcher *m)
     Py_CLEAR(m->expect_cache);
     Py_CLEAR(m->many);
     Py_CLEAR(m->presence);
-    Py_CLEAR(m->store);
+    sv_release(&m->rows);
 }
 
 static int take(PyObject **dst, PyObject *obj, PyObject *name)
@@ -115,13 +115,20 @@ int matcher_load(Matcher *m, PyObject *obj, PyTypeObject *cls)
         m->tail > LLONG_MAX / 2 || m->window < 0 || m->unmatched < 0 ||
         m->unmatched > LLONG_MAX / 2)
         return 0;
+    PyObject *store = NULL;
     if (take(&m->pending, obj, MN.pending) || take(&m->expect, obj, MN.expect) ||
         take(&m->expect_cache, obj, MN.expect_cache) || take(&m->many, obj, MN.many) ||
-        take(&m->store, obj, MN.store) || take(&m->presence, obj, MN.presence))
+        take(&store, obj, MN.store) || take(&m->presence, obj, MN.presence)) {
+        Py_XDECREF(store);
         return -1;
+    }
+    rc = sv_load(&m->rows, store);
+    Py_DECREF(store);
+    if (rc <= 0)
+        return rc;
     if (!PyDict_CheckExact(m->pending) || !PyList_CheckExact(m->expect) ||
         PyList_GET_SIZE(m->expect) != m->cap || !PyDict_CheckExact(m->expect_cache) ||
-        !PyDict_CheckExact(m->many) || !rows_ok(m->store))
+        !PyDict_CheckExact(m->many) || m->rows.ncols != 4)
         return 0;
     /* the ring arrays: viewed again only if the objects changed */
     PyObject *arrays[8];
@@ -188,7 +195,7 @@ int matcher_store(Matcher *m)
     if (set_ll(m->obj, MN.head, m->head) < 0 || set_ll(m->obj, MN.tail, m->tail) < 0 ||
         set_ll(m->obj, MN.unmatched, m->unmatched) < 0)
         return -1;
-    return 0;
+    return sv_sync(&m->rows);
 }
 
 int matcher_ts_ok(const Matcher *m, long long ts)
@@ -198,11 +205,18 @@ int matcher_ts_ok(const Matcher *m, long long ts)
 
 /* --- the steps ----------------------------------------------------------------------------------- */
 
-/* _row(seq, ...) of a narrow matcher: (pub_qos, sub_qos, status, reason), put as _put does */
+/* _row(seq, ...) of a narrow matcher: (pub_qos, sub_qos, status, reason), put as _put does;
+ * a reason that is not an exact int goes in as it came (the Python way, see rowstore.c) */
 static int put_row(Matcher *m, Py_ssize_t i, long long sub_qos, int status, PyObject *reason)
 {
-    PyObject *row = Py_BuildValue("(iLiO)", (int)m->a_qos[i], sub_qos, status, reason);
-    return rows_add(m->store, row) < 0 ? -1 : 0;
+    long long vals[4] = {m->a_qos[i], sub_qos, status, 0};
+    PyObject *objs = NULL;
+    if (exact_ll(reason, &vals[3]) < 0 &&
+        (objs = Py_BuildValue("(iLiO)", (int)m->a_qos[i], sub_qos, status, reason)) == NULL)
+        return -1;
+    long long index = sv_append(&m->rows, vals, objs);
+    Py_XDECREF(objs);
+    return index < 0 || sv_settle(&m->rows) < 0 ? -1 : 0;
 }
 
 /* _got_it: 1, 0, or -1 with an exception */

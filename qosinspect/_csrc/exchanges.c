@@ -1,23 +1,29 @@
 /* The common exchange steps of the correlator's fast loop (correlate.c), as
- * ExchangeTracker._publish, ._ack and ._end do them in qosinspect/analysis/exchanges.py (the
- * reference, which states the rules):
+ * ExchangeTracker._publish, ._dup_after_end, ._ack, ._late_ack and ._end
+ * do them in qosinspect/analysis/exchanges.py (the reference, which states the rules):
  *
- *   - a PUBLISH with DUP=0 after an accepted CONNACK: QoS 0 (its row), or QoS 1/2 on a packet
- *     id with no open exchange in its direction when no eviction follows (a new OpenExchange);
- *     then the session's counter and the delivery matcher (deliveries.c);
+ *   - a PUBLISH after an accepted CONNACK: QoS 0 with DUP=0 (its row), or QoS 1/2 on a packet
+ *     id with no open exchange in its direction when no eviction follows -- with DUP=0 a new
+ *     OpenExchange, with DUP=1 and the content of the id's finished exchange the re-send joins
+ *     that row (dup_after_complete: mosquitto re-sends what it had no PUBACK for after a
+ *     reconnection); then the session's counter and the delivery matcher (deliveries.c);
  *   - the first PUBACK / PUBREC / PUBREL / PUBCOMP of an open exchange of the right QoS (its
  *     times, count, reason code and last step; an ending one writes the exchange's row and
- *     remembers it in the session's DoneIndex), on another connection than the last too.
+ *     remembers it in the session's DoneIndex), on another connection than the last too; and
+ *     an acknowledgement of an id whose finished exchange has its QoS (a late one: it joins
+ *     that row).
  *
- * Everything else is the Python correlator's: a DUP=1 PUBLISH (re-sends, dup_on_qos0), an id
- * in flight (re-send or reuse), invalid QoS or ids, an eviction to come, late and orphan
- * acknowledgements, a wrong ack type, a second PUBREC or PUBREL. Each step checks every
- * precondition and every value it will read before it changes anything, so it either takes the
- * event whole or leaves it untouched (return 0).
+ * Everything else is the Python correlator's: a re-send or a reused id while in flight, a new
+ * exchange with DUP=1, dup_on_qos0, invalid QoS or ids, an eviction to come, orphan
+ * acknowledgements, a wrong ack type, a second PUBREC or PUBREL of an open exchange, a row
+ * still on the store's Python batch, values that do not fit their columns. Each step checks
+ * every precondition and every value it will read or write before it changes anything, so it
+ * either takes the event whole or leaves it untouched (return 0).
  */
 #include "analysis.h"
 
-enum { OPEN = 0, COMPLETE = 1, COMPLETE_AFTER_RECONNECT = 2, REFUSED = 5 };
+enum { OPEN = 0, COMPLETE = 1, COMPLETE_AFTER_RECONNECT = 2, ABANDONED = 4, REFUSED = 5 };
+#define NO_TS_VALUE LLONG_MIN /* records.NO_TS (configure_analysis checks it) */
 enum { S_PUBLISH = 0, S_PUBACK = 1, S_PUBREC = 2, S_PUBREL = 3, S_PUBCOMP = 4 };
 
 /* OpenExchange(ex_id, session, conn_id, direction, qos, packet_id, topic=-1, payload_len,
@@ -92,6 +98,106 @@ static int done_put(PyObject *done, PyObject *key, long long row)
     return rc;
 }
 
+/* DoneIndex.get(key): 1 and *row, 0 none, -2 anything odd (Python's), -1 exception. */
+static int done_get(PyObject *done, PyObject *key, long long *row)
+{
+    if (done == NULL || !Py_IS_TYPE(done, A.done))
+        return -2;
+    PyObject *d = SLOT(done, A.d_dict), *arr = SLOT(done, A.d_arr);
+    if (d != NULL && PyDict_CheckExact(d)) {
+        PyObject *x = PyDict_GetItemWithError(d, key);
+        if (x == NULL)
+            return PyErr_Occurred() ? -1 : 0;
+        return exact_ll(x, row) < 0 || *row < 0 ? -2 : 1;
+    }
+    if (d != Py_None || arr == NULL || arr == Py_None)
+        return -2;
+    PyObject *x = PyObject_GetItem(arr, key);
+    if (x == NULL) {
+        PyErr_Clear(); /* Python raises it itself */
+        return -2;
+    }
+    int bad = exact_ll(x, row);
+    Py_DECREF(x);
+    return bad ? -2 : *row < 0 ? 0 : 1;
+}
+
+/* RowStore.get(name, row, default) / .set(name, row, value) on a finished exchange's row, by
+ * XC_* column (a column the store does not have reads as the default and is not written). */
+static long long xget(const Run *r, const char *row, int which, long long dflt)
+{
+    return r->xc[which] < 0 ? dflt : sv_get(&r->ex, row, r->xc[which]);
+}
+
+static int xfits(const Run *r, int which, long long x)
+{
+    return r->xc[which] < 0 || sv_fits(&r->ex, r->xc[which], x);
+}
+
+static void xset(const Run *r, char *row, int which, long long x)
+{
+    if (r->xc[which] >= 0)
+        sv_set(&r->ex, row, r->xc[which], x);
+}
+
+/* c.reconnect and one of its counters, when `needed`: 1 ready (*rc_obj, *value), 0 Python's. */
+static int reconnect_counter(PyObject *c, Py_ssize_t slot, int needed, PyObject **rc_obj,
+                             long long *value)
+{
+    *rc_obj = SLOT(c, A.c_reconnect);
+    if (!needed)
+        return 1;
+    return *rc_obj != NULL && Py_IS_TYPE(*rc_obj, A.reconnect) &&
+           slot_ll(*rc_obj, slot, value) == 0 && *value >= 0 && *value < LLONG_MAX / 2;
+}
+
+/* ExchangeTracker._dup_after_end: a PUBLISH with DUP=1 and the content of the id's finished
+ * exchange joins that row. 1 taken, 0 Python's, -1 exception. */
+static int dup_after_end(Run *r, const Ev *e, char *row, long long content, int code,
+                         int retain, long long n_publish)
+{
+    long long conn_id, n_pub = xget(r, row, XC_n_publish, 0) + 1,
+                       n_dup = xget(r, row, XC_n_dup, 0) + 1,
+                       n_after = xget(r, row, XC_dup_after_complete, 0) + 1, redelivered = 0;
+    int d = e->d;
+    PyObject *rc_obj;
+    if (exact_ll(SLOT(e->c, A.c_conn_id), &conn_id) < 0 || !xfits(r, XC_n_publish, n_pub) ||
+        !xfits(r, XC_n_dup, n_dup) || !xfits(r, XC_dup_after_complete, n_after) ||
+        !xfits(r, XC_t_publish_last, e->ts) || !xfits(r, XC_last_conn_id, conn_id) ||
+        !xfits(r, XC_spans_reconnect, 1))
+        return 0;
+    int moved = xget(r, row, XC_last_conn_id, 0) != conn_id;
+    int redelivers = xget(r, row, XC_conn_id, 0) != conn_id;
+    if (!reconnect_counter(e->c, A.rc_publish, redelivers && SLOT(e->c, A.c_reconnect) != Py_None,
+                           &rc_obj, &redelivered))
+        return 0;
+    long long qos = xget(r, row, XC_qos, 0);
+    if (d == 1 && r->m.obj != NULL && (qos < -128 || qos > 127))
+        return 0;
+    /* --- taken --- */
+    if (preamble(r, e) < 0 || slot_set_ll(e->rec, A.r_n_publish[d], n_publish + 1) < 0)
+        return -1;
+    xset(r, row, XC_n_publish, n_pub);
+    xset(r, row, XC_n_dup, n_dup);
+    xset(r, row, XC_dup_after_complete, n_after);
+    xset(r, row, XC_t_publish_last, e->ts);
+    if (moved) {
+        xset(r, row, XC_last_conn_id, conn_id);
+        xset(r, row, XC_spans_reconnect, 1);
+    }
+    if (redelivers && rc_obj != Py_None && slot_set_ll(rc_obj, A.rc_publish, redelivered + 1) < 0)
+        return -1;
+    if (d == 1 && r->m.obj != NULL) {
+        /* [MQTT-4.3.2-5] [MQTT-4.3.3-9]: the receiver takes it as a new publication */
+        PyObject *k = PyLong_FromLongLong(content);
+        int rc = k == NULL ? -1 : matcher_deliver(&r->m, k, e->ts, (int)qos, code, retain);
+        Py_XDECREF(k);
+        if (rc < 0)
+            return -1;
+    }
+    return 1;
+}
+
 /* ExchangeTracker._end(s, ex, outcome, ts); the caller checked that every column slot is set */
 static int end_exchange(Run *r, PyObject *s, PyObject *ex, int outcome, PyObject *ts)
 {
@@ -102,14 +208,21 @@ static int end_exchange(Run *r, PyObject *s, PyObject *ex, int outcome, PyObject
     if (PyDict_DelItem(SLOT(s, A.s_open), key) < 0)
         goto out;
     r->n_open--;
-    PyObject *row = PyTuple_New(r->ncols); /* store.getter(ex): the columns, in order */
-    if (row != NULL)
-        for (Py_ssize_t k = 0; k < r->ncols; k++)
-            PyTuple_SET_ITEM(row, k, Py_NewRef(SLOT(ex, r->cols[k])));
-    long long index = rows_put(r->exstore, row);
+    /* store.getter(ex): the columns in order; values that are not ints go in as they are */
+    long long vals[OX_N];
+    PyObject *objs = NULL;
+    for (Py_ssize_t k = 0; k < r->ncols && objs == NULL; k++)
+        if (exact_ll(SLOT(ex, r->cols[k]), &vals[k]) < 0) {
+            if ((objs = PyTuple_New(r->ncols)) == NULL)
+                goto out;
+            for (Py_ssize_t j = 0; j < r->ncols; j++)
+                PyTuple_SET_ITEM(objs, j, Py_NewRef(SLOT(ex, r->cols[j])));
+        }
+    long long index = sv_append(&r->ex, vals, objs);
+    Py_XDECREF(objs);
     if (index < 0 || done_put(SLOT(s, A.s_done), key, index) < 0)
         goto out;
-    rc = rows_flush_full(r->exstore);
+    rc = sv_settle(&r->ex);
 out:
     Py_DECREF(key);
     return rc;
@@ -140,11 +253,14 @@ int fast_publish(Run *r, const Ev *e)
              *qos_obj = PyTuple_GET_ITEM(p, 2), *retain_obj = PyTuple_GET_ITEM(p, 4),
              *pid_obj = PyTuple_GET_ITEM(p, 5);
     long long qos, pid = 0, n_publish, n_exchanges, code;
+    PyObject *dup_obj = PyTuple_GET_ITEM(p, 3);
     if (!PyUnicode_CheckExact(topic) || !PyBytes_CheckExact(payload) ||
-        exact_ll(qos_obj, &qos) < 0 || PyTuple_GET_ITEM(p, 3) != Py_False ||
+        exact_ll(qos_obj, &qos) < 0 || (dup_obj != Py_True && dup_obj != Py_False) ||
         (retain_obj != Py_True && retain_obj != Py_False))
-        return 0; /* DUP=1 (a re-send, or dup_on_qos0) is Python's */
-    int retain = retain_obj == Py_True, d = e->d;
+        return 0;
+    int retain = retain_obj == Py_True, dup = dup_obj == Py_True, d = e->d;
+    if (dup && qos == 0)
+        return 0; /* dup_on_qos0 */
     PyObject *srec = SLOT(s, A.s_rec), *code_obj = SLOT(s, A.s_code), *open = NULL;
     if (srec == NULL || !Py_IS_TYPE(srec, A.session) ||
         slot_ll(e->rec, A.r_n_publish[d], &n_publish) < 0 || n_publish >= LLONG_MAX / 2 ||
@@ -173,6 +289,19 @@ int fast_publish(Run *r, const Ev *e)
             return ex != NULL ? 0 : -1; /* a re-send, or the id reused while in flight */
         }
     }
+    if (dup) {
+        /* the same message on an id whose exchange finished joins it; another one starts a
+         * new exchange with DUP=1 (rare: Python's) */
+        long long done_row;
+        int got = done_get(SLOT(s, A.s_done), key, &done_row);
+        Py_DECREF(key);
+        if (got != 1)
+            return got == -1 ? -1 : 0;
+        char *row = sv_row(&r->ex, done_row);
+        if (row == NULL || r->xc[XC_content] < 0 || xget(r, row, XC_content, 0) != content)
+            return 0;
+        return dup_after_end(r, e, row, content, (int)code, retain, n_publish);
+    }
     /* --- from here on the event is taken --- */
     int rc = -1;
     PyObject *content_obj = NULL;
@@ -180,7 +309,8 @@ int fast_publish(Run *r, const Ev *e)
         goto out;
     long long ex_id = r->next_ex_id++;
     if (qos == 0) {
-        if (rows_add(r->q0store, Py_NewRef(A.q0_row)) < 0) /* the row (dup,) of a report */
+        static const long long dup0[1] = {0}; /* the row (dup,) of a report */
+        if (sv_append(&r->q0, dup0, NULL) < 0 || sv_settle(&r->q0) < 0)
             goto out;
     }
     else {
@@ -212,6 +342,48 @@ out:
     Py_XDECREF(key);
     Py_XDECREF(content_obj);
     return rc;
+}
+
+/* ExchangeTracker._ack for an id without an open exchange whose finished one has the QoS of
+ * this ack and was not abandoned, then ._late_ack: the ack joins that row (the answer to a DUP
+ * re-send, or a step sent again). 1 taken, 0 Python's (an orphan ack), -1 exception. */
+static int late_ack(Run *r, const Ev *e, int step, int want_qos, long long reason,
+                    long long done_row)
+{
+    char *row = sv_row(&r->ex, done_row);
+    if (row == NULL || xget(r, row, XC_qos, 0) != want_qos ||
+        xget(r, row, XC_outcome, 0) == ABANDONED)
+        return 0;
+    int t = XC_STEP0 + 4 * (step - 1), t_last = t + 1, n = t + 2, why = t + 3;
+    long long conn_id, count = xget(r, row, n, 0) + 1, redelivered = 0;
+    int first = r->xc[t] >= 0 && xget(r, row, t, 0) == NO_TS_VALUE;
+    PyObject *rc_obj;
+    if (exact_ll(SLOT(e->c, A.c_conn_id), &conn_id) < 0 ||
+        (first && (!xfits(r, t, e->ts) || !xfits(r, why, reason))) || !xfits(r, t_last, e->ts) ||
+        !xfits(r, n, count) || !xfits(r, XC_last_conn_id, conn_id) ||
+        !xfits(r, XC_spans_reconnect, 1))
+        return 0;
+    int moved = xget(r, row, XC_last_conn_id, 0) != conn_id;
+    int redelivers = step == S_PUBREL && xget(r, row, XC_conn_id, 0) != conn_id;
+    if (!reconnect_counter(e->c, A.rc_pubrel, redelivers && SLOT(e->c, A.c_reconnect) != Py_None,
+                           &rc_obj, &redelivered))
+        return 0;
+    /* --- taken --- */
+    if (preamble(r, e) < 0)
+        return -1;
+    if (first) {
+        xset(r, row, t, e->ts);
+        xset(r, row, why, reason);
+    }
+    xset(r, row, t_last, e->ts);
+    xset(r, row, n, count);
+    if (moved) {
+        xset(r, row, XC_last_conn_id, conn_id);
+        xset(r, row, XC_spans_reconnect, 1);
+    }
+    if (redelivers && rc_obj != Py_None && slot_set_ll(rc_obj, A.rc_pubrel, redelivered + 1) < 0)
+        return -1;
+    return 1;
 }
 
 /* An int reason code as the decoder makes it: an int, or an IntEnum of the ack types. */
@@ -251,9 +423,15 @@ int fast_ack(Run *r, const Ev *e, int ptype)
     if (key == NULL)
         return -1;
     PyObject *ex = PyDict_GetItemWithError(open, key);
+    if (ex == NULL) {
+        long long done_row;
+        int got = PyErr_Occurred() ? -1 : done_get(SLOT(s, A.s_done), key, &done_row);
+        Py_DECREF(key);
+        if (got != 1)
+            return got == -1 ? -1 : 0; /* an orphan acknowledgement, or something odd */
+        return late_ack(r, e, step, want_qos, reason, done_row);
+    }
     Py_DECREF(key);
-    if (ex == NULL)
-        return PyErr_Occurred() ? -1 : 0; /* a late or orphan acknowledgement */
     long long qos, last_conn, conn_id, spans, count = 0, last_step = 0, resumed = 0;
     PyObject *conn_obj = SLOT(c, A.c_conn_id), *done = SLOT(s, A.s_done), *rc_obj = NULL;
     if (!Py_IS_TYPE(ex, A.ox_cls) || slot_ll(ex, A.ox[OX_qos], &qos) < 0 || qos != want_qos ||

@@ -31,7 +31,7 @@ from typing import Any
 
 import pandas as pd
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from qosinspect import _accel
@@ -327,16 +327,17 @@ who = st.integers(0, len(CLIENTS) - 1)
 _deliver = st.tuples(st.just("deliver"), st.sampled_from(["t/1", "t/2"]),
                      st.sampled_from([b"a", b"b"]), st.integers(0, 2), st.integers(0, 2),
                      st.integers(1, 3), st.booleans(), st.booleans())
+_exchange = st.tuples(st.just("exchange"), who, st.sampled_from(DIRS), st.integers(1, 2),
+                      st.integers(1, 3), st.sampled_from(REASONS), st.integers(1, 4),
+                      st.none() | st.integers(1, 3), st.booleans(), st.booleans(),
+                      st.sampled_from([None, "dup", "pubrel", "acks"]), st.booleans())
 action = st.one_of(
-    _deliver, _deliver,
+    _deliver, _deliver, _exchange, _exchange, _exchange,
     st.tuples(st.just("publish"), who, st.sampled_from(DIRS), st.sampled_from([0, 1, 1, 2, 2, 3]),
               st.integers(0, 3), st.sampled_from(["t/1", "t/2"]), st.sampled_from([b"a", b"b"]),
               st.booleans(), st.booleans()),
     st.tuples(st.just("ack"), who, st.sampled_from(list(_ACK_TYPES)), st.sampled_from(DIRS),
               st.integers(0, 3), st.sampled_from(REASONS), st.booleans()),
-    st.tuples(st.just("exchange"), who, st.sampled_from(DIRS), st.integers(1, 2),
-              st.integers(1, 3), st.sampled_from(REASONS), st.integers(1, 4),
-              st.none() | st.integers(1, 3), st.booleans(), st.booleans()),
     st.tuples(st.just("connect"), who, st.sampled_from([4, 5]), st.booleans(),
               st.sampled_from([None, 0, 60]), st.sampled_from([0, 0, 0, 0x87]), st.booleans(),
               st.booleans()),
@@ -425,7 +426,7 @@ def play(actions: list[tuple[Any, ...]]) -> list[Event]:
         elif kind == "exchange":
             # a flow up to some step, the last ack with a reason code, maybe a reconnection
             # (session kept or not) before one of the steps
-            _, _, d, qos, pid, code, stop, reconnect_at, present, swap = act
+            _, _, d, qos, pid, code, stop, reconnect_at, present, swap, then, move = act
             back = "b2c" if d == "c2b" else "c2b"
             steps = [("puback", back)] if qos == 1 else [
                 ("pubrec", back), ("pubrel", d), ("pubcomp", back)]
@@ -440,6 +441,19 @@ def play(actions: list[tuple[Any, ...]]) -> list[Event]:
                                             session_present=present)
                 cls = _ACK_TYPES[name]
                 b.send(c, to, cls(pid, _reason(cls, code if k == len(steps) - 1 else 0, True)))
+            if then is not None:
+                # what mosquitto does after a reconnection: the PUBLISH again with DUP=1 and its
+                # first ack, the PUBREL again and its PUBCOMP, or the acks again
+                if move and CLIENTS[i]:
+                    b.close(c, "fin")
+                    c = conns[i] = b.client(CLIENTS[i], clean_start=False, session_present=True)
+                if then == "dup":
+                    b.publish(c, d, "t/1", b"a", qos=qos, packet_id=pid, dup=True)
+                    steps = steps[:1]
+                elif then == "pubrel":
+                    steps = [step for step in steps if step[0] in ("pubrel", "pubcomp")]
+                for name, to in steps:
+                    b.send(c, to, _ACK_TYPES[name](pid))
         elif kind == "ping":
             b.send(c, act[2], PingReq() if act[2] == "c2b" else PingResp())
         elif kind == "subscribe":
@@ -476,7 +490,16 @@ def _raising(events: list[Event], at: int | None, opened: bool) -> Iterator[Even
         yield ev
 
 
-@settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+#: Redelivery after a reconnection as mosquitto does it: a PUBREL again for a finished QoS 2
+#: exchange, a PUBLISH again with DUP=1 after its PUBACK, each on the next connection.
+REDELIVERY = [[("exchange", 0, "c2b", 2, 1, 0, 4, None, False, False, "pubrel", True)],
+              [("deliver", "t/1", b"a", 1, 1, 3, False, False),
+               ("exchange", 1, "b2c", 1, 2, 0, 1, None, False, False, "dup", True)]]
+
+
+@settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@example(REDELIVERY[0], None, True, {"delivery_window_ns": 10**9})
+@example(REDELIVERY[1], None, True, {"delivery_window_ns": 10**9})
 @given(st.lists(action, max_size=80), st.none() | st.integers(0, 80), st.booleans(),
        st.fixed_dictionaries({
            "delivery_window_ns": st.sampled_from([1, 3_000_000, 10**9, 60 * 10**9])}, optional={
