@@ -25,7 +25,9 @@
  * connection) are kept in C while the loop runs, written back (run_store) before any Python step
  * and at the end, and read again (run_load) after a Python step. Only a correlator made with
  * detail=False (no per-packet table, report columns, narrow matcher) runs here: run_load says
- * no to anything else, and the Python loop takes the rest of the iterator.
+ * no to anything else, and the Python loop takes the rest of the iterator. (So the iterator
+ * must not feed the correlator itself; and an exception inside a step already taken -- memory
+ * exhaustion -- propagates with that step half done, as it would in Python.)
  * tests/speedups/test_analysis_diff.py compares both paths table by table.
  */
 #include "analysis.h"

@@ -130,6 +130,10 @@ int matcher_load(Matcher *m, PyObject *obj, PyTypeObject *cls)
         PyList_GET_SIZE(m->expect) != m->cap || !PyDict_CheckExact(m->expect_cache) ||
         !PyDict_CheckExact(m->many) || m->rows.ncols != 4)
         return 0;
+    static const char *const ROW[4] = {"pub_qos", "sub_qos", "status", "reason"}; /* put_row */
+    for (int k = 0; k < 4; k++)
+        if (sv_col(&m->rows, ROW[k]) != k)
+            return 0;
     /* the ring arrays: viewed again only if the objects changed */
     PyObject *arrays[8];
     int same = m->nviews == 8;

@@ -217,7 +217,8 @@ class Correlator(ExchangeTracker, SessionTracker):
 
     def consume(self, events: Iterable[Event]) -> None:
         """Feed every event (the fast loop; an exception from ``events`` propagates after
-        everything before it was taken)."""
+        everything before it was taken). ``events`` must not feed this correlator itself: the C
+        loop keeps its counters while it runs."""
         it = iter(events)
         if self._fast is not None and self._fast(self, it):
             return  # the C loop took them all (see the module docstring)

@@ -73,7 +73,11 @@ def _captures() -> list[Path]:
 # -- what is compared ------------------------------------------------------------------------------
 
 def _store(store: Any) -> Any:
-    return None if store is None else (store.rows, store.names, bytes(store.view().tobytes()))
+    """A RowStore: its rows byte for byte, and its chunks (where each starts, its size)."""
+    if store is None:
+        return None
+    data = bytes(store.view().tobytes())  # (flushes the batch first)
+    return (store.rows, store.names, data, list(store._starts), [len(b) for b in store._bufs])
 
 
 def _records(items: Iterable[Any]) -> list[dict[str, Any]]:
@@ -202,7 +206,7 @@ def test_the_c_loop_takes_the_steady_traffic() -> None:
     require_speedups()
     events = list(iter_events(CAPTURES / "gen-qos2.pcap", ports=PORTS["gen-qos2.pcap"]))
     corr = Correlator(detail=False)
-    handed: list[Event] = []
+    handed: list[MqttPacketEvent] = []
     packet = corr._packet
 
     def spy(ev: MqttPacketEvent) -> None:
@@ -319,9 +323,10 @@ def test_a_correlator_the_c_loop_cannot_run_midway() -> None:
 DIRS = ("c2b", "b2c")
 CLIENTS = ("a", "b", "")
 REASONS = (0, 0x10, 0x80, 0x87, 0x92)
-_REASON_ENUMS = {PubAck: PubAckReason, PubRec: PubRecReason, PubRel: PubRelReason,
-                 PubComp: PubCompReason}
-_ACK_TYPES = {"puback": PubAck, "pubrec": PubRec, "pubrel": PubRel, "pubcomp": PubComp}
+_REASON_ENUMS: dict[type, Any] = {PubAck: PubAckReason, PubRec: PubRecReason,
+                                  PubRel: PubRelReason, PubComp: PubCompReason}
+_ACK_TYPES: dict[str, Any] = {"puback": PubAck, "pubrec": PubRec, "pubrel": PubRel,
+                              "pubcomp": PubComp}
 
 who = st.integers(0, len(CLIENTS) - 1)
 _deliver = st.tuples(st.just("deliver"), st.sampled_from(["t/1", "t/2"]),
@@ -360,7 +365,8 @@ def _reason(cls: type, code: int, as_enum: bool) -> int:
     """The reason code as an int, or (like the decoder) as its packet type's IntEnum."""
     if as_enum:
         try:
-            return _REASON_ENUMS[cls](code)
+            reason: int = _REASON_ENUMS[cls](code)
+            return reason
         except ValueError:
             pass
     return code
@@ -472,7 +478,7 @@ def play(actions: list[tuple[Any, ...]]) -> list[Event]:
         elif kind == "anomaly":
             b.anomaly(c, "c2b", act[2])
         elif kind == "nodir":
-            packet = {"publish": Publish("t/1", b"a", 1, False, False, 1), "puback": PubAck(1),
+            packet: Any = {"publish": Publish("t/1", b"a", 1, False, False, 1), "puback": PubAck(1),
                       "ping": PingReq()}[act[2]]
             ts = b._tick(None, None)
             b.events.append(MqttPacketEvent(ts, c.info, None, packet, 4, b.frame, b.frame,
