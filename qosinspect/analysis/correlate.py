@@ -17,6 +17,17 @@ this module dispatches the events and holds these rules:
 
 Anomaly rows are capped per connection and kind (``max_anomalies_per_kind``); the rest are only
 counted (``CorrelationResult.anomalies_suppressed``).
+
+**Python and C.** This module, :mod:`.exchanges`, :mod:`.sessions` and :mod:`.deliveries` are
+the reference and keep every rule. With the optional C accelerator (:mod:`qosinspect._accel`),
+:meth:`Correlator.consume` of a correlator made with ``detail=False`` (what ``qosinspect
+report`` uses) runs its loop in ``_speedups.correlate`` (``qosinspect/_csrc/correlate.c``,
+``exchanges.c``, ``deliveries.c``), which takes the common steps of steady connections on the
+same objects (the bookkeeping of every packet, pings, a new PUBLISH without DUP, the first
+acknowledgement of each step of an open exchange, and the delivery matcher's publish and
+deliver) exactly as the code here does them, and hands every other event, in order, to
+:meth:`Correlator._packet` or :meth:`Correlator.feed`. ``tests/speedups/test_analysis_diff.py``
+compares both paths.
 """
 
 from __future__ import annotations
@@ -25,20 +36,24 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, cast
 
+from .. import _accel
 from ..events import (
     Anomaly,
     ConnectionClosed,
+    ConnectionInfo,
     ConnectionOpened,
     Event,
     MqttPacketEvent,
     StreamGap,
     TcpRetransmission,
 )
-from ..mqtt.enums import Direction
+from ..mqtt.enums import Direction, PubAckReason, PubCompReason, PubRecReason, PubRelReason
 from ..mqtt.packets import (
     ConnAck,
     Connect,
     Disconnect,
+    PingReq,
+    PingResp,
     PubAck,
     PubComp,
     Publish,
@@ -53,12 +68,15 @@ from ..mqtt.packets import (
 from .deliveries import DeliveryMatcher
 from .exchanges import ABANDONED, INCOMPLETE, ExchangeTracker
 from .records import (
+    DELIVERY_STATUSES,
     EXCHANGE_COLUMNS,
     NO_TS,
+    OUTCOMES,
     PACKET_COLUMNS,
     Q0_COLUMNS,
     REPORT_EXCHANGE_COLUMNS,
     REPORT_Q0_COLUMNS,
+    STEPS,
     TCP_RETRANSMISSION_COLUMNS,
     AnomalyRecord,
     Connection,
@@ -69,7 +87,7 @@ from .records import (
     Session,
 )
 from .sessions import SessionTracker
-from .state import B2C, C2B, ConnState, SessionState
+from .state import B2C, C2B, ConnState, DoneIndex, OpenExchange, SessionState
 
 __all__ = ["LEAVE_GRACE_NS", "NOTE_KINDS", "CorrelationResult", "Correlator", "correlate"]
 
@@ -187,6 +205,8 @@ class Correlator(ExchangeTracker, SessionTracker):
         self.matcher = (DeliveryMatcher(
             lambda code, ts: self._by_code[code].presence(ts, LEAVE_GRACE_NS),
             window_ns=delivery_window_ns, narrow=not detail) if deliveries else None)
+        #: The C loop of :meth:`consume` (report mode, accelerator built), else None.
+        self._fast = _FAST if _accel.enabled() and not detail else None
 
     # -- input ------------------------------------------------------------------------------------
 
@@ -197,11 +217,15 @@ class Correlator(ExchangeTracker, SessionTracker):
 
     def consume(self, events: Iterable[Event]) -> None:
         """Feed every event (the fast loop; an exception from ``events`` propagates after
-        everything before it was taken)."""
+        everything before it was taken). ``events`` must not feed this correlator itself: the C
+        loop keeps its counters while it runs."""
+        it = iter(events)
+        if self._fast is not None and self._fast(self, it):
+            return  # the C loop took them all (see the module docstring)
         packet = self._packet
         other = self.feed
         mpe = MqttPacketEvent
-        for ev in events:
+        for ev in it:
             if type(ev) is mpe:
                 packet(ev)
             else:
@@ -477,3 +501,12 @@ def _dir(direction: Direction | None) -> int:
 
 
 _PTYPE_NAMES = {4: "PUBACK", 5: "PUBREC", 6: "PUBREL", 7: "PUBCOMP"}
+
+_FAST = None
+if _accel.speedups is not None and hasattr(_accel.speedups, "correlate"):  # (a stale build)
+    _FAST = _accel.speedups.correlate
+    _accel.speedups.configure_analysis(
+        MqttPacketEvent, ConnectionInfo, Publish, (PubAck, PubRec, PubRel, PubComp),
+        (PingReq, PingResp), (PubAckReason, PubRecReason, PubRelReason, PubCompReason),
+        ConnState, SessionState, OpenExchange, DoneIndex, RowStore, Connection, Session,
+        Reconnect, DeliveryMatcher, _C2B, _B2C, NO_TS, OUTCOMES, STEPS, DELIVERY_STATUSES)
