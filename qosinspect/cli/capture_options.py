@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import functools
 import math
+import re
 import shlex
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, time
 from typing import Any, TypeVar
 
 import click
@@ -121,24 +122,42 @@ def client_or_conn(f: F) -> F:
 
 
 def resolve_time(value: str | None, t0: int | None, option: str) -> int | None:
-    """A ``--since``/``--until`` value as ns since the epoch (``t0``: the capture start)."""
+    """A ``--since``/``--until`` value as ns since the epoch (``t0``: the capture start).
+
+    Seconds since the capture start; an ISO 8601 date and time (UTC unless it says otherwise),
+    to the nanosecond as ``flows`` and ``export`` print them; or a time of day (``06:28:28.44``,
+    as the flows table shows it), on the capture start's UTC date.
+    """
     if value is None:
         return None
     try:
         seconds = float(value)
     except ValueError:
+        pass
+    else:
+        if not math.isfinite(seconds):
+            raise click.BadParameter(f"{value!r} is not a time", param_hint=option)
+        return (t0 or 0) + round(seconds * 1e9)
+    try:
+        dt = datetime.fromisoformat(value)
+    except ValueError:
         try:
-            dt = datetime.fromisoformat(value)
+            tod = time.fromisoformat(value)
         except ValueError:
             raise click.BadParameter(f"{value!r} is neither seconds nor an ISO 8601 time",
                                      param_hint=option) from None
-        if dt.tzinfo is None:
-            dt = dt.replace(tzinfo=UTC)
-        delta = dt - datetime(1970, 1, 1, tzinfo=UTC)
-        return (delta.days * 86400 + delta.seconds) * 10**9 + delta.microseconds * 1000
-    if not math.isfinite(seconds):
-        raise click.BadParameter(f"{value!r} is not a time", param_hint=option)
-    return (t0 or 0) + round(seconds * 1e9)
+        day = datetime.fromtimestamp((t0 or 0) // 10**9, UTC).date()
+        dt = datetime.combine(day, tod)
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=UTC)
+    delta = dt - datetime(1970, 1, 1, tzinfo=UTC)
+    ns = (delta.days * 86400 + delta.seconds) * 10**9 + delta.microseconds * 1000
+    # datetime keeps microseconds: the nanoseconds of a longer fraction are added back, so an
+    # exact time printed by flows/export (…13.424008658Z) selects exactly that packet
+    frac = re.search(r"\d[.,](\d{7,})", value)
+    if frac:
+        ns += int(frac.group(1)[6:9].ljust(3, "0"))
+    return ns
 
 
 def check_window(since: str | None, until: str | None) -> None:

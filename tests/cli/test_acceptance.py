@@ -165,3 +165,28 @@ def test_the_commands_a_report_suggests_see_what_the_report_saw(tmp_path: Path) 
     code, out, _ = run("report", str(spaced), "--mqtt-version", "5", "--no-detect")
     assert code == 0
     assert f"qosinspect flows '{spaced}' --no-detect --mqtt-version 5 --outcome" in out
+
+
+def test_times_pasted_from_flows_select_to_the_nanosecond() -> None:
+    """--since/--until take the times flows prints: the JSON's to the nanosecond (they were
+    cut to microseconds, so --until t_puback left that PUBACK out) and the table's time of
+    day (on the capture's date; it was refused)."""
+    qos1 = str(CAPTURES / "gen-qos1.pcap")
+    code, out, _ = run("flows", qos1, "--format", "json", "--qos", "1")
+    assert code == 0
+    ex = next(r for r in json.loads(out) if not r["t_puback"].endswith("000Z"))
+    code, out, _ = run("ladder", qos1, "--conn", str(ex["conn"]), "--since", ex["t_publish"],
+                       "--until", ex["t_puback"])
+    assert code == 0
+    arrows = [ln for ln in out.splitlines() if "|" in ln]
+    assert f"PUBLISH q1 id={ex['packet_id']} " in arrows[0], out
+    assert f"PUBACK id={ex['packet_id']} " in arrows[-1], out
+    code, table, _ = run("flows", qos1, "--qos", "1")
+    shown = next(ln for ln in table.splitlines() if ln.split()[0] == str(ex["ex_id"]))
+    tod = shown.split()[8]                                    # t_publish: 06:45:46.379308Z
+    assert tod.endswith("Z") and tod[:-1] in ex["t_publish"]
+    _, by_tod, _ = run("ladder", qos1, "--conn", str(ex["conn"]), "--since", tod,
+                       "--until", ex["t_puback"])
+    _, by_iso, _ = run("ladder", qos1, "--conn", str(ex["conn"]),
+                       "--since", ex["t_publish"][:26] + "Z", "--until", ex["t_puback"])
+    assert by_tod == by_iso and "PUBLISH" in by_tod
