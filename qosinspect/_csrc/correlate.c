@@ -390,7 +390,7 @@ int preamble(Run *r, const Ev *e)
     r->n_events++;
     if (e->ts > r->t_hi)
         r->t_hi = e->ts;
-    else if (e->ts < r->t_lo)
+    if (e->ts < r->t_lo) /* not else: the first event sets both */
         r->t_lo = e->ts;
     if (e->info != r->last_info) {
         Py_INCREF(e->info);

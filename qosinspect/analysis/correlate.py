@@ -300,7 +300,7 @@ class Correlator(ExchangeTracker, SessionTracker):
         self.n_events += 1
         if ts > self._t_hi:
             self._t_hi = ts
-        elif ts < self._t_lo:
+        if ts < self._t_lo:         # not elif: the first event sets both
             self._t_lo = ts
         info = ev.conn
         if info is self._last_info:  # the same flow as the packet before: no lookup

@@ -616,3 +616,24 @@ def test_unknown_direction_is_placed_by_packet_type() -> None:
         b.events.append(MqttPacketEvent(b.now, c.info, None, pkt, 2, 1, 1, 4))
     (conn,) = correlate(b.events).connections
     assert (conn.n_packets_c2b, conn.n_packets_b2c) == (1, 1)
+
+
+def test_time_span_when_the_first_event_is_a_packet() -> None:
+    """Events that start with an MQTT packet (a stream of events from elsewhere, no connection
+    open first): the first packet sets the start and the end of the span, on the C path of
+    report mode as well as in Python."""
+    from qosinspect import _accel
+    from qosinspect.events import MqttPacketEvent
+
+    b = EventBuilder()
+    c = b.client("x")
+    b.qos1(c, "c2b", "t", b"1", 1)
+    events = [e for e in b.events if isinstance(e, MqttPacketEvent)]
+    first, last = events[0].ts_ns, events[-1].ts_ns
+    assert first < last
+    for detail in (True, False):
+        r = correlate(events, detail=detail)
+        assert (r.t_first, r.t_last) == (first, last)
+        with _accel.pure():
+            r = correlate(events, detail=detail)
+        assert (r.t_first, r.t_last) == (first, last)
