@@ -25,7 +25,9 @@ FLOW_COLUMNS = ("ex_id", "client_id", "conn", "direction", "qos", "packet_id", "
 @main.command()
 @capture_source
 @click.option("--qos", type=click.Choice(["0", "1", "2"]), default=None, help="Only this QoS.")
-@click.option("--client", default=None, help="Only exchanges of this client id.")
+@click.option("--client", default=None,
+              help="Only exchanges of this client id (or session key, e.g. conn:3 for a "
+                   "connection whose CONNECT was not captured).")
 @click.option("--outcome", type=click.Choice([o for o in OUTCOMES if o != "open"]),
               default=None, help="Only exchanges with this outcome.")
 @click.option("--direction", type=click.Choice(["c2b", "b2c"]), default=None,
@@ -47,12 +49,14 @@ def flows(source: CaptureSource, qos: str | None, client: str | None, outcome: s
     analysis = source.analyze(packets=False, deliveries=False)
     from ..analysis.tables import exchanges_frame
 
-    needed = {"client_id", "conn_id", "qos", "outcome", "direction"} | set(FLOW_COLUMNS)
+    needed = {"client_id", "session", "conn_id", "qos", "outcome", "direction"} | set(FLOW_COLUMNS)
     ex = exchanges_frame(analysis.result, sorted(needed - {"conn"}))
     if qos is not None:
         ex = ex[ex["qos"] == int(qos)]
     if client is not None:
-        ex = ex[ex["client_id"] == client]
+        # the client id, or the session key ladder and report name a connection without
+        # CONNECT by (conn:N)
+        ex = ex[(ex["client_id"] == client) | (ex["session"] == client)]
     if outcome is not None:
         ex = ex[ex["outcome"] == outcome]
     if direction is not None:

@@ -118,15 +118,21 @@ def test_report_says_when_it_found_no_mqtt() -> None:
     assert code == 0 and "NOTE" not in out
 
 
-def _shift_second_half(src: Path, dst: Path, seconds: int) -> None:
-    """A copy of a little-endian pcap whose second half of records is ``seconds`` later."""
-    data = bytearray(src.read_bytes())
+def _records(data: bytes) -> list[int]:
+    """The offsets of the records of a little-endian pcap."""
     assert data[:4] == b"\xd4\xc3\xb2\xa1"
     offsets = []
     pos = 24
     while pos + 16 <= len(data):
         offsets.append(pos)
         pos += 16 + int.from_bytes(data[pos + 8:pos + 12], "little")
+    return offsets
+
+
+def _shift_second_half(src: Path, dst: Path, seconds: int) -> None:
+    """A copy of a little-endian pcap whose second half of records is ``seconds`` later."""
+    data = bytearray(src.read_bytes())
+    offsets = _records(bytes(data))
     for off in offsets[len(offsets) // 2:]:
         ts = int.from_bytes(data[off:off + 4], "little") + seconds
         data[off:off + 4] = ts.to_bytes(4, "little")
@@ -190,3 +196,20 @@ def test_times_pasted_from_flows_select_to_the_nanosecond() -> None:
     _, by_iso, _ = run("ladder", qos1, "--conn", str(ex["conn"]),
                        "--since", ex["t_publish"][:26] + "Z", "--until", ex["t_puback"])
     assert by_tod == by_iso and "PUBLISH" in by_tod
+
+
+def test_flows_client_takes_the_session_key_of_a_connection_without_connect(
+        tmp_path: Path) -> None:
+    """A capture started mid-session: ladder and report call the connection 'conn:0' (no
+    client id); flows --client conn:0 found nothing."""
+    data = REDELIVERY.read_bytes()
+    mid = tmp_path / "mid.pcap"
+    mid.write_bytes(data[:24] + data[_records(data)[19]:])      # from frame 20 on
+    code, out, _ = run("ladder", str(mid), "--client", "conn:0")
+    assert code == 0 and "PUBLISH q2 id=3" in out
+    code, out, _ = run("flows", str(mid), "--client", "conn:0", "--format", "json")
+    rows = json.loads(out)
+    assert code == 0 and [(r["conn"], r["packet_id"]) for r in rows] == [(0, 3), (0, 4)]
+    assert all(r["client_id"] is None for r in rows)
+    code, out, _ = run("flows", str(mid), "--client", "redeliver-v5", "--format", "json")
+    assert code == 0 and {r["client_id"] for r in json.loads(out)} == {"redeliver-v5"}
