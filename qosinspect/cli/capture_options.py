@@ -104,12 +104,14 @@ def capture_source(f: F) -> F:
 
 
 def time_window(f: F) -> F:
-    """``--since T`` and ``--until T``: seconds since the capture start, or an ISO 8601 time
-    (UTC unless it says otherwise)."""
+    """``--since T`` and ``--until T``: seconds since the capture start, an ISO 8601 time (UTC
+    unless it says otherwise) or a time of day (see :func:`resolve_time`)."""
     f = click.option("--until", "until", metavar="T", default=None,
-                     help="Stop at T (seconds since the capture start, or ISO 8601).")(f)
+                     help="Stop at T (seconds since the capture start, an ISO 8601 time, or "
+                          "a UTC time of day as flows prints it).")(f)
     f = click.option("--since", "since", metavar="T", default=None,
-                     help="Start at T (seconds since the capture start, or ISO 8601).")(f)
+                     help="Start at T (seconds since the capture start, an ISO 8601 time, or "
+                          "a UTC time of day as flows prints it).")(f)
     return f
 
 
