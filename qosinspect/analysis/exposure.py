@@ -29,13 +29,17 @@ CLEAR_TRANSPORTS = frozenset({"tcp", "websocket"})
 def exposure(connections: Iterable[Connection]) -> dict[str, Any]:
     """The ``clear_text`` part of the report (JSON-ready)."""
     conns = list(connections)
-    clear = [c for c in conns if c.transport in CLEAR_TRANSPORTS]
+    # a refused attempt (SYN answered by RST) or a connection closed before its first packet
+    # showed nothing: only connections that carried MQTT count as read in clear
+    clear = [c for c in conns if c.transport in CLEAR_TRANSPORTS
+             and c.n_packets_c2b + c.n_packets_b2c > 0]
+    encrypted = sum(1 for c in conns if c.transport not in CLEAR_TRANSPORTS)
     with_user = [c for c in clear if c.username is not None]
     with_password = [c for c in clear if c.password_present]
     accepted = [c for c in with_password if c.accepted]
     return {
         "connections": len(clear),
-        "encrypted": len(conns) - len(clear),
+        "encrypted": encrypted,
         "mqtt_bytes": sum(c.n_bytes_c2b + c.n_bytes_b2c for c in clear),
         "publish_packets": sum(c.n_publish_c2b + c.n_publish_b2c for c in clear),
         "with_username": len(with_user),

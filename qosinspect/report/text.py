@@ -183,10 +183,9 @@ _SHOWN = 10
 
 def _clear_text_lines(ct: dict[str, Any], capture: str) -> list[str]:
     """What an eavesdropper on the capture's links reads (never the passwords themselves)."""
-    total = ct["connections"] + ct["encrypted"]
-    lines = [f"MQTT readable by anyone on the path: {ct['connections']} of {total} connections "
-             f"({ct['encrypted']} encrypted), {ct['mqtt_bytes']:,} MQTT bytes, "
-             f"{ct['publish_packets']:,} PUBLISH (topics and payloads)"]
+    lines = [f"MQTT readable by anyone on the path: {ct['connections']} connections carried "
+             f"MQTT in clear text ({ct['encrypted']} encrypted), {ct['mqtt_bytes']:,} MQTT "
+             f"bytes, {ct['publish_packets']:,} PUBLISH (topics and payloads)"]
     if ct["with_username"] or ct["with_password"]:
         users = ", ".join(ct["usernames"][:_SHOWN])
         if len(ct["usernames"]) > _SHOWN:

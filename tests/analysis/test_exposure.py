@@ -100,3 +100,14 @@ def test_credentials_agree_with_tshark(path: Path) -> None:
     assert ct["with_username"] == sum(1 for user, _ in rows if user)
     assert ct["with_password"] == sum(1 for _, password in rows if password)
     assert ct["usernames"] == sorted({user for user, _ in rows if user})
+
+
+def test_refused_attempts_are_not_counted_as_read() -> None:
+    """A connection that never carried an MQTT packet (refused by RST, or closed before its
+    first packet) exposed nothing."""
+    b = EventBuilder()
+    _connect(b, "tcp", "a", None, None, 0)
+    refused = b.open()
+    b.close(refused, "rst")
+    ct = qosinspect.analyze(b.events).report()["clear_text"]
+    assert (ct["connections"], ct["encrypted"]) == (1, 0)
