@@ -14,6 +14,16 @@
 /* An exact int that fits in 64 bits: 0 and *v; -1 otherwise (no exception left set). */
 int exact_ll(PyObject *x, long long *v);
 
+/* Replace *dst by getattr(obj, name): 0, or -1 with an exception. */
+static inline int getattr_into(PyObject **dst, PyObject *obj, PyObject *name)
+{
+    PyObject *x = PyObject_GetAttr(obj, name);
+    if (x == NULL)
+        return -1;
+    Py_XSETREF(*dst, x);
+    return 0;
+}
+
 /* --- rowstore.c ----------------------------------------------------------------------------- */
 typedef struct {
     PyTypeObject *cls;

@@ -255,16 +255,6 @@ static void run_release(Run *r)
     matcher_release(&r->m);
 }
 
-/* Replace *dst by getattr(obj, name): 0, or -1 with an exception. */
-static int attr(PyObject **dst, PyObject *obj, PyObject *name)
-{
-    PyObject *x = PyObject_GetAttr(obj, name);
-    if (x == NULL)
-        return -1;
-    Py_XSETREF(*dst, x);
-    return 0;
-}
-
 /* Map the exchange store's columns to OpenExchange slots (what store.getter reads): 1, or 0
  * when a column is not an OpenExchange attribute. */
 static int map_columns(Run *r)
@@ -316,9 +306,10 @@ static int run_load(Run *r)
     if (x != Py_None)
         return 0;
     PyObject *ex = NULL, *q0 = NULL;
-    if (attr(&r->conns, r->corr, N.conns) || attr(&ex, r->corr, N.exchanges) ||
-        attr(&q0, r->corr, N.q0) || attr(&r->last_info, r->corr, N.last_info) ||
-        attr(&r->last_conn, r->corr, N.last_conn)) {
+    if (getattr_into(&r->conns, r->corr, N.conns) ||
+        getattr_into(&ex, r->corr, N.exchanges) || getattr_into(&q0, r->corr, N.q0) ||
+        getattr_into(&r->last_info, r->corr, N.last_info) ||
+        getattr_into(&r->last_conn, r->corr, N.last_conn)) {
         Py_XDECREF(ex);
         Py_XDECREF(q0);
         return -1;

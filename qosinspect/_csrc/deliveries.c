@@ -82,15 +82,6 @@ void matcher_release(Matcher *m)
     sv_release(&m->rows);
 }
 
-static int take(PyObject **dst, PyObject *obj, PyObject *name)
-{
-    PyObject *x = PyObject_GetAttr(obj, name);
-    if (x == NULL)
-        return -1;
-    Py_XSETREF(*dst, x);
-    return 0;
-}
-
 int matcher_load(Matcher *m, PyObject *obj, PyTypeObject *cls)
 {
     if (!Py_IS_TYPE(obj, cls))
@@ -116,9 +107,11 @@ int matcher_load(Matcher *m, PyObject *obj, PyTypeObject *cls)
         m->unmatched > LLONG_MAX / 2)
         return 0;
     PyObject *store = NULL;
-    if (take(&m->pending, obj, MN.pending) || take(&m->expect, obj, MN.expect) ||
-        take(&m->expect_cache, obj, MN.expect_cache) || take(&m->many, obj, MN.many) ||
-        take(&store, obj, MN.store) || take(&m->presence, obj, MN.presence)) {
+    if (getattr_into(&m->pending, obj, MN.pending) ||
+        getattr_into(&m->expect, obj, MN.expect) ||
+        getattr_into(&m->expect_cache, obj, MN.expect_cache) ||
+        getattr_into(&m->many, obj, MN.many) || getattr_into(&store, obj, MN.store) ||
+        getattr_into(&m->presence, obj, MN.presence)) {
         Py_XDECREF(store);
         return -1;
     }

@@ -51,11 +51,8 @@ int slot_offset(PyObject *cls, const char *name, Py_ssize_t *off)
     return 0;
 }
 
-int slot_ll(PyObject *o, Py_ssize_t off, long long *v)
+int int_ll(PyObject *x, long long *v)
 {
-    PyObject *x = SLOT(o, off);
-    if (x == NULL || !PyLong_Check(x))
-        return -1;
     int overflow = 0;
     *v = PyLong_AsLongLongAndOverflow(x, &overflow);
     if (overflow || (*v == -1 && PyErr_Occurred())) {
@@ -63,6 +60,14 @@ int slot_ll(PyObject *o, Py_ssize_t off, long long *v)
         return -1;
     }
     return 0;
+}
+
+int slot_ll(PyObject *o, Py_ssize_t off, long long *v)
+{
+    PyObject *x = SLOT(o, off);
+    if (x == NULL || !PyLong_Check(x))
+        return -1;
+    return int_ll(x, v);
 }
 
 int slot_set_ll(PyObject *o, Py_ssize_t off, long long v)

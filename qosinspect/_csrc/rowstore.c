@@ -26,13 +26,7 @@ int exact_ll(PyObject *x, long long *v)
 {
     if (x == NULL || !PyLong_CheckExact(x))
         return -1;
-    int overflow = 0;
-    *v = PyLong_AsLongLongAndOverflow(x, &overflow);
-    if (overflow || (*v == -1 && PyErr_Occurred())) {
-        PyErr_Clear();
-        return -1;
-    }
-    return 0;
+    return int_ll(x, v);
 }
 
 int rowstore_configure(PyObject *cls)
