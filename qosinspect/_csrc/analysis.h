@@ -14,6 +14,17 @@
 /* An exact int that fits in 64 bits: 0 and *v; -1 otherwise (no exception left set). */
 int exact_ll(PyObject *x, long long *v);
 
+/* setattr(o, name, int(v)): 0, or -1 with an exception. */
+static inline int setattr_ll(PyObject *o, PyObject *name, long long v)
+{
+    PyObject *x = PyLong_FromLongLong(v);
+    if (x == NULL)
+        return -1;
+    int rc = PyObject_SetAttr(o, name, x);
+    Py_DECREF(x);
+    return rc;
+}
+
 /* Replace *dst by getattr(obj, name): 0, or -1 with an exception. */
 static inline int getattr_into(PyObject **dst, PyObject *obj, PyObject *name)
 {

@@ -349,23 +349,13 @@ static int run_load(Run *r)
     return rc;
 }
 
-static int set_ll(PyObject *o, PyObject *name, long long v)
-{
-    PyObject *x = PyLong_FromLongLong(v);
-    if (x == NULL)
-        return -1;
-    int rc = PyObject_SetAttr(o, name, x);
-    Py_DECREF(x);
-    return rc;
-}
-
 /* Write the counters back (before Python runs, and at the end). */
 static int run_store(Run *r)
 {
-    if (set_ll(r->corr, N.n_events, r->n_events) < 0 || set_ll(r->corr, N.t_lo, r->t_lo) < 0 ||
-        set_ll(r->corr, N.t_hi, r->t_hi) < 0 ||
-        set_ll(r->corr, N.next_ex_id, r->next_ex_id) < 0 ||
-        set_ll(r->corr, N.n_open_total, r->n_open) < 0 ||
+    if (setattr_ll(r->corr, N.n_events, r->n_events) < 0 ||
+        setattr_ll(r->corr, N.t_lo, r->t_lo) < 0 || setattr_ll(r->corr, N.t_hi, r->t_hi) < 0 ||
+        setattr_ll(r->corr, N.next_ex_id, r->next_ex_id) < 0 ||
+        setattr_ll(r->corr, N.n_open_total, r->n_open) < 0 ||
         PyObject_SetAttr(r->corr, N.last_info, r->last_info) < 0 ||
         PyObject_SetAttr(r->corr, N.last_conn, r->last_conn) < 0 || sv_sync(&r->ex) < 0 ||
         sv_sync(&r->q0) < 0)

@@ -175,22 +175,12 @@ int matcher_load(Matcher *m, PyObject *obj, PyTypeObject *cls)
     return 1;
 }
 
-static int set_ll(PyObject *o, PyObject *name, long long v)
-{
-    PyObject *x = PyLong_FromLongLong(v);
-    if (x == NULL)
-        return -1;
-    int rc = PyObject_SetAttr(o, name, x);
-    Py_DECREF(x);
-    return rc;
-}
-
 int matcher_store(Matcher *m)
 {
     if (m->obj == NULL)
         return 0;
-    if (set_ll(m->obj, MN.head, m->head) < 0 || set_ll(m->obj, MN.tail, m->tail) < 0 ||
-        set_ll(m->obj, MN.unmatched, m->unmatched) < 0)
+    if (setattr_ll(m->obj, MN.head, m->head) < 0 || setattr_ll(m->obj, MN.tail, m->tail) < 0 ||
+        setattr_ll(m->obj, MN.unmatched, m->unmatched) < 0)
         return -1;
     return sv_sync(&m->rows);
 }

@@ -27,6 +27,8 @@ import struct
 from typing import NamedTuple
 
 __all__ = [
+    "ACK",
+    "FIN",
     "LINKTYPE_ETHERNET",
     "LINKTYPE_IPV4",
     "LINKTYPE_IPV6",
@@ -35,6 +37,9 @@ __all__ = [
     "LINKTYPE_LOOP",
     "LINKTYPE_NULL",
     "LINKTYPE_RAW",
+    "PSH",
+    "RST",
+    "SYN",
     "Buffer",
     "Defragmenter",
     "IpFragment",
@@ -52,6 +57,9 @@ LINKTYPE_LINUX_SLL = 113
 LINKTYPE_IPV4 = 228
 LINKTYPE_IPV6 = 229
 LINKTYPE_LINUX_SLL2 = 276
+
+#: TCP header flag bits (RFC 9293 3.1), as parse_tcp returns them and the writer sets them.
+FIN, SYN, RST, PSH, ACK = 0x01, 0x02, 0x04, 0x08, 0x10
 
 #: What the parsers read from: a file mapped in memory or bytes.
 Buffer = bytes | mmap.mmap

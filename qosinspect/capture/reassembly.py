@@ -40,6 +40,7 @@ from typing import Any
 
 from ..events import ConnectionInfo, Endpoint
 from ..mqtt.enums import Direction
+from .layers import ACK, FIN, PSH, RST, SYN
 from .records import CaptureRecord, FlowClosed, FlowOpened, Gap, Retransmitted, StreamData
 
 __all__ = [
@@ -56,7 +57,6 @@ __all__ = [
     "format_ip",
 ]
 
-FIN, SYN, RST, PSH, ACK = 0x01, 0x02, 0x04, 0x08, 0x10
 _M = 0xFFFFFFFF
 _HALF = 0x80000000
 _C2B = Direction.C2B

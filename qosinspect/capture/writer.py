@@ -26,6 +26,22 @@ import ipaddress
 import struct
 from collections.abc import Sequence
 
+from .layers import (
+    ACK,
+    FIN,
+    LINKTYPE_ETHERNET,
+    LINKTYPE_IPV4,
+    LINKTYPE_IPV6,
+    LINKTYPE_LINUX_SLL,
+    LINKTYPE_LINUX_SLL2,
+    LINKTYPE_LOOP,
+    LINKTYPE_NULL,
+    LINKTYPE_RAW,
+    PSH,
+    RST,
+    SYN,
+)
+
 __all__ = [
     "ACK",
     "FIN",
@@ -45,7 +61,6 @@ __all__ = [
     "tcp_ip_packet",
 ]
 
-FIN, SYN, RST, PSH, ACK = 0x01, 0x02, 0x04, 0x08, 0x10
 _M = 0xFFFFFFFF
 _PCAP_MAGIC_US, _PCAP_MAGIC_NS = 0xA1B2C3D4, 0xA1B23C4D
 _SHB, _IDB, _EPB = 0x0A0D0D0A, 1, 6
@@ -91,22 +106,22 @@ def link_frame(linktype: int, ip: bytes, *, vlan: Sequence[int] = (), loopback: 
     LOOP (108), or raw IP (101, 228, 229, 12, 14)."""
     v6 = ip[0] >> 4 == 6
     et = 0x86DD if v6 else 0x0800
-    if linktype == 1:
+    if linktype == LINKTYPE_ETHERNET:
         hdr = b"\x00" * 12 if loopback else b"\x00\x00\x00\x00\x00\x02\x00\x00\x00\x00\x00\x01"
         for i, tpid in enumerate(vlan):
             hdr += struct.pack("!HH", tpid, 100 + i)
         frame = hdr + struct.pack("!H", et) + ip
         return frame if loopback else frame + b"\x00" * max(0, 60 - len(frame))
-    if linktype == 113:
+    if linktype == LINKTYPE_LINUX_SLL:
         return struct.pack("!HHH8sH", 0, 772, 6, b"\x00" * 8, et) + ip
-    if linktype == 276:
+    if linktype == LINKTYPE_LINUX_SLL2:
         return struct.pack("!HHIHBB8s", et, 0, 1, 772, 0, 6, b"\x00" * 8) + ip
     af = af_inet6 if v6 else 2
-    if linktype == 0:
+    if linktype == LINKTYPE_NULL:
         return struct.pack(null_order + "I", af) + ip
-    if linktype == 108:
+    if linktype == LINKTYPE_LOOP:
         return struct.pack("!I", af) + ip
-    if linktype in (101, 228, 229, 12, 14):
+    if linktype in (LINKTYPE_RAW, LINKTYPE_IPV4, LINKTYPE_IPV6, 12, 14):  # 12, 14: DLT_RAW
         return ip
     raise ValueError(f"unsupported link type {linktype}")
 
