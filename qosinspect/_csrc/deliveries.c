@@ -192,7 +192,7 @@ int matcher_ts_ok(const Matcher *m, long long ts)
 
 /* --- the steps ----------------------------------------------------------------------------------- */
 
-/* _row(seq, ...) of a narrow matcher: (pub_qos, sub_qos, status, reason), put as _put does;
+/* _row(seq, ...) of a narrow matcher: (pub_qos, sub_qos, status, reason), put as RowStore.append does;
  * a reason that is not an exact int goes in as it came (the Python way, see rowstore.c) */
 static int put_row(Matcher *m, Py_ssize_t i, long long sub_qos, int status, PyObject *reason)
 {

@@ -209,18 +209,12 @@ class DeliveryMatcher:
              status: int, retain: bool) -> None:
         i = seq % self.max_pending
         if self.narrow:
-            self._put((self._qos[i], sub_qos, status, 0))
+            self.store.append(self._qos[i], sub_qos, status, 0)
             return
         expect = self._expect[i]
         granted = expect.get(subscriber, _NONE)[0] if expect is not None else -1
-        self._put((self._ex[i], sub_ex_id, self._pub[i], subscriber, self._topic[i],
-                   self._ts[i], ts, self._qos[i], sub_qos, granted, status, 0, retain))
-
-    def _put(self, row: tuple[int, ...]) -> None:
-        batch = self.store.batch
-        batch.append(row)
-        if len(batch) >= RowStore.BATCH:
-            self.store.flush()
+        self.store.append(self._ex[i], sub_ex_id, self._pub[i], subscriber, self._topic[i],
+                          self._ts[i], ts, self._qos[i], sub_qos, granted, status, 0, retain)
 
     def _settle_oldest(self) -> None:
         """Write the expected copies of the oldest publication that never came; drop it."""
@@ -237,10 +231,11 @@ class DeliveryMatcher:
                     continue
                 reason = self._presence(session, ts)
                 if self.narrow:
-                    self._put((self._qos[i], -1, _NOT_DELIVERED, reason))
+                    self.store.append(self._qos[i], -1, _NOT_DELIVERED, reason)
                 else:
-                    self._put((self._ex[i], -1, publisher, session, self._topic[i], ts,
-                               -(2**63), self._qos[i], -1, granted, _NOT_DELIVERED, reason, 0))
+                    self.store.append(self._ex[i], -1, publisher, session, self._topic[i], ts,
+                                      -(2**63), self._qos[i], -1, granted, _NOT_DELIVERED,
+                                      reason, 0)
         if self._many:
             self._many.pop(seq, None)
         key = self._key[i]

@@ -15,6 +15,7 @@ through a temporary CSV. Dtypes:
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, cast
 
@@ -343,7 +344,7 @@ class _ExchangeColumns:
         self.q0 = r.q0.chunks() or [r.q0.view()]
         self.order = np.argsort(np.concatenate([c["ex_id"] for c in self.full + self.q0]),
                                 kind="stable")
-        self.defaults = {name: default for name, _, default in EXCHANGE_COLUMNS}
+        self.defaults = r.exchanges.defaults
         self._cache: dict[str, np.ndarray] = {}
 
     def __len__(self) -> int:
@@ -412,11 +413,13 @@ def exchanges_frame(r: CorrelationResult, columns: Sequence[str] | None = None
     if unknown:
         raise KeyError(f"no exchange column {sorted(unknown)}")
 
+    @functools.cache
     def done() -> np.ndarray:
         """Exchanges with a handshake that ended: QoS 0 has none, so no latency either."""
         return np.isin(a["outcome"], [OUTCOMES.index("complete"), OUTCOMES.index(
             "complete_after_reconnect"), OUTCOMES.index("refused")]) & (a["qos"] > 0)
 
+    @functools.cache
     def total() -> np.ndarray:
         t = _td(a["t_end"], a["t_publish"])
         t[~done()] = np.timedelta64("NaT")
