@@ -27,8 +27,6 @@ import getpass
 import json
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -37,33 +35,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from qosinspect.testing.tools import free_port, stop_process, wait_port
+
 ROOT = Path(__file__).resolve().parent.parent
 GENERATOR = ROOT.parent / "shared" / "bench" / "mqtt_load.py"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_port(port: int, timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
-            return
-        time.sleep(0.05)
-    raise SystemExit(f"nothing listening on 127.0.0.1:{port}")
-
-
-def stop(proc: subprocess.Popen[Any]) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
 
 
 @contextlib.contextmanager
@@ -80,9 +55,7 @@ def ours() -> Iterator[tuple[int, int]]:
         port = int(line.split("listening on ")[1].split()[0].rsplit(":", 1)[1])
         yield port, proc.pid
     finally:
-        stop(proc)
-        if proc.stderr is not None:
-            proc.stderr.close()
+        stop_process(proc, timeout=15)
 
 
 @contextlib.contextmanager
@@ -98,10 +71,13 @@ def mosquitto(tmp: Path) -> Iterator[tuple[int, int]]:
     proc = subprocess.Popen([exe, "-c", str(conf)], stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     try:
-        wait_port(port)
+        try:
+            wait_port(port, 15, proc=proc)
+        except (TimeoutError, RuntimeError) as exc:
+            raise SystemExit(f"mosquitto did not start: {exc}") from None
         yield port, proc.pid
     finally:
-        stop(proc)
+        stop_process(proc, timeout=15)
 
 
 def load(port: int, pid: int, tmp: Path, *, qos: int, pubs: int = 1, topics: int = 0,

@@ -69,13 +69,12 @@ from ..mqtt.properties import NO_PROPERTIES, Properties, PropertyId
 from ..mqtt.session import Session
 from .auth import READ, WRITE
 from .state import NEVER, NS, BrokerConfig, BrokerSession, BrokerStats, ClientConn, SubOptions
-from .subscriptions import SubscriptionHandling
+from .subscriptions import SUB_ID, SubscriptionHandling
 
 __all__ = ["NEVER", "NS", "BrokerConfig", "BrokerEngine", "BrokerSession", "BrokerStats",
            "ClientConn", "SubOptions"]
 
 _ALIAS = int(PropertyId.TOPIC_ALIAS)
-_SUB_ID = int(PropertyId.SUBSCRIPTION_IDENTIFIER)
 
 
 class BrokerEngine(SubscriptionHandling):
@@ -172,13 +171,13 @@ class BrokerEngine(SubscriptionHandling):
                 self.stats.slow_subscribers_closed += 1
                 self.close(sess.conn, 0x97, now)          # publishers must not wait forever
         for sess in list(self._offline.values()):
-            if sess.conn is None and self._expired(sess, now):
+            if self._expired(sess, now):
                 self._end_session(sess, now)
 
     @staticmethod
     def _expired(sess: BrokerSession, now: int) -> bool:
         """An offline session whose Session Expiry Interval has passed [MQTT-3.1.2-23]."""
-        return sess.disconnected_ns is not None and \
+        return sess.conn is None and sess.disconnected_ns is not None and \
             now >= sess.disconnected_ns + sess.expiry_s * NS
 
     # -- connect / disconnect ---------------------------------------------------------------------
@@ -215,7 +214,7 @@ class BrokerEngine(SubscriptionHandling):
                 return
             keep_alive = max_ka                       # Server Keep Alive [MQTT-3.2.2-21]
         stale = self._offline.get(client_id)
-        if stale is not None and stale.conn is None and self._expired(stale, now):
+        if stale is not None and self._expired(stale, now):
             self._end_session(stale, now)    # expired before a tick noticed [MQTT-3.1.2-23]
         if client_id not in self.sessions and len(self.sessions) >= self.config.max_sessions:
             self.refuse(conn, 0x97 if v5 else 0x03)
@@ -439,7 +438,7 @@ class BrokerEngine(SubscriptionHandling):
             out_qos = qos if qos < msg.qos else msg.qos         # [MQTT-3.8.4-8]
             props = msg.properties
             if sub_ids:
-                props = Properties((*props.items, *((_SUB_ID, s) for s in sub_ids)))
+                props = Properties((*props.items, *((SUB_ID, s) for s in sub_ids)))
             out = msg._replace(qos=out_qos, retain=msg.retain and rap, properties=props)
             if out_qos == 0 and (conn is None or conn.congested):
                 self.stats.dropped_qos0 += 1

@@ -22,9 +22,10 @@ from .auth import READ
 from .core import EngineState
 from .state import BrokerSession, ClientConn, SubOptions
 
-__all__ = ["SubscriptionHandling"]
+__all__ = ["SUB_ID", "SubscriptionHandling"]
 
-_SUB_ID = int(PropertyId.SUBSCRIPTION_IDENTIFIER)
+#: The Subscription Identifier property, as it goes into a PUBLISH's properties.
+SUB_ID = int(PropertyId.SUBSCRIPTION_IDENTIFIER)
 
 
 class SubscriptionHandling(EngineState):
@@ -41,8 +42,14 @@ class SubscriptionHandling(EngineState):
             self.retained[topic] = (msg, expires_ns)          # [MQTT-3.3.1-5]
             if self.changes is not None:
                 self.changes.append(("retain", msg, expires_ns))
-        elif self.retained.pop(topic, None) is not None and self.changes is not None:
-            self.changes.append(("unretain", topic))          # [MQTT-3.3.1-6]
+        elif topic in self.retained:
+            self._unretain(topic)                             # [MQTT-3.3.1-6]
+
+    def _unretain(self, topic: str) -> None:
+        """Drop the topic's retained message (and record it for the store)."""
+        del self.retained[topic]
+        if self.changes is not None:
+            self.changes.append(("unretain", topic))
 
 
     def _subscribe(self, conn: ClientConn, s: Subscribe, now: int) -> None:
@@ -85,9 +92,7 @@ class SubscriptionHandling(EngineState):
         for topic in candidates:
             msg, expires_ns = self.retained[topic]
             if expires_ns is not None and now >= expires_ns:
-                del self.retained[topic]
-                if self.changes is not None:
-                    self.changes.append(("unretain", topic))
+                self._unretain(topic)
                 continue
             if not topic_matches(topic_filter, topic):
                 continue
@@ -96,7 +101,7 @@ class SubscriptionHandling(EngineState):
                 continue
             props = msg.properties
             if opt.sub_id is not None:
-                props = Properties((*props.items, (_SUB_ID, opt.sub_id)))
+                props = Properties((*props.items, (SUB_ID, opt.sub_id)))
             out = msg._replace(qos=min(msg.qos, opt.qos), retain=True,  # [MQTT-3.3.1-9]
                                properties=props)
             state = sess.state

@@ -50,12 +50,19 @@ from ..errors import CaptureError
 
 __all__ = [
     "MAX_CAPLEN",
+    "PCAPNG_BOM",
+    "PCAPNG_EPB",
+    "PCAPNG_IDB",
+    "PCAPNG_SHB",
+    "PCAP_MAGIC_NS",
+    "PCAP_MAGIC_US",
     "CaptureFile",
     "Interface",
     "RawFrame",
     "Record",
     "TruncatedCapture",
     "capture_format",
+    "file_head",
     "open_capture",
     "read_frames",
 ]
@@ -66,21 +73,25 @@ MAX_CAPLEN = 262144
 RELEASE_STEP = 8 << 20
 _PAGE = mmap.PAGESIZE
 
+#: The pcap magic numbers of microsecond and nanosecond files, as written in their byte order.
+PCAP_MAGIC_US, PCAP_MAGIC_NS = 0xA1B2C3D4, 0xA1B23C4D
 _PCAP_MAGICS = {
     # magic as read little-endian -> (byte order, fraction multiplier to ns, record header size)
-    0xA1B2C3D4: ("<", 1000, 16),
+    PCAP_MAGIC_US: ("<", 1000, 16),
     0xD4C3B2A1: (">", 1000, 16),
-    0xA1B23C4D: ("<", 1, 16),
+    PCAP_MAGIC_NS: ("<", 1, 16),
     0x4D3CB2A1: (">", 1, 16),
     0xA1B2CD34: ("<", 1000, 24),  # Kuznetzov's modified pcap (extra fields after the header)
     0x34CDB2A1: (">", 1000, 24),
 }
-_SHB = 0x0A0D0D0A
-_IDB = 1
+#: pcapng block types (section header, interface description, obsolete packet, simple and
+#: enhanced packet) and the section header's byte-order magic.
+PCAPNG_SHB = 0x0A0D0D0A
+PCAPNG_IDB = 1
 _PB = 2
 _SPB = 3
-_EPB = 6
-_BOM = 0x1A2B3C4D
+PCAPNG_EPB = 6
+PCAPNG_BOM = 0x1A2B3C4D
 _GZIP_MAGIC = b"\x1f\x8b"
 
 
@@ -125,6 +136,18 @@ def _tsresol(value: int) -> tuple[int, int]:
     return 1, 10 ** (exp - 9)
 
 
+def file_head(path: str | os.PathLike[str], n: int = 4) -> bytes:
+    """The first ``n`` bytes of a file, decompressed when it is gzip (what
+    :func:`capture_format` reads); OSError, EOFError or gzip.BadGzipFile when it cannot."""
+    with open(path, "rb") as f:
+        head = f.read(max(n, len(_GZIP_MAGIC)))
+        if head[:2] != _GZIP_MAGIC:
+            return head[:n]
+        f.seek(0)
+        with gzip.GzipFile(fileobj=f) as gz:
+            return gz.read(n)
+
+
 def capture_format(head: bytes, path: str) -> str:
     """``"pcap"`` or ``"pcapng"`` from the first four (decompressed) bytes of a file; a
     :class:`CaptureError` naming ``path`` for anything else."""
@@ -133,7 +156,7 @@ def capture_format(head: bytes, path: str) -> str:
     (magic,) = struct.unpack_from("<I", head, 0)
     if magic in _PCAP_MAGICS:
         return "pcap"
-    if magic == _SHB:
+    if magic == PCAPNG_SHB:
         return "pcapng"
     raise CaptureError(f"not a pcap or pcapng file (magic 0x{magic:08x})", path=path, offset=0)
 
@@ -322,9 +345,9 @@ class CaptureFile:
                 raise self._err(TruncatedCapture, f"file ends inside a block header "
                                 f"({end - off} bytes left)", n + 1, off)
             (btype,) = u32(buf, off)
-            if btype == _SHB:
+            if btype == PCAPNG_SHB:
                 (bom,) = struct.unpack_from("<I", buf, off + 8)
-                if bom == _BOM:
+                if bom == PCAPNG_BOM:
                     order = "<"
                 elif bom == 0x4D3C2B1A:
                     order = ">"
@@ -349,11 +372,11 @@ class CaptureFile:
                 raise self._err(CaptureError, f"corrupt block: trailing length "
                                 f"{u32(buf, nxt - 4)[0]} differs from leading length {blen}",
                                 n + 1, off)
-            if btype in (_EPB, _PB):
+            if btype in (PCAPNG_EPB, _PB):
                 n += 1
                 if blen < 32:
                     raise self._err(CaptureError, f"corrupt packet block length {blen}", n, off)
-                if btype == _EPB:
+                if btype == PCAPNG_EPB:
                     if_id, hi, lo, caplen, orig_len = epb(buf, off + 8)
                 else:
                     if_id, _drops, hi, lo, caplen, orig_len = pb(buf, off + 8)
@@ -383,7 +406,7 @@ class CaptureFile:
                 if iface.snaplen:
                     caplen = min(caplen, iface.snaplen)
                 yield (n, last_ts, iface.linktype, off + 12, caplen, orig_len)
-            elif btype == _IDB:
+            elif btype == PCAPNG_IDB:
                 if blen < 20:
                     raise self._err(CaptureError, f"corrupt interface block length {blen}",
                                     n + 1, off)

@@ -70,7 +70,7 @@ from ..mqtt.packets import (
     Will,
 )
 from .decoder import CaptureSummary
-from .pcapfile import capture_format
+from .pcapfile import capture_format, file_head
 from .pipeline import looks_like_connect
 
 __all__ = ["TsharkDecoder", "tshark_command"]
@@ -288,12 +288,7 @@ class TsharkDecoder:
         """The native engine's check of the file's first bytes: tshark takes an empty file, or
         a gzip of something else, for an empty capture and exits 0."""
         try:
-            with open(path, "rb") as f:
-                head = f.read(4)
-                if head[:2] == b"\x1f\x8b":
-                    f.seek(0)
-                    with gzip.GzipFile(fileobj=f) as gz:
-                        head = gz.read(4)
+            head = file_head(path)
         except (OSError, EOFError, gzip.BadGzipFile) as exc:
             raise self._fail(f"cannot read: {exc}") from None
         capture_format(head, self.path)

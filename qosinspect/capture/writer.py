@@ -41,6 +41,14 @@ from .layers import (
     RST,
     SYN,
 )
+from .pcapfile import (
+    PCAP_MAGIC_NS,
+    PCAP_MAGIC_US,
+    PCAPNG_BOM,
+    PCAPNG_EPB,
+    PCAPNG_IDB,
+    PCAPNG_SHB,
+)
 
 __all__ = [
     "ACK",
@@ -62,8 +70,6 @@ __all__ = [
 ]
 
 _M = 0xFFFFFFFF
-_PCAP_MAGIC_US, _PCAP_MAGIC_NS = 0xA1B2C3D4, 0xA1B23C4D
-_SHB, _IDB, _EPB = 0x0A0D0D0A, 1, 6
 
 
 def checksum(data: bytes) -> int:
@@ -132,7 +138,7 @@ def link_frame(linktype: int, ip: bytes, *, vlan: Sequence[int] = (), loopback: 
 def pcap_header(linktype: int, *, nanos: bool = True, byteorder: str = "<",
                 snaplen: int = 262144) -> bytes:
     """The 24-byte header of a classic pcap file (version 2.4)."""
-    magic = _PCAP_MAGIC_NS if nanos else _PCAP_MAGIC_US
+    magic = PCAP_MAGIC_NS if nanos else PCAP_MAGIC_US
     return struct.pack(byteorder + "IHHiIII", magic, 2, 4, 0, 0, snaplen, linktype)
 
 
@@ -162,8 +168,8 @@ def pcapng_block(btype: int, body: bytes, byteorder: str = "<") -> bytes:
 def pcapng_shb(options: bytes = b"", byteorder: str = "<") -> bytes:
     """A Section Header Block (version 1.0, section length unknown) with ``options`` (made
     with :func:`pcapng_option`; the end of the list is added)."""
-    shb = struct.pack(byteorder + "IHHq", 0x1A2B3C4D, 1, 0, -1)
-    return pcapng_block(_SHB, shb + options + pcapng_option(0, b"", byteorder), byteorder)
+    shb = struct.pack(byteorder + "IHHq", PCAPNG_BOM, 1, 0, -1)
+    return pcapng_block(PCAPNG_SHB, shb + options + pcapng_option(0, b"", byteorder), byteorder)
 
 
 def pcapng_idb(linktype: int, *, tsresol: int = 9, tsoffset: int = 0, snaplen: int = 0,
@@ -176,7 +182,7 @@ def pcapng_idb(linktype: int, *, tsresol: int = 9, tsoffset: int = 0, snaplen: i
     if tsoffset:
         opts += pcapng_option(14, struct.pack(o + "q", tsoffset), o)
     body = struct.pack(o + "HHI", linktype, 0, snaplen) + opts + pcapng_option(0, b"", o)
-    return pcapng_block(_IDB, body, o)
+    return pcapng_block(PCAPNG_IDB, body, o)
 
 
 def pcapng_units(ts_ns: int, tsresol: int = 9, tsoffset: int = 0) -> int:
@@ -195,4 +201,4 @@ def pcapng_epb(interface: int, units: int, data: bytes, orig_len: int | None = N
     option when not empty)."""
     body = struct.pack(byteorder + "IIIII", interface, units >> 32, units & _M, len(data),
                        len(data) if orig_len is None else orig_len)
-    return pcapng_block(_EPB, body + data + b"\x00" * (-len(data) % 4) + options, byteorder)
+    return pcapng_block(PCAPNG_EPB, body + data + b"\x00" * (-len(data) % 4) + options, byteorder)

@@ -23,11 +23,12 @@ import click
 
 from ..errors import QosinspectError
 
-__all__ = ["CaptureSource", "capture_source", "check_window", "client_or_conn", "finish",
-           "resolve_time", "resolve_window", "time_window"]
+__all__ = ["MQTT_VERSIONS", "CaptureSource", "capture_source", "check_window", "client_or_conn",
+           "finish", "resolve_time", "resolve_window", "time_window"]
 
 F = TypeVar("F", bound=Callable[..., Any])
-_VERSIONS = {"3": 3, "3.1": 3, "4": 4, "3.1.1": 4, "5": 5, "5.0": 5}
+#: --mqtt-version choices -> protocol level (decode, report and the others, generate, replay).
+MQTT_VERSIONS = {"3": 3, "3.1": 3, "4": 4, "3.1.1": 4, "5": 5, "5.0": 5}
 
 
 @dataclass(frozen=True)
@@ -82,7 +83,7 @@ def capture_source(f: F) -> F:
     @click.option("--no-detect", is_flag=True,
                   help="Do not look for MQTT on other ports (by its CONNECT or WebSocket "
                        "upgrade).")
-    @click.option("--mqtt-version", type=click.Choice(list(_VERSIONS)), default="4",
+    @click.option("--mqtt-version", type=click.Choice(list(MQTT_VERSIONS)), default="4",
                   show_default=True,
                   help="Version for connections whose CONNECT was not captured and whose "
                        "bytes do not tell.")
@@ -96,7 +97,7 @@ def capture_source(f: F) -> F:
                 mqtt_version: str, engine: str, tls_keylog: str | None, **kwargs: Any) -> Any:
         if tls_keylog and engine != "tshark":
             raise click.UsageError("--tls-keylog needs --engine tshark")
-        source = CaptureSource(capture, (1883, *ports), not no_detect, _VERSIONS[mqtt_version],
+        source = CaptureSource(capture, (1883, *ports), not no_detect, MQTT_VERSIONS[mqtt_version],
                                engine, tls_keylog)
         return f(*args, source=source, **kwargs)
 

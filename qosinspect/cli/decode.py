@@ -8,7 +8,6 @@ into a message (after printing everything decoded before it) and a non-zero exit
 from __future__ import annotations
 
 import gc
-import os
 import sys
 import time
 from typing import IO
@@ -19,10 +18,10 @@ from ..capture import iter_events
 from ..capture.lines import formatter
 from ..errors import QosinspectError
 from . import main
+from .capture_options import MQTT_VERSIONS
 
 __all__ = ["decode"]
 
-_VERSIONS = {"3": 3, "3.1": 3, "4": 4, "3.1.1": 4, "5": 5, "5.0": 5}
 
 
 class Progress:
@@ -61,7 +60,7 @@ class Progress:
 @click.option("--no-detect", is_flag=True,
               help="Do not look for MQTT (a CONNECT or an MQTT WebSocket upgrade) on other "
                    "ports.")
-@click.option("--mqtt-version", type=click.Choice(list(_VERSIONS)), default="4",
+@click.option("--mqtt-version", type=click.Choice(list(MQTT_VERSIONS)), default="4",
               show_default=True,
               help="Version for connections whose CONNECT is not in the capture and whose "
                    "bytes do not tell (3 = 3.1, 4 = 3.1.1, 5 = 5.0).")
@@ -89,7 +88,7 @@ def decode(capture: str, ports: tuple[int, ...], no_detect: bool, mqtt_version: 
     err = sys.stderr
     try:
         stream = iter_events(capture, ports=(1883, *ports), detect_any_port=not no_detect,
-                             mqtt_version=_VERSIONS[mqtt_version], engine=engine,
+                             mqtt_version=MQTT_VERSIONS[mqtt_version], engine=engine,
                              tls_keylog=tls_keylog, keep_tcp_stats=False)
         progress = Progress(err, lambda: stream.position) if err.isatty() else None
         head = fmt_line.header()
@@ -109,9 +108,7 @@ def decode(capture: str, ports: tuple[int, ...], no_detect: bool, mqtt_version: 
                 progress.close()
             gc.unfreeze()
     except BrokenPipeError:
-        # the reader went away (| head): stop quietly, as tshark does
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        sys.exit(0)
+        raise                       # the reader went away (| head): main() ends quietly
     except (QosinspectError, ValueError, OSError) as exc:
         raise click.ClickException(str(exc)) from None
     if fmt == "table" and err.isatty():

@@ -19,10 +19,10 @@ import click
 
 from ..errors import QosinspectError
 from . import main
+from .capture_options import MQTT_VERSIONS
 
 __all__ = ["generate", "run_and_report"]
 
-_VERSIONS = {"3": 3, "3.1": 3, "4": 4, "3.1.1": 4, "5": 5, "5.0": 5}
 
 
 def _say(text: str) -> None:
@@ -70,7 +70,7 @@ def run_and_report(scenario: Any, options: Any) -> Any:
 @click.option("--list", "list_", is_flag=True, help="List the built-in scenarios and exit.")
 @click.option("--broker", "broker", default=None, metavar="HOST:PORT",
               help="Use this external broker (e.g. mosquitto) instead of the built-in one.")
-@click.option("--mqtt-version", type=click.Choice(sorted(_VERSIONS)), default=None,
+@click.option("--mqtt-version", type=click.Choice(sorted(MQTT_VERSIONS)), default=None,
               help="MQTT version of every client (default: the scenario's).")
 @click.option("--duration", type=click.FloatRange(0, min_open=True), default=None,
               help="Seconds of publishing (default: the scenario's).")
@@ -121,7 +121,7 @@ def generate(scenario: str | None, list_: bool, broker: str | None, mqtt_version
     if do_report and capture is None:
         raise click.UsageError("--report needs --capture FILE")
     overrides = {"duration": duration, "drain": drain, "seed": seed, "front_port": front_port,
-                 "mqtt_version": _VERSIONS[mqtt_version] if mqtt_version else None,
+                 "mqtt_version": MQTT_VERSIONS[mqtt_version] if mqtt_version else None,
                  "broker_address": broker}
     try:
         spec = resolve_scenario(scenario, overrides)

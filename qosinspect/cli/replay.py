@@ -17,10 +17,10 @@ import click
 
 from ..errors import QosinspectError
 from . import main
+from .capture_options import MQTT_VERSIONS
 
 __all__ = ["replay"]
 
-_VERSIONS = {"3": 3, "3.1": 3, "4": 4, "3.1.1": 4, "5": 5, "5.0": 5}
 
 
 @main.command()
@@ -39,7 +39,7 @@ _VERSIONS = {"3": 3, "3.1": 3, "4": 4, "3.1.1": 4, "5": 5, "5.0": 5}
                    "clean sessions).")
 @click.option("--port", "-p", "ports", type=click.IntRange(1, 65535), multiple=True,
               help="Another TCP port MQTT runs on in the capture (1883 always is).")
-@click.option("--mqtt-version", type=click.Choice(sorted(_VERSIONS)), default=None,
+@click.option("--mqtt-version", type=click.Choice(sorted(MQTT_VERSIONS)), default=None,
               help="Publish with this MQTT version (default: each client's original one).")
 @click.option("--timeout", type=click.FloatRange(0), default=10.0, show_default=True,
               help="Seconds to wait for the last acknowledgements.")
@@ -65,7 +65,7 @@ def replay(capture: str, broker: str, speed: float, clients: tuple[str, ...],
             validate_topic_filter(f)
         plan = load_plan(capture, clients=clients, topics=topics,
                          ports=tuple(sorted({1883, *ports})),
-                         version=_VERSIONS[mqtt_version] if mqtt_version else None)
+                         version=MQTT_VERSIONS[mqtt_version] if mqtt_version else None)
         if not plan.messages:
             raise click.ClickException(f"{capture}: no PUBLISH from a client to replay"
                                        + (" (after --client/--topic)" if clients or topics

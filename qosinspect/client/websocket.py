@@ -169,7 +169,7 @@ class WebSocketClientStream:
         self._send_close(b"\x03\xe8")                   # 1000: normal closure
 
     def close(self) -> None:
-        self._send_close(b"\x03\xe8")                   # 1000: normal closure
+        self.finish()
         self.writer.close()
 
     def abort(self) -> None:

@@ -21,6 +21,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
 from ..analysis.api import Analysis
+from .text import client_connections
 
 __all__ = ["plot_inflight", "plot_ladder", "plot_latency", "plot_timeline", "save_all"]
 
@@ -192,16 +193,13 @@ def plot_ladder(analysis: Analysis, *, client: str | None = None, conn: int | No
     left), re-sends in red, stream gaps and connection ends as lines across."""
     conns = analysis.connections
     if client is not None:
-        mine = (conns["client_id"] == client) | (conns["session"] == client)
-        ids = set(int(i) for i in conns.loc[mine, "conn_id"])
+        ids = set(int(i) for i in client_connections(conns, client)["conn_id"])
     elif conn is not None:
         ids = {conn} if conn in set(int(i) for i in conns["conn_id"]) else set()
+        if not ids:
+            raise LookupError(f"no connection {conn} in the capture")
     else:
         raise LookupError("give a client id or a connection number")
-    if not ids:
-        if client is not None:
-            raise LookupError(_no_client(analysis, client))
-        raise LookupError(f"no connection {conn} in the capture")
     pk = analysis.packets_of(ids)
     ts = pk["ts"].astype("int64")
     keep = np.ones(len(pk), dtype=bool)
@@ -262,11 +260,6 @@ def plot_ladder(analysis: Analysis, *, client: str | None = None, conn: int | No
     return ax
 
 
-def _no_client(analysis: Analysis, client: str) -> str:
-    known = ", ".join(sorted(str(c) for c in analysis.connections["session"].dropna().unique()))
-    return f"no client {client!r} in the capture (clients: {known or 'none'})"
-
-
 def _busiest_client(analysis: Analysis) -> str | None:
     """The client a ladder is most worth drawing for: re-sends, then reconnections, then
     packets."""
@@ -291,9 +284,7 @@ def save_all(analysis: Analysis, outdir: str | Path, *, client: str | None = Non
     """Write latency.png, timeline.png, inflight.png and ladder.png into ``outdir`` (made if
     missing); the ladder is of ``client`` (default: the one with the most re-sends)."""
     if client is not None:
-        conns = analysis.connections
-        if not ((conns["client_id"] == client) | (conns["session"] == client)).any():
-            raise LookupError(_no_client(analysis, client))   # before any file is written
+        client_connections(analysis.connections, client)   # LookupError before any file
     out = Path(outdir)
     out.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []

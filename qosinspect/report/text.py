@@ -18,7 +18,7 @@ from ..analysis.api import Analysis
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["format_report", "format_table", "ladder_lines"]
+__all__ = ["client_connections", "format_report", "format_table", "ladder_lines"]
 
 _ARROW = 46
 
@@ -263,6 +263,16 @@ def _known_conns(conns: pd.DataFrame) -> str:
     return f"connections: {shown}"
 
 
+def client_connections(conns: pd.DataFrame, client: str) -> pd.DataFrame:
+    """The rows of the connections table of ``client``: a client id as sent, or the session
+    key (an assigned client id, conn:<N>). ``LookupError`` naming the clients when none."""
+    sel = conns[(conns["client_id"] == client) | (conns["session"] == client)]
+    if sel.empty:
+        known = ", ".join(sorted(str(c) for c in conns["session"].dropna().unique()))
+        raise LookupError(f"no client {client!r} in the capture (clients: {known or 'none'})")
+    return sel
+
+
 def ladder_lines(analysis: Analysis, *, client: str | None = None, conn: int | None = None,
                  since_ns: int | None = None, until_ns: int | None = None,
                  limit: int = 10_000) -> list[str]:
@@ -274,11 +284,7 @@ def ladder_lines(analysis: Analysis, *, client: str | None = None, conn: int | N
 
     conns = analysis.connections
     if client is not None:
-        # a client id as sent, or the session key (an assigned client id, conn:<N>)
-        sel = conns[(conns["client_id"] == client) | (conns["session"] == client)]
-        if sel.empty:
-            known = ", ".join(sorted(str(c) for c in conns["session"].dropna().unique()))
-            raise LookupError(f"no client {client!r} in the capture (clients: {known or 'none'})")
+        sel = client_connections(conns, client)
     elif conn is not None:
         sel = conns[conns["conn_id"] == conn]
         if sel.empty:
