@@ -11,8 +11,6 @@
 
 #include "speedups.h"
 
-/* An exact int that fits in 64 bits: 0 and *v; -1 otherwise (no exception left set). */
-int exact_ll(PyObject *x, long long *v);
 
 /* setattr(o, name, int(v)): 0, or -1 with an exception. */
 static inline int setattr_ll(PyObject *o, PyObject *name, long long v)
@@ -23,6 +21,18 @@ static inline int setattr_ll(PyObject *o, PyObject *name, long long v)
     int rc = PyObject_SetAttr(o, name, x);
     Py_DECREF(x);
     return rc;
+}
+
+/* getattr(o, name) as an exact int that fits in 64 bits: 0, 1 (not such an int), -1
+ * (exception) */
+static inline int getattr_ll(PyObject *o, PyObject *name, long long *v)
+{
+    PyObject *x = PyObject_GetAttr(o, name);
+    if (x == NULL)
+        return -1;
+    int rc = exact_ll(x, v);
+    Py_DECREF(x);
+    return rc < 0 ? 1 : 0;
 }
 
 /* Replace *dst by getattr(obj, name): 0, or -1 with an exception. */
@@ -108,9 +118,10 @@ int matcher_store(Matcher *m);
 void matcher_release(Matcher *m);
 /* Whether publish(ts) can run here: ts - window_ns does not overflow. */
 int matcher_ts_ok(const Matcher *m, long long ts);
-/* DeliveryMatcher.publish / .deliver: 0, or -1 with an exception. */
+/* DeliveryMatcher.publish / .deliver: 0, or -1 with an exception. A report keeps no topic
+ * codes: the publication's is -1. */
 int matcher_publish(Matcher *m, PyObject *keyobj, long long key, long long ts, long long ex_id,
-                    int qos, int publisher, int topic_code, PyObject *topic);
+                    int qos, int publisher, PyObject *topic);
 int matcher_deliver(Matcher *m, PyObject *keyobj, long long ts, int qos, int subscriber,
                     int retain);
 

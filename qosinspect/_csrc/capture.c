@@ -234,8 +234,8 @@ static int emit_streamdata(PyObject *batch, PyObject *flow, PyObject *dir, PyObj
 
 /* The MQTT step of CaptureDecoder for new in-order bytes of a steady connection, else a
  * StreamData record for it. 0 or -1 (exception). */
-static int deliver(Engine *e, PyObject *batch, PyObject *flow, PyObject *dir, long long frame_no,
-                   PyObject *frame, PyObject *ts, const unsigned char *data, Py_ssize_t len)
+static int deliver(Engine *e, PyObject *batch, PyObject *flow, PyObject *dir, PyObject *frame,
+                   PyObject *ts, const unsigned char *data, Py_ssize_t len)
 {
     if (!e->mqtt)
         return emit_streamdata(batch, flow, dir, frame, ts, data, len);
@@ -346,7 +346,6 @@ static int deliver(Engine *e, PyObject *batch, PyObject *flow, PyObject *dir, lo
         rc = emit_streamdata(batch, flow, dir, frame, ts, buf + pos, n - pos);
 out:
     Py_XDECREF(joined);
-    (void)frame_no;
     return (int)rc;
 }
 
@@ -433,7 +432,7 @@ static int fast_frame(Engine *e, const Rec *r, long long next_sweep, PyObject *b
     PyObject *frame = PyLong_FromLongLong(r->n), *ts = PyLong_FromLongLong(r->ts);
     int rc = -1;
     if (frame != NULL && ts != NULL)
-        rc = deliver(e, batch, flow, dir, r->n, frame, ts, f + pstart, (Py_ssize_t)plen);
+        rc = deliver(e, batch, flow, dir, frame, ts, f + pstart, (Py_ssize_t)plen);
     Py_XDECREF(frame);
     Py_XDECREF(ts);
     Py_DECREF(flow);

@@ -328,12 +328,9 @@ static int run_load(Run *r)
     long long *values[] = {&r->n_events, &r->t_lo, &r->t_hi, &r->next_ex_id, &r->n_open,
                            &r->max_per, &r->max_total};
     for (int k = 0; k < 7; k++) {
-        if ((x = PyObject_GetAttr(r->corr, counters[k])) == NULL)
-            return -1;
-        int bad = exact_ll(x, values[k]);
-        Py_DECREF(x);
-        if (bad)
-            return 0;
+        int got = getattr_ll(r->corr, counters[k], values[k]);
+        if (got != 0)
+            return got < 0 ? -1 : 0;
     }
     if (r->n_events < 0 || r->n_events > LLONG_MAX / 2 || r->next_ex_id < 0 ||
         r->next_ex_id > LLONG_MAX / 2 || r->n_open < 0 || r->n_open > LLONG_MAX / 2)

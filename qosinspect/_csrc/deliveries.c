@@ -48,17 +48,6 @@ int matcher_configure(void)
     return 0;
 }
 
-/* getattr as an exact int that fits: 0, 1 (not such an int), -1 (exception) */
-static int getattr_ll(PyObject *o, PyObject *name, long long *v)
-{
-    PyObject *x = PyObject_GetAttr(o, name);
-    if (x == NULL)
-        return -1;
-    int rc = exact_ll(x, v);
-    Py_DECREF(x);
-    return rc < 0 ? 1 : 0;
-}
-
 /* --- loading and storing ---------------------------------------------------------------------- */
 
 static void release_views(Matcher *m)
@@ -192,8 +181,9 @@ int matcher_ts_ok(const Matcher *m, long long ts)
 
 /* --- the steps ----------------------------------------------------------------------------------- */
 
-/* _row(seq, ...) of a narrow matcher: (pub_qos, sub_qos, status, reason), put as RowStore.append does;
- * a reason that is not an exact int goes in as it came (the Python way, see rowstore.c) */
+/* _row(seq, ...) of a narrow matcher: (pub_qos, sub_qos, status, reason), put as
+ * RowStore.append does; a reason that is not an exact int goes in as it came (the Python way,
+ * see rowstore.c) */
 static int put_row(Matcher *m, Py_ssize_t i, long long sub_qos, int status, PyObject *reason)
 {
     long long vals[4] = {m->a_qos[i], sub_qos, status, 0};
@@ -437,7 +427,7 @@ out:
 }
 
 int matcher_publish(Matcher *m, PyObject *keyobj, long long key, long long ts, long long ex_id,
-                    int qos, int publisher, int topic_code, PyObject *topic)
+                    int qos, int publisher, PyObject *topic)
 {
     long long cap = m->cap;
     if (m->head < m->tail) {
@@ -455,7 +445,7 @@ int matcher_publish(Matcher *m, PyObject *keyobj, long long key, long long ts, l
     m->a_key[i] = key;
     m->a_qos[i] = (signed char)qos;
     m->a_pub[i] = publisher;
-    m->a_topic[i] = topic_code;
+    m->a_topic[i] = -1;                 /* no topic codes in a report */
     m->a_got[i] = -1;
     m->a_got2[i] = -1;
     PyObject *expect = PyDict_GetItemWithError(m->expect_cache, topic);

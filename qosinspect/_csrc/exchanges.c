@@ -332,7 +332,7 @@ int fast_publish(Run *r, const Ev *e)
         if ((content_obj = PyLong_FromLongLong(content)) == NULL)
             goto out;
         if (d == 0 ? matcher_publish(&r->m, content_obj, content, e->ts, ex_id, (int)qos,
-                                     (int)code, -1, topic) < 0
+                                     (int)code, topic) < 0
                    : matcher_deliver(&r->m, content_obj, e->ts, (int)qos, (int)code,
                                      retain) < 0)
             goto out;
@@ -408,12 +408,8 @@ int fast_ack(Run *r, const Ev *e, int ptype)
     if (exact_ll(PyTuple_GET_ITEM(p, 0), &pid) < 0 || pid < 1 || pid > 0xFFFF ||
         !reason_ok(reason_obj))
         return 0;
-    int overflow = 0;
-    reason = PyLong_AsLongLongAndOverflow(reason_obj, &overflow); /* int(p.reason_code) */
-    if (overflow || (reason == -1 && PyErr_Occurred())) {
-        PyErr_Clear();
+    if (int_ll(reason_obj, &reason) < 0) /* int(p.reason_code) */
         return 0;
-    }
     /* PUBACK, PUBREC and PUBCOMP come from the PUBLISH's receiver, PUBREL from its sender */
     int step = ptype - 3, want_qos = ptype == 4 ? 1 : 2, exd = ptype == 6 ? e->d : e->d ^ 1;
     PyObject *open = SLOT(s, A.s_open);

@@ -135,19 +135,6 @@ static inline unsigned mix(const void *p, long extra)
     return (unsigned)x;
 }
 
-static int exact_ll(PyObject *x, long long *v)
-{
-    if (!PyLong_CheckExact(x))
-        return -1;
-    int ovf = 0;
-    *v = PyLong_AsLongLongAndOverflow(x, &ovf);
-    if (ovf || (*v == -1 && PyErr_Occurred())) {
-        PyErr_Clear();
-        return -1;
-    }
-    return 0;
-}
-
 /* 1: line written; 0: not a fast event (nothing written); -1: exception. */
 static int fast_line(PyObject *fmt, PyObject *ev, Buf *b, ConnPart *cc, PubPart *pc)
 {
@@ -203,14 +190,9 @@ static int fast_line(PyObject *fmt, PyObject *ev, Buf *b, ConnPart *cc, PubPart 
         if (PyTuple_GET_SIZE(p) != 3)
             return 0;
         PyObject *code = PyTuple_GET_ITEM(p, 1);
-        if (exact_ll(PyTuple_GET_ITEM(p, 0), &pid) || !PyLong_Check(code))
+        if (exact_ll(PyTuple_GET_ITEM(p, 0), &pid) || !PyLong_Check(code) ||
+            int_ll(code, &rc) < 0)
             return 0;
-        int ovf = 0;
-        rc = PyLong_AsLongLongAndOverflow(code, &ovf);
-        if (ovf || (rc == -1 && PyErr_Occurred())) {
-            PyErr_Clear();
-            return 0;
-        }
     }
     /* the connection's parts */
     long vkey = version * 4 + (assumed == Py_True) * 2;

@@ -62,6 +62,13 @@ int int_ll(PyObject *x, long long *v)
     return 0;
 }
 
+int exact_ll(PyObject *x, long long *v)
+{
+    if (x == NULL || !PyLong_CheckExact(x))
+        return -1;
+    return int_ll(x, v);
+}
+
 int slot_ll(PyObject *o, Py_ssize_t off, long long *v)
 {
     PyObject *x = SLOT(o, off);

@@ -22,12 +22,6 @@
 
 RowStoreSlots RS;
 
-int exact_ll(PyObject *x, long long *v)
-{
-    if (x == NULL || !PyLong_CheckExact(x))
-        return -1;
-    return int_ll(x, v);
-}
 
 int rowstore_configure(PyObject *cls)
 {

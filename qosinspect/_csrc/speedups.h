@@ -18,6 +18,9 @@ int slot_ll(PyObject *o, Py_ssize_t off, long long *v);
 /* The value of an int (x is one) that fits in 64 bits: 0 and *v; -1 otherwise, no exception
  * left set. */
 int int_ll(PyObject *x, long long *v);
+/* An exact int (not a subclass, not NULL) that fits in 64 bits: 0 and *v; -1 otherwise, no
+ * exception left set. */
+int exact_ll(PyObject *x, long long *v);
 /* Store an int; -1 with an exception on memory exhaustion. */
 int slot_set_ll(PyObject *o, Py_ssize_t off, long long v);
 /* Store a new reference (stolen). */
