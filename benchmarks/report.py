@@ -11,8 +11,8 @@ process), one after the other:
 * ``qosinspect``: ``qosinspect report --format json --port N CAPTURE`` -- the whole command:
   reading, reassembly, MQTT decoding, correlation of every exchange, connection, session,
   reconnection and end-to-end delivery, and the per-QoS report. The ratio is computed from it.
-* ``library``: ``analyze_capture(CAPTURE, options=REPORT_OPTIONS).report()`` in a bare interpreter (the
-  same work without the CLI's imports).
+* ``library``: ``analyze_capture(CAPTURE, options=REPORT_OPTIONS).report()`` in a bare
+  interpreter (the same work without the CLI's imports).
 * ``tshark``: ``tshark -n -r CAPTURE -d tcp.port==N,mqtt -Y mqtt -T fields`` with the fields a
   QoS report needs (time, stream, source port, message type, QoS, DUP, packet id), written to a
   file -- only the extraction: tshark pairs nothing, so this is less work than a report.

@@ -203,14 +203,14 @@ class Correlator:
         """Feed every event (an exception from ``events`` propagates after everything before it
         was taken)."""
         for ev in events:
-            if type(ev) is MqttPacketEvent:
+            if type(ev) is _EVENT:
                 self._packet(ev)
             else:
                 self.feed(ev)
 
     def feed(self, ev: Event) -> None:
         """Take one event (in capture order)."""
-        if type(ev) is MqttPacketEvent:
+        if type(ev) is _EVENT:
             self._packet(ev)
             return
         self._clock(ev.ts_ns)
@@ -274,13 +274,14 @@ class Correlator:
 
     def _packet(self, ev: MqttPacketEvent) -> None:
         """One MQTT packet (the hot path: one call per packet of the capture)."""
-        ts = ev.ts_ns
+        # One unpacking instead of a lookup by name per field (compiled code reads a tuple's
+        # items directly; a NamedTuple's fields by name go through the type's dictionary).
+        ts, info, direction, p, wire_len, frame, _, version, _ = ev
         self.n_events += 1
         if ts > self._t_hi:
             self._t_hi = ts
         if ts < self._t_lo:         # not elif: the first event sets both
             self._t_lo = ts
-        info = ev.conn
         if info is self._last_info:  # the same flow as the packet before: no lookup
             c = cast(ConnState, self._last_conn)
         else:
@@ -288,9 +289,7 @@ class Correlator:
             c = got if got is not None else self.sess.new_conn(info, ts)
             self._last_info = info
             self._last_conn = c
-        p = ev.packet
         t = type(p)
-        direction = ev.direction
         if direction is _C2B:
             d = C2B
         elif direction is _B2C:
@@ -301,16 +300,15 @@ class Correlator:
         if d == C2B:
             rec.t_last_c2b = ts
             rec.n_packets_c2b += 1
-            rec.n_bytes_c2b += ev.wire_len
+            rec.n_bytes_c2b += wire_len
         else:
             rec.t_last_b2c = ts
             rec.n_packets_b2c += 1
-            rec.n_bytes_b2c += ev.wire_len
-        if rec.version is None and ev.version is not None:
-            rec.version = ev.version
+            rec.n_bytes_b2c += wire_len
+        if rec.version is None and version is not None:
+            rec.version = version
             rec.version_source = "decoder"
-        if t is Publish:
-            p = cast(Publish, p)
+        if t is _PUBLISH:
             s = c.sess
             if s is None or not c.connack_seen or c.refused:
                 s = self._introduce(ev, c, d, "PUBLISH")
@@ -318,20 +316,20 @@ class Correlator:
                 rec.n_publish_c2b += 1
             else:
                 rec.n_publish_b2c += 1
-            self.ex.publish(ev, c, s, d, p)
+            self.ex.publish(ev, ts, frame, c, s, d, cast(Publish, p))
             return
         ptype = _ACK_TYPES.get(t)
         if ptype is not None:
-            p = cast(PubAck, p)  # or PubRec, PubRel, PubComp: the same fields
+            pid, reason, _ = cast(PubAck, p)  # or PubRec, PubRel, PubComp: the same fields
             s = c.sess
             if s is None or not c.connect_seen:
                 s = self._introduce(ev, c, d, _PTYPE_NAMES[ptype])
-            self.ex.ack(ev, c, s, d, ptype, p.packet_id, int(p.reason_code))
+            self.ex.ack(ev, ts, frame, c, s, d, ptype, pid, int(reason))
             return
-        if t is Connect:
+        if t is _CONNECT:
             assert isinstance(p, Connect)
             self.sess.connect(ev, c, d, p)
-        elif t is ConnAck:
+        elif t is _CONNACK:
             assert isinstance(p, ConnAck)
             if not c.connect_seen:
                 self._introduce(ev, c, d, "CONNACK")
@@ -339,29 +337,29 @@ class Correlator:
         else:
             if not c.connect_seen:
                 self._introduce(ev, c, d, packet_type_of(p).name)
-            if t is Subscribe:
+            if t is _SUBSCRIBE:
                 assert isinstance(p, Subscribe)
                 if len(c.pending_subs) < 1024:
                     c.pending_subs[p.packet_id] = tuple(
                         (sub.topic_filter, sub.qos, sub.no_local) for sub in p.subscriptions)
-            elif t is SubAck:
+            elif t is _SUBACK:
                 assert isinstance(p, SubAck)
                 self.sess.suback(ev, c, d, p)
-            elif t is Unsubscribe:
+            elif t is _UNSUBSCRIBE:
                 assert isinstance(p, Unsubscribe)
                 if len(c.pending_unsubs) < 1024:
                     c.pending_unsubs[p.packet_id] = p.topic_filters
-            elif t is UnsubAck:
+            elif t is _UNSUBACK:
                 assert isinstance(p, UnsubAck)
                 filters = c.pending_unsubs.pop(p.packet_id, None)
                 if filters is None:
                     self.anomalies.record(
                         ts, AnomalyKind.ORPHAN_ACK, f"UNSUBACK for packet id {p.packet_id}: no "
-                        "UNSUBSCRIBE with that id is pending", c, d, ev.frame, p.packet_id)
+                        "UNSUBSCRIBE with that id is pending", c, d, frame, p.packet_id)
                 elif self.matcher is not None and c.sess is not None:
                     for f in filters:
                         self.matcher.unsubscribe(c.sess.code, f)
-            elif t is Disconnect:
+            elif t is _DISCONNECT:
                 assert isinstance(p, Disconnect)
                 self.sess.disconnect(ev, c, d, p)
         if (packets := self.packets) is not None:
@@ -446,6 +444,17 @@ def _by_conn_id(rec: Connection) -> int:
     return rec.conn_id
 
 
+# Classes of other modules the hot path compares types with, as final names: compiled, a final
+# name is a C static, an imported one a dictionary lookup on every use.
+_EVENT: Final = MqttPacketEvent
+_PUBLISH: Final = Publish
+_CONNECT: Final = Connect
+_CONNACK: Final = ConnAck
+_SUBSCRIBE: Final = Subscribe
+_SUBACK: Final = SubAck
+_UNSUBSCRIBE: Final = Unsubscribe
+_UNSUBACK: Final = UnsubAck
+_DISCONNECT: Final = Disconnect
 _C2B: Final = Direction.C2B
 _B2C: Final = Direction.B2C
 _NO_LO: Final = 2**63 - 1

@@ -105,13 +105,13 @@ class ExchangeTracker:
 
     # -- PUBLISH -------------------------------------------------------------------------------
 
-    def publish(self, ev: MqttPacketEvent, c: ConnState, s: SessionState, d: int,
-                 p: Publish) -> None:
-        ts = ev.ts_ns
-        qos = p.qos
-        topic = p.topic
-        payload = p.payload
-        dup = 1 if p.dup else 0
+    def publish(self, ev: MqttPacketEvent, ts: int, frame: int, c: ConnState, s: SessionState,
+                d: int, p: Publish) -> None:
+        """A PUBLISH; ``ts`` and ``frame`` are ``ev``'s, unpacked once by the caller (reading a
+        NamedTuple's field by name is a dictionary lookup even in compiled code)."""
+        topic, payload, qos, dup_flag, retain_flag, pid, _ = p
+        dup = 1 if dup_flag else 0
+        retain = 1 if retain_flag else 0
         if qos == 0:
             ex_id = self.next_ex_id
             self.next_ex_id = ex_id + 1
@@ -121,34 +121,33 @@ class ExchangeTracker:
             batch = q0.batch
             if self.detail:
                 batch.append((ex_id, s.code, c.conn_id, d, tcode, len(payload),
-                              1 if p.retain else 0, dup, ev.frame, ts))
+                              retain, dup, frame, ts))
             else:
                 batch.append((dup,))
             if len(batch) >= q0.batch_rows:
                 q0.flush()
             if (packets := self.packets) is not None:
-                packets.log(ev, c.conn_id, d, 3, 0, dup, 1 if p.retain else 0, -1, -1, ex_id, 0,
+                packets.log(ev, c.conn_id, d, 3, 0, dup, retain, -1, -1, ex_id, 0,
                           tcode, len(payload))
             if dup:
                 # [MQTT-3.3.1-2]: DUP must be 0 on every QoS 0 PUBLISH.
                 self.anomalies.record(ts, AnomalyKind.DUP_ON_QOS0,
-                                      "QoS 0 PUBLISH with DUP=1 [MQTT-3.3.1-2]", c, d, ev.frame,
+                                      "QoS 0 PUBLISH with DUP=1 [MQTT-3.3.1-2]", c, d, frame,
                                       None, ex_id)
             if d == C2B:
                 s.rec.n_exchanges_c2b += 1
             else:
                 s.rec.n_exchanges_b2c += 1
             if self.matcher is not None:
-                self._match(d, hash((topic, payload)), ts, ex_id, 0, s, tcode, topic, p.retain)
+                self._match(d, hash((topic, payload)), ts, ex_id, 0, s, tcode, topic, retain_flag)
             return
-        pid = p.packet_id
         if (qos != 1 and qos != 2) or not pid:
             why = (f"PUBLISH with QoS {qos} [MQTT-3.3.1-4]" if qos not in (1, 2)
                    else "QoS > 0 PUBLISH without a packet id [MQTT-2.2.1-3]")
             kind = AnomalyKind.INVALID_QOS if qos not in (1, 2) else AnomalyKind.MALFORMED
-            self.anomalies.record(ts, kind, why, c, d, ev.frame, pid)
+            self.anomalies.record(ts, kind, why, c, d, frame, pid)
             if (packets := self.packets) is not None:
-                packets.log(ev, c.conn_id, d, 3, qos, dup, 1 if p.retain else 0,
+                packets.log(ev, c.conn_id, d, 3, qos, dup, retain,
                           pid if pid is not None else -1, -1, -1, 0, self.topics.code(topic),
                           len(payload))
             return
@@ -161,7 +160,7 @@ class ExchangeTracker:
                 return
             self.anomalies.record(ts, AnomalyKind.PACKET_ID_IN_USE,
                           f"{_DIR[d]} PUBLISH packet id {pid} reused for another message while "
-                          f"exchange {ex.ex_id} is in flight [MQTT-2.2.1-3]", c, d, ev.frame, pid,
+                          f"exchange {ex.ex_id} is in flight [MQTT-2.2.1-3]", c, d, frame, pid,
                           ex.ex_id)
             self.end(s, ex, PROTOCOL_ERROR, ts)
         if dup:
@@ -173,7 +172,7 @@ class ExchangeTracker:
         self.next_ex_id = ex_id + 1
         tcode = self.topics.code(topic) if self.detail else -1
         ex = OpenExchange(ex_id, s.code, c.conn_id, d, qos, pid, tcode, len(payload),
-                          1 if p.retain else 0, dup, ev.frame, ts, content, key)
+                          retain, dup, frame, ts, content, key)
         s.open[key] = ex
         self.n_open_total += 1
         if d == C2B:
@@ -184,7 +183,7 @@ class ExchangeTracker:
             packets.log(ev, c.conn_id, d, 3, qos, dup, ex.retain, pid, -1, ex_id, 0, tcode,
                       len(payload))
         if self.matcher is not None:
-            self._match(d, content, ts, ex_id, qos, s, tcode, topic, p.retain)
+            self._match(d, content, ts, ex_id, qos, s, tcode, topic, retain_flag)
         if len(s.open) > self.max_open_per_session or self.n_open_total > self.max_open_total:
             self._evict(ts, c, s)
 
@@ -249,13 +248,13 @@ class ExchangeTracker:
 
     # -- acknowledgements -----------------------------------------------------------------------
 
-    def ack(self, ev: MqttPacketEvent, c: ConnState, s: SessionState, d: int, ptype: int,
-             pid: int, reason: int) -> None:
+    def ack(self, ev: MqttPacketEvent, ts: int, frame: int, c: ConnState, s: SessionState,
+            d: int, ptype: int, pid: int, reason: int) -> None:
+        """A PUBACK, PUBREC, PUBREL or PUBCOMP (``ts`` and ``frame`` as in :meth:`publish`)."""
         ack = ACK_STEPS[ptype]
         step = int(ack.step)
         exd = d ^ 1 if ack.from_receiver else d
         key = (exd << 16) | pid
-        ts = ev.ts_ns
         ex = s.open.get(key)
         if ex is None:
             done = s.done.get(key)
@@ -267,7 +266,7 @@ class ExchangeTracker:
                           f"{_DIR[d]} {ack.name} for packet id {pid}: no {_DIR[exd]} PUBLISH with "
                           "that id is in flight" + (" (capture started mid-session?)"
                                                     if not c.connect_seen else ""),
-                          c, d, ev.frame, pid)
+                          c, d, frame, pid)
             if (packets := self.packets) is not None:
                 packets.log(ev, c.conn_id, d, ptype, -1, 0, 0, pid, reason, -1, 0, -1, -1)
             return
@@ -285,7 +284,7 @@ class ExchangeTracker:
                           f"{ack.name} for the QoS {ex.qos} exchange {ex.ex_id} "
                           f"(packet id {pid}): only QoS {ack.qos} has it "
                           f"[{'MQTT-4.3.2-1' if ex.qos == 1 else 'MQTT-4.3.3-1'}]",
-                          c, d, ev.frame, pid, ex.ex_id)
+                          c, d, frame, pid, ex.ex_id)
             self.end(s, ex, PROTOCOL_ERROR, ts)
             return
         if step == S_PUBACK:
@@ -367,7 +366,7 @@ class ExchangeTracker:
         self.n_open_total -= 1
         store = self.exchanges
         batch = store.batch  # RowStore.append, inlined: one list append per exchange
-        batch.append(store.getter(ex))
+        batch.append(ex.detail_row() if self.detail else ex.report_row())
         s.done.put(key, store.packed + len(batch) - 1)
         if len(batch) >= store.batch_rows:
             store.flush()

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import bisect
 import itertools
-import operator
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -198,7 +197,7 @@ class RowStore:
     """
 
     __slots__ = ("_buf", "_bufs", "_fields", "_left", "_off", "_pack", "_pack_batch", "_starts",
-                 "batch", "batch_rows", "defaults", "first_chunk_rows", "getter",
+                 "batch", "batch_rows", "defaults", "first_chunk_rows",
                  "max_chunk_rows", "names", "packed", "size", "spec")
 
     def __init__(self, spec: tuple[tuple[str, str, int], ...], *,
@@ -210,8 +209,6 @@ class RowStore:
         #: Rows packed at once (the hot paths flush when :attr:`batch` holds this many).
         self.batch_rows = batch_rows
         self.names = tuple(name for name, _, _ in spec)
-        #: Reads the values of a row off an object whose attributes are named as the columns.
-        self.getter = operator.attrgetter(*self.names)
         self.defaults = {name: default for name, _, default in spec}
         fmt = "<" + "".join(code for _, code, _ in spec)
         st = struct.Struct(fmt)

@@ -31,8 +31,9 @@ class OpenExchange:
     """One QoS 1/2 exchange whose handshake is not finished yet.
 
     Attribute names are the column names of :data:`~.records.EXCHANGE_COLUMNS` (the row written
-    when it finishes is read off them in column order), plus ``content`` (hash of topic and
-    payload: tells a re-send from a reused packet id) and ``key``.
+    when it finishes, :meth:`detail_row` or :meth:`report_row`, is read off them in column
+    order), plus ``key``; ``content`` is the hash of topic and payload (tells a re-send from a
+    reused packet id).
     """
 
     __slots__ = (
@@ -119,6 +120,26 @@ class OpenExchange:
         self.dup_after_complete = 0
         self.content = content
         self.key = key
+
+    def detail_row(self) -> tuple[int, ...]:
+        """The row of :data:`~.records.EXCHANGE_COLUMNS` (in that order: a test holds the two
+        together). Written out rather than read by name: compiled, these are direct reads."""
+        return (self.ex_id, self.session, self.conn_id, self.last_conn_id, self.direction,
+                self.qos, self.packet_id, self.topic, self.payload_len, self.retain,
+                self.dup_first, self.frame, self.t_publish, self.t_publish_last, self.n_publish,
+                self.n_dup, self.t_puback, self.t_puback_last, self.n_puback,
+                self.puback_reason, self.t_pubrec, self.t_pubrec_last, self.n_pubrec,
+                self.pubrec_reason, self.t_pubrel, self.t_pubrel_last, self.n_pubrel,
+                self.pubrel_reason, self.t_pubcomp, self.t_pubcomp_last, self.n_pubcomp,
+                self.pubcomp_reason, self.t_end, self.outcome, self.last_step,
+                self.spans_reconnect, self.dup_after_complete, self.content)
+
+    def report_row(self) -> tuple[int, ...]:
+        """The row of :data:`~.records.REPORT_EXCHANGE_COLUMNS` (likewise)."""
+        return (self.conn_id, self.last_conn_id, self.qos, self.t_publish, self.n_publish,
+                self.n_dup, self.t_puback, self.t_pubrec, self.n_pubrec, self.t_pubrel,
+                self.n_pubrel, self.t_pubcomp, self.t_end, self.outcome, self.last_step,
+                self.spans_reconnect, self.dup_after_complete, self.content)
 
 
 class DoneIndex:

@@ -95,3 +95,16 @@ def test_batched_rows_pack_the_same_as_single_rows() -> None:
     assert st.rows == 23 and st.packed + len(st.batch) == 23
     assert list(st.view()) == list(single.view())
     assert sum(len(c) for c in st.chunks()) == 23 and not st.batch
+
+
+def test_open_exchange_rows_follow_the_column_specs() -> None:
+    """The row an exchange writes when it finishes is read off it in the store's column order
+    (written out in state.py for the compiler: this holds the two together)."""
+    from qosinspect.analysis.records import EXCHANGE_COLUMNS, REPORT_EXCHANGE_COLUMNS
+    from qosinspect.analysis.state import OpenExchange
+
+    ex = OpenExchange(1, 2, 3, 0, 2, 7, 5, 10, 1, 0, 9, 1234, 99, 7)
+    for i, (name, _, _) in enumerate(EXCHANGE_COLUMNS):
+        setattr(ex, name, 1000 + i)
+    assert ex.detail_row() == tuple(1000 + i for i in range(len(EXCHANGE_COLUMNS)))
+    assert ex.report_row() == tuple(getattr(ex, name) for name, _, _ in REPORT_EXCHANGE_COLUMNS)
