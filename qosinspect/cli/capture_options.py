@@ -62,17 +62,21 @@ class CaptureSource:
         args[0] = shlex.quote(args[0])
         return " ".join(args)
 
-    def analyze(self, **options: Any) -> Any:
-        """:func:`qosinspect.analysis.api.analyze_capture` with this source's options."""
+    def analyze(self, **options: bool) -> Any:
+        """:func:`qosinspect.analysis.api.analyze_capture` with this source's decoder options and
+        ``options`` (the :class:`~qosinspect.analysis.options.AnalysisOptions` fields to change:
+        ``detail``, ``packets``, ``deliveries``)."""
         from ..analysis.api import analyze_capture
+        from ..analysis.options import AnalysisOptions
 
         with self.reading():
             return analyze_capture(self.path, ports=self.ports,
                                    detect_any_port=self.detect_any_port,
                                    mqtt_version=self.mqtt_version, engine=self.engine,
-                                   tls_keylog=self.tls_keylog, **options)
+                                   tls_keylog=self.tls_keylog,
+                                   options=AnalysisOptions(**options))
 
-    def events(self, **options: Any) -> Any:
+    def events(self, **options: bool) -> Any:
         """:func:`qosinspect.capture.iter_events` with this source's options (lazy: errors
         come while iterating, so iterate inside :meth:`reading`)."""
         from ..capture import iter_events
