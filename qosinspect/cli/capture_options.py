@@ -20,11 +20,14 @@ import shlex
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, time
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from ..errors import QosinspectError
+
+if TYPE_CHECKING:
+    from ..capture.decoder import EventStream
 
 __all__ = ["MQTT_VERSIONS", "CaptureSource", "capture_source", "check_window", "client_or_conn",
            "finish", "resolve_time", "resolve_window", "time_window"]
@@ -76,14 +79,14 @@ class CaptureSource:
                                    tls_keylog=self.tls_keylog,
                                    options=AnalysisOptions(**options))
 
-    def events(self, **options: bool) -> Any:
+    def events(self, *, keep_tcp_stats: bool = True) -> EventStream:
         """:func:`qosinspect.capture.iter_events` with this source's options (lazy: errors
         come while iterating, so iterate inside :meth:`reading`)."""
         from ..capture import iter_events
 
         return iter_events(self.path, ports=self.ports, detect_any_port=self.detect_any_port,
                            mqtt_version=self.mqtt_version, engine=self.engine,
-                           tls_keylog=self.tls_keylog, **options)
+                           tls_keylog=self.tls_keylog, keep_tcp_stats=keep_tcp_stats)
 
     @contextlib.contextmanager
     def reading(self) -> Iterator[None]:
