@@ -46,7 +46,7 @@ What the engine decides, with the statements that fix it:
 
 from __future__ import annotations
 
-from ..errors import MQTTError, RemoteProtocolError
+from ..errors import LocalProtocolError, MQTTError
 from ..mqtt.codec import encode
 from ..mqtt.packets import (
     Auth,
@@ -118,7 +118,9 @@ class BrokerEngine(SubscriptionHandling):
                 self.close(conn, 0x82, now)           # no enhanced authentication offered
             else:
                 self.close(conn, 0x82, now)           # a packet only a server sends
-        except (MQTTError, RemoteProtocolError) as exc:
+        except LocalProtocolError:
+            raise                                 # our own bug, not the client's: no close
+        except MQTTError as exc:                  # the client's, RemoteProtocolError included
             self.close(conn, exc.reason_code, now)
 
     def close(self, conn: ClientConn, reason: int | None, now: int, *,

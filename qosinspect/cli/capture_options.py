@@ -2,26 +2,32 @@
 
 ``@capture_source`` adds the CAPTURE argument and the decoder options (``--port``,
 ``--no-detect``, ``--mqtt-version``, ``--engine``, ``--tls-keylog``) and hands the command one
-:class:`CaptureSource`; ``@time_window`` adds ``--since``/``--until``; ``@client_or_conn`` adds
-``--client``/``--conn``. :meth:`CaptureSource.analyze` turns every bad input into a
-:class:`click.ClickException` (a message and exit status 1, never a traceback), and
+:class:`CaptureSource` (``decode`` streams its events, the others analyse it);
+``@time_window`` adds ``--since``/``--until``; ``@client_or_conn`` adds ``--client``/``--conn``.
+:meth:`CaptureSource.reading` (around :meth:`~CaptureSource.analyze` and the iteration of
+:meth:`~CaptureSource.events`) turns every bad input into a :class:`click.ClickException` (a
+message and exit status 1, never a traceback), and
 :func:`finish` makes a capture that could not be read to the end exit 1 after the output.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 import re
 import shlex
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, time
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from ..errors import QosinspectError
+
+if TYPE_CHECKING:
+    from ..capture.decoder import EventStream
 
 __all__ = ["MQTT_VERSIONS", "CaptureSource", "capture_source", "check_window", "client_or_conn",
            "finish", "resolve_time", "resolve_window", "time_window"]
@@ -66,12 +72,30 @@ class CaptureSource:
         from ..analysis.api import analyze_capture
         from ..analysis.options import AnalysisOptions
 
-        try:
+        with self.reading():
             return analyze_capture(self.path, ports=self.ports,
                                    detect_any_port=self.detect_any_port,
                                    mqtt_version=self.mqtt_version, engine=self.engine,
                                    tls_keylog=self.tls_keylog,
                                    options=AnalysisOptions(**options))
+
+    def events(self, *, keep_tcp_stats: bool = True) -> EventStream:
+        """:func:`qosinspect.capture.iter_events` with this source's options (lazy: errors
+        come while iterating, so iterate inside :meth:`reading`)."""
+        from ..capture import iter_events
+
+        return iter_events(self.path, ports=self.ports, detect_any_port=self.detect_any_port,
+                           mqtt_version=self.mqtt_version, engine=self.engine,
+                           tls_keylog=self.tls_keylog, keep_tcp_stats=keep_tcp_stats)
+
+    @contextlib.contextmanager
+    def reading(self) -> Iterator[None]:
+        """A capture that cannot be read (or a decoder that cannot run) becomes a message
+        that names the file once, and exit status 1."""
+        try:
+            yield
+        except BrokenPipeError:
+            raise                   # the reader of the output went away: main() ends quietly
         except (QosinspectError, OSError, ValueError) as exc:
             msg = str(exc)
             raise click.ClickException(msg if self.path in msg else f"{self.path}: {msg}") \
@@ -85,16 +109,18 @@ def capture_source(f: F) -> F:
     @click.option("--port", "-p", "ports", type=click.IntRange(1, 65535), multiple=True,
                   help="Another TCP port MQTT runs on (1883 always is); repeatable.")
     @click.option("--no-detect", is_flag=True,
-                  help="Do not look for MQTT on other ports (by its CONNECT or WebSocket "
-                       "upgrade).")
+                  help="Do not look for MQTT (a CONNECT or an MQTT WebSocket upgrade) on other "
+                       "ports.")
     @click.option("--mqtt-version", type=click.Choice(list(MQTT_VERSIONS)), default="4",
                   show_default=True,
-                  help="Version for connections whose CONNECT was not captured and whose "
-                       "bytes do not tell.")
+                  help="Version for connections whose CONNECT is not in the capture and whose "
+                       "bytes do not tell (3 = 3.1, 4 = 3.1.1, 5 = 5.0).")
     @click.option("--engine", type=click.Choice(["native", "tshark"]), default="native",
-                  show_default=True, help="Decoder: qosinspect's own, or Wireshark's.")
+                  show_default=True,
+                  help="native: qosinspect's decoder; tshark: Wireshark's dissector "
+                       "(a cross-check).")
     @click.option("--tls-keylog", type=click.Path(exists=True, dir_okay=False), default=None,
-                  help="TLS key log file (SSLKEYLOGFILE) to decrypt MQTT over TLS "
+                  help="TLS key log file (SSLKEYLOGFILE), to decrypt MQTT over TLS "
                        "(needs --engine tshark).")
     @functools.wraps(f)
     def wrapper(*args: Any, capture: str, ports: tuple[int, ...], no_detect: bool,
@@ -112,11 +138,11 @@ def time_window(f: F) -> F:
     """``--since T`` and ``--until T``: seconds since the capture start, an ISO 8601 time (UTC
     unless it says otherwise) or a time of day (see :func:`resolve_time`)."""
     f = click.option("--until", "until", metavar="T", default=None,
-                     help="Stop at T (seconds since the capture start, an ISO 8601 time, or "
-                          "a UTC time of day as flows prints it).")(f)
+                     help="Stop at T (seconds since the capture start, an ISO 8601 time as "
+                          "flows prints it, or a UTC time of day).")(f)
     f = click.option("--since", "since", metavar="T", default=None,
-                     help="Start at T (seconds since the capture start, an ISO 8601 time, or "
-                          "a UTC time of day as flows prints it).")(f)
+                     help="Start at T (seconds since the capture start, an ISO 8601 time as "
+                          "flows prints it, or a UTC time of day).")(f)
     return f
 
 
@@ -132,8 +158,8 @@ def resolve_time(value: str | None, t0: int | None, option: str) -> int | None:
     """A ``--since``/``--until`` value as ns since the epoch (``t0``: the capture start).
 
     Seconds since the capture start; an ISO 8601 date and time (UTC unless it says otherwise),
-    to the nanosecond as ``flows`` and ``export`` print them; or a time of day (``06:28:28.44``,
-    as the flows table shows it), on the capture start's UTC date.
+    to the nanosecond as the commands print them (:func:`qosinspect.report.output.format_time`);
+    or a time of day (``06:28:28.44``), on the capture start's UTC date.
     """
     if value is None:
         return None
