@@ -251,19 +251,19 @@ class ExchangeTracker:
     def ack(self, ev: MqttPacketEvent, ts: int, frame: int, c: ConnState, s: SessionState,
             d: int, ptype: int, pid: int, reason: int) -> None:
         """A PUBACK, PUBREC, PUBREL or PUBCOMP (``ts`` and ``frame`` as in :meth:`publish`)."""
-        ack = ACK_STEPS[ptype]
-        step = int(ack.step)
-        exd = d ^ 1 if ack.from_receiver else d
+        step_enum, want_qos, from_receiver, name = ACK_STEPS[ptype]
+        step = int(step_enum)
+        exd = d ^ 1 if from_receiver else d
         key = (exd << 16) | pid
         ex = s.open.get(key)
         if ex is None:
             done = s.done.get(key)
-            if (done is not None and self.exchanges.get("qos", done) == ack.qos
+            if (done is not None and self.exchanges.get("qos", done) == want_qos
                     and self.exchanges.get("outcome", done) != ABANDONED):
                 self._late_ack(ev, c, d, ptype, step, pid, reason, done)
                 return
             self.anomalies.record(ts, AnomalyKind.ORPHAN_ACK,
-                          f"{_DIR[d]} {ack.name} for packet id {pid}: no {_DIR[exd]} PUBLISH with "
+                          f"{_DIR[d]} {name} for packet id {pid}: no {_DIR[exd]} PUBLISH with "
                           "that id is in flight" + (" (capture started mid-session?)"
                                                     if not c.connect_seen else ""),
                           c, d, frame, pid)
@@ -281,8 +281,8 @@ class ExchangeTracker:
                 packets.log(ev, c.conn_id, d, ptype, -1, 0, 0, pid, reason, ex.ex_id, 0, ex.topic,
                           -1)
             self.anomalies.record(ts, AnomalyKind.WRONG_ACK_TYPE,
-                          f"{ack.name} for the QoS {ex.qos} exchange {ex.ex_id} "
-                          f"(packet id {pid}): only QoS {ack.qos} has it "
+                          f"{name} for the QoS {ex.qos} exchange {ex.ex_id} "
+                          f"(packet id {pid}): only QoS {want_qos} has it "
                           f"[{'MQTT-4.3.2-1' if ex.qos == 1 else 'MQTT-4.3.3-1'}]",
                           c, d, frame, pid, ex.ex_id)
             self.end(s, ex, PROTOCOL_ERROR, ts)
@@ -324,9 +324,9 @@ class ExchangeTracker:
         if (packets := self.packets) is not None:
             packets.log(ev, c.conn_id, d, ptype, -1, 0, 0, pid, reason, ex.ex_id, resend, ex.topic,
                       -1)
-        nxt = row.next
-        if nxt is FlowState.COMPLETE or nxt is FlowState.REFUSED:
-            end = COMPLETE if nxt is FlowState.COMPLETE else REFUSED
+        nxt = row[0]
+        if nxt is _FLOW_COMPLETE or nxt is _FLOW_REFUSED:
+            end = COMPLETE if nxt is _FLOW_COMPLETE else REFUSED
             if end == COMPLETE and ex.spans_reconnect:
                 end = COMPLETE_AFTER_RECONNECT
                 if c.reconnect is not None:
@@ -389,6 +389,8 @@ class ExchangeTracker:
         self.end(s, oldest, EVICTED, NO_TS)
 
 
+_FLOW_COMPLETE: Final = FlowState.COMPLETE
+_FLOW_REFUSED: Final = FlowState.REFUSED
 #: The flow state of an open exchange, by QoS and the last step seen (the table's states).
 _STATE: Final = (
     (),

@@ -133,6 +133,10 @@ del W
 FAILURE: Final = 0x80
 #: Steps whose failure reason code ends the flow (PUBREL's reason never refuses a message).
 _REFUSING: Final = frozenset({4, 5, 7})
+#: The table keyed by one int, ``state << 3 | packet type``: a lookup on every acknowledgement
+#: of a capture, where a tuple of an enum member would cost a call of ``Enum.__hash__``.
+_INDEX: Final[dict[int, Transition]] = {
+    int(state) << 3 | ptype: row for (state, ptype), row in TRANSITIONS.items()}
 
 
 def initial_state(qos: int) -> FlowState:
@@ -140,10 +144,10 @@ def initial_state(qos: int) -> FlowState:
     return FlowState.WAIT_PUBACK if qos == 1 else FlowState.WAIT_PUBREC
 
 
-def transition(state: FlowState, packet_type: int, reason_code: int = 0) -> Transition | None:
-    """The row for ``packet_type`` arriving in ``state`` (None: a protocol error), with a
-    failure reason code turning it into REFUSED."""
-    row = TRANSITIONS.get((state, packet_type))
+def transition(state: int, packet_type: int, reason_code: int = 0) -> Transition | None:
+    """The row for ``packet_type`` arriving in ``state`` (a :class:`FlowState`; None: a
+    protocol error), with a failure reason code turning it into REFUSED."""
+    row = _INDEX.get(state << 3 | packet_type)
     if row is None or reason_code < FAILURE or packet_type not in _REFUSING:
         return row
     return row._replace(next=FlowState.REFUSED)
