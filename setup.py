@@ -18,6 +18,8 @@ shared library would not import.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import sys
 from glob import glob
@@ -90,6 +92,15 @@ class BuildExt(build_ext):
                   file=sys.stderr)
             for p in built:
                 p.unlink(missing_ok=True)
+        elif built:
+            # What was compiled, by content: qosinspect._accel.stale_compiled() compares it with
+            # the sources (mypyc leaves a module's files untouched when its C did not change, so
+            # file times cannot tell).
+            manifest = Path(self.get_ext_fullpath("qosinspect._speedups")).with_name(
+                "_compiled.json")
+            manifest.write_text(json.dumps(
+                {path: hashlib.sha256(Path(path).read_bytes()).hexdigest() for path in COMPILED},
+                indent=1) + "\n")
 
 
 options: dict[str, Any] = {"ext_modules": [speedups()], "cmdclass": {"build_ext": BuildExt}}

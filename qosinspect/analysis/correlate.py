@@ -112,6 +112,9 @@ class CorrelationResult:
     anomalies_suppressed: dict[str, int] = field(default_factory=dict)
     #: False when made with ``Correlator(detail=False)``: report columns only.
     detail: bool = True
+    #: ``mypyc`` when the compiled analysis made this result, ``python`` when the interpreter
+    #: ran the ``.py`` files (:func:`qosinspect._accel.analysis_implementation`).
+    implementation: str = "python"
 
     def exchange_objects(self) -> list[Exchange]:
         """Every exchange (QoS 0, 1 and 2) as an :class:`Exchange`, in ``ex_id`` order, with
@@ -431,7 +434,8 @@ class Correlator:
             session_keys=[s.key for s in sess.by_code],
             client_ids=[s.rec.client_id for s in sess.by_code], t_first=self.t_first,
             t_last=self.t_last, n_events=self.n_events, n_evicted=ex_tracker.n_evicted,
-            anomalies_suppressed=dict(self.anomalies.suppressed), detail=self.detail)
+            anomalies_suppressed=dict(self.anomalies.suppressed), detail=self.detail,
+            implementation=IMPLEMENTATION)
 
 
 def correlate(events: Iterable[Event], options: AnalysisOptions | None = None
@@ -455,6 +459,8 @@ _SUBACK: Final = SubAck
 _UNSUBSCRIBE: Final = Unsubscribe
 _UNSUBACK: Final = UnsubAck
 _DISCONNECT: Final = Disconnect
+#: Whether this module (and with it the analysis: setup.py compiles them together) runs compiled.
+IMPLEMENTATION: Final = "python" if __file__.endswith(".py") else "mypyc"
 _C2B: Final = Direction.C2B
 _B2C: Final = Direction.B2C
 _NO_LO: Final = 2**63 - 1
