@@ -90,15 +90,19 @@ def count_frames(path: Path) -> int:
 
 
 def implementation(args: argparse.Namespace) -> str:
-    """Which paths qosinspect will run (the C accelerator: ``c`` or ``python``; the analysis:
-    ``mypyc`` or ``python``); ``--pure`` sets QOSINSPECT_PURE for the measured processes, which
-    inherit it."""
+    """Which byte-level path qosinspect will run (the C accelerator: ``c`` or ``python``);
+    ``--pure`` sets QOSINSPECT_PURE for the measured processes, which inherit it."""
     if args.pure:
         os.environ["QOSINSPECT_PURE"] = "1"
-    impl = ("python" if args.pure else _accel.implementation()) + "/" + (
-        "python" if args.pure else _accel.analysis_implementation())
-    log(f"qosinspect implementation (byte-level C / analysis): {impl}")
+    impl = "python" if args.pure else _accel.implementation()
+    log(f"qosinspect implementation (byte-level C): {impl}; analysis: "
+        f"{analysis_implementation(args)}")
     return impl
+
+
+def analysis_implementation(args: argparse.Namespace) -> str:
+    """Which analysis qosinspect will run: ``mypyc`` (compiled) or ``python``."""
+    return "python" if args.pure else _accel.analysis_implementation()
 
 
 def qosinspect_command() -> str:

@@ -45,6 +45,7 @@ from pathlib import Path
 from _capture import (
     CPU,
     ROOT,
+    analysis_implementation,
     argument_parser,
     count_frames,
     ensure_capture,
@@ -175,7 +176,7 @@ def main() -> None:
         "exchanges": sum(r["publishes"] for r in report["per_qos"]),
         "connections": report["connections"], "reconnects": report["reconnects"],
         "cpus": os.cpu_count(), "load_average_1m": round(os.getloadavg()[0], 2),
-        "implementation": impl,
+        "implementation": impl, "analysis": analysis_implementation(args),
         "qosinspect_cpu_s": round(CPU[qosinspect], 3), "tshark_cpu_s": round(CPU[tshark], 3),
         "cpu_ratio": round(CPU[tshark] / CPU[qosinspect], 2),
         "pure_s": round(p_s, 3), "pure_rss_mb": round(p_rss, 1),
@@ -192,7 +193,7 @@ def main() -> None:
         print(json.dumps(figures))
         return
     print(f"capture            {path} ({frames:,} frames, {figures['bytes'] / 1e6:.0f} MB); "
-          f"implementation {impl}")
+          f"C accelerator {impl}, analysis {figures['analysis']}")
     print(f"qosinspect report  {q_s:8.2f} s  {frames / q_s:>10,.0f} frames/s  "
           f"peak RSS {q_rss:6.1f} MB")
     print(f"  (library alone   {l_s:8.2f} s  {frames / l_s:>10,.0f} frames/s  "
