@@ -43,7 +43,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.metadata
 import logging
+import os
 import socket
 import ssl
 import time
@@ -63,11 +65,12 @@ from ..events import (
 from ..mqtt.codec import encode
 from ..mqtt.enums import Direction, DisconnectReason
 from ..mqtt.framing import StreamDecoder
-from ..mqtt.packets import ConnAck, Packet, PubAck, PubComp, Publish, PubRec, PubRel
+from ..mqtt.packets import ConnAck, Connect, Packet, PubAck, PubComp, Publish, PubRec, PubRel
 from ..mqtt.properties import NO_PROPERTIES
 from .auth import Authenticator
 from .engine import BrokerConfig, BrokerEngine, BrokerStats, ClientConn
 from .store import SqliteStore
+from .sysinfo import SysTree
 from .websocket import WebSocketError, WebSocketServer
 
 __all__ = ["BrokerServer", "Listener", "ServerConfig", "Tap", "encode_out", "tls_context"]
@@ -75,6 +78,7 @@ __all__ = ["BrokerServer", "Listener", "ServerConfig", "Tap", "encode_out", "tls
 Tap = Callable[[Event], None]
 log = logging.getLogger("qosinspect.broker")
 _C2B = Direction.C2B
+_CONNECT_FIRST = 0x10       # CONNECT's first byte (its flags are reserved as 0) [MQTT-3.1.0-1]
 _B2C = Direction.B2C
 
 
@@ -188,6 +192,7 @@ class _Connection(asyncio.Protocol):
         self.ws = WebSocketServer(max_frame=server.config.engine.max_packet_size + 4096) \
             if listener.websocket else None
         self.pending: list[tuple[Packet, int]] = []
+        self.first_bytes = True
         self.reading = True
         self.write_paused = False
         self.closed_by: Direction | None = None
@@ -242,6 +247,18 @@ class _Connection(asyncio.Protocol):
             if not data:
                 return
         now = time.time_ns()
+        if self.first_bytes:
+            self.first_bytes = False
+            if data[0] != _CONNECT_FIRST:
+                # HTTP or any other protocol: no MQTT client starts otherwise [MQTT-3.1.0-1].
+                # Nothing to answer in a protocol it does not speak: close now, not at the
+                # CONNECT timeout (a WebSocket listener is where HTTP is answered).
+                if server.verbose:
+                    log.info("conn %d: not MQTT (first byte 0x%02x): closed", conn.conn_id,
+                             data[0])
+                server.engine.close(conn, None, now)
+                server.flush()
+                return
         try:
             packets = self.decoder.feed(data)
         except MQTTError as exc:
@@ -272,7 +289,7 @@ class _Connection(asyncio.Protocol):
             if tap is not None:
                 tap(MqttPacketEvent(now, info, _C2B, packet, size, version=version))
             if verbose:
-                log.info("%s c2b %r", info.client, packet)
+                log.info("%s c2b %r", info.client, loggable(packet))
             try:
                 engine.receive(conn, packet, now)
             except Exception:             # a bug of ours: this client goes, the others stay
@@ -321,6 +338,7 @@ class _Connection(asyncio.Protocol):
         if self.conn is not None:
             self.conn.congested = False
         self.update_reading()
+        self.server.schedule_pump()
 
     def eof_received(self) -> bool | None:
         return None          # close our side too
@@ -422,6 +440,8 @@ class BrokerServer:
         self._ticker: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._topics: dict[str, bytes] = {}
+        self._pump_handle: asyncio.Handle | None = None
+        self._sys: SysTree | None = None
 
     @property
     def stats(self) -> BrokerStats:
@@ -458,6 +478,7 @@ class BrokerServer:
         except BaseException:
             await self.close()
             raise
+        self._sys = SysTree(_version(), time.time_ns())
         self._ticker = loop.create_task(self._tick_loop())
 
     @property
@@ -501,10 +522,30 @@ class BrokerServer:
             self.store = None
 
     async def _tick_loop(self) -> None:
+        next_sys = 0
         while True:
+            now = time.time_ns()
+            interval = self.config.engine.sys_interval
+            if interval > 0 and now >= next_sys and self._sys is not None:
+                self.engine.publish_sys(self._sys.values(self.engine, now, _heap_bytes()), now)
+                next_sys = now + int(interval * 1e9)
+                self.flush()
             await asyncio.sleep(self.config.tick_interval)
             self.engine.tick(time.time_ns())
             self.flush()
+
+    def schedule_pump(self) -> None:
+        """Send more pending retained messages on the next turn of the loop (once)."""
+        if self._pump_handle is None and self._loop is not None and \
+                self.engine.retained_pending:
+            self._pump_handle = self._loop.call_soon(self._pump_retained)
+
+    def _pump_retained(self) -> None:
+        self._pump_handle = None
+        more = self.engine.pump_retained(time.time_ns())
+        self.flush(pump=False)
+        if more:
+            self.schedule_pump()
 
     def internal_error(self, proto: _Connection, what: str, now: int) -> None:
         """An unexpected exception while serving one connection: log it, count it, close
@@ -534,8 +575,9 @@ class BrokerServer:
             self.engine.close(conn, _disconnect_reason(exc) if conn.connected else None, now)
         self.flush()
 
-    def flush(self) -> None:
-        """Commit to the store, then write every outbox; close the connections that ended."""
+    def flush(self, *, pump: bool = True) -> None:
+        """Commit to the store, then write every outbox; close the connections that ended.
+        With ``pump``, pending retained messages get their next slice soon after."""
         engine = self.engine
         if self.store is not None:
             self.store.commit(engine)
@@ -575,6 +617,32 @@ class BrokerServer:
             for conn in unblocked:
                 if conn.driver is not None:
                     self._loop.call_soon(conn.driver.resume_blocked)
+        if pump and engine.retained_pending:
+            self.schedule_pump()
+
+
+def loggable(packet: Packet) -> Packet:
+    """``packet`` as it may appear in a log: a CONNECT's password never does, right or wrong
+    (nor AUTH data, which may carry credentials)."""
+    if type(packet) is Connect and packet.password is not None:
+        return packet._replace(password=b"<hidden>")
+    return packet
+
+
+def _heap_bytes() -> int | None:
+    """Resident memory of this process (Linux ``/proc``; None elsewhere)."""
+    try:
+        with open("/proc/self/statm", encoding="ascii") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _version() -> str:
+    try:
+        return importlib.metadata.version("qosinspect")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
 
 
 def _disconnect_reason(exc: MQTTError) -> int:

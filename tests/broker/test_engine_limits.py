@@ -75,7 +75,7 @@ def test_will_retain_and_qos_MQTT_3_1_2_17() -> None:
     e = BrokerEngine()
     a = connect(e, "a", will=Will("w/a", b"gone", 1, retain=True))
     e.connection_lost(a, 1)
-    msg, _ = e.retained["w/a"]
+    msg = e.retained["w/a"]
     assert msg.payload == b"gone" and msg.qos == 1
 
 
