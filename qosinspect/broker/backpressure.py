@@ -2,28 +2,34 @@
 
 Every subscriber has its own bounded queue (``max_queued_messages`` messages and
 ``max_queued_bytes`` bytes of topic and payload, beyond the in-flight window). When a QoS 1/2
-copy finds that queue full, the subscriber is one of two kinds:
+copy finds that queue full, what happens depends on what the subscriber has shown on its
+current connection:
 
-- **keeping up**: the oldest message it has not acknowledged was sent (or resent on this
-  connection) less than ``slow_subscriber_timeout`` seconds ago. The publisher is paused (the
-  server stops reading it) until the queue has drained to half, so fan-in into a subscriber
-  that reads loses nothing: publishers go at the pace of their slowest *live* reader, as TCP
-  would make them.
-- **slow**: that message waits for longer. It never pauses anybody: ``queue_full_policy``
-  applies at once, so the other subscribers of the same publishers keep their pace.
-  ``"disconnect"`` closes it with 0x97 (counted in ``slow_subscribers_closed``; a persistent
-  session keeps queueing offline, capped by ``max_offline_messages``, oldest dropped and
-  counted); ``"drop-oldest"`` keeps it connected and drops the oldest queued QoS 1/2
+- **keeping up**: it acknowledged a message within the last ``slow_subscriber_timeout``
+  seconds. The publisher is paused (the server stops reading it) until the queue has drained
+  to half, so fan-in into a subscriber that reads loses nothing: publishers go at the pace of
+  their slowest *live* reader, as TCP would make them.
+- **not yet known**: it connected less than ``slow_subscriber_timeout`` ago and has
+  acknowledged nothing yet (a reconnection with a backlog needs a round trip to show it
+  reads). Nobody is paused; its queue may grow meanwhile, up to ``max_offline_messages``
+  (oldest dropped and counted, as for an offline session).
+- **slow**: anything else: it acknowledged nothing for that long. It never pauses anybody:
+  ``queue_full_policy`` applies at once, so the other subscribers of the same publishers keep
+  their pace. ``"disconnect"`` closes it with 0x97 (counted in ``slow_subscribers_closed``; a
+  persistent session keeps queueing offline, capped by ``max_offline_messages``, oldest dropped
+  and counted); ``"drop-oldest"`` keeps it connected and drops the oldest queued QoS 1/2
   messages (counted in ``dropped_queue_full``).
-  QoS 0 copies to a connection whose socket buffer is full are dropped and counted in
-  ``dropped_qos0`` either way. Nothing is dropped silently.
 
-A subscriber that was keeping up and then stops acknowledging holds its publishers for at most
-``slow_subscriber_timeout`` (1 s by default; checked by :meth:`Backpressure._check_slow` on every
-tick). One that reconnects and reads nothing again holds them at most that long per connection
-(its resends are then the oldest messages), not the 30 s that a per-connection allowance gave
-before. mosquitto, for comparison, never pauses publishers: past its
-``max_queued_messages`` (1000 by default) it drops QoS 1/2 messages for that client.
+QoS 0 copies to a connection whose socket buffer is full are dropped and counted in
+``dropped_qos0`` in every case. Nothing is dropped silently.
+
+So a subscriber that never reads pauses no publisher at all, however often it reconnects (each
+connection must earn the right to pause publishers by acknowledging something; before, a
+30 s allowance started again on every connection). One that was keeping up and then stops holds
+its publishers for at most ``slow_subscriber_timeout`` (1 s by default; checked by
+:meth:`Backpressure._check_slow` on every tick). mosquitto, for comparison, never pauses
+publishers: past its ``max_queued_messages`` (1000 by default) it drops QoS 1/2 messages for
+that client.
 """
 
 from __future__ import annotations
@@ -33,7 +39,9 @@ from typing import TYPE_CHECKING
 from .state import NS, BrokerSession, ClientConn
 from .subscriptions import SubscriptionHandling
 
-__all__ = ["Backpressure"]
+__all__ = ["KEEPING_UP", "SLOW", "UNKNOWN", "Backpressure"]
+
+KEEPING_UP, UNKNOWN, SLOW = 0, 1, 2
 
 
 class Backpressure(SubscriptionHandling):
@@ -45,22 +53,25 @@ class Backpressure(SubscriptionHandling):
         return len(state.queue) >= cfg.max_queued_messages or \
             state.queued_bytes >= cfg.max_queued_bytes
 
-    def _keeping_up(self, sess: BrokerSession, now: int) -> bool:
-        """Whether the oldest unacknowledged message to ``sess`` went out recently."""
-        in_flight = sess.state.sender.in_flight
-        if not in_flight:
-            return True
-        oldest = next(iter(in_flight.values()))
-        return now - oldest.t_last_ns <= self.config.slow_subscriber_timeout * NS
+    def _verdict(self, conn: ClientConn, now: int) -> int:
+        """KEEPING_UP, UNKNOWN or SLOW (see the module docstring)."""
+        limit = self.config.slow_subscriber_timeout * NS
+        last = conn.last_ack_ns
+        if last is not None:
+            return KEEPING_UP if now - last <= limit else SLOW
+        return UNKNOWN if now - conn.opened_ns <= limit else SLOW
 
     def _overflow(self, sess: BrokerSession, conn: ClientConn, origin: ClientConn | None,
                   now: int) -> None:
         """``sess`` (online on ``conn``) has a full queue after a QoS 1/2 copy went in."""
-        if not self._keeping_up(sess, now):
+        verdict = self._verdict(conn, now)
+        if verdict == SLOW:
             self._slow(sess, conn, now)
-        elif origin is not None:
+        elif verdict == KEEPING_UP and origin is not None:
             if not origin.blocked_on:
                 self.stats.publishers_paused += 1
+            if origin not in sess.blockers:
+                sess.paused_publishers += 1
             sess.blockers.add(origin)
             origin.blocked_on.add(sess)
 
@@ -69,15 +80,19 @@ class Backpressure(SubscriptionHandling):
         self._release(sess)
         if self.config.queue_full_policy == "drop-oldest":
             state = sess.state
-            while self._queue_full(sess) and state.drop_oldest() is not None:
+            cfg = self.config
+            while (len(state.queue) > cfg.max_queued_messages or
+                   state.queued_bytes > cfg.max_queued_bytes) and \
+                    state.drop_oldest() is not None:
                 self.stats.dropped_queue_full += 1
             self._touch(sess)
         else:
             self.stats.slow_subscribers_closed += 1
             self.close(conn, 0x97, now)              # quota exceeded: publishers go on
 
-    def _progress(self, sess: BrokerSession) -> None:
-        """``sess`` acknowledged a message: publishers resume once its queue drained."""
+    def _progress(self, sess: BrokerSession, conn: ClientConn, now: int) -> None:
+        """``conn`` acknowledged a message: publishers resume once its queue drained."""
+        conn.last_ack_ns = now
         if sess.blockers:
             state = sess.state
             cfg = self.config
@@ -86,10 +101,11 @@ class Backpressure(SubscriptionHandling):
                 self._release(sess)
 
     def _check_slow(self, now: int) -> None:
-        """Subscribers holding publishers with no acknowledgement for the timeout: slow."""
+        """Subscribers with a full queue that have become slow (publishers waiting for them
+        or not): ``queue_full_policy`` now, so nobody waits longer than the timeout."""
         for sess in [s for c in self.conns.values() if (s := c.session) is not None
-                     and s.blockers and s.conn is c]:
-            if sess.conn is not None and not self._keeping_up(sess, now):
+                     and s.conn is c and (s.blockers or self._queue_full(s))]:
+            if sess.conn is not None and self._verdict(sess.conn, now) == SLOW:
                 self._slow(sess, sess.conn, now)
 
     def _release(self, sess: BrokerSession) -> None:

@@ -103,7 +103,7 @@ class BrokerEngine(Backpressure):
                     self.dirty_sessions[sess.client_id] = sess
                 if out.completed:
                     self.qos_view.completed(out.completed)
-                    self._progress(sess)
+                    self._progress(sess, conn, now)
             elif isinstance(packet, Connect):
                 if conn.connected:
                     self.close(conn, 0x82, now)       # a second CONNECT [MQTT-3.1.0-2]

@@ -48,7 +48,7 @@ class BrokerConfig:
     #: Retained messages a wildcard subscription is sent per turn of the event loop, so that a
     #: large retained set does not hold up other clients.
     retained_batch: int = 256
-    #: A subscriber whose oldest unacknowledged message went out longer ago than this is slow:
+    #: A subscriber that has acknowledged nothing for this long (on its connection) is slow:
     #: it pauses no publisher and ``queue_full_policy`` applies to its full queue.
     slow_subscriber_timeout: float = 1.0
     #: What happens to a slow subscriber's full queue: "disconnect" (0x97; a persistent session
@@ -102,6 +102,8 @@ class BrokerSession:
     username: str | None = None
     #: Publishers not read from until this session's queue drains.
     blockers: set[ClientConn] = field(default_factory=set)
+    #: Times a publisher was paused for this session (a slow subscriber's stays 0).
+    paused_publishers: int = 0
 
     @property
     def persistent(self) -> bool:
@@ -126,6 +128,9 @@ class ClientConn:
     close_reason: int | None = None
     closed: bool = False
     congested: bool = False           # set by the server when its write buffer is full
+    #: When it last acknowledged a message on this connection (None: not yet); see
+    #: :mod:`.backpressure` for what that decides.
+    last_ack_ns: int | None = None
     #: Wildcard subscriptions still being sent their retained messages (RetainedCursor).
     retained_cursors: deque[Any] = field(default_factory=deque)
     #: Topic aliases the broker sets towards this client (MQTT 5), or None.

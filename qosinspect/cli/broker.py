@@ -95,8 +95,8 @@ def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
                    "its oldest QoS 1/2 messages (counted). One that keeps up pauses "
                    "publishers instead.")
 @click.option("--slow-subscriber-timeout", type=float, default=None,
-              help="A subscriber whose oldest unacknowledged message is older than this is "
-                   "slow: it pauses no publisher (default 1 s).")
+              help="A subscriber that acknowledged nothing for this long is slow: it pauses "
+                   "no publisher (default 1 s).")
 @click.option("--sys-interval", type=float, default=None,
               help="Seconds between $SYS/broker/... publications (default 10; 0: none).")
 @click.option("--outgoing-topic-aliases", type=int, default=None,
