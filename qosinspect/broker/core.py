@@ -15,7 +15,7 @@ from typing import Any
 
 from ..mqtt.packets import Packet, Publish, Will
 from .auth import Authenticator
-from .retained import RetainedMessage
+from .retained import RetainedStore
 from .routing import SubscriptionIndex
 from .state import NEVER, BrokerConfig, BrokerSession, BrokerStats, ClientConn, SubOptions
 from .sysinfo import QosView
@@ -32,7 +32,7 @@ class EngineState:
         self.auth = auth or Authenticator(allow_anonymous=True)
         self.stats = BrokerStats()
         self.sessions: dict[str, BrokerSession] = {}
-        self.retained: dict[str, RetainedMessage] = {}
+        self.retained = RetainedStore()
         self._retained_seq = 0
         #: Connections with retained messages still to send (see :mod:`.retained`).
         self._cursors: dict[int, ClientConn] = {}

@@ -27,14 +27,11 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
-from ..mqtt.enums import PacketType
 from ..mqtt.packets import Publish
-from ..mqtt.properties import NO_PROPERTIES, Properties
 from ..mqtt.qos import OutFlight, PacketIdAllocator, SendState
 from ..mqtt.session import QueuedMessage, Session
-from ..mqtt.wire import encode_properties, read_properties
 from .engine import BrokerEngine, BrokerSession, SubOptions
-from .retained import RetainedMessage
+from .retained import props_blob, props_of
 
 __all__ = ["SqliteStore"]
 
@@ -58,17 +55,6 @@ CREATE TABLE IF NOT EXISTS inbound_qos2 (
     client_id TEXT NOT NULL, packet_id INTEGER NOT NULL, PRIMARY KEY (client_id, packet_id));
 """
 _QUEUED = 0
-
-
-def _props_blob(props: Properties) -> bytes:
-    return encode_properties(props) if props else b""
-
-
-def _props_of(blob: bytes) -> Properties:
-    if not blob:
-        return NO_PROPERTIES
-    props, _ = read_properties(blob, 0, len(blob), PacketType.PUBLISH)
-    return props
 
 
 class SqliteStore:
@@ -101,8 +87,8 @@ class SqliteStore:
         cfg = engine.config
         for topic, payload, qos, props, expires_ns in db.execute(
                 "SELECT topic, payload, qos, props, expires_ns FROM retained"):
-            engine.retained[topic] = RetainedMessage(payload, qos, _props_of(props) or None,
-                                                     expires_ns, engine.retained_seq())
+            engine.retained.set(topic, payload, qos, props_of(props), expires_ns,
+                                engine.retained_seq())
         max_seq = 0
         for cid, expiry_s, version, next_pid, username in db.execute(
                 "SELECT client_id, expiry_s, version, next_pid, username FROM sessions"
@@ -118,7 +104,7 @@ class SqliteStore:
                     "SELECT seq, packet_id, state, topic, payload, qos, retain, props, "
                     "expires_ns FROM messages WHERE client_id = ? ORDER BY seq", (cid,)):
                 max_seq = max(max_seq, seq)
-                pub = Publish(topic, payload, qos, False, bool(retain), None, _props_of(props))
+                pub = Publish(topic, payload, qos, False, bool(retain), None, props_of(props))
                 if st == _QUEUED or not pid:
                     state.enqueue(QueuedMessage(pub, expires_ns, seq))
                 else:
@@ -173,7 +159,7 @@ class SqliteStore:
         if kind == "retain":
             msg, expires_ns = change[1], change[2]
             db.execute("INSERT OR REPLACE INTO retained VALUES (?, ?, ?, ?, ?)",
-                       (msg.topic, msg.payload, msg.qos, _props_blob(msg.properties),
+                       (msg.topic, msg.payload, msg.qos, props_blob(msg.properties),
                         expires_ns))
         elif kind == "unretain":
             db.execute("DELETE FROM retained WHERE topic = ?", (change[1],))
@@ -206,7 +192,7 @@ class SqliteStore:
             p = item.publish
             db.execute("INSERT OR REPLACE INTO messages VALUES (?, ?, NULL, 0, ?, ?, ?, ?, ?, ?)",
                        (cid, item.tag, p.topic, p.payload, p.qos, int(p.retain),
-                        _props_blob(p.properties), item.expires_ns))
+                        props_blob(p.properties), item.expires_ns))
         elif kind in ("dropped", "done"):
             if entry[1] is not None:
                 db.execute("DELETE FROM messages WHERE client_id = ? AND seq = ?",

@@ -14,11 +14,11 @@
 from __future__ import annotations
 
 from ..mqtt.packets import Publish, SubAck, Subscribe, UnsubAck, Unsubscribe
-from ..mqtt.properties import NO_PROPERTIES, Properties, PropertyId
+from ..mqtt.properties import Properties, PropertyId
 from ..mqtt.topics import parse_shared, topic_matches
 from .auth import READ
 from .core import EngineState
-from .retained import RetainedCursor, RetainedMessage
+from .retained import RetainedCursor
 from .state import BrokerSession, ClientConn, SubOptions
 
 __all__ = ["SUB_ID", "SubscriptionHandling"]
@@ -38,8 +38,8 @@ class SubscriptionHandling(EngineState):
             if topic not in self.retained and len(self.retained) >= self.config.max_retained:
                 self.stats.retained_refused += 1
                 return
-            self.retained[topic] = RetainedMessage(            # [MQTT-3.3.1-5]
-                msg.payload, msg.qos, msg.properties or None, expires_ns, self.retained_seq())
+            self.retained.set(topic, msg.payload, msg.qos,  # [MQTT-3.3.1-5]
+                              msg.properties, expires_ns, self.retained_seq())
             if self.changes is not None:
                 self.changes.append(("retain", msg, expires_ns))
         elif topic in self.retained:
@@ -87,7 +87,7 @@ class SubscriptionHandling(EngineState):
         if "+" in topic_filter or "#" in topic_filter:
             if not self.retained:
                 return
-            cursor = RetainedCursor(topic_filter, opt, iter(list(self.retained)),
+            cursor = RetainedCursor(topic_filter, opt, iter(self.retained.topics()),
                                     self.retained_seq())
             conn.retained_cursors.append(cursor)
             self._cursors[conn.conn_id] = conn
@@ -107,7 +107,7 @@ class SubscriptionHandling(EngineState):
         if self.auth.acl is not None and not self.auth.may(
                 READ, topic, client_id=conn.client_id, username=sess.username):
             return False
-        props = msg.properties or NO_PROPERTIES
+        props = msg.properties
         if opt.sub_id is not None:
             props = Properties((*props.items, (SUB_ID, opt.sub_id)))
         out = Publish(topic, msg.payload, min(msg.qos, opt.qos), False, True,  # [MQTT-3.3.1-9]
