@@ -11,7 +11,7 @@ process), one after the other:
 * ``qosinspect``: ``qosinspect report --format json --port N CAPTURE`` -- the whole command:
   reading, reassembly, MQTT decoding, correlation of every exchange, connection, session,
   reconnection and end-to-end delivery, and the per-QoS report. The ratio is computed from it.
-* ``library``: ``analyze_capture(CAPTURE, detail=False).report()`` in a bare interpreter (the
+* ``library``: ``analyze_capture(CAPTURE, options=REPORT_OPTIONS).report()`` in a bare interpreter (the
   same work without the CLI's imports).
 * ``tshark``: ``tshark -n -r CAPTURE -d tcp.port==N,mqtt -Y mqtt -T fields`` with the fields a
   QoS report needs (time, stream, source port, message type, QoS, DUP, packet id), written to a
@@ -54,7 +54,8 @@ TARGET_RSS_MB = 150.0
 LIBRARY = """
 import json, sys
 from qosinspect.analysis.api import analyze_capture
-report = analyze_capture(sys.argv[1], ports=(int(sys.argv[2]),), detail=False).report()
+from qosinspect.analysis.options import REPORT_OPTIONS
+report = analyze_capture(sys.argv[1], ports=(int(sys.argv[2]),), options=REPORT_OPTIONS).report()
 print(json.dumps(report))
 """
 
@@ -101,7 +102,7 @@ def main() -> None:
             sys.exit(f"qosinspect report failed with status {rc}")
         report = json.loads(report_out.read_text())
 
-        log("library analyze_capture(detail=False).report() ...")
+        log("library analyze_capture(options=REPORT_OPTIONS).report() ...")
         with (Path(tmp) / "lib.json").open("w") as out:
             l_s, l_rss, rc = run_measured([sys.executable, "-c", LIBRARY, str(path), str(port)],
                                           stdout=out)

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import CaptureError
 from ..events import Event
 from .correlate import CorrelationResult, Correlator
+from .options import AnalysisOptions
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -150,14 +151,10 @@ class Analysis:
         return out
 
 
-def analyze(events: Iterable[Event], **options: Any) -> Analysis:
-    """Analyse boundary events (from a capture, a live tap or a test builder).
-
-    ``options`` go to :class:`~.correlate.Correlator` (``packets``, ``deliveries``, ``detail``,
-    ``max_open_per_session``, ``max_open_total``, ``max_anomalies_per_kind``,
-    ``delivery_window_ns``).
-    """
-    correlator = Correlator(**options)
+def analyze(events: Iterable[Event], options: AnalysisOptions | None = None) -> Analysis:
+    """Analyse boundary events (from a capture, a live tap or a test builder) with ``options``
+    (:class:`~.options.AnalysisOptions`; the defaults keep everything)."""
+    correlator = Correlator(options)
     with relaxed_gc():
         correlator.consume(events)
     return Analysis(correlator.finish())
@@ -185,7 +182,7 @@ def relaxed_gc(gen0: int = 50_000) -> Iterator[None]:
 def analyze_capture(source: str | os.PathLike[str], *, ports: Iterable[int] = (1883,),
                     tls_ports: Iterable[int] = (8883,), detect_any_port: bool = True,
                     mqtt_version: int = 4, engine: str = "native", tls_keylog: str | None = None,
-                    strict: bool = False, **options: Any) -> Analysis:
+                    strict: bool = False, options: AnalysisOptions | None = None) -> Analysis:
     """Decode a pcap/pcapng file and analyse it.
 
     A capture that ends badly (cut short, corrupt past some frame) is analysed up to the
@@ -198,7 +195,7 @@ def analyze_capture(source: str | os.PathLike[str], *, ports: Iterable[int] = (1
     stream = iter_events(source, ports=ports, tls_ports=tls_ports,
                          detect_any_port=detect_any_port, mqtt_version=mqtt_version,
                          engine=engine, tls_keylog=tls_keylog)
-    correlator = Correlator(**options)
+    correlator = Correlator(options)
     error: CaptureError | None = None
     try:
         with relaxed_gc():

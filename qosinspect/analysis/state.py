@@ -15,13 +15,16 @@ one dict lookup on an int per acknowledgement.
 from __future__ import annotations
 
 from array import array
+from typing import Final
 
 from .records import NO_TS, AnomalyRecord, Connection, Reconnect, Session
 
 __all__ = ["B2C", "C2B", "ConnState", "DoneIndex", "OpenExchange", "SessionState"]
 
-C2B = 0
-B2C = 1
+C2B: Final = 0
+B2C: Final = 1
+#: Keys a :class:`DoneIndex` keeps in a dict before it turns into one array.
+DONE_DICT_LIMIT: Final = 4096
 
 
 class OpenExchange:
@@ -128,7 +131,7 @@ class DoneIndex:
     """
 
     __slots__ = ("_arr", "_dict")
-    DICT_LIMIT = 4096
+    DICT_LIMIT: Final = DONE_DICT_LIMIT
 
     def __init__(self) -> None:
         self._dict: dict[int, int] | None = {}
@@ -150,7 +153,7 @@ class DoneIndex:
             self._arr[key] = row
             return
         d[key] = row
-        if len(d) > self.DICT_LIMIT:
+        if len(d) > DONE_DICT_LIMIT:
             arr = array("i", [-1]) * (2 << 16)
             for k, v in d.items():
                 arr[k] = v

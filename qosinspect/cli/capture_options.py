@@ -59,15 +59,19 @@ class CaptureSource:
         args[0] = shlex.quote(args[0])
         return " ".join(args)
 
-    def analyze(self, **options: Any) -> Any:
-        """:func:`qosinspect.analysis.api.analyze_capture` with this source's options."""
+    def analyze(self, **options: bool) -> Any:
+        """:func:`qosinspect.analysis.api.analyze_capture` with this source's decoder options and
+        ``options`` (the :class:`~qosinspect.analysis.options.AnalysisOptions` fields to change:
+        ``detail``, ``packets``, ``deliveries``)."""
         from ..analysis.api import analyze_capture
+        from ..analysis.options import AnalysisOptions
 
         try:
             return analyze_capture(self.path, ports=self.ports,
                                    detect_any_port=self.detect_any_port,
                                    mqtt_version=self.mqtt_version, engine=self.engine,
-                                   tls_keylog=self.tls_keylog, **options)
+                                   tls_keylog=self.tls_keylog,
+                                   options=AnalysisOptions(**options))
         except (QosinspectError, OSError, ValueError) as exc:
             msg = str(exc)
             raise click.ClickException(msg if self.path in msg else f"{self.path}: {msg}") \

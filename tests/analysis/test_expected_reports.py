@@ -8,6 +8,7 @@ import json
 import pytest
 
 from qosinspect.analysis.api import analyze_capture
+from qosinspect.analysis.options import AnalysisOptions
 from qosinspect.testing.tools import PROJECT_ROOT
 
 CAPTURES = PROJECT_ROOT / "captures"
@@ -36,4 +37,5 @@ def test_report_mode_agrees_with_the_full_analysis(entry: dict[str, object]) -> 
     ports = tuple(int(p) for p in entry["ports"])  # type: ignore[attr-defined]
     path = CAPTURES / str(entry["file"])
     full = analyze_capture(path, ports=ports).report()
-    assert analyze_capture(path, ports=ports, detail=False).report() == full
+    report_only = AnalysisOptions(detail=False)
+    assert analyze_capture(path, ports=ports, options=report_only).report() == full
