@@ -26,7 +26,7 @@ QoS 0 copies to a connection whose socket buffer is full are dropped and counted
 So a subscriber that never reads pauses no publisher at all, however often it reconnects (each
 connection must earn the right to pause publishers by acknowledging something; before, a
 30 s allowance started again on every connection). One that was keeping up and then stops holds
-its publishers for at most ``slow_subscriber_timeout`` (1 s by default; checked by
+its publishers for at most ``slow_subscriber_timeout`` (5 s by default; checked by
 :meth:`Backpressure._check_slow` on every tick). mosquitto, for comparison, never pauses
 publishers: past its ``max_queued_messages`` (1000 by default) it drops QoS 1/2 messages for
 that client.

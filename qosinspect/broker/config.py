@@ -23,7 +23,7 @@ Keys (the long option names with ``_``; the command line overrides the file)::
     outgoing_topic_aliases = 10   # aliases the broker sets towards MQTT 5 clients (0: off)
     sys_interval = 10.0           # seconds between $SYS publications (0: none)
     deny_subscribe_code = 0x87    # MQTT 5 SUBACK code for a denied filter (0x80 or 0x87)
-    slow_subscriber_timeout = 1.0 # a full subscriber pauses publishers this long at most
+    slow_subscriber_timeout = 5.0 # a full subscriber pauses publishers this long at most
     max_sessions = 100000
 
     [[listener]]                  # more listeners

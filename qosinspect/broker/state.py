@@ -50,7 +50,7 @@ class BrokerConfig:
     retained_batch: int = 256
     #: A subscriber that has acknowledged nothing for this long (on its connection) is slow:
     #: it pauses no publisher and ``queue_full_policy`` applies to its full queue.
-    slow_subscriber_timeout: float = 1.0
+    slow_subscriber_timeout: float = 5.0
     #: What happens to a slow subscriber's full queue: "disconnect" (0x97; a persistent session
     #: queues offline, capped by max_offline_messages) or "drop-oldest" (counted).
     queue_full_policy: str = "disconnect"

@@ -96,7 +96,7 @@ def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
                    "publishers instead.")
 @click.option("--slow-subscriber-timeout", type=float, default=None,
               help="A subscriber that acknowledged nothing for this long is slow: it pauses "
-                   "no publisher (default 1 s).")
+                   "no publisher (default 5 s).")
 @click.option("--sys-interval", type=float, default=None,
               help="Seconds between $SYS/broker/... publications (default 10; 0: none).")
 @click.option("--outgoing-topic-aliases", type=int, default=None,

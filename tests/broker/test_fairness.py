@@ -9,8 +9,12 @@ from __future__ import annotations
 
 import threading
 
+import pytest
+
 from qosinspect.broker import BrokerConfig
+from qosinspect.broker.config import build
 from qosinspect.broker.engine import NS, BrokerEngine
+from qosinspect.errors import ConfigError
 from qosinspect.mqtt.packets import Disconnect, PubAck, Publish, Subscribe, Subscription
 
 from .harness import RawClient, run_broker, wait_for
@@ -130,3 +134,18 @@ def test_the_issue_scenario_on_the_wire() -> None:
     assert got == [list(range(n)), list(range(n))]             # the readers: all, in order
     assert lazy_session.paused_publishers == 0                 # the lazy one held nobody up
     assert stats.slow_subscribers_closed >= 1 and reconnects >= 1
+
+
+def test_the_policy_options_are_checked() -> None:
+    cfg, _, _ = build({"queue_full_policy": "drop-oldest", "max_queued_bytes": 4096,
+                       "slow_subscriber_timeout": 2, "sys_interval": 0,
+                       "outgoing_topic_aliases": 0})
+    engine = cfg.engine
+    assert (engine.queue_full_policy, engine.max_queued_bytes, engine.slow_subscriber_timeout,
+            engine.sys_interval, engine.outgoing_topic_aliases) == ("drop-oldest", 4096, 2.0,
+                                                                    0.0, 0)
+    for bad in ({"queue_full_policy": "drop-newest"}, {"max_queued_bytes": 0},
+                {"slow_subscriber_timeout": 0}, {"sys_interval": -1},
+                {"outgoing_topic_aliases": 70000}):
+        with pytest.raises(ConfigError):
+            build(bad)

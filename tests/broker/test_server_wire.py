@@ -267,8 +267,9 @@ def test_assigned_client_identifier_MQTT_3_2_2_16() -> None:
 
 def test_backpressure_pauses_publisher_without_loss() -> None:
     """A subscriber that acks slowly pauses its publisher (stats) and still gets every message.
-    (It must have acknowledged something first: one that never did pauses nobody.)"""
-    cfg = BrokerConfig(max_inflight=1, max_queued_messages=10)
+    (It must have acknowledged something first: one that never did pauses nobody; the long
+    timeout keeps a loaded machine from making it look slow.)"""
+    cfg = BrokerConfig(max_inflight=1, max_queued_messages=10, slow_subscriber_timeout=30)
     with run_broker(engine=cfg) as b:
         s = RawClient(b.port)
         s.connect("slow")
