@@ -444,10 +444,13 @@ class BrokerEngine(Backpressure):
             self._accept(p, now, conn)
 
     def publish_sys(self, values: dict[str, str], now: int) -> None:
-        """Publish the ``$SYS/broker/...`` topics (see :mod:`.sysinfo`), retained, QoS 0."""
+        """Publish the ``$SYS/broker/...`` topics (see :mod:`.sysinfo`), retained, QoS 0.
+        They are retained in memory only (never stored: they describe this run) and do not
+        count against ``max_retained``."""
         for topic, payload in values.items():
             msg = Publish(f"{SYS_PREFIX}broker/{topic}", payload.encode(), 0, False, True)
-            self._retain(msg, None)
+            self.retained.set(msg.topic, msg.payload, 0, msg.properties, None,
+                              self.retained_seq())
             self._route(msg, now, None, None)
 
     def _accept(self, p: Publish, now: int, origin: ClientConn | None) -> None:

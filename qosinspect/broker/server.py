@@ -43,9 +43,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib.metadata
 import logging
-import os
 import socket
 import ssl
 import time
@@ -62,18 +60,17 @@ from ..events import (
     Event,
     MqttPacketEvent,
 )
-from ..mqtt.codec import encode
 from ..mqtt.enums import Direction, DisconnectReason
 from ..mqtt.framing import StreamDecoder
-from ..mqtt.packets import ConnAck, Connect, Packet, PubAck, PubComp, Publish, PubRec, PubRel
-from ..mqtt.properties import NO_PROPERTIES
+from ..mqtt.packets import Connect, Packet
 from .auth import Authenticator
 from .engine import BrokerConfig, BrokerEngine, BrokerStats, ClientConn
+from .outgoing import encode_out
 from .store import SqliteStore
-from .sysinfo import SysTree
+from .sysinfo import SysTree, heap_bytes, package_version
 from .websocket import WebSocketError, WebSocketServer
 
-__all__ = ["BrokerServer", "Listener", "ServerConfig", "Tap", "encode_out", "tls_context"]
+__all__ = ["BrokerServer", "Listener", "ServerConfig", "Tap", "loggable", "tls_context"]
 
 Tap = Callable[[Event], None]
 log = logging.getLogger("qosinspect.broker")
@@ -122,58 +119,6 @@ def tls_context(certfile: str, keyfile: str | None = None, *, cafile: str | None
         ctx.load_verify_locations(cafile)
         ctx.verify_mode = ssl.CERT_REQUIRED if require_certificate else ssl.CERT_OPTIONAL
     return ctx
-
-
-# -- fast encoding of the packets of every QoS flow ---------------------------------------------
-
-_ACK_FIRST: dict[type, int] = {PubAck: 0x40, PubRec: 0x50, PubRel: 0x62, PubComp: 0x70}
-
-
-def encode_out(packet: Packet, version: int, topics: dict[str, bytes] | None = None) -> bytes:
-    """``encode`` with fast paths for PUBLISH and plain acknowledgements.
-
-    ``topics`` caches encoded topic names (the server keeps one; most traffic reuses a few).
-    """
-    kind = type(packet)
-    if kind is Publish:
-        p: Publish = packet  # type: ignore[assignment]
-        props = p.properties
-        if props and version >= 5:
-            return encode(p, version)
-        topic = topics.get(p.topic) if topics is not None else None
-        if topic is None:
-            topic = p.topic.encode()
-            if topics is not None:
-                if len(topics) > 4096:
-                    topics.clear()
-                topics[p.topic] = topic
-        qos = p.qos
-        tlen = len(topic)
-        payload = p.payload
-        n = 2 + tlen + len(payload) + (2 if qos else 0) + (1 if version >= 5 else 0)
-        first = 0x30 | (qos << 1) | (8 if p.dup else 0) | (1 if p.retain else 0)
-        if n < 128:
-            head = bytes((first, n, tlen >> 8, tlen & 0xFF))
-        elif n < 16384:
-            head = bytes((first, 0x80 | (n & 0x7F), n >> 7, tlen >> 8, tlen & 0xFF))
-        else:
-            return encode(p._replace(properties=NO_PROPERTIES), version)
-        if qos:
-            pid = p.packet_id or 0
-            tail = bytes((pid >> 8, pid & 0xFF, 0)) if version >= 5 else \
-                bytes((pid >> 8, pid & 0xFF))
-        else:
-            tail = b"\x00" if version >= 5 else b""
-        return b"".join((head, topic, tail, payload))
-    ack_first = _ACK_FIRST.get(kind)
-    if ack_first is not None:
-        ack: PubAck = packet  # type: ignore[assignment]
-        if not ack.reason_code and not ack.properties:
-            pid = ack.packet_id
-            return bytes((ack_first, 2, pid >> 8, pid & 0xFF))
-    if version < 5 and isinstance(packet, ConnAck) and packet.properties:
-        packet = packet._replace(properties=NO_PROPERTIES)
-    return encode(packet, version)
 
 
 # -- one connection -----------------------------------------------------------------------------
@@ -478,7 +423,7 @@ class BrokerServer:
         except BaseException:
             await self.close()
             raise
-        self._sys = SysTree(_version(), time.time_ns())
+        self._sys = SysTree(package_version(), time.time_ns())
         self._ticker = loop.create_task(self._tick_loop())
 
     @property
@@ -527,7 +472,7 @@ class BrokerServer:
             now = time.time_ns()
             interval = self.config.engine.sys_interval
             if interval > 0 and now >= next_sys and self._sys is not None:
-                self.engine.publish_sys(self._sys.values(self.engine, now, _heap_bytes()), now)
+                self.engine.publish_sys(self._sys.values(self.engine, now, heap_bytes()), now)
                 next_sys = now + int(interval * 1e9)
                 self.flush()
             await asyncio.sleep(self.config.tick_interval)
@@ -627,22 +572,6 @@ def loggable(packet: Packet) -> Packet:
     if type(packet) is Connect and packet.password is not None:
         return packet._replace(password=b"<hidden>")
     return packet
-
-
-def _heap_bytes() -> int | None:
-    """Resident memory of this process (Linux ``/proc``; None elsewhere)."""
-    try:
-        with open("/proc/self/statm", encoding="ascii") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError, IndexError):
-        return None
-
-
-def _version() -> str:
-    try:
-        return importlib.metadata.version("qosinspect")
-    except importlib.metadata.PackageNotFoundError:
-        return "unknown"
 
 
 def _disconnect_reason(exc: MQTTError) -> int:

@@ -26,7 +26,9 @@ Clients may not publish under ``$SYS/`` (refused like an ACL denial), so nobody 
 
 from __future__ import annotations
 
+import importlib.metadata
 import math
+import os
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
@@ -37,7 +39,7 @@ from ..mqtt.qos import Completed
 if TYPE_CHECKING:
     from .core import EngineState
 
-__all__ = ["SYS_PREFIX", "QosView", "SysTree"]
+__all__ = ["SYS_PREFIX", "QosView", "SysTree", "heap_bytes", "package_version"]
 
 SYS_PREFIX = "$SYS/"
 _NS = 1_000_000_000
@@ -128,3 +130,20 @@ class SysTree:
                 self._load[kind][period] = keep * old + (1.0 - keep) * rate
             self._last[kind] = count
         self._last_ns = now
+
+
+def heap_bytes() -> int | None:
+    """Resident memory of this process (Linux ``/proc``; None elsewhere): heap/current."""
+    try:
+        with open("/proc/self/statm", encoding="ascii") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def package_version() -> str:
+    """The installed qosinspect's version (the package is not imported: layers)."""
+    try:
+        return importlib.metadata.version("qosinspect")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"

@@ -281,6 +281,8 @@ def test_backpressure_pauses_publisher_without_loss() -> None:
         assert isinstance(first, Publish) and first.payload == b"-1"
         s.send(PubAck(first.packet_id or 0))
         assert p.recv() == PubAck(1000)
+        wait_for(lambda: b.call(lambda: b.server.engine.sessions["slow"].conn.last_ack_ns),
+                 what="the broker to see the subscriber's PUBACK")
         n = 300
         p.sock.sendall(b"".join(encode(Publish("bp", str(i).encode(), 1, packet_id=i + 1))
                                 for i in range(n)))
