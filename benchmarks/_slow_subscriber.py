@@ -30,14 +30,15 @@ from qosinspect.mqtt.packets import (
     Subscription,
 )
 
-__all__ = ["run_slow_subscriber"]
+__all__ = ["open_client", "run_slow_subscriber"]
 
 TOPIC = "bench/slow"
 _STAMP = struct.Struct("<Iq")          # sequence number, send time (monotonic ns)
 
 
-async def _open(port: int, client_id: str, version: int = 4
-                ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, StreamDecoder]:
+async def open_client(port: int, client_id: str, version: int = 4
+                      ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, StreamDecoder]:
+    """A connected client (keep alive 0: it may stay silent): reader, writer, decoder."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     writer.write(encode(Connect(client_id, version, keep_alive=0), version))
     decoder = StreamDecoder(version)
@@ -65,7 +66,7 @@ async def _subscribe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
 
 async def _fast(port: int, index: int, stop: asyncio.Event, row: dict[str, Any],
                 ready: asyncio.Event) -> None:
-    reader, writer, decoder = await _open(port, f"fast-{index}")
+    reader, writer, decoder = await open_client(port, f"fast-{index}")
     await _subscribe(reader, writer, decoder)
     ready.set()
     seqs: list[int] = []
@@ -97,7 +98,7 @@ async def _fast(port: int, index: int, stop: asyncio.Event, row: dict[str, Any],
 
 async def _publisher(port: int, rate: float, duration: float, acked: list[int],
                      waits: list[int]) -> None:
-    reader, writer, decoder = await _open(port, "publisher")
+    reader, writer, decoder = await open_client(port, "publisher")
     sent_at: dict[int, tuple[int, int]] = {}
     free = asyncio.Semaphore(100)
 
@@ -144,7 +145,7 @@ async def _scenario(port: int, rate: float, duration: float) -> dict[str, Any]:
     fast = [loop.create_task(_fast(port, i, stop, rows[i], readies[i])) for i in range(10)]
     for ready in readies:
         await asyncio.wait_for(ready.wait(), 10)
-    s_reader, s_writer, s_decoder = await _open(port, "never-reads", 5)
+    s_reader, s_writer, s_decoder = await open_client(port, "never-reads", 5)
     await _subscribe(s_reader, s_writer, s_decoder, 5)
     slow_from = time.monotonic()
     acked: list[int] = []

@@ -11,7 +11,10 @@ settings) started on free 127.0.0.1 ports, one after the other:
 - the seed scenario: 10 publishers on 10 topics at 10 Hz each, QoS 1, latency p50/p99;
 - slow subscriber (issue 12): 1 publisher at 500 msg/s QoS 1, 10 subscribers that keep up and
   1 that never reads, 30 s (``benchmarks/_slow_subscriber.py``): the 10 must get every
-  message with no stall above 100 ms; the JSON says what happened to the slow one.
+  message with no stall above 100 ms; the JSON says what happened to the slow one;
+- retained (issue 12): 100,000 retained messages, then a ``#`` subscriber gets them all while
+  another client pings every 10 ms (``benchmarks/_retained.py``): memory, and how long the
+  other client waited at most.
 
 Reported: delivered msgs/s (at the subscriber), lost and duplicated messages, end-to-end latency,
 the brokers' CPU use, and the ratio ours/mosquitto. Timing figures depend on the machine (a
@@ -42,6 +45,7 @@ from typing import Any
 from qosinspect.testing.tools import free_port, stop_process, wait_port
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _retained import run_retained
 from _slow_subscriber import run_slow_subscriber
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -139,7 +143,7 @@ def main() -> None:
                     help="run the load generator on the default asyncio loop")
     ap.add_argument("--only", "--scenario", dest="only",
                     help="comma-separated scenario names (" + ", ".join(
-                        [n for n, _ in SCENARIOS] + ["slow_subscriber"]) + ")")
+                        [n for n, _ in SCENARIOS] + ["slow_subscriber", "retained"]) + ")")
     ap.add_argument("--slow-duration", type=float, default=30.0,
                     help="seconds of the slow-subscriber scenario (default 30)")
     ap.add_argument("--json", action="store_true", help="print one JSON object")
@@ -188,6 +192,13 @@ def main() -> None:
                           f"{r['keepers_received_all']}  max gap {r['keepers_max_gap_ms']} ms  "
                           f"p99 {r['keepers_latency_p99_ms']} ms  slow: {r['slow']}",
                           flush=True)
+        if wanted is None or "retained" in wanted:
+            results["retained"] = ret_row = {}
+            for broker, start in (("qosinspect", ours), ("mosquitto", lambda: mosquitto(tmp))):
+                with start() as (port, pid):
+                    ret_row[broker] = run_retained(port, pid)
+                if not a.json:
+                    print(f"{'retained':20s} {broker:11s} {ret_row[broker]}", flush=True)
     report = {
         "generator": str(GENERATOR), "duration_s": a.duration, "uvloop": uvloop,
         "cpus": os.cpu_count(), "scenarios": results,
@@ -211,7 +222,7 @@ def main() -> None:
         return
     print()
     for name, row in results.items():
-        if name == "slow_subscriber":
+        if name in ("slow_subscriber", "retained"):
             continue
         print(f"{name:20s} ours/mosquitto msgs/s x{row['ratio_msgs_per_s']}  "
               f"p99 x{row['ratio_p99']}")

@@ -34,6 +34,8 @@ class EngineState:
         self.sessions: dict[str, BrokerSession] = {}
         self.retained = RetainedStore()
         self._retained_seq = 0
+        #: The $SYS topics the broker retains (they do not count against max_retained).
+        self.sys_topics: set[str] = set()
         #: Connections with retained messages still to send (see :mod:`.retained`).
         self._cursors: dict[int, ClientConn] = {}
         self.index: SubscriptionIndex[SubOptions] = SubscriptionIndex()

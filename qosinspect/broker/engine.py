@@ -451,6 +451,7 @@ class BrokerEngine(Backpressure):
             msg = Publish(f"{SYS_PREFIX}broker/{topic}", payload.encode(), 0, False, True)
             self.retained.set(msg.topic, msg.payload, 0, msg.properties, None,
                               self.retained_seq())
+            self.sys_topics.add(msg.topic)
             self._route(msg, now, None, None)
 
     def _accept(self, p: Publish, now: int, origin: ClientConn | None) -> None:

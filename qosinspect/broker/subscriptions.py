@@ -35,7 +35,8 @@ class SubscriptionHandling(EngineState):
     def _retain(self, msg: Publish, expires_ns: int | None) -> None:
         topic = msg.topic
         if msg.payload:
-            if topic not in self.retained and len(self.retained) >= self.config.max_retained:
+            if topic not in self.retained and \
+                    len(self.retained) - len(self.sys_topics) >= self.config.max_retained:
                 self.stats.retained_refused += 1
                 return
             self.retained.set(topic, msg.payload, msg.qos,  # [MQTT-3.3.1-5]

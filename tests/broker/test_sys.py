@@ -133,3 +133,15 @@ def _drain(c: RawClient) -> object:
         return c.recv(timeout=0.5)
     except AssertionError:
         return None
+
+
+def test_sys_topics_do_not_take_retained_slots_from_clients() -> None:
+    e = BrokerEngine(BrokerConfig(max_retained=3))
+    e.publish_sys(SysTree("test", 0).values(e, 1, None), 1)
+    p = connect(e, "p")
+    for i in range(3):
+        e.receive(p, Publish(f"r/{i}", b"x", 0, False, True), 2)
+    assert {f"r/{i}" for i in range(3)} <= set(e.retained)
+    assert e.stats.retained_refused == 0
+    e.receive(p, Publish("r/3", b"x", 0, False, True), 2)
+    assert "r/3" not in e.retained and e.stats.retained_refused == 1
