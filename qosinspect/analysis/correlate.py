@@ -105,6 +105,11 @@ class CorrelationResult:
     #: Session key and client id, by session code (the ``session`` column of the stores).
     session_keys: list[str]
     client_ids: list[str | None]
+    #: Broker endpoints (``host:port``) by broker code, and each session's broker code.
+    brokers: list[str] = field(default_factory=list)
+    session_brokers: list[int] = field(default_factory=list)
+    #: conn_id -> its broker's code (endpoints of one ``same_broker`` group share one).
+    conn_brokers: dict[int, int] = field(default_factory=dict)
     t_first: int | None = None
     t_last: int | None = None
     n_events: int = 0
@@ -180,7 +185,8 @@ class Correlator:
                                   max_open_total=o.max_open_total, first_chunk_rows=first,
                                   max_chunk_rows=most)
         self.sess = SessionTracker(self.anomalies, self.ex, self.matcher,
-                                   default_version=o.default_version)
+                                   default_version=o.default_version,
+                                   same_broker=o.same_broker)
         self._t_lo = _NO_LO
         self._t_hi = NO_TS
         self._last_info: object = None
@@ -401,7 +407,7 @@ class Correlator:
                           c, d, ev.frame)
         s = c.sess
         if s is None:
-            s = self.sess.session(f"conn:{c.conn_id}", None, anonymous=True)
+            s = self.sess.session(f"conn:{c.conn_id}", None, anonymous=True, broker=c.broker)
             self.sess.attach(c, s, ev.ts_ns)
         return s
 
@@ -423,6 +429,7 @@ class Correlator:
                     ex_tracker.end(s, ex, ABANDONED, last.rec.t_close or NO_TS)
         if self.matcher is not None:
             self.matcher.finish()
+        sess.name_sessions(self.anomalies.rows)
         connections = sorted((c.rec for c in sess.conns.values()), key=_by_conn_id)
         return CorrelationResult(
             connections=connections, sessions=[s.rec for s in sess.by_code],
@@ -432,7 +439,10 @@ class Correlator:
             deliveries=self.matcher.store if self.matcher is not None else None,
             tcp_retransmissions=self.tcp_retrans, topics=ex_tracker.topics,
             session_keys=[s.key for s in sess.by_code],
-            client_ids=[s.rec.client_id for s in sess.by_code], t_first=self.t_first,
+            client_ids=[s.rec.client_id for s in sess.by_code], brokers=list(sess.brokers),
+            session_brokers=[s.broker for s in sess.by_code],
+            conn_brokers={c.conn_id: c.broker for c in sess.conns.values()},
+            t_first=self.t_first,
             t_last=self.t_last, n_events=self.n_events, n_evicted=ex_tracker.n_evicted,
             anomalies_suppressed=dict(self.anomalies.suppressed), detail=self.detail,
             implementation=IMPLEMENTATION)
