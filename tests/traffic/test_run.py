@@ -102,7 +102,7 @@ def test_reconnect_analysis_equals_what_the_clients_recorded_and_tap_equals_pcap
     # The same run through the proxy's tap and through the capture: the same packets, in the
     # same order, per connection and direction; the same analysis.
     assert_same_packets(tap, list(iter_events(str(result.capture_path))))
-    tap_report = per_qos(analyze(tap).report())
+    tap_report = per_qos(analyze(tap, AnalysisOptions(same_broker=result.same_broker)).report())
     for q in (0, 1, 2):
         for key in ("publishes", "completed", "retransmissions", "dup_flagged",
                     "duplicates_delivered", "not_delivered", "not_delivered_offline"):
