@@ -307,11 +307,11 @@ class Correlator:
             d = B2C if packet_type_of(p) in _FROM_BROKER else C2B
         rec = c.rec
         if d == C2B:
-            rec.t_last_c2b = ts
+            c.t_last_c2b = ts
             rec.n_packets_c2b += 1
             rec.n_bytes_c2b += wire_len
         else:
-            rec.t_last_b2c = ts
+            c.t_last_b2c = ts
             rec.n_packets_b2c += 1
             rec.n_bytes_b2c += wire_len
         if rec.version is None and version is not None:
@@ -432,6 +432,9 @@ class Correlator:
         if self.matcher is not None:
             self.matcher.finish()
         sess.name_sessions(self.anomalies.rows)
+        for c in sess.conns.values():       # (kept unboxed on the connection while running)
+            c.rec.t_last_c2b = None if c.t_last_c2b == NO_TS else c.t_last_c2b
+            c.rec.t_last_b2c = None if c.t_last_b2c == NO_TS else c.t_last_b2c
         connections = sorted((c.rec for c in sess.conns.values()), key=_by_conn_id)
         return CorrelationResult(
             connections=connections, sessions=[s.rec for s in sess.by_code],

@@ -38,7 +38,7 @@ from ..mqtt.packets import ConnAck, Connect, Disconnect, SubAck
 from .deliveries import DeliveryMatcher
 from .exchanges import ABANDONED, ExchangeTracker
 from .logs import DIRECTION_NAMES, AnomalyLog
-from .records import AnomalyRecord, Connection, Reconnect
+from .records import NO_TS, AnomalyRecord, Connection, Reconnect
 from .state import ConnState, SessionState
 
 __all__ = ["SessionTracker"]
@@ -293,8 +293,8 @@ class SessionTracker:
                 rec.end = "disconnect"
         elif c.taken_over:
             rec.end = "taken_over"
-        elif (how != "end_of_capture" and c.keep_alive > 0 and rec.t_last_c2b is not None
-              and (ts - rec.t_last_c2b) * 2 > 3 * c.keep_alive * 10**9):
+        elif (how != "end_of_capture" and c.keep_alive > 0 and c.t_last_c2b != NO_TS
+              and (ts - c.t_last_c2b) * 2 > 3 * c.keep_alive * 10**9):
             rec.end = "keepalive_expired"  # [MQTT-3.1.2-24]
         else:
             rec.end = how
