@@ -35,6 +35,8 @@ typedef struct {
     /* _Conn, _Side */
     Py_ssize_t c_c2b, c_b2c, c_first_done, c_scan_left, c_assumed;
     Py_ssize_t s_dec, s_packets, s_pending_frame;
+    /* the allocators of StreamData and MqttPacketEvent */
+    allocfunc streamdata_alloc, event_alloc;
     int ready, mqtt_ready;
 } Classes;
 static Classes K;
@@ -45,13 +47,11 @@ PyObject *sp_configure_capture(PyObject *module, PyObject *args)
     if (!PyArg_ParseTuple(args, "O!O!O!O!", &PyType_Type, &half, &PyType_Type, &flow,
                           &PyType_Type, &sd, &PyType_Type, &iface))
         return NULL;
-    if (!PyType_IsSubtype((PyTypeObject *)sd, &PyTuple_Type) ||
-        !PyType_IsSubtype((PyTypeObject *)iface, &PyTuple_Type)) {
-        PyErr_SetString(PyExc_TypeError, "StreamData and Interface must be NamedTuples");
-        return NULL;
-    }
     /* offsets into a copy, committed when all are found: a failed call leaves K as it was */
     Classes k = K;
+    if ((k.streamdata_alloc = tuple_alloc(sd, "StreamData")) == NULL ||
+        tuple_alloc(iface, "Interface") == NULL)
+        return NULL;
     if (slot_offset(half, "flow", &k.h_flow) || slot_offset(half, "peer", &k.h_peer) ||
         slot_offset(half, "direction", &k.h_direction) ||
         slot_offset(half, "nxt_seq", &k.h_nxt_seq) || slot_offset(half, "nxt_off", &k.h_nxt_off) ||
@@ -82,11 +82,9 @@ PyObject *sp_configure_mqtt_stage(PyObject *module, PyObject *args)
         PyErr_SetString(PyExc_RuntimeError, "configure_framing and configure_capture first");
         return NULL;
     }
-    if (!PyType_IsSubtype((PyTypeObject *)event, &PyTuple_Type)) {
-        PyErr_SetString(PyExc_TypeError, "MqttPacketEvent must be a NamedTuple");
-        return NULL;
-    }
     Classes k = K;
+    if ((k.event_alloc = tuple_alloc(event, "MqttPacketEvent")) == NULL)
+        return NULL;
     if (slot_offset(conn, "c2b", &k.c_c2b) || slot_offset(conn, "b2c", &k.c_b2c) ||
         slot_offset(conn, "first_done", &k.c_first_done) ||
         slot_offset(conn, "scan_left", &k.c_scan_left) ||
@@ -188,7 +186,7 @@ static int emit_event(void *ctx, PyObject *packet, Py_ssize_t size)
     PyObject *items[9] = {Py_NewRef(s->ts), Py_NewRef(s->info), Py_NewRef(s->dir), packet,
                           PyLong_FromSsize_t(size), Py_NewRef(s->frame), Py_NewRef(s->first),
                           Py_NewRef(s->version), Py_NewRef(s->assumed)};
-    PyObject *ev = new_namedtuple(K.event, 9, items);
+    PyObject *ev = new_namedtuple(K.event, K.event_alloc, 9, items);
     if (ev == NULL)
         return -1;
     s->first = s->frame; /* packets after the first begin in this frame */
@@ -209,7 +207,7 @@ static int emit_streamdata(PyObject *batch, PyObject *flow, PyObject *dir, PyObj
     streamdata_emitted = 1;
     PyObject *items[5] = {Py_NewRef(flow), Py_NewRef(dir), Py_NewRef(frame), Py_NewRef(ts),
                           PyBytes_FromStringAndSize((const char *)data, len)};
-    PyObject *rec = new_namedtuple(K.streamdata, 5, items);
+    PyObject *rec = new_namedtuple(K.streamdata, K.streamdata_alloc, 5, items);
     if (rec == NULL)
         return -1;
     int rc = PyList_Append(batch, rec);

@@ -13,9 +13,11 @@
 DecoderSlots DEC;
 
 static PyObject *ACK_CLS[256];      /* first byte -> ack class (borrowed from ACKS) or NULL */
+static allocfunc ACK_ALLOC[256];    /* and its allocator */
 static PyObject *ACK_SUCCESS[256];  /* first byte -> its Success reason */
 static signed char PUB_QOS[256];    /* first byte -> qos of a valid PUBLISH, or -1 */
 static PyObject *ACKS, *PUBLISHES, *PUBLISH, *NO_PROPS, *PINGREQ, *PINGRESP;
+static allocfunc PUBLISH_ALLOC;
 static PyObject *STR_DECODE;
 static int READY;
 
@@ -31,10 +33,9 @@ PyObject *sp_configure_framing(PyObject *module, PyObject *args)
         PyErr_SetString(PyExc_ValueError, "tables of 256 entries expected");
         return NULL;
     }
-    if (!PyType_IsSubtype((PyTypeObject *)publish, &PyTuple_Type)) {
-        PyErr_SetString(PyExc_TypeError, "Publish must be a NamedTuple");
+    allocfunc publish_alloc = tuple_alloc(publish, "Publish");
+    if (publish_alloc == NULL)
         return NULL;
-    }
     DecoderSlots d;
     d.cls = cls;
     if (slot_offset(cls, "_chunks", &d.chunks) || slot_offset(cls, "_pending", &d.pending) ||
@@ -46,13 +47,15 @@ PyObject *sp_configure_framing(PyObject *module, PyObject *args)
         return NULL;
     /* the tables are checked whole before any of them replaces the one in use */
     PyObject *ack_cls[256], *ack_success[256];
+    allocfunc ack_alloc[256];
     signed char pub_qos[256];
     for (int b = 0; b < 256; b++) {
         PyObject *a = PyList_GetItem(acks, b), *a0 = NULL, *a1 = NULL;
         ack_cls[b] = ack_success[b] = NULL;
+        ack_alloc[b] = NULL;
         if (a != Py_None) {
             if (!PyTuple_Check(a) || !PyArg_UnpackTuple(a, "ack", 2, 2, &a0, &a1) ||
-                !PyType_Check(a0) || !PyType_IsSubtype((PyTypeObject *)a0, &PyTuple_Type)) {
+                (ack_alloc[b] = tuple_alloc(a0, "ack class")) == NULL) {
                 PyErr_Clear();
                 PyErr_SetString(PyExc_TypeError, "ack table: (NamedTuple class, reason)");
                 return NULL;
@@ -86,6 +89,8 @@ PyObject *sp_configure_framing(PyObject *module, PyObject *args)
     /* ACK_CLS and ACK_SUCCESS are borrowed from ACKS, which holds them */
     memcpy(ACK_CLS, ack_cls, sizeof ACK_CLS);
     memcpy(ACK_SUCCESS, ack_success, sizeof ACK_SUCCESS);
+    memcpy(ACK_ALLOC, ack_alloc, sizeof ACK_ALLOC);
+    PUBLISH_ALLOC = publish_alloc;
     memcpy(PUB_QOS, pub_qos, sizeof PUB_QOS);
     xsetref(&ACKS, Py_NewRef(acks));
     xsetref(&PUBLISHES, Py_NewRef(pubs));
@@ -101,7 +106,7 @@ static PyObject *make_ack(int first, unsigned pid)
 {
     PyObject *items[3] = {PyLong_FromUnsignedLong(pid), Py_NewRef(ACK_SUCCESS[first]),
                           Py_NewRef(NO_PROPS)};
-    return new_namedtuple(ACK_CLS[first], 3, items);
+    return new_namedtuple(ACK_CLS[first], ACK_ALLOC[first], 3, items);
 }
 
 static PyObject *make_publish(PyObject *topic, const unsigned char *payload, Py_ssize_t plen,
@@ -116,7 +121,7 @@ static PyObject *make_publish(PyObject *topic, const unsigned char *payload, Py_
         pid < 0 ? Py_NewRef(Py_None) : PyLong_FromLong(pid),
         Py_NewRef(NO_PROPS),
     };
-    return new_namedtuple(PUBLISH, 7, items);
+    return new_namedtuple(PUBLISH, PUBLISH_ALLOC, 7, items);
 }
 
 Py_ssize_t fast_packets(const unsigned char *buf, Py_ssize_t pos, Py_ssize_t n, PyObject *topics,

@@ -168,19 +168,23 @@ int slot_bool(PyObject *o, Py_ssize_t off)
     return -1;
 }
 
-PyObject *new_namedtuple(PyObject *cls, Py_ssize_t n, PyObject **items)
+allocfunc tuple_alloc(PyObject *cls, const char *what)
+{
+    allocfunc alloc = NULL;
+    if (PyType_Check(cls) && PyType_IsSubtype((PyTypeObject *)cls, &PyTuple_Type))
+        alloc = (allocfunc)PyType_GetSlot((PyTypeObject *)cls, Py_tp_alloc);
+    if (alloc == NULL && !PyErr_Occurred())
+        PyErr_Format(PyExc_TypeError, "%s must be a NamedTuple", what);
+    return alloc;
+}
+
+PyObject *new_namedtuple(PyObject *cls, allocfunc alloc, Py_ssize_t n, PyObject **items)
 {
     PyObject *t = NULL;
     for (Py_ssize_t i = 0; i < n; i++)
         if (items[i] == NULL)
             goto fail;
     /* what tuple.__new__(cls, items) does for a subclass (tuple_subtype_new) */
-    allocfunc alloc = (allocfunc)PyType_GetSlot((PyTypeObject *)cls, Py_tp_alloc);
-    if (alloc == NULL) {
-        if (!PyErr_Occurred())
-            PyErr_Format(PyExc_TypeError, "%R has no allocator", cls);
-        goto fail;
-    }
     t = alloc((PyTypeObject *)cls, n);
     if (t == NULL)
         goto fail;

@@ -48,10 +48,13 @@ int slot_set_ll(PyObject *o, Py_ssize_t off, long long v);
 void slot_set(PyObject *o, Py_ssize_t off, PyObject *v);
 /* 1 true, 0 false, -1 not a bool (no exception). */
 int slot_bool(PyObject *o, Py_ssize_t off);
-/* An instance of cls (a NamedTuple class) holding items[0..n-1], out of the cyclic GC (see
- * module.c). Steals every item, also on failure; NULL with the exception set when an item is
- * NULL (its maker failed) or allocation fails. */
-PyObject *new_namedtuple(PyObject *cls, Py_ssize_t n, PyObject **items);
+/* The allocator of cls, a tuple subclass (a NamedTuple class); NULL with a TypeError otherwise.
+ * Looked up once, by configure_*(), and kept beside the class for new_namedtuple. */
+allocfunc tuple_alloc(PyObject *cls, const char *what);
+/* An instance of cls (a NamedTuple class, alloc its tuple_alloc) holding items[0..n-1], out of
+ * the cyclic GC (see module.c). Steals every item, also on failure; NULL with the exception
+ * set when an item is NULL (its maker failed) or allocation fails. */
+PyObject *new_namedtuple(PyObject *cls, allocfunc alloc, Py_ssize_t n, PyObject **items);
 /* b"".join(chunks) + tail[:n] as a new bytes object in *out: 0; 1 when a chunk is not exactly
  * bytes (nothing set); -1 with an exception. */
 int join_chunks(PyObject *chunks, const void *tail, Py_ssize_t n, PyObject **out);
