@@ -20,6 +20,8 @@ shared library would not import.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import sys
 from glob import glob
@@ -99,7 +101,15 @@ class BuildExt(build_ext):
                   file=sys.stderr)
             for p in built:
                 p.unlink(missing_ok=True)
-
+        elif built:
+            # What was compiled, by content: qosinspect._accel.stale_compiled() compares it with
+            # the sources (mypyc leaves a module's files untouched when its C did not change, so
+            # file times cannot tell).
+            manifest = Path(self.get_ext_fullpath("qosinspect._speedups")).with_name(
+                "_compiled.json")
+            manifest.write_text(json.dumps(
+                {path: hashlib.sha256(Path(path).read_bytes()).hexdigest() for path in COMPILED},
+                indent=1) + "\n")
 
     def _remove_stale_speedups(self) -> None:
         """Once ``_speedups.abi3.so`` is built, remove any version-specific build of it left

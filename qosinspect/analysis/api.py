@@ -182,8 +182,10 @@ def relaxed_gc(gen0: int = 50_000) -> Iterator[None]:
 def analyze_capture(source: str | os.PathLike[str], *, ports: Iterable[int] = (1883,),
                     tls_ports: Iterable[int] = (8883,), detect_any_port: bool = True,
                     mqtt_version: int = 4, engine: str = "native", tls_keylog: str | None = None,
-                    strict: bool = False, options: AnalysisOptions | None = None) -> Analysis:
-    """Decode a pcap/pcapng file and analyse it.
+                    strict: bool = False, options: AnalysisOptions | None = None,
+                    broker: str | None = None) -> Analysis:
+    """Decode a pcap/pcapng file and analyse it (only the connections to ``broker``, an
+    ``ADDR[:PORT]``, when given).
 
     A capture that ends badly (cut short, corrupt past some frame) is analysed up to the
     problem and the error kept in ``Analysis.capture_error``; with ``strict=True`` it is raised
@@ -192,9 +194,13 @@ def analyze_capture(source: str | os.PathLike[str], *, ports: Iterable[int] = (1
     """
     from ..capture.decoder import iter_events
 
-    stream = iter_events(source, ports=ports, tls_ports=tls_ports,
+    stream: Iterable[Event] = iter_events(source, ports=ports, tls_ports=tls_ports,
                          detect_any_port=detect_any_port, mqtt_version=mqtt_version,
                          engine=engine, tls_keylog=tls_keylog)
+    if broker is not None:
+        from ..capture.brokers import only_broker, parse_broker
+
+        stream = only_broker(stream, parse_broker(broker))
     correlator = Correlator(options)
     error: CaptureError | None = None
     try:

@@ -105,6 +105,11 @@ class CorrelationResult:
     #: Session key and client id, by session code (the ``session`` column of the stores).
     session_keys: list[str]
     client_ids: list[str | None]
+    #: Broker endpoints (``host:port``) by broker code, and each session's broker code.
+    brokers: list[str] = field(default_factory=list)
+    session_brokers: list[int] = field(default_factory=list)
+    #: conn_id -> its broker's code (endpoints of one ``same_broker`` group share one).
+    conn_brokers: dict[int, int] = field(default_factory=dict)
     t_first: int | None = None
     t_last: int | None = None
     n_events: int = 0
@@ -112,6 +117,9 @@ class CorrelationResult:
     anomalies_suppressed: dict[str, int] = field(default_factory=dict)
     #: False when made with ``Correlator(detail=False)``: report columns only.
     detail: bool = True
+    #: ``mypyc`` when the compiled analysis made this result, ``python`` when the interpreter
+    #: ran the ``.py`` files (:func:`qosinspect._accel.analysis_implementation`).
+    implementation: str = "python"
 
     def exchange_objects(self) -> list[Exchange]:
         """Every exchange (QoS 0, 1 and 2) as an :class:`Exchange`, in ``ex_id`` order, with
@@ -177,7 +185,8 @@ class Correlator:
                                   max_open_total=o.max_open_total, first_chunk_rows=first,
                                   max_chunk_rows=most)
         self.sess = SessionTracker(self.anomalies, self.ex, self.matcher,
-                                   default_version=o.default_version)
+                                   default_version=o.default_version,
+                                   same_broker=o.same_broker)
         self._t_lo = _NO_LO
         self._t_hi = NO_TS
         self._last_info: object = None
@@ -398,7 +407,7 @@ class Correlator:
                           c, d, ev.frame)
         s = c.sess
         if s is None:
-            s = self.sess.session(f"conn:{c.conn_id}", None, anonymous=True)
+            s = self.sess.session(f"conn:{c.conn_id}", None, anonymous=True, broker=c.broker)
             self.sess.attach(c, s, ev.ts_ns)
         return s
 
@@ -420,6 +429,7 @@ class Correlator:
                     ex_tracker.end(s, ex, ABANDONED, last.rec.t_close or NO_TS)
         if self.matcher is not None:
             self.matcher.finish()
+        sess.name_sessions(self.anomalies.rows)
         connections = sorted((c.rec for c in sess.conns.values()), key=_by_conn_id)
         return CorrelationResult(
             connections=connections, sessions=[s.rec for s in sess.by_code],
@@ -429,9 +439,13 @@ class Correlator:
             deliveries=self.matcher.store if self.matcher is not None else None,
             tcp_retransmissions=self.tcp_retrans, topics=ex_tracker.topics,
             session_keys=[s.key for s in sess.by_code],
-            client_ids=[s.rec.client_id for s in sess.by_code], t_first=self.t_first,
+            client_ids=[s.rec.client_id for s in sess.by_code], brokers=list(sess.brokers),
+            session_brokers=[s.broker for s in sess.by_code],
+            conn_brokers={c.conn_id: c.broker for c in sess.conns.values()},
+            t_first=self.t_first,
             t_last=self.t_last, n_events=self.n_events, n_evicted=ex_tracker.n_evicted,
-            anomalies_suppressed=dict(self.anomalies.suppressed), detail=self.detail)
+            anomalies_suppressed=dict(self.anomalies.suppressed), detail=self.detail,
+            implementation=IMPLEMENTATION)
 
 
 def correlate(events: Iterable[Event], options: AnalysisOptions | None = None
@@ -455,6 +469,8 @@ _SUBACK: Final = SubAck
 _UNSUBSCRIBE: Final = Unsubscribe
 _UNSUBACK: Final = UnsubAck
 _DISCONNECT: Final = Disconnect
+#: Whether this module (and with it the analysis: setup.py compiles them together) runs compiled.
+IMPLEMENTATION: Final = "python" if __file__.endswith(".py") else "mypyc"
 _C2B: Final = Direction.C2B
 _B2C: Final = Direction.B2C
 _NO_LO: Final = 2**63 - 1

@@ -2,9 +2,11 @@
 
 When a capture holds both sides of a broker, each PUBLISH a client sends (c2b) is a
 *publication*; each PUBLISH the broker sends a client (b2c) is matched to the earliest pending
-publication with the same topic and payload, published no later, that this subscriber has not yet
-received. A second copy of a message the subscriber already had is a *duplicate*; a subscriber
-whose subscription matched the topic but who got no copy within the window is *not delivered*
+publication with the same topic and payload, published no later *to the same broker*, that this
+subscriber has not yet received (a capture may hold several brokers: a message sent to one is
+never expected from, or matched to, another). A second copy of a message the subscriber already
+had is a *duplicate*; a subscriber whose subscription matched the topic but who got no copy
+within the window is *not delivered*
 (with whether it was connected when the message was published: QoS 0 to an offline session is
 expected to be dropped, to a connected one it is a loss, unless the subscriber's connection ended
 within ``LEAVE_GRACE_NS`` of the publication: its DISCONNECT was likely on the way already).
@@ -40,6 +42,8 @@ _NOT_DELIVERED: Final = 2
 assert DELIVERY_STATUSES[_DELIVERED] == "delivered" and DELIVERY_STATUSES[_DUPLICATE] == \
     "duplicate" and DELIVERY_STATUSES[_NOT_DELIVERED] == "not_delivered"
 _NONE: Final = (-1, False)
+#: The pending index's key is ``content * _BROKER_SLOTS + broker``: one int per lookup.
+_BROKER_SLOTS: Final = 1 << 16
 #: Topic filters followed per session (a hostile capture could hold millions).
 MAX_FILTERS_PER_SESSION: Final = 1000
 
@@ -112,7 +116,10 @@ class DeliveryMatcher:
         self._pending: dict[int, _Pending | list[_Pending]] = {}
         #: session code -> {topic filter: (granted qos, no_local)}
         self._subs: dict[int, dict[str, tuple[int, bool]]] = {}
-        self._expect_cache: dict[str, Expected] = {}
+        #: session code -> its broker's code.
+        self._broker_of: dict[int, int] = {}
+        #: broker code -> topic -> who should get a message to it.
+        self._expect_cache: dict[int, dict[str, Expected]] = {}
         self.unmatched = 0
         self.untracked_filters = 0
 
@@ -121,7 +128,8 @@ class DeliveryMatcher:
         return self._tail - self._head
 
     # -- subscriptions -------------------------------------------------------------------------
-    def subscribe(self, session: int, topic_filter: str, granted: int, no_local: bool) -> None:
+    def subscribe(self, session: int, broker: int, topic_filter: str, granted: int,
+                  no_local: bool) -> None:
         if topic_filter.startswith("$share/"):
             return
         subs = self._subs.setdefault(session, {})
@@ -129,6 +137,7 @@ class DeliveryMatcher:
             self.untracked_filters += 1  # bounded: a session's further filters set no
             return                       # expectation (losses to them go unreported)
         subs[topic_filter] = (granted, no_local)
+        self._broker_of[session] = broker
         self._expect_cache.clear()
 
     def unsubscribe(self, session: int, topic_filter: str) -> None:
@@ -140,12 +149,18 @@ class DeliveryMatcher:
         if self._subs.pop(session, None):
             self._expect_cache.clear()
 
-    def _expected(self, topic: str) -> Expected:
-        cached = self._expect_cache.get(topic)
+    def _expected(self, broker: int, topic: str) -> Expected:
+        cache = self._expect_cache.get(broker)
+        if cache is None:
+            cache = self._expect_cache[broker] = {}
+        cached = cache.get(topic)
         if cached is not None:
             return cached
         result: Expected = {}
+        broker_of = self._broker_of
         for session, subs in self._subs.items():
+            if broker_of.get(session) != broker:
+                continue
             best = -1
             no_local = False
             for topic_filter, (granted, nl) in subs.items():
@@ -153,15 +168,16 @@ class DeliveryMatcher:
                     best, no_local = granted, nl
             if best >= 0:
                 result[session] = (best, no_local)
-        if len(self._expect_cache) > 10_000:
-            self._expect_cache.clear()
-        self._expect_cache[topic] = result
+        if len(cache) > 10_000:
+            cache.clear()
+        cache[topic] = result
         return result
 
     # -- the two sides -------------------------------------------------------------------------
-    def publish(self, key: int, ts: int, ex_id: int, qos: int, publisher: int, topic_code: int,
-                topic: str) -> None:
-        """A client sent a new message (c2b)."""
+    def publish(self, content: int, ts: int, ex_id: int, qos: int, publisher: int, broker: int,
+                topic_code: int, topic: str) -> None:
+        """A client sent a new message (c2b) to ``broker``."""
+        key = content * _BROKER_SLOTS + broker % _BROKER_SLOTS
         cap = self.max_pending
         if self._head < self._tail:
             horizon = ts - self.window_ns
@@ -173,9 +189,10 @@ class DeliveryMatcher:
                 self._settle_oldest()
         seq = self._tail
         self._tail = seq + 1
-        expect = self._expect_cache.get(topic)
+        cache = self._expect_cache.get(broker)
+        expect = cache.get(topic) if cache is not None else None
         pub = _Pending(seq, ts, ex_id, key, qos, publisher, topic_code,
-                       expect if expect is not None else self._expected(topic))
+                       expect if expect is not None else self._expected(broker, topic))
         self._ring[seq % cap] = pub
         pending = self._pending
         old = pending.get(key)
@@ -186,10 +203,10 @@ class DeliveryMatcher:
         else:
             pending[key] = [old, pub]
 
-    def deliver(self, key: int, ts: int, ex_id: int, qos: int, subscriber: int,
+    def deliver(self, content: int, ts: int, ex_id: int, qos: int, subscriber: int, broker: int,
                 retain: bool) -> None:
-        """The broker sent a client a new message (b2c): match it to a publication."""
-        found = self._pending.get(key)
+        """``broker`` sent a client a new message (b2c): match it to a publication."""
+        found = self._pending.get(content * _BROKER_SLOTS + broker % _BROKER_SLOTS)
         if found is None:
             self.unmatched += 1
             return
@@ -219,7 +236,7 @@ class DeliveryMatcher:
     def _row(self, pub: _Pending, subscriber: int, sub_ex_id: int, ts: int, sub_qos: int,
              status: int, retain: bool) -> None:
         if self.narrow:
-            self.store.append(pub.qos, sub_qos, status, 0)
+            self.store.append(pub.publisher, pub.qos, sub_qos, status, 0)
             return
         granted = pub.expect.get(subscriber, _NONE)[0]
         self.store.append(pub.ex_id, sub_ex_id, pub.publisher, subscriber, pub.topic, pub.ts,
@@ -240,7 +257,7 @@ class DeliveryMatcher:
                 continue
             reason = self._presence(session, ts)
             if self.narrow:
-                self.store.append(pub.qos, -1, _NOT_DELIVERED, reason)
+                self.store.append(publisher, pub.qos, -1, _NOT_DELIVERED, reason)
             else:
                 self.store.append(pub.ex_id, -1, publisher, session, pub.topic, ts, -(2**63),
                                   pub.qos, -1, granted, _NOT_DELIVERED, reason, 0)

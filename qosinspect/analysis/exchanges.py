@@ -123,7 +123,7 @@ class ExchangeTracker:
                 batch.append((ex_id, s.code, c.conn_id, d, tcode, len(payload),
                               retain, dup, frame, ts))
             else:
-                batch.append((dup,))
+                batch.append((c.conn_id, dup))
             if len(batch) >= q0.batch_rows:
                 q0.flush()
             if (packets := self.packets) is not None:
@@ -192,9 +192,9 @@ class ExchangeTracker:
         matcher = self.matcher
         assert matcher is not None
         if d == C2B:
-            matcher.publish(content, ts, ex_id, qos, s.code, tcode, topic)
+            matcher.publish(content, ts, ex_id, qos, s.code, s.broker, tcode, topic)
         else:
-            matcher.deliver(content, ts, ex_id, qos, s.code, retain)
+            matcher.deliver(content, ts, ex_id, qos, s.code, s.broker, retain)
 
     def _republish(self, ev: MqttPacketEvent, c: ConnState, s: SessionState, d: int,
                    p: Publish, ex: OpenExchange) -> None:
@@ -219,7 +219,7 @@ class ExchangeTracker:
         if d == B2C and ex.qos == 1 and self.matcher is not None:
             # A QoS 1 receiver treats every copy as a new publication [MQTT-4.3.2-5]: the
             # subscriber's application gets it again (a duplicate delivered).
-            self.matcher.deliver(ex.content, ts, ex.ex_id, 1, s.code, bool(p.retain))
+            self.matcher.deliver(ex.content, ts, ex.ex_id, 1, s.code, s.broker, bool(p.retain))
 
     def _dup_after_end(self, ev: MqttPacketEvent, c: ConnState, s: SessionState, d: int,
                        p: Publish, row: int) -> None:
@@ -243,7 +243,7 @@ class ExchangeTracker:
         if d == B2C and self.matcher is not None:
             # After its PUBACK/PUBCOMP the receiver takes the same id as a new publication
             # [MQTT-4.3.2-5] [MQTT-4.3.3-9]: delivered a second time.
-            self.matcher.deliver(hash((p.topic, p.payload)), ts, ex_id, qos, s.code,
+            self.matcher.deliver(hash((p.topic, p.payload)), ts, ex_id, qos, s.code, s.broker,
                                  bool(p.retain))
 
     # -- acknowledgements -----------------------------------------------------------------------

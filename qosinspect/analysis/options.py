@@ -30,6 +30,9 @@ class AnalysisOptions:
     - ``default_version``: the MQTT version assumed for a connection whose CONNECT is missing.
     - ``first_chunk_rows`` / ``max_chunk_rows``: the row stores' first and largest chunk, the
       granularity of their memory (smaller chunks: less slack, more of them).
+    - ``same_broker``: groups of server endpoints (``host:port``) that are one broker, e.g. a
+      TCP proxy or load balancer in front of it (the generator's fault proxy listens on several
+      ports); the first of a group names it. Otherwise every endpoint is a broker of its own.
     """
 
     packets: bool = True
@@ -42,6 +45,7 @@ class AnalysisOptions:
     default_version: int = 4
     first_chunk_rows: int = 1024
     max_chunk_rows: int = 1 << 16
+    same_broker: tuple[tuple[str, ...], ...] = ()
 
 
 #: What ``qosinspect report`` uses: report columns only.

@@ -124,11 +124,13 @@ DELIVERY_COLUMNS: tuple[tuple[str, str, int], ...] = (
     ("t_delivered", _Q, NO_TS), ("pub_qos", _B, 0), ("sub_qos", _B, -1),
     ("granted_qos", _B, -1), ("status", _B, 0), ("reason", _B, 0), ("retain", _B, 0),
 )
-#: The QoS 0 columns a report needs (the count is the number of rows).
-REPORT_Q0_COLUMNS: tuple[tuple[str, str, int], ...] = (("dup_first", _B, 0),)
-#: The delivery columns a report needs.
+#: The QoS 0 columns a report needs (the count is the number of rows; the connection tells the
+#: broker).
+REPORT_Q0_COLUMNS: tuple[tuple[str, str, int], ...] = (("conn_id", _I, -1), ("dup_first", _B, 0))
+#: The delivery columns a report needs (the publisher's session tells the broker).
 REPORT_DELIVERY_COLUMNS: tuple[tuple[str, str, int], ...] = (
-    ("pub_qos", _B, 0), ("sub_qos", _B, -1), ("status", _B, 0), ("reason", _B, 0),
+    ("publisher", _I, -1), ("pub_qos", _B, 0), ("sub_qos", _B, -1), ("status", _B, 0),
+    ("reason", _B, 0),
 )
 PACKET_COLUMNS: tuple[tuple[str, str, int], ...] = (
     ("ts_ns", _Q, NO_TS), ("conn_id", _I, -1), ("direction", _B, 0), ("packet_type", _B, 0),
@@ -409,10 +411,14 @@ class Session:
 
     Connections without a CONNECT (a capture started mid-session) or with an empty client id
     get a session of their own, keyed ``conn:<conn_id>``, with ``client_id`` None or empty.
+    A session lives on one broker: the same client id on two brokers is two sessions (keyed
+    ``<client id>@<broker>`` when a capture holds both).
     """
 
     session: str
     client_id: str | None
+    #: The broker endpoint (``host:port``) the session lives on: sessions are per broker.
+    broker: str | None = None
     conn_ids: list[int] = field(default_factory=list)
     t_first: int | None = None
     t_last: int | None = None

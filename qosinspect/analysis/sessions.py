@@ -11,9 +11,14 @@ is given); the rules, stated once here:
   then ``keepalive_expired`` when the client had been silent for more than 1.5 x the keep alive
   when the transport closed [MQTT-3.1.2-24]; then the transport's ``fin``, ``rst``, ``idle``,
   ``reused`` or ``end_of_capture``.
-* **Sessions** are keyed by client id and outlive connections [MQTT-4.1.0-1]. An empty client id
-  or a connection without CONNECT (capture started mid-session) gets a session of its own,
-  ``conn:<conn_id>``; an MQTT 5 Assigned Client Identifier re-keys it.
+* **Brokers.** A broker is a server endpoint, address and port: every client that reaches the
+  same address on the same port talks to one broker. Sessions, reconnections and deliveries are
+  matched within one broker only (a capture may hold a local broker, a cloud one and a public
+  test broker at once).
+* **Sessions** are keyed by broker and client id and outlive connections [MQTT-4.1.0-1]. An
+  empty client id or a connection without CONNECT (capture started mid-session) gets a session
+  of its own, ``conn:<conn_id>``; an MQTT 5 Assigned Client Identifier re-keys it. The same
+  client id on two brokers is named ``<client id>@<broker>`` (both of them) at the end.
 * **Reconnections**: a CONNECT for a session that had a connection before. Its open exchanges
   stay open across the gap when the session persists (clean session 0, or MQTT 5 session expiry
   > 0), and a DUP re-send or PUBREL re-send on the new connection joins them [MQTT-4.4.0-1].
@@ -33,7 +38,7 @@ from ..mqtt.packets import ConnAck, Connect, Disconnect, SubAck
 from .deliveries import DeliveryMatcher
 from .exchanges import ABANDONED, ExchangeTracker
 from .logs import DIRECTION_NAMES, AnomalyLog
-from .records import Connection, Reconnect
+from .records import AnomalyRecord, Connection, Reconnect
 from .state import ConnState, SessionState
 
 __all__ = ["SessionTracker"]
@@ -50,35 +55,78 @@ class SessionTracker:
     """
 
     def __init__(self, anomalies: AnomalyLog, exchanges: ExchangeTracker,
-                 matcher: DeliveryMatcher | None, *, default_version: int) -> None:
+                 matcher: DeliveryMatcher | None, *, default_version: int,
+                 same_broker: tuple[tuple[str, ...], ...] = ()) -> None:
         self.anomalies = anomalies
         self.exchanges = exchanges
         self.matcher = matcher
         self.default_version = default_version
         self.conns: dict[int, ConnState] = {}
-        self.sessions: dict[str, SessionState] = {}
+        #: (broker code, session key) -> session.
+        self.sessions: dict[tuple[int, str], SessionState] = {}
         self.by_code: list[SessionState] = []
         self.reconnects: list[Reconnect] = []
+        #: Broker endpoint (``host:port``) -> code, and the endpoints by code.
+        self.broker_codes: dict[str, int] = {}
+        self.brokers: list[str] = []
+        #: Endpoint -> the endpoint that names its broker (``same_broker`` groups).
+        self.alias: dict[str, str] = {ep: group[0] for group in same_broker for ep in group}
 
     def new_conn(self, info: ConnectionInfo, ts: int) -> ConnState:
         rec = Connection(conn_id=info.conn_id, client=str(info.client),
                          broker=str(info.broker), transport=info.transport, t_open=ts,
                          sides_known=info.sides_known)
-        c = ConnState(rec)
+        c = ConnState(rec, self.broker_code(rec.broker))
         self.conns[info.conn_id] = c
         return c
+
+    def broker_code(self, endpoint: str) -> int:
+        endpoint = self.alias.get(endpoint, endpoint)
+        code = self.broker_codes.get(endpoint)
+        if code is None:
+            code = self.broker_codes[endpoint] = len(self.brokers)
+            self.brokers.append(endpoint)
+        return code
 
     def conn(self, info: ConnectionInfo, ts: int) -> ConnState:
         c = self.conns.get(info.conn_id)
         return c if c is not None else self.new_conn(info, ts)
 
-    def session(self, key: str, client_id: str | None, anonymous: bool) -> SessionState:
-        s = self.sessions.get(key)
+    def session(self, key: str, client_id: str | None, anonymous: bool,
+                broker: int) -> SessionState:
+        s = self.sessions.get((broker, key))
         if s is None:
-            s = SessionState(key, len(self.by_code), client_id, anonymous)
-            self.sessions[key] = s
+            s = SessionState(key, len(self.by_code), client_id, anonymous, broker,
+                             self.brokers[broker])
+            self.sessions[(broker, key)] = s
             self.by_code.append(s)
         return s
+
+    def name_sessions(self, anomalies: list[AnomalyRecord]) -> None:
+        """At the end: a client id used on several brokers names its sessions
+        ``<client id>@<broker>`` (everywhere the name was written)."""
+        count: dict[str, int] = {}
+        for s in self.by_code:
+            count[s.key] = count.get(s.key, 0) + 1
+        renamed: dict[tuple[int, str], str] = {}
+        for s in self.by_code:
+            if count[s.key] > 1:
+                new = f"{s.key}@{self.brokers[s.broker]}"
+                renamed[(s.broker, s.key)] = new
+                s.key = s.rec.session = new
+        if not renamed:
+            return
+        for c in self.conns.values():
+            if c.rec.session is not None:
+                c.rec.session = renamed.get((c.broker, c.rec.session), c.rec.session)
+        for rc in self.reconnects:
+            prev = self.conns.get(rc.prev_conn_id)
+            if prev is not None:
+                rc.session = renamed.get((prev.broker, rc.session), rc.session)
+        for a in anomalies:
+            conn = self.conns.get(a.conn_id) if a.conn_id is not None else None
+            if conn is not None and a.session is not None:
+                a.session = renamed.get((conn.broker, a.session), a.session)
 
     def attach(self, c: ConnState, s: SessionState, ts: int) -> None:
         c.sess = s
@@ -117,9 +165,9 @@ class SessionTracker:
         persistent = (expiry or 0) > 0 if version >= 5 else not p.clean_start
         old = c.sess
         if p.client_id:
-            s = self.session(p.client_id, p.client_id, anonymous=False)
+            s = self.session(p.client_id, p.client_id, anonymous=False, broker=c.broker)
         else:
-            s = self.session(f"conn:{c.conn_id}", "", anonymous=True)
+            s = self.session(f"conn:{c.conn_id}", "", anonymous=True, broker=c.broker)
             s.rec.client_id = ""
         prev = s.conn if s.conn is not None and s.conn is not c else s.last_conn
         rc: Reconnect | None = None
@@ -176,12 +224,13 @@ class SessionTracker:
                 c.keep_alive = ska
             assigned = props.assigned_client_identifier
             s0 = c.sess
-            if assigned and s0 is not None and s0.anonymous and assigned not in self.sessions:
-                del self.sessions[s0.key]
+            if (assigned and s0 is not None and s0.anonymous
+                    and (s0.broker, assigned) not in self.sessions):
+                del self.sessions[(s0.broker, s0.key)]
                 s0.key = s0.rec.session = assigned
                 s0.rec.client_id = assigned
                 s0.anonymous = False
-                self.sessions[assigned] = s0
+                self.sessions[(s0.broker, assigned)] = s0
                 rec.session = assigned
             if assigned:
                 rec.assigned_client_id = assigned
@@ -212,7 +261,8 @@ class SessionTracker:
             return
         for (topic_filter, _, no_local), code in zip(asked, p.reason_codes, strict=False):
             if code < 0x80:
-                self.matcher.subscribe(c.sess.code, topic_filter, int(code), no_local)
+                self.matcher.subscribe(c.sess.code, c.sess.broker, topic_filter, int(code),
+                                       no_local)
 
     def disconnect(self, ev: MqttPacketEvent, c: ConnState, d: int, p: Disconnect) -> None:
         rec = c.rec

@@ -191,14 +191,17 @@ class DoneIndex:
 class SessionState:
     """A session being followed: its record, its open exchanges and its connections."""
 
-    __slots__ = ("abandoned_pending", "anonymous", "code", "conn", "done", "intervals", "key",
-                 "last_conn", "open", "persistent", "rec")
+    __slots__ = ("abandoned_pending", "anonymous", "broker", "code", "conn", "done",
+                 "intervals", "key", "last_conn", "open", "persistent", "rec")
 
-    def __init__(self, key: str, code: int, client_id: str | None, anonymous: bool) -> None:
+    def __init__(self, key: str, code: int, client_id: str | None, anonymous: bool,
+                 broker: int, broker_name: str) -> None:
         self.key = key
         self.code = code
         self.anonymous = anonymous
-        self.rec = Session(session=key, client_id=client_id)
+        #: The broker's code (:attr:`~.sessions.SessionTracker.brokers`).
+        self.broker = broker
+        self.rec = Session(session=key, client_id=client_id, broker=broker_name)
         #: exchange key -> open exchange, oldest first (dicts keep insertion order).
         self.open: dict[int, OpenExchange] = {}
         #: exchange key -> row in the exchange store of the last finished one.
@@ -228,6 +231,7 @@ class ConnState:
 
     __slots__ = (
         "anomaly_counts",
+        "broker",
         "closed",
         "conn_id",
         "connack_seen",
@@ -246,9 +250,11 @@ class ConnState:
         "unfinished",
     )
 
-    def __init__(self, rec: Connection) -> None:
+    def __init__(self, rec: Connection, broker: int) -> None:
         self.rec = rec
         self.conn_id = rec.conn_id
+        #: The broker's code: a server endpoint (address and port).
+        self.broker = broker
         self.sess: SessionState | None = None
         self.connect_seen = False
         self.connack_seen = False

@@ -20,7 +20,7 @@ import shlex
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, time
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import click
 
@@ -47,6 +47,10 @@ class CaptureSource:
     mqtt_version: int
     engine: str
     tls_keylog: str | None = None
+    #: ``--broker ADDR[:PORT]``: only the connections to that broker.
+    broker: str | None = None
+    #: ``--same-broker A,B``: endpoints that are one broker (a proxy in front of it).
+    same_broker: tuple[tuple[str, ...], ...] = ()
 
     def command_args(self) -> str:
         """CAPTURE and the decoder options that differ from the defaults, quoted for a shell:
@@ -62,13 +66,16 @@ class CaptureSource:
             args.append(f"--engine {self.engine}")
         if self.tls_keylog:
             args.append(f"--tls-keylog {shlex.quote(self.tls_keylog)}")
+        if self.broker:
+            args.append(f"--broker {shlex.quote(self.broker)}")
+        args += [f"--same-broker {shlex.quote(','.join(g))}" for g in self.same_broker]
         args[0] = shlex.quote(args[0])
         return " ".join(args)
 
-    def analyze(self, **options: bool) -> Any:
+    def analyze(self, *, detail: bool = True, packets: bool = True,
+                deliveries: bool = True) -> Any:
         """:func:`qosinspect.analysis.api.analyze_capture` with this source's decoder options and
-        ``options`` (the :class:`~qosinspect.analysis.options.AnalysisOptions` fields to change:
-        ``detail``, ``packets``, ``deliveries``)."""
+        what to keep (the :class:`~qosinspect.analysis.options.AnalysisOptions` fields)."""
         from ..analysis.api import analyze_capture
         from ..analysis.options import AnalysisOptions
 
@@ -77,16 +84,24 @@ class CaptureSource:
                                    detect_any_port=self.detect_any_port,
                                    mqtt_version=self.mqtt_version, engine=self.engine,
                                    tls_keylog=self.tls_keylog,
-                                   options=AnalysisOptions(**options))
+                                   options=AnalysisOptions(
+                                       detail=detail, packets=packets, deliveries=deliveries,
+                                       same_broker=self.same_broker),
+                                   broker=self.broker)
 
     def events(self, *, keep_tcp_stats: bool = True) -> EventStream:
         """:func:`qosinspect.capture.iter_events` with this source's options (lazy: errors
         come while iterating, so iterate inside :meth:`reading`)."""
         from ..capture import iter_events
 
-        return iter_events(self.path, ports=self.ports, detect_any_port=self.detect_any_port,
-                           mqtt_version=self.mqtt_version, engine=self.engine,
-                           tls_keylog=self.tls_keylog, keep_tcp_stats=keep_tcp_stats)
+        stream = iter_events(self.path, ports=self.ports, detect_any_port=self.detect_any_port,
+                             mqtt_version=self.mqtt_version, engine=self.engine,
+                             tls_keylog=self.tls_keylog, keep_tcp_stats=keep_tcp_stats)
+        if self.broker is None:
+            return stream
+        from ..capture.brokers import only_broker, parse_broker
+
+        return cast("EventStream", only_broker(stream, parse_broker(self.broker)))
 
     @contextlib.contextmanager
     def reading(self) -> Iterator[None]:
@@ -122,16 +137,54 @@ def capture_source(f: F) -> F:
     @click.option("--tls-keylog", type=click.Path(exists=True, dir_okay=False), default=None,
                   help="TLS key log file (SSLKEYLOGFILE), to decrypt MQTT over TLS "
                        "(needs --engine tshark).")
+    @click.option("--broker", "broker", metavar="ADDR[:PORT]", default=None,
+                  help="Only the connections to this broker (a capture may hold several).")
+    @click.option("--same-broker", "same_broker", metavar="ADDR:PORT,ADDR:PORT[,...]",
+                  multiple=True,
+                  help="These server endpoints are one broker (a proxy or load balancer in "
+                       "front of it); repeatable. Otherwise each address and port is a broker.")
     @functools.wraps(f)
     def wrapper(*args: Any, capture: str, ports: tuple[int, ...], no_detect: bool,
-                mqtt_version: str, engine: str, tls_keylog: str | None, **kwargs: Any) -> Any:
+                mqtt_version: str, engine: str, tls_keylog: str | None, broker: str | None,
+                same_broker: tuple[str, ...], **kwargs: Any) -> Any:
         if tls_keylog and engine != "tshark":
             raise click.UsageError("--tls-keylog needs --engine tshark")
+        if broker is not None:
+            from ..capture.brokers import parse_broker
+
+            try:
+                parse_broker(broker)
+            except ValueError as exc:
+                raise click.BadParameter(str(exc), param_hint="--broker") from None
         source = CaptureSource(capture, (1883, *ports), not no_detect, MQTT_VERSIONS[mqtt_version],
-                               engine, tls_keylog)
+                               engine, tls_keylog, broker, endpoint_groups(same_broker))
         return f(*args, source=source, **kwargs)
 
     return wrapper  # type: ignore[return-value]
+
+
+def endpoint_groups(values: tuple[str, ...]) -> tuple[tuple[str, ...], ...]:
+    """``--same-broker`` values (``ADDR:PORT,ADDR:PORT``) as groups of endpoints written as the
+    connections table writes them."""
+    from ..capture.brokers import parse_broker
+
+    groups = []
+    for value in values:
+        group = []
+        for part in value.split(","):
+            try:
+                spec = parse_broker(part)
+            except ValueError as exc:
+                raise click.BadParameter(str(exc), param_hint="--same-broker") from None
+            if spec.port is None:
+                raise click.BadParameter(f"{part!r}: give the port too (ADDR:PORT)",
+                                         param_hint="--same-broker")
+            group.append(str(spec))
+        if len(group) < 2:
+            raise click.BadParameter(f"{value!r}: name two endpoints or more, comma separated",
+                                     param_hint="--same-broker")
+        groups.append(tuple(group))
+    return tuple(groups)
 
 
 def time_window(f: F) -> F:

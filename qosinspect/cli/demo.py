@@ -142,7 +142,7 @@ def demo(outdir: str, duration: float, capture_method: str, front_port: int | No
     if result.interrupted:
         raise click.ClickException(f"interrupted; what was captured is in {capture}")
     source = CaptureSource(str(capture), tuple(result.ports), True, scenario.mqtt_version,
-                           "native")
+                           "native", same_broker=result.same_broker)
     analysis = source.analyze()
     write_report(analysis, "table", capture=source.command_args())
     report = analysis.report()

@@ -147,7 +147,7 @@ def generate(scenario: str | None, list_: bool, broker: str | None, mqtt_version
         from .capture_options import CaptureSource
 
         source = CaptureSource(str(result.capture_path), tuple(result.ports), True,
-                               spec.mqtt_version, "native")
+                               spec.mqtt_version, "native", same_broker=result.same_broker)
         analysis = source.analyze(packets=False)
         write_report(analysis, fmt, capture=source.command_args())
     if result.interrupted:

@@ -44,6 +44,8 @@ def format_report(analysis: Analysis, fmt: str = "table", capture: str = "CAPTUR
     if "frames" in cap:
         facts.append(f"{cap['frames']:,} frames, {cap['mqtt_packets']:,} MQTT packets")
     facts.append(f"{data['connections']} connections, {data['sessions']} sessions")
+    if len(data["brokers"]) > 1:
+        facts.append(f"{len(data['brokers'])} brokers")
     if cap["duration_s"] is not None:
         facts.append(f"{cap['duration_s']:.3f} s from {format_time(cap['t_first_ns'])}")
     out.append(", ".join(facts))
@@ -62,12 +64,22 @@ def format_report(analysis: Analysis, fmt: str = "table", capture: str = "CAPTUR
     out.append(h("Per QoS level"))
     headers = ["QoS", "publishes", "completed", "incomplete", "retrans", "DUP",
                "dup delivered", "not delivered", "p50 ms", "p90 ms", "p99 ms", "max ms"]
-    rows = [[r["qos"], r["publishes"], r["completed"], r["incomplete"], r["retransmissions"],
-             r["dup_flagged"], r["duplicates_delivered"], r["not_delivered"],
-             r["latency_ms"]["p50"], r["latency_ms"]["p90"], r["latency_ms"]["p99"],
-             r["latency_ms"]["max"]] for r in data["per_qos"]]
-    out.append(format_table(headers, rows, fmt))
+
+    def qos_rows(per_qos: list[dict[str, Any]]) -> list[list[Any]]:
+        return [[r["qos"], r["publishes"], r["completed"], r["incomplete"],
+                 r["retransmissions"], r["dup_flagged"], r["duplicates_delivered"],
+                 r["not_delivered"], r["latency_ms"]["p50"], r["latency_ms"]["p90"],
+                 r["latency_ms"]["p99"], r["latency_ms"]["max"]] for r in per_qos]
+
+    out.append(format_table(headers, qos_rows(data["per_qos"]), fmt))
     out.append("")
+    if len(data["brokers"]) > 1:
+        # Sessions, reconnections and deliveries are matched within one broker: each its own.
+        for b in data["brokers"]:
+            out.append(f"broker {_endpoint(b)}: {b['connections']} connections "
+                       f"(--broker {_endpoint(b)} for this broker alone)")
+            out.append(format_table(headers, qos_rows(b["per_qos"]), fmt))
+            out.append("")
     out.append("publishes count exchanges (a re-sent PUBLISH is not a new one); retrans: "
                "MQTT-level re-sends (PUBLISH, PUBREC, PUBREL); DUP: PUBLISH packets with DUP=1; "
                "latency: first PUBLISH to final ack of completed exchanges.")
@@ -153,6 +165,12 @@ def write_report(analysis: Analysis, fmt: str = "table", out: output.Target = No
     data = analysis.report()
     output.write_document(data, fmt, out,
                           render=lambda f: format_report(analysis, f, capture, data))
+
+
+def _endpoint(broker: dict[str, Any]) -> str:
+    host = broker["address"]
+    host = f"[{host}]" if ":" in host else host
+    return host if broker["port"] is None else f"{host}:{broker['port']}"
 
 
 def _clear_text_lines(ct: dict[str, Any], capture: str) -> list[str]:

@@ -385,16 +385,18 @@ def test_backpressure_blocks_publisher_not_drops() -> None:
     subscribe(e, s, Subscription("t", 1))
     take(s)
     p = connect(e, "p")
+    e.receive(p, Publish("t", b"\xff", 1, packet_id=99), 1)
+    e.receive(s, PubAck(1), 1)                       # it reads: it may pause publishers
     for i in range(10):
         e.receive(p, Publish("t", bytes([i]), 1, packet_id=i + 1), 1)
     sess = e.sessions["s"]
     assert p.blocked_on == {sess} and sess.blockers == {p}
     assert len(sess.state.queue) == 9 and sess.state.dropped == 0
     assert e.take_unblocked() == []
-    for pid in range(1, 8):                          # queue drains to 2, still over half of 3
+    for pid in range(2, 9):                          # queue drains to 2, still over half of 3
         e.receive(s, PubAck(pid), 2)
     assert p.blocked_on and e.take_unblocked() == []
-    e.receive(s, PubAck(8), 2)                       # 1 left: at most half of the limit
+    e.receive(s, PubAck(9), 2)                       # 1 left: at most half of the limit
     assert not p.blocked_on and e.take_unblocked() == [p]
 
 
