@@ -4,7 +4,9 @@ Two optional steps, each skipped quietly (the package then installs and runs in 
 slower; ``qosinspect --version`` and the benchmarks say which ran, see qosinspect/_accel.py):
 
 * ``qosinspect._speedups``: C for byte-level work that holds no protocol rule (the pcap/pcapng
-  record walk, the TCP fast path, MQTT stream framing, JSON lines).
+  record walk, the TCP fast path, MQTT stream framing, JSON lines), built against the stable ABI
+  (``Py_LIMITED_API`` 3.11, the oldest Python supported): one ``_speedups.abi3.so`` serves every
+  CPython from 3.11 on, and the wheel is tagged ``abi3``.
 * The analysis compiled with mypyc: the Python modules in ``COMPILED`` (the one copy of every
   QoS rule, typed ``mypy --strict``) turned into C extension modules by mypyc, as mypy and black
   ship themselves. The ``.py`` files stay the source; the compiled modules shadow them on import.
@@ -43,6 +45,10 @@ COMPILED = [
 ]
 #: The mypyc group: its shared library is qosinspect/analysis__mypyc (inside the package).
 GROUP = "qosinspect.analysis"
+#: The stable ABI the C accelerator is built against: that of the oldest Python supported
+#: (pyproject.toml requires-python >= 3.11), as Py_LIMITED_API and as the wheel's tag.
+LIMITED_API = 0x030B0000
+WHEEL_ABI = "cp311"
 
 
 def speedups() -> Extension:
@@ -50,6 +56,8 @@ def speedups() -> Extension:
         "qosinspect._speedups",
         sources=sorted(glob("qosinspect/_csrc/*.c")),
         depends=sorted(glob("qosinspect/_csrc/*.h")),
+        define_macros=[("Py_LIMITED_API", f"0x{LIMITED_API:08X}")],
+        py_limited_api=True,
         extra_compile_args=["-O2", "-std=c11", "-Wall", "-Wextra", "-Wno-unused-parameter",
                             "-Wno-missing-field-initializers", "-Wno-cast-function-type"],
         optional=True,
@@ -86,6 +94,7 @@ class BuildExt(build_ext):
 
     def run(self) -> None:
         super().run()
+        self._remove_stale_speedups()
         built = [Path(self.get_ext_fullpath(ext.name)) for ext in self._mypyc]
         if not all(p.exists() for p in built):
             print("warning: the mypyc build of the analysis failed: it runs interpreted",
@@ -102,6 +111,24 @@ class BuildExt(build_ext):
                 {path: hashlib.sha256(Path(path).read_bytes()).hexdigest() for path in COMPILED},
                 indent=1) + "\n")
 
+    def _remove_stale_speedups(self) -> None:
+        """Once ``_speedups.abi3.so`` is built, remove any version-specific build of it left
+        beside it (``_speedups.cpython-311-*.so`` from before the stable ABI, which the import
+        system would prefer to the new one in a checkout installed in place)."""
+        built = Path(self.get_ext_fullpath("qosinspect._speedups"))
+        if not built.exists():
+            return
+        for old in built.parent.glob("_speedups.*"):
+            if old != built and old.suffix in (".so", ".pyd"):
+                old.unlink()
 
-options: dict[str, Any] = {"ext_modules": [speedups()], "cmdclass": {"build_ext": BuildExt}}
+
+options: dict[str, Any] = {
+    "ext_modules": [speedups()],
+    "cmdclass": {"build_ext": BuildExt},
+    # The wheel's tag says abi3 for the C accelerator. The mypyc modules in it are built for
+    # the building Python only (their file names say which); another Python skips them and
+    # imports the .py files beside them (see the module docstring).
+    "options": {"bdist_wheel": {"py_limited_api": WHEEL_ABI}},
+}
 setup(**options)

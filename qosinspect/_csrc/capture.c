@@ -25,7 +25,7 @@
 #define M32 0xFFFFFFFFLL
 #define HALF32 0x80000000LL
 
-static struct {
+typedef struct {
     PyObject *half_cls, *flow_cls, *streamdata, *interface, *conn_cls, *side_cls, *event, *c2b;
     /* HalfStream */
     Py_ssize_t h_flow, h_peer, h_direction, h_nxt_seq, h_nxt_off, h_segments, h_win, h_sink,
@@ -35,8 +35,11 @@ static struct {
     /* _Conn, _Side */
     Py_ssize_t c_c2b, c_b2c, c_first_done, c_scan_left, c_assumed;
     Py_ssize_t s_dec, s_packets, s_pending_frame;
+    /* the allocators of StreamData and MqttPacketEvent */
+    allocfunc streamdata_alloc, event_alloc;
     int ready, mqtt_ready;
-} K;
+} Classes;
+static Classes K;
 
 PyObject *sp_configure_capture(PyObject *module, PyObject *args)
 {
@@ -44,27 +47,26 @@ PyObject *sp_configure_capture(PyObject *module, PyObject *args)
     if (!PyArg_ParseTuple(args, "O!O!O!O!", &PyType_Type, &half, &PyType_Type, &flow,
                           &PyType_Type, &sd, &PyType_Type, &iface))
         return NULL;
-    if (!PyType_IsSubtype((PyTypeObject *)sd, &PyTuple_Type) ||
-        !PyType_IsSubtype((PyTypeObject *)iface, &PyTuple_Type)) {
-        PyErr_SetString(PyExc_TypeError, "StreamData and Interface must be NamedTuples");
+    /* offsets into a copy, committed when all are found: a failed call leaves K as it was */
+    Classes k = K;
+    if ((k.streamdata_alloc = tuple_alloc(sd, "StreamData")) == NULL ||
+        tuple_alloc(iface, "Interface") == NULL)
         return NULL;
-    }
-    if (slot_offset(half, "flow", &K.h_flow) || slot_offset(half, "peer", &K.h_peer) ||
-        slot_offset(half, "direction", &K.h_direction) ||
-        slot_offset(half, "nxt_seq", &K.h_nxt_seq) || slot_offset(half, "nxt_off", &K.h_nxt_off) ||
-        slot_offset(half, "segments", &K.h_segments) || slot_offset(half, "win", &K.h_win) ||
-        slot_offset(half, "sink", &K.h_sink) || slot_offset(half, "probe", &K.h_probe) ||
-        slot_offset(half, "ooo", &K.h_ooo) || slot_offset(half, "data_bytes", &K.h_data_bytes) ||
-        slot_offset(flow, "last_ts", &K.f_last_ts) || slot_offset(flow, "app", &K.f_app) ||
-        slot_offset(flow, "sides_known", &K.f_sides_known) ||
-        slot_offset(flow, "_info", &K.f_info))
+    if (slot_offset(half, "flow", &k.h_flow) || slot_offset(half, "peer", &k.h_peer) ||
+        slot_offset(half, "direction", &k.h_direction) ||
+        slot_offset(half, "nxt_seq", &k.h_nxt_seq) || slot_offset(half, "nxt_off", &k.h_nxt_off) ||
+        slot_offset(half, "segments", &k.h_segments) || slot_offset(half, "win", &k.h_win) ||
+        slot_offset(half, "sink", &k.h_sink) || slot_offset(half, "probe", &k.h_probe) ||
+        slot_offset(half, "ooo", &k.h_ooo) || slot_offset(half, "data_bytes", &k.h_data_bytes) ||
+        slot_offset(flow, "last_ts", &k.f_last_ts) || slot_offset(flow, "app", &k.f_app) ||
+        slot_offset(flow, "sides_known", &k.f_sides_known) ||
+        slot_offset(flow, "_info", &k.f_info))
         return NULL;
+    K = k;
     PyObject **dst[] = {&K.half_cls, &K.flow_cls, &K.streamdata, &K.interface};
     PyObject *src[] = {half, flow, sd, iface};
-    for (int i = 0; i < 4; i++) {
-        Py_INCREF(src[i]);
-        Py_XSETREF(*dst[i], src[i]);
-    }
+    for (int i = 0; i < 4; i++)
+        xsetref(dst[i], Py_NewRef(src[i]));
     INTERFACE_CLS = K.interface; /* for walk.c (K holds the reference) */
     K.ready = 1;
     Py_RETURN_NONE;
@@ -80,23 +82,21 @@ PyObject *sp_configure_mqtt_stage(PyObject *module, PyObject *args)
         PyErr_SetString(PyExc_RuntimeError, "configure_framing and configure_capture first");
         return NULL;
     }
-    if (!PyType_IsSubtype((PyTypeObject *)event, &PyTuple_Type)) {
-        PyErr_SetString(PyExc_TypeError, "MqttPacketEvent must be a NamedTuple");
+    Classes k = K;
+    if ((k.event_alloc = tuple_alloc(event, "MqttPacketEvent")) == NULL)
         return NULL;
-    }
-    if (slot_offset(conn, "c2b", &K.c_c2b) || slot_offset(conn, "b2c", &K.c_b2c) ||
-        slot_offset(conn, "first_done", &K.c_first_done) ||
-        slot_offset(conn, "scan_left", &K.c_scan_left) ||
-        slot_offset(conn, "assumed", &K.c_assumed) || slot_offset(side, "dec", &K.s_dec) ||
-        slot_offset(side, "packets", &K.s_packets) ||
-        slot_offset(side, "pending_frame", &K.s_pending_frame))
+    if (slot_offset(conn, "c2b", &k.c_c2b) || slot_offset(conn, "b2c", &k.c_b2c) ||
+        slot_offset(conn, "first_done", &k.c_first_done) ||
+        slot_offset(conn, "scan_left", &k.c_scan_left) ||
+        slot_offset(conn, "assumed", &k.c_assumed) || slot_offset(side, "dec", &k.s_dec) ||
+        slot_offset(side, "packets", &k.s_packets) ||
+        slot_offset(side, "pending_frame", &k.s_pending_frame))
         return NULL;
+    K = k;
     PyObject **dst[] = {&K.conn_cls, &K.side_cls, &K.event, &K.c2b};
     PyObject *src[] = {conn, side, event, c2b};
-    for (int i = 0; i < 4; i++) {
-        Py_INCREF(src[i]);
-        Py_XSETREF(*dst[i], src[i]);
-    }
+    for (int i = 0; i < 4; i++)
+        xsetref(dst[i], Py_NewRef(src[i]));
     K.mqtt_ready = 1;
     Py_RETURN_NONE;
 }
@@ -122,7 +122,10 @@ static void engine_dealloc(Engine *e)
     Py_XDECREF(e->ifaces_list);
     Py_XDECREF(e->last_tuple);
     PyMem_Free(e->ifaces);
-    Py_TYPE(e)->tp_free((PyObject *)e);
+    PyTypeObject *tp = Py_TYPE((PyObject *)e);
+    freefunc tp_free = (freefunc)PyType_GetSlot(tp, Py_tp_free);
+    tp_free(e);
+    Py_DECREF(tp); /* an instance of a heap type holds a reference to it */
 }
 
 
@@ -180,24 +183,12 @@ typedef struct {
 static int emit_event(void *ctx, PyObject *packet, Py_ssize_t size)
 {
     EventSink *s = ctx;
-    PyObject *ev = new_namedtuple((PyTypeObject *)K.event, 9);
-    PyObject *sz = PyLong_FromSsize_t(size);
-    if (ev == NULL || sz == NULL) {
-        Py_XDECREF(ev);
-        Py_XDECREF(sz);
-        Py_DECREF(packet);
+    PyObject *items[9] = {Py_NewRef(s->ts), Py_NewRef(s->info), Py_NewRef(s->dir), packet,
+                          PyLong_FromSsize_t(size), Py_NewRef(s->frame), Py_NewRef(s->first),
+                          Py_NewRef(s->version), Py_NewRef(s->assumed)};
+    PyObject *ev = new_namedtuple(K.event, K.event_alloc, 9, items);
+    if (ev == NULL)
         return -1;
-    }
-    PyTuple_SET_ITEM(ev, 0, Py_NewRef(s->ts));
-    PyTuple_SET_ITEM(ev, 1, Py_NewRef(s->info));
-    PyTuple_SET_ITEM(ev, 2, Py_NewRef(s->dir));
-    PyTuple_SET_ITEM(ev, 3, packet);
-    PyTuple_SET_ITEM(ev, 4, sz);
-    PyTuple_SET_ITEM(ev, 5, Py_NewRef(s->frame));
-    PyTuple_SET_ITEM(ev, 6, Py_NewRef(s->first));
-    PyTuple_SET_ITEM(ev, 7, Py_NewRef(s->version));
-    PyTuple_SET_ITEM(ev, 8, Py_NewRef(s->assumed));
-    untrack(ev);
     s->first = s->frame; /* packets after the first begin in this frame */
     s->count++;
     int rc = PyList_Append(s->batch, ev);
@@ -214,19 +205,11 @@ static int emit_streamdata(PyObject *batch, PyObject *flow, PyObject *dir, PyObj
                            PyObject *ts, const unsigned char *data, Py_ssize_t len)
 {
     streamdata_emitted = 1;
-    PyObject *rec = new_namedtuple((PyTypeObject *)K.streamdata, 5);
-    PyObject *bytes = PyBytes_FromStringAndSize((const char *)data, len);
-    if (rec == NULL || bytes == NULL) {
-        Py_XDECREF(rec);
-        Py_XDECREF(bytes);
+    PyObject *items[5] = {Py_NewRef(flow), Py_NewRef(dir), Py_NewRef(frame), Py_NewRef(ts),
+                          PyBytes_FromStringAndSize((const char *)data, len)};
+    PyObject *rec = new_namedtuple(K.streamdata, K.streamdata_alloc, 5, items);
+    if (rec == NULL)
         return -1;
-    }
-    PyTuple_SET_ITEM(rec, 0, Py_NewRef(flow));
-    PyTuple_SET_ITEM(rec, 1, Py_NewRef(dir));
-    PyTuple_SET_ITEM(rec, 2, Py_NewRef(frame));
-    PyTuple_SET_ITEM(rec, 3, Py_NewRef(ts));
-    PyTuple_SET_ITEM(rec, 4, bytes);
-    untrack(rec);
     int rc = PyList_Append(batch, rec);
     Py_DECREF(rec);
     return rc;
@@ -268,7 +251,7 @@ static int deliver(Engine *e, PyObject *batch, PyObject *flow, PyObject *dir, Py
     PyObject *joined = NULL;
     const unsigned char *buf = data;
     Py_ssize_t n = len;
-    if (PyList_GET_SIZE(chunks) > 0) {
+    if (PyList_Size(chunks) > 0) {
         if (pend + len < need) {
             /* still short of the pending packet: keep the bytes (StreamDecoder.feed does) */
             PyObject *copy = PyBytes_FromStringAndSize((const char *)data, len);
@@ -279,25 +262,13 @@ static int deliver(Engine *e, PyObject *batch, PyObject *flow, PyObject *dir, Py
             Py_DECREF(copy);
             return slot_set_ll(dec, DEC.pending, pend + len);
         }
-        Py_ssize_t total = 0;
-        for (Py_ssize_t i = 0; i < PyList_GET_SIZE(chunks); i++) {
-            PyObject *c = PyList_GET_ITEM(chunks, i);
-            if (!PyBytes_CheckExact(c))
-                return emit_streamdata(batch, flow, dir, frame, ts, data, len);
-            total += PyBytes_GET_SIZE(c);
-        }
-        joined = PyBytes_FromStringAndSize(NULL, total + len);
-        if (joined == NULL)
+        int got = join_chunks(chunks, data, len, &joined);
+        if (got < 0)
             return -1;
-        char *w = PyBytes_AS_STRING(joined);
-        for (Py_ssize_t i = 0; i < PyList_GET_SIZE(chunks); i++) {
-            PyObject *c = PyList_GET_ITEM(chunks, i);
-            memcpy(w, PyBytes_AS_STRING(c), PyBytes_GET_SIZE(c));
-            w += PyBytes_GET_SIZE(c);
-        }
-        memcpy(w, data, len);
-        buf = (const unsigned char *)PyBytes_AS_STRING(joined);
-        n = total + len;
+        if (got > 0)
+            return emit_streamdata(batch, flow, dir, frame, ts, data, len);
+        buf = (const unsigned char *)PyBytes_AsString(joined);
+        n = PyBytes_Size(joined);
     }
     EventSink sink = {batch, info, dir, ts, frame, pend ? pending_frame : frame, ver, assumed, 0};
     Emitter em = {emit_event, &sink};
@@ -418,7 +389,7 @@ static int fast_frame(Engine *e, const Rec *r, long long next_sweep, PyObject *b
     }
     PyObject *ooo = SLOT(h, K.h_ooo);
     if (SLOT(h, K.h_sink) != Py_None || SLOT(h, K.h_probe) != Py_None || ooo == NULL ||
-        !PyList_CheckExact(ooo) || PyList_GET_SIZE(ooo) != 0 ||
+        !PyList_CheckExact(ooo) || PyList_Size(ooo) != 0 ||
         slot_ll(h, K.h_nxt_off, &nxt_off) || slot_ll(h, K.h_data_bytes, &data_bytes) ||
         slot_ll(p, K.h_win, &p_win) || (plen == 1 && !p_win))
         return 0;
@@ -469,11 +440,11 @@ static PyObject *engine_run(Engine *e, PyObject *const *args, Py_ssize_t nargs)
         PyErr_SetString(PyExc_ValueError, "CaptureEngine is closed");
         return NULL;
     }
-    Py_INCREF(e); /* callbacks into Python cannot free us meanwhile */
+    Py_INCREF((PyObject *)e); /* callbacks into Python cannot free us meanwhile */
     for (int i = 0; i < 64; i++)
         e->seen[i].h = NULL;
     PyObject *result = NULL;
-    while (PyList_GET_SIZE(batch) < limit) {
+    while (PyList_Size(batch) < limit) {
         Rec r;
         int got = next_record(e, &r);
         if (got < 0)
@@ -485,10 +456,8 @@ static PyObject *engine_run(Engine *e, PyObject *const *args, Py_ssize_t nargs)
         e->frames = r.n;
         e->last_ts = r.ts;
         e->position = r.off;
-        if (r.lt < 0 && r.tuple != NULL) {
-            Py_INCREF(r.tuple);
-            Py_XSETREF(e->last_tuple, r.tuple);
-        }
+        if (r.lt < 0 && r.tuple != NULL)
+            xsetref(&e->last_tuple, Py_NewRef(r.tuple));
         else
             Py_CLEAR(e->last_tuple);
         streamdata_emitted = 0;
@@ -509,7 +478,7 @@ static PyObject *engine_run(Engine *e, PyObject *const *args, Py_ssize_t nargs)
     }
     result = Py_NewRef(Py_True);
 done:
-    Py_DECREF(e);
+    Py_DECREF((PyObject *)e);
     return result;
 }
 
@@ -531,8 +500,8 @@ static PyMethodDef engine_methods[] = {
 static PyObject *last_field(Engine *e, int i, long long v)
 {
     PyObject *t = e->last_tuple;
-    if (t != NULL && PyTuple_Check(t) && PyTuple_GET_SIZE(t) > i)
-        return Py_NewRef(PyTuple_GET_ITEM(t, i));
+    if (t != NULL && PyTuple_Check(t) && PyTuple_Size(t) > i)
+        return Py_NewRef(PyTuple_GetItem(t, i));
     return PyLong_FromLongLong(v);
 }
 
@@ -553,16 +522,22 @@ static PyMemberDef engine_members[] = {
     {NULL, 0, 0, 0, NULL},
 };
 
-PyTypeObject CaptureEngineType = {
-    PyVarObject_HEAD_INIT(NULL, 0)
-    .tp_name = "qosinspect._speedups.CaptureEngine",
-    .tp_basicsize = sizeof(Engine),
-    .tp_dealloc = (destructor)engine_dealloc,
-    .tp_flags = Py_TPFLAGS_DEFAULT,
-    .tp_doc = "CaptureEngine(cap, halves, mqtt): the fast frame loop (see capture.c).",
-    .tp_methods = engine_methods,
-    .tp_members = engine_members,
-    .tp_getset = engine_getset,
-    .tp_init = (initproc)engine_init,
-    .tp_new = PyType_GenericNew,
+static PyType_Slot engine_slots[] = {
+    {Py_tp_dealloc, engine_dealloc},
+    {Py_tp_doc, "CaptureEngine(cap, halves, mqtt): the fast frame loop (see capture.c)."},
+    {Py_tp_methods, engine_methods},
+    {Py_tp_members, engine_members},
+    {Py_tp_getset, engine_getset},
+    {Py_tp_init, engine_init},
+    {Py_tp_new, PyType_GenericNew},
+    {0, NULL},
+};
+
+/* A heap type (the limited API has no static PyTypeObject), immutable and final as the static
+ * type was. */
+PyType_Spec CaptureEngineSpec = {
+    .name = "qosinspect._speedups.CaptureEngine",
+    .basicsize = sizeof(Engine),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_IMMUTABLETYPE,
+    .slots = engine_slots,
 };

@@ -13,9 +13,11 @@
 DecoderSlots DEC;
 
 static PyObject *ACK_CLS[256];      /* first byte -> ack class (borrowed from ACKS) or NULL */
+static allocfunc ACK_ALLOC[256];    /* and its allocator */
 static PyObject *ACK_SUCCESS[256];  /* first byte -> its Success reason */
 static signed char PUB_QOS[256];    /* first byte -> qos of a valid PUBLISH, or -1 */
 static PyObject *ACKS, *PUBLISHES, *PUBLISH, *NO_PROPS, *PINGREQ, *PINGRESP;
+static allocfunc PUBLISH_ALLOC;
 static PyObject *STR_DECODE;
 static int READY;
 
@@ -27,14 +29,13 @@ PyObject *sp_configure_framing(PyObject *module, PyObject *args)
     if (!PyArg_ParseTuple(args, "OO!O!O!OOO", &cls, &PyList_Type, &acks, &PyList_Type, &pubs,
                           &PyType_Type, &publish, &noprops, &pingreq, &pingresp))
         return NULL;
-    if (PyList_GET_SIZE(acks) != 256 || PyList_GET_SIZE(pubs) != 256) {
+    if (PyList_Size(acks) != 256 || PyList_Size(pubs) != 256) {
         PyErr_SetString(PyExc_ValueError, "tables of 256 entries expected");
         return NULL;
     }
-    if (!PyType_IsSubtype((PyTypeObject *)publish, &PyTuple_Type)) {
-        PyErr_SetString(PyExc_TypeError, "Publish must be a NamedTuple");
+    allocfunc publish_alloc = tuple_alloc(publish, "Publish");
+    if (publish_alloc == NULL)
         return NULL;
-    }
     DecoderSlots d;
     d.cls = cls;
     if (slot_offset(cls, "_chunks", &d.chunks) || slot_offset(cls, "_pending", &d.pending) ||
@@ -44,34 +45,40 @@ PyObject *sp_configure_framing(PyObject *module, PyObject *args)
         slot_offset(cls, "max_packet_size", &d.max_packet_size) ||
         slot_offset(cls, "sizes", &d.sizes))
         return NULL;
+    /* the tables are checked whole before any of them replaces the one in use */
+    PyObject *ack_cls[256], *ack_success[256];
+    allocfunc ack_alloc[256];
+    signed char pub_qos[256];
     for (int b = 0; b < 256; b++) {
-        PyObject *a = PyList_GET_ITEM(acks, b);
-        ACK_CLS[b] = ACK_SUCCESS[b] = NULL;
+        PyObject *a = PyList_GetItem(acks, b), *a0 = NULL, *a1 = NULL;
+        ack_cls[b] = ack_success[b] = NULL;
+        ack_alloc[b] = NULL;
         if (a != Py_None) {
-            if (!PyTuple_Check(a) || PyTuple_GET_SIZE(a) != 2 ||
-                !PyType_Check(PyTuple_GET_ITEM(a, 0)) ||
-                !PyType_IsSubtype((PyTypeObject *)PyTuple_GET_ITEM(a, 0), &PyTuple_Type)) {
+            if (!PyTuple_Check(a) || !PyArg_UnpackTuple(a, "ack", 2, 2, &a0, &a1) ||
+                (ack_alloc[b] = tuple_alloc(a0, "ack class")) == NULL) {
+                PyErr_Clear();
                 PyErr_SetString(PyExc_TypeError, "ack table: (NamedTuple class, reason)");
                 return NULL;
             }
-            ACK_CLS[b] = PyTuple_GET_ITEM(a, 0);
-            ACK_SUCCESS[b] = PyTuple_GET_ITEM(a, 1);
+            ack_cls[b] = a0;
+            ack_success[b] = a1;
         }
-        PyObject *p = PyList_GET_ITEM(pubs, b);
-        PUB_QOS[b] = -1;
+        PyObject *p = PyList_GetItem(pubs, b), *q = NULL, *dup = NULL, *retain = NULL;
+        pub_qos[b] = -1;
         if (p != Py_None) {
-            if (!PyTuple_Check(p) || PyTuple_GET_SIZE(p) != 3) {
+            if (!PyTuple_Check(p) || !PyArg_UnpackTuple(p, "publish", 3, 3, &q, &dup, &retain)) {
+                PyErr_Clear();
                 PyErr_SetString(PyExc_TypeError, "publish table: (qos, dup, retain)");
                 return NULL;
             }
-            long q = PyLong_AsLong(PyTuple_GET_ITEM(p, 0));
-            if (q < 0 || q > 2 || PyTuple_GET_ITEM(p, 1) != ((b & 8) ? Py_True : Py_False) ||
-                PyTuple_GET_ITEM(p, 2) != ((b & 1) ? Py_True : Py_False) || (b >> 1 & 3) != q) {
+            long qos = PyLong_AsLong(q);
+            if (qos < 0 || qos > 2 || dup != ((b & 8) ? Py_True : Py_False) ||
+                retain != ((b & 1) ? Py_True : Py_False) || (b >> 1 & 3) != qos) {
                 if (!PyErr_Occurred())
                     PyErr_SetString(PyExc_ValueError, "publish table disagrees with the flags");
                 return NULL;
             }
-            PUB_QOS[b] = (signed char)q;
+            pub_qos[b] = (signed char)qos;
         }
     }
     if (STR_DECODE == NULL && (STR_DECODE = PyUnicode_InternFromString("_decode")) == NULL)
@@ -79,60 +86,42 @@ PyObject *sp_configure_framing(PyObject *module, PyObject *args)
     Py_INCREF(cls);
     Py_XDECREF(DEC.cls);
     DEC = d;
-    Py_INCREF(acks); Py_XSETREF(ACKS, acks);
-    Py_INCREF(pubs); Py_XSETREF(PUBLISHES, pubs);
-    Py_INCREF(publish); Py_XSETREF(PUBLISH, publish);
-    Py_INCREF(noprops); Py_XSETREF(NO_PROPS, noprops);
-    Py_INCREF(pingreq); Py_XSETREF(PINGREQ, pingreq);
-    Py_INCREF(pingresp); Py_XSETREF(PINGRESP, pingresp);
+    /* ACK_CLS and ACK_SUCCESS are borrowed from ACKS, which holds them */
+    memcpy(ACK_CLS, ack_cls, sizeof ACK_CLS);
+    memcpy(ACK_SUCCESS, ack_success, sizeof ACK_SUCCESS);
+    memcpy(ACK_ALLOC, ack_alloc, sizeof ACK_ALLOC);
+    PUBLISH_ALLOC = publish_alloc;
+    memcpy(PUB_QOS, pub_qos, sizeof PUB_QOS);
+    xsetref(&ACKS, Py_NewRef(acks));
+    xsetref(&PUBLISHES, Py_NewRef(pubs));
+    xsetref(&PUBLISH, Py_NewRef(publish));
+    xsetref(&NO_PROPS, Py_NewRef(noprops));
+    xsetref(&PINGREQ, Py_NewRef(pingreq));
+    xsetref(&PINGRESP, Py_NewRef(pingresp));
     READY = 1;
     Py_RETURN_NONE;
 }
 
 static PyObject *make_ack(int first, unsigned pid)
 {
-    PyObject *t = new_namedtuple((PyTypeObject *)ACK_CLS[first], 3);
-    if (t == NULL)
-        return NULL;
-    PyObject *p = PyLong_FromUnsignedLong(pid);
-    if (p == NULL) {
-        Py_DECREF(t);
-        return NULL;
-    }
-    PyTuple_SET_ITEM(t, 0, p);
-    Py_INCREF(ACK_SUCCESS[first]);
-    PyTuple_SET_ITEM(t, 1, ACK_SUCCESS[first]);
-    Py_INCREF(NO_PROPS);
-    PyTuple_SET_ITEM(t, 2, NO_PROPS);
-    untrack(t);
-    return t;
+    PyObject *items[3] = {PyLong_FromUnsignedLong(pid), Py_NewRef(ACK_SUCCESS[first]),
+                          Py_NewRef(NO_PROPS)};
+    return new_namedtuple(ACK_CLS[first], ACK_ALLOC[first], 3, items);
 }
 
 static PyObject *make_publish(PyObject *topic, const unsigned char *payload, Py_ssize_t plen,
                               int first, long pid)
 {
-    PyObject *t = new_namedtuple((PyTypeObject *)PUBLISH, 7);
-    if (t == NULL)
-        return NULL;
-    PyObject *data = PyBytes_FromStringAndSize((const char *)payload, plen);
-    PyObject *qos = PyLong_FromLong(PUB_QOS[first]);
-    PyObject *id = pid < 0 ? Py_NewRef(Py_None) : PyLong_FromLong(pid);
-    if (data == NULL || qos == NULL || id == NULL) {
-        Py_XDECREF(data); Py_XDECREF(qos); Py_XDECREF(id);
-        Py_DECREF(t);
-        return NULL;
-    }
-    Py_INCREF(topic);
-    PyTuple_SET_ITEM(t, 0, topic);
-    PyTuple_SET_ITEM(t, 1, data);
-    PyTuple_SET_ITEM(t, 2, qos);
-    PyTuple_SET_ITEM(t, 3, Py_NewRef((first & 8) ? Py_True : Py_False));
-    PyTuple_SET_ITEM(t, 4, Py_NewRef((first & 1) ? Py_True : Py_False));
-    PyTuple_SET_ITEM(t, 5, id);
-    Py_INCREF(NO_PROPS);
-    PyTuple_SET_ITEM(t, 6, NO_PROPS);
-    untrack(t);
-    return t;
+    PyObject *items[7] = {
+        Py_NewRef(topic),
+        PyBytes_FromStringAndSize((const char *)payload, plen),
+        PyLong_FromLong(PUB_QOS[first]),
+        Py_NewRef((first & 8) ? Py_True : Py_False),
+        Py_NewRef((first & 1) ? Py_True : Py_False),
+        pid < 0 ? Py_NewRef(Py_None) : PyLong_FromLong(pid),
+        Py_NewRef(NO_PROPS),
+    };
+    return new_namedtuple(PUBLISH, PUBLISH_ALLOC, 7, items);
 }
 
 Py_ssize_t fast_packets(const unsigned char *buf, Py_ssize_t pos, Py_ssize_t n, PyObject *topics,
@@ -141,6 +130,8 @@ Py_ssize_t fast_packets(const unsigned char *buf, Py_ssize_t pos, Py_ssize_t n, 
     /* a packet within size_guard body bytes cannot exceed max_size (header <= 5 bytes) */
     long long size_guard = max_size - 5;
     PyObject *last_raw = NULL, *last_topic = NULL; /* one-entry cache in front of the dict */
+    const char *last_p = NULL;                     /* last_raw's bytes */
+    Py_ssize_t last_n = -1;
     *need = 0;
     *why = STOP_END;
     while (pos <= n - 2) {
@@ -183,8 +174,7 @@ Py_ssize_t fast_packets(const unsigned char *buf, Py_ssize_t pos, Py_ssize_t n, 
             }
             Py_ssize_t tlen = tstop - start - 2;
             PyObject *topic;
-            if (last_raw != NULL && PyBytes_GET_SIZE(last_raw) == tlen &&
-                memcmp(PyBytes_AS_STRING(last_raw), buf + start + 2, tlen) == 0)
+            if (last_n == tlen && memcmp(last_p, buf + start + 2, tlen) == 0)
                 topic = last_topic;
             else {
                 PyObject *raw = PyBytes_FromStringAndSize((const char *)buf + start + 2, tlen);
@@ -203,9 +193,10 @@ Py_ssize_t fast_packets(const unsigned char *buf, Py_ssize_t pos, Py_ssize_t n, 
                     *why = STOP_OTHER;
                     break;
                 }
-                Py_XSETREF(last_raw, raw);
-                Py_INCREF(topic);
-                Py_XSETREF(last_topic, topic);
+                xsetref(&last_raw, raw);
+                xsetref(&last_topic, Py_NewRef(topic));
+                last_p = PyBytes_AsString(raw);
+                last_n = tlen;
             }
             long pid;
             if (PUB_QOS[first] == 0)
@@ -304,7 +295,7 @@ PyObject *sp_stream_feed(PyObject *module, PyObject *const *args, Py_ssize_t nar
         result = PyList_New(0);
         goto done;
     }
-    if (PyList_GET_SIZE(chunks) > 0) {
+    if (PyList_Size(chunks) > 0) {
         PyObject *copy = PyBytes_FromStringAndSize(view.buf, view.len);
         Py_ssize_t vlen = view.len;
         PyBuffer_Release(&view);
@@ -319,12 +310,10 @@ PyObject *sp_stream_feed(PyObject *module, PyObject *const *args, Py_ssize_t nar
                 result = PyList_New(0);
             goto done;
         }
-        PyObject *empty = PyBytes_FromStringAndSize(NULL, 0);
-        if (empty == NULL)
-            goto done;
-        buf = _PyBytes_Join(empty, chunks);
-        Py_DECREF(empty);
-        if (buf == NULL)
+        int joined = join_chunks(chunks, NULL, 0, &buf);
+        if (joined > 0)
+            PyErr_SetString(PyExc_TypeError, "StreamDecoder._chunks holds other than bytes");
+        if (joined != 0)
             goto done;
         PyObject *fresh = PyList_New(0);
         if (fresh == NULL)
@@ -347,8 +336,8 @@ PyObject *sp_stream_feed(PyObject *module, PyObject *const *args, Py_ssize_t nar
     out = PyList_New(0);
     if (out == NULL || slot_set_ll(self, DEC.need, 0) < 0)
         goto done;
-    const unsigned char *p = (const unsigned char *)PyBytes_AS_STRING(buf);
-    Py_ssize_t n = PyBytes_GET_SIZE(buf), got_need;
+    const unsigned char *p = (const unsigned char *)PyBytes_AsString(buf);
+    Py_ssize_t n = PyBytes_Size(buf), got_need;
     ListSink sink = {out, sizes};
     Emitter em = {emit_to_lists, &sink};
     int why;
@@ -384,7 +373,10 @@ PyObject *sp_stream_feed(PyObject *module, PyObject *const *args, Py_ssize_t nar
             Py_DECREF(rest);
             goto done;
         }
-        PyList_SET_ITEM(lst, 0, rest);
+        if (PyList_SetItem(lst, 0, rest) < 0) { /* steals rest */
+            Py_DECREF(lst);
+            goto done;
+        }
         slot_set(self, DEC.chunks, lst);
         if (slot_set_ll(self, DEC.pending, n - pos) < 0)
             goto done;

@@ -18,12 +18,12 @@ PyObject *sp_configure_jsonl(PyObject *module, PyObject *args)
     if (!PyArg_ParseTuple(args, "O!O!O!O!", &PyType_Type, &event, &PyType_Type, &publish,
                           &PyTuple_Type, &acks, &PyTuple_Type, &types))
         return NULL;
-    if (PyTuple_GET_SIZE(acks) != 4 || PyTuple_GET_SIZE(types) != 4) {
+    if (PyTuple_Size(acks) != 4 || PyTuple_Size(types) != 4) {
         PyErr_SetString(PyExc_ValueError, "four ack classes and their type parts expected");
         return NULL;
     }
     for (int i = 0; i < 4; i++)
-        if (!PyUnicode_Check(PyTuple_GET_ITEM(types, i))) {
+        if (!PyUnicode_Check(PyTuple_GetItem(types, i))) {
             PyErr_SetString(PyExc_TypeError, "type parts must be str");
             return NULL;
         }
@@ -33,13 +33,11 @@ PyObject *sp_configure_jsonl(PyObject *module, PyObject *args)
         if (S_CONN_ENTRY == NULL || S_PUB_ENTRY == NULL)
             return NULL;
     }
-    Py_INCREF(event); Py_XSETREF(EVENT, event);
-    Py_INCREF(publish); Py_XSETREF(PUBLISH_CLS, publish);
+    xsetref(&EVENT, Py_NewRef(event));
+    xsetref(&PUBLISH_CLS, Py_NewRef(publish));
     for (int i = 0; i < 4; i++) {
-        Py_INCREF(PyTuple_GET_ITEM(acks, i));
-        Py_XSETREF(ACK_CLASSES[i], PyTuple_GET_ITEM(acks, i));
-        Py_INCREF(PyTuple_GET_ITEM(types, i));
-        Py_XSETREF(ACK_TYPE[i], PyTuple_GET_ITEM(types, i));
+        xsetref(&ACK_CLASSES[i], Py_NewRef(PyTuple_GetItem(acks, i)));
+        xsetref(&ACK_TYPE[i], Py_NewRef(PyTuple_GetItem(types, i)));
     }
     Py_RETURN_NONE;
 }
@@ -138,14 +136,17 @@ static inline unsigned mix(const void *p, long extra)
 /* 1: line written; 0: not a fast event (nothing written); -1: exception. */
 static int fast_line(PyObject *fmt, PyObject *ev, Buf *b, ConnPart *cc, PubPart *pc)
 {
-    if (!Py_IS_TYPE(ev, (PyTypeObject *)EVENT) || PyTuple_GET_SIZE(ev) != 9)
+    /* the fields, unpacked by one call (the limited API has no PyTuple_GET_ITEM) */
+    PyObject *e_ts, *conn, *dir, *p, *e_wire, *e_frame, *e_first, *ver, *assumed;
+    if (!Py_IS_TYPE(ev, (PyTypeObject *)EVENT) || PyTuple_Size(ev) != 9 ||
+        !PyArg_UnpackTuple(ev, "event", 9, 9, &e_ts, &conn, &dir, &p, &e_wire, &e_frame,
+                           &e_first, &ver, &assumed)) {
+        PyErr_Clear();
         return 0;
-    PyObject *conn = PyTuple_GET_ITEM(ev, 1), *dir = PyTuple_GET_ITEM(ev, 2);
-    PyObject *p = PyTuple_GET_ITEM(ev, 3), *ver = PyTuple_GET_ITEM(ev, 7);
-    PyObject *assumed = PyTuple_GET_ITEM(ev, 8);
+    }
     long long ts, frame, wire;
-    if (exact_ll(PyTuple_GET_ITEM(ev, 0), &ts) || exact_ll(PyTuple_GET_ITEM(ev, 5), &frame) ||
-        exact_ll(PyTuple_GET_ITEM(ev, 4), &wire) || (assumed != Py_True && assumed != Py_False))
+    if (exact_ll(e_ts, &ts) || exact_ll(e_frame, &frame) || exact_ll(e_wire, &wire) ||
+        (assumed != Py_True && assumed != Py_False))
         return 0;
     long version = -1;
     if (ver != Py_None) {
@@ -168,51 +169,54 @@ static int fast_line(PyObject *fmt, PyObject *ev, Buf *b, ConnPart *cc, PubPart 
     long qos = 0;
     int pid_none = 0;
     if (ack < 0) {
-        if (PyTuple_GET_SIZE(p) != 7)
+        PyObject *payload, *q, *id, *props;
+        if (PyTuple_Size(p) != 7 || !PyArg_UnpackTuple(p, "publish", 7, 7, &topic, &payload,
+                                                       &q, &dup, &retain, &id, &props)) {
+            PyErr_Clear();
             return 0;
-        topic = PyTuple_GET_ITEM(p, 0);
-        PyObject *payload = PyTuple_GET_ITEM(p, 1), *q = PyTuple_GET_ITEM(p, 2);
-        PyObject *id = PyTuple_GET_ITEM(p, 5);
-        dup = PyTuple_GET_ITEM(p, 3);
-        retain = PyTuple_GET_ITEM(p, 4);
+        }
         long long qq;
         if (!PyUnicode_CheckExact(topic) || !PyBytes_CheckExact(payload) || exact_ll(q, &qq) ||
             (dup != Py_True && dup != Py_False) || (retain != Py_True && retain != Py_False))
             return 0;
         qos = (long)qq;
-        plen = PyBytes_GET_SIZE(payload);
+        plen = PyBytes_Size(payload);
         if (id == Py_None)
             pid_none = 1;
         else if (exact_ll(id, &pid))
             return 0;
     }
     else {
-        if (PyTuple_GET_SIZE(p) != 3)
+        PyObject *a_pid, *code, *props;
+        if (PyTuple_Size(p) != 3 ||
+            !PyArg_UnpackTuple(p, "ack", 3, 3, &a_pid, &code, &props)) {
+            PyErr_Clear();
             return 0;
-        PyObject *code = PyTuple_GET_ITEM(p, 1);
-        if (exact_ll(PyTuple_GET_ITEM(p, 0), &pid) || !PyLong_Check(code) ||
-            int_ll(code, &rc) < 0)
+        }
+        if (exact_ll(a_pid, &pid) || !PyLong_Check(code) || int_ll(code, &rc) < 0)
             return 0;
     }
     /* the connection's parts */
     long vkey = version * 4 + (assumed == Py_True) * 2;
     ConnPart *c = &cc[mix(conn, vkey ^ (long)((Py_uintptr_t)dir >> 4)) % NCONN];
     if (!(c->conn == conn && c->dir == dir && c->version == version && c->assumed == assumed)) {
-        PyObject *entry = PyObject_CallMethodOneArg(fmt, S_CONN_ENTRY, ev);
+        PyObject *entry = PyObject_CallMethodObjArgs(fmt, S_CONN_ENTRY, ev, NULL);
         if (entry == NULL)
             return -1;
-        if (!PyTuple_Check(entry) || PyTuple_GET_SIZE(entry) != 3 ||
-            !PyUnicode_Check(PyTuple_GET_ITEM(entry, 1)) ||
-            !PyUnicode_Check(PyTuple_GET_ITEM(entry, 2))) {
+        PyObject *e_conn, *mid, *tail;
+        if (!PyTuple_Check(entry) ||
+            !PyArg_UnpackTuple(entry, "_conn_entry", 3, 3, &e_conn, &mid, &tail) ||
+            !PyUnicode_Check(mid) || !PyUnicode_Check(tail)) {
             Py_DECREF(entry);
+            PyErr_Clear();
             PyErr_SetString(PyExc_TypeError, "_conn_entry must return (conn, str, str)");
             return -1;
         }
-        Py_XSETREF(c->conn, Py_NewRef(conn));
-        Py_XSETREF(c->dir, Py_NewRef(dir));
-        Py_XSETREF(c->assumed, Py_NewRef(assumed));
-        Py_XSETREF(c->mid, Py_NewRef(PyTuple_GET_ITEM(entry, 1)));
-        Py_XSETREF(c->tail, Py_NewRef(PyTuple_GET_ITEM(entry, 2)));
+        xsetref(&c->conn, Py_NewRef(conn));
+        xsetref(&c->dir, Py_NewRef(dir));
+        xsetref(&c->assumed, Py_NewRef(assumed));
+        xsetref(&c->mid, Py_NewRef(mid));
+        xsetref(&c->tail, Py_NewRef(tail));
         c->version = version;
         Py_DECREF(entry);
     }
@@ -220,21 +224,23 @@ static int fast_line(PyObject *fmt, PyObject *ev, Buf *b, ConnPart *cc, PubPart 
     if (ack < 0) {
         pp = &pc[mix(topic, qos * 4 + (dup == Py_True) * 2 + (retain == Py_True)) % NPUB];
         if (!(pp->topic == topic && pp->qos == qos && pp->dup == dup && pp->retain == retain)) {
-            PyObject *entry = PyObject_CallMethodOneArg(fmt, S_PUB_ENTRY, p);
+            PyObject *entry = PyObject_CallMethodObjArgs(fmt, S_PUB_ENTRY, p, NULL);
             if (entry == NULL)
                 return -1;
-            if (!PyTuple_Check(entry) || PyTuple_GET_SIZE(entry) != 2 ||
-                !PyUnicode_Check(PyTuple_GET_ITEM(entry, 0)) ||
-                !PyUnicode_Check(PyTuple_GET_ITEM(entry, 1))) {
+            PyObject *head, *tail;
+            if (!PyTuple_Check(entry) ||
+                !PyArg_UnpackTuple(entry, "_pub_entry", 2, 2, &head, &tail) ||
+                !PyUnicode_Check(head) || !PyUnicode_Check(tail)) {
                 Py_DECREF(entry);
+                PyErr_Clear();
                 PyErr_SetString(PyExc_TypeError, "_pub_entry must return (str, str)");
                 return -1;
             }
-            Py_XSETREF(pp->topic, Py_NewRef(topic));
-            Py_XSETREF(pp->dup, Py_NewRef(dup));
-            Py_XSETREF(pp->retain, Py_NewRef(retain));
-            Py_XSETREF(pp->head, Py_NewRef(PyTuple_GET_ITEM(entry, 0)));
-            Py_XSETREF(pp->tail, Py_NewRef(PyTuple_GET_ITEM(entry, 1)));
+            xsetref(&pp->topic, Py_NewRef(topic));
+            xsetref(&pp->dup, Py_NewRef(dup));
+            xsetref(&pp->retain, Py_NewRef(retain));
+            xsetref(&pp->head, Py_NewRef(head));
+            xsetref(&pp->tail, Py_NewRef(tail));
             pp->qos = qos;
             Py_DECREF(entry);
         }
@@ -293,8 +299,7 @@ PyObject *sp_jsonl_batch(PyObject *module, PyObject *const *args, Py_ssize_t nar
     Py_ssize_t limit = PyLong_AsSsize_t(args[2]);
     if (limit == -1 && PyErr_Occurred())
         return NULL;
-    iternextfunc next = Py_TYPE(it)->tp_iternext;
-    if (next == NULL) {
+    if (!PyIter_Check(it)) {
         PyErr_SetString(PyExc_TypeError, "an iterator is needed");
         return NULL;
     }
@@ -309,7 +314,7 @@ PyObject *sp_jsonl_batch(PyObject *module, PyObject *const *args, Py_ssize_t nar
         goto fail;
     }
     while (lines < limit) {
-        PyObject *ev = next(it);
+        PyObject *ev = PyIter_Next(it);
         if (ev == NULL) {
             if (PyErr_Occurred()) {
                 if (!PyErr_ExceptionMatches(PyExc_Exception))
@@ -321,7 +326,7 @@ PyObject *sp_jsonl_batch(PyObject *module, PyObject *const *args, Py_ssize_t nar
                     PyException_SetTraceback(value, tb);
                 Py_XDECREF(type);
                 Py_XDECREF(tb);
-                Py_SETREF(error, value);
+                xsetref(&error, value);
             }
             done = 1;
             break;
@@ -329,7 +334,7 @@ PyObject *sp_jsonl_batch(PyObject *module, PyObject *const *args, Py_ssize_t nar
         count++;
         int r = fast_line(fmt, ev, &b, cc, pc);
         if (r == 0) {
-            PyObject *line = PyObject_CallOneArg(fmt, ev);
+            PyObject *line = PyObject_CallFunctionObjArgs(fmt, ev, NULL);
             if (line == NULL) {
                 Py_DECREF(ev);
                 goto fail;

@@ -20,7 +20,7 @@
  * compiler is available (setup.py), never copied into C.
  *
  * The Python classes' state is read and written through their __slots__ (offsets found once by
- * configure_*(), types checked on every use). Nothing here parses anything the Python code
+ * configure_*() and verified, see slot_offset; types checked on every use). Nothing here parses anything the Python code
  * does not parse first: the C code trusts no length, checks every bound, and on anything
  * unexpected (a type, a value out of range) stops and lets Python decide.
  *
@@ -29,25 +29,91 @@
  */
 #include "speedups.h"
 
+/* A size attribute of a type (__basicsize__, __itemsize__). */
+static int type_size(PyObject *cls, const char *attr, Py_ssize_t *v)
+{
+    PyObject *x = PyObject_GetAttrString(cls, attr);
+    if (x == NULL)
+        return -1;
+    *v = PyLong_AsSsize_t(x);
+    Py_DECREF(x);
+    return *v == -1 && PyErr_Occurred() ? -1 : 0;
+}
+
+/* The offset of the object slot `name` of cls (a __slots__ entry: a member descriptor).
+ *
+ * The limited API does not show a member descriptor's PyMemberDef, so the offset is found by
+ * experiment, once: a blank instance of cls (allocated, zero-filled, no __new__ or __init__
+ * run) is given a fresh sentinel through the descriptor's __set__; exactly one pointer-sized
+ * word of the instance (within type.__basicsize__, after the object header) must then hold it;
+ * and a second sentinel stored at that word must read back through the descriptor's __get__.
+ * Anything else (not a member descriptor, an instance of variable size, no word or two words
+ * holding the sentinel, a descriptor that does not read what was stored) is a TypeError, raised
+ * by configure_*() at import: the C code never runs against a layout it did not verify. */
 int slot_offset(PyObject *cls, const char *name, Py_ssize_t *off)
 {
-    PyObject *d = PyObject_GetAttrString(cls, name);
+    PyObject *d = NULL, *probe = NULL, *first = NULL, *second = NULL, *r = NULL;
+    Py_ssize_t basic, item, at = -1, found = 0;
+    int rc = -1;
+    if (!PyType_Check(cls)) {
+        PyErr_Format(PyExc_TypeError, "%R is not a class", cls);
+        return -1;
+    }
+    d = PyObject_GetAttrString(cls, name);
     if (d == NULL)
         return -1;
     if (!Py_IS_TYPE(d, &PyMemberDescr_Type)) {
         PyErr_Format(PyExc_TypeError, "%R.%s is not a slot", cls, name);
-        Py_DECREF(d);
-        return -1;
+        goto out;
     }
-    PyMemberDef *m = ((PyMemberDescrObject *)d)->d_member;
-    if (m->type != T_OBJECT_EX) {
-        PyErr_Format(PyExc_TypeError, "%R.%s is not an object slot", cls, name);
-        Py_DECREF(d);
-        return -1;
+    if (type_size(cls, "__basicsize__", &basic) < 0 || type_size(cls, "__itemsize__", &item) < 0)
+        goto out;
+    if (item != 0) {
+        PyErr_Format(PyExc_TypeError, "%R has instances of variable size", cls);
+        goto out;
     }
-    *off = m->offset;
+    allocfunc alloc = (allocfunc)PyType_GetSlot((PyTypeObject *)cls, Py_tp_alloc);
+    if (alloc == NULL) {
+        if (!PyErr_Occurred())
+            PyErr_Format(PyExc_TypeError, "%R has no allocator", cls);
+        goto out;
+    }
+    probe = alloc((PyTypeObject *)cls, 0);
+    first = PyObject_CallNoArgs((PyObject *)&PyBaseObject_Type);
+    second = PyObject_CallNoArgs((PyObject *)&PyBaseObject_Type);
+    if (probe == NULL || first == NULL || second == NULL)
+        goto out;
+    r = PyObject_CallMethod(d, "__set__", "OO", probe, first);
+    if (r == NULL)
+        goto out;
+    Py_CLEAR(r);
+    for (Py_ssize_t o = (Py_ssize_t)sizeof(PyObject); o + (Py_ssize_t)sizeof(PyObject *) <= basic;
+         o += (Py_ssize_t)sizeof(PyObject *))
+        if (SLOT(probe, o) == first) {
+            at = o;
+            found++;
+        }
+    if (found != 1) {
+        PyErr_Format(PyExc_TypeError, "%R.%s: the slot was not found in the instance", cls, name);
+        goto out;
+    }
+    slot_set(probe, at, Py_NewRef(second));
+    r = PyObject_CallMethod(d, "__get__", "OO", probe, cls);
+    if (r == NULL)
+        goto out;
+    if (r != second) {
+        PyErr_Format(PyExc_TypeError, "%R.%s does not read the word it was found at", cls, name);
+        goto out;
+    }
+    *off = at;
+    rc = 0;
+out:
+    Py_XDECREF(r);
+    Py_XDECREF(probe);
+    Py_XDECREF(first);
+    Py_XDECREF(second);
     Py_DECREF(d);
-    return 0;
+    return rc;
 }
 
 int int_ll(PyObject *x, long long *v)
@@ -102,18 +168,71 @@ int slot_bool(PyObject *o, Py_ssize_t off)
     return -1;
 }
 
-PyObject *new_namedtuple(PyTypeObject *cls, Py_ssize_t n)
+allocfunc tuple_alloc(PyObject *cls, const char *what)
 {
-    /* what tuple.__new__(cls, items) does for a subclass (tuple_subtype_new) */
-    return cls->tp_alloc(cls, n);
+    allocfunc alloc = NULL;
+    if (PyType_Check(cls) && PyType_IsSubtype((PyTypeObject *)cls, &PyTuple_Type))
+        alloc = (allocfunc)PyType_GetSlot((PyTypeObject *)cls, Py_tp_alloc);
+    if (alloc == NULL && !PyErr_Occurred())
+        PyErr_Format(PyExc_TypeError, "%s must be a NamedTuple", what);
+    return alloc;
 }
 
-void untrack(PyObject *t)
+PyObject *new_namedtuple(PyObject *cls, allocfunc alloc, Py_ssize_t n, PyObject **items)
 {
+    PyObject *t = NULL;
+    for (Py_ssize_t i = 0; i < n; i++)
+        if (items[i] == NULL)
+            goto fail;
+    /* what tuple.__new__(cls, items) does for a subclass (tuple_subtype_new) */
+    t = alloc((PyTypeObject *)cls, n);
+    if (t == NULL)
+        goto fail;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *v = items[i];
+        items[i] = NULL;
+        if (PyTuple_SetItem(t, i, v) < 0) /* steals v, also on failure */
+            goto fail;
+    }
     /* The packets, events and records built here are immutable tuples of values that never
      * refer back to them: they can be in no reference cycle, so the cyclic GC need not visit
      * them (CPython untracks plain tuples of atoms the same way, but not tuple subclasses). */
     PyObject_GC_UnTrack(t);
+    return t;
+fail:
+    for (Py_ssize_t i = 0; i < n; i++)
+        Py_XDECREF(items[i]);
+    Py_XDECREF(t);
+    return NULL;
+}
+
+int join_chunks(PyObject *chunks, const void *tail, Py_ssize_t n, PyObject **out)
+{
+    Py_ssize_t count = PyList_Size(chunks), total = n;
+    if (count < 0)
+        return -1;
+    for (Py_ssize_t i = 0; i < count; i++) {
+        PyObject *c = PyList_GetItem(chunks, i);
+        if (c == NULL)
+            return -1;
+        if (!PyBytes_CheckExact(c))
+            return 1;
+        total += PyBytes_Size(c);
+    }
+    PyObject *joined = PyBytes_FromStringAndSize(NULL, total);
+    if (joined == NULL)
+        return -1;
+    char *w = PyBytes_AsString(joined);
+    for (Py_ssize_t i = 0; i < count; i++) {
+        PyObject *c = PyList_GetItem(chunks, i);
+        Py_ssize_t len = PyBytes_Size(c);
+        memcpy(w, PyBytes_AsString(c), len);
+        w += len;
+    }
+    if (n)
+        memcpy(w, tail, n);
+    *out = joined;
+    return 0;
 }
 
 static PyMethodDef methods[] = {
@@ -143,14 +262,13 @@ static struct PyModuleDef moduledef = {
 
 PyMODINIT_FUNC PyInit__speedups(void)
 {
-    if (PyType_Ready(&CaptureEngineType) < 0)
-        return NULL;
     PyObject *m = PyModule_Create(&moduledef);
     if (m == NULL)
         return NULL;
-    Py_INCREF(&CaptureEngineType);
-    if (PyModule_AddObject(m, "CaptureEngine", (PyObject *)&CaptureEngineType) < 0) {
-        Py_DECREF(&CaptureEngineType);
+    PyObject *engine = PyType_FromSpec(&CaptureEngineSpec);
+    int rc = engine == NULL ? -1 : PyModule_AddObjectRef(m, "CaptureEngine", engine);
+    Py_XDECREF(engine);
+    if (rc < 0) {
         Py_DECREF(m);
         return NULL;
     }

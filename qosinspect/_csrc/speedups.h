@@ -1,10 +1,31 @@
-/* Shared declarations of qosinspect._speedups (see module.c for the why). */
+/* Shared declarations of qosinspect._speedups (see module.c for the why).
+ *
+ * The extension is built against the stable ABI (setup.py defines Py_LIMITED_API=0x030B0000:
+ * one qosinspect/_speedups.abi3.so for CPython 3.11 and every later version), so only the
+ * limited API is used here: no access to the inside of tuples, lists, bytes or type objects
+ * (PyTuple_GetItem, not PyTuple_GET_ITEM; PyType_GetSlot, not tp_alloc), a heap type made by
+ * PyType_FromSpec for CaptureEngine, and the offsets of __slots__ found by experiment
+ * (slot_offset in module.c). The compiler enforces it: a macro outside the limited API is an
+ * undeclared name. */
 #ifndef QOSINSPECT_SPEEDUPS_H
 #define QOSINSPECT_SPEEDUPS_H
 
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <string.h>
 #include "structmember.h"
+
+#ifndef Py_LIMITED_API
+#error "qosinspect._speedups is built against the stable ABI: setup.py defines Py_LIMITED_API"
+#endif
+
+/* Py_XSETREF, outside the limited API: store src in *dst and release what *dst held. */
+static inline void xsetref(PyObject **dst, PyObject *src)
+{
+    PyObject *old = *dst;
+    *dst = src;
+    Py_XDECREF(old);
+}
 
 /* --- reading and writing the __slots__ of the project's Python classes ---------------------
  * A slot of a __slots__ class is a member descriptor: a PyObject* at a fixed offset in the
@@ -27,10 +48,16 @@ int slot_set_ll(PyObject *o, Py_ssize_t off, long long v);
 void slot_set(PyObject *o, Py_ssize_t off, PyObject *v);
 /* 1 true, 0 false, -1 not a bool (no exception). */
 int slot_bool(PyObject *o, Py_ssize_t off);
-/* A tuple-subclass instance (a NamedTuple) of n items, all NULL; fill with PyTuple_SET_ITEM. */
-PyObject *new_namedtuple(PyTypeObject *cls, Py_ssize_t n);
-/* Leave a filled, immutable tuple of ours out of the cyclic GC (see module.c). */
-void untrack(PyObject *t);
+/* The allocator of cls, a tuple subclass (a NamedTuple class); NULL with a TypeError otherwise.
+ * Looked up once, by configure_*(), and kept beside the class for new_namedtuple. */
+allocfunc tuple_alloc(PyObject *cls, const char *what);
+/* An instance of cls (a NamedTuple class, alloc its tuple_alloc) holding items[0..n-1], out of
+ * the cyclic GC (see module.c). Steals every item, also on failure; NULL with the exception
+ * set when an item is NULL (its maker failed) or allocation fails. */
+PyObject *new_namedtuple(PyObject *cls, allocfunc alloc, Py_ssize_t n, PyObject **items);
+/* b"".join(chunks) + tail[:n] as a new bytes object in *out: 0; 1 when a chunk is not exactly
+ * bytes (nothing set); -1 with an exception. */
+int join_chunks(PyObject *chunks, const void *tail, Py_ssize_t n, PyObject **out);
 
 /* --- framing.c ------------------------------------------------------------------------------ */
 /* What the fast packet loop was given and where it stopped. */
@@ -59,7 +86,8 @@ typedef struct {
 extern DecoderSlots DEC;
 
 /* --- capture.c ------------------------------------------------------------------------------ */
-extern PyTypeObject CaptureEngineType;
+/* the spec of the heap type CaptureEngine (module.c creates it with PyType_FromSpec) */
+extern PyType_Spec CaptureEngineSpec;
 PyObject *sp_configure_capture(PyObject *module, PyObject *args);
 PyObject *sp_configure_mqtt_stage(PyObject *module, PyObject *args);
 

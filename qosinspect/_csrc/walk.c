@@ -29,7 +29,7 @@ static int defer_walk(Engine *e)
                                  e->release_at);
     if (it == NULL)
         return -1;
-    Py_XSETREF(e->pyiter, it);
+    xsetref(&e->pyiter, it);
     e->mode = WALK_PYTHON;
     return 0;
 }
@@ -63,7 +63,10 @@ int walk_init(Engine *e, PyObject *fmt)
             Py_XDECREF(iface);
             return -1;
         }
-        PyList_SET_ITEM(lst, 0, iface);
+        if (PyList_SetItem(lst, 0, iface) < 0) { /* steals iface */
+            Py_DECREF(lst);
+            return -1;
+        }
         rc = PyObject_SetAttrString(e->cap, "interfaces", lst);
         Py_DECREF(lst);
         return rc;
@@ -176,12 +179,12 @@ int next_record(Engine *e, Rec *r)
             }
             r->tuple = t;
             long long v[6];
-            if (!PyTuple_CheckExact(t) || PyTuple_GET_SIZE(t) != 6)
+            if (!PyTuple_CheckExact(t) || PyTuple_Size(t) != 6)
                 v[0] = -1;
             else
                 for (int i = 0; i < 6; i++) {
                     int ovf = 0;
-                    PyObject *x = PyTuple_GET_ITEM(t, i);
+                    PyObject *x = PyTuple_GetItem(t, i);
                     v[i] = PyLong_CheckExact(x) ? PyLong_AsLongLongAndOverflow(x, &ovf) : -1;
                     if (ovf || (v[i] == -1 && PyErr_Occurred())) {
                         PyErr_Clear();
@@ -247,7 +250,7 @@ int next_record(Engine *e, Rec *r)
                 Py_XDECREF(lst);
                 return -1;
             }
-            Py_XSETREF(e->ifaces_list, lst);
+            xsetref(&e->ifaces_list, lst);
             e->ng_big = big;
             e->nifaces = 0;
         }
