@@ -1,0 +1,116 @@
+"""The audit's data files, loaded once per call: secret patterns, default client ids and
+credentials, broker versions with known CVEs (``qosinspect/audit/data/*.toml``).
+
+They are data, not code, so that a new pattern or a new CVE is a one-line change a reviewer can
+check against its source, and both the passive and the active audit read the same lists.
+Values are masked here and only here (:meth:`SecretPattern.mask`).
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+from typing import Any
+
+from .findings import Severity
+
+__all__ = ["BrokerVersion", "Rules", "SecretHit", "SecretPattern", "load_rules", "version_key"]
+
+
+@dataclass(frozen=True)
+class SecretPattern:
+    kind: str
+    title: str
+    regex: re.Pattern[str]
+    severity: Severity
+    keep: int
+
+    def mask(self, value: str) -> str:
+        """``value`` with all but its first ``keep`` characters hidden, and its length."""
+        shown = value[:self.keep] if len(value) > 2 * self.keep else ""
+        return f"{shown}***({len(value)} chars)"
+
+
+@dataclass(frozen=True)
+class SecretHit:
+    kind: str
+    masked: str
+
+
+@dataclass(frozen=True)
+class BrokerVersion:
+    """A broker version read from $SYS, and the CVEs fixed after it (empty when none known)."""
+
+    product: str
+    version: str
+    fixed_in: str
+    cves: tuple[str, ...]
+    source: str
+
+    @property
+    def vulnerable(self) -> bool:
+        return bool(self.fixed_in) and version_key(self.version) < version_key(self.fixed_in)
+
+
+def version_key(version: str) -> tuple[int, ...]:
+    return tuple(int(p) for p in re.findall(r"\d+", version))
+
+
+@dataclass(frozen=True)
+class Rules:
+    secrets: tuple[SecretPattern, ...]
+    sensitive_topic: re.Pattern[str]
+    default_client_ids: tuple[re.Pattern[str], ...]
+    credentials: tuple[tuple[str, str], ...]
+    credential_interval: float
+    brokers: tuple[dict[str, Any], ...]
+
+    def scan(self, text: str) -> list[SecretHit]:
+        """Every secret-like value in ``text``, masked."""
+        hits = []
+        for p in self.secrets:
+            for m in p.regex.finditer(text):
+                value = m.group("value") if "value" in p.regex.groupindex else m.group(0)
+                hits.append(SecretHit(p.kind, p.mask(value.strip())))
+        return hits
+
+    def pattern(self, kind: str) -> SecretPattern:
+        return next(p for p in self.secrets if p.kind == kind)
+
+    def is_default_client_id(self, client_id: str) -> bool:
+        return any(r.search(client_id) for r in self.default_client_ids)
+
+    def broker_version(self, topic: str, payload: bytes) -> BrokerVersion | None:
+        """The broker and version a $SYS message discloses, if it is a version topic."""
+        text = payload.decode("utf-8", "replace").strip()
+        for b in self.brokers:
+            if re.search(b["topic"], topic):
+                m = re.search(b["payload"], text)
+                if m:
+                    return BrokerVersion(b["product"], m.group("version"), b["fixed_in"],
+                                         tuple(b["cves"]), b["source"])
+        return None
+
+
+def _toml(name: str) -> dict[str, Any]:
+    return tomllib.loads(resources.files(__package__).joinpath("data", name)
+                         .read_text(encoding="utf-8"))
+
+
+@cache
+def load_rules() -> Rules:
+    """The rules from the package data (read once)."""
+    pats = _toml("patterns.toml")
+    sensitive = pats.pop("sensitive_topics")
+    secrets = tuple(SecretPattern(kind, p["title"], re.compile(p["regex"]),
+                                  Severity.parse(p["severity"]), int(p["keep"]))
+                    for kind, p in pats.items())
+    defaults = _toml("defaults.toml")
+    return Rules(secrets=secrets, sensitive_topic=re.compile(sensitive["regex"]),
+                 default_client_ids=tuple(re.compile(r) for r in defaults["client_ids"]),
+                 credentials=tuple((u, p) for u, p in defaults["credentials"]),
+                 credential_interval=float(defaults["interval"]),
+                 brokers=tuple(_toml("brokers.toml")["broker"]))
