@@ -256,8 +256,8 @@ def _target_findings(p: _Prober, opts: ProbeOptions) -> Iterator[Finding]:
         identities.append((f"user {opts.username}", (opts.username, opts.password)))
     codes = {label: p.try_login(*who) for label, who in identities}
     if all(c is None for c in codes.values()):
-        p.notes.append(f"{t}: no CONNACK: not an MQTT broker, or unreachable")
-        return
+        raise ConnectionError(f"{t}: no CONNACK ({'; '.join(p.notes) or 'no answer'}): "
+                              "not an MQTT broker, or unreachable")
     if t.tls is None:
         yield Finding("clear-text", f"{t} speaks MQTT without TLS", base)
     if codes["anonymous"] == 0:
@@ -364,7 +364,10 @@ def _tls_findings(t: Target, timeout: float) -> Iterator[Finding]:
 
 def probe_broker(targets: list[Target], opts: ProbeOptions = ProbeOptions(),
                  rules: Rules | None = None) -> AuditReport:
-    """Run the probes of :func:`plan` against ``targets`` (listeners of one broker)."""
+    """Run the probes of :func:`plan` against ``targets`` (listeners of one broker).
+
+    Raises ``ConnectionError`` when a target gives no CONNACK at all (unreachable, or not
+    MQTT), rather than reporting "no findings" about a broker it never reached."""
     rules = rules or load_rules()
     report = AuditReport(", ".join(map(str, targets)), "broker")
     for t in targets:

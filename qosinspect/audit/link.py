@@ -55,7 +55,7 @@ class Link:
             if target.tls is not None:
                 sock = target.tls.wrap_socket(sock, server_hostname=target.host)
         except (OSError, ssl.SSLError) as exc:
-            raise Closed(f"cannot connect to {target}: {exc}") from None
+            raise Closed(f"cannot connect: {exc}") from None
         self.sock = sock
 
     def __enter__(self) -> Link:

@@ -382,21 +382,27 @@ def _clear_text_findings(ct: dict[str, Any], conns: Iterable[_Conn],
                          tls: list[TlsFacts]) -> Iterator[Finding]:
     """The report's clear-text figures (``exposure``) as findings, and clients that use TLS
     and plain text both."""
+    conns = list(conns)
+    clear = [c for c in conns if c.info.transport != "tls" and c.connect is not None]
     if ct["connections"]:
         yield Finding("clear-text", f"{ct['connections']} connections carried MQTT in clear "
                       f"text ({ct['mqtt_bytes']:,} bytes, {ct['publish_packets']:,} PUBLISH)",
                       {k: ct[k] for k in ("connections", "encrypted", "mqtt_bytes",
-                                          "publish_packets")})
+                                          "publish_packets")},
+                      _frames(c.connect_frame for c in clear))
     if ct["with_username"] or ct["with_password"]:
         sev = Severity.HIGH if ct["password_accepted"] else Severity.MEDIUM
         yield Finding("clear-credentials",
                       f"credentials in clear on {max(ct['with_username'], ct['with_password'])}"
                       f" connections, a password accepted on {ct['password_accepted']}",
                       {k: ct[k] for k in ("with_username", "with_password", "password_accepted",
-                                          "usernames")}, (), sev)
+                                          "usernames")},
+                      _frames(c.connect_frame for c in clear
+                              if c.connect is not None and (c.connect.username is not None
+                                                            or c.connect.password is not None)),
+                      sev)
     tls_pairs = {(t.client.host, t.broker.host) for t in tls}
-    plain = [c for c in conns if c.info.transport != "tls" and c.connect is not None
-             and (c.info.client.host, c.info.broker.host) in tls_pairs]
+    plain = [c for c in clear if (c.info.client.host, c.info.broker.host) in tls_pairs]
     if tls_pairs and plain:
         yield Finding("plaintext-fallback", f"{len(plain)} clear-text connections from hosts "
                       "that also use TLS to the same broker",

@@ -202,6 +202,8 @@ def _clear_text_lines(ct: dict[str, Any], capture: str) -> list[str]:
     else:
         lines.append("credentials in clear text: none (no CONNECT with a user name or password "
                      "outside TLS)")
+    lines.append(f"  what else an attacker could read or do (anonymous access, brute force, "
+                 f"wildcards, $SYS, secrets in payloads, TLS): qosinspect audit {capture}")
     return lines
 
 
