@@ -202,8 +202,9 @@ def _clear_text_lines(ct: dict[str, Any], capture: str) -> list[str]:
     else:
         lines.append("credentials in clear text: none (no CONNECT with a user name or password "
                      "outside TLS)")
-    lines.append(f"  what else an attacker could read or do (anonymous access, brute force, "
-                 f"wildcards, $SYS, secrets in payloads, TLS): qosinspect audit {capture}")
+    lines.append("  what else an attacker could read or do (anonymous access, brute force, "
+                 "wildcard reads, $SYS, keys and tokens in payloads, TLS): "
+                 f"qosinspect audit {capture}")
     return lines
 
 
