@@ -78,5 +78,6 @@ def test_shared_captures() -> None:
     got = {}
     root = shared_captures()
     for path in sorted(root.glob("*.pcap")) + sorted(root.glob("community/*.pcap")):
-        got[str(path.relative_to(root))] = sorted(f"{f.check}:{f.level}" for f in audit_capture(path).findings)
+        findings = audit_capture(path).findings
+        got[str(path.relative_to(root))] = sorted(f"{f.check}:{f.level}" for f in findings)
     assert got == expected
