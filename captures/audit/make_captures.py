@@ -1,6 +1,7 @@
 """Record the audit's sample captures from real peers and write their expected findings.
 
     sudo .venv/bin/python captures/audit/make_captures.py [NAME ...]
+    .venv/bin/python captures/audit/make_captures.py --expected-only [NAME ...]
 
 Each capture: its own mosquitto (qosinspect.testing.mosquitto: free port, temporary
 configuration), tcpdump on the loopback filtered on the broker's ports (qosinspect's
@@ -213,6 +214,11 @@ def record(name: str) -> None:
                 time.sleep(0.3)
             finally:
                 cap.stop()
+    write_expected(path)
+
+
+def write_expected(path: Path) -> None:
+    name = path.stem
     report = audit_capture(path)
     expected = {"capture": path.name, "command": f"qosinspect audit captures/audit/{path.name}",
                 "findings": [{"id": f.check, "severity": str(f.level), "title": f.title,
@@ -224,5 +230,10 @@ def record(name: str) -> None:
 
 if __name__ == "__main__":
     (HERE / "expected").mkdir(exist_ok=True)
-    for n in sys.argv[1:] or list(SCENARIOS):
-        record(n)
+    args = sys.argv[1:]
+    only = "--expected-only" in args
+    for n in [a for a in args if a != "--expected-only"] or list(SCENARIOS):
+        if only:
+            write_expected(HERE / f"{n}.pcap")     # the review of a changed audit
+        else:
+            record(n)

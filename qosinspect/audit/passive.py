@@ -108,7 +108,7 @@ class _Auditor:
         self.versions: dict[tuple[str, str], Any] = {}
         self.version_frames: list[int] = []
         self.publishers: dict[str, set[str]] = defaultdict(set)
-        self.received: dict[str, set[str]] = defaultdict(set)
+        self.received: dict[str, dict[str, int]] = defaultdict(dict)   # client -> topic -> frame
         self.secrets: dict[str, dict[str, Any]] = {}
         self.retained: dict[str, int] = {}
         self.retained_frames: list[int] = []
@@ -239,8 +239,9 @@ class _Auditor:
                 if self.rules.sensitive_topic.search(topic):
                     self.retained_sensitive.add(topic)
         elif ev.direction is _B2C:
-            if len(self.received[client_id]) < 10_000:
-                self.received[client_id].add(topic)
+            got = self.received[client_id]
+            if topic not in got and len(got) < 10_000:
+                got[topic] = ev.frame
             if topic.startswith("$SYS/"):
                 self.sys_topics.add(topic)
                 self.sys_frames.append(ev.frame)
@@ -319,10 +320,12 @@ class _Auditor:
         for client_id, topics in sorted(self.received.items()):
             others = {p for t in topics for p in self.publishers.get(t, ()) if p != client_id}
             if len(others) >= self.lim.wide_reader:
+                frames = (f for t, f in topics.items()
+                          if self.publishers.get(t, set()) - {client_id})
                 yield Finding("wide-reader", f"{client_id} received the messages of "
                               f"{len(others)} other clients",
                               {"client_id": client_id, "publishers": sorted(others)[:20],
-                               "topics": len(topics)})
+                               "topics": len(topics)}, _frames(frames))
         if self.sys_topics:
             yield Finding("sys-readable", f"{len(self.sys_topics)} $SYS topics delivered",
                           {"topics": sorted(self.sys_topics)[:20]}, _frames(self.sys_frames))
@@ -458,8 +461,16 @@ def audit_capture(source: str | os.PathLike[str], *, ports: Iterable[int] = (188
     events = iter_events(source, ports=ports, tls_ports=tls_ports,
                          detect_any_port=detect_any_port, mqtt_version=mqtt_version,
                          engine=engine, tls_keylog=tls_keylog)
-    try:
-        tls = tls_handshakes(source, broker_ports=(*ports, *tls_ports))
-    except CaptureError:
-        tls = []            # the event pass below says what is wrong with the file
-    return audit_events(events, os.fspath(source), tls=tls, rules=rules, limits=limits)
+    note = None
+    if os.fspath(source) == "-":
+        tls: list[TlsFacts] = []                # standard input can be read only once
+        note = "TLS handshakes are not read from standard input: give a file to see them"
+    else:
+        try:
+            tls = tls_handshakes(source, broker_ports=(*ports, *tls_ports))
+        except CaptureError:
+            tls = []        # the event pass below says what is wrong with the file
+    report = audit_events(events, os.fspath(source), tls=tls, rules=rules, limits=limits)
+    if note:
+        report.notes.append(note)
+    return report

@@ -90,3 +90,22 @@ def test_the_report_points_at_audit() -> None:
     res = CliRunner().invoke(main, ["report", str(CAP)])
     assert res.exit_code == 0
     assert f"qosinspect audit {CAP}" in res.output
+
+
+def test_standard_input_is_audited_without_tls() -> None:
+    res = CliRunner().invoke(main, ["audit", "-", "--format", "json"], input=CAP.read_bytes())
+    assert res.exit_code == 0, res.output
+    data = json.loads(res.output)
+    assert "brute-force" in {f["id"] for f in data["findings"]}
+    assert any("standard input" in n for n in data["notes"])
+
+
+def test_docs_list_every_check() -> None:
+    """docs/audit.md describes each check of CHECKS (and no check that does not exist)."""
+    import re
+
+    text = (PROJECT_ROOT / "docs" / "audit.md").read_text()
+    table = text[text.index("## Checks"):text.index("## The other tools")]
+    documented = set(re.findall(r"^\| `([a-z-]+)`(?:, `([a-z-]+)`)?", table, re.M))
+    ids = {i for pair in documented for i in pair if i}
+    assert ids == set(CHECKS)
