@@ -36,7 +36,8 @@ from ..mqtt.packets import (
 )
 from .findings import AuditReport, Finding, Severity
 from .link import Closed, Link, Target
-from .rules import BrokerVersion, Rules, load_rules
+from .rules import BrokerVersion, Rules, load_rules, version_findings
+from .tls import OLD_TLS
 
 __all__ = ["ProbeOptions", "plan", "probe_broker", "tls_versions"]
 
@@ -46,7 +47,6 @@ PROBE_PAYLOAD = b"qosinspect audit probe"
 MAX_PROBE_PACKET = 1 << 24
 _TLS_VERSIONS = (("TLS 1.0", ssl.TLSVersion.TLSv1), ("TLS 1.1", ssl.TLSVersion.TLSv1_1),
                  ("TLS 1.2", ssl.TLSVersion.TLSv1_2), ("TLS 1.3", ssl.TLSVersion.TLSv1_3))
-_OLD_TLS = frozenset({"TLS 1.0", "TLS 1.1"})
 
 
 @dataclass(frozen=True)
@@ -237,7 +237,7 @@ def tls_versions(target: Target, timeout: float = 3.0) -> dict[str, str | None]:
             with warnings.catch_warnings():     # deprecated, and exactly what is asked about
                 warnings.simplefilter("ignore", DeprecationWarning)
                 ctx.minimum_version = ctx.maximum_version = v
-            if name in _OLD_TLS:
+            if name in OLD_TLS:
                 ctx.set_ciphers("DEFAULT:@SECLEVEL=0")
         except (ValueError, ssl.SSLError):
             continue                        # this OpenSSL cannot speak it at all
@@ -317,12 +317,7 @@ def _read_findings(p: _Prober, opts: ProbeOptions, label: str,
         yield Finding("sys-readable", f"{label} read {len(r.sys_topics)} $SYS topics",
                       {**base, "topics": sorted(r.sys_topics)[:20]})
     for v in r.versions.values():
-        ev = {**base, "product": v.product, "version": v.version}
-        yield Finding("broker-version", f"{v.product} {v.version} disclosed in $SYS", ev)
-        if v.vulnerable:
-            yield Finding("vulnerable-version", f"{v.product} {v.version} is older than "
-                          f"{v.fixed_in} ({', '.join(v.cves)})",
-                          {**ev, "fixed_in": v.fixed_in, "cves": list(v.cves)})
+        yield from version_findings(v, base)
     for kind, masked in sorted(r.secrets.items()):
         pat = p.rules.pattern(kind)
         yield Finding("secret-in-payload", f"{pat.title} in messages read by {label}",
@@ -362,7 +357,7 @@ def _tls_findings(t: Target, timeout: float) -> Iterator[Finding]:
     accepted = {k: v for k, v in tls_versions(t, timeout).items() if v is not None}
     yield Finding("tls-version", f"{t} accepts " + (", ".join(accepted) or "no TLS version"),
                   {"broker": str(t), "accepted": accepted})
-    old = sorted(set(accepted) & _OLD_TLS)
+    old = sorted(set(accepted) & OLD_TLS)
     if old:
         yield Finding("tls-old-version", f"{t} accepts {' and '.join(old)}",
                       {"broker": str(t), "versions": old})

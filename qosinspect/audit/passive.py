@@ -34,7 +34,7 @@ from ..events import (
 from ..mqtt.enums import Direction
 from ..mqtt.packets import ConnAck, Connect, Publish, SubAck, Subscribe
 from .findings import AuditReport, Finding, Severity
-from .rules import Rules, load_rules
+from .rules import Rules, load_rules, version_findings
 from .tls import TlsFacts, tls_findings, tls_handshakes
 
 __all__ = ["MAX_FRAMES", "Thresholds", "audit_capture", "audit_events"]
@@ -330,14 +330,7 @@ class _Auditor:
             yield Finding("sys-readable", f"{len(self.sys_topics)} $SYS topics delivered",
                           {"topics": sorted(self.sys_topics)[:20]}, _frames(self.sys_frames))
         for v in self.versions.values():
-            ev = {"product": v.product, "version": v.version}
-            yield Finding("broker-version", f"{v.product} {v.version} disclosed in $SYS", ev,
-                          _frames(self.version_frames))
-            if v.vulnerable:
-                yield Finding("vulnerable-version", f"{v.product} {v.version} is older than "
-                              f"{v.fixed_in} ({', '.join(v.cves)})",
-                              {**ev, "fixed_in": v.fixed_in, "cves": list(v.cves),
-                               "source": v.source}, _frames(self.version_frames))
+            yield from version_findings(v, {}, _frames(self.version_frames))
 
     def _data_findings(self) -> Iterator[Finding]:
         for kind, s in sorted(self.secrets.items()):

@@ -15,9 +15,17 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
-from .findings import Severity
+from .findings import Finding, Severity
 
-__all__ = ["BrokerVersion", "Rules", "SecretHit", "SecretPattern", "load_rules", "version_key"]
+__all__ = [
+    "BrokerVersion",
+    "Rules",
+    "SecretHit",
+    "SecretPattern",
+    "load_rules",
+    "version_findings",
+    "version_key",
+]
 
 
 @dataclass(frozen=True)
@@ -53,6 +61,19 @@ class BrokerVersion:
     @property
     def vulnerable(self) -> bool:
         return bool(self.fixed_in) and version_key(self.version) < version_key(self.fixed_in)
+
+
+def version_findings(v: BrokerVersion, evidence: dict[str, Any],
+                     frames: tuple[int, ...] = ()) -> list[Finding]:
+    """``broker-version``, and ``vulnerable-version`` when ``v`` is older than the fix."""
+    ev = {**evidence, "product": v.product, "version": v.version}
+    out = [Finding("broker-version", f"{v.product} {v.version} disclosed in $SYS", ev, frames)]
+    if v.vulnerable:
+        out.append(Finding("vulnerable-version", f"{v.product} {v.version} is older than "
+                           f"{v.fixed_in} ({', '.join(v.cves)})",
+                           {**ev, "fixed_in": v.fixed_in, "cves": list(v.cves),
+                            "source": v.source}, frames))
+    return out
 
 
 def version_key(version: str) -> tuple[int, ...]:

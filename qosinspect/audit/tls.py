@@ -29,7 +29,8 @@ from ..capture.reassembly import format_ip
 from ..events import Endpoint
 from .findings import Finding
 
-__all__ = ["CIPHER_NAMES", "HANDSHAKE_BYTES", "TLS_VERSIONS", "TlsFacts", "parse_handshake",
+__all__ = ["CIPHER_NAMES", "HANDSHAKE_BYTES", "OLD_TLS", "TLS_VERSIONS", "TlsFacts",
+           "parse_handshake",
            "tls_findings", "tls_handshakes", "version_name"]
 
 #: Bytes kept per direction: a ClientHello, a ServerHello and a certificate chain fit.
@@ -37,7 +38,8 @@ HANDSHAKE_BYTES = 32 * 1024
 _MAX_FLOWS = 100_000
 TLS_VERSIONS = {0x0300: "SSL 3.0", 0x0301: "TLS 1.0", 0x0302: "TLS 1.1", 0x0303: "TLS 1.2",
                 0x0304: "TLS 1.3"}
-_OLD = frozenset({0x0300, 0x0301, 0x0302})
+#: Versions that an audit flags (RFC 8996 deprecates TLS 1.0 and 1.1).
+OLD_TLS = frozenset({"SSL 3.0", "TLS 1.0", "TLS 1.1"})
 #: IANA names of the cipher suites met in practice (others print as hex).
 CIPHER_NAMES = {
     0x1301: "TLS_AES_128_GCM_SHA256", 0x1302: "TLS_AES_256_GCM_SHA384",
@@ -266,7 +268,7 @@ def tls_findings(handshakes: list[TlsFacts]) -> Iterator[Finding]:
                    "offered": sorted({version_name(v) or "" for t in handshakes
                                       for v in t.offered})},
                   tuple(sorted({t.server_frame or t.frame for t in handshakes}))[:20])
-    old = [t for t in handshakes if t.version in _OLD]
+    old = [t for t in handshakes if version_name(t.version) in OLD_TLS]
     if old:
         names = sorted({version_name(t.version) or "" for t in old})
         yield Finding("tls-old-version", f"{len(old)} connections negotiated "
