@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -90,9 +90,9 @@ class _Auditor:
         self.by_client_id: dict[str, list[int]] = defaultdict(list)
         self.refused: dict[str, list[tuple[int, int]]] = defaultdict(list)  # host -> (ts, frame)
         self.after_fail: list[tuple[str, str | None, int, int]] = []
-        self.connect_times: dict[str, list[int]] = defaultdict(list)
+        self.connect_times: dict[str, deque[int]] = defaultdict(deque)
         self.connect_flood: dict[str, tuple[int, int]] = {}
-        self.sub_times: dict[int, list[int]] = defaultdict(list)
+        self.sub_times: dict[int, deque[int]] = defaultdict(deque)
         self.sub_flood: dict[int, tuple[int, int]] = {}
         self.digests: dict[bytes, set[str]] = defaultdict(set)
         self.digest_frames: dict[bytes, list[int]] = defaultdict(list)
@@ -158,13 +158,13 @@ class _Auditor:
         elif isinstance(p, SubAck):
             self._suback(ev, p)
 
-    def _count(self, times: list[int], ts: int, limit: int, hits: dict[Any, Any], key: Any,
+    def _count(self, times: deque[int], ts: int, limit: int, hits: dict[Any, Any], key: Any,
                frame: int) -> None:
         """Sliding-window counter: records ``(rate, frame)`` the first time ``limit`` events
         fall within the flood window."""
         times.append(ts)
         while times and times[0] < ts - self.lim.flood_window_ns:
-            times.pop(0)
+            times.popleft()
         if len(times) >= limit and key not in hits:
             hits[key] = (len(times), frame)
 

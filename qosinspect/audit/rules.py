@@ -28,6 +28,11 @@ __all__ = [
 ]
 
 
+#: How much of a message (topic and payload) is searched for secrets: bounded, so that a capture
+#: of large payloads costs time in proportion to its messages.
+SCAN_CHARS = 16 * 1024
+
+
 @dataclass(frozen=True)
 class SecretPattern:
     kind: str
@@ -35,6 +40,8 @@ class SecretPattern:
     regex: re.Pattern[str]
     severity: Severity
     keep: int
+    #: Lower-case strings one of which a text must contain for :attr:`regex` to be tried.
+    hints: tuple[str, ...] = ()
 
     def mask(self, value: str) -> str:
         """``value`` with all but its first ``keep`` characters hidden, and its length."""
@@ -90,9 +97,14 @@ class Rules:
     brokers: tuple[dict[str, Any], ...]
 
     def scan(self, text: str) -> list[SecretHit]:
-        """Every secret-like value in ``text``, masked."""
+        """Every secret-like value in the first :data:`SCAN_CHARS` characters of ``text``,
+        masked. Patterns whose hints the text lacks are not tried (most payloads hold none)."""
+        text = text[:SCAN_CHARS]
+        lower = text.lower()
         hits = []
         for p in self.secrets:
+            if p.hints and not any(h in lower for h in p.hints):
+                continue
             for m in p.regex.finditer(text):
                 value = m.group("value") if "value" in p.regex.groupindex else m.group(0)
                 hits.append(SecretHit(p.kind, p.mask(value.strip())))
@@ -127,7 +139,8 @@ def load_rules() -> Rules:
     pats = _toml("patterns.toml")
     sensitive = pats.pop("sensitive_topics")
     secrets = tuple(SecretPattern(kind, p["title"], re.compile(p["regex"]),
-                                  Severity.parse(p["severity"]), int(p["keep"]))
+                                  Severity.parse(p["severity"]), int(p["keep"]),
+                                  tuple(h.lower() for h in p.get("hints", ())))
                     for kind, p in pats.items())
     defaults = _toml("defaults.toml")
     return Rules(secrets=secrets, sensitive_topic=re.compile(sensitive["regex"]),

@@ -139,3 +139,18 @@ def test_handshake_bytes_with_a_hole_stop_there(tmp_path: Path) -> None:
     assert (facts.version, facts.cipher, facts.offered) == (None, None, ())
     parse_handshake(facts, b"\x17\x03\x03\x00\x01x", b"garbage", [])
     assert facts.version is None
+
+
+@pytest.mark.timeout(60)
+def test_long_payloads_are_searched_in_linear_time() -> None:
+    """A payload of long letter runs once took the e-mail pattern quadratic time (a 1 MB
+    payload: hours). Runs longer than an address cannot hold one; the search is bounded."""
+    rules = load_rules()
+    assert rules.scan("x" * 1_000_000 + "@example.com") == []
+    assert [h.kind for h in rules.scan("y" * 20_000 + " jane@example.com")] == []  # past 16 KiB
+    assert [h.kind for h in rules.scan("a" * 5_000 + " jane@example.com")] == ["email"]
+    b = EventBuilder()
+    c = _login(b, ("10.0.0.2", 40000), "cam", None, None, 0)
+    for _ in range(50):
+        b.send(c, "c2b", Publish("cam/frame", b"Z" * 200_000 + b"@lat"))
+    assert "secret-in-payload" not in _ids(b)
