@@ -158,7 +158,7 @@ class _Prober:
                 r.versions[(v.product, v.version)] = v
         else:
             r.topics[p.topic] = r.topics.get(p.topic, 0) + 1
-        for hit in self.rules.scan(p.topic + "\n" + p.payload.decode("utf-8", "replace")):
+        for hit in self.rules.scan_message(p.topic, p.payload):
             r.secrets.setdefault(hit.kind, set()).add(hit.masked)
 
     def writable(self, who: tuple[str | None, str | None], topic: str) -> bool:

@@ -249,8 +249,7 @@ class _Auditor:
                 if v is not None:
                     self.versions[(v.product, v.version)] = v
                     self.version_frames.append(ev.frame)
-        text = topic + "\n" + p.payload.decode("utf-8", "replace")
-        for hit in self.rules.scan(text):
+        for hit in self.rules.scan_message(topic, p.payload):
             s = self.secrets.setdefault(hit.kind, {"packets": 0, "topics": set(), "masked": [],
                                                    "frames": []})
             s["packets"] += 1

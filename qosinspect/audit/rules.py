@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 import tomllib
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, cached_property
 from importlib import resources
 from typing import Any
 
@@ -89,6 +89,8 @@ def version_key(version: str) -> tuple[int, ...]:
 
 @dataclass(frozen=True)
 class Rules:
+    """Everything the data files say, compiled (see the module)."""
+
     secrets: tuple[SecretPattern, ...]
     sensitive_topic: re.Pattern[str]
     default_client_ids: tuple[re.Pattern[str], ...]
@@ -109,6 +111,23 @@ class Rules:
                 value = m.group("value") if "value" in p.regex.groupindex else m.group(0)
                 hits.append(SecretHit(p.kind, p.mask(value.strip())))
         return hits
+
+    def scan_message(self, topic: str, payload: bytes) -> list[SecretHit]:
+        """:meth:`scan` of a PUBLISH's topic and payload. One search for every pattern's
+        hints in the raw bytes comes first: most payloads hold none and are never decoded."""
+        head = payload[:SCAN_CHARS]
+        if not (self.any_hint.search(head.lower()) or self.any_hint.search(
+                topic.lower().encode("utf-8", "replace"))):
+            return []
+        return self.scan(topic + "\n" + head.decode("utf-8", "replace"))
+
+    @cached_property
+    def any_hint(self) -> re.Pattern[bytes]:
+        """Matches any hint of any pattern (a pattern without hints matches everything)."""
+        if any(not p.hints for p in self.secrets):
+            return re.compile(b"")
+        return re.compile(b"|".join(re.escape(h.encode()) for p in self.secrets
+                                    for h in p.hints))
 
     def pattern(self, kind: str) -> SecretPattern:
         return next(p for p in self.secrets if p.kind == kind)

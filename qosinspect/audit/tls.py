@@ -199,6 +199,11 @@ def tls_handshakes(source: str | os.PathLike[str], *,
     ignored: set[tuple[bytes, int, bytes, int]] = set()
     with CaptureFile(source) as cap:
         for f in cap.frames():
+            # Until a TLS connection is found, a frame without the bytes of a handshake
+            # record header cannot start one: skip it without parsing (most captures hold no
+            # TLS, and this pass then costs a byte search per frame).
+            if not dirs and b"\x16\x03" not in f.data:
+                continue
             seg = decode_tcp(f.linktype, f.data, 0, len(f.data), f.orig_len)
             if not isinstance(seg, TcpSegment) or not seg.payload:
                 continue
