@@ -172,3 +172,82 @@ def test_default_credentials_found(tmp_path: Path) -> None:
     creds = [f for f in report.findings if f.check == "default-credentials"]
     assert [f.evidence["usernames"] for f in creds] == [["admin"]]
     assert "anonymous" not in report.ids()
+
+
+class LaxBroker:
+    """An MQTT listener that breaks two rules on purpose, so that the probes for them can be
+    seen to fire (no real broker breaks them on demand): it advertises a Maximum Packet Size of
+    1024 bytes and does not enforce it (MQTT 5 3.2.2.3.6), and it keeps a connection that sent
+    an invalid packet [MQTT-4.8.0-1]. It answers CONNECT and SUBSCRIBE and ignores the rest."""
+
+    def __init__(self) -> None:
+        import socket
+        import threading
+
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.port = self.server.getsockname()[1]
+        self.conns: list[socket.socket] = []
+        self.thread = threading.Thread(target=self._accept, daemon=True)
+        self.thread.start()
+
+    def _accept(self) -> None:
+        import threading
+
+        while True:
+            try:
+                conn, _ = self.server.accept()
+            except OSError:
+                return
+            self.conns.append(conn)
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn: object) -> None:
+        from qosinspect.mqtt.encoder import encode
+        from qosinspect.mqtt.framing import StreamDecoder
+        from qosinspect.mqtt.packets import ConnAck, Connect, SubAck, Subscribe
+        from qosinspect.mqtt.properties import Properties
+
+        dec = StreamDecoder(4, lenient=True)
+        version = 4
+        while True:
+            try:
+                data = conn.recv(65536)  # type: ignore[attr-defined]
+            except OSError:
+                return
+            if not data:
+                return
+            for p in dec.feed(data):
+                if isinstance(p, Connect):
+                    version = p.protocol_version
+                    props = Properties.of(maximum_packet_size=1024) if version == 5 else None
+                    ack = ConnAck(False, 0, props) if props else ConnAck(False, 0)
+                    conn.sendall(encode(ack, version))  # type: ignore[attr-defined]
+                elif isinstance(p, Subscribe):
+                    ack = SubAck(p.packet_id, (0,) * len(p.subscriptions))
+                    conn.sendall(encode(ack, version))  # type: ignore[attr-defined]
+
+    def close(self) -> None:
+        import contextlib
+        import socket
+
+        with contextlib.suppress(OSError):
+            self.server.shutdown(socket.SHUT_RDWR)     # wakes the accept() of the thread
+        self.server.close()
+        for c in self.conns:
+            c.close()
+        self.thread.join(5)
+
+
+def test_rule_breaking_listener_is_caught() -> None:
+    lax = LaxBroker()
+    try:
+        report = probe_broker([Target("127.0.0.1", lax.port)],
+                              ProbeOptions(listen=0.3, timeout=0.5, write=False))
+    finally:
+        lax.close()
+    ids = _ids(report)
+    assert ids["max-packet-size-ignored"] == 1 and ids["invalid-packet-kept"] == 1
+    f = next(f for f in report.findings if f.check == "max-packet-size-ignored")
+    assert f.evidence["maximum_packet_size"] == 1024
+    take = next(f for f in report.findings if f.check == "client-id-takeover")
+    assert take.evidence["first_closed"] is False

@@ -7,6 +7,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from qosinspect.audit import Finding, Severity, Thresholds, audit_events, render
 from qosinspect.audit.rules import load_rules
@@ -154,3 +156,12 @@ def test_long_payloads_are_searched_in_linear_time() -> None:
     for _ in range(50):
         b.send(c, "c2b", Publish("cam/frame", b"Z" * 200_000 + b"@lat"))
     assert "secret-in-payload" not in _ids(b)
+
+
+@settings(max_examples=300, deadline=None)
+@given(client=st.binary(max_size=300), server=st.binary(max_size=300))
+def test_any_handshake_bytes_parse_without_error(client: bytes, server: bytes) -> None:
+    facts = TlsFacts(Endpoint("a", 1), Endpoint("b", 2), 0, 0)
+    for prefix in (b"", b"\x16\x03\x01\x01\x00\x01\x00\x00\xfc\x03\x03"):
+        parse_handshake(facts, prefix + client, prefix.replace(b"\x01\x00\x00", b"\x02\x00\x00")
+                        + server, [])
