@@ -414,6 +414,7 @@ def audit_events(events: Iterable[Event], target: str = "events", *,
     handshakes when known. A :class:`~qosinspect.errors.CaptureError` raised by ``events``
     after some events ends the audit there, with a note; before any, it propagates."""
     from ..analysis.api import analyze
+    from ..analysis.options import REPORT_OPTIONS
 
     auditor = _Auditor(rules or load_rules(), limits)
     notes: list[str] = []
@@ -430,7 +431,7 @@ def audit_events(events: Iterable[Event], target: str = "events", *,
                 raise
             notes.append(f"capture read up to an error: {exc}")
 
-    analysis = analyze(tee(), detail=False)
+    analysis = analyze(tee(), REPORT_OPTIONS)      # what the report needs, no more
     findings = list(_clear_text_findings(analysis.report()["clear_text"],
                                          auditor.conns.values(), tls or []))
     findings += auditor.findings()

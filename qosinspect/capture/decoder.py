@@ -46,6 +46,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .. import _accel
+from ..anomalies import AnomalyKind
 from ..events import (
     Anomaly,
     ConnectionClosed,
@@ -319,7 +320,8 @@ class CaptureDecoder:
             f"; packets before frame {frame} were decoded as MQTT {_VERSION_LABEL[old]}")
         if was_assumed:
             info = flow.info
-            out.append(Anomaly(ts, info, d if flow.sides_known else None, "version_inferred",
+            out.append(Anomaly(ts, info, d if flow.sides_known else None,
+                               AnomalyKind.VERSION_INFERRED,
                                f"no CONNECT seen: MQTT {label} inferred from a {ev.reason}"
                                f"{before}", frame))
         return out
@@ -349,12 +351,12 @@ class CaptureDecoder:
                        flow.handshake_seen else "the client did not start with CONNECT "
                        "[MQTT-3.1.0-1]")
                 sd = (d if flow.sides_known else None)
-                out.append(Anomaly(ts, info, sd, "missing_connect",
+                out.append(Anomaly(ts, info, sd, AnomalyKind.MISSING_CONNECT,
                                    f"first MQTT packet is {ptype.name}, not CONNECT: {how}",
                                    frame))
                 if app.assumed:
                     label = _VERSION_LABEL[self.mqtt_version]
-                    out.append(Anomaly(ts, info, sd, "version_assumed",
+                    out.append(Anomaly(ts, info, sd, AnomalyKind.VERSION_ASSUMED,
                                        f"no CONNECT seen and no packet that tells the version: "
                                        f"decoding as MQTT {label} (--mqtt-version)", frame))
         return out if changed else None
@@ -368,7 +370,7 @@ class CaptureDecoder:
         info = flow.info
         why = _GAP_REASONS.get(rec.reason, rec.reason)
         out: list[Event] = [StreamGap(rec.ts_ns, info, d, rec.missing_bytes, rec.frame),
-                            Anomaly(rec.ts_ns, info, d, "stream_gap",
+                            Anomaly(rec.ts_ns, info, d, AnomalyKind.STREAM_GAP,
                                     f"{rec.missing_bytes} bytes missing ({why}); MQTT framing "
                                     "resynchronises after the gap", rec.frame)]
         if flow.transport == "tls":
