@@ -87,7 +87,9 @@ class _Auditor:
         self.rules = rules
         self.lim = limits
         self.conns: dict[int, _Conn] = {}
-        self.by_client_id: dict[str, list[int]] = defaultdict(list)
+        #: Connections by (broker, client id): a session belongs to one broker, and the same id
+        #: on two brokers is two sessions, not a takeover.
+        self.by_client_id: dict[tuple[str, str], list[int]] = defaultdict(list)
         self.refused: dict[str, list[tuple[int, int]]] = defaultdict(list)  # host -> (ts, frame)
         self.after_fail: list[tuple[str, str | None, int, int]] = []
         self.connect_times: dict[str, deque[int]] = defaultdict(deque)
@@ -107,8 +109,10 @@ class _Auditor:
         self.sys_frames: list[int] = []
         self.versions: dict[tuple[str, str], Any] = {}
         self.version_frames: list[int] = []
-        self.publishers: dict[str, set[str]] = defaultdict(set)
-        self.received: dict[str, dict[str, int]] = defaultdict(dict)   # client -> topic -> frame
+        #: Per broker: the client ids publishing on each topic, and what each client received
+        #: (topic -> first frame).
+        self.publishers: dict[tuple[str, str], set[str]] = defaultdict(set)
+        self.received: dict[tuple[str, str], dict[str, int]] = defaultdict(dict)
         self.secrets: dict[str, dict[str, Any]] = {}
         self.retained: dict[str, int] = {}
         self.retained_frames: list[int] = []
@@ -187,7 +191,8 @@ class _Auditor:
         if p.client_id and self.rules.is_default_client_id(p.client_id):
             self.default_ids.setdefault(p.client_id, ev.frame)
         if p.client_id:
-            for other_id in self.by_client_id[p.client_id]:
+            key = (str(ev.conn.broker), p.client_id)
+            for other_id in self.by_client_id[key]:
                 o = self.conns[other_id]
                 if o.open and o.code == 0 and o.info.client != ev.conn.client:
                     self.takeovers.append({"client_id": p.client_id,
@@ -195,7 +200,7 @@ class _Auditor:
                                            "second": str(ev.conn.client),
                                            "conns": [o.info.conn_id, ev.conn.conn_id]})
                     self.takeover_frames += [o.connect_frame, ev.frame]
-            self.by_client_id[p.client_id].append(ev.conn.conn_id)
+            self.by_client_id[key].append(ev.conn.conn_id)
 
     def _connack(self, ev: MqttPacketEvent, p: ConnAck) -> None:
         c = self._conn(ev.conn)
@@ -232,14 +237,14 @@ class _Auditor:
         client_id = c.connect.client_id if c.connect else f"conn {ev.conn.conn_id}"
         topic = p.topic
         if ev.direction is _C2B:
-            self.publishers[topic].add(client_id)
+            self.publishers[(str(ev.conn.broker), topic)].add(client_id)
             if p.retain and p.payload:
                 self.retained[topic] = self.retained.get(topic, 0) + 1
                 self.retained_frames.append(ev.frame)
                 if self.rules.sensitive_topic.search(topic):
                     self.retained_sensitive.add(topic)
         elif ev.direction is _B2C:
-            got = self.received[client_id]
+            got = self.received[(str(ev.conn.broker), client_id)]
             if topic not in got and len(got) < 10_000:
                 got[topic] = ev.frame
             if topic.startswith("$SYS/"):
@@ -316,15 +321,15 @@ class _Auditor:
                           f"{len(self.wildcards)} subscriptions to every topic, "
                           f"{len(granted)} granted", {"subscriptions": self.wildcards[:20]},
                           _frames(self.wildcard_frames), sev)
-        for client_id, topics in sorted(self.received.items()):
-            others = {p for t in topics for p in self.publishers.get(t, ()) if p != client_id}
+        for (broker, client_id), topics in sorted(self.received.items()):
+            pubs = {t: self.publishers.get((broker, t), set()) - {client_id} for t in topics}
+            others = set().union(*pubs.values())
             if len(others) >= self.lim.wide_reader:
-                frames = (f for t, f in topics.items()
-                          if self.publishers.get(t, set()) - {client_id})
                 yield Finding("wide-reader", f"{client_id} received the messages of "
                               f"{len(others)} other clients",
-                              {"client_id": client_id, "publishers": sorted(others)[:20],
-                               "topics": len(topics)}, _frames(frames))
+                              {"client_id": client_id, "broker": broker,
+                               "publishers": sorted(others)[:20], "topics": len(topics)},
+                              _frames(f for t, f in topics.items() if pubs[t]))
         if self.sys_topics:
             yield Finding("sys-readable", f"{len(self.sys_topics)} $SYS topics delivered",
                           {"topics": sorted(self.sys_topics)[:20]}, _frames(self.sys_frames))

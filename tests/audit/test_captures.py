@@ -81,3 +81,10 @@ def test_shared_captures() -> None:
         findings = audit_capture(path).findings
         got[str(path.relative_to(root))] = sorted(f"{f.check}:{f.level}" for f in findings)
     assert got == expected
+
+
+def test_one_client_id_on_two_brokers_is_no_takeover() -> None:
+    """captures/two-brokers.pcap: 'sub' connected to two mosquitto at once. A session belongs
+    to one broker: that is two sessions, not one client id taken over."""
+    report = audit_capture(PROJECT_ROOT / "captures" / "two-brokers.pcap")
+    assert sorted(report.ids()) == ["anonymous", "clear-text"]
