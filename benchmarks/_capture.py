@@ -1,5 +1,5 @@
-"""What the capture benchmarks (decode.py, report.py) share: the large capture, the options,
-and measuring a program as its own process.
+"""What the capture benchmarks (decode.py, report.py, audit.py) share: the large capture, the
+options, and measuring a program as its own process.
 
 Each program is measured as a separate process so its peak RSS (``wait4``) and CPU seconds are
 its own; the large capture is recorded once between real peers by
@@ -9,6 +9,7 @@ its own; the large capture is recorded once between real peers by
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -111,3 +112,13 @@ def qosinspect_command() -> str:
     if not path.exists():
         sys.exit(f"{path} not found: install the project (make venv)")
     return str(path)
+
+
+def run_json(cmd: list[str], out_path: Path) -> tuple[float, float, Any]:
+    """:func:`run_measured` of a command that prints JSON, written to ``out_path`` and parsed;
+    exits with a message if the command fails."""
+    with out_path.open("w") as out:
+        seconds, rss, rc = run_measured(cmd, stdout=out)
+    if rc:
+        sys.exit(f"{' '.join(cmd[:2])} failed with status {rc}")
+    return seconds, rss, json.loads(out_path.read_text())

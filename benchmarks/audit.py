@@ -31,6 +31,7 @@ from _capture import (
     implementation,
     log,
     qosinspect_command,
+    run_json,
     run_measured,
 )
 
@@ -50,13 +51,8 @@ def main() -> None:
     log(f"{path}: {frames:,} packets, {path.stat().st_size / 1e6:.0f} MB, broker port {port}")
     with tempfile.TemporaryDirectory() as tmp:
         log("qosinspect audit --format json ...")
-        out_path = Path(tmp) / "audit.json"
-        with out_path.open("w") as out:
-            a_s, a_rss, rc = run_measured([qosinspect, "audit", "--format", "json", "--port",
-                                           str(port), str(path)], stdout=out)
-        if rc:
-            sys.exit(f"qosinspect audit failed with status {rc}")
-        audit = json.loads(out_path.read_text())
+        a_s, a_rss, audit = run_json([qosinspect, "audit", "--format", "json", "--port",
+                                      str(port), str(path)], Path(tmp) / "audit.json")
         a_cpu = CPU[qosinspect]
         log("qosinspect report --format json ...")
         r_s, r_rss, rc = run_measured([qosinspect, "report", "--format", "json", "--port",
