@@ -251,3 +251,22 @@ def test_rule_breaking_listener_is_caught() -> None:
     assert f.evidence["maximum_packet_size"] == 1024
     take = next(f for f in report.findings if f.check == "client-id-takeover")
     assert take.evidence["first_closed"] is False
+
+
+def test_cli_against_a_broker_fails_on_high() -> None:
+    """The command a CI job runs: JSON of the probes, exit status 2 for a high finding."""
+    import json
+
+    from click.testing import CliRunner
+
+    from qosinspect.cli import main
+
+    with Mosquitto().running() as m:
+        res = CliRunner().invoke(main, ["audit", "--broker", f"127.0.0.1:{m.port}", "--listen",
+                                        "0.3", "--timeout", "0.5", "--no-write", "--format",
+                                        "json", "--fail-on", "high"])
+    assert res.exit_code == 2, res.output
+    data = json.loads(res.output)
+    assert data["mode"] == "broker" and data["target"] == f"mqtt://127.0.0.1:{m.port}"
+    assert "anonymous" in {f["id"] for f in data["findings"]}
+    assert not {"topic-writable", "sys-writable"} & {f["id"] for f in data["findings"]}
