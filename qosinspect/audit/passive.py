@@ -126,7 +126,7 @@ class _Auditor:
     # -- the walk ---------------------------------------------------------------------------
 
     def feed(self, ev: Event) -> None:
-        if isinstance(ev, MqttPacketEvent):
+        if type(ev) is MqttPacketEvent:             # the hot path: most events are packets
             self._packet(ev)
         elif isinstance(ev, Anomaly):
             self._anomaly(ev)

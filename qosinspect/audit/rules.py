@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 import tomllib
 from dataclasses import dataclass
-from functools import cache, cached_property
+from functools import cache, cached_property, lru_cache
 from importlib import resources
 from typing import Any
 
@@ -116,8 +116,7 @@ class Rules:
         """:meth:`scan` of a PUBLISH's topic and payload. One search for every pattern's
         hints in the raw bytes comes first: most payloads hold none and are never decoded."""
         head = payload[:SCAN_CHARS]
-        if not (self.any_hint.search(head.lower()) or self.any_hint.search(
-                topic.lower().encode("utf-8", "replace"))):
+        if not (self.any_hint.search(head.lower()) or _hinted(self.any_hint, topic)):
             return []
         return self.scan(topic + "\n" + head.decode("utf-8", "replace"))
 
@@ -145,6 +144,12 @@ class Rules:
                     return BrokerVersion(b["product"], m.group("version"), b["fixed_in"],
                                          tuple(b["cves"]), b["source"])
         return None
+
+
+@lru_cache(maxsize=8192)
+def _hinted(hints: re.Pattern[bytes], topic: str) -> bool:
+    """Whether ``topic`` holds a hint (topics repeat: the answer is cached)."""
+    return hints.search(topic.lower().encode("utf-8", "replace")) is not None
 
 
 def _toml(name: str) -> dict[str, Any]:
