@@ -11,9 +11,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -122,3 +124,28 @@ def run_json(cmd: list[str], out_path: Path) -> tuple[float, float, Any]:
     if rc:
         sys.exit(f"{' '.join(cmd[:2])} failed with status {rc}")
     return seconds, rss, json.loads(out_path.read_text())
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """What a capture benchmark starts from (:func:`prepare`)."""
+
+    path: Path
+    port: int
+    implementation: str
+    tshark: str
+    qosinspect: str
+    frames: int
+
+
+def prepare(args: argparse.Namespace) -> Prepared:
+    """The capture (made or given), the implementation measured, tshark (or exit) and the
+    venv's qosinspect, the capture's frame count, logged: every capture benchmark's start."""
+    path, port = ensure_capture(args)
+    impl = implementation(args)
+    tshark = shutil.which("tshark")
+    if tshark is None:
+        sys.exit("tshark is not installed")
+    frames = count_frames(path)
+    log(f"{path}: {frames:,} packets, {path.stat().st_size / 1e6:.0f} MB, broker port {port}")
+    return Prepared(path, port, impl, tshark, qosinspect_command(), frames)

@@ -18,22 +18,11 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import sys
 import tempfile
 from pathlib import Path
 
-from _capture import (
-    CPU,
-    argument_parser,
-    count_frames,
-    ensure_capture,
-    implementation,
-    log,
-    qosinspect_command,
-    run_json,
-    run_measured,
-)
+from _capture import CPU, argument_parser, log, prepare, run_json, run_measured
 
 TSHARK_FIELDS = ("frame.number", "tcp.stream", "mqtt.msgtype", "mqtt.clientid", "mqtt.username",
                  "mqtt.passwd_len", "mqtt.conack.val", "mqtt.topic", "mqtt.msg")
@@ -41,14 +30,9 @@ TSHARK_FIELDS = ("frame.number", "tcp.stream", "mqtt.msgtype", "mqtt.clientid", 
 
 def main() -> None:
     args = argument_parser(__doc__).parse_args()
-    path, port = ensure_capture(args)
-    impl = implementation(args)
-    tshark = shutil.which("tshark")
-    if tshark is None:
-        sys.exit("tshark is not installed")
-    qosinspect = qosinspect_command()
-    frames = count_frames(path)
-    log(f"{path}: {frames:,} packets, {path.stat().st_size / 1e6:.0f} MB, broker port {port}")
+    run = prepare(args)
+    path, port, impl, tshark, qosinspect, frames = (run.path, run.port, run.implementation,
+                                                    run.tshark, run.qosinspect, run.frames)
     with tempfile.TemporaryDirectory() as tmp:
         log("qosinspect audit --format json ...")
         a_s, a_rss, audit = run_json([qosinspect, "audit", "--format", "json", "--port",
