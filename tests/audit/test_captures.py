@@ -88,3 +88,44 @@ def test_one_client_id_on_two_brokers_is_no_takeover() -> None:
     to one broker: that is two sessions, not one client id taken over."""
     report = audit_capture(PROJECT_ROOT / "captures" / "two-brokers.pcap")
     assert sorted(report.ids()) == ["anonymous", "clear-text"]
+
+
+def _tshark(path: Path, filt: str, *fields: str, mqtt: bool = True) -> list[list[str]]:
+    """tshark's fields of the frames matching ``filt``; with ``mqtt``, the port of the first
+    frame (the broker's) is decoded as MQTT."""
+    import subprocess
+
+    from qosinspect.testing.tools import require_tool
+
+    cmd = [require_tool("tshark"), "-r", str(path), "-Y", filt, "-T", "fields"]
+    if mqtt:
+        port = subprocess.run([cmd[0], "-r", str(path), "-c", "1", "-T", "fields", "-e",
+                               "tcp.dstport"], capture_output=True, text=True, timeout=60,
+                              check=True).stdout.strip()
+        cmd += ["-d", f"tcp.port=={port},mqtt"]
+    for f in fields:
+        cmd += ["-e", f]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=True).stdout
+    return [line.split("\t") for line in out.splitlines()]
+
+
+@pytest.mark.tools
+def test_evidence_frames_agree_with_tshark() -> None:
+    """The frames a finding names are the ones Wireshark's dissector shows doing it."""
+    by = {p.stem: {f.check: f for f in audit_capture(p).findings} for p in CAPTURES}
+    refused = _tshark(AUDIT / "audit-bruteforce.pcap", "mqtt.conack.val == 5", "frame.number")
+    assert [int(r[0]) for r in refused] == list(by["audit-bruteforce"]["brute-force"].frames)
+    accepted = _tshark(AUDIT / "audit-bruteforce.pcap", "mqtt.conack.val == 0", "frame.number")
+    assert [int(r[0]) for r in accepted] == list(
+        by["audit-bruteforce"]["brute-force-success"].frames)
+    connects = _tshark(AUDIT / "audit-takeover.pcap", "mqtt.clientid == \"valve-3\"",
+                       "frame.number", "ip.src")
+    assert [(int(f), ip) for f, ip in connects] == [
+        (f, ip) for f, ip in zip(by["audit-takeover"]["client-id-takeover"].frames,
+                                 ("127.0.0.1", "127.0.0.2"), strict=True)]
+    hello = _tshark(AUDIT / "audit-tls-old.pcap", "tls.handshake.type == 2", "frame.number",
+                    "tls.handshake.version", "tls.handshake.ciphersuite", mqtt=False)
+    assert hello == [[str(by["audit-tls-old"]["tls-old-version"].frames[0]), "0x0302",
+                      "0xc00a"]]
+    bad = _tshark(AUDIT / "audit-flood.pcap", "_ws.malformed", "frame.number", "mqtt.hdrflags")
+    assert [(int(f), h) for f, h in bad] == [(by["audit-flood"]["malformed"].frames[0], "0x36")]
