@@ -8,7 +8,7 @@ ended, sessions keyed by client id, reconnections and what crosses them) in :mod
 this module dispatches the events and holds these rules:
 
 * **End of capture**: connections still open are closed as ``end_of_capture``; exchanges still
-  open on them are ``incomplete``; those whose connection had closed are ``abandoned``.
+  open on them are ``open_at_end``; those whose connection had closed are ``abandoned``.
 * **Unintroduced packets**: any packet on a connection before its CONNECT counts in
   ``n_before_connect`` and raises one ``missing_connect`` anomaly per connection; a PUBLISH
   after CONNECT but before CONNACK raises ``publish_before_connack`` (allowed from a client by
@@ -57,7 +57,7 @@ from ..mqtt.packets import (
     packet_type_of,
 )
 from .deliveries import DeliveryMatcher
-from .exchanges import ABANDONED, INCOMPLETE, ExchangeTracker
+from .exchanges import ABANDONED, OPEN_AT_END, ExchangeTracker
 from .logs import DIRECTION_NAMES, AnomalyLog, PacketLog
 from .options import AnalysisOptions
 from .records import (
@@ -388,7 +388,9 @@ class Correlator:
             rec.n_before_connect += 1
             # The capture decoder reports a missing CONNECT itself (before the packet).
             if rec.n_before_connect == 1 and "missing_connect" not in c.anomaly_counts:
-                why = ("the capture started mid-session: no TCP handshake was seen"
+                why = ("the CONNECT may be in the bytes missing before it (a stream gap)"
+                       if rec.stream_gaps else
+                       "the capture started mid-session: no TCP handshake was seen"
                        if not rec.handshake_seen else "the TCP handshake was seen")
                 self.anomalies.record(ev.ts_ns, AnomalyKind.MISSING_CONNECT,
                               f"{_DIRS[d]} {name} on a connection without CONNECT ({why}); "
@@ -424,7 +426,7 @@ class Correlator:
             for ex in list(s.open.values()):
                 last = sess.conns.get(ex.last_conn_id)
                 if last is None or last.rec.transport_end == "end_of_capture":
-                    ex_tracker.end(s, ex, INCOMPLETE, NO_TS)
+                    ex_tracker.end(s, ex, OPEN_AT_END, NO_TS)
                 else:
                     ex_tracker.end(s, ex, ABANDONED, last.rec.t_close or NO_TS)
         if self.matcher is not None:

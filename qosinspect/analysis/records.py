@@ -66,8 +66,10 @@ __all__ = [
 #: "No timestamp": the int64 minimum, which is NaT when viewed as datetime64[ns].
 NO_TS = -(2**63)
 
-#: Exchange outcomes, in the order of their int codes in the stores.
-OUTCOMES = ("open", "complete", "complete_after_reconnect", "incomplete", "abandoned",
+#: Exchange outcomes, in the order of their int codes in the stores. ``open_at_end``: still open
+#: when the capture ended (its connection too); "incomplete" is the umbrella word (open_at_end,
+#: abandoned, evicted) in the report and in ``flows --outcome incomplete``.
+OUTCOMES = ("open", "complete", "complete_after_reconnect", "open_at_end", "abandoned",
             "refused", "protocol_error", "evicted")
 #: The last step an exchange reached, in protocol order (the transition table's steps).
 STEPS = tuple(step.name.lower() for step in Step)
@@ -374,6 +376,9 @@ class Connection:
     password_present: bool = False
     will_topic: str | None = None
     handshake_seen: bool = False
+    #: A TCP connection attempt refused before any MQTT (SYN answered by RST, or reset before a
+    #: packet): not an MQTT connection, counted apart (``tcp_attempts_refused``).
+    attempt: bool = False
     t_open: int | None = None
     t_connect: int | None = None
     t_connack: int | None = None

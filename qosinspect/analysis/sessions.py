@@ -298,6 +298,10 @@ class SessionTracker:
             rec.end = "keepalive_expired"  # [MQTT-3.1.2-24]
         else:
             rec.end = how
+        # Reset before a single MQTT packet either way (nothing listening, a firewall, a proxy
+        # refusing): an attempt, not a connection. TLS carries bytes we cannot read: not one.
+        rec.attempt = (how == "rst" and rec.n_packets_c2b == 0 and rec.n_packets_b2c == 0
+                       and rec.transport == "tcp")
         c.pending_subs = {}
         c.pending_unsubs = {}
         s = c.sess
