@@ -19,7 +19,7 @@ import os
 import re
 from collections import defaultdict, deque
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ..errors import CaptureError
@@ -414,7 +414,8 @@ def _clear_text_findings(ct: dict[str, Any], conns: Iterable[_Conn],
 
 def audit_events(events: Iterable[Event], target: str = "events", *,
                  tls: list[TlsFacts] | None = None, rules: Rules | None = None,
-                 limits: Thresholds = Thresholds()) -> AuditReport:
+                 limits: Thresholds = Thresholds(),
+                 same_broker: tuple[tuple[str, ...], ...] = ()) -> AuditReport:
     """Audit boundary events (a capture's, or a live tap's); ``tls`` are the capture's TLS
     handshakes when known. A :class:`~qosinspect.errors.CaptureError` raised by ``events``
     after some events ends the audit there, with a note; before any, it propagates."""
@@ -436,7 +437,8 @@ def audit_events(events: Iterable[Event], target: str = "events", *,
                 raise
             notes.append(f"capture read up to an error: {exc}")
 
-    analysis = analyze(tee(), REPORT_OPTIONS)      # what the report needs, no more
+    # what the report needs, no more
+    analysis = analyze(tee(), replace(REPORT_OPTIONS, same_broker=same_broker))
     findings = list(_clear_text_findings(analysis.report()["clear_text"],
                                          auditor.conns.values(), tls or []))
     findings += auditor.findings()
@@ -447,18 +449,28 @@ def audit_events(events: Iterable[Event], target: str = "events", *,
 def audit_capture(source: str | os.PathLike[str], *, ports: Iterable[int] = (1883,),
                   tls_ports: Iterable[int] = (8883,), detect_any_port: bool = True,
                   mqtt_version: int = 4, engine: str = "native", tls_keylog: str | None = None,
-                  rules: Rules | None = None, limits: Thresholds = Thresholds()
+                  rules: Rules | None = None, limits: Thresholds = Thresholds(),
+                  broker: str | None = None, same_broker: tuple[tuple[str, ...], ...] = ()
                   ) -> AuditReport:
     """Audit a pcap/pcapng file: its MQTT events (:func:`audit_events`) and its TLS
-    handshakes (:func:`~.tls.tls_handshakes`). A file that cannot be read at all raises
-    :class:`~qosinspect.errors.CaptureError`."""
+    handshakes (:func:`~.tls.tls_handshakes`). ``broker`` (``ADDR[:PORT]``) keeps one broker's
+    connections, ``same_broker`` says which server endpoints are one broker, as for every
+    capture command. A file that cannot be read at all raises
+    :class:`~qosinspect.errors.CaptureError`; a bad ``broker``, ``ValueError``."""
     from ..capture.decoder import iter_events
 
     ports = tuple(ports)
     tls_ports = tuple(tls_ports)
-    events = iter_events(source, ports=ports, tls_ports=tls_ports,
-                         detect_any_port=detect_any_port, mqtt_version=mqtt_version,
-                         engine=engine, tls_keylog=tls_keylog)
+    events: Iterable[Event] = iter_events(source, ports=ports, tls_ports=tls_ports,
+                                          detect_any_port=detect_any_port,
+                                          mqtt_version=mqtt_version, engine=engine,
+                                          tls_keylog=tls_keylog)
+    spec = None
+    if broker is not None:
+        from ..capture.brokers import only_broker, parse_broker
+
+        spec = parse_broker(broker)
+        events = only_broker(events, spec)
     note = None
     if os.fspath(source) == "-":
         tls: list[TlsFacts] = []                # standard input can be read only once
@@ -468,7 +480,10 @@ def audit_capture(source: str | os.PathLike[str], *, ports: Iterable[int] = (188
             tls = tls_handshakes(source, broker_ports=(*ports, *tls_ports))
         except CaptureError:
             tls = []        # the event pass below says what is wrong with the file
-    report = audit_events(events, os.fspath(source), tls=tls, rules=rules, limits=limits)
+    if spec is not None:
+        tls = [t for t in tls if spec.matches(t.broker)]
+    report = audit_events(events, os.fspath(source), tls=tls, rules=rules, limits=limits,
+                          same_broker=same_broker)
     if note:
         report.notes.append(note)
     return report

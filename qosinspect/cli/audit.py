@@ -46,7 +46,11 @@ def _tls_context(cafile: str | None, insecure: bool) -> ssl.SSLContext:
 @click.option("--tls-keylog", type=click.Path(exists=True, dir_okay=False), default=None,
               help="TLS key log file to decrypt CAPTURE's MQTT over TLS (--engine tshark).")
 @click.option("--broker", "broker", metavar="HOST:PORT", default=None,
-              help="Probe this plain MQTT listener (only a broker you own).")
+              help="Without CAPTURE: probe this plain MQTT listener (only a broker you own). "
+                   "With CAPTURE: only the connections to this broker (ADDR[:PORT]).")
+@click.option("--same-broker", "same_broker", metavar="ADDR:PORT,ADDR:PORT[,...]",
+              multiple=True, help="CAPTURE's server endpoints that are one broker (a proxy in "
+                                  "front of it); repeatable.")
 @click.option("--tls", "tls", metavar="HOST:PORT", default=None,
               help="Probe this MQTT-over-TLS listener (only a broker you own).")
 @click.option("--cafile", type=click.Path(exists=True, dir_okay=False), default=None,
@@ -68,7 +72,7 @@ def _tls_context(cafile: str | None, insecure: bool) -> ssl.SSLContext:
               help="Exit 2 when a finding of this severity or worse is present.")
 def audit(capture: str | None, ports: tuple[int, ...], tls_ports: tuple[int, ...],
           mqtt_version: str, no_detect: bool, engine: str, tls_keylog: str | None,
-          broker: str | None, tls: str | None, cafile: str | None,
+          broker: str | None, same_broker: tuple[str, ...], tls: str | None, cafile: str | None,
           insecure: bool, username: str | None, password: str | None, listen: float,
           timeout: float, no_write: bool, try_defaults: bool, dry_run: bool, fmt: str,
           fail_on: str | None) -> None:
@@ -83,16 +87,20 @@ def audit(capture: str | None, ports: tuple[int, ...], tls_ports: tuple[int, ...
     from ..audit import Severity, render
     from ..errors import QosinspectError
 
-    if (capture is None) == (broker is None and tls is None):
+    if capture is None and broker is None and tls is None:
         raise click.UsageError("give either CAPTURE or --broker/--tls")
     if capture is not None:
         from ..audit import audit_capture
+        from .capture_options import endpoint_groups
 
+        if tls is not None:
+            raise click.UsageError("--tls probes a broker: give it without CAPTURE")
+        groups = endpoint_groups(same_broker)
         try:
             report = audit_capture(capture, ports=(1883, *ports), tls_ports=(8883, *tls_ports),
                                    detect_any_port=not no_detect,
                                    mqtt_version=MQTT_VERSIONS[mqtt_version], engine=engine,
-                                   tls_keylog=tls_keylog)
+                                   tls_keylog=tls_keylog, broker=broker, same_broker=groups)
         except (QosinspectError, OSError, ValueError) as exc:
             msg = str(exc)
             raise click.ClickException(msg if capture in msg else f"{capture}: {msg}") \

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import shlex
 from pathlib import Path
 
 from click.testing import CliRunner
@@ -109,3 +110,22 @@ def test_docs_list_every_check() -> None:
     documented = set(re.findall(r"^\| `([a-z-]+)`(?:, `([a-z-]+)`)?", table, re.M))
     ids = {i for pair in documented for i in pair if i}
     assert ids == set(CHECKS)
+
+
+def test_the_command_the_report_suggests_runs_with_its_options() -> None:
+    """`report --broker ... --same-broker ...` suggests `audit` with the same options: with a
+    capture, --broker keeps one broker's connections (as in every capture command)."""
+    two = PROJECT_ROOT / "captures" / "two-brokers.pcap"
+    res = CliRunner().invoke(main, ["report", str(two), "--broker", "127.0.0.1:55931",
+                                    "--same-broker", "127.0.0.1:41131,127.0.0.1:41131"])
+    assert res.exit_code == 0, res.output
+    line = next(ln for ln in res.output.splitlines() if "qosinspect audit" in ln)
+    args = shlex.split(line.split("qosinspect audit ", 1)[1])
+    assert "--broker" in args and "--same-broker" in args
+    code, out = _run(*args, "--format", "json")
+    data = json.loads(out)
+    assert code == 0
+    anonymous = next(f for f in data["findings"] if f["id"] == "anonymous")
+    everything = json.loads(_run(str(two), "--format", "json")[1])
+    every_anonymous = next(f for f in everything["findings"] if f["id"] == "anonymous")
+    assert 0 < anonymous["evidence"]["connections"] < every_anonymous["evidence"]["connections"]
