@@ -44,6 +44,7 @@ bench: $(STAMP) system-deps
 	$(PY) benchmarks/decode.py
 	$(PY) benchmarks/report.py
 	$(PY) benchmarks/broker.py
+	$(PY) benchmarks/audit.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info

@@ -1,5 +1,5 @@
-"""What the capture benchmarks (decode.py, report.py) share: the large capture, the options,
-and measuring a program as its own process.
+"""What the capture benchmarks (decode.py, report.py, audit.py) share: the large capture, the
+options, and measuring a program as its own process.
 
 Each program is measured as a separate process so its peak RSS (``wait4``) and CPU seconds are
 its own; the large capture is recorded once between real peers by
@@ -9,10 +9,13 @@ its own; the large capture is recorded once between real peers by
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import shutil
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -111,3 +114,38 @@ def qosinspect_command() -> str:
     if not path.exists():
         sys.exit(f"{path} not found: install the project (make venv)")
     return str(path)
+
+
+def run_json(cmd: list[str], out_path: Path) -> tuple[float, float, Any]:
+    """:func:`run_measured` of a command that prints JSON, written to ``out_path`` and parsed;
+    exits with a message if the command fails."""
+    with out_path.open("w") as out:
+        seconds, rss, rc = run_measured(cmd, stdout=out)
+    if rc:
+        sys.exit(f"{' '.join(cmd[:2])} failed with status {rc}")
+    return seconds, rss, json.loads(out_path.read_text())
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """What a capture benchmark starts from (:func:`prepare`)."""
+
+    path: Path
+    port: int
+    implementation: str
+    tshark: str
+    qosinspect: str
+    frames: int
+
+
+def prepare(args: argparse.Namespace) -> Prepared:
+    """The capture (made or given), the implementation measured, tshark (or exit) and the
+    venv's qosinspect, the capture's frame count, logged: every capture benchmark's start."""
+    path, port = ensure_capture(args)
+    impl = implementation(args)
+    tshark = shutil.which("tshark")
+    if tshark is None:
+        sys.exit("tshark is not installed")
+    frames = count_frames(path)
+    log(f"{path}: {frames:,} packets, {path.stat().st_size / 1e6:.0f} MB, broker port {port}")
+    return Prepared(path, port, impl, tshark, qosinspect_command(), frames)

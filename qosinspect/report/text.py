@@ -203,6 +203,9 @@ def _clear_text_lines(ct: dict[str, Any], capture: str) -> list[str]:
     else:
         lines.append("credentials in clear text: none (no CONNECT with a user name or password "
                      "outside TLS)")
+    lines.append("  what else an attacker could read or do (anonymous access, brute force, "
+                 "wildcard reads, $SYS, keys and tokens in payloads, TLS): "
+                 f"qosinspect audit {capture}")
     return lines
 
 
