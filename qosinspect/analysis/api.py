@@ -193,11 +193,11 @@ def analyze_capture(source: str | os.PathLike[str], *, ports: Iterable[int] = (1
     instead. A file that cannot be read at all always raises
     :class:`~qosinspect.errors.CaptureError`.
     """
-    from ..capture.decoder import iter_events
+    from ..drivers import iter_capture_events
 
-    stream = iter_events(source, ports=ports, tls_ports=tls_ports,
-                         detect_any_port=detect_any_port, mqtt_version=mqtt_version,
-                         engine=engine, tls_keylog=tls_keylog)
+    stream = iter_capture_events(source, ports=ports, tls_ports=tls_ports,
+                                 detect_any_port=detect_any_port, mqtt_version=mqtt_version,
+                                 engine=engine, tls_keylog=tls_keylog)
     correlator = Correlator(**options)
     error: CaptureError | None = None
     try:

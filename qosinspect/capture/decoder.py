@@ -430,29 +430,16 @@ class EventStream(Iterator[Event]):
 def iter_events(source: str | os.PathLike[str] | CaptureFile, *,
                 ports: Iterable[int] = (1883,), tls_ports: Iterable[int] = (8883,),
                 detect_any_port: bool = True, mqtt_version: int = 4,
-                engine: str = "native", tls_keylog: str | None = None,
                 keep_tcp_stats: bool = True) -> EventStream:
     """The events of a capture, in capture order (see the module docstring).
 
     ``source`` is a path, ``"-"`` for standard input, or an open
-    :class:`~qosinspect.capture.pcapfile.CaptureFile`. ``engine="tshark"`` asks Wireshark's
-    dissector instead (:mod:`.tshark`; it needs a path and tshark installed), which can also
-    decrypt MQTT over TLS given a ``tls_keylog`` file (the native engine ignores it). Raises
+    :class:`~qosinspect.capture.pcapfile.CaptureFile`. Raises
     :class:`~qosinspect.errors.CaptureError` for an unreadable file (after the events before
     the problem) and ``ValueError`` for bad arguments. ``keep_tcp_stats=False`` keeps memory
-    flat on captures of very many connections (see :class:`CaptureDecoder`).
+    flat on captures of very many connections (see :class:`CaptureDecoder`). Wireshark's
+    dissector as a second engine is :func:`qosinspect.drivers.iter_capture_events`.
     """
-    if engine == "tshark":
-        from .tshark import TsharkDecoder
-
-        if isinstance(source, CaptureFile):
-            raise ValueError("engine='tshark' needs a file path, not an open CaptureFile")
-        tdec = TsharkDecoder(source, ports=ports, tls_ports=tls_ports,
-                             detect_any_port=detect_any_port, mqtt_version=mqtt_version,
-                             tls_keylog=tls_keylog)
-        return EventStream(tdec, tdec.summary)
-    if engine != "native":
-        raise ValueError(f"engine must be 'native' or 'tshark', not {engine!r}")
     dec = CaptureDecoder(source, ports=ports, tls_ports=tls_ports,
                          detect_any_port=detect_any_port, mqtt_version=mqtt_version,
                          keep_tcp_stats=keep_tcp_stats)

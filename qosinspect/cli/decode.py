@@ -1,8 +1,8 @@
 """``qosinspect decode CAPTURE``: one line per MQTT packet (and anomaly), like tshark's summary.
 
-The work is :func:`qosinspect.capture.iter_events` and :mod:`qosinspect.capture.lines`; this module
-wires options, writes lines in batches, draws a progress bar on a terminal and turns a bad file
-into a message (after printing everything decoded before it) and a non-zero exit.
+The work is :func:`qosinspect.drivers.iter_capture_events` and :mod:`qosinspect.capture.lines`;
+this module wires options, writes lines in batches, draws a progress bar on a terminal and turns
+a bad file into a message (after printing everything decoded before it) and a non-zero exit.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from typing import IO
 
 import click
 
-from ..capture import iter_events
 from ..capture.lines import formatter
+from ..drivers import iter_capture_events
 from ..errors import QosinspectError
 from . import main
 from .capture_options import MQTT_VERSIONS
@@ -87,9 +87,10 @@ def decode(capture: str, ports: tuple[int, ...], no_detect: bool, mqtt_version: 
     out = sys.stdout
     err = sys.stderr
     try:
-        stream = iter_events(capture, ports=(1883, *ports), detect_any_port=not no_detect,
-                             mqtt_version=MQTT_VERSIONS[mqtt_version], engine=engine,
-                             tls_keylog=tls_keylog, keep_tcp_stats=False)
+        stream = iter_capture_events(capture, ports=(1883, *ports),
+                                     detect_any_port=not no_detect,
+                                     mqtt_version=MQTT_VERSIONS[mqtt_version], engine=engine,
+                                     tls_keylog=tls_keylog, keep_tcp_stats=False)
         progress = Progress(err, lambda: stream.position) if err.isatty() else None
         head = fmt_line.header()
         if head:

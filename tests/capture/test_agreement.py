@@ -32,7 +32,7 @@ from typing import Any
 
 import pytest
 
-from qosinspect.capture import iter_events
+from qosinspect.drivers import iter_capture_events as iter_events
 from qosinspect.events import Anomaly, ConnectionClosed, ConnectionOpened, MqttPacketEvent
 from qosinspect.mqtt import (
     ConnectionDecoder,

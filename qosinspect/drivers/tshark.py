@@ -1,4 +1,4 @@
-"""The same events as :mod:`.decoder`, from Wireshark's dissector (``tshark -T json``).
+"""The events of :mod:`qosinspect.capture.decoder`, from Wireshark's dissector (``tshark -T json``).
 
 Why a second engine: it is the cross-check (an independent TCP reassembly and MQTT dissector),
 and the way to read MQTT over TLS when a key log file is at hand (``tls_keylog``, passed as
@@ -10,9 +10,10 @@ How, and the rules that matter:
   ``--no-duplicate-keys`` they become a list, one dict per packet, in wire order.
 * **Ports.** tshark dissects MQTT on 1883 (and on 8883 under TLS). Other ``ports`` are added with
   ``-d tcp.port==N,mqtt``. With ``detect_any_port``, a first quick pass lists frames whose TCP
-  payload starts with an MQTT CONNECT (checked with :func:`.pipeline.looks_like_connect`), and
-  the broker ports found are added too; WebSocket upgrades offering ``mqtt`` add an ``http``
-  decode (tshark 4.0 does not pass WebSocket payloads to its MQTT dissector; later ones do).
+  payload starts with an MQTT CONNECT (checked with
+  :func:`qosinspect.capture.pipeline.looks_like_connect`), and the broker ports found are
+  added too; WebSocket upgrades offering ``mqtt`` add an ``http`` decode (tshark 4.0 does not
+  pass WebSocket payloads to its MQTT dissector; later ones do).
 * **Connections** are ``tcp.stream`` numbers (the same numbering as the native engine's
   ``conn_id``). Sides come from the SYN, else the port, else packets only one side sends, as in
   the native engine. Besides MQTT frames, the SYN/FIN/RST frames, frames tshark marks as TCP
@@ -37,6 +38,9 @@ import tempfile
 from collections.abc import Iterable, Iterator
 from typing import IO, Any
 
+from ..capture.decoder import CaptureSummary
+from ..capture.pcapfile import capture_format, file_head
+from ..capture.pipeline import looks_like_connect
 from ..errors import CaptureError
 from ..events import (
     Anomaly,
@@ -69,9 +73,6 @@ from ..mqtt.packets import (
     Unsubscribe,
     Will,
 )
-from .decoder import CaptureSummary
-from .pcapfile import capture_format, file_head
-from .pipeline import looks_like_connect
 
 __all__ = ["TsharkDecoder", "tshark_command"]
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from qosinspect.capture import iter_events
-from qosinspect.capture.tshark import TsharkDecoder, tshark_command
+from qosinspect.drivers import iter_capture_events as iter_events
+from qosinspect.drivers.tshark import TsharkDecoder, tshark_command
 from qosinspect.errors import CaptureError
 from qosinspect.events import (
     Anomaly,
