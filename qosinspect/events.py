@@ -18,6 +18,7 @@ from .mqtt.packets import Packet
 
 __all__ = [
     "Anomaly",
+    "CaptureStarted",
     "ConnectionClosed",
     "ConnectionInfo",
     "ConnectionOpened",
@@ -175,5 +176,19 @@ class TcpRetransmission:
     frame: int = 0
 
 
+@dataclass(frozen=True, slots=True)
+class CaptureStarted:
+    """The first frame of the file, whatever it carries: time 0, as in Wireshark.
+
+    Why an event: the first MQTT packet can come seconds after the first frame (a capture
+    started before the clients), and every consumer (ladder, plots, ``--since``) must count
+    from the same origin Wireshark shows. The capture decoder emits it once, before any other
+    event; live taps do not.
+    """
+
+    ts_ns: int
+    frame: int = 1
+
+
 Event = (MqttPacketEvent | Anomaly | ConnectionOpened | ConnectionClosed | StreamGap
-         | TcpRetransmission)
+         | TcpRetransmission | CaptureStarted)

@@ -39,6 +39,7 @@ from typing import Any, cast
 from .. import _accel
 from ..events import (
     Anomaly,
+    CaptureStarted,
     ConnectionClosed,
     ConnectionInfo,
     ConnectionOpened,
@@ -235,6 +236,10 @@ class Correlator(ExchangeTracker, SessionTracker):
         """Take one event (in capture order)."""
         if type(ev) is MqttPacketEvent:
             self._packet(ev)
+            return
+        if type(ev) is CaptureStarted:  # time 0 is the file's first frame; not an event counted
+            self._t_lo = min(self._t_lo, ev.ts_ns)
+            self._t_hi = max(self._t_hi, ev.ts_ns)
             return
         self._clock(ev.ts_ns)
         if isinstance(ev, ConnectionOpened):

@@ -4,7 +4,9 @@
 :class:`~qosinspect.events.ConnectionOpened`, :class:`~qosinspect.events.MqttPacketEvent`,
 :class:`~qosinspect.events.Anomaly`, :class:`~qosinspect.events.StreamGap`,
 :class:`~qosinspect.events.TcpRetransmission` and :class:`~qosinspect.events.ConnectionClosed`
-(which carries the connection's :class:`~qosinspect.events.TcpStats`).
+(which carries the connection's :class:`~qosinspect.events.TcpStats`); first of all, a
+:class:`~qosinspect.events.CaptureStarted` with the file's first frame (time 0, see
+:mod:`.clock`, whose ``clock_jump`` and ``timestamp_out_of_range`` notes are anomalies).
 
 Hard rules, and why:
 
@@ -61,7 +63,7 @@ from ..mqtt.packets import Connect
 from .pcapfile import CaptureFile
 from .pipeline import CapturePipeline
 from .reassembly import Flow, HalfStream
-from .records import FlowClosed, FlowOpened, Gap, Notice, Retransmitted, StreamData
+from .records import FirstFrame, FlowClosed, FlowOpened, Gap, Notice, Retransmitted, StreamData
 from .version import connect_level, find_version_evidence
 
 __all__ = ["CaptureDecoder", "CaptureSummary", "EventStream", "iter_events"]
@@ -127,6 +129,8 @@ class CaptureSummary:
     """Counters of a whole run, complete once the iteration has ended."""
 
     frames: int = 0
+    #: The first frame's timestamp: time 0 for every consumer (also a CaptureStarted event).
+    t_first_ns: int | None = None
     tcp_frames: int = 0
     connections: int = 0
     connections_ignored: int = 0
@@ -256,7 +260,7 @@ class CaptureDecoder:
                     if left and (not pend or left <= len(data)):
                         side.pending_frame = frame
                     continue
-                if isinstance(rec, FlowOpened | Retransmitted):
+                if isinstance(rec, FlowOpened | Retransmitted | FirstFrame):
                     yield rec.to_event()
                 elif isinstance(rec, Gap | FlowClosed):
                     evs = self._gap(rec) if isinstance(rec, Gap) else self._closed(rec)
@@ -269,6 +273,7 @@ class CaptureDecoder:
                     yield rec.to_event()
         finally:
             summary.frames = pipe.frames
+            summary.t_first_ns = pipe.t_first_ns
             summary.tcp_frames = pipe.tcp_frames
             summary.connections = pipe.flows_tracked
             summary.connections_ignored = pipe.flows_ignored

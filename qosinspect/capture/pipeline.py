@@ -53,7 +53,7 @@ from .layers import (
 )
 from .pcapfile import CaptureFile, Interface, Record
 from .reassembly import ACK, SYN, Flow, HalfStream, TcpReassembler, decide_sides, format_ip
-from .records import CaptureRecord, Notice, StreamData
+from .records import CaptureRecord, FirstFrame, Notice, StreamData
 from .websocket import WebSocketTunnel, WsControl, WsHandshake, WsProblem, looks_like_ws_upgrade
 
 __all__ = [
@@ -150,7 +150,10 @@ class CapturePipeline:
         #: Offset of the last record read and size of the (decompressed) capture, in bytes.
         self.position = 0
         self.size = 0
+        #: The first frame's timestamp (time 0), once it was read.
+        self.t_first_ns: int | None = None
         self._last_ts = 0
+        self._notes: list[Notice] = []
         self._next_sweep = 0
         #: Use the C engine (qosinspect._speedups) for the common frames.
         self._accel = _accel.enabled()
@@ -177,6 +180,7 @@ class CapturePipeline:
 
     def _run(self, cap: CaptureFile) -> Iterator[CaptureRecord | list[MqttPacketEvent]]:
         buf = cap.buf
+        self._notes = cap.clock_notes
         reasm = self.reassembler
         out: list[CaptureRecord] = []
         self.size = len(buf)
@@ -259,11 +263,18 @@ class CapturePipeline:
         tags: frozenset[int] = frozenset()
         minlen = 1 << 30
         next_sweep = self._next_sweep
+        notes = self._notes
         n = self.frames
         ts = self._last_ts
         try:
             for n, ts, lt, off, cl, ol in records:
                 self.position = off
+                if notes or not next_sweep:
+                    if not next_sweep:
+                        self.t_first_ns = ts
+                        yield FirstFrame(None, n, ts)
+                    yield from notes
+                    notes.clear()
                 if lt != fast_lt:
                     fast_lt = lt
                     entry = _FAST.get(lt)

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, NamedTuple
 
 from ..events import (
     Anomaly,
+    CaptureStarted,
     ConnectionClosed,
     ConnectionOpened,
     StreamGap,
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CaptureRecord",
+    "FirstFrame",
     "FlowClosed",
     "FlowOpened",
     "Gap",
@@ -113,7 +115,7 @@ class FlowClosed(NamedTuple):
 class Notice(NamedTuple):
     """Something worth an anomaly below MQTT: ``kind`` is ``ip_fragment``, ``encrypted``,
     ``websocket``, ``websocket_malformed``, ``websocket_close``, ``websocket_text``,
-    ``tcp_truncated`` ..."""
+    ``tcp_truncated``, ``clock_jump``, ``timestamp_out_of_range`` ..."""
 
     flow: Flow | None
     direction: Direction | None
@@ -127,4 +129,15 @@ class Notice(NamedTuple):
         return Anomaly(self.ts_ns, conn, self.direction, self.kind, self.detail, self.frame)
 
 
-CaptureRecord = StreamData | Gap | Retransmitted | FlowOpened | FlowClosed | Notice
+class FirstFrame(NamedTuple):
+    """The file's first frame (any protocol): its time is time 0 for every consumer."""
+
+    flow: None
+    frame: int
+    ts_ns: int
+
+    def to_event(self) -> CaptureStarted:
+        return CaptureStarted(self.ts_ns, self.frame)
+
+
+CaptureRecord = StreamData | Gap | Retransmitted | FlowOpened | FlowClosed | Notice | FirstFrame

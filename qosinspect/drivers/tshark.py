@@ -28,13 +28,13 @@ How, and the rules that matter:
 
 from __future__ import annotations
 
-import gzip
 import json
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
+import zlib
 from collections.abc import Iterable, Iterator
 from typing import IO, Any
 
@@ -290,7 +290,7 @@ class TsharkDecoder:
         a gzip of something else, for an empty capture and exits 0."""
         try:
             head = file_head(path)
-        except (OSError, EOFError, gzip.BadGzipFile) as exc:
+        except (OSError, EOFError, zlib.error) as exc:
             raise self._fail(f"cannot read: {exc}") from None
         capture_format(head, self.path)
 
