@@ -24,6 +24,9 @@ Hard rules, and why:
   that is not a CONNECT gives a ``missing_connect`` anomaly; the version is then inferred from
   packets only one version allows (:mod:`.version`: ``version_inferred``) or taken from
   ``mqtt_version`` (``version_assumed``, and every packet event has ``version_assumed=True``).
+  A later packet that fails to decode in that version but decodes in the other one (a cue
+  found past the packets scanned at the start, from either side) switches the connection to
+  the other version and is decoded (``version_inferred`` names the cue, sender and frame).
 * **Sides.** Client and broker come from the SYN or the port (reassembly); when neither decides,
   packets only a client sends (CONNECT, SUBSCRIBE, UNSUBSCRIBE, PINGREQ) or only a broker sends
   (CONNACK, SUBACK, UNSUBACK, PINGRESP) settle it. Until then ``direction`` is ``None``.
@@ -77,6 +80,9 @@ _FROM_CLIENT = frozenset({1, 8, 10, 12})
 _FROM_BROKER = frozenset({2, 9, 11, 13})
 #: Notices that describe rather than warn: the connection's ``transport`` already says them.
 _QUIET_NOTICES = frozenset({"websocket", "websocket_close"})
+#: Framing anomalies of a whole packet that did not decode (a version cue may explain them).
+_DECODE_ERRORS = frozenset({"malformed", "invalid_qos", "protocol_error", "invalid_topic",
+                            "invalid_topic_filter"})
 #: How many packets of a connection with an assumed version are scanned for version evidence.
 _SCAN_PACKETS = 256
 _GAP_REASONS = {
@@ -234,6 +240,18 @@ class CaptureDecoder:
                             if type(r) is fa_type:
                                 if not app.first_done and r.packet_type == 1:
                                     app.first_done = True  # a CONNECT, if a malformed one
+                                if (r.kind in _DECODE_ERRORS and not dec.version_known
+                                        and app.first_done):
+                                    late = self._late_cue(flow, app, d, frame, ts, r, data, ver)
+                                    if late is not None:
+                                        anomalies += 1
+                                        yield late[0]
+                                        yield late[1]
+                                        side.packets += 1
+                                        packets += 1
+                                        ver = dec.version
+                                        assumed = False
+                                        continue
                                 anomalies += 1
                                 yield self._framing_anomaly(flow, sd, frame, ts, r)
                                 continue
@@ -328,6 +346,43 @@ class CaptureDecoder:
                                f"no CONNECT seen: MQTT {label} inferred from a {ev.reason}"
                                f"{before}", frame))
         return out
+
+    def _late_cue(self, flow: Flow, app: _Conn, d: Direction, frame: int, ts: int,
+                  fa: FramingAnomaly, data: bytes, used: int
+                  ) -> tuple[Anomaly, MqttPacketEvent] | None:
+        """A packet that failed to decode in the version in force (malformed, QoS 3 ...), on a
+        connection whose CONNECT was not seen: if it decodes cleanly in the other version
+        (:mod:`.version`'s cues: an ack or CONNACK longer than 3.1.x allows, properties that
+        parse only as MQTT 5 ...), that version is in force from now on, in both directions,
+        and the packet is decoded, with a ``version_inferred`` note naming the cue, its sender
+        and the frame. Cues come at any point of the connection, not only in the packets
+        scanned at its start. ``None`` when it does not."""
+        dec = app.side(d).dec
+        base = dec.offset + dec.pending - len(data)  # stream offset of data[0]
+        rel = fa.offset - base
+        if rel < 0 or fa.size <= 0 or rel + fa.size > len(data):
+            return None  # the packet began in bytes fed before: not at hand
+        raw = data[rel:rel + fa.size]
+        ev = find_version_evidence(raw, max_packets=1)
+        if ev is None or ev.version == (5 if used == 5 else 4):
+            return None
+        probe = StreamDecoder(ev.version, lenient=True)
+        res = probe.feed(raw)
+        if len(res) != 1 or isinstance(res[0], FramingAnomaly):
+            return None
+        old = _VERSION_LABEL[used]
+        app.set_version(ev.version, known=False)
+        app.assumed = False
+        app.scan_left = 0
+        who = "client" if d is _C2B else "broker"
+        sd = d if flow.sides_known else None
+        note = Anomaly(ts, flow.info, sd, "version_inferred",
+                       f"no CONNECT seen: MQTT {_VERSION_LABEL[ev.version]} inferred at frame "
+                       f"{frame} from a {ev.reason}, sent by the {who} (malformed as MQTT "
+                       f"{old}); packets before it were decoded as MQTT {old}", frame)
+        packet = MqttPacketEvent(ts, flow.info, sd, res[0], probe.sizes[0], frame, frame,
+                                 ev.version, False)
+        return note, packet
 
     def _first_packet_checks(self, flow: Flow, app: _Conn, d: Direction,
                              packet: Any, frame: int) -> list[Event] | None:
