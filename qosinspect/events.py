@@ -29,6 +29,7 @@ __all__ = [
     "TcpDirectionStats",
     "TcpRetransmission",
     "TcpStats",
+    "UndecodedStream",
 ]
 
 
@@ -190,5 +191,32 @@ class CaptureStarted:
     frame: int = 1
 
 
+@dataclass(frozen=True, slots=True)
+class UndecodedStream:
+    """A TCP stream that carried data and was not decoded (nothing is dropped in silence).
+
+    ``conn_id`` is its number among all TCP streams (Wireshark's ``tcp.stream``); ``client`` /
+    ``server`` are known from the SYN when ``sides_known``, else the first sender and its peer.
+    ``reason``: ``not_mqtt`` (probed: no CONNECT at its start, or no run of MQTT packets in a
+    mid-stream capture), ``undecided`` (it ended before its bytes decided), ``detection_off``
+    (not probed). ``port`` is the ``--port`` that would
+    make the decoder take it. ``complete`` is False when it was reported before its end (too
+    many undecoded streams counted at once).
+    """
+
+    ts_ns: int
+    conn_id: int
+    client: Endpoint
+    server: Endpoint
+    sides_known: bool
+    data_bytes: int
+    segments: int
+    first_frame: int
+    frame: int
+    reason: str
+    port: int
+    complete: bool = True
+
+
 Event = (MqttPacketEvent | Anomaly | ConnectionOpened | ConnectionClosed | StreamGap
-         | TcpRetransmission | CaptureStarted)
+         | TcpRetransmission | CaptureStarted | UndecodedStream)

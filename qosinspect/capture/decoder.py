@@ -66,7 +66,16 @@ from ..mqtt.packets import Connect
 from .pcapfile import CaptureFile
 from .pipeline import CapturePipeline
 from .reassembly import Flow, HalfStream
-from .records import FirstFrame, FlowClosed, FlowOpened, Gap, Notice, Retransmitted, StreamData
+from .records import (
+    FirstFrame,
+    FlowClosed,
+    FlowOpened,
+    Gap,
+    Notice,
+    Retransmitted,
+    StreamData,
+    Undecoded,
+)
 from .version import connect_level, find_version_evidence
 
 __all__ = ["CaptureDecoder", "CaptureSummary", "EventStream", "iter_events"]
@@ -278,7 +287,7 @@ class CaptureDecoder:
                     if left and (not pend or left <= len(data)):
                         side.pending_frame = frame
                     continue
-                if isinstance(rec, FlowOpened | Retransmitted | FirstFrame):
+                if isinstance(rec, FlowOpened | Retransmitted | FirstFrame | Undecoded):
                     yield rec.to_event()
                 elif isinstance(rec, Gap | FlowClosed):
                     evs = self._gap(rec) if isinstance(rec, Gap) else self._closed(rec)

@@ -21,6 +21,7 @@ from ..events import (
     ConnectionOpened,
     StreamGap,
     TcpRetransmission,
+    UndecodedStream,
 )
 from ..mqtt.enums import Direction
 
@@ -36,6 +37,7 @@ __all__ = [
     "Notice",
     "Retransmitted",
     "StreamData",
+    "Undecoded",
 ]
 
 
@@ -140,4 +142,17 @@ class FirstFrame(NamedTuple):
         return CaptureStarted(self.ts_ns, self.frame)
 
 
-CaptureRecord = StreamData | Gap | Retransmitted | FlowOpened | FlowClosed | Notice | FirstFrame
+class Undecoded(NamedTuple):
+    """A stream that carried data and was not decoded (:mod:`.undecoded`)."""
+
+    flow: None
+    frame: int
+    ts_ns: int
+    stream: UndecodedStream
+
+    def to_event(self) -> UndecodedStream:
+        return self.stream
+
+
+CaptureRecord = (StreamData | Gap | Retransmitted | FlowOpened | FlowClosed | Notice | FirstFrame
+                 | Undecoded)
