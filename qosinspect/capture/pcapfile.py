@@ -52,6 +52,8 @@ from typing import IO, NamedTuple
 
 from ..errors import CaptureError
 from .clock import BACK_TOLERANCE_NS, JUMP_GAP_NS, TS_LIMIT, check_clock
+from .formats import HEAD as FORMAT_HEAD
+from .formats import other_format
 from .records import Notice
 
 __all__ = [
@@ -64,10 +66,12 @@ __all__ = [
     "PCAP_MAGIC_US",
     "CaptureFile",
     "Interface",
+    "OtherFormat",
     "RawFrame",
     "Record",
     "TruncatedCapture",
     "capture_format",
+    "convert_command",
     "file_head",
     "open_capture",
     "read_frames",
@@ -154,17 +158,38 @@ def file_head(path: str | os.PathLike[str], n: int = 4) -> bytes:
             return gz.read(n)
 
 
+class OtherFormat(CaptureError):
+    """A file that is not pcap or pcapng; ``format_name`` when its magic names another
+    capture format (:mod:`.formats`), else None. Wireshark's ``editcap`` may convert it
+    (:mod:`qosinspect.drivers.convert` does when it is installed)."""
+
+    def __init__(self, message: str, *, path: str, format_name: str | None) -> None:
+        super().__init__(message, path=path, offset=0)
+        self.format_name = format_name
+
+
+def convert_command(path: str) -> str:
+    """The command that converts ``path`` to pcapng (told to users who lack editcap)."""
+    return f"editcap -F pcapng {path} {path}.pcapng"
+
+
 def capture_format(head: bytes, path: str) -> str:
-    """``"pcap"`` or ``"pcapng"`` from the first four (decompressed) bytes of a file; a
-    :class:`CaptureError` naming ``path`` for anything else."""
+    """``"pcap"`` or ``"pcapng"`` from the first (decompressed) bytes of a file (four are
+    enough; :data:`.formats.HEAD` name other formats); an :class:`OtherFormat` naming ``path``
+    (and the format, when known, with the command that converts it) for anything else."""
     if len(head) < 4:
-        raise CaptureError("not a capture file (too short)", path=path, offset=0)
+        raise OtherFormat("not a capture file (too short)", path=path, format_name=None)
     (magic,) = struct.unpack_from("<I", head, 0)
     if magic in _PCAP_MAGICS:
         return "pcap"
     if magic == PCAPNG_SHB:
         return "pcapng"
-    raise CaptureError(f"not a pcap or pcapng file (magic 0x{magic:08x})", path=path, offset=0)
+    name = other_format(head)
+    if name is not None:
+        raise OtherFormat(f"a {name} capture, not pcap or pcapng: convert it with Wireshark's "
+                          f"editcap: {convert_command(path)}", path=path, format_name=name)
+    raise OtherFormat(f"not a pcap or pcapng file (magic 0x{magic:08x}); if Wireshark reads "
+                      f"it, convert it: {convert_command(path)}", path=path, format_name=None)
 
 
 class CaptureFile:
@@ -275,7 +300,7 @@ class CaptureFile:
         self.close()
 
     def _detect(self) -> str:
-        return capture_format(self.buf[:4], self.path)
+        return capture_format(self.buf[:FORMAT_HEAD], self.path)
 
     # -- walking ----------------------------------------------------------------------------
 

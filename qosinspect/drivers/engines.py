@@ -7,11 +7,15 @@ Why here and not in :mod:`qosinspect.capture.decoder`: the tshark engine starts 
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Iterable
+import weakref
+from collections.abc import Iterable, Iterator
 
 from ..capture.decoder import CaptureDecoder, EventStream
 from ..capture.pcapfile import CaptureFile
+from ..events import Event
+from .convert import converted
 
 __all__ = ["ENGINES", "iter_capture_events"]
 
@@ -29,9 +33,37 @@ def iter_capture_events(source: str | os.PathLike[str] | CaptureFile, *,
     ``engine="native"`` is :func:`qosinspect.capture.iter_events` (``tls_keylog`` is ignored
     there). ``engine="tshark"`` asks Wireshark's dissector instead (:mod:`.tshark`; it needs a
     path and tshark installed), which can also decrypt MQTT over TLS given a ``tls_keylog``
-    file. Raises :class:`~qosinspect.errors.CaptureError` for an unreadable file and
-    ``ValueError`` for bad arguments.
+    file. A file in another format Wireshark reads (Sniffer, snoop, NetMon, ERF ...) is read
+    through a pcapng copy made by ``editcap`` (:mod:`.convert`; said on stderr), or the error
+    names the format and the command. Raises :class:`~qosinspect.errors.CaptureError` for an
+    unreadable file and ``ValueError`` for bad arguments.
     """
+    if engine not in ENGINES:
+        raise ValueError(f"engine must be one of {', '.join(ENGINES)}, not {engine!r}")
+    if isinstance(source, CaptureFile):
+        return _engine(source, ports, tls_ports, detect_any_port, mqtt_version, engine,
+                       tls_keylog, keep_tcp_stats)
+    stack = contextlib.ExitStack()
+    path = stack.enter_context(converted(os.fspath(source)))
+    try:
+        inner = _engine(path if path != os.fspath(source) else source, ports, tls_ports,
+                        detect_any_port, mqtt_version, engine, tls_keylog, keep_tcp_stats)
+    except BaseException:
+        stack.close()
+        raise
+
+    def events() -> Iterator[Event]:
+        with stack:
+            yield from inner
+
+    gen = events()
+    weakref.finalize(gen, stack.close)  # never iterated: the copy goes all the same
+    return EventStream(gen, inner.summary, lambda: inner.position)
+
+
+def _engine(source: str | os.PathLike[str] | CaptureFile, ports: Iterable[int],
+            tls_ports: Iterable[int], detect_any_port: bool, mqtt_version: int, engine: str,
+            tls_keylog: str | None, keep_tcp_stats: bool) -> EventStream:
     if engine == "tshark":
         from .tshark import TsharkDecoder
 
@@ -41,8 +73,6 @@ def iter_capture_events(source: str | os.PathLike[str] | CaptureFile, *,
                              detect_any_port=detect_any_port, mqtt_version=mqtt_version,
                              tls_keylog=tls_keylog)
         return EventStream(tdec, tdec.summary)
-    if engine != "native":
-        raise ValueError(f"engine must be one of {', '.join(ENGINES)}, not {engine!r}")
     dec = CaptureDecoder(source, ports=ports, tls_ports=tls_ports,
                          detect_any_port=detect_any_port, mqtt_version=mqtt_version,
                          keep_tcp_stats=keep_tcp_stats)
