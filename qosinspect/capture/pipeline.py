@@ -53,7 +53,16 @@ from .layers import (
     decode_tcp,
 )
 from .pcapfile import CaptureFile, Interface, Record
-from .reassembly import ACK, SYN, Flow, HalfStream, TcpReassembler, decide_sides, format_ip
+from .reassembly import (
+    ACK,
+    MAX_FLOWS,
+    SYN,
+    Flow,
+    HalfStream,
+    TcpReassembler,
+    decide_sides,
+    format_ip,
+)
 from .records import CaptureRecord, FirstFrame, FlowClosed, Notice, StreamData
 from .undecoded import UndecodedCount, UndecodedTable
 from .websocket import WebSocketTunnel, WsControl, WsHandshake, WsProblem, looks_like_ws_upgrade
@@ -152,12 +161,14 @@ class CapturePipeline:
     def __init__(self, source: str | os.PathLike[str] | CaptureFile, *,
                  ports: Iterable[int] = (1883,), tls_ports: Iterable[int] = (8883,),
                  detect_any_port: bool = True, ooo_limit: int = 1 << 20,
-                 idle_timeout_ns: int = 3600 * 10**9, defragment: bool = True) -> None:
+                 idle_timeout_ns: int = 3600 * 10**9, defragment: bool = True,
+                 max_flows: int = MAX_FLOWS) -> None:
         self.source = source
         self.ports = frozenset(ports)
         self.tls_ports = frozenset(tls_ports)
         self.detect_any_port = detect_any_port
-        self.reassembler = TcpReassembler(ooo_limit=ooo_limit, idle_timeout_ns=idle_timeout_ns)
+        self.reassembler = TcpReassembler(ooo_limit=ooo_limit, idle_timeout_ns=idle_timeout_ns,
+                                          max_flows=max_flows)
         self.defrag = Defragmenter() if defragment else None
         self.frames = 0
         self.tcp_frames = 0
@@ -417,6 +428,12 @@ class CapturePipeline:
         reasm = self.reassembler
         is_tls = sport in self.tls_ports or dport in self.tls_ports
         is_mqtt = sport in self.ports or dport in self.ports
+        if reasm.full():
+            evicted = reasm.evict(n, out)
+            out.append(Notice(None, None, n, ts, "connections_evicted",
+                              f"more than {reasm.max_flows} connections open at once: the "
+                              f"{evicted} least recently active were closed (evicted) at "
+                              f"frame {n}; a later segment of one starts it again"))
         if not (is_tls or is_mqtt or self.detect_any_port) or flags & 0x04:
             conn_id = reasm.new_conn_id()
             reasm.dead[key] = reasm.dead[rkey] = ts
