@@ -27,6 +27,7 @@ __all__ = [
     "MqttPacketEvent",
     "StreamGap",
     "TcpDirectionStats",
+    "TcpEvidence",
     "TcpRetransmission",
     "TcpStats",
     "UndecodedStream",
@@ -189,6 +190,21 @@ class CaptureStarted:
 
     ts_ns: int
     frame: int = 1
+
+
+class TcpEvidence(NamedTuple):
+    """One ``tcp.analysis`` flag Wireshark would show on a frame (``kind``: ``lost_segment``,
+    ``duplicate_ack``, ``fast_retransmission``, ``retransmission``,
+    ``spurious_retransmission``, ``out_of_order``, ``ack_lost_segment`` ...), on any TCP
+    connection, encrypted ones too. ``src`` sent the segment; ``conn_id`` is Wireshark's
+    ``tcp.stream``. See :mod:`qosinspect.capture.tcp_analysis`."""
+
+    ts_ns: int
+    frame: int
+    conn_id: int
+    src: Endpoint
+    dst: Endpoint
+    kind: str
 
 
 @dataclass(frozen=True, slots=True)
