@@ -30,18 +30,7 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-
-def _wait_port(port: int, timeout: float = 10.0) -> None:
-    import socket
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise TimeoutError(f"mosquitto is not listening on {port}")
+from qosinspect.testing.tools import stop_process, wait_port
 
 
 def main(out: Path, port: int, messages: int) -> int:
@@ -55,7 +44,7 @@ def main(out: Path, port: int, messages: int) -> int:
     dump: subprocess.Popen[bytes] | None = None
     clients: list[mqtt.Client] = []
     try:
-        _wait_port(port)
+        wait_port(port, proc=broker)
         got: dict[str, int] = {}
         done = threading.Event()
         lock = threading.Lock()
@@ -92,20 +81,10 @@ def main(out: Path, port: int, messages: int) -> int:
         return 0
     finally:
         if dump is not None:
-            dump.send_signal(signal.SIGINT)
-            try:
-                dump.wait(10)
-            except subprocess.TimeoutExpired:
-                dump.kill()
-                dump.wait()
+            stop_process(dump, signal.SIGINT)
         for c in clients:
             c.loop_stop()
-        broker.terminate()
-        try:
-            broker.wait(10)
-        except subprocess.TimeoutExpired:
-            broker.kill()
-            broker.wait()
+        stop_process(broker)
         shutil.rmtree(work, ignore_errors=True)
 
 

@@ -20,10 +20,12 @@ tcpdump (``-B 32768``) records ``c1`` (``OUTDIR/tcp-loss-client-side.pcap``: bef
 every original and its retransmission) and ``s1`` (``OUTDIR/tcp-loss-broker-side.pcap``: after
 the bridge, the lost segments never appear: "previous segment not captured", then
 out-of-order fills). mosquitto listens on 10.9.0.2:1883 in the broker's namespace; one paho-mqtt
-client in the client's namespace subscribes to its topic and publishes MESSAGES (default 300)
+client in the client's namespace subscribes to its topic and publishes MESSAGES (default 300;
+``captures/field`` was made with 150)
 QoS 1 messages of 300 bytes, in bursts of 20 (50 ms apart), so that several segments are in
-flight when one is lost: duplicate ACKs and fast retransmissions. Segmentation offload is off on the veth ends
-(``gso_max_segs 1``) so every frame fits the MTU. Every process started here is stopped by pid.
+flight when one is lost: duplicate ACKs and fast retransmissions. Segmentation offload is off
+on the veth ends (``gso_max_segs 1``) so every frame fits the MTU. Every process started here is
+stopped by pid. The TCP checksum is computed by the bridge (veth leaves it to the "hardware").
 """
 
 from __future__ import annotations
@@ -38,6 +40,8 @@ import sys
 import threading
 import time
 from pathlib import Path
+
+from qosinspect.testing.tools import stop_process
 
 ETH_P_ALL = 0x0003
 PACKET_OUTGOING = 4
@@ -195,12 +199,7 @@ def main(out: Path, messages: int) -> int:
         return client.returncode
     finally:
         for p in reversed(procs):
-            p.send_signal(signal.SIGINT)
-            try:
-                p.wait(10)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
+            stop_process(p, signal.SIGINT)
         if bridge is not None:
             bridge.stop.set()
             bridge.join(5)

@@ -30,7 +30,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from ..errors import MQTTError
-from ..mqtt.codec import decode_body, parse_fixed_header
+from ..mqtt.codec import decode_body
+from .version import packet_spans
 
 __all__ = ["MAX_STARTS", "PROBE_LIMIT", "RUN_PACKETS", "mqtt_run"]
 
@@ -57,22 +58,12 @@ def _packet_ok(buf: bytes, first: int, start: int, end: int) -> bool:
 def _run_from(buf: bytes, pos: int) -> bool | None:
     """True: :data:`RUN_PACKETS` good packets from ``pos``; False: a bad one first; None: the
     bytes end before the run is complete."""
-    n = len(buf)
-    for _ in range(RUN_PACKETS):
-        try:
-            header = parse_fixed_header(buf, pos, n)
-        except MQTTError:
-            return False
-        if header is None:
-            return None
-        first, length, hlen = header
-        end = pos + hlen + length
-        if end > n:
-            return None
-        if not _packet_ok(buf, first, pos + hlen, end):
-            return False
-        pos = end
-    return True
+    spans, invalid = packet_spans(buf, pos, RUN_PACKETS)
+    if not all(_packet_ok(buf, first, start, end) for first, start, end in spans):
+        return False
+    if len(spans) == RUN_PACKETS:
+        return True
+    return False if invalid else None
 
 
 def mqtt_run(buf: bytes, starts: Sequence[int]) -> bool | None:
