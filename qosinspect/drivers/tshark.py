@@ -24,6 +24,9 @@ How, and the rules that matter:
   stopped inside it, so it is the frame's last) becomes an ``Anomaly``, as in the native engine.
 * **No TCP statistics**: ``ConnectionClosed.tcp`` is ``None`` (tshark's per-segment analysis is
   not a count of what reassembly did).
+* **Frames and connections as the native engine counts them**: a connection with an end on a
+  broker port counts from its first frame (an attempt refused by RST included), a closed one is
+  not reopened by a late segment, and ``summary.frames`` is the file's frame count.
 """
 
 from __future__ import annotations
@@ -39,7 +42,7 @@ from collections.abc import Iterable, Iterator
 from typing import IO, Any
 
 from ..capture.decoder import CaptureSummary
-from ..capture.pcapfile import capture_format, file_head
+from ..capture.pcapfile import CaptureFile, capture_format, file_head
 from ..capture.pipeline import looks_like_connect
 from ..errors import CaptureError
 from ..events import (
@@ -167,6 +170,7 @@ class _Stream:
         "opened",
         "sides_known",
         "tls",
+        "tls_said",
         "version",
         "version_known",
     )
@@ -182,6 +186,8 @@ class _Stream:
         self.info: ConnectionInfo | None = None
         self.opened = False
         self.tls = False
+        #: The first TLS frame was seen (and, without a key log, said to be encrypted).
+        self.tls_said = False
         self.version = 4
         self.version_known = False
         self.first_done = False
@@ -319,6 +325,7 @@ class TsharkDecoder:
     def _events(self, frames: Iterator[dict[str, Any]], broker_ports: set[int]
                 ) -> Iterator[Event]:
         streams: dict[int, _Stream] = {}
+        ended: set[int] = set()
         summary = self.summary
         last_frame = 0
         last_ts = 0
@@ -342,6 +349,8 @@ class TsharkDecoder:
             dst = Endpoint(str(ip.get("ip.dst") or ip.get("ipv6.dst")),
                            int(tcp["tcp.dstport"]))
             sid = int(tcp.get("tcp.stream", -1))
+            if sid in ended:
+                continue  # a late segment of a closed connection does not reopen it
             flags = int(str(tcp.get("tcp.flags", "0")), 16)
             st = streams.get(sid)
             if st is None:
@@ -349,9 +358,15 @@ class TsharkDecoder:
                 st.version = self.mqtt_version  # until a CONNECT says otherwise
                 st.first_frame, st.first_ts = frame, ts
                 self._sides(st, src, dst, flags, broker_ports)
+                if src.port in broker_ports or dst.port in broker_ports or st.tls:
+                    # a connection to a broker port counts from its first frame, as in the
+                    # native engine (an attempt refused by RST included)
+                    yield from self._open(st, frame, ts)
             mqtt = layers.get("mqtt")
-            if "tls" in layers and st.tls and not st.opened:
-                yield from self._open(st, frame, ts)
+            if "tls" in layers and st.tls and not st.tls_said:
+                st.tls_said = True
+                if not st.opened:
+                    yield from self._open(st, frame, ts)
                 if not self.tls_keylog:
                     summary.anomalies += 1
                     yield Anomaly(ts, st.info, st.direction(src) if st.sides_known else None,
@@ -371,14 +386,24 @@ class TsharkDecoder:
                     st.closed_by = d
                 if flags & 0x04 or len(st.fin | {d.value}) == 2:
                     del streams[sid]
+                    ended.add(sid)
                     if st.opened:
                         yield from self._close(st, "rst" if flags & 0x04 else "fin", frame, ts)
                 else:
                     st.fin.add(d.value)
+        summary.frames = max(last_frame, self._frame_count())
         for st in sorted(streams.values(), key=lambda s: s.conn_id):
             if st.opened:
-                yield from self._close(st, "end_of_capture", last_frame, last_ts)
-        summary.frames = last_frame
+                yield from self._close(st, "end_of_capture", summary.frames, last_ts)
+
+    def _frame_count(self) -> int:
+        """Frames in the file (the display filter hides the last ones when they are not
+        MQTT, SYN, FIN, RST ...): counted by the file reader, as the native engine does."""
+        try:
+            with CaptureFile(self.path) as cap:
+                return sum(1 for _ in cap.records())
+        except (CaptureError, OSError):
+            return 0
 
     def _sides(self, st: _Stream, src: Endpoint, dst: Endpoint, flags: int,
                broker_ports: set[int]) -> None:

@@ -123,3 +123,28 @@ def test_command_line() -> None:
     assert "-d tcp.port==9001,http" in joined
     assert "-o tls.keylog_file:k.log" in joined
     assert "-o mqtt.default_version:MQTT v5.0" in joined
+
+
+def _counted(path: Path, **options: object) -> tuple[int, list[int], list[tuple[int, str, int]]]:
+    stream = iter_events(path, **options)
+    evs = list(stream)
+    return (stream.summary.frames,
+            [e.conn.conn_id for e in evs if type(e) is ConnectionOpened],
+            sorted((e.conn.conn_id, e.how, e.frame) for e in evs if type(e) is ConnectionClosed))
+
+
+AGREE = (sorted(CAPTURES.glob("*.pcap")) + sorted((shared_captures() / "community").glob("*.pcap"))
+         + sorted(shared_captures().glob("*.pcap"))[::3])
+
+
+@pytest.mark.parametrize("path", AGREE, ids=lambda p: p.name)
+def test_same_frames_and_connections_as_the_native_engine(path: Path) -> None:
+    """Issue 11 §6: the tshark engine counted the last MQTT-related frame as the frame count,
+    opened a connection only at its first MQTT or TLS frame (attempts refused by RST were not
+    connections) and reopened a closed one on a late segment."""
+    entry = INFO.get(path.name, {})
+    ports = [1337] if path.name.startswith("alivcor") else entry.get("ports", [1883])
+    keylog = {"tls_keylog": str(CAPTURES / entry["keylog"])} if entry.get("tls") else {}
+    native = _counted(path, ports=ports)
+    assert _counted(path, ports=ports, engine="tshark", **keylog) == native
+    assert native[1]
