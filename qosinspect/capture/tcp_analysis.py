@@ -12,6 +12,8 @@ already had, holes); that is not the same thing, so the rules below follow Wires
   expected (not on RST).
 * ``keep_alive``: 0 or 1 byte at the next sequence number minus one (no SYN/FIN/RST).
 * ``window_update``: no data, a new window, same sequence and ACK number.
+* ``keep_alive_ack`` / ``zero_window_probe_ack``: what would be a duplicate ACK, answering the
+  peer's keep-alive or zero-window probe (not a duplicate ACK).
 * ``duplicate_ack``: no data, the same window (not 0), sequence and ACK number as before; the
   count of duplicates goes back to 0 when the ACK number moves (a segment with data and the
   same ACK number keeps it).
@@ -45,7 +47,8 @@ __all__ = ["KINDS", "TcpAnalyzer", "tcp_flags"]
 #: Every flag, in Wireshark's names (``tcp.analysis.<kind>``).
 KINDS = ("lost_segment", "ack_lost_segment", "duplicate_ack", "fast_retransmission",
          "retransmission", "spurious_retransmission", "out_of_order", "keep_alive",
-         "window_update", "zero_window", "zero_window_probe")
+         "keep_alive_ack", "window_update", "zero_window", "zero_window_probe",
+         "zero_window_probe_ack")
 
 _M = 0xFFFFFFFF
 _FIN, _SYN, _RST, _ACK = 0x01, 0x02, 0x04, 0x10
@@ -143,6 +146,10 @@ class TcpAnalyzer:
                         and ack == fwd.lastack and flags & _ACK)
                 if same and window != fwd.window and window:
                     out.append("window_update")
+                elif same and window == fwd.window and "keep_alive" in rev.lastflags:
+                    out.append("keep_alive_ack")  # not a duplicate ACK
+                elif same and window == fwd.window and "zero_window_probe" in rev.lastflags:
+                    out.append("zero_window_probe_ack")
                 elif same and window == fwd.window and window:
                     fwd.dupacknum += 1
                     out.append("duplicate_ack")
@@ -179,6 +186,7 @@ class TcpAnalyzer:
             fwd.lastack = ack
             fwd.lastacktime = ts
         fwd.window = window
+        fwd.lastflags = tuple(out)
         return out
 
 

@@ -23,7 +23,7 @@ from qosinspect.analysis.tcp_evidence import (
     evidence_summary,
 )
 from qosinspect.capture import iter_events
-from qosinspect.capture.tcp_analysis import tcp_flags
+from qosinspect.capture.tcp_analysis import KINDS, tcp_flags
 from qosinspect.events import ConnectionOpened
 from qosinspect.testing.tools import PROJECT_ROOT, SHARED_CAPTURES, require_tool
 
@@ -31,7 +31,7 @@ FIELD = PROJECT_ROOT / "captures" / "field"
 LOSS = [FIELD / "tcp-loss-client-side.pcap", FIELD / "tcp-loss-broker-side.pcap"]
 ALL = (sorted((PROJECT_ROOT / "captures").glob("*.pcap")) + sorted(SHARED_CAPTURES.glob("*.pcap"))
        + sorted((SHARED_CAPTURES / "community").glob("*.pcap")) + sorted(FIELD.glob("*.pcap*")))
-KINDS = (*REPORTED, "keep_alive", "window_update", "zero_window", "zero_window_probe")
+assert set(REPORTED) <= set(KINDS)
 
 
 def tshark_flags(path: Path) -> set[tuple[int, int, str]]:
