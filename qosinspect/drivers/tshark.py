@@ -47,6 +47,7 @@ from ..capture.pipeline import looks_like_connect
 from ..errors import CaptureError
 from ..events import (
     Anomaly,
+    CaptureStarted,
     ConnectionClosed,
     ConnectionInfo,
     ConnectionOpened,
@@ -286,6 +287,9 @@ class TsharkDecoder:
                                           display_filter=f"mqtt || {_EXTRA_FRAMES}",
                                           tshark=self.tshark)
             self._tls_ports = tls_ports
+            first = self._first_frame(path)
+            if first is not None:
+                yield first
             yield from self._run(self.command, ports | tls_ports)
         finally:
             if spool is not None:
@@ -395,6 +399,17 @@ class TsharkDecoder:
         for st in sorted(streams.values(), key=lambda s: s.conn_id):
             if st.opened:
                 yield from self._close(st, "end_of_capture", summary.frames, last_ts)
+
+    @staticmethod
+    def _first_frame(path: str) -> CaptureStarted | None:
+        """Time 0, the file's first frame (the display filter may hide it), as natively."""
+        try:
+            with CaptureFile(path) as cap:
+                for _, ts, *_rest in cap.records():
+                    return CaptureStarted(ts, 1)
+        except (CaptureError, OSError):
+            pass
+        return None
 
     def _frame_count(self) -> int:
         """Frames in the file (the display filter hides the last ones when they are not
