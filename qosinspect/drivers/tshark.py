@@ -43,6 +43,7 @@ from typing import IO, Any
 
 from ..capture.decoder import CaptureSummary
 from ..capture.pcapfile import CaptureFile, capture_format, file_head
+from ..capture.tcp_analysis import KINDS as _KINDS
 from ..capture.pipeline import looks_like_connect
 from ..errors import CaptureError
 from ..events import (
@@ -81,6 +82,7 @@ from ..mqtt.packets import (
 __all__ = ["TsharkDecoder", "tshark_command"]
 
 _DEFAULT_VERSION = {3: "MQTT v3.1", 4: "MQTT v3.1.1", 5: "MQTT v5.0"}
+_TCP_KINDS = frozenset(_KINDS)
 _FROM_CLIENT = frozenset({1, 8, 10, 12})
 _FROM_BROKER = frozenset({2, 9, 11, 13})
 _EXTRA_FRAMES = ("tcp.flags.syn == 1 || tcp.flags.fin == 1 || tcp.flags.reset == 1 || "
@@ -511,9 +513,24 @@ class TsharkDecoder:
                                   frame, version, not st.version_known)
 
 
+def _analysis_flags(tcp: dict[str, Any]) -> set[str]:
+    """The ``tcp.analysis.*`` flags of a frame (several come as a list of expert items)."""
+    found: set[str] = set()
+    todo: list[Any] = [tcp.get("tcp.analysis")]
+    while todo:
+        node = todo.pop()
+        if isinstance(node, dict):
+            for k, v in node.items():
+                if k.startswith("tcp.analysis.") and k[13:] in _TCP_KINDS:
+                    found.add(k[13:])
+                todo.append(v)
+        elif isinstance(node, list):
+            todo += node
+    return found
+
+
 def _analysis(tcp: dict[str, Any], key: str) -> bool:
-    analysis = tcp.get("tcp.analysis")
-    return isinstance(analysis, dict) and key in _flat(analysis)
+    return key.removeprefix("tcp.analysis.") in _analysis_flags(tcp)
 
 
 def _problem(m: dict[str, Any], ptype: int) -> tuple[str | None, str]:
