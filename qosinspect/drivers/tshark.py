@@ -43,8 +43,8 @@ from typing import IO, Any
 
 from ..capture.decoder import CaptureSummary
 from ..capture.pcapfile import CaptureFile, capture_format, file_head
-from ..capture.tcp_analysis import KINDS as _KINDS
 from ..capture.pipeline import looks_like_connect
+from ..capture.tcp_analysis import KINDS as _KINDS
 from ..errors import CaptureError
 from ..events import (
     Anomaly,
