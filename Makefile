@@ -6,8 +6,11 @@ STAMP := $(VENV)/.installed-stamp
 
 .PHONY: demo test lint pytest system-deps venv bench clean notebooks-clean
 
-# setup.py and qosinspect/_csrc build the optional C accelerator: a change reinstalls (rebuilds).
-$(STAMP): pyproject.toml setup.py $(wildcard qosinspect/_csrc/*.c qosinspect/_csrc/*.h)
+# setup.py builds the optional C accelerator (qosinspect/_csrc) and compiles the analysis with
+# mypyc (the modules below): a change to any of them reinstalls (rebuilds), so the compiled
+# modules never lag behind their source.
+MYPYC_SOURCES := qosinspect/mqtt/transitions.py $(wildcard qosinspect/analysis/*.py)
+$(STAMP): pyproject.toml setup.py $(wildcard qosinspect/_csrc/*.c qosinspect/_csrc/*.h) $(MYPYC_SOURCES)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[dev,notebooks]'
@@ -24,6 +27,8 @@ lint: $(STAMP)
 
 pytest: $(STAMP) system-deps
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
+	# the rule tests once more on the interpreted analysis (the compiled one ran above)
+	QOSINSPECT_PURE=1 $(VENV)/bin/pytest -q -p no:cacheprovider tests/analysis
 
 test: lint pytest
 

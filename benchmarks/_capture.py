@@ -34,14 +34,18 @@ def log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
-def run_measured(cmd: list[str], stdout: Any = subprocess.DEVNULL) -> tuple[float, float, int]:
-    """Run ``cmd``; returns (wall seconds, peak RSS in MB of that process, exit status)."""
+def run_measured(cmd: list[str], stdout: Any = subprocess.DEVNULL,
+                 env: dict[str, str] | None = None, key: str | None = None
+                 ) -> tuple[float, float, int]:
+    """Run ``cmd`` (with ``env`` added to the environment); returns (wall seconds, peak RSS in
+    MB of that process, exit status). Its CPU seconds go to ``CPU[key or cmd[0]]``."""
     t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=stdout, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(cmd, stdout=stdout, stderr=subprocess.DEVNULL,
+                            env={**os.environ, **env} if env else None)
     _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - t0
     proc.returncode = os.waitstatus_to_exitcode(status)
-    CPU[cmd[0]] = usage.ru_utime + usage.ru_stime
+    CPU[key or cmd[0]] = usage.ru_utime + usage.ru_stime
     return wall, usage.ru_maxrss / 1024, proc.returncode
 
 
@@ -86,13 +90,19 @@ def count_frames(path: Path) -> int:
 
 
 def implementation(args: argparse.Namespace) -> str:
-    """Which path qosinspect will run (``c`` or ``python``); ``--pure`` sets QOSINSPECT_PURE for
-    the measured processes, which inherit it."""
+    """Which byte-level path qosinspect will run (the C accelerator: ``c`` or ``python``);
+    ``--pure`` sets QOSINSPECT_PURE for the measured processes, which inherit it."""
     if args.pure:
         os.environ["QOSINSPECT_PURE"] = "1"
     impl = "python" if args.pure else _accel.implementation()
-    log(f"qosinspect implementation: {impl}")
+    log(f"qosinspect implementation (byte-level C): {impl}; analysis: "
+        f"{analysis_implementation(args)}")
     return impl
+
+
+def analysis_implementation(args: argparse.Namespace) -> str:
+    """Which analysis qosinspect will run: ``mypyc`` (compiled) or ``python``."""
+    return "python" if args.pure else _accel.analysis_implementation()
 
 
 def qosinspect_command() -> str:

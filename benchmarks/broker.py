@@ -8,7 +8,13 @@ settings) started on free 127.0.0.1 ports, one after the other:
 - 1 publisher -> 1 subscriber at QoS 0, 1 and 2, 64-byte payloads, maximum speed;
 - fan-in: 10 publishers -> 1 subscriber at QoS 1 and 2, maximum speed (messages lost counted:
   mosquitto's default queue limit drops, ours pauses publishers instead);
-- the seed scenario: 10 publishers on 10 topics at 10 Hz each, QoS 1, latency p50/p99.
+- the seed scenario: 10 publishers on 10 topics at 10 Hz each, QoS 1, latency p50/p99;
+- slow subscriber (issue 12): 1 publisher at 500 msg/s QoS 1, 10 subscribers that keep up and
+  1 that never reads, 30 s (``benchmarks/_slow_subscriber.py``): the 10 must get every
+  message with no stall above 100 ms; the JSON says what happened to the slow one;
+- retained (issue 12): 100,000 retained messages, then a ``#`` subscriber gets them all while
+  another client pings every 10 ms (``benchmarks/_retained.py``): memory, and how long the
+  other client waited at most.
 
 Reported: delivered msgs/s (at the subscriber), lost and duplicated messages, end-to-end latency,
 the brokers' CPU use, and the ratio ours/mosquitto. Timing figures depend on the machine (a
@@ -17,6 +23,7 @@ shared 2-core box here): compare the ratios from one run.
     python benchmarks/broker.py                 # about 2 minutes
     python benchmarks/broker.py --duration 10   # longer runs
     python benchmarks/broker.py --json          # one JSON object
+    python benchmarks/broker.py --scenario slow_subscriber --json   # that one alone
 """
 
 from __future__ import annotations
@@ -36,6 +43,10 @@ from pathlib import Path
 from typing import Any
 
 from qosinspect.testing.tools import free_port, stop_process, wait_port
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _retained import run_retained
+from _slow_subscriber import run_slow_subscriber
 
 ROOT = Path(__file__).resolve().parent.parent
 GENERATOR = ROOT.parent / "shared" / "bench" / "mqtt_load.py"
@@ -117,6 +128,12 @@ def summary(rec: dict[str, Any]) -> dict[str, Any]:
             "latency_p99_ms": lat["p99"], "broker_cpu_pct": rec["broker_cpu_pct"]}
 
 
+def _all_or_none(checks: Iterator[bool]) -> bool | None:
+    """True or False over the scenarios that ran; None when none of them did."""
+    values = list(checks)
+    return all(values) if values else None
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--duration", type=float, default=5.0, help="seconds per run (default 5)")
@@ -124,7 +141,11 @@ def main() -> None:
                     help="seconds of the 10 Hz seed scenario (default 10)")
     ap.add_argument("--no-uvloop", action="store_true",
                     help="run the load generator on the default asyncio loop")
-    ap.add_argument("--only", help="comma-separated scenario names")
+    ap.add_argument("--only", "--scenario", dest="only",
+                    help="comma-separated scenario names (" + ", ".join(
+                        [n for n, _ in SCENARIOS] + ["slow_subscriber", "retained"]) + ")")
+    ap.add_argument("--slow-duration", type=float, default=30.0,
+                    help="seconds of the slow-subscriber scenario (default 30)")
     ap.add_argument("--json", action="store_true", help="print one JSON object")
     a = ap.parse_args()
     if not GENERATOR.exists():
@@ -160,18 +181,40 @@ def main() -> None:
             row["ratio_p99"] = round(mine["latency_p99_ms"] / theirs["latency_p99_ms"], 3) \
                 if theirs["latency_p99_ms"] else None
             results[name] = row
+        if wanted is None or "slow_subscriber" in wanted:
+            results["slow_subscriber"] = slow_row = {}
+            for broker, start in (("qosinspect", ours), ("mosquitto", lambda: mosquitto(tmp))):
+                with start() as (port, _pid):
+                    slow_row[broker] = run_slow_subscriber(port, duration=a.slow_duration)
+                if not a.json:
+                    r = slow_row[broker]
+                    print(f"{'slow_subscriber':20s} {broker:11s} keepers all "
+                          f"{r['keepers_received_all']}  max gap {r['keepers_max_gap_ms']} ms  "
+                          f"p99 {r['keepers_latency_p99_ms']} ms  slow: {r['slow']}",
+                          flush=True)
+        if wanted is None or "retained" in wanted:
+            results["retained"] = ret_row = {}
+            for broker, start in (("qosinspect", ours), ("mosquitto", lambda: mosquitto(tmp))):
+                with start() as (port, pid):
+                    ret_row[broker] = run_retained(port, pid)
+                if not a.json:
+                    print(f"{'retained':20s} {broker:11s} {ret_row[broker]}", flush=True)
     report = {
         "generator": str(GENERATOR), "duration_s": a.duration, "uvloop": uvloop,
         "cpus": os.cpu_count(), "scenarios": results,
         "targets": {
-            "half_of_mosquitto_at_every_qos": all(
+            "half_of_mosquitto_at_every_qos": _all_or_none(
                 results[n]["ratio_msgs_per_s"] is not None and results[n]["ratio_msgs_per_s"] >= 0.5
-                for n in ("1to1_qos0", "1to1_qos1", "1to1_qos2") if n in results) or None,
+                for n in ("1to1_qos0", "1to1_qos1", "1to1_qos2") if n in results),
             "seed_p99_under_1ms": results["seed_10x10hz_qos1"]["qosinspect"]["latency_p99_ms"] < 1
             if "seed_10x10hz_qos1" in results else None,
-            "no_qos12_loss_in_fan_in": all(results[n]["qosinspect"]["lost"] == 0
-                                           for n in ("fanin10_qos1", "fanin10_qos2")
-                                           if n in results) or None,
+            "slow_subscriber_stalls_nobody_over_100ms": (
+                results["slow_subscriber"]["qosinspect"]["keepers_received_all"] and
+                results["slow_subscriber"]["qosinspect"]["keepers_max_gap_ms"] <= 100)
+            if "slow_subscriber" in results else None,
+            "no_qos12_loss_in_fan_in": _all_or_none(
+                results[n]["qosinspect"]["lost"] == 0
+                for n in ("fanin10_qos1", "fanin10_qos2") if n in results),
         },
     }
     if a.json:
@@ -179,6 +222,8 @@ def main() -> None:
         return
     print()
     for name, row in results.items():
+        if name in ("slow_subscriber", "retained"):
+            continue
         print(f"{name:20s} ours/mosquitto msgs/s x{row['ratio_msgs_per_s']}  "
               f"p99 x{row['ratio_p99']}")
     for target, ok in report["targets"].items():

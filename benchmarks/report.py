@@ -11,20 +11,25 @@ process), one after the other:
 * ``qosinspect``: ``qosinspect report --format json --port N CAPTURE`` -- the whole command:
   reading, reassembly, MQTT decoding, correlation of every exchange, connection, session,
   reconnection and end-to-end delivery, and the per-QoS report. The ratio is computed from it.
-* ``library``: ``analyze_capture(CAPTURE, detail=False).report()`` in a bare interpreter (the
-  same work without the CLI's imports).
+* ``library``: ``analyze_capture(CAPTURE, options=REPORT_OPTIONS).report()`` in a bare
+  interpreter (the same work without the CLI's imports).
+* ``pure``: the same ``qosinspect report`` with ``QOSINSPECT_PURE=1``: the analysis
+  interpreted and the byte-level C off (what a machine without a compiler runs).
+* ``detail``: ``qosinspect flows --format parquet -o FILE`` (the detail mode: every column,
+  every exchange written), compiled and pure.
 * ``tshark``: ``tshark -n -r CAPTURE -d tcp.port==N,mqtt -Y mqtt -T fields`` with the fields a
   QoS report needs (time, stream, source port, message type, QoS, DUP, packet id), written to a
   file -- only the extraction: tshark pairs nothing, so this is less work than a report.
 
-Throughput is capture packets (frames) per second. Targets (issue 5): qosinspect at least 8x
-tshark's throughput, peak RSS at most 150 MB. The exit status is 0 either way: the figures are
-the result.
+Throughput is capture packets (frames) per second. Targets (issues 5 and 10): qosinspect at least
+8x tshark's throughput, peak RSS at most 150 MB. The line counts of the C sources and of the
+analysis are printed too (issue 10: the analysis exists once, in Python). The exit status is 0
+either way: the figures are the result.
 
     python benchmarks/report.py                       # build or reuse the large capture
     python benchmarks/report.py --capture F --port N  # a given capture
     python benchmarks/report.py --json                # one JSON object
-    python benchmarks/report.py --pure                # with QOSINSPECT_PURE=1 (no C accelerator)
+    python benchmarks/report.py --pure                # everything with QOSINSPECT_PURE=1
 """
 
 from __future__ import annotations
@@ -39,6 +44,8 @@ from pathlib import Path
 
 from _capture import (
     CPU,
+    ROOT,
+    analysis_implementation,
     argument_parser,
     count_frames,
     ensure_capture,
@@ -54,9 +61,16 @@ TARGET_RSS_MB = 150.0
 LIBRARY = """
 import json, sys
 from qosinspect.analysis.api import analyze_capture
-report = analyze_capture(sys.argv[1], ports=(int(sys.argv[2]),), detail=False).report()
+from qosinspect.analysis.options import REPORT_OPTIONS
+report = analyze_capture(sys.argv[1], ports=(int(sys.argv[2]),), options=REPORT_OPTIONS).report()
 print(json.dumps(report))
 """
+
+
+def source_lines(folder: Path, patterns: tuple[str, ...]) -> int:
+    """Lines of the files matching ``patterns`` in ``folder``."""
+    return sum(len(f.read_text().splitlines()) for pattern in patterns
+               for f in folder.glob(pattern))
 
 
 def tshark_publish_counts(out: Path) -> dict[str, int]:
@@ -101,12 +115,36 @@ def main() -> None:
             sys.exit(f"qosinspect report failed with status {rc}")
         report = json.loads(report_out.read_text())
 
-        log("library analyze_capture(detail=False).report() ...")
+        log("library analyze_capture(options=REPORT_OPTIONS).report() ...")
         with (Path(tmp) / "lib.json").open("w") as out:
             l_s, l_rss, rc = run_measured([sys.executable, "-c", LIBRARY, str(path), str(port)],
                                           stdout=out)
         if rc:
             sys.exit(f"library run failed with status {rc}")
+
+        pure_env = {"QOSINSPECT_PURE": "1"}
+        log("QOSINSPECT_PURE=1 qosinspect report --format json ...")
+        pure_out = Path(tmp) / "pure.json"
+        with pure_out.open("w") as out:
+            p_s, p_rss, rc = run_measured([qosinspect, "report", "--format", "json", "--port",
+                                           str(port), str(path)], stdout=out, env=pure_env,
+                                          key="pure")
+        if rc:
+            sys.exit(f"pure qosinspect report failed with status {rc}")
+        same_report = pure_out.read_bytes() == report_out.read_bytes()
+
+        detail: dict[str, tuple[float, float]] = {}
+        for label, env in (("compiled", None), ("pure", pure_env)):
+            log(f"qosinspect flows --format parquet ({label}) ...")
+            d_s, d_rss, rc = run_measured(
+                [qosinspect, "flows", "--format", "parquet", "--port", str(port), "-o",
+                 str(Path(tmp) / f"flows-{label}.parquet"), str(path)], env=env,
+                key=f"flows-{label}")
+            if rc:
+                sys.exit(f"qosinspect flows ({label}) failed with status {rc}")
+            detail[label] = (d_s, d_rss)
+        same_flows = ((Path(tmp) / "flows-compiled.parquet").read_bytes()
+                      == (Path(tmp) / "flows-pure.parquet").read_bytes())
 
         log("tshark -Y mqtt -T fields ...")
         tsv = Path(tmp) / "tshark.tsv"
@@ -138,15 +176,24 @@ def main() -> None:
         "exchanges": sum(r["publishes"] for r in report["per_qos"]),
         "connections": report["connections"], "reconnects": report["reconnects"],
         "cpus": os.cpu_count(), "load_average_1m": round(os.getloadavg()[0], 2),
-        "implementation": impl,
+        "implementation": impl, "analysis": analysis_implementation(args),
         "qosinspect_cpu_s": round(CPU[qosinspect], 3), "tshark_cpu_s": round(CPU[tshark], 3),
         "cpu_ratio": round(CPU[tshark] / CPU[qosinspect], 2),
+        "pure_s": round(p_s, 3), "pure_rss_mb": round(p_rss, 1),
+        "pure_ratio_vs_tshark": round(t_s / p_s, 2), "pure_report_identical": same_report,
+        "flows_parquet_s": round(detail["compiled"][0], 3),
+        "flows_parquet_rss_mb": round(detail["compiled"][1], 1),
+        "flows_parquet_pure_s": round(detail["pure"][0], 3),
+        "flows_parquet_pure_rss_mb": round(detail["pure"][1], 1),
+        "flows_parquet_identical": same_flows,
+        "lines_c": source_lines(ROOT / "qosinspect" / "_csrc", ("*.c", "*.h")),
+        "lines_analysis": source_lines(ROOT / "qosinspect" / "analysis", ("*.py",)),
     }
     if args.json:
         print(json.dumps(figures))
         return
     print(f"capture            {path} ({frames:,} frames, {figures['bytes'] / 1e6:.0f} MB); "
-          f"implementation {impl}")
+          f"C accelerator {impl}, analysis {figures['analysis']}")
     print(f"qosinspect report  {q_s:8.2f} s  {frames / q_s:>10,.0f} frames/s  "
           f"peak RSS {q_rss:6.1f} MB")
     print(f"  (library alone   {l_s:8.2f} s  {frames / l_s:>10,.0f} frames/s  "
@@ -158,6 +205,13 @@ def main() -> None:
           f"{TARGET_RSS_MB:.0f} MB: {'met' if figures['meets_rss'] else 'NOT met'}")
     print(f"CPU seconds        qosinspect {CPU[qosinspect]:.2f} s, tshark {CPU[tshark]:.2f} s: "
           f"{figures['cpu_ratio']}x")
+    print(f"pure report        {p_s:8.2f} s  {frames / p_s:>10,.0f} frames/s  "
+          f"peak RSS {p_rss:6.1f} MB  ({figures['pure_ratio_vs_tshark']}x tshark; "
+          f"JSON {'identical' if same_report else 'DIFFERENT'})")
+    print(f"flows --format parquet  compiled {detail['compiled'][0]:.2f} s "
+          f"({detail['compiled'][1]:.0f} MB), pure {detail['pure'][0]:.2f} s "
+          f"({detail['pure'][1]:.0f} MB); files {'identical' if same_flows else 'DIFFERENT'}")
+    print(f"source lines       C {figures['lines_c']:,}, analysis {figures['lines_analysis']:,}")
     print(f"exchanges          {figures['exchanges']:,} (ours, by QoS: {ours}); tshark's "
           f"PUBLISH packets: {t_pub}")
     print(f"machine            {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f} "

@@ -8,6 +8,8 @@ CLI above all) can catch one type and turn it into a message instead of a traceb
     │   │                         and the byte offset where it was found
     │   ├── MalformedPacket       0x81: bytes that cannot be a valid packet
     │   ├── ProtocolError         0x82: a well-formed packet that breaks a rule
+    │   │   ├── LocalProtocolError    an endpoint was asked to send what the protocol forbids
+    │   │   └── RemoteProtocolError   the peer broke the protocol (wraps the codec error)
     │   ├── PacketTooLarge        0x95: larger than the configured maximum packet size
     │   ├── UnsupportedProtocolVersion  0x84 (MQTT 5) / 0x01 (3.1.x): unknown protocol name/level
     │   ├── TopicNameInvalid      0x90: bad topic name (wildcards, empty, U+0000)
@@ -17,7 +19,10 @@ CLI above all) can catch one type and turn it into a message instead of a traceb
 
 Endpoints distinguish who broke the rules: ``LocalProtocolError`` (we were asked to send
 something invalid) versus ``RemoteProtocolError`` (the peer sent it), as h11 does, so a driver
-knows whether to close with a reason code or to raise to its own caller.
+knows whether to close with a reason code or to raise to its own caller. Both are a
+``ProtocolError``, as in h11, so ``except ProtocolError`` catches every protocol breach whoever
+made it; a driver that closes the connection on the peer's errors by catching ``MQTTError``
+re-raises ``LocalProtocolError`` first (a bug of its own caller is not the peer's fault).
 """
 
 from __future__ import annotations
@@ -99,20 +104,22 @@ class TopicFilterInvalid(MQTTError):
     reason_code = 0x8F
 
 
-class LocalProtocolError(QosinspectError):
-    """We were asked to do something the protocol forbids (a bug in the caller, not the peer)."""
+class LocalProtocolError(ProtocolError):
+    """We were asked to do something the protocol forbids (a bug in the caller, not the peer).
+
+    Raised before anything is sent; its reason code (0x82) is only a hint, since nothing went
+    out to refuse.
+    """
 
 
-class RemoteProtocolError(QosinspectError):
-    """The peer broke the protocol; ``error`` is the codec error, with its reason code."""
+class RemoteProtocolError(ProtocolError):
+    """The peer broke the protocol; ``error`` is the codec error, whose reason code, offset and
+    packet type this one carries (the reason code to close the connection with)."""
 
     def __init__(self, error: MQTTError) -> None:
         self.error = error
-        super().__init__(str(error))
-
-    @property
-    def reason_code(self) -> int:
-        return self.error.reason_code
+        super().__init__(error.message, offset=error.offset, reason_code=error.reason_code,
+                         packet_type=error.packet_type)
 
 
 class CaptureError(QosinspectError):

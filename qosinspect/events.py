@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import NamedTuple
 
+from .anomalies import AnomalyKind
 from .mqtt.enums import Direction
 from .mqtt.packets import Packet
 
@@ -95,7 +96,7 @@ class Anomaly:
     ts_ns: int
     conn: ConnectionInfo | None
     direction: Direction | None
-    kind: str
+    kind: AnomalyKind
     detail: str
     frame: int = 0
     packet_type: int | None = None

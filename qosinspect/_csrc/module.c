@@ -14,11 +14,10 @@
  *              MqttPacketEvent construction of CaptureDecoder. Any other frame or record is
  *              returned to the Python code unchanged.
  *   jsonl.c    the JSON line of a PUBLISH or acknowledgement event of `qosinspect decode`.
- *   correlate.c, exchanges.c, deliveries.c, rowstore.c (analysis.h)
- *              the analysis: Correlator.consume in report mode takes the common QoS steps of
- *              steady connections (new PUBLISH, first acknowledgements, pings) and the
- *              delivery matcher's publish and deliver; every other event goes to the Python
- *              correlator, in order.
+ *
+ * Nothing here holds a QoS rule: the analysis (which acknowledgement closes which step, sessions,
+ * deliveries) is written once, in Python (qosinspect/analysis), and compiled with mypyc where a
+ * compiler is available (setup.py), never copied into C.
  *
  * The Python classes' state is read and written through their __slots__ (offsets found once by
  * configure_*(), types checked on every use). Nothing here parses anything the Python code
@@ -130,14 +129,6 @@ static PyMethodDef methods[] = {
     {"configure_mqtt_stage", sp_configure_mqtt_stage, METH_VARARGS,
      "configure_mqtt_stage(_Conn, _Side, MqttPacketEvent, C2B): what the engine's MQTT step "
      "reads and builds (qosinspect/capture/decoder.py)."},
-    {"configure_analysis", sp_configure_analysis, METH_VARARGS,
-     "configure_analysis(MqttPacketEvent, ConnectionInfo, Publish, acks, pings, reasons, "
-     "ConnState, SessionState, OpenExchange, DoneIndex, RowStore, Connection, Session, "
-     "Reconnect, DeliveryMatcher, C2B, B2C, NO_TS, OUTCOMES, STEPS, DELIVERY_STATUSES): what "
-     "the correlator's fast loop reads and builds (qosinspect/analysis/)."},
-    {"correlate", (PyCFunction)(void (*)(void))sp_correlate, METH_FASTCALL,
-     "correlate(correlator, iterator) -> bool: Correlator.consume in report mode; False when "
-     "it stopped early and the Python loop must take the rest of the iterator."},
     {"configure_jsonl", sp_configure_jsonl, METH_VARARGS,
      "configure_jsonl(MqttPacketEvent, Publish, acks): the classes the JSONL writer formats."},
     {"jsonl_batch", (PyCFunction)(void (*)(void))sp_jsonl_batch, METH_FASTCALL,

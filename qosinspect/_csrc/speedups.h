@@ -63,10 +63,6 @@ extern PyTypeObject CaptureEngineType;
 PyObject *sp_configure_capture(PyObject *module, PyObject *args);
 PyObject *sp_configure_mqtt_stage(PyObject *module, PyObject *args);
 
-/* --- correlate.c (analysis.h) ----------------------------------------------------------- */
-PyObject *sp_configure_analysis(PyObject *module, PyObject *args);
-PyObject *sp_correlate(PyObject *module, PyObject *const *args, Py_ssize_t nargs);
-
 /* --- jsonl.c -------------------------------------------------------------------------------- */
 PyObject *sp_jsonl_batch(PyObject *module, PyObject *const *args, Py_ssize_t nargs);
 PyObject *sp_configure_jsonl(PyObject *module, PyObject *args);

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import CaptureError
 from ..events import Event
 from .correlate import CorrelationResult, Correlator
+from .options import AnalysisOptions
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -150,14 +151,10 @@ class Analysis:
         return out
 
 
-def analyze(events: Iterable[Event], **options: Any) -> Analysis:
-    """Analyse boundary events (from a capture, a live tap or a test builder).
-
-    ``options`` go to :class:`~.correlate.Correlator` (``packets``, ``deliveries``, ``detail``,
-    ``max_open_per_session``, ``max_open_total``, ``max_anomalies_per_kind``,
-    ``delivery_window_ns``).
-    """
-    correlator = Correlator(**options)
+def analyze(events: Iterable[Event], options: AnalysisOptions | None = None) -> Analysis:
+    """Analyse boundary events (from a capture, a live tap or a test builder) with ``options``
+    (:class:`~.options.AnalysisOptions`; the defaults keep everything)."""
+    correlator = Correlator(options)
     with relaxed_gc():
         correlator.consume(events)
     return Analysis(correlator.finish())
@@ -185,8 +182,10 @@ def relaxed_gc(gen0: int = 50_000) -> Iterator[None]:
 def analyze_capture(source: str | os.PathLike[str], *, ports: Iterable[int] = (1883,),
                     tls_ports: Iterable[int] = (8883,), detect_any_port: bool = True,
                     mqtt_version: int = 4, engine: str = "native", tls_keylog: str | None = None,
-                    strict: bool = False, **options: Any) -> Analysis:
-    """Decode a pcap/pcapng file and analyse it.
+                    strict: bool = False, options: AnalysisOptions | None = None,
+                    broker: str | None = None) -> Analysis:
+    """Decode a pcap/pcapng file and analyse it (only the connections to ``broker``, an
+    ``ADDR[:PORT]``, when given).
 
     A capture that ends badly (cut short, corrupt past some frame) is analysed up to the
     problem and the error kept in ``Analysis.capture_error``; with ``strict=True`` it is raised
@@ -195,10 +194,14 @@ def analyze_capture(source: str | os.PathLike[str], *, ports: Iterable[int] = (1
     """
     from ..drivers import iter_capture_events
 
-    stream = iter_capture_events(source, ports=ports, tls_ports=tls_ports,
-                                 detect_any_port=detect_any_port, mqtt_version=mqtt_version,
-                                 engine=engine, tls_keylog=tls_keylog)
-    correlator = Correlator(**options)
+    stream: Iterable[Event] = iter_capture_events(
+        source, ports=ports, tls_ports=tls_ports, detect_any_port=detect_any_port,
+        mqtt_version=mqtt_version, engine=engine, tls_keylog=tls_keylog)
+    if broker is not None:
+        from ..capture.brokers import only_broker, parse_broker
+
+        stream = only_broker(stream, parse_broker(broker))
+    correlator = Correlator(options)
     error: CaptureError | None = None
     try:
         with relaxed_gc():

@@ -18,43 +18,34 @@ this module dispatches the events and holds these rules:
 Anomaly rows are capped per connection and kind (``max_anomalies_per_kind``); the rest are only
 counted (``CorrelationResult.anomalies_suppressed``).
 
-**Python and C.** This module, :mod:`.exchanges`, :mod:`.sessions` and :mod:`.deliveries` are
-the reference and keep every rule. With the optional C accelerator (:mod:`qosinspect._accel`),
-:meth:`Correlator.consume` of a correlator made with ``detail=False`` (what ``qosinspect
-report`` uses) runs its loop in ``_speedups.correlate`` (``qosinspect/_csrc/correlate.c``,
-``exchanges.c``, ``deliveries.c``), which takes the common steps of steady connections on the
-same objects (the bookkeeping of every packet, pings, a new PUBLISH without DUP, the first
-acknowledgement of each step of an open exchange, and the delivery matcher's publish and
-deliver) exactly as the code here does them, and hands every other event, in order, to
-:meth:`Correlator._packet` or :meth:`Correlator.feed`. ``tests/speedups/test_analysis_diff.py``
-compares both paths.
+**One copy of the rules.** This module, :mod:`.exchanges`, :mod:`.sessions`, :mod:`.deliveries`
+and the stores are the only implementation. Where a C compiler was available at install time they
+are compiled with mypyc (setup.py; :mod:`qosinspect._accel` says which ran): the same source, typed
+for the compiler (final classes, native attributes), so there is nothing to keep in step.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Final, cast, final
 
-from .. import _accel
+from ..anomalies import AnomalyKind
 from ..events import (
     Anomaly,
     CaptureStarted,
     ConnectionClosed,
-    ConnectionInfo,
     ConnectionOpened,
     Event,
     MqttPacketEvent,
     StreamGap,
     TcpRetransmission,
 )
-from ..mqtt.enums import Direction, PubAckReason, PubCompReason, PubRecReason, PubRelReason
+from ..mqtt.enums import Direction
 from ..mqtt.packets import (
     ConnAck,
     Connect,
     Disconnect,
-    PingReq,
-    PingResp,
     PubAck,
     PubComp,
     Publish,
@@ -68,16 +59,12 @@ from ..mqtt.packets import (
 )
 from .deliveries import DeliveryMatcher
 from .exchanges import ABANDONED, INCOMPLETE, ExchangeTracker
+from .logs import DIRECTION_NAMES, AnomalyLog, PacketLog
+from .options import AnalysisOptions
 from .records import (
-    DELIVERY_STATUSES,
     EXCHANGE_COLUMNS,
     NO_TS,
-    OUTCOMES,
     PACKET_COLUMNS,
-    Q0_COLUMNS,
-    REPORT_EXCHANGE_COLUMNS,
-    REPORT_Q0_COLUMNS,
-    STEPS,
     TCP_RETRANSMISSION_COLUMNS,
     AnomalyRecord,
     Connection,
@@ -88,21 +75,18 @@ from .records import (
     Session,
 )
 from .sessions import SessionTracker
-from .state import B2C, C2B, ConnState, DoneIndex, OpenExchange, SessionState
+from .state import B2C, C2B, ConnState, SessionState
 
-__all__ = ["LEAVE_GRACE_NS", "NOTE_KINDS", "CorrelationResult", "Correlator", "correlate"]
+__all__ = ["LEAVE_GRACE_NS", "CorrelationResult", "Correlator", "correlate"]
 
 #: A subscriber whose connection ends within this time after a publication is not counted as
 #: losing it (its DISCONNECT was likely on the way already).
-LEAVE_GRACE_NS = 10**9
+LEAVE_GRACE_NS: Final = 10**9
 
-#: Decoder notices that describe the traffic rather than a fault: reported as notes.
-NOTE_KINDS = frozenset({"websocket", "websocket_close", "ip_fragment", "encrypted"})
-_DIRS = ("c2b", "b2c")
-_ACK_TYPES: dict[type, int] = {PubAck: 4, PubRec: 5, PubRel: 6, PubComp: 7}
-#: Packet types only a client sends / only a broker sends (to place packets of unknown direction).
-_FROM_CLIENT = frozenset({1, 8, 10, 12})
-_FROM_BROKER = frozenset({2, 9, 11, 13})
+_DIRS: Final = DIRECTION_NAMES
+_ACK_TYPES: Final[dict[type, int]] = {PubAck: 4, PubRec: 5, PubRel: 6, PubComp: 7}
+#: Packet types only a broker sends (to place packets of unknown direction).
+_FROM_BROKER: Final = frozenset({2, 9, 11, 13})
 
 
 @dataclass
@@ -122,6 +106,11 @@ class CorrelationResult:
     #: Session key and client id, by session code (the ``session`` column of the stores).
     session_keys: list[str]
     client_ids: list[str | None]
+    #: Broker endpoints (``host:port``) by broker code, and each session's broker code.
+    brokers: list[str] = field(default_factory=list)
+    session_brokers: list[int] = field(default_factory=list)
+    #: conn_id -> its broker's code (endpoints of one ``same_broker`` group share one).
+    conn_brokers: dict[int, int] = field(default_factory=dict)
     t_first: int | None = None
     t_last: int | None = None
     n_events: int = 0
@@ -129,6 +118,9 @@ class CorrelationResult:
     anomalies_suppressed: dict[str, int] = field(default_factory=dict)
     #: False when made with ``Correlator(detail=False)``: report columns only.
     detail: bool = True
+    #: ``mypyc`` when the compiled analysis made this result, ``python`` when the interpreter
+    #: ran the ``.py`` files (:func:`qosinspect._accel.analysis_implementation`).
+    implementation: str = "python"
 
     def exchange_objects(self) -> list[Exchange]:
         """Every exchange (QoS 0, 1 and 2) as an :class:`Exchange`, in ``ex_id`` order, with
@@ -163,51 +155,52 @@ class CorrelationResult:
                                  self.client_ids[code])
 
 
-class Correlator(ExchangeTracker, SessionTracker):
+@final
+class Correlator:
     """Streaming correlation of boundary events (see the module docstring).
 
-    ``packets=False`` skips the per-packet table, ``deliveries=False`` end-to-end matching;
-    ``detail=False`` keeps only the columns a report needs (no packets table, no DataFrames:
-    what ``qosinspect report`` uses on big captures). The caps bound the state: open exchanges
-    per session (default 2 x 65535, the packet id space of both directions) and in total, and
-    anomaly rows per connection and kind (the finished exchanges remembered for late
-    acknowledgements and DUP re-sends are one per packet id and direction).
+    It dispatches each event to its two trackers, :class:`~.exchanges.ExchangeTracker` (the QoS
+    exchanges) and :class:`~.sessions.SessionTracker` (connections, sessions, reconnections),
+    which share nothing but the logs they are handed (:class:`~.logs.AnomalyLog`,
+    :class:`~.logs.PacketLog`) and the delivery matcher. ``options`` bound the state and say
+    what to keep (:class:`~.options.AnalysisOptions`).
     """
 
-    def __init__(self, *, packets: bool = True, deliveries: bool = True, detail: bool = True,
-                 max_open_per_session: int = 2 * 65535, max_open_total: int = 200_000,
-                 max_anomalies_per_kind: int = 1000,
-                 delivery_window_ns: int = 60 * 10**9, default_version: int = 4) -> None:
-        self.detail = detail
-        self.exchanges = RowStore(EXCHANGE_COLUMNS if detail else REPORT_EXCHANGE_COLUMNS)
-        self.q0 = RowStore(Q0_COLUMNS if detail else REPORT_Q0_COLUMNS)
-        self.packets = RowStore(PACKET_COLUMNS) if packets and detail else None
-        self.tcp_retrans = RowStore(TCP_RETRANSMISSION_COLUMNS)
-        self.topics = Interner()
-        self.max_open_per_session = max_open_per_session
-        self.max_open_total = max_open_total
-        self.max_anomalies_per_kind = max_anomalies_per_kind
-        self.default_version = default_version
-        self.n_open_total = 0
-        self.n_evicted = 0
-        self.next_ex_id = 0
-        self._conns: dict[int, ConnState] = {}
-        self._sessions: dict[str, SessionState] = {}
-        self._by_code: list[SessionState] = []
-        self.reconnects: list[Reconnect] = []
-        self.anomalies: list[AnomalyRecord] = []
-        self.suppressed: dict[str, int] = {}
-        self._global_anomalies: dict[str, int] = {}
+    def __init__(self, options: AnalysisOptions | None = None) -> None:
+        o = options if options is not None else AnalysisOptions()
+        self.options = o
+        self.detail = o.detail
+        self.default_version = o.default_version
+        first, most = o.first_chunk_rows, o.max_chunk_rows
+        self.anomalies = AnomalyLog(o.max_anomalies_per_kind)
+        self.packets = (PacketLog(RowStore(PACKET_COLUMNS, first_chunk_rows=first,
+                                           max_chunk_rows=most))
+                        if o.packets and o.detail else None)
+        self.tcp_retrans = RowStore(TCP_RETRANSMISSION_COLUMNS, first_chunk_rows=first,
+                                    max_chunk_rows=most)
+        self.matcher = (DeliveryMatcher(self._presence, window_ns=o.delivery_window_ns,
+                                        narrow=not o.detail)
+                        if o.deliveries else None)
+        self.ex = ExchangeTracker(self.anomalies, self.packets, self.matcher, detail=o.detail,
+                                  max_open_per_session=o.max_open_per_session,
+                                  max_open_total=o.max_open_total, first_chunk_rows=first,
+                                  max_chunk_rows=most)
+        self.sess = SessionTracker(self.anomalies, self.ex, self.matcher,
+                                   default_version=o.default_version,
+                                   same_broker=o.same_broker)
         self._t_lo = _NO_LO
         self._t_hi = NO_TS
         self._last_info: object = None
         self._last_conn: ConnState | None = None
         self.n_events = 0
-        self.matcher = (DeliveryMatcher(
-            lambda code, ts: self._by_code[code].presence(ts, LEAVE_GRACE_NS),
-            window_ns=delivery_window_ns, narrow=not detail) if deliveries else None)
-        #: The C loop of :meth:`consume` (report mode, accelerator built), else None.
-        self._fast = _FAST if _accel.enabled() and not detail else None
+
+    def _presence(self, code: int, ts: int) -> int:
+        return self.sess.by_code[code].presence(ts, LEAVE_GRACE_NS)
+
+    @property
+    def n_open_total(self) -> int:
+        """Exchanges open now (all sessions)."""
+        return self.ex.n_open_total
 
     # -- input ------------------------------------------------------------------------------------
 
@@ -217,24 +210,17 @@ class Correlator(ExchangeTracker, SessionTracker):
         return self.finish()
 
     def consume(self, events: Iterable[Event]) -> None:
-        """Feed every event (the fast loop; an exception from ``events`` propagates after
-        everything before it was taken). ``events`` must not feed this correlator itself: the C
-        loop keeps its counters while it runs."""
-        it = iter(events)
-        if self._fast is not None and self._fast(self, it):
-            return  # the C loop took them all (see the module docstring)
-        packet = self._packet
-        other = self.feed
-        mpe = MqttPacketEvent
-        for ev in it:
-            if type(ev) is mpe:
-                packet(ev)
+        """Feed every event (an exception from ``events`` propagates after everything before it
+        was taken)."""
+        for ev in events:
+            if type(ev) is _EVENT:
+                self._packet(ev)
             else:
-                other(ev)
+                self.feed(ev)
 
     def feed(self, ev: Event) -> None:
         """Take one event (in capture order)."""
-        if type(ev) is MqttPacketEvent:
+        if type(ev) is _EVENT:
             self._packet(ev)
             return
         if type(ev) is CaptureStarted:  # time 0 is the file's first frame; not an event counted
@@ -242,31 +228,32 @@ class Correlator(ExchangeTracker, SessionTracker):
             self._t_hi = max(self._t_hi, ev.ts_ns)
             return
         self._clock(ev.ts_ns)
+        sess = self.sess
         if isinstance(ev, ConnectionOpened):
-            c = self._conns.get(ev.conn.conn_id)
+            c = sess.conns.get(ev.conn.conn_id)
             if c is None:
-                c = self._new_conn(ev.conn, ev.ts_ns)
+                c = sess.new_conn(ev.conn, ev.ts_ns)
             c.rec.handshake_seen = ev.handshake_seen
             c.rec.t_open = ev.ts_ns
         elif isinstance(ev, ConnectionClosed):
-            c = self._conn(ev.conn, ev.ts_ns)
+            c = sess.conn(ev.conn, ev.ts_ns)
             c.rec.transport = ev.conn.transport     # learnt after the open (TLS, WebSocket)
-            self._close(c, ev.ts_ns, ev.how, ev.closed_by)
+            sess.close(c, ev.ts_ns, ev.how, ev.closed_by)
         elif isinstance(ev, TcpRetransmission):
-            c = self._conn(ev.conn, ev.ts_ns)
+            c = sess.conn(ev.conn, ev.ts_ns)
             c.rec.tcp_retransmissions += 1
             self.tcp_retrans.append(ev.ts_ns, c.conn_id, _dir(ev.direction), ev.length,
                                     ev.frame)
         elif isinstance(ev, StreamGap):
-            c = self._conn(ev.conn, ev.ts_ns)
+            c = sess.conn(ev.conn, ev.ts_ns)
             c.rec.stream_gaps += 1
             d = _dir(ev.direction)
-            c.gap_anomaly = self._anomaly(
-                ev.ts_ns, "stream_gap", f"{ev.missing_bytes} bytes missing from the "
+            c.gap_anomaly = self.anomalies.record(
+                ev.ts_ns, AnomalyKind.STREAM_GAP, f"{ev.missing_bytes} bytes missing from the "
                 f"{_DIRS[d]} stream (never filled)", c, d, ev.frame, source="decoder")
             c.gap_frame = ev.frame
         elif isinstance(ev, Anomaly):
-            ca = self._conn(ev.conn, ev.ts_ns) if ev.conn is not None else None
+            ca = sess.conn(ev.conn, ev.ts_ns) if ev.conn is not None else None
             if ca is not None and ev.conn is not None:
                 ca.rec.transport = ev.conn.transport  # "encrypted" comes with "tls"
             if ca is not None and ev.kind == "stream_gap" and ca.gap_frame == ev.frame:
@@ -276,7 +263,7 @@ class Correlator(ExchangeTracker, SessionTracker):
                     ca.gap_anomaly.detail = ev.detail
                 ca.gap_frame = -1
                 return
-            self._anomaly(ev.ts_ns, ev.kind, ev.detail, ca,
+            self.anomalies.record(ev.ts_ns, AnomalyKind(ev.kind), ev.detail, ca,
                           None if ev.direction is None else _dir(ev.direction), ev.frame,
                           source="decoder")
 
@@ -301,23 +288,22 @@ class Correlator(ExchangeTracker, SessionTracker):
 
     def _packet(self, ev: MqttPacketEvent) -> None:
         """One MQTT packet (the hot path: one call per packet of the capture)."""
-        ts = ev.ts_ns
+        # One unpacking instead of a lookup by name per field (compiled code reads a tuple's
+        # items directly; a NamedTuple's fields by name go through the type's dictionary).
+        ts, info, direction, p, wire_len, frame, _, version, _ = ev
         self.n_events += 1
         if ts > self._t_hi:
             self._t_hi = ts
         if ts < self._t_lo:         # not elif: the first event sets both
             self._t_lo = ts
-        info = ev.conn
         if info is self._last_info:  # the same flow as the packet before: no lookup
             c = cast(ConnState, self._last_conn)
         else:
-            got = self._conns.get(info.conn_id)
-            c = got if got is not None else self._new_conn(info, ts)
+            got = self.sess.conns.get(info.conn_id)
+            c = got if got is not None else self.sess.new_conn(info, ts)
             self._last_info = info
             self._last_conn = c
-        p = ev.packet
         t = type(p)
-        direction = ev.direction
         if direction is _C2B:
             d = C2B
         elif direction is _B2C:
@@ -328,16 +314,15 @@ class Correlator(ExchangeTracker, SessionTracker):
         if d == C2B:
             rec.t_last_c2b = ts
             rec.n_packets_c2b += 1
-            rec.n_bytes_c2b += ev.wire_len
+            rec.n_bytes_c2b += wire_len
         else:
             rec.t_last_b2c = ts
             rec.n_packets_b2c += 1
-            rec.n_bytes_b2c += ev.wire_len
-        if rec.version is None and ev.version is not None:
-            rec.version = ev.version
+            rec.n_bytes_b2c += wire_len
+        if rec.version is None and version is not None:
+            rec.version = version
             rec.version_source = "decoder"
-        if t is Publish:
-            p = cast(Publish, p)
+        if t is _PUBLISH:
             s = c.sess
             if s is None or not c.connack_seen or c.refused:
                 s = self._introduce(ev, c, d, "PUBLISH")
@@ -345,68 +330,60 @@ class Correlator(ExchangeTracker, SessionTracker):
                 rec.n_publish_c2b += 1
             else:
                 rec.n_publish_b2c += 1
-            self._publish(ev, c, s, d, p)
+            self.ex.publish(ev, ts, frame, c, s, d, cast(Publish, p))
             return
         ptype = _ACK_TYPES.get(t)
         if ptype is not None:
-            p = cast(PubAck, p)  # or PubRec, PubRel, PubComp: the same fields
+            pid, reason, _ = cast(PubAck, p)  # or PubRec, PubRel, PubComp: the same fields
             s = c.sess
             if s is None or not c.connect_seen:
                 s = self._introduce(ev, c, d, _PTYPE_NAMES[ptype])
-            self._ack(ev, c, s, d, ptype, p.packet_id, int(p.reason_code))
+            self.ex.ack(ev, ts, frame, c, s, d, ptype, pid, int(reason))
             return
-        if t is Connect:
+        if t is _CONNECT:
             assert isinstance(p, Connect)
-            self._connect(ev, c, d, p)
-        elif t is ConnAck:
+            self.sess.connect(ev, c, d, p)
+        elif t is _CONNACK:
             assert isinstance(p, ConnAck)
             if not c.connect_seen:
                 self._introduce(ev, c, d, "CONNACK")
-            self._connack(ev, c, p)
+            self.sess.connack(ev, c, p)
         else:
             if not c.connect_seen:
                 self._introduce(ev, c, d, packet_type_of(p).name)
-            if t is Subscribe:
+            if t is _SUBSCRIBE:
                 assert isinstance(p, Subscribe)
                 if len(c.pending_subs) < 1024:
                     c.pending_subs[p.packet_id] = tuple(
                         (sub.topic_filter, sub.qos, sub.no_local) for sub in p.subscriptions)
-            elif t is SubAck:
+            elif t is _SUBACK:
                 assert isinstance(p, SubAck)
-                self._suback(ev, c, d, p)
-            elif t is Unsubscribe:
+                self.sess.suback(ev, c, d, p)
+            elif t is _UNSUBSCRIBE:
                 assert isinstance(p, Unsubscribe)
                 if len(c.pending_unsubs) < 1024:
                     c.pending_unsubs[p.packet_id] = p.topic_filters
-            elif t is UnsubAck:
+            elif t is _UNSUBACK:
                 assert isinstance(p, UnsubAck)
                 filters = c.pending_unsubs.pop(p.packet_id, None)
                 if filters is None:
-                    self._anomaly(ts, "orphan_ack", f"UNSUBACK for packet id {p.packet_id}: no "
-                                  "UNSUBSCRIBE with that id is pending", c, d, ev.frame,
-                                  p.packet_id)
+                    self.anomalies.record(
+                        ts, AnomalyKind.ORPHAN_ACK, f"UNSUBACK for packet id {p.packet_id}: no "
+                        "UNSUBSCRIBE with that id is pending", c, d, frame, p.packet_id)
                 elif self.matcher is not None and c.sess is not None:
                     for f in filters:
                         self.matcher.unsubscribe(c.sess.code, f)
-            elif t is Disconnect:
+            elif t is _DISCONNECT:
                 assert isinstance(p, Disconnect)
-                self._disconnect(ev, c, d, p)
-        if self.packets is not None:
+                self.sess.disconnect(ev, c, d, p)
+        if (packets := self.packets) is not None:
             ptype_i = int(packet_type_of(p))
             pid = getattr(p, "packet_id", -1)
             reason = getattr(p, "reason_code", -1)
             if ptype_i in (1, 12, 13) or (ptype_i == 14 and (rec.version or 4) < 5):
                 reason = -1
-            self._pkt(ev, c.conn_id, d, ptype_i, -1, 0, 0, pid if pid is not None else -1,
-                      int(reason), -1, 0, -1, -1)
-
-    def _pkt(self, ev: MqttPacketEvent, conn_id: int, d: int, ptype: int, qos: int, dup: int,
-             retain: int, packet_id: int, reason: int, ex_id: int, resend: int, topic: int,
-             payload_len: int) -> None:
-        store = self.packets
-        assert store is not None
-        store.append(ev.ts_ns, conn_id, d, ptype, qos, dup, retain, packet_id, reason,
-                     ev.wire_len, ev.frame, ex_id, resend, topic, payload_len)
+            packets.log(ev, c.conn_id, d, ptype_i, -1, 0, 0, pid if pid is not None else -1,
+                        int(reason), -1, 0, -1, -1)
 
     def _introduce(self, ev: MqttPacketEvent, c: ConnState, d: int, name: str) -> SessionState:
         """A packet that should not come yet: before CONNECT, before CONNACK, or after a refused
@@ -418,100 +395,94 @@ class Correlator(ExchangeTracker, SessionTracker):
             if rec.n_before_connect == 1 and "missing_connect" not in c.anomaly_counts:
                 why = ("the capture started mid-session: no TCP handshake was seen"
                        if not rec.handshake_seen else "the TCP handshake was seen")
-                self._anomaly(ev.ts_ns, "missing_connect",
+                self.anomalies.record(ev.ts_ns, AnomalyKind.MISSING_CONNECT,
                               f"{_DIRS[d]} {name} on a connection without CONNECT ({why}); "
                               f"MQTT version {rec.version or self.default_version} assumed"
                               + ("" if rec.version else " (default)"),
                               c, d, ev.frame)
         elif name == "PUBLISH" and c.refused and d == C2B:
-            self._anomaly(ev.ts_ns, "publish_after_refused_connack",
+            self.anomalies.record(ev.ts_ns, AnomalyKind.PUBLISH_AFTER_REFUSED_CONNACK,
                           f"PUBLISH after CONNACK refused the connection (code "
                           f"{rec.connack_code}) [MQTT-3.2.2-5]", c, d, ev.frame)
         elif name == "PUBLISH" and not c.connack_seen:
-            self._anomaly(ev.ts_ns, "publish_before_connack",
+            self.anomalies.record(ev.ts_ns, AnomalyKind.PUBLISH_BEFORE_CONNACK,
                           f"{_DIRS[d]} PUBLISH before the CONNACK"
                           + (" [MQTT-3.2.0-1]" if d == B2C else
                              " (a client may, but it is lost if the connection is refused)"),
                           c, d, ev.frame)
         s = c.sess
         if s is None:
-            s = self._session(f"conn:{c.conn_id}", None, anonymous=True)
-            self._attach(c, s, ev.ts_ns)
+            s = self.sess.session(f"conn:{c.conn_id}", None, anonymous=True, broker=c.broker)
+            self.sess.attach(c, s, ev.ts_ns)
         return s
-
-    # -- anomalies --------------------------------------------------------------------------
-
-    def _anomaly(self, ts: int, kind: str, detail: str, conn: ConnState | None,
-                 direction: int | None, frame: int, packet_id: int | None = None,
-                 ex_id: int | None = None, source: str = "analysis") -> AnomalyRecord | None:
-        """Record an anomaly (returned), or only count it past the per-kind cap (None)."""
-        counts = conn.anomaly_counts if conn is not None else self._global_anomalies
-        n = counts.get(kind, 0)
-        counts[kind] = n + 1
-        if n >= self.max_anomalies_per_kind:
-            self.suppressed[kind] = self.suppressed.get(kind, 0) + 1
-            return None
-        sess = conn.sess.key if conn is not None and conn.sess is not None else None
-        rec = AnomalyRecord(
-            ts_ns=ts, kind=kind, detail=detail, source=source,
-            conn_id=None if conn is None else conn.conn_id, session=sess,
-            direction=None if direction is None else _DIRS[direction], frame=frame,
-            packet_id=packet_id, ex_id=ex_id,
-            severity="note" if kind in NOTE_KINDS else "anomaly")
-        self.anomalies.append(rec)
-        return rec
 
     # -- the end --------------------------------------------------------------------------------
 
     def finish(self) -> CorrelationResult:
         """Close what is still open (end of capture) and return the result."""
         t_end = self.t_last if self.t_last is not None else 0
-        for c in list(self._conns.values()):
+        sess, ex_tracker = self.sess, self.ex
+        for c in list(sess.conns.values()):
             if not c.closed:
-                self._close(c, t_end, "end_of_capture", None)
-        for s in self._by_code:
+                sess.close(c, t_end, "end_of_capture", None)
+        for s in sess.by_code:
             for ex in list(s.open.values()):
-                last = self._conns.get(ex.last_conn_id)
+                last = sess.conns.get(ex.last_conn_id)
                 if last is None or last.rec.transport_end == "end_of_capture":
-                    self._end(s, ex, INCOMPLETE, NO_TS)
+                    ex_tracker.end(s, ex, INCOMPLETE, NO_TS)
                 else:
-                    self._end(s, ex, ABANDONED, last.rec.t_close or NO_TS)
+                    ex_tracker.end(s, ex, ABANDONED, last.rec.t_close or NO_TS)
         if self.matcher is not None:
             self.matcher.finish()
-        connections = sorted((c.rec for c in self._conns.values()), key=lambda r: r.conn_id)
+        sess.name_sessions(self.anomalies.rows)
+        connections = sorted((c.rec for c in sess.conns.values()), key=_by_conn_id)
         return CorrelationResult(
-            connections=connections, sessions=[s.rec for s in self._by_code],
-            reconnects=self.reconnects, anomalies=self.anomalies, exchanges=self.exchanges,
-            q0=self.q0, packets=self.packets,
+            connections=connections, sessions=[s.rec for s in sess.by_code],
+            reconnects=sess.reconnects, anomalies=self.anomalies.rows,
+            exchanges=ex_tracker.exchanges, q0=ex_tracker.q0,
+            packets=self.packets.store if self.packets is not None else None,
             deliveries=self.matcher.store if self.matcher is not None else None,
-            tcp_retransmissions=self.tcp_retrans, topics=self.topics,
-            session_keys=[s.key for s in self._by_code],
-            client_ids=[s.rec.client_id for s in self._by_code], t_first=self.t_first,
-            t_last=self.t_last, n_events=self.n_events, n_evicted=self.n_evicted,
-            anomalies_suppressed=dict(self.suppressed), detail=self.detail)
+            tcp_retransmissions=self.tcp_retrans, topics=ex_tracker.topics,
+            session_keys=[s.key for s in sess.by_code],
+            client_ids=[s.rec.client_id for s in sess.by_code], brokers=list(sess.brokers),
+            session_brokers=[s.broker for s in sess.by_code],
+            conn_brokers={c.conn_id: c.broker for c in sess.conns.values()},
+            t_first=self.t_first,
+            t_last=self.t_last, n_events=self.n_events, n_evicted=ex_tracker.n_evicted,
+            anomalies_suppressed=dict(self.anomalies.suppressed), detail=self.detail,
+            implementation=IMPLEMENTATION)
 
 
-def correlate(events: Iterable[Event], **options: Any) -> CorrelationResult:
-    """Run a :class:`Correlator` over ``events``; ``options`` are its keyword arguments."""
-    return Correlator(**options).feed_all(events)
+def correlate(events: Iterable[Event], options: AnalysisOptions | None = None
+              ) -> CorrelationResult:
+    """Run a :class:`Correlator` with ``options`` over ``events``."""
+    return Correlator(options).feed_all(events)
 
 
-_C2B = Direction.C2B
-_B2C = Direction.B2C
-_NO_LO = 2**63 - 1
+def _by_conn_id(rec: Connection) -> int:
+    return rec.conn_id
+
+
+# Classes of other modules the hot path compares types with, as final names: compiled, a final
+# name is a C static, an imported one a dictionary lookup on every use.
+_EVENT: Final = MqttPacketEvent
+_PUBLISH: Final = Publish
+_CONNECT: Final = Connect
+_CONNACK: Final = ConnAck
+_SUBSCRIBE: Final = Subscribe
+_SUBACK: Final = SubAck
+_UNSUBSCRIBE: Final = Unsubscribe
+_UNSUBACK: Final = UnsubAck
+_DISCONNECT: Final = Disconnect
+#: Whether this module (and with it the analysis: setup.py compiles them together) runs compiled.
+IMPLEMENTATION: Final = "python" if __file__.endswith(".py") else "mypyc"
+_C2B: Final = Direction.C2B
+_B2C: Final = Direction.B2C
+_NO_LO: Final = 2**63 - 1
 
 
 def _dir(direction: Direction | None) -> int:
     return B2C if direction is Direction.B2C else C2B
 
 
-_PTYPE_NAMES = {4: "PUBACK", 5: "PUBREC", 6: "PUBREL", 7: "PUBCOMP"}
-
-_FAST = None
-if _accel.speedups is not None and hasattr(_accel.speedups, "correlate"):  # (a stale build)
-    _FAST = _accel.speedups.correlate
-    _accel.speedups.configure_analysis(
-        MqttPacketEvent, ConnectionInfo, Publish, (PubAck, PubRec, PubRel, PubComp),
-        (PingReq, PingResp), (PubAckReason, PubRecReason, PubRelReason, PubCompReason),
-        ConnState, SessionState, OpenExchange, DoneIndex, RowStore, Connection, Session,
-        Reconnect, DeliveryMatcher, _C2B, _B2C, NO_TS, OUTCOMES, STEPS, DELIVERY_STATUSES)
+_PTYPE_NAMES: Final = {4: "PUBACK", 5: "PUBREC", 6: "PUBREL", 7: "PUBCOMP"}

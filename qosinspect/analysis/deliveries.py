@@ -2,9 +2,11 @@
 
 When a capture holds both sides of a broker, each PUBLISH a client sends (c2b) is a
 *publication*; each PUBLISH the broker sends a client (b2c) is matched to the earliest pending
-publication with the same topic and payload, published no later, that this subscriber has not yet
-received. A second copy of a message the subscriber already had is a *duplicate*; a subscriber
-whose subscription matched the topic but who got no copy within the window is *not delivered*
+publication with the same topic and payload, published no later *to the same broker*, that this
+subscriber has not yet received (a capture may hold several brokers: a message sent to one is
+never expected from, or matched to, another). A second copy of a message the subscriber already
+had is a *duplicate*; a subscriber whose subscription matched the topic but who got no copy
+within the window is *not delivered*
 (with whether it was connected when the message was published: QoS 0 to an offline session is
 expected to be dropped, to a connected one it is a loss, unless the subscriber's connection ended
 within ``LEAVE_GRACE_NS`` of the publication: its DISCONNECT was likely on the way already).
@@ -18,31 +20,76 @@ Bounded: pending publications are kept for ``window_ns`` (default 60 s) and at m
 ``max_pending`` of them (default 100,000: at ten thousand messages a second, ten seconds for a
 copy to come, enough for a client that re-sends after a reconnect); older ones are settled
 (their missing deliveries written) and dropped. Publications leave in the order they came, so
-they live in a ring of fixed arrays, one slot each (about 45 bytes, plus ~100 for the content
-index); a Python object per pending publication would cost five times that. The content key is
-Python's ``hash((topic, payload))``: fast, and only used within one run.
+they live in a ring of ``max_pending`` slots, each a small compiled object (:class:`_Pending`,
+about 100 bytes with mypyc, fields stored unboxed) plus ~100 for the content index: at most
+about 20 MB however long the capture. The content key is Python's ``hash((topic, payload))``:
+fast, and only used within one run.
 """
 
 from __future__ import annotations
 
-from array import array
 from collections.abc import Callable
-from typing import cast
+from typing import Final, final
 
 from ..mqtt.topics import topic_matches
 from .records import DELIVERY_COLUMNS, DELIVERY_STATUSES, REPORT_DELIVERY_COLUMNS, RowStore
 
 __all__ = ["DeliveryMatcher"]
 
-_DELIVERED, _DUPLICATE, _NOT_DELIVERED = (DELIVERY_STATUSES.index(s) for s in DELIVERY_STATUSES)
-_NONE = (-1, False)
+_DELIVERED: Final = 0
+_DUPLICATE: Final = 1
+_NOT_DELIVERED: Final = 2
+assert DELIVERY_STATUSES[_DELIVERED] == "delivered" and DELIVERY_STATUSES[_DUPLICATE] == \
+    "duplicate" and DELIVERY_STATUSES[_NOT_DELIVERED] == "not_delivered"
+_NONE: Final = (-1, False)
+#: The pending index's key is ``content * _BROKER_SLOTS + broker``: one int per lookup.
+_BROKER_SLOTS: Final = 1 << 16
 #: Topic filters followed per session (a hostile capture could hold millions).
-MAX_FILTERS_PER_SESSION = 1000
+MAX_FILTERS_PER_SESSION: Final = 1000
 
 #: subscriber session code -> (granted QoS, no_local), for every subscriber whose filter matches.
 Expected = dict[int, tuple[int, bool]]
 
 
+@final
+class _Pending:
+    """One publication waiting for its copies: what it was, and which subscribers had one
+    (``got`` and ``got2`` the first two, -1 for none; ``many`` the others, rare: a topic with
+    three subscribers or more in the capture)."""
+
+    __slots__ = ("ex_id", "expect", "got", "got2", "key", "many", "publisher", "qos", "seq",
+                 "topic", "ts")
+
+    def __init__(self, seq: int, ts: int, ex_id: int, key: int, qos: int, publisher: int,
+                 topic: int, expect: Expected) -> None:
+        self.seq = seq
+        self.ts = ts
+        self.ex_id = ex_id
+        self.key = key
+        self.qos = qos
+        self.publisher = publisher
+        self.topic = topic
+        self.expect = expect
+        self.got = -1
+        self.got2 = -1
+        self.many: tuple[int, ...] = ()
+
+    def has(self, subscriber: int) -> bool:
+        """Whether ``subscriber`` already had a copy."""
+        if self.got == subscriber or self.got2 == subscriber:
+            return True
+        return self.got2 >= 0 and subscriber in self.many
+
+    def add(self, subscriber: int) -> None:
+        if self.got < 0:
+            self.got = subscriber
+        elif self.got2 < 0:
+            self.got2 = subscriber
+        else:
+            self.many = (*self.many, subscriber)
+
+
+@final
 class DeliveryMatcher:
     """Streaming publication/delivery matcher writing rows to a :class:`RowStore`.
 
@@ -51,8 +98,7 @@ class DeliveryMatcher:
     correlator supplies it.
 
     Pending publication ``seq`` (a running number) lives in slot ``seq % max_pending`` of the
-    ring arrays; ``_got`` and ``_got2`` hold the first two subscribers that had a copy (-1:
-    none), ``_many`` the others (rare: a topic with three subscribers or more in the capture).
+    ring; ``_pending`` finds them by content, oldest first.
     """
 
     def __init__(self, presence: Callable[[int, int], int], *, window_ns: int = 60 * 10**9,
@@ -63,23 +109,17 @@ class DeliveryMatcher:
         self.window_ns = window_ns
         self.max_pending = cap = max(1, max_pending)
         self._presence = presence
-        self._ts = array("q", bytes(8 * cap))
-        self._ex = array("q", bytes(8 * cap))
-        self._key = array("q", bytes(8 * cap))
-        self._qos = array("b", bytes(cap))
-        self._pub = array("i", bytes(4 * cap))
-        self._topic = array("i", bytes(4 * cap))
-        self._got = array("i", bytes(4 * cap))
-        self._got2 = array("i", bytes(4 * cap))
-        self._expect: list[Expected | None] = [None] * cap
-        self._many: dict[int, tuple[int, ...]] = {}
+        self._ring: list[_Pending | None] = [None] * cap
         self._head = 0  # oldest pending seq
         self._tail = 0  # next seq
-        #: content key -> pending seq(s) with that content, oldest first.
-        self._pending: dict[int, int | list[int]] = {}
+        #: content key -> the pending publication(s) with that content, oldest first.
+        self._pending: dict[int, _Pending | list[_Pending]] = {}
         #: session code -> {topic filter: (granted qos, no_local)}
         self._subs: dict[int, dict[str, tuple[int, bool]]] = {}
-        self._expect_cache: dict[str, Expected] = {}
+        #: session code -> its broker's code.
+        self._broker_of: dict[int, int] = {}
+        #: broker code -> topic -> who should get a message to it.
+        self._expect_cache: dict[int, dict[str, Expected]] = {}
         self.unmatched = 0
         self.untracked_filters = 0
 
@@ -88,7 +128,8 @@ class DeliveryMatcher:
         return self._tail - self._head
 
     # -- subscriptions -------------------------------------------------------------------------
-    def subscribe(self, session: int, topic_filter: str, granted: int, no_local: bool) -> None:
+    def subscribe(self, session: int, broker: int, topic_filter: str, granted: int,
+                  no_local: bool) -> None:
         if topic_filter.startswith("$share/"):
             return
         subs = self._subs.setdefault(session, {})
@@ -96,6 +137,7 @@ class DeliveryMatcher:
             self.untracked_filters += 1  # bounded: a session's further filters set no
             return                       # expectation (losses to them go unreported)
         subs[topic_filter] = (granted, no_local)
+        self._broker_of[session] = broker
         self._expect_cache.clear()
 
     def unsubscribe(self, session: int, topic_filter: str) -> None:
@@ -107,12 +149,18 @@ class DeliveryMatcher:
         if self._subs.pop(session, None):
             self._expect_cache.clear()
 
-    def _expected(self, topic: str) -> Expected:
-        cached = self._expect_cache.get(topic)
+    def _expected(self, broker: int, topic: str) -> Expected:
+        cache = self._expect_cache.get(broker)
+        if cache is None:
+            cache = self._expect_cache[broker] = {}
+        cached = cache.get(topic)
         if cached is not None:
             return cached
         result: Expected = {}
+        broker_of = self._broker_of
         for session, subs in self._subs.items():
+            if broker_of.get(session) != broker:
+                continue
             best = -1
             no_local = False
             for topic_filter, (granted, nl) in subs.items():
@@ -120,133 +168,107 @@ class DeliveryMatcher:
                     best, no_local = granted, nl
             if best >= 0:
                 result[session] = (best, no_local)
-        if len(self._expect_cache) > 10_000:
-            self._expect_cache.clear()
-        self._expect_cache[topic] = result
+        if len(cache) > 10_000:
+            cache.clear()
+        cache[topic] = result
         return result
 
     # -- the two sides -------------------------------------------------------------------------
-    def publish(self, key: int, ts: int, ex_id: int, qos: int, publisher: int, topic_code: int,
-                topic: str) -> None:
-        """A client sent a new message (c2b)."""
+    def publish(self, content: int, ts: int, ex_id: int, qos: int, publisher: int, broker: int,
+                topic_code: int, topic: str) -> None:
+        """A client sent a new message (c2b) to ``broker``."""
+        key = content * _BROKER_SLOTS + broker % _BROKER_SLOTS
         cap = self.max_pending
         if self._head < self._tail:
             horizon = ts - self.window_ns
-            while self._head < self._tail and (self._tail - self._head >= cap
-                                               or self._ts[self._head % cap] < horizon):
+            while self._head < self._tail:
+                oldest = self._ring[self._head % cap]
+                assert oldest is not None
+                if self._tail - self._head < cap and oldest.ts >= horizon:
+                    break
                 self._settle_oldest()
         seq = self._tail
         self._tail = seq + 1
-        i = seq % cap
-        self._ts[i] = ts
-        self._ex[i] = ex_id
-        self._key[i] = key
-        self._qos[i] = qos
-        self._pub[i] = publisher
-        self._topic[i] = topic_code
-        self._got[i] = -1
-        self._got2[i] = -1
-        expect = self._expect_cache.get(topic)
-        self._expect[i] = expect if expect is not None else self._expected(topic)
+        cache = self._expect_cache.get(broker)
+        expect = cache.get(topic) if cache is not None else None
+        pub = _Pending(seq, ts, ex_id, key, qos, publisher, topic_code,
+                       expect if expect is not None else self._expected(broker, topic))
+        self._ring[seq % cap] = pub
         pending = self._pending
         old = pending.get(key)
         if old is None:
-            pending[key] = seq
-        elif type(old) is list:
-            old.append(seq)
+            pending[key] = pub
+        elif isinstance(old, list):
+            old.append(pub)
         else:
-            assert isinstance(old, int)
-            pending[key] = [old, seq]
+            pending[key] = [old, pub]
 
-    def _got_it(self, seq: int, subscriber: int) -> bool:
-        i = seq % self.max_pending
-        if self._got[i] == subscriber or self._got2[i] == subscriber:
-            return True
-        return self._got2[i] >= 0 and subscriber in self._many.get(seq, ())
-
-    def _add(self, seq: int, subscriber: int) -> None:
-        i = seq % self.max_pending
-        if self._got[i] < 0:
-            self._got[i] = subscriber
-        elif self._got2[i] < 0:
-            self._got2[i] = subscriber
-        else:
-            self._many[seq] = (*self._many.get(seq, ()), subscriber)
-
-    def deliver(self, key: int, ts: int, ex_id: int, qos: int, subscriber: int,
+    def deliver(self, content: int, ts: int, ex_id: int, qos: int, subscriber: int, broker: int,
                 retain: bool) -> None:
-        """The broker sent a client a new message (b2c): match it to a publication."""
-        found = self._pending.get(key)
+        """``broker`` sent a client a new message (b2c): match it to a publication."""
+        found = self._pending.get(content * _BROKER_SLOTS + broker % _BROKER_SLOTS)
         if found is None:
             self.unmatched += 1
             return
-        cap = self.max_pending
-        if type(found) is int:
-            i = found % cap
-            if self._got[i] < 0 and self._ts[i] <= ts:  # the common case: a first copy
-                self._got[i] = subscriber
+        if isinstance(found, _Pending):
+            if found.got < 0 and found.ts <= ts:  # the common case: a first copy
+                found.got = subscriber
                 self._row(found, subscriber, ex_id, ts, qos, _DELIVERED, retain)
                 return
-            seqs: list[int] | tuple[int, ...] = (found,)
+            pubs: list[_Pending] = [found]
         else:
-            seqs = cast(list[int], found)
-        already = -1
-        for seq in seqs:
-            if self._ts[seq % cap] > ts:
+            pubs = found
+        already: _Pending | None = None
+        for pub in pubs:
+            if pub.ts > ts:
                 break
-            if not self._got_it(seq, subscriber):
-                self._add(seq, subscriber)
-                self._row(seq, subscriber, ex_id, ts, qos, _DELIVERED, retain)
+            if not pub.has(subscriber):
+                pub.add(subscriber)
+                self._row(pub, subscriber, ex_id, ts, qos, _DELIVERED, retain)
                 return
-            already = seq
-        if already < 0 or retain:
+            already = pub
+        if already is None or retain:
             # Nothing published before it (or a retained copy of an old message): not a match.
             self.unmatched += 1
             return
         self._row(already, subscriber, ex_id, ts, qos, _DUPLICATE, retain)
 
-    def _row(self, seq: int, subscriber: int, sub_ex_id: int, ts: int, sub_qos: int,
+    def _row(self, pub: _Pending, subscriber: int, sub_ex_id: int, ts: int, sub_qos: int,
              status: int, retain: bool) -> None:
-        i = seq % self.max_pending
         if self.narrow:
-            self.store.append(self._qos[i], sub_qos, status, 0)
+            self.store.append(pub.publisher, pub.qos, sub_qos, status, 0)
             return
-        expect = self._expect[i]
-        granted = expect.get(subscriber, _NONE)[0] if expect is not None else -1
-        self.store.append(self._ex[i], sub_ex_id, self._pub[i], subscriber, self._topic[i],
-                          self._ts[i], ts, self._qos[i], sub_qos, granted, status, 0, retain)
+        granted = pub.expect.get(subscriber, _NONE)[0]
+        self.store.append(pub.ex_id, sub_ex_id, pub.publisher, subscriber, pub.topic, pub.ts,
+                          ts, pub.qos, sub_qos, granted, status, 0, 1 if retain else 0)
 
     def _settle_oldest(self) -> None:
         """Write the expected copies of the oldest publication that never came; drop it."""
         seq = self._head
         self._head = seq + 1
         i = seq % self.max_pending
-        expect = self._expect[i]
-        self._expect[i] = None
-        publisher = self._pub[i]
-        ts = self._ts[i]
-        if expect:
-            for session, (granted, no_local) in expect.items():
-                if self._got_it(seq, session) or (no_local and session == publisher):
-                    continue
-                reason = self._presence(session, ts)
-                if self.narrow:
-                    self.store.append(self._qos[i], -1, _NOT_DELIVERED, reason)
-                else:
-                    self.store.append(self._ex[i], -1, publisher, session, self._topic[i], ts,
-                                      -(2**63), self._qos[i], -1, granted, _NOT_DELIVERED,
-                                      reason, 0)
-        if self._many:
-            self._many.pop(seq, None)
-        key = self._key[i]
+        pub = self._ring[i]
+        assert pub is not None
+        self._ring[i] = None
+        publisher = pub.publisher
+        ts = pub.ts
+        for session, (granted, no_local) in pub.expect.items():
+            if pub.has(session) or (no_local and session == publisher):
+                continue
+            reason = self._presence(session, ts)
+            if self.narrow:
+                self.store.append(publisher, pub.qos, -1, _NOT_DELIVERED, reason)
+            else:
+                self.store.append(pub.ex_id, -1, publisher, session, pub.topic, ts, -(2**63),
+                                  pub.qos, -1, granted, _NOT_DELIVERED, reason, 0)
         pending = self._pending
-        found = pending.get(key)
-        if found == seq:
-            del pending[key]
-        elif type(found) is list:
-            found.remove(seq)  # the oldest of its content: at the front
+        found = pending.get(pub.key)
+        if found is pub:
+            del pending[pub.key]
+        elif isinstance(found, list):
+            found.remove(pub)  # the oldest of its content: at the front
             if len(found) == 1:
-                pending[key] = found[0]
+                pending[pub.key] = found[0]
 
     def finish(self) -> None:
         """Settle every pending publication (end of input)."""

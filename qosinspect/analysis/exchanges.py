@@ -1,7 +1,11 @@
 """The QoS exchange rules: PUBLISH and its acknowledgements, one exchange per QoS delivery.
 
-Part of the correlator (:class:`~.correlate.Correlator` inherits :class:`ExchangeTracker`); kept
-in its own module because these are the rules users debug by, stated once here:
+One of the correlator's trackers (:class:`~.correlate.Correlator` holds one
+:class:`ExchangeTracker`; the session tracker ends exchanges through it); kept in its own module
+because these are the rules users debug by, stated once here. Which acknowledgement answers which
+PUBLISH, and which step it closes, is not written here but read from the one QoS transition table,
+:data:`qosinspect.mqtt.transitions.ACK_STEPS`, which the broker and client endpoints
+(:mod:`qosinspect.mqtt.qos`) follow too:
 
 * **Key.** An exchange is keyed by (session, sending side, packet id, generation). Packet ids are
   independent per direction [MQTT-2.2.1-4]: a client's PUBLISH id 1 and the broker's PUBLISH
@@ -37,105 +41,113 @@ in its own module because these are the rules users debug by, stated once here:
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Final, final
 
+from ..anomalies import AnomalyKind
+from ..events import MqttPacketEvent
 from ..mqtt.packets import Publish
+from ..mqtt.transitions import ACK_STEPS, FlowState, Step, transition
+from .deliveries import DeliveryMatcher
+from .logs import DIRECTION_NAMES, AnomalyLog, PacketLog
 from .records import (
+    EXCHANGE_COLUMNS,
     NO_TS,
     OUTCOMES,
+    Q0_COLUMNS,
+    REPORT_EXCHANGE_COLUMNS,
+    REPORT_Q0_COLUMNS,
     STEPS,
-    AnomalyRecord,
     Interner,
     RowStore,
 )
 from .state import B2C, C2B, ConnState, OpenExchange, SessionState
 
-if TYPE_CHECKING:
-    from ..events import MqttPacketEvent
-    from .deliveries import DeliveryMatcher
-
-__all__ = ["ExchangeTracker"]
+__all__ = ["ABANDONED", "INCOMPLETE", "ExchangeTracker"]
 
 OPEN, COMPLETE, COMPLETE_AFTER_RECONNECT, INCOMPLETE, ABANDONED, REFUSED, PROTOCOL_ERROR, \
     EVICTED = range(len(OUTCOMES))
-S_PUBLISH, S_PUBACK, S_PUBREC, S_PUBREL, S_PUBCOMP = range(len(STEPS))
-BATCH = RowStore.BATCH
-#: packet type -> (step, the QoS it belongs to, is it sent by the PUBLISH's receiver)
-_ACKS = {4: (S_PUBACK, 1, True), 5: (S_PUBREC, 2, True), 6: (S_PUBREL, 2, False),
-         7: (S_PUBCOMP, 2, True)}
-_DIR = ("c2b", "b2c")
+S_PUBLISH: Final = 0
+S_PUBACK: Final = 1
+S_PUBREC: Final = 2
+S_PUBREL: Final = 3
+S_PUBCOMP: Final = 4
+assert tuple(Step) == (S_PUBLISH, S_PUBACK, S_PUBREC, S_PUBREL, S_PUBCOMP)
+_DIR: Final = DIRECTION_NAMES
 
 
+@final
 class ExchangeTracker:
-    """The exchange half of the correlator (see the module docstring)."""
+    """Open and finished exchanges (see the module docstring).
 
-    # Provided by the correlator.
-    detail: bool
-    exchanges: RowStore
-    q0: RowStore
-    packets: RowStore | None
-    topics: Interner
-    matcher: DeliveryMatcher | None
-    max_open_per_session: int
-    max_open_total: int
-    n_open_total: int
-    n_evicted: int
-    next_ex_id: int
+    It owns the exchange stores (``exchanges`` for QoS 1/2, ``q0`` for QoS 0), the topic
+    interner and the caps; it writes anomalies to ``anomalies``, packets to ``packets`` (detail
+    mode) and publications and deliveries to ``matcher``.
+    """
 
-    def _anomaly(self, ts: int, kind: str, detail: str, conn: ConnState | None,
-                 direction: int | None, frame: int, packet_id: int | None = None,
-                 ex_id: int | None = None) -> AnomalyRecord | None:
-        raise NotImplementedError  # implemented by the correlator
-
-    def _pkt(self, ev: MqttPacketEvent, conn_id: int, d: int, ptype: int, qos: int, dup: int,
-             retain: int, packet_id: int, reason: int, ex_id: int, resend: int, topic: int,
-             payload_len: int) -> None:
-        raise NotImplementedError  # implemented by the correlator
+    def __init__(self, anomalies: AnomalyLog, packets: PacketLog | None,
+                 matcher: DeliveryMatcher | None, *, detail: bool, max_open_per_session: int,
+                 max_open_total: int, first_chunk_rows: int, max_chunk_rows: int) -> None:
+        self.anomalies = anomalies
+        self.packets = packets
+        self.matcher = matcher
+        self.detail = detail
+        self.exchanges = RowStore(EXCHANGE_COLUMNS if detail else REPORT_EXCHANGE_COLUMNS,
+                                  first_chunk_rows=first_chunk_rows,
+                                  max_chunk_rows=max_chunk_rows)
+        self.q0 = RowStore(Q0_COLUMNS if detail else REPORT_Q0_COLUMNS,
+                           first_chunk_rows=first_chunk_rows, max_chunk_rows=max_chunk_rows)
+        self.topics = Interner()
+        self.max_open_per_session = max_open_per_session
+        self.max_open_total = max_open_total
+        self.n_open_total = 0
+        self.n_evicted = 0
+        self.next_ex_id = 0
 
     # -- PUBLISH -------------------------------------------------------------------------------
 
-    def _publish(self, ev: MqttPacketEvent, c: ConnState, s: SessionState, d: int,
-                 p: Publish) -> None:
-        ts = ev.ts_ns
-        qos = p.qos
-        topic = p.topic
-        payload = p.payload
-        dup = 1 if p.dup else 0
+    def publish(self, ev: MqttPacketEvent, ts: int, frame: int, c: ConnState, s: SessionState,
+                d: int, p: Publish) -> None:
+        """A PUBLISH; ``ts`` and ``frame`` are ``ev``'s, unpacked once by the caller (reading a
+        NamedTuple's field by name is a dictionary lookup even in compiled code)."""
+        topic, payload, qos, dup_flag, retain_flag, pid, _ = p
+        dup = 1 if dup_flag else 0
+        retain = 1 if retain_flag else 0
         if qos == 0:
             ex_id = self.next_ex_id
             self.next_ex_id = ex_id + 1
             # report mode keeps no topic (a capture may hold millions of distinct ones)
             tcode = self.topics.code(topic) if self.detail else -1
-            batch = self.q0.batch
+            q0 = self.q0
+            batch = q0.batch
             if self.detail:
                 batch.append((ex_id, s.code, c.conn_id, d, tcode, len(payload),
-                              1 if p.retain else 0, dup, ev.frame, ts))
+                              retain, dup, frame, ts))
             else:
-                batch.append((dup,))
-            if len(batch) >= BATCH:
-                self.q0.flush()
-            if self.packets is not None:
-                self._pkt(ev, c.conn_id, d, 3, 0, dup, 1 if p.retain else 0, -1, -1, ex_id, 0,
+                batch.append((c.conn_id, dup))
+            if len(batch) >= q0.batch_rows:
+                q0.flush()
+            if (packets := self.packets) is not None:
+                packets.log(ev, c.conn_id, d, 3, 0, dup, retain, -1, -1, ex_id, 0,
                           tcode, len(payload))
             if dup:
                 # [MQTT-3.3.1-2]: DUP must be 0 on every QoS 0 PUBLISH.
-                self._anomaly(ts, "dup_on_qos0", "QoS 0 PUBLISH with DUP=1 [MQTT-3.3.1-2]", c, d,
-                              ev.frame, None, ex_id)
+                self.anomalies.record(ts, AnomalyKind.DUP_ON_QOS0,
+                                      "QoS 0 PUBLISH with DUP=1 [MQTT-3.3.1-2]", c, d, frame,
+                                      None, ex_id)
             if d == C2B:
                 s.rec.n_exchanges_c2b += 1
             else:
                 s.rec.n_exchanges_b2c += 1
             if self.matcher is not None:
-                self._match(d, hash((topic, payload)), ts, ex_id, 0, s, tcode, topic, p.retain)
+                self._match(d, hash((topic, payload)), ts, ex_id, 0, s, tcode, topic, retain_flag)
             return
-        pid = p.packet_id
         if (qos != 1 and qos != 2) or not pid:
             why = (f"PUBLISH with QoS {qos} [MQTT-3.3.1-4]" if qos not in (1, 2)
                    else "QoS > 0 PUBLISH without a packet id [MQTT-2.2.1-3]")
-            self._anomaly(ts, "invalid_qos" if qos not in (1, 2) else "malformed", why, c, d,
-                          ev.frame, pid)
-            if self.packets is not None:
-                self._pkt(ev, c.conn_id, d, 3, qos, dup, 1 if p.retain else 0,
+            kind = AnomalyKind.INVALID_QOS if qos not in (1, 2) else AnomalyKind.MALFORMED
+            self.anomalies.record(ts, kind, why, c, d, frame, pid)
+            if (packets := self.packets) is not None:
+                packets.log(ev, c.conn_id, d, 3, qos, dup, retain,
                           pid if pid is not None else -1, -1, -1, 0, self.topics.code(topic),
                           len(payload))
             return
@@ -146,11 +158,11 @@ class ExchangeTracker:
             if ex.content == content and ex.qos == qos:
                 self._republish(ev, c, s, d, p, ex)
                 return
-            self._anomaly(ts, "packet_id_in_use",
+            self.anomalies.record(ts, AnomalyKind.PACKET_ID_IN_USE,
                           f"{_DIR[d]} PUBLISH packet id {pid} reused for another message while "
-                          f"exchange {ex.ex_id} is in flight [MQTT-2.2.1-3]", c, d, ev.frame, pid,
+                          f"exchange {ex.ex_id} is in flight [MQTT-2.2.1-3]", c, d, frame, pid,
                           ex.ex_id)
-            self._end(s, ex, PROTOCOL_ERROR, ts)
+            self.end(s, ex, PROTOCOL_ERROR, ts)
         if dup:
             done = s.done.get(key)
             if done is not None and self.exchanges.get("content", done) == content:
@@ -160,18 +172,18 @@ class ExchangeTracker:
         self.next_ex_id = ex_id + 1
         tcode = self.topics.code(topic) if self.detail else -1
         ex = OpenExchange(ex_id, s.code, c.conn_id, d, qos, pid, tcode, len(payload),
-                          1 if p.retain else 0, dup, ev.frame, ts, content, key)
+                          retain, dup, frame, ts, content, key)
         s.open[key] = ex
         self.n_open_total += 1
         if d == C2B:
             s.rec.n_exchanges_c2b += 1
         else:
             s.rec.n_exchanges_b2c += 1
-        if self.packets is not None:
-            self._pkt(ev, c.conn_id, d, 3, qos, dup, ex.retain, pid, -1, ex_id, 0, tcode,
+        if (packets := self.packets) is not None:
+            packets.log(ev, c.conn_id, d, 3, qos, dup, ex.retain, pid, -1, ex_id, 0, tcode,
                       len(payload))
         if self.matcher is not None:
-            self._match(d, content, ts, ex_id, qos, s, tcode, topic, p.retain)
+            self._match(d, content, ts, ex_id, qos, s, tcode, topic, retain_flag)
         if len(s.open) > self.max_open_per_session or self.n_open_total > self.max_open_total:
             self._evict(ts, c, s)
 
@@ -180,9 +192,9 @@ class ExchangeTracker:
         matcher = self.matcher
         assert matcher is not None
         if d == C2B:
-            matcher.publish(content, ts, ex_id, qos, s.code, tcode, topic)
+            matcher.publish(content, ts, ex_id, qos, s.code, s.broker, tcode, topic)
         else:
-            matcher.deliver(content, ts, ex_id, qos, s.code, retain)
+            matcher.deliver(content, ts, ex_id, qos, s.code, s.broker, retain)
 
     def _republish(self, ev: MqttPacketEvent, c: ConnState, s: SessionState, d: int,
                    p: Publish, ex: OpenExchange) -> None:
@@ -193,7 +205,7 @@ class ExchangeTracker:
         if p.dup:
             ex.n_dup += 1
         else:
-            self._anomaly(ts, "resend_without_dup",
+            self.anomalies.record(ts, AnomalyKind.RESEND_WITHOUT_DUP,
                           f"{_DIR[d]} PUBLISH packet id {ex.packet_id} sent again with DUP=0 "
                           "[MQTT-3.3.1-1]", c, d, ev.frame, ex.packet_id, ex.ex_id)
         if c.conn_id != ex.last_conn_id:
@@ -201,13 +213,13 @@ class ExchangeTracker:
             ex.spans_reconnect = 1
         if c.reconnect is not None and ex.conn_id != c.conn_id:
             c.reconnect.redelivered_publish += 1
-        if self.packets is not None:
-            self._pkt(ev, c.conn_id, d, 3, ex.qos, 1 if p.dup else 0, 1 if p.retain else 0,
+        if (packets := self.packets) is not None:
+            packets.log(ev, c.conn_id, d, 3, ex.qos, 1 if p.dup else 0, 1 if p.retain else 0,
                       ex.packet_id, -1, ex.ex_id, 1, ex.topic, ex.payload_len)
         if d == B2C and ex.qos == 1 and self.matcher is not None:
             # A QoS 1 receiver treats every copy as a new publication [MQTT-4.3.2-5]: the
             # subscriber's application gets it again (a duplicate delivered).
-            self.matcher.deliver(ex.content, ts, ex.ex_id, 1, s.code, bool(p.retain))
+            self.matcher.deliver(ex.content, ts, ex.ex_id, 1, s.code, s.broker, bool(p.retain))
 
     def _dup_after_end(self, ev: MqttPacketEvent, c: ConnState, s: SessionState, d: int,
                        p: Publish, row: int) -> None:
@@ -225,23 +237,24 @@ class ExchangeTracker:
             c.reconnect.redelivered_publish += 1
         ex_id = st.get("ex_id", row)
         qos = st.get("qos", row)
-        if self.packets is not None:
-            self._pkt(ev, c.conn_id, d, 3, qos, 1, 1 if p.retain else 0, st.get("packet_id", row),
+        if (packets := self.packets) is not None:
+            packets.log(ev, c.conn_id, d, 3, qos, 1, 1 if p.retain else 0, st.get("packet_id", row),
                       -1, ex_id, 1, st.get("topic", row), len(p.payload))
         if d == B2C and self.matcher is not None:
             # After its PUBACK/PUBCOMP the receiver takes the same id as a new publication
             # [MQTT-4.3.2-5] [MQTT-4.3.3-9]: delivered a second time.
-            self.matcher.deliver(hash((p.topic, p.payload)), ts, ex_id, qos, s.code,
+            self.matcher.deliver(hash((p.topic, p.payload)), ts, ex_id, qos, s.code, s.broker,
                                  bool(p.retain))
 
     # -- acknowledgements -----------------------------------------------------------------------
 
-    def _ack(self, ev: MqttPacketEvent, c: ConnState, s: SessionState, d: int, ptype: int,
-             pid: int, reason: int) -> None:
-        step, want_qos, from_receiver = _ACKS[ptype]
+    def ack(self, ev: MqttPacketEvent, ts: int, frame: int, c: ConnState, s: SessionState,
+            d: int, ptype: int, pid: int, reason: int) -> None:
+        """A PUBACK, PUBREC, PUBREL or PUBCOMP (``ts`` and ``frame`` as in :meth:`publish`)."""
+        step_enum, want_qos, from_receiver, name = ACK_STEPS[ptype]
+        step = int(step_enum)
         exd = d ^ 1 if from_receiver else d
         key = (exd << 16) | pid
-        ts = ev.ts_ns
         ex = s.open.get(key)
         if ex is None:
             done = s.done.get(key)
@@ -249,29 +262,30 @@ class ExchangeTracker:
                     and self.exchanges.get("outcome", done) != ABANDONED):
                 self._late_ack(ev, c, d, ptype, step, pid, reason, done)
                 return
-            name = _NAMES[ptype]
-            self._anomaly(ts, "orphan_ack",
+            self.anomalies.record(ts, AnomalyKind.ORPHAN_ACK,
                           f"{_DIR[d]} {name} for packet id {pid}: no {_DIR[exd]} PUBLISH with "
                           "that id is in flight" + (" (capture started mid-session?)"
                                                     if not c.connect_seen else ""),
-                          c, d, ev.frame, pid)
-            if self.packets is not None:
-                self._pkt(ev, c.conn_id, d, ptype, -1, 0, 0, pid, reason, -1, 0, -1, -1)
+                          c, d, frame, pid)
+            if (packets := self.packets) is not None:
+                packets.log(ev, c.conn_id, d, ptype, -1, 0, 0, pid, reason, -1, 0, -1, -1)
             return
         if c.conn_id != ex.last_conn_id:
             ex.last_conn_id = c.conn_id
             ex.spans_reconnect = 1
         resend = 0
-        if ex.qos != want_qos:
-            if self.packets is not None:
-                self._pkt(ev, c.conn_id, d, ptype, -1, 0, 0, pid, reason, ex.ex_id, 0, ex.topic,
+        # The one transition table decides what this acknowledgement does to the flow.
+        row = transition(_STATE[ex.qos][ex.last_step], ptype, reason)
+        if row is None:
+            if (packets := self.packets) is not None:
+                packets.log(ev, c.conn_id, d, ptype, -1, 0, 0, pid, reason, ex.ex_id, 0, ex.topic,
                           -1)
-            self._anomaly(ts, "wrong_ack_type",
-                          f"{_NAMES[ptype]} for the QoS {ex.qos} exchange {ex.ex_id} "
+            self.anomalies.record(ts, AnomalyKind.WRONG_ACK_TYPE,
+                          f"{name} for the QoS {ex.qos} exchange {ex.ex_id} "
                           f"(packet id {pid}): only QoS {want_qos} has it "
                           f"[{'MQTT-4.3.2-1' if ex.qos == 1 else 'MQTT-4.3.3-1'}]",
-                          c, d, ev.frame, pid, ex.ex_id)
-            self._end(s, ex, PROTOCOL_ERROR, ts)
+                          c, d, frame, pid, ex.ex_id)
+            self.end(s, ex, PROTOCOL_ERROR, ts)
             return
         if step == S_PUBACK:
             ex.t_puback = ts
@@ -279,7 +293,6 @@ class ExchangeTracker:
             ex.n_puback = 1
             ex.puback_reason = reason
             ex.last_step = S_PUBACK
-            end = REFUSED if reason >= 0x80 else COMPLETE
         elif step == S_PUBREC:
             if ex.n_pubrec:
                 resend = 1
@@ -290,8 +303,6 @@ class ExchangeTracker:
             ex.n_pubrec += 1
             if ex.last_step < S_PUBREC:
                 ex.last_step = S_PUBREC
-            # [MQTT-4.3.3-4]: a PUBREC with a failure reason code ends the flow (MQTT 5).
-            end = REFUSED if reason >= 0x80 else OPEN
         elif step == S_PUBREL:
             if ex.n_pubrel:
                 resend = 1
@@ -304,23 +315,23 @@ class ExchangeTracker:
                 ex.last_step = S_PUBREL
             if resend and c.reconnect is not None and ex.conn_id != c.conn_id:
                 c.reconnect.redelivered_pubrel += 1
-            end = OPEN
         else:
             ex.t_pubcomp = ts
             ex.t_pubcomp_last = ts
             ex.n_pubcomp = 1
             ex.pubcomp_reason = reason
             ex.last_step = S_PUBCOMP
-            end = REFUSED if reason >= 0x80 else COMPLETE
-        if self.packets is not None:
-            self._pkt(ev, c.conn_id, d, ptype, -1, 0, 0, pid, reason, ex.ex_id, resend, ex.topic,
+        if (packets := self.packets) is not None:
+            packets.log(ev, c.conn_id, d, ptype, -1, 0, 0, pid, reason, ex.ex_id, resend, ex.topic,
                       -1)
-        if end != OPEN:
+        nxt = row[0]
+        if nxt is _FLOW_COMPLETE or nxt is _FLOW_REFUSED:
+            end = COMPLETE if nxt is _FLOW_COMPLETE else REFUSED
             if end == COMPLETE and ex.spans_reconnect:
                 end = COMPLETE_AFTER_RECONNECT
                 if c.reconnect is not None:
                     c.reconnect.resumed += 1
-            self._end(s, ex, end, ts)
+            self.end(s, ex, end, ts)
 
     def _late_ack(self, ev: MqttPacketEvent, c: ConnState, d: int, ptype: int, step: int,
                   pid: int, reason: int, row: int) -> None:
@@ -339,14 +350,14 @@ class ExchangeTracker:
             st.set("spans_reconnect", row, 1)
         if step == S_PUBREL and c.reconnect is not None and st.get("conn_id", row) != c.conn_id:
             c.reconnect.redelivered_pubrel += 1
-        if self.packets is not None:
+        if (packets := self.packets) is not None:
             resend = 1 if step in (S_PUBREC, S_PUBREL) else 0
-            self._pkt(ev, c.conn_id, d, ptype, -1, 0, 0, pid, reason, st.get("ex_id", row),
+            packets.log(ev, c.conn_id, d, ptype, -1, 0, 0, pid, reason, st.get("ex_id", row),
                       resend, st.get("topic", row), -1)
 
     # -- ending ---------------------------------------------------------------------------------
 
-    def _end(self, s: SessionState, ex: OpenExchange, outcome: int, ts: int) -> None:
+    def end(self, s: SessionState, ex: OpenExchange, outcome: int, ts: int) -> None:
         """Finish an open exchange: write its row and remember it under its key."""
         ex.outcome = outcome
         ex.t_end = ts
@@ -355,27 +366,35 @@ class ExchangeTracker:
         self.n_open_total -= 1
         store = self.exchanges
         batch = store.batch  # RowStore.append, inlined: one list append per exchange
-        batch.append(store.getter(ex))
+        batch.append(ex.detail_row() if self.detail else ex.report_row())
         s.done.put(key, store.packed + len(batch) - 1)
-        if len(batch) >= BATCH:
+        if len(batch) >= store.batch_rows:
             store.flush()
 
-    def _end_all(self, s: SessionState, outcome: int, ts: int) -> int:
+    def end_all(self, s: SessionState, outcome: int, ts: int) -> int:
         """Finish every open exchange of a session with one outcome; returns how many."""
         n = len(s.open)
         for ex in list(s.open.values()):
-            self._end(s, ex, outcome, ts)
+            self.end(s, ex, outcome, ts)
         return n
 
     def _evict(self, ts: int, c: ConnState, s: SessionState) -> None:
         oldest = next(iter(s.open.values()))
         self.n_evicted += 1
-        self._anomaly(ts, "too_many_exchanges",
+        self.anomalies.record(ts, AnomalyKind.TOO_MANY_EXCHANGES,
                       f"more than {min(self.max_open_per_session, self.max_open_total)} open "
                       f"exchanges: the oldest ({_DIR[oldest.direction]} packet id "
                       f"{oldest.packet_id}, exchange {oldest.ex_id}) is no longer followed",
                       c, oldest.direction, 0, oldest.packet_id, oldest.ex_id)
-        self._end(s, oldest, EVICTED, NO_TS)
+        self.end(s, oldest, EVICTED, NO_TS)
 
 
-_NAMES = {4: "PUBACK", 5: "PUBREC", 6: "PUBREL", 7: "PUBCOMP"}
+_FLOW_COMPLETE: Final = FlowState.COMPLETE
+_FLOW_REFUSED: Final = FlowState.REFUSED
+#: The flow state of an open exchange, by QoS and the last step seen (the table's states).
+_STATE: Final = (
+    (),
+    (FlowState.WAIT_PUBACK,) * 5,
+    (FlowState.WAIT_PUBREC, FlowState.WAIT_PUBREC, FlowState.WAIT_PUBREL,
+     FlowState.WAIT_PUBCOMP, FlowState.WAIT_PUBCOMP),
+)

@@ -59,9 +59,11 @@ def _span(later: np.ndarray, earlier: np.ndarray) -> np.ndarray:
     return out
 
 
-def _per_qos(r: CorrelationResult) -> dict[int, dict[str, Any]]:
+def _per_qos(r: CorrelationResult, conns: np.ndarray | None = None
+             ) -> dict[int, dict[str, Any]]:
     """Counters and latency samples of the QoS 1 and QoS 2 exchanges, chunk by chunk of the
-    store (never a copy of the whole store)."""
+    store (never a copy of the whole store); ``conns`` (a mask by conn_id) keeps only the
+    exchanges of those connections."""
     acc: dict[int, dict[str, Any]] = {
         q: {"publishes": 0, "completed": 0, "incomplete": 0, "at_end_of_capture": 0,
             "abandoned": 0, "evicted": 0, "complete_after_reconnect": 0, "refused": 0,
@@ -72,7 +74,10 @@ def _per_qos(r: CorrelationResult) -> dict[int, dict[str, Any]]:
     for chunk in r.exchanges.chunks():
         for qos in (1, 2):
             a = acc[qos]
-            sel = chunk[chunk["qos"] == qos]
+            keep = chunk["qos"] == qos
+            if conns is not None:
+                keep &= conns[chunk["conn_id"]]
+            sel = chunk[keep]
             if not len(sel):
                 continue
             outcome = sel["outcome"]
@@ -104,13 +109,28 @@ def _cat(parts: list[np.ndarray]) -> np.ndarray:
     return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
 
 
-def summary_rows(r: CorrelationResult) -> list[dict[str, Any]]:
-    """One dict per QoS level (0, 1, 2) with the figures of the module docstring."""
+def _broker_masks(r: CorrelationResult, broker: int) -> tuple[np.ndarray, np.ndarray]:
+    """Masks of the connections (by conn_id) and sessions (by code) of one broker."""
+    conns = np.zeros(max(r.conn_brokers, default=-1) + 1, dtype=bool)
+    for conn_id, code in r.conn_brokers.items():
+        conns[conn_id] = code == broker
+    sessions = np.array([b == broker for b in r.session_brokers], dtype=bool)
+    return conns, sessions
+
+
+def summary_rows(r: CorrelationResult, broker: int | None = None) -> list[dict[str, Any]]:
+    """One dict per QoS level (0, 1, 2) with the figures of the module docstring; of one
+    broker's traffic when ``broker`` (its code in ``r.brokers``) is given."""
+    conns, sessions = _broker_masks(r, broker) if broker is not None else (None, None)
     q0 = r.q0.chunks()
+    if conns is not None:
+        q0 = [c[conns[c["conn_id"]]] for c in q0]
     dl = r.deliveries.chunks() if r.deliveries is not None else []
+    if sessions is not None:
+        dl = [c[sessions[c["publisher"]]] for c in dl]
     dup_i = DELIVERY_STATUSES.index("duplicate")
     nd_i = DELIVERY_STATUSES.index("not_delivered")
-    acc = _per_qos(r)
+    acc = _per_qos(r, conns)
     rows: list[dict[str, Any]] = []
     for qos in (0, 1, 2):
         row: dict[str, Any] = {"qos": qos}
@@ -145,6 +165,24 @@ def summary_rows(r: CorrelationResult) -> list[dict[str, Any]]:
     return rows
 
 
+def brokers(r: CorrelationResult, rows: list[dict[str, Any]] | None = None
+            ) -> list[dict[str, Any]]:
+    """Per broker (a server endpoint): its address, port, connections and per-QoS rows (those of
+    the whole capture, ``rows``, when it is the only one), in order of first appearance."""
+    out = []
+    for code, endpoint in enumerate(r.brokers):
+        host, _, port = endpoint.rpartition(":")
+        per_qos = ([dict(row) for row in rows] if rows is not None and len(r.brokers) == 1
+                   else summary_rows(r, code))
+        if len(r.brokers) > 1:
+            for row in per_qos:
+                row.pop("qos2_incomplete", None)
+        out.append({"address": host.strip("[]"), "port": int(port) if port.isdigit() else None,
+                    "connections": sum(1 for b in r.conn_brokers.values() if b == code),
+                    "per_qos": per_qos})
+    return out
+
+
 def report_dict(r: CorrelationResult) -> dict[str, Any]:
     """The whole report as JSON-ready data (the shape ``qosinspect report --format json``
     prints)."""
@@ -160,6 +198,7 @@ def report_dict(r: CorrelationResult) -> dict[str, Any]:
     tcp_conns = sum(1 for c in r.connections if c.tcp_retransmissions)
     return {
         "per_qos": rows,
+        "brokers": brokers(r, rows),
         "qos2_incomplete": q2,
         "connections": len(r.connections),
         "sessions": len(r.sessions),

@@ -28,13 +28,15 @@ from __future__ import annotations
 
 import bisect
 import itertools
-import operator
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
+
+from ..mqtt.transitions import Step
 
 __all__ = [
+    "BATCH",
     "DELIVERY_COLUMNS",
     "DELIVERY_REASONS",
     "DELIVERY_STATUSES",
@@ -67,8 +69,8 @@ NO_TS = -(2**63)
 #: Exchange outcomes, in the order of their int codes in the stores.
 OUTCOMES = ("open", "complete", "complete_after_reconnect", "incomplete", "abandoned",
             "refused", "protocol_error", "evicted")
-#: The last step an exchange reached, in protocol order.
-STEPS = ("publish", "puback", "pubrec", "pubrel", "pubcomp")
+#: The last step an exchange reached, in protocol order (the transition table's steps).
+STEPS = tuple(step.name.lower() for step in Step)
 #: How a connection ended (``Connection.end``).
 END_CAUSES = ("disconnect", "fin", "rst", "idle", "keepalive_expired", "taken_over",
               "end_of_capture")
@@ -122,11 +124,13 @@ DELIVERY_COLUMNS: tuple[tuple[str, str, int], ...] = (
     ("t_delivered", _Q, NO_TS), ("pub_qos", _B, 0), ("sub_qos", _B, -1),
     ("granted_qos", _B, -1), ("status", _B, 0), ("reason", _B, 0), ("retain", _B, 0),
 )
-#: The QoS 0 columns a report needs (the count is the number of rows).
-REPORT_Q0_COLUMNS: tuple[tuple[str, str, int], ...] = (("dup_first", _B, 0),)
-#: The delivery columns a report needs.
+#: The QoS 0 columns a report needs (the count is the number of rows; the connection tells the
+#: broker).
+REPORT_Q0_COLUMNS: tuple[tuple[str, str, int], ...] = (("conn_id", _I, -1), ("dup_first", _B, 0))
+#: The delivery columns a report needs (the publisher's session tells the broker).
 REPORT_DELIVERY_COLUMNS: tuple[tuple[str, str, int], ...] = (
-    ("pub_qos", _B, 0), ("sub_qos", _B, -1), ("status", _B, 0), ("reason", _B, 0),
+    ("publisher", _I, -1), ("pub_qos", _B, 0), ("sub_qos", _B, -1), ("status", _B, 0),
+    ("reason", _B, 0),
 )
 PACKET_COLUMNS: tuple[tuple[str, str, int], ...] = (
     ("ts_ns", _Q, NO_TS), ("conn_id", _I, -1), ("direction", _B, 0), ("packet_type", _B, 0),
@@ -169,13 +173,19 @@ class Interner:
         return len(self.values)
 
 
+#: A row store's first chunk, its largest chunk (rows), and how many rows it packs at once.
+FIRST_CHUNK_ROWS: Final = 1024
+MAX_CHUNK_ROWS: Final = 1 << 16
+BATCH: Final = 256
+
+
 class RowStore:
     """Rows packed with :mod:`struct` into preallocated ``bytearray`` chunks; read back as numpy.
 
     Why packed rows rather than one ``array.array`` per column: appending a row is then one C call
     (``Struct.pack_into``) instead of one per column, about three times faster on the hot path,
     and a chunk becomes a numpy structured array without a copy (:meth:`chunks`). Why chunks,
-    each allocated at its full size (the first small, then doubling up to ``MAX_CHUNK_ROWS``): a
+    each allocated at its full size (the first small, then doubling up to ``max_chunk_rows``): a
     buffer grown by appending is reallocated again and again, which for a moment holds two copies
     and leaves the allocator fragmented (tens of MB on a large capture). A field of a row
     already written can still be changed in place (:meth:`set`, :meth:`add`), which is how a late
@@ -183,27 +193,29 @@ class RowStore:
 
     ``append`` takes the values in column order (no dict, no keyword lookup). The hot paths skip
     even that call: they put the row's tuple on :attr:`batch` (a plain list) and call
-    :meth:`flush` when it holds ``BATCH`` rows, which packs them all with one ``pack_into`` of a
-    ``BATCH``-row format; the row index of a tuple on the batch is ``packed + its position``.
+    :meth:`flush` when it holds ``batch_rows`` rows, which packs them all with one ``pack_into`` of
+    a ``batch_rows``-row format; the row index of a tuple on the batch is ``packed + its position``.
     Reading or changing a row flushes first.
     """
 
     __slots__ = ("_buf", "_bufs", "_fields", "_left", "_off", "_pack", "_pack_batch", "_starts",
-                 "batch", "defaults", "getter", "names", "packed", "size", "spec")
-    FIRST_CHUNK_ROWS = 1024
-    MAX_CHUNK_ROWS = 1 << 16
-    BATCH = 256
+                 "batch", "batch_rows", "defaults", "first_chunk_rows",
+                 "max_chunk_rows", "names", "packed", "size", "spec")
 
-    def __init__(self, spec: tuple[tuple[str, str, int], ...]) -> None:
+    def __init__(self, spec: tuple[tuple[str, str, int], ...], *,
+                 first_chunk_rows: int = FIRST_CHUNK_ROWS, max_chunk_rows: int = MAX_CHUNK_ROWS,
+                 batch_rows: int = BATCH) -> None:
         self.spec = spec
+        self.first_chunk_rows = first_chunk_rows
+        self.max_chunk_rows = max_chunk_rows
+        #: Rows packed at once (the hot paths flush when :attr:`batch` holds this many).
+        self.batch_rows = batch_rows
         self.names = tuple(name for name, _, _ in spec)
-        #: Reads the values of a row off an object whose attributes are named as the columns.
-        self.getter = operator.attrgetter(*self.names)
         self.defaults = {name: default for name, _, default in spec}
         fmt = "<" + "".join(code for _, code, _ in spec)
         st = struct.Struct(fmt)
         self._pack = st.pack_into
-        self._pack_batch = struct.Struct("<" + fmt[1:] * self.BATCH).pack_into
+        self._pack_batch = struct.Struct("<" + fmt[1:] * batch_rows).pack_into
         self.size = st.size
         #: Rows not packed yet (tuples in column order).
         self.batch: list[tuple[int, ...]] = []
@@ -228,7 +240,7 @@ class RowStore:
         return self.packed + len(self.batch)
 
     def _new_chunk(self) -> None:
-        n = min(self.MAX_CHUNK_ROWS, max(self.FIRST_CHUNK_ROWS, self.packed))
+        n = min(self.max_chunk_rows, max(self.first_chunk_rows, self.packed))
         self._buf = bytearray(n * self.size)
         self._bufs.append(self._buf)
         self._starts.append(self.packed)
@@ -240,7 +252,7 @@ class RowStore:
         batch = self.batch
         batch.append(values)
         row = self.packed + len(batch) - 1
-        if len(batch) >= self.BATCH:
+        if len(batch) >= self.batch_rows:
             self.flush()
         return row
 
@@ -252,7 +264,7 @@ class RowStore:
             if not self._left:
                 self._new_chunk()
             n = min(len(batch), self._left)
-            if n == self.BATCH:
+            if n == self.batch_rows:
                 self._pack_batch(self._buf, self._off, *itertools.chain.from_iterable(batch))
             else:
                 pack, buf, off = self._pack, self._buf, self._off
@@ -399,10 +411,14 @@ class Session:
 
     Connections without a CONNECT (a capture started mid-session) or with an empty client id
     get a session of their own, keyed ``conn:<conn_id>``, with ``client_id`` None or empty.
+    A session lives on one broker: the same client id on two brokers is two sessions (keyed
+    ``<client id>@<broker>`` when a capture holds both).
     """
 
     session: str
     client_id: str | None
+    #: The broker endpoint (``host:port``) the session lives on: sessions are per broker.
+    broker: str | None = None
     conn_ids: list[int] = field(default_factory=list)
     t_first: int | None = None
     t_last: int | None = None

@@ -1,7 +1,8 @@
 """Connections and sessions: CONNECT, CONNACK, DISCONNECT, the transport's end, reconnections.
 
-Part of the correlator (:class:`~.correlate.Correlator` inherits :class:`SessionTracker`); the
-rules, stated once here:
+One of the correlator's trackers (:class:`~.correlate.Correlator` holds one
+:class:`SessionTracker`, which ends exchanges through the :class:`~.exchanges.ExchangeTracker` it
+is given); the rules, stated once here:
 
 * **Connections** carry their CONNECT (client id, version, keep alive, clean start, session
   expiry) and CONNACK (result, session present, server keep alive). How one ended: a DISCONNECT
@@ -10,9 +11,14 @@ rules, stated once here:
   then ``keepalive_expired`` when the client had been silent for more than 1.5 x the keep alive
   when the transport closed [MQTT-3.1.2-24]; then the transport's ``fin``, ``rst``, ``idle``,
   ``reused`` or ``end_of_capture``.
-* **Sessions** are keyed by client id and outlive connections [MQTT-4.1.0-1]. An empty client id
-  or a connection without CONNECT (capture started mid-session) gets a session of its own,
-  ``conn:<conn_id>``; an MQTT 5 Assigned Client Identifier re-keys it.
+* **Brokers.** A broker is a server endpoint, address and port: every client that reaches the
+  same address on the same port talks to one broker. Sessions, reconnections and deliveries are
+  matched within one broker only (a capture may hold a local broker, a cloud one and a public
+  test broker at once).
+* **Sessions** are keyed by broker and client id and outlive connections [MQTT-4.1.0-1]. An
+  empty client id or a connection without CONNECT (capture started mid-session) gets a session
+  of its own, ``conn:<conn_id>``; an MQTT 5 Assigned Client Identifier re-keys it. The same
+  client id on two brokers is named ``<client id>@<broker>`` (both of them) at the end.
 * **Reconnections**: a CONNECT for a session that had a connection before. Its open exchanges
   stay open across the gap when the session persists (clean session 0, or MQTT 5 session expiry
   > 0), and a DUP re-send or PUBREL re-send on the new connection joins them [MQTT-4.4.0-1].
@@ -23,65 +29,106 @@ rules, stated once here:
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Final, final
 
+from ..anomalies import AnomalyKind
 from ..events import ConnectionInfo, MqttPacketEvent
 from ..mqtt.enums import Direction
 from ..mqtt.packets import ConnAck, Connect, Disconnect, SubAck
-from .exchanges import ABANDONED
+from .deliveries import DeliveryMatcher
+from .exchanges import ABANDONED, ExchangeTracker
+from .logs import DIRECTION_NAMES, AnomalyLog
 from .records import AnomalyRecord, Connection, Reconnect
-from .state import ConnState, OpenExchange, SessionState
-
-if TYPE_CHECKING:
-    from .deliveries import DeliveryMatcher
+from .state import ConnState, SessionState
 
 __all__ = ["SessionTracker"]
 
-_DIRS = ("c2b", "b2c")
+_DIRS: Final = DIRECTION_NAMES
 
 
+@final
 class SessionTracker:
-    """The connection and session half of the correlator (see the module docstring)."""
+    """Connections, sessions and reconnections (see the module docstring).
 
-    # Provided by the correlator.
-    matcher: DeliveryMatcher | None
-    reconnects: list[Reconnect]
-    default_version: int
-    _conns: dict[int, ConnState]
-    _sessions: dict[str, SessionState]
-    _by_code: list[SessionState]
+    ``conns`` holds every connection by id, ``sessions`` every session by key and ``by_code``
+    by its code (the ``session`` column of the stores), ``reconnects`` what was found.
+    """
 
-    if TYPE_CHECKING:
-        def _anomaly(self, ts: int, kind: str, detail: str, conn: ConnState | None,
-                     direction: int | None, frame: int, packet_id: int | None = None,
-                     ex_id: int | None = None, source: str = "analysis"
-                     ) -> AnomalyRecord | None: ...
+    def __init__(self, anomalies: AnomalyLog, exchanges: ExchangeTracker,
+                 matcher: DeliveryMatcher | None, *, default_version: int,
+                 same_broker: tuple[tuple[str, ...], ...] = ()) -> None:
+        self.anomalies = anomalies
+        self.exchanges = exchanges
+        self.matcher = matcher
+        self.default_version = default_version
+        self.conns: dict[int, ConnState] = {}
+        #: (broker code, session key) -> session.
+        self.sessions: dict[tuple[int, str], SessionState] = {}
+        self.by_code: list[SessionState] = []
+        self.reconnects: list[Reconnect] = []
+        #: Broker endpoint (``host:port``) -> code, and the endpoints by code.
+        self.broker_codes: dict[str, int] = {}
+        self.brokers: list[str] = []
+        #: Endpoint -> the endpoint that names its broker (``same_broker`` groups).
+        self.alias: dict[str, str] = {ep: group[0] for group in same_broker for ep in group}
 
-        def _end_all(self, s: SessionState, outcome: int, ts: int) -> int: ...
-
-        def _end(self, s: SessionState, ex: OpenExchange, outcome: int, ts: int) -> None: ...
-
-    def _new_conn(self, info: ConnectionInfo, ts: int) -> ConnState:
+    def new_conn(self, info: ConnectionInfo, ts: int) -> ConnState:
         rec = Connection(conn_id=info.conn_id, client=str(info.client),
                          broker=str(info.broker), transport=info.transport, t_open=ts,
                          sides_known=info.sides_known)
-        c = ConnState(rec)
-        self._conns[info.conn_id] = c
+        c = ConnState(rec, self.broker_code(rec.broker))
+        self.conns[info.conn_id] = c
         return c
 
-    def _conn(self, info: ConnectionInfo, ts: int) -> ConnState:
-        c = self._conns.get(info.conn_id)
-        return c if c is not None else self._new_conn(info, ts)
+    def broker_code(self, endpoint: str) -> int:
+        endpoint = self.alias.get(endpoint, endpoint)
+        code = self.broker_codes.get(endpoint)
+        if code is None:
+            code = self.broker_codes[endpoint] = len(self.brokers)
+            self.brokers.append(endpoint)
+        return code
 
-    def _session(self, key: str, client_id: str | None, anonymous: bool) -> SessionState:
-        s = self._sessions.get(key)
+    def conn(self, info: ConnectionInfo, ts: int) -> ConnState:
+        c = self.conns.get(info.conn_id)
+        return c if c is not None else self.new_conn(info, ts)
+
+    def session(self, key: str, client_id: str | None, anonymous: bool,
+                broker: int) -> SessionState:
+        s = self.sessions.get((broker, key))
         if s is None:
-            s = SessionState(key, len(self._by_code), client_id, anonymous)
-            self._sessions[key] = s
-            self._by_code.append(s)
+            s = SessionState(key, len(self.by_code), client_id, anonymous, broker,
+                             self.brokers[broker])
+            self.sessions[(broker, key)] = s
+            self.by_code.append(s)
         return s
 
-    def _attach(self, c: ConnState, s: SessionState, ts: int) -> None:
+    def name_sessions(self, anomalies: list[AnomalyRecord]) -> None:
+        """At the end: a client id used on several brokers names its sessions
+        ``<client id>@<broker>`` (everywhere the name was written)."""
+        count: dict[str, int] = {}
+        for s in self.by_code:
+            count[s.key] = count.get(s.key, 0) + 1
+        renamed: dict[tuple[int, str], str] = {}
+        for s in self.by_code:
+            if count[s.key] > 1:
+                new = f"{s.key}@{self.brokers[s.broker]}"
+                renamed[(s.broker, s.key)] = new
+                s.key = s.rec.session = new
+        if not renamed:
+            return
+        for c in self.conns.values():
+            if c.rec.session is not None:
+                c.rec.session = renamed.get((c.broker, c.rec.session), c.rec.session)
+        for rc in self.reconnects:
+            prev = self.conns.get(rc.prev_conn_id)
+            if prev is not None:
+                rc.session = renamed.get((prev.broker, rc.session), rc.session)
+        for a in anomalies:
+            conn = self.conns.get(a.conn_id) if a.conn_id is not None else None
+            if conn is not None and a.session is not None:
+                a.session = renamed.get((conn.broker, a.session), a.session)
+
+    def attach(self, c: ConnState, s: SessionState, ts: int) -> None:
         c.sess = s
         s.conn = c
         s.last_conn = c
@@ -93,12 +140,12 @@ class SessionTracker:
         c.rec.session = s.key
         c.rec.client_id = s.rec.client_id if c.rec.client_id is None else c.rec.client_id
 
-    def _connect(self, ev: MqttPacketEvent, c: ConnState, d: int, p: Connect) -> None:
+    def connect(self, ev: MqttPacketEvent, c: ConnState, d: int, p: Connect) -> None:
         ts = ev.ts_ns
         rec = c.rec
         if c.connect_seen:
-            self._anomaly(ts, "second_connect", "a second CONNECT on the same connection "
-                          "[MQTT-3.1.0-2]", c, d, ev.frame)
+            self.anomalies.record(ts, AnomalyKind.SECOND_CONNECT, "a second CONNECT on the same "
+                                  "connection [MQTT-3.1.0-2]", c, d, ev.frame)
             return
         c.connect_seen = True
         version = p.protocol_version
@@ -118,9 +165,9 @@ class SessionTracker:
         persistent = (expiry or 0) > 0 if version >= 5 else not p.clean_start
         old = c.sess
         if p.client_id:
-            s = self._session(p.client_id, p.client_id, anonymous=False)
+            s = self.session(p.client_id, p.client_id, anonymous=False, broker=c.broker)
         else:
-            s = self._session(f"conn:{c.conn_id}", "", anonymous=True)
+            s = self.session(f"conn:{c.conn_id}", "", anonymous=True, broker=c.broker)
             s.rec.client_id = ""
         prev = s.conn if s.conn is not None and s.conn is not c else s.last_conn
         rc: Reconnect | None = None
@@ -152,15 +199,15 @@ class SessionTracker:
         if p.clean_start:
             # The broker discards the previous session [MQTT-3.1.2-4] [MQTT-3.1.2-6].
             t_end = prev.rec.t_close if prev is not None and prev.rec.t_close else ts
-            n = self._end_all(s, ABANDONED, t_end)
+            n = self.exchanges.end_all(s, ABANDONED, t_end)
             if rc is not None:
                 rc.abandoned += n
             if self.matcher is not None:
                 self.matcher.clear_session(s.code)
         c.rec.client_id = p.client_id
-        self._attach(c, s, ts)
+        self.attach(c, s, ts)
 
-    def _connack(self, ev: MqttPacketEvent, c: ConnState, p: ConnAck) -> None:
+    def connack(self, ev: MqttPacketEvent, c: ConnState, p: ConnAck) -> None:
         rec = c.rec
         if c.connack_seen:
             return
@@ -177,12 +224,13 @@ class SessionTracker:
                 c.keep_alive = ska
             assigned = props.assigned_client_identifier
             s0 = c.sess
-            if assigned and s0 is not None and s0.anonymous and assigned not in self._sessions:
-                del self._sessions[s0.key]
+            if (assigned and s0 is not None and s0.anonymous
+                    and (s0.broker, assigned) not in self.sessions):
+                del self.sessions[(s0.broker, s0.key)]
                 s0.key = s0.rec.session = assigned
                 s0.rec.client_id = assigned
                 s0.anonymous = False
-                self._sessions[assigned] = s0
+                self.sessions[(s0.broker, assigned)] = s0
                 rec.session = assigned
             if assigned:
                 rec.assigned_client_id = assigned
@@ -195,26 +243,28 @@ class SessionTracker:
             earlier = [ex for ex in s.open.values() if ex.conn_id != c.conn_id]
             prev = s.last_conn
             for ex in earlier:
-                old = self._conns.get(ex.last_conn_id)
+                old = self.conns.get(ex.last_conn_id)
                 t_end = old.rec.t_close if old is not None and old.rec.t_close else ev.ts_ns
-                self._end(s, ex, ABANDONED, t_end)
+                self.exchanges.end(s, ex, ABANDONED, t_end)
             if c.reconnect is not None:
                 c.reconnect.abandoned += len(earlier)
             del prev
 
-    def _suback(self, ev: MqttPacketEvent, c: ConnState, d: int, p: SubAck) -> None:
+    def suback(self, ev: MqttPacketEvent, c: ConnState, d: int, p: SubAck) -> None:
         asked = c.pending_subs.pop(p.packet_id, None)
         if asked is None:
-            self._anomaly(ev.ts_ns, "orphan_ack", f"SUBACK for packet id {p.packet_id}: no "
-                          "SUBSCRIBE with that id is pending", c, d, ev.frame, p.packet_id)
+            self.anomalies.record(ev.ts_ns, AnomalyKind.ORPHAN_ACK, f"SUBACK for packet id "
+                                  f"{p.packet_id}: no SUBSCRIBE with that id is pending", c, d,
+                                  ev.frame, p.packet_id)
             return
         if self.matcher is None or c.sess is None:
             return
         for (topic_filter, _, no_local), code in zip(asked, p.reason_codes, strict=False):
             if code < 0x80:
-                self.matcher.subscribe(c.sess.code, topic_filter, int(code), no_local)
+                self.matcher.subscribe(c.sess.code, c.sess.broker, topic_filter, int(code),
+                                       no_local)
 
-    def _disconnect(self, ev: MqttPacketEvent, c: ConnState, d: int, p: Disconnect) -> None:
+    def disconnect(self, ev: MqttPacketEvent, c: ConnState, d: int, p: Disconnect) -> None:
         rec = c.rec
         rec.disconnect_by = _DIRS[d]
         rec.t_disconnect = ev.ts_ns
@@ -225,7 +275,7 @@ class SessionTracker:
             if expiry is not None:
                 c.sess.persistent = c.sess.rec.persistent = expiry > 0
 
-    def _close(self, c: ConnState, ts: int, how: str, closed_by: Direction | None) -> None:
+    def close(self, c: ConnState, ts: int, how: str, closed_by: Direction | None) -> None:
         if c.closed:
             return
         c.closed = True
@@ -267,5 +317,5 @@ class SessionTracker:
         c.unfinished = unfinished
         rec.unfinished_at_end = unfinished[0] + unfinished[1]
         if how != "end_of_capture" and (not s.persistent or s.anonymous):
-            s.abandoned_pending += self._end_all(s, ABANDONED, ts)
+            s.abandoned_pending += self.exchanges.end_all(s, ABANDONED, ts)
 

@@ -15,21 +15,25 @@ one dict lookup on an int per acknowledgement.
 from __future__ import annotations
 
 from array import array
+from typing import Final
 
 from .records import NO_TS, AnomalyRecord, Connection, Reconnect, Session
 
 __all__ = ["B2C", "C2B", "ConnState", "DoneIndex", "OpenExchange", "SessionState"]
 
-C2B = 0
-B2C = 1
+C2B: Final = 0
+B2C: Final = 1
+#: Keys a :class:`DoneIndex` keeps in a dict before it turns into one array.
+DONE_DICT_LIMIT: Final = 4096
 
 
 class OpenExchange:
     """One QoS 1/2 exchange whose handshake is not finished yet.
 
     Attribute names are the column names of :data:`~.records.EXCHANGE_COLUMNS` (the row written
-    when it finishes is read off them in column order), plus ``content`` (hash of topic and
-    payload: tells a re-send from a reused packet id) and ``key``.
+    when it finishes, :meth:`detail_row` or :meth:`report_row`, is read off them in column
+    order), plus ``key``; ``content`` is the hash of topic and payload (tells a re-send from a
+    reused packet id).
     """
 
     __slots__ = (
@@ -117,6 +121,26 @@ class OpenExchange:
         self.content = content
         self.key = key
 
+    def detail_row(self) -> tuple[int, ...]:
+        """The row of :data:`~.records.EXCHANGE_COLUMNS` (in that order: a test holds the two
+        together). Written out rather than read by name: compiled, these are direct reads."""
+        return (self.ex_id, self.session, self.conn_id, self.last_conn_id, self.direction,
+                self.qos, self.packet_id, self.topic, self.payload_len, self.retain,
+                self.dup_first, self.frame, self.t_publish, self.t_publish_last, self.n_publish,
+                self.n_dup, self.t_puback, self.t_puback_last, self.n_puback,
+                self.puback_reason, self.t_pubrec, self.t_pubrec_last, self.n_pubrec,
+                self.pubrec_reason, self.t_pubrel, self.t_pubrel_last, self.n_pubrel,
+                self.pubrel_reason, self.t_pubcomp, self.t_pubcomp_last, self.n_pubcomp,
+                self.pubcomp_reason, self.t_end, self.outcome, self.last_step,
+                self.spans_reconnect, self.dup_after_complete, self.content)
+
+    def report_row(self) -> tuple[int, ...]:
+        """The row of :data:`~.records.REPORT_EXCHANGE_COLUMNS` (likewise)."""
+        return (self.conn_id, self.last_conn_id, self.qos, self.t_publish, self.n_publish,
+                self.n_dup, self.t_puback, self.t_pubrec, self.n_pubrec, self.t_pubrel,
+                self.n_pubrel, self.t_pubcomp, self.t_end, self.outcome, self.last_step,
+                self.spans_reconnect, self.dup_after_complete, self.content)
+
 
 class DoneIndex:
     """Exchange key (``direction << 16 | packet_id``) -> row of the last finished exchange.
@@ -128,7 +152,7 @@ class DoneIndex:
     """
 
     __slots__ = ("_arr", "_dict")
-    DICT_LIMIT = 4096
+    DICT_LIMIT: Final = DONE_DICT_LIMIT
 
     def __init__(self) -> None:
         self._dict: dict[int, int] | None = {}
@@ -150,7 +174,7 @@ class DoneIndex:
             self._arr[key] = row
             return
         d[key] = row
-        if len(d) > self.DICT_LIMIT:
+        if len(d) > DONE_DICT_LIMIT:
             arr = array("i", [-1]) * (2 << 16)
             for k, v in d.items():
                 arr[k] = v
@@ -167,14 +191,17 @@ class DoneIndex:
 class SessionState:
     """A session being followed: its record, its open exchanges and its connections."""
 
-    __slots__ = ("abandoned_pending", "anonymous", "code", "conn", "done", "intervals", "key",
-                 "last_conn", "open", "persistent", "rec")
+    __slots__ = ("abandoned_pending", "anonymous", "broker", "code", "conn", "done",
+                 "intervals", "key", "last_conn", "open", "persistent", "rec")
 
-    def __init__(self, key: str, code: int, client_id: str | None, anonymous: bool) -> None:
+    def __init__(self, key: str, code: int, client_id: str | None, anonymous: bool,
+                 broker: int, broker_name: str) -> None:
         self.key = key
         self.code = code
         self.anonymous = anonymous
-        self.rec = Session(session=key, client_id=client_id)
+        #: The broker's code (:attr:`~.sessions.SessionTracker.brokers`).
+        self.broker = broker
+        self.rec = Session(session=key, client_id=client_id, broker=broker_name)
         #: exchange key -> open exchange, oldest first (dicts keep insertion order).
         self.open: dict[int, OpenExchange] = {}
         #: exchange key -> row in the exchange store of the last finished one.
@@ -204,6 +231,7 @@ class ConnState:
 
     __slots__ = (
         "anomaly_counts",
+        "broker",
         "closed",
         "conn_id",
         "connack_seen",
@@ -222,9 +250,11 @@ class ConnState:
         "unfinished",
     )
 
-    def __init__(self, rec: Connection) -> None:
+    def __init__(self, rec: Connection, broker: int) -> None:
         self.rec = rec
         self.conn_id = rec.conn_id
+        #: The broker's code: a server endpoint (address and port).
+        self.broker = broker
         self.sess: SessionState | None = None
         self.connect_seen = False
         self.connack_seen = False

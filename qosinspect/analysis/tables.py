@@ -122,8 +122,10 @@ SCHEMAS: dict[str, tuple[Column, ...]] = {
                                       "or a broken client)"),
     ),
     "sessions": (
-        ("session", "category", "session key: the client id, or conn:<conn_id>"),
+        ("session", "category", "session key: the client id (<client id>@<broker> when the "
+                                "capture holds it on several brokers), or conn:<conn_id>"),
         ("client_id", "category", "client id (empty: none given; missing: no CONNECT seen)"),
+        ("broker", "category", "broker endpoint ip:port the session lives on"),
         ("n_connections", "int32", "connections that carried the session"),
         ("n_reconnects", "int32", "n_connections - 1"),
         ("conn_ids", "string", "the connections, space separated, in order"),
@@ -137,6 +139,7 @@ SCHEMAS: dict[str, tuple[Column, ...]] = {
         ("ex_id", "int64", "exchange number, in order of the first PUBLISH"),
         ("session", "category", "session key"),
         ("client_id", "category", "client id of the session"),
+        ("broker", "category", "broker endpoint ip:port of the connection"),
         ("conn_id", "int32", "connection of the first PUBLISH"),
         ("last_conn_id", "int32", "connection of the last packet of the exchange"),
         ("direction", "category", "direction of the PUBLISH: c2b (client sends) or b2c"),
@@ -211,6 +214,7 @@ SCHEMAS: dict[str, tuple[Column, ...]] = {
         ("sub_ex_id", "Int64", "the subscriber's exchange (missing: not delivered)"),
         ("publisher", "category", "publisher's session"),
         ("subscriber", "category", "subscriber's session"),
+        ("broker", "category", "broker endpoint ip:port both are connected to"),
         ("topic", "category", "topic"),
         ("t_publish", TS, "publisher's PUBLISH"),
         ("t_delivered", TS, "broker's PUBLISH to the subscriber"),
@@ -435,7 +439,13 @@ def exchanges_frame(r: CorrelationResult, columns: Sequence[str] | None = None
         sess = a["session"]
         return _cat(codes[sess] if n else sess, cats)
 
+    def broker() -> pd.Categorical:
+        codes = _conn_brokers(r)
+        conn = a["conn_id"]
+        return _cat(codes[conn] if n else conn, r.brokers)
+
     make: dict[str, Callable[[], Any]] = {
+        "broker": broker,
         "session": lambda: _cat(a["session"], r.session_keys),
         "client_id": client_id,
         "direction": lambda: _cat(a["direction"], DIRECTIONS),
@@ -541,6 +551,19 @@ def _conn_client_codes(r: CorrelationResult) -> tuple[np.ndarray, list[str]]:
     return codes, list(cats)
 
 
+def _conn_brokers(r: CorrelationResult) -> np.ndarray:
+    """Broker code (an index of ``r.brokers``) by conn_id."""
+    codes = np.full(max(r.conn_brokers, default=-1) + 1, -1, dtype=np.int32)
+    for conn_id, code in r.conn_brokers.items():
+        codes[conn_id] = code
+    return codes
+
+
+def _session_brokers(r: CorrelationResult) -> np.ndarray:
+    """Broker code by session code."""
+    return np.asarray(r.session_brokers, dtype=np.int32)
+
+
 def connections_frame(r: CorrelationResult) -> pd.DataFrame:
     return _from_records("connections", r.connections, {
         "accepted": lambda c: c.accepted,
@@ -581,6 +604,8 @@ def deliveries_frame(r: CorrelationResult) -> pd.DataFrame:
         "sub_ex_id": _nullable(a["sub_ex_id"], "Int64"),
         "publisher": _cat(a["publisher"], r.session_keys),
         "subscriber": _cat(a["subscriber"], r.session_keys),
+        "broker": _cat(_session_brokers(r)[a["publisher"]] if n else a["publisher"],
+                       r.brokers),
         "topic": _cat(a["topic"], r.topics.values),
         "t_publish": _ts(a["t_publish"]),
         "t_delivered": _ts(a["t_delivered"]),

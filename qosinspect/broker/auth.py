@@ -135,7 +135,10 @@ class AclRule:
 
 
 def _filter_within(granted: str, wanted: str) -> bool:
-    """Whether every topic ``wanted`` can match is also matched by ``granted``."""
+    """Whether every topic ``wanted`` can match is also matched by ``granted``; a grant
+    starting with a wildcard never covers ``$`` topics, as in matching [MQTT-4.7.2-1]."""
+    if wanted.startswith("$") and granted[:1] in ("+", "#"):
+        return False
     g_levels = granted.split("/")
     w_levels = wanted.split("/")
     for i, g in enumerate(g_levels):

@@ -14,12 +14,16 @@ Keys (the long option names with ``_``; the command line overrides the file)::
     max_packet_size = 1048576
     max_inflight = 20             # outbound window without a client Receive Maximum
     receive_maximum = 100         # inbound QoS 2 window announced to MQTT 5 clients
-    max_queued_messages = 1000    # per online subscriber before publishers are paused
+    max_queued_messages = 1000    # per online subscriber: its queue is full past it
+    max_queued_bytes = 33554432   # the same in bytes of topic and payload
+    queue_full_policy = "disconnect"  # or "drop-oldest": for a slow subscriber's full queue
     max_offline_messages = 100000 # per offline session (oldest dropped past it)
     connect_timeout = 10.0
-    topic_alias_maximum = 10
+    topic_alias_maximum = 10      # aliases clients may set towards the broker
+    outgoing_topic_aliases = 10   # aliases the broker sets towards MQTT 5 clients (0: off)
+    sys_interval = 10.0           # seconds between $SYS publications (0: none)
     deny_subscribe_code = 0x87    # MQTT 5 SUBACK code for a denied filter (0x80 or 0x87)
-    slow_subscriber_timeout = 30.0  # a subscriber pausing publishers this long is dropped
+    slow_subscriber_timeout = 5.0 # a full subscriber pauses publishers this long at most
     max_sessions = 100000
 
     [[listener]]                  # more listeners
@@ -47,7 +51,10 @@ from .auth import AccessControl, Authenticator, PasswordFile
 from .engine import BrokerConfig
 from .server import Listener, ServerConfig, tls_context
 
-__all__ = ["OPTION_KEYS", "build", "load_toml"]
+__all__ = ["OPTION_KEYS", "QUEUE_FULL_POLICIES", "build", "load_toml"]
+
+#: What ``queue_full_policy`` may say (see :mod:`.backpressure`).
+QUEUE_FULL_POLICIES = ("disconnect", "drop-oldest")
 
 _LISTENER_KEYS = {"host", "port", "certfile", "keyfile", "cafile", "require_certificate",
                   "use_identity_as_username", "websocket"}
@@ -55,6 +62,10 @@ _PATH_KEYS = {"password_file", "acl_file", "persistence", "certfile", "keyfile",
 _ENGINE_KEYS = {"max_keepalive": "max_keepalive", "max_inflight": "max_inflight",
                 "receive_maximum": "receive_maximum",
                 "max_queued_messages": "max_queued_messages",
+                "max_queued_bytes": "max_queued_bytes",
+                "queue_full_policy": "queue_full_policy",
+                "outgoing_topic_aliases": "outgoing_topic_aliases",
+                "sys_interval": "sys_interval",
                 "max_offline_messages": "max_offline_messages",
                 "topic_alias_maximum": "topic_alias_maximum",
                 "deny_subscribe_code": "deny_subscribe_code_v5",
@@ -142,9 +153,18 @@ def build(opts: dict[str, Any]) -> tuple[ServerConfig, Authenticator, bool]:
         if key in opts:
             default = getattr(engine, attr)
             setattr(engine, attr, _typed(opts, key, type(default), default))
+    if engine.queue_full_policy not in QUEUE_FULL_POLICIES:
+        raise ConfigError(f"must be one of {', '.join(QUEUE_FULL_POLICIES)}",
+                          field="queue_full_policy")
+    if engine.sys_interval < 0 or engine.slow_subscriber_timeout <= 0:
+        raise ConfigError("sys_interval must be >= 0 and slow_subscriber_timeout > 0",
+                          field="sys_interval" if engine.sys_interval < 0
+                          else "slow_subscriber_timeout")
+    if not 0 <= engine.outgoing_topic_aliases <= 65535:
+        raise ConfigError("must be 0..65535", field="outgoing_topic_aliases")
     if engine.deny_subscribe_code_v5 not in (0x80, 0x87):
         raise ConfigError("must be 0x80 (128) or 0x87 (135)", field="deny_subscribe_code")
-    for key in ("max_inflight", "receive_maximum", "max_queued_messages",
+    for key in ("max_inflight", "receive_maximum", "max_queued_messages", "max_queued_bytes",
                 "max_offline_messages", "max_packet_size"):
         value = getattr(engine, _ENGINE_KEYS[key])
         if value < 1:

@@ -15,8 +15,10 @@ from typing import Any
 
 from ..mqtt.packets import Packet, Publish, Will
 from .auth import Authenticator
+from .retained import RetainedStore
 from .routing import SubscriptionIndex
 from .state import NEVER, BrokerConfig, BrokerSession, BrokerStats, ClientConn, SubOptions
+from .sysinfo import QosView
 
 __all__ = ["EngineState"]
 
@@ -30,12 +32,17 @@ class EngineState:
         self.auth = auth or Authenticator(allow_anonymous=True)
         self.stats = BrokerStats()
         self.sessions: dict[str, BrokerSession] = {}
-        self.retained: dict[str, tuple[Publish, int | None]] = {}
+        self.retained = RetainedStore()
+        self._retained_seq = 0
+        #: The $SYS topics the broker retains (they do not count against max_retained).
+        self.sys_topics: set[str] = set()
+        #: Connections with retained messages still to send (see :mod:`.retained`).
+        self._cursors: dict[int, ClientConn] = {}
         self.index: SubscriptionIndex[SubOptions] = SubscriptionIndex()
         self.conns: dict[int, ClientConn] = {}
         self._rr = itertools.count()
         self._conn_ids = itertools.count()
-        self._assigned = itertools.count(1)
+        self.qos_view = QosView()
         self._wills: dict[str, tuple[Will, int, int]] = {}   # client id -> (will, due, version)
         self._offline: dict[str, BrokerSession] = {}          # sessions that may expire
         self._dirty: dict[int, ClientConn] = {}
@@ -53,6 +60,16 @@ class EngineState:
         self.conns[conn.conn_id] = conn
         return conn
 
+    def retained_seq(self) -> int:
+        """A number larger than any given before: orders retained messages and cursors."""
+        self._retained_seq += 1
+        return self._retained_seq
+
+    @property
+    def retained_pending(self) -> bool:
+        """Whether some connection still has retained messages to receive."""
+        return bool(self._cursors)
+
     def take_output(self) -> list[ClientConn]:
         """Connections with packets to send or a close pending, since the last call."""
         if not self._dirty:
@@ -68,12 +85,20 @@ class EngineState:
         return [c for c in out if not c.blocked_on and not c.closed]
 
     def _send(self, conn: ClientConn, packets: list[Packet] | Packet) -> None:
+        """Queue packets for ``conn``; PUBLISH ones are counted and get topic aliases."""
         if conn.closed:
             return
-        if isinstance(packets, list):
-            conn.outbox.extend(packets)
-        else:
-            conn.outbox.append(packets)
+        if not isinstance(packets, list):
+            packets = [packets]
+        aliases = conn.aliases
+        sent = 0
+        for i, packet in enumerate(packets):
+            if type(packet) is Publish:
+                sent += 1
+                if aliases is not None:
+                    packets[i] = aliases.apply(packet)
+        self.stats.messages_sent += sent
+        conn.outbox.extend(packets)
         self._dirty[conn.conn_id] = conn
 
     # -- persistence hooks ------------------------------------------------------------------------
@@ -85,7 +110,8 @@ class EngineState:
         if sess.persistent:
             if sess.state.journal is None:
                 sess.state.journal = []
-            self.changes.append(("session", sess.client_id, sess.expiry_s, sess.version))
+            self.changes.append(("session", sess.client_id, sess.expiry_s, sess.version,
+                                 sess.username))
             self.dirty_sessions[sess.client_id] = sess
         elif sess.state.journal is not None:
             sess.state.journal = None

@@ -46,7 +46,9 @@ What the engine decides, with the statements that fix it:
 
 from __future__ import annotations
 
-from ..errors import MQTTError, RemoteProtocolError
+import secrets
+
+from ..errors import LocalProtocolError, MQTTError
 from ..mqtt.codec import encode
 from ..mqtt.packets import (
     Auth,
@@ -66,10 +68,14 @@ from ..mqtt.packets import (
     Will,
 )
 from ..mqtt.properties import NO_PROPERTIES, Properties, PropertyId
+from ..mqtt.qos import SendState
 from ..mqtt.session import Session
+from .aliases import TopicAliases
 from .auth import READ, WRITE
+from .backpressure import Backpressure
 from .state import NEVER, NS, BrokerConfig, BrokerSession, BrokerStats, ClientConn, SubOptions
-from .subscriptions import SUB_ID, SubscriptionHandling
+from .subscriptions import SUB_ID
+from .sysinfo import SYS_PREFIX
 
 __all__ = ["NEVER", "NS", "BrokerConfig", "BrokerEngine", "BrokerSession", "BrokerStats",
            "ClientConn", "SubOptions"]
@@ -77,7 +83,7 @@ __all__ = ["NEVER", "NS", "BrokerConfig", "BrokerEngine", "BrokerSession", "Brok
 _ALIAS = int(PropertyId.TOPIC_ALIAS)
 
 
-class BrokerEngine(SubscriptionHandling):
+class BrokerEngine(Backpressure):
     """Sessions, subscriptions, retained messages and routing (see the module docstring)."""
 
     def receive(self, conn: ClientConn, packet: Packet, now: int) -> None:
@@ -95,10 +101,9 @@ class BrokerEngine(SubscriptionHandling):
                 self._send(conn, out.send)
                 if sess.state.journal is not None:
                     self.dirty_sessions[sess.client_id] = sess
-                if sess.blockers:
-                    sess.blocked_since_ns = now               # progress
-                    if len(sess.state.queue) <= self.config.max_queued_messages // 2:
-                        self._release(sess)
+                if out.completed:
+                    self.qos_view.completed(out.completed)
+                    self._progress(sess, conn, now)
             elif isinstance(packet, Connect):
                 if conn.connected:
                     self.close(conn, 0x82, now)       # a second CONNECT [MQTT-3.1.0-2]
@@ -118,7 +123,9 @@ class BrokerEngine(SubscriptionHandling):
                 self.close(conn, 0x82, now)           # no enhanced authentication offered
             else:
                 self.close(conn, 0x82, now)           # a packet only a server sends
-        except (MQTTError, RemoteProtocolError) as exc:
+        except LocalProtocolError:
+            raise                                 # our own bug, not the client's: no close
+        except MQTTError as exc:                  # the client's, RemoteProtocolError included
             self.close(conn, exc.reason_code, now)
 
     def close(self, conn: ClientConn, reason: int | None, now: int, *,
@@ -139,6 +146,8 @@ class BrokerEngine(SubscriptionHandling):
             self._detach(conn, now, True)
             conn.closed = True
         self._forget_blocks(conn)
+        conn.retained_cursors.clear()
+        self._cursors.pop(conn.conn_id, None)
         self.conns.pop(conn.conn_id, None)
         self._dirty.pop(conn.conn_id, None)
 
@@ -164,12 +173,7 @@ class BrokerEngine(SubscriptionHandling):
             if now >= due:
                 del self._wills[cid]
                 self._publish_will(will, version, now)
-        slow = int(self.config.slow_subscriber_timeout * NS)
-        for sess in [s for c in self.conns.values() if (s := c.session) is not None
-                     and s.blockers and s.conn is c]:
-            if now - sess.blocked_since_ns > slow and sess.conn is not None:
-                self.stats.slow_subscribers_closed += 1
-                self.close(sess.conn, 0x97, now)          # publishers must not wait forever
+        self._check_slow(now)                             # publishers must not wait forever
         for sess in list(self._offline.values()):
             if self._expired(sess, now):
                 self._end_session(sess, now)
@@ -193,6 +197,11 @@ class BrokerEngine(SubscriptionHandling):
         if not code and v5 and c.properties.authentication_method is not None:
             self.refuse(conn, 0x8C)                  # no enhanced authentication offered
             return
+        if not code and v5 and c.will is not None:
+            code = _payload_format_error(c.will.payload, c.will.properties)
+            if code:
+                self.refuse(conn, code)
+                return
         if code:
             self.refuse(conn, (0x86 if code == 4 else 0x87) if v5 else code)
             return
@@ -202,7 +211,7 @@ class BrokerEngine(SubscriptionHandling):
             if c.protocol_version == 3 or (not v5 and not c.clean_start):
                 self.refuse(conn, 0x02)              # [MQTT-3.1.3-8]
                 return
-            client_id = assigned = f"qosinspect-{next(self._assigned)}"  # [MQTT-3.1.3-6]
+            client_id = assigned = self._assign_client_id()    # [MQTT-3.1.3-6]
         elif c.protocol_version == 3 and len(client_id) > 23:
             self.refuse(conn, 0x02)                  # MQTT 3.1: 1 to 23 characters
             return
@@ -227,8 +236,10 @@ class BrokerEngine(SubscriptionHandling):
         # 3.1.1: clean session 0 never expires, 1 ends with the connection
         expiry = (c.properties.session_expiry_interval or 0) if v5 else \
             (0 if c.clean_start else NEVER)
-        if old is not None and c.clean_start:
-            self._end_session(old, now)               # [MQTT-3.1.2-4]
+        if old is not None and (c.clean_start or old.username != username):
+            # [MQTT-3.1.2-4]; and a client id never hands one user's session (its queue, its
+            # messages in flight, its subscriptions) to another user: a clean one starts.
+            self._end_session(old, now)
             old = None
         present = old is not None and conn.version >= 4   # MQTT 3.1 has no such flag
         receive_max = (c.properties.receive_maximum if v5 else None) or self.config.max_inflight
@@ -248,18 +259,23 @@ class BrokerEngine(SubscriptionHandling):
         sess.disconnected_ns = None
         sess.version = conn.version
         sess.max_packet_size = c.properties.maximum_packet_size if v5 else None
+        sess.username = username
         self._offline.pop(client_id, None)
         conn.session = sess
         conn.client_id = client_id
         conn.username = username
         conn.connected = True
         conn.keep_alive = keep_alive
+        client_aliases = (c.properties.topic_alias_maximum or 0) if v5 else 0
+        out_aliases = min(client_aliases, self.config.outgoing_topic_aliases)
+        conn.aliases = TopicAliases(out_aliases) if out_aliases > 0 else None
         will = c.will
         if will is not None and not self.auth.may(WRITE, will.topic, client_id=client_id,
                                                   username=username):
             will = None                               # not allowed: never published
         conn.will = will
         self._persist_session(sess)
+        self.stats.connects += 1
         props = NO_PROPERTIES
         if v5:
             kw: dict[str, object] = {
@@ -273,10 +289,51 @@ class BrokerEngine(SubscriptionHandling):
                 kw["server_keep_alive"] = keep_alive
             props = Properties.of(**kw)
         self._send(conn, ConnAck(present, 0, props))  # [MQTT-3.2.0-1] [MQTT-3.2.2-2]
-        self._send(conn, sess.state.connection_made(
+        if old is not None and self.auth.acl is not None:
+            self._drop_unreadable(sess)
+        resent = sess.state.connection_made(
             now, session_present=old is not None, version=conn.version,
-            receive_maximum=receive_max))
+            receive_maximum=receive_max)
+        for packet in resent:
+            if type(packet) is Publish and packet.dup:
+                self.stats.redelivered[packet.qos] += 1
+        self._send(conn, resent)
         self._touch(sess)
+
+    def _assign_client_id(self) -> str:
+        """A random client id (unguessable, unlike a counter), never one a session has."""
+        while True:
+            client_id = f"qosinspect-{secrets.token_hex(8)}"
+            if client_id not in self.sessions:
+                return client_id
+
+    def _drop_unreadable(self, sess: BrokerSession) -> None:
+        """Before a resumed session resends: drop what its user may not read (now)."""
+        state = sess.state
+        sender = state.sender
+        journal = state.journal
+
+        def readable(p: Publish) -> bool:
+            return self.auth.may(READ, p.topic, client_id=sess.client_id,
+                                 username=sess.username)
+
+        for pid, flight in list(sender.in_flight.items()):
+            if flight.state is not SendState.WAIT_PUBCOMP and not readable(flight.publish):
+                del sender.in_flight[pid]
+                sender.ids.release(pid)
+                self.stats.denied_delivery += 1
+                if journal is not None:
+                    journal.append(("done", flight.tag))
+        kept = [item for item in state.queue if readable(item.publish)]
+        if len(kept) != len(state.queue):
+            self.stats.denied_delivery += len(state.queue) - len(kept)
+            if journal is not None:
+                journal.extend(("dropped", item.tag) for item in state.queue
+                               if not readable(item.publish))
+            state.queue.clear()
+            state.queued_bytes = 0
+            for item in kept:
+                state.enqueue(item)
 
     def refuse(self, conn: ClientConn, code: int) -> None:
         """Answer CONNECT with a refusal ``code`` and close."""
@@ -349,21 +406,6 @@ class BrokerEngine(SubscriptionHandling):
         self._accept(Publish(will.topic, will.payload, will.qos, False, will.retain, None,
                              props), now, None)
 
-    # -- backpressure ---------------------------------------------------------------------------
-
-    def _release(self, sess: BrokerSession) -> None:
-        """Unblock the publishers waiting for ``sess`` (it drained, went offline or ended)."""
-        for pub in sess.blockers:
-            pub.blocked_on.discard(sess)
-            if not pub.blocked_on:
-                self._unblocked.append(pub)
-        sess.blockers.clear()
-
-    def _forget_blocks(self, conn: ClientConn) -> None:
-        for sess in conn.blocked_on:
-            sess.blockers.discard(conn)
-        conn.blocked_on.clear()
-
     # -- publish ------------------------------------------------------------------------------
 
     def _publish(self, conn: ClientConn, p: Publish, now: int) -> None:
@@ -378,8 +420,16 @@ class BrokerEngine(SubscriptionHandling):
             if props.subscription_identifiers:
                 self.close(conn, 0x82, now)           # [MQTT-3.3.4-6]
                 return
-        if self.auth.acl is not None and not self.auth.may(
-                WRITE, p.topic, client_id=conn.client_id, username=conn.username):
+            bad_format = _payload_format_error(p.payload, props)
+            if bad_format == 0x99 and p.qos:          # refused: the flow ends there
+                self._send(conn, PubAck(p.packet_id or 0, 0x99) if p.qos == 1 else
+                           PubRec(p.packet_id or 0, 0x99))
+                return
+            if bad_format:
+                self.close(conn, bad_format, now)
+                return
+        if p.topic.startswith(SYS_PREFIX) or (self.auth.acl is not None and not self.auth.may(
+                WRITE, p.topic, client_id=conn.client_id, username=conn.username)):
             self.stats.denied_publish += 1
             if p.qos and conn.version >= 5:           # refused: the flow ends there
                 self._send(conn, PubAck(p.packet_id or 0, 0x87) if p.qos == 1 else
@@ -394,6 +444,17 @@ class BrokerEngine(SubscriptionHandling):
         self._send(conn, out.send)                    # the ack first: the publisher waits
         if out.deliver:
             self._accept(p, now, conn)
+
+    def publish_sys(self, values: dict[str, str], now: int) -> None:
+        """Publish the ``$SYS/broker/...`` topics (see :mod:`.sysinfo`), retained, QoS 0.
+        They are retained in memory only (never stored: they describe this run) and do not
+        count against ``max_retained``."""
+        for topic, payload in values.items():
+            msg = Publish(f"{SYS_PREFIX}broker/{topic}", payload.encode(), 0, False, True)
+            self.retained.set(msg.topic, msg.payload, 0, msg.properties, None,
+                              self.retained_seq())
+            self.sys_topics.add(msg.topic)
+            self._route(msg, now, None, None)
 
     def _accept(self, p: Publish, now: int, origin: ClientConn | None) -> None:
         """A message accepted from a publisher (or a will): retain, then route."""
@@ -432,8 +493,8 @@ class BrokerEngine(SubscriptionHandling):
                 continue
             conn = sess.conn
             if acl is not None and not self.auth.may(
-                    READ, msg.topic, client_id=client_id,
-                    username=conn.username if conn is not None else None):
+                    READ, msg.topic, client_id=client_id, username=sess.username):
+                self.stats.denied_delivery += 1
                 continue
             out_qos = qos if qos < msg.qos else msg.qos         # [MQTT-3.8.4-8]
             props = msg.properties
@@ -459,14 +520,8 @@ class BrokerEngine(SubscriptionHandling):
             if conn is not None:
                 if packets:
                     self._send(conn, packets)
-                if out_qos and origin is not None and \
-                        len(state.queue) >= self.config.max_queued_messages:
-                    if not sess.blockers:
-                        sess.blocked_since_ns = now
-                    if not origin.blocked_on:
-                        self.stats.publishers_paused += 1
-                    sess.blockers.add(origin)
-                    origin.blocked_on.add(sess)
+                if out_qos and self._queue_full(sess):
+                    self._overflow(sess, conn, origin, now)
 
     @staticmethod
     def _merge(targets: dict[str, tuple[int, list[int], bool]], client_id: str,
@@ -486,3 +541,19 @@ class BrokerEngine(SubscriptionHandling):
         online = [n for n in names if (s := self.sessions.get(n)) is not None and s.conn]
         pool = online or names
         return pool[next(self._rr) % len(pool)]
+
+
+def _payload_format_error(payload: bytes, props: Properties) -> int:
+    """0 when the Payload Format Indicator is fine; 0x82 when it is neither 0 nor 1 (MQTT 5.0
+    3.3.2.3.2 and 3.1.3.2.3 define only those); 0x99 when it is 1 (UTF-8) and the payload is
+    not UTF-8 [MQTT-3.3.2-4] [MQTT-3.1.3-11] (the broker checks, as a receiver MAY)."""
+    pfi = props.payload_format_indicator if props else None
+    if pfi is None or pfi == 0:
+        return 0
+    if pfi != 1:
+        return 0x82
+    try:
+        payload.decode("utf-8")
+    except UnicodeDecodeError:
+        return 0x99
+    return 0

@@ -60,21 +60,22 @@ from ..events import (
     Event,
     MqttPacketEvent,
 )
-from ..mqtt.codec import encode
 from ..mqtt.enums import Direction, DisconnectReason
 from ..mqtt.framing import StreamDecoder
-from ..mqtt.packets import ConnAck, Packet, PubAck, PubComp, Publish, PubRec, PubRel
-from ..mqtt.properties import NO_PROPERTIES
+from ..mqtt.packets import Connect, Packet
 from .auth import Authenticator
 from .engine import BrokerConfig, BrokerEngine, BrokerStats, ClientConn
+from .outgoing import encode_out
 from .store import SqliteStore
+from .sysinfo import SysTree, heap_bytes, package_version
 from .websocket import WebSocketError, WebSocketServer
 
-__all__ = ["BrokerServer", "Listener", "ServerConfig", "Tap", "encode_out", "tls_context"]
+__all__ = ["BrokerServer", "Listener", "ServerConfig", "Tap", "loggable", "tls_context"]
 
 Tap = Callable[[Event], None]
 log = logging.getLogger("qosinspect.broker")
 _C2B = Direction.C2B
+_CONNECT_FIRST = 0x10       # CONNECT's first byte (its flags are reserved as 0) [MQTT-3.1.0-1]
 _B2C = Direction.B2C
 
 
@@ -120,58 +121,6 @@ def tls_context(certfile: str, keyfile: str | None = None, *, cafile: str | None
     return ctx
 
 
-# -- fast encoding of the packets of every QoS flow ---------------------------------------------
-
-_ACK_FIRST: dict[type, int] = {PubAck: 0x40, PubRec: 0x50, PubRel: 0x62, PubComp: 0x70}
-
-
-def encode_out(packet: Packet, version: int, topics: dict[str, bytes] | None = None) -> bytes:
-    """``encode`` with fast paths for PUBLISH and plain acknowledgements.
-
-    ``topics`` caches encoded topic names (the server keeps one; most traffic reuses a few).
-    """
-    kind = type(packet)
-    if kind is Publish:
-        p: Publish = packet  # type: ignore[assignment]
-        props = p.properties
-        if props and version >= 5:
-            return encode(p, version)
-        topic = topics.get(p.topic) if topics is not None else None
-        if topic is None:
-            topic = p.topic.encode()
-            if topics is not None:
-                if len(topics) > 4096:
-                    topics.clear()
-                topics[p.topic] = topic
-        qos = p.qos
-        tlen = len(topic)
-        payload = p.payload
-        n = 2 + tlen + len(payload) + (2 if qos else 0) + (1 if version >= 5 else 0)
-        first = 0x30 | (qos << 1) | (8 if p.dup else 0) | (1 if p.retain else 0)
-        if n < 128:
-            head = bytes((first, n, tlen >> 8, tlen & 0xFF))
-        elif n < 16384:
-            head = bytes((first, 0x80 | (n & 0x7F), n >> 7, tlen >> 8, tlen & 0xFF))
-        else:
-            return encode(p._replace(properties=NO_PROPERTIES), version)
-        if qos:
-            pid = p.packet_id or 0
-            tail = bytes((pid >> 8, pid & 0xFF, 0)) if version >= 5 else \
-                bytes((pid >> 8, pid & 0xFF))
-        else:
-            tail = b"\x00" if version >= 5 else b""
-        return b"".join((head, topic, tail, payload))
-    ack_first = _ACK_FIRST.get(kind)
-    if ack_first is not None:
-        ack: PubAck = packet  # type: ignore[assignment]
-        if not ack.reason_code and not ack.properties:
-            pid = ack.packet_id
-            return bytes((ack_first, 2, pid >> 8, pid & 0xFF))
-    if version < 5 and isinstance(packet, ConnAck) and packet.properties:
-        packet = packet._replace(properties=NO_PROPERTIES)
-    return encode(packet, version)
-
-
 # -- one connection -----------------------------------------------------------------------------
 
 class _Connection(asyncio.Protocol):
@@ -188,6 +137,7 @@ class _Connection(asyncio.Protocol):
         self.ws = WebSocketServer(max_frame=server.config.engine.max_packet_size + 4096) \
             if listener.websocket else None
         self.pending: list[tuple[Packet, int]] = []
+        self.first_bytes = True
         self.reading = True
         self.write_paused = False
         self.closed_by: Direction | None = None
@@ -242,6 +192,18 @@ class _Connection(asyncio.Protocol):
             if not data:
                 return
         now = time.time_ns()
+        if self.first_bytes:
+            self.first_bytes = False
+            if data[0] != _CONNECT_FIRST:
+                # HTTP or any other protocol: no MQTT client starts otherwise [MQTT-3.1.0-1].
+                # Nothing to answer in a protocol it does not speak: close now, not at the
+                # CONNECT timeout (a WebSocket listener is where HTTP is answered).
+                if server.verbose:
+                    log.info("conn %d: not MQTT (first byte 0x%02x): closed", conn.conn_id,
+                             data[0])
+                server.engine.close(conn, None, now)
+                server.flush()
+                return
         try:
             packets = self.decoder.feed(data)
         except MQTTError as exc:
@@ -272,7 +234,7 @@ class _Connection(asyncio.Protocol):
             if tap is not None:
                 tap(MqttPacketEvent(now, info, _C2B, packet, size, version=version))
             if verbose:
-                log.info("%s c2b %r", info.client, packet)
+                log.info("%s c2b %r", info.client, loggable(packet))
             try:
                 engine.receive(conn, packet, now)
             except Exception:             # a bug of ours: this client goes, the others stay
@@ -321,6 +283,7 @@ class _Connection(asyncio.Protocol):
         if self.conn is not None:
             self.conn.congested = False
         self.update_reading()
+        self.server.schedule_pump()
 
     def eof_received(self) -> bool | None:
         return None          # close our side too
@@ -422,6 +385,8 @@ class BrokerServer:
         self._ticker: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._topics: dict[str, bytes] = {}
+        self._pump_handle: asyncio.Handle | None = None
+        self._sys: SysTree | None = None
 
     @property
     def stats(self) -> BrokerStats:
@@ -458,6 +423,7 @@ class BrokerServer:
         except BaseException:
             await self.close()
             raise
+        self._sys = SysTree(package_version(), time.time_ns())
         self._ticker = loop.create_task(self._tick_loop())
 
     @property
@@ -501,10 +467,30 @@ class BrokerServer:
             self.store = None
 
     async def _tick_loop(self) -> None:
+        next_sys = 0
         while True:
+            now = time.time_ns()
+            interval = self.config.engine.sys_interval
+            if interval > 0 and now >= next_sys and self._sys is not None:
+                self.engine.publish_sys(self._sys.values(self.engine, now, heap_bytes()), now)
+                next_sys = now + int(interval * 1e9)
+                self.flush()
             await asyncio.sleep(self.config.tick_interval)
             self.engine.tick(time.time_ns())
             self.flush()
+
+    def schedule_pump(self) -> None:
+        """Send more pending retained messages on the next turn of the loop (once)."""
+        if self._pump_handle is None and self._loop is not None and \
+                self.engine.retained_pending:
+            self._pump_handle = self._loop.call_soon(self._pump_retained)
+
+    def _pump_retained(self) -> None:
+        self._pump_handle = None
+        more = self.engine.pump_retained(time.time_ns())
+        self.flush(pump=False)
+        if more:
+            self.schedule_pump()
 
     def internal_error(self, proto: _Connection, what: str, now: int) -> None:
         """An unexpected exception while serving one connection: log it, count it, close
@@ -534,8 +520,9 @@ class BrokerServer:
             self.engine.close(conn, _disconnect_reason(exc) if conn.connected else None, now)
         self.flush()
 
-    def flush(self) -> None:
-        """Commit to the store, then write every outbox; close the connections that ended."""
+    def flush(self, *, pump: bool = True) -> None:
+        """Commit to the store, then write every outbox; close the connections that ended.
+        With ``pump``, pending retained messages get their next slice soon after."""
         engine = self.engine
         if self.store is not None:
             self.store.commit(engine)
@@ -575,6 +562,16 @@ class BrokerServer:
             for conn in unblocked:
                 if conn.driver is not None:
                     self._loop.call_soon(conn.driver.resume_blocked)
+        if pump and engine.retained_pending:
+            self.schedule_pump()
+
+
+def loggable(packet: Packet) -> Packet:
+    """``packet`` as it may appear in a log: a CONNECT's password never does, right or wrong
+    (nor AUTH data, which may carry credentials)."""
+    if type(packet) is Connect and packet.password is not None:
+        return packet._replace(password=b"<hidden>")
+    return packet
 
 
 def _disconnect_reason(exc: MQTTError) -> int:

@@ -27,13 +27,11 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
-from ..mqtt.enums import PacketType
 from ..mqtt.packets import Publish
-from ..mqtt.properties import NO_PROPERTIES, Properties
 from ..mqtt.qos import OutFlight, PacketIdAllocator, SendState
 from ..mqtt.session import QueuedMessage, Session
-from ..mqtt.wire import encode_properties, read_properties
 from .engine import BrokerEngine, BrokerSession, SubOptions
+from .retained import props_blob, props_of
 
 __all__ = ["SqliteStore"]
 
@@ -43,7 +41,7 @@ CREATE TABLE IF NOT EXISTS retained (
     props BLOB NOT NULL, expires_ns INTEGER);
 CREATE TABLE IF NOT EXISTS sessions (
     client_id TEXT PRIMARY KEY, expiry_s INTEGER NOT NULL, version INTEGER NOT NULL,
-    next_pid INTEGER NOT NULL DEFAULT 1);
+    next_pid INTEGER NOT NULL DEFAULT 1, username TEXT);
 CREATE TABLE IF NOT EXISTS subscriptions (
     client_id TEXT NOT NULL, topic_filter TEXT NOT NULL, qos INTEGER NOT NULL,
     no_local INTEGER NOT NULL, rap INTEGER NOT NULL, retain_handling INTEGER NOT NULL,
@@ -59,17 +57,6 @@ CREATE TABLE IF NOT EXISTS inbound_qos2 (
 _QUEUED = 0
 
 
-def _props_blob(props: Properties) -> bytes:
-    return encode_properties(props) if props else b""
-
-
-def _props_of(blob: bytes) -> Properties:
-    if not blob:
-        return NO_PROPERTIES
-    props, _ = read_properties(blob, 0, len(blob), PacketType.PUBLISH)
-    return props
-
-
 class SqliteStore:
     """Sessions, queues and retained messages of a :class:`BrokerEngine` in one SQLite file."""
 
@@ -81,6 +68,9 @@ class SqliteStore:
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute(f"PRAGMA synchronous={synchronous}")
             self.db.executescript(_SCHEMA)
+            columns = {row[1] for row in self.db.execute("PRAGMA table_info(sessions)")}
+            if "username" not in columns:       # a file written before sessions had users
+                self.db.execute("ALTER TABLE sessions ADD COLUMN username TEXT")
         except sqlite3.Error as exc:
             raise ConfigError(f"cannot open the persistence file: {exc}",
                               path=self.path) from None
@@ -97,25 +87,26 @@ class SqliteStore:
         cfg = engine.config
         for topic, payload, qos, props, expires_ns in db.execute(
                 "SELECT topic, payload, qos, props, expires_ns FROM retained"):
-            engine.retained[topic] = (
-                Publish(topic, payload, qos, False, True, None, _props_of(props)), expires_ns)
+            engine.retained.set(topic, payload, qos, props_of(props), expires_ns,
+                                engine.retained_seq())
         max_seq = 0
-        for cid, expiry_s, version, next_pid in db.execute(
-                "SELECT client_id, expiry_s, version, next_pid FROM sessions").fetchall():
+        for cid, expiry_s, version, next_pid, username in db.execute(
+                "SELECT client_id, expiry_s, version, next_pid, username FROM sessions"
+        ).fetchall():
             state = Session(version=version, receive_maximum=cfg.max_inflight,
                             max_queued=cfg.max_queued_messages,
                             hard_limit=cfg.max_offline_messages)
             sess = BrokerSession(cid, state, expiry_s=expiry_s, disconnected_ns=now,
-                                 version=version)
+                                 version=version, username=username)
             sender = state.sender
             sender.ids = PacketIdAllocator(next_pid)
             for seq, pid, st, topic, payload, qos, retain, props, expires_ns in db.execute(
                     "SELECT seq, packet_id, state, topic, payload, qos, retain, props, "
                     "expires_ns FROM messages WHERE client_id = ? ORDER BY seq", (cid,)):
                 max_seq = max(max_seq, seq)
-                pub = Publish(topic, payload, qos, False, bool(retain), None, _props_of(props))
+                pub = Publish(topic, payload, qos, False, bool(retain), None, props_of(props))
                 if st == _QUEUED or not pid:
-                    state.queue.append(QueuedMessage(pub, expires_ns, seq))
+                    state.enqueue(QueuedMessage(pub, expires_ns, seq))
                 else:
                     sender.in_flight[pid] = OutFlight(pub._replace(packet_id=pid),
                                                       SendState(st), now, now, tag=seq)
@@ -168,14 +159,15 @@ class SqliteStore:
         if kind == "retain":
             msg, expires_ns = change[1], change[2]
             db.execute("INSERT OR REPLACE INTO retained VALUES (?, ?, ?, ?, ?)",
-                       (msg.topic, msg.payload, msg.qos, _props_blob(msg.properties),
+                       (msg.topic, msg.payload, msg.qos, props_blob(msg.properties),
                         expires_ns))
         elif kind == "unretain":
             db.execute("DELETE FROM retained WHERE topic = ?", (change[1],))
         elif kind == "session":
-            db.execute("INSERT INTO sessions (client_id, expiry_s, version) VALUES (?, ?, ?) "
-                       "ON CONFLICT (client_id) DO UPDATE SET expiry_s = excluded.expiry_s, "
-                       "version = excluded.version", change[1:4])
+            db.execute("INSERT INTO sessions (client_id, expiry_s, version, username) "
+                       "VALUES (?, ?, ?, ?) ON CONFLICT (client_id) DO UPDATE SET "
+                       "expiry_s = excluded.expiry_s, version = excluded.version, "
+                       "username = excluded.username", change[1:5])
         elif kind == "end_session":
             for table in ("sessions", "subscriptions", "messages", "inbound_qos2"):
                 db.execute(f"DELETE FROM {table} WHERE client_id = ?", (change[1],))
@@ -200,7 +192,7 @@ class SqliteStore:
             p = item.publish
             db.execute("INSERT OR REPLACE INTO messages VALUES (?, ?, NULL, 0, ?, ?, ?, ?, ?, ?)",
                        (cid, item.tag, p.topic, p.payload, p.qos, int(p.retain),
-                        _props_blob(p.properties), item.expires_ns))
+                        props_blob(p.properties), item.expires_ns))
         elif kind in ("dropped", "done"):
             if entry[1] is not None:
                 db.execute("DELETE FROM messages WHERE client_id = ? AND seq = ?",

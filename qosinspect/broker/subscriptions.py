@@ -13,13 +13,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-
 from ..mqtt.packets import Publish, SubAck, Subscribe, UnsubAck, Unsubscribe
 from ..mqtt.properties import Properties, PropertyId
 from ..mqtt.topics import parse_shared, topic_matches
 from .auth import READ
 from .core import EngineState
+from .retained import RetainedCursor
 from .state import BrokerSession, ClientConn, SubOptions
 
 __all__ = ["SUB_ID", "SubscriptionHandling"]
@@ -36,10 +35,12 @@ class SubscriptionHandling(EngineState):
     def _retain(self, msg: Publish, expires_ns: int | None) -> None:
         topic = msg.topic
         if msg.payload:
-            if topic not in self.retained and len(self.retained) >= self.config.max_retained:
+            if topic not in self.retained and \
+                    len(self.retained) - len(self.sys_topics) >= self.config.max_retained:
                 self.stats.retained_refused += 1
                 return
-            self.retained[topic] = (msg, expires_ns)          # [MQTT-3.3.1-5]
+            self.retained.set(topic, msg.payload, msg.qos,  # [MQTT-3.3.1-5]
+                              msg.properties, expires_ns, self.retained_seq())
             if self.changes is not None:
                 self.changes.append(("retain", msg, expires_ns))
         elif topic in self.retained:
@@ -50,7 +51,6 @@ class SubscriptionHandling(EngineState):
         del self.retained[topic]
         if self.changes is not None:
             self.changes.append(("unretain", topic))
-
 
     def _subscribe(self, conn: ClientConn, s: Subscribe, now: int) -> None:
         sess = conn.session
@@ -86,29 +86,72 @@ class SubscriptionHandling(EngineState):
     def _send_retained(self, conn: ClientConn, sess: BrokerSession, topic_filter: str,
                        opt: SubOptions, now: int) -> None:
         if "+" in topic_filter or "#" in topic_filter:
-            candidates: Iterable[str] = list(self.retained)
-        else:
-            candidates = (topic_filter,) if topic_filter in self.retained else ()
-        for topic in candidates:
-            msg, expires_ns = self.retained[topic]
-            if expires_ns is not None and now >= expires_ns:
-                self._unretain(topic)
-                continue
-            if not topic_matches(topic_filter, topic):
-                continue
-            if self.auth.acl is not None and not self.auth.may(
-                    READ, topic, client_id=conn.client_id, username=conn.username):
-                continue
-            props = msg.properties
-            if opt.sub_id is not None:
-                props = Properties((*props.items, (SUB_ID, opt.sub_id)))
-            out = msg._replace(qos=min(msg.qos, opt.qos), retain=True,  # [MQTT-3.3.1-9]
-                               properties=props)
-            state = sess.state
-            self._send(conn, state.publish(
-                out, now, expires_ns=expires_ns,
-                tag=next(self._seq) if state.journal is not None else None))
-            self._touch(sess)
+            if not self.retained:
+                return
+            cursor = RetainedCursor(topic_filter, opt, iter(self.retained.topics()),
+                                    self.retained_seq())
+            conn.retained_cursors.append(cursor)
+            self._cursors[conn.conn_id] = conn
+            self._pump(conn, now)
+        elif topic_filter in self.retained:
+            self._send_one_retained(conn, sess, topic_filter, opt, None, now)
+
+    def _send_one_retained(self, conn: ClientConn, sess: BrokerSession, topic: str,
+                           opt: SubOptions, since_seq: int | None, now: int) -> bool:
+        """Send ``topic``'s retained message to ``conn`` if it may have it; whether it went."""
+        msg = self.retained.get(topic)
+        if msg is None or (since_seq is not None and msg.seq > since_seq):
+            return False                          # gone, or newer: it was routed live
+        if msg.expires_ns is not None and now >= msg.expires_ns:
+            self._unretain(topic)
+            return False
+        if self.auth.acl is not None and not self.auth.may(
+                READ, topic, client_id=conn.client_id, username=sess.username):
+            return False
+        props = msg.properties
+        if opt.sub_id is not None:
+            props = Properties((*props.items, (SUB_ID, opt.sub_id)))
+        out = Publish(topic, msg.payload, min(msg.qos, opt.qos), False, True,  # [MQTT-3.3.1-9]
+                      None, props)
+        state = sess.state
+        self._send(conn, state.publish(
+            out, now, expires_ns=msg.expires_ns,
+            tag=next(self._seq) if state.journal is not None else None))
+        self._touch(sess)
+        return True
+
+    def pump_retained(self, now: int) -> bool:
+        """Send the next slice of every connection's pending retained messages (see
+        :mod:`.retained`); True while some connection could take more right now."""
+        more = False
+        for conn in list(self._cursors.values()):
+            more = self._pump(conn, now) or more
+        return more
+
+    def _pump(self, conn: ClientConn, now: int) -> bool:
+        sess = conn.session
+        cursors = conn.retained_cursors
+        if conn.closed or sess is None or sess.conn is not conn:
+            cursors.clear()
+        budget = self.config.retained_batch
+        scan = budget * 16                        # topics looked at per slice, matching or not
+        limit = self.config.max_queued_messages
+        while cursors and sess is not None and budget > 0 and scan > 0 and \
+                not conn.congested and len(sess.state.queue) < limit:
+            cursor = cursors[0]
+            for topic in cursor.topics:
+                scan -= 1
+                if topic_matches(cursor.topic_filter, topic) and self._send_one_retained(
+                        conn, sess, topic, cursor.options, cursor.since_seq, now):
+                    budget -= 1
+                if budget <= 0 or scan <= 0:
+                    break
+            else:
+                cursors.popleft()
+        if not cursors:
+            self._cursors.pop(conn.conn_id, None)
+            return False
+        return not conn.congested and sess is not None and len(sess.state.queue) < limit
 
     def _unsubscribe(self, conn: ClientConn, u: Unsubscribe) -> None:
         sess = conn.session

@@ -28,6 +28,7 @@ frame (``odd_time`` in ``_csrc/walk.c`` mirrors when, not what).
 
 from __future__ import annotations
 
+from ..anomalies import AnomalyKind
 from .records import Notice
 
 __all__ = ["BACK_TOLERANCE_NS", "JUMP_GAP_NS", "TS_LIMIT", "check_clock"]
@@ -49,18 +50,18 @@ def check_clock(frame: int, ts: int, prev: int | None) -> tuple[int, Notice | No
     ``None`` for the first) and the note to report, if any."""
     if not 0 <= ts < TS_LIMIT:
         use = prev if prev is not None else 0
-        return use, Notice(None, None, frame, use, "timestamp_out_of_range",
+        return use, Notice(None, None, frame, use, AnomalyKind.TIMESTAMP_OUT_OF_RANGE,
                            f"frame {frame}: timestamp {ts} ns is outside 1970..2116 (beyond "
                            f"what 64-bit nanoseconds hold with headroom); the frame is kept "
                            f"with the previous frame's time, {use} ns")
     if prev is None:
         return ts, None
     if prev - ts > BACK_TOLERANCE_NS:
-        return ts, Notice(None, None, frame, ts, "clock_jump",
+        return ts, Notice(None, None, frame, ts, AnomalyKind.CLOCK_JUMP,
                           f"frame {frame}: the clock goes back {_fmt(prev - ts)} (from {prev} "
                           f"to {ts} ns); times and spans across frame {frame} are suspect")
     if ts - prev > JUMP_GAP_NS:
-        return ts, Notice(None, None, frame, ts, "clock_jump",
+        return ts, Notice(None, None, frame, ts, AnomalyKind.CLOCK_JUMP,
                           f"frame {frame}: the clock jumps {_fmt(ts - prev)} forward "
                           f"(more than a day after frame {frame - 1}); spans and rates "
                           f"across frame {frame} are suspect")

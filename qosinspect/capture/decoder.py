@@ -51,6 +51,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .. import _accel
+from ..anomalies import AnomalyKind
 from ..events import (
     Anomaly,
     ConnectionClosed,
@@ -90,8 +91,9 @@ _FROM_BROKER = frozenset({2, 9, 11, 13})
 #: Notices that describe rather than warn: the connection's ``transport`` already says them.
 _QUIET_NOTICES = frozenset({"websocket", "websocket_close"})
 #: Framing anomalies of a whole packet that did not decode (a version cue may explain them).
-_DECODE_ERRORS = frozenset({"malformed", "invalid_qos", "protocol_error", "invalid_topic",
-                            "invalid_topic_filter"})
+_DECODE_ERRORS = frozenset({AnomalyKind.MALFORMED, AnomalyKind.INVALID_QOS,
+                            AnomalyKind.PROTOCOL_ERROR, AnomalyKind.INVALID_TOPIC,
+                            AnomalyKind.INVALID_TOPIC_FILTER})
 #: How many packets of a connection with an assumed version are scanned for version evidence.
 _SCAN_PACKETS = 256
 _GAP_REASONS = {
@@ -351,7 +353,8 @@ class CaptureDecoder:
             f"; packets before frame {frame} were decoded as MQTT {_VERSION_LABEL[old]}")
         if was_assumed:
             info = flow.info
-            out.append(Anomaly(ts, info, d if flow.sides_known else None, "version_inferred",
+            out.append(Anomaly(ts, info, d if flow.sides_known else None,
+                               AnomalyKind.VERSION_INFERRED,
                                f"no CONNECT seen: MQTT {label} inferred from a {ev.reason}"
                                f"{before}", frame))
         return out
@@ -385,7 +388,7 @@ class CaptureDecoder:
         app.scan_left = 0
         who = "client" if d is _C2B else "broker"
         sd = d if flow.sides_known else None
-        note = Anomaly(ts, flow.info, sd, "version_inferred",
+        note = Anomaly(ts, flow.info, sd, AnomalyKind.VERSION_INFERRED,
                        f"no CONNECT seen: MQTT {_VERSION_LABEL[ev.version]} inferred at frame "
                        f"{frame} from a {ev.reason}, sent by the {who} (malformed as MQTT "
                        f"{old}); packets before it were decoded as MQTT {old}", frame)
@@ -418,12 +421,12 @@ class CaptureDecoder:
                        flow.handshake_seen else "the client did not start with CONNECT "
                        "[MQTT-3.1.0-1]")
                 sd = (d if flow.sides_known else None)
-                out.append(Anomaly(ts, info, sd, "missing_connect",
+                out.append(Anomaly(ts, info, sd, AnomalyKind.MISSING_CONNECT,
                                    f"first MQTT packet is {ptype.name}, not CONNECT: {how}",
                                    frame))
                 if app.assumed:
                     label = _VERSION_LABEL[self.mqtt_version]
-                    out.append(Anomaly(ts, info, sd, "version_assumed",
+                    out.append(Anomaly(ts, info, sd, AnomalyKind.VERSION_ASSUMED,
                                        f"no CONNECT seen and no packet that tells the version: "
                                        f"decoding as MQTT {label} (--mqtt-version)", frame))
         return out if changed else None
@@ -437,7 +440,7 @@ class CaptureDecoder:
         info = flow.info
         why = _GAP_REASONS.get(rec.reason, rec.reason)
         out: list[Event] = [StreamGap(rec.ts_ns, info, d, rec.missing_bytes, rec.frame),
-                            Anomaly(rec.ts_ns, info, d, "stream_gap",
+                            Anomaly(rec.ts_ns, info, d, AnomalyKind.STREAM_GAP,
                                     f"{rec.missing_bytes} bytes missing ({why}); MQTT framing "
                                     "resynchronises after the gap", rec.frame)]
         if flow.transport == "tls":

@@ -37,6 +37,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any, cast
 
 from .. import _accel
+from ..anomalies import AnomalyKind
 from ..errors import CaptureError
 from ..events import Endpoint, MqttPacketEvent
 from ..mqtt.enums import Direction
@@ -386,7 +387,7 @@ class CapturePipeline:
             return
         if type(seg) is IpFragment:
             if seg.first_of_datagram:
-                out.append(Notice(None, None, n, ts, "ip_fragment",
+                out.append(Notice(None, None, n, ts, AnomalyKind.IP_FRAGMENT,
                                   f"fragmented IP datagram {format_ip(seg.src)} -> "
                                   f"{format_ip(seg.dst)} id {seg.ident}"))
             if seg.segment is None:
@@ -430,7 +431,7 @@ class CapturePipeline:
         is_mqtt = sport in self.ports or dport in self.ports
         if reasm.full():
             evicted = reasm.evict(n, out)
-            out.append(Notice(None, None, n, ts, "connections_evicted",
+            out.append(Notice(None, None, n, ts, AnomalyKind.CONNECTIONS_EVICTED,
                               f"more than {reasm.max_flows} connections open at once: the "
                               f"{evicted} least recently active were closed (evicted) at "
                               f"frame {n}; a later segment of one starts it again"))
@@ -456,7 +457,7 @@ class CapturePipeline:
             flow.set_transport("tls")
             self._set_sinks(flow, self._drop_sink)
             out.append(reasm.opened(flow))
-            out.append(Notice(flow, None, n, ts, "encrypted",
+            out.append(Notice(flow, None, n, ts, AnomalyKind.ENCRYPTED,
                               f"TLS port {dport if dport in self.tls_ports else sport}: "
                               "no MQTT decoding"))
         elif is_mqtt:
@@ -492,7 +493,7 @@ class CapturePipeline:
         if len(data) >= 2 and 0x14 <= data[0] <= 0x17 and data[1] == 3:
             flow.set_transport("tls")
             self._set_sinks(flow, self._drop_sink)
-            out.append(Notice(flow, h.direction, frame, ts, "encrypted",
+            out.append(Notice(flow, h.direction, frame, ts, AnomalyKind.ENCRYPTED,
                               "TLS record at the start of the stream: no MQTT decoding"))
             return
         # A WebSocket upgrade request arrives whole in its first segment in practice; a stream
@@ -617,13 +618,13 @@ class CapturePipeline:
             if type(it) is bytes:
                 out.append(_new_tuple(StreamData, (flow, d, frame, ts, it)))
             elif isinstance(it, WsProblem):
-                out.append(Notice(flow, d, frame, ts, "websocket_malformed", it.detail))
+                out.append(Notice(flow, d, frame, ts, AnomalyKind.WEBSOCKET_MALFORMED, it.detail))
             elif isinstance(it, WsHandshake):
                 if it.from_client:
-                    out.append(Notice(flow, d, frame, ts, "websocket",
+                    out.append(Notice(flow, d, frame, ts, AnomalyKind.WEBSOCKET,
                                       f"WebSocket upgrade, subprotocol {it.subprotocol!r}"))
             elif isinstance(it, WsControl) and it.opcode == 8:
-                out.append(Notice(flow, d, frame, ts, "websocket_close",
+                out.append(Notice(flow, d, frame, ts, AnomalyKind.WEBSOCKET_CLOSE,
                                   f"WebSocket close, code {it.close_code}"))
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, NamedTuple
 
+from ..anomalies import AnomalyKind
 from ..events import (
     Anomaly,
     CaptureStarted,
@@ -123,7 +124,7 @@ class Notice(NamedTuple):
     direction: Direction | None
     frame: int
     ts_ns: int
-    kind: str
+    kind: AnomalyKind
     detail: str
 
     def to_event(self) -> Anomaly:

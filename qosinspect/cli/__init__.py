@@ -53,8 +53,20 @@ class LazyGroup(click.Group):
             raise SystemExit(0) from None
 
 
+def _print_version(ctx: click.Context, _: click.Parameter, value: bool) -> None:
+    """``--version``: the version and which compiled parts this process runs (the mypyc build of
+    the analysis, the C accelerator), loaded only when asked."""
+    if not value or ctx.resilient_parsing:
+        return
+    from .._accel import describe
+
+    click.echo(f"qosinspect, version {__version__}\n{describe()}")
+    ctx.exit()
+
+
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(__version__, prog_name="qosinspect")
+@click.option("--version", is_flag=True, expose_value=False, is_eager=True,
+              callback=_print_version, help="Show the version, which compiled parts run, and exit.")
 def main() -> None:
     """Show what MQTT's Quality of Service does on the wire.
 

@@ -18,7 +18,7 @@ from typing import Any
 import click
 
 from ..broker.auth import PasswordFile
-from ..broker.config import build, load_toml
+from ..broker.config import QUEUE_FULL_POLICIES, build, load_toml
 from ..broker.server import BrokerServer
 from ..errors import ConfigError, QosinspectError
 from . import main
@@ -87,7 +87,21 @@ def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
 @click.option("--max-inflight", type=int, default=None,
               help="Outbound QoS 1/2 window without a client Receive Maximum (default 20).")
 @click.option("--max-queued-messages", type=int, default=None,
-              help="Per online subscriber before publishers are paused (default 1000).")
+              help="Queue of one online subscriber, in messages (default 1000).")
+@click.option("--max-queued-bytes", type=int, default=None,
+              help="The same in bytes of topic and payload (default 32 MiB).")
+@click.option("--queue-full-policy", type=click.Choice(QUEUE_FULL_POLICIES), default=None,
+              help="A slow subscriber's full queue: disconnect it (0x97, default) or drop "
+                   "its oldest QoS 1/2 messages (counted). One that keeps up pauses "
+                   "publishers instead.")
+@click.option("--slow-subscriber-timeout", type=float, default=None,
+              help="A subscriber that acknowledged nothing for this long is slow: it pauses "
+                   "no publisher (default 5 s).")
+@click.option("--sys-interval", type=float, default=None,
+              help="Seconds between $SYS/broker/... publications (default 10; 0: none).")
+@click.option("--outgoing-topic-aliases", type=int, default=None,
+              help="Topic aliases the broker sets towards MQTT 5 clients that allow them "
+                   "(default 10; 0: off).")
 @click.option("--max-offline-messages", type=int, default=None,
               help="Per offline session; past it the oldest is dropped (default 100000).")
 @click.option("--connect-timeout", type=float, default=None,
@@ -101,7 +115,10 @@ def broker(hosts: tuple[str, ...], port: int | None, config_file: str | None,
            keyfile: str | None, cafile: str | None, require_certificate: bool,
            use_identity_as_username: bool, max_connections: int | None,
            max_packet_size: int | None, max_inflight: int | None,
-           max_queued_messages: int | None, max_offline_messages: int | None,
+           max_queued_messages: int | None, max_queued_bytes: int | None,
+           queue_full_policy: str | None, slow_subscriber_timeout: float | None,
+           sys_interval: float | None, outgoing_topic_aliases: int | None,
+           max_offline_messages: int | None,
            connect_timeout: float | None, deny_subscribe_code: str | None) -> None:
     """Run the built-in MQTT broker (3.1, 3.1.1, 5.0) in the foreground.
 
@@ -117,6 +134,9 @@ def broker(hosts: tuple[str, ...], port: int | None, config_file: str | None,
             "max_connections": max_connections, "max_packet_size": max_packet_size,
             "max_inflight": max_inflight, "max_queued_messages": max_queued_messages,
             "max_offline_messages": max_offline_messages, "connect_timeout": connect_timeout,
+            "max_queued_bytes": max_queued_bytes, "queue_full_policy": queue_full_policy,
+            "slow_subscriber_timeout": slow_subscriber_timeout, "sys_interval": sys_interval,
+            "outgoing_topic_aliases": outgoing_topic_aliases,
             "deny_subscribe_code": int(deny_subscribe_code, 16) if deny_subscribe_code
             else None,
         }

@@ -121,7 +121,7 @@ def demo(outdir: str, duration: float, capture_method: str, front_port: int | No
     and the lessons of the run, and writes the plots. Prints where every file is.
     """
     from ..report.plots import save_all
-    from ..report.text import format_report
+    from ..report.text import write_report
     from ..traffic.run import RunOptions
     from .capture_options import CaptureSource
     from .generate import run_and_report
@@ -142,9 +142,9 @@ def demo(outdir: str, duration: float, capture_method: str, front_port: int | No
     if result.interrupted:
         raise click.ClickException(f"interrupted; what was captured is in {capture}")
     source = CaptureSource(str(capture), tuple(result.ports), True, scenario.mqtt_version,
-                           "native")
+                           "native", same_broker=result.same_broker)
     analysis = source.analyze()
-    click.echo(format_report(analysis, "table", capture=source.command_args()))
+    write_report(analysis, "table", capture=source.command_args())
     report = analysis.report()
     click.echo("")
     for line in _lessons(report, result.truth):

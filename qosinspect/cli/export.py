@@ -1,15 +1,15 @@
-"""``qosinspect export CAPTURE -o DIR``: every table of the analysis as Parquet or CSV files."""
+"""``qosinspect export CAPTURE -o DIR``: every table of the analysis as Parquet or CSV files,
+written by the output layer, and the report as JSON."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import click
 
 from . import main
 from .capture_options import CaptureSource, capture_source, finish
-from .csvtimes import iso_times
+from .output_options import format_option, writing
 
 __all__ = ["export"]
 
@@ -19,8 +19,7 @@ __all__ = ["export"]
 @click.option("--output", "-o", "outdir", required=True,
               type=click.Path(file_okay=False, writable=True),
               help="Directory to write into (made if missing).")
-@click.option("--format", "fmt", type=click.Choice(["parquet", "csv"]), default="parquet",
-              show_default=True, help="File format of the tables.")
+@format_option("parquet", "csv", default="parquet", help="File format of the tables.")
 def export(source: CaptureSource, outdir: str, fmt: str) -> None:
     """Write every table of the analysis of CAPTURE into DIR, one file each.
 
@@ -29,20 +28,15 @@ def export(source: CaptureSource, outdir: str, fmt: str) -> None:
     nanoseconds), plus report.json.
     Columns: docs/glossary.md.
     """
+    from ..report.output import write_document, write_table
+
     analysis = source.analyze()
     out = Path(outdir)
-    try:
+    with writing(outdir):
         out.mkdir(parents=True, exist_ok=True)
         for name, df in analysis.tables().items():
-            path = out / f"{name}.{fmt}"
-            if fmt == "parquet":
-                df.to_parquet(path, index=False)
-            else:
-                iso_times(df).to_csv(path, index=False)
-            click.echo(f"{path}  {len(df)} rows")
-        (out / "report.json").write_text(json.dumps(analysis.report(), indent=2) + "\n",
-                                         encoding="utf-8")
+            write_table(df, fmt, out / f"{name}.{fmt}")
+            click.echo(f"{out / f'{name}.{fmt}'}  {len(df)} rows")
+        write_document(analysis.report(), "json", out / "report.json")
         click.echo(f"{out / 'report.json'}")
-    except OSError as exc:
-        raise click.ClickException(f"{outdir}: {exc}") from None
     finish(analysis)

@@ -20,6 +20,7 @@ import click
 from ..errors import QosinspectError
 from . import main
 from .capture_options import MQTT_VERSIONS
+from .output_options import format_option
 
 __all__ = ["generate", "run_and_report"]
 
@@ -89,10 +90,9 @@ def run_and_report(scenario: Any, options: Any) -> Any:
               help="Where to write the ground truth JSON (default: next to the capture).")
 @click.option("--report", "do_report", is_flag=True,
               help="Report on the capture right after the run (needs --capture).")
-@click.option("--format", "fmt", type=click.Choice(["table", "markdown", "json"]),
-              default="table", show_default=True,
-              help="Format of --report (json: standard output is the report alone, what the "
-                   "run did goes to stderr).")
+@format_option("table", "markdown", "json",
+               help="Format of --report (json: standard output is the report alone, what the "
+                    "run did goes to stderr).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress lines on stderr.")
 def generate(scenario: str | None, list_: bool, broker: str | None, mqtt_version: str | None,
              duration: float | None, drain: float | None, seed: int | None,
@@ -143,12 +143,12 @@ def generate(scenario: str | None, list_: bool, broker: str | None, mqtt_version
     if result.truth_path is not None:
         click.echo(f"ground truth: {result.truth_path}", err=to_err)
     if do_report and result.capture_path is not None:
-        from ..report.text import format_report
+        from ..report.text import write_report
         from .capture_options import CaptureSource
 
         source = CaptureSource(str(result.capture_path), tuple(result.ports), True,
-                               spec.mqtt_version, "native")
+                               spec.mqtt_version, "native", same_broker=result.same_broker)
         analysis = source.analyze(packets=False)
-        click.echo(format_report(analysis, fmt, capture=source.command_args()))
+        write_report(analysis, fmt, capture=source.command_args())
     if result.interrupted:
         sys.exit(130)

@@ -3,18 +3,16 @@ duplicated or lost, and what happened around reconnections (:mod:`qosinspect.rep
 
 from __future__ import annotations
 
-import click
-
 from . import main
 from .capture_options import CaptureSource, capture_source, finish
+from .output_options import format_option
 
 __all__ = ["report"]
 
 
 @main.command()
 @capture_source
-@click.option("--format", "fmt", type=click.Choice(["table", "markdown", "json"]),
-              default="table", show_default=True, help="Output format.")
+@format_option("table", "markdown", "json")
 def report(source: CaptureSource, fmt: str) -> None:
     """Report the QoS of every MQTT exchange in CAPTURE (pcap or pcapng).
 
@@ -23,8 +21,8 @@ def report(source: CaptureSource, fmt: str) -> None:
     connections, reconnections, TCP retransmissions and anomalies, each with the command that
     lists the details.
     """
-    from ..report.text import format_report
+    from ..report.text import write_report
 
     analysis = source.analyze(detail=False)
-    click.echo(format_report(analysis, fmt, capture=source.command_args()))
+    write_report(analysis, fmt, capture=source.command_args())
     finish(analysis)

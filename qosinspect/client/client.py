@@ -25,7 +25,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from typing import Any
 
-from ..errors import MQTTError, RemoteProtocolError
+from ..errors import LocalProtocolError, MQTTError, RemoteProtocolError
 from ..events import ConnectionClosed, ConnectionInfo, ConnectionOpened, MqttPacketEvent
 from ..mqtt.codec import encode
 from ..mqtt.enums import Direction, DisconnectReason
@@ -348,7 +348,7 @@ class Client:
             self._teardown(cause, "rst", Direction.C2B)
             if isinstance(exc, TimeoutError):
                 raise ConnectionLost(f"no CONNACK within {self.connect_timeout} s") from None
-            if isinstance(exc, MQTTError):
+            if isinstance(exc, MQTTError) and not isinstance(exc, LocalProtocolError):
                 raise ConnectionLost(f"malformed packet from the broker: {exc}") from None
             raise
         refused = self.protocol.connack
@@ -404,6 +404,8 @@ class Client:
                     continue
                 try:
                     await self._feed(data)
+                except LocalProtocolError:
+                    raise               # ours, not the broker's: surfaces as a bug below
                 except MQTTError as exc:
                     now = time.time_ns()
                     out = self.protocol.fail(exc)
@@ -447,6 +449,8 @@ class Client:
             attempts += 1
             try:
                 connected = await self._open()
+            except LocalProtocolError:
+                raise                   # retrying cannot mend a bug of ours
             except (ClientError, MQTTError, TimeoutError, *_NETWORK_ERRORS):
                 continue
             event = ReconnectEvent(self._connected_ns, t_lost, cause, connected.session_present,

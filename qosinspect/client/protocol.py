@@ -310,6 +310,8 @@ class ClientProtocol:
         out = Output()
         try:
             self._receive(packet, now, out)
+        except LocalProtocolError:
+            raise                       # a bug of this client's caller, not the server's
         except RemoteProtocolError as exc:
             self._protocol_failure(exc, out)
         except MQTTError as exc:

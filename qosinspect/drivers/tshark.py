@@ -41,6 +41,7 @@ import zlib
 from collections.abc import Iterable, Iterator
 from typing import IO, Any
 
+from ..anomalies import AnomalyKind
 from ..capture.decoder import CaptureSummary
 from ..capture.pcapfile import CaptureFile, capture_format, file_head
 from ..capture.pipeline import looks_like_connect
@@ -376,8 +377,8 @@ class TsharkDecoder:
                 if not self.tls_keylog:
                     summary.anomalies += 1
                     yield Anomaly(ts, st.info, st.direction(src) if st.sides_known else None,
-                                  "encrypted", "TLS handshake: MQTT over TLS cannot be decoded "
-                                  "without a key log (--tls-keylog)", frame)
+                                  AnomalyKind.ENCRYPTED, "TLS handshake: MQTT over TLS cannot be "
+                                  "decoded without a key log (--tls-keylog)", frame)
             if mqtt:
                 if not st.opened:
                     yield from self._open(st, frame, ts)
@@ -447,8 +448,8 @@ class TsharkDecoder:
         info = st.info or st.make_info()
         if st.tls and self.tls_keylog and not st.has_mqtt:
             self.summary.anomalies += 1
-            yield Anomaly(ts, info, None, "encrypted", "TLS connection not decrypted: the key "
-                          "log has no secrets for it", frame)
+            yield Anomaly(ts, info, None, AnomalyKind.ENCRYPTED, "TLS connection not decrypted: "
+                          "the key log has no secrets for it", frame)
         yield ConnectionClosed(ts, info, how, st.closed_by, frame, None)
 
     def _mqtt(self, st: _Stream, layers: dict[str, Any], pdus: list[Any], src: Endpoint,
@@ -480,25 +481,25 @@ class TsharkDecoder:
                            if not st.handshake else "the client did not start with CONNECT "
                            "[MQTT-3.1.0-1]")
                     summary.anomalies += 2
-                    yield Anomaly(ts, info, sd, "missing_connect",
+                    yield Anomaly(ts, info, sd, AnomalyKind.MISSING_CONNECT,
                                   f"first MQTT packet is {PacketType(ptype).name}, not CONNECT: "
                                   f"{how}", frame)
-                    yield Anomaly(ts, info, sd, "version_assumed",
+                    yield Anomaly(ts, info, sd, AnomalyKind.VERSION_ASSUMED,
                                   "no CONNECT seen: tshark decodes as MQTT "
                                   f"{_DEFAULT_VERSION[st.version][6:]} (mqtt.default_version)",
                                   frame)
             kind, detail = _problem(m, ptype)
             if malformed and i == len(pdus) - 1 and kind is None:
-                kind, detail = "malformed", "tshark: Malformed Packet"
+                kind, detail = AnomalyKind.MALFORMED, "tshark: Malformed Packet"
             packet = None
             if kind is None:
                 try:
                     packet = _packet(m, ptype, st.version)
                 except (ValueError, KeyError, TypeError) as exc:
-                    kind, detail = "malformed", f"tshark fields unusable: {exc}"
+                    kind, detail = AnomalyKind.MALFORMED, f"tshark fields unusable: {exc}"
             if packet is None:
                 summary.anomalies += 1
-                yield Anomaly(ts, info, sd, kind or "malformed",
+                yield Anomaly(ts, info, sd, kind or AnomalyKind.MALFORMED,
                               f"{PacketType(ptype).name}: {detail}", frame, ptype)
                 continue
             if type(packet) is Connect:
@@ -533,13 +534,13 @@ def _analysis(tcp: dict[str, Any], key: str) -> bool:
     return key.removeprefix("tcp.analysis.") in _analysis_flags(tcp)
 
 
-def _problem(m: dict[str, Any], ptype: int) -> tuple[str | None, str]:
+def _problem(m: dict[str, Any], ptype: int) -> tuple[AnomalyKind | None, str]:
     """An anomaly kind for what tshark shows but the codec refuses, named as the native engine
     names them."""
     if ptype == 0:
-        return "unassigned_msgtype", "reserved control packet type 0"
+        return AnomalyKind.UNASSIGNED_MSGTYPE, "reserved control packet type 0"
     if ptype == 3 and ((_int(m, "mqtt.hdrflags") >> 1) & 3) == 3:
-        return "invalid_qos", "PUBLISH with QoS 3 [MQTT-3.3.1-4]"
+        return AnomalyKind.INVALID_QOS, "PUBLISH with QoS 3 [MQTT-3.3.1-4]"
     return None, ""
 
 

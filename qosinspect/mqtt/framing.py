@@ -43,6 +43,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .. import _accel
+from ..anomalies import AnomalyKind
 from ..errors import MQTTError, PacketTooLarge, ProtocolError
 from .codec import (
     _DECODERS,
@@ -93,7 +94,7 @@ class FramingAnomaly:
     up, ``packet_type`` the type from the fixed header when the packet was framed.
     """
 
-    kind: str
+    kind: AnomalyKind
     detail: str
     offset: int
     size: int = 0
@@ -104,23 +105,23 @@ class FramingAnomaly:
 DecodeResult = Packet | FramingAnomaly
 
 
-def anomaly_kind(exc: MQTTError) -> str:
+def anomaly_kind(exc: MQTTError) -> AnomalyKind:
     """A stable, short name for a decode error, as the analysis reports anomalies."""
     text = exc.message
     if exc.packet_type == 0 and "reserved control packet type" in text:
-        return "unassigned_msgtype"
+        return AnomalyKind.UNASSIGNED_MSGTYPE
     if "QoS 3" in text:
-        return "invalid_qos"
+        return AnomalyKind.INVALID_QOS
     if isinstance(exc, PacketTooLarge):
-        return "packet_too_large"
+        return AnomalyKind.PACKET_TOO_LARGE
     name = type(exc).__name__
     return {
-        "MalformedPacket": "malformed",
-        "ProtocolError": "protocol_error",
-        "TopicNameInvalid": "invalid_topic",
-        "TopicFilterInvalid": "invalid_topic_filter",
-        "UnsupportedProtocolVersion": "unsupported_version",
-    }.get(name, "malformed")
+        "MalformedPacket": AnomalyKind.MALFORMED,
+        "ProtocolError": AnomalyKind.PROTOCOL_ERROR,
+        "TopicNameInvalid": AnomalyKind.INVALID_TOPIC,
+        "TopicFilterInvalid": AnomalyKind.INVALID_TOPIC_FILTER,
+        "UnsupportedProtocolVersion": AnomalyKind.UNSUPPORTED_VERSION,
+    }.get(name, AnomalyKind.MALFORMED)
 
 
 class StreamDecoder:
@@ -354,8 +355,8 @@ class StreamDecoder:
         if self._pending:
             if self._resync:
                 out.append(FramingAnomaly(
-                    "resync", f"skipped {self._pending} bytes without finding a packet boundary "
-                    "before the stream ended", self._offset, self._pending))
+                    AnomalyKind.RESYNC, f"skipped {self._pending} bytes without finding a packet "
+                    "boundary before the stream ended", self._offset, self._pending))
             else:
                 out.append(self._partial_anomaly("the stream ended before it was complete"))
             self._offset += self._pending
@@ -369,7 +370,8 @@ class StreamDecoder:
         ptype = head[0] >> 4 if head else None
         name = PacketType(ptype).name if ptype is not None else "packet"
         expected = f" of {self._need}" if self._need else ""
-        return FramingAnomaly("truncated", f"{name}: {self._pending}{expected} bytes, {why}",
+        return FramingAnomaly(AnomalyKind.TRUNCATED,
+                              f"{name}: {self._pending}{expected} bytes, {why}",
                               self._offset, self._pending, ptype)
 
     # -- failing, versions, aliases -----------------------------------------------------------
@@ -438,12 +440,12 @@ class StreamDecoder:
             pos += 1
         if pos > start:
             out.append(FramingAnomaly(
-                "resync", f"skipped {pos - start} bytes to find the next packet boundary",
+                AnomalyKind.RESYNC, f"skipped {pos - start} bytes to find the next packet boundary",
                 self._offset + start, pos - start))
         if self._resync and n - pos > RESYNC_MAX_PACKET:
             # Nothing plausible in a long stretch: give it up rather than hold it all.
-            out.append(FramingAnomaly("resync", f"skipped {n - pos} bytes without finding a "
-                                      "packet boundary", self._offset + pos, n - pos))
+            out.append(FramingAnomaly(AnomalyKind.RESYNC, f"skipped {n - pos} bytes without "
+                                      "finding a packet boundary", self._offset + pos, n - pos))
             pos = n
         return pos
 

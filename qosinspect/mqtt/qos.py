@@ -1,7 +1,10 @@
-"""The QoS 1 and QoS 2 transition tables, sans-I/O: packets and a ``now`` in, packets out.
+"""The QoS 1 and QoS 2 endpoints, sans-I/O: packets and a ``now`` in, packets out.
 
-Every rule about how one PUBLISH is acknowledged lives here, so the broker, the client and a
-replay from capture timestamps follow exactly the same rules. Nothing here reads a clock or
+Which acknowledgement answers which PUBLISH and which state it leads to is read from the one
+transition table, :mod:`qosinspect.mqtt.transitions`, which the capture analysis follows too; this
+module adds what only an endpoint does (allocating packet ids, answering, re-sending on a new
+connection, flow control), so the broker, the client and a replay from capture timestamps follow
+exactly the same rules. Nothing here reads a clock or
 touches a socket; ``now`` is integer nanoseconds supplied by the caller and is only recorded
 (first and last send time, never overwritten, as the analysis needs them).
 
@@ -12,7 +15,9 @@ independent):
   unacknowledged PUBLISH in that direction [MQTT-4.3.2-1] [MQTT-4.3.3-1]; ids in use are skipped;
   an id becomes free again when its flow ends; a QoS 0 PUBLISH has none [MQTT-2.2.1-2].
 
-Sender side (:class:`Sender`), one row per (state, event)::
+Sender side (:class:`Sender`): the transition table's rows that an endpoint may take (a pair the
+table lacks, or marks ``endpoint`` no, is a protocol error), seen from the sender, which answers a
+PUBREC with its PUBREL at once (so it goes from WAIT_PUBREC straight to WAIT_PUBCOMP)::
 
     state          event                   -> state          send      statement
     -------------  ----------------------  ----------------  --------  --------------------------
@@ -58,11 +63,11 @@ are returned.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import IntEnum
 from typing import NamedTuple
 
 from ..errors import LocalProtocolError, ProtocolError, RemoteProtocolError
 from .packets import Packet, PubAck, PubComp, Publish, PubRec, PubRel
+from .transitions import FlowState, initial_state, transition
 
 __all__ = [
     "MAX_PACKET_ID",
@@ -77,12 +82,9 @@ __all__ = [
 MAX_PACKET_ID = 0xFFFF
 
 
-class SendState(IntEnum):
-    """Where an outbound QoS 1/2 flow stands."""
-
-    WAIT_PUBACK = 1
-    WAIT_PUBREC = 2
-    WAIT_PUBCOMP = 3
+#: Where an outbound QoS 1/2 flow stands: the transition table's states (a sender is only ever in
+#: WAIT_PUBACK, WAIT_PUBREC or WAIT_PUBCOMP; the values are stored by the broker's persistence).
+SendState = FlowState
 
 
 @dataclass(slots=True)
@@ -170,8 +172,7 @@ class Sender:
                                      "[MQTT-4.9.0-2]")
         pid = self.ids.allocate()
         out = publish._replace(packet_id=pid, dup=False)
-        state = SendState.WAIT_PUBACK if publish.qos == 1 else SendState.WAIT_PUBREC
-        self.in_flight[pid] = OutFlight(out, state, now, now, tag=tag)
+        self.in_flight[pid] = OutFlight(out, initial_state(publish.qos), now, now, tag=tag)
         return out
 
     def _finish(self, pid: int, reason: int, now: int) -> Completed:
@@ -180,43 +181,51 @@ class Sender:
         return Completed(flight.publish, int(reason), flight.t_first_ns, now, flight.sends,
                          flight.tag)
 
-    def _expect(self, pid: int, want: SendState, got: str) -> OutFlight | None:
+    def _expect(self, pid: int, packet_type: int, reason: int, got: str
+                ) -> tuple[OutFlight, FlowState] | None:
+        """The flow an acknowledgement belongs to and the state the table sends it to; None for
+        an unknown id (an orphan); RemoteProtocolError for a pair the table does not allow an
+        endpoint (e.g. PUBACK for QoS 2) [MQTT-4.3.2-1] [MQTT-4.3.3-1]."""
         flight = self.in_flight.get(pid)
         if flight is None:
             self.orphan_acks += 1
             return None
-        if flight.state is not want and not (
-                got == "PUBREC" and flight.state is SendState.WAIT_PUBCOMP):
+        row = transition(flight.state, packet_type, reason)
+        if row is None or not row.endpoint:
             raise RemoteProtocolError(ProtocolError(
                 f"{got} for packet id {pid}, whose flow is in state {flight.state.name}",
                 packet_type=None))
-        return flight
+        return flight, row.next
 
     def on_puback(self, packet: PubAck, now: int) -> Completed | None:
         """PUBACK ends a QoS 1 flow, whatever its reason code [MQTT-4.3.2-3] [MQTT-4.4.0-2]."""
-        if self._expect(packet.packet_id, SendState.WAIT_PUBACK, "PUBACK") is None:
+        if self._expect(packet.packet_id, 4, packet.reason_code, "PUBACK") is None:
             return None
         return self._finish(packet.packet_id, packet.reason_code, now)
 
     def on_pubrec(self, packet: PubRec, now: int) -> tuple[PubRel | None, Completed | None]:
         """PUBREC: answer PUBREL [MQTT-4.3.3-4], or end the flow if refused [MQTT-4.4.0-2]."""
         pid = packet.packet_id
-        flight = self._expect(pid, SendState.WAIT_PUBREC, "PUBREC")
-        if flight is None:
+        got = self._expect(pid, 5, packet.reason_code, "PUBREC")
+        if got is None:
             return PubRel(pid, 0x92 if self.version >= 5 else 0), None
-        if packet.reason_code >= 0x80:
+        flight, state = got
+        if state is FlowState.REFUSED:
             return None, self._finish(pid, packet.reason_code, now)
-        if flight.state is SendState.WAIT_PUBREC:
-            flight.state = SendState.WAIT_PUBCOMP
+        if flight.state is FlowState.WAIT_PUBREC:
+            # The PUBREL we send at once takes the flow on from WAIT_PUBREL (the table's next row).
+            after = transition(state, 6)
+            assert after is not None
+            flight.state = after.next
             flight.t_pubrec_ns = now
         else:
-            flight.sends += 1
+            flight.sends += 1                  # PUBREC again: our PUBREL was lost, send it again
         flight.t_last_ns = now
         return PubRel(pid), None
 
     def on_pubcomp(self, packet: PubComp, now: int) -> Completed | None:
         """PUBCOMP ends a QoS 2 flow [MQTT-4.3.3-5]."""
-        if self._expect(packet.packet_id, SendState.WAIT_PUBCOMP, "PUBCOMP") is None:
+        if self._expect(packet.packet_id, 7, packet.reason_code, "PUBCOMP") is None:
             return None
         return self._finish(packet.packet_id, packet.reason_code, now)
 

@@ -68,6 +68,10 @@ class SessionOutput:
     completed: list[Completed] = field(default_factory=list)
 
 
+def _size(p: Publish) -> int:
+    return len(p.topic) + len(p.payload)
+
+
 class Session:
     """The session of one endpoint towards its peer (see the module docstring).
 
@@ -89,6 +93,8 @@ class Session:
         self.dropped_qos0 = 0
         self.dropped = 0
         self.expired = 0
+        #: Bytes (topic and payload) of the messages in the queue, for a byte bound.
+        self.queued_bytes = 0
         #: A list to record state changes into (see the module docstring), or None.
         self.journal: list[tuple[Any, ...]] | None = None
 
@@ -117,6 +123,7 @@ class Session:
         self.sender.clear()
         self.receiver.clear()
         self.queue.clear()
+        self.queued_bytes = 0
         if self.journal is not None:
             self.journal.append(("clear",))
 
@@ -137,15 +144,29 @@ class Session:
             return [self._with_expiry(publish, expires_ns, now)]
         journal = self.journal
         if len(self.queue) >= self.hard_limit:
-            lost = self.queue.popleft()
-            self.dropped += 1
-            if journal is not None:
-                journal.append(("dropped", lost.tag))
+            self.drop_oldest()
         item = QueuedMessage(publish, expires_ns, tag)
         self.queue.append(item)
+        self.queued_bytes += _size(publish)
         if journal is not None:
             journal.append(("queued", item))
         return self.drain(now) if self.connected else []
+
+    def enqueue(self, item: QueuedMessage) -> None:
+        """Put back a message read from a store (no journal entry: it is stored already)."""
+        self.queue.append(item)
+        self.queued_bytes += _size(item.publish)
+
+    def drop_oldest(self) -> QueuedMessage | None:
+        """Drop the oldest queued message (counted in ``dropped``); None when none waits."""
+        if not self.queue:
+            return None
+        lost = self.queue.popleft()
+        self.queued_bytes -= _size(lost.publish)
+        self.dropped += 1
+        if self.journal is not None:
+            self.journal.append(("dropped", lost.tag))
+        return lost
 
     def drain(self, now: int) -> list[Packet]:
         """Send queued messages as far as the send quota allows [MQTT-4.9.0-2]."""
@@ -155,6 +176,7 @@ class Session:
         journal = self.journal
         while queue and self.connected and sender.quota > 0:
             item = queue.popleft()
+            self.queued_bytes -= _size(item.publish)
             if item.expires_ns is not None and now >= item.expires_ns:
                 self.expired += 1
                 if journal is not None:

@@ -1,72 +1,36 @@
 """Text renderings of an analysis: the per-QoS report, tables, and the ladder (sequence) diagram.
 
-Pure functions from data to strings (no printing, no files), so the CLI, a notebook and a test
-all get the same text. Three report formats: ``table`` (aligned columns for a terminal),
-``markdown`` (GitHub tables) and ``json`` (the report dict, stable keys).
+Functions from data to strings, so the CLI, a notebook and a test all get the same text; the
+only writer is :func:`write_report`, through the output layer (:mod:`.output`). Three report
+formats: ``table`` (aligned columns for a terminal), ``markdown`` (GitHub tables) and ``json``
+(the report dict, stable keys).
 """
 
 from __future__ import annotations
 
-import json
-import math
-from collections.abc import Sequence
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from ..analysis.api import Analysis
+from . import output
+from .output import document_text, format_cell, format_table, format_time
 
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["client_connections", "format_report", "format_table", "ladder_lines"]
+__all__ = ["client_connections", "format_report", "ladder_lines", "write_report"]
 
 _ARROW = 46
 
 
-def format_table(headers: Sequence[str], rows: Sequence[Sequence[Any]], fmt: str = "table",
-                 align: str | None = None) -> str:
-    """Rows as an aligned text table or a markdown table. ``align`` has one ``l``/``r`` per
-    column (default: numbers right, text left)."""
-    cells = [[_cell(v) for v in row] for row in rows]
-    if align is None:
-        align = "".join("r" if rows and all(isinstance(r[i], int | float) or r[i] is None
-                                            for r in rows) else "l"
-                        for i in range(len(headers)))
-    if fmt == "markdown":
-        out = ["| " + " | ".join(headers) + " |",
-               "|" + "|".join("---:" if a == "r" else "---" for a in align) + "|"]
-        out += ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in cells]
-        return "\n".join(out)
-    widths = [max([len(h)] + [len(row[i]) for row in cells]) for i, h in enumerate(headers)]
-
-    def line(values: Sequence[str]) -> str:
-        return "  ".join(v.rjust(w) if a == "r" else v.ljust(w)
-                         for v, w, a in zip(values, widths, align, strict=True)).rstrip()
-
-    return "\n".join([line(headers), line(["-" * w for w in widths])]
-                     + [line(row) for row in cells])
-
-
-def _cell(v: Any) -> str:
-    if v is None or (isinstance(v, float) and math.isnan(v)):
-        return "-"
-    if isinstance(v, float):
-        return f"{v:.3f}"
-    return str(v)
-
-
-def _iso(ts_ns: int | None) -> str:
-    if ts_ns is None:
-        return "-"
-    dt = datetime.fromtimestamp(ts_ns / 1e9, tz=UTC)
-    return dt.strftime("%Y-%m-%d %H:%M:%S.") + f"{ts_ns % 10**9:09d}"[:6] + " UTC"
-
-
-def format_report(analysis: Analysis, fmt: str = "table", capture: str = "CAPTURE") -> str:
-    """The report of ``qosinspect report`` in ``table``, ``markdown`` or ``json``."""
-    data = analysis.report()
+def format_report(analysis: Analysis, fmt: str = "table", capture: str = "CAPTURE",
+                  data: dict[str, Any] | None = None) -> str:
+    """The report of ``qosinspect report`` in ``table``, ``markdown`` or ``json`` (without a
+    final newline); ``data``: ``analysis.report()`` when the caller has it already. Commands
+    write it with :func:`qosinspect.report.output.write_document`."""
+    if data is None:
+        data = analysis.report()
     if fmt == "json":
-        return json.dumps(data, indent=2, sort_keys=False)
+        return document_text(data, "json").rstrip("\n")
     md = fmt == "markdown"
 
     def h(title: str) -> str:
@@ -80,8 +44,10 @@ def format_report(analysis: Analysis, fmt: str = "table", capture: str = "CAPTUR
     if "frames" in cap:
         facts.append(f"{cap['frames']:,} frames, {cap['mqtt_packets']:,} MQTT packets")
     facts.append(f"{data['connections']} connections, {data['sessions']} sessions")
+    if len(data["brokers"]) > 1:
+        facts.append(f"{len(data['brokers'])} brokers")
     if cap["duration_s"] is not None:
-        facts.append(f"{cap['duration_s']:.3f} s from {_iso(cap['t_first_ns'])}")
+        facts.append(f"{cap['duration_s']:.3f} s from {format_time(cap['t_first_ns'])}")
     out.append(", ".join(facts))
     if "error" in cap:
         out.append(f"WARNING: the capture could not be read to the end: {cap['error']}")
@@ -98,12 +64,22 @@ def format_report(analysis: Analysis, fmt: str = "table", capture: str = "CAPTUR
     out.append(h("Per QoS level"))
     headers = ["QoS", "publishes", "completed", "incomplete", "retrans", "DUP",
                "dup delivered", "not delivered", "p50 ms", "p90 ms", "p99 ms", "max ms"]
-    rows = [[r["qos"], r["publishes"], r["completed"], r["incomplete"], r["retransmissions"],
-             r["dup_flagged"], r["duplicates_delivered"], r["not_delivered"],
-             r["latency_ms"]["p50"], r["latency_ms"]["p90"], r["latency_ms"]["p99"],
-             r["latency_ms"]["max"]] for r in data["per_qos"]]
-    out.append(format_table(headers, rows, fmt))
+
+    def qos_rows(per_qos: list[dict[str, Any]]) -> list[list[Any]]:
+        return [[r["qos"], r["publishes"], r["completed"], r["incomplete"],
+                 r["retransmissions"], r["dup_flagged"], r["duplicates_delivered"],
+                 r["not_delivered"], r["latency_ms"]["p50"], r["latency_ms"]["p90"],
+                 r["latency_ms"]["p99"], r["latency_ms"]["max"]] for r in per_qos]
+
+    out.append(format_table(headers, qos_rows(data["per_qos"]), fmt))
     out.append("")
+    if len(data["brokers"]) > 1:
+        # Sessions, reconnections and deliveries are matched within one broker: each its own.
+        for b in data["brokers"]:
+            out.append(f"broker {_endpoint(b)}: {b['connections']} connections "
+                       f"(--broker {_endpoint(b)} for this broker alone)")
+            out.append(format_table(headers, qos_rows(b["per_qos"]), fmt))
+            out.append("")
     out.append("publishes count exchanges (a re-sent PUBLISH is not a new one); retrans: "
                "MQTT-level re-sends (PUBLISH, PUBREC, PUBREL); DUP: PUBLISH packets with DUP=1; "
                "latency: first PUBLISH to final ack of completed exchanges.")
@@ -137,8 +113,8 @@ def format_report(analysis: Analysis, fmt: str = "table", capture: str = "CAPTUR
     red = data["redelivered"]
     gap = data["reconnect_gap_ms"]
     if data["reconnects"]:
-        out.append(f"reconnections: {data['reconnects']}, gap p50 {_cell(gap['p50'])} ms, "
-                   f"max {_cell(gap['max'])} ms; redelivered on the new connection: "
+        out.append(f"reconnections: {data['reconnects']}, gap p50 {format_cell(gap['p50'])} ms, "
+                   f"max {format_cell(gap['max'])} ms; redelivered on the new connection: "
                    f"{red['publish']} PUBLISH (DUP), {red['pubrel']} PUBREL; "
                    f"resumed {red['resumed']}, abandoned {red['abandoned']}")
         out.append("")
@@ -179,6 +155,22 @@ def format_report(analysis: Analysis, fmt: str = "table", capture: str = "CAPTUR
 
 
 _SHOWN = 10
+
+
+def write_report(analysis: Analysis, fmt: str = "table", out: output.Target = None, *,
+                 capture: str = "CAPTURE") -> None:
+    """Write the report (:func:`format_report`) through the output layer, to ``out``
+    (standard output by default): the command ``report`` and the reports of ``generate`` and
+    ``demo``."""
+    data = analysis.report()
+    output.write_document(data, fmt, out,
+                          render=lambda f: format_report(analysis, f, capture, data))
+
+
+def _endpoint(broker: dict[str, Any]) -> str:
+    host = broker["address"]
+    host = f"[{host}]" if ":" in host else host
+    return host if broker["port"] is None else f"{host}:{broker['port']}"
 
 
 def _clear_text_lines(ct: dict[str, Any], capture: str) -> list[str]:
@@ -330,7 +322,7 @@ def ladder_lines(analysis: Analysis, *, client: str | None = None, conn: int | N
         items = [x for x in items if x[0] <= until_ns]
     t0 = analysis.result.t_first or (items[0][0] if items else 0)
     name = client if client is not None else f"connection {conn}"
-    head = [f"ladder of {name}: time in s since the capture start ({_iso(t0)})",
+    head = [f"ladder of {name}: time in s since the capture start ({format_time(t0)})",
             f"{'time':>12}  {'frame':>7}  {'':3} {'client':<{width // 2}}{'broker':>{width // 2}}"]
     lines = [f"{(ts - t0) / 1e9:12.6f}  {line}" for ts, _, line in items[:limit]]
     if len(items) > limit:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..anomalies import AnomalyKind
 from ..events import (
     Anomaly,
     ConnectionClosed,
@@ -166,8 +167,8 @@ class EventBuilder:
                 dt_ms: float | None = None, at_ns: int | None = None) -> None:
         ts = self._tick(dt_ms, at_ns)
         self.events.append(Anomaly(ts, None if c is None else c.info,
-                                   None if direction is None else _dir(direction), kind,
-                                   detail or kind, self.frame))
+                                   None if direction is None else _dir(direction),
+                                   AnomalyKind(kind), detail or kind, self.frame))
 
     # -- MQTT packets ------------------------------------------------------------------------------
 

@@ -19,8 +19,18 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from ..traffic.live import LiveCapture
 
-__all__ = ["IN_CI", "PROJECT_ROOT", "SHARED_CAPTURES", "free_port", "loopback_capture",
-           "require_tool", "shared_captures", "stop_process", "wait_port"]
+__all__ = [
+    "IN_CI",
+    "PROJECT_ROOT",
+    "SHARED_CAPTURES",
+    "free_port",
+    "loopback_capture",
+    "require_tool",
+    "shared_captures",
+    "shipped_same_broker",
+    "stop_process",
+    "wait_port",
+]
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent.parent
 SHARED_CAPTURES = PROJECT_ROOT.parent / "shared" / "captures"
@@ -129,3 +139,9 @@ def loopback_capture(path: Path, ports: Iterable[int], tool: str = "tcpdump"
         yield capture
     finally:
         capture.stop()
+
+
+def shipped_same_broker(entry: dict[str, Any]) -> tuple[tuple[str, ...], ...]:
+    """A captures.json entry's ``same_broker`` groups (the generator's proxy ports in front of
+    one broker), as :class:`~qosinspect.analysis.options.AnalysisOptions` takes them."""
+    return tuple(tuple(group) for group in entry.get("same_broker", ()))

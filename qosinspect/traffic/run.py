@@ -90,6 +90,17 @@ class RunResult:
     capture_method: str | None
     interrupted: bool
     ports: list[int] = field(default_factory=list)
+    #: The address the clients reached the broker at (the fault proxy's).
+    host: str = "127.0.0.1"
+
+    @property
+    def same_broker(self) -> tuple[tuple[str, ...], ...]:
+        """The proxy's front ports are one broker (every one forwards to it): the analysis'
+        ``same_broker`` group, empty with a single port."""
+        if len(self.ports) < 2:
+            return ()
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return (tuple(f"{host}:{p}" for p in self.ports),)
 
 
 def truth_path_for(capture: Path) -> Path:
@@ -140,6 +151,7 @@ class _Run:
         self.recorder: PcapngRecorder | None = None
         self.method: str | None = None
         self.front_ports: list[int] = []
+        self.proxy_host = "127.0.0.1"
         self.netns: NetnsLink | None = None
         self.pubs: list[_Pub] = []
         self.subs: list[_Sub] = []
@@ -197,8 +209,9 @@ class _Run:
         if any(f.kind == "netem" for f in self.s.faults):
             self.netns = NetnsLink().__enter__()      # closed in shutdown(), always
             factory = self.netns.listening_socket
+        self.proxy_host = self.netns.ns_ip if self.netns else "127.0.0.1"
         self.proxy = FaultProxy((host, self.broker_port), self.rules,
-                                host=self.netns.ns_ip if self.netns else "127.0.0.1",
+                                host=self.proxy_host,
                                 websocket=spec.websocket, tap=self.o.proxy_tap,
                                 recorder=recorder, socket_factory=factory)
         front = self.s.front_port
@@ -601,4 +614,4 @@ async def run_scenario(scenario: Scenario, options: RunOptions | None = None) ->
         path = truth_path_for(options.capture)
     data = truth.write(path) if path is not None else truth.to_json()
     return RunResult(data, path, options.capture, run.method, run.interrupted,
-                     run.front_ports)
+                     run.front_ports, run.proxy_host)

@@ -9,6 +9,7 @@ import pytest
 
 import qosinspect
 from qosinspect.analysis.api import TABLES, analyze_capture, relaxed_gc
+from qosinspect.analysis.options import AnalysisOptions
 from qosinspect.errors import CaptureError
 from qosinspect.testing.events import EventBuilder
 from qosinspect.testing.tools import PROJECT_ROOT
@@ -60,7 +61,7 @@ def test_report_mode_has_no_tables() -> None:
     b = EventBuilder()
     c = b.client("x")
     b.qos1(c, "c2b", "t", b"1", 1)
-    a = qosinspect.analyze(b.events, detail=False)
+    a = qosinspect.analyze(b.events, AnalysisOptions(detail=False))
     assert a.report()["per_qos"][1]["completed"] == 1
     with pytest.raises(ValueError, match="detail=False"):
         _ = a.exchanges

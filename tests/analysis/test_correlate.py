@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from qosinspect.analysis.correlate import CorrelationResult, Correlator, correlate
+from qosinspect.analysis.options import AnalysisOptions
 from qosinspect.analysis.records import Exchange
 from qosinspect.mqtt.packets import Publish
 from qosinspect.testing.events import T0, EventBuilder
@@ -370,7 +371,7 @@ def test_open_exchanges_are_capped_per_session() -> None:
     for pid in range(1, 6):
         b.publish(c, "c2b", "t", bytes([pid]), qos=1, packet_id=pid)
     b.puback(c, "b2c", 5)
-    r = Correlator(max_open_per_session=3).feed_all(b.events)
+    r = Correlator(AnalysisOptions(max_open_per_session=3)).feed_all(b.events)
     assert [e.outcome for e in exchanges(r)] == ["evicted", "evicted", "incomplete",
                                                  "incomplete", "complete"]
     assert kinds(r) == ["too_many_exchanges"] * 2 and r.n_evicted == 2
@@ -457,7 +458,7 @@ def test_anomaly_rows_are_capped_per_kind() -> None:
     c = b.client("s")
     for pid in range(1, 11):
         b.puback(c, "b2c", pid)
-    r = Correlator(max_anomalies_per_kind=4).feed_all(b.events)
+    r = Correlator(AnalysisOptions(max_anomalies_per_kind=4)).feed_all(b.events)
     assert kinds(r) == ["orphan_ack"] * 4 and r.anomalies_suppressed == {"orphan_ack": 6}
 
 
@@ -496,7 +497,7 @@ def test_thousands_of_dup_resends_after_a_reconnect_join_their_exchanges() -> No
     for pid in range(1, n + 1):
         b.publish(c2, "c2b", "t", pid.to_bytes(2, "big"), qos=1, packet_id=pid, dup=True)
         b.puback(c2, "b2c", pid)
-    r = correlate(b.events, packets=False, deliveries=False)
+    r = correlate(b.events, AnalysisOptions(packets=False, deliveries=False))
     assert r.exchanges.rows == n
     ex = exchanges(r)
     assert all(e.dup_after_complete == 1 and e.n_puback == 2 for e in ex)
@@ -584,7 +585,7 @@ def test_total_cap_evicts_from_the_session_that_adds() -> None:
     b.publish(a, "c2b", "t", b"1", qos=1, packet_id=1)
     b.publish(a, "c2b", "t", b"2", qos=1, packet_id=2)
     b.publish(z, "c2b", "t", b"3", qos=1, packet_id=1)  # the third open exchange overall
-    r = Correlator(max_open_total=2).feed_all(b.events)
+    r = Correlator(AnalysisOptions(max_open_total=2)).feed_all(b.events)
     by_session = {(e.session, e.packet_id): e.outcome for e in exchanges(r)}
     assert by_session == {("a", 1): "incomplete", ("a", 2): "incomplete",
                           ("z", 1): "evicted"}
@@ -632,8 +633,8 @@ def test_time_span_when_the_first_event_is_a_packet() -> None:
     first, last = events[0].ts_ns, events[-1].ts_ns
     assert first < last
     for detail in (True, False):
-        r = correlate(events, detail=detail)
+        r = correlate(events, AnalysisOptions(detail=detail))
         assert (r.t_first, r.t_last) == (first, last)
         with _accel.pure():
-            r = correlate(events, detail=detail)
+            r = correlate(events, AnalysisOptions(detail=detail))
         assert (r.t_first, r.t_last) == (first, last)

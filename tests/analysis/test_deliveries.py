@@ -146,8 +146,8 @@ def test_subscriptions_followed_per_session_are_bounded() -> None:
 
     m = DeliveryMatcher(lambda code, ts: 1)
     for i in range(MAX_FILTERS_PER_SESSION + 5):
-        m.subscribe(0, f"t/{i}", 1, False)
-    m.subscribe(0, "t/0", 2, False)  # an update of a followed filter still counts
+        m.subscribe(0, 0, f"t/{i}", 1, False)
+    m.subscribe(0, 0, "t/0", 2, False)  # an update of a followed filter still counts
     assert len(m._subs[0]) == MAX_FILTERS_PER_SESSION and m.untracked_filters == 5
     assert m._subs[0]["t/0"] == (2, False)
 
@@ -162,10 +162,10 @@ def test_three_or_more_subscribers_of_one_message() -> None:
 
     m = DeliveryMatcher(lambda code, ts: 1)
     for sub in (1, 2, 3, 4):
-        m.subscribe(sub, "t", 1, False)
-    m.publish(key=7, ts=10, ex_id=0, qos=1, publisher=0, topic_code=0, topic="t")
+        m.subscribe(sub, 0, "t", 1, False)
+    m.publish(content=7, ts=10, ex_id=0, qos=1, publisher=0, broker=0, topic_code=0, topic="t")
     for sub in (1, 2, 3, 3, 4):  # subscriber 3 twice: a duplicate
-        m.deliver(7, 20, 100 + sub, 1, sub, False)
+        m.deliver(7, 20, 100 + sub, 1, sub, 0, False)
     m.finish()
     rows = _store_rows(m)
     assert [(r["subscriber"], r["status"]) for r in rows] == [(1, 0), (2, 0), (3, 0), (3, 1),
@@ -176,12 +176,12 @@ def test_same_content_published_twice_matches_in_order() -> None:
     from qosinspect.analysis.deliveries import DeliveryMatcher
 
     m = DeliveryMatcher(lambda code, ts: 1)
-    m.subscribe(1, "t", 0, False)
-    m.publish(key=5, ts=10, ex_id=0, qos=0, publisher=0, topic_code=0, topic="t")
-    m.publish(key=5, ts=20, ex_id=1, qos=0, publisher=0, topic_code=0, topic="t")
-    m.deliver(5, 15, 10, 0, 1, False)   # only the first was published by then
-    m.deliver(5, 25, 11, 0, 1, False)
-    m.deliver(5, 26, 12, 0, 1, False)   # a third copy: a duplicate of the second
+    m.subscribe(1, 0, "t", 0, False)
+    m.publish(content=5, ts=10, ex_id=0, qos=0, publisher=0, broker=0, topic_code=0, topic="t")
+    m.publish(content=5, ts=20, ex_id=1, qos=0, publisher=0, broker=0, topic_code=0, topic="t")
+    m.deliver(5, 15, 10, 0, 1, 0, False)   # only the first was published by then
+    m.deliver(5, 25, 11, 0, 1, 0, False)
+    m.deliver(5, 26, 12, 0, 1, 0, False)   # a third copy: a duplicate of the second
     m.finish()
     rows = _store_rows(m)
     assert [(r["pub_ex_id"], r["sub_ex_id"], r["status"]) for r in rows] == [
@@ -192,12 +192,13 @@ def test_pending_ring_settles_the_oldest_when_full() -> None:
     from qosinspect.analysis.deliveries import DeliveryMatcher
 
     m = DeliveryMatcher(lambda code, ts: 2, max_pending=3)
-    m.subscribe(1, "t", 0, False)
+    m.subscribe(1, 0, "t", 0, False)
     for i in range(5):  # the ring holds 3: the first two are settled as not delivered
-        m.publish(key=100 + i, ts=i, ex_id=i, qos=0, publisher=0, topic_code=0, topic="t")
+        m.publish(content=100 + i, ts=i, ex_id=i, qos=0, publisher=0, broker=0, topic_code=0,
+                  topic="t")
     assert m.pending == 3
-    m.deliver(100, 9, 50, 0, 1, False)  # too late: publication 0 is gone
-    m.deliver(104, 9, 51, 0, 1, False)
+    m.deliver(100, 9, 50, 0, 1, 0, False)  # too late: publication 0 is gone
+    m.deliver(104, 9, 51, 0, 1, 0, False)
     assert m.unmatched == 1
     m.finish()
     rows = _store_rows(m)
@@ -210,11 +211,11 @@ def test_pending_publications_expire_after_the_window() -> None:
     from qosinspect.analysis.deliveries import DeliveryMatcher
 
     m = DeliveryMatcher(lambda code, ts: 1, window_ns=100)
-    m.subscribe(1, "t", 0, False)
-    m.publish(key=1, ts=0, ex_id=0, qos=0, publisher=0, topic_code=0, topic="t")
-    m.publish(key=2, ts=150, ex_id=1, qos=0, publisher=0, topic_code=0, topic="t")
+    m.subscribe(1, 0, "t", 0, False)
+    m.publish(content=1, ts=0, ex_id=0, qos=0, publisher=0, broker=0, topic_code=0, topic="t")
+    m.publish(content=2, ts=150, ex_id=1, qos=0, publisher=0, broker=0, topic_code=0, topic="t")
     assert m.pending == 1  # the first one expired when the second came
-    m.deliver(1, 160, 9, 0, 1, False)
+    m.deliver(1, 160, 9, 0, 1, 0, False)
     assert m.unmatched == 1
 
 

@@ -8,7 +8,8 @@ import json
 import pytest
 
 from qosinspect.analysis.api import analyze_capture
-from qosinspect.testing.tools import PROJECT_ROOT
+from qosinspect.analysis.options import AnalysisOptions
+from qosinspect.testing.tools import PROJECT_ROOT, shipped_same_broker
 
 CAPTURES = PROJECT_ROOT / "captures"
 ENTRIES = json.loads((CAPTURES / "captures.json").read_text())
@@ -20,7 +21,9 @@ def test_report_matches_the_reviewed_summary(entry: dict[str, object]) -> None:
     expected_path = CAPTURES / "expected" / name.replace(".pcap", ".report.json")
     assert expected_path.exists(), f"no reviewed summary for {name}: see captures/expected"
     ports = tuple(int(p) for p in entry["ports"])  # type: ignore[attr-defined]
-    report = analyze_capture(CAPTURES / name, ports=ports).report()
+    report = analyze_capture(CAPTURES / name, ports=ports,
+                             options=AnalysisOptions(same_broker=shipped_same_broker(entry))
+                             ).report()
     report["capture"].pop("source")
     assert report == json.loads(expected_path.read_text())
 
@@ -35,5 +38,7 @@ def test_every_capture_has_a_summary() -> None:
 def test_report_mode_agrees_with_the_full_analysis(entry: dict[str, object]) -> None:
     ports = tuple(int(p) for p in entry["ports"])  # type: ignore[attr-defined]
     path = CAPTURES / str(entry["file"])
-    full = analyze_capture(path, ports=ports).report()
-    assert analyze_capture(path, ports=ports, detail=False).report() == full
+    same = shipped_same_broker(entry)
+    full = analyze_capture(path, ports=ports, options=AnalysisOptions(same_broker=same)).report()
+    report_only = AnalysisOptions(detail=False, same_broker=same)
+    assert analyze_capture(path, ports=ports, options=report_only).report() == full

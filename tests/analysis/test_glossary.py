@@ -43,3 +43,14 @@ def test_report_keys_are_in_the_glossary() -> None:
             | set(report["clear_text"]))
     missing = [k for k in sorted(keys) if f"`{k}`" not in text]
     assert not missing, missing
+
+
+def test_glossary_lists_exactly_the_registered_anomaly_kinds() -> None:
+    """The glossary's anomaly table is the registry (qosinspect/anomalies.py), row for row."""
+    from qosinspect.anomalies import KINDS
+
+    text = (PROJECT_ROOT / "docs" / "glossary.md").read_text(encoding="utf-8")
+    section = text.split("## Anomaly kinds (`kind`)")[1].split("\n## ")[0]
+    rows = re.findall(r"^\| `(\w+)` \| (\w+) \| (yes|no) \| (.+) \|$", section, re.M)
+    assert rows == [(k.value, i.found_by, "yes" if i.note else "no", i.meaning)
+                    for k, i in KINDS.items()]

@@ -7,7 +7,7 @@ import pytest
 
 import qosinspect
 from qosinspect.analysis.metrics import report_dict, summary_rows
-from qosinspect.analysis.records import RowStore
+from qosinspect.analysis.options import AnalysisOptions
 from qosinspect.testing.events import EventBuilder
 
 
@@ -73,7 +73,8 @@ def test_abandoned_and_evicted_count_as_incomplete() -> None:
     for pid in (1, 2, 3):
         b.publish(c, "c2b", "t", bytes([pid]), qos=1, packet_id=pid)
     b.close(c, "rst")
-    row = summary_rows(qosinspect.analyze(b.events, max_open_per_session=2).result)[1]
+    capped = AnalysisOptions(max_open_per_session=2)
+    row = summary_rows(qosinspect.analyze(b.events, capped).result)[1]
     assert (row["incomplete"], row["abandoned"], row["evicted"]) == (3, 2, 1)
 
 
@@ -121,7 +122,7 @@ def test_suppressed_anomalies_still_count() -> None:
     c = b.client("m")
     for pid in range(1, 8):
         b.puback(c, "b2c", pid)
-    rep = qosinspect.analyze(b.events, max_anomalies_per_kind=3).report()
+    rep = qosinspect.analyze(b.events, AnalysisOptions(max_anomalies_per_kind=3)).report()
     assert rep["anomalies"] == {"orphan_ack": 7}
 
 
@@ -143,8 +144,6 @@ def test_figures_over_many_chunks_equal_one_chunk(monkeypatch: pytest.MonkeyPatc
         else:
             b.qos1(c, "b2c", "t", bytes([pid]), pid, ack_ms=pid / 7)
     one = qosinspect.analyze(b.events).report()
-    monkeypatch.setattr(RowStore, "FIRST_CHUNK_ROWS", 2)
-    monkeypatch.setattr(RowStore, "MAX_CHUNK_ROWS", 4)
-    many = qosinspect.analyze(b.events)
+    many = qosinspect.analyze(b.events, AnalysisOptions(first_chunk_rows=2, max_chunk_rows=4))
     assert len(many.result.exchanges.chunks()) > 5
     assert many.report() == one

@@ -6,6 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from qosinspect.analysis.correlate import Correlator
+from qosinspect.analysis.options import AnalysisOptions
 from qosinspect.analysis.records import NO_TS
 from qosinspect.events import MqttPacketEvent
 from qosinspect.testing.events import Conn, EventBuilder
@@ -57,7 +58,7 @@ def _play(actions: list[tuple[object, ...]]) -> EventBuilder:
 @given(st.lists(action, max_size=40), st.integers(1, 4))
 def test_records_are_consistent(actions: list[tuple[object, ...]], cap: int) -> None:
     b = _play(actions)
-    corr = Correlator(max_open_per_session=cap)
+    corr = Correlator(AnalysisOptions(max_open_per_session=cap))
     r = corr.feed_all(b.events)
     assert corr.n_open_total == 0
     exs = r.exchange_objects()
@@ -94,7 +95,7 @@ def test_report_mode_gives_the_same_report(actions: list[tuple[object, ...]]) ->
 
     b = _play(actions)
     full = qosinspect.analyze(b.events).report()
-    narrow = qosinspect.analyze(b.events, detail=False).report()
+    narrow = qosinspect.analyze(b.events, AnalysisOptions(detail=False)).report()
     assert narrow == full
 
 

@@ -9,20 +9,15 @@ from qosinspect.analysis.records import NO_TS, Interner, RowStore
 SPEC = (("a", "q", NO_TS), ("b", "i", -1), ("c", "b", 0))
 
 
-class SmallChunks(RowStore):
-    FIRST_CHUNK_ROWS = 2
-    MAX_CHUNK_ROWS = 4
-
-
-@pytest.mark.parametrize("cls", [RowStore, SmallChunks])
-def test_rows_across_chunks(cls: type[RowStore]) -> None:
-    st = cls(SPEC)
+@pytest.mark.parametrize("small", [False, True])
+def test_rows_across_chunks(small: bool) -> None:
+    st = RowStore(SPEC, first_chunk_rows=2, max_chunk_rows=4) if small else RowStore(SPEC)
     for i in range(11):
         assert st.append(1_700_000_000_000_000_000 + i, -i, i % 2) == i
     assert st.rows == 11 and st.size == 13
     # chunks of 2, 2, 4, 4 rows (then up to 4) or one of 1024
-    assert [len(c) for c in st.chunks()] == ([2, 2, 4, 3] if cls is SmallChunks else [11])
-    assert st.nbytes() == (12 if cls is SmallChunks else 1024) * 13
+    assert [len(c) for c in st.chunks()] == ([2, 2, 4, 3] if small else [11])
+    assert st.nbytes() == (12 if small else 1024) * 13
     assert st.get("a", 9) == 1_700_000_000_000_000_009 and st.get("b", 9) == -9
     st.set("b", 6, 123)
     st.add("c", 6)
@@ -82,21 +77,15 @@ def test_exchange_from_row_turns_sentinels_into_none() -> None:
     assert (ex.outcome, ex.last_step, ex.retransmissions) == ("incomplete", "publish", 0)
 
 
-class Batched(RowStore):
-    FIRST_CHUNK_ROWS = 4
-    MAX_CHUNK_ROWS = 8
-    BATCH = 4
-
-
 def test_batched_rows_pack_the_same_as_single_rows() -> None:
     """Rows waiting on the batch are packed at BATCH rows, on reads, and across chunks."""
-    st = Batched(SPEC)
+    st = RowStore(SPEC, first_chunk_rows=4, max_chunk_rows=8, batch_rows=4)
     single = RowStore(SPEC)
     for i in range(23):
         values = (1_700_000_000_000_000_000 + i, -i, i % 3)
         if i % 2:
             st.batch.append(values)  # the hot paths' inlined append
-            if len(st.batch) >= st.BATCH:
+            if len(st.batch) >= st.batch_rows:
                 st.flush()
         else:
             st.append(*values)
@@ -106,3 +95,16 @@ def test_batched_rows_pack_the_same_as_single_rows() -> None:
     assert st.rows == 23 and st.packed + len(st.batch) == 23
     assert list(st.view()) == list(single.view())
     assert sum(len(c) for c in st.chunks()) == 23 and not st.batch
+
+
+def test_open_exchange_rows_follow_the_column_specs() -> None:
+    """The row an exchange writes when it finishes is read off it in the store's column order
+    (written out in state.py for the compiler: this holds the two together)."""
+    from qosinspect.analysis.records import EXCHANGE_COLUMNS, REPORT_EXCHANGE_COLUMNS
+    from qosinspect.analysis.state import OpenExchange
+
+    ex = OpenExchange(1, 2, 3, 0, 2, 7, 5, 10, 1, 0, 9, 1234, 99, 7)
+    for i, (name, _, _) in enumerate(EXCHANGE_COLUMNS):
+        setattr(ex, name, 1000 + i)
+    assert ex.detail_row() == tuple(1000 + i for i in range(len(EXCHANGE_COLUMNS)))
+    assert ex.report_row() == tuple(getattr(ex, name) for name, _, _ in REPORT_EXCHANGE_COLUMNS)

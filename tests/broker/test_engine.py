@@ -5,8 +5,11 @@ Each test cites the normative statement it checks.
 
 from __future__ import annotations
 
+import pytest
+
 from qosinspect.broker.auth import AccessControl, Authenticator
 from qosinspect.broker.engine import NS, BrokerConfig, BrokerEngine, ClientConn
+from qosinspect.errors import LocalProtocolError
 from qosinspect.mqtt.packets import (
     ConnAck,
     Connect,
@@ -58,6 +61,24 @@ def test_connack_first_MQTT_3_2_0_1_and_pingresp_3_12_4_1() -> None:
     assert take(c) == [ConnAck(False, 0)]
     e.receive(c, PingReq(), 1)
     assert take(c) == [PingResp()]
+
+
+def test_a_local_protocol_error_is_raised_not_blamed_on_the_client(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A LocalProtocolError (the engine asked to send what it may not: its own bug) is a
+    ProtocolError and so an MQTTError, but the engine raises it instead of closing the
+    client's connection with 0x82 as it does for the client's errors."""
+    e = BrokerEngine()
+    c = connect(e, "a")
+    take(c)
+
+    def bug(*args: object) -> None:
+        raise LocalProtocolError("all 65535 packet identifiers are in use")
+
+    monkeypatch.setattr(e, "_subscribe", bug)
+    with pytest.raises(LocalProtocolError):
+        e.receive(c, Subscribe(1, (Subscription("t", 1),), Properties()), 1)
+    assert not c.closed and not take(c)
 
 
 def test_first_packet_not_connect_closes_MQTT_3_1_0_1() -> None:
@@ -364,16 +385,18 @@ def test_backpressure_blocks_publisher_not_drops() -> None:
     subscribe(e, s, Subscription("t", 1))
     take(s)
     p = connect(e, "p")
+    e.receive(p, Publish("t", b"\xff", 1, packet_id=99), 1)
+    e.receive(s, PubAck(1), 1)                       # it reads: it may pause publishers
     for i in range(10):
         e.receive(p, Publish("t", bytes([i]), 1, packet_id=i + 1), 1)
     sess = e.sessions["s"]
     assert p.blocked_on == {sess} and sess.blockers == {p}
     assert len(sess.state.queue) == 9 and sess.state.dropped == 0
     assert e.take_unblocked() == []
-    for pid in range(1, 8):                          # queue drains to 2, still over half of 3
+    for pid in range(2, 9):                          # queue drains to 2, still over half of 3
         e.receive(s, PubAck(pid), 2)
     assert p.blocked_on and e.take_unblocked() == []
-    e.receive(s, PubAck(8), 2)                       # 1 left: at most half of the limit
+    e.receive(s, PubAck(9), 2)                       # 1 left: at most half of the limit
     assert not p.blocked_on and e.take_unblocked() == [p]
 
 

@@ -75,7 +75,7 @@ def test_will_retain_and_qos_MQTT_3_1_2_17() -> None:
     e = BrokerEngine()
     a = connect(e, "a", will=Will("w/a", b"gone", 1, retain=True))
     e.connection_lost(a, 1)
-    msg, _ = e.retained["w/a"]
+    msg = e.retained["w/a"]
     assert msg.payload == b"gone" and msg.qos == 1
 
 
@@ -228,10 +228,12 @@ def test_slow_subscriber_is_disconnected_after_the_timeout() -> None:
     subscribe(e, s, Subscription("t", 1))
     take(s)
     p = connect(e, "p")
+    e.receive(p, Publish("t", b"first", 1, packet_id=9), 0)
+    e.receive(s, PubAck(1), 0)                               # it reads: it may pause them
     for i in range(4):
         e.receive(p, Publish("t", bytes([i]), 1, packet_id=i + 1), 0)
     assert p.blocked_on
-    e.receive(s, PubAck(1), 4 * NS)                          # progress restarts the clock
+    e.receive(s, PubAck(2), 4 * NS)                          # progress restarts the clock
     e.tick(8 * NS)
     assert not s.closed
     e.tick(10 * NS)
@@ -290,17 +292,20 @@ def test_session_journal_records_every_stored_change() -> None:
 
 def test_keep_alive_is_not_enforced_on_a_client_we_do_not_read() -> None:
     """A publisher paused by backpressure cannot be seen pinging: it is not timed out."""
-    e = BrokerEngine(BrokerConfig(max_inflight=1, max_queued_messages=1))
+    e = BrokerEngine(BrokerConfig(max_inflight=1, max_queued_messages=1,
+                                  slow_subscriber_timeout=60))
     s = connect(e, "s")
     subscribe(e, s, Subscription("t", 1))
     p = connect(e, "p", keep_alive=2)
+    e.receive(p, Publish("t", b"first", 1, packet_id=9), 0)
+    e.receive(s, PubAck(1), 0)                               # it reads: it may pause them
     for i in range(3):
         e.receive(p, Publish("t", bytes([i]), 1, packet_id=i + 1), 0)
     assert p.blocked_on
     e.tick(10 * NS)
     assert not p.closed
-    e.receive(s, PubAck(1), 11 * NS)
     e.receive(s, PubAck(2), 11 * NS)
+    e.receive(s, PubAck(3), 11 * NS)
     assert not p.blocked_on
     e.tick(12 * NS)
     assert not p.closed                                      # the clock restarted at 10 s

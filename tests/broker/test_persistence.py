@@ -64,7 +64,7 @@ def test_store_round_trip_of_every_session_state(tmp_path: Path) -> None:
     store2.load(e2, 10 * NS)
     assert set(e2.sessions) == {"s", "p"}
     assert e2.sessions["s"].subs.keys() == {"t/#", "o"}
-    assert "keep" in e2.retained and e2.retained["keep"][0].payload == b"r"
+    assert "keep" in e2.retained and e2.retained["keep"].payload == b"r"
     s2 = connect(e2, "s", clean_start=False, now=10 * NS)
     got = take(s2)
     assert got[0] == ConnAck(True, 0)

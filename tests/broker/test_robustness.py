@@ -281,12 +281,14 @@ def test_slow_reader_at_qos0_is_dropped_for_not_others() -> None:
         slow.close()
 
 
-def test_slow_reader_at_qos1_pauses_publishers_then_is_dropped() -> None:
-    """A QoS 1 subscriber that never reads pauses its publishers (no loss) for at most
-    slow_subscriber_timeout; then it is disconnected (0x97) and the others go on."""
+def test_slow_reader_at_qos1_pauses_nobody_and_is_dropped() -> None:
+    """A QoS 1 subscriber that never reads pauses no publisher (issue 12: it used to hold them
+    for slow_subscriber_timeout); once its queue is full and it has acknowledged nothing for
+    that long it is disconnected (0x97), and the subscriber that reads gets everything."""
     cfg = BrokerConfig(max_queued_messages=50, slow_subscriber_timeout=1.0)
     with run_broker(engine=cfg, tick_interval=0.05, write_high_water=16 * 1024) as b:
         slow, fast = _slow_and_fast_subscribers(b, "q1", 1, 5)
+        slow_session = b.call(lambda: b.server.engine.sessions["slow"])
         p = RawClient(b.port, timeout=20)
         p.connect("p")
         n = 2000
@@ -301,7 +303,6 @@ def test_slow_reader_at_qos1_pauses_publishers_then_is_dropped() -> None:
 
         reader = threading.Thread(target=drain, daemon=True)
         reader.start()
-        t0 = time.monotonic()
         for i in range(n):
             p.send(Publish("q1", b"%08d" % i + b"y" * 500, 1, packet_id=i % 65000 + 1))
         acks = 0
@@ -310,9 +311,9 @@ def test_slow_reader_at_qos1_pauses_publishers_then_is_dropped() -> None:
                 acks += 1
         reader.join(30)
         assert got == list(range(n))                   # nothing lost, in order
-        assert time.monotonic() - t0 >= 0.9            # the publisher did wait
-        stats = b.call(lambda: b.server.stats)
-        assert stats.publishers_paused >= 1 and stats.slow_subscribers_closed == 1
+        wait_for(lambda: b.call(lambda: b.server.stats.slow_subscribers_closed) == 1, 10,
+                 "the slow subscriber to be dropped")
+        assert slow_session.paused_publishers == 0     # the reader may pause it, not the other
         assert b.call(lambda: "slow" not in b.server.engine.sessions)   # clean session: gone
         slow.close()
 

@@ -266,14 +266,23 @@ def test_assigned_client_identifier_MQTT_3_2_2_16() -> None:
 
 
 def test_backpressure_pauses_publisher_without_loss() -> None:
-    """A subscriber that acks slowly pauses its publisher (stats) and still gets every message."""
-    cfg = BrokerConfig(max_inflight=1, max_queued_messages=10)
+    """A subscriber that acks slowly pauses its publisher (stats) and still gets every message.
+    (It must have acknowledged something first: one that never did pauses nobody; the long
+    timeout keeps a loaded machine from making it look slow.)"""
+    cfg = BrokerConfig(max_inflight=1, max_queued_messages=10, slow_subscriber_timeout=30)
     with run_broker(engine=cfg) as b:
         s = RawClient(b.port)
         s.connect("slow")
         sub(s, ("bp", 1))
         p = RawClient(b.port)
         p.connect("p")
+        p.send(Publish("bp", b"-1", 1, packet_id=1000))
+        first = s.recv()
+        assert isinstance(first, Publish) and first.payload == b"-1"
+        s.send(PubAck(first.packet_id or 0))
+        assert p.recv() == PubAck(1000)
+        wait_for(lambda: b.call(lambda: b.server.engine.sessions["slow"].conn.last_ack_ns),
+                 what="the broker to see the subscriber's PUBACK")
         n = 300
         p.sock.sendall(b"".join(encode(Publish("bp", str(i).encode(), 1, packet_id=i + 1))
                                 for i in range(n)))

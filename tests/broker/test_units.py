@@ -18,8 +18,8 @@ from qosinspect.broker.auth import (
     hash_password,
     verify_password,
 )
+from qosinspect.broker.outgoing import encode_out
 from qosinspect.broker.routing import SubscriptionIndex
-from qosinspect.broker.server import encode_out
 from qosinspect.broker.websocket import WebSocketError, WebSocketServer
 from qosinspect.errors import ConfigError, TopicFilterInvalid
 from qosinspect.mqtt.codec import encode

@@ -49,3 +49,6 @@ def test_report_benchmark() -> None:
     assert fig["ratio_vs_tshark"] == pytest.approx(fig["tshark_s"] / fig["qosinspect_s"],
                                                    rel=0.05)
     assert fig["meets_rss"] is (fig["qosinspect_rss_mb"] <= fig["target_rss_mb"])
+    assert fig["implementation"] in ("c", "python")
+    assert fig["analysis"] in ("mypyc", "python")
+    assert fig["pure_report_identical"] is True and fig["flows_parquet_identical"] is True

@@ -37,7 +37,8 @@ def test_a_command_loads_when_asked_for_and_help_lists_them_all() -> None:
             "print(sorted(m for m in sys.modules if m.startswith('qosinspect.cli.')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout
-    assert out.strip() == "['qosinspect.cli.capture_options', 'qosinspect.cli.report']"
+    assert out.strip() == ("['qosinspect.cli.capture_options', 'qosinspect.cli.output_options', "
+                           "'qosinspect.cli.report']")
     res = CliRunner().invoke(main, ["--help"])
     assert res.exit_code == 0
     listed = res.stdout.split("Commands:")[1].split()

@@ -96,6 +96,22 @@ def test_nothing_but_connack_before_connack() -> None:
     assert "[MQTT-3.2.0-1]" in str(out.error)
 
 
+def test_a_local_protocol_error_while_receiving_is_raised(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """LocalProtocolError is a ProtocolError (an MQTTError) now, but a bug of this client's
+    caller met while handling a packet is raised, not turned into a protocol failure of the
+    server's (RemoteProtocolError, DISCONNECT, close)."""
+    proto = connected()
+
+    def bug(*args: object) -> None:
+        raise LocalProtocolError("all 65535 packet identifiers are in use")
+
+    monkeypatch.setattr(proto, "_receive", bug)
+    with pytest.raises(LocalProtocolError):
+        proto.receive(PingResp(), 2)
+    assert proto.state is ConnState.CONNECTED
+
+
 def test_second_connack_is_a_protocol_error_and_mqtt5_says_why() -> None:
     """[MQTT-3.2.0-2]; the client sends DISCONNECT 0x82 before closing (MQTT 5, 4.13)."""
     proto = connected(5)

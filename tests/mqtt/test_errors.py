@@ -12,6 +12,7 @@ from __future__ import annotations
 import pytest
 
 from qosinspect.errors import (
+    LocalProtocolError,
     MalformedPacket,
     MQTTError,
     PacketTooLarge,
@@ -96,6 +97,22 @@ def test_error_classes_carry_their_reason_codes() -> None:
         assert issubclass(cls, MQTTError) and issubclass(cls, QosinspectError)
     remote = RemoteProtocolError(ProtocolError("x", offset=3))
     assert remote.reason_code == 0x82 and "at byte 3" in str(remote)
+
+
+def test_local_and_remote_errors_are_protocol_errors() -> None:
+    """As in h11: ``except ProtocolError`` catches a breach whoever made it (issue 10); the
+    remote one carries the reason code, offset and packet type of the codec error it wraps."""
+    for exc in (LocalProtocolError("QoS 3 does not exist"),
+                RemoteProtocolError(MalformedPacket("bad length", offset=1, packet_type=3))):
+        with pytest.raises(ProtocolError):
+            raise exc
+        assert isinstance(exc, MQTTError) and isinstance(exc, QosinspectError)
+    remote = RemoteProtocolError(MalformedPacket("bad length", offset=1, packet_type=3))
+    assert (remote.reason_code, remote.offset, remote.packet_type, remote.message) == (
+        0x81, 1, 3, "bad length")
+    assert str(remote) == str(remote.error) == "bad length at byte 1"
+    local = LocalProtocolError("QoS 3 does not exist")
+    assert str(local) == "QoS 3 does not exist" and local.offset is None
 
 
 def test_every_kind_of_error_the_issue_names_has_a_vector() -> None:

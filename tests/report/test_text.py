@@ -7,17 +7,8 @@ import json
 import pytest
 
 import qosinspect
-from qosinspect.report.text import format_report, format_table, ladder_lines
+from qosinspect.report.text import format_report, ladder_lines
 from qosinspect.testing.events import EventBuilder
-
-
-def test_format_table_aligns_and_marks_missing() -> None:
-    text = format_table(["name", "n", "ms"], [["a", 1, 0.5], ["long name", 20, None]])
-    lines = text.splitlines()
-    assert lines[0] == "name        n     ms"
-    assert lines[2] == "a           1  0.500" and lines[3] == "long name  20      -"
-    md = format_table(["a|b", "n"], [["x|y", 3]], "markdown")
-    assert md.splitlines() == ["| a|b | n |", "|---|---:|", "| x\\|y | 3 |"]
 
 
 def _analysis() -> qosinspect.Analysis:

@@ -19,7 +19,8 @@ from typing import Any
 import pytest
 
 from qosinspect.analysis.api import analyze_capture
-from qosinspect.testing.tools import PROJECT_ROOT
+from qosinspect.analysis.options import AnalysisOptions
+from qosinspect.testing.tools import PROJECT_ROOT, shipped_same_broker
 from qosinspect.traffic.scenario import load_scenario_file
 
 CAPTURES = PROJECT_ROOT / "captures"
@@ -29,7 +30,9 @@ IDS = [e["file"] for e in SAMPLES]
 
 
 def _report(entry: dict[str, Any]) -> dict[str, Any]:
-    report = analyze_capture(CAPTURES / entry["file"], ports=tuple(entry["ports"])).report()
+    options = AnalysisOptions(same_broker=shipped_same_broker(entry))
+    report = analyze_capture(CAPTURES / entry["file"], ports=tuple(entry["ports"]),
+                             options=options).report()
     report["capture"].pop("source")
     return report
 
@@ -67,7 +70,8 @@ def test_report_agrees_with_the_ground_truth(entry: dict[str, Any]) -> None:
     assert truth["run"]["capture"]["method"] == "dumpcap"
     assert sorted(truth["run"]["front_ports"]) == sorted(entry["ports"])
     assert not truth["run"]["interrupted"]
-    analysis = analyze_capture(CAPTURES / entry["file"], ports=tuple(entry["ports"]))
+    analysis = analyze_capture(CAPTURES / entry["file"], ports=tuple(entry["ports"]),
+                               options=AnalysisOptions(same_broker=shipped_same_broker(entry)))
     report = analysis.report()
     ex = analysis.exchanges
     got = {row["qos"]: row for row in report["per_qos"]}

@@ -1,0 +1,75 @@
+"""The two append-only logs every part of the correlator writes to: anomalies and packets.
+
+The exchange tracker, the session tracker and the correlator's dispatch each find anomalies and
+(in detail mode) see packets; rather than sharing the correlator's state as mixins, they are
+handed these two objects. Each is one small rule:
+
+* :class:`AnomalyLog`: an anomaly row per finding, at most ``max_per_kind`` rows per connection
+  and kind (per capture for findings without a connection); past the cap only counted
+  (``suppressed``), so a hostile capture of a million orphan acks costs a counter, not a million
+  rows. Kinds are :class:`~qosinspect.anomalies.AnomalyKind` members: the registry says what
+  each means and whether it is a note.
+* :class:`PacketLog`: one row per MQTT packet in the packets store (detail mode only).
+"""
+
+from __future__ import annotations
+
+from typing import Final, final
+
+from ..anomalies import AnomalyKind, is_note
+from ..events import MqttPacketEvent
+from .records import AnomalyRecord, RowStore
+from .state import ConnState
+
+__all__ = ["DIRECTION_NAMES", "AnomalyLog", "PacketLog"]
+
+#: Direction codes (0 = c2b, 1 = b2c) to the names the tables use.
+DIRECTION_NAMES: Final = ("c2b", "b2c")
+
+
+@final
+class AnomalyLog:
+    """Anomaly rows, capped per connection and kind (see the module docstring)."""
+
+    def __init__(self, max_per_kind: int) -> None:
+        self.max_per_kind = max_per_kind
+        self.rows: list[AnomalyRecord] = []
+        #: Findings counted past the cap, per kind.
+        self.suppressed: dict[str, int] = {}
+        #: Rows per kind of findings that belong to no connection.
+        self._global: dict[str, int] = {}
+
+    def record(self, ts: int, kind: AnomalyKind, detail: str, conn: ConnState | None,
+               direction: int | None, frame: int, packet_id: int | None = None,
+               ex_id: int | None = None, source: str = "analysis") -> AnomalyRecord | None:
+        """Record an anomaly (returned), or only count it past the per-kind cap (None)."""
+        name = kind.value
+        counts = conn.anomaly_counts if conn is not None else self._global
+        n = counts.get(name, 0)
+        counts[name] = n + 1
+        if n >= self.max_per_kind:
+            self.suppressed[name] = self.suppressed.get(name, 0) + 1
+            return None
+        sess = conn.sess.key if conn is not None and conn.sess is not None else None
+        rec = AnomalyRecord(
+            ts_ns=ts, kind=name, detail=detail, source=source,
+            conn_id=None if conn is None else conn.conn_id, session=sess,
+            direction=None if direction is None else DIRECTION_NAMES[direction], frame=frame,
+            packet_id=packet_id, ex_id=ex_id,
+            severity="note" if is_note(kind) else "anomaly")
+        self.rows.append(rec)
+        return rec
+
+
+@final
+class PacketLog:
+    """One row per MQTT packet (the ``packets`` table), in capture order."""
+
+    def __init__(self, store: RowStore) -> None:
+        self.store = store
+
+    def log(self, ev: MqttPacketEvent, conn_id: int, d: int, ptype: int, qos: int, dup: int,
+            retain: int, packet_id: int, reason: int, ex_id: int, resend: int, topic: int,
+            payload_len: int) -> None:
+        self.store.append(ev.ts_ns, conn_id, d, ptype, qos, dup, retain, packet_id, reason,
+                          ev.wire_len, ev.frame, ex_id, resend, topic, payload_len)

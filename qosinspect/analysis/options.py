@@ -1,0 +1,52 @@
+"""What an analysis is asked to keep, and its bounds: one typed, frozen object.
+
+Every entry point (:func:`~.api.analyze`, :func:`~.api.analyze_capture`, the
+:class:`~.correlate.Correlator`, the CLI commands) takes an :class:`AnalysisOptions` instead of
+loose keyword arguments, so a misspelt option is a type error rather than silently ignored, and
+the defaults are written once. ``dataclasses.replace(options, packets=False)`` makes a variant
+(type-checked too).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["REPORT_OPTIONS", "AnalysisOptions"]
+
+
+@dataclass(frozen=True, slots=True)
+class AnalysisOptions:
+    """Options of one analysis.
+
+    - ``packets``: keep the per-packet table (detail mode only).
+    - ``deliveries``: match publications to deliveries end to end (:mod:`.deliveries`).
+    - ``detail``: keep every column and build DataFrames; False keeps only what ``report``
+      needs (smaller rows, no packets table), for captures of millions of packets.
+    - ``max_open_per_session`` / ``max_open_total``: open exchanges followed at most, per
+      session (default: the packet id space of both directions) and overall; past either, the
+      session's oldest is evicted (anomaly ``too_many_exchanges``).
+    - ``max_anomalies_per_kind``: anomaly rows per connection and kind; the rest are counted.
+    - ``delivery_window_ns``: how long a publication waits for its copies.
+    - ``default_version``: the MQTT version assumed for a connection whose CONNECT is missing.
+    - ``first_chunk_rows`` / ``max_chunk_rows``: the row stores' first and largest chunk, the
+      granularity of their memory (smaller chunks: less slack, more of them).
+    - ``same_broker``: groups of server endpoints (``host:port``) that are one broker, e.g. a
+      TCP proxy or load balancer in front of it (the generator's fault proxy listens on several
+      ports); the first of a group names it. Otherwise every endpoint is a broker of its own.
+    """
+
+    packets: bool = True
+    deliveries: bool = True
+    detail: bool = True
+    max_open_per_session: int = 2 * 65535
+    max_open_total: int = 200_000
+    max_anomalies_per_kind: int = 1000
+    delivery_window_ns: int = 60 * 10**9
+    default_version: int = 4
+    first_chunk_rows: int = 1024
+    max_chunk_rows: int = 1 << 16
+    same_broker: tuple[tuple[str, ...], ...] = ()
+
+
+#: What ``qosinspect report`` uses: report columns only.
+REPORT_OPTIONS = AnalysisOptions(detail=False)
