@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
@@ -179,11 +179,22 @@ def relaxed_gc(gen0: int = 50_000) -> Iterator[None]:
         gc.set_threshold(*old)
 
 
+def _reporting(stream: Iterable[Event], progress: Callable[[int, int, int], None]
+               ) -> Iterator[Event]:
+    """``stream``, calling ``progress`` every 16,384 events."""
+    for n, ev in enumerate(stream, 1):
+        if not n & 0x3FFF:
+            done, total = getattr(stream, "position", (0, 0))
+            progress(n, done, total)
+        yield ev
+
+
 def analyze_capture(source: str | os.PathLike[str], *, ports: Iterable[int] = (1883,),
                     tls_ports: Iterable[int] = (8883,), detect_any_port: bool = True,
                     mqtt_version: int = 4, engine: str = "native", tls_keylog: str | None = None,
                     strict: bool = False, options: AnalysisOptions | None = None,
-                    broker: str | None = None) -> Analysis:
+                    broker: str | None = None,
+                    progress: Callable[[int, int, int], None] | None = None) -> Analysis:
     """Decode a pcap/pcapng file and analyse it (only the connections to ``broker``, an
     ``ADDR[:PORT]``, when given).
 
@@ -191,6 +202,9 @@ def analyze_capture(source: str | os.PathLike[str], *, ports: Iterable[int] = (1
     problem and the error kept in ``Analysis.capture_error``; with ``strict=True`` it is raised
     instead. A file that cannot be read at all always raises
     :class:`~qosinspect.errors.CaptureError`.
+
+    ``progress(events, bytes_read, bytes_in_all)`` is called every few thousand events (a
+    progress bar; the file's size and position, 0 when unknown).
     """
     from ..drivers import iter_capture_events
 
@@ -205,7 +219,7 @@ def analyze_capture(source: str | os.PathLike[str], *, ports: Iterable[int] = (1
     error: CaptureError | None = None
     try:
         with relaxed_gc():
-            correlator.consume(stream)
+            correlator.consume(stream if progress is None else _reporting(stream, progress))
     except CaptureError as exc:
         if strict or correlator.n_events == 0:
             raise

@@ -8,7 +8,7 @@ ended, sessions keyed by client id, reconnections and what crosses them) in :mod
 this module dispatches the events and holds these rules:
 
 * **End of capture**: connections still open are closed as ``end_of_capture``; exchanges still
-  open on them are ``incomplete``; those whose connection had closed are ``abandoned``.
+  open on them are ``open_at_end``; those whose connection had closed are ``abandoned``.
 * **Unintroduced packets**: any packet on a connection before its CONNECT counts in
   ``n_before_connect`` and raises one ``missing_connect`` anomaly per connection; a PUBLISH
   after CONNECT but before CONNACK raises ``publish_before_connack`` (allowed from a client by
@@ -58,7 +58,7 @@ from ..mqtt.packets import (
     packet_type_of,
 )
 from .deliveries import DeliveryMatcher
-from .exchanges import ABANDONED, INCOMPLETE, ExchangeTracker
+from .exchanges import ABANDONED, OPEN_AT_END, ExchangeTracker
 from .logs import DIRECTION_NAMES, AnomalyLog, PacketLog
 from .options import AnalysisOptions
 from .records import (
@@ -312,11 +312,11 @@ class Correlator:
             d = B2C if packet_type_of(p) in _FROM_BROKER else C2B
         rec = c.rec
         if d == C2B:
-            rec.t_last_c2b = ts
+            c.t_last_c2b = ts
             rec.n_packets_c2b += 1
             rec.n_bytes_c2b += wire_len
         else:
-            rec.t_last_b2c = ts
+            c.t_last_b2c = ts
             rec.n_packets_b2c += 1
             rec.n_bytes_b2c += wire_len
         if rec.version is None and version is not None:
@@ -393,7 +393,9 @@ class Correlator:
             rec.n_before_connect += 1
             # The capture decoder reports a missing CONNECT itself (before the packet).
             if rec.n_before_connect == 1 and "missing_connect" not in c.anomaly_counts:
-                why = ("the capture started mid-session: no TCP handshake was seen"
+                why = ("the CONNECT may be in the bytes missing before it (a stream gap)"
+                       if rec.stream_gaps else
+                       "the capture started mid-session: no TCP handshake was seen"
                        if not rec.handshake_seen else "the TCP handshake was seen")
                 self.anomalies.record(ev.ts_ns, AnomalyKind.MISSING_CONNECT,
                               f"{_DIRS[d]} {name} on a connection without CONNECT ({why}); "
@@ -429,12 +431,15 @@ class Correlator:
             for ex in list(s.open.values()):
                 last = sess.conns.get(ex.last_conn_id)
                 if last is None or last.rec.transport_end == "end_of_capture":
-                    ex_tracker.end(s, ex, INCOMPLETE, NO_TS)
+                    ex_tracker.end(s, ex, OPEN_AT_END, NO_TS)
                 else:
                     ex_tracker.end(s, ex, ABANDONED, last.rec.t_close or NO_TS)
         if self.matcher is not None:
             self.matcher.finish()
         sess.name_sessions(self.anomalies.rows)
+        for c in sess.conns.values():       # (kept unboxed on the connection while running)
+            c.rec.t_last_c2b = None if c.t_last_c2b == NO_TS else c.t_last_c2b
+            c.rec.t_last_b2c = None if c.t_last_b2c == NO_TS else c.t_last_b2c
         connections = sorted((c.rec for c in sess.conns.values()), key=_by_conn_id)
         return CorrelationResult(
             connections=connections, sessions=[s.rec for s in sess.by_code],

@@ -42,8 +42,6 @@ _NOT_DELIVERED: Final = 2
 assert DELIVERY_STATUSES[_DELIVERED] == "delivered" and DELIVERY_STATUSES[_DUPLICATE] == \
     "duplicate" and DELIVERY_STATUSES[_NOT_DELIVERED] == "not_delivered"
 _NONE: Final = (-1, False)
-#: The pending index's key is ``content * _BROKER_SLOTS + broker``: one int per lookup.
-_BROKER_SLOTS: Final = 1 << 16
 #: Topic filters followed per session (a hostile capture could hold millions).
 MAX_FILTERS_PER_SESSION: Final = 1000
 
@@ -57,15 +55,16 @@ class _Pending:
     (``got`` and ``got2`` the first two, -1 for none; ``many`` the others, rare: a topic with
     three subscribers or more in the capture)."""
 
-    __slots__ = ("ex_id", "expect", "got", "got2", "key", "many", "publisher", "qos", "seq",
-                 "topic", "ts")
+    __slots__ = ("broker", "ex_id", "expect", "got", "got2", "key", "many", "publisher", "qos",
+                 "seq", "topic", "ts")
 
-    def __init__(self, seq: int, ts: int, ex_id: int, key: int, qos: int, publisher: int,
-                 topic: int, expect: Expected) -> None:
+    def __init__(self, seq: int, ts: int, ex_id: int, key: int, broker: int, qos: int,
+                 publisher: int, topic: int, expect: Expected) -> None:
         self.seq = seq
         self.ts = ts
         self.ex_id = ex_id
         self.key = key
+        self.broker = broker
         self.qos = qos
         self.publisher = publisher
         self.topic = topic
@@ -98,7 +97,8 @@ class DeliveryMatcher:
     correlator supplies it.
 
     Pending publication ``seq`` (a running number) lives in slot ``seq % max_pending`` of the
-    ring; ``_pending`` finds them by content, oldest first.
+    ring; ``_pending[broker]`` finds them by content, oldest first (one index per broker: a
+    list entry, not arithmetic on a 64-bit content key, on every publication and delivery).
     """
 
     def __init__(self, presence: Callable[[int, int], int], *, window_ns: int = 60 * 10**9,
@@ -113,7 +113,7 @@ class DeliveryMatcher:
         self._head = 0  # oldest pending seq
         self._tail = 0  # next seq
         #: content key -> the pending publication(s) with that content, oldest first.
-        self._pending: dict[int, _Pending | list[_Pending]] = {}
+        self._pending: list[dict[int, _Pending | list[_Pending]]] = []
         #: session code -> {topic filter: (granted qos, no_local)}
         self._subs: dict[int, dict[str, tuple[int, bool]]] = {}
         #: session code -> its broker's code.
@@ -177,7 +177,6 @@ class DeliveryMatcher:
     def publish(self, content: int, ts: int, ex_id: int, qos: int, publisher: int, broker: int,
                 topic_code: int, topic: str) -> None:
         """A client sent a new message (c2b) to ``broker``."""
-        key = content * _BROKER_SLOTS + broker % _BROKER_SLOTS
         cap = self.max_pending
         if self._head < self._tail:
             horizon = ts - self.window_ns
@@ -191,22 +190,22 @@ class DeliveryMatcher:
         self._tail = seq + 1
         cache = self._expect_cache.get(broker)
         expect = cache.get(topic) if cache is not None else None
-        pub = _Pending(seq, ts, ex_id, key, qos, publisher, topic_code,
+        pub = _Pending(seq, ts, ex_id, content, broker, qos, publisher, topic_code,
                        expect if expect is not None else self._expected(broker, topic))
         self._ring[seq % cap] = pub
-        pending = self._pending
-        old = pending.get(key)
+        pending = self._index(broker)
+        old = pending.get(content)
         if old is None:
-            pending[key] = pub
+            pending[content] = pub
         elif isinstance(old, list):
             old.append(pub)
         else:
-            pending[key] = [old, pub]
+            pending[content] = [old, pub]
 
     def deliver(self, content: int, ts: int, ex_id: int, qos: int, subscriber: int, broker: int,
                 retain: bool) -> None:
         """``broker`` sent a client a new message (b2c): match it to a publication."""
-        found = self._pending.get(content * _BROKER_SLOTS + broker % _BROKER_SLOTS)
+        found = self._index(broker).get(content)
         if found is None:
             self.unmatched += 1
             return
@@ -232,6 +231,13 @@ class DeliveryMatcher:
             self.unmatched += 1
             return
         self._row(already, subscriber, ex_id, ts, qos, _DUPLICATE, retain)
+
+    def _index(self, broker: int) -> dict[int, _Pending | list[_Pending]]:
+        """The content index of one broker's pending publications."""
+        indexes = self._pending
+        while len(indexes) <= broker:
+            indexes.append({})
+        return indexes[broker]
 
     def _row(self, pub: _Pending, subscriber: int, sub_ex_id: int, ts: int, sub_qos: int,
              status: int, retain: bool) -> None:
@@ -261,7 +267,7 @@ class DeliveryMatcher:
             else:
                 self.store.append(pub.ex_id, -1, publisher, session, pub.topic, ts, -(2**63),
                                   pub.qos, -1, granted, _NOT_DELIVERED, reason, 0)
-        pending = self._pending
+        pending = self._index(pub.broker)
         found = pending.get(pub.key)
         if found is pub:
             del pending[pub.key]

@@ -62,9 +62,9 @@ from .records import (
 )
 from .state import B2C, C2B, ConnState, OpenExchange, SessionState
 
-__all__ = ["ABANDONED", "INCOMPLETE", "ExchangeTracker"]
+__all__ = ["ABANDONED", "OPEN_AT_END", "ExchangeTracker"]
 
-OPEN, COMPLETE, COMPLETE_AFTER_RECONNECT, INCOMPLETE, ABANDONED, REFUSED, PROTOCOL_ERROR, \
+OPEN, COMPLETE, COMPLETE_AFTER_RECONNECT, OPEN_AT_END, ABANDONED, REFUSED, PROTOCOL_ERROR, \
     EVICTED = range(len(OUTCOMES))
 S_PUBLISH: Final = 0
 S_PUBACK: Final = 1

@@ -31,12 +31,14 @@ from .correlate import CorrelationResult
 from .exposure import exposure
 from .records import DELIVERY_REASONS, DELIVERY_STATUSES, OUTCOMES, STEPS
 
-__all__ = ["report_dict", "summary_rows"]
+__all__ = ["INCOMPLETE_OUTCOMES", "report_dict", "summary_rows"]
 
 _O = {name: i for i, name in enumerate(OUTCOMES)}
 _S = {name: i for i, name in enumerate(STEPS)}
 _DONE = (_O["complete"], _O["complete_after_reconnect"])
-_UNFINISHED = (_O["incomplete"], _O["abandoned"], _O["evicted"])
+#: "incomplete" in the report and in ``flows --outcome incomplete``: not completed, not refused.
+INCOMPLETE_OUTCOMES = ("open_at_end", "abandoned", "evicted")
+_UNFINISHED = tuple(_O[name] for name in INCOMPLETE_OUTCOMES)
 _STEPS_OF = {1: (("puback", "t_puback", "t_publish"),),
              2: (("pubrec", "t_pubrec", "t_publish"), ("pubrel", "t_pubrel", "t_pubrec"),
                  ("pubcomp", "t_pubcomp", "t_pubrel"))}
@@ -89,7 +91,7 @@ def _per_qos(r: CorrelationResult, conns: np.ndarray | None = None
             for name in ("abandoned", "evicted", "complete_after_reconnect", "refused",
                          "protocol_error"):
                 a[name] += int((outcome == _O[name]).sum())
-            a["at_end_of_capture"] += int((outcome == _O["incomplete"]).sum())
+            a["at_end_of_capture"] += int((outcome == _O["open_at_end"]).sum())
             a["retransmissions"] += int(
                 (sel["n_publish"].astype(np.int64) - 1).sum()
                 + np.maximum(sel["n_pubrec"].astype(np.int64) - 1, 0).sum()
@@ -178,7 +180,8 @@ def brokers(r: CorrelationResult, rows: list[dict[str, Any]] | None = None
             for row in per_qos:
                 row.pop("qos2_incomplete", None)
         out.append({"address": host.strip("[]"), "port": int(port) if port.isdigit() else None,
-                    "connections": sum(1 for b in r.conn_brokers.values() if b == code),
+                    "connections": sum(1 for c in r.connections if not c.attempt
+                                       and r.conn_brokers.get(c.conn_id) == code),
                     "per_qos": per_qos})
     return out
 
@@ -196,11 +199,14 @@ def report_dict(r: CorrelationResult) -> dict[str, Any]:
     for kind, n in r.anomalies_suppressed.items():
         anomalies[kind] += n
     tcp_conns = sum(1 for c in r.connections if c.tcp_retransmissions)
+    mqtt = [c for c in r.connections if not c.attempt]
     return {
         "per_qos": rows,
         "brokers": brokers(r, rows),
         "qos2_incomplete": q2,
-        "connections": len(r.connections),
+        "connections": len(mqtt),
+        "refused_connections": sum(1 for c in mqtt if c.connack_code not in (None, 0)),
+        "tcp_attempts_refused": len(r.connections) - len(mqtt),
         "sessions": len(r.sessions),
         "reconnects": len(r.reconnects),
         "reconnect_gap_ms": _pct(gaps),

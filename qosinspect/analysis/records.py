@@ -66,8 +66,10 @@ __all__ = [
 #: "No timestamp": the int64 minimum, which is NaT when viewed as datetime64[ns].
 NO_TS = -(2**63)
 
-#: Exchange outcomes, in the order of their int codes in the stores.
-OUTCOMES = ("open", "complete", "complete_after_reconnect", "incomplete", "abandoned",
+#: Exchange outcomes, in the order of their int codes in the stores. ``open_at_end``: still open
+#: when the capture ended (its connection too); "incomplete" is the umbrella word (open_at_end,
+#: abandoned, evicted) in the report and in ``flows --outcome incomplete``.
+OUTCOMES = ("open", "complete", "complete_after_reconnect", "open_at_end", "abandoned",
             "refused", "protocol_error", "evicted")
 #: The last step an exchange reached, in protocol order (the transition table's steps).
 STEPS = tuple(step.name.lower() for step in Step)
@@ -105,13 +107,13 @@ EXCHANGE_COLUMNS: tuple[tuple[str, str, int], ...] = (
     ("t_end", _Q, NO_TS), ("outcome", _B, 1), ("last_step", _B, 0), ("spans_reconnect", _B, 0),
     ("dup_after_complete", _I, 0), ("content", _Q, 0),
 )
-#: The exchange columns a report needs (``Correlator(detail=False)``): 88 bytes a row instead of
-#: the full 183, for captures of millions of packets.
+#: The exchange columns a report needs (``Correlator(detail=False)``): 78 bytes a row instead of
+#: the full 183, for captures of millions of packets (a finished exchange's later changes to
+#: columns it does not keep, such as ``last_conn_id``, are no-ops).
 REPORT_EXCHANGE_COLUMNS: tuple[tuple[str, str, int], ...] = tuple(
     c for c in EXCHANGE_COLUMNS if c[0] in {
-        "conn_id", "last_conn_id", "qos", "content", "n_publish", "n_dup", "n_pubrec",
-        "n_pubrel", "t_publish", "t_puback", "t_pubrec", "t_pubrel", "t_pubcomp", "t_end",
-        "outcome", "last_step", "spans_reconnect", "dup_after_complete"})
+        "conn_id", "qos", "content", "n_publish", "n_dup", "n_pubrec", "n_pubrel", "t_publish",
+        "t_puback", "t_pubrec", "t_pubrel", "t_pubcomp", "t_end", "outcome", "last_step"})
 #: The few columns a QoS 0 exchange needs (the rest take their defaults): a QoS 0 PUBLISH is one
 #: packet, and a capture can hold a million of them.
 Q0_COLUMNS: tuple[tuple[str, str, int], ...] = tuple(
@@ -374,6 +376,9 @@ class Connection:
     password_present: bool = False
     will_topic: str | None = None
     handshake_seen: bool = False
+    #: A TCP connection attempt refused before any MQTT (SYN answered by RST, or reset before a
+    #: packet): not an MQTT connection, counted apart (``tcp_attempts_refused``).
+    attempt: bool = False
     t_open: int | None = None
     t_connect: int | None = None
     t_connack: int | None = None

@@ -38,7 +38,7 @@ from ..mqtt.packets import ConnAck, Connect, Disconnect, SubAck
 from .deliveries import DeliveryMatcher
 from .exchanges import ABANDONED, ExchangeTracker
 from .logs import DIRECTION_NAMES, AnomalyLog
-from .records import AnomalyRecord, Connection, Reconnect
+from .records import NO_TS, AnomalyRecord, Connection, Reconnect
 from .state import ConnState, SessionState
 
 __all__ = ["SessionTracker"]
@@ -293,11 +293,15 @@ class SessionTracker:
                 rec.end = "disconnect"
         elif c.taken_over:
             rec.end = "taken_over"
-        elif (how != "end_of_capture" and c.keep_alive > 0 and rec.t_last_c2b is not None
-              and (ts - rec.t_last_c2b) * 2 > 3 * c.keep_alive * 10**9):
+        elif (how != "end_of_capture" and c.keep_alive > 0 and c.t_last_c2b != NO_TS
+              and (ts - c.t_last_c2b) * 2 > 3 * c.keep_alive * 10**9):
             rec.end = "keepalive_expired"  # [MQTT-3.1.2-24]
         else:
             rec.end = how
+        # Reset before a single MQTT packet either way (nothing listening, a firewall, a proxy
+        # refusing): an attempt, not a connection. TLS carries bytes we cannot read: not one.
+        rec.attempt = (how == "rst" and rec.n_packets_c2b == 0 and rec.n_packets_b2c == 0
+                       and rec.transport == "tcp")
         c.pending_subs = {}
         c.pending_unsubs = {}
         s = c.sess

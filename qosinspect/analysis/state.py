@@ -136,10 +136,9 @@ class OpenExchange:
 
     def report_row(self) -> tuple[int, ...]:
         """The row of :data:`~.records.REPORT_EXCHANGE_COLUMNS` (likewise)."""
-        return (self.conn_id, self.last_conn_id, self.qos, self.t_publish, self.n_publish,
-                self.n_dup, self.t_puback, self.t_pubrec, self.n_pubrec, self.t_pubrel,
-                self.n_pubrel, self.t_pubcomp, self.t_end, self.outcome, self.last_step,
-                self.spans_reconnect, self.dup_after_complete, self.content)
+        return (self.conn_id, self.qos, self.t_publish, self.n_publish, self.n_dup,
+                self.t_puback, self.t_pubrec, self.n_pubrec, self.t_pubrel, self.n_pubrel,
+                self.t_pubcomp, self.t_end, self.outcome, self.last_step, self.content)
 
 
 class DoneIndex:
@@ -246,6 +245,8 @@ class ConnState:
         "reconnect",
         "refused",
         "sess",
+        "t_last_b2c",
+        "t_last_c2b",
         "taken_over",
         "unfinished",
     )
@@ -255,6 +256,10 @@ class ConnState:
         self.conn_id = rec.conn_id
         #: The broker's code: a server endpoint (address and port).
         self.broker = broker
+        #: The last packet each way (NO_TS: none yet); kept here, unboxed, on the per-packet
+        #: path, and copied into the record when the connection closes.
+        self.t_last_c2b = NO_TS
+        self.t_last_b2c = NO_TS
         self.sess: SessionState | None = None
         self.connect_seen = False
         self.connack_seen = False

@@ -91,6 +91,8 @@ SCHEMAS: dict[str, tuple[Column, ...]] = {
         ("password_present", "bool", "CONNECT carried a password"),
         ("will_topic", "string", "will topic of CONNECT"),
         ("handshake_seen", "bool", "the TCP handshake was captured"),
+        ("attempt", "bool", "a TCP connection attempt refused before any MQTT packet (SYN "
+                            "answered by RST, or a reset first): not an MQTT connection"),
         ("t_open", TS, "first frame of the connection"),
         ("t_connect", TS, "CONNECT"),
         ("t_connack", TS, "CONNACK"),

@@ -24,6 +24,7 @@ Keys (the long option names with ``_``; the command line overrides the file)::
     sys_interval = 10.0           # seconds between $SYS publications (0: none)
     deny_subscribe_code = 0x87    # MQTT 5 SUBACK code for a denied filter (0x80 or 0x87)
     slow_subscriber_timeout = 5.0 # a full subscriber pauses publishers this long at most
+    max_protocol_version = 5      # 4: a 3.1.1-only broker (CONNACK code 1 to MQTT 5 clients)
     max_sessions = 100000
 
     [[listener]]                  # more listeners
@@ -71,7 +72,8 @@ _ENGINE_KEYS = {"max_keepalive": "max_keepalive", "max_inflight": "max_inflight"
                 "deny_subscribe_code": "deny_subscribe_code_v5",
                 "max_packet_size": "max_packet_size", "connect_timeout": "connect_timeout",
                 "max_sessions": "max_sessions",
-                "slow_subscriber_timeout": "slow_subscriber_timeout"}
+                "slow_subscriber_timeout": "slow_subscriber_timeout",
+                "max_protocol_version": "max_protocol_version"}
 #: Every top-level key a configuration may hold.
 OPTION_KEYS = frozenset({"host", "port", "allow_anonymous", "password_file", "acl_file",
                          "persistence", "verbose", "max_connections", "listener",
@@ -169,6 +171,8 @@ def build(opts: dict[str, Any]) -> tuple[ServerConfig, Authenticator, bool]:
         value = getattr(engine, _ENGINE_KEYS[key])
         if value < 1:
             raise ConfigError(f"must be at least 1, not {value}", field=key)
+    if engine.max_protocol_version not in (3, 4, 5):
+        raise ConfigError("must be 3, 4 or 5", field="max_protocol_version")
     if not 0 <= engine.max_keepalive <= 65535:
         raise ConfigError("must be 0..65535", field="max_keepalive")
     engine.receive_maximum = min(engine.receive_maximum, 65535)

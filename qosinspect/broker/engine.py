@@ -187,6 +187,11 @@ class BrokerEngine(Backpressure):
     # -- connect / disconnect ---------------------------------------------------------------------
 
     def _connect(self, conn: ClientConn, c: Connect, now: int) -> None:
+        if c.protocol_version > self.config.max_protocol_version:
+            # What a broker of that older version does: its own CONNACK format, code 1.
+            conn.version = self.config.max_protocol_version
+            self.refuse(conn, 0x01)                   # [MQTT-3.1.2-2]
+            return
         v5 = c.protocol_version >= 5
         conn.version = c.protocol_version
         username = c.username

@@ -54,6 +54,10 @@ class BrokerConfig:
     #: What happens to a slow subscriber's full queue: "disconnect" (0x97; a persistent session
     #: queues offline, capped by max_offline_messages) or "drop-oldest" (counted).
     queue_full_policy: str = "disconnect"
+    #: The newest MQTT version accepted: 4 makes a 3.1.1-only broker, which answers an MQTT 5
+    #: CONNECT as 3.1.1 says, a 2-byte CONNACK with return code 1 (unacceptable protocol
+    #: version) and a close [MQTT-3.1.2-2].
+    max_protocol_version: int = 5
 
 
 @dataclass(frozen=True, slots=True)

@@ -66,6 +66,12 @@ class only_broker:  # used like a function: an iterator that keeps the stream's 
         self._spec = spec
         self.summary: Any = getattr(events, "summary", None)
 
+    @property
+    def position(self) -> tuple[int, int]:
+        """The wrapped stream's (bytes read, bytes in all), for a progress bar."""
+        pos: tuple[int, int] = getattr(self._events, "position", (0, 0))
+        return pos
+
     def __iter__(self) -> Iterator[Event]:
         matches = self._spec.matches
         for ev in self._events:

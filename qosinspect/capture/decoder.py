@@ -122,12 +122,14 @@ class _Side:
 class _Conn:
     """The MQTT layer's state for one flow (kept in ``Flow.app``)."""
 
-    __slots__ = ("assumed", "b2c", "c2b", "first_done", "scan_left")
+    __slots__ = ("assumed", "b2c", "c2b", "first_done", "gap_before", "scan_left")
 
     def __init__(self, version: int) -> None:
         self.c2b = _Side(version)
         self.b2c = _Side(version)
         self.first_done = False
+        #: (bytes, frame) of a stream gap before the first MQTT packet: the CONNECT may be in it.
+        self.gap_before: tuple[int, int] | None = None
         #: True while the version in force is the default, not read from the bytes.
         self.assumed = False
         self.scan_left = 0
@@ -417,9 +419,13 @@ class CaptureDecoder:
             info = flow.info
             ts = flow.last_ts
             if ptype != 1:
-                how = ("the capture started after the connection was set up" if not
-                       flow.handshake_seen else "the client did not start with CONNECT "
-                       "[MQTT-3.1.0-1]")
+                if app.gap_before is not None:
+                    how = (f"the CONNECT may be in the {app.gap_before[0]} bytes missing before "
+                           f"it (stream gap at frame {app.gap_before[1]})")
+                elif not flow.handshake_seen:
+                    how = "the capture started after the connection was set up"
+                else:
+                    how = "the client did not start with CONNECT [MQTT-3.1.0-1]"
                 sd = (d if flow.sides_known else None)
                 out.append(Anomaly(ts, info, sd, AnomalyKind.MISSING_CONNECT,
                                    f"first MQTT packet is {ptype.name}, not CONNECT: {how}",
@@ -438,6 +444,8 @@ class CaptureDecoder:
             app = flow.app = _Conn(self.mqtt_version)
         d = rec.direction if flow.sides_known else None
         info = flow.info
+        if not app.first_done and app.gap_before is None:
+            app.gap_before = (rec.missing_bytes, rec.frame)
         why = _GAP_REASONS.get(rec.reason, rec.reason)
         out: list[Event] = [StreamGap(rec.ts_ns, info, d, rec.missing_bytes, rec.frame),
                             Anomaly(rec.ts_ns, info, d, AnomalyKind.STREAM_GAP,

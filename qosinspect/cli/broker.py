@@ -108,6 +108,9 @@ def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
               help="Seconds a new connection has to send CONNECT (default 10).")
 @click.option("--deny-subscribe-code", type=click.Choice(["0x80", "0x87"]), default=None,
               help="MQTT 5 SUBACK code for a denied topic filter (default 0x87).")
+@click.option("--max-protocol-version", type=click.Choice(["3", "4", "5"]), default=None,
+              help="The newest MQTT version accepted (4: a 3.1.1-only broker, which answers "
+                   "an MQTT 5 CONNECT with a 3.1.1 CONNACK, code 1). Default 5.")
 def broker(hosts: tuple[str, ...], port: int | None, config_file: str | None,
            allow_anonymous: bool | None, password_file: str | None, acl_file: str | None,
            max_keepalive: int | None, persistence: str | None, verbose: bool | None,
@@ -119,7 +122,8 @@ def broker(hosts: tuple[str, ...], port: int | None, config_file: str | None,
            queue_full_policy: str | None, slow_subscriber_timeout: float | None,
            sys_interval: float | None, outgoing_topic_aliases: int | None,
            max_offline_messages: int | None,
-           connect_timeout: float | None, deny_subscribe_code: str | None) -> None:
+           connect_timeout: float | None, deny_subscribe_code: str | None,
+           max_protocol_version: str | None) -> None:
     """Run the built-in MQTT broker (3.1, 3.1.1, 5.0) in the foreground.
 
     It listens on 127.0.0.1:1883 unless told otherwise, logs "ready" once listening, and
@@ -139,6 +143,7 @@ def broker(hosts: tuple[str, ...], port: int | None, config_file: str | None,
             "outgoing_topic_aliases": outgoing_topic_aliases,
             "deny_subscribe_code": int(deny_subscribe_code, 16) if deny_subscribe_code
             else None,
+            "max_protocol_version": int(max_protocol_version) if max_protocol_version else None,
         }
         opts.update({k: v for k, v in given.items() if v is not None})
         extra = opts.setdefault("listener", [])

@@ -17,6 +17,7 @@ import functools
 import math
 import re
 import shlex
+import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, time
@@ -78,16 +79,22 @@ class CaptureSource:
         what to keep (the :class:`~qosinspect.analysis.options.AnalysisOptions` fields)."""
         from ..analysis.api import analyze_capture
         from ..analysis.options import AnalysisOptions
+        from .progress import Progress
 
+        progress = Progress(sys.stderr, lambda: (0, 0)) if sys.stderr.isatty() else None
+        options = AnalysisOptions(detail=detail, packets=packets, deliveries=deliveries,
+                                  same_broker=self.same_broker)
         with self.reading():
-            return analyze_capture(self.path, ports=self.ports,
-                                   detect_any_port=self.detect_any_port,
-                                   mqtt_version=self.mqtt_version, engine=self.engine,
-                                   tls_keylog=self.tls_keylog,
-                                   options=AnalysisOptions(
-                                       detail=detail, packets=packets, deliveries=deliveries,
-                                       same_broker=self.same_broker),
-                                   broker=self.broker)
+            try:
+                return analyze_capture(self.path, ports=self.ports,
+                                       detect_any_port=self.detect_any_port,
+                                       mqtt_version=self.mqtt_version, engine=self.engine,
+                                       tls_keylog=self.tls_keylog, options=options,
+                                       broker=self.broker,
+                                       progress=progress.update if progress else None)
+            finally:
+                if progress is not None:
+                    progress.close()
 
     def events(self, *, keep_tcp_stats: bool = True) -> EventStream:
         """:func:`qosinspect.drivers.iter_capture_events` with this source's options (lazy:

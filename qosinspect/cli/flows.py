@@ -19,8 +19,9 @@ __all__ = ["flows"]
 @click.option("--client", default=None,
               help="Only exchanges of this client id (or session key, e.g. conn:3 for a "
                    "connection whose CONNECT was not captured).")
-@click.option("--outcome", type=click.Choice([o for o in OUTCOMES if o != "open"]),
-              default=None, help="Only exchanges with this outcome.")
+@click.option("--outcome", type=click.Choice(["incomplete", *(o for o in OUTCOMES if o != "open")]),
+              default=None, help="Only exchanges with this outcome; incomplete: every one the "
+                                 "report counts as incomplete (open_at_end, abandoned, evicted).")
 @click.option("--direction", type=click.Choice(["c2b", "b2c"]), default=None,
               help="Only exchanges the client (c2b) or the broker (b2c) sent.")
 @format_option("table", "csv", "json", "jsonl", "parquet")

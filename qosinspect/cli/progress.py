@@ -27,7 +27,18 @@ class Progress:
         if now < self.next:
             return
         self.next = now + 0.25
-        done, total = self.position()
+        self.draw(frames, *self.position())
+
+    def update(self, events: int, done: int, total: int) -> None:
+        """A progress report that brings its own position (the analysis' callback)."""
+        now = time.monotonic()
+        if now < self.next:
+            return
+        self.next = now + 0.25
+        self.draw(events, done, total)
+
+    def draw(self, frames: int, done: int, total: int) -> None:
+        now = time.monotonic()
         frac = done / total if total else 0.0
         bar = "#" * int(frac * 30)
         self.stream.write(f"\r[{bar:<30}] {frac:6.1%} {frames:,} events {now - self.start:5.1f} s")

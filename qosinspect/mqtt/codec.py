@@ -301,6 +301,11 @@ def _dec_connack(buf: bytes, flags: int, start: int, end: int, version: int,
         raise MalformedPacket("CONNACK shorter than 2 bytes", offset=start)
     ack_flags = buf[start]
     code = buf[start + 1]
+    if version >= 5 and end - start == 2:
+        # An MQTT 5 CONNACK has at least a property length: two bytes are a 3.1.1 CONNACK, which
+        # a server that speaks 3.1.1 only sends an MQTT 5 CONNECT (return code 1, unacceptable
+        # protocol version [MQTT-3.1.2-2]) before it closes. Read it as what it is.
+        return _dec_connack(buf, flags, start, end, 4, topics)
     if version >= 5:
         if ack_flags & 0xFE:
             raise MalformedPacket("CONNACK reserved flags set [MQTT-3.2.2-1]", offset=start)

@@ -27,8 +27,11 @@ def flows_frame(analysis: Analysis, *, qos: int | None = None, client: str | Non
                 outcome: str | None = None, direction: str | None = None) -> pd.DataFrame:
     """The exchanges of ``analysis`` as ``flows`` lists them (:data:`FLOW_COLUMNS`), only those
     of ``qos``, of ``client`` (a client id, or the session key such as ``conn:3`` that the
-    ladder and the report name a connection without CONNECT by), with ``outcome``, sent in
+    ladder and the report name a connection without CONNECT by), with ``outcome`` (one of
+    :data:`~qosinspect.analysis.records.OUTCOMES`, or ``incomplete``: open at the end, abandoned
+    or evicted, as the report counts them), sent in
     ``direction`` (``c2b``/``b2c``), when given."""
+    from ..analysis.metrics import INCOMPLETE_OUTCOMES
     from ..analysis.tables import exchanges_frame
 
     needed = {"client_id", "session", "conn_id", "qos", "outcome", "direction"} | set(FLOW_COLUMNS)
@@ -37,7 +40,9 @@ def flows_frame(analysis: Analysis, *, qos: int | None = None, client: str | Non
         ex = ex[ex["qos"] == qos]
     if client is not None:
         ex = ex[(ex["client_id"] == client) | (ex["session"] == client)]
-    if outcome is not None:
+    if outcome == "incomplete":  # the report's word: not completed nor refused, whatever the end
+        ex = ex[ex["outcome"].isin(INCOMPLETE_OUTCOMES)]
+    elif outcome is not None:
         ex = ex[ex["outcome"] == outcome]
     if direction is not None:
         ex = ex[ex["direction"] == direction]

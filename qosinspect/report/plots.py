@@ -53,7 +53,8 @@ def _seconds(ts: pd.Series, t0: int) -> np.ndarray:
 
 def plot_latency(analysis: Analysis, ax: Axes | None = None) -> Axes:
     """Latency distribution per QoS (first PUBLISH to final ack of completed exchanges) and per
-    step, as box plots over the points, on a log scale."""
+    step (every exchange that reached both ends of the step, completed or not: the report's
+    per-step figures), as box plots over the points, on a log scale."""
     ax = _axes(ax, (9, 4.5))
     ex = analysis.exchanges
     done = ex[ex["outcome"].isin(["complete", "complete_after_reconnect"])]
@@ -64,8 +65,9 @@ def plot_latency(analysis: Analysis, ax: Axes | None = None) -> Axes:
                             ("latency_pubcomp", "PUBREL→PUBCOMP")))):
         sel = done[done["qos"] == qos]
         series.append((f"QoS {qos} total", sel["latency_ms"].dropna().to_numpy(), qos))
+        every = ex[ex["qos"] == qos]
         for col, name in steps:
-            ms = sel[col].dropna().astype("int64").to_numpy() / 1e6
+            ms = every[col].dropna().astype("int64").to_numpy() / 1e6
             series.append((f"QoS {qos} {name}", ms, qos))
     series = [s for s in series if s[1].size]
     if not series:

@@ -109,7 +109,16 @@ def format_report(analysis: Analysis, fmt: str = "table", capture: str = "CAPTUR
     out.append("")
     out.append(h("Connections and reconnections"))
     ends = ", ".join(f"{k} {v}" for k, v in data["connection_ends"].items()) or "none"
-    out.append(f"connections: {data['connections']} (ended by: {ends})")
+    refused, attempts = data["refused_connections"], data["tcp_attempts_refused"]
+    out.append(f"connections: {data['connections']} ({refused} refused by CONNACK), {attempts} "
+               f"attempt{'' if attempts == 1 else 's'} refused by TCP (ended by: {ends})")
+    if refused or attempts:
+        out.append(format_table(["conn", "client", "broker", "refused"],
+                                _refusal_rows(analysis, _SHOWN), fmt, "rlll"))
+        if refused + attempts > _SHOWN:
+            out.append(f"... and {refused + attempts - _SHOWN} more")
+        out.append(f"  details: qosinspect export {capture} -o DIR (connections: connack_code, "
+                   "attempt)")
     red = data["redelivered"]
     gap = data["reconnect_gap_ms"]
     if data["reconnects"]:
@@ -197,6 +206,22 @@ def _clear_text_lines(ct: dict[str, Any], capture: str) -> list[str]:
     return lines
 
 
+def _refusal_rows(analysis: Analysis, limit: int) -> list[list[Any]]:
+    """Connections refused by CONNACK (with its code) and attempts refused by TCP."""
+    rows: list[list[Any]] = []
+    for c in analysis.result.connections:
+        if c.attempt:
+            why = "by TCP: reset before any MQTT packet"
+        elif c.connack_code not in (None, 0):
+            why = f"by CONNACK: code {c.connack_code} (0x{c.connack_code:02x})"
+        else:
+            continue
+        rows.append([c.conn_id, c.client, c.broker, why])
+        if len(rows) == limit:
+            break
+    return rows
+
+
 def _reconnect_rows(analysis: Analysis, limit: int) -> list[list[Any]]:
     rows: list[list[Any]] = []
     for x in analysis.result.reconnects[:limit]:
@@ -258,6 +283,13 @@ def _known_conns(conns: pd.DataFrame) -> str:
 def client_connections(conns: pd.DataFrame, client: str) -> pd.DataFrame:
     """The rows of the connections table of ``client``: a client id as sent, or the session
     key (an assigned client id, conn:<N>). ``LookupError`` naming the clients when none."""
+    if client == "":
+        # An empty client id is no one client [MQTT-3.1.3-6]: each such connection is a session
+        # of its own (conn:<N>), often to different brokers; one diagram would merge them.
+        empty = sorted(str(x) for x in conns.loc[conns["client_id"] == "", "session"].dropna())
+        raise LookupError("an empty client id names no one client: each connection without one "
+                          "is a client of its own; give --client conn:N or --conn N "
+                          f"({', '.join(empty) or 'no such connection in the capture'})")
     sel = conns[(conns["client_id"] == client) | (conns["session"] == client)]
     if sel.empty:
         known = ", ".join(sorted(str(c) for c in conns["session"].dropna().unique()))

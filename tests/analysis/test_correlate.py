@@ -179,7 +179,7 @@ def test_pubrel_resend_on_same_connection_keeps_first_time() -> None:
     r = correlate(b.events)
     (ex,) = exchanges(r)
     assert ex.t_pubrel == first and ex.t_pubrel_last == first + 6000 * MS and ex.n_pubrel == 3
-    assert ex.outcome == "incomplete" and ex.last_step == "pubrel"
+    assert ex.outcome == "open_at_end" and ex.last_step == "pubrel"
 
 
 def test_orphan_ack() -> None:
@@ -205,7 +205,7 @@ def test_qos2_stuck_at_each_step_is_incomplete_at_end_of_capture() -> None:
     r = correlate(b.events)
     ex = exchanges(r)
     assert [(e.packet_id, e.outcome, e.last_step) for e in ex] == [
-        (1, "incomplete", "publish"), (2, "incomplete", "pubrec"), (3, "incomplete", "pubrel")]
+        (1, "open_at_end", "publish"), (2, "open_at_end", "pubrec"), (3, "open_at_end", "pubrel")]
     assert all(e.t_end is None for e in ex)
     (conn,) = r.connections
     assert conn.end == "end_of_capture" and conn.unfinished_at_end == 3
@@ -372,8 +372,8 @@ def test_open_exchanges_are_capped_per_session() -> None:
         b.publish(c, "c2b", "t", bytes([pid]), qos=1, packet_id=pid)
     b.puback(c, "b2c", 5)
     r = Correlator(AnalysisOptions(max_open_per_session=3)).feed_all(b.events)
-    assert [e.outcome for e in exchanges(r)] == ["evicted", "evicted", "incomplete",
-                                                 "incomplete", "complete"]
+    assert [e.outcome for e in exchanges(r)] == ["evicted", "evicted", "open_at_end",
+                                                 "open_at_end", "complete"]
     assert kinds(r) == ["too_many_exchanges"] * 2 and r.n_evicted == 2
 
 
@@ -587,7 +587,7 @@ def test_total_cap_evicts_from_the_session_that_adds() -> None:
     b.publish(z, "c2b", "t", b"3", qos=1, packet_id=1)  # the third open exchange overall
     r = Correlator(AnalysisOptions(max_open_total=2)).feed_all(b.events)
     by_session = {(e.session, e.packet_id): e.outcome for e in exchanges(r)}
-    assert by_session == {("a", 1): "incomplete", ("a", 2): "incomplete",
+    assert by_session == {("a", 1): "open_at_end", ("a", 2): "open_at_end",
                           ("z", 1): "evicted"}
     assert r.anomalies[0].session == "z"
 

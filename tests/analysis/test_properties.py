@@ -78,7 +78,7 @@ def test_records_are_consistent(actions: list[tuple[object, ...]], cap: int) -> 
         if e.outcome in ("complete", "complete_after_reconnect"):
             assert e.t_end is not None and e.t_end >= e.t_publish  # type: ignore[operator]
             assert e.last_step == ("puback" if e.qos == 1 else "pubcomp") or e.qos == 0
-        if e.outcome == "incomplete":
+        if e.outcome == "open_at_end":
             assert e.t_end is None
     after = sum(1 for e in exs if e.outcome == "complete_after_reconnect")
     assert sum(rc.resumed for rc in r.reconnects) <= after

@@ -74,7 +74,7 @@ def test_exchange_from_row_turns_sentinels_into_none() -> None:
     assert (ex.ex_id, ex.session, ex.client_id, ex.topic, ex.direction) == (4, "sess", "cid",
                                                                             "a/b", "b2c")
     assert (ex.t_puback, ex.puback_reason, ex.packet_id) == (None, None, 7)
-    assert (ex.outcome, ex.last_step, ex.retransmissions) == ("incomplete", "publish", 0)
+    assert (ex.outcome, ex.last_step, ex.retransmissions) == ("open_at_end", "publish", 0)
 
 
 def test_batched_rows_pack_the_same_as_single_rows() -> None:

@@ -176,7 +176,7 @@ def test_reconnect_records_the_drop_and_what_was_left() -> None:
     assert r.connections[0].unfinished_at_end == 3
     out = {e.topic: e.outcome for e in r.exchange_objects()}
     assert out == {"a": "complete_after_reconnect", "b": "complete_after_reconnect",
-                   "c": "incomplete"}
+                   "c": "open_at_end"}
 
 
 def test_session_record() -> None:

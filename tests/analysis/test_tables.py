@@ -170,7 +170,7 @@ def test_missing_values_are_typed_missing() -> None:
     assert pd.isna(conn["clean_start"]) and pd.isna(conn["t_connect"])
     assert a.connections["keep_alive"].dtype == "Int32"
     ex = a.exchanges.iloc[0]
-    assert ex["outcome"] == "incomplete" and pd.isna(ex["t_end"]) and pd.isna(ex["latency_ms"])
+    assert ex["outcome"] == "open_at_end" and pd.isna(ex["t_end"]) and pd.isna(ex["latency_ms"])
     assert pd.isna(ex["latency_puback"]) and pd.isna(ex["puback_reason"])
     an = a.anomalies.iloc[0]
     assert an["kind"] == "missing_connect" and pd.isna(an["packet_id"])

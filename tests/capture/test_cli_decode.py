@@ -185,3 +185,26 @@ def test_progress_bar_draws_and_clears() -> None:
     assert "50.0%" in buf.getvalue() and "1,234" in buf.getvalue()
     bar.close()
     assert buf.getvalue().endswith("\r")
+
+
+def test_report_analysis_reports_progress(tmp_path: Path) -> None:
+    """``report`` draws the same bar as ``decode`` on a terminal: the analysis calls back every
+    16,384 events with the file's position."""
+    from qosinspect.analysis.api import analyze_capture
+    from qosinspect.mqtt import encode
+    from qosinspect.mqtt.packets import Connect, PingReq
+    from qosinspect.testing.synthcap import TcpConversation, pcap_bytes, render
+
+    conv = TcpConversation()
+    conv.send("c2b", encode(Connect("busy")) + encode(PingReq()) * 40_000, segment_size=1400)
+    conv.close()
+    path = tmp_path / "busy.pcap"
+    path.write_bytes(pcap_bytes(render(conv.segments)))
+    seen: list[tuple[int, int, int]] = []
+    analyze_capture(path, progress=lambda n, done, total: seen.append((n, done, total)))
+    assert [n for n, _, _ in seen] == [16_384, 32_768]
+    assert all(0 < done <= total == path.stat().st_size for _, done, total in seen)
+    buf = io.StringIO()
+    bar = Progress(buf, lambda: (0, 0), delay=0.0)
+    bar.update(16_384, 1, 4)
+    assert "25.0%" in buf.getvalue() and "16,384 events" in buf.getvalue()

@@ -198,3 +198,22 @@ def test_gap_inside_a_packet_is_truncated_then_resynchronised() -> None:
     assert pubs == [Publish("t/y", b"after", 1, packet_id=10)]
     gap = next(e for e in evs if type(e) is StreamGap)
     assert gap.missing_bytes == 50 and gap.direction is Direction.C2B
+
+
+def test_missing_connect_after_a_gap_says_the_connect_may_be_in_it() -> None:
+    """The segment with the CONNECT is lost: the first packet seen is a PUBLISH after a stream
+    gap. The anomaly must not blame the client (the handshake was seen): the CONNECT may be in
+    the missing bytes."""
+    conv = TcpConversation()
+    connect = conv.send("c2b", encode(Connect("lost")), ack=False)
+    conv.send("c2b", encode(Publish("t", b"x", 1, packet_id=1)), ack=False)
+    conv.pure_ack("b2c")
+    conv.close()
+    for seg in connect:
+        conv.segments.remove(seg)
+    evs = decode(pcap_bytes(render(conv.segments)))
+    anomalies = [e for e in evs if type(e) is Anomaly]
+    assert [a.kind for a in anomalies][:2] == ["stream_gap", "missing_connect"]
+    detail = anomalies[1].detail
+    assert "the CONNECT may be in the" in detail and "bytes missing before it" in detail
+    assert "did not start with CONNECT" not in detail

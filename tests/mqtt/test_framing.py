@@ -377,7 +377,13 @@ def test_capture_streams_give_tsharks_packets(path: Path, ports: tuple[int, ...]
             # tshark resolved the alias; so did the stream decoder, per direction
             assert ours.topic == shown["topic"] and shown["topic_length"] == 0
             ours = ours._replace(topic="")
-        assert encode(ours, v["version"] or 4) == data, v["name"]
+        version = v["version"] or 4
+        if isinstance(ours, ConnAck) and len(data) == 4 and version >= 5:
+            # a 3.1.1-only server's CONNACK to an MQTT 5 client (Wireshark: malformed): it is
+            # a 3.1.1 CONNACK, and encodes back as one
+            assert v["tshark_malformed"] and ours.reason_code == 1, v["name"]
+            version = 4
+        assert encode(ours, version) == data, v["name"]
 
 
 def test_a_capture_with_aliases_exercises_resolution() -> None:

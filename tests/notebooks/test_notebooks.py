@@ -172,3 +172,31 @@ def test_runs_top_to_bottom_in_a_fresh_kernel(name: str, tmp_path: Path) -> None
         assert line in text, f"{name}: no output contains {line!r}"
     written = {p.name for p in tmp_path.iterdir()}
     assert set(want["files"]) <= written, sorted(written)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_capture_tour_reads_any_capture_from_anywhere(tmp_path: Path) -> None:
+    """An absolute path outside the repository, a broker on another port, run from another
+    folder, and no client named: the tour still runs (it used to end in a bare StopIteration
+    looking for captures/ above the working folder, and had no port parameter)."""
+    nbformat = _need("nbformat")
+    nbclient = _need("nbclient")
+    _need("ipykernel")
+    capture = tmp_path / "field.pcap"
+    capture.write_bytes((PROJECT_ROOT / "captures" / "gen-port-18830.pcap").read_bytes())
+    nb = nbformat.read(NOTEBOOKS_DIR / "capture-tour.ipynb", as_version=4)
+    params = nb.cells[next(i for i, c in enumerate(nb.cells) if c.cell_type == "code")]
+    params.source += (f"\nCAPTURE = {str(capture)!r}\nPORTS = (18830,)\nLADDER_CLIENT = None"
+                      "  # injected by the test\n")
+    env = {k: v for k, v in os.environ.items() if k != "MPLBACKEND"}
+    client = nbclient.NotebookClient(nb, timeout=150, kernel_name="python3",
+                                     resources={"metadata": {"path": str(tmp_path)}})
+    try:
+        client.execute(env=env)
+    except nbclient.exceptions.CellExecutionError as exc:
+        pytest.fail("capture-tour failed:\n" + re.sub(r"\x1b\[[0-9;]*m", "", str(exc)))
+    figures, text, errors = _outputs(nb)
+    assert not errors and figures >= 2, (errors, figures)
+    assert "(not one of the shipped captures)" in text
+    assert "ladder of pub" in text or "ladder of sub" in text   # the client with re-sends

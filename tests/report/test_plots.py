@@ -104,3 +104,20 @@ def test_timeline_puts_reconnecting_clients_first(analysis: Analysis) -> None:
     ax = plots.plot_timeline(analysis, max_clients=1)
     assert [t.get_text() for t in ax.get_yticklabels()] == ["dev"]
     assert "1 more clients not shown" in ax.get_title()
+
+
+def test_latency_plot_keeps_the_steps_of_unfinished_qos2() -> None:
+    """No QoS 2 exchange completed, but PUBREC and PUBREL were seen: the report prints those
+    step latencies, so the plot draws them too (it used to drop every QoS 2 step)."""
+    b = EventBuilder()
+    c = b.client("x")
+    b.publish(c, "c2b", "t", b"m", qos=2, packet_id=1)
+    b.pubrec(c, "b2c", 1, dt_ms=2)
+    b.pubrel(c, "c2b", 1, dt_ms=3)          # PUBCOMP never comes
+    a = qosinspect.analyze(b.events)
+    steps = a.report()["per_qos"][2]["latency_ms_by_step"]
+    assert steps["pubrec"]["max"] == 2.0 and steps["pubrel"]["max"] == 3.0
+    fig = Figure()
+    ax = plots.plot_latency(a, ax=fig.subplots())
+    labels = [t.get_text() for t in ax.get_yticklabels()]
+    assert "QoS 2 PUBLISH→PUBREC (n=1)" in labels and "QoS 2 PUBREC→PUBREL (n=1)" in labels

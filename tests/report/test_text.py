@@ -65,3 +65,21 @@ def test_ladder_unknown_target() -> None:
         ladder_lines(_analysis(), client="x")
     with pytest.raises(LookupError, match="no connection 7"):
         ladder_lines(_analysis(), conn=7)
+
+
+def test_an_empty_client_id_is_no_one_client() -> None:
+    """Clients without a client id are each their own (sessions conn:N, here on two brokers):
+    --client '' must not merge them into one diagram; it names the connections to pick from."""
+    from qosinspect.events import Endpoint
+
+    b = EventBuilder()
+    first = b.client("", clean_start=True)
+    b.broker = Endpoint("10.0.0.9", 1883)
+    second = b.client("", clean_start=True)
+    b.publish(first, "c2b", "t", b"1")
+    b.publish(second, "c2b", "t", b"2")
+    a = qosinspect.analyze(b.events)
+    with pytest.raises(LookupError) as err:
+        ladder_lines(a, client="")
+    assert "conn:0" in str(err.value) and "conn:1" in str(err.value)
+    assert any("t" in line for line in ladder_lines(a, client="conn:1"))

@@ -21,6 +21,7 @@ from typing import Any
 import pandas as pd
 
 from qosinspect.analysis.api import analyze, analyze_capture
+from qosinspect.analysis.options import AnalysisOptions
 from qosinspect.capture.decoder import iter_events
 from qosinspect.events import ConnectionClosed, Event, MqttPacketEvent
 from qosinspect.traffic.builtin import builtin_data
@@ -72,7 +73,8 @@ def test_reconnect_analysis_equals_what_the_clients_recorded_and_tap_equals_pcap
     assert json.loads(result.truth_path.read_text()) == result.truth
     truth = result.truth
     told = {row["qos"]: row for row in truth["per_qos"]}
-    analysis = analyze_capture(str(result.capture_path))
+    analysis = analyze_capture(str(result.capture_path), options=AnalysisOptions(
+        same_broker=result.same_broker))
     report = per_qos(analysis.report())
     # QoS 0: every message published while the subscriber was away is lost, and the capture
     # analysis counts exactly the ones the subscriber never got.
@@ -100,7 +102,7 @@ def test_reconnect_analysis_equals_what_the_clients_recorded_and_tap_equals_pcap
     # The same run through the proxy's tap and through the capture: the same packets, in the
     # same order, per connection and direction; the same analysis.
     assert_same_packets(tap, list(iter_events(str(result.capture_path))))
-    tap_report = per_qos(analyze(tap).report())
+    tap_report = per_qos(analyze(tap, AnalysisOptions(same_broker=result.same_broker)).report())
     for q in (0, 1, 2):
         for key in ("publishes", "completed", "retransmissions", "dup_flagged",
                     "duplicates_delivered", "not_delivered", "not_delivered_offline"):
@@ -158,7 +160,8 @@ def test_packet_faults_have_exactly_their_effect(tmp_path: Path) -> None:
         ],
     }
     result = run(data, tmp_path)
-    analysis = analyze_capture(str(result.capture_path))
+    analysis = analyze_capture(str(result.capture_path), options=AnalysisOptions(
+        same_broker=result.same_broker))
     ex = analysis.exchanges
     dropped_puback = pids(fault_log(result, 0, "drop"))
     dropped_pubcomp = pids(fault_log(result, 1, "drop"))
@@ -238,7 +241,8 @@ def test_timed_faults_in_a_synthetic_capture(tmp_path: Path) -> None:
     result = run(data, tmp_path, "tap", proxy_tap=tap.append)
     assert result.capture_method == "tap"
     t0 = result.truth["run"]["t0_ns"]
-    analysis = analyze_capture(str(result.capture_path))
+    analysis = analyze_capture(str(result.capture_path), options=AnalysisOptions(
+        same_broker=result.same_broker))
     ex = analysis.exchanges
     # delay: the proxy delayed exactly the PUBLISH it read in the window (the capture's times
     # are the clock the rule judged by), its log names each, and each waited at least the
@@ -317,7 +321,8 @@ def test_slow_subscriber_fills_the_brokers_window_and_still_gets_everything(
     for cid in ("sub-slow", "sub-fast"):
         for row in truth[cid]["per_qos"].values():
             assert row["unique"] == row["expected"] > 0 and row["duplicates"] == 0
-    ex = analyze_capture(str(result.capture_path)).exchanges
+    ex = analyze_capture(str(result.capture_path), options=AnalysisOptions(
+        same_broker=result.same_broker)).exchanges
 
     def most_in_flight(client: str) -> int:
         mine = ex[(ex.client_id == client) & (ex.direction == "b2c")]
