@@ -47,11 +47,14 @@ class AnomalyKind(StrEnum):
     VERSION_INFERRED = "version_inferred"
     VERSION_ASSUMED = "version_assumed"
     WEBSOCKET_MALFORMED = "websocket_malformed"
+    TIMESTAMP_OUT_OF_RANGE = "timestamp_out_of_range"
     # Notes: facts about the traffic, not faults.
     ENCRYPTED = "encrypted"
     IP_FRAGMENT = "ip_fragment"
     WEBSOCKET = "websocket"
     WEBSOCKET_CLOSE = "websocket_close"
+    CLOCK_JUMP = "clock_jump"
+    CONNECTIONS_EVICTED = "connections_evicted"
 
 
 class KindInfo(NamedTuple):
@@ -118,6 +121,13 @@ KINDS: Final[dict[AnomalyKind, KindInfo]] = {
     K.IP_FRAGMENT: KindInfo("decoder", True, "an IP fragment (not reassembled)."),
     K.WEBSOCKET: KindInfo("decoder", True, "MQTT carried inside WebSocket frames."),
     K.WEBSOCKET_CLOSE: KindInfo("decoder", True, "a WebSocket close frame."),
+    K.TIMESTAMP_OUT_OF_RANGE: KindInfo("decoder", False, "a frame stamped outside 1970..2116 "
+                                       "(beyond 64-bit nanoseconds with headroom): kept with "
+                                       "the previous frame's time."),
+    K.CLOCK_JUMP: KindInfo("decoder", True, "the capture's clock goes back more than a second "
+                           "or jumps more than a day forward at this frame."),
+    K.CONNECTIONS_EVICTED: KindInfo("decoder", True, "too many connections open at once: the "
+                                    "least recently active were closed (evicted)."),
 }
 del K
 

@@ -19,6 +19,7 @@ from .mqtt.packets import Packet
 
 __all__ = [
     "Anomaly",
+    "CaptureStarted",
     "ConnectionClosed",
     "ConnectionInfo",
     "ConnectionOpened",
@@ -27,8 +28,10 @@ __all__ = [
     "MqttPacketEvent",
     "StreamGap",
     "TcpDirectionStats",
+    "TcpEvidence",
     "TcpRetransmission",
     "TcpStats",
+    "UndecodedStream",
 ]
 
 
@@ -176,5 +179,61 @@ class TcpRetransmission:
     frame: int = 0
 
 
+@dataclass(frozen=True, slots=True)
+class CaptureStarted:
+    """The first frame of the file, whatever it carries: time 0, as in Wireshark.
+
+    Why an event: the first MQTT packet can come seconds after the first frame (a capture
+    started before the clients), and every consumer (ladder, plots, ``--since``) must count
+    from the same origin Wireshark shows. The capture decoder emits it once, before any other
+    event; live taps do not.
+    """
+
+    ts_ns: int
+    frame: int = 1
+
+
+class TcpEvidence(NamedTuple):
+    """One ``tcp.analysis`` flag Wireshark would show on a frame (``kind``: ``lost_segment``,
+    ``duplicate_ack``, ``fast_retransmission``, ``retransmission``,
+    ``spurious_retransmission``, ``out_of_order``, ``ack_lost_segment`` ...), on any TCP
+    connection, encrypted ones too. ``src`` sent the segment; ``conn_id`` is Wireshark's
+    ``tcp.stream``. See :mod:`qosinspect.capture.tcp_analysis`."""
+
+    ts_ns: int
+    frame: int
+    conn_id: int
+    src: Endpoint
+    dst: Endpoint
+    kind: str
+
+
+@dataclass(frozen=True, slots=True)
+class UndecodedStream:
+    """A TCP stream that carried data and was not decoded (nothing is dropped in silence).
+
+    ``conn_id`` is its number among all TCP streams (Wireshark's ``tcp.stream``); ``client`` /
+    ``server`` are known from the SYN when ``sides_known``, else the first sender and its peer.
+    ``reason``: ``not_mqtt`` (probed: no CONNECT at its start, or no run of MQTT packets in a
+    mid-stream capture), ``undecided`` (it ended before its bytes decided), ``detection_off``
+    (not probed). ``port`` is the ``--port`` that would
+    make the decoder take it. ``complete`` is False when it was reported before its end (too
+    many undecoded streams counted at once).
+    """
+
+    ts_ns: int
+    conn_id: int
+    client: Endpoint
+    server: Endpoint
+    sides_known: bool
+    data_bytes: int
+    segments: int
+    first_frame: int
+    frame: int
+    reason: str
+    port: int
+    complete: bool = True
+
+
 Event = (MqttPacketEvent | Anomaly | ConnectionOpened | ConnectionClosed | StreamGap
-         | TcpRetransmission)
+         | TcpRetransmission | CaptureStarted | UndecodedStream)

@@ -8,6 +8,9 @@ command -v tcpdump >/dev/null 2>&1 || need+=(tcpdump)
 [ -x /usr/sbin/mosquitto ] || command -v mosquitto >/dev/null 2>&1 || need+=(mosquitto)
 command -v mosquitto_pub >/dev/null 2>&1 || need+=(mosquitto-clients)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)   # throwaway TLS certificates in tests
+command -v editcap >/dev/null 2>&1 || need+=(wireshark-common)   # editcap, captype: conversion
+command -v ip >/dev/null 2>&1 || need+=(iproute2)                # network namespaces in tests
+command -v nsenter >/dev/null 2>&1 || need+=(util-linux)         # unshare, nsenter
 [ ${#need[@]} -eq 0 ] && exit 0
 
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
@@ -22,6 +25,9 @@ command -v tcpdump >/dev/null 2>&1 || missing+=(tcpdump)
 [ -x /usr/sbin/mosquitto ] || command -v mosquitto >/dev/null 2>&1 || missing+=(mosquitto)
 command -v mosquitto_pub >/dev/null 2>&1 || missing+=(mosquitto-clients)
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+command -v editcap >/dev/null 2>&1 || missing+=(wireshark-common)
+command -v ip >/dev/null 2>&1 || missing+=(iproute2)
+command -v nsenter >/dev/null 2>&1 || missing+=(util-linux)
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "${CI:-}" = "true" ]; then
     echo "error: missing system packages under CI=true: ${missing[*]}" >&2

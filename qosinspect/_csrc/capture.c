@@ -120,6 +120,7 @@ static void engine_dealloc(Engine *e)
     Py_XDECREF(e->halves);
     Py_XDECREF(e->pyiter);
     Py_XDECREF(e->ifaces_list);
+    Py_XDECREF(e->notes);
     Py_XDECREF(e->last_tuple);
     PyMem_Free(e->ifaces);
     PyTypeObject *tp = Py_TYPE((PyObject *)e);
@@ -147,6 +148,13 @@ static int engine_init(Engine *e, PyObject *args, PyObject *kw)
     }
     if (mqtt && !K.mqtt_ready) {
         PyErr_SetString(PyExc_RuntimeError, "configure_mqtt_stage first");
+        return -1;
+    }
+    e->notes = PyObject_GetAttrString(cap, "clock_notes");
+    if (e->notes == NULL || !PyList_Check(e->notes)) {
+        Py_CLEAR(e->notes);
+        if (!PyErr_Occurred())
+            PyErr_SetString(PyExc_TypeError, "cap.clock_notes must be a list");
         return -1;
     }
     e->cap = Py_NewRef(cap);
@@ -461,7 +469,7 @@ static PyObject *engine_run(Engine *e, PyObject *const *args, Py_ssize_t nargs)
         else
             Py_CLEAR(e->last_tuple);
         streamdata_emitted = 0;
-        int fast = fast_frame(e, &r, next_sweep, batch);
+        int fast = PyList_GET_SIZE(e->notes) ? 0 : fast_frame(e, &r, next_sweep, batch);
         if (fast == 1) {
             Py_XDECREF(r.tuple);
             if (streamdata_emitted)

@@ -17,6 +17,9 @@ enum { WALK_PCAP, WALK_PCAPNG, WALK_PYTHON, WALK_DONE };
 typedef struct {
     PyObject_HEAD
     PyObject *cap, *halves, *pyiter, *ifaces_list;
+    /* the capture's clock_notes list (pcapfile.CaptureFile): while it holds a note, records go
+     * to the Python loop, which says the notes before the frame, as on the pure path */
+    PyObject *notes;
     Py_buffer view;
     int have_view, mqtt, mode;
     const unsigned char *buf;

@@ -2,7 +2,8 @@
  * CaptureFile._pcapng_records (qosinspect/capture/pcapfile.py, the reference) walk them.
  *
  * Every bound is checked before a byte is read. On any error, and on anything this walk does not
- * take (a timestamp beyond 64 bits, an interface option out of range), the walk is handed to the
+ * take (a timestamp beyond 64 bits, an interface option out of range, a timestamp the clock rules
+ * of qosinspect/capture/clock.py must look at: odd_time below), the walk is handed to the
  * Python generator, started at the block where it stopped with the state it had (offset, frame
  * count, byte order, interfaces, last timestamp, next page release), and its records are read
  * from then on: every error message comes from Python.
@@ -22,7 +23,8 @@ static int defer_walk(Engine *e)
 {
     PyObject *it;
     if (e->mode == WALK_PCAP)
-        it = PyObject_CallMethod(e->cap, "_pcap_records", "LLL", e->off, e->n, e->release_at);
+        it = PyObject_CallMethod(e->cap, "_pcap_records", "LLLL", e->off, e->n, e->release_at,
+                                 e->ng_last_ts);
     else
         it = PyObject_CallMethod(e->cap, "_pcapng_records", "LLsOLL", e->off, e->n,
                                  e->ng_big ? ">" : "<", e->ifaces_list, e->ng_last_ts,
@@ -90,6 +92,22 @@ static int release_pages(Engine *e)
         return -1;
     e->release_at = v;
     return 0;
+}
+
+/* clock.py's TS_LIMIT, JUMP_GAP_NS and BACK_TOLERANCE_NS: a frame stamped outside
+ * [0, TS_LIMIT), or (after the first) more than a second before the previous frame or more than
+ * a day after it, goes to the Python walk, where clock.check_clock decides (clamps, notes). Only
+ * when to hand over is here, not the rule. */
+#define CLOCK_TS_LIMIT (1LL << 62)
+#define CLOCK_JUMP_GAP_NS (86400LL * 1000000000LL)
+#define CLOCK_BACK_TOLERANCE_NS 1000000000LL
+
+static int odd_time(const Engine *e, long long ts)
+{
+    if (ts < 0 || ts >= CLOCK_TS_LIMIT)
+        return 1;
+    return e->n > 0 && (e->ng_last_ts - ts > CLOCK_BACK_TOLERANCE_NS ||
+                        ts - e->ng_last_ts > CLOCK_JUMP_GAP_NS);
 }
 
 static int ts_from_units(const Iface *f, unsigned long long units, long long *ts)
@@ -215,9 +233,13 @@ int next_record(Engine *e, Rec *r)
             unsigned long caplen = rd32(h + 8, e->big), orig = rd32(h + 12, e->big);
             if (caplen > MAX_CAPLEN || data + (long long)caplen > end)
                 goto defer;
+            long long pts = (long long)sec * 1000000000LL + (long long)frac * e->frac_mul;
+            if (odd_time(e, pts))
+                goto defer;
             e->n += 1;
+            e->ng_last_ts = pts; /* the last timestamp, in pcap files too */
             r->n = e->n;
-            r->ts = (long long)sec * 1000000000LL + (long long)frac * e->frac_mul;
+            r->ts = pts;
             r->lt = e->linktype;
             r->off = data;
             r->cl = (long long)caplen;
@@ -270,7 +292,8 @@ int next_record(Engine *e, Rec *r)
             if ((long long)caplen > blen - 32 || (Py_ssize_t)if_id >= e->nifaces)
                 goto defer;
             long long ts;
-            if (ts_from_units(&e->ifaces[if_id], (unsigned long long)hi << 32 | lo, &ts) < 0)
+            if (ts_from_units(&e->ifaces[if_id], (unsigned long long)hi << 32 | lo, &ts) < 0 ||
+                odd_time(e, ts))
                 goto defer;
             e->n += 1;
             e->ng_last_ts = ts;

@@ -206,11 +206,11 @@ def analyze_capture(source: str | os.PathLike[str], *, ports: Iterable[int] = (1
     ``progress(events, bytes_read, bytes_in_all)`` is called every few thousand events (a
     progress bar; the file's size and position, 0 when unknown).
     """
-    from ..capture.decoder import iter_events
+    from ..drivers import iter_capture_events
 
-    stream: Iterable[Event] = iter_events(source, ports=ports, tls_ports=tls_ports,
-                         detect_any_port=detect_any_port, mqtt_version=mqtt_version,
-                         engine=engine, tls_keylog=tls_keylog)
+    stream: Iterable[Event] = iter_capture_events(
+        source, ports=ports, tls_ports=tls_ports, detect_any_port=detect_any_port,
+        mqtt_version=mqtt_version, engine=engine, tls_keylog=tls_keylog)
     if broker is not None:
         from ..capture.brokers import only_broker, parse_broker
 

@@ -33,6 +33,7 @@ from typing import Final, cast, final
 from ..anomalies import AnomalyKind
 from ..events import (
     Anomaly,
+    CaptureStarted,
     ConnectionClosed,
     ConnectionOpened,
     Event,
@@ -221,6 +222,10 @@ class Correlator:
         """Take one event (in capture order)."""
         if type(ev) is _EVENT:
             self._packet(ev)
+            return
+        if type(ev) is CaptureStarted:  # time 0 is the file's first frame; not an event counted
+            self._t_lo = min(self._t_lo, ev.ts_ns)
+            self._t_hi = max(self._t_hi, ev.ts_ns)
             return
         self._clock(ev.ts_ns)
         sess = self.sess

@@ -4,7 +4,9 @@
 :class:`~qosinspect.events.ConnectionOpened`, :class:`~qosinspect.events.MqttPacketEvent`,
 :class:`~qosinspect.events.Anomaly`, :class:`~qosinspect.events.StreamGap`,
 :class:`~qosinspect.events.TcpRetransmission` and :class:`~qosinspect.events.ConnectionClosed`
-(which carries the connection's :class:`~qosinspect.events.TcpStats`).
+(which carries the connection's :class:`~qosinspect.events.TcpStats`); first of all, a
+:class:`~qosinspect.events.CaptureStarted` with the file's first frame (time 0, see
+:mod:`.clock`, whose ``clock_jump`` and ``timestamp_out_of_range`` notes are anomalies).
 
 Hard rules, and why:
 
@@ -22,6 +24,9 @@ Hard rules, and why:
   that is not a CONNECT gives a ``missing_connect`` anomaly; the version is then inferred from
   packets only one version allows (:mod:`.version`: ``version_inferred``) or taken from
   ``mqtt_version`` (``version_assumed``, and every packet event has ``version_assumed=True``).
+  A later packet that fails to decode in that version but decodes in the other one (a cue
+  found past the packets scanned at the start, from either side) switches the connection to
+  the other version and is decoded (``version_inferred`` names the cue, sender and frame).
 * **Sides.** Client and broker come from the SYN or the port (reassembly); when neither decides,
   packets only a client sends (CONNECT, SUBSCRIBE, UNSUBSCRIBE, PINGREQ) or only a broker sends
   (CONNACK, SUBACK, UNSUBACK, PINGRESP) settle it. Until then ``direction`` is ``None``.
@@ -62,7 +67,16 @@ from ..mqtt.packets import Connect
 from .pcapfile import CaptureFile
 from .pipeline import CapturePipeline
 from .reassembly import Flow, HalfStream
-from .records import FlowClosed, FlowOpened, Gap, Notice, Retransmitted, StreamData
+from .records import (
+    FirstFrame,
+    FlowClosed,
+    FlowOpened,
+    Gap,
+    Notice,
+    Retransmitted,
+    StreamData,
+    Undecoded,
+)
 from .version import connect_level, find_version_evidence
 
 __all__ = ["CaptureDecoder", "CaptureSummary", "EventStream", "iter_events"]
@@ -76,6 +90,10 @@ _FROM_CLIENT = frozenset({1, 8, 10, 12})
 _FROM_BROKER = frozenset({2, 9, 11, 13})
 #: Notices that describe rather than warn: the connection's ``transport`` already says them.
 _QUIET_NOTICES = frozenset({"websocket", "websocket_close"})
+#: Framing anomalies of a whole packet that did not decode (a version cue may explain them).
+_DECODE_ERRORS = frozenset({AnomalyKind.MALFORMED, AnomalyKind.INVALID_QOS,
+                            AnomalyKind.PROTOCOL_ERROR, AnomalyKind.INVALID_TOPIC,
+                            AnomalyKind.INVALID_TOPIC_FILTER})
 #: How many packets of a connection with an assumed version are scanned for version evidence.
 _SCAN_PACKETS = 256
 _GAP_REASONS = {
@@ -130,6 +148,8 @@ class CaptureSummary:
     """Counters of a whole run, complete once the iteration has ended."""
 
     frames: int = 0
+    #: The first frame's timestamp: time 0 for every consumer (also a CaptureStarted event).
+    t_first_ns: int | None = None
     tcp_frames: int = 0
     connections: int = 0
     connections_ignored: int = 0
@@ -233,6 +253,18 @@ class CaptureDecoder:
                             if type(r) is fa_type:
                                 if not app.first_done and r.packet_type == 1:
                                     app.first_done = True  # a CONNECT, if a malformed one
+                                if (r.kind in _DECODE_ERRORS and not dec.version_known
+                                        and app.first_done):
+                                    late = self._late_cue(flow, app, d, frame, ts, r, data, ver)
+                                    if late is not None:
+                                        anomalies += 1
+                                        yield late[0]
+                                        yield late[1]
+                                        side.packets += 1
+                                        packets += 1
+                                        ver = dec.version
+                                        assumed = False
+                                        continue
                                 anomalies += 1
                                 yield self._framing_anomaly(flow, sd, frame, ts, r)
                                 continue
@@ -259,7 +291,7 @@ class CaptureDecoder:
                     if left and (not pend or left <= len(data)):
                         side.pending_frame = frame
                     continue
-                if isinstance(rec, FlowOpened | Retransmitted):
+                if isinstance(rec, FlowOpened | Retransmitted | FirstFrame | Undecoded):
                     yield rec.to_event()
                 elif isinstance(rec, Gap | FlowClosed):
                     evs = self._gap(rec) if isinstance(rec, Gap) else self._closed(rec)
@@ -272,6 +304,7 @@ class CaptureDecoder:
                     yield rec.to_event()
         finally:
             summary.frames = pipe.frames
+            summary.t_first_ns = pipe.t_first_ns
             summary.tcp_frames = pipe.tcp_frames
             summary.connections = pipe.flows_tracked
             summary.connections_ignored = pipe.flows_ignored
@@ -327,6 +360,43 @@ class CaptureDecoder:
                                f"no CONNECT seen: MQTT {label} inferred from a {ev.reason}"
                                f"{before}", frame))
         return out
+
+    def _late_cue(self, flow: Flow, app: _Conn, d: Direction, frame: int, ts: int,
+                  fa: FramingAnomaly, data: bytes, used: int
+                  ) -> tuple[Anomaly, MqttPacketEvent] | None:
+        """A packet that failed to decode in the version in force (malformed, QoS 3 ...), on a
+        connection whose CONNECT was not seen: if it decodes cleanly in the other version
+        (:mod:`.version`'s cues: an ack or CONNACK longer than 3.1.x allows, properties that
+        parse only as MQTT 5 ...), that version is in force from now on, in both directions,
+        and the packet is decoded, with a ``version_inferred`` note naming the cue, its sender
+        and the frame. Cues come at any point of the connection, not only in the packets
+        scanned at its start. ``None`` when it does not."""
+        dec = app.side(d).dec
+        base = dec.offset + dec.pending - len(data)  # stream offset of data[0]
+        rel = fa.offset - base
+        if rel < 0 or fa.size <= 0 or rel + fa.size > len(data):
+            return None  # the packet began in bytes fed before: not at hand
+        raw = data[rel:rel + fa.size]
+        ev = find_version_evidence(raw, max_packets=1)
+        if ev is None or ev.version == (5 if used == 5 else 4):
+            return None
+        probe = StreamDecoder(ev.version, lenient=True)
+        res = probe.feed(raw)
+        if len(res) != 1 or isinstance(res[0], FramingAnomaly):
+            return None
+        old = _VERSION_LABEL[used]
+        app.set_version(ev.version, known=False)
+        app.assumed = False
+        app.scan_left = 0
+        who = "client" if d is _C2B else "broker"
+        sd = d if flow.sides_known else None
+        note = Anomaly(ts, flow.info, sd, AnomalyKind.VERSION_INFERRED,
+                       f"no CONNECT seen: MQTT {_VERSION_LABEL[ev.version]} inferred at frame "
+                       f"{frame} from a {ev.reason}, sent by the {who} (malformed as MQTT "
+                       f"{old}); packets before it were decoded as MQTT {old}", frame)
+        packet = MqttPacketEvent(ts, flow.info, sd, res[0], probe.sizes[0], frame, frame,
+                                 ev.version, False)
+        return note, packet
 
     def _first_packet_checks(self, flow: Flow, app: _Conn, d: Direction,
                              packet: Any, frame: int) -> list[Event] | None:
@@ -440,29 +510,16 @@ class EventStream(Iterator[Event]):
 def iter_events(source: str | os.PathLike[str] | CaptureFile, *,
                 ports: Iterable[int] = (1883,), tls_ports: Iterable[int] = (8883,),
                 detect_any_port: bool = True, mqtt_version: int = 4,
-                engine: str = "native", tls_keylog: str | None = None,
                 keep_tcp_stats: bool = True) -> EventStream:
     """The events of a capture, in capture order (see the module docstring).
 
     ``source`` is a path, ``"-"`` for standard input, or an open
-    :class:`~qosinspect.capture.pcapfile.CaptureFile`. ``engine="tshark"`` asks Wireshark's
-    dissector instead (:mod:`.tshark`; it needs a path and tshark installed), which can also
-    decrypt MQTT over TLS given a ``tls_keylog`` file (the native engine ignores it). Raises
+    :class:`~qosinspect.capture.pcapfile.CaptureFile`. Raises
     :class:`~qosinspect.errors.CaptureError` for an unreadable file (after the events before
     the problem) and ``ValueError`` for bad arguments. ``keep_tcp_stats=False`` keeps memory
-    flat on captures of very many connections (see :class:`CaptureDecoder`).
+    flat on captures of very many connections (see :class:`CaptureDecoder`). Wireshark's
+    dissector as a second engine is :func:`qosinspect.drivers.iter_capture_events`.
     """
-    if engine == "tshark":
-        from .tshark import TsharkDecoder
-
-        if isinstance(source, CaptureFile):
-            raise ValueError("engine='tshark' needs a file path, not an open CaptureFile")
-        tdec = TsharkDecoder(source, ports=ports, tls_ports=tls_ports,
-                             detect_any_port=detect_any_port, mqtt_version=mqtt_version,
-                             tls_keylog=tls_keylog)
-        return EventStream(tdec, tdec.summary)
-    if engine != "native":
-        raise ValueError(f"engine must be 'native' or 'tshark', not {engine!r}")
     dec = CaptureDecoder(source, ports=ports, tls_ports=tls_ports,
                          detect_any_port=detect_any_port, mqtt_version=mqtt_version,
                          keep_tcp_stats=keep_tcp_stats)

@@ -61,6 +61,11 @@ _REASON_MANY = (SubAck, UnsubAck)
 _TYPE_NAMES = {int(t): t.name for t in PacketType}
 
 
+#: Cached line parts per connection and direction: cleared beyond this many (memory stays flat
+#: with 100,000 concurrent connections; the decoder tracks at most 25,000 at once).
+_MAX_ENDS = 20_000
+
+
 def _ends(conn: ConnectionInfo | None, d: Direction | None) -> tuple[str | None, str | None]:
     if conn is None:
         return None, None
@@ -290,7 +295,7 @@ class LineFormatter:
         key = (id(conn), ev.direction, ev.version, ev.version_assumed)
         entry = self._ends.get(key)
         if entry is None or entry[0] is not conn:
-            if len(self._ends) > 100_000:
+            if len(self._ends) > _MAX_ENDS:
                 self._ends.clear()
             entry = self._ends[key] = (conn, *self._conn_parts(ev))
         return entry

@@ -9,7 +9,10 @@ Hard rules, and why:
   nanoseconds by their magic number; every pcapng interface has its own ``if_tsresol`` (a power of
   10 or, with the high bit set, a power of 2) and ``if_tsoffset`` (seconds added), honoured per
   interface. Float seconds would lose precision at epoch scale. A Simple Packet Block has no
-  timestamp: it gets the previous frame's, so time never runs backward.
+  timestamp: it gets the previous frame's, so time never runs backward. A timestamp that goes
+  back, jumps more than a day or leaves the sane range goes through :func:`.clock.check_clock`
+  (clamped if out of range) and its note waits in :attr:`CaptureFile.clock_notes`.
+* **Corrupt gzip is a CaptureError** ("corrupt gzip data: ..."), never ``zlib.error``.
 * **Errors come late and precise.** A generator yields every good frame before raising
   :class:`~qosinspect.errors.CaptureError` for the first bad one, naming the file, the frame number
   it would have had and the byte offset of its record. A record cut short at the end of the file
@@ -43,10 +46,15 @@ import stat
 import struct
 import sys
 import tempfile
+import zlib
 from collections.abc import Iterator
 from typing import IO, NamedTuple
 
 from ..errors import CaptureError
+from .clock import BACK_TOLERANCE_NS, JUMP_GAP_NS, TS_LIMIT, check_clock
+from .formats import HEAD as FORMAT_HEAD
+from .formats import other_format
+from .records import Notice
 
 __all__ = [
     "MAX_CAPLEN",
@@ -58,10 +66,12 @@ __all__ = [
     "PCAP_MAGIC_US",
     "CaptureFile",
     "Interface",
+    "OtherFormat",
     "RawFrame",
     "Record",
     "TruncatedCapture",
     "capture_format",
+    "convert_command",
     "file_head",
     "open_capture",
     "read_frames",
@@ -138,7 +148,7 @@ def _tsresol(value: int) -> tuple[int, int]:
 
 def file_head(path: str | os.PathLike[str], n: int = 4) -> bytes:
     """The first ``n`` bytes of a file, decompressed when it is gzip (what
-    :func:`capture_format` reads); OSError, EOFError or gzip.BadGzipFile when it cannot."""
+    :func:`capture_format` reads); OSError, EOFError or zlib.error when it cannot."""
     with open(path, "rb") as f:
         head = f.read(max(n, len(_GZIP_MAGIC)))
         if head[:2] != _GZIP_MAGIC:
@@ -148,17 +158,38 @@ def file_head(path: str | os.PathLike[str], n: int = 4) -> bytes:
             return gz.read(n)
 
 
+class OtherFormat(CaptureError):
+    """A file that is not pcap or pcapng; ``format_name`` when its magic names another
+    capture format (:mod:`.formats`), else None. Wireshark's ``editcap`` may convert it
+    (:mod:`qosinspect.drivers.convert` does when it is installed)."""
+
+    def __init__(self, message: str, *, path: str, format_name: str | None) -> None:
+        super().__init__(message, path=path, offset=0)
+        self.format_name = format_name
+
+
+def convert_command(path: str) -> str:
+    """The command that converts ``path`` to pcapng (told to users who lack editcap)."""
+    return f"editcap -F pcapng {path} {path}.pcapng"
+
+
 def capture_format(head: bytes, path: str) -> str:
-    """``"pcap"`` or ``"pcapng"`` from the first four (decompressed) bytes of a file; a
-    :class:`CaptureError` naming ``path`` for anything else."""
+    """``"pcap"`` or ``"pcapng"`` from the first (decompressed) bytes of a file (four are
+    enough; :data:`.formats.HEAD` name other formats); an :class:`OtherFormat` naming ``path``
+    (and the format, when known, with the command that converts it) for anything else."""
     if len(head) < 4:
-        raise CaptureError("not a capture file (too short)", path=path, offset=0)
+        raise OtherFormat("not a capture file (too short)", path=path, format_name=None)
     (magic,) = struct.unpack_from("<I", head, 0)
     if magic in _PCAP_MAGICS:
         return "pcap"
     if magic == PCAPNG_SHB:
         return "pcapng"
-    raise CaptureError(f"not a pcap or pcapng file (magic 0x{magic:08x})", path=path, offset=0)
+    name = other_format(head)
+    if name is not None:
+        raise OtherFormat(f"a {name} capture, not pcap or pcapng: convert it with Wireshark's "
+                          f"editcap: {convert_command(path)}", path=path, format_name=name)
+    raise OtherFormat(f"not a pcap or pcapng file (magic 0x{magic:08x}); if Wireshark reads "
+                      f"it, convert it: {convert_command(path)}", path=path, format_name=None)
 
 
 class CaptureFile:
@@ -174,6 +205,9 @@ class CaptureFile:
         self._map: mmap.mmap | None = None
         self._released = 0
         self.buf: bytes | mmap.mmap = b""
+        #: ``clock_jump`` and ``timestamp_out_of_range`` notes (:mod:`.clock`) not yet reported;
+        #: the pipeline takes them.
+        self.clock_notes: list[Notice] = []
         self._open(stdin)
         self.format = self._detect()
 
@@ -185,7 +219,11 @@ class CaptureFile:
         self._file = None
         self._map = None
         self._released = 0
-        self.buf = gzip.decompress(data) if data[:2] == _GZIP_MAGIC else data
+        self.clock_notes = []
+        try:
+            self.buf = gzip.decompress(data) if data[:2] == _GZIP_MAGIC else data
+        except (OSError, EOFError, zlib.error) as exc:
+            raise CaptureError(f"corrupt gzip data: {exc}", path=name) from None
         self.format = self._detect()
         return self
 
@@ -219,9 +257,12 @@ class CaptureFile:
         except CaptureError:
             self.close()
             raise
-        except (OSError, EOFError, gzip.BadGzipFile, ValueError) as exc:
+        except (OSError, EOFError, ValueError, zlib.error) as exc:
+            # gzip.BadGzipFile is an OSError; zlib.error (a damaged deflate stream) is not
             self.close()
-            raise CaptureError(f"cannot read: {exc}", path=self.path) from exc
+            what = "corrupt gzip data" if isinstance(exc, EOFError | zlib.error
+                                                     | gzip.BadGzipFile) else "cannot read"
+            raise CaptureError(f"{what}: {exc}", path=self.path) from None
 
     def _spool(self, src: IO[bytes]) -> IO[bytes]:
         """Copy ``src`` (decompressing gzip) into an unnamed temporary file that can be mapped."""
@@ -259,7 +300,7 @@ class CaptureFile:
         self.close()
 
     def _detect(self) -> str:
-        return capture_format(self.buf[:4], self.path)
+        return capture_format(self.buf[:FORMAT_HEAD], self.path)
 
     # -- walking ----------------------------------------------------------------------------
 
@@ -286,13 +327,22 @@ class CaptureFile:
             self._released = stop
         return offset + RELEASE_STEP
 
+    def _clock(self, frame: int, ts: int, last_ts: int) -> int:
+        """A frame whose time may be odd (:mod:`.clock`): the time to use; a note, if any, is
+        kept in :attr:`clock_notes` for the pipeline to report."""
+        ts, note = check_clock(frame, ts, last_ts if frame > 1 else None)
+        if note is not None:
+            self.clock_notes.append(note)
+        return ts
+
     def _err(self, cls: type[CaptureError], msg: str, frame: int, offset: int) -> CaptureError:
         return cls(msg, path=self.path, frame=frame, offset=offset)
 
-    def _pcap_records(self, off: int = 24, n: int = 0,
-                      release_at: int = RELEASE_STEP) -> Iterator[Record]:
-        """The records of a pcap file from the record at ``off`` on (``n`` records before it;
-        the C walker of ``_speedups.CaptureEngine`` hands over here on anything unusual)."""
+    def _pcap_records(self, off: int = 24, n: int = 0, release_at: int = RELEASE_STEP,
+                      last_ts: int = 0) -> Iterator[Record]:
+        """The records of a pcap file from the record at ``off`` on (``n`` records before it,
+        the last one stamped ``last_ts``; the C walker of ``_speedups.CaptureEngine`` hands over
+        here on anything unusual)."""
         buf = self.buf
         end = len(buf)
         if end < 24:
@@ -319,8 +369,12 @@ class CaptureFile:
             if nxt > end:
                 raise self._err(TruncatedCapture, f"truncated record: captured length {caplen} "
                                 f"but only {end - data} bytes left in the file", n, off)
-            yield (n, sec * 1_000_000_000 + frac * frac_mul, linktype, data, caplen,
-                         orig_len if orig_len > caplen else caplen)
+            ts = sec * 1_000_000_000 + frac * frac_mul
+            if (last_ts - ts > BACK_TOLERANCE_NS or ts - last_ts > JUMP_GAP_NS
+                    or not 0 <= ts < TS_LIMIT):
+                ts = self._clock(n, ts, last_ts)
+            last_ts = ts
+            yield (n, ts, linktype, data, caplen, orig_len if orig_len > caplen else caplen)
             off = nxt
 
     def _pcapng_records(self, off: int = 0, n: int = 0, order: str = "<",
@@ -392,6 +446,9 @@ class CaptureFile:
                     ts = units * iface.ts_mul + iface.ts_offset_ns
                 else:
                     ts = units * iface.ts_mul // iface.ts_div + iface.ts_offset_ns
+                if (last_ts - ts > BACK_TOLERANCE_NS or ts - last_ts > JUMP_GAP_NS
+                        or not 0 <= ts < TS_LIMIT):
+                    ts = self._clock(n, ts, last_ts)
                 last_ts = ts
                 yield (n, ts, iface.linktype, off + 28, caplen,
                              orig_len if orig_len > caplen else caplen)

@@ -41,6 +41,7 @@ from ..anomalies import AnomalyKind
 from ..errors import CaptureError
 from ..events import Endpoint, MqttPacketEvent
 from ..mqtt.enums import Direction
+from .detect import PROBE_LIMIT, mqtt_run
 from .layers import (
     LINKTYPE_ETHERNET,
     LINKTYPE_LINUX_SLL,
@@ -53,8 +54,18 @@ from .layers import (
     decode_tcp,
 )
 from .pcapfile import CaptureFile, Interface, Record
-from .reassembly import ACK, SYN, Flow, HalfStream, TcpReassembler, decide_sides, format_ip
-from .records import CaptureRecord, Notice, StreamData
+from .reassembly import (
+    ACK,
+    MAX_FLOWS,
+    SYN,
+    Flow,
+    HalfStream,
+    TcpReassembler,
+    decide_sides,
+    format_ip,
+)
+from .records import CaptureRecord, FirstFrame, FlowClosed, Notice, StreamData
+from .undecoded import UndecodedCount, UndecodedTable
 from .websocket import WebSocketTunnel, WsControl, WsHandshake, WsProblem, looks_like_ws_upgrade
 
 __all__ = [
@@ -124,6 +135,20 @@ class _Probe:
         self.pending: list[tuple[int, int, bytes]] = []
 
 
+class _RunProbe:
+    """State of a stream on an unknown port whose handshake was not captured, until a run of
+    MQTT packets in either direction decides (:mod:`.detect`)."""
+
+    __slots__ = ("failed", "pending", "runs", "size")
+
+    def __init__(self) -> None:
+        #: Per direction: the bytes so far and where each captured segment began in them.
+        self.runs: dict[Direction, tuple[bytearray, list[int]]] = {}
+        self.failed: set[Direction] = set()
+        self.pending: list[tuple[Direction, int, int, bytes]] = []
+        self.size = 0
+
+
 class CapturePipeline:
     """Iterate over the records of a capture (see the module docstring).
 
@@ -137,12 +162,14 @@ class CapturePipeline:
     def __init__(self, source: str | os.PathLike[str] | CaptureFile, *,
                  ports: Iterable[int] = (1883,), tls_ports: Iterable[int] = (8883,),
                  detect_any_port: bool = True, ooo_limit: int = 1 << 20,
-                 idle_timeout_ns: int = 3600 * 10**9, defragment: bool = True) -> None:
+                 idle_timeout_ns: int = 3600 * 10**9, defragment: bool = True,
+                 max_flows: int = MAX_FLOWS) -> None:
         self.source = source
         self.ports = frozenset(ports)
         self.tls_ports = frozenset(tls_ports)
         self.detect_any_port = detect_any_port
-        self.reassembler = TcpReassembler(ooo_limit=ooo_limit, idle_timeout_ns=idle_timeout_ns)
+        self.reassembler = TcpReassembler(ooo_limit=ooo_limit, idle_timeout_ns=idle_timeout_ns,
+                                          max_flows=max_flows)
         self.defrag = Defragmenter() if defragment else None
         self.frames = 0
         self.tcp_frames = 0
@@ -151,7 +178,12 @@ class CapturePipeline:
         #: Offset of the last record read and size of the (decompressed) capture, in bytes.
         self.position = 0
         self.size = 0
+        #: The first frame's timestamp (time 0), once it was read.
+        self.t_first_ns: int | None = None
         self._last_ts = 0
+        self._notes: list[Notice] = []
+        #: Streams with data that are not decoded, counted until reported (:mod:`.undecoded`).
+        self._undecoded = UndecodedTable()
         self._next_sweep = 0
         #: Use the C engine (qosinspect._speedups) for the common frames.
         self._accel = _accel.enabled()
@@ -178,6 +210,7 @@ class CapturePipeline:
 
     def _run(self, cap: CaptureFile) -> Iterator[CaptureRecord | list[MqttPacketEvent]]:
         buf = cap.buf
+        self._notes = cap.clock_notes
         reasm = self.reassembler
         out: list[CaptureRecord] = []
         self.size = len(buf)
@@ -190,10 +223,12 @@ class CapturePipeline:
         except CaptureError:
             # The file is bad from here on: end what was open, as at the end of a capture.
             reasm.finish(self.frames, self._last_ts, out)
+            out += self._undecoded.finish()
             if out:
                 yield from self._filtered(out)
             raise
         reasm.finish(self.frames, self._last_ts, out)
+        out += self._undecoded.finish()
         if out:
             yield from self._filtered(out)
 
@@ -260,11 +295,18 @@ class CapturePipeline:
         tags: frozenset[int] = frozenset()
         minlen = 1 << 30
         next_sweep = self._next_sweep
+        notes = self._notes
         n = self.frames
         ts = self._last_ts
         try:
             for n, ts, lt, off, cl, ol in records:
                 self.position = off
+                if notes or not next_sweep:
+                    if not next_sweep:
+                        self.t_first_ns = ts
+                        yield FirstFrame(None, n, ts)
+                    yield from notes
+                    notes.clear()
                 if lt != fast_lt:
                     fast_lt = lt
                     entry = _FAST.get(lt)
@@ -276,6 +318,7 @@ class CapturePipeline:
                 if ts >= next_sweep:
                     if next_sweep:
                         reasm.sweep(ts, n, out)
+                        out += self._undecoded.sweep(reasm.dead)
                     next_sweep = ts + _SWEEP_NS
                 if cl >= minlen:
                     tag, vihl, total, ff, proto, seq, ack, doff, flags, win = fast(buf, off)
@@ -321,13 +364,20 @@ class CapturePipeline:
             self._last_ts = ts
             self._next_sweep = next_sweep
 
-    @staticmethod
-    def _filtered(out: list[CaptureRecord]) -> Iterator[CaptureRecord]:
-        """Yield and clear ``out``, hiding records of streams still being probed or rejected."""
+    def _filtered(self, out: list[CaptureRecord]) -> Iterator[CaptureRecord]:
+        """Yield and clear ``out``, hiding records of streams still being probed or rejected;
+        a stream that ends while still probed is reported as undecoded (``undecided``)."""
         for r in out:
             f = r.flow
-            if f is None or type(f.tunnel) is not _Probe:
+            if f is None or (type(f.tunnel) is not _Probe and type(f.tunnel) is not _RunProbe):
                 yield r
+            elif type(r) is FlowClosed:
+                # a direction whose bytes showed no run is not MQTT; else nothing decided
+                failed = type(f.tunnel) is _RunProbe and f.tunnel.failed
+                u = self._undecoded_count(f, "not_mqtt" if failed else "undecided", r.frame,
+                                          r.ts_ns)
+                if u.data_bytes:
+                    yield u.record()
         out.clear()
 
     def _slow(self, buf: Buffer, n: int, ts: int, lt: int, off: int, cl: int, ol: int,
@@ -353,10 +403,16 @@ class CapturePipeline:
         if h is None:
             if key in reasm.dead and not fresh_syn:
                 reasm.dead[key] = ts
+                u = self._undecoded.get(key)
+                if u is not None:
+                    u.add(n, ts, len(seg.payload) + seg.missing)
                 return
             h = self._new_flow(seg.key, seg.rkey, seg.src, seg.dst, seg.sport, seg.dport,
                                flags, n, ts, out)
             if h is None:
+                u = self._undecoded.get(key)
+                if u is not None:
+                    u.add(n, ts, len(seg.payload) + seg.missing)
                 return
         elif fresh_syn and h.syn_seen and seg.seq != h.isn:
             reasm.close(h.flow, "reused", n, ts, out)
@@ -373,10 +429,22 @@ class CapturePipeline:
         reasm = self.reassembler
         is_tls = sport in self.tls_ports or dport in self.tls_ports
         is_mqtt = sport in self.ports or dport in self.ports
+        if reasm.full():
+            evicted = reasm.evict(n, out)
+            out.append(Notice(None, None, n, ts, AnomalyKind.CONNECTIONS_EVICTED,
+                              f"more than {reasm.max_flows} connections open at once: the "
+                              f"{evicted} least recently active were closed (evicted) at "
+                              f"frame {n}; a later segment of one starts it again"))
         if not (is_tls or is_mqtt or self.detect_any_port) or flags & 0x04:
-            reasm.new_conn_id()
+            conn_id = reasm.new_conn_id()
             reasm.dead[key] = reasm.dead[rkey] = ts
             self.flows_ignored += 1
+            if not flags & 0x04:
+                sender_is_client, known = decide_sides(flags, sport, dport, frozenset())
+                a, b = Endpoint(format_ip(src), sport), Endpoint(format_ip(dst), dport)
+                self._undecoded.track((key, rkey), UndecodedCount(
+                    conn_id, *((a, b) if sender_is_client else (b, a)), known, n, ts,
+                    "detection_off"))
             return None
         sender_is_client, known = decide_sides(flags, sport, dport, self.ports | self.tls_ports)
         h = reasm.open_flow(key, rkey, Endpoint(format_ip(src), sport),
@@ -396,8 +464,12 @@ class CapturePipeline:
             self._set_sinks(flow, self._first_sink)
             out.append(reasm.opened(flow))
         else:
-            flow.tunnel = _Probe()
-            self._set_sinks(flow, self._probe_sink)
+            if flags & SYN:
+                flow.tunnel = _Probe()
+                self._set_sinks(flow, self._probe_sink)
+            else:
+                flow.tunnel = _RunProbe()
+                self._set_sinks(flow, self._run_sink)
         return h
 
     @staticmethod
@@ -449,7 +521,7 @@ class CapturePipeline:
         assert isinstance(probe, _Probe)
         if isinstance(data, int) or (probe.half is not None and probe.half is not h) or (
                 probe.half is None and h.direction is _B2C and flow.sides_known):
-            self._reject(flow, ts)
+            self._reject(flow, ts, frame)
             return
         probe.half = h
         probe.buf += data
@@ -461,10 +533,10 @@ class CapturePipeline:
             ws = True
         if verdict is None:
             if len(probe.buf) > 16384:
-                self._reject(flow, ts)
+                self._reject(flow, ts, frame)
             return
         if not verdict:
-            self._reject(flow, ts)
+            self._reject(flow, ts, frame)
             return
         if h.direction is _B2C:
             flow.swap_sides()
@@ -481,7 +553,52 @@ class CapturePipeline:
             for f, t, d in probe.pending:
                 out.append(_new_tuple(StreamData, (flow, h.direction, f, t, d)))
 
-    def _reject(self, flow: Flow, ts: int) -> None:
+    def _run_sink(self, h: HalfStream, frame: int, ts: int, data: bytes | int,
+                  out: list[CaptureRecord]) -> None:
+        """Mid-stream streams on other ports: accept on a run of MQTT packets (:mod:`.detect`)."""
+        flow = h.flow
+        probe = flow.tunnel
+        assert isinstance(probe, _RunProbe)
+        if isinstance(data, int):
+            self._reject(flow, ts, frame)  # a hole before anything was recognised
+            return
+        d = h.direction
+        probe.pending.append((d, frame, ts, data))
+        probe.size += len(data)
+        if d in probe.failed:
+            return
+        buf, starts = probe.runs.setdefault(d, (bytearray(), []))
+        starts.append(len(buf))
+        buf += data
+        verdict = mqtt_run(bytes(buf), starts)
+        if verdict is False:
+            probe.failed.add(d)
+            if len(probe.failed) == 2:
+                self._reject(flow, ts, frame)
+            return
+        if verdict is None:
+            if probe.size > 2 * PROBE_LIMIT:
+                self._reject(flow, ts, frame)
+            return
+        flow.tunnel = None
+        out.append(self.reassembler.opened(flow))
+        self._set_sinks(flow, None)
+        for pd, f, t, chunk in probe.pending:
+            out.append(_new_tuple(StreamData, (flow, pd, f, t, chunk)))
+
+    @staticmethod
+    def _undecoded_count(flow: Flow, reason: str, frame: int, ts: int) -> UndecodedCount:
+        """What a flow that is not decoded carried so far (the frame being handled included)."""
+        c, b = flow.c2b, flow.b2c
+        u = UndecodedCount(flow.conn_id, flow.client, flow.broker, flow.sides_known,
+                           flow.first_frame, flow.first_ts, reason)
+        u.segments = c.segments + b.segments
+        u.data_bytes = c.data_bytes + b.data_bytes
+        u.last_frame, u.last_ts = frame, ts
+        return u
+
+    def _reject(self, flow: Flow, ts: int, frame: int) -> None:
+        self._undecoded.track(flow.keys, self._undecoded_count(flow, "not_mqtt", frame, ts))
         self.flows_tracked -= 1
         self.flows_ignored += 1
         self._set_sinks(flow, self._drop_sink)

@@ -24,7 +24,10 @@ Hard rules, and why:
   stamp the packets it completes with the record's frame number (Wireshark does the same).
 * **Bounded memory.** State exists only for open connections and is dropped at FIN (both sides
   done), RST or idle timeout; a closed connection leaves a small tombstone (key and time) so its
-  last ACKs do not reopen it, swept after ``dead_timeout_ns``.
+  last ACKs do not reopen it, swept after ``dead_timeout_ns``. At most ``max_flows``
+  connections (25,000 by default, a few kB each) are tracked at once: a new one beyond that
+  first closes the least recently active tenth (``evicted``; no tombstone, so a later segment
+  of one starts it again, as a capture that began mid-stream would).
 * **Sides.** The sender of a SYN without ACK is the client; else the side using a broker port is
   the broker; else the first sender is taken for the client with ``sides_known=False``.
   :meth:`Flow.swap_sides` lets the MQTT layer correct that when it sees a CONNECT going the other
@@ -197,6 +200,10 @@ class Flow:
         return f"Flow({self.conn_id}, {self.client} -> {self.broker}, {self.transport})"
 
 
+#: Connections tracked at once by default (see the module docstring).
+MAX_FLOWS = 25_000
+
+
 class TcpReassembler:
     """The table of tracked connections and the reassembly rules (see the module docstring).
 
@@ -206,8 +213,11 @@ class TcpReassembler:
     """
 
     def __init__(self, *, ooo_limit: int = 1 << 20, idle_timeout_ns: int = 3600 * 10**9,
-                 dead_timeout_ns: int = 120 * 10**9) -> None:
+                 dead_timeout_ns: int = 120 * 10**9, max_flows: int = MAX_FLOWS) -> None:
         self.ooo_limit = ooo_limit
+        self.max_flows = max_flows
+        #: Connections closed as ``evicted`` so far (see the module docstring).
+        self.evicted = 0
         self.idle_timeout_ns = idle_timeout_ns
         self.dead_timeout_ns = dead_timeout_ns
         self.halves: dict[bytes, HalfStream] = {}
@@ -503,6 +513,23 @@ class TcpReassembler:
         stale = [k for k, t in self.dead.items() if t < dlimit]
         for k in stale:
             del self.dead[k]
+
+    def full(self) -> bool:
+        """True when a new connection must first make room (:meth:`evict`)."""
+        return len(self.halves) >= 2 * self.max_flows
+
+    def evict(self, frame: int, out: list[CaptureRecord]) -> int:
+        """Close the least recently active tenth of the tracked connections (``evicted``),
+        without tombstones; returns how many."""
+        flows = sorted({id(h.flow): h.flow for h in self.halves.values()}.values(),
+                       key=lambda f: (f.last_ts, f.conn_id))
+        victims = flows[:max(1, len(flows) // 10)]
+        for flow in victims:
+            self.close(flow, "evicted", frame, flow.last_ts, out)
+            for k in flow.keys:
+                self.dead.pop(k, None)
+        self.evicted += len(victims)
+        return len(victims)
 
     def finish(self, frame: int, ts: int, out: list[CaptureRecord]) -> None:
         """End of capture: close every open flow (``end_of_capture``), in order of opening."""

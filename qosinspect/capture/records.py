@@ -17,10 +17,12 @@ from typing import TYPE_CHECKING, NamedTuple
 from ..anomalies import AnomalyKind
 from ..events import (
     Anomaly,
+    CaptureStarted,
     ConnectionClosed,
     ConnectionOpened,
     StreamGap,
     TcpRetransmission,
+    UndecodedStream,
 )
 from ..mqtt.enums import Direction
 
@@ -29,12 +31,14 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CaptureRecord",
+    "FirstFrame",
     "FlowClosed",
     "FlowOpened",
     "Gap",
     "Notice",
     "Retransmitted",
     "StreamData",
+    "Undecoded",
 ]
 
 
@@ -114,7 +118,7 @@ class FlowClosed(NamedTuple):
 class Notice(NamedTuple):
     """Something worth an anomaly below MQTT: ``kind`` is ``ip_fragment``, ``encrypted``,
     ``websocket``, ``websocket_malformed``, ``websocket_close``, ``websocket_text``,
-    ``tcp_truncated`` ..."""
+    ``tcp_truncated``, ``clock_jump``, ``timestamp_out_of_range`` ..."""
 
     flow: Flow | None
     direction: Direction | None
@@ -128,4 +132,28 @@ class Notice(NamedTuple):
         return Anomaly(self.ts_ns, conn, self.direction, self.kind, self.detail, self.frame)
 
 
-CaptureRecord = StreamData | Gap | Retransmitted | FlowOpened | FlowClosed | Notice
+class FirstFrame(NamedTuple):
+    """The file's first frame (any protocol): its time is time 0 for every consumer."""
+
+    flow: None
+    frame: int
+    ts_ns: int
+
+    def to_event(self) -> CaptureStarted:
+        return CaptureStarted(self.ts_ns, self.frame)
+
+
+class Undecoded(NamedTuple):
+    """A stream that carried data and was not decoded (:mod:`.undecoded`)."""
+
+    flow: None
+    frame: int
+    ts_ns: int
+    stream: UndecodedStream
+
+    def to_event(self) -> UndecodedStream:
+        return self.stream
+
+
+CaptureRecord = (StreamData | Gap | Retransmitted | FlowOpened | FlowClosed | Notice | FirstFrame
+                 | Undecoded)

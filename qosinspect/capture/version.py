@@ -30,7 +30,7 @@ from ..errors import MQTTError
 from ..mqtt.codec import decode_body, parse_fixed_header
 from ..mqtt.enums import PacketType
 
-__all__ = ["VersionEvidence", "connect_level", "find_version_evidence"]
+__all__ = ["VersionEvidence", "connect_level", "find_version_evidence", "packet_spans"]
 
 _ACKS_LEN2 = frozenset({4, 5, 6, 7, 11})
 _TRY_BOTH = frozenset({3, 8, 9, 10})
@@ -52,25 +52,35 @@ def _one(buf: bytes, first: int, start: int, end: int, version: int) -> bool:
     return True
 
 
-def find_version_evidence(buf: bytes, max_packets: int = 64) -> VersionEvidence | None:
-    """Scan the complete packets at the start of ``buf`` (which must begin on a packet
-    boundary) for a packet only one version allows; ``None`` if nothing decides."""
-    pos = 0
+def packet_spans(buf: bytes, pos: int, max_packets: int) -> tuple[list[tuple[int, int, int]],
+                                                                     bool]:
+    """The complete packets framed from ``pos`` (at most ``max_packets``): ``(first byte,
+    body start, end)`` each, and whether the walk stopped on an invalid remaining length
+    (False: the bytes ran out, or the limit was reached)."""
     n = len(buf)
-    scanned = 0
-    while scanned < max_packets:
+    out: list[tuple[int, int, int]] = []
+    while len(out) < max_packets:
         try:
             header = parse_fixed_header(buf, pos, n)
         except MQTTError:
-            return None
+            return out, True
         if header is None:
-            return None
+            break
         first, length, hlen = header
-        start = pos + hlen
-        end = start + length
+        end = pos + hlen + length
         if end > n:
-            return None
-        scanned += 1
+            break
+        out.append((first, pos + hlen, end))
+        pos = end
+    return out, False
+
+
+def find_version_evidence(buf: bytes, max_packets: int = 64) -> VersionEvidence | None:
+    """Scan the complete packets at the start of ``buf`` (which must begin on a packet
+    boundary) for a packet only one version allows; ``None`` if nothing decides."""
+    spans, _ = packet_spans(buf, 0, max_packets)
+    for scanned, (first, start, end) in enumerate(spans, 1):
+        length = end - start
         ptype = first >> 4
         name = PacketType(ptype).name
         if ptype == 1:
@@ -94,7 +104,6 @@ def find_version_evidence(buf: bytes, max_packets: int = 64) -> VersionEvidence 
                 label = "3.1.1" if v4 else "5.0"
                 return VersionEvidence(version, f"{name} decodes only as MQTT {label}",
                                        scanned)
-        pos = end
     return None
 
 

@@ -97,13 +97,14 @@ class CaptureSource:
                     progress.close()
 
     def events(self, *, keep_tcp_stats: bool = True) -> EventStream:
-        """:func:`qosinspect.capture.iter_events` with this source's options (lazy: errors
-        come while iterating, so iterate inside :meth:`reading`)."""
-        from ..capture import iter_events
+        """:func:`qosinspect.drivers.iter_capture_events` with this source's options (lazy:
+        errors come while iterating, so iterate inside :meth:`reading`)."""
+        from ..drivers import iter_capture_events
 
-        stream = iter_events(self.path, ports=self.ports, detect_any_port=self.detect_any_port,
-                             mqtt_version=self.mqtt_version, engine=self.engine,
-                             tls_keylog=self.tls_keylog, keep_tcp_stats=keep_tcp_stats)
+        stream = iter_capture_events(self.path, ports=self.ports,
+                                     detect_any_port=self.detect_any_port,
+                                     mqtt_version=self.mqtt_version, engine=self.engine,
+                                     tls_keylog=self.tls_keylog, keep_tcp_stats=keep_tcp_stats)
         if self.broker is None:
             return stream
         from ..capture.brokers import only_broker, parse_broker

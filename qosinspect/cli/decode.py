@@ -1,6 +1,6 @@
 """``qosinspect decode CAPTURE``: one line per MQTT packet (and anomaly), like tshark's summary.
 
-The work is :func:`qosinspect.capture.iter_events` and the output layer
+The work is :func:`qosinspect.drivers.iter_capture_events` and the output layer
 (:func:`qosinspect.report.output.write_events`); this command wires the shared capture options
 to them, draws a progress bar on a terminal and turns a bad file into a message (after
 printing everything decoded before it) and a non-zero exit.

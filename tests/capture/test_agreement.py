@@ -32,7 +32,7 @@ from typing import Any
 
 import pytest
 
-from qosinspect.capture import iter_events
+from qosinspect.drivers import iter_capture_events as iter_events
 from qosinspect.events import Anomaly, ConnectionClosed, ConnectionOpened, MqttPacketEvent
 from qosinspect.mqtt import (
     ConnectionDecoder,
@@ -48,7 +48,12 @@ from qosinspect.testing.tools import PROJECT_ROOT, SHARED_CAPTURES, require_tool
 
 CAPTURES = PROJECT_ROOT / "captures"
 INFO = {c["file"]: c for c in json.loads((CAPTURES / "captures.json").read_text())}
-ALL = sorted(SHARED_CAPTURES.glob("*.pcap")) + sorted(CAPTURES.glob("*.pcap"))
+#: ../shared/captures/community: small real captures from course and project repositories
+#: (mid-stream, several packets per segment); MQTT on 1337 in the two alivcor ones.
+COMMUNITY = sorted((SHARED_CAPTURES / "community").glob("*.pcap"))
+COMMUNITY_PORTS = {"alivcor__presill__mqtt.pcap": [1337],
+                   "alivcor__presill__mqtt_start.pcap": [1337]}
+ALL = sorted(SHARED_CAPTURES.glob("*.pcap")) + sorted(CAPTURES.glob("*.pcap")) + COMMUNITY
 
 #: (capture, frame, anomaly kind) for every packet the codec refuses and tshark lists anyway.
 MALFORMED = {
@@ -67,6 +72,8 @@ Row = tuple[Any, ...]
 
 
 def _ports(path: Path) -> list[int]:
+    if path.name in COMMUNITY_PORTS:
+        return COMMUNITY_PORTS[path.name]
     return [int(p) for p in INFO.get(path.name, {}).get("ports", [1883])]
 
 
@@ -168,6 +175,7 @@ def native_rows(path: Path, **options: Any) -> tuple[list[Row], set[tuple[str, i
 
 def test_every_capture_is_covered() -> None:
     assert len(ALL) >= 30, "shared captures or project captures missing"
+    assert len(COMMUNITY) == 9, "../shared/captures/community is missing or changed"
     assert {p.name for p in CAPTURES.glob("*.pcap")} == set(INFO)
 
 

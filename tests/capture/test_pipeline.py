@@ -4,7 +4,16 @@ from __future__ import annotations
 
 from qosinspect.capture.pcapfile import CaptureFile
 from qosinspect.capture.pipeline import CapturePipeline, looks_like_connect
-from qosinspect.capture.records import FlowClosed, FlowOpened, Notice, StreamData
+from qosinspect.capture.records import (
+    CaptureRecord,
+    FirstFrame,
+    FlowClosed,
+    FlowOpened,
+    Notice,
+    StreamData,
+    Undecoded,
+)
+from qosinspect.events import UndecodedStream
 from qosinspect.mqtt import ConnAck, Connect, encode
 from qosinspect.testing.synthcap import TcpConversation, pcap_bytes, render
 
@@ -42,34 +51,51 @@ def test_connect_split_byte_by_byte_on_another_port_is_found() -> None:
     assert frames == list(range(4, 4 + len(CONNECT5)))  # each byte keeps its frame
 
 
+def undecoded(recs: list[CaptureRecord]) -> list[UndecodedStream]:
+    return [r.stream for r in recs if type(r) is Undecoded]
+
+
 def test_other_protocols_on_other_ports_are_dropped_quickly() -> None:
     conv = conversation(8080)
     conv.send("c2b", b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
     conv.send("b2c", b"HTTP/1.1 200 OK\r\n\r\nhello")
     conv.close()
     pipe = CapturePipeline(CaptureFile.from_bytes(pcap_bytes(render(conv.segments))))
-    assert list(pipe) == []
+    recs = list(pipe)
+    # nothing of the stream itself, but it is said that it was not decoded (issue 11 §4)
+    assert [type(r) for r in recs] == [FirstFrame, Undecoded]
     assert pipe.flows_ignored == 1 and pipe.flows_tracked == 0
+    u = undecoded(recs)[0]
+    assert (u.reason, u.port, u.sides_known, u.conn_id) == ("not_mqtt", 8080, True, 0)
+    assert u.data_bytes == len(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n") + len(
+        b"HTTP/1.1 200 OK\r\n\r\nhello")
+    assert (u.first_frame, u.frame) == (1, len(conv.segments))
 
 
 def test_server_speaking_first_on_an_unknown_port_is_not_mqtt() -> None:
     conv = conversation()
     conv.send("b2c", encode(ConnAck()))
     conv.send("c2b", CONNECT5)
-    assert run_bytes(pcap_bytes(render(conv.segments))) == []
+    recs = run_bytes(pcap_bytes(render(conv.segments)))
+    assert [(u.reason, u.data_bytes) for u in undecoded(recs)] == [
+        ("not_mqtt", 4 + len(CONNECT5))] and len(recs) == 1
 
 
 def test_undecided_probe_is_given_up_after_16_kb() -> None:
     conv = conversation()
     conv.send("c2b", b"GET /" + b"x" * 20000, segment_size=1000)
-    assert run_bytes(pcap_bytes(render(conv.segments))) == []
+    recs = run_bytes(pcap_bytes(render(conv.segments)))
+    assert [(u.reason, u.data_bytes) for u in undecoded(recs)] == [("not_mqtt", 20005)]
+    assert len(recs) == 1
 
 
 def test_detection_off_ignores_other_ports() -> None:
     conv = conversation()
     conv.send("c2b", CONNECT5)
     data = pcap_bytes(render(conv.segments))
-    assert run_bytes(data, detect_any_port=False) == []
+    recs = run_bytes(data, detect_any_port=False)
+    assert [(u.reason, u.data_bytes, u.port) for u in undecoded(recs)] == [
+        ("detection_off", len(CONNECT5), 40001)] and len(recs) == 1
     assert streams(run_bytes(data, detect_any_port=False, ports=(40001,))) == {
         (0, "c2b"): [CONNECT5]}
 
@@ -91,7 +117,9 @@ def test_tls_on_another_port_is_not_reported_but_on_an_mqtt_port_it_is() -> None
     conv.send("c2b", b"\x16\x03\x01\x00\x10" + bytes(16))
     conv.close()
     data = pcap_bytes(render(conv.segments))
-    assert run_bytes(data) == []
+    recs = run_bytes(data)
+    assert [(u.reason, u.data_bytes, u.port) for u in undecoded(recs)] == [
+        ("not_mqtt", 21, 4433)] and len(recs) == 1
     recs = run_bytes(data, ports=(4433,))
     assert [r.kind for r in recs if type(r) is Notice] == ["encrypted"]
     assert not streams(recs)

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from qosinspect.capture import iter_events
 from qosinspect.cli import main
+from qosinspect.drivers import iter_capture_events as iter_events
 from qosinspect.errors import CaptureError
 from qosinspect.testing.tools import PROJECT_ROOT, require_tool
 

@@ -4,18 +4,21 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from qosinspect.capture import iter_events
-from qosinspect.capture.tshark import TsharkDecoder, tshark_command
+from qosinspect.drivers import iter_capture_events as iter_events
+from qosinspect.drivers.tshark import TsharkDecoder, tshark_command
 from qosinspect.errors import CaptureError
 from qosinspect.events import (
     Anomaly,
+    CaptureStarted,
     ConnectionClosed,
     ConnectionOpened,
     Event,
     MqttPacketEvent,
+    TcpRetransmission,
 )
 from qosinspect.mqtt import Publish
 from qosinspect.testing.tools import PROJECT_ROOT, require_tool, shared_captures
@@ -123,3 +126,35 @@ def test_command_line() -> None:
     assert "-d tcp.port==9001,http" in joined
     assert "-o tls.keylog_file:k.log" in joined
     assert "-o mqtt.default_version:MQTT v5.0" in joined
+
+
+def _counted(path: Path, **options: object) -> tuple[Any, ...]:
+    stream = iter_events(path, **options)
+    evs = list(stream)
+    return (evs[0] if type(evs[0]) is CaptureStarted else None, stream.summary.frames,
+            [e.conn.conn_id for e in evs if type(e) is ConnectionOpened],
+            sorted((e.conn.conn_id, e.how, e.frame) for e in evs if type(e) is ConnectionClosed),
+            [(e.frame, e.conn.conn_id) for e in evs if type(e) is TcpRetransmission])
+
+
+AGREE = (sorted(CAPTURES.glob("*.pcap")) + sorted((shared_captures() / "community").glob("*.pcap"))
+         + sorted(shared_captures().glob("*.pcap"))[::3]
+         + sorted((CAPTURES / "field").glob("*.pcap")))
+#: Ports given as a user would (tshark finds no mid-stream MQTT by itself).
+PORTS = {"paho-midstream-17501.pcap": [17501], "alivcor__presill__mqtt.pcap": [1337],
+         "alivcor__presill__mqtt_start.pcap": [1337]}
+
+
+@pytest.mark.parametrize("path", AGREE, ids=lambda p: p.name)
+def test_same_frames_and_connections_as_the_native_engine(path: Path) -> None:
+    """Issue 11 §6/§7: the tshark engine had no time 0 (the file's first frame), counted the
+    last MQTT-related frame as the frame count, missed retransmissions flagged together with
+    another flag (fast retransmission, spurious),
+    opened a connection only at its first MQTT or TLS frame (attempts refused by RST were not
+    connections) and reopened a closed one on a late segment."""
+    entry = INFO.get(path.name, {})
+    ports = PORTS.get(path.name) or entry.get("ports", [1883])
+    keylog = {"tls_keylog": str(CAPTURES / entry["keylog"])} if entry.get("tls") else {}
+    native = _counted(path, ports=ports)
+    assert _counted(path, ports=ports, engine="tshark", **keylog) == native
+    assert native[0] is not None and native[2]

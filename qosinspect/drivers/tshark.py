@@ -1,4 +1,4 @@
-"""The same events as :mod:`.decoder`, from Wireshark's dissector (``tshark -T json``).
+"""The events of :mod:`qosinspect.capture.decoder`, from Wireshark's dissector (``tshark -T json``).
 
 Why a second engine: it is the cross-check (an independent TCP reassembly and MQTT dissector),
 and the way to read MQTT over TLS when a key log file is at hand (``tls_keylog``, passed as
@@ -10,9 +10,10 @@ How, and the rules that matter:
   ``--no-duplicate-keys`` they become a list, one dict per packet, in wire order.
 * **Ports.** tshark dissects MQTT on 1883 (and on 8883 under TLS). Other ``ports`` are added with
   ``-d tcp.port==N,mqtt``. With ``detect_any_port``, a first quick pass lists frames whose TCP
-  payload starts with an MQTT CONNECT (checked with :func:`.pipeline.looks_like_connect`), and
-  the broker ports found are added too; WebSocket upgrades offering ``mqtt`` add an ``http``
-  decode (tshark 4.0 does not pass WebSocket payloads to its MQTT dissector; later ones do).
+  payload starts with an MQTT CONNECT (checked with
+  :func:`qosinspect.capture.pipeline.looks_like_connect`), and the broker ports found are
+  added too; WebSocket upgrades offering ``mqtt`` add an ``http`` decode (tshark 4.0 does not
+  pass WebSocket payloads to its MQTT dissector; later ones do).
 * **Connections** are ``tcp.stream`` numbers (the same numbering as the native engine's
   ``conn_id``). Sides come from the SYN, else the port, else packets only one side sends, as in
   the native engine. Besides MQTT frames, the SYN/FIN/RST frames, frames tshark marks as TCP
@@ -23,24 +24,32 @@ How, and the rules that matter:
   stopped inside it, so it is the frame's last) becomes an ``Anomaly``, as in the native engine.
 * **No TCP statistics**: ``ConnectionClosed.tcp`` is ``None`` (tshark's per-segment analysis is
   not a count of what reassembly did).
+* **Frames and connections as the native engine counts them**: a connection with an end on a
+  broker port counts from its first frame (an attempt refused by RST included), a closed one is
+  not reopened by a late segment, and ``summary.frames`` is the file's frame count.
 """
 
 from __future__ import annotations
 
-import gzip
 import json
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
+import zlib
 from collections.abc import Iterable, Iterator
 from typing import IO, Any
 
 from ..anomalies import AnomalyKind
+from ..capture.decoder import CaptureSummary
+from ..capture.pcapfile import CaptureFile, capture_format, file_head
+from ..capture.pipeline import looks_like_connect
+from ..capture.tcp_analysis import KINDS as _KINDS
 from ..errors import CaptureError
 from ..events import (
     Anomaly,
+    CaptureStarted,
     ConnectionClosed,
     ConnectionInfo,
     ConnectionOpened,
@@ -70,13 +79,11 @@ from ..mqtt.packets import (
     Unsubscribe,
     Will,
 )
-from .decoder import CaptureSummary
-from .pcapfile import capture_format, file_head
-from .pipeline import looks_like_connect
 
 __all__ = ["TsharkDecoder", "tshark_command"]
 
 _DEFAULT_VERSION = {3: "MQTT v3.1", 4: "MQTT v3.1.1", 5: "MQTT v5.0"}
+_TCP_KINDS = frozenset(_KINDS)
 _FROM_CLIENT = frozenset({1, 8, 10, 12})
 _FROM_BROKER = frozenset({2, 9, 11, 13})
 _EXTRA_FRAMES = ("tcp.flags.syn == 1 || tcp.flags.fin == 1 || tcp.flags.reset == 1 || "
@@ -167,6 +174,7 @@ class _Stream:
         "opened",
         "sides_known",
         "tls",
+        "tls_said",
         "version",
         "version_known",
     )
@@ -182,6 +190,8 @@ class _Stream:
         self.info: ConnectionInfo | None = None
         self.opened = False
         self.tls = False
+        #: The first TLS frame was seen (and, without a key log, said to be encrypted).
+        self.tls_said = False
         self.version = 4
         self.version_known = False
         self.first_done = False
@@ -280,6 +290,9 @@ class TsharkDecoder:
                                           display_filter=f"mqtt || {_EXTRA_FRAMES}",
                                           tshark=self.tshark)
             self._tls_ports = tls_ports
+            first = self._first_frame(path)
+            if first is not None:
+                yield first
             yield from self._run(self.command, ports | tls_ports)
         finally:
             if spool is not None:
@@ -290,7 +303,7 @@ class TsharkDecoder:
         a gzip of something else, for an empty capture and exits 0."""
         try:
             head = file_head(path)
-        except (OSError, EOFError, gzip.BadGzipFile) as exc:
+        except (OSError, EOFError, zlib.error) as exc:
             raise self._fail(f"cannot read: {exc}") from None
         capture_format(head, self.path)
 
@@ -319,6 +332,7 @@ class TsharkDecoder:
     def _events(self, frames: Iterator[dict[str, Any]], broker_ports: set[int]
                 ) -> Iterator[Event]:
         streams: dict[int, _Stream] = {}
+        ended: set[int] = set()
         summary = self.summary
         last_frame = 0
         last_ts = 0
@@ -342,6 +356,8 @@ class TsharkDecoder:
             dst = Endpoint(str(ip.get("ip.dst") or ip.get("ipv6.dst")),
                            int(tcp["tcp.dstport"]))
             sid = int(tcp.get("tcp.stream", -1))
+            if sid in ended:
+                continue  # a late segment of a closed connection does not reopen it
             flags = int(str(tcp.get("tcp.flags", "0")), 16)
             st = streams.get(sid)
             if st is None:
@@ -349,9 +365,15 @@ class TsharkDecoder:
                 st.version = self.mqtt_version  # until a CONNECT says otherwise
                 st.first_frame, st.first_ts = frame, ts
                 self._sides(st, src, dst, flags, broker_ports)
+                if src.port in broker_ports or dst.port in broker_ports or st.tls:
+                    # a connection to a broker port counts from its first frame, as in the
+                    # native engine (an attempt refused by RST included)
+                    yield from self._open(st, frame, ts)
             mqtt = layers.get("mqtt")
-            if "tls" in layers and st.tls and not st.opened:
-                yield from self._open(st, frame, ts)
+            if "tls" in layers and st.tls and not st.tls_said:
+                st.tls_said = True
+                if not st.opened:
+                    yield from self._open(st, frame, ts)
                 if not self.tls_keylog:
                     summary.anomalies += 1
                     yield Anomaly(ts, st.info, st.direction(src) if st.sides_known else None,
@@ -371,14 +393,35 @@ class TsharkDecoder:
                     st.closed_by = d
                 if flags & 0x04 or len(st.fin | {d.value}) == 2:
                     del streams[sid]
+                    ended.add(sid)
                     if st.opened:
                         yield from self._close(st, "rst" if flags & 0x04 else "fin", frame, ts)
                 else:
                     st.fin.add(d.value)
+        summary.frames = max(last_frame, self._frame_count())
         for st in sorted(streams.values(), key=lambda s: s.conn_id):
             if st.opened:
-                yield from self._close(st, "end_of_capture", last_frame, last_ts)
-        summary.frames = last_frame
+                yield from self._close(st, "end_of_capture", summary.frames, last_ts)
+
+    @staticmethod
+    def _first_frame(path: str) -> CaptureStarted | None:
+        """Time 0, the file's first frame (the display filter may hide it), as natively."""
+        try:
+            with CaptureFile(path) as cap:
+                for _, ts, *_rest in cap.records():
+                    return CaptureStarted(ts, 1)
+        except (CaptureError, OSError):
+            pass
+        return None
+
+    def _frame_count(self) -> int:
+        """Frames in the file (the display filter hides the last ones when they are not
+        MQTT, SYN, FIN, RST ...): counted by the file reader, as the native engine does."""
+        try:
+            with CaptureFile(self.path) as cap:
+                return sum(1 for _ in cap.records())
+        except (CaptureError, OSError):
+            return 0
 
     def _sides(self, st: _Stream, src: Endpoint, dst: Endpoint, flags: int,
                broker_ports: set[int]) -> None:
@@ -471,9 +514,24 @@ class TsharkDecoder:
                                   frame, version, not st.version_known)
 
 
+def _analysis_flags(tcp: dict[str, Any]) -> set[str]:
+    """The ``tcp.analysis.*`` flags of a frame (several come as a list of expert items)."""
+    found: set[str] = set()
+    todo: list[Any] = [tcp.get("tcp.analysis")]
+    while todo:
+        node = todo.pop()
+        if isinstance(node, dict):
+            for k, v in node.items():
+                if k.startswith("tcp.analysis.") and k[13:] in _TCP_KINDS:
+                    found.add(k[13:])
+                todo.append(v)
+        elif isinstance(node, list):
+            todo += node
+    return found
+
+
 def _analysis(tcp: dict[str, Any], key: str) -> bool:
-    analysis = tcp.get("tcp.analysis")
-    return isinstance(analysis, dict) and key in _flat(analysis)
+    return key.removeprefix("tcp.analysis.") in _analysis_flags(tcp)
 
 
 def _problem(m: dict[str, Any], ptype: int) -> tuple[AnomalyKind | None, str]:

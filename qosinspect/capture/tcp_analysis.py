@@ -1,0 +1,216 @@
+"""TCP evidence as Wireshark shows it: the ``tcp.analysis.*`` flags of every segment.
+
+Why: users debug MQTT over bad links with Wireshark open; the report must count what Wireshark
+flags, per connection and direction, with frame numbers, on encrypted connections too (the
+flags are TCP's, not MQTT's). The reassembler (:mod:`.reassembly`) counts what *it* did (bytes
+already had, holes); that is not the same thing, so the rules below follow Wireshark's
+``tcp_analyze_sequence_number`` (epan/dissectors/packet-tcp.c), in its order, per direction:
+
+* ``zero_window_probe``: 1 byte at the next sequence number while the peer's window is 0.
+* ``zero_window``: window 0 on a segment without SYN/FIN/RST.
+* ``lost_segment`` ("previous segment not captured"): a sequence number beyond the next one
+  expected (not on RST).
+* ``keep_alive``: 0 or 1 byte at the next sequence number minus one (no SYN/FIN/RST).
+* ``window_update``: no data, a new window, same sequence and ACK number.
+* ``keep_alive_ack`` / ``zero_window_probe_ack``: what would be a duplicate ACK, answering the
+  peer's keep-alive or zero-window probe (not a duplicate ACK).
+* ``duplicate_ack``: no data, the same window (not 0), sequence and ACK number as before; the
+  count of duplicates goes back to 0 when the ACK number moves (a segment with data and the
+  same ACK number keeps it).
+* ``ack_lost_segment`` ("ACKed unseen segment"): an ACK beyond every byte seen from the peer.
+* For a segment with data (or SYN/FIN) below the next sequence number, not a keep-alive:
+  ``fast_retransmission`` (and ``retransmission``) when the peer sent 2 or more duplicate
+  ACKs for exactly this sequence number, the last less than 20 ms before; else
+  ``spurious_retransmission`` (and ``retransmission``) when the peer had already
+  acknowledged all of it; else
+  ``out_of_order`` when it comes sooner after the highest segment so far than the
+  connection's first round trip (SYN to the client's first ACK, as captured; 3 ms when the
+  handshake was not captured) and does not end where that one ended; else
+  ``retransmission``.
+
+Connections are numbered like Wireshark's ``tcp.stream`` (every TCP conversation, in order of
+first appearance; a SYN on a conversation that was closed starts a new one), which is the
+decoder's ``conn_id``. Pure: frames in, flags out; timestamps from the capture only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from ..events import Endpoint, TcpEvidence
+from .layers import Defragmenter, IpFragment, TcpSegment, decode_tcp
+from .pcapfile import CaptureFile
+from .reassembly import format_ip
+
+__all__ = ["KINDS", "TcpAnalyzer", "tcp_flags"]
+
+#: Every flag, in Wireshark's names (``tcp.analysis.<kind>``).
+KINDS = ("lost_segment", "ack_lost_segment", "duplicate_ack", "fast_retransmission",
+         "retransmission", "spurious_retransmission", "out_of_order", "keep_alive",
+         "keep_alive_ack", "window_update", "zero_window", "zero_window_probe",
+         "zero_window_probe_ack")
+
+_M = 0xFFFFFFFF
+_FIN, _SYN, _RST, _ACK = 0x01, 0x02, 0x04, 0x10
+_FAST_RETRANS_NS = 20_000_000
+_OOO_NS = 3_000_000
+
+
+def _lt(a: int, b: int) -> bool:
+    return 0 < ((b - a) & _M) < 0x80000000
+
+
+def _gt(a: int, b: int) -> bool:
+    return _lt(b, a)
+
+
+class _Dir:
+    __slots__ = ("dupacknum", "lastack", "lastacktime", "lastflags", "maxseqtobeacked",
+                 "nextseq", "nextseqtime", "window")
+
+    def __init__(self) -> None:
+        self.nextseq: int | None = None
+        self.nextseqtime = 0
+        self.maxseqtobeacked: int | None = None
+        self.lastack: int | None = None
+        self.lastacktime = 0
+        self.dupacknum = 0
+        self.window: int | None = None
+        self.lastflags: tuple[str, ...] = ()
+
+
+class _Conv:
+    __slots__ = ("closed", "conn_id", "dirs", "first_rtt", "syn_key", "syn_ts")
+
+    def __init__(self, conn_id: int, key: bytes, rkey: bytes) -> None:
+        self.conn_id = conn_id
+        self.dirs = {key: _Dir(), rkey: _Dir()}
+        self.closed = False
+        self.syn_key: bytes | None = None
+        self.syn_ts = 0
+        #: SYN to the client's first ACK, as seen in the capture: the out-of-order threshold.
+        self.first_rtt: int | None = None
+
+
+class TcpAnalyzer:
+    """Wireshark's per-segment TCP analysis (see the module docstring)."""
+
+    def __init__(self) -> None:
+        self._convs: dict[bytes, _Conv] = {}
+        self._next_id = 0
+
+    def segment(self, frame: int, ts: int, seg: TcpSegment) -> list[str]:
+        """The flags of one segment (in :data:`KINDS` order of the rules)."""
+        flags = seg.flags
+        conv = self._convs.get(seg.key)
+        if conv is None or (conv.closed and flags & _SYN and not flags & _ACK):
+            conv = _Conv(self._next_id, seg.key, seg.rkey)
+            self._next_id += 1
+            self._convs[seg.key] = self._convs[seg.rkey] = conv
+        if flags & (_FIN | _RST):
+            conv.closed = True
+        if flags & _SYN and not flags & _ACK and conv.syn_key is None:
+            conv.syn_key, conv.syn_ts = seg.key, ts
+        elif (conv.first_rtt is None and conv.syn_key == seg.key and flags & _ACK
+              and not flags & _SYN):
+            conv.first_rtt = ts - conv.syn_ts
+        fwd, rev = conv.dirs[seg.key], conv.dirs[seg.rkey]
+        ooo = conv.first_rtt if conv.first_rtt else _OOO_NS
+        return self._analyze(fwd, rev, seg.seq, seg.ack, len(seg.payload) + seg.missing, flags,
+                             seg.window, ts, ooo)
+
+    @staticmethod
+    def _analyze(fwd: _Dir, rev: _Dir, seq: int, ack: int, seglen: int, flags: int,
+                 window: int, ts: int, ooo_ns: int) -> list[str]:
+        out: list[str] = []
+        ctl = flags & (_SYN | _FIN | _RST)
+        keep_alive = False
+        dup = False
+        done = False
+        if (seglen == 1 and fwd.nextseq is not None and seq == fwd.nextseq
+                and rev.window == 0):
+            out.append("zero_window_probe")
+            done = True
+        if not done:
+            if window == 0 and not ctl:
+                out.append("zero_window")
+            if fwd.nextseq is not None and _gt(seq, fwd.nextseq) and not flags & _RST:
+                out.append("lost_segment")
+            if (seglen <= 1 and not ctl and fwd.nextseq is not None
+                    and ((fwd.nextseq - 1) & _M) == seq):
+                out.append("keep_alive")
+                keep_alive = True
+            if not keep_alive:
+                same = (seglen == 0 and not ctl and fwd.nextseq is not None
+                        and seq == fwd.nextseq and fwd.lastack is not None
+                        and ack == fwd.lastack and flags & _ACK)
+                if same and window != fwd.window and window:
+                    out.append("window_update")
+                elif same and window == fwd.window and "keep_alive" in rev.lastflags:
+                    out.append("keep_alive_ack")  # not a duplicate ACK
+                elif same and window == fwd.window and "zero_window_probe" in rev.lastflags:
+                    out.append("zero_window_probe_ack")
+                elif same and window == fwd.window and window:
+                    fwd.dupacknum += 1
+                    out.append("duplicate_ack")
+                    dup = True
+        if not dup and ack != fwd.lastack:
+            fwd.dupacknum = 0  # a segment with data and the same ACK keeps the count
+        if (flags & _ACK and rev.maxseqtobeacked is not None
+                and _gt(ack, rev.maxseqtobeacked)):
+            out.append("ack_lost_segment")
+            rev.maxseqtobeacked = ack
+        if ((seglen > 0 or flags & (_SYN | _FIN)) and fwd.nextseq is not None
+                and _lt(seq, fwd.nextseq) and not keep_alive):
+            end = (seq + seglen) & _M
+            if (rev.dupacknum >= 2 and rev.lastack == seq
+                    and ts - rev.lastacktime < _FAST_RETRANS_NS):
+                out += ["fast_retransmission", "retransmission"]
+            elif seglen > 0 and rev.lastack is not None and not _lt(rev.lastack, end):
+                out += ["spurious_retransmission", "retransmission"]
+            elif seglen > 0 and ts - fwd.nextseqtime < ooo_ns and fwd.nextseq != end:
+                out.append("out_of_order")
+            else:
+                out.append("retransmission")
+        nextseq = (seq + seglen + (1 if flags & (_SYN | _FIN) else 0)) & _M
+        if not keep_alive and (fwd.nextseq is None or _gt(nextseq, fwd.nextseq)):
+            fwd.nextseq = nextseq
+            fwd.nextseqtime = ts
+        # what the peer may acknowledge: up to the highest byte seen, but not on a segment
+        # after a hole (that waits for the next segment) nor on a zero-window probe
+        if fwd.nextseq is not None and (fwd.maxseqtobeacked is None or (
+                _gt(fwd.nextseq, fwd.maxseqtobeacked) and "lost_segment" not in out
+                and "zero_window_probe" not in out)):
+            fwd.maxseqtobeacked = fwd.nextseq
+        if flags & _ACK:
+            fwd.lastack = ack
+            fwd.lastacktime = ts
+        fwd.window = window
+        fwd.lastflags = tuple(out)
+        return out
+
+
+def tcp_flags(source: str | CaptureFile) -> Iterator[TcpEvidence]:
+    """The ``tcp.analysis`` flags of every TCP segment of a capture, in frame order: a pass
+    of its own over the file (the decoder's fast path never looks at pure ACKs)."""
+    cap = source if isinstance(source, CaptureFile) else CaptureFile(source)
+    analyzer = TcpAnalyzer()
+    defrag = Defragmenter()
+    buf = cap.buf
+    try:
+        for n, ts, lt, off, cl, ol in cap.records():
+            seg = decode_tcp(lt, buf, off, cl, ol, defrag)
+            if type(seg) is IpFragment:
+                seg = seg.segment
+            if not isinstance(seg, TcpSegment):
+                continue
+            kinds = analyzer.segment(n, ts, seg)
+            if kinds:
+                conn = analyzer._convs[seg.key].conn_id
+                src = Endpoint(format_ip(seg.src), seg.sport)
+                dst = Endpoint(format_ip(seg.dst), seg.dport)
+                for kind in kinds:
+                    yield TcpEvidence(ts, n, conn, src, dst, kind)
+    finally:
+        if cap is not source:
+            cap.close()
