@@ -58,7 +58,9 @@ def speedups() -> Extension:
         depends=sorted(glob("qosinspect/_csrc/*.h")),
         define_macros=[("Py_LIMITED_API", f"0x{LIMITED_API:08X}")],
         py_limited_api=True,
-        extra_compile_args=["-O2", "-std=c11", "-Wall", "-Wextra", "-Wno-unused-parameter",
+        # (a function the limited API lacks must stop the build, not fail at import)
+        extra_compile_args=["-O2", "-std=c11", "-Wall", "-Wextra",
+                            "-Werror=implicit-function-declaration", "-Wno-unused-parameter",
                             "-Wno-missing-field-initializers", "-Wno-cast-function-type"],
         optional=True,
     )

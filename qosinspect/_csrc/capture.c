@@ -469,7 +469,7 @@ static PyObject *engine_run(Engine *e, PyObject *const *args, Py_ssize_t nargs)
         else
             Py_CLEAR(e->last_tuple);
         streamdata_emitted = 0;
-        int fast = PyList_GET_SIZE(e->notes) ? 0 : fast_frame(e, &r, next_sweep, batch);
+        int fast = PyList_Size(e->notes) ? 0 : fast_frame(e, &r, next_sweep, batch);
         if (fast == 1) {
             Py_XDECREF(r.tuple);
             if (streamdata_emitted)

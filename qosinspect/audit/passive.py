@@ -457,14 +457,14 @@ def audit_capture(source: str | os.PathLike[str], *, ports: Iterable[int] = (188
     connections, ``same_broker`` says which server endpoints are one broker, as for every
     capture command. A file that cannot be read at all raises
     :class:`~qosinspect.errors.CaptureError`; a bad ``broker``, ``ValueError``."""
-    from ..capture.decoder import iter_events
+    from ..drivers import iter_capture_events
 
     ports = tuple(ports)
     tls_ports = tuple(tls_ports)
-    events: Iterable[Event] = iter_events(source, ports=ports, tls_ports=tls_ports,
-                                          detect_any_port=detect_any_port,
-                                          mqtt_version=mqtt_version, engine=engine,
-                                          tls_keylog=tls_keylog)
+    events: Iterable[Event] = iter_capture_events(source, ports=ports, tls_ports=tls_ports,
+                                                  detect_any_port=detect_any_port,
+                                                  mqtt_version=mqtt_version, engine=engine,
+                                                  tls_keylog=tls_keylog)
     spec = None
     if broker is not None:
         from ..capture.brokers import only_broker, parse_broker
