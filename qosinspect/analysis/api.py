@@ -25,7 +25,7 @@ __all__ = ["TABLES", "Analysis", "analyze", "analyze_capture", "relaxed_gc"]
 
 #: The tables of an analysis, in the order ``export`` writes them.
 TABLES = ("packets", "connections", "sessions", "exchanges", "reconnects", "deliveries",
-          "anomalies", "tcp_retransmissions")
+          "anomalies", "tcp_retransmissions", "undecoded_streams")
 
 
 class Analysis:
@@ -111,6 +111,14 @@ class Analysis:
         from . import tables
 
         return tables.tcp_retransmissions_frame(self.result)
+
+    @cached_property
+    def undecoded_streams(self) -> pd.DataFrame:
+        """TCP streams that carried data and were not decoded, with the ``--port`` that would
+        decode each (the first 100,000; ``report()["undecoded_streams"]`` counts them all)."""
+        from .undecoded import undecoded_frame
+
+        return undecoded_frame(self.result.undecoded)
 
     def tables(self) -> dict[str, pd.DataFrame]:
         """Every table by name (:data:`TABLES`)."""

@@ -40,6 +40,7 @@ from ..events import (
     MqttPacketEvent,
     StreamGap,
     TcpRetransmission,
+    UndecodedStream,
 )
 from ..mqtt.enums import Direction
 from ..mqtt.packets import (
@@ -82,6 +83,8 @@ __all__ = ["LEAVE_GRACE_NS", "CorrelationResult", "Correlator", "correlate"]
 #: A subscriber whose connection ends within this time after a publication is not counted as
 #: losing it (its DISCONNECT was likely on the way already).
 LEAVE_GRACE_NS: Final = 10**9
+#: Undecoded streams kept as rows (the count goes on): a hostile capture may hold millions.
+MAX_UNDECODED_ROWS: Final = 100_000
 
 _DIRS: Final = DIRECTION_NAMES
 _ACK_TYPES: Final[dict[type, int]] = {PubAck: 4, PubRec: 5, PubRel: 6, PubComp: 7}
@@ -111,6 +114,10 @@ class CorrelationResult:
     session_brokers: list[int] = field(default_factory=list)
     #: conn_id -> its broker's code (endpoints of one ``same_broker`` group share one).
     conn_brokers: dict[int, int] = field(default_factory=dict)
+    #: TCP streams that carried data and were not decoded: the first MAX_UNDECODED_ROWS, and
+    #: how many in all.
+    undecoded: list[UndecodedStream] = field(default_factory=list)
+    undecoded_count: int = 0
     t_first: int | None = None
     t_last: int | None = None
     n_events: int = 0
@@ -190,6 +197,9 @@ class Correlator:
                                    same_broker=o.same_broker)
         self._t_lo = _NO_LO
         self._t_hi = NO_TS
+        #: TCP streams that carried data and were not decoded (the first MAX_UNDECODED_ROWS).
+        self.undecoded: list[UndecodedStream] = []
+        self.undecoded_count = 0
         self._last_info: object = None
         self._last_conn: ConnState | None = None
         self.n_events = 0
@@ -229,6 +239,12 @@ class Correlator:
             return
         self._clock(ev.ts_ns)
         sess = self.sess
+        if type(ev) is UndecodedStream:
+            # Nothing dropped in silence: kept for the report and the export (bounded).
+            self.undecoded_count += 1
+            if len(self.undecoded) < MAX_UNDECODED_ROWS:
+                self.undecoded.append(ev)
+            return
         if isinstance(ev, ConnectionOpened):
             c = sess.conns.get(ev.conn.conn_id)
             if c is None:
@@ -455,6 +471,7 @@ class Correlator:
             t_first=self.t_first,
             t_last=self.t_last, n_events=self.n_events, n_evicted=ex_tracker.n_evicted,
             anomalies_suppressed=dict(self.anomalies.suppressed), detail=self.detail,
+            undecoded=self.undecoded, undecoded_count=self.undecoded_count,
             implementation=IMPLEMENTATION)
 
 

@@ -219,6 +219,9 @@ def report_dict(r: CorrelationResult) -> dict[str, Any]:
         "tcp_retransmissions": int(r.tcp_retransmissions.rows),
         "tcp_retransmission_connections": tcp_conns,
         "stream_gaps": sum(c.stream_gaps for c in r.connections),
+        "undecoded_streams": r.undecoded_count,
+        "clock_jumps": [{"frame": a.frame, "detail": a.detail} for a in r.anomalies
+                        if a.kind == "clock_jump"],
         "anomalies": dict(sorted(anomalies.items())),
         "notes": dict(sorted(notes.items())),
         "clear_text": exposure(r.connections),

@@ -33,6 +33,7 @@ from .records import (
     STEPS,
     RowStore,
 )
+from .undecoded import SCHEMA as UNDECODED_SCHEMA
 
 __all__ = [
     "SCHEMAS",
@@ -253,6 +254,8 @@ SCHEMAS: dict[str, tuple[Column, ...]] = {
         ("length", "int32", "bytes re-sent"),
         ("frame", "int32", "capture frame"),
     ),
+    #: TCP streams that carried data and were not decoded (:mod:`.undecoded`).
+    "undecoded_streams": UNDECODED_SCHEMA,
 }
 
 

@@ -144,6 +144,14 @@ def format_report(analysis: Analysis, fmt: str = "table", capture: str = "CAPTUR
                "already had; counted apart from MQTT re-sends); stream gaps: "
                f"{data['stream_gaps']}")
     out.append(f"  details: qosinspect export {capture} -o DIR (tcp_retransmissions)")
+    for jump in data["clock_jumps"]:
+        out.append(f"clock jump at frame {jump['frame']}: {jump['detail']}")
+    undecoded = data["undecoded_streams"]
+    out.append(f"TCP streams with data not decoded as MQTT: {undecoded}")
+    if undecoded:
+        out.append(format_table(["stream", "client", "server", "bytes", "why", "decode with"],
+                                _undecoded_rows(analysis, _SHOWN), fmt, "rllrll"))
+        out.append(f"  details: qosinspect export {capture} -o DIR (undecoded_streams)")
     out.append("")
     out.append(h("Clear text"))
     out.extend(_clear_text_lines(data["clear_text"], capture))
@@ -207,6 +215,15 @@ def _clear_text_lines(ct: dict[str, Any], capture: str) -> list[str]:
                  "wildcard reads, $SYS, keys and tokens in payloads, TLS): "
                  f"qosinspect audit {capture}")
     return lines
+
+
+def _undecoded_rows(analysis: Analysis, limit: int) -> list[list[Any]]:
+    """The largest undecoded streams, with the --port that would decode each."""
+    from ..analysis.undecoded import UndecodedStreams
+
+    top = UndecodedStreams(limit).consume(analysis.result.undecoded).top()
+    return [[e.conn_id, str(e.client), str(e.server), e.data_bytes, e.reason,
+             f"--port {e.port}"] for e in top]
 
 
 def _refusal_rows(analysis: Analysis, limit: int) -> list[list[Any]]:

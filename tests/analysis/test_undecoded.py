@@ -34,3 +34,20 @@ def test_table_has_the_declared_dtypes_and_one_row_per_stream() -> None:
     assert len(frame) == 4 and (frame["data_bytes"] > 0).all()
     assert UndecodedStreams().consume(evs).count == 4
     assert undecoded_frame([]).empty
+
+
+def test_report_and_export_list_the_undecoded_streams() -> None:
+    """Real paho clients on 127.0.0.1 carry wake-up socket pairs (one byte per wake-up): data
+    that is not MQTT. The report counts them and names the --port that would decode each; export
+    writes the table (nothing dropped in silence)."""
+    from qosinspect.analysis.api import analyze_capture
+    from qosinspect.report.text import format_report
+
+    capture = PROJECT_ROOT / "captures" / "field" / "paho-midstream-17501.pcap"
+    a = analyze_capture(capture)
+    assert a.report()["undecoded_streams"] == 4
+    text = format_report(a)
+    assert "TCP streams with data not decoded as MQTT: 4" in text and "--port 39457" in text
+    table = a.tables()["undecoded_streams"]
+    assert len(table) == 4 and set(table["reason"]) == {"undecided"}
+    assert str(table["port"].dtype) == "int32"

@@ -7,6 +7,7 @@ built): the C walker hands such frames to the Python reader, so both must say th
 from __future__ import annotations
 
 import gzip
+import json
 import zlib
 from pathlib import Path
 from typing import Any
@@ -194,3 +195,18 @@ def test_corrupt_gzip_is_a_capture_error(case: int, tmp_path: Path) -> None:
         assert res.exit_code != 0
         assert "Traceback" not in res.output and not isinstance(res.exception, zlib.error)
         assert "corrupt gzip data" in res.output
+
+
+def test_report_names_the_clock_jump(tmp_path: Path) -> None:
+    """The report carries each clock jump with its frame (JSON ``clock_jumps``, a line in the
+    text), so spans and rates read with the jump in mind."""
+    frames = render(session().segments)
+    frames[5] = frames[5]._replace(ts_ns=frames[4].ts_ns - 3600 * 10**9)
+    path = tmp_path / "jump.pcap"
+    path.write_bytes(pcap_bytes(frames, nanos=True))
+    result = CliRunner().invoke(main, ["report", str(path), "--format", "json"])
+    assert result.exit_code == 0, result.output
+    jumps = json.loads(result.output)["clock_jumps"]
+    assert [j["frame"] for j in jumps] == [6] and "goes back 3600.0" in jumps[0]["detail"]
+    text = CliRunner().invoke(main, ["report", str(path)]).output
+    assert "clock jump at frame 6:" in text
