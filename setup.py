@@ -75,7 +75,12 @@ def mypyc_extensions() -> list[Extension]:
         print("warning: mypyc is not installed: the analysis runs interpreted", file=sys.stderr)
         return []
     try:
-        extensions: list[Extension] = mypycify(COMPILED, opt_level="3", group_name=GROUP)
+        # The build environment has mypy but not the project's other packages (numpy, pandas and
+        # their stubs): modules that are not compiled are followed silently, and a package mypy
+        # cannot find is Any (the compiled modules only pass numpy arrays through).
+        extensions: list[Extension] = mypycify(
+            ["--ignore-missing-imports", "--follow-imports=silent", *COMPILED], opt_level="3",
+            group_name=GROUP)
     except BaseException as exc:  # mypyc exits through SystemExit on a type error
         print(f"warning: mypyc failed ({exc!r}): the analysis runs interpreted", file=sys.stderr)
         return []
