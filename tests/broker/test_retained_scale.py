@@ -63,6 +63,9 @@ def test_a_wildcard_subscription_gets_a_large_retained_set_in_slices() -> None:
     assert first == [b"%d" % i for i in range(100)]             # one slice, then the loop
     assert e.retained_pending
     e.receive(p, Publish("r/500", b"new", 0, False, True), 2)     # changed meanwhile: live
+    e.receive(p, PingReq(), 2)                    # another client is answered between slices,
+    assert PingResp() in take(p)                  # not after the 900 still pending
+    assert e.retained_pending
     got = first + [m.payload for m in pubs(take(s))]
     while e.pump_retained(3):
         got += [m.payload for m in pubs(take(s))]
@@ -73,9 +76,11 @@ def test_a_wildcard_subscription_gets_a_large_retained_set_in_slices() -> None:
 
 
 def test_other_clients_are_answered_while_a_large_retained_set_goes_out() -> None:
-    """A ``#`` subscriber and 20,000 retained messages: a PINGREQ another client sends once the
-    SUBACK has arrived is answered before the last retained message is written (it used to
-    wait for all of them: they were queued and written in one go)."""
+    """A ``#`` subscriber and 20,000 retained messages over real sockets: everything arrives,
+    and another client's PINGREQ sent meanwhile is answered. (That it is answered *between*
+    slices is shown deterministically on the engine, in the test above: over sockets, with the
+    broker in this process, which of the two threads holds the GIL decides whether the PINGREQ
+    is even on the wire before the last slice, so the order is not asserted here.)"""
     events: list[Event] = []
     n = 20_000
     # Slices of 16 (the default is 256): on an idle machine the broker could otherwise write all
@@ -116,7 +121,7 @@ def test_other_clients_are_answered_while_a_large_retained_set_goes_out() -> Non
     last_retained = max(i for i, e in enumerate(sent) if isinstance(e.packet, Publish))
     pongs = [i for i, e in enumerate(sent) if isinstance(e.packet, PingResp)]
     assert len(pongs) == 2 and sent[pongs[1]].conn.conn_id == 2     # p's, then other's
-    assert pongs[1] < last_retained
+    assert last_retained > 0
 
 
 def _publish_bytes(i: int) -> bytes:
