@@ -175,7 +175,6 @@ class Correlator:
 
     def __init__(self, options: AnalysisOptions | None = None) -> None:
         o = options if options is not None else AnalysisOptions()
-        self.options = o
         self.detail = o.detail
         self.default_version = o.default_version
         first, most = o.first_chunk_rows, o.max_chunk_rows
@@ -279,7 +278,7 @@ class Correlator:
                     ca.gap_anomaly.detail = ev.detail
                 ca.gap_frame = -1
                 return
-            self.anomalies.record(ev.ts_ns, AnomalyKind(ev.kind), ev.detail, ca,
+            self.anomalies.record(ev.ts_ns, ev.kind, ev.detail, ca,
                           None if ev.direction is None else _dir(ev.direction), ev.frame,
                           source="decoder")
 

@@ -31,7 +31,8 @@ from .correlate import CorrelationResult
 from .exposure import exposure
 from .records import DELIVERY_REASONS, DELIVERY_STATUSES, OUTCOMES, STEPS
 
-__all__ = ["INCOMPLETE_OUTCOMES", "report_dict", "summary_rows"]
+__all__ = ["INCOMPLETE_OUTCOMES", "conn_broker_codes", "report_dict", "session_broker_codes",
+           "summary_rows"]
 
 _O = {name: i for i, name in enumerate(OUTCOMES)}
 _S = {name: i for i, name in enumerate(STEPS)}
@@ -111,13 +112,22 @@ def _cat(parts: list[np.ndarray]) -> np.ndarray:
     return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
 
 
+def conn_broker_codes(r: CorrelationResult) -> np.ndarray:
+    """Broker code (an index of ``r.brokers``) by conn_id, -1 for an id no connection has."""
+    codes = np.full(max(r.conn_brokers, default=-1) + 1, -1, dtype=np.int32)
+    for conn_id, code in r.conn_brokers.items():
+        codes[conn_id] = code
+    return codes
+
+
+def session_broker_codes(r: CorrelationResult) -> np.ndarray:
+    """Broker code by session code."""
+    return np.asarray(r.session_brokers, dtype=np.int32)
+
+
 def _broker_masks(r: CorrelationResult, broker: int) -> tuple[np.ndarray, np.ndarray]:
     """Masks of the connections (by conn_id) and sessions (by code) of one broker."""
-    conns = np.zeros(max(r.conn_brokers, default=-1) + 1, dtype=bool)
-    for conn_id, code in r.conn_brokers.items():
-        conns[conn_id] = code == broker
-    sessions = np.array([b == broker for b in r.session_brokers], dtype=bool)
-    return conns, sessions
+    return conn_broker_codes(r) == broker, session_broker_codes(r) == broker
 
 
 def summary_rows(r: CorrelationResult, broker: int | None = None) -> list[dict[str, Any]]:

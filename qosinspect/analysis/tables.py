@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from .correlate import CorrelationResult
+from .metrics import conn_broker_codes, session_broker_codes
 from .records import (
     DELIVERY_REASONS,
     DELIVERY_STATUSES,
@@ -445,7 +446,7 @@ def exchanges_frame(r: CorrelationResult, columns: Sequence[str] | None = None
         return _cat(codes[sess] if n else sess, cats)
 
     def broker() -> pd.Categorical:
-        codes = _conn_brokers(r)
+        codes = conn_broker_codes(r)
         conn = a["conn_id"]
         return _cat(codes[conn] if n else conn, r.brokers)
 
@@ -556,19 +557,6 @@ def _conn_client_codes(r: CorrelationResult) -> tuple[np.ndarray, list[str]]:
     return codes, list(cats)
 
 
-def _conn_brokers(r: CorrelationResult) -> np.ndarray:
-    """Broker code (an index of ``r.brokers``) by conn_id."""
-    codes = np.full(max(r.conn_brokers, default=-1) + 1, -1, dtype=np.int32)
-    for conn_id, code in r.conn_brokers.items():
-        codes[conn_id] = code
-    return codes
-
-
-def _session_brokers(r: CorrelationResult) -> np.ndarray:
-    """Broker code by session code."""
-    return np.asarray(r.session_brokers, dtype=np.int32)
-
-
 def connections_frame(r: CorrelationResult) -> pd.DataFrame:
     return _from_records("connections", r.connections, {
         "accepted": lambda c: c.accepted,
@@ -609,7 +597,7 @@ def deliveries_frame(r: CorrelationResult) -> pd.DataFrame:
         "sub_ex_id": _nullable(a["sub_ex_id"], "Int64"),
         "publisher": _cat(a["publisher"], r.session_keys),
         "subscriber": _cat(a["subscriber"], r.session_keys),
-        "broker": _cat(_session_brokers(r)[a["publisher"]] if n else a["publisher"],
+        "broker": _cat(session_broker_codes(r)[a["publisher"]] if n else a["publisher"],
                        r.brokers),
         "topic": _cat(a["topic"], r.topics.values),
         "t_publish": _ts(a["t_publish"]),
