@@ -11,7 +11,7 @@ slower; ``qosinspect --version`` and the benchmarks say which ran, see qosinspec
   QoS rule, typed ``mypy --strict``) turned into C extension modules by mypyc, as mypy and black
   ship themselves. The ``.py`` files stay the source; the compiled modules shadow them on import.
   ``QOSINSPECT_NO_MYPYC=1`` at install time skips this step; ``QOSINSPECT_PURE=1`` at run time
-  loads the ``.py`` files instead (``_accel.install_pure_finder``).
+  loads the ``.py`` files instead (``_accel._SourceFirst``).
 
 A failure of either (no compiler, no Python headers, mypyc missing) is a warning: if any one of
 the mypyc extensions did not build, all of them are removed, since a compiled module without its

@@ -22,6 +22,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from ..anomalies import AnomalyKind
 from ..errors import CaptureError
 from ..events import (
     Anomaly,
@@ -48,8 +49,10 @@ _B2C = Direction.B2C
 AUTH_REFUSED = frozenset({4, 5, 0x86, 0x87})
 #: Anomaly kinds that are malformed traffic (a gap's ``truncated``/``resync`` is the capture's
 #: fault, not the sender's).
-MALFORMED_KINDS = frozenset({"malformed", "invalid_qos", "unassigned_msgtype", "protocol_error",
-                             "invalid_topic", "invalid_topic_filter", "unsupported_version"})
+MALFORMED_KINDS = frozenset({
+    AnomalyKind.MALFORMED, AnomalyKind.INVALID_QOS, AnomalyKind.UNASSIGNED_MSGTYPE,
+    AnomalyKind.PROTOCOL_ERROR, AnomalyKind.INVALID_TOPIC, AnomalyKind.INVALID_TOPIC_FILTER,
+    AnomalyKind.UNSUPPORTED_VERSION})
 _WILDCARD = re.compile(r"^(?:\+/)*#$|^\$SYS/(?:\+/)*#$")
 
 
@@ -269,7 +272,7 @@ class _Auditor:
         if ev.kind in MALFORMED_KINDS:
             self.malformed[ev.kind] += 1
             self.malformed_frames.append(ev.frame)
-        elif ev.kind == "packet_too_large" and len(self.oversized) < MAX_FRAMES:
+        elif ev.kind == AnomalyKind.PACKET_TOO_LARGE and len(self.oversized) < MAX_FRAMES:
             self.oversized.append((ev.frame, 0))
 
     # -- findings ---------------------------------------------------------------------------

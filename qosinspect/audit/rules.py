@@ -116,7 +116,7 @@ class Rules:
         """:meth:`scan` of a PUBLISH's topic and payload. One search for every pattern's
         hints in the raw bytes comes first: most payloads hold none and are never decoded."""
         head = payload[:SCAN_CHARS]
-        if not (self.any_hint.search(head.lower()) or _hinted(self.any_hint, topic)):
+        if not (self.any_hint.search(head) or _hinted(self.any_hint, topic)):
             return []
         return self.scan(topic + "\n" + head.decode("utf-8", "replace"))
 
@@ -125,8 +125,9 @@ class Rules:
         """Matches any hint of any pattern (a pattern without hints matches everything)."""
         if any(not p.hints for p in self.secrets):
             return re.compile(b"")
+        # (case-insensitive on bytes folds ASCII only, as bytes.lower() does: no copy per PUBLISH)
         return re.compile(b"|".join(re.escape(h.encode()) for p in self.secrets
-                                    for h in p.hints))
+                                    for h in p.hints), re.IGNORECASE)
 
     def pattern(self, kind: str) -> SecretPattern:
         return next(p for p in self.secrets if p.kind == kind)

@@ -232,7 +232,7 @@ def tls_handshakes(source: str | os.PathLike[str], *,
         client_is_src = first[0] == 1
         c, s = (d, other) if client_is_src else (other, d)
         sdata, swhere = s.stream() if s is not None else (b"", [])
-        cd, _ = c.stream() if c is not None else (b"", [])
+        cd = cdata if client_is_src else (c.stream()[0] if c is not None else b"")
         cl = Endpoint(format_ip(src if client_is_src else dst), sport if client_is_src else dport)
         br = Endpoint(format_ip(dst if client_is_src else src), dport if client_is_src else sport)
         facts = TlsFacts(cl, br, d.ts, _frame_at(cwhere, 0))

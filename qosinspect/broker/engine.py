@@ -69,7 +69,7 @@ from ..mqtt.packets import (
 )
 from ..mqtt.properties import NO_PROPERTIES, Properties, PropertyId
 from ..mqtt.qos import SendState
-from ..mqtt.session import Session
+from ..mqtt.session import QueuedMessage, Session
 from .aliases import TopicAliases
 from .auth import READ, WRITE
 from .backpressure import Backpressure
@@ -329,12 +329,14 @@ class BrokerEngine(Backpressure):
                 self.stats.denied_delivery += 1
                 if journal is not None:
                     journal.append(("done", flight.tag))
-        kept = [item for item in state.queue if readable(item.publish)]
-        if len(kept) != len(state.queue):
-            self.stats.denied_delivery += len(state.queue) - len(kept)
+        kept: list[QueuedMessage] = []
+        gone: list[QueuedMessage] = []
+        for item in state.queue:
+            (kept if readable(item.publish) else gone).append(item)
+        if gone:
+            self.stats.denied_delivery += len(gone)
             if journal is not None:
-                journal.extend(("dropped", item.tag) for item in state.queue
-                               if not readable(item.publish))
+                journal.extend(("dropped", item.tag) for item in gone)
             state.queue.clear()
             state.queued_bytes = 0
             for item in kept:

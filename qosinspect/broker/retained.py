@@ -24,7 +24,6 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 from ..mqtt.enums import PacketType
-from ..mqtt.packets import Publish
 from ..mqtt.properties import NO_PROPERTIES, Properties
 from ..mqtt.wire import encode_properties, read_properties
 from .state import SubOptions
@@ -60,9 +59,6 @@ class RetainedMessage(NamedTuple):
     expires_ns: int | None
     #: Order of acceptance: a cursor skips messages newer than its subscription.
     seq: int
-
-    def publish(self, topic: str) -> Publish:
-        return Publish(topic, self.payload, self.qos, False, True, None, self.properties)
 
 
 def _pack(payload: bytes, qos: int, props: Properties, expires_ns: int | None,

@@ -71,7 +71,6 @@ class UndecodedTable:
         self._by_key: dict[bytes, UndecodedCount] = {}
         self._out: list[Undecoded] = []
         #: Streams reported early because the table was full.
-        self.overflowed = 0
 
     def get(self, key: bytes) -> UndecodedCount | None:
         return self._by_key.get(key)
@@ -82,7 +81,6 @@ class UndecodedTable:
         if len(by_key) >= 2 * self.max_tracked:
             oldest = next(iter(by_key.values()))
             self._release(oldest, complete=False)
-            self.overflowed += 1
         count.keys = tuple(keys)
         for k in count.keys:
             by_key[k] = count

@@ -18,24 +18,25 @@ class Progress:
         self.stream = stream
         self.position = position
         self.start = time.monotonic()
-        self.delay = delay
         self.shown = False
         self.next = self.start + delay
 
-    def tick(self, frames: int) -> None:
+    def _due(self) -> bool:
+        """Whether a redraw is due (after ``delay``, then every quarter second at most)."""
         now = time.monotonic()
         if now < self.next:
-            return
+            return False
         self.next = now + 0.25
-        self.draw(frames, *self.position())
+        return True
+
+    def tick(self, frames: int) -> None:
+        if self._due():
+            self.draw(frames, *self.position())
 
     def update(self, events: int, done: int, total: int) -> None:
         """A progress report that brings its own position (the analysis' callback)."""
-        now = time.monotonic()
-        if now < self.next:
-            return
-        self.next = now + 0.25
-        self.draw(events, done, total)
+        if self._due():
+            self.draw(events, done, total)
 
     def draw(self, frames: int, done: int, total: int) -> None:
         now = time.monotonic()

@@ -164,9 +164,18 @@ def _as_native(ev: Any, infos: dict[int, Any]) -> Event:
 
 def _tls_secrets(path: str) -> int:
     """How many TLS key log Decryption Secrets Blocks the file carries (0 if unreadable)."""
+    import zlib
+
+    from ..capture.pcapfile import capture_format, file_head
     from ..capture.secrets import TLS_KEY_LOG, decryption_secrets
     from ..errors import CaptureError
 
+    try:
+        # Only pcapng carries them: a pcap (a gzip one above all) is not opened a second time.
+        if capture_format(file_head(path), path) != "pcapng":
+            return 0
+    except (CaptureError, OSError, EOFError, zlib.error):
+        return 0
     try:
         with CaptureFile(path) as cap:
             return sum(1 for s in decryption_secrets(cap) if s.secrets_type == TLS_KEY_LOG)

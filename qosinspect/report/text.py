@@ -185,9 +185,9 @@ def write_report(analysis: Analysis, fmt: str = "table", out: output.Target = No
 
 
 def _endpoint(broker: dict[str, Any]) -> str:
-    host = broker["address"]
-    host = f"[{host}]" if ":" in host else host
-    return host if broker["port"] is None else f"{host}:{broker['port']}"
+    from ..capture.brokers import BrokerSpec
+
+    return str(BrokerSpec(broker["address"], broker["port"]))
 
 
 def _clear_text_lines(ct: dict[str, Any], capture: str) -> list[str]:
