@@ -408,6 +408,7 @@ class CaptureFile:
                 else:
                     raise self._err(CaptureError, f"corrupt section header: byte-order magic "
                                     f"0x{bom:08x}", n + 1, off)
+                self.byte_order = order     # a stream resumes the walk with it (.stream)
                 hdr = struct.Struct(order + "II").unpack_from
                 epb = struct.Struct(order + "IIIII").unpack_from
                 pb = struct.Struct(order + "HHIIII").unpack_from

@@ -65,6 +65,7 @@ from .reassembly import (
     format_ip,
 )
 from .records import CaptureRecord, FirstFrame, FlowClosed, Notice, StreamData
+from .stream import StreamCapture, open_stream
 from .undecoded import UndecodedCount, UndecodedTable
 from .websocket import WebSocketTunnel, WsControl, WsHandshake, WsProblem, looks_like_ws_upgrade
 
@@ -202,6 +203,9 @@ class CapturePipeline:
         """The records; with the MQTT stage on, also lists of ready MqttPacketEvents."""
         if isinstance(self.source, CaptureFile):
             yield from self._run(self.source)
+        elif os.fspath(self.source) == "-":   # a pipe: records as they arrive (.stream)
+            with open_stream("-") as cap:
+                yield from self._run(cap)
         else:
             with CaptureFile(self.source) as cap:
                 yield from self._run(cap)
@@ -215,11 +219,15 @@ class CapturePipeline:
         out: list[CaptureRecord] = []
         self.size = len(buf)
         try:
-            if self._accel:
+            if isinstance(cap, StreamCapture):
+                for piece, recs in cap.chunks():
+                    yield from self._loop(recs, piece, out)
+                    self.size = cap.bytes_read
+            elif self._accel:
                 yield from self._engine_loop(cap, buf, out)
             else:
                 yield from self._loop(cap.records(), buf, out)
-            self.position = len(buf)
+            self.position = self.size
         except CaptureError:
             # The file is bad from here on: end what was open, as at the end of a capture.
             reasm.finish(self.frames, self._last_ts, out)

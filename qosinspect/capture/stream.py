@@ -1,0 +1,290 @@
+"""pcap and pcapng read from a pipe or a file still being written, record by record as they arrive.
+
+``tcpdump -w - | qosinspect watch -`` must see each packet when it arrives, not when the pipe
+closes; spooling the input to a file first (what :class:`~.pcapfile.CaptureFile` does for
+stdin) would wait for the end. This module reads the stream in whatever pieces the pipe hands
+over and gives the pipeline every *complete* record at once.
+
+Hard rules, and why:
+
+* **The record rules are the file readers' own.** :class:`StreamCapture` is a
+  :class:`~.pcapfile.CaptureFile` whose :attr:`buf` is the bytes read so far and not yet
+  walked; it walks them with :meth:`~.pcapfile.CaptureFile._pcap_records` /
+  :meth:`~.pcapfile.CaptureFile._pcapng_records`, resumed with their state (frame count, last
+  timestamp, pcapng byte order and interfaces), so frame numbers, timestamps, ``if_tsresol``,
+  clock notes and every error message are exactly those of the same bytes read from a file.
+* **A partial record waits for the next read.** The walkers raise
+  :class:`~.pcapfile.TruncatedCapture` at the record the bytes end in; here that only means
+  "more to come": the bytes from that record on are kept and the next read is appended. Only
+  at the end of the stream is a cut record the file's error. An error raised anywhere names
+  the byte offset in the whole stream, not in the piece.
+* **gzip streams too** (``zcat``-free ``tcpdump -w - | gzip | ...``): a gzip stream is
+  inflated incrementally, members one after the other.
+* **Following a file** (``--follow``, like ``tail -f``): at the end of the file, wait
+  :attr:`poll_s` and read again, until ``stop()`` says so. Reading a pipe, ``stop()`` is
+  asked every :attr:`poll_s` while no byte arrives, so a ``--duration`` ends a silent pipe.
+  ``idle()``, when given, is called at those moments: a live display refreshes although no
+  packet came (it may read the wall clock; the readers never do).
+* **Pure Python.** The C engine of :mod:`.pipeline` walks whole mapped files; a stream takes
+  the Python reference path, record by record (the pipeline knows it by :attr:`streaming`).
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import time
+import zlib
+from collections.abc import Callable, Iterator
+from typing import IO, Protocol
+
+from ..errors import CaptureError
+from .formats import HEAD as FORMAT_HEAD
+from .pcapfile import CaptureFile, Interface, Record, TruncatedCapture
+
+__all__ = ["Readable", "StreamCapture", "open_stream"]
+
+#: Bytes asked for per read (a pipe hands over at most what it holds).
+READ_SIZE = 1 << 16
+_GZIP_MAGIC = b"\x1f\x8b"
+
+
+class Readable(Protocol):
+    """What a stream needs: ``read(n)`` returning at most ``n`` bytes, ``b""`` at the end."""
+
+    def read(self, n: int, /) -> bytes: ...
+
+
+class StreamCapture(CaptureFile):
+    """A pcap or pcapng arriving on ``src`` (a pipe, a socket file, a file being written).
+
+    :meth:`chunks` yields ``(buf, records)``: the records complete so far as offsets into
+    ``buf`` (the pipeline's :data:`~.pcapfile.Record` tuples). ``follow=True`` keeps reading at
+    the end of a regular file (``tail -f``) until ``stop()`` returns True; a pipe ends at its
+    end. ``stop`` is also asked while a pipe is silent, every ``poll_s``; ``idle`` is called
+    then too. ``bytes_read`` counts the (decompressed) bytes read so far.
+    """
+
+    #: The pipeline takes the Python path for streams (see the module docstring).
+    streaming = True
+
+    def __init__(self, src: IO[bytes] | Readable, name: str = "-", *, follow: bool = False,
+                 stop: Callable[[], bool] | None = None, idle: Callable[[], None] | None = None,
+                 poll_s: float = 0.2, read_size: int = READ_SIZE) -> None:
+        self.path = name
+        self._file = None
+        self._map = None
+        self._released = 0
+        self.clock_notes = []
+        self.interfaces: list[Interface] = []
+        self._src = src
+        self._fd = _fileno(src)
+        self._follow = follow
+        self._stop = stop
+        self._idle = idle
+        self.poll_s = poll_s
+        self._read_size = read_size
+        self._inflate: zlib._Decompress | None = None
+        self._eof = False
+        self.bytes_read = 0
+        #: Stream offset of ``_pending[0]`` (for error messages).
+        self._base = 0
+        self._pending = b""
+        self._head = b""
+        # walker state carried from one piece to the next
+        self._n = 0
+        self._last_ts = 0
+        self._order = self.byte_order = "<"
+        self._ifaces: list[Interface] = []
+        #: Ended by ``stop()`` rather than by the end of the stream: a partial record then is
+        #: what the stop cut, not an error.
+        self.stopped = False
+        self._owned = False
+        first = self._read_at_least(FORMAT_HEAD)
+        self.buf = first
+        self.format = self._detect()
+        if self.format == "pcap":
+            self._head = self._read_at_least(24)[:24]
+            if len(self._head) < 24:
+                raise TruncatedCapture("truncated pcap file header", path=name, frame=1,
+                                       offset=0)
+            self._pending = self._pending[24:]
+            self._base = 24
+        self.buf = b""
+
+    # -- reading ------------------------------------------------------------------------------
+
+    def _read_at_least(self, n: int) -> bytes:
+        """Read until ``n`` bytes are pending (or the stream ends); returns the pending bytes."""
+        while len(self._pending) < n and self._more():
+            pass
+        return self._pending
+
+    def _more(self) -> bool:
+        """Append the next piece of the stream to the pending bytes; False at its end."""
+        while not self._eof:
+            raw = self._read_raw()
+            if raw is None:         # nothing yet: asked to stop?
+                if self._stop is not None and self._stop():
+                    self._eof = self.stopped = True
+                    break
+                if self._idle is not None:
+                    self._idle()
+                continue
+            if not raw:
+                self._eof = True
+                break
+            data = self._decompress(raw)
+            if data:
+                self._pending += data
+                self.bytes_read += len(data)
+                return True
+        if self._inflate is not None:
+            tail = self._inflate.flush()
+            self._inflate = None
+            if tail:
+                self._pending += tail
+                self.bytes_read += len(tail)
+                return True
+        return False
+
+    def _read_raw(self) -> bytes | None:
+        """The next bytes: ``b""`` at the end, None when none came within ``poll_s`` (a silent
+        pipe, or the end of a followed file)."""
+        if self._stop is not None and self._stop():
+            self.stopped = True
+            return b""
+        fd = self._fd
+        if fd is None:
+            data = self._src.read(self._read_size)
+            if not data and self._follow:
+                time.sleep(self.poll_s)
+                return None
+            return data
+        if self._stop is not None or self._idle is not None:
+            ready, _, _ = select.select([fd], [], [], self.poll_s)
+            if not ready:
+                return None
+        data = os.read(fd, self._read_size)
+        if not data and self._follow:
+            time.sleep(self.poll_s)
+            return None
+        return data
+
+    def _decompress(self, raw: bytes) -> bytes:
+        if (self.bytes_read == 0 and self._inflate is None and not self._pending
+                and raw[:2] == _GZIP_MAGIC[:len(raw)]):
+            self._inflate = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        if self._inflate is None:
+            return raw
+        out = []
+        try:
+            while raw:
+                out.append(self._inflate.decompress(raw))
+                if not self._inflate.eof:
+                    break
+                raw = self._inflate.unused_data     # the next gzip member, if any
+                self._inflate = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        except zlib.error as exc:
+            raise CaptureError(f"corrupt gzip data: {exc}", path=self.path) from None
+        return b"".join(out)
+
+    # -- walking ------------------------------------------------------------------------------
+
+    def records(self) -> Iterator[Record]:
+        """Every record, as offsets into the ``buf`` of its piece: only valid until the next
+        one is read, so use :meth:`chunks` unless each is consumed at once."""
+        for _buf, recs in self.chunks():
+            yield from recs
+
+    def chunks(self) -> Iterator[tuple[bytes, list[Record]]]:
+        """``(buf, records)`` for every piece of the stream that completes at least one
+        record, in order; at the end, the error of a stream that ends inside a record."""
+        more = True     # what the format's detection read is walked before reading on
+        while True:
+            buf, recs = self._walk(final=not more and not self.stopped)
+            if recs:
+                yield buf, recs
+            if not more:
+                return
+            more = self._more() if not self._eof else False
+
+    def _walk(self, *, final: bool) -> tuple[bytes, list[Record]]:
+        """The complete records of the pending bytes (kept in :attr:`buf`); the bytes of a
+        partial record stay pending, unless ``final`` (then its error is raised)."""
+        pending = self._pending
+        if not pending:
+            return b"", []
+        if self.format == "pcap":
+            buf = self._head + pending
+            start = 24
+            gen = self._pcap_records(off=24, n=self._n, last_ts=self._last_ts,
+                                     release_at=1 << 62)
+        else:
+            buf = pending
+            start = 0
+            gen = self._pcapng_records(off=0, n=self._n, order=self._order,
+                                       ifaces=self._ifaces, last_ts=self._last_ts,
+                                       release_at=1 << 62)
+        self.buf = buf
+        recs: list[Record] = []
+        stop = len(buf)
+        try:
+            for rec in gen:
+                recs.append(rec)
+        except TruncatedCapture as exc:
+            if final:
+                raise self._moved(exc, start) from None
+            stop = exc.offset if exc.offset is not None else start
+        except CaptureError as exc:
+            raise self._moved(exc, start) from None
+        if recs:
+            self._n = recs[-1][0]
+            self._last_ts = recs[-1][1]
+        if self.format == "pcapng":
+            self._order = self.byte_order
+            self._ifaces = self.interfaces
+        self._pending = buf[stop:]
+        self._base += stop - start
+        return buf, recs
+
+    def _moved(self, exc: CaptureError, start: int) -> CaptureError:
+        """``exc`` with its byte offset in the whole stream rather than in the piece."""
+        offset = None if exc.offset is None else exc.offset - start + self._base
+        return type(exc)(exc.message, path=self.path, frame=exc.frame, offset=offset)
+
+    def close(self) -> None:
+        """Forget the pending bytes; close the source if :func:`open_stream` opened it."""
+        self.buf = b""
+        self._pending = b""
+        if self._owned:
+            self._owned = False
+            self._src.close()  # type: ignore[union-attr]
+
+
+def _fileno(src: object) -> int | None:
+    try:
+        fd = src.fileno()  # type: ignore[attr-defined]
+    except (AttributeError, OSError, ValueError):
+        return None
+    return fd if isinstance(fd, int) else None
+
+
+def open_stream(path: str, *, follow: bool = False, stop: Callable[[], bool] | None = None,
+                idle: Callable[[], None] | None = None) -> StreamCapture:
+    """A :class:`StreamCapture` of ``path`` (``"-"``: standard input)."""
+    import sys
+
+    if path == "-":
+        return StreamCapture(sys.stdin.buffer, "-", follow=False, stop=stop, idle=idle)
+    try:
+        f = open(path, "rb")  # noqa: SIM115 - closed with the stream by the caller's with
+    except OSError as exc:
+        raise CaptureError(f"cannot read: {exc}", path=path) from None
+    try:
+        cap = StreamCapture(f, path, follow=follow, stop=stop, idle=idle)
+    except BaseException:
+        f.close()
+        raise
+    cap._owned = True
+    return cap
