@@ -31,8 +31,8 @@ from .correlate import CorrelationResult
 from .exposure import exposure
 from .records import DELIVERY_REASONS, DELIVERY_STATUSES, OUTCOMES, STEPS
 
-__all__ = ["INCOMPLETE_OUTCOMES", "conn_broker_codes", "report_dict", "session_broker_codes",
-           "summary_rows"]
+__all__ = ["INCOMPLETE_OUTCOMES", "STEP_SPANS", "conn_broker_codes", "report_dict",
+           "session_broker_codes", "summary_rows"]
 
 _O = {name: i for i, name in enumerate(OUTCOMES)}
 _S = {name: i for i, name in enumerate(STEPS)}
@@ -43,6 +43,9 @@ _UNFINISHED = tuple(_O[name] for name in INCOMPLETE_OUTCOMES)
 _STEPS_OF = {1: (("puback", "t_puback", "t_publish"),),
              2: (("pubrec", "t_pubrec", "t_publish"), ("pubrel", "t_pubrel", "t_pubrec"),
                  ("pubcomp", "t_pubcomp", "t_pubrel"))}
+#: The steps of each QoS as (name, later column, earlier column): the latency of a step is
+#: ``later - earlier`` (the report's per-step rows, and qosinspect.live's sketches).
+STEP_SPANS = _STEPS_OF
 _NAT = np.iinfo(np.int64).min
 _CONNECTED = DELIVERY_REASONS.index("subscriber_connected")
 

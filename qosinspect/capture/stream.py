@@ -70,7 +70,8 @@ class StreamCapture(CaptureFile):
 
     def __init__(self, src: IO[bytes] | Readable, name: str = "-", *, follow: bool = False,
                  stop: Callable[[], bool] | None = None, idle: Callable[[], None] | None = None,
-                 poll_s: float = 0.2, read_size: int = READ_SIZE) -> None:
+                 poll_s: float = 0.2, read_size: int = READ_SIZE,
+                 tee: IO[bytes] | None = None) -> None:
         self.path = name
         self._file = None
         self._map = None
@@ -78,6 +79,8 @@ class StreamCapture(CaptureFile):
         self.clock_notes = []
         self.interfaces: list[Interface] = []
         self._src = src
+        #: Gets every (decompressed) byte read, in order: ``watch --write`` keeps the capture.
+        self._tee = tee
         self._fd = _fileno(src)
         self._follow = follow
         self._stop = stop
@@ -136,6 +139,8 @@ class StreamCapture(CaptureFile):
                 break
             data = self._decompress(raw)
             if data:
+                if self._tee is not None:
+                    self._tee.write(data)
                 self._pending += data
                 self.bytes_read += len(data)
                 return True
@@ -143,6 +148,8 @@ class StreamCapture(CaptureFile):
             tail = self._inflate.flush()
             self._inflate = None
             if tail:
+                if self._tee is not None:
+                    self._tee.write(tail)
                 self._pending += tail
                 self.bytes_read += len(tail)
                 return True
@@ -271,18 +278,19 @@ def _fileno(src: object) -> int | None:
 
 
 def open_stream(path: str, *, follow: bool = False, stop: Callable[[], bool] | None = None,
-                idle: Callable[[], None] | None = None) -> StreamCapture:
+                idle: Callable[[], None] | None = None,
+                tee: IO[bytes] | None = None) -> StreamCapture:
     """A :class:`StreamCapture` of ``path`` (``"-"``: standard input)."""
     import sys
 
     if path == "-":
-        return StreamCapture(sys.stdin.buffer, "-", follow=False, stop=stop, idle=idle)
+        return StreamCapture(sys.stdin.buffer, "-", follow=False, stop=stop, idle=idle, tee=tee)
     try:
         f = open(path, "rb")  # noqa: SIM115 - closed with the stream by the caller's with
     except OSError as exc:
         raise CaptureError(f"cannot read: {exc}", path=path) from None
     try:
-        cap = StreamCapture(f, path, follow=follow, stop=stop, idle=idle)
+        cap = StreamCapture(f, path, follow=follow, stop=stop, idle=idle, tee=tee)
     except BaseException:
         f.close()
         raise

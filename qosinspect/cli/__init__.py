@@ -25,7 +25,7 @@ COMMANDS = {
     "audit": "audit", "broker": "broker", "passwd": "broker", "decode": "decode", "demo": "demo",
     "export": "export", "flows": "flows", "generate": "generate", "ladder": "ladder",
     "notebook": "notebook", "plot": "plot", "pub": "pub", "replay": "replay",
-    "report": "report", "sub": "sub",
+    "report": "report", "sub": "sub", "watch": "watch",
 }
 
 

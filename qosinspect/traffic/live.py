@@ -39,7 +39,7 @@ from ..errors import QosinspectError
 from .pcapng import convert_to_pcapng
 
 __all__ = ["BUFFER_MIB", "CAPTURE_METHODS", "CaptureFailed", "LiveCapture", "choose_method",
-           "dropped_by_kernel", "port_filter"]
+           "dropped_by_kernel", "find_tool", "port_filter"]
 
 CAPTURE_METHODS = ("auto", "dumpcap", "tcpdump", "scapy", "tap")
 #: The capture tool's kernel buffer (``-B``), in MiB: about 500 loopback packets of slack.
@@ -59,6 +59,10 @@ def _tool(name: str) -> str | None:
     return shutil.which(name) or next(
         (str(p) for p in (Path("/usr/sbin") / name, Path("/usr/bin") / name) if p.exists()),
         None)
+
+
+#: Where a capture tool is (PATH, then /usr/sbin and /usr/bin), or None (qosinspect watch too).
+find_tool = _tool
 
 
 def _have_scapy() -> bool:

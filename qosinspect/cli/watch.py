@@ -1,0 +1,101 @@
+"""``qosinspect watch``: QoS handshakes as they happen, from a pipe, a growing file or an interface.
+
+A shell over :mod:`qosinspect.live`: the source (:mod:`~qosinspect.live.sources`), the core
+(:class:`~qosinspect.live.core.LiveCore`), the loop (:class:`~qosinspect.live.run.Watch`) and the
+report of :mod:`qosinspect.report.text` at the end.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import IO, Any
+
+import click
+
+from ..errors import QosinspectError
+from . import main
+from .capture_options import MQTT_VERSIONS
+
+__all__ = ["watch"]
+
+
+@main.command()
+@click.argument("source", required=False, type=click.Path(dir_okay=False, allow_dash=True))
+@click.option("--follow", "-f", "follow", type=click.Path(dir_okay=False), default=None,
+              metavar="FILE", help="Read FILE as it is being written (like tail -f).")
+@click.option("--interface", "-i", "interface", default=None, metavar="IFACE",
+              help="Capture on IFACE with dumpcap (tcpdump when dumpcap is missing).")
+@click.option("--tool", type=click.Choice(["auto", "dumpcap", "tcpdump"]), default="auto",
+              show_default=True, help="The capture tool for --interface.")
+@click.option("--port", "-p", "ports", type=click.IntRange(1, 65535), multiple=True,
+              help="Another TCP port MQTT runs on (1883 always is); repeatable. With "
+                   "--interface, the capture filter.")
+@click.option("--no-detect", is_flag=True,
+              help="Do not look for MQTT on other ports.")
+@click.option("--mqtt-version", type=click.Choice(list(MQTT_VERSIONS)), default="4",
+              show_default=True, help="Version of connections whose CONNECT was not seen.")
+@click.option("--format", "fmt", type=click.Choice(["jsonl"]), default="jsonl",
+              show_default=True,
+              help="jsonl: one JSON object per interval (snapshot) and per notable event "
+                   "(reconnection, anomaly, stall).")
+@click.option("--interval", type=click.FloatRange(0.05), default=1.0, show_default=True,
+              help="Seconds between snapshots.")
+@click.option("--stall-ms", type=click.IntRange(1), default=5000, show_default=True,
+              help="A handshake open longer than this is a notable event (stall).")
+@click.option("--duration", type=click.FloatRange(0), default=None,
+              help="Stop after this many seconds (else at the end of the input or Ctrl-C).")
+@click.option("--report-format", type=click.Choice(["table", "markdown", "json"]),
+              default="table", show_default=True,
+              help="The final report's format (json: exactly 'report --format json').")
+@click.option("--report", "report_path", type=click.Path(dir_okay=False), default=None,
+              help="Write the final report to this file instead of standard output.")
+@click.option("--write", "-w", "write", type=click.Path(dir_okay=False), default=None,
+              metavar="FILE.pcapng", help="Keep what was captured in this pcapng.")
+def watch(source: str | None, follow: str | None, interface: str | None, tool: str,
+          ports: tuple[int, ...], no_detect: bool, mqtt_version: str, fmt: str,
+          interval: float, stall_ms: int, duration: float | None, report_format: str,
+          report_path: str | None, write: str | None) -> None:
+    """Watch MQTT QoS live: SOURCE ('-' for a pipe, e.g. tcpdump -w - | qosinspect watch -),
+    --follow FILE or --interface IFACE.
+
+    Per QoS: messages, completed and open handshakes, re-sends, DUPs, p50/p99 per step over the
+    last 10 s and since start; reconnections as they happen; anomalies; capture drops. At the
+    end (of the input, --duration or Ctrl-C) the report of everything seen, as 'qosinspect
+    report' prints it.
+    """
+    from ..live.core import LiveCore
+    from ..live.run import Watch
+    from ..live.sources import InterfaceSource, PacketSource, StreamSource
+    from ..report.output import document_text
+    from ..report.text import write_report
+
+    given = [x for x in (source, follow, interface) if x is not None]
+    if len(given) != 1:
+        raise click.UsageError("give one source: SOURCE ('-' for standard input), --follow "
+                               "FILE or --interface IFACE")
+    options: dict[str, Any] = {"ports": ports, "detect_any_port": not no_detect,
+                               "mqtt_version": MQTT_VERSIONS[mqtt_version], "write": write}
+    out = sys.stdout
+
+    def emit(item: dict[str, Any], out: IO[str] = out) -> None:
+        out.write(document_text(item, fmt))
+        out.flush()
+
+    try:
+        src: PacketSource
+        if interface is not None:
+            src = InterfaceSource(interface, tool=tool, **options)
+        else:
+            src = StreamSource(follow if follow is not None else str(source),
+                               follow=follow is not None, **options)
+        core = LiveCore(interval_ms=round(interval * 1000), stall_ms=stall_ms)
+        analysis = Watch(src, core, emit, duration_s=duration, report_source=write).run()
+        write_report(analysis, report_format, report_path, capture=write or src.name)
+    except BrokenPipeError:
+        raise
+    except (QosinspectError, OSError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from None
+    if analysis.capture_error is not None:
+        click.echo(f"Error: {analysis.capture_error} (the report covers what was read before "
+                   "it)", err=True)
+        raise SystemExit(1)

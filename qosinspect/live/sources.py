@@ -1,0 +1,254 @@
+"""Where ``qosinspect watch`` gets its packets: a pipe, a file being written, a network interface.
+
+Each source opens a :class:`~qosinspect.capture.stream.StreamCapture` (records as they arrive)
+and hands it to the capture decoder, so the events are exactly those ``qosinspect decode`` would
+give for the same bytes. Rules, and why:
+
+* **An interface is read through dumpcap** (Wireshark's capture engine, the one with a privilege
+  model: group ``wireshark``), **or tcpdump when dumpcap is missing**, writing pcapng (pcap) to a
+  pipe, with a capture filter built from the ports (:func:`qosinspect.traffic.live.port_filter`)
+  so the kernel drops everything else before it is copied. The tool runs in its own session:
+  Ctrl-C reaches ``watch``, which then stops the tool with SIGINT, so it flushes and prints its
+  statistics, and the packets up to then are read to the end of the pipe.
+* **Drops are the kernel's own count**, read from the tool's final statistics on stderr
+  (:func:`qosinspect.traffic.live.dropped_by_kernel`).
+* **No privileges is a message, not a traceback**: what to do (group ``wireshark``, ``setcap``
+  or root) in a :class:`~qosinspect.traffic.live.CaptureFailed`.
+* **``--write`` keeps what was read**, byte for byte as it came (the stream's ``tee``), then, when
+  it came as pcap (tcpdump, or a pcap on the pipe), rewritten as pcapng with the same frames and
+  nanosecond stamps (:func:`qosinspect.traffic.pcapng.convert_to_pcapng`), so ``qosinspect
+  report`` on it sees the packets ``watch`` saw.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import IO, Any
+
+from ..capture.decoder import CaptureDecoder
+from ..capture.stream import StreamCapture, open_stream
+from ..traffic.live import BUFFER_MIB, CaptureFailed, dropped_by_kernel, find_tool, port_filter
+
+__all__ = ["InterfaceSource", "PacketSource", "StreamSource", "no_permission_message"]
+
+_READY = {"dumpcap": b"Capturing on", "tcpdump": b"listening on"}
+_DENIED = (b"permission", b"not permitted", b"superuser")
+
+
+def no_permission_message(tool: str, exe: str, iface: str) -> str:
+    """What to do when ``tool`` may not capture on ``iface``."""
+    return (f"no permission to capture on {iface} with {tool}. Either run as root, or join "
+            f"the group 'wireshark' (sudo dpkg-reconfigure wireshark-common, answer yes; sudo "
+            f"usermod -aG wireshark $USER; log in again), or give {tool} the capabilities: "
+            f"sudo setcap cap_net_raw,cap_net_admin=eip {exe}")
+
+
+class PacketSource:
+    """What :mod:`.run` needs of a source: :meth:`open` the stream, :meth:`request_stop` (the
+    source ends its stream soon after), :meth:`finish` (drops known, ``--write`` file done)."""
+
+    name = "-"
+    #: Packets the kernel dropped (None: not known or not a capture tool).
+    drops: int | None = None
+    #: Whether the stream ends by itself once :meth:`request_stop` was called (a capture tool
+    #: flushes and closes its pipe); a pipe or followed file is cut instead.
+    drains = False
+
+    def __init__(self, *, ports: Iterable[int] = (1883,), detect_any_port: bool = True,
+                 mqtt_version: int = 4, write: str | None = None) -> None:
+        self.ports = tuple(dict.fromkeys((1883, *ports)))
+        self.detect_any_port = detect_any_port
+        self.mqtt_version = mqtt_version
+        self.write = write
+        self._tee: IO[bytes] | None = None
+        self._tee_path: Path | None = None
+        self.stream: StreamCapture | None = None
+
+    def _open_tee(self) -> IO[bytes] | None:
+        if self.write is None:
+            return None
+        target = Path(self.write)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        self._tee_path = target.with_name(f".{target.name}.part")
+        self._tee = self._tee_path.open("wb")
+        return self._tee
+
+    def decoder(self, stream: StreamCapture) -> CaptureDecoder:
+        self.stream = stream
+        return CaptureDecoder(stream, ports=self.ports, detect_any_port=self.detect_any_port,
+                              mqtt_version=self.mqtt_version, keep_tcp_stats=False)
+
+    def start(self) -> None:
+        """Start capturing (a tool); before :meth:`open`, which may wait for the first bytes."""
+
+    def describe(self) -> dict[str, Any]:
+        """What is watched, for the first JSON object of the run."""
+        return {"source": self.name, "ports": list(self.ports)}
+
+    def open(self, stop: Callable[[], bool], idle: Callable[[], None]) -> CaptureDecoder:
+        raise NotImplementedError
+
+    def request_stop(self) -> None:
+        """Ask the source to end (a pipe or a followed file is ended by ``stop()`` instead)."""
+
+    def finish(self) -> None:
+        """After the stream ended: close what was opened, finish the ``--write`` file."""
+        if self._tee is None or self._tee_path is None or self.write is None:
+            return
+        self._tee.close()
+        self._tee = None
+        part, target = self._tee_path, Path(self.write)
+        if self.stream is not None and self.stream.format == "pcapng" and not \
+                str(target).endswith(".pcap"):
+            part.replace(target)
+        else:
+            from ..traffic.pcapng import convert_to_pcapng
+
+            convert_to_pcapng(part, target, comment=f"qosinspect watch {self.name}")
+            part.unlink()
+
+
+class StreamSource(PacketSource):
+    """Standard input (``"-"``) or a file (``follow``: still being written, like ``tail -f``)."""
+
+    def __init__(self, path: str, *, follow: bool = False, ports: Iterable[int] = (1883,),
+                 detect_any_port: bool = True, mqtt_version: int = 4,
+                 write: str | None = None) -> None:
+        super().__init__(ports=ports, detect_any_port=detect_any_port,
+                         mqtt_version=mqtt_version, write=write)
+        self.name = path
+        self.follow = follow
+
+    def open(self, stop: Callable[[], bool], idle: Callable[[], None]) -> CaptureDecoder:
+        tee = self._open_tee()
+        return self.decoder(open_stream(self.name, follow=self.follow, stop=stop, idle=idle,
+                                        tee=tee))
+
+    def finish(self) -> None:
+        if self.stream is not None:
+            self.stream.close()
+        super().finish()
+
+
+class InterfaceSource(PacketSource):
+    """A network interface, through dumpcap (or tcpdump) writing to a pipe."""
+
+    drains = True
+
+    def __init__(self, interface: str, *, tool: str = "auto", ports: Iterable[int] = (1883,),
+                 detect_any_port: bool = True, mqtt_version: int = 4,
+                 write: str | None = None) -> None:
+        super().__init__(ports=ports, detect_any_port=detect_any_port,
+                         mqtt_version=mqtt_version, write=write)
+        self.interface = interface
+        self.name = interface
+        if tool == "auto":
+            tool = "dumpcap" if find_tool("dumpcap") else "tcpdump"
+        if tool not in _READY:
+            raise ValueError(f"tool must be dumpcap, tcpdump or auto, not {tool!r}")
+        self.tool = tool
+        exe = find_tool(tool)
+        if exe is None:
+            raise CaptureFailed(f"{tool} is not installed (apt-get install "
+                                f"{'tshark' if tool == 'dumpcap' else 'tcpdump'})")
+        self.exe = exe
+        #: The capture filter: the MQTT ports only (the kernel drops the rest).
+        self.filter = port_filter(list(self.ports))
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._stderr: list[bytes] = []
+        self._watcher: threading.Thread | None = None
+        self._stopped = False
+
+    def command(self) -> list[str]:
+        if self.tool == "dumpcap":
+            return [self.exe, "-i", self.interface, "-B", str(BUFFER_MIB), "-f", self.filter,
+                    "-w", "-", "-n"]
+        return [self.exe, "-i", self.interface, "-B", str(BUFFER_MIB * 1024), "-U", "-s", "0",
+                "--immediate-mode", "-n", "--time-stamp-precision=nano", "-w", "-",
+                self.filter]
+
+    def describe(self) -> dict[str, Any]:
+        return {"source": self.name, "ports": list(self.ports), "tool": self.tool,
+                "filter": self.filter}
+
+    def start(self, timeout: float = 10.0) -> None:
+        """Start the tool; :class:`CaptureFailed` (with what to do) when it cannot capture."""
+        try:
+            proc = subprocess.Popen(self.command(), stdin=subprocess.DEVNULL,
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                    start_new_session=True)
+        except OSError as exc:
+            raise CaptureFailed(f"cannot run {self.tool}: {exc}") from None
+        self._proc = proc
+        ready = threading.Event()
+
+        def read_stderr() -> None:
+            assert proc.stderr is not None
+            for line in iter(proc.stderr.readline, b""):
+                self._stderr.append(line)
+                if _READY[self.tool] in line:
+                    ready.set()
+            ready.set()
+
+        self._watcher = threading.Thread(target=read_stderr, daemon=True)
+        self._watcher.start()
+        deadline = time.monotonic() + timeout
+        while not ready.wait(0.05) and time.monotonic() < deadline:
+            if proc.poll() is not None:
+                break
+        if not ready.is_set() or proc.poll() is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(1)
+            self._watcher.join(1)
+            self._kill()
+            text = b"".join(self._stderr)
+            if any(word in text.lower() for word in _DENIED):
+                raise CaptureFailed(no_permission_message(self.tool, self.exe, self.interface))
+            raise CaptureFailed(f"{self.tool} did not start capturing on {self.interface}: "
+                                f"{text.decode(errors='replace').strip() or 'no output'}")
+
+    def open(self, stop: Callable[[], bool], idle: Callable[[], None]) -> CaptureDecoder:
+        if self._proc is None:
+            self.start()
+        assert self._proc is not None and self._proc.stdout is not None
+        tee = self._open_tee()
+        return self.decoder(StreamCapture(self._proc.stdout, self.interface, stop=stop,
+                                          idle=idle, tee=tee))
+
+    def request_stop(self) -> None:
+        if self._proc is not None and not self._stopped and self._proc.poll() is None:
+            self._stopped = True
+            with contextlib.suppress(ProcessLookupError):
+                self._proc.send_signal(signal.SIGINT)
+
+    def finish(self) -> None:
+        proc = self._proc
+        if proc is not None:
+            self.request_stop()
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self._kill()
+            if self._watcher is not None:
+                self._watcher.join(2)
+            self.drops = dropped_by_kernel(b"".join(self._stderr))
+            for f in (proc.stdout, proc.stderr):
+                if f is not None:
+                    f.close()
+            self._proc = None
+        super().finish()
+
+    def _kill(self) -> None:
+        proc = self._proc
+        if proc is not None and proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(5)
