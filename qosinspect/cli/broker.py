@@ -13,7 +13,7 @@ import signal
 import ssl
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -23,12 +23,16 @@ from ..broker.server import BrokerServer
 from ..errors import ConfigError, QosinspectError
 from . import main
 
+if TYPE_CHECKING:
+    from ..live.tap import TapWatch
+
 __all__ = ["broker", "passwd"]
 
 log = logging.getLogger("qosinspect.broker")
 
 
-async def _serve(server: BrokerServer, notes: list[str]) -> None:
+async def _serve(server: BrokerServer, notes: list[str], watch: TapWatch | None = None,
+                 interval_s: float = 1.0) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -37,10 +41,13 @@ async def _serve(server: BrokerServer, notes: list[str]) -> None:
     log.warning("qosinspect broker ready, listening on %s", server.describe())
     for note in notes:          # after the ready line, which scripts wait for as the first
         log.warning("%s", note)
+    ticker = asyncio.create_task(watch.ticker(interval_s)) if watch is not None else None
     await stop.wait()
     stats = ", ".join(f"{k} {v}" for k, v in vars(server.stats).items())
     log.warning("qosinspect broker stopping (%s)", stats)
     await server.close()
+    if ticker is not None:
+        ticker.cancel()
 
 
 def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
@@ -111,6 +118,15 @@ def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
 @click.option("--max-protocol-version", type=click.Choice(["3", "4", "5"]), default=None,
               help="The newest MQTT version accepted (4: a 3.1.1-only broker, which answers "
                    "an MQTT 5 CONNECT with a 3.1.1 CONNACK, code 1). Default 5.")
+@click.option("--watch", "watch", is_flag=True,
+              help="Watch QoS live from the broker's own traffic (as 'qosinspect watch'): JSON "
+                   "lines on standard output, the report when the broker stops.")
+@click.option("--watch-report", type=click.Path(dir_okay=False), default=None,
+              help="With --watch: write the final report to this file (else standard output).")
+@click.option("--report-format", type=click.Choice(["table", "markdown", "json"]),
+              default="table", show_default=True, help="With --watch: the report's format.")
+@click.option("--stall-ms", type=click.IntRange(1), default=5000, show_default=True,
+              help="With --watch: a handshake open longer than this is a notable event.")
 def broker(hosts: tuple[str, ...], port: int | None, config_file: str | None,
            allow_anonymous: bool | None, password_file: str | None, acl_file: str | None,
            max_keepalive: int | None, persistence: str | None, verbose: bool | None,
@@ -123,7 +139,8 @@ def broker(hosts: tuple[str, ...], port: int | None, config_file: str | None,
            sys_interval: float | None, outgoing_topic_aliases: int | None,
            max_offline_messages: int | None,
            connect_timeout: float | None, deny_subscribe_code: str | None,
-           max_protocol_version: str | None) -> None:
+           max_protocol_version: str | None, watch: bool, watch_report: str | None,
+           report_format: str, stall_ms: int) -> None:
     """Run the built-in MQTT broker (3.1, 3.1.1, 5.0) in the foreground.
 
     It listens on 127.0.0.1:1883 unless told otherwise, logs "ready" once listening, and
@@ -170,11 +187,30 @@ def broker(hosts: tuple[str, ...], port: int | None, config_file: str | None,
             notes.append("warning: anonymous access is off and there is no password file: "
                          "every client will be refused (not authorised); give "
                          "--allow-anonymous or --password-file FILE")
-        server = BrokerServer(cfg, auth=auth, verbose=loud)
+        tap = _tap_watch(stall_ms) if watch else None
+        server = BrokerServer(cfg, auth=auth, verbose=loud,
+                              tap=tap.feed if tap is not None else None)
         with asyncio.Runner(loop_factory=_loop_factory()) as runner:
-            runner.run(_serve(server, notes))
+            runner.run(_serve(server, notes, tap))
+        if tap is not None:
+            from ..report.text import write_report
+
+            write_report(tap.finish(), report_format, watch_report, capture=tap.name)
     except (QosinspectError, OSError, ssl.SSLError) as exc:
         raise click.ClickException(str(exc)) from None
+
+
+def _tap_watch(stall_ms: int) -> TapWatch:
+    """``--watch``: the live core on the broker's tap, JSON lines on standard output."""
+    from ..live.core import LiveCore
+    from ..live.tap import TapWatch
+    from ..report.output import document_text
+
+    def emit(item: dict[str, Any]) -> None:
+        sys.stdout.write(document_text(item, "jsonl"))
+        sys.stdout.flush()
+
+    return TapWatch(LiveCore(stall_ms=stall_ms), emit)
 
 
 @main.command()

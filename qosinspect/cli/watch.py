@@ -14,7 +14,7 @@ import click
 
 from ..errors import QosinspectError
 from . import main
-from .capture_options import MQTT_VERSIONS
+from .capture_options import MQTT_VERSIONS, CaptureSource
 
 __all__ = ["watch"]
 
@@ -90,7 +90,9 @@ def watch(source: str | None, follow: str | None, interface: str | None, tool: s
                                follow=follow is not None, **options)
         core = LiveCore(interval_ms=round(interval * 1000), stall_ms=stall_ms)
         analysis = Watch(src, core, emit, duration_s=duration, report_source=write).run()
-        write_report(analysis, report_format, report_path, capture=write or src.name)
+        named = CaptureSource(write or src.name, src.ports, not no_detect,
+                              MQTT_VERSIONS[mqtt_version], "native")
+        write_report(analysis, report_format, report_path, capture=named.command_args())
     except BrokenPipeError:
         raise
     except (QosinspectError, OSError, ValueError) as exc:

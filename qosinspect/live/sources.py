@@ -34,6 +34,7 @@ from typing import IO, Any
 
 from ..capture.decoder import CaptureDecoder
 from ..capture.stream import StreamCapture, open_stream
+from ..errors import CaptureError
 from ..traffic.live import BUFFER_MIB, CaptureFailed, dropped_by_kernel, find_tool, port_filter
 
 __all__ = ["InterfaceSource", "PacketSource", "StreamSource", "no_permission_message"]
@@ -44,10 +45,12 @@ _DENIED = (b"permission", b"not permitted", b"superuser")
 
 def no_permission_message(tool: str, exe: str, iface: str) -> str:
     """What to do when ``tool`` may not capture on ``iface``."""
-    return (f"no permission to capture on {iface} with {tool}. Either run as root, or join "
-            f"the group 'wireshark' (sudo dpkg-reconfigure wireshark-common, answer yes; sudo "
-            f"usermod -aG wireshark $USER; log in again), or give {tool} the capabilities: "
-            f"sudo setcap cap_net_raw,cap_net_admin=eip {exe}")
+    group = ("join the group 'wireshark' (sudo dpkg-reconfigure wireshark-common, answer yes; "
+             "sudo usermod -aG wireshark $USER; log in again)")
+    if tool != "dumpcap":
+        group = f"install Wireshark's dumpcap (apt-get install tshark) and {group}"
+    return (f"no permission to capture on {iface} with {tool}. Either run as root, or {group}, "
+            f"or give {tool} the capabilities: sudo setcap cap_net_raw,cap_net_admin=eip {exe}")
 
 
 class PacketSource:
@@ -204,23 +207,40 @@ class InterfaceSource(PacketSource):
             if proc.poll() is not None:
                 break
         if not ready.is_set() or proc.poll() is not None:
+            raise self._failed()
+
+    def _failed(self) -> CaptureFailed:
+        """The tool stopped (or never started): why, from its stderr. dumpcap says
+        "Capturing on" *before* it finds it may not, so this is also asked when its pipe ends
+        before the capture's header."""
+        proc = self._proc
+        if proc is not None:
             with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(1)
-            self._watcher.join(1)
-            self._kill()
-            text = b"".join(self._stderr)
-            if any(word in text.lower() for word in _DENIED):
-                raise CaptureFailed(no_permission_message(self.tool, self.exe, self.interface))
-            raise CaptureFailed(f"{self.tool} did not start capturing on {self.interface}: "
-                                f"{text.decode(errors='replace').strip() or 'no output'}")
+                proc.wait(5)
+        if self._watcher is not None:
+            self._watcher.join(2)
+        self._kill()
+        text = b"".join(self._stderr)
+        if any(word in text.lower() for word in _DENIED):
+            return CaptureFailed(no_permission_message(self.tool, self.exe, self.interface))
+        return CaptureFailed(f"{self.tool} did not capture on {self.interface}: "
+                             f"{text.decode(errors='replace').strip() or 'no output'}")
 
     def open(self, stop: Callable[[], bool], idle: Callable[[], None]) -> CaptureDecoder:
         if self._proc is None:
             self.start()
         assert self._proc is not None and self._proc.stdout is not None
         tee = self._open_tee()
-        return self.decoder(StreamCapture(self._proc.stdout, self.interface, stop=stop,
-                                          idle=idle, tee=tee))
+        try:
+            stream = StreamCapture(self._proc.stdout, self.interface, stop=stop, idle=idle,
+                                   tee=tee)
+        except CaptureError:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self._proc.wait(5)      # an empty pipe: the tool is on its way out
+            if self._proc.returncode in (None, 0):
+                raise
+            raise self._failed() from None
+        return self.decoder(stream)
 
     def request_stop(self) -> None:
         if self._proc is not None and not self._stopped and self._proc.poll() is None:

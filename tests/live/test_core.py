@@ -1,0 +1,140 @@
+"""The live core (qosinspect.live.core) on a shipped capture of the generator's ``reconnect`` run:
+its events, snapshots and final result against ``report`` and the ground truth."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from qosinspect.analysis.api import Analysis, analyze_capture
+from qosinspect.analysis.metrics import STEP_SPANS
+from qosinspect.analysis.options import AnalysisOptions
+from qosinspect.analysis.records import NO_TS
+from qosinspect.capture import iter_events
+from qosinspect.live.core import LiveCore
+from qosinspect.live.latency import RELATIVE_ACCURACY, LatencySketches
+
+CAPTURES = Path(__file__).resolve().parents[2] / "captures"
+RECONNECT = CAPTURES / "gen-reconnect.pcap"
+TRUTH = json.loads((CAPTURES / "gen-reconnect.truth.json").read_text())
+
+
+def run(path: Path, **options: Any) -> tuple[list[dict[str, Any]], Analysis]:
+    core = LiveCore(**options)
+    out: list[dict[str, Any]] = []
+    for ev in iter_events(path):
+        out += core.feed(ev)
+    items, result = core.finish()
+    return out + items, Analysis(result, source=str(path))
+
+
+@pytest.fixture(scope="module")
+def reconnect_run() -> tuple[list[dict[str, Any]], Analysis]:
+    return run(RECONNECT, stall_ms=500)
+
+
+def test_final_result_is_the_reports(reconnect_run: tuple[list[dict[str, Any]], Analysis]
+                                     ) -> None:
+    _, analysis = reconnect_run
+    want = analyze_capture(RECONNECT, options=AnalysisOptions(detail=False)).report()
+    del want["capture"]["frames"], want["capture"]["mqtt_packets"]  # the decoder's summary
+    assert analysis.report() == want
+
+
+def test_reconnection_event_is_the_truths(reconnect_run: tuple[list[dict[str, Any]], Analysis]
+                                          ) -> None:
+    events, analysis = reconnect_run
+    rec = [e for e in events if e["type"] == "reconnection"]
+    truth = TRUTH["clients"]["sub-persistent"]["reconnects"]
+    assert [(e["client_id"], e["session_present"]) for e in rec] == [
+        ("sub-persistent", r["session_present"]) for r in truth]
+    assert rec[0]["gap_ms"] == pytest.approx(truth[0]["gap_s"] * 1000, abs=5)
+    # settled: what was redelivered after the reconnection is in the event
+    table = analysis.reconnects.iloc[0]
+    assert rec[0]["redelivered"]["publish"] == table["redelivered_publish"] > 0
+    assert rec[0]["cause"] == "rst"
+
+
+def test_stalls_are_the_held_acks(reconnect_run: tuple[list[dict[str, Any]], Analysis]) -> None:
+    """The scenario holds the subscriber's acks for 0.8 s: the handshakes open across it are
+    stalls (once each), on the subscriber's session."""
+    events, _ = reconnect_run
+    stalls = [e for e in events if e["type"] == "stall"]
+    assert stalls
+    assert {e["client_id"] for e in stalls} == {"sub-persistent"}
+    keys = [(e["conn_id"], e["direction"], e["packet_id"]) for e in stalls]
+    assert len(keys) == len(set(keys))
+    assert all(e["open_ms"] > 500 for e in stalls)
+    quiet, _ = run(RECONNECT, stall_ms=60_000)
+    assert not [e for e in quiet if e["type"] == "stall"]
+
+
+def test_last_snapshot_counts_what_the_report_counts(
+        reconnect_run: tuple[list[dict[str, Any]], Analysis]) -> None:
+    events, analysis = reconnect_run
+    snaps = [e for e in events if e["type"] == "snapshot"]
+    assert len(snaps) >= 3     # one a second of a 4 s capture, and the last
+    report = analysis.report()
+    for row, snap in zip(report["per_qos"], snaps[-1]["per_qos"], strict=True):
+        assert snap["open"] == 0
+        assert (snap["messages"], snap["completed"], snap["retransmissions"],
+                snap["dup_flagged"], snap["duplicates_delivered"], snap["not_delivered"]) == (
+            row["publishes"], row["completed"], row["retransmissions"], row["dup_flagged"],
+            row["duplicates_delivered"], row["not_delivered"])
+        for step, q in snap["latency_ms"].items():
+            ms = step_samples(analysis, row["qos"], step)
+            assert q["since_start"]["n"] == len(ms)
+            for name, p in (("p50", 50), ("p99", 99)):
+                # a DDSketch quantile is a sample's value at that rank, within its accuracy
+                lo = np.percentile(ms, p, method="lower") * (1 - RELATIVE_ACCURACY)
+                hi = np.percentile(ms, p, method="higher") * (1 + RELATIVE_ACCURACY)
+                assert lo - 1e-3 <= q["since_start"][name] <= hi + 1e-3, (step, name)
+    # messages only grow, and an earlier snapshot had handshakes open (the held acks)
+    q2 = [s["per_qos"][2]["messages"] for s in snaps]
+    assert q2 == sorted(q2)
+    assert any(s["per_qos"][1]["open"] or s["per_qos"][2]["open"] for s in snaps)
+
+
+def step_samples(analysis: Analysis, qos: int, step: str) -> np.ndarray:
+    """The exact latencies (ms) of one step, from the finished exchanges' rows."""
+    view = analysis.result.exchanges.view()
+    view = view[view["qos"] == qos]
+    later, earlier = next((b, c) for n, b, c in STEP_SPANS[qos] if n == step)
+    ok = (view[later] != NO_TS) & (view[earlier] != NO_TS)
+    return np.asarray((view[later][ok] - view[earlier][ok]) / 1e6)
+
+
+def test_tick_without_packets_says_a_stall() -> None:
+    """The driver may advance time while the link is silent: a handshake open since then is
+    a stall without any later packet."""
+    core = LiveCore(stall_ms=1000)
+    events = list(iter_events(RECONNECT))
+    # up to the first QoS 1 PUBLISH from the publisher, nothing after it
+    cut = next(i for i, e in enumerate(events) if type(e).__name__ == "MqttPacketEvent"
+               and getattr(e.packet, "qos", 0) == 1)
+    for ev in events[:cut + 1]:
+        core.feed(ev)
+    t = events[cut].ts_ns
+    assert not [e for e in core.tick(t + 500_000_000) if e["type"] == "stall"]
+    stalls = [e for e in core.tick(t + 1_500_000_000) if e["type"] == "stall"]
+    assert [(e["qos"], e["last_step"]) for e in stalls] == [(1, "publish")]
+    assert not [e for e in core.tick(t + 2_500_000_000) if e["type"] == "stall"]  # once
+
+
+def test_sketch_window_forgets_old_seconds() -> None:
+    s = LatencySketches()
+    t0 = 1_700_000_000 * 10**9
+    for i in range(100):
+        s.add(t0 + i * 10**7, 1.0)          # second 0: 1 ms
+    for i in range(100):
+        s.add(t0 + 12 * 10**9 + i, 50.0)    # second 12: 50 ms
+    assert s.since_start().n == 200
+    last = s.last(t0 + 12 * 10**9)
+    assert last.n == 100
+    assert last.p50 == pytest.approx(50, rel=1.5 * RELATIVE_ACCURACY)
+    assert s.last(t0 + 5 * 10**9).p50 == pytest.approx(1, rel=1.5 * RELATIVE_ACCURACY)
+    assert s.last(t0 + 30 * 10**9).n == 0

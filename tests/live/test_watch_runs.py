@@ -1,0 +1,183 @@
+"""``qosinspect watch`` on real runs: the generator's ``reconnect`` and ``flaky-acks`` scenarios on
+127.0.0.1, watched at once on the loopback (``watch -i lo``, dumpcap) and through the built-in
+broker's tap (``broker --watch``), with a loopback capture of the broker's own port beside them.
+
+What must hold:
+
+* ``watch``'s final JSON report is ``qosinspect report --format json`` of the pcapng it wrote,
+  field for field;
+* its ``reconnection`` events name the reconnections the ground truth names (client, session
+  present), and so do the tap's;
+* the tap's report counts (per QoS, connections, sessions, reconnections, redeliveries) equal
+  those of ``report`` on the capture of the broker's port: the tap hands over the events the
+  capture decoder makes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from qosinspect.testing.tools import IN_CI, loopback_capture, require_tool, stop_process, wait_port
+
+QOSINSPECT = str(Path(sys.executable).with_name("qosinspect"))
+
+
+def _root() -> None:
+    if os.geteuid() != 0:
+        if IN_CI:
+            pytest.fail("the live watch tests capture on the loopback: they need root")
+        pytest.skip("a live capture needs root")
+
+
+def _free_run(n: int) -> int:
+    """A port P with P .. P+n-1 all free a moment ago (the generator's front ports)."""
+    for _ in range(50):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            base = int(s.getsockname()[1])
+        if base + n >= 65535:
+            continue
+        socks = []
+        try:
+            for p in range(base, base + n):
+                s = socket.socket()
+                socks.append(s)
+                s.bind(("127.0.0.1", p))
+            return base
+        except OSError:
+            continue
+        finally:
+            for s in socks:
+                s.close()
+    raise RuntimeError("no run of free ports")
+
+
+def _read_until(proc: subprocess.Popen[bytes], kind: str, timeout: float) -> list[bytes]:
+    """Lines of ``proc``'s stdout up to the first JSON object of type ``kind``."""
+    assert proc.stdout is not None
+    lines: list[bytes] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not select.select([proc.stdout], [], [], 0.2)[0]:
+            if proc.poll() is not None:
+                break
+            continue
+        line = proc.stdout.readline()
+        if not line:
+            break
+        lines.append(line)
+        if json.loads(line).get("type") == kind:
+            return lines
+    err = proc.stderr.read().decode() if proc.stderr and proc.poll() is not None else ""
+    raise AssertionError(f"no {kind!r} line from {proc.args} within {timeout} s: {err}")
+
+
+def _jsonl(data: bytes) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in data.splitlines() if line.strip()]
+
+
+def _counts(report: dict[str, Any]) -> dict[str, Any]:
+    """The counting fields of a report (times and latencies differ between two vantage
+    points of one run: the broker's clock and the kernel's)."""
+    keep = ("publishes", "completed", "incomplete", "retransmissions", "dup_flagged",
+            "duplicates_delivered", "not_delivered")
+    return {"per_qos": [{k: row[k] for k in ("qos", *keep)} for row in report["per_qos"]],
+            "connections": report["connections"], "sessions": report["sessions"],
+            "reconnects": report["reconnects"], "redelivered": report["redelivered"]}
+
+
+SCENARIOS = {"reconnect": ["--duration", "5"], "flaky-acks": []}
+
+
+@pytest.mark.parametrize("scenario", sorted(SCENARIOS))
+def test_watch_interface_and_tap(tmp_path: Path, scenario: str) -> None:
+    _root()
+    require_tool("dumpcap")
+    require_tool("tcpdump")
+    front = _free_run(4)
+    broker_port = _free_run(1)
+    ports = [f"-p{p}" for p in range(front, front + 4)]
+    written = tmp_path / "watch.pcapng"
+    watch_report = tmp_path / "watch.json"
+    tap_report = tmp_path / "tap.json"
+    truth_path = tmp_path / "truth.json"
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        # the broker-side capture first: it sees all the broker sees (wait_port's probe too)
+        with loopback_capture(tmp_path / "broker-side.pcapng", [broker_port]):
+            broker = subprocess.Popen(
+                [QOSINSPECT, "broker", "--port", str(broker_port), "--allow-anonymous",
+                 "--watch", "--watch-report", str(tap_report), "--report-format", "json"],
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            procs.append(broker)
+            wait_port(broker_port, proc=broker)
+            watch = subprocess.Popen(
+                [QOSINSPECT, "watch", "-i", "lo", "--tool", "dumpcap", *ports, "--write",
+                 str(written), "--report", str(watch_report), "--report-format", "json",
+                 "--stall-ms", "500"],
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            procs.append(watch)
+            start = _read_until(watch, "start", 20)
+            assert json.loads(start[-1])["tool"] == "dumpcap"
+            subprocess.run([QOSINSPECT, "generate", scenario, *SCENARIOS[scenario],
+                            "--broker", f"127.0.0.1:{broker_port}", "--port", str(front),
+                            "--truth", str(truth_path), "--seed", "7", "-q"],
+                           check=True, timeout=120, capture_output=True)
+            watch.send_signal(signal.SIGINT)
+            out, err = watch.communicate(timeout=60)
+            assert watch.returncode == 0, err.decode()
+            broker.send_signal(signal.SIGTERM)
+            tap_out, tap_err = broker.communicate(timeout=60)
+            assert broker.returncode == 0, tap_err.decode()
+    finally:
+        for p in procs:
+            stop_process(p)
+    events = _jsonl(b"".join(start) + out)
+    truth = json.loads(truth_path.read_text())
+    ports_used = truth["run"]["front_ports"]
+    assert set(ports_used) <= set(range(front, front + 4))
+
+    # 1. the final report is `report` of the file written, field for field
+    report = subprocess.run([QOSINSPECT, "report", str(written), "--format", "json",
+                             *ports], capture_output=True, check=True, timeout=120).stdout
+    mine = json.loads(watch_report.read_text())
+    assert mine == json.loads(report)
+    assert mine["capture"]["source"] == str(written)
+
+    # 2. the reconnections the ground truth names, named by the events
+    want = sorted((client, r["session_present"]) for client, c in truth["clients"].items()
+                  for r in c.get("reconnects", []))
+    assert want, "the scenario reconnects"
+    got = sorted((e["client_id"], e["session_present"]) for e in events
+                 if e["type"] == "reconnection")
+    assert got == want
+    assert mine["reconnects"] == len(want)
+    tap_events = _jsonl(tap_out)
+    got_tap = sorted((e["client_id"], e["session_present"]) for e in tap_events
+                     if e["type"] == "reconnection")
+    assert got_tap == want
+
+    # 3. the snapshots count what the report counts; drops are the tool's own figure
+    last = [e for e in events if e["type"] == "snapshot"][-1]
+    assert last["drops"] == 0
+    for row, snap in zip(mine["per_qos"], last["per_qos"], strict=True):
+        assert (snap["messages"], snap["completed"], snap["retransmissions"],
+                snap["dup_flagged"]) == (row["publishes"], row["completed"],
+                                         row["retransmissions"], row["dup_flagged"])
+
+    # 4. the tap's report counts what a capture of the broker's port counts
+    broker_side = subprocess.run(
+        [QOSINSPECT, "report", str(tmp_path / "broker-side.pcapng"), "--format", "json",
+         "-p", str(broker_port)], capture_output=True, check=True, timeout=120).stdout
+    assert _counts(json.loads(tap_report.read_text())) == _counts(json.loads(broker_side))
