@@ -34,10 +34,10 @@ __all__ = ["watch"]
               help="Do not look for MQTT on other ports.")
 @click.option("--mqtt-version", type=click.Choice(list(MQTT_VERSIONS)), default="4",
               show_default=True, help="Version of connections whose CONNECT was not seen.")
-@click.option("--format", "fmt", type=click.Choice(["jsonl"]), default="jsonl",
-              show_default=True,
-              help="jsonl: one JSON object per interval (snapshot) and per notable event "
-                   "(reconnection, anomaly, stall).")
+@click.option("--format", "fmt", type=click.Choice(["dashboard", "jsonl"]), default=None,
+              help="dashboard: a terminal view redrawn about once a second (the default on a "
+                   "terminal); jsonl: one JSON object per interval (snapshot) and per notable "
+                   "event (reconnection, anomaly, stall), the default otherwise.")
 @click.option("--interval", type=click.FloatRange(0.05), default=1.0, show_default=True,
               help="Seconds between snapshots.")
 @click.option("--stall-ms", type=click.IntRange(1), default=5000, show_default=True,
@@ -52,7 +52,7 @@ __all__ = ["watch"]
 @click.option("--write", "-w", "write", type=click.Path(dir_okay=False), default=None,
               metavar="FILE.pcapng", help="Keep what was captured in this pcapng.")
 def watch(source: str | None, follow: str | None, interface: str | None, tool: str,
-          ports: tuple[int, ...], no_detect: bool, mqtt_version: str, fmt: str,
+          ports: tuple[int, ...], no_detect: bool, mqtt_version: str, fmt: str | None,
           interval: float, stall_ms: int, duration: float | None, report_format: str,
           report_path: str | None, write: str | None) -> None:
     """Watch MQTT QoS live: SOURCE ('-' for a pipe, e.g. tcpdump -w - | qosinspect watch -),
@@ -76,9 +76,20 @@ def watch(source: str | None, follow: str | None, interface: str | None, tool: s
     options: dict[str, Any] = {"ports": ports, "detect_any_port": not no_detect,
                                "mqtt_version": MQTT_VERSIONS[mqtt_version], "write": write}
     out = sys.stdout
+    if fmt is None:
+        fmt = "dashboard" if out.isatty() else "jsonl"
+    dashboard = display = None
+    if fmt == "dashboard":
+        from ..live.dashboard import Dashboard, live_display
+
+        dashboard = Dashboard()
+        display = live_display(dashboard)
 
     def emit(item: dict[str, Any], out: IO[str] = out) -> None:
-        out.write(document_text(item, fmt))
+        if dashboard is not None:
+            dashboard.update(item)
+            return
+        out.write(document_text(item, "jsonl"))
         out.flush()
 
     try:
@@ -89,7 +100,12 @@ def watch(source: str | None, follow: str | None, interface: str | None, tool: s
             src = StreamSource(follow if follow is not None else str(source),
                                follow=follow is not None, **options)
         core = LiveCore(interval_ms=round(interval * 1000), stall_ms=stall_ms)
-        analysis = Watch(src, core, emit, duration_s=duration, report_source=write).run()
+        run = Watch(src, core, emit, duration_s=duration, report_source=write)
+        if display is not None:
+            with display:
+                analysis = run.run()
+        else:
+            analysis = run.run()
         named = CaptureSource(write or src.name, src.ports, not no_detect,
                               MQTT_VERSIONS[mqtt_version], "native")
         write_report(analysis, report_format, report_path, capture=named.command_args())
