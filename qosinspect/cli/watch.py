@@ -8,7 +8,7 @@ report of :mod:`qosinspect.report.text` at the end.
 from __future__ import annotations
 
 import sys
-from typing import IO, Any
+from typing import Any
 
 import click
 
@@ -51,10 +51,12 @@ __all__ = ["watch"]
               help="Write the final report to this file instead of standard output.")
 @click.option("--write", "-w", "write", type=click.Path(dir_okay=False), default=None,
               metavar="FILE.pcapng", help="Keep what was captured in this pcapng.")
+@click.option("--metrics", default=None, metavar="HOST:PORT",
+              help="Serve OpenMetrics for Prometheus at http://HOST:PORT/metrics while it runs.")
 def watch(source: str | None, follow: str | None, interface: str | None, tool: str,
           ports: tuple[int, ...], no_detect: bool, mqtt_version: str, fmt: str | None,
           interval: float, stall_ms: int, duration: float | None, report_format: str,
-          report_path: str | None, write: str | None) -> None:
+          report_path: str | None, write: str | None, metrics: str | None) -> None:
     """Watch MQTT QoS live: SOURCE ('-' for a pipe, e.g. tcpdump -w - | qosinspect watch -),
     --follow FILE or --interface IFACE.
 
@@ -63,35 +65,26 @@ def watch(source: str | None, follow: str | None, interface: str | None, tool: s
     end (of the input, --duration or Ctrl-C) the report of everything seen, as 'qosinspect
     report' prints it.
     """
-    from ..live.core import LiveCore
-    from ..live.run import Watch
+    from ..live.app import run_watch
     from ..live.sources import InterfaceSource, PacketSource, StreamSource
-    from ..report.output import document_text
     from ..report.text import write_report
 
     given = [x for x in (source, follow, interface) if x is not None]
     if len(given) != 1:
         raise click.UsageError("give one source: SOURCE ('-' for standard input), --follow "
                                "FILE or --interface IFACE")
+    listen = None
+    if metrics is not None:
+        from ..live.metrics import parse_listen
+
+        try:
+            listen = parse_listen(metrics)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--metrics") from None
     options: dict[str, Any] = {"ports": ports, "detect_any_port": not no_detect,
                                "mqtt_version": MQTT_VERSIONS[mqtt_version], "write": write}
-    out = sys.stdout
     if fmt is None:
-        fmt = "dashboard" if out.isatty() else "jsonl"
-    dashboard = display = None
-    if fmt == "dashboard":
-        from ..live.dashboard import Dashboard, live_display
-
-        dashboard = Dashboard()
-        display = live_display(dashboard)
-
-    def emit(item: dict[str, Any], out: IO[str] = out) -> None:
-        if dashboard is not None:
-            dashboard.update(item)
-            return
-        out.write(document_text(item, "jsonl"))
-        out.flush()
-
+        fmt = "dashboard" if sys.stdout.isatty() else "jsonl"
     try:
         src: PacketSource
         if interface is not None:
@@ -99,13 +92,9 @@ def watch(source: str | None, follow: str | None, interface: str | None, tool: s
         else:
             src = StreamSource(follow if follow is not None else str(source),
                                follow=follow is not None, **options)
-        core = LiveCore(interval_ms=round(interval * 1000), stall_ms=stall_ms)
-        run = Watch(src, core, emit, duration_s=duration, report_source=write)
-        if display is not None:
-            with display:
-                analysis = run.run()
-        else:
-            analysis = run.run()
+        analysis = run_watch(src, sys.stdout, fmt=fmt, interval_s=interval,
+                             stall_ms=stall_ms, duration_s=duration, metrics=listen,
+                             report_source=write)
         named = CaptureSource(write or src.name, src.ports, not no_detect,
                               MQTT_VERSIONS[mqtt_version], "native")
         write_report(analysis, report_format, report_path, capture=named.command_args())

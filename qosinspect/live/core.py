@@ -23,6 +23,8 @@ advance it by the wall clock while the link is silent).
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 from ..analysis.correlate import CorrelationResult, Correlator
@@ -54,7 +56,8 @@ class LiveCore:
     packet time (or when :meth:`tick` is called); :meth:`finish` ends it."""
 
     def __init__(self, *, interval_ms: int = 1000, stall_ms: int = 5000, settle_ms: int = 1000,
-                 options: AnalysisOptions | None = None) -> None:
+                 options: AnalysisOptions | None = None,
+                 on_latency: Callable[[int, str, float], None] | None = None) -> None:
         self.corr = Correlator(options if options is not None else report_options())
         self.interval_ns = interval_ms * _MS
         self.stall_ns = stall_ms * _MS
@@ -73,6 +76,11 @@ class LiveCore:
         self.n_reconnects = 0
         self.n_anomalies = 0
         self.n_stalls = 0
+        self.reconnects_by_cause: Counter[str] = Counter()
+        self.anomalies_by_kind: Counter[str] = Counter()
+        #: Called with (qos, step, milliseconds) for every step latency folded in (the
+        #: Prometheus histograms of :mod:`.metrics`).
+        self.on_latency = on_latency
 
     @property
     def next_tick_ns(self) -> int | None:
@@ -128,6 +136,7 @@ class LiveCore:
         new = rows[self._anomalies_seen:]
         self._anomalies_seen = len(rows)
         self.n_anomalies += len(new)
+        self.anomalies_by_kind.update(str(a.kind) for a in new)
         return [self._anomaly(a) for a in new]
 
     @staticmethod
@@ -142,6 +151,7 @@ class LiveCore:
         for r in self._settling:
             if everything or now_ns - r.t_connect >= self.settle_ns:
                 out.append(self._reconnection(r))
+                self.reconnects_by_cause[r.cause or "unknown"] += 1
             else:
                 keep.append(r)
         self._settling = keep
@@ -203,8 +213,11 @@ class LiveCore:
                         sketch = self.sketches[(qos, name)]
                         t1, t0 = sel[later], sel[earlier]
                         ok = (t1 != NO_TS) & (t0 != NO_TS)
+                        hook = self.on_latency
                         for a, b in zip(t1[ok].tolist(), t0[ok].tolist(), strict=True):
                             sketch.add(a, (a - b) / _MS)
+                            if hook is not None:
+                                hook(qos, name, (a - b) / _MS)
             start = end
         self._rows_seen = store.rows
 
@@ -242,4 +255,7 @@ class LiveCore:
                 "connections": {"open": sum(1 for c in conns if not c.closed),
                                 "seen": len(corr.sess.conns)},
                 "reconnections": self.n_reconnects, "anomalies": self.n_anomalies,
-                "stalls": self.n_stalls, "drops": self.drops}
+                "stalls": self.n_stalls, "drops": self.drops,
+                "reconnections_by_cause": dict(sorted(self.reconnects_by_cause.items())),
+                "anomalies_by_kind": dict(sorted(self.anomalies_by_kind.items())),
+                "tcp_retransmissions": corr.tcp_retrans.rows}

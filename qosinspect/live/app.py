@@ -1,0 +1,69 @@
+"""One ``watch`` run put together: the core, its outputs (JSON lines or the dashboard, and the
+Prometheus endpoint) and the loop, so the command stays a shell of option parsing.
+
+Every JSON object of the run goes to every output; the metrics endpoint also gets each step's
+latency. Everything opened here is closed here, whatever happens.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from typing import IO, Any
+
+from ..analysis.api import Analysis
+from ..report.output import document_text
+from .core import LiveCore
+from .run import Watch
+from .sources import PacketSource
+
+__all__ = ["OUTPUT_FORMATS", "run_watch"]
+
+#: ``--format`` of watch.
+OUTPUT_FORMATS = ("dashboard", "jsonl")
+
+
+def run_watch(source: PacketSource, out: IO[str], *, fmt: str = "jsonl",
+              interval_s: float = 1.0, stall_ms: int = 5000, duration_s: float | None = None,
+              metrics: tuple[str, int] | None = None,
+              report_source: str | None = None) -> Analysis:
+    """Watch ``source`` until its end, ``duration_s`` or Ctrl-C; returns the analysis of it all
+    (the final report's). ``fmt``: ``jsonl`` lines to ``out`` or the ``dashboard``;
+    ``metrics``: (host, port) of a ``/metrics`` endpoint to serve while it runs."""
+    if fmt not in OUTPUT_FORMATS:
+        raise ValueError(f"format must be one of {', '.join(OUTPUT_FORMATS)}, not {fmt!r}")
+    with contextlib.ExitStack() as stack:
+        sinks: list[Callable[[dict[str, Any]], None]] = []
+        on_latency = None
+        metrics_url = None
+        if metrics is not None:
+            from .metrics import MetricsExporter
+
+            exporter = MetricsExporter(*metrics)
+            stack.callback(exporter.close)
+            sinks.append(exporter.update)
+            on_latency = exporter.observe
+            metrics_url = exporter.url
+        if fmt == "dashboard":
+            from .dashboard import Dashboard, live_display
+
+            dashboard = Dashboard()
+            sinks.append(dashboard.update)
+            stack.enter_context(live_display(dashboard))
+        else:
+            def write(item: dict[str, Any]) -> None:
+                out.write(document_text(item, "jsonl"))
+                out.flush()
+
+            sinks.append(write)
+
+        def emit(item: dict[str, Any]) -> None:
+            if metrics_url is not None and item.get("type") == "start":
+                item = {**item, "metrics": metrics_url}
+            for sink in sinks:
+                sink(item)
+
+        core = LiveCore(interval_ms=round(interval_s * 1000), stall_ms=stall_ms,
+                        on_latency=on_latency)
+        return Watch(source, core, emit, duration_s=duration_s,
+                     report_source=report_source).run()

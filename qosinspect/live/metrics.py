@@ -1,0 +1,132 @@
+"""``watch --metrics HOST:PORT``: the live figures as OpenMetrics for Prometheus.
+
+Rules, and why:
+
+* **The figures are the snapshot's.** Counters and gauges are read, at scrape time, from the
+  last snapshot of :class:`~.core.LiveCore` (a custom collector, the pattern prometheus-client
+  documents for figures kept elsewhere), so ``/metrics``, the JSON lines and the dashboard never
+  disagree, and the counters at the end are the final report's. Only the latency histograms are
+  fed sample by sample (:attr:`~.core.LiveCore.on_latency`): a histogram needs every sample.
+* **Buckets from 0.1 ms to 30 s**, roughly 1-2.5-5 per decade: a QoS 1 round trip on a LAN is
+  a fraction of a millisecond, a handshake across a reconnection takes seconds.
+* **No global registry** (the project's no-global-state rule): each exporter has its own
+  :class:`prometheus_client.CollectorRegistry` and HTTP server, stopped by :meth:`close`.
+* Labels: ``qos`` and ``step`` on latencies; ``qos`` on the per-QoS counters; ``cause`` on
+  reconnections and ``kind`` on anomalies (both closed sets). Per-client labels are left out:
+  their cardinality is not bounded.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Histogram, start_http_server
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+__all__ = ["LATENCY_BUCKETS", "MetricsExporter", "parse_listen"]
+
+#: Seconds: 0.1 ms .. 30 s.
+LATENCY_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
+                   0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+_PER_QOS = (
+    # (metric name without _total, snapshot field, help)
+    ("qosinspect_publishes", "messages", "QoS exchanges seen (a re-sent PUBLISH is not a new "
+                                         "one), both directions"),
+    ("qosinspect_completed", "completed", "Exchanges whose handshake completed"),
+    ("qosinspect_resends", "retransmissions", "MQTT-level re-sends (PUBLISH, PUBREC, PUBREL)"),
+    ("qosinspect_dup_flagged", "dup_flagged", "PUBLISH packets with DUP=1"),
+    ("qosinspect_duplicates_delivered", "duplicates_delivered",
+     "Copies a subscriber got of a message it already had, by the QoS of the copy"),
+    ("qosinspect_not_delivered", "not_delivered",
+     "Expected copies that never reached a connected subscriber, by the publisher's QoS"),
+)
+
+
+def parse_listen(value: str) -> tuple[str, int]:
+    """``HOST:PORT`` (``[::1]:PORT`` for IPv6) as ``(host, port)``; ValueError if not."""
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"{value!r} is not HOST:PORT")
+    return host.strip("[]") or "127.0.0.1", int(port)
+
+
+class _SnapshotCollector(Collector):
+    def __init__(self) -> None:
+        self.snapshot: dict[str, Any] | None = None
+
+    def collect(self) -> Iterator[Metric]:
+        snap = self.snapshot            # one reference read: the writer replaces, never edits
+        if snap is None:
+            return
+        for name, field, doc in _PER_QOS:
+            c = CounterMetricFamily(name, doc, labels=["qos"])
+            for row in snap["per_qos"]:
+                c.add_metric([str(row["qos"])], row[field])
+            yield c
+        opened = GaugeMetricFamily("qosinspect_open_handshakes",
+                                   "QoS 1/2 handshakes open now", labels=["qos"])
+        for row in snap["per_qos"]:
+            if row["qos"]:
+                opened.add_metric([str(row["qos"])], row["open"])
+        yield opened
+        rec = CounterMetricFamily("qosinspect_reconnections",
+                                  "Reconnections, by how the previous connection ended",
+                                  labels=["cause"])
+        for cause, n in snap["reconnections_by_cause"].items():
+            rec.add_metric([cause], n)
+        yield rec
+        an = CounterMetricFamily("qosinspect_anomalies", "Anomalies and notes, by kind",
+                                 labels=["kind"])
+        for kind, n in snap["anomalies_by_kind"].items():
+            an.add_metric([kind], n)
+        yield an
+        yield CounterMetricFamily("qosinspect_stalls", "Handshakes open longer than --stall-ms",
+                                  value=snap["stalls"])
+        yield CounterMetricFamily("qosinspect_tcp_retransmissions",
+                                  "TCP retransmissions (counted apart from MQTT re-sends)",
+                                  value=snap["tcp_retransmissions"])
+        yield GaugeMetricFamily("qosinspect_connections_open", "MQTT connections open now",
+                                value=snap["connections"]["open"])
+        if snap["drops"] is not None:
+            yield GaugeMetricFamily("qosinspect_capture_drops",
+                                    "Packets the kernel dropped (the capture tool's count)",
+                                    value=snap["drops"])
+
+
+class MetricsExporter:
+    """An HTTP endpoint serving ``/metrics``: :meth:`update` with every JSON object of the run,
+    :meth:`observe` as the core's ``on_latency``; :meth:`close` stops the server."""
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self._snap = _SnapshotCollector()
+        self.registry.register(self._snap)
+        self.latency = Histogram("qosinspect_handshake_step_seconds",
+                                 "Latency of each step of the QoS handshakes",
+                                 ["qos", "step"], buckets=LATENCY_BUCKETS,
+                                 registry=self.registry)
+        self._server, self._thread = start_http_server(port, host, registry=self.registry)
+        self.host = host
+        self.port = int(self._server.server_port)
+        self._lock = threading.Lock()
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}/metrics"
+
+    def update(self, item: dict[str, Any]) -> None:
+        if item.get("type") == "snapshot":
+            self._snap.snapshot = item
+
+    def observe(self, qos: int, step: str, ms: float) -> None:
+        self.latency.labels(str(qos), step).observe(ms / 1000)
+
+    def close(self) -> None:
+        with self._lock:
+            self._server.shutdown()
+            self._server.server_close()
+            self._thread.join(5)

@@ -1,0 +1,104 @@
+"""``watch --metrics``: /metrics scraped over HTTP during a run; its counters are the report's."""
+
+from __future__ import annotations
+
+import json
+import select
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from qosinspect.live.metrics import LATENCY_BUCKETS
+from qosinspect.testing.tools import free_port, stop_process
+
+QOSINSPECT = str(Path(sys.executable).with_name("qosinspect"))
+CAPTURE = Path(__file__).resolve().parents[2] / "captures" / "gen-reconnect.pcap"
+PORTS = ["-p", "1884"]
+
+
+def _line(proc: subprocess.Popen[bytes], timeout: float = 30) -> dict[str, Any]:
+    assert proc.stdout is not None
+    if not select.select([proc.stdout], [], [], timeout)[0]:
+        raise AssertionError("watch said nothing")
+    line = proc.stdout.readline()
+    assert line, proc.stderr.read().decode() if proc.stderr else ""
+    item: dict[str, Any] = json.loads(line)
+    return item
+
+
+def scrape(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    with urllib.request.urlopen(url, timeout=10) as r:
+        text = r.read().decode()
+    out = {}
+    for fam in text_string_to_metric_families(text):
+        for s in fam.samples:
+            out[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    return out
+
+
+def test_scraped_counters_are_the_reports(tmp_path: Path) -> None:
+    report = json.loads(subprocess.run(
+        [QOSINSPECT, "report", str(CAPTURE), "--format", "json", *PORTS], check=True,
+        capture_output=True, timeout=120).stdout)
+    port = free_port()
+    proc = subprocess.Popen([QOSINSPECT, "watch", "-", *PORTS, "--metrics", f"127.0.0.1:{port}",
+                             "--interval", "0.2", "--report", str(tmp_path / "r.json"),
+                             "--report-format", "json"],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    try:
+        assert proc.stdin is not None
+        # the pipe stays open: watch is running while it is scraped
+        proc.stdin.write(CAPTURE.read_bytes())
+        proc.stdin.flush()
+        start = _line(proc)
+        assert start["type"] == "start"
+        url = start["metrics"]
+        assert url == f"http://127.0.0.1:{port}/metrics"
+        deadline = time.monotonic() + 60
+        snap: dict[str, Any] = {}
+        while time.monotonic() < deadline:
+            item = _line(proc)
+            if item["type"] == "snapshot" and item["ts_ns"] >= report["capture"]["t_last_ns"]:
+                snap = item     # a snapshot after every packet was read (the pipe is silent)
+                break
+        assert snap, "no snapshot after the last packet"
+        m = scrape(url)
+        assert proc.poll() is None
+        proc.stdin.close()
+        rest = proc.stdout.read() if proc.stdout else b""
+        assert proc.wait(60) == 0, proc.stderr.read().decode() if proc.stderr else ""
+    finally:
+        stop_process(proc)
+    final = json.loads((tmp_path / "r.json").read_text())
+    del final["capture"]["source"], report["capture"]["source"]
+    assert final == report
+    assert rest   # the last snapshot and events came after the scrape
+
+    for row in report["per_qos"]:
+        q = (("qos", str(row["qos"])),)
+        assert m[("qosinspect_publishes_total", q)] == row["publishes"]
+        assert m[("qosinspect_completed_total", q)] == row["completed"]
+        assert m[("qosinspect_resends_total", q)] == row["retransmissions"]
+        assert m[("qosinspect_dup_flagged_total", q)] == row["dup_flagged"]
+        assert m[("qosinspect_duplicates_delivered_total", q)] == row["duplicates_delivered"]
+        assert m[("qosinspect_not_delivered_total", q)] == row["not_delivered"]
+    assert sum(v for (name, _), v in m.items()
+               if name == "qosinspect_reconnections_total") == report["reconnects"]
+    assert m[("qosinspect_reconnections_total", (("cause", "rst"),))] == report["reconnects"]
+    assert m[("qosinspect_tcp_retransmissions_total", ())] == report["tcp_retransmissions"]
+    assert m[("qosinspect_connections_open", ())] == snap["connections"]["open"]
+    # one histogram sample per step latency the snapshot counted, in buckets up to 30 s
+    for row in snap["per_qos"]:
+        for step, lat in row["latency_ms"].items():
+            labels = (("qos", str(row["qos"])), ("step", step))
+            assert m[("qosinspect_handshake_step_seconds_count", labels)] == \
+                lat["since_start"]["n"]
+            top = (("le", str(LATENCY_BUCKETS[-1])), ("qos", str(row["qos"])), ("step", step))
+            assert m[("qosinspect_handshake_step_seconds_bucket", top)] <= \
+                lat["since_start"]["n"]
