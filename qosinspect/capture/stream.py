@@ -71,7 +71,8 @@ class StreamCapture(CaptureFile):
     def __init__(self, src: IO[bytes] | Readable, name: str = "-", *, follow: bool = False,
                  stop: Callable[[], bool] | None = None, idle: Callable[[], None] | None = None,
                  poll_s: float = 0.2, read_size: int = READ_SIZE,
-                 tee: IO[bytes] | None = None) -> None:
+                 tee: IO[bytes] | None = None,
+                 on_frame: Callable[[int, int, int, bytes, int], None] | None = None) -> None:
         self.path = name
         self._file = None
         self._map = None
@@ -81,6 +82,9 @@ class StreamCapture(CaptureFile):
         self._src = src
         #: Gets every (decompressed) byte read, in order: ``watch --write`` keeps the capture.
         self._tee = tee
+        #: Gets every frame walked, ``(frame_no, ts_ns, linktype, data, orig_len)``, before the
+        #: pipeline sees it: ``watch --record-dir`` keeps the last seconds of raw packets.
+        self._on_frame = on_frame
         self._fd = _fileno(src)
         self._follow = follow
         self._stop = stop
@@ -248,6 +252,9 @@ class StreamCapture(CaptureFile):
         if recs:
             self._n = recs[-1][0]
             self._last_ts = recs[-1][1]
+            if self._on_frame is not None:
+                for n, ts, lt, off, cl, ol in recs:
+                    self._on_frame(n, ts, lt, buf[off:off + cl], ol)
         if self.format == "pcapng":
             self._order = self.byte_order
             self._ifaces = self.interfaces
@@ -278,19 +285,22 @@ def _fileno(src: object) -> int | None:
 
 
 def open_stream(path: str, *, follow: bool = False, stop: Callable[[], bool] | None = None,
-                idle: Callable[[], None] | None = None,
-                tee: IO[bytes] | None = None) -> StreamCapture:
+                idle: Callable[[], None] | None = None, tee: IO[bytes] | None = None,
+                on_frame: Callable[[int, int, int, bytes, int], None] | None = None
+                ) -> StreamCapture:
     """A :class:`StreamCapture` of ``path`` (``"-"``: standard input)."""
     import sys
 
     if path == "-":
-        return StreamCapture(sys.stdin.buffer, "-", follow=False, stop=stop, idle=idle, tee=tee)
+        return StreamCapture(sys.stdin.buffer, "-", follow=False, stop=stop, idle=idle, tee=tee,
+                             on_frame=on_frame)
     try:
         f = open(path, "rb")  # noqa: SIM115 - closed with the stream by the caller's with
     except OSError as exc:
         raise CaptureError(f"cannot read: {exc}", path=path) from None
     try:
-        cap = StreamCapture(f, path, follow=follow, stop=stop, idle=idle, tee=tee)
+        cap = StreamCapture(f, path, follow=follow, stop=stop, idle=idle, tee=tee,
+                            on_frame=on_frame)
     except BaseException:
         f.close()
         raise

@@ -51,12 +51,20 @@ __all__ = ["watch"]
               help="Write the final report to this file instead of standard output.")
 @click.option("--write", "-w", "write", type=click.Path(dir_okay=False), default=None,
               metavar="FILE.pcapng", help="Keep what was captured in this pcapng.")
+@click.option("--record-dir", type=click.Path(file_okay=False), default=None,
+              help="Flight recorder: write a pcapng of the packets around each reconnection, "
+                   "anomaly and stall into this directory.")
+@click.option("--record-seconds", type=click.FloatRange(0.1), default=30.0, show_default=True,
+              help="Seconds of packets kept before each event.")
+@click.option("--record-max-mb", type=click.FloatRange(0.1), default=100.0, show_default=True,
+              help="Disk the recorder may use (its oldest files are removed past it).")
 @click.option("--metrics", default=None, metavar="HOST:PORT",
               help="Serve OpenMetrics for Prometheus at http://HOST:PORT/metrics while it runs.")
 def watch(source: str | None, follow: str | None, interface: str | None, tool: str,
           ports: tuple[int, ...], no_detect: bool, mqtt_version: str, fmt: str | None,
           interval: float, stall_ms: int, duration: float | None, report_format: str,
-          report_path: str | None, write: str | None, metrics: str | None) -> None:
+          report_path: str | None, write: str | None, record_dir: str | None,
+          record_seconds: float, record_max_mb: float, metrics: str | None) -> None:
     """Watch MQTT QoS live: SOURCE ('-' for a pipe, e.g. tcpdump -w - | qosinspect watch -),
     --follow FILE or --interface IFACE.
 
@@ -94,7 +102,8 @@ def watch(source: str | None, follow: str | None, interface: str | None, tool: s
                                follow=follow is not None, **options)
         analysis = run_watch(src, sys.stdout, fmt=fmt, interval_s=interval,
                              stall_ms=stall_ms, duration_s=duration, metrics=listen,
-                             report_source=write)
+                             report_source=write, record_dir=record_dir,
+                             record_seconds=record_seconds, record_max_mb=record_max_mb)
         named = CaptureSource(write or src.name, src.ports, not no_detect,
                               MQTT_VERSIONS[mqtt_version], "native")
         write_report(analysis, report_format, report_path, capture=named.command_args())

@@ -25,11 +25,13 @@ OUTPUT_FORMATS = ("dashboard", "jsonl")
 
 def run_watch(source: PacketSource, out: IO[str], *, fmt: str = "jsonl",
               interval_s: float = 1.0, stall_ms: int = 5000, duration_s: float | None = None,
-              metrics: tuple[str, int] | None = None,
-              report_source: str | None = None) -> Analysis:
+              metrics: tuple[str, int] | None = None, report_source: str | None = None,
+              record_dir: str | None = None, record_seconds: float = 30.0,
+              record_max_mb: float = 100.0) -> Analysis:
     """Watch ``source`` until its end, ``duration_s`` or Ctrl-C; returns the analysis of it all
     (the final report's). ``fmt``: ``jsonl`` lines to ``out`` or the ``dashboard``;
-    ``metrics``: (host, port) of a ``/metrics`` endpoint to serve while it runs."""
+    ``metrics``: (host, port) of a ``/metrics`` endpoint to serve while it runs;
+    ``record_dir``: the flight recorder's directory (:mod:`.recorder`)."""
     if fmt not in OUTPUT_FORMATS:
         raise ValueError(f"format must be one of {', '.join(OUTPUT_FORMATS)}, not {fmt!r}")
     with contextlib.ExitStack() as stack:
@@ -63,7 +65,19 @@ def run_watch(source: PacketSource, out: IO[str], *, fmt: str = "jsonl",
             for sink in sinks:
                 sink(item)
 
+        recorder = None
+        if record_dir is not None:
+            from .recorder import FlightRecorder
+
+            recorder = FlightRecorder(record_dir, emit, seconds=record_seconds,
+                                      max_mb=record_max_mb)
+            sinks.append(recorder.update)
+            source.on_frame = recorder.frame
         core = LiveCore(interval_ms=round(interval_s * 1000), stall_ms=stall_ms,
                         on_latency=on_latency)
-        return Watch(source, core, emit, duration_s=duration_s,
-                     report_source=report_source).run()
+        analysis = Watch(source, core, emit, duration_s=duration_s,
+                         report_source=report_source,
+                         on_event=recorder.event if recorder is not None else None).run()
+        if recorder is not None:
+            recorder.close()
+        return analysis

@@ -163,7 +163,7 @@ class LiveCore:
         return {"type": "reconnection", "ts": format_time(r.t_connect), "ts_ns": r.t_connect,
                 "client_id": r.client_id, "session": r.session,
                 "prev_conn_id": r.prev_conn_id, "next_conn_id": r.next_conn_id,
-                "cause": r.cause, "gap_ms": _ms(r.gap_ns),
+                "cause": r.cause, "gap_ms": _ms(r.gap_ns), "t_drop_ns": r.t_drop,
                 "session_present": r.session_present, "clean_start": r.clean_start,
                 "unfinished": {"c2b": r.unfinished_c2b, "b2c": r.unfinished_b2c},
                 "redelivered": {"publish": r.redelivered_publish,
@@ -188,7 +188,7 @@ class LiveCore:
                         "direction": DIRECTION_NAMES[ex.direction], "qos": ex.qos,
                         "packet_id": ex.packet_id, "last_step": STEPS[ex.last_step],
                         "open_ms": _ms(now_ns - ex.t_publish),
-                        "t_publish": format_time(ex.t_publish)})
+                        "t_publish": format_time(ex.t_publish), "t_publish_ns": ex.t_publish})
         self._stalled = still
         self.n_stalls += len(out)
         return out

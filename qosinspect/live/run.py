@@ -27,6 +27,7 @@ from typing import Any
 
 from ..analysis.api import Analysis
 from ..errors import CaptureError
+from ..events import Event
 from .core import LiveCore
 from .sources import PacketSource
 
@@ -43,12 +44,15 @@ class Watch:
 
     def __init__(self, source: PacketSource, core: LiveCore,
                  emit: Callable[[dict[str, Any]], None], *, duration_s: float | None = None,
-                 report_source: str | None = None) -> None:
+                 report_source: str | None = None,
+                 on_event: Callable[[Event], None] | None = None) -> None:
         self.source = source
         self.core = core
         self.emit = emit
         self.duration_s = duration_s
         self.report_source = report_source if report_source is not None else source.name
+        #: Also gets every event (the flight recorder keeps the handshakes' frames).
+        self.on_event = on_event
         self._stop_asked: float | None = None
         self._deadline: float | None = None
         self._last_arrival = time.monotonic()
@@ -120,7 +124,10 @@ class Watch:
                 summary = dec.summary
                 n = 0
                 try:
+                    on_event = self.on_event
                     for ev in dec:
+                        if on_event is not None:
+                            on_event(ev)
                         self._last_arrival = time.monotonic()
                         self._last_ts = ev.ts_ns
                         for item in core.feed(ev):

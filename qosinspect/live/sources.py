@@ -70,6 +70,8 @@ class PacketSource:
         self.detect_any_port = detect_any_port
         self.mqtt_version = mqtt_version
         self.write = write
+        #: Gets every frame's bytes (``StreamCapture(on_frame=...)``): the flight recorder.
+        self.on_frame: Callable[[int, int, int, bytes, int], None] | None = None
         self._tee: IO[bytes] | None = None
         self._tee_path: Path | None = None
         self.stream: StreamCapture | None = None
@@ -132,7 +134,7 @@ class StreamSource(PacketSource):
     def open(self, stop: Callable[[], bool], idle: Callable[[], None]) -> CaptureDecoder:
         tee = self._open_tee()
         return self.decoder(open_stream(self.name, follow=self.follow, stop=stop, idle=idle,
-                                        tee=tee))
+                                        tee=tee, on_frame=self.on_frame))
 
     def finish(self) -> None:
         if self.stream is not None:
@@ -233,7 +235,7 @@ class InterfaceSource(PacketSource):
         tee = self._open_tee()
         try:
             stream = StreamCapture(self._proc.stdout, self.interface, stop=stop, idle=idle,
-                                   tee=tee)
+                                   tee=tee, on_frame=self.on_frame)
         except CaptureError:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 self._proc.wait(5)      # an empty pipe: the tool is on its way out
