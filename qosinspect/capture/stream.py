@@ -141,23 +141,23 @@ class StreamCapture(CaptureFile):
             if not raw:
                 self._eof = True
                 break
-            data = self._decompress(raw)
-            if data:
-                if self._tee is not None:
-                    self._tee.write(data)
-                self._pending += data
-                self.bytes_read += len(data)
+            if self._take(self._decompress(raw)):
                 return True
         if self._inflate is not None:
             tail = self._inflate.flush()
             self._inflate = None
-            if tail:
-                if self._tee is not None:
-                    self._tee.write(tail)
-                self._pending += tail
-                self.bytes_read += len(tail)
-                return True
+            return self._take(tail)
         return False
+
+    def _take(self, data: bytes) -> bool:
+        """Append (decompressed) bytes to the pending ones; False if there are none."""
+        if not data:
+            return False
+        if self._tee is not None:
+            self._tee.write(data)
+        self._pending += data
+        self.bytes_read += len(data)
+        return True
 
     def _read_raw(self) -> bytes | None:
         """The next bytes: ``b""`` at the end, None when none came within ``poll_s`` (a silent

@@ -27,7 +27,6 @@ import os
 import signal
 import subprocess
 import threading
-import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import IO, Any
@@ -35,11 +34,18 @@ from typing import IO, Any
 from ..capture.decoder import CaptureDecoder
 from ..capture.stream import StreamCapture, open_stream
 from ..errors import CaptureError
-from ..traffic.live import BUFFER_MIB, CaptureFailed, dropped_by_kernel, find_tool, port_filter
+from ..traffic.live import (
+    CaptureFailed,
+    find_tool,
+    port_filter,
+    start_tool,
+    stop_tool,
+    tool_command,
+)
 
 __all__ = ["InterfaceSource", "PacketSource", "StreamSource", "no_permission_message"]
 
-_READY = {"dumpcap": b"Capturing on", "tcpdump": b"listening on"}
+_TOOLS = ("dumpcap", "tcpdump")
 _DENIED = (b"permission", b"not permitted", b"superuser")
 
 
@@ -55,7 +61,9 @@ def no_permission_message(tool: str, exe: str, iface: str) -> str:
 
 class PacketSource:
     """What :mod:`.run` needs of a source: :meth:`open` the stream, :meth:`request_stop` (the
-    source ends its stream soon after), :meth:`finish` (drops known, ``--write`` file done)."""
+    source ends its stream soon after), :meth:`finish` (drops known, ``--write`` file done).
+    Options (the subclasses pass them on): ``ports``, ``detect_any_port``, ``mqtt_version``
+    (the decoder's) and ``write``."""
 
     name = "-"
     #: Packets the kernel dropped (None: not known or not a capture tool).
@@ -123,11 +131,8 @@ class PacketSource:
 class StreamSource(PacketSource):
     """Standard input (``"-"``) or a file (``follow``: still being written, like ``tail -f``)."""
 
-    def __init__(self, path: str, *, follow: bool = False, ports: Iterable[int] = (1883,),
-                 detect_any_port: bool = True, mqtt_version: int = 4,
-                 write: str | None = None) -> None:
-        super().__init__(ports=ports, detect_any_port=detect_any_port,
-                         mqtt_version=mqtt_version, write=write)
+    def __init__(self, path: str, *, follow: bool = False, **options: Any) -> None:
+        super().__init__(**options)
         self.name = path
         self.follow = follow
 
@@ -147,16 +152,13 @@ class InterfaceSource(PacketSource):
 
     drains = True
 
-    def __init__(self, interface: str, *, tool: str = "auto", ports: Iterable[int] = (1883,),
-                 detect_any_port: bool = True, mqtt_version: int = 4,
-                 write: str | None = None) -> None:
-        super().__init__(ports=ports, detect_any_port=detect_any_port,
-                         mqtt_version=mqtt_version, write=write)
+    def __init__(self, interface: str, *, tool: str = "auto", **options: Any) -> None:
+        super().__init__(**options)
         self.interface = interface
         self.name = interface
         if tool == "auto":
             tool = "dumpcap" if find_tool("dumpcap") else "tcpdump"
-        if tool not in _READY:
+        if tool not in _TOOLS:
             raise ValueError(f"tool must be dumpcap, tcpdump or auto, not {tool!r}")
         self.tool = tool
         exe = find_tool(tool)
@@ -172,12 +174,7 @@ class InterfaceSource(PacketSource):
         self._stopped = False
 
     def command(self) -> list[str]:
-        if self.tool == "dumpcap":
-            return [self.exe, "-i", self.interface, "-B", str(BUFFER_MIB), "-f", self.filter,
-                    "-w", "-", "-n"]
-        return [self.exe, "-i", self.interface, "-B", str(BUFFER_MIB * 1024), "-U", "-s", "0",
-                "--immediate-mode", "-n", "--time-stamp-precision=nano", "-w", "-",
-                self.filter]
+        return tool_command(self.tool, self.exe, self.interface, self.filter, "-")
 
     def describe(self) -> dict[str, Any]:
         return {"source": self.name, "ports": list(self.ports), "tool": self.tool,
@@ -185,30 +182,10 @@ class InterfaceSource(PacketSource):
 
     def start(self, timeout: float = 10.0) -> None:
         """Start the tool; :class:`CaptureFailed` (with what to do) when it cannot capture."""
-        try:
-            proc = subprocess.Popen(self.command(), stdin=subprocess.DEVNULL,
-                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                    start_new_session=True)
-        except OSError as exc:
-            raise CaptureFailed(f"cannot run {self.tool}: {exc}") from None
+        proc, self._watcher, capturing = start_tool(self.command(), self.tool, self._stderr,
+                                                    timeout, stdout=subprocess.PIPE)
         self._proc = proc
-        ready = threading.Event()
-
-        def read_stderr() -> None:
-            assert proc.stderr is not None
-            for line in iter(proc.stderr.readline, b""):
-                self._stderr.append(line)
-                if _READY[self.tool] in line:
-                    ready.set()
-            ready.set()
-
-        self._watcher = threading.Thread(target=read_stderr, daemon=True)
-        self._watcher.start()
-        deadline = time.monotonic() + timeout
-        while not ready.wait(0.05) and time.monotonic() < deadline:
-            if proc.poll() is not None:
-                break
-        if not ready.is_set() or proc.poll() is not None:
+        if proc.poll() is not None or not capturing:
             raise self._failed()
 
     def _failed(self) -> CaptureFailed:
@@ -253,14 +230,8 @@ class InterfaceSource(PacketSource):
     def finish(self) -> None:
         proc = self._proc
         if proc is not None:
-            self.request_stop()
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self._kill()
-            if self._watcher is not None:
-                self._watcher.join(2)
-            self.drops = dropped_by_kernel(b"".join(self._stderr))
+            self._stopped = True
+            self.drops = stop_tool(proc, self._watcher, self._stderr)
             for f in (proc.stdout, proc.stderr):
                 if f is not None:
                     f.close()

@@ -39,7 +39,8 @@ from ..errors import QosinspectError
 from .pcapng import convert_to_pcapng
 
 __all__ = ["BUFFER_MIB", "CAPTURE_METHODS", "CaptureFailed", "LiveCapture", "choose_method",
-           "dropped_by_kernel", "find_tool", "port_filter"]
+           "dropped_by_kernel", "find_tool", "port_filter", "start_tool", "stop_tool",
+           "tool_command"]
 
 CAPTURE_METHODS = ("auto", "dumpcap", "tcpdump", "scapy", "tap")
 #: The capture tool's kernel buffer (``-B``), in MiB: about 500 loopback packets of slack.
@@ -108,6 +109,66 @@ def dropped_by_kernel(stderr: bytes) -> int | None:
     return sum(counts) if counts else None
 
 
+def tool_command(tool: str, exe: str, interface: str, bpf: str, target: str) -> list[str]:
+    """The command line of ``tool`` (dumpcap or tcpdump) capturing ``bpf`` on ``interface``
+    into ``target`` (a file, or ``-`` for its standard output), with the large kernel buffer
+    and, for tcpdump, packet-buffered output and nanosecond stamps."""
+    if tool == "dumpcap":
+        return [exe, "-i", interface, "-B", str(BUFFER_MIB), "-f", bpf, "-w", target, "-n"]
+    return [exe, "-i", interface, "-B", str(BUFFER_MIB * 1024), "-U", "-s", "0",
+            "--immediate-mode", "-n", "--time-stamp-precision=nano", "-w", target, bpf]
+
+
+def start_tool(cmd: list[str], tool: str, lines: list[bytes], timeout: float, *,
+               stdout: int) -> tuple[subprocess.Popen[bytes], threading.Thread, bool]:
+    """Start a capture tool in its own session and wait (at most ``timeout`` s) until it says
+    it is capturing or exits; its stderr lines go to ``lines`` (a thread reads them to the
+    end: the final statistics come there). Returns the process, that thread and whether the
+    tool said it captures. :class:`CaptureFailed` if it cannot be run."""
+    try:
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=stdout,
+                                stderr=subprocess.PIPE, start_new_session=True)
+    except OSError as exc:
+        raise CaptureFailed(f"cannot run {tool}: {exc}") from None
+    ready = threading.Event()
+
+    def read_stderr() -> None:
+        assert proc.stderr is not None
+        for line in iter(proc.stderr.readline, b""):
+            lines.append(line)
+            if _READY[tool] in line:
+                ready.set()
+        ready.set()
+
+    watcher = threading.Thread(target=read_stderr, daemon=True)
+    watcher.start()
+    deadline = time.monotonic() + timeout
+    said = False
+    while not (said := ready.wait(0.05)) and time.monotonic() < deadline:
+        if proc.poll() is not None:
+            break
+    return proc, watcher, said and any(_READY[tool] in x for x in list(lines))
+
+
+def stop_tool(proc: subprocess.Popen[bytes], watcher: threading.Thread | None,
+              lines: list[bytes]) -> int | None:
+    """Stop a tool :func:`start_tool` started (SIGINT, so it flushes and prints its statistics;
+    killed, with its session, after 10 s) and return the packets the kernel dropped."""
+    if proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            proc.send_signal(signal.SIGINT)
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(5)
+    if watcher is not None:
+        watcher.join(2)
+    return dropped_by_kernel(b"".join(lines))
+
+
 class LiveCapture:
     """One capture tool process (or scapy sniffer thread) writing ``path``.
 
@@ -153,34 +214,12 @@ class LiveCapture:
         exe = _tool(self.method)
         if exe is None:
             raise CaptureFailed(f"{self.method} is not installed")
-        if self.method == "dumpcap":
-            cmd = [exe, "-i", self.interface, "-B", str(BUFFER_MIB), "-f", self.tool_filter,
-                   "-w", str(self._raw), "-n"]
-        else:
-            cmd = [exe, "-i", self.interface, "-B", str(BUFFER_MIB * 1024), "-U", "-s", "0",
-                   "--immediate-mode", "-n", "--time-stamp-precision=nano",
-                   "-w", str(self._raw), self.tool_filter]
+        cmd = tool_command(self.method, exe, self.interface, self.tool_filter, str(self._raw))
         with contextlib.suppress(FileNotFoundError):
             self._raw.unlink()
-        try:
-            proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                    stderr=subprocess.PIPE, start_new_session=True)
-        except OSError as exc:
-            raise CaptureFailed(f"cannot run {self.method}: {exc}") from None
+        proc, self._watcher, _ = start_tool(cmd, self.method, self._chunks, timeout,
+                                            stdout=subprocess.DEVNULL)
         self._proc = proc
-        ready = threading.Event()
-
-        def watch() -> None:
-            assert proc.stderr is not None
-            for line in iter(proc.stderr.readline, b""):
-                self._chunks.append(line)
-                if _READY[self.method] in line:
-                    ready.set()
-            ready.set()
-
-        self._watcher = threading.Thread(target=watch, daemon=True)
-        self._watcher.start()
-        ready.wait(timeout)
         if proc.poll() is not None or not self._probe_seen(timeout):
             self._kill()
             text = b"".join(self._chunks).decode(errors="replace").strip()
@@ -228,14 +267,7 @@ class LiveCapture:
             return
         if proc.poll() is None:
             self._probe_seen(2.0)
-            proc.send_signal(signal.SIGINT)
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self._kill()
-        if self._watcher is not None:
-            self._watcher.join(2)
-        self.dropped = dropped_by_kernel(b"".join(self._chunks))
+        self.dropped = stop_tool(proc, self._watcher, self._chunks)
         self._proc = None
         self._probe.close()
         if self._raw.exists():
