@@ -49,10 +49,12 @@ def _quantiles(s: DDSketch) -> Quantiles:
 class LatencySketches:
     """Sketches of one series (a QoS and a step): since the start and per second of a ring."""
 
-    __slots__ = ("_ring", "_secs", "total")
+    __slots__ = ("_older", "_ring", "_secs")
 
     def __init__(self) -> None:
-        self.total = DDSketch(RELATIVE_ACCURACY)
+        #: The samples of the seconds that left the ring (each slot is merged in once, when
+        #: its slot is taken by a later second: one sketch update per sample, not two).
+        self._older = DDSketch(RELATIVE_ACCURACY)
         self._ring = [DDSketch(RELATIVE_ACCURACY) for _ in range(WINDOW_S)]
         self._secs = [-1] * WINDOW_S
 
@@ -60,18 +62,24 @@ class LatencySketches:
         """A sample of ``value_ms`` taken at ``ts_ns`` (packet time). A DDSketch keeps positive
         values: a zero span (both packets in one frame) counts as 1 ns."""
         v = max(value_ms, 1e-6)
-        self.total.add(v)
         sec = ts_ns // _NS
         i = sec % WINDOW_S
         if self._secs[i] != sec:
             if self._secs[i] > sec:     # older than the slot's second: out of the window
+                self._older.add(v)
                 return
+            if self._ring[i].count:
+                self._older.merge(self._ring[i])
             self._ring[i] = DDSketch(RELATIVE_ACCURACY)
             self._secs[i] = sec
         self._ring[i].add(v)
 
     def since_start(self) -> Quantiles:
-        return _quantiles(self.total)
+        merged = DDSketch(RELATIVE_ACCURACY)
+        for sketch in (self._older, *self._ring):
+            if sketch.count:
+                merged.merge(sketch)
+        return _quantiles(merged)
 
     def last(self, now_ns: int) -> Quantiles:
         """The samples of the :data:`WINDOW_S` seconds up to ``now_ns`` (its second included)."""
