@@ -251,7 +251,9 @@ class LiveCore:
                                             "since_start": sk.since_start().as_dict()}
             per_qos.append(item)
         conns = corr.sess.conns.values()
-        return {"type": "snapshot", "ts": format_time(now), "ts_ns": now, "per_qos": per_qos,
+        seen = self.now_ns is not None      # no packet yet: no time to give
+        return {"type": "snapshot", "ts": format_time(now) if seen else None,
+                "ts_ns": now if seen else None, "per_qos": per_qos,
                 "connections": {"open": sum(1 for c in conns if not c.closed),
                                 "seen": len(corr.sess.conns)},
                 "reconnections": self.n_reconnects, "anomalies": self.n_anomalies,

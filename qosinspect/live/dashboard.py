@@ -57,7 +57,8 @@ class Dashboard:
         snap = self.snapshot
         if snap is not None:
             drops = snap.get("drops")
-            head += (f"  |  {snap['ts']}  |  connections open {snap['connections']['open']} "
+            head += (f"  |  {snap['ts'] or 'no packet yet'}  |  connections open "
+                     f"{snap['connections']['open']} "
                      f"(seen {snap['connections']['seen']})  |  reconnections "
                      f"{snap['reconnections']}  |  anomalies {snap['anomalies']}  |  stalls "
                      f"{snap['stalls']}  |  drops {'?' if drops is None else drops}")

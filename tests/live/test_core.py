@@ -138,3 +138,11 @@ def test_sketch_window_forgets_old_seconds() -> None:
     assert last.p50 == pytest.approx(50, rel=1.5 * RELATIVE_ACCURACY)
     assert s.last(t0 + 5 * 10**9).p50 == pytest.approx(1, rel=1.5 * RELATIVE_ACCURACY)
     assert s.last(t0 + 30 * 10**9).n == 0
+
+
+def test_snapshot_before_any_packet_has_no_time() -> None:
+    items, result = LiveCore().finish()
+    snap = items[-1]
+    assert snap["type"] == "snapshot" and snap["ts"] is None and snap["ts_ns"] is None
+    assert [row["messages"] for row in snap["per_qos"]] == [0, 0, 0]
+    assert result.n_events == 0
