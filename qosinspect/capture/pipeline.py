@@ -220,9 +220,8 @@ class CapturePipeline:
         self.size = len(buf)
         try:
             if isinstance(cap, StreamCapture):
-                for piece, recs in cap.chunks():
+                for piece, recs in cap.chunks():    # size 0: a stream's end is unknown
                     yield from self._loop(recs, piece, out)
-                    self.size = cap.bytes_read
             elif self._accel:
                 yield from self._engine_loop(cap, buf, out)
             else:
