@@ -7,10 +7,9 @@ subscriber has not yet received (a capture may hold several brokers: a message s
 never expected from, or matched to, another). When the subscriber's SUBSCRIBE is in the capture,
 only publications made after it are candidates: a broker forwards a message to the subscriptions
 it has when the message arrives, so identical payloads sent before the subscription (a sensor
-repeating a reading) are not the copies it gets later. A second copy of a message the subscriber already
-had is a *duplicate*; a subscriber whose subscription matched the topic but who got no copy
-within the window is *not delivered*
-(with whether it was connected when the message was published: QoS 0 to an offline session is
+repeating a reading) are not the copies it gets later. A second copy of a message the
+subscriber already had is a *duplicate*; a subscriber whose subscription matched the topic but
+who got no copy within the window is *not delivered* (with whether it was connected when the message was published: QoS 0 to an offline session is
 expected to be dropped, to a connected one it is a loss, unless the subscriber's connection ended
 within ``LEAVE_GRACE_NS`` of the publication: its DISCONNECT was likely on the way already).
 
