@@ -9,9 +9,10 @@ only publications made after it are candidates: a broker forwards a message to t
 it has when the message arrives, so identical payloads sent before the subscription (a sensor
 repeating a reading) are not the copies it gets later. A second copy of a message the
 subscriber already had is a *duplicate*; a subscriber whose subscription matched the topic but
-who got no copy within the window is *not delivered* (with whether it was connected when the message was published: QoS 0 to an offline session is
-expected to be dropped, to a connected one it is a loss, unless the subscriber's connection ended
-within ``LEAVE_GRACE_NS`` of the publication: its DISCONNECT was likely on the way already).
+who got no copy within the window is *not delivered* (with whether it was connected when the
+message was published: QoS 0 to an offline session is expected to be dropped, to a connected one
+it is a loss, unless the subscriber's connection ended within ``LEAVE_GRACE_NS`` of the
+publication: its DISCONNECT was likely on the way already).
 
 Who should receive what comes from the SUBSCRIBE/SUBACK pairs seen (granted QoS, ``no_local``);
 shared subscriptions (``$share/...``) go to one member of a group, so they set no expectation. A
