@@ -183,7 +183,7 @@ def brokers(r: CorrelationResult, rows: list[dict[str, Any]] | None = None
     connections and per-QoS rows (those of the whole capture, ``rows``, when it is the only
     one), in order of first appearance. An endpoint that only answered SYNs with RST (nothing
     listening) is no broker: its attempts are in ``tcp_attempts_refused``."""
-    accepted: Counter[int] = Counter(r.conn_brokers.get(c.conn_id) for c in r.connections
+    accepted: Counter[int] = Counter(r.conn_brokers.get(c.conn_id, -1) for c in r.connections
                                      if not c.attempt)
     served = [(code, endpoint) for code, endpoint in enumerate(r.brokers) if accepted[code]]
     out = []
