@@ -11,7 +11,8 @@ re-run on captures of their own (``--capture FILE --port N``, repeatable).
     python benchmarks/field_table.py [--json] [--capture FILE --port N ...]
 
 tshark's side, so the columns can be compared:
-- brokers: distinct server endpoints (address, port given) of the streams that carried MQTT;
+- brokers: distinct server endpoints (address, port given) of the streams that carried MQTT,
+  the endpoints of one ``same_broker`` group (the generator's proxy ports) counted once;
 - connections: TCP streams that carried MQTT (or, for TLS without keys, TLS on the port);
 - refused: CONNACKs with a non-zero return or reason code;
 - attempts: streams whose SYN to a given port (or ``attempt_ports``) was answered by RST only;
@@ -138,7 +139,9 @@ def theirs(entry: dict[str, Any]) -> dict[str, Any]:
         for kind, value in zip(REPORTED, row, strict=True):
             if value:
                 tcp[kind] += 1
-    return {"brokers": len(brokers), "connections": len(mqtt_streams),
+    alias = {member: group[0] for group in entry["same_broker"] for member in group}
+    named = {alias.get(f"{host}:{port}", f"{host}:{port}") for host, port in brokers}
+    return {"brokers": len(named), "connections": len(mqtt_streams),
             "refused": len(refused),
             "attempts": sum(1 for s in syn_to if s not in answered and s in reset),
             "undecoded": len(payload - mqtt_streams),
