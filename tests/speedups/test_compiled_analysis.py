@@ -59,8 +59,8 @@ def require_compiled() -> None:
 
 
 def _captures() -> list[dict[str, object]]:
-    ours = [{"path": str(CAPTURES / name), "ports": list(ports)}
-            for name, ports in sorted(PORTS.items())]
+    ours: list[dict[str, object]] = [{"path": str(CAPTURES / name), "ports": list(ports)}
+                                     for name, ports in sorted(PORTS.items())]
     shared = shared_captures()
     theirs: list[dict[str, object]] = [{"path": str(p), "ports": [1883]}
                                        for p in sorted(shared.glob("*.pcap*"))]
@@ -74,9 +74,9 @@ def test_setup_compiles_the_modules_accel_names() -> None:
     import ast
 
     tree = ast.parse((PROJECT_ROOT / "setup.py").read_text())
-    files = [ast.literal_eval(node.value) for node in tree.body
+    files = next(ast.literal_eval(node.value) for node in tree.body
              if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name)
-             and node.targets[0].id == "COMPILED"][0]
+             and node.targets[0].id == "COMPILED")
     assert [f.removesuffix(".py").replace("/", ".") for f in files] == list(_accel.COMPILED)
 
 
