@@ -35,8 +35,8 @@ from .payload import KEPT, LIMITS, Limits, build_payload
 if TYPE_CHECKING:
     from ...audit.findings import AuditReport
 
-__all__ = ["KEPT", "LIMITS", "Limits", "build_payload", "html_page", "render_page",
-           "write_html"]
+__all__ = ["KEPT", "LIMITS", "Limits", "build_payload", "html_page", "read_payload",
+           "render_page", "write_html"]
 
 
 def html_page(analysis: Analysis, *, capture: str = "CAPTURE", audit: AuditReport | None = None,
@@ -77,6 +77,21 @@ def render_page(payload: dict[str, Any]) -> str:
     for marker, text in parts.items():
         page = page.replace(marker, text, 1)
     return page
+
+
+def read_payload(page: str) -> dict[str, Any]:
+    """The payload inlined in a page of :func:`render_page` (for tests, benchmarks and scripts
+    that check what a page holds). ``ValueError`` when ``page`` is not such a page."""
+    start = page.find(_DATA_OPEN)
+    end = page.find("</script>", start)
+    if start < 0 or end < 0:
+        raise ValueError("not a qosinspect HTML report (no data element)")
+    raw = gzip.decompress(base64.b64decode(page[start + len(_DATA_OPEN):end]))
+    data: dict[str, Any] = json.loads(raw)
+    return data
+
+
+_DATA_OPEN = '<script type="application/octet-stream" id="data-gz">'
 
 
 def _pack(raw: bytes) -> str:

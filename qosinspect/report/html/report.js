@@ -517,10 +517,15 @@ function anomaliesSection(D, R) {
 
 /* -- exchanges: a virtual table ------------------------------------------------------------ */
 
-const EX_COLUMNS = [["ex_id", "ex"], ["t", "time s"], ["session", "client"], ["direction", "dir"],
-  ["qos", "QoS"], ["packet_id", "id"], ["topic", "topic"], ["outcome", "outcome"],
-  ["last_step", "last step"], ["latency_ms", "latency ms"], ["retransmissions", "re-sends"],
-  ["frame", "frame"], ["kept", "why here"]];
+/* [column, title, width in px]: both tables (the header and the rows) take these widths. */
+const EX_COLUMNS = [["ex_id", "ex", 70], ["t", "time s", 100], ["session", "client", 150],
+  ["direction", "dir", 44], ["qos", "QoS", 44], ["packet_id", "id", 60], ["topic", "topic", 150],
+  ["outcome", "outcome", 175], ["last_step", "last step", 76], ["latency_ms", "latency ms", 96],
+  ["retransmissions", "re-sends", 70], ["frame", "frame", 80], ["kept", "why here", 72]];
+
+function exColgroup() {
+  return h("colgroup", {}, EX_COLUMNS.map(([, , w]) => h("col", {style: `width:${w}px`})));
+}
 const KEPT = ["sample", "notable", "outlier"];
 
 function exchangesSection(D) {
@@ -543,10 +548,10 @@ function exchangesSection(D) {
       h("label", {}, "latency ≥ ", h("input", {id: "f-latency", type: "number", min: 0, step: "any",
         placeholder: "ms", size: 8})),
       h("span", {id: "ex-count"})),
-    h("div", {class: "vhead"}, h("table", {class: "grid ex", id: "ex-head"}, h("thead", {},
+    h("div", {class: "vhead"}, h("table", {class: "grid ex", id: "ex-head"}, exColgroup(), h("thead", {},
       h("tr", {}, EX_COLUMNS.map(([k, t]) => h("th", {"data-col": k, class: "sortable"}, t)))))),
     h("div", {class: "vscroll", id: "ex-scroll"}, h("div", {class: "spacer", id: "ex-spacer"}),
-      h("table", {class: "grid ex", id: "ex-table"}, h("tbody", {id: "ex-body"}))),
+      h("table", {class: "grid ex", id: "ex-table"}, exColgroup(), h("tbody", {id: "ex-body"}))),
     h("p", {class: "hint"}, "Click a column to sort (again: reverse), a row for its ladder."));
 }
 
@@ -701,9 +706,9 @@ const Ladder = {
   showExchange(i) {
     const X = this.D.exchanges;
     const t = col(X, "t_publish")(i) / 1e9, lat = col(X, "latency_ms")(i);
-    const end = t + (lat === null ? 1 : lat / 1e3);
+    const end = t + (lat === null ? 0.5 : lat / 1e3);
     this.highlight = col(X, "ex_id")(i);
-    this.show({client: col(X, "session")(i), since: +(t - 0.5).toFixed(6), until: +(end + 0.5).toFixed(6)});
+    this.show({client: col(X, "session")(i), since: +(t - 0.2).toFixed(6), until: +(end + 0.2).toFixed(6)});
   },
   draw() {
     const client = document.getElementById("l-client").value;
