@@ -92,22 +92,23 @@ function col(tab, name) {
 
 function seconds(ns) { return ns === null || ns === undefined ? null : ns / 1e9; }
 
+/* Copy text to the clipboard: the selection way first (synchronous inside the click, works
+ * from file:// everywhere), the asynchronous Clipboard API where that is refused. The toast
+ * says what happened; where both fail it shows the text to copy by hand. */
 function copyText(text) {
-  const done = () => toast(`copied: ${text}`);
-  if (navigator.clipboard && window.isSecureContext) {
-    navigator.clipboard.writeText(text).then(done, () => fallbackCopy(text, done));
-  } else {
-    fallbackCopy(text, done);
-  }
-}
-
-function fallbackCopy(text, done) {
-  const area = h("textarea", {class: "offscreen"});
+  const area = h("textarea", {class: "offscreen", readonly: true});
   area.value = text;
   document.body.append(area);
   area.select();
-  try { document.execCommand("copy"); } finally { area.remove(); }
-  done();
+  let ok = false;
+  try { ok = document.execCommand("copy"); } catch (e) { ok = false; } finally { area.remove(); }
+  if (ok) { toast(`copied: ${text}`); return; }
+  if (navigator.clipboard) {
+    navigator.clipboard.writeText(text).then(() => toast(`copied: ${text}`),
+      () => toast(`copy this: ${text}`));
+  } else {
+    toast(`copy this: ${text}`);
+  }
 }
 
 function toast(text) {
@@ -571,7 +572,8 @@ const Exchanges = {
       th.addEventListener("click", () => this.sort(th.dataset.col));
     }
     for (const id of ["f-qos", "f-client", "f-outcome", "f-latency"]) {
-      document.getElementById(id).addEventListener("input", () => this.filter());
+      const el = document.getElementById(id);
+      el.addEventListener(el.tagName === "SELECT" ? "change" : "input", () => this.filter());
     }
     this.body.addEventListener("click", (e) => {
       const tr = e.target.closest("tr");
