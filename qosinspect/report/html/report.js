@@ -20,6 +20,7 @@ const END_COLORS = {disconnect: "#2ca02c", fin: "#1f77b4", rst: "#d62728",
 const STEP_NAMES = {puback: "PUBLISH -> PUBACK", pubrec: "PUBLISH -> PUBREC",
   pubrel: "PUBREC -> PUBREL", pubcomp: "PUBREL -> PUBCOMP", total: "PUBLISH -> final ack"};
 const LADDER_MAX_ROWS = 3000;
+const SCATTER_SAMPLE = 20000;
 const ROW_H = 24;
 
 /* -- small helpers ------------------------------------------------------------------------ */
@@ -265,7 +266,7 @@ function latencySection(D, R) {
   out.append(h("p", {class: "hint"}, "Counts of every exchange per logarithmic latency bin " +
     "(drag to zoom, double-click to reset). Below: latency of each exchange over the capture " +
     "(every outlier and every exchange that did not simply complete, an even sample of the " +
-    "rest); click a point for its ladder."));
+    `rest, ${num(SCATTER_SAMPLE)} points at most); click a point for its ladder.`));
   out.append(h("div", {class: "chart", id: "latency-time"}));
   return out;
 }
@@ -274,7 +275,8 @@ function drawLatency(D) {
   for (const q of D.latency) {
     const edges = q.edges_ms;
     const traces = q.steps.map((s) => ({
-      type: "scatter", mode: "lines", line: {shape: "hv", width: 1.5},
+      type: "scatter", mode: "lines",
+      line: {shape: "hv", width: 1.5, dash: s.step === "total" ? "dot" : "solid"},
       name: `${STEP_NAMES[s.step]} (${num(s.n)})`,
       x: edges, y: [...s.counts, s.counts[s.counts.length - 1] || 0],
       hovertemplate: "%{x:.4g} ms: %{y} exchanges<extra>%{fullData.name}</extra>",
@@ -287,12 +289,20 @@ function drawLatency(D) {
     }, {displaylogo: false, responsive: true});
   }
   const X = D.exchanges;
-  const lat = col(X, "latency_ms"), t = col(X, "t_publish"), qos = col(X, "qos");
+  const lat = col(X, "latency_ms"), t = col(X, "t_publish"), qos = col(X, "qos"),
+    kept = col(X, "kept");
+  // every outlier and notable exchange; of the even sample, at most SCATTER_SAMPLE points
+  let sampled = 0;
+  for (let i = 0; i < X.n; i++) if (kept(i) === 0) sampled++;
+  const stride = Math.max(1, Math.ceil(sampled / SCATTER_SAMPLE));
   const traces = [];
   for (const q of [1, 2]) {
     const xs = [], ys = [], idx = [];
+    let k = 0;
     for (let i = 0; i < X.n; i++) {
-      if (qos(i) === q && lat(i) !== null && lat(i) > 0) { xs.push(t(i) / 1e9); ys.push(lat(i)); idx.push(i); }
+      if (qos(i) !== q || lat(i) === null || !(lat(i) > 0)) continue;
+      if (kept(i) === 0 && k++ % stride !== 0) continue;
+      xs.push(t(i) / 1e9); ys.push(lat(i)); idx.push(i);
     }
     if (xs.length) {
       traces.push({type: "scattergl", mode: "markers", name: `QoS ${q}`, x: xs, y: ys,
