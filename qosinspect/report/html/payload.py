@@ -81,10 +81,6 @@ _RECONNECT_COLS = ("session", "client_id", "prev_conn_id", "next_conn_id", "t_dr
 _ANOMALY_COLS = ("ts", "kind", "severity", "conn_id", "session", "direction", "frame",
                  "packet_id", "ex_id", "detail")
 _RETRANS_COLS = ("ts", "conn_id", "direction", "length", "frame")
-#: (QoS, step) -> the exchanges column of its latency, in the report's order.
-_STEP_COLUMNS = {1: (("puback", "latency_puback"),),
-                 2: (("pubrec", "latency_pubrec"), ("pubrel", "latency_pubrel"),
-                     ("pubcomp", "latency_pubcomp"))}
 _CONTROL_LAST = ("PINGREQ", "PINGRESP")
 
 
@@ -107,7 +103,7 @@ def build_payload(analysis: Analysis, *, capture: str = "CAPTURE",
         "capture": capture,
         "t0_ns": str(t0),
         "report": data,
-        "latency": _latency_bins(exchanges, limits.bins),
+        "latency": _latency_bins(exchanges, data, limits.bins),
         "exchanges": {"total": len(exchanges), **_columns(ex_sel, (*_EXCHANGE_COLS, "kept"), t0,
                                                          ("ex_id", "frame", "t_publish"))},
         "packets": {"total": len(analysis.packets), **_columns(packets, _PACKET_COLS, t0,
@@ -150,11 +146,10 @@ def _exchange_rows(ex: pd.DataFrame, data: dict[str, Any], budget: int
         p99 = row["latency_ms"]["p99"]
         if p99 is not None:
             outlier |= (qos == q) & (latency > p99)
-        for step, column in _STEP_COLUMNS.get(q, ()):
-            sp99 = row["latency_ms_by_step"].get(step, {}).get("p99")
-            if sp99 is not None:
-                ms = _ms(ex[column])
-                outlier |= (qos == q) & (ms > sp99)
+        # the steps of a QoS are the report's (analysis.metrics), each with its column
+        for step, pct in row["latency_ms_by_step"].items():
+            if pct["p99"] is not None:
+                outlier |= (qos == q) & (_ms(ex[f"latency_{step}"]) > pct["p99"])
     why[outlier] = 2
     why[notable] = 1
     chosen = why > 0
@@ -198,16 +193,20 @@ def _ms(s: pd.Series) -> np.ndarray:
     return out
 
 
-def _latency_bins(ex: pd.DataFrame, bins: int) -> list[dict[str, Any]]:
-    """Per QoS 1 and 2: logarithmic bin edges (ms) shared by its steps and the total, and the
-    count of every exchange in each bin. Latencies of 0 (two packets with one timestamp) fall
-    in the first bin, which starts at 1 µs at the lowest."""
+def _latency_bins(ex: pd.DataFrame, data: dict[str, Any], bins: int) -> list[dict[str, Any]]:
+    """Per QoS with steps (the report's ``latency_ms_by_step``): logarithmic bin edges (ms)
+    shared by its steps and the total, and the count of every exchange in each bin. Latencies
+    of 0 (two packets with one timestamp) fall in the first bin, which starts at 1 µs at the
+    lowest. The total is over completed exchanges, as the report's ``latency_ms``."""
     out: list[dict[str, Any]] = []
     qos = ex["qos"].to_numpy()
     total = ex["latency_ms"].to_numpy(dtype=np.float64, na_value=np.nan)
     done = ex["outcome"].astype(str).isin(["complete", "complete_after_reconnect"]).to_numpy()
-    for q, steps in _STEP_COLUMNS.items():
-        series = [(step, _ms(ex[col])[qos == q]) for step, col in steps]
+    for row in data["per_qos"]:
+        q, steps = row["qos"], row["latency_ms_by_step"]
+        if not steps:
+            continue
+        series = [(step, _ms(ex[f"latency_{step}"])[qos == q]) for step in steps]
         series.append(("total", total[(qos == q) & done]))
         values = [v[~np.isnan(v)] for _, v in series]
         present = [v for v in values if v.size]
