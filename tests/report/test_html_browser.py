@@ -34,7 +34,7 @@ pytestmark = pytest.mark.tools
 def browser() -> Iterator[Any]:
     chromium = require_tool("chromium")
     chromedriver = require_tool("chromedriver")
-    webdriver = pytest.importorskip("selenium.webdriver")
+    from selenium import webdriver  # a dev dependency: missing is an error, not a skip
     from selenium.webdriver.chrome.service import Service
 
     options = webdriver.ChromeOptions()
