@@ -529,10 +529,10 @@ function anomaliesSection(D, R) {
 /* -- exchanges: a virtual table ------------------------------------------------------------ */
 
 /* [column, title, width in px]: both tables (the header and the rows) take these widths. */
-const EX_COLUMNS = [["ex_id", "ex", 70], ["t", "time s", 100], ["session", "client", 150],
-  ["direction", "dir", 44], ["qos", "QoS", 44], ["packet_id", "id", 60], ["topic", "topic", 150],
-  ["outcome", "outcome", 175], ["last_step", "last step", 76], ["latency_ms", "latency ms", 96],
-  ["retransmissions", "re-sends", 70], ["frame", "frame", 80], ["kept", "why here", 72]];
+const EX_COLUMNS = [["ex_id", "ex", 70], ["t", "time s", 96], ["session", "client", 140],
+  ["direction", "dir", 44], ["qos", "QoS", 50], ["packet_id", "id", 60], ["topic", "topic", 140],
+  ["outcome", "outcome", 170], ["last_step", "last step", 96], ["latency_ms", "latency ms", 100],
+  ["retransmissions", "re-sends", 78], ["frame", "frame", 80], ["kept", "why here", 84]];
 
 function exColgroup() {
   return h("colgroup", {}, EX_COLUMNS.map(([, , w]) => h("col", {style: `width:${w}px`})));
