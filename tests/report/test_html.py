@@ -130,6 +130,9 @@ def test_report_numbers_are_the_json_report(tmp_path: Path) -> None:
     assert data["capture"] == str(capture)
     assert data["audit"]["target"] == str(capture)
     assert data["reconnects"]["n"] == 1
+    # the clear text section's lines are the text report's
+    text = runner.invoke(main, ["report", str(capture)]).output
+    assert data["clear_text_lines"] and all(line in text for line in data["clear_text_lines"])
 
 
 def test_page_is_self_contained() -> None:

@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 
 import qosinspect
+from qosinspect.report.html import read_payload
 from qosinspect.testing.tools import PROJECT_ROOT, require_tool
 
 CAPTURES = PROJECT_ROOT / "captures"
@@ -183,10 +184,14 @@ def test_frame_number_copies_as_display_filter(browser: Any, page: Path) -> None
 
 
 @pytest.mark.parametrize("name", ["refusals.pcap", "mosquitto-tls.pcap",
-                                  "gen-stalled-acks.pcap"])
+                                  "gen-stalled-acks.pcap", "mosquitto-v5-props.pcap"])
 def test_other_captures_open_cleanly(browser: Any, tmp_path: Path, name: str) -> None:
     out = tmp_path / "r.html"
     _cli("report", str(CAPTURES / name), "--format", "html", "-o", str(out))
     logs = _open(browser, out)
     assert [m for m in logs if m["level"] == SEVERE] == []
     assert "Per QoS level" in browser.find_element("id", "sec-qos").text
+    # credentials sent in clear text stand out (as a warning), and only then
+    clear = read_payload(out.read_text(encoding="utf-8"))["report"]["clear_text"]
+    warned = browser.find_elements("css selector", "#sec-cleartext p.warn")
+    assert bool(warned) == bool(clear["with_username"] or clear["with_password"])

@@ -34,7 +34,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ...analysis.api import Analysis
-from ..text import _SHOWN, _first_anomalies, _refusal_rows, _undecoded_rows
+from ..text import (
+    _SHOWN,
+    _clear_text_lines,
+    _first_anomalies,
+    _refusal_rows,
+    _undecoded_rows,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -122,6 +128,7 @@ def build_payload(analysis: Analysis, *, capture: str = "CAPTURE",
         # the rows the text report shows, by its own functions (one rule, one place)
         "refusals": [[str(v) for v in row] for row in _refusal_rows(analysis, _SHOWN)],
         "undecoded": [[str(v) for v in row] for row in _undecoded_rows(analysis, _SHOWN)],
+        "clear_text_lines": _clear_text_lines(data["clear_text"], capture),
         "anomaly_first": {kind: [frame, detail]
                           for kind, (frame, detail) in _first_anomalies(analysis).items()},
         "audit": None if audit is None else audit.to_dict(),
