@@ -29,6 +29,7 @@ missing values ``null``.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -53,19 +54,19 @@ __all__ = ["KEPT", "LIMITS", "Limits", "build_payload"]
 KEPT = ("sample", "notable", "outlier")
 
 
+@dataclass(frozen=True)
 class Limits:
-    """Row budgets of the page (the defaults keep the benchmark capture's page under 5 MB)."""
+    """Row budgets of the page (the defaults keep the benchmark capture's page under 5 MB).
+    ``exchanges`` is the budget of the sample: every notable exchange and outlier is kept even
+    past it."""
 
-    def __init__(self, exchanges: int = 100_000, packets: int = 60_000,
-                 connections: int = 20_000, reconnects: int = 20_000, anomalies: int = 5_000,
-                 tcp_retransmissions: int = 20_000, bins: int = 60) -> None:
-        self.exchanges = exchanges
-        self.packets = packets
-        self.connections = connections
-        self.reconnects = reconnects
-        self.anomalies = anomalies
-        self.tcp_retransmissions = tcp_retransmissions
-        self.bins = bins
+    exchanges: int = 100_000
+    packets: int = 60_000
+    connections: int = 20_000
+    reconnects: int = 20_000
+    anomalies: int = 5_000
+    tcp_retransmissions: int = 20_000
+    bins: int = 60
 
 
 LIMITS = Limits()
