@@ -6,7 +6,8 @@ a string for other callers (a notebook, the commands to come).
 
 Why this shape:
 
-- The page is package data (``report.html``, ``report.css``, ``report.js`` beside this file),
+- The page is package data (``report.html``, ``report.css``, and the scripts ``report.js``,
+  ``exchanges.js`` and ``ladder.js`` beside this file),
   not Python strings: a web developer edits it as a web page. Python builds one JSON payload
   (:mod:`.payload`: the report dict and capped, column-oriented tables) and inlines it.
 - Self-contained and offline: plotly.js comes from the ``plotly`` Python package (its offline
@@ -71,7 +72,8 @@ def render_page(payload: dict[str, Any]) -> str:
         "@@CSS@@": _asset("report.css"),
         "@@PLOTLY@@": _plotly_packed(),
         "@@DATA@@": _pack(data.encode("utf-8")),
-        "@@SCRIPT@@": _asset("report.js"),
+        # one script: the table and the ladder first, report.js (which starts the page) last
+        "@@SCRIPT@@": "\n".join(_asset(name) for name in _SCRIPTS),
     }
     page = _asset("report.html")
     for marker, text in parts.items():
@@ -106,6 +108,9 @@ def _plotly_packed() -> str:
     from plotly.offline import get_plotlyjs
 
     return _pack(get_plotlyjs().encode("utf-8"))
+
+
+_SCRIPTS = ("exchanges.js", "ladder.js", "report.js")
 
 
 def _asset(name: str) -> str:
