@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the real peers the tests talk to (tshark, tcpdump, mosquitto and its clients, and
-# chromium with its driver for the HTML report) when they are missing and we can (root + apt-get). Under CI=true a component still missing is a failure.
+# chromium with its driver for the HTML report) when they are missing and we can (root +
+# apt-get). Under CI=true a component still missing is a failure.
 set -u
 need=()
 command -v tshark >/dev/null 2>&1 || need+=(tshark)
