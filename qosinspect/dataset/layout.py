@@ -20,6 +20,7 @@ the user's tags as ``tag_<name>`` columns; the tables' own columns and dtypes ar
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -51,6 +52,7 @@ __all__ = [
     "partition_dir",
     "partition_files",
     "publish_partition",
+    "remove_scratch",
     "scratch_dir",
 ]
 
@@ -153,9 +155,13 @@ def publish_partition(root: str | os.PathLike[str], scratch: Path, key: str,
             dest.parent.mkdir(parents=True, exist_ok=True)
             os.replace(src, dest)
     shutil.rmtree(scratch, ignore_errors=True)
-    with_scratch = Path(root) / _SCRATCH
-    if with_scratch.is_dir() and not any(with_scratch.iterdir()):
-        with_scratch.rmdir()
+
+
+def remove_scratch(root: str | os.PathLike[str]) -> None:
+    """Remove the scratch folder once no worker writes any more (the process that ran the
+    batch does it: a worker removing it could pull it from under another's feet)."""
+    with contextlib.suppress(OSError):  # not empty: a worker of another batch is writing
+        (Path(root) / _SCRATCH).rmdir()
 
 
 def add_capture_columns(df: pd.DataFrame, capture: str, sha256: str,

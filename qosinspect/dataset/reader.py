@@ -47,8 +47,9 @@ def _capture_names(root: str | os.PathLike[str]) -> dict[str, str]:
 
 
 def _schema(files: list[Path]) -> pa.Schema:
-    """One schema for every file of a table: the columns in first-seen order, each with a
-    type all its files can take (see :func:`_common_type`)."""
+    """One schema for every file of a table, each column with a type all its files can take
+    (see :func:`_common_type`): ``capture``, ``capture_sha256``, the tags by name, then the
+    table's columns in their order."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -56,7 +57,10 @@ def _schema(files: list[Path]) -> pa.Schema:
     for f in files:
         for fld in pq.read_schema(f):
             types.setdefault(fld.name, []).append(fld.type)
-    return pa.schema([(name, _common_type(ts)) for name, ts in types.items()])
+    tags = sorted(n for n in types if n.startswith(TAG_PREFIX))
+    order = ["capture", "capture_sha256", *tags]
+    order += [n for n in types if n not in order]
+    return pa.schema([(name, _common_type(types[name])) for name in order if name in types])
 
 
 def _common_type(types: list[pa.DataType]) -> pa.DataType:

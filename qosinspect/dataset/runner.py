@@ -19,7 +19,14 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .layout import DecoderOptions, capture_key, file_sha256, options_key, partition_files
+from .layout import (
+    DecoderOptions,
+    capture_key,
+    file_sha256,
+    options_key,
+    partition_files,
+    remove_scratch,
+)
 from .sources import CaptureFile, tags_for
 from .worker import Outcome, Task, analyse_into
 
@@ -121,5 +128,7 @@ def run_batch(tasks: Sequence[Task], *, jobs: int | None = None, dask: str | Non
             result.outcomes.append(outcome)
             if on_done is not None:
                 on_done(outcome)
+    if tasks:
+        remove_scratch(tasks[0].root)
     result.seconds = time.perf_counter() - start
     return result
