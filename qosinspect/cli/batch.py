@@ -59,6 +59,7 @@ def batch(captures: tuple[str, ...], outdir: str, tags: tuple[str, ...], tags_cs
     qosinspect.dataset.open(DATASET) or qosinspect query DATASET "SQL"; see docs/batch.md.
     """
     from ..dataset import DecoderOptions, expand_captures, plan, run_batch
+    from ..dataset.runner import ClusterError
     from ..dataset.sources import parse_tag, read_tags_csv
     from ..dataset.worker import Outcome
     from .progress import Progress
@@ -96,8 +97,8 @@ def batch(captures: tuple[str, ...], outdir: str, tags: tuple[str, ...], tags_cs
     try:
         with writing(outdir):
             result = run_batch(tasks, jobs=jobs, dask=dask, on_done=on_done)
-    except (OSError, TimeoutError) as exc:
-        raise click.ClickException(f"--dask {dask}: {exc}" if dask else str(exc)) from None
+    except ClusterError as exc:
+        raise click.ClickException(f"--dask {dask}: {exc}") from None
     finally:
         if progress is not None:
             progress.close()

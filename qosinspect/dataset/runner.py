@@ -30,7 +30,14 @@ from .layout import (
 from .sources import CaptureFile, tags_for
 from .worker import Outcome, Task, analyse_into
 
-__all__ = ["BatchResult", "done_keys", "plan", "run_batch"]
+__all__ = ["BatchResult", "ClusterError", "done_keys", "plan", "run_batch"]
+
+#: How long to wait for a Dask scheduler to answer.
+CONNECT_TIMEOUT = "10s"
+
+
+class ClusterError(RuntimeError):
+    """The Dask cluster could not be reached (its own words)."""
 
 
 @dataclass
@@ -95,7 +102,11 @@ def _executor(jobs: int | None, dask: str | None) -> Iterator[tuple[cf.Executor 
     if dask is not None:
         from distributed import Client
 
-        with Client(dask, timeout="10s") as client:  # type: ignore[no-untyped-call]
+        try:
+            client = Client(dask, timeout=CONNECT_TIMEOUT)  # type: ignore[no-untyped-call]
+        except (OSError, TimeoutError, ValueError) as exc:
+            raise ClusterError(str(exc)) from None
+        with client:
             workers = sum(client.nthreads().values())
             executor = client.get_executor(pure=False)
             yield executor, workers
@@ -113,7 +124,7 @@ def run_batch(tasks: Sequence[Task], *, jobs: int | None = None, dask: str | Non
     """Run ``tasks`` on ``jobs`` local processes (default: every core; 1: in this process) or
     on the Dask cluster at ``dask`` (``tcp://host:port``), calling ``on_done`` as each capture
     finishes (in completion order). A failed capture is an outcome, never an exception;
-    a cluster that cannot be reached raises (``OSError`` or Dask's ``TimeoutError``)."""
+    a cluster that cannot be reached raises :class:`ClusterError`."""
     start = time.perf_counter()
     result = BatchResult()
     Path(tasks[0].root if tasks else ".").mkdir(parents=True, exist_ok=True)
