@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from .layout import (
     DecoderOptions,
@@ -103,7 +104,8 @@ def _executor(jobs: int | None, dask: str | None) -> Iterator[tuple[cf.Executor 
         from distributed import Client
 
         try:
-            client = Client(dask, timeout=CONNECT_TIMEOUT)  # type: ignore[no-untyped-call]
+            # Any: distributed's methods are untyped
+            client: Any = Client(dask, timeout=CONNECT_TIMEOUT)  # type: ignore[no-untyped-call]
         except (OSError, TimeoutError, ValueError) as exc:
             raise ClusterError(str(exc)) from None
         with client:
