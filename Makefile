@@ -45,6 +45,7 @@ bench: $(STAMP) system-deps
 	$(PY) benchmarks/report.py
 	$(PY) benchmarks/broker.py
 	$(PY) benchmarks/audit.py
+	$(PY) benchmarks/batch.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info

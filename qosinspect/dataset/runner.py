@@ -117,8 +117,18 @@ def _executor(jobs: int | None, dask: str | None) -> Iterator[tuple[cf.Executor 
     if n == 1:
         yield None, 1
         return
+    _preload()
     with cf.ProcessPoolExecutor(max_workers=n) as pool:
         yield pool, n
+
+
+def _preload() -> None:
+    """Import what every worker imports (pandas, pyarrow, the analysis' tables) before the
+    pool forks, so that each process starts with them instead of spending its first second
+    importing them again."""
+    import pyarrow.parquet  # noqa: F401
+
+    from ..analysis import tables  # noqa: F401
 
 
 def run_batch(tasks: Sequence[Task], *, jobs: int | None = None, dask: str | None = None,
