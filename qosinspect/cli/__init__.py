@@ -23,6 +23,7 @@ __all__ = ["COMMANDS", "LazyGroup", "main"]
 #: when imported).
 COMMANDS = {
     "audit": "audit", "batch": "batch", "broker": "broker", "passwd": "broker",
+    "compare": "compare",
     "decode": "decode", "demo": "demo", "export": "export", "flows": "flows",
     "generate": "generate", "ladder": "ladder",
     "notebook": "notebook", "plot": "plot", "pub": "pub", "replay": "replay",
