@@ -46,6 +46,7 @@ bench: $(STAMP) system-deps
 	$(PY) benchmarks/broker.py
 	$(PY) benchmarks/audit.py
 	$(PY) benchmarks/html.py
+	$(PY) benchmarks/batch.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info
