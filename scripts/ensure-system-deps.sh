@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Installs the real peers the tests talk to (tshark, tcpdump, mosquitto and its clients) when they
-# are missing and we can (root + apt-get). Under CI=true a component still missing is a failure.
+# Installs the real peers the tests talk to (tshark, tcpdump, mosquitto and its clients, and
+# chromium with its driver for the HTML report) when they are missing and we can (root +
+# apt-get). Under CI=true a component still missing is a failure.
 set -u
 need=()
 command -v tshark >/dev/null 2>&1 || need+=(tshark)
@@ -11,6 +12,8 @@ command -v openssl >/dev/null 2>&1 || need+=(openssl)   # throwaway TLS certific
 command -v editcap >/dev/null 2>&1 || need+=(wireshark-common)   # editcap, captype: conversion
 command -v ip >/dev/null 2>&1 || need+=(iproute2)                # network namespaces in tests
 command -v nsenter >/dev/null 2>&1 || need+=(util-linux)         # unshare, nsenter
+command -v chromium >/dev/null 2>&1 || need+=(chromium)           # the HTML report's browser tests
+command -v chromedriver >/dev/null 2>&1 || need+=(chromium-driver)
 [ ${#need[@]} -eq 0 ] && exit 0
 
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
@@ -28,6 +31,8 @@ command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 command -v editcap >/dev/null 2>&1 || missing+=(wireshark-common)
 command -v ip >/dev/null 2>&1 || missing+=(iproute2)
 command -v nsenter >/dev/null 2>&1 || missing+=(util-linux)
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "${CI:-}" = "true" ]; then
     echo "error: missing system packages under CI=true: ${missing[*]}" >&2

@@ -3,6 +3,10 @@
     .venv/bin/python captures/expected/review.py            # print both, side by side
     .venv/bin/python captures/expected/review.py --write    # (re)write <capture>.report.json
 
+The shipped captures (``../captures.json``) and the community ones in
+``../../../shared/captures/community`` (their reports under ``community/``; MQTT on port 1337
+in the two ``alivcor`` files, 1883 elsewhere: :data:`qosinspect.testing.tools.COMMUNITY_PORTS`).
+
 How the expected files were made: for every capture in captures.json this prints what tshark
 decodes (PUBLISH packets per QoS, DUP flags, packet ids, acknowledgements, CONNACK codes and
 session-present flags, TCP resets) next to the same figures from ``qosinspect report``. Only
@@ -110,8 +114,23 @@ def _mqtt_packets(path: Path, port: int) -> list[dict[str, Any]]:
     return out
 
 
+def entries() -> list[dict[str, Any]]:
+    """Every capture reviewed: ``file``, ``path``, ``ports``, ``websocket``, ``expected`` (the
+    reviewed report's path) and, for the shipped ones, the rest of their captures.json entry."""
+    sys.path.insert(0, str(CAPTURES.parent))
+    from qosinspect.testing.tools import community_captures
+
+    shipped = [{**e, "path": CAPTURES / e["file"],
+                "expected": HERE / e["file"].replace(".pcap", ".report.json")}
+               for e in json.loads((CAPTURES / "captures.json").read_text())]
+    community = [{"file": path.name, "path": path, "ports": list(ports), "websocket": False,
+                  "expected": HERE / "community" / path.name.replace(".pcap", ".report.json")}
+                 for path, ports in community_captures()]
+    return shipped + community
+
+
 def tshark_view(entry: dict[str, Any]) -> dict[str, Any]:
-    path = CAPTURES / entry["file"]
+    path = entry["path"]
     port = entry["ports"][0]
     pk = _ws_packets(path, port) if entry["websocket"] else _mqtt_packets(path, port)
     pub = [p for p in pk if p["type"] == "PUBLISH"]
@@ -152,28 +171,30 @@ def our_view(report: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def expected_report(path: Path) -> dict[str, Any]:
-    """The report as compared by the test: without the path of the capture."""
+def expected_report(entry: dict[str, Any]) -> dict[str, Any]:
+    """The report as compared by the tests: without the path of the capture."""
     sys.path.insert(0, str(CAPTURES.parent))
     from qosinspect.analysis.api import analyze_capture
+    from qosinspect.analysis.options import AnalysisOptions
+    from qosinspect.testing.tools import shipped_same_broker
 
-    entry = next(e for e in json.loads((CAPTURES / "captures.json").read_text())
-                 if e["file"] == path.name)
-    report = analyze_capture(path, ports=tuple(entry["ports"])).report()
+    options = AnalysisOptions(same_broker=shipped_same_broker(entry))
+    report = analyze_capture(entry["path"], ports=tuple(entry["ports"]),
+                             options=options).report()
     report["capture"].pop("source", None)
     return report
 
 
 def main() -> None:
     write = "--write" in sys.argv
-    for entry in json.loads((CAPTURES / "captures.json").read_text()):
-        path = CAPTURES / entry["file"]
-        report = expected_report(path)
+    for entry in entries():
+        report = expected_report(entry)
         print(f"== {entry['file']}")
         print("  tshark: " + json.dumps(tshark_view(entry)))
         print("  ours:   " + json.dumps(our_view(report)))
         if write:
-            (HERE / f"{path.stem}.report.json").write_text(json.dumps(report, indent=2) + "\n")
+            entry["expected"].parent.mkdir(exist_ok=True)
+            entry["expected"].write_text(json.dumps(report, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -4,12 +4,15 @@ When a capture holds both sides of a broker, each PUBLISH a client sends (c2b) i
 *publication*; each PUBLISH the broker sends a client (b2c) is matched to the earliest pending
 publication with the same topic and payload, published no later *to the same broker*, that this
 subscriber has not yet received (a capture may hold several brokers: a message sent to one is
-never expected from, or matched to, another). A second copy of a message the subscriber already
-had is a *duplicate*; a subscriber whose subscription matched the topic but who got no copy
-within the window is *not delivered*
-(with whether it was connected when the message was published: QoS 0 to an offline session is
-expected to be dropped, to a connected one it is a loss, unless the subscriber's connection ended
-within ``LEAVE_GRACE_NS`` of the publication: its DISCONNECT was likely on the way already).
+never expected from, or matched to, another). When the subscriber's SUBSCRIBE is in the capture,
+only publications made after it are candidates: a broker forwards a message to the subscriptions
+it has when the message arrives, so identical payloads sent before the subscription (a sensor
+repeating a reading) are not the copies it gets later. A second copy of a message the
+subscriber already had is a *duplicate*; a subscriber whose subscription matched the topic but
+who got no copy within the window is *not delivered* (with whether it was connected when the
+message was published: QoS 0 to an offline session is expected to be dropped, to a connected one
+it is a loss, unless the subscriber's connection ended within ``LEAVE_GRACE_NS`` of the
+publication: its DISCONNECT was likely on the way already).
 
 Who should receive what comes from the SUBSCRIBE/SUBACK pairs seen (granted QoS, ``no_local``);
 shared subscriptions (``$share/...``) go to one member of a group, so they set no expectation. A
@@ -218,14 +221,27 @@ class DeliveryMatcher:
         else:
             pubs = found
         already: _Pending | None = None
+        unexpected: _Pending | None = None
+        expected = False
         for pub in pubs:
             if pub.ts > ts:
                 break
-            if not pub.has(subscriber):
+            mine = subscriber in pub.expect
+            expected = expected or mine
+            if pub.has(subscriber):
+                already = pub
+            elif mine:
                 pub.add(subscriber)
                 self._row(pub, subscriber, ex_id, ts, qos, _DELIVERED, retain)
                 return
-            already = pub
+            elif unexpected is None:
+                unexpected = pub
+        if unexpected is not None and not expected:
+            # No publication of this content was meant for this subscriber (its SUBSCRIBE is
+            # not in the capture): the oldest one it has not had yet.
+            unexpected.add(subscriber)
+            self._row(unexpected, subscriber, ex_id, ts, qos, _DELIVERED, retain)
+            return
         if already is None or retain:
             # Nothing published before it (or a retained copy of an old message): not a match.
             self.unmatched += 1

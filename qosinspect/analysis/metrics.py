@@ -182,20 +182,23 @@ def summary_rows(r: CorrelationResult, broker: int | None = None) -> list[dict[s
 
 def brokers(r: CorrelationResult, rows: list[dict[str, Any]] | None = None
             ) -> list[dict[str, Any]]:
-    """Per broker (a server endpoint): its address, port, connections and per-QoS rows (those of
-    the whole capture, ``rows``, when it is the only one), in order of first appearance."""
+    """Per broker (a server endpoint that accepted a connection): its address, port,
+    connections and per-QoS rows (those of the whole capture, ``rows``, when it is the only
+    one), in order of first appearance. An endpoint that only answered SYNs with RST (nothing
+    listening) is no broker: its attempts are in ``tcp_attempts_refused``."""
+    accepted: Counter[int] = Counter(r.conn_brokers.get(c.conn_id, -1) for c in r.connections
+                                     if not c.attempt)
+    served = [(code, endpoint) for code, endpoint in enumerate(r.brokers) if accepted[code]]
     out = []
-    for code, endpoint in enumerate(r.brokers):
+    for code, endpoint in served:
         host, _, port = endpoint.rpartition(":")
-        per_qos = ([dict(row) for row in rows] if rows is not None and len(r.brokers) == 1
+        per_qos = ([dict(row) for row in rows] if rows is not None and len(served) == 1
                    else summary_rows(r, code))
-        if len(r.brokers) > 1:
+        if len(served) > 1:
             for row in per_qos:
                 row.pop("qos2_incomplete", None)
         out.append({"address": host.strip("[]"), "port": int(port) if port.isdigit() else None,
-                    "connections": sum(1 for c in r.connections if not c.attempt
-                                       and r.conn_brokers.get(c.conn_id) == code),
-                    "per_qos": per_qos})
+                    "connections": accepted[code], "per_qos": per_qos})
     return out
 
 

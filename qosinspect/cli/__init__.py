@@ -22,10 +22,12 @@ __all__ = ["COMMANDS", "LazyGroup", "main"]
 #: Command name -> the module of this package that defines it (registering it on ``main``
 #: when imported).
 COMMANDS = {
-    "audit": "audit", "broker": "broker", "passwd": "broker", "decode": "decode", "demo": "demo",
-    "export": "export", "flows": "flows", "generate": "generate", "ladder": "ladder",
+    "audit": "audit", "batch": "batch", "broker": "broker", "passwd": "broker",
+    "compare": "compare",
+    "decode": "decode", "demo": "demo", "export": "export", "flows": "flows",
+    "generate": "generate", "ladder": "ladder",
     "notebook": "notebook", "plot": "plot", "pub": "pub", "replay": "replay",
-    "report": "report", "sub": "sub", "watch": "watch",
+    "query": "query", "report": "report", "sub": "sub", "watch": "watch",
 }
 
 

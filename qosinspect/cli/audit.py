@@ -10,6 +10,7 @@ import click
 
 from . import main
 from .capture_options import MQTT_VERSIONS
+from .output_options import format_option
 
 __all__ = ["audit"]
 
@@ -66,8 +67,7 @@ def _tls_context(cafile: str | None, insecure: bool) -> ssl.SSLContext:
 @click.option("--try-defaults", is_flag=True,
               help="Try a small dictionary of default user names and passwords (rate-limited).")
 @click.option("--dry-run", is_flag=True, help="List the probes and exit.")
-@click.option("--format", "fmt", type=click.Choice(["table", "markdown", "json"]),
-              default="table", show_default=True, help="Output format.")
+@format_option("table", "markdown", "json")
 @click.option("--fail-on", type=click.Choice(_SEVERITIES), default=None,
               help="Exit 2 when a finding of this severity or worse is present.")
 def audit(capture: str | None, ports: tuple[int, ...], tls_ports: tuple[int, ...],

@@ -96,6 +96,20 @@ class CaptureSource:
                 if progress is not None:
                     progress.close()
 
+    def audit(self) -> Any:
+        """:func:`qosinspect.audit.audit_capture` of this source (``None`` for standard input,
+        which can be read only once: the analysis had it)."""
+        if self.path == "-":
+            return None
+        from ..audit import audit_capture
+
+        with self.reading():
+            return audit_capture(self.path, ports=self.ports,
+                                 detect_any_port=self.detect_any_port,
+                                 mqtt_version=self.mqtt_version, engine=self.engine,
+                                 tls_keylog=self.tls_keylog, broker=self.broker,
+                                 same_broker=self.same_broker)
+
     def events(self, *, keep_tcp_stats: bool = True) -> EventStream:
         """:func:`qosinspect.drivers.iter_capture_events` with this source's options (lazy:
         errors come while iterating, so iterate inside :meth:`reading`)."""

@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 
 import click
 
-from ..report.output import FORMATS
+from ..report.output import DOCUMENT_FORMATS, FORMATS
 
 __all__ = ["format_option", "output_file", "writing"]
 
@@ -18,9 +18,9 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 def format_option(*choices: str, default: str = "table",
                   help: str = "Output format.") -> Callable[[F], F]:
-    """``--format`` with ``choices`` (a subset of the output layer's formats); the command
-    receives it as ``fmt``."""
-    unknown = set(choices) - set(FORMATS)
+    """``--format`` with ``choices`` (a subset of the output layer's formats, of tables or
+    documents); the command receives it as ``fmt``."""
+    unknown = set(choices) - set(FORMATS) - set(DOCUMENT_FORMATS)
     if unknown or default not in choices:
         raise ValueError(f"formats {sorted(unknown)} / default {default!r}: not an output format")
     return click.option("--format", "fmt", type=click.Choice(list(choices)), default=default,

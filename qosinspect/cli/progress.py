@@ -14,8 +14,9 @@ class Progress:
     quarter second at most; ``position()`` gives (bytes done, bytes in all)."""
 
     def __init__(self, stream: IO[str], position: Callable[[], tuple[int, int]], *,
-                 delay: float = 1.0) -> None:
+                 delay: float = 1.0, unit: str = "events") -> None:
         self.stream = stream
+        self.unit = unit
         self.position = position
         self.start = time.monotonic()
         self.shown = False
@@ -42,7 +43,8 @@ class Progress:
         now = time.monotonic()
         frac = done / total if total else 0.0
         bar = "#" * int(frac * 30)
-        self.stream.write(f"\r[{bar:<30}] {frac:6.1%} {frames:,} events {now - self.start:5.1f} s")
+        self.stream.write(f"\r[{bar:<30}] {frac:6.1%} {frames:,} {self.unit} "
+                          f"{now - self.start:5.1f} s")
         self.stream.flush()
         self.shown = True
 

@@ -7,8 +7,9 @@ can call it too. The API::
 
     write_table(df, fmt, out=None, *, footer=None)      a DataFrame, in any of FORMATS
     write_document(doc, fmt, out=None, *, render=None)  a nested dict (the report): json or
-                                                        jsonl; table/markdown are render(fmt)
-                                                        (document_text: the same as a str)
+                                                        jsonl; table/markdown/html are
+                                                        render(fmt) (document_text: the same
+                                                        as a str)
     write_events(events, fmt, out=None, *, tick=None)   decode's stream, one line per packet
                                                         or anomaly: table, jsonl or csv
     format_time(ts_ns) -> str                           the one spelling of a time
@@ -63,8 +64,9 @@ __all__ = ["DOCUMENT_FORMATS", "EVENT_FORMATS", "FORMATS", "Target", "document_t
 
 #: Every format a table can be written in.
 FORMATS = ("table", "markdown", "csv", "json", "jsonl", "parquet")
-#: The formats of a document (:func:`write_document`).
-DOCUMENT_FORMATS = ("table", "markdown", "json", "jsonl")
+#: The formats of a document (:func:`write_document`); ``html`` is one self-contained page
+#: (:mod:`qosinspect.report.html`).
+DOCUMENT_FORMATS = ("table", "markdown", "json", "jsonl", "html")
 #: The formats of decode's stream (:func:`write_events`).
 EVENT_FORMATS = ("table", "jsonl", "csv")
 
@@ -194,13 +196,13 @@ def document_text(doc: Mapping[str, Any], fmt: str,
                   render: Callable[[str], str] | None = None) -> str:
     """A document (a dict of JSON values, like the report) as text, with a final newline:
     ``json`` (indented by 2, the form of captures/expected/*.json), ``jsonl`` (one compact
-    line), or ``table``/``markdown`` as ``render(fmt)`` words them (the document's own
+    line), or ``table``/``markdown``/``html`` as ``render(fmt)`` words them (the document's own
     layout)."""
     if fmt == "json":
         return json.dumps(doc, indent=2) + "\n"
     if fmt == "jsonl":
         return _jsonl([doc])
-    if fmt in ("table", "markdown"):
+    if fmt in ("table", "markdown", "html"):
         if render is None:
             raise ValueError(f"this document has no {fmt} form")
         return render(fmt) + "\n"

@@ -20,9 +20,11 @@ if TYPE_CHECKING:
     from ..traffic.live import LiveCapture
 
 __all__ = [
+    "COMMUNITY_PORTS",
     "IN_CI",
     "PROJECT_ROOT",
     "SHARED_CAPTURES",
+    "community_captures",
     "free_port",
     "loopback_capture",
     "require_tool",
@@ -64,6 +66,21 @@ def shared_captures() -> Path:
         pytest.fail(f"the shared captures folder {SHARED_CAPTURES} is missing: tests read the "
                     "public MQTT captures from ../shared/captures beside the project root")
     return SHARED_CAPTURES
+
+
+#: MQTT ports of the community captures that do not use 1883 (Wireshark needs them as
+#: ``-d tcp.port==1337,mqtt``; see ../shared/captures/community/SOURCES.md).
+COMMUNITY_PORTS: dict[str, tuple[int, ...]] = {
+    "alivcor__presill__mqtt.pcap": (1337,),
+    "alivcor__presill__mqtt_start.pcap": (1337,),
+}
+
+
+def community_captures() -> list[tuple[Path, tuple[int, ...]]]:
+    """``../shared/captures/community``'s captures with the MQTT port(s) of each (an empty list
+    when the folder is missing: callers that need them check with :func:`shared_captures`)."""
+    return [(path, COMMUNITY_PORTS.get(path.name, (1883,)))
+            for path in sorted((SHARED_CAPTURES / "community").glob("*.pcap"))]
 
 
 def free_port() -> int:

@@ -4,12 +4,18 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
 from qosinspect.analysis.api import analyze_capture
 from qosinspect.analysis.options import AnalysisOptions
-from qosinspect.testing.tools import PROJECT_ROOT, shipped_same_broker
+from qosinspect.testing.tools import (
+    PROJECT_ROOT,
+    community_captures,
+    shared_captures,
+    shipped_same_broker,
+)
 
 CAPTURES = PROJECT_ROOT / "captures"
 ENTRIES = json.loads((CAPTURES / "captures.json").read_text())
@@ -42,3 +48,22 @@ def test_report_mode_agrees_with_the_full_analysis(entry: dict[str, object]) -> 
     full = analyze_capture(path, ports=ports, options=AnalysisOptions(same_broker=same)).report()
     report_only = AnalysisOptions(detail=False, same_broker=same)
     assert analyze_capture(path, ports=ports, options=report_only).report() == full
+
+
+COMMUNITY = community_captures()
+
+
+def test_the_community_captures_are_there() -> None:
+    assert len(COMMUNITY) == len(list((shared_captures() / "community").glob("*.pcap"))) == 9
+
+
+@pytest.mark.parametrize(("path", "ports"), COMMUNITY, ids=[p.name for p, _ in COMMUNITY])
+def test_community_capture_matches_its_reviewed_report(path: Path, ports: tuple[int, ...]
+                                                       ) -> None:
+    """Issue 11: each of ../shared/captures/community has a reviewed expected report
+    (captures/expected/community/, the review in captures/expected/README.md)."""
+    expected_path = CAPTURES / "expected" / "community" / path.name.replace(".pcap",
+                                                                           ".report.json")
+    report = analyze_capture(path, ports=ports).report()
+    report["capture"].pop("source")
+    assert report == json.loads(expected_path.read_text())

@@ -39,6 +39,8 @@ def _check(path: Path, ports: tuple[int, int]) -> None:
     assert attempt["end"].iloc[0] == "rst"
     assert report["per_qos"][1]["publishes"] == 1 and report["per_qos"][1]["completed"] == 1
     assert report["reconnects"] == 0
+    # a port where nothing listens is no broker: one broker, the attempt counted apart
+    assert [(b["port"], b["connections"]) for b in report["brokers"]] == [(ports[0], 2)]
 
 
 def test_shipped_capture_of_refusals() -> None:

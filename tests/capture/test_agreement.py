@@ -44,15 +44,18 @@ from qosinspect.mqtt import (
     Unsubscribe,
 )
 from qosinspect.mqtt.enums import Direction
-from qosinspect.testing.tools import PROJECT_ROOT, SHARED_CAPTURES, require_tool
+from qosinspect.testing.tools import (
+    COMMUNITY_PORTS,
+    PROJECT_ROOT,
+    SHARED_CAPTURES,
+    require_tool,
+)
 
 CAPTURES = PROJECT_ROOT / "captures"
 INFO = {c["file"]: c for c in json.loads((CAPTURES / "captures.json").read_text())}
 #: ../shared/captures/community: small real captures from course and project repositories
 #: (mid-stream, several packets per segment); MQTT on 1337 in the two alivcor ones.
 COMMUNITY = sorted((SHARED_CAPTURES / "community").glob("*.pcap"))
-COMMUNITY_PORTS = {"alivcor__presill__mqtt.pcap": [1337],
-                   "alivcor__presill__mqtt_start.pcap": [1337]}
 ALL = sorted(SHARED_CAPTURES.glob("*.pcap")) + sorted(CAPTURES.glob("*.pcap")) + COMMUNITY
 
 #: (capture, frame, anomaly kind) for every packet the codec refuses and tshark lists anyway.
@@ -73,7 +76,7 @@ Row = tuple[Any, ...]
 
 def _ports(path: Path) -> list[int]:
     if path.name in COMMUNITY_PORTS:
-        return COMMUNITY_PORTS[path.name]
+        return list(COMMUNITY_PORTS[path.name])
     return [int(p) for p in INFO.get(path.name, {}).get("ports", [1883])]
 
 

@@ -122,7 +122,8 @@ def test_format_options_are_the_layers_formats() -> None:
         res = CliRunner().invoke(main, [command, "--help"])
         choices = re.search(r"--format \[([a-z|]+)\]", res.output)
         assert choices is not None, command
-        assert set(choices.group(1).split("|")) <= set(output.FORMATS), command
+        assert set(choices.group(1).split("|")) <= set(output.FORMATS) | set(
+            output.DOCUMENT_FORMATS), command
 
 
 def _option_help(command: str) -> dict[str, str]:

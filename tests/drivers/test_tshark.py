@@ -21,7 +21,7 @@ from qosinspect.events import (
     TcpRetransmission,
 )
 from qosinspect.mqtt import Publish
-from qosinspect.testing.tools import PROJECT_ROOT, require_tool, shared_captures
+from qosinspect.testing.tools import COMMUNITY_PORTS, PROJECT_ROOT, require_tool, shared_captures
 
 CAPTURES = PROJECT_ROOT / "captures"
 INFO = {c["file"]: c for c in json.loads((CAPTURES / "captures.json").read_text())}
@@ -141,8 +141,8 @@ AGREE = (sorted(CAPTURES.glob("*.pcap")) + sorted((shared_captures() / "communit
          + sorted(shared_captures().glob("*.pcap"))[::3]
          + sorted((CAPTURES / "field").glob("*.pcap")))
 #: Ports given as a user would (tshark finds no mid-stream MQTT by itself).
-PORTS = {"paho-midstream-17501.pcap": [17501], "alivcor__presill__mqtt.pcap": [1337],
-         "alivcor__presill__mqtt_start.pcap": [1337]}
+PORTS = {"paho-midstream-17501.pcap": [17501],
+         **{name: list(ports) for name, ports in COMMUNITY_PORTS.items()}}
 
 
 @pytest.mark.parametrize("path", AGREE, ids=lambda p: p.name)

@@ -22,7 +22,7 @@ import pytest
 
 from qosinspect import _accel
 from qosinspect.analysis.api import analyze_capture
-from qosinspect.testing.tools import PROJECT_ROOT, shared_captures
+from qosinspect.testing.tools import PROJECT_ROOT, community_captures, shared_captures
 
 CAPTURES = PROJECT_ROOT / "captures"
 PORTS = {e["file"]: tuple(e["ports"])
@@ -59,14 +59,25 @@ def require_compiled() -> None:
 
 
 def _captures() -> list[dict[str, object]]:
-    ours = [{"path": str(CAPTURES / name), "ports": list(ports)}
-            for name, ports in sorted(PORTS.items())]
+    ours: list[dict[str, object]] = [{"path": str(CAPTURES / name), "ports": list(ports)}
+                                     for name, ports in sorted(PORTS.items())]
     shared = shared_captures()
-    theirs = [{"path": str(p), "ports": [1883]} for p in sorted(shared.glob("*.pcap*"))]
-    community = shared / "community"
-    theirs += [{"path": str(p), "ports": [1883, 1337]}
-               for p in sorted(community.glob("*.pcap*"))] if community.is_dir() else []
+    theirs: list[dict[str, object]] = [{"path": str(p), "ports": [1883]}
+                                       for p in sorted(shared.glob("*.pcap*"))]
+    theirs += [{"path": str(p), "ports": list(ports)} for p, ports in community_captures()]
     return ours + theirs
+
+
+def test_setup_compiles_the_modules_accel_names() -> None:
+    """setup.py's COMPILED (files) and _accel.COMPILED (module names) are one list written
+    twice (setup.py cannot import the package it builds): they must not drift apart."""
+    import ast
+
+    tree = ast.parse((PROJECT_ROOT / "setup.py").read_text())
+    files = next(ast.literal_eval(node.value) for node in tree.body
+             if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name)
+             and node.targets[0].id == "COMPILED")
+    assert [f.removesuffix(".py").replace("/", ".") for f in files] == list(_accel.COMPILED)
 
 
 def test_a_shipped_capture_is_analysed_by_the_compiled_modules() -> None:

@@ -1,0 +1,167 @@
+"""HTML report benchmark: ``qosinspect report --format html`` on the large capture.
+
+The capture is the decoder benchmark's (``out/bench/mqtt_large.pcap``, over a million frames
+between real peers; see benchmarks/_capture.py), or ``--capture FILE [--port N]``.
+
+Measured, each as its own process (wall time, CPU seconds, peak RSS), in the same run:
+
+* ``html``: ``qosinspect report --format html -o FILE`` (the analysis in detail mode, the audit,
+  the page);
+* ``html_no_audit``: the same with ``--no-audit`` (the audit reads the capture a second time);
+* ``json``: ``qosinspect report --format json``, the text report's analysis: the ratios say what
+  the page costs on top of it.
+
+Then what the page holds (issue 17: at most 5 MB; every exchange that did not complete and every
+outlier kept, an even sample of the rest): its size, the rows of each table against the
+capture's, why the exchange rows are there, and whether the numbers are the JSON report's. With
+chromium and chromium-driver installed, the page is opened headless (networking off) three
+times: the time to the report's text and to the last chart (median), and, in the page, the time
+to sort the exchange table by latency and to filter it.
+
+    python benchmarks/html.py [--capture F --port N] [--json] [--pure] [--no-browser]
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from _capture import (
+    CPU,
+    analysis_implementation,
+    argument_parser,
+    ensure_capture,
+    implementation,
+    log,
+    qosinspect_command,
+    run_measured,
+)
+
+# This file is html.py, and its folder is first on sys.path: take it off before anything
+# imports the standard library's html (qosinspect's page, selenium, pandas do).
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+
+from qosinspect.report.html import KEPT, read_payload  # noqa: E402
+
+MAX_BYTES = 5 * 2**20
+MAX_OPEN_S = 2.0
+
+
+def browser_figures(page: Path, runs: int = 3) -> dict[str, Any] | None:
+    """Open ``page`` in headless chromium ``runs`` times; the median times (s) to the text
+    and to the charts, and the page's own sort and filter times (ms)."""
+    chromium, driver_path = shutil.which("chromium"), shutil.which("chromedriver")
+    if chromium is None or driver_path is None:
+        log("chromium or chromedriver missing: no browser figures")
+        return None
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = chromium
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                "--window-size=1280,1600", "--proxy-server=127.0.0.1:9"):
+        opts.add_argument(arg)
+    os.environ["SE_OFFLINE"] = "true"
+    driver = webdriver.Chrome(service=Service(driver_path), options=opts)
+    text, charts = [], []
+    try:
+        for _ in range(runs):
+            driver.get(page.as_uri())
+            deadline = time.monotonic() + 120
+            while driver.execute_script("return document.body.dataset.ready || ''") != "1":
+                if time.monotonic() > deadline:
+                    sys.exit("the page did not finish drawing in 120 s")
+                time.sleep(0.02)
+            timing = json.loads(driver.execute_script("return document.body.dataset.timing"))
+            text.append(timing["text"] / 1e3)
+            charts.append(timing["charts"] / 1e3)
+        inpage = driver.execute_script("""
+            const t0 = performance.now(); Exchanges.sort('latency_ms');
+            const t1 = performance.now(); Exchanges.sort('latency_ms');
+            const t2 = performance.now();
+            const q = document.getElementById('f-qos'); q.value = '2'; Exchanges.filter();
+            const t3 = performance.now();
+            return {sort_ms: t1 - t0, sort_again_ms: t2 - t1, filter_sort_ms: t3 - t2,
+                    rows: qosinspectData.exchanges.n, shown_after_filter: Exchanges.view.length,
+                    dom_rows: document.querySelectorAll('#ex-body tr').length};""")
+    finally:
+        driver.quit()
+    return {"open_text_s": round(statistics.median(text), 3),
+            "open_charts_s": round(statistics.median(charts), 3),
+            "open_text_s_runs": [round(x, 3) for x in text],
+            "open_charts_s_runs": [round(x, 3) for x in charts],
+            "meets_open": statistics.median(text) < MAX_OPEN_S,
+            **{k: round(v, 1) if isinstance(v, float) else v for k, v in inpage.items()}}
+
+
+def main() -> None:
+    ap = argument_parser(__doc__)
+    ap.add_argument("--no-browser", action="store_true", help="skip the browser figures")
+    args = ap.parse_args()
+    path, port = ensure_capture(args)
+    impl = implementation(args)
+    qosinspect = qosinspect_command()
+    base = [qosinspect, "report", "--port", str(port), str(path)]
+    with tempfile.TemporaryDirectory() as tmp:
+        page = Path(tmp) / "report.html"
+        log("qosinspect report --format json ...")
+        report_out = Path(tmp) / "report.json"
+        with report_out.open("w") as out:
+            j_s, j_rss, rc = run_measured([*base, "--format", "json"], stdout=out, key="json")
+        if rc:
+            sys.exit(f"report --format json failed with status {rc}")
+        log("qosinspect report --format html --no-audit ...")
+        n_s, n_rss, rc = run_measured([*base, "--format", "html", "--no-audit", "-o",
+                                       str(page)], key="html_no_audit")
+        if rc:
+            sys.exit(f"report --format html --no-audit failed with status {rc}")
+        log("qosinspect report --format html ...")
+        h_s, h_rss, rc = run_measured([*base, "--format", "html", "-o", str(page)], key="html")
+        if rc:
+            sys.exit(f"report --format html failed with status {rc}")
+        size = page.stat().st_size
+        data = read_payload(page.read_text(encoding="utf-8"))
+        report = json.loads(report_out.read_text())
+        ex = data["exchanges"]
+        kept = Counter(KEPT[k] for k in ex["cols"]["kept"])
+        unfinished = sum(r["publishes"] - r["completed"] for r in report["per_qos"])
+        browser = None if args.no_browser else browser_figures(page)
+    figures: dict[str, Any] = {
+        "capture": str(path), "mqtt_packets": report["capture"].get("mqtt_packets"),
+        "html_bytes": size, "max_bytes": MAX_BYTES, "meets_size": size <= MAX_BYTES,
+        "html_s": round(h_s, 3), "html_cpu_s": round(CPU["html"], 3),
+        "html_rss_mb": round(h_rss, 1),
+        "html_no_audit_s": round(n_s, 3), "html_no_audit_cpu_s": round(CPU["html_no_audit"], 3),
+        "html_no_audit_rss_mb": round(n_rss, 1),
+        "json_s": round(j_s, 3), "json_cpu_s": round(CPU["json"], 3),
+        "json_rss_mb": round(j_rss, 1),
+        "html_vs_json_cpu": round(CPU["html"] / CPU["json"], 2),
+        "html_no_audit_vs_json_cpu": round(CPU["html_no_audit"] / CPU["json"], 2),
+        "same_numbers_as_json": data["report"] == report,
+        "exchanges_total": ex["total"], "exchange_rows": ex["n"], "exchange_rows_why": kept,
+        "not_completed_in_report": unfinished,
+        "packets_total": data["packets"]["total"], "packet_rows": data["packets"]["n"],
+        "connection_rows": data["connections"]["n"], "connections_total":
+            data["connections"]["total"],
+        "browser": browser,
+        "cpus": os.cpu_count(), "load_average_1m": round(os.getloadavg()[0], 2),
+        "implementation": impl, "analysis": analysis_implementation(args),
+    }
+    if args.json:
+        print(json.dumps(figures))
+        return
+    for key, value in figures.items():
+        print(f"{key:28} {value}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,274 @@
+"""The data of the HTML report: an :class:`~qosinspect.analysis.api.Analysis` as one JSON-ready
+dict that the page's script renders (:mod:`qosinspect.report.html`).
+
+Why a payload and not HTML written here: the numbers are the report's own
+(``Analysis.report()``, the dict ``report --format json`` writes), so the page cannot disagree with
+the text report; the layout lives once, in the page's template and script (package data).
+
+What is in it, and what is left out to keep the page small (5 MB for a million-packet capture):
+
+- ``report``: the report dict, whole (every count and percentile of the page comes from it).
+- ``latency``: per QoS and step, exact counts of *every* exchange in logarithmic bins (a
+  histogram needs no sampling: its size does not grow with the traffic).
+- ``exchanges``: every exchange that did not simply complete (any other outcome, a re-send, a
+  DUP flag, a completion after a reconnection), every outlier (a latency above the p99 of its QoS
+  or step), and an even sample of the rest up to ``max_exchanges`` rows; ``kept`` says why each
+  row is there (:data:`KEPT`) and ``total`` how many there were.
+- ``packets`` (for the ladder): every packet when there are at most ``max_packets``; otherwise
+  the connection packets (CONNECT, SUBSCRIBE, DISCONNECT ...) and the packets of the notable
+  exchanges first, then those of the sampled exchanges, then keep-alives, up to the budget. The
+  page says when a window is not complete and prints the ``qosinspect ladder`` command that is.
+- ``connections``, ``reconnects``, ``anomalies``, ``tcp_retransmissions``: rows, capped.
+
+Tables are column-oriented (``{"n", "cols": {name: [...]}, "dicts": {name: [...]}}``): a text
+column is a list of codes into its ``dicts`` entry (-1: missing), times are integer nanoseconds
+since ``t0_ns`` (the capture's first packet; relative so JavaScript numbers hold them exactly),
+missing values ``null``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ...analysis.api import Analysis
+from ..text import (
+    _SHOWN,
+    _clear_text_lines,
+    _first_anomalies,
+    _refusal_rows,
+    _undecoded_rows,
+)
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from ...audit.findings import AuditReport
+
+__all__ = ["KEPT", "LIMITS", "Limits", "build_payload"]
+
+#: Why an exchange row is in the page, by its ``kept`` code.
+KEPT = ("sample", "notable", "outlier")
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Row budgets of the page (the defaults keep the benchmark capture's page under 5 MB).
+    ``exchanges`` is the budget of the sample: every notable exchange and outlier is kept even
+    past it."""
+
+    exchanges: int = 100_000
+    packets: int = 60_000
+    connections: int = 20_000
+    reconnects: int = 20_000
+    anomalies: int = 5_000
+    tcp_retransmissions: int = 20_000
+    bins: int = 60
+
+
+LIMITS = Limits()
+
+_EXCHANGE_COLS = ("ex_id", "qos", "session", "direction", "conn_id", "last_conn_id", "packet_id",
+                  "topic", "outcome", "last_step", "frame", "t_publish", "latency_ms",
+                  "retransmissions", "n_publish", "dup_seen", "spans_reconnect")
+_PACKET_COLS = ("ts", "conn_id", "direction", "packet_type", "qos", "dup", "retain",
+                "packet_id", "reason_code", "frame", "ex_id", "resend", "topic", "payload_len")
+_CONNECTION_COLS = ("conn_id", "session", "client_id", "client", "broker", "transport",
+                    "version", "clean_start", "keep_alive", "attempt", "t_open", "t_connect",
+                    "t_connack", "connack_code", "session_present", "t_disconnect", "t_close",
+                    "end", "transport_end", "closed_by", "n_packets_c2b", "n_packets_b2c",
+                    "tcp_retransmissions", "stream_gaps", "unfinished_at_end")
+_RECONNECT_COLS = ("session", "client_id", "prev_conn_id", "next_conn_id", "t_drop",
+                   "t_connect", "gap", "cause", "clean_start", "session_present",
+                   "unfinished_c2b", "unfinished_b2c", "redelivered_publish",
+                   "redelivered_pubrel", "resumed", "abandoned")
+_ANOMALY_COLS = ("ts", "kind", "severity", "conn_id", "session", "direction", "frame",
+                 "packet_id", "ex_id", "detail")
+_RETRANS_COLS = ("ts", "conn_id", "direction", "length", "frame")
+_CONTROL_LAST = ("PINGREQ", "PINGRESP")
+
+
+def build_payload(analysis: Analysis, *, capture: str = "CAPTURE",
+                  audit: AuditReport | None = None, limits: Limits = LIMITS,
+                  report: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The page's data (see the module docstring). ``capture``: CAPTURE and its decoder options
+    as the commands the page suggests need them; ``audit``: the capture's audit, summarised in
+    the clear text section when given; ``report``: ``analysis.report()`` when the caller has
+    it."""
+    data = analysis.report() if report is None else report
+    t0 = int(data["capture"]["t_first_ns"] or 0)
+    exchanges = analysis.exchanges
+    keep, kept = _exchange_rows(exchanges, data, limits.exchanges)
+    ex_sel = exchanges.iloc[keep].assign(kept=kept)
+    packets = _packet_rows(analysis, ex_sel, limits.packets)
+    conns = analysis.connections.sort_values("conn_id")
+    return {
+        "schema": 1,
+        "capture": capture,
+        "t0_ns": str(t0),
+        "report": data,
+        "latency": _latency_bins(exchanges, data, limits.bins),
+        "exchanges": {"total": len(exchanges), **_columns(ex_sel, (*_EXCHANGE_COLS, "kept"), t0,
+                                                         ("ex_id", "frame", "t_publish"))},
+        "packets": {"total": len(analysis.packets), **_columns(packets, _PACKET_COLS, t0,
+                                                                ("ts", "frame"))},
+        "connections": {"total": len(conns),
+                        **_columns(conns.head(limits.connections), _CONNECTION_COLS, t0)},
+        "reconnects": {"total": len(analysis.reconnects),
+                       **_columns(analysis.reconnects.head(limits.reconnects), _RECONNECT_COLS,
+                                  t0)},
+        "anomalies": {"total": len(analysis.anomalies),
+                      **_columns(analysis.anomalies.head(limits.anomalies), _ANOMALY_COLS, t0)},
+        "tcp_retransmissions": {
+            "total": len(analysis.tcp_retransmissions),
+            **_columns(analysis.tcp_retransmissions.head(limits.tcp_retransmissions),
+                       _RETRANS_COLS, t0)},
+        # the rows the text report shows, by its own functions (one rule, one place)
+        "refusals": [[str(v) for v in row] for row in _refusal_rows(analysis, _SHOWN)],
+        "undecoded": [[str(v) for v in row] for row in _undecoded_rows(analysis, _SHOWN)],
+        "clear_text_lines": _clear_text_lines(data["clear_text"], capture),
+        "anomaly_first": {kind: [frame, detail]
+                          for kind, (frame, detail) in _first_anomalies(analysis).items()},
+        "audit": None if audit is None else audit.to_dict(),
+    }
+
+
+def _exchange_rows(ex: pd.DataFrame, data: dict[str, Any], budget: int
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """Positions of the exchanges the page keeps, in ``ex_id`` order, and why (:data:`KEPT`)."""
+    n = len(ex)
+    why = np.zeros(n, dtype=np.int8)
+    if n == 0:
+        return np.zeros(0, dtype=np.int64), why
+    qos = ex["qos"].to_numpy()
+    notable = ((ex["outcome"].astype(str) != "complete").to_numpy()
+               | (ex["retransmissions"].to_numpy() > 0) | ex["dup_seen"].to_numpy()
+               | ex["spans_reconnect"].to_numpy())
+    outlier = np.zeros(n, dtype=bool)
+    latency = ex["latency_ms"].to_numpy(dtype=np.float64, na_value=np.nan)
+    for row in data["per_qos"]:
+        q = row["qos"]
+        p99 = row["latency_ms"]["p99"]
+        if p99 is not None:
+            outlier |= (qos == q) & (latency > p99)
+        # the steps of a QoS are the report's (analysis.metrics), each with its column
+        for step, pct in row["latency_ms_by_step"].items():
+            if pct["p99"] is not None:
+                outlier |= (qos == q) & (_ms(ex[f"latency_{step}"]) > pct["p99"])
+    why[outlier] = 2
+    why[notable] = 1
+    chosen = why > 0
+    rest = np.flatnonzero(~chosen)
+    room = budget - int(chosen.sum())
+    if room >= len(rest):
+        chosen[rest] = True
+    elif room > 0:
+        # an even sample over the capture (not the first rows): every part of it is shown
+        chosen[rest[np.unique(np.linspace(0, len(rest) - 1, room).astype(np.int64))]] = True
+    keep = np.flatnonzero(chosen)
+    return keep, why[keep]
+
+
+def _packet_rows(analysis: Analysis, ex_sel: pd.DataFrame, budget: int) -> pd.DataFrame:
+    """The packets of the ladder: all when they fit the budget; otherwise by priority (the
+    module docstring), in capture order."""
+    pk = analysis.packets
+    if len(pk) <= budget:
+        return pk
+    ex_id = pk["ex_id"].to_numpy(dtype=np.float64, na_value=np.nan)
+    types = pk["packet_type"].astype(str).to_numpy()
+    control = np.isnan(ex_id)
+    notable_ids = ex_sel.loc[ex_sel["kept"] > 0, "ex_id"].to_numpy(dtype=np.float64)
+    sampled_ids = ex_sel.loc[ex_sel["kept"] == 0, "ex_id"].to_numpy(dtype=np.float64)
+    priority = np.full(len(pk), 4, dtype=np.int8)         # 4: left out
+    priority[np.isin(ex_id, sampled_ids)] = 2
+    priority[np.isin(ex_id, notable_ids) | pk["resend"].to_numpy()] = 1
+    priority[control] = 0
+    priority[control & np.isin(types, _CONTROL_LAST)] = 3
+    order = np.argsort(priority, kind="stable")[:budget]
+    order = np.sort(order[priority[order] < 4])
+    return pk.iloc[order]
+
+
+def _ms(s: pd.Series) -> np.ndarray:
+    """A timedelta column in milliseconds (NaN where missing)."""
+    ns = s.to_numpy(dtype="timedelta64[ns]").astype(np.int64).astype(np.float64)
+    ns[s.isna().to_numpy()] = np.nan
+    out: np.ndarray = ns / 1e6
+    return out
+
+
+def _latency_bins(ex: pd.DataFrame, data: dict[str, Any], bins: int) -> list[dict[str, Any]]:
+    """Per QoS with steps (the report's ``latency_ms_by_step``): logarithmic bin edges (ms)
+    shared by its steps and the total, and the count of every exchange in each bin. Latencies
+    of 0 (two packets with one timestamp) fall in the first bin, which starts at 1 µs at the
+    lowest. The total is over completed exchanges, as the report's ``latency_ms``."""
+    out: list[dict[str, Any]] = []
+    qos = ex["qos"].to_numpy()
+    total = ex["latency_ms"].to_numpy(dtype=np.float64, na_value=np.nan)
+    done = ex["outcome"].astype(str).isin(["complete", "complete_after_reconnect"]).to_numpy()
+    for row in data["per_qos"]:
+        q, steps = row["qos"], row["latency_ms_by_step"]
+        if not steps:
+            continue
+        series = [(step, _ms(ex[f"latency_{step}"])[qos == q]) for step in steps]
+        series.append(("total", total[(qos == q) & done]))
+        values = [v[~np.isnan(v)] for _, v in series]
+        present = [v for v in values if v.size]
+        if not present:
+            continue
+        every = np.concatenate(present)
+        lo = max(float(every.min()), 1e-3)
+        hi = max(float(every.max()), lo * 10)
+        edges = np.geomspace(lo, hi, bins + 1)
+        traces = []
+        for (step, _), v in zip(series, values, strict=True):
+            counts, _ = np.histogram(np.clip(v, lo, hi), bins=edges)
+            traces.append({"step": step, "n": int(v.size), "counts": counts.tolist()})
+        out.append({"qos": q, "edges_ms": [float(f"{e:.6g}") for e in edges],
+                    "steps": traces})
+    return out
+
+
+def _columns(df: pd.DataFrame, names: Sequence[str], t0: int,
+             delta: Sequence[str] = ()) -> dict[str, Any]:
+    """``df``'s ``names`` as JSON-ready columns (see the module docstring). The ``delta``
+    columns (in nearly increasing order, never missing) are written as differences from the
+    row before, listed under ``delta``: a third of the compressed size of the exchanges."""
+    import pandas as pd
+
+    cols: dict[str, list[Any]] = {}
+    deltas: list[str] = []
+    dicts: dict[str, list[str]] = {}
+    values: list[Any]
+    for name in names:
+        if name not in df.columns:
+            continue
+        s = df[name]
+        missing = s.isna().to_numpy()
+        kind = getattr(s.dtype, "kind", "O")
+        if isinstance(s.dtype, pd.DatetimeTZDtype):
+            values = (s.to_numpy(dtype="datetime64[ns]").astype(np.int64) - t0).tolist()
+        elif kind == "m":
+            values = s.to_numpy(dtype="timedelta64[ns]").astype(np.int64).tolist()
+        elif kind == "b":
+            values = s.fillna(False).astype(bool).astype(np.int8).tolist()
+        elif kind == "f":
+            values = np.round(s.to_numpy(dtype=np.float64), 3).tolist()
+        elif kind in "iu":
+            values = s.to_numpy(dtype=np.int64, na_value=0).tolist()
+        else:
+            codes, uniques = pd.factorize(s.astype(object), use_na_sentinel=True)
+            dicts[name] = [str(u) for u in uniques]
+            cols[name] = codes.tolist()
+            continue
+        if missing.any():
+            values = [None if m else v for v, m in zip(values, missing.tolist(), strict=True)]
+        elif name in delta and kind in "iuM" and values:
+            values = np.diff(np.asarray(values, dtype=np.int64), prepend=0).tolist()
+            deltas.append(name)
+        cols[name] = values
+    return {"n": len(df), "cols": cols, "dicts": dicts, "delta": deltas}

@@ -1,0 +1,197 @@
+"""The HTML report in a real browser: Debian's chromium, headless, driven by chromium-driver
+through Selenium, with networking off (the page must need nothing but itself).
+
+Checks what issue 17 asks a user to rely on: no console error, the per-QoS numbers shown are
+the JSON report's, the ladder of a client shows that client's packets, the exchange table sorts
+by latency, a click on a row opens its ladder, a frame number copies as a display filter. A
+screenshot of the page is kept in out/test-artifacts/ (git-ignored).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import qosinspect
+from qosinspect.report.html import read_payload
+from qosinspect.testing.tools import PROJECT_ROOT, require_tool
+
+CAPTURES = PROJECT_ROOT / "captures"
+ARTEFACTS = PROJECT_ROOT / "out" / "test-artifacts"
+QOSINSPECT = str(Path(sys.executable).with_name("qosinspect"))
+SEVERE = "SEVERE"
+
+pytestmark = pytest.mark.tools
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    chromium = require_tool("chromium")
+    chromedriver = require_tool("chromedriver")
+    from selenium import webdriver  # a dev dependency: missing is an error, not a skip
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                "--window-size=1280,1600", "--no-first-run", "--disable-extensions",
+                # no network: every request would go to a proxy on a closed port
+                "--proxy-server=127.0.0.1:9", "--proxy-bypass-list=<-loopback>"):
+        options.add_argument(arg)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("SE_OFFLINE", "true")     # Selenium Manager: never download a driver
+        driver = webdriver.Chrome(service=Service(chromedriver), options=options)
+    try:
+        driver.execute_cdp_cmd("Network.enable", {})
+        driver.execute_cdp_cmd("Network.emulateNetworkConditions",
+                               {"offline": True, "latency": 0, "downloadThroughput": -1,
+                                "uploadThroughput": -1})
+        yield driver
+    finally:
+        driver.quit()
+
+
+def _cli(*args: str) -> str:
+    """``qosinspect ARGS`` in a process of its own, as a user runs it."""
+    res = subprocess.run([QOSINSPECT, *args], capture_output=True,
+                         text=True, timeout=120, check=False)
+    assert res.returncode == 0, res.stderr
+    return res.stdout
+
+
+@pytest.fixture(scope="module")
+def page(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("html") / "gen-reconnect.html"
+    _cli("report", str(CAPTURES / "gen-reconnect.pcap"), "--format", "html", "-o", str(out))
+    return out
+
+
+def _open(driver: Any, path: Path) -> list[dict[str, Any]]:
+    """Load ``path``, wait until the page has drawn everything; the console's messages."""
+    driver.get_log("browser")                       # drop what an earlier page logged
+    driver.get(path.as_uri())
+    deadline = time.monotonic() + 60
+    while driver.execute_script("return document.body.dataset.ready || ''") != "1":
+        assert time.monotonic() < deadline, driver.find_element("id", "app").text[:500]
+        time.sleep(0.05)
+    logs: list[dict[str, Any]] = driver.get_log("browser")
+    return logs
+
+
+def test_opens_offline_without_console_errors(browser: Any, page: Path) -> None:
+    logs = _open(browser, page)
+    assert [m for m in logs if m["level"] == SEVERE] == []
+    # nothing was fetched but the page's own blob (plotly.js, inflated in the page)
+    fetched = browser.execute_script(
+        "return performance.getEntriesByType('resource').map(e => e.name)")
+    assert all(name.startswith("blob:") for name in fetched), fetched
+    assert browser.execute_script("return typeof Plotly") == "object"
+    assert len(browser.find_elements("css selector", ".js-plotly-plot")) >= 3
+    ARTEFACTS.mkdir(parents=True, exist_ok=True)
+    assert browser.save_screenshot(str(ARTEFACTS / "html-report.png"))
+
+
+def test_per_qos_numbers_are_the_json_report(browser: Any, page: Path) -> None:
+    _open(browser, page)
+    report = json.loads(_cli("report", str(CAPTURES / "gen-reconnect.pcap"), "--format",
+                             "json"))
+    shown = browser.execute_script("""
+        const out = {};
+        for (const td of document.querySelectorAll('#qos-table td')) {
+          (out[td.dataset.qos] ||= {})[td.dataset.field] = td.textContent;
+        }
+        return out;""")
+    assert set(shown) == {"0", "1", "2"}
+    for row in report["per_qos"]:
+        cells = shown[str(row["qos"])]
+        for field in ("publishes", "completed", "incomplete", "retransmissions", "dup_flagged",
+                      "duplicates_delivered", "not_delivered"):
+            assert cells[field] == str(row[field]), (row["qos"], field)
+        for p, value in row["latency_ms"].items():
+            assert cells[p] == ("-" if value is None else f"{value:.3f}"), (row["qos"], p)
+    assert any(row["latency_ms"]["p99"] for row in report["per_qos"])
+
+
+def test_ladder_of_a_client_shows_its_packets(browser: Any, page: Path) -> None:
+    from selenium.webdriver.support.ui import Select
+
+    _open(browser, page)
+    analysis = qosinspect.analyze_capture(CAPTURES / "gen-reconnect.pcap")
+    conns = analysis.connections
+    ids = conns.loc[conns["session"] == "sub-persistent", "conn_id"].tolist()
+    assert len(ids) == 2                                    # it reconnected
+    packets = analysis.packets_of(ids)
+    Select(browser.find_element("id", "l-client")).select_by_value("sub-persistent")
+    arrows = browser.find_elements("css selector", "#ladder-svg .arrow")
+    frames = [int(a.get_attribute("data-frame")) for a in arrows]
+    assert sorted(frames) == sorted(packets["frame"].tolist())
+    assert {int(a.get_attribute("data-conn")) for a in arrows} == set(ids)
+    resends = browser.find_elements("css selector", "#ladder-svg .arrow.resend")
+    assert len(resends) == int(packets["resend"].sum()) > 0
+    # both connections' opening and end are drawn
+    labels = browser.find_element("id", "ladder-svg").text
+    for i in ids:
+        assert f"== connection {i} opened" in labels
+    # a window narrows it
+    t0 = int(browser.execute_script("return qosinspectData.t0_ns"))
+    since = (packets["ts"].iloc[10].value - t0) / 1e9
+    browser.find_element("id", "l-since").send_keys(f"{since:.9f}")
+    browser.find_element("id", "l-draw").click()
+    n = len(browser.find_elements("css selector", "#ladder-svg .arrow"))
+    assert n == int(((packets["ts"].astype("int64") - t0) / 1e9 >= since).sum()) < len(frames)
+
+
+def test_exchange_table_sorts_by_latency_and_opens_a_ladder(browser: Any, page: Path) -> None:
+    _open(browser, page)
+    header = browser.find_element("css selector", '#ex-head th[data-col="latency_ms"]')
+    header.click()
+    order = browser.execute_script(
+        "const l = qosinspectData.exchanges.cols.latency_ms;"
+        "return Array.from(Exchanges.view, (i) => l[i]);")
+    values = [v for v in order if v is not None]
+    assert values == sorted(values) and len(values) > 100
+    assert order[len(values):] == [None] * (len(order) - len(values))    # missing: last
+    header.click()                                                         # descending
+    shown = [c.text for c in browser.find_elements("css selector", "#ex-body td.c-latency_ms")]
+    assert float(shown[0]) == pytest.approx(max(values), abs=1e-3)
+    assert [float(v) for v in shown[:5]] == sorted((float(v) for v in shown[:5]), reverse=True)
+    # the slowest exchange's ladder: its arrows highlighted
+    browser.find_element("css selector", "#ex-body tr").click()
+    assert browser.find_elements("css selector", "#ladder-svg .arrow.hl")
+    # filters: QoS 2 only
+    from selenium.webdriver.support.ui import Select
+
+    Select(browser.find_element("id", "f-qos")).select_by_value("2")
+    qos = [c.text for c in browser.find_elements("css selector", "#ex-body td.c-qos")]
+    assert qos and set(qos) == {"2"}
+
+
+def test_frame_number_copies_as_display_filter(browser: Any, page: Path) -> None:
+    _open(browser, page)
+    frame = browser.find_element("css selector", "#ex-body .frame")
+    n = frame.text
+    frame.click()
+    toast = browser.find_element("id", "toast")
+    assert toast.get_attribute("textContent") == f"copied: frame.number == {n}"
+
+
+@pytest.mark.parametrize("name", ["refusals.pcap", "mosquitto-tls.pcap",
+                                  "gen-stalled-acks.pcap", "mosquitto-v5-props.pcap"])
+def test_other_captures_open_cleanly(browser: Any, tmp_path: Path, name: str) -> None:
+    out = tmp_path / "r.html"
+    _cli("report", str(CAPTURES / name), "--format", "html", "-o", str(out))
+    logs = _open(browser, out)
+    assert [m for m in logs if m["level"] == SEVERE] == []
+    assert "Per QoS level" in browser.find_element("id", "sec-qos").text
+    # credentials sent in clear text stand out (as a warning), and only then
+    clear = read_payload(out.read_text(encoding="utf-8"))["report"]["clear_text"]
+    warned = browser.find_elements("css selector", "#sec-cleartext p.warn")
+    assert bool(warned) == bool(clear["with_username"] or clear["with_password"])
