@@ -14,7 +14,7 @@ capture of the same shape (the interpreter, the libraries and the code: ``baseli
 (``-Y mqtt -T fields -e mqtt.msgtype``) is the peer on the streams capture, in the same run.
 
 The caps (docs/memory.md): the decoder follows at most 25,000 connections at once (the least
-recently active tenth is evicted beyond that, and said); the analysis at most 4096 open exchanges
+recently active tenth is evicted beyond that, and said); the analysis at most 65535 open exchanges
 per session and 100,000 in all (oldest first, said, counted in the report's ``evictions``).
 
     python benchmarks/concurrent_streams.py [--streams N] [--ids N] [--json] [--pure]

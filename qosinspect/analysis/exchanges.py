@@ -32,8 +32,9 @@ PUBLISH, and which step it closes, is not written here but read from the one QoS
 * **Orphans.** An acknowledgement for an id with no exchange in the right direction, open or
   finished (and not abandoned with its session), is ``orphan_ack`` (normal for the first packets
   of a capture started mid-session).
-* **Bounded.** At most ``max_open_per_session`` open exchanges per session (4096 by default,
-  Suricata's ``max-tx`` for MQTT; real clients and brokers keep tens in flight) and
+* **Bounded.** At most ``max_open_per_session`` open exchanges per session (65535 by default,
+  one direction's packet id space: the benchmark's real peers keep more than 30,000 QoS 2
+  flows open in one session, so Suricata's 4096 would evict right answers) and
   ``max_open_total`` overall (100,000); past the first, the session's oldest open exchange is
   closed as ``evicted``, past the second the oldest tenth of all (by ``ex_id``: oldest first, as
   Zeek and the decoder's connection cap do); a ``too_many_exchanges`` anomaly with the frame
