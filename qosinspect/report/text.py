@@ -152,6 +152,11 @@ def format_report(analysis: Analysis, fmt: str = "table", capture: str = "CAPTUR
         out.append(format_table(["stream", "client", "server", "bytes", "why", "decode with"],
                                 _undecoded_rows(analysis, _SHOWN), fmt, "rllrll"))
         out.append(f"  details: qosinspect export {capture} -o DIR (undecoded_streams)")
+    ev = data["evictions"]
+    if ev["exchanges"] or ev["connections"]:
+        out.append(f"state caps: {ev['exchanges']} open exchanges and {ev['connections']} "
+                   "connections were no longer followed (evicted, oldest first; see "
+                   "docs/memory.md)")
     out.append("")
     out.append(h("Clear text"))
     out.extend(_clear_text_lines(data["clear_text"], capture))
