@@ -90,14 +90,28 @@ class EngineState:
             return
         if not isinstance(packets, list):
             packets = [packets]
-        aliases = conn.aliases
+        elif not packets:
+            return
         sent = 0
-        for i, packet in enumerate(packets):
+        for packet in packets:
             if type(packet) is Publish:
                 sent += 1
-                if aliases is not None:
-                    packets[i] = aliases.apply(packet)
-        self.stats.messages_sent += sent
+        if sent:
+            self._send_publishes(conn, packets, sent)
+        else:
+            conn.outbox.extend(packets)
+            self._dirty[conn.conn_id] = conn
+
+    def _send_publishes(self, conn: ClientConn, packets: list[Packet],
+                        publishes: int | None = None) -> None:
+        """:meth:`_send` when the caller knows how many of ``packets`` are PUBLISH (None: all
+        of them, as the routing's are): no type test per packet on that path."""
+        if conn.closed or not packets:
+            return
+        self.stats.messages_sent += len(packets) if publishes is None else publishes
+        aliases = conn.aliases
+        if aliases is not None:
+            packets = [aliases.apply(p) if isinstance(p, Publish) else p for p in packets]
         conn.outbox.extend(packets)
         self._dirty[conn.conn_id] = conn
 

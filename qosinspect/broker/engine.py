@@ -525,9 +525,8 @@ class BrokerEngine(Backpressure):
             if state.journal is not None:
                 self.dirty_sessions[client_id] = sess
             if conn is not None:
-                if packets:
-                    self._send(conn, packets)
-                if out_qos and self._queue_full(sess):
+                self._send_publishes(conn, packets)
+                if out_qos and state.queue and self._queue_full(sess):  # (limits are >= 1)
                     self._overflow(sess, conn, origin, now)
 
     @staticmethod

@@ -49,10 +49,12 @@ def encode_out(packet: Packet, version: int, topics: dict[str, bytes] | None = N
             head = bytes((first, 0x80 | (n & 0x7F), n >> 7, tlen >> 8, tlen & 0xFF))
         else:
             return encode(p._replace(properties=NO_PROPERTIES), version)
-        tail = bytes((len(extra),)) + extra if version >= 5 else b""
         if qos:
             pid = p.packet_id or 0
-            tail = bytes((pid >> 8, pid & 0xFF)) + tail
+            tail = bytes((pid >> 8, pid & 0xFF)) if version < 5 else \
+                bytes((pid >> 8, pid & 0xFF, len(extra))) + extra
+        else:
+            tail = b"" if version < 5 else bytes((len(extra),)) + extra
         return b"".join((head, topic, tail, payload))
     ack_first = _ACK_FIRST.get(kind)
     if ack_first is not None:
