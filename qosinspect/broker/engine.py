@@ -81,6 +81,7 @@ __all__ = ["NEVER", "NS", "BrokerConfig", "BrokerEngine", "BrokerSession", "Brok
            "ClientConn", "SubOptions"]
 
 _ALIAS = int(PropertyId.TOPIC_ALIAS)
+_QOS_ACKS = frozenset((PubAck, PubRec, PubRel, PubComp))
 
 
 class BrokerEngine(Backpressure):
@@ -94,7 +95,7 @@ class BrokerEngine(Backpressure):
         try:
             if type(packet) is Publish and conn.connected:
                 self._publish(conn, packet, now)
-            elif isinstance(packet, PubAck | PubRec | PubRel | PubComp) and conn.connected:
+            elif type(packet) in _QOS_ACKS and conn.connected:
                 sess = conn.session
                 assert sess is not None
                 out = sess.state.receive(packet, now)
@@ -507,7 +508,9 @@ class BrokerEngine(Backpressure):
             props = msg.properties
             if sub_ids:
                 props = Properties((*props.items, *((SUB_ID, s) for s in sub_ids)))
-            out = msg._replace(qos=out_qos, retain=msg.retain and rap, properties=props)
+            # (the constructor, not _replace: a third of the cost, on every copy routed)
+            out = Publish(msg.topic, msg.payload, out_qos, msg.dup, msg.retain and rap,
+                          msg.packet_id, props)
             if out_qos == 0 and (conn is None or conn.congested):
                 self.stats.dropped_qos0 += 1
                 if conn is not None:
