@@ -57,6 +57,8 @@ class QueuedMessage:
     publish: Publish
     expires_ns: int | None = None
     tag: object = None
+    #: What it adds to :attr:`Session.queued_bytes` (set when it is queued).
+    size: int = 0
 
 
 @dataclass(slots=True)
@@ -69,6 +71,7 @@ class SessionOutput:
 
 
 def _size(p: Publish) -> int:
+    """A queued message's bytes for the byte bound: topic and payload."""
     return len(p.topic) + len(p.payload)
 
 
@@ -155,23 +158,23 @@ class Session:
         if len(self.queue) >= self.hard_limit:
             self.drop_oldest()
         item = QueuedMessage(publish, expires_ns, tag)
-        self.queue.append(item)
-        self.queued_bytes += _size(publish)
+        self.enqueue(item)
         if journal is not None:
             journal.append(("queued", item))
-        return self.drain(now) if self.connected else []
+        return self.drain(now)
 
     def enqueue(self, item: QueuedMessage) -> None:
-        """Put back a message read from a store (no journal entry: it is stored already)."""
+        """Append to the queue (a message read from a store too: no journal entry)."""
+        item.size = size = _size(item.publish)
         self.queue.append(item)
-        self.queued_bytes += _size(item.publish)
+        self.queued_bytes += size
 
     def drop_oldest(self) -> QueuedMessage | None:
         """Drop the oldest queued message (counted in ``dropped``); None when none waits."""
         if not self.queue:
             return None
         lost = self.queue.popleft()
-        self.queued_bytes -= _size(lost.publish)
+        self.queued_bytes -= lost.size
         self.dropped += 1
         if self.journal is not None:
             self.journal.append(("dropped", lost.tag))
@@ -182,17 +185,22 @@ class Session:
         out: list[Packet] = []
         queue = self.queue
         sender = self.sender
+        room = sender.quota
+        if not queue or not self.connected or room <= 0:
+            return out
         journal = self.journal
-        while queue and self.connected and sender.quota > 0:
+        while queue and room > 0:
             item = queue.popleft()
-            self.queued_bytes -= _size(item.publish)
-            if item.expires_ns is not None and now >= item.expires_ns:
+            self.queued_bytes -= item.size
+            expires_ns = item.expires_ns
+            if expires_ns is not None and now >= expires_ns:
                 self.expired += 1
                 if journal is not None:
                     journal.append(("dropped", item.tag))
                 continue
-            sent = sender.send(self._with_expiry(item.publish, item.expires_ns, now), now,
-                               item.tag)
+            sent = sender.send(item.publish if expires_ns is None else
+                               self._with_expiry(item.publish, expires_ns, now), now, item.tag)
+            room -= 1                              # what sender.quota now says
             out.append(sent)
             if journal is not None:
                 journal.append(("sent", item.tag, sent))
