@@ -174,7 +174,7 @@ class Sender:
         # the constructor: _replace costs three times as much, on every message sent
         out = Publish(publish.topic, publish.payload, publish.qos, False, publish.retain, pid,
                       publish.properties)
-        self.in_flight[pid] = OutFlight(out, initial_state(publish.qos), now, now, tag=tag)
+        self.in_flight[pid] = OutFlight(out, initial_state(publish.qos), now, now, 1, None, tag)
         return out
 
     def _finish(self, pid: int, reason: int, now: int) -> Completed:

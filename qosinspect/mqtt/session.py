@@ -157,8 +157,9 @@ class Session:
             return [sent]
         if len(self.queue) >= self.hard_limit:
             self.drop_oldest()
-        item = QueuedMessage(publish, expires_ns, tag)
-        self.enqueue(item)
+        item = QueuedMessage(publish, expires_ns, tag, _size(publish))
+        self.queue.append(item)
+        self.queued_bytes += item.size
         if journal is not None:
             journal.append(("queued", item))
         return self.drain(now)
