@@ -97,23 +97,28 @@ class EngineState:
             if type(packet) is Publish:
                 sent += 1
         if sent:
-            self._send_publishes(conn, packets, sent)
-        else:
-            conn.outbox.extend(packets)
-            self._dirty[conn.conn_id] = conn
-
-    def _send_publishes(self, conn: ClientConn, packets: list[Packet],
-                        publishes: int | None = None) -> None:
-        """:meth:`_send` when the caller knows how many of ``packets`` are PUBLISH (None: all
-        of them, as the routing's are): no type test per packet on that path."""
-        if conn.closed or not packets:
-            return
-        self.stats.messages_sent += len(packets) if publishes is None else publishes
-        aliases = conn.aliases
-        if aliases is not None:
-            packets = [aliases.apply(p) if isinstance(p, Publish) else p for p in packets]
+            self.stats.messages_sent += sent
+            if conn.aliases is not None:
+                packets = self._aliased(conn, packets)
         conn.outbox.extend(packets)
         self._dirty[conn.conn_id] = conn
+
+    def _send_publishes(self, conn: ClientConn, packets: list[Packet]) -> None:
+        """:meth:`_send` of PUBLISH packets only (what routing sends): no type test each."""
+        if conn.closed or not packets:
+            return
+        self.stats.messages_sent += len(packets)
+        if conn.aliases is not None:
+            packets = self._aliased(conn, packets)
+        conn.outbox.extend(packets)
+        self._dirty[conn.conn_id] = conn
+
+    @staticmethod
+    def _aliased(conn: ClientConn, packets: list[Packet]) -> list[Packet]:
+        """``packets`` with the topic aliases of ``conn`` applied to the PUBLISH ones."""
+        aliases = conn.aliases
+        assert aliases is not None
+        return [aliases.apply(p) if isinstance(p, Publish) else p for p in packets]
 
     # -- persistence hooks ------------------------------------------------------------------------
 

@@ -162,7 +162,7 @@ class Session:
         self.queued_bytes += item.size
         if journal is not None:
             journal.append(("queued", item))
-        return self.drain(now)
+        return self.drain(now) if self.connected and self.sender.quota > 0 else []
 
     def enqueue(self, item: QueuedMessage) -> None:
         """Append to the queue (a message read from a store too: no journal entry)."""
