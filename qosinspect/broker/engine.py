@@ -420,7 +420,7 @@ class BrokerEngine(Backpressure):
         sess = conn.session
         assert sess is not None
         props = p.properties
-        if props and conn.version >= 5:
+        if props.items and conn.version >= 5:    # (.items: bool(props) is a Python call)
             alias = props.topic_alias
             if alias is not None and alias > self.config.topic_alias_maximum:
                 self.close(conn, 0x94, now)           # [MQTT-3.3.2-9]
@@ -469,7 +469,7 @@ class BrokerEngine(Backpressure):
         self.stats.messages_received += 1
         props = p.properties
         expires_ns = None
-        if props:
+        if props.items:
             expiry = props.message_expiry_interval
             if expiry is not None:
                 expires_ns = now + expiry * NS
