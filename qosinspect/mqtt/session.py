@@ -220,7 +220,7 @@ class Session:
         """Handle PUBLISH, PUBACK, PUBREC, PUBREL or PUBCOMP from the peer."""
         out = SessionOutput()
         journal = self.journal
-        if isinstance(packet, Publish):
+        if type(packet) is Publish:
             deliver, ack = self.receiver.on_publish(packet, now)
             if deliver:
                 out.deliver.append(packet)
@@ -228,14 +228,14 @@ class Session:
                     journal.append(("in2", packet.packet_id))
             if ack is not None:
                 out.send.append(ack)
-        elif isinstance(packet, PubAck):
+        elif type(packet) is PubAck:
             done = self.sender.on_puback(packet, now)
             if done is not None:
                 out.completed.append(done)
                 if journal is not None:
                     journal.append(("done", done.tag))
                 out.send.extend(self.drain(now))
-        elif isinstance(packet, PubRec):
+        elif type(packet) is PubRec:
             rel, done = self.sender.on_pubrec(packet, now)
             if rel is not None:
                 out.send.append(rel)
@@ -246,11 +246,11 @@ class Session:
                 if journal is not None:
                     journal.append(("done", done.tag))
                 out.send.extend(self.drain(now))
-        elif isinstance(packet, PubRel):
+        elif type(packet) is PubRel:
             out.send.append(self.receiver.on_pubrel(packet, now))
             if journal is not None:
                 journal.append(("rel2", packet.packet_id))
-        elif isinstance(packet, PubComp):
+        elif type(packet) is PubComp:
             done = self.sender.on_pubcomp(packet, now)
             if done is not None:
                 out.completed.append(done)
