@@ -9,7 +9,7 @@ the defaults are written once. ``dataclasses.replace(options, packets=False)`` m
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 __all__ = ["REPORT_OPTIONS", "AnalysisOptions"]
 
@@ -51,6 +51,11 @@ class AnalysisOptions:
     first_chunk_rows: int = 1024
     max_chunk_rows: int = 1 << 16
     same_broker: tuple[tuple[str, ...], ...] = ()
+
+    def __reduce__(self) -> tuple[type[AnalysisOptions], tuple[object, ...]]:
+        """Pickled as its constructor call (to a process pool, a Dask worker): compiled by
+        mypyc, a frozen dataclass cannot be restored attribute by attribute."""
+        return (AnalysisOptions, tuple(getattr(self, f.name) for f in fields(self)))
 
 
 #: What ``qosinspect report`` uses: report columns only.
