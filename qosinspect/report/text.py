@@ -177,6 +177,7 @@ def format_report(analysis: Analysis, fmt: str = "table", capture: str = "CAPTUR
     return "\n".join(out)
 
 
+#: Rows of each list (refusals, undecoded streams) the text and HTML reports show at most.
 SHOWN = 10
 
 
