@@ -53,11 +53,15 @@ GENERATOR = ROOT.parent / "shared" / "bench" / "mqtt_load.py"
 
 
 @contextlib.contextmanager
-def ours() -> Iterator[tuple[int, int]]:
-    """``qosinspect broker`` on a free port: (port, pid)."""
+def ours(tree: Path | None = None) -> Iterator[tuple[int, int]]:
+    """``qosinspect broker`` on a free port: (port, pid). ``tree``: run the package found in that
+    source tree instead of the installed one (``broker_ab.py`` compares two revisions so)."""
     exe = Path(sys.executable).parent / "qosinspect"
+    env = None
+    if tree is not None:
+        env = {**os.environ, "PYTHONPATH": str(tree)}
     proc = subprocess.Popen([str(exe), "broker", "--port", "0", "--allow-anonymous"],
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True, env=env)
     try:
         assert proc.stderr is not None
         line = proc.stderr.readline()

@@ -216,9 +216,12 @@ def analyze_capture(source: str | os.PathLike[str], *, ports: Iterable[int] = (1
     """
     from ..drivers import iter_capture_events
 
+    # The decoder need not keep every connection's TCP statistics (a few hundred bytes each,
+    # issue 11 §9): they travel on the ConnectionClosed events, which is where the analysis
+    # would read them.
     stream: Iterable[Event] = iter_capture_events(
         source, ports=ports, tls_ports=tls_ports, detect_any_port=detect_any_port,
-        mqtt_version=mqtt_version, engine=engine, tls_keylog=tls_keylog)
+        mqtt_version=mqtt_version, engine=engine, tls_keylog=tls_keylog, keep_tcp_stats=False)
     if broker is not None:
         from ..capture.brokers import only_broker, parse_broker
 

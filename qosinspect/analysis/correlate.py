@@ -194,6 +194,7 @@ class Correlator:
         self.sess = SessionTracker(self.anomalies, self.ex, self.matcher,
                                    default_version=o.default_version,
                                    same_broker=o.same_broker)
+        self.ex.sessions = self.sess.by_code
         self._t_lo = _NO_LO
         self._t_hi = NO_TS
         #: TCP streams that carried data and were not decoded (the first MAX_UNDECODED_ROWS).
@@ -368,19 +369,26 @@ class Correlator:
                 self._introduce(ev, c, d, packet_type_of(p).name)
             if t is _SUBSCRIBE:
                 assert isinstance(p, Subscribe)
-                if len(c.pending_subs) < 1024:
-                    c.pending_subs[p.packet_id] = tuple(
+                subs = c.pending_subs
+                if subs is None:
+                    subs = c.pending_subs = {}
+                if len(subs) < 1024:
+                    subs[p.packet_id] = tuple(
                         (sub.topic_filter, sub.qos, sub.no_local) for sub in p.subscriptions)
             elif t is _SUBACK:
                 assert isinstance(p, SubAck)
                 self.sess.suback(ev, c, d, p)
             elif t is _UNSUBSCRIBE:
                 assert isinstance(p, Unsubscribe)
-                if len(c.pending_unsubs) < 1024:
-                    c.pending_unsubs[p.packet_id] = p.topic_filters
+                unsubs = c.pending_unsubs
+                if unsubs is None:
+                    unsubs = c.pending_unsubs = {}
+                if len(unsubs) < 1024:
+                    unsubs[p.packet_id] = p.topic_filters
             elif t is _UNSUBACK:
                 assert isinstance(p, UnsubAck)
-                filters = c.pending_unsubs.pop(p.packet_id, None)
+                filters = (c.pending_unsubs.pop(p.packet_id, None)
+                           if c.pending_unsubs is not None else None)
                 if filters is None:
                     self.anomalies.record(
                         ts, AnomalyKind.ORPHAN_ACK, f"UNSUBACK for packet id {p.packet_id}: no "
@@ -407,7 +415,8 @@ class Correlator:
         if not c.connect_seen:
             rec.n_before_connect += 1
             # The capture decoder reports a missing CONNECT itself (before the packet).
-            if rec.n_before_connect == 1 and "missing_connect" not in c.anomaly_counts:
+            counts = c.anomaly_counts
+            if rec.n_before_connect == 1 and (counts is None or "missing_connect" not in counts):
                 why = ("the CONNECT may be in the bytes missing before it (a stream gap)"
                        if rec.stream_gaps else
                        "the capture started mid-session: no TCP handshake was seen"

@@ -32,9 +32,16 @@ PUBLISH, and which step it closes, is not written here but read from the one QoS
 * **Orphans.** An acknowledgement for an id with no exchange in the right direction, open or
   finished (and not abandoned with its session), is ``orphan_ack`` (normal for the first packets
   of a capture started mid-session).
-* **Bounded.** At most ``max_open_per_session`` open exchanges per session and ``max_open_total``
-  overall; past either, the session's oldest open exchange is closed as ``evicted`` and a
-  ``too_many_exchanges`` anomaly says so.
+* **Bounded.** At most ``max_open_per_session`` open exchanges per session (65535 by default,
+  one direction's packet id space: the benchmark's real peers keep more than 30,000 QoS 2
+  flows open in one session, so Suricata's 4096 would evict right answers) and
+  ``max_open_total`` overall (100,000); past the first, the session's oldest open exchange is
+  closed as ``evicted``, past the second the oldest tenth of all (by ``ex_id``: oldest first, as
+  Zeek and the decoder's connection cap do); a ``too_many_exchanges`` anomaly with the frame
+  says so and ``CorrelationResult.n_evicted`` counts them (``evictions`` in the report). A late
+  acknowledgement still joins an evicted exchange (its row is remembered as any finished one).
+  Exchanges open on a connection the decoder stopped following (its own cap) are ``evicted``
+  too.
 * **QoS 0** publishes are exchanges too (one row, no acknowledgement, outcome ``complete``), so
   QoS 0 loss can be seen end to end (:mod:`.deliveries`).
 """
@@ -60,7 +67,7 @@ from .records import (
     Interner,
     RowStore,
 )
-from .state import B2C, C2B, ConnState, OpenExchange, SessionState
+from .state import B2C, C2B, ConnState, DoneIndex, OpenExchange, SessionState
 
 __all__ = ["ABANDONED", "OPEN_AT_END", "ExchangeTracker"]
 
@@ -100,7 +107,12 @@ class ExchangeTracker:
         self.max_open_per_session = max_open_per_session
         self.max_open_total = max_open_total
         self.n_open_total = 0
+        #: Exchanges no longer followed (outcome ``evicted``): past a cap, or on a connection
+        #: the decoder stopped following.
         self.n_evicted = 0
+        #: Every session by code (the session tracker's list, shared): the total cap looks
+        #: through them for the oldest open exchanges.
+        self.sessions: list[SessionState] = []
         self.next_ex_id = 0
 
     # -- PUBLISH -------------------------------------------------------------------------------
@@ -163,7 +175,7 @@ class ExchangeTracker:
                           f"exchange {ex.ex_id} is in flight [MQTT-2.2.1-3]", c, d, frame, pid,
                           ex.ex_id)
             self.end(s, ex, PROTOCOL_ERROR, ts)
-        if dup:
+        if dup and s.done is not None:
             done = s.done.get(key)
             if done is not None and self.exchanges.get("content", done) == content:
                 self._dup_after_end(ev, c, s, d, p, done)
@@ -185,7 +197,7 @@ class ExchangeTracker:
         if self.matcher is not None:
             self._match(d, content, ts, ex_id, qos, s, tcode, topic, retain_flag)
         if len(s.open) > self.max_open_per_session or self.n_open_total > self.max_open_total:
-            self._evict(ts, c, s)
+            self._evict(ts, frame, c, s)
 
     def _match(self, d: int, content: int, ts: int, ex_id: int, qos: int, s: SessionState,
                tcode: int, topic: str, retain: bool) -> None:
@@ -257,7 +269,7 @@ class ExchangeTracker:
         key = (exd << 16) | pid
         ex = s.open.get(key)
         if ex is None:
-            done = s.done.get(key)
+            done = s.done.get(key) if s.done is not None else None
             if (done is not None and self.exchanges.get("qos", done) == want_qos
                     and self.exchanges.get("outcome", done) != ABANDONED):
                 self._late_ack(ev, c, d, ptype, step, pid, reason, done)
@@ -367,26 +379,62 @@ class ExchangeTracker:
         store = self.exchanges
         batch = store.batch  # RowStore.append, inlined: one list append per exchange
         batch.append(ex.detail_row() if self.detail else ex.report_row())
-        s.done.put(key, store.packed + len(batch) - 1)
+        done = s.done
+        if done is None:
+            done = s.done = DoneIndex()
+        done.put(key, store.packed + len(batch) - 1)
         if len(batch) >= store.batch_rows:
             store.flush()
 
     def end_all(self, s: SessionState, outcome: int, ts: int) -> int:
         """Finish every open exchange of a session with one outcome; returns how many."""
         n = len(s.open)
-        for ex in list(s.open.values()):
-            self.end(s, ex, outcome, ts)
+        if n:
+            for ex in list(s.open.values()):
+                self.end(s, ex, outcome, ts)
+            # an emptied dict keeps its table: a fresh one is a quarter of it (100,000 closed
+            # connections with an exchange each, issue 11 §9)
+            s.open = {}
         return n
 
-    def _evict(self, ts: int, c: ConnState, s: SessionState) -> None:
-        oldest = next(iter(s.open.values()))
-        self.n_evicted += 1
+    def evict_all(self, s: SessionState, ts: int) -> int:
+        """Stop following every open exchange of a session (its connection is no longer
+        followed: the decoder's cap on connections): outcome ``evicted``, counted."""
+        n = self.end_all(s, EVICTED, ts)
+        self.n_evicted += n
+        return n
+
+    def _evict(self, ts: int, frame: int, c: ConnState, s: SessionState) -> None:
+        """Past a cap (see the module docstring): the session's oldest open exchange when the
+        session holds more than ``max_open_per_session``; the oldest tenth of all open
+        exchanges when there are more than ``max_open_total`` (as the decoder's cap on
+        connections evicts the least recently active tenth: one scan per tenth, no per-exchange
+        bookkeeping). Each said by a ``too_many_exchanges`` anomaly with the frame."""
+        if len(s.open) > self.max_open_per_session:
+            oldest = next(iter(s.open.values()))
+            self.n_evicted += 1
+            self.anomalies.record(ts, AnomalyKind.TOO_MANY_EXCHANGES,
+                          f"more than {self.max_open_per_session} open exchanges in the "
+                          f"session: the oldest ({_DIR[oldest.direction]} packet id "
+                          f"{oldest.packet_id}, exchange {oldest.ex_id}) is no longer followed",
+                          c, oldest.direction, frame, oldest.packet_id, oldest.ex_id)
+            self.end(s, oldest, EVICTED, NO_TS)
+        if self.n_open_total <= self.max_open_total:
+            return
+        victims = sorted(((ex.ex_id, ex, sess) for sess in self.sessions
+                          for ex in sess.open.values()), key=_first)
+        victims = victims[:max(1, len(victims) // 10)]
+        for _, ex, sess in victims:
+            self.end(sess, ex, EVICTED, NO_TS)
+        self.n_evicted += len(victims)
         self.anomalies.record(ts, AnomalyKind.TOO_MANY_EXCHANGES,
-                      f"more than {min(self.max_open_per_session, self.max_open_total)} open "
-                      f"exchanges: the oldest ({_DIR[oldest.direction]} packet id "
-                      f"{oldest.packet_id}, exchange {oldest.ex_id}) is no longer followed",
-                      c, oldest.direction, 0, oldest.packet_id, oldest.ex_id)
-        self.end(s, oldest, EVICTED, NO_TS)
+                      f"more than {self.max_open_total} open exchanges in all: the "
+                      f"{len(victims)} oldest (exchanges {victims[0][0]} to {victims[-1][0]}) "
+                      "are no longer followed", c, None, frame)
+
+
+def _first(item: tuple[int, OpenExchange, SessionState]) -> int:
+    return item[0]
 
 
 _FLOW_COMPLETE: Final = FlowState.COMPLETE

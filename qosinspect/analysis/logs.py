@@ -44,7 +44,10 @@ class AnomalyLog:
                ex_id: int | None = None, source: str = "analysis") -> AnomalyRecord | None:
         """Record an anomaly (returned), or only count it past the per-kind cap (None)."""
         name = kind.value
-        counts = conn.anomaly_counts if conn is not None else self._global
+        counts: dict[str, int] | None = self._global if conn is None else conn.anomaly_counts
+        if counts is None:
+            assert conn is not None
+            counts = conn.anomaly_counts = {}
         n = counts.get(name, 0)
         counts[name] = n + 1
         if n >= self.max_per_kind:

@@ -31,7 +31,7 @@ from .correlate import CorrelationResult
 from .exposure import exposure
 from .records import DELIVERY_REASONS, DELIVERY_STATUSES, OUTCOMES, STEPS
 
-__all__ = ["INCOMPLETE_OUTCOMES", "STEP_SPANS", "conn_broker_codes", "report_dict",
+__all__ = ["INCOMPLETE_OUTCOMES", "STEP_SPANS", "conn_broker_codes", "evictions", "report_dict",
            "session_broker_codes", "summary_rows"]
 
 _O = {name: i for i, name in enumerate(OUTCOMES)}
@@ -202,6 +202,14 @@ def brokers(r: CorrelationResult, rows: list[dict[str, Any]] | None = None
     return out
 
 
+def evictions(r: CorrelationResult) -> dict[str, int]:
+    """What the state caps stopped following (docs/memory.md): open exchanges (outcome
+    ``evicted``: past ``max_open_per_session`` or ``max_open_total``, or open on an evicted
+    connection) and connections the decoder stopped following (past its ``max_flows``)."""
+    return {"exchanges": r.n_evicted,
+            "connections": sum(1 for c in r.connections if c.transport_end == "evicted")}
+
+
 def report_dict(r: CorrelationResult) -> dict[str, Any]:
     """The whole report as JSON-ready data (the shape ``qosinspect report --format json``
     prints)."""
@@ -240,6 +248,7 @@ def report_dict(r: CorrelationResult) -> dict[str, Any]:
                         if a.kind == "clock_jump"],
         "anomalies": dict(sorted(anomalies.items())),
         "notes": dict(sorted(notes.items())),
+        "evictions": evictions(r),
         "clear_text": exposure(r.connections),
         "capture": {
             "t_first_ns": r.t_first, "t_last_ns": r.t_last,

@@ -9,7 +9,7 @@ the defaults are written once. ``dataclasses.replace(options, packets=False)`` m
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 __all__ = ["REPORT_OPTIONS", "AnalysisOptions"]
 
@@ -23,8 +23,13 @@ class AnalysisOptions:
     - ``detail``: keep every column and build DataFrames; False keeps only what ``report``
       needs (smaller rows, no packets table), for captures of millions of packets.
     - ``max_open_per_session`` / ``max_open_total``: open exchanges followed at most, per
-      session (default: the packet id space of both directions) and overall; past either, the
-      session's oldest is evicted (anomaly ``too_many_exchanges``).
+      session (65535: one direction's packet id space [MQTT-2.2.1-3]; real peers were seen
+      with tens of thousands of QoS 2 flows open in one session, so less would change right
+      answers) and overall (100,000, four per connection the decoder follows at once); past the
+      first
+      the session's oldest is evicted, past the second the oldest tenth of all (anomaly
+      ``too_many_exchanges``, outcome ``evicted``, counted in the report's ``evictions``).
+      What each open exchange costs is in docs/memory.md.
     - ``max_anomalies_per_kind``: anomaly rows per connection and kind; the rest are counted.
     - ``delivery_window_ns``: how long a publication waits for its copies.
     - ``default_version``: the MQTT version assumed for a connection whose CONNECT is missing.
@@ -38,14 +43,19 @@ class AnalysisOptions:
     packets: bool = True
     deliveries: bool = True
     detail: bool = True
-    max_open_per_session: int = 2 * 65535
-    max_open_total: int = 200_000
+    max_open_per_session: int = 65535
+    max_open_total: int = 100_000
     max_anomalies_per_kind: int = 1000
     delivery_window_ns: int = 60 * 10**9
     default_version: int = 4
     first_chunk_rows: int = 1024
     max_chunk_rows: int = 1 << 16
     same_broker: tuple[tuple[str, ...], ...] = ()
+
+    def __reduce__(self) -> tuple[type[AnalysisOptions], tuple[object, ...]]:
+        """Pickled as its constructor call (to a process pool, a Dask worker): compiled by
+        mypyc, a frozen dataclass cannot be restored attribute by attribute."""
+        return (AnalysisOptions, tuple(getattr(self, f.name) for f in fields(self)))
 
 
 #: What ``qosinspect report`` uses: report columns only.

@@ -44,6 +44,9 @@ from .state import ConnState, SessionState
 __all__ = ["SessionTracker"]
 
 _DIRS: Final = DIRECTION_NAMES
+#: Transport ends after which the connection may still be up: the capture ended, or the decoder
+#: stopped following it (``evicted``, its cap on connections open at once).
+_NOT_ENDED: Final = frozenset({"end_of_capture", "evicted"})
 
 
 @final
@@ -71,10 +74,15 @@ class SessionTracker:
         self.brokers: list[str] = []
         #: Endpoint -> the endpoint that names its broker (``same_broker`` groups).
         self.alias: dict[str, str] = {ep: group[0] for group in same_broker for ep in group}
+        #: Endpoint names, one string each (shared by every connection to it).
+        self._names: dict[str, str] = {}
 
     def new_conn(self, info: ConnectionInfo, ts: int) -> ConnState:
+        broker = str(info.broker)
+        # one string per endpoint, not one per connection (100,000 connections to one broker)
+        broker = self._names.setdefault(broker, broker)
         rec = Connection(conn_id=info.conn_id, client=str(info.client),
-                         broker=str(info.broker), transport=info.transport, t_open=ts,
+                         broker=broker, transport=info.transport, t_open=ts,
                          sides_known=info.sides_known)
         c = ConnState(rec, self.broker_code(rec.broker))
         self.conns[info.conn_id] = c
@@ -182,7 +190,7 @@ class SessionTracker:
             else:
                 t_drop = prev.rec.t_close
                 cause = prev.rec.end
-                unfinished = prev.unfinished
+                unfinished = [prev.unfinished_c2b, prev.unfinished_b2c]
             rc = Reconnect(session=s.key, client_id=s.rec.client_id, prev_conn_id=prev.conn_id,
                            next_conn_id=c.conn_id, t_drop=t_drop, t_connect=ts, cause=cause,
                            disconnect_reason=prev.rec.disconnect_reason,
@@ -251,7 +259,7 @@ class SessionTracker:
             del prev
 
     def suback(self, ev: MqttPacketEvent, c: ConnState, d: int, p: SubAck) -> None:
-        asked = c.pending_subs.pop(p.packet_id, None)
+        asked = c.pending_subs.pop(p.packet_id, None) if c.pending_subs is not None else None
         if asked is None:
             self.anomalies.record(ev.ts_ns, AnomalyKind.ORPHAN_ACK, f"SUBACK for packet id "
                                   f"{p.packet_id}: no SUBSCRIBE with that id is pending", c, d,
@@ -293,7 +301,7 @@ class SessionTracker:
                 rec.end = "disconnect"
         elif c.taken_over:
             rec.end = "taken_over"
-        elif (how != "end_of_capture" and c.keep_alive > 0 and c.t_last_c2b != NO_TS
+        elif (how not in _NOT_ENDED and c.keep_alive > 0 and c.t_last_c2b != NO_TS
               and (ts - c.t_last_c2b) * 2 > 3 * c.keep_alive * 10**9):
             rec.end = "keepalive_expired"  # [MQTT-3.1.2-24]
         else:
@@ -302,13 +310,14 @@ class SessionTracker:
         # refusing): an attempt, not a connection. TLS carries bytes we cannot read: not one.
         rec.attempt = (how == "rst" and rec.n_packets_c2b == 0 and rec.n_packets_b2c == 0
                        and rec.transport == "tcp")
-        c.pending_subs = {}
-        c.pending_unsubs = {}
+        c.pending_subs = None
+        c.pending_unsubs = None
         s = c.sess
         if s is None:
             return
-        if c.interval is not None and how != "end_of_capture":
-            # (a connection still open at the end of the capture did not end: left open)
+        if c.interval is not None and how not in _NOT_ENDED:
+            # (a connection still open at the end of the capture, or no longer followed by the
+            # decoder, did not end: left open)
             c.interval[1] = ts
         if s.rec.t_last is None or ts > s.rec.t_last:
             s.rec.t_last = ts
@@ -318,8 +327,13 @@ class SessionTracker:
         unfinished = [0, 0]
         for ex in s.open.values():
             unfinished[ex.direction] += 1
-        c.unfinished = unfinished
+        c.unfinished_c2b, c.unfinished_b2c = unfinished
         rec.unfinished_at_end = unfinished[0] + unfinished[1]
-        if how != "end_of_capture" and (not s.persistent or s.anonymous):
+        if how == "evicted":
+            # The decoder stopped following the connection (its cap on connections open at
+            # once): what was open on it is no longer followed either, as the exchange cap
+            # would say (outcome ``evicted``, counted).
+            self.exchanges.evict_all(s, ts)
+        elif how != "end_of_capture" and (not s.persistent or s.anonymous):
             s.abandoned_pending += self.exchanges.end_all(s, ABANDONED, ts)
 

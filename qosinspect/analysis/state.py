@@ -192,6 +192,8 @@ class SessionState:
 
     __slots__ = ("abandoned_pending", "anonymous", "broker", "code", "conn", "done",
                  "intervals", "key", "last_conn", "open", "persistent", "rec")
+    # A capture may hold hundreds of thousands of sessions with one exchange each: what only a
+    # busy session needs (the index of finished exchanges) is made on first use.
 
     def __init__(self, key: str, code: int, client_id: str | None, anonymous: bool,
                  broker: int, broker_name: str) -> None:
@@ -203,8 +205,9 @@ class SessionState:
         self.rec = Session(session=key, client_id=client_id, broker=broker_name)
         #: exchange key -> open exchange, oldest first (dicts keep insertion order).
         self.open: dict[int, OpenExchange] = {}
-        #: exchange key -> row in the exchange store of the last finished one.
-        self.done = DoneIndex()
+        #: exchange key -> row in the exchange store of the last finished one (None until an
+        #: exchange of the session finishes).
+        self.done: DoneIndex | None = None
         #: The connection currently carrying the session, and the one before it.
         self.conn: ConnState | None = None
         self.last_conn: ConnState | None = None
@@ -226,7 +229,12 @@ class SessionState:
 
 
 class ConnState:
-    """A connection being followed."""
+    """A connection being followed.
+
+    Small on purpose (a capture may hold 100,000 connections at once, issue 11 §9): the maps
+    of pending SUBSCRIBE/UNSUBSCRIBE and the per-kind anomaly counts are None until the first
+    one, and dropped again when the connection closes.
+    """
 
     __slots__ = (
         "anomaly_counts",
@@ -248,7 +256,8 @@ class ConnState:
         "t_last_b2c",
         "t_last_c2b",
         "taken_over",
-        "unfinished",
+        "unfinished_b2c",
+        "unfinished_c2b",
     )
 
     def __init__(self, rec: Connection, broker: int) -> None:
@@ -268,15 +277,16 @@ class ConnState:
         self.taken_over = False
         #: Effective keep alive in seconds (CONNECT, or the server's in an MQTT 5 CONNACK).
         self.keep_alive = 0
-        #: SUBSCRIBE / UNSUBSCRIBE packet id -> what was asked, until the ack.
-        self.pending_subs: dict[int, tuple[tuple[str, int, bool], ...]] = {}
-        self.pending_unsubs: dict[int, tuple[str, ...]] = {}
+        #: SUBSCRIBE / UNSUBSCRIBE packet id -> what was asked, until the ack (None: none yet).
+        self.pending_subs: dict[int, tuple[tuple[str, int, bool], ...]] | None = None
+        self.pending_unsubs: dict[int, tuple[str, ...]] | None = None
         #: The reconnection this connection resumed, if any (to count what it redelivered).
         self.reconnect: Reconnect | None = None
-        #: Rows of anomalies written per kind (capped).
-        self.anomaly_counts: dict[str, int] = {}
+        #: Rows of anomalies written per kind (capped; None until the first).
+        self.anomaly_counts: dict[str, int] | None = None
         #: Open exchanges left when the connection closed, per direction.
-        self.unfinished = [0, 0]
+        self.unfinished_c2b = 0
+        self.unfinished_b2c = 0
         #: The last stream gap's anomaly row and frame (merged with the decoder's own anomaly).
         self.gap_anomaly: AnomalyRecord | None = None
         self.gap_frame = -1

@@ -90,16 +90,35 @@ class EngineState:
             return
         if not isinstance(packets, list):
             packets = [packets]
-        aliases = conn.aliases
+        elif not packets:
+            return
         sent = 0
-        for i, packet in enumerate(packets):
+        for packet in packets:
             if type(packet) is Publish:
                 sent += 1
-                if aliases is not None:
-                    packets[i] = aliases.apply(packet)
-        self.stats.messages_sent += sent
+        if sent:
+            self.stats.messages_sent += sent
+            if conn.aliases is not None:
+                packets = self._aliased(conn, packets)
         conn.outbox.extend(packets)
         self._dirty[conn.conn_id] = conn
+
+    def _send_publishes(self, conn: ClientConn, packets: list[Packet]) -> None:
+        """:meth:`_send` of PUBLISH packets only (what routing sends): no type test each."""
+        if conn.closed or not packets:
+            return
+        self.stats.messages_sent += len(packets)
+        if conn.aliases is not None:
+            packets = self._aliased(conn, packets)
+        conn.outbox.extend(packets)
+        self._dirty[conn.conn_id] = conn
+
+    @staticmethod
+    def _aliased(conn: ClientConn, packets: list[Packet]) -> list[Packet]:
+        """``packets`` with the topic aliases of ``conn`` applied to the PUBLISH ones."""
+        aliases = conn.aliases
+        assert aliases is not None
+        return [aliases.apply(p) if isinstance(p, Publish) else p for p in packets]
 
     # -- persistence hooks ------------------------------------------------------------------------
 

@@ -24,7 +24,7 @@ def encode_out(packet: Packet, version: int, topics: dict[str, bytes] | None = N
         p: Publish = packet  # type: ignore[assignment]
         props = p.properties
         extra = b""
-        if props and version >= 5:
+        if props.items and version >= 5:       # (.items: bool(props) is a Python call)
             items = props.items
             if len(items) != 1 or items[0][0] != _ALIAS:
                 return encode(p, version)
@@ -49,15 +49,17 @@ def encode_out(packet: Packet, version: int, topics: dict[str, bytes] | None = N
             head = bytes((first, 0x80 | (n & 0x7F), n >> 7, tlen >> 8, tlen & 0xFF))
         else:
             return encode(p._replace(properties=NO_PROPERTIES), version)
-        tail = bytes((len(extra),)) + extra if version >= 5 else b""
         if qos:
             pid = p.packet_id or 0
-            tail = bytes((pid >> 8, pid & 0xFF)) + tail
+            tail = bytes((pid >> 8, pid & 0xFF)) if version < 5 else \
+                bytes((pid >> 8, pid & 0xFF, len(extra))) + extra
+        else:
+            tail = b"" if version < 5 else bytes((len(extra),)) + extra
         return b"".join((head, topic, tail, payload))
     ack_first = _ACK_FIRST.get(kind)
     if ack_first is not None:
         ack: PubAck = packet  # type: ignore[assignment]
-        if not ack.reason_code and not ack.properties:
+        if not ack.reason_code and not ack.properties.items:
             pid = ack.packet_id
             return bytes((ack_first, 2, pid >> 8, pid & 0xFF))
     if version < 5 and isinstance(packet, ConnAck) and packet.properties:

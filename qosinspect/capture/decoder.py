@@ -473,6 +473,7 @@ class CaptureDecoder:
         out.append(ConnectionClosed(rec.ts_ns, flow.info, rec.how, rec.closed_by, rec.frame,
                                     stats))
         flow.app = None
+        flow.release()  # nothing reads it after this: freed now, not by the cyclic collector
         return out
 
 

@@ -196,6 +196,18 @@ class Flow:
             self.sides_known = True
             self._info = None
 
+    def release(self) -> None:
+        """Cut the references between this closed flow and its halves (``flow`` and ``peer``
+        make reference cycles), for the last consumer of a closed flow once it has read the
+        statistics (the decoder). Then the flow is freed by reference counting as soon as it is
+        dropped, not at the cyclic collector's next full collection, which a long capture
+        (with the analysis' relaxed thresholds) reaches rarely: 100,000 evicted flows waited
+        as 110 MB (issue 11 §9). Reading a half's ``flow`` or ``peer`` afterwards is an
+        AttributeError."""
+        for h in (self.c2b, self.b2c):
+            del h.peer
+            del h.flow
+
     def __repr__(self) -> str:
         return f"Flow({self.conn_id}, {self.client} -> {self.broker}, {self.transport})"
 

@@ -57,6 +57,8 @@ class QueuedMessage:
     publish: Publish
     expires_ns: int | None = None
     tag: object = None
+    #: What it adds to :attr:`Session.queued_bytes` (set when it is queued).
+    size: int = 0
 
 
 @dataclass(slots=True)
@@ -69,6 +71,7 @@ class SessionOutput:
 
 
 def _size(p: Publish) -> int:
+    """A queued message's bytes for the byte bound: topic and payload."""
     return len(p.topic) + len(p.payload)
 
 
@@ -143,26 +146,36 @@ class Session:
                 return []
             return [self._with_expiry(publish, expires_ns, now)]
         journal = self.journal
+        if not self.queue and self.connected and self.sender.quota > 0 and (
+                expires_ns is None or now < expires_ns):
+            # What queueing and draining at once would do, without the queue (the common case
+            # of a subscriber that keeps up): the same packet, the same journal entries.
+            sent = self.sender.send(self._with_expiry(publish, expires_ns, now), now, tag)
+            if journal is not None:
+                journal.append(("queued", QueuedMessage(publish, expires_ns, tag)))
+                journal.append(("sent", tag, sent))
+            return [sent]
         if len(self.queue) >= self.hard_limit:
             self.drop_oldest()
-        item = QueuedMessage(publish, expires_ns, tag)
+        item = QueuedMessage(publish, expires_ns, tag, _size(publish))
         self.queue.append(item)
-        self.queued_bytes += _size(publish)
+        self.queued_bytes += item.size
         if journal is not None:
             journal.append(("queued", item))
-        return self.drain(now) if self.connected else []
+        return self.drain(now) if self.connected and self.sender.quota > 0 else []
 
     def enqueue(self, item: QueuedMessage) -> None:
-        """Put back a message read from a store (no journal entry: it is stored already)."""
+        """Append to the queue (a message read from a store too: no journal entry)."""
+        item.size = size = _size(item.publish)
         self.queue.append(item)
-        self.queued_bytes += _size(item.publish)
+        self.queued_bytes += size
 
     def drop_oldest(self) -> QueuedMessage | None:
         """Drop the oldest queued message (counted in ``dropped``); None when none waits."""
         if not self.queue:
             return None
         lost = self.queue.popleft()
-        self.queued_bytes -= _size(lost.publish)
+        self.queued_bytes -= lost.size
         self.dropped += 1
         if self.journal is not None:
             self.journal.append(("dropped", lost.tag))
@@ -173,17 +186,22 @@ class Session:
         out: list[Packet] = []
         queue = self.queue
         sender = self.sender
+        room = sender.quota
+        if not queue or not self.connected or room <= 0:
+            return out
         journal = self.journal
-        while queue and self.connected and sender.quota > 0:
+        while queue and room > 0:
             item = queue.popleft()
-            self.queued_bytes -= _size(item.publish)
-            if item.expires_ns is not None and now >= item.expires_ns:
+            self.queued_bytes -= item.size
+            expires_ns = item.expires_ns
+            if expires_ns is not None and now >= expires_ns:
                 self.expired += 1
                 if journal is not None:
                     journal.append(("dropped", item.tag))
                 continue
-            sent = sender.send(self._with_expiry(item.publish, item.expires_ns, now), now,
-                               item.tag)
+            sent = sender.send(item.publish if expires_ns is None else
+                               self._with_expiry(item.publish, expires_ns, now), now, item.tag)
+            room -= 1                              # what sender.quota now says
             out.append(sent)
             if journal is not None:
                 journal.append(("sent", item.tag, sent))
@@ -202,7 +220,7 @@ class Session:
         """Handle PUBLISH, PUBACK, PUBREC, PUBREL or PUBCOMP from the peer."""
         out = SessionOutput()
         journal = self.journal
-        if isinstance(packet, Publish):
+        if type(packet) is Publish:
             deliver, ack = self.receiver.on_publish(packet, now)
             if deliver:
                 out.deliver.append(packet)
@@ -210,14 +228,14 @@ class Session:
                     journal.append(("in2", packet.packet_id))
             if ack is not None:
                 out.send.append(ack)
-        elif isinstance(packet, PubAck):
+        elif type(packet) is PubAck:
             done = self.sender.on_puback(packet, now)
             if done is not None:
                 out.completed.append(done)
                 if journal is not None:
                     journal.append(("done", done.tag))
                 out.send.extend(self.drain(now))
-        elif isinstance(packet, PubRec):
+        elif type(packet) is PubRec:
             rel, done = self.sender.on_pubrec(packet, now)
             if rel is not None:
                 out.send.append(rel)
@@ -228,11 +246,11 @@ class Session:
                 if journal is not None:
                     journal.append(("done", done.tag))
                 out.send.extend(self.drain(now))
-        elif isinstance(packet, PubRel):
+        elif type(packet) is PubRel:
             out.send.append(self.receiver.on_pubrel(packet, now))
             if journal is not None:
                 journal.append(("rel2", packet.packet_id))
-        elif isinstance(packet, PubComp):
+        elif type(packet) is PubComp:
             done = self.sender.on_pubcomp(packet, now)
             if done is not None:
                 out.completed.append(done)

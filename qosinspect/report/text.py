@@ -17,7 +17,8 @@ from .output import document_text, format_cell, format_table, format_time
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["client_connections", "format_report", "ladder_lines", "write_report"]
+__all__ = ["SHOWN", "clear_text_lines", "client_connections", "first_anomalies", "format_report",
+           "ladder_lines", "refusal_rows", "undecoded_rows", "write_report"]
 
 _ARROW = 46
 
@@ -114,9 +115,9 @@ def format_report(analysis: Analysis, fmt: str = "table", capture: str = "CAPTUR
                f"attempt{'' if attempts == 1 else 's'} refused by TCP (ended by: {ends})")
     if refused or attempts:
         out.append(format_table(["conn", "client", "broker", "refused"],
-                                _refusal_rows(analysis, _SHOWN), fmt, "rlll"))
-        if refused + attempts > _SHOWN:
-            out.append(f"... and {refused + attempts - _SHOWN} more")
+                                refusal_rows(analysis, SHOWN), fmt, "rlll"))
+        if refused + attempts > SHOWN:
+            out.append(f"... and {refused + attempts - SHOWN} more")
         out.append(f"  details: qosinspect export {capture} -o DIR (connections: connack_code, "
                    "attempt)")
     red = data["redelivered"]
@@ -130,9 +131,9 @@ def format_report(analysis: Analysis, fmt: str = "table", capture: str = "CAPTUR
         out.append(format_table(
             ["client", "from conn", "to conn", "cause", "gap ms", "session present",
              "left open", "redelivered PUBLISH", "redelivered PUBREL", "resumed", "abandoned"],
-            _reconnect_rows(analysis, _SHOWN), fmt))
-        if data["reconnects"] > _SHOWN:
-            out.append(f"... and {data['reconnects'] - _SHOWN} more")
+            _reconnect_rows(analysis, SHOWN), fmt))
+        if data["reconnects"] > SHOWN:
+            out.append(f"... and {data['reconnects'] - SHOWN} more")
     else:
         out.append("reconnections: 0")
     out.append(f"  details: qosinspect ladder {capture} --client ID; "
@@ -150,15 +151,20 @@ def format_report(analysis: Analysis, fmt: str = "table", capture: str = "CAPTUR
     out.append(f"TCP streams with data not decoded as MQTT: {undecoded}")
     if undecoded:
         out.append(format_table(["stream", "client", "server", "bytes", "why", "decode with"],
-                                _undecoded_rows(analysis, _SHOWN), fmt, "rllrll"))
+                                undecoded_rows(analysis, SHOWN), fmt, "rllrll"))
         out.append(f"  details: qosinspect export {capture} -o DIR (undecoded_streams)")
+    ev = data["evictions"]
+    if ev["exchanges"] or ev["connections"]:
+        out.append(f"state caps: {ev['exchanges']} open exchanges and {ev['connections']} "
+                   "connections were no longer followed (evicted, oldest first; see "
+                   "docs/memory.md)")
     out.append("")
     out.append(h("Clear text"))
-    out.extend(_clear_text_lines(data["clear_text"], capture))
+    out.extend(clear_text_lines(data["clear_text"], capture))
     out.append("")
     out.append(h("Anomalies"))
     if data["anomalies"]:
-        first = _first_anomalies(analysis)
+        first = first_anomalies(analysis)
         rows = [[kind, n, *first.get(kind, (None, ""))]
                 for kind, n in sorted(data["anomalies"].items())]
         out.append(format_table(["kind", "count", "first frame", "first detail"], rows, fmt,
@@ -171,7 +177,8 @@ def format_report(analysis: Analysis, fmt: str = "table", capture: str = "CAPTUR
     return "\n".join(out)
 
 
-_SHOWN = 10
+#: Rows of each list (refusals, undecoded streams) the text and HTML reports show at most.
+SHOWN = 10
 
 
 def write_report(analysis: Analysis, fmt: str = "table", out: output.Target = None, *,
@@ -190,15 +197,15 @@ def _endpoint(broker: dict[str, Any]) -> str:
     return str(BrokerSpec(broker["address"], broker["port"]))
 
 
-def _clear_text_lines(ct: dict[str, Any], capture: str) -> list[str]:
+def clear_text_lines(ct: dict[str, Any], capture: str) -> list[str]:
     """What an eavesdropper on the capture's links reads (never the passwords themselves)."""
     lines = [f"MQTT readable by anyone on the path: {ct['connections']} connections carried "
              f"MQTT in clear text ({ct['encrypted']} encrypted), {ct['mqtt_bytes']:,} MQTT "
              f"bytes, {ct['publish_packets']:,} PUBLISH (topics and payloads)"]
     if ct["with_username"] or ct["with_password"]:
-        users = ", ".join(ct["usernames"][:_SHOWN])
-        if len(ct["usernames"]) > _SHOWN:
-            users += f", ... and {len(ct['usernames']) - _SHOWN} more"
+        users = ", ".join(ct["usernames"][:SHOWN])
+        if len(ct["usernames"]) > SHOWN:
+            users += f", ... and {len(ct['usernames']) - SHOWN} more"
         risk = ("an eavesdropper can log in with them" if ct["password_accepted"] else
                 "none seen accepted, but readable all the same")
         lines.append(f"credentials in clear text: a user name on {ct['with_username']} "
@@ -217,7 +224,7 @@ def _clear_text_lines(ct: dict[str, Any], capture: str) -> list[str]:
     return lines
 
 
-def _undecoded_rows(analysis: Analysis, limit: int) -> list[list[Any]]:
+def undecoded_rows(analysis: Analysis, limit: int) -> list[list[Any]]:
     """The largest undecoded streams, with the --port that would decode each."""
     from ..analysis.undecoded import UndecodedStreams
 
@@ -226,7 +233,7 @@ def _undecoded_rows(analysis: Analysis, limit: int) -> list[list[Any]]:
              f"--port {e.port}"] for e in top]
 
 
-def _refusal_rows(analysis: Analysis, limit: int) -> list[list[Any]]:
+def refusal_rows(analysis: Analysis, limit: int) -> list[list[Any]]:
     """Connections refused by CONNACK (with its code) and attempts refused by TCP."""
     rows: list[list[Any]] = []
     for c in analysis.result.connections:
@@ -253,7 +260,7 @@ def _reconnect_rows(analysis: Analysis, limit: int) -> list[list[Any]]:
     return rows
 
 
-def _first_anomalies(analysis: Analysis) -> dict[str, tuple[int, str]]:
+def first_anomalies(analysis: Analysis) -> dict[str, tuple[int, str]]:
     """The first frame and words of each anomaly kind (detail cut to 70 characters)."""
     first: dict[str, tuple[int, str]] = {}
     for a in analysis.result.anomalies:

@@ -375,6 +375,8 @@ def test_open_exchanges_are_capped_per_session() -> None:
     assert [e.outcome for e in exchanges(r)] == ["evicted", "evicted", "open_at_end",
                                                  "open_at_end", "complete"]
     assert kinds(r) == ["too_many_exchanges"] * 2 and r.n_evicted == 2
+    # each said with the frame of the PUBLISH that went past the cap (issue 11 §9)
+    assert [a.frame for a in r.anomalies] == [b.events[i].frame for i in (-3, -2)]
 
 
 def test_capture_started_mid_session() -> None:
@@ -578,7 +580,10 @@ def test_late_acks_join_the_finished_qos2_exchange() -> None:
     assert kinds(r) == []
 
 
-def test_total_cap_evicts_from_the_session_that_adds() -> None:
+def test_total_cap_evicts_the_oldest_of_all_sessions() -> None:
+    """Past ``max_open_total`` the oldest open exchanges go, whichever session holds them (as
+    Zeek and the decoder's flow cap do: a new session is followed, a stale one aged out); the
+    anomaly is the frame that went past the cap."""
     b = EventBuilder()
     a = b.client("a")
     z = b.client("z")
@@ -587,9 +592,12 @@ def test_total_cap_evicts_from_the_session_that_adds() -> None:
     b.publish(z, "c2b", "t", b"3", qos=1, packet_id=1)  # the third open exchange overall
     r = Correlator(AnalysisOptions(max_open_total=2)).feed_all(b.events)
     by_session = {(e.session, e.packet_id): e.outcome for e in exchanges(r)}
-    assert by_session == {("a", 1): "open_at_end", ("a", 2): "open_at_end",
-                          ("z", 1): "evicted"}
-    assert r.anomalies[0].session == "z"
+    assert by_session == {("a", 1): "evicted", ("a", 2): "open_at_end",
+                          ("z", 1): "open_at_end"}
+    (anomaly,) = r.anomalies
+    assert (anomaly.kind, anomaly.session) == ("too_many_exchanges", "z")
+    assert anomaly.frame == b.events[-1].frame and anomaly.frame > 0
+    assert r.n_evicted == 1
 
 
 def test_qos2_publish_resent_after_pubrec() -> None:

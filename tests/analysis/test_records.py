@@ -108,3 +108,14 @@ def test_open_exchange_rows_follow_the_column_specs() -> None:
         setattr(ex, name, 1000 + i)
     assert ex.detail_row() == tuple(1000 + i for i in range(len(EXCHANGE_COLUMNS)))
     assert ex.report_row() == tuple(getattr(ex, name) for name, _, _ in REPORT_EXCHANGE_COLUMNS)
+
+
+def test_analysis_options_survive_pickling() -> None:
+    """``qosinspect batch`` sends the options to worker processes: compiled by mypyc, the frozen
+    dataclass could not be unpickled (FrozenInstanceError in every worker)."""
+    import pickle
+
+    from qosinspect.analysis.options import AnalysisOptions
+
+    options = AnalysisOptions(packets=False, max_open_total=7, same_broker=(("a:1", "b:2"),))
+    assert pickle.loads(pickle.dumps(options)) == options

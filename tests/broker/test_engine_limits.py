@@ -23,7 +23,7 @@ from qosinspect.mqtt.packets import (
     Will,
 )
 from qosinspect.mqtt.properties import Properties
-from qosinspect.mqtt.session import Session
+from qosinspect.mqtt.session import QueuedMessage, Session
 
 from .test_engine import connect, pubs, subscribe, take
 
@@ -288,6 +288,42 @@ def test_session_journal_records_every_stored_change() -> None:
     s.journal.clear()
     s.receive(PubComp(pid), 5)
     assert s.journal[0] == ("done", 1) and s.journal[1][0] == "sent" and s.journal[1][1] == 3
+
+
+def test_queued_bytes_follow_the_queue_on_every_path() -> None:
+    """The byte bound's count (topic + payload of what waits) after each way in and out: sent at
+    once (never queued), queued behind a full window, drained by an acknowledgement, expired,
+    dropped over the hard limit, dropped oldest, put back from a store."""
+    s = Session(receive_maximum=1, max_queued=10, hard_limit=3, version=5)
+    s.connection_made(0, session_present=False)
+
+    def waiting() -> int:
+        return sum(len(m.publish.topic) + len(m.publish.payload) for m in s.queue)
+
+    (first,) = s.publish(Publish("t", b"12345", 1), 1)      # window free: straight out
+    assert isinstance(first, Publish)
+    assert not s.queue and s.queued_bytes == 0
+    for i, payload in enumerate((b"a" * 10, b"b" * 20, b"c" * 30)):
+        expires = 5 if i == 0 else None
+        assert s.publish(Publish(f"t/{i}", payload, 1), 1, expires_ns=expires) == []
+        assert s.queued_bytes == waiting()
+    assert s.queued_bytes == 3 + 10 + 3 + 20 + 3 + 30
+    s.publish(Publish("t/3", b"d" * 40, 1), 1)               # hard limit 3: the oldest goes
+    assert s.dropped == 1 and s.queued_bytes == waiting() == 3 + 20 + 3 + 30 + 3 + 40
+    assert s.drop_oldest() is not None and s.queued_bytes == waiting() == 3 + 30 + 3 + 40
+    (second,) = s.receive(PubAck(first.packet_id or 0), 2).send   # acked: the next goes
+    assert isinstance(second, Publish) and second.topic == "t/2"
+    assert s.queued_bytes == waiting() == 3 + 40
+    s.queue.clear()
+    s.queued_bytes = 0
+    s.enqueue(QueuedMessage(Publish("t/9", b"e" * 7, 1)))    # back from a store
+    assert s.queued_bytes == waiting() == 3 + 7
+    s.queue.clear()
+    s.queued_bytes = 0
+    s.publish(Publish("t/late", b"x", 1), 10, expires_ns=11)
+    assert s.queued_bytes == 7
+    assert s.receive(PubAck(second.packet_id or 0), 20).send == []   # it expired meanwhile
+    assert s.expired == 1 and s.queued_bytes == 0 and not s.queue
 
 
 def test_keep_alive_is_not_enforced_on_a_client_we_do_not_read() -> None:

@@ -4,12 +4,16 @@ by a client."""
 
 from __future__ import annotations
 
+import random
 import time
 from pathlib import Path
 
-from qosinspect.broker import AccessControl, Authenticator, BrokerConfig, PasswordFile
+import pytest
+from ddsketch import DDSketch
+
+from qosinspect.broker import AccessControl, Authenticator, BrokerConfig, PasswordFile, sysinfo
 from qosinspect.broker.engine import BrokerEngine
-from qosinspect.broker.sysinfo import SysTree
+from qosinspect.broker.sysinfo import QosView, SysTree
 from qosinspect.mqtt.packets import (
     ConnAck,
     PubAck,
@@ -20,6 +24,7 @@ from qosinspect.mqtt.packets import (
     Subscribe,
     Subscription,
 )
+from qosinspect.mqtt.qos import Completed
 
 from .harness import RawClient, run_broker
 from .test_engine import connect, pubs, subscribe, take
@@ -62,6 +67,67 @@ def test_handshake_quantiles_inflight_and_redelivered_come_from_the_brokers_flow
     assert values["clients/connected"] == "2" and values["subscriptions/count"] == "1"
     assert values["messages/received"] == "102" and values["heap/current"] == "1234"
     assert values["uptime"] == "203 seconds"
+
+
+def test_handshakes_between_two_publications_count_in_the_next_one() -> None:
+    """The sketch is fed when $SYS is published: what completed since the last publication is in
+    the next one, and every flow since the start stays in (p50/p99 move as they should)."""
+    e = BrokerEngine()
+    s = connect(e, "s")
+    subscribe(e, s, Subscription("t", 1))
+    p = connect(e, "p")
+    tree = SysTree("test", 0)
+
+    def flows(first: int, durations_ms: list[int]) -> None:
+        for i, ms in enumerate(durations_ms):
+            t = (first + i) * 1000 * MS
+            e.receive(p, Publish("t", b"x", 1, packet_id=1), t)
+            (m,) = pubs(take(s))
+            e.receive(s, PubAck(m.packet_id or 0), t + ms * MS)
+
+    flows(0, [10] * 100)
+    first = tree.values(e, 500_000 * MS, None)
+    assert first["qos/1/handshake_ms/p50"] == first["qos/1/handshake_ms/p99"]
+    assert abs(float(first["qos/1/handshake_ms/p50"]) - 10) <= 0.1
+    flows(1000, [30] * 300)                           # now 3 of 4 flows took 30 ms
+    second = tree.values(e, 2_000_000 * MS, None)
+    assert abs(float(second["qos/1/handshake_ms/p50"]) - 30) <= 0.3
+    flows(2000, [10] * 400)                           # 500 x 10 ms, 300 x 30 ms since the start
+    third = tree.values(e, 3_000_000 * MS, None)
+    assert abs(float(third["qos/1/handshake_ms/p50"]) - 10) <= 0.1
+    assert abs(float(third["qos/1/handshake_ms/p99"]) - 30) <= 0.3
+    assert e.qos_view.sketches[1].count == 800 and "qos/2/handshake_ms/p50" not in third
+
+
+def _flow(qos: int, t_first: int, t_done: int) -> Completed:
+    return Completed(Publish("t", b"", qos, packet_id=1), 0, t_first, t_done, 1)
+
+
+def test_qos_view_folded_in_batches_is_the_sketch_of_every_flow(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Durations are kept in an array and folded (equal ones with one weighted add) when read or
+    when FOLD_AT are waiting: the same sketch as adding each flow, in bounded memory; a wall
+    clock that stepped back counts 0 ms, as before."""
+    monkeypatch.setattr(sysinfo, "FOLD_AT", 64)
+    rng = random.Random(12)
+    view = QosView()
+    reference = {1: DDSketch(relative_accuracy=0.01), 2: DDSketch(relative_accuracy=0.01)}
+    for _ in range(1000):
+        qos = rng.choice((1, 2))
+        t_first = rng.randrange(10**12)
+        # many equal durations (one socket read acknowledges several flows), some unique ones,
+        # and a few negative ones (time.time_ns() stepped back)
+        t_done = t_first + rng.choice((250_000, 1_000_000, 7 * MS, rng.randrange(-MS, 500 * MS)))
+        batch = [_flow(qos, t_first, t_done)] * rng.randrange(1, 4)
+        view.completed(batch)
+        for _ in batch:
+            reference[qos].add(max(0.0, (t_done - t_first) / 1e6))
+        assert all(len(d) < 64 for d in view._pending.values())   # bounded between reads
+    for qos in (1, 2):
+        for q in (0.0, 0.01, 0.25, 0.5, 0.9, 0.99, 1.0):
+            assert view.quantile_ms(qos, q) == reference[qos].get_quantile_value(q)
+        assert view.sketches[qos].count == reference[qos].count
+        assert view.sketches[qos].sum == pytest.approx(reference[qos].sum)
 
 
 def _sys_topics(c: RawClient, want: set[str], timeout: float = 5.0) -> dict[str, bytes]:

@@ -36,11 +36,11 @@ import numpy as np
 
 from ...analysis.api import Analysis
 from ..text import (
-    _SHOWN,
-    _clear_text_lines,
-    _first_anomalies,
-    _refusal_rows,
-    _undecoded_rows,
+    SHOWN,
+    clear_text_lines,
+    first_anomalies,
+    refusal_rows,
+    undecoded_rows,
 )
 
 if TYPE_CHECKING:
@@ -127,11 +127,11 @@ def build_payload(analysis: Analysis, *, capture: str = "CAPTURE",
             **_columns(analysis.tcp_retransmissions.head(limits.tcp_retransmissions),
                        _RETRANS_COLS, t0)},
         # the rows the text report shows, by its own functions (one rule, one place)
-        "refusals": [[str(v) for v in row] for row in _refusal_rows(analysis, _SHOWN)],
-        "undecoded": [[str(v) for v in row] for row in _undecoded_rows(analysis, _SHOWN)],
-        "clear_text_lines": _clear_text_lines(data["clear_text"], capture),
+        "refusals": [[str(v) for v in row] for row in refusal_rows(analysis, SHOWN)],
+        "undecoded": [[str(v) for v in row] for row in undecoded_rows(analysis, SHOWN)],
+        "clear_text_lines": clear_text_lines(data["clear_text"], capture),
         "anomaly_first": {kind: [frame, detail]
-                          for kind, (frame, detail) in _first_anomalies(analysis).items()},
+                          for kind, (frame, detail) in first_anomalies(analysis).items()},
         "audit": None if audit is None else audit.to_dict(),
     }
 

@@ -1,0 +1,63 @@
+"""Scripted captures that stress the state the decoder and the analysis keep (issue 11 §9).
+
+Two shapes found by fuzzing made the memory grow with the capture: many QoS 1 packet ids in
+flight on one connection (every PUBLISH an open exchange, none acknowledged), and very many TCP
+connections open at once (every one a flow, a connection and a session). Both are written
+here, once, for the memory tests (``tests/analysis/test_state_caps.py``) and the benchmark
+(``benchmarks/concurrent_streams.py``), as pcap files of any size, frame by frame (a capture of
+100,000 connections is never held in memory whole).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..capture.writer import pcap_header, pcap_record
+from ..mqtt import ConnAck, Connect, Publish, encode
+from .synthcap import TcpConversation, render
+
+__all__ = ["write_concurrent_streams", "write_inflight_ids"]
+
+T0 = 1_700_000_000_000_000_000
+
+
+def write_inflight_ids(path: Path, ids: int, *, segment_bytes: int = 1400) -> None:
+    """One connection (CONNECT, CONNACK), then ``ids`` QoS 1 PUBLISH with distinct packet ids
+    and payloads and no PUBACK: the client uses ids 1..65535, the broker takes the rest
+    (packet ids are per direction [MQTT-2.2.1-4]). The packets are packed into segments of
+    about ``segment_bytes``, so the capture is about 10 bytes an id."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    conv = TcpConversation(("10.0.0.1", 50000), ("10.0.0.2", 1883), start_ns=T0, step_ns=1000)
+    conv.send("c2b", encode(Connect("inflight", clean_start=False)))
+    conv.send("b2c", encode(ConnAck()))
+    for d, first, n in (("c2b", 0, min(ids, 65535)), ("b2c", 65535, max(0, ids - 65535))):
+        chunk = bytearray()
+        for i in range(first, first + n):
+            chunk += encode(Publish("t", i.to_bytes(3, "big"), 1, packet_id=i - first + 1))
+            if len(chunk) >= segment_bytes:
+                conv.send(d, bytes(chunk), ack=False)
+                chunk.clear()
+        if chunk:
+            conv.send(d, bytes(chunk), ack=False)
+    with path.open("wb") as out:
+        out.write(pcap_header(1, nanos=True))
+        for f in render(conv.segments):
+            out.write(pcap_record(f.ts_ns, f.data, f.orig_len, nanos=True))
+
+
+def write_concurrent_streams(path: Path, streams: int) -> None:
+    """``streams`` connections to a broker on 1883, all open at once: each a handshake, a
+    CONNECT, a CONNACK and a QoS 1 PUBLISH, none closed before the end (about 0.7 kB per
+    connection)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("wb") as out:
+        out.write(pcap_header(1, nanos=True))
+        for i in range(streams):
+            conv = TcpConversation((f"10.{(i >> 16) & 255}.{(i >> 8) & 255}.{i & 255}",
+                                    40000 + i % 20000), ("10.255.0.1", 1883),
+                                   start_ns=T0 + i * 1000, step_ns=1)
+            conv.send("c2b", encode(Connect(f"c{i}")))
+            conv.send("b2c", encode(ConnAck()))
+            conv.send("c2b", encode(Publish("t", b"x", 1, packet_id=1)))
+            for f in render(conv.segments):
+                out.write(pcap_record(f.ts_ns, f.data, f.orig_len, nanos=True))
