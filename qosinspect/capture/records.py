@@ -20,7 +20,9 @@ from ..events import (
     CaptureStarted,
     ConnectionClosed,
     ConnectionOpened,
+    Endpoint,
     StreamGap,
+    TcpEvidence,
     TcpRetransmission,
     UndecodedStream,
 )
@@ -32,6 +34,7 @@ if TYPE_CHECKING:
 __all__ = [
     "CaptureRecord",
     "FirstFrame",
+    "Flagged",
     "FlowClosed",
     "FlowOpened",
     "Gap",
@@ -87,6 +90,22 @@ class Retransmitted(NamedTuple):
     def to_event(self) -> TcpRetransmission:
         return TcpRetransmission(self.ts_ns, self.flow.info, self.direction, self.length,
                                  self.frame)
+
+
+class Flagged(NamedTuple):
+    """Wireshark's ``tcp.analysis`` flags of one segment (:mod:`.tcp_analysis`), sent by
+    ``src`` to ``dst`` (the addresses, whatever the sides turn out to be)."""
+
+    flow: Flow
+    frame: int
+    ts_ns: int
+    src: Endpoint
+    dst: Endpoint
+    kinds: tuple[str, ...]
+
+    def to_events(self) -> list[TcpEvidence]:
+        return [TcpEvidence(self.ts_ns, self.frame, self.flow.conn_id, self.src, self.dst, k)
+                for k in self.kinds]
 
 
 class FlowOpened(NamedTuple):
@@ -156,4 +175,4 @@ class Undecoded(NamedTuple):
 
 
 CaptureRecord = (StreamData | Gap | Retransmitted | FlowOpened | FlowClosed | Notice | FirstFrame
-                 | Undecoded)
+                 | Undecoded | Flagged)
