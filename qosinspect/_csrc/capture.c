@@ -337,6 +337,15 @@ out:
     return (int)rc;
 }
 
+/* h.win = win, without a new object when it did not change (most segments) */
+static int set_win(PyObject *h, long long win)
+{
+    long long old;
+    if (slot_ll(h, K.h_win, &old) == 0 && old == win)
+        return 0;
+    return slot_set_ll(h, K.h_win, win);
+}
+
 /* 1: handled here; 0: the Python loop must take the frame; -1: exception. */
 static int fast_frame(Engine *e, const Rec *r, long long next_sweep, PyObject *batch)
 {
@@ -412,7 +421,7 @@ static int fast_frame(Engine *e, const Rec *r, long long next_sweep, PyObject *b
     if (plen == 0) {
         if (ack == lastack) /* a duplicate ACK, a window update ...: the analysis decides */
             return 0;
-        if (slot_set_ll(h, K.h_segments, segments + 1) < 0 || slot_set_ll(h, K.h_win, win) < 0 ||
+        if (slot_set_ll(h, K.h_segments, segments + 1) < 0 || set_win(h, win) < 0 ||
             slot_set_ll(h, K.h_lastack, ack) < 0)
             return -1;
         return 1;
@@ -423,19 +432,26 @@ static int fast_frame(Engine *e, const Rec *r, long long next_sweep, PyObject *b
         slot_ll(h, K.h_nxt_off, &nxt_off) || slot_ll(h, K.h_data_bytes, &data_bytes) ||
         slot_ll(p, K.h_win, &p_win) || (plen == 1 && !p_win))
         return 0;
-    if (slot_set_ll(h, K.h_segments, segments + 1) < 0 || slot_set_ll(h, K.h_win, win) < 0 ||
-        slot_set_ll(h, K.h_nxt_seq, (seq + plen) & M32) < 0 ||
-        slot_set_ll(h, K.h_nextseq, (seq + plen) & M32) < 0 ||
-        slot_set_ll(h, K.h_maxseq, (seq + plen) & M32) < 0 ||
-        slot_set_ll(h, K.h_nextseqtime, r->ts) < 0 || slot_set_ll(h, K.h_lastack, ack) < 0 ||
+    /* one object for the next sequence number (the reassembler's and the analysis' two) and
+     * for the time (the analysis' nextseqtime and the record's) */
+    PyObject *next = PyLong_FromLongLong((seq + plen) & M32), *ts = PyLong_FromLongLong(r->ts);
+    if (next == NULL || ts == NULL || slot_set_ll(h, K.h_segments, segments + 1) < 0 ||
+        set_win(h, win) < 0 || (ack != lastack && slot_set_ll(h, K.h_lastack, ack) < 0) ||
         slot_set_ll(h, K.h_nxt_off, nxt_off + plen) < 0 ||
-        slot_set_ll(h, K.h_data_bytes, data_bytes + plen) < 0)
+        slot_set_ll(h, K.h_data_bytes, data_bytes + plen) < 0) {
+        Py_XDECREF(next);
+        Py_XDECREF(ts);
         return -1;
+    }
+    slot_set(h, K.h_nxt_seq, Py_NewRef(next));
+    slot_set(h, K.h_nextseq, Py_NewRef(next));
+    slot_set(h, K.h_maxseq, next);
+    slot_set(h, K.h_nextseqtime, Py_NewRef(ts));
     Py_INCREF(flow);
     Py_INCREF(dir);
-    PyObject *frame = PyLong_FromLongLong(r->n), *ts = PyLong_FromLongLong(r->ts);
+    PyObject *frame = PyLong_FromLongLong(r->n);
     int rc = -1;
-    if (frame != NULL && ts != NULL)
+    if (frame != NULL)
         rc = deliver(e, batch, flow, dir, frame, ts, f + pstart, (Py_ssize_t)plen);
     Py_XDECREF(frame);
     Py_XDECREF(ts);
