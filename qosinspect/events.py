@@ -236,4 +236,4 @@ class UndecodedStream:
 
 
 Event = (MqttPacketEvent | Anomaly | ConnectionOpened | ConnectionClosed | StreamGap
-         | TcpRetransmission | CaptureStarted | UndecodedStream)
+         | TcpRetransmission | CaptureStarted | UndecodedStream | TcpEvidence)

@@ -9,7 +9,8 @@ in the two ``alivcor`` files, 1883 elsewhere: :data:`qosinspect.testing.tools.CO
 
 How the expected files were made: for every capture in captures.json this prints what tshark
 decodes (PUBLISH packets per QoS, DUP flags, packet ids, acknowledgements, CONNACK codes and
-session-present flags, TCP resets) next to the same figures from ``qosinspect report``. Only
+session-present flags, TCP resets, ``tcp.analysis`` flags) next to the same figures from
+``qosinspect report``. Only
 after reading both (and the ladder of anything that differed) was ``--write`` run; the reviewed
 differences are explained in README.md beside this file. The test
 ``tests/analysis/test_expected_reports.py`` keeps the reports equal to the files.
@@ -29,6 +30,9 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 CAPTURES = HERE.parent
+#: The TCP evidence kinds the report counts (qosinspect.analysis.tcp_evidence.REPORTED).
+EVIDENCE = ("lost_segment", "duplicate_ack", "fast_retransmission", "retransmission",
+            "spurious_retransmission", "out_of_order", "ack_lost_segment")
 TYPES = {1: "CONNECT", 2: "CONNACK", 3: "PUBLISH", 4: "PUBACK", 5: "PUBREC", 6: "PUBREL",
          7: "PUBCOMP", 8: "SUBSCRIBE", 9: "SUBACK", 10: "UNSUBSCRIBE", 11: "UNSUBACK",
          12: "PINGREQ", 13: "PINGRESP", 14: "DISCONNECT", 15: "AUTH"}
@@ -137,6 +141,8 @@ def tshark_view(entry: dict[str, Any]) -> dict[str, Any]:
     resets = _tshark(path, port, "-Y", "tcp.flags.reset==1", "-e", "tcp.stream")
     refused = _tshark(path, port, "-Y", "mqtt.puback.reason_code >= 0x80 || "
                       "mqtt.pubrec.reason_code >= 0x80", "-e", "frame.number")
+    flags = _tshark(path, port, "-Y", "tcp.analysis.flags",
+                    *(x for k in EVIDENCE for x in ("-e", f"tcp.analysis.{k}")))
     creds = ([] if entry["websocket"] or entry.get("tls") else
              _tshark(path, port, "-Y", "mqtt.msgtype==1", "-e", "mqtt.username",
                      "-e", "mqtt.passwd"))
@@ -155,6 +161,8 @@ def tshark_view(entry: dict[str, Any]) -> dict[str, Any]:
                                                           if p["type"] == "CONNACK").items()),
         "streams with RST": sorted({int(r[0]) for r in resets}),
         "PUBACK/PUBREC >= 0x80": len(refused),
+        "TCP evidence (tcp.analysis.*)": {k: sum(1 for f in flags if f[i]) for i, k in
+                                          enumerate(EVIDENCE) if any(f[i] for f in flags)},
     }
 
 
@@ -168,6 +176,7 @@ def our_view(report: dict[str, Any]) -> dict[str, Any]:
         "reconnects": report["reconnects"], "redelivered": report["redelivered"],
         "connection ends": report["connection_ends"], "anomalies": report["anomalies"],
         "clear text": report["clear_text"],
+        "TCP evidence": {k: n for k, n in report["tcp_evidence"]["total"].items() if n},
     }
 
 

@@ -3,7 +3,7 @@
 
 Usage (root):
 
-    unshare -n .venv/bin/python captures/scripts/tcp_loss.py OUTDIR [MESSAGES]
+    unshare -n .venv/bin/python captures/scripts/tcp_loss.py OUTDIR [MESSAGES] [--tls]
 
 Why this way: the kernel here has no ``sch_netem``, no ``tc`` actions and no iptables, so loss
 is made by a user-space bridge. In the private namespace this script runs in, two veth pairs
@@ -26,6 +26,14 @@ QoS 1 messages of 300 bytes, in bursts of 20 (50 ms apart), so that several segm
 flight when one is lost: duplicate ACKs and fast retransmissions. Segmentation offload is off
 on the veth ends (``gso_max_segs 1``) so every frame fits the MTU. Every process started here is
 stopped by pid. The TCP checksum is computed by the bridge (veth leaves it to the "hardware").
+
+``--tls``: the same over TLS (``OUTDIR/tcp-loss-tls-{client,broker}-side.pcap`` and the
+session secrets in ``OUTDIR/tcp-loss-tls.keylog``), with two connections through the bridge:
+mosquitto's TLS listener on 10.9.0.2:8883 (a self-signed certificate made with openssl), a
+``watcher`` client that subscribes, and the ``lossy`` client that publishes. Only segments of
+more than 200 bytes to port 8883 are dropped (the PUBLISH records; the watcher sends only
+PUBACKs): the loss, the retransmissions and the duplicate ACKs are all on the lossy client's
+connection, none on the watcher's, which is what a report must show.
 """
 
 from __future__ import annotations
@@ -59,8 +67,10 @@ def in_ns(pid: int, *cmd: str) -> list[str]:
 class Bridge(threading.Thread):
     """Copies frames between two interfaces, dropping and holding some (see the docstring)."""
 
-    def __init__(self, left: str, right: str) -> None:
+    def __init__(self, left: str, right: str, port: int = 1883, min_len: int = 1) -> None:
         super().__init__(daemon=True)
+        #: Client-to-broker data segments to this port, of at least min_len bytes, are dropped.
+        self.port, self.min_len = port, min_len
         self.socks = {}
         for name in (left, right):
             s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
@@ -116,7 +126,7 @@ class Bridge(threading.Thread):
                 frame = self._fixed(frame)
                 tcp = self._tcp(frame)
                 if s is left:
-                    if tcp is not None and tcp[0] > 0 and tcp[2] == 1883:
+                    if tcp is not None and tcp[0] >= self.min_len and tcp[2] == self.port:
                         self.data_c2b += 1
                         if self.data_c2b % 25 == 0:
                             self.dropped += 1
@@ -132,18 +142,28 @@ class Bridge(threading.Thread):
 
 
 CLIENT_CODE = r"""
-import sys, threading, time
+import ssl, sys, threading, time
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
-n = int(sys.argv[1]); got = []; done = threading.Event()
+n = int(sys.argv[1]); cafile, keylog = sys.argv[2:4] if len(sys.argv) > 3 else (None, None)
+got = []; done = threading.Event()
 def on_message(c, u, m):
     got.append(m.payload)
     if len(got) >= n: done.set()
-c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="lossy")
-c.on_message = on_message
-c.connect("10.9.0.2", 1883, keepalive=60)
-c.loop_start()
-c.subscribe("loss/t", qos=1)
+def client(client_id):
+    c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id)
+    if cafile:
+        ctx = ssl.create_default_context(cafile=cafile)
+        ctx.check_hostname = False  # the certificate names 10.9.0.2 as an IP SAN
+        ctx.keylog_filename = keylog
+        c.tls_set_context(ctx)
+    c.connect("10.9.0.2", 8883 if cafile else 1883, keepalive=60)
+    c.loop_start()
+    return c
+c = client("lossy")
+w = client("watcher") if cafile else c  # over TLS, another connection receives
+w.on_message = on_message
+w.subscribe("loss/t", qos=1)
 time.sleep(0.5)
 for i in range(n):
     c.publish("loss/t", (b"%05d" % i) * 60, qos=1)
@@ -151,12 +171,13 @@ for i in range(n):
         time.sleep(0.05)
 ok = done.wait(60)
 time.sleep(1.0)
-c.disconnect(); c.loop_stop()
+for x in {c, w}:
+    x.disconnect(); x.loop_stop()
 sys.exit(0 if ok else 1)
 """
 
 
-def main(out: Path, messages: int) -> int:
+def main(out: Path, messages: int, tls: bool = False) -> int:
     out.mkdir(parents=True, exist_ok=True)
     holders = [subprocess.Popen(["unshare", "-n", "sleep", "600"]) for _ in range(2)]
     procs: list[subprocess.Popen[bytes]] = []
@@ -175,24 +196,34 @@ def main(out: Path, messages: int) -> int:
             for cmd in (["ip", "addr", "add", f"{addr}/24", "dev", there],
                         ["ip", "link", "set", there, "up"], ["ip", "link", "set", "lo", "up"]):
                 sh(*in_ns(pid, *cmd))
-        bridge = Bridge("c1", "s1")
+        bridge = Bridge("c1", "s1", 8883, 200) if tls else Bridge("c1", "s1")
         bridge.start()
         work.mkdir(exist_ok=True)
         conf = work / "mosquitto.conf"
-        conf.write_text(f"listener 1883 {BROKER}\nallow_anonymous true\npersistence false\n"
-                        "user root\n")
+        listener = f"listener 1883 {BROKER}\n"
+        extra: list[str] = []
+        prefix = "tcp-loss-tls" if tls else "tcp-loss"
+        if tls:
+            sh("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "3650",
+               "-subj", f"/CN={BROKER}", "-addext", f"subjectAltName=IP:{BROKER}", "-keyout",
+               str(work / "key.pem"), "-out", str(work / "cert.pem"))
+            listener = (f"listener 8883 {BROKER}\ncertfile {work / 'cert.pem'}\n"
+                        f"keyfile {work / 'key.pem'}\n")
+            extra = [str(work / "cert.pem"), str(out / f"{prefix}.keylog")]
+        conf.write_text(f"per_listener_settings false\nallow_anonymous true\n{listener}"
+                        "persistence false\nuser root\n")
         procs.append(subprocess.Popen(in_ns(pb, shutil.which("mosquitto") or "mosquitto",
                                             "-c", str(conf)),
                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         tcpdump = shutil.which("tcpdump") or "/usr/sbin/tcpdump"
         for iface, name in (("c1", "client-side"), ("s1", "broker-side")):
             procs.append(subprocess.Popen([tcpdump, "-i", iface, "-U", "--immediate-mode", "-B",
-                                           "32768", "-w", str(out / f"tcp-loss-{name}.pcap"),
+                                           "32768", "-w", str(out / f"{prefix}-{name}.pcap"),
                                            "tcp"], stdout=subprocess.DEVNULL,
                                           stderr=subprocess.DEVNULL))
         time.sleep(1.5)
-        client = subprocess.run(in_ns(pc, sys.executable, "-c", CLIENT_CODE, str(messages)),
-                                timeout=120, check=False)
+        client = subprocess.run(in_ns(pc, sys.executable, "-c", CLIENT_CODE, str(messages),
+                                      *extra), timeout=120, check=False)
         time.sleep(0.5)
         print(f"dropped {bridge.dropped} data segments of {bridge.data_c2b}, held "
               f"{bridge.acks_b2c // 15} ACKs", file=sys.stderr)
@@ -210,4 +241,5 @@ def main(out: Path, messages: int) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(Path(sys.argv[1]), int(sys.argv[2]) if len(sys.argv) > 2 else 300))
+    args = [a for a in sys.argv[1:] if a != "--tls"]
+    sys.exit(main(Path(args[0]), int(args[1]) if len(args) > 1 else 300, "--tls" in sys.argv))

@@ -6,7 +6,9 @@
  * run(batch, limit, next_sweep) walks the capture's records (walk.c) and for each frame it tries the pipeline's fast path: untagged Ethernet, SLL, SLL2 or
  * NULL/LOOP, IPv4 without options, unfragmented TCP, a tracked half-stream, an ACK or PSH|ACK at
  * the next expected sequence number that acknowledges nothing unseen, no sink, probe or
- * buffered segment. Such a frame updates the half-stream's counters and its bytes become either
+ * buffered segment, in the plain case of the TCP analysis (both directions' `plain`, a
+ * window, a pure ACK moving the ACK number: nothing Wireshark would flag; the analysis' state
+ * gets the updates tcp_analysis.py lists). Such a frame updates the half-stream's counters and its bytes become either
  * a StreamData record or, with the MQTT stage on and the connection steady (CONNECT seen, sides
  * known, decoder neither failed nor resynchronising), MqttPacketEvents built here by
  * fast_packets(). Where fast_packets() stops at a packet it does not take, the rest of the bytes
@@ -30,6 +32,8 @@ typedef struct {
     /* HalfStream */
     Py_ssize_t h_flow, h_peer, h_direction, h_nxt_seq, h_nxt_off, h_segments, h_win, h_sink,
         h_probe, h_ooo, h_data_bytes;
+    /* HalfStream's TCP analysis state (capture/tcp_analysis.py TcpDirState) */
+    Py_ssize_t h_plain, h_nextseq, h_maxseq, h_nextseqtime, h_lastack;
     /* Flow */
     Py_ssize_t f_last_ts, f_app, f_sides_known, f_info;
     /* _Conn, _Side */
@@ -57,7 +61,12 @@ PyObject *sp_configure_capture(PyObject *module, PyObject *args)
         slot_offset(half, "nxt_seq", &k.h_nxt_seq) || slot_offset(half, "nxt_off", &k.h_nxt_off) ||
         slot_offset(half, "segments", &k.h_segments) || slot_offset(half, "win", &k.h_win) ||
         slot_offset(half, "sink", &k.h_sink) || slot_offset(half, "probe", &k.h_probe) ||
-        slot_offset(half, "ooo", &k.h_ooo) || slot_offset(half, "data_bytes", &k.h_data_bytes) ||
+        slot_offset(half, "ooo", &k.h_ooo) ||
+        slot_offset(half, "plain", &k.h_plain) || slot_offset(half, "nextseq", &k.h_nextseq) ||
+        slot_offset(half, "maxseqtobeacked", &k.h_maxseq) ||
+        slot_offset(half, "nextseqtime", &k.h_nextseqtime) ||
+        slot_offset(half, "lastack", &k.h_lastack) ||
+        slot_offset(half, "data_bytes", &k.h_data_bytes) ||
         slot_offset(flow, "last_ts", &k.f_last_ts) || slot_offset(flow, "app", &k.f_app) ||
         slot_offset(flow, "sides_known", &k.f_sides_known) ||
         slot_offset(flow, "_info", &k.f_info))
@@ -328,6 +337,15 @@ out:
     return (int)rc;
 }
 
+/* h.win = win, without a new object when it did not change (most segments) */
+static int set_win(PyObject *h, long long win)
+{
+    long long old;
+    if (slot_ll(h, K.h_win, &old) == 0 && old == win)
+        return 0;
+    return slot_set_ll(h, K.h_win, win);
+}
+
 /* 1: handled here; 0: the Python loop must take the frame; -1: exception. */
 static int fast_frame(Engine *e, const Rec *r, long long next_sweep, PyObject *batch)
 {
@@ -389,9 +407,22 @@ static int fast_frame(Engine *e, const Rec *r, long long next_sweep, PyObject *b
     long long d = (ack - p_nxt_seq) & M32;
     if (d && d < HALF32)
         return 0;
+    /* the plain case of the TCP analysis (tcp_analysis.py): both directions plain, the segment
+     * at the next sequence number it expects, a window, nothing unseen acknowledged */
+    long long nextseq, p_nextseq, lastack;
+    if (!win || SLOT(h, K.h_plain) != Py_True || SLOT(p, K.h_plain) != Py_True ||
+        slot_ll(h, K.h_nextseq, &nextseq) || seq != nextseq ||
+        slot_ll(p, K.h_nextseq, &p_nextseq) || slot_ll(h, K.h_lastack, &lastack))
+        return 0;
+    d = (ack - p_nextseq) & M32;
+    if (d && d < HALF32)
+        return 0;
     long long plen = wend - pstart;
     if (plen == 0) {
-        if (slot_set_ll(h, K.h_segments, segments + 1) < 0 || slot_set_ll(h, K.h_win, win) < 0)
+        if (ack == lastack) /* a duplicate ACK, a window update ...: the analysis decides */
+            return 0;
+        if (slot_set_ll(h, K.h_segments, segments + 1) < 0 || set_win(h, win) < 0 ||
+            slot_set_ll(h, K.h_lastack, ack) < 0)
             return -1;
         return 1;
     }
@@ -401,16 +432,26 @@ static int fast_frame(Engine *e, const Rec *r, long long next_sweep, PyObject *b
         slot_ll(h, K.h_nxt_off, &nxt_off) || slot_ll(h, K.h_data_bytes, &data_bytes) ||
         slot_ll(p, K.h_win, &p_win) || (plen == 1 && !p_win))
         return 0;
-    if (slot_set_ll(h, K.h_segments, segments + 1) < 0 || slot_set_ll(h, K.h_win, win) < 0 ||
-        slot_set_ll(h, K.h_nxt_seq, (seq + plen) & M32) < 0 ||
+    /* one object for the next sequence number (the reassembler's and the analysis' two) and
+     * for the time (the analysis' nextseqtime and the record's) */
+    PyObject *next = PyLong_FromLongLong((seq + plen) & M32), *ts = PyLong_FromLongLong(r->ts);
+    if (next == NULL || ts == NULL || slot_set_ll(h, K.h_segments, segments + 1) < 0 ||
+        set_win(h, win) < 0 || (ack != lastack && slot_set_ll(h, K.h_lastack, ack) < 0) ||
         slot_set_ll(h, K.h_nxt_off, nxt_off + plen) < 0 ||
-        slot_set_ll(h, K.h_data_bytes, data_bytes + plen) < 0)
+        slot_set_ll(h, K.h_data_bytes, data_bytes + plen) < 0) {
+        Py_XDECREF(next);
+        Py_XDECREF(ts);
         return -1;
+    }
+    slot_set(h, K.h_nxt_seq, Py_NewRef(next));
+    slot_set(h, K.h_nextseq, Py_NewRef(next));
+    slot_set(h, K.h_maxseq, next);
+    slot_set(h, K.h_nextseqtime, Py_NewRef(ts));
     Py_INCREF(flow);
     Py_INCREF(dir);
-    PyObject *frame = PyLong_FromLongLong(r->n), *ts = PyLong_FromLongLong(r->ts);
+    PyObject *frame = PyLong_FromLongLong(r->n);
     int rc = -1;
-    if (frame != NULL && ts != NULL)
+    if (frame != NULL)
         rc = deliver(e, batch, flow, dir, frame, ts, f + pstart, (Py_ssize_t)plen);
     Py_XDECREF(frame);
     Py_XDECREF(ts);

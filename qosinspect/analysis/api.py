@@ -25,7 +25,7 @@ __all__ = ["TABLES", "Analysis", "analyze", "analyze_capture", "relaxed_gc"]
 
 #: The tables of an analysis, in the order ``export`` writes them.
 TABLES = ("packets", "connections", "sessions", "exchanges", "reconnects", "deliveries",
-          "anomalies", "tcp_retransmissions", "undecoded_streams")
+          "anomalies", "tcp_retransmissions", "undecoded_streams", "tcp_evidence")
 
 
 class Analysis:
@@ -119,6 +119,14 @@ class Analysis:
         from .undecoded import undecoded_frame
 
         return undecoded_frame(self.result.undecoded)
+
+    @cached_property
+    def tcp_evidence(self) -> pd.DataFrame:
+        """Wireshark's ``tcp.analysis`` flags, one row per flag and frame, on every connection
+        (encrypted ones too; the first 100,000; ``report()["tcp_evidence"]`` counts them all)."""
+        from .tcp_evidence import evidence_frame
+
+        return evidence_frame(self.result.tcp_evidence.rows)
 
     def tables(self) -> dict[str, pd.DataFrame]:
         """Every table by name (:data:`TABLES`)."""

@@ -39,6 +39,7 @@ from ..events import (
     Event,
     MqttPacketEvent,
     StreamGap,
+    TcpEvidence,
     TcpRetransmission,
     UndecodedStream,
 )
@@ -60,7 +61,7 @@ from ..mqtt.packets import (
 )
 from .deliveries import DeliveryMatcher
 from .exchanges import ABANDONED, OPEN_AT_END, ExchangeTracker
-from .logs import DIRECTION_NAMES, AnomalyLog, PacketLog
+from .logs import DIRECTION_NAMES, AnomalyLog, EvidenceLog, PacketLog
 from .options import AnalysisOptions
 from .records import (
     EXCHANGE_COLUMNS,
@@ -85,6 +86,8 @@ __all__ = ["LEAVE_GRACE_NS", "CorrelationResult", "Correlator", "correlate"]
 LEAVE_GRACE_NS: Final = 10**9
 #: Undecoded streams kept as rows (the count goes on): a hostile capture may hold millions.
 MAX_UNDECODED_ROWS: Final = 100_000
+#: TCP evidence kept as rows (every one is counted): as many, for the same reason.
+MAX_EVIDENCE_ROWS: Final = 100_000
 
 _DIRS: Final = DIRECTION_NAMES
 _ACK_TYPES: Final[dict[type, int]] = {PubAck: 4, PubRec: 5, PubRel: 6, PubComp: 7}
@@ -118,6 +121,8 @@ class CorrelationResult:
     #: how many in all.
     undecoded: list[UndecodedStream] = field(default_factory=list)
     undecoded_count: int = 0
+    #: Wireshark's TCP flags per connection and direction (counted; the first rows kept).
+    tcp_evidence: EvidenceLog = field(default_factory=lambda: EvidenceLog(MAX_EVIDENCE_ROWS))
     t_first: int | None = None
     t_last: int | None = None
     n_events: int = 0
@@ -200,6 +205,7 @@ class Correlator:
         #: TCP streams that carried data and were not decoded (the first MAX_UNDECODED_ROWS).
         self.undecoded: list[UndecodedStream] = []
         self.undecoded_count = 0
+        self.tcp_evidence = EvidenceLog(MAX_EVIDENCE_ROWS)
         self._last_info: object = None
         self._last_conn: ConnState | None = None
         self.n_events = 0
@@ -236,6 +242,11 @@ class Correlator:
         if type(ev) is CaptureStarted:  # time 0 is the file's first frame; not an event counted
             self._t_lo = min(self._t_lo, ev.ts_ns)
             self._t_hi = max(self._t_hi, ev.ts_ns)
+            return
+        if type(ev) is TcpEvidence:
+            # Wireshark's flags of a segment already counted as an event (any connection,
+            # encrypted ones too): not an event of its own
+            self.tcp_evidence.add(ev)
             return
         self._clock(ev.ts_ns)
         sess = self.sess
@@ -480,6 +491,7 @@ class Correlator:
             t_last=self.t_last, n_events=self.n_events, n_evicted=ex_tracker.n_evicted,
             anomalies_suppressed=dict(self.anomalies.suppressed), detail=self.detail,
             undecoded=self.undecoded, undecoded_count=self.undecoded_count,
+            tcp_evidence=self.tcp_evidence,
             implementation=IMPLEMENTATION)
 
 

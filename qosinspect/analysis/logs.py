@@ -1,4 +1,4 @@
-"""The two append-only logs every part of the correlator writes to: anomalies and packets.
+"""The append-only logs the correlator writes to: anomalies, packets and TCP evidence.
 
 The exchange tracker, the session tracker and the correlator's dispatch each find anomalies and
 (in detail mode) see packets; rather than sharing the correlator's state as mixins, they are
@@ -10,6 +10,9 @@ handed these two objects. Each is one small rule:
   rows. Kinds are :class:`~qosinspect.anomalies.AnomalyKind` members: the registry says what
   each means and whether it is a note.
 * :class:`PacketLog`: one row per MQTT packet in the packets store (detail mode only).
+* :class:`EvidenceLog`: Wireshark's TCP flags (:class:`~qosinspect.events.TcpEvidence`), every
+  one counted per connection, sender and kind; the first ``max_rows`` kept as rows (their
+  frames), so a capture of a million duplicate ACKs costs counters, not a million rows.
 """
 
 from __future__ import annotations
@@ -17,11 +20,11 @@ from __future__ import annotations
 from typing import Final, final
 
 from ..anomalies import AnomalyKind, is_note
-from ..events import MqttPacketEvent
+from ..events import MqttPacketEvent, TcpEvidence
 from .records import AnomalyRecord, RowStore
 from .state import ConnState
 
-__all__ = ["DIRECTION_NAMES", "AnomalyLog", "PacketLog"]
+__all__ = ["DIRECTION_NAMES", "AnomalyLog", "EvidenceLog", "PacketLog"]
 
 #: Direction codes (0 = c2b, 1 = b2c) to the names the tables use.
 DIRECTION_NAMES: Final = ("c2b", "b2c")
@@ -76,3 +79,20 @@ class PacketLog:
             payload_len: int) -> None:
         self.store.append(ev.ts_ns, conn_id, d, ptype, qos, dup, retain, packet_id, reason,
                           ev.wire_len, ev.frame, ex_id, resend, topic, payload_len)
+
+
+@final
+class EvidenceLog:
+    """TCP evidence: counted in full, rows bounded (see the module docstring)."""
+
+    def __init__(self, max_rows: int) -> None:
+        self.max_rows = max_rows
+        self.rows: list[TcpEvidence] = []
+        #: (conn_id, sender ip:port, receiver ip:port, kind) -> how many.
+        self.counts: dict[tuple[int, str, str, str], int] = {}
+
+    def add(self, ev: TcpEvidence) -> None:
+        key = (ev.conn_id, str(ev.src), str(ev.dst), ev.kind)
+        self.counts[key] = self.counts.get(key, 0) + 1
+        if len(self.rows) < self.max_rows:
+            self.rows.append(ev)

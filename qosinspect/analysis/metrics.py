@@ -30,6 +30,7 @@ import numpy as np
 from .correlate import CorrelationResult
 from .exposure import exposure
 from .records import DELIVERY_REASONS, DELIVERY_STATUSES, OUTCOMES, STEPS
+from .tcp_evidence import evidence_report
 
 __all__ = ["INCOMPLETE_OUTCOMES", "STEP_SPANS", "conn_broker_codes", "evictions", "report_dict",
            "session_broker_codes", "summary_rows"]
@@ -244,6 +245,7 @@ def report_dict(r: CorrelationResult) -> dict[str, Any]:
         "tcp_retransmission_connections": tcp_conns,
         "stream_gaps": sum(c.stream_gaps for c in r.connections),
         "undecoded_streams": r.undecoded_count,
+        "tcp_evidence": evidence_report(r.tcp_evidence, r.connections),
         "clock_jumps": [{"frame": a.frame, "detail": a.detail} for a in r.anomalies
                         if a.kind == "clock_jump"],
         "anomalies": dict(sorted(anomalies.items())),

@@ -34,6 +34,7 @@ from .records import (
     STEPS,
     RowStore,
 )
+from .tcp_evidence import SCHEMA as TCP_EVIDENCE_SCHEMA
 from .undecoded import SCHEMA as UNDECODED_SCHEMA
 
 __all__ = [
@@ -257,6 +258,8 @@ SCHEMAS: dict[str, tuple[Column, ...]] = {
     ),
     #: TCP streams that carried data and were not decoded (:mod:`.undecoded`).
     "undecoded_streams": UNDECODED_SCHEMA,
+    #: Wireshark's TCP flags, one row per flag (:mod:`.tcp_evidence`).
+    "tcp_evidence": TCP_EVIDENCE_SCHEMA,
 }
 
 

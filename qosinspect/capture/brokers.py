@@ -13,7 +13,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from ..events import Endpoint, Event
+from ..events import Endpoint, Event, TcpEvidence
 
 __all__ = ["BrokerSpec", "only_broker", "parse_broker"]
 
@@ -75,6 +75,10 @@ class only_broker:  # used like a function: an iterator that keeps the stream's 
     def __iter__(self) -> Iterator[Event]:
         matches = self._spec.matches
         for ev in self._events:
+            if type(ev) is TcpEvidence:  # a connection's, named by its two ends
+                if matches(ev.src) or matches(ev.dst):
+                    yield ev
+                continue
             conn = getattr(ev, "conn", None)
             # (a connection's sides may be learnt late: its current ConnectionInfo decides)
             if conn is None or matches(conn.broker):

@@ -3,7 +3,8 @@
 ``iter_events(source)`` yields the boundary events of :mod:`qosinspect.events` in capture order:
 :class:`~qosinspect.events.ConnectionOpened`, :class:`~qosinspect.events.MqttPacketEvent`,
 :class:`~qosinspect.events.Anomaly`, :class:`~qosinspect.events.StreamGap`,
-:class:`~qosinspect.events.TcpRetransmission` and :class:`~qosinspect.events.ConnectionClosed`
+:class:`~qosinspect.events.TcpRetransmission`, :class:`~qosinspect.events.TcpEvidence` (Wireshark's
+``tcp.analysis`` flags, :mod:`.tcp_analysis`) and :class:`~qosinspect.events.ConnectionClosed`
 (which carries the connection's :class:`~qosinspect.events.TcpStats`); first of all, a
 :class:`~qosinspect.events.CaptureStarted` with the file's first frame (time 0, see
 :mod:`.clock`, whose ``clock_jump`` and ``timestamp_out_of_range`` notes are anomalies).
@@ -69,6 +70,7 @@ from .pipeline import CapturePipeline
 from .reassembly import Flow, HalfStream
 from .records import (
     FirstFrame,
+    Flagged,
     FlowClosed,
     FlowOpened,
     Gap,
@@ -293,6 +295,8 @@ class CaptureDecoder:
                     continue
                 if isinstance(rec, FlowOpened | Retransmitted | FirstFrame | Undecoded):
                     yield rec.to_event()
+                elif type(rec) is Flagged:
+                    yield from rec.to_events()
                 elif isinstance(rec, Gap | FlowClosed):
                     evs = self._gap(rec) if isinstance(rec, Gap) else self._closed(rec)
                     for ev in evs:
@@ -473,7 +477,8 @@ class CaptureDecoder:
         out.append(ConnectionClosed(rec.ts_ns, flow.info, rec.how, rec.closed_by, rec.frame,
                                     stats))
         flow.app = None
-        flow.release()  # nothing reads it after this: freed now, not by the cyclic collector
+        if not rec.lingers:  # nothing reads it after this: freed now, not by the cyclic
+            flow.release()   # collector (a lingering one: by the reassembler, later)
         return out
 
 

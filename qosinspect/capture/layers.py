@@ -23,6 +23,7 @@ Hard rules, and why:
 from __future__ import annotations
 
 import mmap
+import socket
 import struct
 from typing import NamedTuple
 
@@ -45,6 +46,7 @@ __all__ = [
     "IpFragment",
     "TcpSegment",
     "decode_tcp",
+    "format_ip",
     "link_ip_offset",
     "parse_tcp",
 ]
@@ -72,6 +74,11 @@ _IPV4 = struct.Struct("!BxHHHxB2x").unpack_from
 _IPV6 = struct.Struct("!4xHBx").unpack_from
 _TCP = struct.Struct("!HHIIBBH").unpack_from
 _V6_EXT = frozenset({0, 43, 60, 51, 44})
+
+
+def format_ip(packed: bytes) -> str:
+    """Text form of a packed IPv4 (4 bytes) or IPv6 (16 bytes) address."""
+    return socket.inet_ntop(socket.AF_INET if len(packed) == 4 else socket.AF_INET6, packed)
 
 
 class TcpSegment(NamedTuple):

@@ -15,10 +15,12 @@ Hard rules, and why:
   path with no further checks.
 * **The hot path is inline.** For untagged Ethernet, SLL, SLL2 and NULL/LOOP frames holding IPv4
   without options and an unfragmented TCP segment, one precompiled ``struct`` call reads every
-  header field out of the memory-mapped file; a pure ACK or an in-order data segment of a known
-  flow is handled without creating any object but the :class:`~.records.StreamData` itself.
-  Everything else takes the general path (:func:`~.layers.decode_tcp`, :class:`TcpReassembler`),
-  which implements the same rules.
+  header field out of the memory-mapped file; a pure ACK that moves the ACK number or an
+  in-order data segment of a known flow, in the plain case of Wireshark's TCP analysis
+  (:mod:`.tcp_analysis`: nothing to flag), is handled without creating any object but the
+  :class:`~.records.StreamData` itself. Everything else takes the general path
+  (:func:`~.layers.decode_tcp`, :class:`TcpReassembler`, which runs the analysis first), which
+  implements the same rules.
 * **The C engine.** With the optional accelerator built (:mod:`qosinspect._accel`),
   ``_speedups.CaptureEngine`` walks the records and takes exactly the frames of the inline fast
   path above (same checks, same counters, the same StreamData); every other frame it returns to
@@ -64,7 +66,7 @@ from .reassembly import (
     decide_sides,
     format_ip,
 )
-from .records import CaptureRecord, FirstFrame, FlowClosed, Notice, StreamData
+from .records import CaptureRecord, FirstFrame, Flagged, FlowClosed, Notice, StreamData
 from .stream import StreamCapture, open_stream
 from .undecoded import UndecodedCount, UndecodedTable
 from .websocket import WebSocketTunnel, WsControl, WsHandshake, WsProblem, looks_like_ws_upgrade
@@ -128,19 +130,21 @@ def looks_like_connect(buf: bytes) -> bool | None:
 class _Probe:
     """State of a stream on an unknown port until its first client bytes decide."""
 
-    __slots__ = ("buf", "half", "pending")
+    __slots__ = ("buf", "half", "held", "pending")
 
     def __init__(self) -> None:
         self.buf = b""
         self.half: HalfStream | None = None
         self.pending: list[tuple[int, int, bytes]] = []
+        #: TCP evidence of the stream so far, said if it is accepted.
+        self.held: list[Flagged] = []
 
 
 class _RunProbe:
     """State of a stream on an unknown port whose handshake was not captured, until a run of
     MQTT packets in either direction decides (:mod:`.detect`)."""
 
-    __slots__ = ("failed", "pending", "runs", "size")
+    __slots__ = ("failed", "held", "pending", "runs", "size")
 
     def __init__(self) -> None:
         #: Per direction: the bytes so far and where each captured segment began in them.
@@ -148,6 +152,8 @@ class _RunProbe:
         self.failed: set[Direction] = set()
         self.pending: list[tuple[Direction, int, int, bytes]] = []
         self.size = 0
+        #: TCP evidence of the stream so far, said if it is accepted.
+        self.held: list[Flagged] = []
 
 
 class CapturePipeline:
@@ -339,25 +345,33 @@ class CapturePipeline:
                             if h is not None:
                                 flow = h.flow
                                 flow.last_ts = ts
-                                if (flags == 0x10 or flags == 0x18) and seq == h.nxt_seq:
-                                    p = h.peer
-                                    d = (ack - p.nxt_seq) & _M
-                                    if not d or d >= _HALF:
-                                        plen = wend - pstart
-                                        if not plen:
+                                p = h.peer
+                                # the reassembler's and the TCP analysis' plain case
+                                if ((flags == 0x10 or flags == 0x18) and seq == h.nxt_seq
+                                        and seq == h.nextseq and win and h.plain and p.plain
+                                        and (not (d := (ack - p.nxt_seq) & _M) or d >= _HALF)
+                                        and (not (d := (ack - p.nextseq) & _M)
+                                             or d >= _HALF)):
+                                    plen = wend - pstart
+                                    if not plen:
+                                        if ack != h.lastack:
                                             h.segments += 1
                                             h.win = win
+                                            h.lastack = ack
                                             continue
-                                        if (h.sink is None and h.probe is None and not h.ooo
-                                                and (plen != 1 or p.win)):
-                                            h.segments += 1
-                                            h.win = win
-                                            h.nxt_seq = (seq + plen) & _M
-                                            h.nxt_off += plen
-                                            h.data_bytes += plen
-                                            yield new(sd, (flow, h.direction, n, ts,
-                                                           buf[pstart:wend]))
-                                            continue
+                                    elif (h.sink is None and h.probe is None and not h.ooo
+                                            and (plen != 1 or p.win)):
+                                        h.segments += 1
+                                        h.win = win
+                                        h.nxt_seq = h.nextseq = h.maxseqtobeacked = (
+                                            (seq + plen) & _M)
+                                        h.nextseqtime = ts
+                                        h.lastack = ack
+                                        h.nxt_off += plen
+                                        h.data_bytes += plen
+                                        yield new(sd, (flow, h.direction, n, ts,
+                                                       buf[pstart:wend]))
+                                        continue
                                 segment(h, ts, n, seq, ack, flags, win, buf[pstart:wend], 0, out)
                                 if out:
                                     yield from self._filtered(out)
@@ -372,12 +386,15 @@ class CapturePipeline:
             self._next_sweep = next_sweep
 
     def _filtered(self, out: list[CaptureRecord]) -> Iterator[CaptureRecord]:
-        """Yield and clear ``out``, hiding records of streams still being probed or rejected;
-        a stream that ends while still probed is reported as undecoded (``undecided``)."""
+        """Yield and clear ``out``, hiding records of streams still being probed or rejected
+        (their TCP evidence is held until the stream is accepted); a stream that ends while
+        still probed is reported as undecoded (``undecided``)."""
         for r in out:
             f = r.flow
             if f is None or (type(f.tunnel) is not _Probe and type(f.tunnel) is not _RunProbe):
                 yield r
+            elif type(r) is Flagged:
+                f.tunnel.held.append(r)
             elif type(r) is FlowClosed:
                 # a direction whose bytes showed no run is not MQTT; else nothing decided
                 failed = type(f.tunnel) is _RunProbe and f.tunnel.failed
@@ -410,6 +427,8 @@ class CapturePipeline:
         if h is None:
             if key in reasm.dead and not fresh_syn:
                 reasm.dead[key] = ts
+                reasm.late_segment(key, ts, n, seg.seq, seg.ack, flags, seg.window,
+                                   len(seg.payload) + seg.missing, out)
                 u = self._undecoded.get(key)
                 if u is not None:
                     u.add(n, ts, len(seg.payload) + seg.missing)
@@ -551,6 +570,7 @@ class CapturePipeline:
             flow.confirm_sides()
         flow.tunnel = None
         out.append(self.reassembler.opened(flow))
+        out += probe.held
         if ws:
             self._start_ws(flow)
             for f, t, d in probe.pending:
@@ -589,6 +609,7 @@ class CapturePipeline:
             return
         flow.tunnel = None
         out.append(self.reassembler.opened(flow))
+        out += probe.held
         self._set_sinks(flow, None)
         for pd, f, t, chunk in probe.pending:
             out.append(_new_tuple(StreamData, (flow, pd, f, t, chunk)))

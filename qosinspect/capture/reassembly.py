@@ -24,7 +24,8 @@ Hard rules, and why:
   stamp the packets it completes with the record's frame number (Wireshark does the same).
 * **Bounded memory.** State exists only for open connections and is dropped at FIN (both sides
   done), RST or idle timeout; a closed connection leaves a small tombstone (key and time) so its
-  last ACKs do not reopen it, swept after ``dead_timeout_ns``. At most ``max_flows``
+  last ACKs do not reopen it, swept after ``dead_timeout_ns`` (one closed by FIN or RST keeps
+  its half-streams that long, for the TCP analysis of those ACKs). At most ``max_flows``
   connections (25,000 by default, a few kB each) are tracked at once: a new one beyond that
   first closes the least recently active tenth (``evicted``; no tombstone, so a later segment
   of one starts it again, as a capture that began mid-stream would).
@@ -37,14 +38,22 @@ Hard rules, and why:
 from __future__ import annotations
 
 import bisect
-import socket
 from collections.abc import Callable
 from typing import Any
 
 from ..events import ConnectionInfo, Endpoint
 from ..mqtt.enums import Direction
-from .layers import ACK, FIN, PSH, RST, SYN
-from .records import CaptureRecord, FlowClosed, FlowOpened, Gap, Retransmitted, StreamData
+from .layers import ACK, FIN, PSH, RST, SYN, format_ip
+from .records import (
+    CaptureRecord,
+    Flagged,
+    FlowClosed,
+    FlowOpened,
+    Gap,
+    Retransmitted,
+    StreamData,
+)
+from .tcp_analysis import TcpDirState, analyze_segment
 
 __all__ = [
     "ACK",
@@ -70,11 +79,6 @@ _new_tuple = tuple.__new__
 Sink = Callable[["HalfStream", int, int, "bytes | int", "list[CaptureRecord]"], None]
 
 
-def format_ip(packed: bytes) -> str:
-    """Text form of a packed IPv4 (4 bytes) or IPv6 (16 bytes) address."""
-    return socket.inet_ntop(socket.AF_INET if len(packed) == 4 else socket.AF_INET6, packed)
-
-
 def decide_sides(flags: int, sport: int, dport: int,
                  broker_ports: frozenset[int] | set[int]) -> tuple[bool, bool]:
     """``(sender_is_client, sides_known)`` for the first segment seen of a connection."""
@@ -87,8 +91,10 @@ def decide_sides(flags: int, sport: int, dport: int,
     return True, False
 
 
-class HalfStream:
-    """One direction of a connection: what its sender sent, reassembled.
+class HalfStream(TcpDirState):
+    """One direction of a connection: what its sender sent, reassembled, and Wireshark's
+    analysis state of it (:class:`~.tcp_analysis.TcpDirState`, whose ``win`` is the window
+    the reassembler reads too).
 
     The counters are public statistics (per connection and direction).
     """
@@ -96,11 +102,12 @@ class HalfStream:
     __slots__ = (
         "data_bytes", "direction", "fin_done", "fin_seq", "flow", "gap_bytes", "gaps", "isn",
         "keepalives", "nxt_off", "nxt_seq", "ooo", "ooo_bytes", "out_of_order", "peer", "probe",
-        "retrans_bytes", "retransmissions", "segments", "sink", "started", "syn_seen", "win",
+        "retrans_bytes", "retransmissions", "segments", "sink", "started", "syn_seen",
         "zero_window_probes",
     )
 
     def __init__(self, flow: Flow, direction: Direction) -> None:
+        super().__init__()
         self.flow = flow
         self.peer: HalfStream = self
         self.direction = direction
@@ -115,7 +122,6 @@ class HalfStream:
         self.probe: bytes | None = None
         self.fin_seq: int | None = None
         self.fin_done = False
-        self.win = 1
         self.sink: Sink | None = None
         self.segments = 0
         self.data_bytes = 0
@@ -234,6 +240,9 @@ class TcpReassembler:
         self.dead_timeout_ns = dead_timeout_ns
         self.halves: dict[bytes, HalfStream] = {}
         self.dead: dict[bytes, int] = {}
+        #: Half-streams of connections closed by FIN or RST, by key, while their tombstone
+        #: lasts: the TCP analysis of their late segments (:meth:`late_segment`).
+        self.lingering: dict[bytes, HalfStream] = {}
         self.next_conn_id = 0
 
     # -- the table ---------------------------------------------------------------------------
@@ -257,8 +266,9 @@ class TcpReassembler:
         flow.keys = (key, rkey)
         self.halves[key] = mine
         self.halves[rkey] = mine.peer
-        self.dead.pop(key, None)
-        self.dead.pop(rkey, None)
+        for k in (key, rkey):
+            self.dead.pop(k, None)
+            self._unlinger(k)
         return mine
 
     def forget(self, flow: Flow, ts_ns: int) -> None:
@@ -275,9 +285,11 @@ class TcpReassembler:
         """Process one segment sent by ``h``'s side; records are appended to ``out``.
 
         ``payload`` is the captured TCP payload, ``missing`` the number of payload bytes beyond
-        it that were on the wire but not captured (snap length).
+        it that were on the wire but not captured (snap length). Wireshark's flags of the
+        segment (:mod:`.tcp_analysis`) come first, as a :class:`~.records.Flagged` record.
         """
         flow = h.flow
+        self._analyze(h, ts, frame, seq, ack, flags, window, len(payload) + missing, out)
         flow.last_ts = ts
         h.segments += 1
         p = h.peer
@@ -315,6 +327,25 @@ class TcpReassembler:
             self._fin_check(h)
         if h.fin_done and p.fin_done and flow.open:
             self.close(flow, "fin", frame, ts, out)
+
+    @staticmethod
+    def _analyze(h: HalfStream, ts: int, frame: int, seq: int, ack: int, flags: int,
+                 window: int, seglen: int, out: list[CaptureRecord]) -> None:
+        """Wireshark's flags of a segment sent by ``h``'s side (:mod:`.tcp_analysis`)."""
+        kinds = analyze_segment(h, h.peer, seq, ack, seglen, flags, window, ts)
+        if kinds:
+            flow = h.flow
+            src, dst = ((flow.client, flow.broker) if h.direction is _C2B
+                        else (flow.broker, flow.client))
+            out.append(Flagged(flow, frame, ts, src, dst, tuple(kinds)))
+
+    def late_segment(self, key: bytes, ts: int, frame: int, seq: int, ack: int, flags: int,
+                     window: int, seglen: int, out: list[CaptureRecord]) -> None:
+        """A segment of a connection closed by FIN or RST (its last ACKs, a FIN sent again):
+        no reassembly any more, but Wireshark still flags it, on that connection."""
+        h = self.lingering.get(key)
+        if h is not None:
+            self._analyze(h, ts, frame, seq, ack, flags, window, seglen, out)
 
     def _data(self, h: HalfStream, seq: int, payload: bytes, missing: int, n: int, flags: int,
               frame: int, ts: int, out: list[CaptureRecord]) -> None:
@@ -512,8 +543,26 @@ class TcpReassembler:
         reason = "close" if how in ("fin", "rst") else how
         self._flush(flow.c2b, frame, ts, reason, out)
         self._flush(flow.b2c, frame, ts, reason, out)
+        lingers = False
+        if reason == "close" and len(self.lingering) < 2 * self.max_flows:
+            for k in flow.keys:
+                h = self.halves.get(k)
+                if h is not None:
+                    self.lingering[k] = h
+                    lingers = True
         self.forget(flow, ts)
-        out.append(FlowClosed(flow, frame, ts, how, closed_by or flow.closed_by))
+        out.append(FlowClosed(flow, frame, ts, how, closed_by or flow.closed_by, lingers))
+
+    def _unlinger(self, key: bytes) -> None:
+        """A closed connection's halves leave the lingering table (its tombstone expired, or
+        the key starts a new connection): both keys go, and the flow is released
+        (:meth:`Flow.release`), which the decoder left to us."""
+        h = self.lingering.pop(key, None)
+        if h is not None:
+            flow = h.flow
+            for k in flow.keys:
+                self.lingering.pop(k, None)
+            flow.release()
 
     def sweep(self, now_ns: int, frame: int, out: list[CaptureRecord]) -> None:
         """Close flows idle for longer than ``idle_timeout_ns`` and forget old tombstones."""
@@ -525,6 +574,7 @@ class TcpReassembler:
         stale = [k for k, t in self.dead.items() if t < dlimit]
         for k in stale:
             del self.dead[k]
+            self._unlinger(k)
 
     def full(self) -> bool:
         """True when a new connection must first make room (:meth:`evict`)."""
@@ -549,6 +599,7 @@ class TcpReassembler:
         for flow in sorted(flows.values(), key=lambda f: f.conn_id):
             self.close(flow, "end_of_capture", frame, ts, out)
         self.dead.clear()
+        self.lingering.clear()
 
     def opened(self, flow: Flow) -> FlowOpened:
         """The :class:`FlowOpened` record for ``flow`` (stamped with its first frame)."""

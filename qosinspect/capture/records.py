@@ -20,7 +20,9 @@ from ..events import (
     CaptureStarted,
     ConnectionClosed,
     ConnectionOpened,
+    Endpoint,
     StreamGap,
+    TcpEvidence,
     TcpRetransmission,
     UndecodedStream,
 )
@@ -32,6 +34,7 @@ if TYPE_CHECKING:
 __all__ = [
     "CaptureRecord",
     "FirstFrame",
+    "Flagged",
     "FlowClosed",
     "FlowOpened",
     "Gap",
@@ -89,6 +92,22 @@ class Retransmitted(NamedTuple):
                                  self.frame)
 
 
+class Flagged(NamedTuple):
+    """Wireshark's ``tcp.analysis`` flags of one segment (:mod:`.tcp_analysis`), sent by
+    ``src`` to ``dst`` (the addresses, whatever the sides turn out to be)."""
+
+    flow: Flow
+    frame: int
+    ts_ns: int
+    src: Endpoint
+    dst: Endpoint
+    kinds: tuple[str, ...]
+
+    def to_events(self) -> list[TcpEvidence]:
+        return [TcpEvidence(self.ts_ns, self.frame, self.flow.conn_id, self.src, self.dst, k)
+                for k in self.kinds]
+
+
 class FlowOpened(NamedTuple):
     """A connection is tracked from now on (``frame`` is its first frame)."""
 
@@ -110,6 +129,9 @@ class FlowClosed(NamedTuple):
     ts_ns: int
     how: str
     closed_by: Direction | None
+    #: The reassembler keeps its halves a while for the segments that follow a FIN or RST
+    #: (Wireshark flags them): it releases the flow itself then, the decoder must not.
+    lingers: bool = False
 
     def to_event(self) -> ConnectionClosed:
         return ConnectionClosed(self.ts_ns, self.flow.info, self.how, self.closed_by, self.frame)
@@ -156,4 +178,4 @@ class Undecoded(NamedTuple):
 
 
 CaptureRecord = (StreamData | Gap | Retransmitted | FlowOpened | FlowClosed | Notice | FirstFrame
-                 | Undecoded)
+                 | Undecoded | Flagged)

@@ -28,9 +28,23 @@ already had, holes); that is not the same thing, so the rules below follow Wires
   handshake was not captured) and does not end where that one ended; else
   ``retransmission``.
 
-Connections are numbered like Wireshark's ``tcp.stream`` (every TCP conversation, in order of
-first appearance; a SYN on a conversation that was closed starts a new one), which is the
-decoder's ``conn_id``. Pure: frames in, flags out; timestamps from the capture only.
+**One pass.** The rules run on :class:`TcpDirState`, the state of one direction. The decoder's
+:class:`~.reassembly.HalfStream` *is* one (a subclass), so the capture decoder applies them in
+its own pass over the frames (:meth:`~.reassembly.TcpReassembler.segment` calls
+:func:`analyze_segment` first), on every connection it tracks. The plain case costs almost
+nothing there: :attr:`TcpDirState.plain` says that a direction's state is the ordinary one (the
+last segment flagged nothing, every byte seen may be acknowledged, no duplicate ACK counted),
+and while both directions are plain, a segment at the next sequence number with a non-zero
+window that acknowledges nothing unseen, and (without data) moves the ACK number, flags
+nothing: the pipeline's fast path (and the C engine's copy of it) then only updates
+``nextseq = maxseqtobeacked = seq + len`` and ``nextseqtime`` (with data) and ``lastack``, and
+every other segment comes here. :func:`tcp_flags` is the
+same rules in a pass of their own over every TCP conversation of a file (the tests compare it
+with tshark frame by frame).
+
+Connections there are numbered like Wireshark's ``tcp.stream`` (every TCP conversation, in
+order of first appearance; a SYN on a conversation that was closed starts a new one), which is
+the decoder's ``conn_id``. Pure: frames in, flags out; timestamps from the capture only.
 """
 
 from __future__ import annotations
@@ -38,11 +52,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from ..events import Endpoint, TcpEvidence
-from .layers import Defragmenter, IpFragment, TcpSegment, decode_tcp
+from .layers import Defragmenter, IpFragment, TcpSegment, decode_tcp, format_ip
 from .pcapfile import CaptureFile
-from .reassembly import format_ip
 
-__all__ = ["KINDS", "TcpAnalyzer", "tcp_flags"]
+__all__ = ["KINDS", "TcpAnalyzer", "TcpDirState", "analyze_segment", "tcp_flags"]
 
 #: Every flag, in Wireshark's names (``tcp.analysis.<kind>``).
 KINDS = ("lost_segment", "ack_lost_segment", "duplicate_ack", "fast_retransmission",
@@ -54,6 +67,7 @@ _M = 0xFFFFFFFF
 _FIN, _SYN, _RST, _ACK = 0x01, 0x02, 0x04, 0x10
 _FAST_RETRANS_NS = 20_000_000
 _OOO_NS = 3_000_000
+_NOTHING: tuple[str, ...] = ()
 
 
 def _lt(a: int, b: int) -> bool:
@@ -64,9 +78,13 @@ def _gt(a: int, b: int) -> bool:
     return _lt(b, a)
 
 
-class _Dir:
+class TcpDirState:
+    """Wireshark's analysis state of one direction of a TCP conversation (what its sender
+    sent and acknowledged). ``win`` is the last window it advertised (the reassembler reads
+    it too). ``plain``: see the module docstring; kept by :func:`analyze_segment`."""
+
     __slots__ = ("dupacknum", "lastack", "lastacktime", "lastflags", "maxseqtobeacked",
-                 "nextseq", "nextseqtime", "window")
+                 "nextseq", "nextseqtime", "plain", "rtt", "syn_ts", "win")
 
     def __init__(self) -> None:
         self.nextseq: int | None = None
@@ -75,31 +93,127 @@ class _Dir:
         self.lastack: int | None = None
         self.lastacktime = 0
         self.dupacknum = 0
-        self.window: int | None = None
-        self.lastflags: tuple[str, ...] = ()
+        self.win = 1
+        self.lastflags: tuple[str, ...] = _NOTHING
+        self.plain = False
+        #: When this side sent the conversation's SYN (None: it did not, or not seen).
+        self.syn_ts: int | None = None
+        #: The conversation's first round trip (SYN to the client's first ACK, as captured),
+        #: the same on both sides once known: the out-of-order threshold.
+        self.rtt: int | None = None
+
+
+def analyze_segment(fwd: TcpDirState, rev: TcpDirState, seq: int, ack: int, seglen: int,
+                    flags: int, window: int, ts: int) -> list[str]:
+    """The flags of one segment sent by ``fwd``'s side (``rev`` is the other side), in the
+    order of the rules; updates both states. ``seglen`` counts the payload bytes on the wire
+    (captured or not)."""
+    if flags & _SYN and not flags & _ACK and fwd.syn_ts is None and rev.syn_ts is None:
+        fwd.syn_ts = ts
+    elif (fwd.rtt is None and fwd.syn_ts is not None and flags & _ACK
+          and not flags & _SYN):
+        fwd.rtt = rev.rtt = ts - fwd.syn_ts
+    out = _analyze(fwd, rev, seq, ack, seglen, flags, window, ts,
+                   fwd.rtt if fwd.rtt else _OOO_NS)
+    fwd.plain = (not out and fwd.dupacknum == 0 and fwd.lastack is not None
+                 and fwd.nextseq is not None and fwd.maxseqtobeacked == fwd.nextseq)
+    if rev.plain and rev.maxseqtobeacked != rev.nextseq:
+        rev.plain = False
+    return out
+
+
+def _analyze(fwd: TcpDirState, rev: TcpDirState, seq: int, ack: int, seglen: int, flags: int,
+             window: int, ts: int, ooo_ns: int) -> list[str]:
+    out: list[str] = []
+    ctl = flags & (_SYN | _FIN | _RST)
+    keep_alive = False
+    dup = False
+    done = False
+    if (seglen == 1 and fwd.nextseq is not None and seq == fwd.nextseq
+            and rev.win == 0):
+        out.append("zero_window_probe")
+        done = True
+    if not done:
+        if window == 0 and not ctl:
+            out.append("zero_window")
+        if fwd.nextseq is not None and _gt(seq, fwd.nextseq) and not flags & _RST:
+            out.append("lost_segment")
+        if (seglen <= 1 and not ctl and fwd.nextseq is not None
+                and ((fwd.nextseq - 1) & _M) == seq):
+            out.append("keep_alive")
+            keep_alive = True
+        if not keep_alive:
+            same = (seglen == 0 and not ctl and fwd.nextseq is not None
+                    and seq == fwd.nextseq and fwd.lastack is not None
+                    and ack == fwd.lastack and flags & _ACK)
+            if same and window != fwd.win and window:
+                out.append("window_update")
+            elif same and window == fwd.win and "keep_alive" in rev.lastflags:
+                out.append("keep_alive_ack")  # not a duplicate ACK
+            elif same and window == fwd.win and "zero_window_probe" in rev.lastflags:
+                out.append("zero_window_probe_ack")
+            elif same and window == fwd.win and window:
+                fwd.dupacknum += 1
+                out.append("duplicate_ack")
+                dup = True
+    if not dup and ack != fwd.lastack:
+        fwd.dupacknum = 0  # a segment with data and the same ACK keeps the count
+    if (flags & _ACK and rev.maxseqtobeacked is not None
+            and _gt(ack, rev.maxseqtobeacked)):
+        out.append("ack_lost_segment")
+        rev.maxseqtobeacked = ack
+    if ((seglen > 0 or flags & (_SYN | _FIN)) and fwd.nextseq is not None
+            and _lt(seq, fwd.nextseq) and not keep_alive):
+        end = (seq + seglen) & _M
+        if (rev.dupacknum >= 2 and rev.lastack == seq
+                and ts - rev.lastacktime < _FAST_RETRANS_NS):
+            out += ["fast_retransmission", "retransmission"]
+        elif seglen > 0 and rev.lastack is not None and not _lt(rev.lastack, end):
+            out += ["spurious_retransmission", "retransmission"]
+        elif seglen > 0 and ts - fwd.nextseqtime < ooo_ns and fwd.nextseq != end:
+            out.append("out_of_order")
+        else:
+            out.append("retransmission")
+    nextseq = (seq + seglen + (1 if flags & (_SYN | _FIN) else 0)) & _M
+    if not keep_alive and (fwd.nextseq is None or _gt(nextseq, fwd.nextseq)):
+        fwd.nextseq = nextseq
+        fwd.nextseqtime = ts
+    # what the peer may acknowledge: up to the highest byte seen, but not on a segment
+    # after a hole (that waits for the next segment) nor on a zero-window probe
+    if fwd.nextseq is not None and (fwd.maxseqtobeacked is None or (
+            _gt(fwd.nextseq, fwd.maxseqtobeacked) and "lost_segment" not in out
+            and "zero_window_probe" not in out)):
+        fwd.maxseqtobeacked = fwd.nextseq
+    if flags & _ACK:
+        fwd.lastack = ack
+        fwd.lastacktime = ts
+    fwd.win = window
+    fwd.lastflags = tuple(out) if out else _NOTHING
+    return out
 
 
 class _Conv:
-    __slots__ = ("closed", "conn_id", "dirs", "first_rtt", "syn_key", "syn_ts")
+    __slots__ = ("closed", "conn_id", "dirs")
 
     def __init__(self, conn_id: int, key: bytes, rkey: bytes) -> None:
         self.conn_id = conn_id
-        self.dirs = {key: _Dir(), rkey: _Dir()}
+        self.dirs = {key: TcpDirState(), rkey: TcpDirState()}
         self.closed = False
-        self.syn_key: bytes | None = None
-        self.syn_ts = 0
-        #: SYN to the client's first ACK, as seen in the capture: the out-of-order threshold.
-        self.first_rtt: int | None = None
 
 
 class TcpAnalyzer:
-    """Wireshark's per-segment TCP analysis (see the module docstring)."""
+    """The rules over every TCP conversation, numbered as ``tcp.stream`` (the standalone pass;
+    the decoder keeps the same state on its half-streams instead)."""
 
     def __init__(self) -> None:
         self._convs: dict[bytes, _Conv] = {}
         self._next_id = 0
 
-    def segment(self, frame: int, ts: int, seg: TcpSegment) -> list[str]:
+    def conn_id(self, seg: TcpSegment) -> int:
+        """The conversation number of a segment already given to :meth:`segment`."""
+        return self._convs[seg.key].conn_id
+
+    def segment(self, ts: int, seg: TcpSegment) -> list[str]:
         """The flags of one segment (in :data:`KINDS` order of the rules)."""
         flags = seg.flags
         conv = self._convs.get(seg.key)
@@ -109,90 +223,13 @@ class TcpAnalyzer:
             self._convs[seg.key] = self._convs[seg.rkey] = conv
         if flags & (_FIN | _RST):
             conv.closed = True
-        if flags & _SYN and not flags & _ACK and conv.syn_key is None:
-            conv.syn_key, conv.syn_ts = seg.key, ts
-        elif (conv.first_rtt is None and conv.syn_key == seg.key and flags & _ACK
-              and not flags & _SYN):
-            conv.first_rtt = ts - conv.syn_ts
-        fwd, rev = conv.dirs[seg.key], conv.dirs[seg.rkey]
-        ooo = conv.first_rtt if conv.first_rtt else _OOO_NS
-        return self._analyze(fwd, rev, seg.seq, seg.ack, len(seg.payload) + seg.missing, flags,
-                             seg.window, ts, ooo)
-
-    @staticmethod
-    def _analyze(fwd: _Dir, rev: _Dir, seq: int, ack: int, seglen: int, flags: int,
-                 window: int, ts: int, ooo_ns: int) -> list[str]:
-        out: list[str] = []
-        ctl = flags & (_SYN | _FIN | _RST)
-        keep_alive = False
-        dup = False
-        done = False
-        if (seglen == 1 and fwd.nextseq is not None and seq == fwd.nextseq
-                and rev.window == 0):
-            out.append("zero_window_probe")
-            done = True
-        if not done:
-            if window == 0 and not ctl:
-                out.append("zero_window")
-            if fwd.nextseq is not None and _gt(seq, fwd.nextseq) and not flags & _RST:
-                out.append("lost_segment")
-            if (seglen <= 1 and not ctl and fwd.nextseq is not None
-                    and ((fwd.nextseq - 1) & _M) == seq):
-                out.append("keep_alive")
-                keep_alive = True
-            if not keep_alive:
-                same = (seglen == 0 and not ctl and fwd.nextseq is not None
-                        and seq == fwd.nextseq and fwd.lastack is not None
-                        and ack == fwd.lastack and flags & _ACK)
-                if same and window != fwd.window and window:
-                    out.append("window_update")
-                elif same and window == fwd.window and "keep_alive" in rev.lastflags:
-                    out.append("keep_alive_ack")  # not a duplicate ACK
-                elif same and window == fwd.window and "zero_window_probe" in rev.lastflags:
-                    out.append("zero_window_probe_ack")
-                elif same and window == fwd.window and window:
-                    fwd.dupacknum += 1
-                    out.append("duplicate_ack")
-                    dup = True
-        if not dup and ack != fwd.lastack:
-            fwd.dupacknum = 0  # a segment with data and the same ACK keeps the count
-        if (flags & _ACK and rev.maxseqtobeacked is not None
-                and _gt(ack, rev.maxseqtobeacked)):
-            out.append("ack_lost_segment")
-            rev.maxseqtobeacked = ack
-        if ((seglen > 0 or flags & (_SYN | _FIN)) and fwd.nextseq is not None
-                and _lt(seq, fwd.nextseq) and not keep_alive):
-            end = (seq + seglen) & _M
-            if (rev.dupacknum >= 2 and rev.lastack == seq
-                    and ts - rev.lastacktime < _FAST_RETRANS_NS):
-                out += ["fast_retransmission", "retransmission"]
-            elif seglen > 0 and rev.lastack is not None and not _lt(rev.lastack, end):
-                out += ["spurious_retransmission", "retransmission"]
-            elif seglen > 0 and ts - fwd.nextseqtime < ooo_ns and fwd.nextseq != end:
-                out.append("out_of_order")
-            else:
-                out.append("retransmission")
-        nextseq = (seq + seglen + (1 if flags & (_SYN | _FIN) else 0)) & _M
-        if not keep_alive and (fwd.nextseq is None or _gt(nextseq, fwd.nextseq)):
-            fwd.nextseq = nextseq
-            fwd.nextseqtime = ts
-        # what the peer may acknowledge: up to the highest byte seen, but not on a segment
-        # after a hole (that waits for the next segment) nor on a zero-window probe
-        if fwd.nextseq is not None and (fwd.maxseqtobeacked is None or (
-                _gt(fwd.nextseq, fwd.maxseqtobeacked) and "lost_segment" not in out
-                and "zero_window_probe" not in out)):
-            fwd.maxseqtobeacked = fwd.nextseq
-        if flags & _ACK:
-            fwd.lastack = ack
-            fwd.lastacktime = ts
-        fwd.window = window
-        fwd.lastflags = tuple(out)
-        return out
+        return analyze_segment(conv.dirs[seg.key], conv.dirs[seg.rkey], seg.seq, seg.ack,
+                               len(seg.payload) + seg.missing, flags, seg.window, ts)
 
 
 def tcp_flags(source: str | CaptureFile) -> Iterator[TcpEvidence]:
-    """The ``tcp.analysis`` flags of every TCP segment of a capture, in frame order: a pass
-    of its own over the file (the decoder's fast path never looks at pure ACKs)."""
+    """The ``tcp.analysis`` flags of every TCP segment of a capture, in frame order, on every
+    TCP conversation (the decoder flags those it tracks, in its own pass)."""
     cap = source if isinstance(source, CaptureFile) else CaptureFile(source)
     analyzer = TcpAnalyzer()
     defrag = Defragmenter()
@@ -204,9 +241,9 @@ def tcp_flags(source: str | CaptureFile) -> Iterator[TcpEvidence]:
                 seg = seg.segment
             if not isinstance(seg, TcpSegment):
                 continue
-            kinds = analyzer.segment(n, ts, seg)
+            kinds = analyzer.segment(ts, seg)
             if kinds:
-                conn = analyzer._convs[seg.key].conn_id
+                conn = analyzer.conn_id(seg)
                 src = Endpoint(format_ip(seg.src), seg.sport)
                 dst = Endpoint(format_ip(seg.dst), seg.dport)
                 for kind in kinds:

@@ -23,7 +23,9 @@ How, and the rules that matter:
   are passwords or will payloads. A packet tshark marks malformed (``_ws.malformed``: dissection
   stopped inside it, so it is the frame's last) becomes an ``Anomaly``, as in the native engine.
 * **No TCP statistics**: ``ConnectionClosed.tcp`` is ``None`` (tshark's per-segment analysis is
-  not a count of what reassembly did).
+  not a count of what reassembly did). Its ``tcp.analysis`` flags are the
+  :class:`~qosinspect.events.TcpEvidence` events, on the connections this engine reports (their
+  late segments after the close included), as the native engine's one pass gives them.
 * **Frames and connections as the native engine counts them**: a connection with an end on a
   broker port counts from its first frame (an attempt refused by RST included), a closed one is
   not reopened by a late segment, and ``summary.frames`` is the file's frame count.
@@ -56,6 +58,7 @@ from ..events import (
     Endpoint,
     Event,
     MqttPacketEvent,
+    TcpEvidence,
     TcpRetransmission,
 )
 from ..mqtt.enums import Direction, PacketType
@@ -87,7 +90,7 @@ _TCP_KINDS = frozenset(_KINDS)
 _FROM_CLIENT = frozenset({1, 8, 10, 12})
 _FROM_BROKER = frozenset({2, 9, 11, 13})
 _EXTRA_FRAMES = ("tcp.flags.syn == 1 || tcp.flags.fin == 1 || tcp.flags.reset == 1 || "
-                 "tcp.analysis.retransmission || tls.handshake.type == 1")
+                 "tcp.analysis.flags || tls.handshake.type == 1")
 _PROBE_FILTER = ('(tcp.payload[0:1] == 10 && (tcp.payload contains "MQTT" || '
                  'tcp.payload contains "MQIsdp")) || (tcp.payload[0:4] == "GET " && '
                  'tcp.payload contains "mqtt")')
@@ -332,7 +335,8 @@ class TsharkDecoder:
     def _events(self, frames: Iterator[dict[str, Any]], broker_ports: set[int]
                 ) -> Iterator[Event]:
         streams: dict[int, _Stream] = {}
-        ended: set[int] = set()
+        #: closed streams: were they connections (their late segments' flags count)?
+        ended: dict[int, bool] = {}
         summary = self.summary
         last_frame = 0
         last_ts = 0
@@ -356,8 +360,12 @@ class TsharkDecoder:
             dst = Endpoint(str(ip.get("ip.dst") or ip.get("ipv6.dst")),
                            int(tcp["tcp.dstport"]))
             sid = int(tcp.get("tcp.stream", -1))
+            flagged = _analysis_flags(tcp)
             if sid in ended:
-                continue  # a late segment of a closed connection does not reopen it
+                # a late segment of a closed connection does not reopen it; its flags count
+                if ended[sid]:
+                    yield from _evidence(ts, frame, sid, src, dst, flagged)
+                continue
             flags = int(str(tcp.get("tcp.flags", "0")), 16)
             st = streams.get(sid)
             if st is None:
@@ -383,17 +391,19 @@ class TsharkDecoder:
                 if not st.opened:
                     yield from self._open(st, frame, ts)
                 yield from self._mqtt(st, layers, _many(mqtt), src, frame, ts)
-            elif st.opened and _analysis(tcp, "tcp.analysis.retransmission"):
+            elif st.opened and "retransmission" in flagged:
                 yield TcpRetransmission(ts, st.make_info() if st.info is None else st.info,
                                         st.direction(src) if st.sides_known else None,
                                         int(tcp.get("tcp.len", 0)), frame)
+            if st.opened:
+                yield from _evidence(ts, frame, sid, src, dst, flagged)
             if flags & 0x05:
                 d = st.direction(src)
                 if st.closed_by is None and st.sides_known:
                     st.closed_by = d
                 if flags & 0x04 or len(st.fin | {d.value}) == 2:
                     del streams[sid]
-                    ended.add(sid)
+                    ended[sid] = st.opened
                     if st.opened:
                         yield from self._close(st, "rst" if flags & 0x04 else "fin", frame, ts)
                 else:
@@ -530,8 +540,12 @@ def _analysis_flags(tcp: dict[str, Any]) -> set[str]:
     return found
 
 
-def _analysis(tcp: dict[str, Any], key: str) -> bool:
-    return key.removeprefix("tcp.analysis.") in _analysis_flags(tcp)
+def _evidence(ts: int, frame: int, sid: int, src: Endpoint, dst: Endpoint,
+              flagged: set[str]) -> Iterator[TcpEvidence]:
+    """The TcpEvidence of a frame's flags, in the order of the rules (:data:`_KINDS`)."""
+    for kind in _KINDS:
+        if kind in flagged:
+            yield TcpEvidence(ts, frame, sid, src, dst, kind)
 
 
 def _problem(m: dict[str, Any], ptype: int) -> tuple[AnomalyKind | None, str]:

@@ -10,6 +10,7 @@ the four PNG files ``qosinspect plot`` makes.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,8 @@ from matplotlib.lines import Line2D
 from ..analysis.api import Analysis
 from .text import client_connections
 
-__all__ = ["plot_inflight", "plot_ladder", "plot_latency", "plot_timeline", "save_all"]
+__all__ = ["Timeline", "plot_inflight", "plot_ladder", "plot_latency", "plot_timeline",
+           "save_all", "timeline_data"]
 
 _MPL = tuple(int(x) for x in matplotlib.__version__.split(".")[:2])
 _QOS_COLORS = {0: "#7f7f7f", 1: "#1f77b4", 2: "#d62728"}
@@ -96,58 +98,121 @@ def plot_latency(analysis: Analysis, ax: Axes | None = None) -> Axes:
     return ax
 
 
-def plot_timeline(analysis: Analysis, ax: Axes | None = None, *,
-                  max_clients: int = 40) -> Axes:
-    """One row per client: its connections as bars (coloured by how they ended), reconnection
-    gaps as dotted lines, MQTT re-sends (triangles) and TCP retransmissions (crosses) on the row."""
+#: Marker of each kind of TCP evidence on the timeline (Wireshark's tcp.analysis flags).
+_EVIDENCE_MARKERS = {"lost_segment": ("v", "#d62728", "lost before capture"),
+                     "duplicate_ack": ("|", "#7f7f7f", "duplicate ACK"),
+                     "fast_retransmission": ("X", "#ff7f0e", "fast retransmission"),
+                     "retransmission": ("x", "black", "TCP retransmission"),
+                     "spurious_retransmission": ("+", "#9467bd", "spurious retransmission"),
+                     "out_of_order": ("s", "#8c564b", "out of order"),
+                     "ack_lost_segment": ("^", "#e377c2", "ACKed unseen segment")}
+
+
+@dataclass
+class Timeline:
+    """What :func:`plot_timeline` draws (times in seconds since the capture's first frame).
+
+    ``rows``: one label per row, top to bottom: the clients (sessions; reconnecting ones first),
+    then the connections that have no MQTT detail (encrypted ones: ``conn N tls client ->
+    broker``). ``bars``: (row, start, stop, how it ended) per connection; ``gaps``: (row,
+    drop, reconnect) per reconnection; ``resends``: (row, t) per MQTT re-send; ``tcp``: per
+    kind of TCP evidence (:data:`~qosinspect.analysis.tcp_evidence.REPORTED`), (row, t) per
+    flagged frame; ``hidden``: rows not shown (past ``max_clients``).
+    """
+
+    rows: list[str] = field(default_factory=list)
+    bars: list[tuple[int, float, float, str]] = field(default_factory=list)
+    gaps: list[tuple[int, float, float]] = field(default_factory=list)
+    resends: list[tuple[int, float]] = field(default_factory=list)
+    tcp: dict[str, list[tuple[int, float]]] = field(default_factory=dict)
+    hidden: int = 0
+
+
+def timeline_data(analysis: Analysis, max_clients: int = 40) -> Timeline:
+    """The rows and marks of the timeline (see :class:`Timeline`)."""
+    from ..analysis.tcp_evidence import REPORTED
+
     conns = analysis.connections
     sessions = analysis.sessions
     # the clients worth seeing first: those with reconnections, then in order of appearance
     ranked = sorted(range(len(sessions)), key=lambda i: -int(sessions["n_reconnects"].iloc[i]))
-    all_keys = [str(sessions["session"].iloc[i]) for i in ranked]
-    keys = all_keys[:max_clients]
-    ax = _axes(ax, (10, max(2.5, 0.4 * len(keys) + 1.5)))
+    # then each connection without MQTT detail (encrypted, no client id) on a row of its own
+    labels = [f"conn {c} {t} {a} -> {b}" if pd.isna(sess) else str(sess)
+              for c, t, a, b, sess in zip(conns["conn_id"], conns["transport"], conns["client"],
+                                          conns["broker"], conns["session"], strict=True)]
+    bare = [label for label, sess, attempt in zip(labels, conns["session"], conns["attempt"],
+                                                  strict=True) if pd.isna(sess) and not attempt]
+    candidates = [str(sessions["session"].iloc[i]) for i in ranked] + bare
+    out = Timeline(rows=candidates[:max_clients], hidden=max(0, len(candidates) - max_clients))
+    row = {k: i for i, k in enumerate(out.rows)}
+    conn_row = {int(c): row[label] for c, label in zip(conns["conn_id"], labels, strict=True)
+                if label in row}
     t0 = _t0(analysis)
-    row = {k: i for i, k in enumerate(keys)}
     starts = _seconds(conns["t_open"], t0)
     ends = _seconds(conns["t_close"], t0)
-    seen_ends: set[str] = set()
-    for i, (sess, end) in enumerate(zip(conns["session"], conns["end"], strict=True)):
-        if str(sess) not in row or math.isnan(starts[i]):
-            continue
-        y = row[str(sess)]
-        stop = ends[i] if not math.isnan(ends[i]) else starts[i]
-        color = _END_COLORS.get(str(end), "#7f7f7f")
-        ax.barh(y, max(stop - starts[i], 1e-6), left=starts[i], height=0.5, color=color,
-                alpha=0.7, edgecolor="black", linewidth=0.5)
-        seen_ends.add(str(end))
+    for i, (c, end) in enumerate(zip(conns["conn_id"], conns["end"], strict=True)):
+        if int(c) in conn_row and not math.isnan(starts[i]):
+            stop = ends[i] if not math.isnan(ends[i]) else starts[i]
+            out.bars.append((conn_row[int(c)], float(starts[i]), float(stop), str(end)))
     rc = analysis.reconnects
     for sess, a, b in zip(rc["session"], _seconds(rc["t_drop"], t0),
                           _seconds(rc["t_connect"], t0), strict=True):
         if str(sess) in row and not (math.isnan(a) or math.isnan(b)):
-            ax.plot([a, b], [row[str(sess)]] * 2, ls=":", color="black", lw=1)
-    conn_sess = dict(zip(conns["conn_id"], conns["session"], strict=True))
+            out.gaps.append((row[str(sess)], float(a), float(b)))
     resent = analysis.packets_of(resend_only=True)
-    if len(resent):
-        ys = [row.get(str(conn_sess.get(c)), np.nan) for c in resent["conn_id"]]
-        ax.scatter(_seconds(resent["ts"], t0), ys, marker="^", color="#d62728", s=30, zorder=3)
-    tr = analysis.tcp_retransmissions
-    if len(tr):
-        ys = [row.get(str(conn_sess.get(c)), np.nan) for c in tr["conn_id"]]
-        ax.scatter(_seconds(tr["ts"], t0), ys, marker="x", color="black", s=25, zorder=3)
-    ax.set_yticks(range(len(keys)), keys)
+    out.resends = [(conn_row[int(c)], float(t)) for c, t in zip(
+        resent["conn_id"], _seconds(resent["ts"], t0), strict=True) if int(c) in conn_row]
+    ev = analysis.tcp_evidence
+    for kind in REPORTED:
+        sel = ev[ev["kind"] == kind]
+        marks = [(conn_row[int(c)], float(t)) for c, t in zip(
+            sel["conn_id"], _seconds(sel["ts"], t0), strict=True) if int(c) in conn_row]
+        if marks:
+            out.tcp[kind] = marks
+    return out
+
+
+def plot_timeline(analysis: Analysis, ax: Axes | None = None, *,
+                  max_clients: int = 40) -> Axes:
+    """One row per client: its connections as bars (coloured by how they ended), reconnection
+    gaps as dotted lines, MQTT re-sends (triangles) and Wireshark's TCP evidence
+    (retransmissions, segments lost before capture, duplicate ACKs ..., a marker per kind) on
+    the row; then one row per connection without MQTT detail (encrypted ones), with its TCP
+    evidence. The data is :func:`timeline_data`'s."""
+    data = timeline_data(analysis, max_clients)
+    ax = _axes(ax, (10, max(2.5, 0.4 * len(data.rows) + 1.5)))
+    seen_ends: set[str] = set()
+    for y, start, stop, end in data.bars:
+        ax.barh(y, max(stop - start, 1e-6), left=start, height=0.5,
+                color=_END_COLORS.get(end, "#7f7f7f"), alpha=0.7, edgecolor="black",
+                linewidth=0.5)
+        seen_ends.add(end)
+    for y, a, b in data.gaps:
+        ax.plot([a, b], [y] * 2, ls=":", color="black", lw=1)
+    if data.resends:
+        ax.scatter([t for _, t in data.resends], [y for y, _ in data.resends], marker="^",
+                   color="#d62728", s=30, zorder=3)
+    for i, (kind, marks) in enumerate(data.tcp.items()):
+        # each kind a little above or below the others on the row (a fast retransmission is a
+        # retransmission too, on the same frame)
+        dy = 0.36 * (i / max(1, len(data.tcp) - 1) - 0.5) if len(data.tcp) > 1 else 0.0
+        marker, color, _ = _EVIDENCE_MARKERS[kind]
+        ax.scatter([t for _, t in marks], [y + dy for y, _ in marks], marker=marker,
+                   color=color, s=25, zorder=3)
+    ax.set_yticks(range(len(data.rows)), data.rows)
     ax.invert_yaxis()
     ax.set_xlabel("time since capture start (s)")
-    hidden = len(all_keys) - len(keys)
     ax.set_title("Connections and reconnections per client"
-                 + (f" ({hidden} more clients not shown)" if hidden > 0 else ""))
+                 + (f" ({data.hidden} more clients not shown)" if data.hidden > 0 else ""))
     handles: list[Any] = [Line2D([], [], color=_END_COLORS.get(e, "#7f7f7f"), lw=6,
                                 label=f"ended: {e}") for e in sorted(seen_ends)]
     handles += [Line2D([], [], ls=":", color="black", label="reconnection gap"),
-                Line2D([], [], marker="^", ls="", color="#d62728", label="MQTT re-send"),
-                Line2D([], [], marker="x", ls="", color="black", label="TCP retransmission")]
+                Line2D([], [], marker="^", ls="", color="#d62728", label="MQTT re-send")]
+    handles += [Line2D([], [], marker=_EVIDENCE_MARKERS[k][0], ls="",
+                       color=_EVIDENCE_MARKERS[k][1], label=_EVIDENCE_MARKERS[k][2])
+                for k in data.tcp]
     ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1), fontsize="small")
-    if not keys:
+    if not data.rows:
         ax.text(0.5, 0.5, "no connection", ha="center", va="center", transform=ax.transAxes)
     return ax
 

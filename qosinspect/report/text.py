@@ -159,6 +159,11 @@ def format_report(analysis: Analysis, fmt: str = "table", capture: str = "CAPTUR
                    "connections were no longer followed (evicted, oldest first; see "
                    "docs/memory.md)")
     out.append("")
+    evidence = data["tcp_evidence"]
+    if any(evidence["total"].values()):
+        out.append(h("TCP evidence"))
+        out.extend(_evidence_lines(evidence, fmt, capture))
+        out.append("")
     out.append(h("Clear text"))
     out.extend(clear_text_lines(data["clear_text"], capture))
     out.append("")
@@ -221,6 +226,35 @@ def clear_text_lines(ct: dict[str, Any], capture: str) -> list[str]:
     lines.append("  what else an attacker could read or do (anonymous access, brute force, "
                  "wildcard reads, $SYS, keys and tokens in payloads, TLS): "
                  f"qosinspect audit {capture}")
+    return lines
+
+
+#: Column titles of the TCP evidence kinds (Wireshark's Expert Information wording).
+_EVIDENCE_TITLES = {"lost_segment": "lost before capture", "duplicate_ack": "dup ACK",
+                    "fast_retransmission": "fast retrans", "retransmission": "retrans",
+                    "spurious_retransmission": "spurious retrans",
+                    "out_of_order": "out of order", "ack_lost_segment": "ACKed unseen"}
+
+
+def _evidence_lines(evidence: dict[str, Any], fmt: str, capture: str) -> list[str]:
+    """Wireshark's TCP flags: the totals, then per connection and direction (the kinds seen
+    in the capture as columns) with the first frames."""
+    kinds = [k for k, n in evidence["total"].items() if n]
+    lines = ["Wireshark's tcp.analysis flags: " + ", ".join(
+        f"{_EVIDENCE_TITLES[k]} {evidence['total'][k]}" for k in kinds)]
+    rows = []
+    for e in evidence["connections"][:SHOWN]:
+        frames = sorted({f for k in kinds for f in e["frames"].get(k, [])})[:5]
+        rows.append([e["conn_id"], e["client"] or e["src"], e["broker"] or e["dst"],
+                     e["transport"] or "", e["direction"] or f"{e['src']} -> {e['dst']}",
+                     *(e["counts"].get(k, 0) for k in kinds),
+                     ", ".join(map(str, frames))])
+    lines.append(format_table(["conn", "client", "broker", "transport", "direction",
+                               *(_EVIDENCE_TITLES[k] for k in kinds), "first frames"], rows,
+                              fmt, "rllll" + "r" * len(kinds) + "l"))
+    if len(evidence["connections"]) > SHOWN:
+        lines.append(f"... and {len(evidence['connections']) - SHOWN} more")
+    lines.append(f"  details: qosinspect export {capture} -o DIR (tcp_evidence)")
     return lines
 
 

@@ -40,7 +40,8 @@ def test_report_keys_are_in_the_glossary() -> None:
     report = qosinspect.analyze(b.events).report()
     text = (PROJECT_ROOT / "docs" / "glossary.md").read_text(encoding="utf-8")
     keys = (set(report) | set(report["per_qos"][1]) | set(report["capture"])
-            | set(report["clear_text"]))
+            | set(report["clear_text"]) | set(report["tcp_evidence"])
+            | set(report["tcp_evidence"]["total"]))
     missing = [k for k in sorted(keys) if f"`{k}`" not in text]
     assert not missing, missing
 

@@ -7,16 +7,24 @@ from typing import Any
 
 from qosinspect.capture.pcapfile import CaptureFile
 from qosinspect.capture.pipeline import CapturePipeline
-from qosinspect.capture.records import CaptureRecord, FirstFrame, Gap, Retransmitted, StreamData
+from qosinspect.capture.records import (
+    CaptureRecord,
+    FirstFrame,
+    Flagged,
+    Gap,
+    Retransmitted,
+    StreamData,
+)
 
 CONNECT = b"\x10\x10\x00\x04MQTT\x04\x02\x00\x3c\x00\x04abcd"  # MQTT 3.1.1 CONNECT, id "abcd"
 CONNACK = b"\x20\x02\x00\x00"
 
 
 def run_bytes(data: bytes, **options: Any) -> list[CaptureRecord]:
-    """All records of an in-memory capture but the FirstFrame (tests/capture/test_clock.py)."""
+    """All records of an in-memory capture but the FirstFrame (tests/capture/test_clock.py) and
+    the TCP analysis' flags (tests/capture/test_tcp_analysis.py)."""
     return [r for r in CapturePipeline(CaptureFile.from_bytes(data), **options)
-            if type(r) is not FirstFrame]
+            if type(r) is not FirstFrame and type(r) is not Flagged]
 
 
 def streams(records: Iterable[CaptureRecord]) -> dict[tuple[int, str], list[bytes | int]]:

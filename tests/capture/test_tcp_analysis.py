@@ -4,8 +4,13 @@ The oracle is tshark's own output. The captures with real loss are made by
 captures/scripts/tcp_loss.py (three network namespaces joined by a user-space bridge that drops
 client segments and holds broker ACKs; the kernel here has no netem): the client side shows
 the retransmissions and duplicate ACKs, the broker side the segments lost before capture and the
-fast retransmissions. Every other capture (shipped, shared, community, TLS included) must agree
-too, with its ACKed-unseen segments and its retransmissions.
+fast retransmissions; the ``tcp-loss-tls`` pair is the same over TLS, with a second connection
+that has none. Every other capture (shipped, shared, community, TLS included) must agree too,
+with its ACKed-unseen segments and its retransmissions.
+
+The flags come from the decoder's own pass (the reassembler runs the rules, the fast paths take
+the plain case): equal, on every capture, on the C and the pure path, to the rules run over
+every segment in a pass of their own (``tcp_flags``), and the tshark engine gives the same.
 """
 
 from __future__ import annotations
@@ -16,6 +21,8 @@ from pathlib import Path
 
 import pytest
 
+from qosinspect import _accel
+from qosinspect.analysis.api import analyze_capture
 from qosinspect.analysis.tcp_evidence import (
     REPORTED,
     evidence_counts,
@@ -23,12 +30,14 @@ from qosinspect.analysis.tcp_evidence import (
     evidence_summary,
 )
 from qosinspect.capture import iter_events
+from qosinspect.capture.decoder import CaptureDecoder
 from qosinspect.capture.tcp_analysis import KINDS, tcp_flags
-from qosinspect.events import ConnectionOpened
+from qosinspect.events import ConnectionOpened, TcpEvidence
 from qosinspect.testing.tools import PROJECT_ROOT, SHARED_CAPTURES, require_tool
 
 FIELD = PROJECT_ROOT / "captures" / "field"
 LOSS = [FIELD / "tcp-loss-client-side.pcap", FIELD / "tcp-loss-broker-side.pcap"]
+TLS_LOSS = [FIELD / "tcp-loss-tls-client-side.pcap", FIELD / "tcp-loss-tls-broker-side.pcap"]
 ALL = (sorted((PROJECT_ROOT / "captures").glob("*.pcap")) + sorted(SHARED_CAPTURES.glob("*.pcap"))
        + sorted((SHARED_CAPTURES / "community").glob("*.pcap")) + sorted(FIELD.glob("*.pcap*")))
 assert set(REPORTED) <= set(KINDS)
@@ -55,6 +64,67 @@ def ours(path: Path) -> set[tuple[int, int, str]]:
 @pytest.mark.parametrize("path", ALL, ids=lambda p: p.name)
 def test_same_flags_as_tshark(path: Path) -> None:
     assert ours(path) == tshark_flags(path)
+
+
+def decoder_flags(path: Path, pure: bool) -> tuple[set[tuple[int, int, str]], set[int]]:
+    """(frame, conn_id, kind) of the decoder's TcpEvidence, and its connections."""
+    if pure:
+        with _accel.pure():
+            dec = CaptureDecoder(str(path))
+    else:
+        dec = CaptureDecoder(str(path))
+    events = list(dec)
+    return ({(e.frame, e.conn_id, e.kind) for e in events if type(e) is TcpEvidence},
+            {e.conn.conn_id for e in events if type(e) is ConnectionOpened})
+
+
+@pytest.mark.parametrize("pure", [False, True], ids=["c", "pure"])
+@pytest.mark.parametrize("path", ALL, ids=lambda p: p.name)
+def test_the_decoders_own_pass_flags_the_same(path: Path, pure: bool) -> None:
+    """One pass: the decoder's flags on its connections are the rules' over every segment."""
+    if not pure and not _accel.enabled():
+        pytest.skip("the C accelerator is not built")
+    got, conns = decoder_flags(path, pure)
+    assert got == {f for f in ours(path) if f[1] in conns}
+
+
+def test_late_segments_of_a_closed_connection_are_flagged_on_it() -> None:
+    """After both FINs the decoder no longer reassembles, but Wireshark still flags the last ACK
+    (here an ACK of a segment the capture lacks, frame 12): the flags stay on the connection."""
+    path = SHARED_CAPTURES / "suricata-verify__mqtt-events-invalid-qos.pcap"
+    got, _ = decoder_flags(path, False)
+    assert (12, 0, "ack_lost_segment") in got and got == tshark_flags(path)
+
+
+def test_a_tls_capture_has_its_evidence_on_the_connection_where_it_happened() -> None:
+    """Two TLS connections through the lossy bridge: only the publisher's segments are dropped.
+    The report puts the loss, the fast retransmission and the duplicate ACKs on its connection
+    (conn 0, encrypted, in the direction Wireshark shows them) and none on the subscriber's."""
+    report = analyze_capture(TLS_LOSS[1]).report()
+    assert report["connections"] == 2
+    ev = report["tcp_evidence"]
+    assert ev["total"]["lost_segment"] >= 1 and ev["total"]["fast_retransmission"] >= 1
+    assert ev["total"]["duplicate_ack"] >= 2
+    assert {e["conn_id"] for e in ev["connections"]} == {0}
+    by_dir = {e["direction"]: e for e in ev["connections"]}
+    assert by_dir["c2b"]["transport"] == "tls" and by_dir["c2b"]["broker"].endswith(":8883")
+    assert set(by_dir["c2b"]["counts"]) >= {"lost_segment", "fast_retransmission"}
+    assert set(by_dir["b2c"]["counts"]) == {"duplicate_ack"}
+    assert by_dir["c2b"]["counts"]["lost_segment"] == len(by_dir["c2b"]["frames"]["lost_segment"])
+    theirs = tshark_flags(TLS_LOSS[1])
+    assert {f for _, _, f in theirs} >= {"lost_segment", "fast_retransmission"}
+    assert {(fr, k) for fr, conn, k in theirs if conn == 0 and k == "lost_segment"} == {
+        (fr, "lost_segment") for fr in by_dir["c2b"]["frames"]["lost_segment"]}
+
+
+@pytest.mark.parametrize("path", [*LOSS, *TLS_LOSS, FIELD / "mosquitto-tls-dsb.pcapng",
+                                  PROJECT_ROOT / "captures" / "mosquitto-tls.pcap",
+                                  PROJECT_ROOT / "captures" / "gen-mqtt5.pcap"],
+                         ids=lambda p: p.name)
+def test_the_tshark_engine_gives_the_same_evidence(path: Path) -> None:
+    require_tool("tshark")
+    native = analyze_capture(path).report()["tcp_evidence"]
+    assert analyze_capture(path, engine="tshark").report()["tcp_evidence"] == native
 
 
 def test_the_loss_captures_have_each_kind_of_evidence() -> None:

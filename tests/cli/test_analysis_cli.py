@@ -120,7 +120,8 @@ def test_export_writes_every_table(tmp_path: Path, fmt: str) -> None:
     names = sorted(p.name for p in (tmp_path / "x").iterdir())
     assert names == sorted([f"{t}.{fmt}" for t in (
         "packets", "connections", "sessions", "exchanges", "reconnects", "deliveries",
-        "anomalies", "tcp_retransmissions", "undecoded_streams")] + ["report.json"])
+        "anomalies", "tcp_retransmissions", "undecoded_streams", "tcp_evidence")]
+        + ["report.json"])
     if fmt == "parquet":
         ex = pd.read_parquet(tmp_path / "x" / "exchanges.parquet")
         assert str(ex["outcome"].dtype) == "category" and len(ex) == 26

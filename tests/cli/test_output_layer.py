@@ -83,7 +83,8 @@ def test_flows_parquet_and_export_write_files_through_the_layer(
         code, out = _run("export", REDELIVERY, "-o", str(tmp_path / fmt), "--format", fmt)
         assert code == 0
         tables = ["packets", "connections", "sessions", "exchanges", "reconnects",
-                  "deliveries", "anomalies", "tcp_retransmissions", "undecoded_streams"]
+                  "deliveries", "anomalies", "tcp_retransmissions", "undecoded_streams",
+                  "tcp_evidence"]
         assert writers.calls == [("write_table", fmt)] * len(tables) + [
             ("write_document", "json")]
         for name in tables:

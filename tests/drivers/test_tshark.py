@@ -137,9 +137,17 @@ def _counted(path: Path, **options: object) -> tuple[Any, ...]:
             [(e.frame, e.conn.conn_id) for e in evs if type(e) is TcpRetransmission])
 
 
+#: Known difference: on an encrypted connection, a retransmission that fills the hole of a
+#: segment lost before capture is tshark's tcp.analysis.retransmission, and this engine (which
+#: sees only the frames it asks tshark for) cannot tell it from bytes already captured, which
+#: is what TcpRetransmission means (the native reassembler knows). The TCP evidence of those
+#: files agrees (tests/capture/test_tcp_analysis.py).
+_HOLE_FILLED_IN_TLS = pytest.mark.xfail(strict=True, reason="TcpRetransmission of a hole filled "
+                                        "on an encrypted connection")
 AGREE = (sorted(CAPTURES.glob("*.pcap")) + sorted((shared_captures() / "community").glob("*.pcap"))
          + sorted(shared_captures().glob("*.pcap"))[::3]
-         + sorted((CAPTURES / "field").glob("*.pcap")))
+         + [pytest.param(p, marks=_HOLE_FILLED_IN_TLS) if p.name == "tcp-loss-tls-broker-side.pcap"
+            else p for p in sorted((CAPTURES / "field").glob("*.pcap"))])
 #: Ports given as a user would (tshark finds no mid-stream MQTT by itself).
 PORTS = {"paho-midstream-17501.pcap": [17501],
          **{name: list(ports) for name, ports in COMMUNITY_PORTS.items()}}

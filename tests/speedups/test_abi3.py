@@ -35,7 +35,9 @@ from qosinspect.capture.pcapfile import CaptureFile, Interface
 from qosinspect.capture.reassembly import Flow, HalfStream
 from qosinspect.capture.records import StreamData
 
-NAMES = [n for n in HalfStream.__slots__ if n != "data_bytes"]
+# HalfStream's slots and those of its base (the TCP analysis state)
+NAMES = [n for c in HalfStream.__mro__ for n in getattr(c, "__slots__", ())
+         if n != "data_bytes"]
 
 
 class Shifted:
