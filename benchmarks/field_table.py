@@ -40,7 +40,8 @@ from qosinspect.testing.tools import SHARED_CAPTURES, community_captures  # noqa
 CAPTURES = ROOT / "captures"
 #: The field captures shipped under captures/field and the port each uses (captures/README.md).
 FIELD_PORTS = {"paho-midstream-17501.pcap": [17501], "mosquitto-tls-dsb.pcapng": [51957],
-               "tcp-loss-client-side.pcap": [1883], "tcp-loss-broker-side.pcap": [1883]}
+               "tcp-loss-client-side.pcap": [1883], "tcp-loss-broker-side.pcap": [1883],
+               "tcp-loss-tls-client-side.pcap": [8883], "tcp-loss-tls-broker-side.pcap": [8883]}
 
 
 def captures() -> list[dict[str, Any]]:
@@ -53,8 +54,9 @@ def captures() -> list[dict[str, Any]]:
                     "keylog": CAPTURES / e["keylog"] if e.get("tls") else None,
                     "websocket": bool(e.get("websocket"))})
     for name, ports in FIELD_PORTS.items():
+        keylog = CAPTURES / "field" / "tcp-loss-tls.keylog" if "-tls-" in name else None
         out.append({"path": CAPTURES / "field" / name, "ports": ports, "attempt_ports": [],
-                    "same_broker": [], "keylog": None, "websocket": False})
+                    "same_broker": [], "keylog": keylog, "websocket": False})
     for path in sorted(SHARED_CAPTURES.glob("*.pcap")):
         out.append({"path": path, "ports": [1883], "attempt_ports": [], "same_broker": [],
                     "keylog": None, "websocket": False})
