@@ -137,9 +137,11 @@ class Rules:
 
     def broker_version(self, topic: str, payload: bytes) -> BrokerVersion | None:
         """The broker and version a $SYS message discloses, if it is a version topic."""
-        text = payload.decode("utf-8", "replace").strip()
+        text: str | None = None  # decoded once a version topic matches, not for every $SYS
         for b in self.brokers:
             if re.search(b["topic"], topic):
+                if text is None:
+                    text = payload.decode("utf-8", "replace").strip()
                 m = re.search(b["payload"], text)
                 if m:
                     return BrokerVersion(b["product"], m.group("version"), b["fixed_in"],
