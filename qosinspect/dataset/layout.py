@@ -24,14 +24,17 @@ import contextlib
 import hashlib
 import json
 import os
+import posixpath
 import re
 import shutil
+import tempfile
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..analysis.options import AnalysisOptions
+from .storage import Place, place
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -107,61 +110,78 @@ def capture_key(sha256: str, opts_key: str) -> str:
 
 
 def file_sha256(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
-    """The sha256 of a file's bytes (as stored: a gzip capture's compressed bytes)."""
+    """The sha256 of a file's bytes (as stored: a gzip capture's compressed bytes); a URL is
+    read through fsspec."""
     h = hashlib.sha256()
-    with open(path, "rb") as f:
+    where = place(path)
+    with where.fs.open(where.path, "rb") as f:
         while block := f.read(chunk):
             h.update(block)
     return h.hexdigest()
 
 
-def partition_dir(root: str | os.PathLike[str], table: str, key: str) -> Path:
+def partition_dir(root: str | os.PathLike[str], table: str, key: str) -> Place:
     """The folder of one capture's rows of ``table``."""
-    return Path(root) / table / f"capture_key={key}"
+    return place(root).child(table, f"capture_key={key}")
 
 
-def partition_files(root: str | os.PathLike[str], table: str) -> dict[str, list[Path]]:
-    """The Parquet files of ``table``, by capture key (an empty dict when there are none)."""
-    out: dict[str, list[Path]] = {}
-    base = Path(root) / table
-    if not base.is_dir():
+def partition_files(root: str | os.PathLike[str], table: str) -> dict[str, list[str]]:
+    """The Parquet files of ``table`` by capture key (paths on the dataset's file system; an
+    empty dict when there are none)."""
+    out: dict[str, list[str]] = {}
+    base = place(root).child(table)
+    if not base.isdir():
         return out
-    for part in sorted(base.glob("capture_key=*")):
-        files = sorted(part.glob("*.parquet"))
-        if files:
-            out[part.name.split("=", 1)[1]] = files
+    for path in sorted(base.fs.glob(posixpath.join(base.path, "capture_key=*", "*.parquet"))):
+        part = posixpath.basename(posixpath.dirname(path))
+        out.setdefault(part.split("=", 1)[1], []).append(path)
     return out
 
 
 def scratch_dir(root: str | os.PathLike[str], key: str) -> Path:
-    """A fresh private folder to write one capture's files into before they are published
-    (a worker that dies half way leaves nothing in the tables)."""
-    path = Path(root) / _SCRATCH / f"{key}.{os.getpid()}"
-    shutil.rmtree(path, ignore_errors=True)
-    path.mkdir(parents=True)
-    return path
+    """A fresh private local folder to write one capture's files into before they are
+    published (a worker that dies half way leaves nothing in the tables): inside a local
+    dataset (the move into place is then a rename), in the temporary folder for a URL."""
+    where = place(root)
+    if where.local:
+        path = Path(where.path) / _SCRATCH / f"{key}.{os.getpid()}"
+        shutil.rmtree(path, ignore_errors=True)
+        path.mkdir(parents=True)
+        return path
+    return Path(tempfile.mkdtemp(prefix=f"qosinspect-{key}."))
 
 
 def publish_partition(root: str | os.PathLike[str], scratch: Path, key: str,
                       tables: tuple[str, ...]) -> None:
     """Move the files written in ``scratch`` into place, replacing the capture's old
     partitions of ``tables`` (one that has no new file is removed: a capture done again
-    that no longer fails loses its ``failures`` row)."""
+    that no longer fails loses its ``failures`` row). On a URL the files are uploaded, one
+    by one, after the old partition is removed."""
     for table in tables:
         dest = partition_dir(root, table, key)
-        shutil.rmtree(dest, ignore_errors=True)
         src = scratch / table
+        if dest.local:
+            shutil.rmtree(dest.path, ignore_errors=True)
+            if src.is_dir():
+                Path(dest.path).parent.mkdir(parents=True, exist_ok=True)
+                os.replace(src, dest.path)
+            continue
+        if dest.fs.exists(dest.path):
+            dest.fs.rm(dest.path, recursive=True)
         if src.is_dir():
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(src, dest)
+            for f in sorted(src.rglob("*")):
+                if f.is_file():
+                    dest.fs.put_file(str(f), dest.child(f.relative_to(src).as_posix()).path)
     shutil.rmtree(scratch, ignore_errors=True)
 
 
 def remove_scratch(root: str | os.PathLike[str]) -> None:
     """Remove the scratch folder once no worker writes any more (the process that ran the
     batch does it: a worker removing it could pull it from under another's feet)."""
-    with contextlib.suppress(OSError):  # not empty: a worker of another batch is writing
-        (Path(root) / _SCRATCH).rmdir()
+    where = place(root)
+    if where.local:
+        with contextlib.suppress(OSError):  # not empty: a worker of another batch is writing
+            (Path(where.path) / _SCRATCH).rmdir()
 
 
 def add_capture_columns(df: pd.DataFrame, capture: str, sha256: str,

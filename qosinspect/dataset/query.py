@@ -41,13 +41,15 @@ def connect(root: str | os.PathLike[str]) -> duckdb.DuckDBPyConnection:
 
     from .reader import Dataset
 
-    Dataset(root)  # a clear error for a folder that is not a dataset
+    where = Dataset(root).place  # a clear error for a folder that is not a dataset
     con = duckdb.connect(":memory:")
+    if not where.local:
+        con.register_filesystem(where.fs)  # DuckDB reads the URLs through fsspec
     for table in TABLES:
-        files = table_files(root, table)
+        files = [where.url_of(f) for f in table_files(root, table)]
         if files:
             # a view cannot take parameters: the paths are SQL string literals
-            paths = ", ".join("'" + str(f).replace("'", "''") + "'" for f in files)
+            paths = ", ".join("'" + f.replace("'", "''") + "'" for f in files)
             con.execute(f'CREATE VIEW "{table}" AS SELECT * FROM read_parquet([{paths}], '
                         "union_by_name = true, hive_partitioning = false)")
         elif table in BOOK_DTYPES:

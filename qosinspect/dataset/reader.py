@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator, Mapping
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 from .layout import BOOK_DTYPES, TABLES, TAG_PREFIX, partition_files
+from .storage import place, reaching
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -24,9 +24,10 @@ if TYPE_CHECKING:
 __all__ = ["Dataset", "open_dataset", "table_files"]
 
 
-def table_files(root: str | os.PathLike[str], table: str) -> list[Path]:
-    """The Parquet files of ``table`` in the order of the captures' names (the dataset's
-    row order)."""
+def table_files(root: str | os.PathLike[str], table: str) -> list[str]:
+    """The Parquet files of ``table`` (paths on the dataset's file system, see
+    :func:`~.storage.place`) in the order of the captures' names (the dataset's row
+    order)."""
     parts = partition_files(root, table)
     order = _capture_names(root)
     keys = sorted(parts, key=lambda k: (order.get(k, ""), k))
@@ -38,15 +39,16 @@ def _capture_names(root: str | os.PathLike[str]) -> dict[str, str]:
     import pyarrow.parquet as pq
 
     names: dict[str, str] = {}
+    fs = place(root).arrow_fs
     for table in ("failures", "captures"):
         for key, files in partition_files(root, table).items():
-            col = pq.read_table(files[0], columns=["capture"]).column("capture")
+            col = pq.read_table(files[0], columns=["capture"], filesystem=fs).column("capture")
             if len(col):
                 names[key] = str(col[0].as_py())
     return names
 
 
-def _schema(files: list[Path]) -> pa.Schema:
+def _schema(files: list[str], fs: Any = None) -> pa.Schema:
     """One schema for every file of a table, each column with a type all its files can take
     (see :func:`_common_type`): ``capture``, ``capture_sha256``, the tags by name, then the
     table's columns in their order."""
@@ -55,7 +57,7 @@ def _schema(files: list[Path]) -> pa.Schema:
 
     types: dict[str, list[pa.DataType]] = {}
     for f in files:
-        for fld in pq.read_schema(f):
+        for fld in pq.read_schema(f, filesystem=fs):
             types.setdefault(fld.name, []).append(fld.type)
     tags = sorted(n for n in types if n.startswith(TAG_PREFIX))
     order = ["capture", "capture_sha256", *tags]
@@ -82,13 +84,13 @@ def _common_type(types: list[pa.DataType]) -> pa.DataType:
     return merged.field("c").type
 
 
-def _read(path: Path, schema: pa.Schema) -> pa.Table:
-    """One file, conformed to ``schema`` (missing or all-missing columns as nulls of the
-    column's type, the others cast)."""
+def _read(path: str, schema: pa.Schema, fs: Any = None) -> pa.Table:
+    """One file (on ``fs``, pyarrow's ``filesystem=``), conformed to ``schema`` (missing or
+    all-missing columns as nulls of the column's type, the others cast)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    t = pq.read_table(path)
+    t = pq.read_table(path, filesystem=fs)
     cols = []
     for f in schema:
         if f.name not in t.column_names or t.column(f.name).null_count == len(t):
@@ -124,9 +126,9 @@ def _to_pandas(t: pa.Table, table: str) -> pd.DataFrame:
     return df
 
 
-def _read_pandas(path: Path, schema: pa.Schema, table: str) -> pd.DataFrame:
+def _read_pandas(path: str, schema: pa.Schema, table: str, fs: Any = None) -> pd.DataFrame:
     """One file as pandas (a lazy dataset's partition)."""
-    return _to_pandas(_read(path, schema), table)
+    return _to_pandas(_read(path, schema, fs), table)
 
 
 class Dataset(Mapping[str, Any]):
@@ -135,13 +137,16 @@ class Dataset(Mapping[str, Any]):
     (``failures`` of a clean run, ``packets`` unless asked for) is an empty DataFrame."""
 
     def __init__(self, root: str | os.PathLike[str], *, lazy: bool = False) -> None:
-        self.root = Path(root)
+        self.place = place(root)
+        self.root = self.place.url
         self.lazy = lazy
         self._cache: dict[str, Any] = {}
-        if not self.root.is_dir():
+        with reaching(root):
+            found = self.place.isdir() and any(self.place.child(t).isdir() for t in TABLES)
+        if not found and not self.place.isdir():
             raise FileNotFoundError(f"{root}: no such dataset (a folder made by "
                                     "qosinspect batch)")
-        if not any((self.root / t).is_dir() for t in TABLES):
+        if not found:
             raise FileNotFoundError(f"{root}: not a dataset (no table folder in it)")
 
     def __repr__(self) -> str:
@@ -177,15 +182,16 @@ class Dataset(Mapping[str, Any]):
 
                 return dd.from_pandas(empty, npartitions=1)  # type: ignore[no-untyped-call]
             return empty
-        schema = _schema(files)
+        fs = self.place.arrow_fs
+        schema = _schema(files, fs)
         if self.lazy:
             import dask.dataframe as dd
 
             meta = _to_pandas(schema.empty_table(), name)
             return dd.from_map(  # type: ignore[no-untyped-call]
-                _read_pandas, files, schema=schema, table=name, meta=meta,
+                _read_pandas, files, schema=schema, table=name, fs=fs, meta=meta,
                 enforce_metadata=False)
-        return _to_pandas(pa.concat_tables([_read(f, schema) for f in files]), name)
+        return _to_pandas(pa.concat_tables([_read(f, schema, fs) for f in files]), name)
 
 
 def open_dataset(root: str | os.PathLike[str], lazy: bool = False) -> Dataset:

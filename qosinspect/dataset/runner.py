@@ -17,7 +17,6 @@ import os
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from .layout import (
@@ -29,6 +28,7 @@ from .layout import (
     remove_scratch,
 )
 from .sources import CaptureFile, tags_for
+from .storage import place, reaching
 from .worker import Outcome, Task, analyse_into
 
 __all__ = ["BatchResult", "ClusterError", "done_keys", "plan", "run_batch"]
@@ -78,21 +78,31 @@ def plan(captures: Sequence[CaptureFile], root: str | os.PathLike[str],
          force: bool = False) -> tuple[list[Task], list[str]]:
     """The tasks to run and the names of the captures skipped (already in the dataset with
     these options; all are run with ``force``). The same bytes given twice run once."""
+    with reaching(root):
+        return _plan(captures, root, options, tags=tags, tags_csv=tags_csv, force=force)
+
+
+def _plan(captures: Sequence[CaptureFile], root: str | os.PathLike[str],
+          options: DecoderOptions, *, tags: Mapping[str, str] | None,
+          tags_csv: Mapping[str, Mapping[str, str]] | None,
+          force: bool) -> tuple[list[Task], list[str]]:
     opts = options_key(options)
     done = set() if force else done_keys(root)
     tasks: list[Task] = []
     skipped: list[str] = []
     seen: set[str] = set()
     for c in captures:
-        sha = file_sha256(c.path)
+        with reaching(c.path):
+            sha = file_sha256(c.path)
         key = capture_key(sha, opts)
         if key in done or key in seen:
             skipped.append(c.name)
             continue
         seen.add(key)
-        tasks.append(Task(root=os.fspath(Path(root).resolve()), path=os.path.abspath(c.path),
+        src = place(c.path)
+        tasks.append(Task(root=place(root).url, path=src.url,
                           capture=c.name, sha256=sha, key=key, options_key=opts,
-                          size=os.path.getsize(c.path),
+                          size=int(src.fs.size(src.path)),
                           options=options, tags=tags_for(c, tags or {}, tags_csv or {})))
     return tasks, skipped
 
@@ -139,7 +149,9 @@ def run_batch(tasks: Sequence[Task], *, jobs: int | None = None, dask: str | Non
     a cluster that cannot be reached raises :class:`ClusterError`."""
     start = time.perf_counter()
     result = BatchResult()
-    Path(tasks[0].root if tasks else ".").mkdir(parents=True, exist_ok=True)
+    if tasks:
+        where = place(tasks[0].root)
+        where.fs.makedirs(where.path, exist_ok=True)
     with _executor(jobs, dask) as (executor, workers):
         result.workers = workers
         if executor is None:

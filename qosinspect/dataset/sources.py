@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import glob
 import os
+import posixpath
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from .layout import TAG_NAME
+from .storage import Place, is_url, place, reaching
 
 __all__ = ["CAPTURE_SUFFIXES", "CaptureFile", "expand_captures", "parse_tag", "read_tags_csv",
            "tags_for"]
@@ -32,9 +34,12 @@ class CaptureFile:
     name: str
 
 
+def _capture_name(name: str) -> bool:
+    return name.lower().removesuffix(".gz").endswith(CAPTURE_SUFFIXES)
+
+
 def _is_capture(path: Path) -> bool:
-    name = path.name.lower().removesuffix(".gz")
-    return path.is_file() and name.endswith(CAPTURE_SUFFIXES)
+    return path.is_file() and _capture_name(path.name)
 
 
 def expand_captures(specs: Iterable[str]) -> list[CaptureFile]:
@@ -47,7 +52,10 @@ def expand_captures(specs: Iterable[str]) -> list[CaptureFile]:
     out: dict[str, CaptureFile] = {}
     for spec in specs:
         found: list[CaptureFile] = []
-        if glob.has_magic(spec):
+        if is_url(spec):
+            with reaching(spec):
+                found = _remote(spec)
+        elif glob.has_magic(spec):
             base = Path(_fixed_prefix(spec))
             for hit in sorted(glob.glob(spec, recursive=True)):
                 p = Path(hit)
@@ -63,8 +71,28 @@ def expand_captures(specs: Iterable[str]) -> list[CaptureFile]:
             raise FileNotFoundError(f"{spec}: no capture there (files ending in "
                                     f"{', '.join(CAPTURE_SUFFIXES)}, optionally .gz)")
         for c in found:
-            out.setdefault(os.path.realpath(c.path), c)
+            out.setdefault(c.path if is_url(c.path) else os.path.realpath(c.path), c)
     return list(out.values())
+
+
+def _remote(spec: str) -> list[CaptureFile]:
+    """The captures a URL names (a file, a folder searched recursively, a glob), with the same
+    naming rules as local ones; each keeps its full URL as its path."""
+    where = place(spec)
+    fs, path = where.fs, where.path
+    if glob.has_magic(path):
+        base = _fixed_prefix(path)
+        hits: list[str] = []
+        for hit in sorted(fs.glob(path)):
+            hits += sorted(fs.find(hit)) if fs.isdir(hit) else [hit]
+    elif fs.isdir(path):
+        base, hits = path, sorted(fs.find(path))
+    elif fs.isfile(path):
+        base, hits = posixpath.dirname(path), [path]
+    else:
+        return []
+    return [CaptureFile(Place(fs, h).url, posixpath.relpath(h, base))
+            for h in hits if _capture_name(posixpath.basename(h))]
 
 
 def _folder(folder: Path, base: Path) -> list[CaptureFile]:

@@ -10,10 +10,13 @@ goes on.
 
 from __future__ import annotations
 
+import contextlib
+import posixpath
 import shutil
+import tempfile
 import time
 import traceback
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
@@ -27,6 +30,7 @@ from .layout import (
     publish_partition,
     scratch_dir,
 )
+from .storage import is_url, place
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -75,12 +79,14 @@ def analyse_into(task: Task) -> Outcome:
     start = time.perf_counter()
     scratch = scratch_dir(task.root, task.key)
     rows: dict[str, int] = {}
+    local = task.path
     error: str | None = None
     error_type = ""
     partial = False
     frames = packets = None
     try:
-        analysis = _analyse(task)
+        with _local_copy(task.path) as local:
+            analysis = _analyse(task, local)
         for name in ANALYSIS_TABLES:
             if name == "packets" and not task.options.packets:
                 continue
@@ -97,6 +103,8 @@ def analyse_into(task: Task) -> Outcome:
         error, error_type = _message(exc), type(exc).__name__
         for child in scratch.iterdir():  # the tables written before the failure
             shutil.rmtree(child, ignore_errors=True)
+    if error is not None and local != task.path:  # name the URL, not the download
+        error = error.replace(local, task.path)
     if error is None or partial:
         _write(scratch, "captures", _captures_row(task, frames, packets, error), task)
     if error is not None:
@@ -106,15 +114,31 @@ def analyse_into(task: Task) -> Outcome:
                    time.perf_counter() - start)
 
 
-def _analyse(task: Task) -> Analysis:
+def _analyse(task: Task, path: str) -> Analysis:
+    """The analysis of the capture's bytes at ``path`` (local: the task's own, or a copy)."""
     import dataclasses
 
     from ..analysis.api import analyze_capture
 
     o = task.options
-    return analyze_capture(task.path, ports=o.ports, detect_any_port=o.detect_any_port,
+    return analyze_capture(path, ports=o.ports, detect_any_port=o.detect_any_port,
                            mqtt_version=o.mqtt_version,
                            options=dataclasses.replace(o.analysis, packets=o.packets))
+
+
+@contextlib.contextmanager
+def _local_copy(path: str) -> Iterator[str]:
+    """A local file with the capture's bytes: the path itself, or for a URL a download into
+    a temporary folder (under the capture's own name, so a ``.gz`` stays one), removed after:
+    the decoder maps its input, which an object store cannot give."""
+    if not is_url(path):
+        yield path
+        return
+    src = place(path)
+    with tempfile.TemporaryDirectory(prefix="qosinspect-capture.") as tmp:
+        local = str(Path(tmp) / posixpath.basename(src.path))
+        src.fs.get_file(src.path, local)
+        yield local
 
 
 def _message(exc: BaseException) -> str:
