@@ -31,11 +31,15 @@ __all__ = ["compare"]
               help="Significance level of the two-sample test.")
 @click.option("--port", "-p", "ports", type=click.IntRange(1, 65535), multiple=True,
               help="Another TCP port MQTT runs on, for captures (1883 always is).")
+@click.option("--plot", "plot", type=click.Path(dir_okay=False, writable=True),
+              default=None, metavar="FILE",
+              help="Also draw the latency distributions of both sides per QoS, direction and "
+                   "step (CDFs, p50/p99 with their intervals) to FILE (.png, .svg or .pdf).")
 @format_option("table", "markdown", "json", default="table")
 @output_file
 def compare(a: str, b: str, a_tags: tuple[str, ...], b_tags: tuple[str, ...],
             fail_on: tuple[str, ...], threshold: float, min_ms: float, alpha: float,
-            ports: tuple[int, ...], fmt: str, output: str | None) -> None:
+            ports: tuple[int, ...], plot: str | None, fmt: str, output: str | None) -> None:
     """Compare B against A: latency per QoS and step (p50/p90/p99 with bootstrap intervals,
     Mann-Whitney U), completion, re-send, duplicate, loss and reconnection rates (Wilson
     intervals), anomaly kinds on one side only, and a verdict.
@@ -72,5 +76,12 @@ def compare(a: str, b: str, a_tags: tuple[str, ...], b_tags: tuple[str, ...],
     with writing(output):
         write_document(doc, fmt, output, render=lambda f: render(result, f) + "".join(
             f"\nfail-on: {t}" for t in fired))
+    if plot is not None:
+        from ..compare.plot import save_comparison_figure
+
+        try:
+            save_comparison_figure(side_a, side_b, result, plot)
+        except (OSError, ValueError) as exc:  # a folder that is not there, an unknown suffix
+            raise click.ClickException(f"--plot {plot}: {exc}") from None
     if fired:
         raise SystemExit(1)

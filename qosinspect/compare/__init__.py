@@ -4,6 +4,7 @@
 - :mod:`.core`: the sides, the comparison and its verdict rule.
 - :mod:`.gate`: ``--fail-on`` expressions.
 - :mod:`.render`: the terminal and markdown tables.
+- :mod:`.plot`: the latency distributions of both sides as a figure (``--plot``).
 
 It reads analyses and datasets (:mod:`qosinspect.analysis`, :mod:`qosinspect.dataset`) and
 nothing reads it.

@@ -33,7 +33,8 @@ from .stats import PERCENTILES, Proportion, proportion, quantiles, two_sample_p
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["STEPS", "Comparison", "Side", "Thresholds", "compare", "load_side"]
+__all__ = ["DIRECTIONS", "STEPS", "Comparison", "Side", "Thresholds", "compare",
+           "latency_samples", "load_side"]
 
 #: The steps compared per QoS (columns ``latency_<step>`` of the exchanges table).
 STEPS = {1: ("puback", "total"), 2: ("pubrec", "pubrel", "pubcomp", "total")}
@@ -157,7 +158,9 @@ class Comparison:
 DIRECTIONS = ("c2b", "b2c")
 
 
-def _ms(ex: pd.DataFrame, qos: int, direction: str, step: str) -> np.ndarray:
+def latency_samples(ex: pd.DataFrame, qos: int, direction: str, step: str) -> np.ndarray:
+    """The latencies (ms) of one QoS, direction and step of an exchanges table: what the
+    percentiles, the test and the plot of a comparison are made of."""
     col = f"latency_{step}"
     if col not in ex.columns or len(ex) == 0:
         return np.empty(0)
@@ -167,7 +170,8 @@ def _ms(ex: pd.DataFrame, qos: int, direction: str, step: str) -> np.ndarray:
 
 def _latency_row(a: Side, b: Side, qos: int, direction: str, step: str,
                  th: Thresholds) -> dict[str, Any]:
-    xa, xb = _ms(a.exchanges, qos, direction, step), _ms(b.exchanges, qos, direction, step)
+    xa = latency_samples(a.exchanges, qos, direction, step)
+    xb = latency_samples(b.exchanges, qos, direction, step)
     qa, qb = quantiles(xa), quantiles(xb)
     p = two_sample_p(xa, xb)
     row: dict[str, Any] = {"qos": qos, "direction": direction, "step": step, "n_a": qa.n,

@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 
@@ -151,3 +152,39 @@ def test_wilson_interval_and_bootstrap_known_values() -> None:
     assert q.values[50] == 500.5 and q.low[50] < 500.5 < q.high[50]
     assert quantiles(x).low == q.low                    # seeded: the same every run
     assert quantiles(np.empty(0)).n == 0
+
+
+def test_the_plot_draws_both_distributions_and_the_verdict(runs: dict[str, Path],
+                                                          tmp_path: Path) -> None:
+    from qosinspect.compare import compare as run_compare
+    from qosinspect.compare import load_side
+    from qosinspect.compare.core import latency_samples
+    from qosinspect.compare.plot import comparison_figure, ecdf
+
+    a, b = load_side(runs["a1"]), load_side(runs["slow"])
+    result = run_compare(a, b)
+    fig = comparison_figure(a, b, result)
+    titles = {ax.get_title(): ax for ax in fig.axes}
+    ax = titles["QoS 1 c2b puback: slower"]            # the injected delay, named as the table
+    curves = [line for line in ax.get_lines() if len(line.get_xdata()) > 2]
+    assert len(curves) == 2
+    for line, side in zip(curves, (a, b), strict=True):
+        ms = latency_samples(side.exchanges, 1, "c2b", "puback")
+        assert line.get_xdata().min() == pytest.approx(max(ms.min(), 1e-3))
+        assert line.get_xdata().max() == pytest.approx(ms.max())
+        assert line.get_label().endswith(f"(n={ms.size})")
+    row = next(r for r in result.latency
+               if (r["qos"], r["direction"], r["step"]) == (1, "c2b", "puback"))
+    vlines = {round(float(line.get_xdata()[0]), 6) for line in ax.get_lines()
+              if len(line.get_xdata()) == 2}
+    assert {round(row["p50_a"], 6), round(row["p50_b"], 6)} <= vlines
+    assert "verdict: regression" in fig.get_suptitle()
+    # a million samples draw from at most MAX_POINTS quantiles, min and max kept
+    x, y = ecdf(np.random.default_rng(1).lognormal(size=1_000_000))
+    assert x.size <= 2000 and y[-1] == 1.0 and np.all(np.diff(x) >= 0)
+
+    out = tmp_path / "cmp.png"
+    res = CliRunner().invoke(main, ["compare", str(runs["a1"]), str(runs["slow"]),
+                                    "--plot", str(out)])
+    assert res.exit_code == 0, res.output
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
