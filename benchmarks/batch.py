@@ -1,11 +1,20 @@
 """Batch benchmark: ``qosinspect batch`` over many captures serially, on the local process pool
 and on a local Dask cluster of two worker processes, same run, same captures.
 
-The captures: the shipped ``captures/*.pcap`` (2 to 70 kB, made by the project's generator and
-by real peers: mosquitto, paho; every QoS, reconnections, WebSocket, TLS, two brokers), cycled
-to ``--count`` files (200 by default), each copy shifted in time by a whole number of hours
-(its record timestamps rewritten) so that every file has its own bytes and sha256, as
-captures of separate runs do (the batch analyses the same bytes only once).
+The captures (``--source``):
+
+* ``generated`` (default): ``--count`` (200) fresh runs of the project's generator
+  (``qosinspect generate``, built-in broker, fault proxy, its synthetic capture of the
+  proxy's traffic), each its own scenario drawn from ``--seed``: 1 to 10 topics, 1 to 40 Hz
+  per topic, QoS 0, 1 and 2 mixed, 0.5 to 4 s of publishing, one in four with a forced
+  reconnection, one in four with delayed acknowledgements; so the sizes are mixed (from a few
+  kB to a few hundred), as a team's test runs are. Made two at a time, once, and cached under
+  ``out/bench/batch-generated/`` (a few minutes the first time).
+* ``shipped``: the shipped ``captures/*.pcap`` (2 to 70 kB, made by the generator and by real
+  peers: mosquitto, paho; every QoS, reconnections, WebSocket, TLS, two brokers), cycled to
+  ``--count`` files, each copy shifted in time by a whole number of hours (its record
+  timestamps rewritten) so that every file has its own bytes and sha256, as captures of
+  separate runs do (the batch analyses the same bytes only once).
 
 Three runs into three fresh datasets, through the library (``plan`` + ``run_batch``, what the
 command does):
@@ -24,7 +33,8 @@ independent; what is lost is starting the processes, shipping each task and writ
 files). The exit status is 0 either way: the figures are
 the result.
 
-    python benchmarks/batch.py              # 200 captures
+    python benchmarks/batch.py              # 200 generated captures
+    python benchmarks/batch.py --source shipped
     python benchmarks/batch.py --count 50   # fewer
     python benchmarks/batch.py --json       # one JSON object
 """
@@ -34,14 +44,20 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
 import resource
 import shutil
 import struct
+import subprocess
 import sys
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+# not this folder first (Python puts a script's folder there): benchmarks/html.py would be
+# the standard library's html for dask's imports
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != ROOT / "benchmarks"]
 sys.path.insert(0, str(ROOT))
 
 from qosinspect.dataset import DecoderOptions, expand_captures, open_dataset, plan  # noqa: E402
@@ -78,6 +94,88 @@ def make_captures(folder: Path, count: int) -> int:
         data = shifted(src.read_bytes(), 3600 * (i // len(sources) + 1))
         (folder / f"{i:04d}-{src.name}").write_bytes(data)
         total += len(data)
+    return total
+
+
+_SCENARIO = """name = "bench-{i}"
+duration = {duration}
+{faults}
+[[publishers]]
+name = "pub"
+{topics}
+[[subscribers]]
+name = "sub"
+filters = ["bench/#"]
+qos = {sub_qos}
+"""
+_TOPIC = """[[publishers.topics]]
+topic = "bench/t{k}"
+qos = {qos}
+rate = {rate}
+"""
+_FAULTS = {"reconnect": """[[faults]]
+kind = "cut"
+client = "pub"
+at = {at}
+""", "slow-acks": """[[faults]]
+kind = "delay"
+client = "pub"
+direction = "b2c"
+delay = 0.003
+"""}
+
+
+def scenario(i: int, rng: random.Random) -> str:
+    """The ``i``-th benchmark scenario (see the module docstring)."""
+    duration = round(rng.uniform(0.5, 4.0), 2)
+    topics = "".join(_TOPIC.format(k=k, qos=rng.choice((0, 1, 2)),
+                                   rate=round(rng.uniform(1.0, 40.0), 1))
+                     for k in range(rng.randint(1, 10)))
+    faults = ""
+    draw = rng.random()
+    if draw < 0.25:
+        faults = _FAULTS["reconnect"].format(at=round(duration / 2, 2))
+    elif draw < 0.5:
+        faults = _FAULTS["slow-acks"]
+    return _SCENARIO.format(i=i, duration=duration, faults=faults, topics=topics,
+                            sub_qos=rng.choice((0, 1, 2)))
+
+
+def generate_captures(folder: Path, count: int, seed: int) -> int:
+    """``count`` generator runs in ``folder`` (cached under ``out/bench/batch-generated/``);
+    their total bytes."""
+    cache = ROOT / "out" / "bench" / "batch-generated" / f"seed{seed}"
+    cache.mkdir(parents=True, exist_ok=True)
+    rng = random.Random(seed)
+    program = str(Path(sys.executable).with_name("qosinspect"))
+    todo: list[tuple[Path, Path]] = []
+    for i in range(count):
+        toml = cache / f"{i:04d}.toml"
+        text = scenario(i, rng)
+        capture = cache / f"{i:04d}.pcapng"
+        if not capture.exists() or not toml.exists() or toml.read_text() != text:
+            toml.write_text(text)
+            todo.append((toml, capture))
+    if todo:
+        log(f"generating {len(todo)} captures (cached in {cache}) ...")
+
+    def one(job: tuple[Path, Path]) -> None:
+        toml, capture = job
+        tmp = capture.with_suffix(".part.pcapng")
+        subprocess.run([program, "generate", str(toml), "--port", "0", "--capture", str(tmp),
+                        "--capture-method", "tap", "-q", "--seed", toml.stem],
+                       check=True, timeout=120, capture_output=True)
+        tmp.replace(capture)
+        for extra in cache.glob(f"{tmp.name}*"):
+            extra.unlink()
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        list(pool.map(one, todo))
+    total = 0
+    for i in range(count):
+        src = cache / f"{i:04d}.pcapng"
+        shutil.copy(src, folder / src.name)
+        total += src.stat().st_size
     return total
 
 
@@ -120,6 +218,9 @@ def rows_per_table(root: Path) -> dict[str, int]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--count", type=int, default=200, help="captures (default 200)")
+    ap.add_argument("--source", choices=("generated", "shipped"), default="generated",
+                    help="fresh generator runs (default) or the shipped captures cycled")
+    ap.add_argument("--seed", type=int, default=1, help="seed of the generated scenarios")
     ap.add_argument("--json", action="store_true", help="print one JSON object")
     args = ap.parse_args()
     cores = os.cpu_count() or 1
@@ -127,8 +228,11 @@ def main() -> None:
     try:
         folder = work / "captures"
         folder.mkdir()
-        total = make_captures(folder, args.count)
-        log(f"{args.count} captures, {total / 1e6:.1f} MB, {cores} cores")
+        total = (generate_captures(folder, args.count, args.seed) if args.source == "generated"
+                 else make_captures(folder, args.count))
+        sizes = sorted(p.stat().st_size for p in folder.iterdir())
+        log(f"{args.count} {args.source} captures, {total / 1e6:.1f} MB (from "
+            f"{sizes[0] / 1e3:.1f} to {sizes[-1] / 1e3:.1f} kB), {cores} cores")
         load = os.getloadavg()[0]
         results: dict[str, tuple[BatchResult, float]] = {}
         log("serial ...")
@@ -145,7 +249,11 @@ def main() -> None:
         shutil.rmtree(work, ignore_errors=True)
     serial = results["serial"][0].seconds
     out = {
-        "captures": args.count, "bytes": total, "cores": cores, "same_rows": same,
+        "captures": args.count, "source": args.source, "bytes": total,
+        "size_kb": {"min": round(sizes[0] / 1e3, 1),
+                    "median": round(sizes[len(sizes) // 2] / 1e3, 1),
+                    "max": round(sizes[-1] / 1e3, 1)},
+        "cores": cores, "same_rows": same,
         "load_average": [round(load, 2), round(load_end, 2)], "rows": rows["serial"],
         "runs": {name: {"workers": r.workers, "seconds": round(r.seconds, 3),
                         "cpu_seconds": round(cpu, 3),
@@ -156,7 +264,8 @@ def main() -> None:
     if args.json:
         print(json.dumps(out, indent=2))
         return
-    print(f"{args.count} captures ({total / 1e6:.1f} MB) on {cores} cores, load average "
+    print(f"{args.count} {args.source} captures ({total / 1e6:.1f} MB, {sizes[0] / 1e3:.1f} to "
+          f"{sizes[-1] / 1e3:.1f} kB) on {cores} cores, load average "
           f"{load:.1f} -> {load_end:.1f}; same rows in the three datasets: {same}")
     print(f"{'run':8} {'workers':>7} {'seconds':>8} {'cpu s':>7} {'captures/s':>11} "
           f"{'speed-up':>9}")
