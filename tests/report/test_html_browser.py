@@ -21,6 +21,7 @@ import pytest
 
 import qosinspect
 from qosinspect.report.html import read_payload
+from qosinspect.testing.browsers import DRAW_ALL_CHARTS, chromium
 from qosinspect.testing.tools import PROJECT_ROOT, require_tool
 
 CAPTURES = PROJECT_ROOT / "captures"
@@ -33,22 +34,9 @@ pytestmark = pytest.mark.tools
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    chromium = require_tool("chromium")
-    chromedriver = require_tool("chromedriver")
-    from selenium import webdriver  # a dev dependency: missing is an error, not a skip
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = chromium
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                "--window-size=1280,1600", "--no-first-run", "--disable-extensions",
-                # no network: every request would go to a proxy on a closed port
-                "--proxy-server=127.0.0.1:9", "--proxy-bypass-list=<-loopback>"):
-        options.add_argument(arg)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("SE_OFFLINE", "true")     # Selenium Manager: never download a driver
-        driver = webdriver.Chrome(service=Service(chromedriver), options=options)
+    binary = require_tool("chromium")
+    driver_path = require_tool("chromedriver")
+    driver = chromium(binary, driver_path)   # selenium, a dev dependency: missing is an error
     try:
         driver.execute_cdp_cmd("Network.enable", {})
         driver.execute_cdp_cmd("Network.emulateNetworkConditions",
@@ -86,9 +74,20 @@ def _open(driver: Any, path: Path) -> list[dict[str, Any]]:
     return logs
 
 
+def _draw_all(driver: Any) -> dict[str, Any]:
+    """Scroll through the page so that every chart is drawn (charts.js draws them as they come
+    into view); what DRAW_ALL_CHARTS reports."""
+    driver.set_script_timeout(60)
+    result: dict[str, Any] = json.loads(driver.execute_async_script(DRAW_ALL_CHARTS))
+    return result
+
+
 def test_opens_offline_without_console_errors(browser: Any, page: Path) -> None:
     logs = _open(browser, page)
     assert [m for m in logs if m["level"] == SEVERE] == []
+    drawn = _draw_all(browser)
+    assert drawn["pending"] == 0 and drawn["plots"] >= 3
+    assert [m for m in browser.get_log("browser") if m["level"] == SEVERE] == []
     # nothing was fetched but the page's own blob (plotly.js, inflated in the page)
     fetched = browser.execute_script(
         "return performance.getEntriesByType('resource').map(e => e.name)")
@@ -97,6 +96,38 @@ def test_opens_offline_without_console_errors(browser: Any, page: Path) -> None:
     assert len(browser.find_elements("css selector", ".js-plotly-plot")) >= 3
     ARTEFACTS.mkdir(parents=True, exist_ok=True)
     assert browser.save_screenshot(str(ARTEFACTS / "html-report.png"))
+
+
+_CHARTS_IN_VIEW = """
+    return Array.from(document.querySelectorAll('.chart'), (el) => {
+      const r = el.getBoundingClientRect();
+      return [el.id, r.bottom > 0 && r.top < innerHeight, el.classList.contains('js-plotly-plot')];
+    });"""
+
+
+def test_charts_are_drawn_as_they_come_into_view(browser: Any, page: Path) -> None:
+    """The charts in view when the page opens are drawn before it says it is ready; the others
+    only once scrolled to (that is what keeps a large capture's page quick to open)."""
+    _open(browser, page)
+    charts = browser.execute_script(_CHARTS_IN_VIEW)
+    assert {c[0] for c in charts} >= {"latency-q1", "latency-q2", "latency-time", "timeline"}
+    assert [c for c in charts if c[1] != c[2]] == []             # drawn exactly when in view
+    assert any(c[1] for c in charts) and not all(c[1] for c in charts)
+    timing = json.loads(browser.execute_script("return document.body.dataset.timing"))
+    assert timing["charts_in_view"] == sum(1 for c in charts if c[1])
+    assert timing["text"] <= timing["plotly"] <= timing["first_chart"] <= timing["charts"]
+    drawn = _draw_all(browser)
+    assert drawn["pending"] == 0
+    assert len(drawn["times"]) == len(charts) == drawn["plots"]
+    assert all(c[2] for c in browser.execute_script(_CHARTS_IN_VIEW))
+
+
+def test_printing_draws_every_chart(browser: Any, page: Path) -> None:
+    _open(browser, page)
+    assert browser.execute_script("return Charts.pending()") > 0
+    browser.execute_script("window.dispatchEvent(new Event('beforeprint'))")
+    assert browser.execute_script("return Charts.pending()") == 0
+    assert all(c[2] for c in browser.execute_script(_CHARTS_IN_VIEW))
 
 
 def test_per_qos_numbers_are_the_json_report(browser: Any, page: Path) -> None:
