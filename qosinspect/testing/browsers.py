@@ -27,7 +27,7 @@ from typing import Any
 
 from .tools import free_port, stop_process, wait_port
 
-__all__ = ["CHROMIUM_ARGS", "DRAW_ALL_CHARTS", "Firefox", "chromium"]
+__all__ = ["CHROMIUM_ARGS", "DRAW_ALL_CHARTS", "DRAW_ALL_CHARTS_EXPR", "Firefox", "chromium"]
 
 #: A closed port on the loopback: the proxy every request of the browsers is sent to.
 _NO_PROXY = ("127.0.0.1", 9)
