@@ -16,8 +16,8 @@ from click.testing import CliRunner
 
 import qosinspect
 from qosinspect.cli import main
-from qosinspect.report.html import KEPT, Limits, html_page, payload, read_payload
 from qosinspect.events import MqttPacketEvent
+from qosinspect.report.html import KEPT, Limits, html_page, payload, read_payload
 from qosinspect.testing.events import EventBuilder
 from qosinspect.testing.tools import PROJECT_ROOT
 
