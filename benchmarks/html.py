@@ -14,11 +14,17 @@ Measured, each as its own process (wall time, CPU seconds, peak RSS), in the sam
 Then what the page holds (issue 17: at most 5 MB; every exchange that did not complete and every
 outlier kept, an even sample of the rest): its size, the rows of each table against the
 capture's, why the exchange rows are there, and whether the numbers are the JSON report's. With
-chromium and chromium-driver installed, the page is opened headless (networking off) three
-times: the time to the report's text and to the last chart (median), and, in the page, the time
-to sort the exchange table by latency and to filter it.
+chromium and chromium-driver installed, the page is opened headless (networking off, no GPU,
+1280x1600) ``--runs`` times (3), medians of: the time to the report's text, to plotly.js having
+run, to the first chart drawn, to every chart in view drawn (the page draws the others as they
+come into view), and, scrolling through the page a screen at a time, to every chart drawn; the
+main thread's busy time (Chromium's TaskDuration and ScriptDuration: CPU the page costs, which
+moves less with the machine's load than the times); in the page, the time to sort the exchange
+table by latency and to filter it. ``--page FILE`` measures only the browser figures of a page
+written before (by another version, to compare in the same run).
 
     python benchmarks/html.py [--capture F --port N] [--json] [--pure] [--no-browser]
+                              [--runs N] [--page FILE]
 """
 
 from __future__ import annotations
@@ -123,6 +129,34 @@ def browser_figures(page: Path, runs: int = 3) -> dict[str, Any] | None:
             **{k: round(v, 1) if isinstance(v, float) else v for k, v in inpage.items()}}
 
 
+def firefox_figures(page: Path, runs: int = 3) -> dict[str, Any] | None:
+    """The same openings in headless Firefox (its WebDriver BiDi server): medians of the times
+    to the text, plotly.js, the first chart, the charts in view and every chart after
+    scrolling through."""
+    binary = shutil.which("firefox-esr")
+    if binary is None:
+        log("firefox-esr missing: no Firefox figures")
+        return None
+    times: dict[str, list[float]] = {k: [] for k in (
+        "text", "plotly", "first_chart", "charts", "all_charts")}
+    with browsers.Firefox(binary, timeout=120) as ff:
+        for _ in range(runs):
+            ff.open("about:blank")
+            ff.open(page.as_uri())
+            ff.wait_for("document.body.dataset.ready === '1'", 120)
+            timing = json.loads(ff.evaluate("document.body.dataset.timing"))
+            if ff.evaluate("typeof Charts") == "undefined":     # an earlier version's page
+                drawn = {"times": [["", timing["charts"]]]}
+            else:
+                drawn = json.loads(ff.evaluate(browsers.DRAW_ALL_CHARTS_EXPR))
+            for key in ("text", "plotly", "first_chart", "charts"):
+                times[key].append(timing.get(key, timing["charts"]) / 1e3)
+            times["all_charts"].append(max(t for _, t in drawn["times"]) / 1e3)
+        errors = len(ff.errors())
+    return {**{f"{k}_s": round(statistics.median(v), 3) for k, v in times.items()},
+            "charts_in_view_s_runs": [round(x, 3) for x in times["charts"]], "errors": errors}
+
+
 def _metrics(driver: Any) -> dict[str, float]:
     """Chromium's performance metrics of the page (CDP Performance.getMetrics)."""
     res = driver.execute_cdp_cmd("Performance.getMetrics", {})
@@ -138,6 +172,7 @@ def main() -> None:
     args = ap.parse_args()
     if args.page:
         figures = {"page": args.page, "browser": browser_figures(Path(args.page), args.runs),
+                   "firefox": firefox_figures(Path(args.page), args.runs),
                    "load_average_1m": round(os.getloadavg()[0], 2)}
         print(json.dumps(figures) if args.json else json.dumps(figures, indent=1))
         return
@@ -169,6 +204,7 @@ def main() -> None:
         kept = Counter(KEPT[k] for k in ex["cols"]["kept"])
         unfinished = sum(r["publishes"] - r["completed"] for r in report["per_qos"])
         browser = None if args.no_browser else browser_figures(page, args.runs)
+        firefox = None if args.no_browser else firefox_figures(page, args.runs)
     figures: dict[str, Any] = {
         "capture": str(path), "mqtt_packets": report["capture"].get("mqtt_packets"),
         "html_bytes": size, "max_bytes": MAX_BYTES, "meets_size": size <= MAX_BYTES,
@@ -186,7 +222,7 @@ def main() -> None:
         "packets_total": data["packets"]["total"], "packet_rows": data["packets"]["n"],
         "connection_rows": data["connections"]["n"], "connections_total":
             data["connections"]["total"],
-        "browser": browser,
+        "browser": browser, "firefox": firefox,
         "cpus": os.cpu_count(), "load_average_1m": round(os.getloadavg()[0], 2),
         "implementation": impl, "analysis": analysis_implementation(args),
     }

@@ -19,7 +19,11 @@ const END_COLORS = {disconnect: "#2ca02c", fin: "#1f77b4", rst: "#d62728",
 const STEP_NAMES = {puback: "PUBLISH -> PUBACK", pubrec: "PUBLISH -> PUBREC",
   pubrel: "PUBREC -> PUBREL", pubcomp: "PUBREL -> PUBCOMP", total: "PUBLISH -> final ack"};
 const LADDER_MAX_ROWS = 3000;
+/* Sampled points of the latency-over-time chart besides every outlier and notable exchange:
+ * WebGL draws tens of thousands at once, SVG (without WebGL, e.g. a headless Firefox) about
+ * ten times fewer in the same time. */
 const SCATTER_SAMPLE = 20000;
+const SCATTER_SAMPLE_SVG = 2000;
 const ROW_H = 24;
 
 /* -- small helpers ------------------------------------------------------------------------ */
@@ -186,7 +190,7 @@ async function main() {
   const charts = performance.now();
   document.body.dataset.timing = JSON.stringify({text, plotly: lib, charts,
     first_chart: Charts.times.length ? Charts.times[0][1] : null,
-    charts_in_view: Charts.times.length});
+    charts_in_view: Charts.times.length, charts_painted: Charts.painted});
   document.body.dataset.ready = "1";
 }
 
@@ -280,11 +284,12 @@ function latencySection(D, R) {
   const out = section("sec-latency", "Latency per step (ms)",
     table(["QoS", "step", "p50", "p90", "p99", "max"], rows, {id: "step-table", align: "ll"}));
   for (const q of D.latency) out.append(Charts.add(`latency-q${q.qos}`, 300, (el) => drawHistogram(el, q)));
+  const sample = hasWebGL() ? SCATTER_SAMPLE : SCATTER_SAMPLE_SVG;
   out.append(h("p", {class: "hint"}, "Counts of every exchange per logarithmic latency bin " +
     "(drag to zoom, double-click to reset). Below: latency of each exchange over the capture " +
     "(every outlier and every exchange that did not simply complete, an even sample of the " +
-    `rest, ${num(SCATTER_SAMPLE)} points at most); click a point for its ladder.`));
-  const traces = latencyTimeTraces(D);
+    `rest, ${num(sample)} points at most); click a point for its ladder.`));
+  const traces = latencyTimeTraces(D, sample);
   if (traces.length) out.append(Charts.add("latency-time", 320, (el) => drawLatencyTime(el, traces)));
   return out;
 }
@@ -307,15 +312,14 @@ function drawHistogram(el, q) {
 }
 
 /* The points of the latency-over-time chart: every outlier and notable exchange; of the even
- * sample, at most SCATTER_SAMPLE points. WebGL (scattergl) draws tens of thousands of points
- * at once; without WebGL the same points are drawn in SVG, slower. */
-function latencyTimeTraces(D) {
+ * sample, at most `sample` points. */
+function latencyTimeTraces(D, sample) {
   const X = D.exchanges;
   const lat = col(X, "latency_ms"), t = col(X, "t_publish"), qos = col(X, "qos"),
     kept = col(X, "kept");
   let sampled = 0;
   for (let i = 0; i < X.n; i++) if (kept(i) === 0) sampled++;
-  const stride = Math.max(1, Math.ceil(sampled / SCATTER_SAMPLE));
+  const stride = Math.max(1, Math.ceil(sampled / sample));
   const traces = [];
   for (const q of [1, 2]) {
     const xs = [], ys = [], idx = [];
@@ -486,7 +490,7 @@ function tcpSection(D, R) {
   }
   if (R.tcp_evidence !== undefined && R.tcp_evidence !== null) {
     out.append(h("h3", {}, "TCP evidence (as Wireshark's Expert Information counts it)"),
-      valueTable(R.tcp_evidence, "tcp-evidence"));
+      h("div", {class: "scroll"}, valueTable(R.tcp_evidence, "tcp-evidence")));
   }
   return out;
 }
