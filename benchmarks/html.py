@@ -24,7 +24,7 @@ table by latency and to filter it. ``--page FILE`` measures only the browser fig
 written before (by another version, to compare in the same run).
 
     python benchmarks/html.py [--capture F --port N] [--json] [--pure] [--no-browser]
-                              [--runs N] [--page FILE]
+                              [--runs N] [--window WxH] [--page FILE]
 """
 
 from __future__ import annotations
@@ -62,7 +62,8 @@ MAX_BYTES = 5 * 2**20
 MAX_OPEN_S = 2.0
 
 
-def browser_figures(page: Path, runs: int = 3) -> dict[str, Any] | None:
+def browser_figures(page: Path, runs: int = 3, window: tuple[int, int] = (1280, 1600)
+                    ) -> dict[str, Any] | None:
     """Open ``page`` in headless chromium ``runs`` times (1280x1600, no GPU: WebGL in
     software) and take medians: the time (s since navigation start) to the report's text, to
     plotly.js having run, to the first chart drawn and to every chart in view drawn (charts.js
@@ -74,7 +75,8 @@ def browser_figures(page: Path, runs: int = 3) -> dict[str, Any] | None:
     if chromium is None or driver_path is None:
         log("chromium or chromedriver missing: no browser figures")
         return None
-    driver = browsers.chromium(chromium, driver_path, console=False)
+    driver = browsers.chromium(chromium, driver_path, width=window[0], height=window[1],
+                               console=False)
     driver.set_script_timeout(120)
     runs_: dict[str, list[float]] = {k: [] for k in (
         "text", "plotly", "first_chart", "charts", "all_charts", "script", "task")}
@@ -129,7 +131,8 @@ def browser_figures(page: Path, runs: int = 3) -> dict[str, Any] | None:
             **{k: round(v, 1) if isinstance(v, float) else v for k, v in inpage.items()}}
 
 
-def firefox_figures(page: Path, runs: int = 3) -> dict[str, Any] | None:
+def firefox_figures(page: Path, runs: int = 3, window: tuple[int, int] = (1280, 1600)
+                    ) -> dict[str, Any] | None:
     """The same openings in headless Firefox (its WebDriver BiDi server): medians of the times
     to the text, plotly.js, the first chart, the charts in view and every chart after
     scrolling through."""
@@ -139,7 +142,7 @@ def firefox_figures(page: Path, runs: int = 3) -> dict[str, Any] | None:
         return None
     times: dict[str, list[float]] = {k: [] for k in (
         "text", "plotly", "first_chart", "charts", "all_charts")}
-    with browsers.Firefox(binary, timeout=120) as ff:
+    with browsers.Firefox(binary, width=window[0], height=window[1], timeout=120) as ff:
         for _ in range(runs):
             ff.open("about:blank")
             ff.open(page.as_uri())
@@ -169,12 +172,19 @@ def main() -> None:
     ap.add_argument("--page", help="only the browser figures of this page (an HTML report "
                     "written before, e.g. by another version to compare with)")
     ap.add_argument("--runs", type=int, default=3, help="browser openings (default 3)")
+    ap.add_argument("--window", default="1280x1600", help="browser window, WxH (1280x1600)")
     args = ap.parse_args()
+    try:
+        width, height = (int(v) for v in args.window.split("x"))
+    except ValueError:
+        sys.exit("--window: WIDTHxHEIGHT")
+    window = (width, height)
     if args.page:
-        figures = {"page": args.page, "browser": browser_figures(Path(args.page), args.runs),
-                   "firefox": firefox_figures(Path(args.page), args.runs),
-                   "load_average_1m": round(os.getloadavg()[0], 2)}
-        print(json.dumps(figures) if args.json else json.dumps(figures, indent=1))
+        only = {"page": args.page, "window": args.window,
+                "browser": browser_figures(Path(args.page), args.runs, window),
+                "firefox": firefox_figures(Path(args.page), args.runs, window),
+                "load_average_1m": round(os.getloadavg()[0], 2)}
+        print(json.dumps(only) if args.json else json.dumps(only, indent=1))
         return
     path, port = ensure_capture(args)
     impl = implementation(args)
@@ -203,8 +213,8 @@ def main() -> None:
         ex = data["exchanges"]
         kept = Counter(KEPT[k] for k in ex["cols"]["kept"])
         unfinished = sum(r["publishes"] - r["completed"] for r in report["per_qos"])
-        browser = None if args.no_browser else browser_figures(page, args.runs)
-        firefox = None if args.no_browser else firefox_figures(page, args.runs)
+        browser = None if args.no_browser else browser_figures(page, args.runs, window)
+        firefox = None if args.no_browser else firefox_figures(page, args.runs, window)
     figures: dict[str, Any] = {
         "capture": str(path), "mqtt_packets": report["capture"].get("mqtt_packets"),
         "html_bytes": size, "max_bytes": MAX_BYTES, "meets_size": size <= MAX_BYTES,
@@ -222,7 +232,7 @@ def main() -> None:
         "packets_total": data["packets"]["total"], "packet_rows": data["packets"]["n"],
         "connection_rows": data["connections"]["n"], "connections_total":
             data["connections"]["total"],
-        "browser": browser, "firefox": firefox,
+        "window": args.window, "browser": browser, "firefox": firefox,
         "cpus": os.cpu_count(), "load_average_1m": round(os.getloadavg()[0], 2),
         "implementation": impl, "analysis": analysis_implementation(args),
     }
