@@ -69,12 +69,19 @@ const Charts = {
     return this.running;
   },
 
+  /* Draw one chart; one that fails says so in its place (and on the console), the others
+   * are still drawn. */
   drawOne(el) {
     const draw = this.todo.get(el);
     if (!draw) return;
     this.todo.delete(el);
-    this.observer.unobserve(el);
-    draw(el);
+    if (this.observer) this.observer.unobserve(el);
+    try {
+      draw(el);
+    } catch (err) {
+      el.replaceChildren(h("p", {class: "warn"}, `This chart could not be drawn: ${err}`));
+      console.error(err);
+    }
   },
 
   drawAll() {
