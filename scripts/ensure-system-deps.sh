@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the real peers the tests talk to (tshark, tcpdump, mosquitto and its clients, and
-# chromium with its driver for the HTML report) when they are missing and we can (root +
-# apt-get). Under CI=true a component still missing is a failure.
+# chromium with its driver and firefox-esr for the HTML report) when they are missing and we
+# can (root + apt-get). Under CI=true a component still missing is a failure.
 set -u
 need=()
 command -v tshark >/dev/null 2>&1 || need+=(tshark)
@@ -14,6 +14,7 @@ command -v ip >/dev/null 2>&1 || need+=(iproute2)                # network names
 command -v nsenter >/dev/null 2>&1 || need+=(util-linux)         # unshare, nsenter
 command -v chromium >/dev/null 2>&1 || need+=(chromium)           # the HTML report's browser tests
 command -v chromedriver >/dev/null 2>&1 || need+=(chromium-driver)
+command -v firefox-esr >/dev/null 2>&1 || need+=(firefox-esr)     # the HTML report in Firefox
 [ ${#need[@]} -eq 0 ] && exit 0
 
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
@@ -33,6 +34,7 @@ command -v ip >/dev/null 2>&1 || missing+=(iproute2)
 command -v nsenter >/dev/null 2>&1 || missing+=(util-linux)
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
+command -v firefox-esr >/dev/null 2>&1 || missing+=(firefox-esr)
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "${CI:-}" = "true" ]; then
     echo "error: missing system packages under CI=true: ${missing[*]}" >&2

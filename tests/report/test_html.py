@@ -10,12 +10,14 @@ import re
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from click.testing import CliRunner
 
 import qosinspect
 from qosinspect.cli import main
-from qosinspect.report.html import KEPT, Limits, html_page, read_payload
+from qosinspect.events import MqttPacketEvent
+from qosinspect.report.html import KEPT, Limits, html_page, payload, read_payload
 from qosinspect.testing.events import EventBuilder
 from qosinspect.testing.tools import PROJECT_ROOT
 
@@ -181,3 +183,79 @@ def test_cli_html_to_stdout_and_bad_input(tmp_path: Path) -> None:
 def test_read_payload_rejects_other_pages() -> None:
     with pytest.raises(ValueError, match="not a qosinspect HTML report"):
         read_payload("<html><body>hello</body></html>")
+
+
+def _reference_packets(pk: pd.DataFrame, data: dict[str, object], budget: int) -> pd.DataFrame:
+    """The ladder's packets chosen from the whole packets table, the rule of payload.py's
+    docstring written plainly: by priority, then in capture order, at most ``budget``."""
+    ex = _cols(data["exchanges"])  # type: ignore[arg-type]
+    notable = {i for i, k in zip(ex["ex_id"], ex["kept"], strict=True) if k > 0}
+    sampled = {i for i, k in zip(ex["ex_id"], ex["kept"], strict=True) if k == 0}
+    if len(pk) <= budget:
+        return pk
+
+    def priority(row: pd.Series) -> int:
+        if pd.isna(row["ex_id"]):
+            return 3 if row["packet_type"] in ("PINGREQ", "PINGRESP") else 0
+        if row["ex_id"] in notable or row["resend"]:
+            return 1
+        return 2 if row["ex_id"] in sampled else 4
+
+    p = pk.apply(priority, axis=1).to_numpy()
+    order = np.argsort(p, kind="stable")[:budget]
+    return pk.iloc[np.sort(order[p[order] < 4])]
+
+
+@pytest.mark.parametrize(("capture", "limits"), [
+    ("gen-reconnect.pcap", Limits(exchanges=40, packets=70)),
+    ("gen-stalled-acks.pcap", Limits(exchanges=20, packets=25)),
+    ("mosquitto-redelivery.pcap", Limits(exchanges=5, packets=12)),
+    ("gen-websocket.pcap", Limits(exchanges=10, packets=40)),       # packets sharing a frame
+    ("mosquitto-v5-props.pcap", Limits(exchanges=5, packets=20)),
+    ("gen-reconnect.pcap", Limits()),
+])
+def test_page_read_in_parts_is_the_page_of_the_full_tables(
+        capture: str, limits: Limits, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The page is built without the analysis' full tables (their memory, on a large capture);
+    it holds what the full tables give: the same exchange rows, and the ladder's packets the
+    rule picks from the whole packets table, in capture order."""
+    monkeypatch.setattr(payload, "_PACKETS_PER_READ", 40)     # many reads, even here
+    a = qosinspect.analyze_capture(CAPTURES / capture)
+    page = html_page(a, limits=limits)
+    assert "exchanges" not in vars(a) and "packets" not in vars(a)   # never built whole
+    data = read_payload(page)
+    full = qosinspect.analyze_capture(CAPTURES / capture)
+    pk, _ = full.packets, full.exchanges                             # built whole first
+    assert read_payload(html_page(full, limits=limits)) == data
+    assert data["packets"]["total"] == len(pk)
+    ref = _reference_packets(pk, data, limits.packets)
+    got = _cols(data["packets"])
+    assert got["frame"] == ref["frame"].tolist()
+    assert got["packet_type"] == ref["packet_type"].astype(str).tolist()
+    assert got["ex_id"] == [None if pd.isna(v) else int(v) for v in ref["ex_id"]]
+    assert data["packets"]["n"] <= limits.packets
+
+
+def test_packets_sharing_a_frame_keep_their_order() -> None:
+    """Packets one TCP segment carried (one frame) stay in the order they were sent, whatever
+    their priority: a broker's PUBACK to a sampled exchange, then in the same segment a
+    PUBLISH that is never acknowledged (notable)."""
+    b = EventBuilder()
+    c = b.client("dev")
+    for pid in range(1, 41):
+        b.publish(c, "c2b", "t/fast", b"x", qos=1, packet_id=pid, dt_ms=1)
+        b.puback(c, "b2c", pid, dt_ms=1)
+        if pid == 20:
+            b.publish(c, "b2c", "t/lost", b"x", qos=1, packet_id=7, dt_ms=0)
+    events = list(b.events)
+    lost = next(i for i, e in enumerate(events) if isinstance(e, MqttPacketEvent)
+                and getattr(e.packet, "topic", None) == "t/lost")
+    ack = events[lost - 1]
+    assert isinstance(ack, MqttPacketEvent) and ack.direction == events[lost].direction
+    events[lost] = events[lost]._replace(frame=ack.frame, first_frame=ack.frame)
+    a = qosinspect.analyze(events)
+    data = read_payload(html_page(a, limits=Limits(exchanges=30, packets=60)))
+    pk = _cols(data["packets"])
+    at = [i for i, f in enumerate(pk["frame"]) if f == ack.frame]
+    assert [pk["packet_type"][i] for i in at] == ["PUBACK", "PUBLISH"]
+    assert [pk["frame"][i] for i in at] == [ack.frame, ack.frame]

@@ -1,5 +1,6 @@
-"""The HTML report in a real browser: Debian's chromium, headless, driven by chromium-driver
-through Selenium, with networking off (the page must need nothing but itself).
+"""The HTML report in real browsers, headless, with networking off (the page must need nothing
+but itself): Debian's chromium driven by chromium-driver through Selenium, and Debian's
+firefox-esr through its own WebDriver BiDi server (qosinspect/testing/browsers.py).
 
 Checks what issue 17 asks a user to rely on: no console error, the per-QoS numbers shown are
 the JSON report's, the ladder of a client shows that client's packets, the exchange table sorts
@@ -21,6 +22,7 @@ import pytest
 
 import qosinspect
 from qosinspect.report.html import read_payload
+from qosinspect.testing.browsers import DRAW_ALL_CHARTS, DRAW_ALL_CHARTS_EXPR, Firefox, chromium
 from qosinspect.testing.tools import PROJECT_ROOT, require_tool
 
 CAPTURES = PROJECT_ROOT / "captures"
@@ -33,22 +35,9 @@ pytestmark = pytest.mark.tools
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    chromium = require_tool("chromium")
-    chromedriver = require_tool("chromedriver")
-    from selenium import webdriver  # a dev dependency: missing is an error, not a skip
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = chromium
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                "--window-size=1280,1600", "--no-first-run", "--disable-extensions",
-                # no network: every request would go to a proxy on a closed port
-                "--proxy-server=127.0.0.1:9", "--proxy-bypass-list=<-loopback>"):
-        options.add_argument(arg)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("SE_OFFLINE", "true")     # Selenium Manager: never download a driver
-        driver = webdriver.Chrome(service=Service(chromedriver), options=options)
+    binary = require_tool("chromium")
+    driver_path = require_tool("chromedriver")
+    driver = chromium(binary, driver_path)   # selenium, a dev dependency: missing is an error
     try:
         driver.execute_cdp_cmd("Network.enable", {})
         driver.execute_cdp_cmd("Network.emulateNetworkConditions",
@@ -86,9 +75,20 @@ def _open(driver: Any, path: Path) -> list[dict[str, Any]]:
     return logs
 
 
+def _draw_all(driver: Any) -> dict[str, Any]:
+    """Scroll through the page so that every chart is drawn (charts.js draws them as they come
+    into view); what DRAW_ALL_CHARTS reports."""
+    driver.set_script_timeout(60)
+    result: dict[str, Any] = json.loads(driver.execute_async_script(DRAW_ALL_CHARTS))
+    return result
+
+
 def test_opens_offline_without_console_errors(browser: Any, page: Path) -> None:
     logs = _open(browser, page)
     assert [m for m in logs if m["level"] == SEVERE] == []
+    drawn = _draw_all(browser)
+    assert drawn["pending"] == 0 and drawn["plots"] >= 3
+    assert [m for m in browser.get_log("browser") if m["level"] == SEVERE] == []
     # nothing was fetched but the page's own blob (plotly.js, inflated in the page)
     fetched = browser.execute_script(
         "return performance.getEntriesByType('resource').map(e => e.name)")
@@ -99,16 +99,48 @@ def test_opens_offline_without_console_errors(browser: Any, page: Path) -> None:
     assert browser.save_screenshot(str(ARTEFACTS / "html-report.png"))
 
 
-def test_per_qos_numbers_are_the_json_report(browser: Any, page: Path) -> None:
+_CHARTS_IN_VIEW = """
+    return Array.from(document.querySelectorAll('.chart'), (el) => {
+      const r = el.getBoundingClientRect();
+      return [el.id, r.bottom > 0 && r.top < innerHeight, el.classList.contains('js-plotly-plot')];
+    });"""
+
+
+def test_charts_are_drawn_as_they_come_into_view(browser: Any, page: Path) -> None:
+    """The charts in view when the page opens are drawn before it says it is ready; the others
+    only once scrolled to (that is what keeps a large capture's page quick to open)."""
     _open(browser, page)
+    charts = browser.execute_script(_CHARTS_IN_VIEW)
+    assert {c[0] for c in charts} >= {"latency-q1", "latency-q2", "latency-time", "timeline"}
+    assert [c for c in charts if c[1] != c[2]] == []             # drawn exactly when in view
+    assert any(c[1] for c in charts) and not all(c[1] for c in charts)
+    timing = json.loads(browser.execute_script("return document.body.dataset.timing"))
+    assert timing["charts_in_view"] == sum(1 for c in charts if c[1])
+    assert timing["text"] <= timing["plotly"] <= timing["first_chart"] <= timing["charts"]
+    drawn = _draw_all(browser)
+    assert drawn["pending"] == 0
+    assert len(drawn["times"]) == len(charts) == drawn["plots"]
+    assert all(c[2] for c in browser.execute_script(_CHARTS_IN_VIEW))
+
+
+def test_printing_draws_every_chart(browser: Any, page: Path) -> None:
+    _open(browser, page)
+    assert browser.execute_script("return Charts.pending()") > 0
+    browser.execute_script("window.dispatchEvent(new Event('beforeprint'))")
+    assert browser.execute_script("return Charts.pending()") == 0
+    assert all(c[2] for c in browser.execute_script(_CHARTS_IN_VIEW))
+
+
+#: The per-QoS table as the page shows it, {qos: {field: text}}, as JSON (an expression).
+_QOS_CELLS = """JSON.stringify(Array.from(document.querySelectorAll('#qos-table td')).reduce(
+    (out, td) => { (out[td.dataset.qos] ||= {})[td.dataset.field] = td.textContent; return out; },
+    {}))"""
+
+
+def _check_per_qos(shown: dict[str, dict[str, str]]) -> None:
+    """The per-QoS numbers read from the page are the JSON report's."""
     report = json.loads(_cli("report", str(CAPTURES / "gen-reconnect.pcap"), "--format",
                              "json"))
-    shown = browser.execute_script("""
-        const out = {};
-        for (const td of document.querySelectorAll('#qos-table td')) {
-          (out[td.dataset.qos] ||= {})[td.dataset.field] = td.textContent;
-        }
-        return out;""")
     assert set(shown) == {"0", "1", "2"}
     for row in report["per_qos"]:
         cells = shown[str(row["qos"])]
@@ -118,6 +150,11 @@ def test_per_qos_numbers_are_the_json_report(browser: Any, page: Path) -> None:
         for p, value in row["latency_ms"].items():
             assert cells[p] == ("-" if value is None else f"{value:.3f}"), (row["qos"], p)
     assert any(row["latency_ms"]["p99"] for row in report["per_qos"])
+
+
+def test_per_qos_numbers_are_the_json_report(browser: Any, page: Path) -> None:
+    _open(browser, page)
+    _check_per_qos(json.loads(browser.execute_script(f"return {_QOS_CELLS}")))
 
 
 def test_ladder_of_a_client_shows_its_packets(browser: Any, page: Path) -> None:
@@ -195,3 +232,42 @@ def test_other_captures_open_cleanly(browser: Any, tmp_path: Path, name: str) ->
     clear = read_payload(out.read_text(encoding="utf-8"))["report"]["clear_text"]
     warned = browser.find_elements("css selector", "#sec-cleartext p.warn")
     assert bool(warned) == bool(clear["with_username"] or clear["with_password"])
+
+
+# -- Firefox: through its own WebDriver BiDi server (no geckodriver) ------------------------------
+
+@pytest.fixture(scope="module")
+def firefox() -> Iterator[Firefox]:
+    with Firefox(require_tool("firefox-esr")) as ff:
+        yield ff
+
+
+def test_firefox_shows_the_report(firefox: Firefox, page: Path) -> None:
+    """The same page in Firefox: no console or JavaScript error, nothing fetched, every chart
+    drawn (scrolled through), the per-QoS numbers of the JSON report, a client's ladder with
+    its packets, the exchange table sorted by latency; a screenshot kept."""
+    firefox.open(page.as_uri())
+    firefox.wait_for("document.body.dataset.ready === '1'")
+    drawn = json.loads(firefox.evaluate(DRAW_ALL_CHARTS_EXPR))
+    assert drawn["pending"] == 0 and drawn["plots"] == len(drawn["times"]) >= 3
+    assert firefox.evaluate("typeof Plotly") == "object"
+    fetched = json.loads(firefox.evaluate(
+        "JSON.stringify(performance.getEntriesByType('resource').map(e => e.name))"))
+    assert all(name.startswith("blob:") for name in fetched), fetched
+    _check_per_qos(json.loads(firefox.evaluate(_QOS_CELLS)))
+    firefox.evaluate("""(() => { const s = document.getElementById('l-client');
+        s.value = 'sub-persistent'; s.dispatchEvent(new Event('change')); })()""")
+    frames = json.loads(firefox.evaluate("JSON.stringify(Array.from(document.querySelectorAll("
+                                         "'#ladder-svg .arrow'), (a) => +a.dataset.frame))"))
+    analysis = qosinspect.analyze_capture(CAPTURES / "gen-reconnect.pcap")
+    ids = analysis.connections.loc[analysis.connections["session"] == "sub-persistent",
+                                   "conn_id"].tolist()
+    assert sorted(frames) == sorted(analysis.packets_of(ids)["frame"].tolist())
+    firefox.evaluate("document.querySelector('#ex-head th[data-col=\"latency_ms\"]').click()")
+    order = json.loads(firefox.evaluate("JSON.stringify(Array.from(Exchanges.view, "
+                                        "(i) => qosinspectData.exchanges.cols.latency_ms[i]))"))
+    values = [v for v in order if v is not None]
+    assert values == sorted(values) and len(values) > 100
+    assert firefox.errors() == []
+    ARTEFACTS.mkdir(parents=True, exist_ok=True)
+    firefox.screenshot(ARTEFACTS / "html-report-firefox.png")

@@ -7,14 +7,15 @@ a string for other callers (a notebook, the commands to come).
 Why this shape:
 
 - The page is package data (``report.html``, ``report.css``, and the scripts ``report.js``,
-  ``exchanges.js`` and ``ladder.js`` beside this file),
+  ``charts.js``, ``exchanges.js`` and ``ladder.js`` beside this file),
   not Python strings: a web developer edits it as a web page. Python builds one JSON payload
   (:mod:`.payload`: the report dict and capped, column-oriented tables) and inlines it.
 - Self-contained and offline: plotly.js comes from the ``plotly`` Python package (its offline
   bundle, ``plotly/package_data/plotly.min.js``), never from a CDN. The bundle alone is 4.8 MB,
   so it and the payload are gzip-compressed and base64-encoded in ``<script>`` elements and
   inflated by the browser's ``DecompressionStream`` (Chromium 80+, Firefox 113+): a
-  million-packet capture's page stays under 5 MB.
+  million-packet capture's page stays under 5 MB. The report's text is shown first; plotly.js
+  is compiled beside it, and each chart is drawn when it comes into view (``charts.js``).
 - The numbers are the report's (``Analysis.report()``): the page renders the same sections, in
   the same order, as :func:`qosinspect.report.text.format_report`.
 """
@@ -72,7 +73,8 @@ def render_page(payload: dict[str, Any]) -> str:
         "@@CSS@@": _asset("report.css"),
         "@@PLOTLY@@": _plotly_packed(),
         "@@DATA@@": _pack(data.encode("utf-8")),
-        # one script: the table and the ladder first, report.js (which starts the page) last
+        # one script: the charts, the table and the ladder first, report.js (which starts the
+        # page) last
         "@@SCRIPT@@": "\n".join(_asset(name) for name in _SCRIPTS),
     }
     page = _asset("report.html")
@@ -110,7 +112,7 @@ def _plotly_packed() -> str:
     return _pack(get_plotlyjs().encode("utf-8"))
 
 
-_SCRIPTS = ("exchanges.js", "ladder.js", "report.js")
+_SCRIPTS = ("charts.js", "exchanges.js", "ladder.js", "report.js")
 
 
 def _asset(name: str) -> str:

@@ -20,6 +20,13 @@ What is in it, and what is left out to keep the page small (5 MB for a million-p
   page says when a window is not complete and prints the ``qosinspect ladder`` command that is.
 - ``connections``, ``reconnects``, ``anomalies``, ``tcp_retransmissions``: rows, capped.
 
+Memory: the page is built without the analysis' full tables (on the benchmark capture they
+were most of 800 MB). The exchanges are scanned through the few columns that decide what is
+kept (outcome, re-sends, DUP, reconnection, latencies: also what the histograms count); the
+page's columns are then built for the kept rows only. The packets are read a few connections
+at a time (:meth:`Analysis.packets_of`), keeping per priority at most the budget. The page is
+the same as from the full tables (tests/report/test_html.py compares them).
+
 Tables are column-oriented (``{"n", "cols": {name: [...]}, "dicts": {name: [...]}}``): a text
 column is a list of codes into its ``dicts`` entry (-1: missing), times are integer nanoseconds
 since ``t0_ns`` (the capture's first packet; relative so JavaScript numbers hold them exactly),
@@ -89,6 +96,8 @@ _ANOMALY_COLS = ("ts", "kind", "severity", "conn_id", "session", "direction", "f
                  "packet_id", "ex_id", "detail")
 _RETRANS_COLS = ("ts", "conn_id", "direction", "length", "frame")
 _CONTROL_LAST = ("PINGREQ", "PINGRESP")
+#: The exchange columns that decide which rows the page keeps, and its latency histograms.
+_SCAN_COLS = ("qos", "outcome", "retransmissions", "dup_seen", "spans_reconnect", "latency_ms")
 
 
 def build_payload(analysis: Analysis, *, capture: str = "CAPTURE",
@@ -100,21 +109,24 @@ def build_payload(analysis: Analysis, *, capture: str = "CAPTURE",
     it."""
     data = analysis.report() if report is None else report
     t0 = int(data["capture"]["t_first_ns"] or 0)
-    exchanges = analysis.exchanges
-    keep, kept = _exchange_rows(exchanges, data, limits.exchanges)
-    ex_sel = exchanges.iloc[keep].assign(kept=kept)
-    packets = _packet_rows(analysis, ex_sel, limits.packets)
+    steps = sorted({step for row in data["per_qos"] for step in row["latency_ms_by_step"]})
+    scan = _exchange_columns(analysis, (*_SCAN_COLS, *(f"latency_{s}" for s in steps)))
+    n_exchanges = len(scan)
+    keep, kept = _exchange_rows(scan, data, limits.exchanges)
+    latency = _latency_bins(scan, data, limits.bins)
+    del scan
+    ex_sel = _exchange_columns(analysis, _EXCHANGE_COLS).iloc[keep].assign(kept=kept)
+    packets, n_packets = _packet_rows(analysis, ex_sel, limits.packets)
     conns = analysis.connections.sort_values("conn_id")
     return {
         "schema": 1,
         "capture": capture,
         "t0_ns": str(t0),
         "report": data,
-        "latency": _latency_bins(exchanges, data, limits.bins),
-        "exchanges": {"total": len(exchanges), **_columns(ex_sel, (*_EXCHANGE_COLS, "kept"), t0,
-                                                         ("ex_id", "frame", "t_publish"))},
-        "packets": {"total": len(analysis.packets), **_columns(packets, _PACKET_COLS, t0,
-                                                                ("ts", "frame"))},
+        "latency": latency,
+        "exchanges": {"total": n_exchanges, **_columns(ex_sel, (*_EXCHANGE_COLS, "kept"), t0,
+                                                       ("ex_id", "frame", "t_publish"))},
+        "packets": {"total": n_packets, **_columns(packets, _PACKET_COLS, t0, ("ts", "frame"))},
         "connections": {"total": len(conns),
                         **_columns(conns.head(limits.connections), _CONNECTION_COLS, t0)},
         "reconnects": {"total": len(analysis.reconnects),
@@ -172,25 +184,92 @@ def _exchange_rows(ex: pd.DataFrame, data: dict[str, Any], budget: int
     return keep, why[keep]
 
 
-def _packet_rows(analysis: Analysis, ex_sel: pd.DataFrame, budget: int) -> pd.DataFrame:
-    """The packets of the ladder: all when they fit the budget; otherwise by priority (the
-    module docstring), in capture order."""
-    pk = analysis.packets
-    if len(pk) <= budget:
-        return pk
+def _exchange_columns(analysis: Analysis, names: Sequence[str]) -> pd.DataFrame:
+    """Some columns of the exchanges table, built alone (the whole table of a large capture
+    is several times the memory), or taken from the table when it is built already."""
+    from ...analysis.tables import exchanges_frame
+
+    if "exchanges" in vars(analysis):                    # the cached_property, built
+        return analysis.exchanges[[c for c in analysis.exchanges.columns if c in names]]
+    return exchanges_frame(analysis.result, list(names))
+
+
+def _packet_rows(analysis: Analysis, ex_sel: pd.DataFrame, budget: int
+                 ) -> tuple[pd.DataFrame, int]:
+    """The packets of the ladder, in capture order, and how many packets there are: all when
+    they fit the budget; otherwise by priority (the module docstring). Read a few connections
+    at a time; of each priority, only the first ``budget`` packets in capture order can be
+    in the page, so no more are kept."""
+    import pandas as pd
+
+    notable_ids = ex_sel.loc[ex_sel["kept"] > 0, "ex_id"].to_numpy(dtype=np.float64)
+    sampled_ids = ex_sel.loc[ex_sel["kept"] == 0, "ex_id"].to_numpy(dtype=np.float64)
+    levels: list[list[pd.DataFrame]] = [[] for _ in range(_LEFT_OUT + 1)]
+    total = 0
+    for conn_ids in _connection_groups(analysis.connections):
+        pk = analysis.packets_of(conn_ids)
+        pk = pk.assign(_read=np.arange(total, total + len(pk)))   # the order within a frame
+        total += len(pk)
+        priority = _packet_priority(pk, notable_ids, sampled_ids)
+        for level, rows in enumerate(levels):
+            rows.append(pk[priority == level])
+            if sum(map(len, rows)) > 2 * budget:
+                rows[:] = [_first_in_capture_order(pd.concat(rows), budget)]
+    parts = [_first_in_capture_order(pd.concat(rows), budget) if rows else None
+             for rows in levels]
+    frames = [p for p in parts if p is not None]
+    if total > budget:
+        frames, room = [], budget
+        for part in parts[:_LEFT_OUT]:
+            if part is not None and room > 0:
+                frames.append(part.iloc[:room])
+                room -= len(frames[-1])
+    if not frames:
+        return analysis.packets_of([]), total
+    return _first_in_capture_order(pd.concat(frames), None).drop(columns="_read"), total
+
+
+#: Priority of the packets that are in the page only when every packet is.
+_LEFT_OUT = 4
+#: Packets read at once (a group of whole connections, unless one connection has more).
+_PACKETS_PER_READ = 200_000
+
+
+def _connection_groups(conns: pd.DataFrame) -> list[list[int]]:
+    """The connections in groups of about :data:`_PACKETS_PER_READ` packets."""
+    groups: list[list[int]] = [[]]
+    n = 0
+    sizes = (conns["n_packets_c2b"].fillna(0) + conns["n_packets_b2c"].fillna(0)).tolist()
+    for conn, size in zip(conns["conn_id"].tolist(), sizes, strict=True):
+        if groups[-1] and n + size > _PACKETS_PER_READ:
+            groups.append([])
+            n = 0
+        groups[-1].append(int(conn))
+        n += int(size)
+    return groups
+
+
+def _packet_priority(pk: pd.DataFrame, notable_ids: np.ndarray, sampled_ids: np.ndarray
+                     ) -> np.ndarray:
+    """Per packet, 0: connection packets (CONNECT, SUBSCRIBE, DISCONNECT ...), 1: packets of
+    a notable exchange and re-sends, 2: packets of a sampled exchange, 3: keep-alives,
+    :data:`_LEFT_OUT`: the others."""
     ex_id = pk["ex_id"].to_numpy(dtype=np.float64, na_value=np.nan)
     types = pk["packet_type"].astype(str).to_numpy()
     control = np.isnan(ex_id)
-    notable_ids = ex_sel.loc[ex_sel["kept"] > 0, "ex_id"].to_numpy(dtype=np.float64)
-    sampled_ids = ex_sel.loc[ex_sel["kept"] == 0, "ex_id"].to_numpy(dtype=np.float64)
-    priority = np.full(len(pk), 4, dtype=np.int8)         # 4: left out
+    priority = np.full(len(pk), _LEFT_OUT, dtype=np.int8)
     priority[np.isin(ex_id, sampled_ids)] = 2
     priority[np.isin(ex_id, notable_ids) | pk["resend"].to_numpy()] = 1
     priority[control] = 0
     priority[control & np.isin(types, _CONTROL_LAST)] = 3
-    order = np.argsort(priority, kind="stable")[:budget]
-    order = np.sort(order[priority[order] < 4])
-    return pk.iloc[order]
+    return priority
+
+
+def _first_in_capture_order(pk: pd.DataFrame, n: int | None) -> pd.DataFrame:
+    """The first ``n`` packets of ``pk`` (all: None) in capture order: by the frame that
+    completed them, packets of one frame (one connection) in the order they were read."""
+    order = np.lexsort((pk["_read"].to_numpy(), pk["frame"].to_numpy()))
+    return pk.iloc[order[:n] if n is not None else order]
 
 
 def _ms(s: pd.Series) -> np.ndarray:

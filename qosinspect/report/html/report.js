@@ -19,7 +19,11 @@ const END_COLORS = {disconnect: "#2ca02c", fin: "#1f77b4", rst: "#d62728",
 const STEP_NAMES = {puback: "PUBLISH -> PUBACK", pubrec: "PUBLISH -> PUBREC",
   pubrel: "PUBREC -> PUBREL", pubcomp: "PUBREL -> PUBCOMP", total: "PUBLISH -> final ack"};
 const LADDER_MAX_ROWS = 3000;
+/* Sampled points of the latency-over-time chart besides every outlier and notable exchange:
+ * WebGL draws tens of thousands at once, SVG (without WebGL, e.g. a headless Firefox) about
+ * ten times fewer in the same time. */
 const SCATTER_SAMPLE = 20000;
+const SCATTER_SAMPLE_SVG = 2000;
 const ROW_H = 24;
 
 /* -- small helpers ------------------------------------------------------------------------ */
@@ -121,34 +125,54 @@ function toast(text) {
 
 /* -- loading -------------------------------------------------------------------------------- */
 
-/* The bytes of a packed <script> element (gzip, then base64), inflated by the browser. */
+/* The bytes of a packed <script> element (gzip, then base64), inflated by the browser.
+ * Uint8Array.fromBase64 (Chromium 140+, Firefox 133+) decodes in native code; the loop over
+ * atob's string is the fallback (about 0.1 s for plotly.js's 2.7 MB of base64). */
 function inflated(id) {
-  const bin = atob(document.getElementById(id).textContent.trim());
-  const bytes = new Uint8Array(bin.length);
-  for (let i = 0; i < bin.length; i++) bytes[i] = bin.charCodeAt(i);
+  const text = document.getElementById(id).textContent.trim();
+  let bytes;
+  if (Uint8Array.fromBase64) {
+    bytes = Uint8Array.fromBase64(text);
+  } else {
+    const bin = atob(text);
+    bytes = new Uint8Array(bin.length);
+    for (let i = 0; i < bin.length; i++) bytes[i] = bin.charCodeAt(i);
+  }
   return new Response(new Blob([bytes]).stream().pipeThrough(new DecompressionStream("gzip")));
 }
 
-/* plotly.js as a script of its own (a blob: URL, so the browser may compile it off the main
- * thread); resolves once it has run. */
-async function loadPlotly() {
+/* plotly.js as a script of its own: a blob: URL, so the browser compiles it off the main
+ * thread while the report's text is drawn. The magic comment (V8's explicit compile hints,
+ * Chromium 136+; a comment elsewhere) asks for every function to be compiled there: the
+ * bundle's code sits in one function that V8 would otherwise compile on the main thread when
+ * it runs (about 0.3 s of the main thread, profiled). The bundle itself is untouched.
+ * Returns a promise that resolves once the script element is in the page, with the promise
+ * that resolves once plotly.js has run. */
+const COMPILE_HINT = "//# allFunctionsCalledOnLoad\n";
+
+async function startPlotly() {
   const blob = await inflated("plotly-gz").blob();
-  const url = URL.createObjectURL(new Blob([blob], {type: "text/javascript"}));
-  await new Promise((resolve, reject) => {
-    const lib = document.createElement("script");
+  const url = URL.createObjectURL(new Blob([COMPILE_HINT, blob], {type: "text/javascript"}));
+  const lib = document.createElement("script");
+  const loaded = new Promise((resolve, reject) => {
     lib.onload = resolve;
     lib.onerror = () => reject(new Error("plotly.js could not be loaded"));
-    lib.src = url;
-    document.head.append(lib);
-  });
-  URL.revokeObjectURL(url);
+  }).finally(() => URL.revokeObjectURL(url));
+  lib.src = url;
+  document.head.append(lib);
+  return {loaded};
 }
 
-/* Two steps: the report's text and tables first (what a reader looks at first), then
- * plotly.js and the charts. data-ready="text" then "1" on <body>; data-timing in ms. */
+/* The report's text and tables first (what a reader looks at first), then plotly.js, then
+ * the charts in view (charts.js: the others as they come into view). plotly.js is handed to
+ * the browser before the text is drawn, so that its compilation runs beside it. <body> gets
+ * data-ready="text", then "1" once the charts in view are drawn; data-timing holds the ms
+ * since navigation start of each step. */
 async function main() {
-  const plotly = loadPlotly();
-  const D = await inflated("data-gz").json();
+  const plotly = startPlotly();
+  const data = inflated("data-gz").json();
+  const {loaded} = await plotly;
+  const D = await data;
   for (const tab of Object.values(D)) {
     for (const name of (tab && tab.delta) || []) {        // payload.py's delta columns
       const v = tab.cols[name];
@@ -157,13 +181,16 @@ async function main() {
   }
   window.qosinspectData = D;          // for a user's console and for the browser tests
   render(D);
+  await nextPaint();
   const text = performance.now();
   document.body.dataset.ready = "text";
-  await plotly;
+  await loaded;
   const lib = performance.now();
-  drawCharts(D);
+  await Charts.start();
   const charts = performance.now();
-  document.body.dataset.timing = JSON.stringify({text, plotly: lib, charts});
+  document.body.dataset.timing = JSON.stringify({text, plotly: lib, charts,
+    first_chart: Charts.times.length ? Charts.times[0][1] : null,
+    charts_in_view: Charts.times.length, charts_painted: Charts.painted});
   document.body.dataset.ready = "1";
 }
 
@@ -186,11 +213,6 @@ function render(D) {
     const f = e.target.closest && e.target.closest(".frame");
     if (f && e.key === "Enter") copyText(`frame.number == ${f.dataset.frame}`);
   });
-}
-
-function drawCharts(D) {
-  drawLatency(D);
-  drawTimeline(D);
 }
 
 function header(D, R) {
@@ -261,39 +283,43 @@ function latencySection(D, R) {
   }
   const out = section("sec-latency", "Latency per step (ms)",
     table(["QoS", "step", "p50", "p90", "p99", "max"], rows, {id: "step-table", align: "ll"}));
-  for (const q of D.latency) out.append(h("div", {class: "chart", id: `latency-q${q.qos}`}));
+  for (const q of D.latency) out.append(Charts.add(`latency-q${q.qos}`, 300, (el) => drawHistogram(el, q)));
+  const sample = hasWebGL() ? SCATTER_SAMPLE : SCATTER_SAMPLE_SVG;
   out.append(h("p", {class: "hint"}, "Counts of every exchange per logarithmic latency bin " +
     "(drag to zoom, double-click to reset). Below: latency of each exchange over the capture " +
     "(every outlier and every exchange that did not simply complete, an even sample of the " +
-    `rest, ${num(SCATTER_SAMPLE)} points at most); click a point for its ladder.`));
-  out.append(h("div", {class: "chart", id: "latency-time"}));
+    `rest, ${num(sample)} points at most); click a point for its ladder.`));
+  const traces = latencyTimeTraces(D, sample);
+  if (traces.length) out.append(Charts.add("latency-time", 320, (el) => drawLatencyTime(el, traces)));
   return out;
 }
 
-function drawLatency(D) {
-  for (const q of D.latency) {
-    const edges = q.edges_ms;
-    const traces = q.steps.map((s) => ({
-      type: "scatter", mode: "lines",
-      line: {shape: "hv", width: 1.5, dash: s.step === "total" ? "dot" : "solid"},
-      name: `${STEP_NAMES[s.step]} (${num(s.n)})`,
-      x: edges, y: [...s.counts, s.counts[s.counts.length - 1] || 0],
-      hovertemplate: "%{x:.4g} ms: %{y} exchanges<extra>%{fullData.name}</extra>",
-    }));
-    Plotly.newPlot(`latency-q${q.qos}`, traces, {
-      title: {text: `QoS ${q.qos}: latency per step`}, height: 300,
-      margin: {l: 60, r: 20, t: 40, b: 45},
-      xaxis: {type: "log", title: {text: "ms (log scale)"}},
-      yaxis: {title: {text: "exchanges"}, rangemode: "tozero"}, legend: {orientation: "h"},
-    }, {displaylogo: false, responsive: true});
-  }
+function drawHistogram(el, q) {
+  const edges = q.edges_ms;
+  const traces = q.steps.map((s) => ({
+    type: "scatter", mode: "lines",
+    line: {shape: "hv", width: 1.5, dash: s.step === "total" ? "dot" : "solid"},
+    name: `${STEP_NAMES[s.step]} (${num(s.n)})`,
+    x: edges, y: [...s.counts, s.counts[s.counts.length - 1] || 0],
+    hovertemplate: "%{x:.4g} ms: %{y} exchanges<extra>%{fullData.name}</extra>",
+  }));
+  Plotly.newPlot(el, traces, {
+    title: {text: `QoS ${q.qos}: latency per step`}, height: 300,
+    margin: {l: 60, r: 20, t: 40, b: 45},
+    xaxis: {type: "log", title: {text: "ms (log scale)"}},
+    yaxis: {title: {text: "exchanges"}, rangemode: "tozero"}, legend: {orientation: "h"},
+  }, {displaylogo: false, responsive: true});
+}
+
+/* The points of the latency-over-time chart: every outlier and notable exchange; of the even
+ * sample, at most `sample` points. */
+function latencyTimeTraces(D, sample) {
   const X = D.exchanges;
   const lat = col(X, "latency_ms"), t = col(X, "t_publish"), qos = col(X, "qos"),
     kept = col(X, "kept");
-  // every outlier and notable exchange; of the even sample, at most SCATTER_SAMPLE points
   let sampled = 0;
   for (let i = 0; i < X.n; i++) if (kept(i) === 0) sampled++;
-  const stride = Math.max(1, Math.ceil(sampled / SCATTER_SAMPLE));
+  const stride = Math.max(1, Math.ceil(sampled / sample));
   const traces = [];
   for (const q of [1, 2]) {
     const xs = [], ys = [], idx = [];
@@ -309,13 +335,21 @@ function drawLatency(D) {
         hovertemplate: "t=%{x:.6f} s, %{y:.3f} ms<extra>%{fullData.name}</extra>"});
     }
   }
-  const el = document.getElementById("latency-time");
-  if (!traces.length) { el.remove(); return; }
-  Plotly.newPlot(el, traces, {title: {text: "latency over the capture"}, height: 320,
-    margin: {l: 60, r: 20, t: 40, b: 45},
-    xaxis: {title: {text: "s since the capture start"}},
-    yaxis: {type: "log", title: {text: "ms (log scale)"}}, legend: {orientation: "h"}},
-  {displaylogo: false, responsive: true});
+  return traces;
+}
+
+/* plotGlPixelRatio: plotly draws WebGL at twice the screen's resolution by default, four
+ * times the pixels to fill and to copy to the page (about 0.15 s in software rendering,
+ * profiled); the screen's own ratio is as sharp. */
+function drawLatencyTime(el, traces) {
+  const gl = hasWebGL();
+  Plotly.newPlot(el, traces.map((tr) => (gl ? tr : {...tr, type: "scatter"})),
+    {title: {text: "latency over the capture"}, height: 320,
+      margin: {l: 60, r: 20, t: 40, b: 45},
+      xaxis: {title: {text: "s since the capture start"}},
+      yaxis: {type: "log", title: {text: "ms (log scale)"}}, legend: {orientation: "h"}},
+    {displaylogo: false, responsive: true,
+      plotGlPixelRatio: Math.min(4, Math.max(1, Math.round(window.devicePixelRatio || 1)))});
   el.on("plotly_click", (ev) => { if (ev.points.length) Ladder.showExchange(ev.points[0].customdata); });
 }
 
@@ -371,23 +405,35 @@ function connectionsSection(D, R) {
   out.append(h("p", {class: "hint"}, "Each client's connections over time, coloured by how " +
     "they ended; diamonds are reconnections (hover: gap, cause, session present, what was " +
     "redelivered). Click a connection for its ladder."));
-  out.append(h("div", {class: "chart", id: "timeline"}));
+  if (D.connections.n) {
+    const rows = timelineRows(D);
+    out.append(Charts.add("timeline", timelineHeight(rows.shown.length),
+      (el) => drawTimeline(el, D, rows)));
+  }
   return out;
 }
 
-function drawTimeline(D) {
+/* The clients of the timeline: the 80 with most connections (a session, or a connection
+ * without one), and how many there are. */
+function timelineRows(D) {
   const C = D.connections;
-  const el = document.getElementById("timeline");
-  if (!C.n) { el.remove(); return; }
-  const ses = col(C, "session"), open = col(C, "t_open"), close = col(C, "t_close"),
-    end = col(C, "end"), conn = col(C, "conn_id"), sp = col(C, "session_present"),
-    clean = col(C, "clean_start"), client = col(C, "client"), attempt = col(C, "attempt");
+  const ses = col(C, "session"), conn = col(C, "conn_id");
   const counts = new Map();
   for (let i = 0; i < C.n; i++) {
     const key = ses(i) || `conn:${conn(i)}`;
     counts.set(key, (counts.get(key) || 0) + 1);
   }
   const shown = [...counts.keys()].sort((a, b) => counts.get(b) - counts.get(a) || (a < b ? -1 : 1)).slice(0, 80);
+  return {shown, clients: counts.size};
+}
+
+function timelineHeight(rows) { return Math.min(160 + 26 * rows, 2400); }
+
+function drawTimeline(el, D, {shown, clients}) {
+  const C = D.connections;
+  const ses = col(C, "session"), open = col(C, "t_open"), close = col(C, "t_close"),
+    end = col(C, "end"), conn = col(C, "conn_id"), sp = col(C, "session_present"),
+    clean = col(C, "clean_start"), client = col(C, "client"), attempt = col(C, "attempt");
   const keep = new Set(shown);
   const byEnd = new Map();
   for (let i = 0; i < C.n; i++) {
@@ -422,10 +468,10 @@ function drawTimeline(D) {
       customdata: rc, hovertemplate: "%{text}<extra></extra>",
       marker: {symbol: "diamond", size: 11, color: "#000"}});
   }
-  Plotly.newPlot(el, traces, {title: {text: shown.length < counts.size ?
-    `connections per client (the ${shown.length} with most connections of ${counts.size})` :
+  Plotly.newPlot(el, traces, {title: {text: shown.length < clients ?
+    `connections per client (the ${shown.length} with most connections of ${clients})` :
     "connections per client"}, barmode: "overlay",
-  height: Math.min(160 + 26 * shown.length, 2400), margin: {l: 160, r: 20, t: 40, b: 45},
+  height: timelineHeight(shown.length), margin: {l: 160, r: 20, t: 40, b: 45},
   xaxis: {title: {text: "s since the capture start"}},
   yaxis: {type: "category", automargin: true, categoryorder: "array", categoryarray: shown.slice().reverse()},
   legend: {orientation: "h"}}, {displaylogo: false, responsive: true});
@@ -448,7 +494,7 @@ function tcpSection(D, R) {
   }
   if (R.tcp_evidence !== undefined && R.tcp_evidence !== null) {
     out.append(h("h3", {}, "TCP evidence (as Wireshark's Expert Information counts it)"),
-      valueTable(R.tcp_evidence, "tcp-evidence"));
+      h("div", {class: "scroll"}, valueTable(R.tcp_evidence, "tcp-evidence")));
   }
   return out;
 }
