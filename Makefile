@@ -45,7 +45,7 @@ bench: $(STAMP) system-deps
 	$(PY) benchmarks/report.py
 	$(PY) benchmarks/broker.py
 	$(PY) benchmarks/audit.py
-	$(PY) benchmarks/html.py
+	$(PY) benchmarks/html_report.py
 	$(PY) benchmarks/batch.py
 	$(PY) benchmarks/watch.py
 

@@ -55,9 +55,6 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-# not this folder first (Python puts a script's folder there): benchmarks/html.py would be
-# the standard library's html for dask's imports
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != ROOT / "benchmarks"]
 sys.path.insert(0, str(ROOT))
 
 from qosinspect.dataset import DecoderOptions, expand_captures, open_dataset, plan  # noqa: E402

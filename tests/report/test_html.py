@@ -153,7 +153,7 @@ def test_page_is_self_contained() -> None:
 
 def test_size_and_rows_of_a_small_capture(tmp_path: Path) -> None:
     """A shipped capture's page: every exchange and packet in it, and small (the plotly.js
-    bundle is most of it). The benchmark capture's figures: benchmarks/html.py."""
+    bundle is most of it). The benchmark capture's figures: benchmarks/html_report.py."""
     capture = CAPTURES / "gen-reconnect.pcap"
     a = qosinspect.analyze_capture(capture)
     page = html_page(a)

@@ -23,7 +23,7 @@ moves less with the machine's load than the times); in the page, the time to sor
 table by latency and to filter it. ``--page FILE`` measures only the browser figures of a page
 written before (by another version, to compare in the same run).
 
-    python benchmarks/html.py [--capture F --port N] [--json] [--pure] [--no-browser]
+    python benchmarks/html_report.py [--capture F --port N] [--json] [--pure] [--no-browser]
                               [--runs N] [--window WxH] [--page FILE]
 """
 
