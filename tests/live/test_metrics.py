@@ -140,3 +140,42 @@ def test_grafana_dashboard_uses_exported_metrics() -> None:
     assert used and used <= served, used - served
     scrape = yaml.safe_load((docs / "prometheus.yml").read_text())
     assert scrape["scrape_configs"][0]["static_configs"][0]["targets"] == ["127.0.0.1:9108"]
+
+
+def test_broker_watch_serves_metrics(tmp_path: Path) -> None:
+    """``broker --watch --metrics``: the tap's figures scraped over HTTP while the broker runs
+    equal its last snapshot, and the report it writes when it stops."""
+    broker_port, metrics_port, front = free_port(), free_port(), free_port()
+    proc = subprocess.Popen(
+        [QOSINSPECT, "broker", "--port", str(broker_port), "--allow-anonymous", "--watch",
+         "--metrics", f"127.0.0.1:{metrics_port}", "--watch-report", str(tmp_path / "r.json"),
+         "--report-format", "json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        start = _line(proc)
+        assert start == {"type": "start", "source": "broker tap",
+                         "metrics": f"http://127.0.0.1:{metrics_port}/metrics"}
+        subprocess.run([QOSINSPECT, "generate", "seed-qos1", "--duration", "2", "--broker",
+                        f"127.0.0.1:{broker_port}", "--port", str(front), "--truth",
+                        str(tmp_path / "truth.json"), "-q"],
+                       check=True, timeout=120, capture_output=True)
+        done = time.monotonic()
+        snap: dict[str, Any] = {}
+        while not snap:     # a snapshot taken after the run (the tap ticks every second)
+            item = _line(proc)
+            if item["type"] == "snapshot" and time.monotonic() > done + 1.2:
+                snap = item
+        m = scrape(start["metrics"])
+        proc.terminate()
+        assert proc.wait(60) == 0, proc.stderr.read().decode() if proc.stderr else ""
+    finally:
+        stop_process(proc)
+    report = json.loads((tmp_path / "r.json").read_text())
+    qos1 = (("qos", "1"),)
+    row = next(r for r in snap["per_qos"] if r["qos"] == 1)
+    assert row["messages"] > 20
+    assert m[("qosinspect_publishes_total", qos1)] == row["messages"]
+    assert m[("qosinspect_completed_total", qos1)] == row["completed"]
+    final = next(r for r in report["per_qos"] if r["qos"] == 1)
+    assert (final["publishes"], final["completed"]) == (row["messages"], row["completed"])
+    assert m[("qosinspect_handshake_step_seconds_count", (("qos", "1"), ("step", "puback")))] \
+        == row["latency_ms"]["puback"]["since_start"]["n"]
