@@ -58,7 +58,7 @@ from .layers import (
     IpFragment,
     decode_tcp,
 )
-from .pcapfile import CaptureFile, Interface, Record, TruncatedCapture
+from .pcapfile import CaptureFile, Interface, Record
 from .reassembly import (
     ACK,
     MAX_FLOWS,
@@ -260,12 +260,8 @@ class CapturePipeline:
                 stop = yield from self._engine_loop(
                     cap, buf, out, resume=cap.resume_state(start), stream=not final,
                     on_frame=cap.frame_hook())
-            except TruncatedCapture as exc:
-                if final:
-                    raise cap.stream_error(exc, start) from None
-                stop = exc.offset if exc.offset is not None else start
             except CaptureError as exc:
-                raise cap.stream_error(exc, start) from None
+                stop = cap.stopped_at(exc, start, final)
             cap.walked(stop, self.frames, self._last_ts)
 
     def _engine_loop(self, cap: CaptureFile, buf: Buffer, out: list[CaptureRecord],

@@ -284,13 +284,18 @@ class StreamCapture(CaptureFile):
                 if frame is not None:
                     frame(*rec)
                 yield rec
-        except TruncatedCapture as exc:
-            if final:
-                raise self.stream_error(exc, start) from None
-            stop = exc.offset if exc.offset is not None else start
         except CaptureError as exc:
-            raise self.stream_error(exc, start) from None
+            stop = self.stopped_at(exc, start, final)
         self.walked(stop, n, last_ts)
+
+    def stopped_at(self, exc: CaptureError, start: int, final: bool) -> int:
+        """Where the walk of the current piece (its records from ``start``) ended when it
+        raised ``exc``: at a record cut short, unless the piece is the ``final`` one (its bytes
+        wait for the next read); anything else is the stream's error, raised with its offset
+        in the whole stream."""
+        if isinstance(exc, TruncatedCapture) and not final:
+            return exc.offset if exc.offset is not None else start
+        raise self.stream_error(exc, start) from None
 
     def stream_error(self, exc: CaptureError, start: int) -> CaptureError:
         """``exc`` (raised walking the current piece, whose records begin at ``start``) with its
