@@ -23,6 +23,7 @@ from ..broker.config import QUEUE_FULL_POLICIES, build, load_toml
 from ..broker.server import BrokerServer
 from ..errors import ConfigError, QosinspectError
 from . import main
+from .watch import record_options
 
 if TYPE_CHECKING:
     from ..live.tap import TapWatch
@@ -130,6 +131,7 @@ def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
               help="With --watch: a handshake open longer than this is a notable event.")
 @click.option("--metrics", default=None, metavar="HOST:PORT",
               help="With --watch: serve OpenMetrics for Prometheus at http://HOST:PORT/metrics.")
+@record_options
 def broker(hosts: tuple[str, ...], port: int | None, config_file: str | None,
            allow_anonymous: bool | None, password_file: str | None, acl_file: str | None,
            max_keepalive: int | None, persistence: str | None, verbose: bool | None,
@@ -143,16 +145,17 @@ def broker(hosts: tuple[str, ...], port: int | None, config_file: str | None,
            max_offline_messages: int | None,
            connect_timeout: float | None, deny_subscribe_code: str | None,
            max_protocol_version: str | None, watch: bool, watch_report: str | None,
-           report_format: str, stall_ms: int, metrics: str | None) -> None:
+           report_format: str, stall_ms: int, metrics: str | None, record_dir: str | None,
+           record_seconds: float, record_max_mb: float) -> None:
     """Run the built-in MQTT broker (3.1, 3.1.1, 5.0) in the foreground.
 
     It listens on 127.0.0.1:1883 unless told otherwise, logs "ready" once listening, and
     stops cleanly on SIGTERM or Ctrl-C.
     """
     listen = None
+    if (metrics is not None or record_dir is not None) and not watch:
+        raise click.UsageError("--metrics and --record-dir need --watch")
     if metrics is not None:
-        if not watch:
-            raise click.UsageError("--metrics needs --watch")
         from ..live.metrics import parse_listen
 
         try:
@@ -201,7 +204,8 @@ def broker(hosts: tuple[str, ...], port: int | None, config_file: str | None,
                          "every client will be refused (not authorised); give "
                          "--allow-anonymous or --password-file FILE")
         with contextlib.ExitStack() as outputs:     # the metrics endpoint, until the end
-            tap = _tap_watch(outputs, stall_ms, listen) if watch else None
+            tap = _tap_watch(outputs, stall_ms, listen, record_dir, record_seconds,
+                             record_max_mb) if watch else None
             server = BrokerServer(cfg, auth=auth, verbose=loud,
                                   tap=tap.feed if tap is not None else None)
             with asyncio.Runner(loop_factory=_loop_factory()) as runner:
@@ -214,16 +218,27 @@ def broker(hosts: tuple[str, ...], port: int | None, config_file: str | None,
         raise click.ClickException(str(exc)) from None
 
 
-def _tap_watch(stack: contextlib.ExitStack, stall_ms: int,
-               metrics: tuple[str, int] | None) -> TapWatch:
+def _tap_watch(stack: contextlib.ExitStack, stall_ms: int, metrics: tuple[str, int] | None,
+               record_dir: str | None, record_seconds: float, record_max_mb: float
+               ) -> TapWatch:
     """``--watch``: the live core on the broker's tap, JSON lines on standard output (and the
-    ``/metrics`` endpoint with ``--metrics``), as ``qosinspect watch`` has them."""
+    ``/metrics`` endpoint with ``--metrics``, the flight recorder with ``--record-dir``), as
+    ``qosinspect watch`` has them."""
     from ..live.app import fan_out, open_outputs
     from ..live.core import LiveCore
-    from ..live.tap import TapWatch
+    from ..live.tap import TapFrames, TapWatch
 
     sinks, on_latency, url = open_outputs(stack, sys.stdout, metrics=metrics)
-    tap = TapWatch(LiveCore(stall_ms=stall_ms, on_latency=on_latency), fan_out(sinks, url))
+    emit = fan_out(sinks, url)
+    tap = TapWatch(LiveCore(stall_ms=stall_ms, on_latency=on_latency), emit)
+    if record_dir is not None:
+        from ..live.recorder import FlightRecorder
+
+        recorder = FlightRecorder(record_dir, emit, seconds=record_seconds,
+                                  max_mb=record_max_mb)
+        sinks.append(recorder.update)
+        tap.on_event = TapFrames(recorder)
+        stack.callback(recorder.close)      # after the report: the windows still pending
     tap.emit({"type": "start", "source": tap.name})
     return tap
 
