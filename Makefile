@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test lint pytest system-deps venv bench clean notebooks-clean
+.PHONY: demo test lint pytest system-deps venv bench clean notebooks-clean soak
 
 # setup.py builds the optional C accelerator (qosinspect/_csrc) and compiles the analysis with
 # mypyc (the modules below): a change to any of them reinstalls (rebuilds), so the compiled
@@ -31,6 +31,11 @@ pytest: $(STAMP) system-deps
 	QOSINSPECT_PURE=1 $(VENV)/bin/pytest -q -p no:cacheprovider tests/analysis
 
 test: lint pytest
+
+# The soak test (minutes long, left out of `make test` by the `soak` marker, see pyproject.toml);
+# QOSINSPECT_SOAK_MINUTES=3 make soak checks the harness.
+soak: $(STAMP) system-deps
+	$(VENV)/bin/pytest -m soak -s -p no:cacheprovider tests/live/test_soak.py
 
 demo: $(STAMP) system-deps
 	$(VENV)/bin/qosinspect demo

@@ -18,6 +18,9 @@
  * A StreamData record ends the batch (the Python side may change the flow before the next
  * frame, as it does when its loop runs frame by frame).
  *
+ * CaptureEngine(cap, halves, mqtt, *, resume=None, stream=False, on_frame=None): resume,
+ * stream and on_frame walk a piece of a stream (capture/stream.py, walk.c).
+ *
  * run() returns True when `batch` holds `limit` items (or ends with a StreamData record), None
  * at the end of the records, or the record tuple (frame, ts_ns, linktype, offset, caplen,
  * orig_len) of a frame the Python loop must handle (after which it calls run() again).
@@ -131,6 +134,7 @@ static void engine_dealloc(Engine *e)
     Py_XDECREF(e->ifaces_list);
     Py_XDECREF(e->notes);
     Py_XDECREF(e->last_tuple);
+    Py_XDECREF(e->on_frame);
     PyMem_Free(e->ifaces);
     PyTypeObject *tp = Py_TYPE((PyObject *)e);
     freefunc tp_free = (freefunc)PyType_GetSlot(tp, Py_tp_free);
@@ -141,12 +145,16 @@ static void engine_dealloc(Engine *e)
 
 static int engine_init(Engine *e, PyObject *args, PyObject *kw)
 {
-    PyObject *cap, *halves;
-    int mqtt;
-    static char *kwlist[] = {"cap", "halves", "mqtt", NULL};
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "OO!p", kwlist, &cap, &PyDict_Type, &halves,
-                                     &mqtt))
+    PyObject *cap, *halves, *resume = Py_None, *on_frame = Py_None;
+    int mqtt, stream = 0;
+    static char *kwlist[] = {"cap", "halves", "mqtt", "resume", "stream", "on_frame", NULL};
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OO!p|$OpO", kwlist, &cap, &PyDict_Type,
+                                     &halves, &mqtt, &resume, &stream, &on_frame))
         return -1;
+    if (on_frame != Py_None && !PyCallable_Check(on_frame)) {
+        PyErr_SetString(PyExc_TypeError, "on_frame must be callable or None");
+        return -1;
+    }
     if (!K.ready) {
         PyErr_SetString(PyExc_RuntimeError, "configure_capture first");
         return -1;
@@ -169,6 +177,8 @@ static int engine_init(Engine *e, PyObject *args, PyObject *kw)
     e->cap = Py_NewRef(cap);
     e->halves = Py_NewRef(halves);
     e->mqtt = mqtt;
+    e->stream = stream;
+    e->on_frame = on_frame == Py_None ? NULL : Py_NewRef(on_frame);
     e->release_at = RELEASE_STEP;
     PyObject *buf = PyObject_GetAttrString(cap, "buf");
     PyObject *fmt = buf ? PyObject_GetAttrString(cap, "format") : NULL;
@@ -185,7 +195,7 @@ static int engine_init(Engine *e, PyObject *args, PyObject *kw)
     e->have_view = 1;
     e->buf = e->view.buf;
     e->end = e->view.len;
-    rc = walk_init(e, fmt);
+    rc = walk_init(e, fmt, resume);
     Py_DECREF(fmt);
     return rc;
 }
@@ -536,6 +546,7 @@ static PyObject *engine_close(Engine *e, PyObject *unused)
     engine_release_view(e);
     e->mode = WALK_DONE;
     Py_CLEAR(e->pyiter);
+    Py_CLEAR(e->on_frame);
     Py_RETURN_NONE;
 }
 
@@ -557,11 +568,14 @@ static PyObject *last_field(Engine *e, int i, long long v)
 static PyObject *get_frames(Engine *e, void *c) { return last_field(e, 0, e->frames); }
 static PyObject *get_last_ts(Engine *e, void *c) { return last_field(e, 1, e->last_ts); }
 static PyObject *get_position(Engine *e, void *c) { return last_field(e, 3, e->position); }
+static PyObject *get_offset(Engine *e, void *c) { return PyLong_FromLongLong(e->off); }
 
 static PyGetSetDef engine_getset[] = {
     {"frames", (getter)get_frames, NULL, "number of the last frame read", NULL},
     {"last_ts", (getter)get_last_ts, NULL, "its timestamp", NULL},
     {"position", (getter)get_position, NULL, "its offset in the file", NULL},
+    {"offset", (getter)get_offset, NULL,
+     "where the walk stopped: the end, or (a stream) the start of a record cut short", NULL},
     {NULL, NULL, NULL, NULL, NULL},
 };
 

@@ -37,6 +37,13 @@ typedef struct {
      * its tuple when its values do not fit 64 bits: last_tuple), MQTT packets built here */
     long long frames, last_ts, position, packets;
     PyObject *last_tuple;
+    /* a piece of a stream (capture/stream.py): a record the end of the buffer cuts short ends
+     * the walk there (e->off stays at it: the next read completes it) instead of going to the
+     * Python walk, which would call it an error; and the callable that gets every record's
+     * (frame, ts_ns, linktype, offset, caplen, orig_len) before the frame loop does (NULL:
+     * none) */
+    int stream;
+    PyObject *on_frame;
     /* half-streams found during one run() (borrowed: nothing that runs inside run() changes
      * the table of half-streams; emptied at every call) */
     struct {
@@ -67,7 +74,9 @@ typedef struct {
 /* the Interface NamedTuple class (set by configure_capture) */
 extern PyObject *INTERFACE_CLS;
 
-int walk_init(Engine *e, PyObject *fmt);
+/* resume: None, or the state a stream's walk resumes with (StreamCapture.resume_state):
+ * (offset, frames, last_ts, byte_order, interfaces). */
+int walk_init(Engine *e, PyObject *fmt, PyObject *resume);
 /* 1 and the record, 0 at the end, -1 with an exception (a CaptureError from Python). */
 int next_record(Engine *e, Rec *r);
 

@@ -7,10 +7,25 @@
  * Python generator, started at the block where it stopped with the state it had (offset, frame
  * count, byte order, interfaces, last timestamp, next page release), and its records are read
  * from then on: every error message comes from Python.
+ *
+ * A stream (capture/stream.py) is walked piece by piece, each piece by a new engine resumed with
+ * the state the last one left (walk_init's resume): a record the piece cuts short ends the walk
+ * where it starts (e->stream), and the next piece, which begins with it, completes it.
  */
 #include "engine.h"
 
 PyObject *INTERFACE_CLS;
+
+/* cap.byte_order, as the Python walk sets it at a section header (a stream resumes with it) */
+static int set_byte_order(Engine *e, int big)
+{
+    PyObject *order = PyUnicode_FromString(big ? ">" : "<");
+    if (order == NULL)
+        return -1;
+    int rc = PyObject_SetAttrString(e->cap, "byte_order", order);
+    Py_DECREF(order);
+    return rc;
+}
 
 static PyObject *make_interface(long long lt, long long snap, long long mul, long long div,
                                 long long tsoff)
@@ -36,15 +51,75 @@ static int defer_walk(Engine *e)
     return 0;
 }
 
+/* A pcapng interface the Python walk described (an Interface tuple) as the C walk keeps it:
+ * 0, or -1 (no exception left set) when a value is one this walk does not take (parse_idb
+ * would have deferred it): the walk is then the Python one. */
+static int iface_from_python(PyObject *t, Iface *f)
+{
+    long long v[5];
+    if (!PyTuple_Check(t) || PyTuple_Size(t) != 5)
+        return -1;
+    for (int i = 0; i < 5; i++)
+        if (exact_ll(PyTuple_GetItem(t, i), &v[i]) < 0)
+            return -1;
+    if (v[0] < 0 || v[0] > 0xFFFF || v[1] < 0 || v[2] < 1 || v[2] > 1000000000LL || v[3] < 1)
+        return -1;
+    f->linktype = (int)v[0];
+    f->snaplen = v[1];
+    f->mul = v[2];
+    f->div = v[3];
+    f->tsoff = v[4];
+    return 0;
+}
+
+/* A resumed pcapng walk: the section's byte order and interfaces as the last piece left them
+ * (the list is kept, as the Python walk keeps the one it is given). */
+static int resume_pcapng(Engine *e, PyObject *order, PyObject *ifaces)
+{
+    e->ng_big = PyUnicode_CompareWithASCIIString(order, ">") == 0;
+    e->ifaces_list = Py_NewRef(ifaces);
+    if (PyObject_SetAttrString(e->cap, "interfaces", ifaces) < 0)
+        return -1;
+    Py_ssize_t count = PyList_Size(ifaces);
+    if (count > 0) {
+        e->ifaces = PyMem_Malloc(count * sizeof(Iface));
+        if (e->ifaces == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        e->cap_ifaces = count;
+    }
+    for (Py_ssize_t i = 0; i < count; i++)
+        if (iface_from_python(PyList_GetItem(ifaces, i), &e->ifaces[e->nifaces++]) < 0)
+            return defer_walk(e);
+    return 0;
+}
+
 /* Start the walk of e->buf (its format from the CaptureFile): read the pcap file header or
- * get ready for the first pcapng block, and set cap.interfaces as the Python walk does. */
-int walk_init(Engine *e, PyObject *fmt)
+ * get ready for the first pcapng block, and set cap.interfaces as the Python walk does; with
+ * `resume` (a stream's next piece), from its offset with its state. */
+int walk_init(Engine *e, PyObject *fmt, PyObject *resume)
 {
     int rc;
+    long long off = -1;
+    PyObject *order = NULL, *ifaces = NULL;
+    if (resume != Py_None) {
+        if (!PyArg_ParseTuple(resume, "LLLUO!", &off, &e->n, &e->ng_last_ts, &order,
+                              &PyList_Type, &ifaces))
+            return -1;
+        if (off < 0 || e->n < 0) {
+            PyErr_SetString(PyExc_ValueError, "resume: a negative offset or frame count");
+            return -1;
+        }
+        e->release_at = LLONG_MAX; /* a stream is not mapped: no pages to hand back */
+        e->frames = e->n;
+        e->last_ts = e->ng_last_ts;
+        e->position = off;
+    }
     int is_pcap = PyUnicode_Check(fmt) && PyUnicode_CompareWithASCIIString(fmt, "pcap") == 0;
     if (is_pcap) {
         e->mode = WALK_PCAP;
-        e->off = 24;
+        e->off = off >= 0 ? off : 24;
         if (e->end < 24)
             return defer_walk(e);
         unsigned long magic = rd32(e->buf, 0);
@@ -74,7 +149,9 @@ int walk_init(Engine *e, PyObject *fmt)
         return rc;
     }
     e->mode = WALK_PCAPNG;
-    e->off = 0;
+    e->off = off >= 0 ? off : 0;
+    if (ifaces != NULL)
+        return resume_pcapng(e, order, ifaces);
     e->ifaces_list = PyList_New(0);
     if (e->ifaces_list == NULL)
         return -1;
@@ -179,7 +256,7 @@ static int parse_idb(Engine *e, long long off, long long blen, Iface *out)
 /* The next record, from the C walker or the Python generator: 1 and the fields (and, for the
  * generator, the tuple in r->tuple), 0 at the end, -1 on error (a CaptureError from the
  * generator, typically). */
-int next_record(Engine *e, Rec *r)
+static int walk_next(Engine *e, Rec *r)
 {
     r->tuple = NULL;
     const unsigned char *b = e->buf;
@@ -193,6 +270,7 @@ int next_record(Engine *e, Rec *r)
                 if (PyErr_Occurred())
                     return -1;
                 e->mode = WALK_DONE;
+                e->off = end; /* the generator walked the whole buffer */
                 return 0;
             }
             r->tuple = t;
@@ -227,12 +305,14 @@ int next_record(Engine *e, Rec *r)
         if (e->mode == WALK_PCAP) {
             long long data = off + e->hdr_len;
             if (data > end)
-                goto defer;
+                goto cut;
             const unsigned char *h = b + off;
             unsigned long sec = rd32(h, e->big), frac = rd32(h + 4, e->big);
             unsigned long caplen = rd32(h + 8, e->big), orig = rd32(h + 12, e->big);
-            if (caplen > MAX_CAPLEN || data + (long long)caplen > end)
+            if (caplen > MAX_CAPLEN)
                 goto defer;
+            if (data + (long long)caplen > end)
+                goto cut;
             long long pts = (long long)sec * 1000000000LL + (long long)frac * e->frac_mul;
             if (odd_time(e, pts))
                 goto defer;
@@ -249,7 +329,7 @@ int next_record(Engine *e, Rec *r)
         }
         /* pcapng */
         if (off + 12 > end)
-            goto defer;
+            goto cut;
         unsigned long btype = rd32(b + off, 0);
         int big = e->ng_big;
         if (btype == 0x0A0D0D0A) {
@@ -264,11 +344,16 @@ int next_record(Engine *e, Rec *r)
         btype = rd32(b + off, big);
         long long blen = (long long)rd32(b + off + 4, big);
         long long nxt = off + blen;
-        if (blen < 12 || blen % 4 || nxt > end || (long long)rd32(b + nxt - 4, big) != blen)
+        if (blen < 12 || blen % 4)
+            goto defer;
+        if (nxt > end)
+            goto cut;
+        if ((long long)rd32(b + nxt - 4, big) != blen)
             goto defer;
         if (btype == 0x0A0D0D0A) {
             PyObject *lst = PyList_New(0);
-            if (lst == NULL || PyObject_SetAttrString(e->cap, "interfaces", lst) < 0) {
+            if (lst == NULL || PyObject_SetAttrString(e->cap, "interfaces", lst) < 0 ||
+                set_byte_order(e, big) < 0) {
                 Py_XDECREF(lst);
                 return -1;
             }
@@ -347,9 +432,38 @@ int next_record(Engine *e, Rec *r)
         }
         e->off = nxt;
         continue;
+    cut:
+        /* the bytes end inside this record: in a stream, more are to come (the walk ends at
+         * it); in a file, the Python walk says the error */
+        if (e->stream) {
+            e->mode = WALK_DONE;
+            return 0;
+        }
     defer:
         if (defer_walk(e) < 0)
             return -1;
     }
+}
+
+/* walk_next, and the record to e->on_frame first (watch --record-dir keeps the frames). */
+int next_record(Engine *e, Rec *r)
+{
+    int got = walk_next(e, r);
+    if (got != 1 || e->on_frame == NULL)
+        return got;
+    PyObject *res;
+    if (r->tuple != NULL)
+        res = PyTuple_Check(r->tuple) ? PyObject_CallObject(e->on_frame, r->tuple) : NULL;
+    else
+        res = PyObject_CallFunction(e->on_frame, "LLiLLL", r->n, r->ts, r->lt, r->off, r->cl,
+                                    r->ol);
+    if (res == NULL) {
+        if (!PyErr_Occurred())
+            PyErr_SetString(PyExc_TypeError, "a record of the Python walk is not a tuple");
+        Py_CLEAR(r->tuple);
+        return -1;
+    }
+    Py_DECREF(res);
+    return 1;
 }
 

@@ -27,7 +27,10 @@ Hard rules, and why:
   :meth:`CapturePipeline._loop`, the reference, one at a time. A StreamData record ends its
   batch, so whatever consumes it may change the flow before the next frame is looked at, as
   when the Python loop runs frame by frame. For :class:`~.decoder.CaptureDecoder` it also runs
-  the MQTT step of steady connections (see there). ``tests/speedups`` compares both paths.
+  the MQTT step of steady connections (see there). A stream (:mod:`.stream`, ``watch -``) gets
+  one engine per piece read, resumed where the last one stopped; a record the piece cuts short
+  waits for the next. ``tests/speedups`` and ``tests/capture/test_stream.py`` compare both
+  paths.
 * **Pure library**: no sockets, no printing, no global state; configuration is per instance.
 """
 
@@ -35,7 +38,7 @@ from __future__ import annotations
 
 import os
 import struct
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable, Iterator
 from typing import Any, cast
 
 from .. import _accel
@@ -225,9 +228,12 @@ class CapturePipeline:
         out: list[CaptureRecord] = []
         self.size = len(buf)
         try:
-            if isinstance(cap, StreamCapture):
-                for piece, recs in cap.chunks():    # size 0: a stream's end is unknown
-                    yield from self._loop(recs, piece, out)
+            if isinstance(cap, StreamCapture):     # size 0: a stream's end is unknown
+                if self._accel:
+                    yield from self._stream_engine_loop(cap, out)
+                else:
+                    for piece, recs in cap.chunks():
+                        yield from self._loop(recs, piece, out)
             elif self._accel:
                 yield from self._engine_loop(cap, buf, out)
             else:
@@ -245,16 +251,31 @@ class CapturePipeline:
         if out:
             yield from self._filtered(out)
 
-    def _engine_loop(self, cap: CaptureFile, buf: Buffer, out: list[CaptureRecord]
-                     ) -> Iterator[Any]:
+    def _stream_engine_loop(self, cap: StreamCapture, out: list[CaptureRecord]
+                            ) -> Iterator[Any]:
+        """:meth:`_engine_loop` over each piece of a stream, resumed where the last one
+        stopped; a record a piece cuts short waits for the next (:mod:`.stream`)."""
+        for buf, start, final in cap.pieces():
+            try:
+                stop = yield from self._engine_loop(
+                    cap, buf, out, resume=cap.resume_state(start), stream=not final,
+                    on_frame=cap.frame_hook())
+            except CaptureError as exc:
+                stop = cap.stopped_at(exc, start, final)
+            cap.walked(stop, self.frames, self._last_ts)
+
+    def _engine_loop(self, cap: CaptureFile, buf: Buffer, out: list[CaptureRecord],
+                     **stream: Any) -> Generator[Any, None, int]:
         """The per-frame loop with the C engine: it walks the records and takes the frames
         :meth:`_loop` would take on its fast path (with the MQTT stage on, it also decodes the
         packets of steady connections, see :mod:`qosinspect.capture.decoder`), and returns
-        every other frame, which :meth:`_loop` then handles as the reference."""
+        every other frame, which :meth:`_loop` then handles as the reference. ``stream``: the
+        engine's options for a piece of a stream; returns where the walk stopped."""
         assert _speedups is not None
         mqtt = self._mqtt_stage
-        engine = _speedups.CaptureEngine(cap, self.reassembler.halves, mqtt)
+        engine = _speedups.CaptureEngine(cap, self.reassembler.halves, mqtt, **stream)
         run = engine.run
+        fused = self.fused_packets     # (a stream's earlier pieces)
         try:
             while True:
                 batch: list[Any] = []
@@ -267,7 +288,7 @@ class CapturePipeline:
                 self.frames = engine.frames
                 self._last_ts = engine.last_ts
                 self.position = engine.position
-                self.fused_packets = engine.packets
+                self.fused_packets = fused + engine.packets
                 if batch:
                     # Only the last item of a batch can be a StreamData record (one ends the
                     # batch); with the MQTT stage, the events before it go up as one list.
@@ -287,7 +308,7 @@ class CapturePipeline:
                 if error is not None:
                     raise error
                 if rec is None:
-                    return
+                    return int(engine.offset)
                 if rec is not True:
                     yield from self._loop((rec,), buf, out)
         finally:

@@ -25,8 +25,12 @@ Hard rules, and why:
   asked every :attr:`poll_s` while no byte arrives, so a ``--duration`` ends a silent pipe.
   ``idle()``, when given, is called at those moments: a live display refreshes although no
   packet came (it may read the wall clock; the readers never do).
-* **Pure Python.** The C engine of :mod:`.pipeline` walks whole mapped files; a stream takes
-  the Python reference path, record by record (the pipeline knows it by :attr:`streaming`).
+* **The C engine walks streams too.** With the accelerator built, the pipeline hands every
+  piece (:meth:`StreamCapture.pieces`) to the capture engine of :mod:`.pipeline`, resumed with
+  the state above (:meth:`StreamCapture.resume_state`); the engine stops at a record the piece
+  cuts short and says where (:meth:`StreamCapture.walked` keeps the rest for the next read).
+  Anything unusual goes to the same Python walkers, so both paths give the same frames, notes
+  and errors (``tests/capture/test_stream.py`` runs every piece size through both).
 """
 
 from __future__ import annotations
@@ -64,9 +68,6 @@ class StreamCapture(CaptureFile):
     end. ``stop`` is also asked while a pipe is silent, every ``poll_s``; ``idle`` is called
     then too. ``bytes_read`` counts the (decompressed) bytes read so far.
     """
-
-    #: The pipeline takes the Python path for streams (see the module docstring).
-    streaming = True
 
     def __init__(self, src: IO[bytes] | Readable, name: str = "-", *, follow: bool = False,
                  stop: Callable[[], bool] | None = None, idle: Callable[[], None] | None = None,
@@ -208,62 +209,97 @@ class StreamCapture(CaptureFile):
         for _buf, recs in self.chunks():
             yield from recs
 
-    def chunks(self) -> Iterator[tuple[bytes, list[Record]]]:
-        """``(buf, records)`` for every piece of the stream that completes at least one
-        record, in order; at the end, the error of a stream that ends inside a record."""
+    def chunks(self) -> Iterator[tuple[bytes, Iterator[Record]]]:
+        """``(buf, records)`` for every piece read, in order: the records complete in it, walked
+        as they are taken (so a clock note comes with its record, as from a file); take them
+        all before the next piece. At the end, the error of a stream that ends inside a
+        record. The Python walk (the reference); the pipeline's C engine walks :meth:`pieces`
+        itself."""
+        for buf, start, final in self.pieces():
+            yield buf, self._walk(buf, start, final)
+
+    def pieces(self) -> Iterator[tuple[bytes, int, bool]]:
+        """The bytes to walk after each read, as ``(buf, start, final)``: the records begin at
+        ``buf[start]`` (a pcap's file header is put back in front, so the file readers' walk
+        applies as is); ``final`` when the stream has ended (a partial record is then the
+        file's error). Before the next piece, the walker says how far it got with
+        :meth:`walked`; :meth:`resume_state` is the state to resume its walk with."""
         more = True     # what the format's detection read is walked before reading on
         while True:
-            buf, recs = self._walk(final=not more and not self.stopped)
-            if recs:
-                yield buf, recs
+            if self._pending:
+                if self.format == "pcap":
+                    buf, start = self._head + self._pending, 24
+                else:
+                    buf, start = self._pending, 0
+                self.buf = buf
+                yield buf, start, not more and not self.stopped
             if not more:
                 return
             more = self._more() if not self._eof else False
 
-    def _walk(self, *, final: bool) -> tuple[bytes, list[Record]]:
-        """The complete records of the pending bytes (kept in :attr:`buf`); the bytes of a
-        partial record stay pending, unless ``final`` (then its error is raised)."""
-        pending = self._pending
-        if not pending:
-            return b"", []
-        if self.format == "pcap":
-            buf = self._head + pending
-            start = 24
-            gen = self._pcap_records(off=24, n=self._n, last_ts=self._last_ts,
-                                     release_at=1 << 62)
-        else:
-            buf = pending
-            start = 0
-            gen = self._pcapng_records(off=0, n=self._n, order=self._order,
-                                       ifaces=self._ifaces, last_ts=self._last_ts,
-                                       release_at=1 << 62)
-        self.buf = buf
-        recs: list[Record] = []
-        stop = len(buf)
-        try:
-            for rec in gen:
-                recs.append(rec)
-        except TruncatedCapture as exc:
-            if final:
-                raise self._moved(exc, start) from None
-            stop = exc.offset if exc.offset is not None else start
-        except CaptureError as exc:
-            raise self._moved(exc, start) from None
-        if recs:
-            self._n = recs[-1][0]
-            self._last_ts = recs[-1][1]
-            if self._on_frame is not None:
-                for n, ts, lt, off, cl, ol in recs:
-                    self._on_frame(n, ts, lt, buf[off:off + cl], ol)
+    def resume_state(self, start: int) -> tuple[int, int, int, str, list[Interface]]:
+        """``(offset, frames, last_ts, byte_order, interfaces)``: where and with what the walk
+        of the current piece starts (the keyword arguments of the file readers' walkers)."""
+        return start, self._n, self._last_ts, self._order, self._ifaces
+
+    def walked(self, stop: int, frames: int, last_ts: int) -> None:
+        """The walk of the current piece got to ``stop`` (the start of a partial record, or
+        its end), the last record numbered ``frames`` and stamped ``last_ts``: the bytes from
+        ``stop`` on wait for the next read."""
+        buf = self.buf
+        start = 24 if self.format == "pcap" else 0
+        self._n = frames
+        self._last_ts = last_ts
         if self.format == "pcapng":
             self._order = self.byte_order
             self._ifaces = self.interfaces
         self._pending = buf[stop:]
         self._base += stop - start
-        return buf, recs
 
-    def _moved(self, exc: CaptureError, start: int) -> CaptureError:
-        """``exc`` with its byte offset in the whole stream rather than in the piece."""
+    def frame_hook(self) -> Callable[[int, int, int, int, int, int], None] | None:
+        """What a walker calls with every record before the pipeline sees it (``on_frame``
+        with the frame's bytes), or None without ``on_frame``."""
+        return self._frame if self._on_frame is not None else None
+
+    def _frame(self, n: int, ts: int, lt: int, off: int, cl: int, ol: int) -> None:
+        assert self._on_frame is not None
+        self._on_frame(n, ts, lt, self.buf[off:off + cl], ol)
+
+    def _walk(self, buf: bytes, start: int, final: bool) -> Iterator[Record]:
+        """The complete records of ``buf`` from ``start``, then :meth:`walked`: a partial
+        record waits for more bytes, unless ``final`` (then its error is raised)."""
+        if self.format == "pcap":
+            gen = self._pcap_records(off=start, n=self._n, last_ts=self._last_ts,
+                                     release_at=1 << 62)
+        else:
+            gen = self._pcapng_records(off=start, n=self._n, order=self._order,
+                                       ifaces=self._ifaces, last_ts=self._last_ts,
+                                       release_at=1 << 62)
+        n, last_ts = self._n, self._last_ts
+        stop = len(buf)
+        frame = self.frame_hook()
+        try:
+            for rec in gen:
+                n, last_ts = rec[0], rec[1]
+                if frame is not None:
+                    frame(*rec)
+                yield rec
+        except CaptureError as exc:
+            stop = self.stopped_at(exc, start, final)
+        self.walked(stop, n, last_ts)
+
+    def stopped_at(self, exc: CaptureError, start: int, final: bool) -> int:
+        """Where the walk of the current piece (its records from ``start``) ended when it
+        raised ``exc``: at a record cut short, unless the piece is the ``final`` one (its bytes
+        wait for the next read); anything else is the stream's error, raised with its offset
+        in the whole stream."""
+        if isinstance(exc, TruncatedCapture) and not final:
+            return exc.offset if exc.offset is not None else start
+        raise self.stream_error(exc, start) from None
+
+    def stream_error(self, exc: CaptureError, start: int) -> CaptureError:
+        """``exc`` (raised walking the current piece, whose records begin at ``start``) with its
+        byte offset in the whole stream rather than in the piece."""
         offset = None if exc.offset is None else exc.offset - start + self._base
         return type(exc)(exc.message, path=self.path, frame=exc.frame, offset=offset)
 

@@ -8,6 +8,7 @@ and exits with status 0 on SIGTERM or SIGINT after closing its connections and s
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 import ssl
@@ -22,6 +23,7 @@ from ..broker.config import QUEUE_FULL_POLICIES, build, load_toml
 from ..broker.server import BrokerServer
 from ..errors import ConfigError, QosinspectError
 from . import main
+from .watch import record_options
 
 if TYPE_CHECKING:
     from ..live.tap import TapWatch
@@ -127,6 +129,9 @@ def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
               default="table", show_default=True, help="With --watch: the report's format.")
 @click.option("--stall-ms", type=click.IntRange(1), default=5000, show_default=True,
               help="With --watch: a handshake open longer than this is a notable event.")
+@click.option("--metrics", default=None, metavar="HOST:PORT",
+              help="With --watch: serve OpenMetrics for Prometheus at http://HOST:PORT/metrics.")
+@record_options
 def broker(hosts: tuple[str, ...], port: int | None, config_file: str | None,
            allow_anonymous: bool | None, password_file: str | None, acl_file: str | None,
            max_keepalive: int | None, persistence: str | None, verbose: bool | None,
@@ -140,12 +145,23 @@ def broker(hosts: tuple[str, ...], port: int | None, config_file: str | None,
            max_offline_messages: int | None,
            connect_timeout: float | None, deny_subscribe_code: str | None,
            max_protocol_version: str | None, watch: bool, watch_report: str | None,
-           report_format: str, stall_ms: int) -> None:
+           report_format: str, stall_ms: int, metrics: str | None, record_dir: str | None,
+           record_seconds: float, record_max_mb: float) -> None:
     """Run the built-in MQTT broker (3.1, 3.1.1, 5.0) in the foreground.
 
     It listens on 127.0.0.1:1883 unless told otherwise, logs "ready" once listening, and
     stops cleanly on SIGTERM or Ctrl-C.
     """
+    listen = None
+    if (metrics is not None or record_dir is not None) and not watch:
+        raise click.UsageError("--metrics and --record-dir need --watch")
+    if metrics is not None:
+        from ..live.metrics import parse_listen
+
+        try:
+            listen = parse_listen(metrics)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--metrics") from None
     try:
         opts: dict[str, Any] = load_toml(config_file) if config_file else {}
         given: dict[str, Any] = {
@@ -187,30 +203,44 @@ def broker(hosts: tuple[str, ...], port: int | None, config_file: str | None,
             notes.append("warning: anonymous access is off and there is no password file: "
                          "every client will be refused (not authorised); give "
                          "--allow-anonymous or --password-file FILE")
-        tap = _tap_watch(stall_ms) if watch else None
-        server = BrokerServer(cfg, auth=auth, verbose=loud,
-                              tap=tap.feed if tap is not None else None)
-        with asyncio.Runner(loop_factory=_loop_factory()) as runner:
-            runner.run(_serve(server, notes, tap))
-        if tap is not None:
-            from ..report.text import write_report
+        with contextlib.ExitStack() as outputs:     # the metrics endpoint, until the end
+            tap = _tap_watch(outputs, stall_ms, listen, record_dir, record_seconds,
+                             record_max_mb) if watch else None
+            server = BrokerServer(cfg, auth=auth, verbose=loud,
+                                  tap=tap.feed if tap is not None else None)
+            with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+                runner.run(_serve(server, notes, tap))
+            if tap is not None:
+                from ..report.text import write_report
 
-            write_report(tap.finish(), report_format, watch_report, capture=tap.name)
+                write_report(tap.finish(), report_format, watch_report, capture=tap.name)
     except (QosinspectError, OSError, ssl.SSLError) as exc:
         raise click.ClickException(str(exc)) from None
 
 
-def _tap_watch(stall_ms: int) -> TapWatch:
-    """``--watch``: the live core on the broker's tap, JSON lines on standard output."""
+def _tap_watch(stack: contextlib.ExitStack, stall_ms: int, metrics: tuple[str, int] | None,
+               record_dir: str | None, record_seconds: float, record_max_mb: float
+               ) -> TapWatch:
+    """``--watch``: the live core on the broker's tap, JSON lines on standard output (and the
+    ``/metrics`` endpoint with ``--metrics``, the flight recorder with ``--record-dir``), as
+    ``qosinspect watch`` has them."""
+    from ..live.app import fan_out, open_outputs
     from ..live.core import LiveCore
-    from ..live.tap import TapWatch
-    from ..report.output import document_text
+    from ..live.tap import TapFrames, TapWatch
 
-    def emit(item: dict[str, Any]) -> None:
-        sys.stdout.write(document_text(item, "jsonl"))
-        sys.stdout.flush()
+    sinks, on_latency, url = open_outputs(stack, sys.stdout, metrics=metrics)
+    emit = fan_out(sinks, url)
+    tap = TapWatch(LiveCore(stall_ms=stall_ms, on_latency=on_latency), emit)
+    if record_dir is not None:
+        from ..live.recorder import FlightRecorder
 
-    return TapWatch(LiveCore(stall_ms=stall_ms), emit)
+        recorder = FlightRecorder(record_dir, emit, seconds=record_seconds,
+                                  max_mb=record_max_mb)
+        sinks.append(recorder.update)
+        tap.on_event = TapFrames(recorder)
+        stack.callback(recorder.close)      # after the report: the windows still pending
+    tap.emit({"type": "start", "source": tap.name})
+    return tap
 
 
 @main.command()

@@ -8,6 +8,7 @@ report of :mod:`qosinspect.report.text` at the end.
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from typing import Any
 
 import click
@@ -16,7 +17,20 @@ from ..errors import QosinspectError
 from . import main
 from .capture_options import MQTT_VERSIONS, CaptureSource
 
-__all__ = ["watch"]
+__all__ = ["record_options", "watch"]
+
+
+def record_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    """The flight recorder's options (``watch`` and ``broker --watch``)."""
+    f = click.option("--record-max-mb", type=click.FloatRange(0.1), default=100.0,
+                     show_default=True,
+                     help="Disk the recorder may use (its oldest files are removed past it)."
+                     )(f)
+    f = click.option("--record-seconds", type=click.FloatRange(0.1), default=30.0,
+                     show_default=True, help="Seconds of packets kept before each event.")(f)
+    return click.option("--record-dir", type=click.Path(file_okay=False), default=None,
+                        help="Flight recorder: write a pcapng of the packets around each "
+                             "reconnection, anomaly and stall into this directory.")(f)
 
 
 @main.command()
@@ -51,13 +65,7 @@ __all__ = ["watch"]
               help="Write the final report to this file instead of standard output.")
 @click.option("--write", "-w", "write", type=click.Path(dir_okay=False), default=None,
               metavar="FILE.pcapng", help="Keep what was captured in this pcapng.")
-@click.option("--record-dir", type=click.Path(file_okay=False), default=None,
-              help="Flight recorder: write a pcapng of the packets around each reconnection, "
-                   "anomaly and stall into this directory.")
-@click.option("--record-seconds", type=click.FloatRange(0.1), default=30.0, show_default=True,
-              help="Seconds of packets kept before each event.")
-@click.option("--record-max-mb", type=click.FloatRange(0.1), default=100.0, show_default=True,
-              help="Disk the recorder may use (its oldest files are removed past it).")
+@record_options
 @click.option("--metrics", default=None, metavar="HOST:PORT",
               help="Serve OpenMetrics for Prometheus at http://HOST:PORT/metrics while it runs.")
 def watch(source: str | None, follow: str | None, interface: str | None, tool: str,

@@ -1,5 +1,6 @@
 """One ``watch`` run put together: the core, its outputs (JSON lines or the dashboard, and the
-Prometheus endpoint) and the loop, so the command stays a shell of option parsing.
+Prometheus endpoint) and the loop, so the command stays a shell of option parsing. The outputs
+serve ``broker --watch`` too (:func:`open_outputs`).
 
 Every JSON object of the run goes to every output; the metrics endpoint also gets each step's
 latency. Everything opened here is closed here, whatever happens.
@@ -17,10 +18,57 @@ from .core import LiveCore
 from .run import Watch
 from .sources import PacketSource
 
-__all__ = ["OUTPUT_FORMATS", "run_watch"]
+__all__ = ["OUTPUT_FORMATS", "fan_out", "open_outputs", "run_watch"]
 
 #: ``--format`` of watch.
 OUTPUT_FORMATS = ("dashboard", "jsonl")
+
+
+def open_outputs(stack: contextlib.ExitStack, out: IO[str], *, fmt: str = "jsonl",
+                 metrics: tuple[str, int] | None = None
+                 ) -> tuple[list[Callable[[dict[str, Any]], None]],
+                            Callable[[int, str, float], None] | None, str | None]:
+    """The outputs of a run, closed with ``stack``: the sinks every JSON object goes to
+    (``jsonl`` lines to ``out`` or the ``dashboard``, and the ``/metrics`` endpoint), the
+    core's ``on_latency`` (the endpoint's histograms) and the endpoint's URL."""
+    if fmt not in OUTPUT_FORMATS:
+        raise ValueError(f"format must be one of {', '.join(OUTPUT_FORMATS)}, not {fmt!r}")
+    sinks: list[Callable[[dict[str, Any]], None]] = []
+    on_latency = None
+    metrics_url = None
+    if metrics is not None:
+        from .metrics import MetricsExporter
+
+        exporter = MetricsExporter(*metrics)
+        stack.callback(exporter.close)
+        sinks.append(exporter.update)
+        on_latency = exporter.observe
+        metrics_url = exporter.url
+    if fmt == "dashboard":
+        from .dashboard import Dashboard, live_display
+
+        dashboard = Dashboard()
+        sinks.append(dashboard.update)
+        stack.enter_context(live_display(dashboard))
+    else:
+        def write(item: dict[str, Any]) -> None:
+            out.write(document_text(item, "jsonl"))
+            out.flush()
+
+        sinks.append(write)
+    return sinks, on_latency, metrics_url
+
+
+def fan_out(sinks: list[Callable[[dict[str, Any]], None]], metrics_url: str | None
+            ) -> Callable[[dict[str, Any]], None]:
+    """One ``emit`` for every sink; the ``start`` object names the metrics endpoint."""
+    def emit(item: dict[str, Any]) -> None:
+        if metrics_url is not None and item.get("type") == "start":
+            item = {**item, "metrics": metrics_url}
+        for sink in sinks:
+            sink(item)
+
+    return emit
 
 
 def run_watch(source: PacketSource, out: IO[str], *, fmt: str = "jsonl",
@@ -32,39 +80,9 @@ def run_watch(source: PacketSource, out: IO[str], *, fmt: str = "jsonl",
     (the final report's). ``fmt``: ``jsonl`` lines to ``out`` or the ``dashboard``;
     ``metrics``: (host, port) of a ``/metrics`` endpoint to serve while it runs;
     ``record_dir``: the flight recorder's directory (:mod:`.recorder`)."""
-    if fmt not in OUTPUT_FORMATS:
-        raise ValueError(f"format must be one of {', '.join(OUTPUT_FORMATS)}, not {fmt!r}")
     with contextlib.ExitStack() as stack:
-        sinks: list[Callable[[dict[str, Any]], None]] = []
-        on_latency = None
-        metrics_url = None
-        if metrics is not None:
-            from .metrics import MetricsExporter
-
-            exporter = MetricsExporter(*metrics)
-            stack.callback(exporter.close)
-            sinks.append(exporter.update)
-            on_latency = exporter.observe
-            metrics_url = exporter.url
-        if fmt == "dashboard":
-            from .dashboard import Dashboard, live_display
-
-            dashboard = Dashboard()
-            sinks.append(dashboard.update)
-            stack.enter_context(live_display(dashboard))
-        else:
-            def write(item: dict[str, Any]) -> None:
-                out.write(document_text(item, "jsonl"))
-                out.flush()
-
-            sinks.append(write)
-
-        def emit(item: dict[str, Any]) -> None:
-            if metrics_url is not None and item.get("type") == "start":
-                item = {**item, "metrics": metrics_url}
-            for sink in sinks:
-                sink(item)
-
+        sinks, on_latency, metrics_url = open_outputs(stack, out, fmt=fmt, metrics=metrics)
+        emit = fan_out(sinks, metrics_url)
         recorder = None
         if record_dir is not None:
             from .recorder import FlightRecorder

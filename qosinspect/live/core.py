@@ -239,12 +239,7 @@ class LiveCore:
         per_qos = []
         for row in summary_rows(so_far):
             q = row["qos"]
-            item = {"qos": q, "messages": row["publishes"] + open_by_qos[q],
-                    "completed": row["completed"], "open": open_by_qos[q],
-                    "incomplete": row["incomplete"], "retransmissions": row["retransmissions"],
-                    "dup_flagged": row["dup_flagged"],
-                    "duplicates_delivered": row["duplicates_delivered"],
-                    "not_delivered": row["not_delivered"], "latency_ms": {}}
+            item = {**_counters(row, open_by_qos[q]), "latency_ms": {}}
             for name, _, _ in STEP_SPANS.get(q, ()):
                 sk = self.sketches[(q, name)]
                 item["latency_ms"][name] = {f"last_{WINDOW_S}s": sk.last(now).as_dict(),
@@ -260,4 +255,39 @@ class LiveCore:
                 "stalls": self.n_stalls, "drops": self.drops,
                 "reconnections_by_cause": dict(sorted(self.reconnects_by_cause.items())),
                 "anomalies_by_kind": dict(sorted(self.anomalies_by_kind.items())),
-                "tcp_retransmissions": corr.tcp_retrans.rows}
+                "tcp_retransmissions": corr.tcp_retrans.rows,
+                "brokers": self._per_broker(so_far, per_qos)}
+
+    def _per_broker(self, so_far: CorrelationResult, per_qos: list[dict[str, Any]]
+                    ) -> list[dict[str, Any]]:
+        """Per broker (a server endpoint, as the report has them), its per-QoS counters: the
+        snapshot's own when there is one broker (the metrics' ``broker`` label)."""
+        sess = self.corr.sess
+        names = list(sess.brokers)
+        if len(names) <= 1:
+            return [{"broker": name, "per_qos": [{k: v for k, v in row.items()
+                                                   if k != "latency_ms"} for row in per_qos]}
+                    for name in names]
+        so_far.brokers = names
+        so_far.conn_brokers = {c.conn_id: c.broker for c in sess.conns.values()}
+        so_far.session_brokers = [sd.broker for sd in sess.by_code]
+        out = []
+        for code, name in enumerate(names):
+            opened = {0: 0, 1: 0, 2: 0}
+            for sd in sess.by_code:
+                if sd.broker == code:
+                    for ex in sd.open.values():
+                        opened[ex.qos] += 1
+            out.append({"broker": name, "per_qos": [_counters(row, opened[row["qos"]])
+                                                    for row in summary_rows(so_far, code)]})
+        return out
+
+
+def _counters(row: dict[str, Any], opened: int) -> dict[str, Any]:
+    """A snapshot's counters of one QoS from the report's summary row of the exchanges
+    finished so far and the number of handshakes still open."""
+    return {"qos": row["qos"], "messages": row["publishes"] + opened,
+            "completed": row["completed"], "open": opened, "incomplete": row["incomplete"],
+            "retransmissions": row["retransmissions"], "dup_flagged": row["dup_flagged"],
+            "duplicates_delivered": row["duplicates_delivered"],
+            "not_delivered": row["not_delivered"]}

@@ -11,9 +11,11 @@ Rules, and why:
   a fraction of a millisecond, a handshake across a reconnection takes seconds.
 * **No global registry** (the project's no-global-state rule): each exporter has its own
   :class:`prometheus_client.CollectorRegistry` and HTTP server, stopped by :meth:`close`.
-* Labels: ``qos`` and ``step`` on latencies; ``qos`` on the per-QoS counters; ``cause`` on
-  reconnections and ``kind`` on anomalies (both closed sets). Per-client labels are left out:
-  their cardinality is not bounded.
+* Labels: ``qos`` and ``step`` on latencies; ``broker`` and ``qos`` on the per-QoS counters
+  and the open handshakes (a broker is a server endpoint ``address:port``, as in the report;
+  past :data:`MAX_BROKERS` of them the rest are summed as ``other``, so the cardinality stays
+  bounded whatever the capture holds); ``cause`` on reconnections and ``kind`` on anomalies
+  (both closed sets). Per-client labels are left out: their cardinality is not bounded.
 """
 
 from __future__ import annotations
@@ -26,8 +28,10 @@ from prometheus_client import CollectorRegistry, Histogram, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-__all__ = ["LATENCY_BUCKETS", "MetricsExporter", "parse_listen"]
+__all__ = ["LATENCY_BUCKETS", "MAX_BROKERS", "MetricsExporter", "parse_listen"]
 
+#: Brokers with a label of their own; the others are summed as ``broker="other"``.
+MAX_BROKERS = 16
 #: Seconds: 0.1 ms .. 30 s.
 LATENCY_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
                    0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -61,16 +65,19 @@ class _SnapshotCollector(Collector):
         snap = self.snapshot            # one reference read: the writer replaces, never edits
         if snap is None:
             return
+        brokers = _by_broker(snap)
         for name, field, doc in _PER_QOS:
-            c = CounterMetricFamily(name, doc, labels=["qos"])
-            for row in snap["per_qos"]:
-                c.add_metric([str(row["qos"])], row[field])
+            c = CounterMetricFamily(name, doc, labels=["broker", "qos"])
+            for broker, rows in brokers.items():
+                for row in rows:
+                    c.add_metric([broker, str(row["qos"])], row[field])
             yield c
         opened = GaugeMetricFamily("qosinspect_open_handshakes",
-                                   "QoS 1/2 handshakes open now", labels=["qos"])
-        for row in snap["per_qos"]:
-            if row["qos"]:
-                opened.add_metric([str(row["qos"])], row["open"])
+                                   "QoS 1/2 handshakes open now", labels=["broker", "qos"])
+        for broker, rows in brokers.items():
+            for row in rows:
+                if row["qos"]:
+                    opened.add_metric([broker, str(row["qos"])], row["open"])
         yield opened
         rec = CounterMetricFamily("qosinspect_reconnections",
                                   "Reconnections, by how the previous connection ended",
@@ -94,6 +101,23 @@ class _SnapshotCollector(Collector):
             yield GaugeMetricFamily("qosinspect_capture_drops",
                                     "Packets the kernel dropped (the capture tool's count)",
                                     value=snap["drops"])
+
+
+def _by_broker(snap: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
+    """The snapshot's per-QoS counters by broker label (at most :data:`MAX_BROKERS` and
+    ``other``); before any broker is known, the snapshot's own under ``broker=""``."""
+    per = snap.get("brokers") or [{"broker": "", "per_qos": snap["per_qos"]}]
+    out = {b["broker"]: b["per_qos"] for b in per[:MAX_BROKERS]}
+    rest = per[MAX_BROKERS:]
+    if rest:
+        summed = [dict(row) for row in rest[0]["per_qos"]]
+        for b in rest[1:]:
+            for total, row in zip(summed, b["per_qos"], strict=True):
+                for k, v in row.items():
+                    if k != "qos":
+                        total[k] += v
+        out["other"] = summed
+    return out
 
 
 class MetricsExporter:

@@ -67,6 +67,11 @@ class Watch:
             self.source.request_stop()
 
     def _should_stop(self) -> bool:
+        """Asked every few hundred events and while the input is silent: also the moment to
+        take the source's drop count (the next snapshot says it)."""
+        drops = self.source.poll_drops()
+        if drops is not None:
+            self.core.drops = drops
         if self._deadline is not None and time.monotonic() >= self._deadline:
             self.request_stop()
         return self._stop_asked is not None
@@ -141,7 +146,8 @@ class Watch:
                     error = exc
             finally:
                 self.source.finish()
-        core.drops = self.source.drops
+        if self.source.drops is not None:   # the tool's final count
+            core.drops = self.source.drops
         items, result = core.finish()
         for item in items:
             emit(item)

@@ -10,8 +10,11 @@ give for the same bytes. Rules, and why:
   so the kernel drops everything else before it is copied. The tool runs in its own session:
   Ctrl-C reaches ``watch``, which then stops the tool with SIGINT, so it flushes and prints its
   statistics, and the packets up to then are read to the end of the pipe.
-* **Drops are the kernel's own count**, read from the tool's final statistics on stderr
-  (:func:`qosinspect.traffic.live.dropped_by_kernel`).
+* **Drops are the kernel's own count**, read from the tool's statistics on stderr: tcpdump's
+  while it runs (:meth:`InterfaceSource.poll_drops` asks for them with SIGUSR1 about once a
+  second, :func:`qosinspect.traffic.live.dropped_so_far`), dumpcap's when it stops
+  (:func:`qosinspect.traffic.live.dropped_by_kernel`): dumpcap has no signal for them, and the
+  pcapng it writes to the pipe holds its Interface Statistics Block only at the end.
 * **No privileges is a message, not a traceback**: what to do (group ``wireshark``, ``setcap``
   or root) in a :class:`~qosinspect.traffic.live.CaptureFailed`.
 * **``--write`` keeps what was read**, byte for byte as it came (the stream's ``tee``), then, when
@@ -27,6 +30,7 @@ import os
 import signal
 import subprocess
 import threading
+import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import IO, Any
@@ -35,7 +39,9 @@ from ..capture.decoder import CaptureDecoder
 from ..capture.stream import StreamCapture, open_stream
 from ..errors import CaptureError
 from ..traffic.live import (
+    STATS_SIGNAL,
     CaptureFailed,
+    dropped_so_far,
     find_tool,
     port_filter,
     start_tool,
@@ -43,9 +49,12 @@ from ..traffic.live import (
     tool_command,
 )
 
-__all__ = ["InterfaceSource", "PacketSource", "StreamSource", "no_permission_message"]
+__all__ = ["STATS_EVERY_S", "InterfaceSource", "PacketSource", "StreamSource",
+           "no_permission_message"]
 
 _TOOLS = ("dumpcap", "tcpdump")
+#: Seconds between two requests of tcpdump's statistics.
+STATS_EVERY_S = 1.0
 _DENIED = (b"permission", b"not permitted", b"superuser")
 
 
@@ -111,6 +120,11 @@ class PacketSource:
     def request_stop(self) -> None:
         """Ask the source to end (a pipe or a followed file is ended by ``stop()`` instead)."""
 
+    def poll_drops(self) -> int | None:
+        """The packets dropped so far, as far as known now (the run's loop asks often: it
+        must be cheap)."""
+        return self.drops
+
     def finish(self) -> None:
         """After the stream ended: close what was opened, finish the ``--write`` file."""
         if self._tee is None or self._tee_path is None or self.write is None:
@@ -172,6 +186,7 @@ class InterfaceSource(PacketSource):
         self._stderr: list[bytes] = []
         self._watcher: threading.Thread | None = None
         self._stopped = False
+        self._asked_stats = 0.0
 
     def command(self) -> list[str]:
         return tool_command(self.tool, self.exe, self.interface, self.filter, "-")
@@ -220,6 +235,23 @@ class InterfaceSource(PacketSource):
                 raise
             raise self._failed() from None
         return self.decoder(stream)
+
+    def poll_drops(self) -> int | None:
+        """tcpdump: its newest statistics, asked for again when the last ask is
+        :data:`STATS_EVERY_S` old; dumpcap: None until it stopped."""
+        if self.drops is not None or self.tool != "tcpdump":
+            return self.drops
+        proc = self._proc
+        now = time.monotonic()
+        if (proc is not None and not self._stopped and proc.poll() is None
+                and now - self._asked_stats >= STATS_EVERY_S):
+            self._asked_stats = now
+            with contextlib.suppress(ProcessLookupError):
+                proc.send_signal(STATS_SIGNAL)
+            lines = self._stderr
+            if len(lines) > 64:     # a line a second for days: keep the first and the newest
+                del lines[8:-8]
+        return dropped_so_far(self._stderr[-4:])
 
     def request_stop(self) -> None:
         if self._proc is not None and not self._stopped and self._proc.poll() is None:

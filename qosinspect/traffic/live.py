@@ -38,9 +38,9 @@ from typing import Any
 from ..errors import QosinspectError
 from .pcapng import convert_to_pcapng
 
-__all__ = ["BUFFER_MIB", "CAPTURE_METHODS", "CaptureFailed", "LiveCapture", "choose_method",
-           "dropped_by_kernel", "find_tool", "port_filter", "start_tool", "stop_tool",
-           "tool_command"]
+__all__ = ["BUFFER_MIB", "CAPTURE_METHODS", "STATS_SIGNAL", "CaptureFailed", "LiveCapture",
+           "choose_method", "dropped_by_kernel", "dropped_so_far", "find_tool", "port_filter",
+           "start_tool", "stop_tool", "tool_command"]
 
 CAPTURE_METHODS = ("auto", "dumpcap", "tcpdump", "scapy", "tap")
 #: The capture tool's kernel buffer (``-B``), in MiB: about 500 loopback packets of slack.
@@ -50,6 +50,9 @@ _READY = {"dumpcap": b"Capturing on", "tcpdump": b"listening on"}
 # "Packets received/dropped on interface 'Loopback: lo': 40/12 (pcap:12/dumpcap:0/...)".
 _DROPPED = (re.compile(rb"^(\d+) packets? dropped by kernel", re.M),
             re.compile(rb"^Packets received/dropped on interface .*: \d+/(\d+)", re.M))
+# tcpdump's statistics while it runs (asked with SIGUSR1), one line, counts since its start:
+# "tcpdump: 40 packets captured, 52 packets received by filter, 12 packets dropped by kernel".
+_DROPPED_SO_FAR = re.compile(rb"received by filter, (\d+) packets? dropped by kernel")
 
 
 class CaptureFailed(QosinspectError):
@@ -107,6 +110,21 @@ def dropped_by_kernel(stderr: bytes) -> int | None:
     stderr; None when the tool printed none (killed, or scapy)."""
     counts = [int(m) for pattern in _DROPPED for m in pattern.findall(stderr)]
     return sum(counts) if counts else None
+
+
+def dropped_so_far(lines: list[bytes]) -> int | None:
+    """The packets the kernel dropped so far, from the newest statistics line tcpdump printed
+    while running (on SIGUSR1: :data:`STATS_SIGNAL`); None when it printed none yet."""
+    for line in reversed(lines):
+        m = _DROPPED_SO_FAR.search(line)
+        if m:
+            return int(m.group(1))
+    return None
+
+
+#: The signal that makes tcpdump print its statistics and go on capturing (dumpcap has none:
+#: it says its drops when it stops, on stderr and in the pcapng's Interface Statistics Block).
+STATS_SIGNAL = signal.SIGUSR1
 
 
 def tool_command(tool: str, exe: str, interface: str, bpf: str, target: str) -> list[str]:

@@ -22,6 +22,7 @@ and a comment say the framing is synthetic.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
@@ -43,7 +44,7 @@ from ..capture.writer import (
 from ..events import Endpoint
 from ..mqtt.enums import Direction
 
-__all__ = ["PcapngRecorder", "convert_to_pcapng"]
+__all__ = ["PcapngRecorder", "SyntheticTcp", "convert_to_pcapng"]
 
 _M = 0xFFFFFFFF
 _MAX_SEG = 65_000
@@ -61,35 +62,22 @@ class _Conn:
         self.closed = False
 
 
-class PcapngRecorder:
-    """Streams synthetic TCP segments into a pcapng file (see the module docstring)."""
+class SyntheticTcp:
+    """Connections' bytes as synthetic TCP segments in Ethernet frames (see the module
+    docstring); each frame goes to :meth:`_frame` (``frame(ts_ns, data)`` when given)."""
 
-    def __init__(self, path: str | Path, *, comment: str = "") -> None:
-        self.path = Path(path)
-        self._f: BinaryIO | None = self.path.open("wb")
+    def __init__(self, frame: Callable[[int, bytes], None] | None = None) -> None:
         self._conns: dict[int, _Conn] = {}
         self._next = 0
         self.frames = 0
-        opts = pcapng_option(
-            4, b"qosinspect generate (synthetic TCP/IP framing from the fault proxy)")
-        if comment:
-            opts += pcapng_option(1, comment.encode())
-        self._write(pcapng_shb(opts))
-        self._write(pcapng_idb(_LINKTYPE_ETHERNET, tsresol=9, name="lo"))
-        self.flush()
+        self._sink = frame
 
-    def _write(self, data: bytes) -> None:
-        if self._f is not None:
-            self._f.write(data)
+    def _frame(self, ts_ns: int, data: bytes) -> None:
+        if self._sink is not None:
+            self._sink(ts_ns, data)
 
     def flush(self) -> None:
-        if self._f is not None:
-            self._f.flush()
-
-    def close(self) -> None:
-        if self._f is not None:
-            self._f.close()
-            self._f = None
+        """Nothing is buffered here (a file writer flushes)."""
 
     # -- connections ------------------------------------------------------------------------
 
@@ -144,9 +132,41 @@ class PcapngRecorder:
         conn.ident = (conn.ident + 1) & 0xFFFF
         ip = tcp_ip_packet((src.host, src.port), (dst.host, dst.port), conn.seq[direction],
                            ack_no, flags, payload, ident=conn.ident)
-        # if_tsresol = 9: the stamp is in nanoseconds
-        self._write(pcapng_epb(0, ts_ns, link_frame(_LINKTYPE_ETHERNET, ip, loopback=True)))
         self.frames += 1
+        self._frame(ts_ns, link_frame(_LINKTYPE_ETHERNET, ip, loopback=True))
+
+
+class PcapngRecorder(SyntheticTcp):
+    """Streams synthetic TCP segments into a pcapng file (see the module docstring)."""
+
+    def __init__(self, path: str | Path, *, comment: str = "") -> None:
+        super().__init__()
+        self.path = Path(path)
+        self._f: BinaryIO | None = self.path.open("wb")
+        opts = pcapng_option(
+            4, b"qosinspect generate (synthetic TCP/IP framing from the fault proxy)")
+        if comment:
+            opts += pcapng_option(1, comment.encode())
+        self._write(pcapng_shb(opts))
+        self._write(pcapng_idb(_LINKTYPE_ETHERNET, tsresol=9, name="lo"))
+        self.flush()
+
+    def _frame(self, ts_ns: int, data: bytes) -> None:
+        # if_tsresol = 9: the stamp is in nanoseconds
+        self._write(pcapng_epb(0, ts_ns, data))
+
+    def _write(self, data: bytes) -> None:
+        if self._f is not None:
+            self._f.write(data)
+
+    def flush(self) -> None:
+        if self._f is not None:
+            self._f.flush()
+
+    def close(self) -> None:
+        if self._f is not None:
+            self._f.close()
+            self._f = None
 
 
 def convert_to_pcapng(src: str | Path, dst: str | Path, *, comment: str = "",

@@ -1,20 +1,25 @@
 """The stream readers (qosinspect.capture.stream): a pcap or pcapng arriving in pieces of any size
-gives exactly the events of the same bytes read as a file, as the pieces arrive."""
+gives exactly the events of the same bytes read as a file, as the pieces arrive, through the
+Python record walk (the reference) and through the C engine alike (the ``walk`` parameter)."""
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import os
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from speedups._both import require_speedups  # tests/speedups (pytest puts tests/ on the path)
 
+from qosinspect import _accel
 from qosinspect.capture.decoder import CaptureDecoder
 from qosinspect.capture.pcapfile import CaptureFile, TruncatedCapture
 from qosinspect.capture.stream import StreamCapture, open_stream
@@ -22,6 +27,26 @@ from qosinspect.capture.writer import pcapng_epb, pcapng_idb, pcapng_shb, pcapng
 from qosinspect.errors import CaptureError
 from qosinspect.events import Event
 from qosinspect.testing.tools import stop_process
+
+WALKS = ["python", "c"]
+
+
+@contextlib.contextmanager
+def walking(walk: str) -> Iterator[None]:
+    """Decoders made inside take the Python record walk and pipeline (``python``) or the C
+    engine (``c``: the accelerator must be built)."""
+    if walk == "python":
+        with _accel.pure():
+            yield
+    else:
+        require_speedups()
+        yield
+
+
+@pytest.fixture(params=WALKS)
+def walk(request: pytest.FixtureRequest) -> Iterator[str]:
+    with walking(request.param):
+        yield request.param
 
 CAPTURES = Path(__file__).resolve().parents[2] / "captures"
 #: Real peers: mosquitto and its clients, a reconnection with redelivery (20 kB).
@@ -87,7 +112,7 @@ def test_pcapng_copy_is_the_same_capture() -> None:
 
 
 @pytest.mark.parametrize("fmt", ["pcap", "pcapng"])
-def test_every_piece_size(fmt: str) -> None:
+def test_every_piece_size(fmt: str, walk: str) -> None:
     """Pieces of every size from 1 byte to 64 and a few larger ones: a partial record (or a
     partial header, length field included) waits for the next read."""
     data = SMALL if fmt == "pcap" else SMALL_NG
@@ -99,20 +124,21 @@ def test_every_piece_size(fmt: str) -> None:
 
 
 @settings(max_examples=40, deadline=None)
-@given(fmt=st.sampled_from(["pcap", "pcapng"]),
+@given(fmt=st.sampled_from(["pcap", "pcapng"]), walk=st.sampled_from(WALKS),
        sizes=st.lists(st.integers(1, 3000), min_size=1, max_size=60))
-def test_any_piece_sizes(fmt: str, sizes: list[int]) -> None:
-    assert stream_events(Pieces(DATA[fmt], sizes)) == EXPECTED[fmt]
+def test_any_piece_sizes(fmt: str, walk: str, sizes: list[int]) -> None:
+    with walking(walk):
+        assert stream_events(Pieces(DATA[fmt], sizes)) == EXPECTED[fmt]
 
 
 @pytest.mark.parametrize("fmt", ["pcap", "pcapng"])
-def test_gzip_stream(fmt: str) -> None:
+def test_gzip_stream(fmt: str, walk: str) -> None:
     data = gzip.compress(DATA[fmt])
     assert stream_events(Pieces(data, [7] * len(data))) == EXPECTED[fmt]
 
 
 @pytest.mark.parametrize("fmt", ["pcap", "pcapng"])
-def test_events_come_before_the_pipe_closes(fmt: str) -> None:
+def test_events_come_before_the_pipe_closes(fmt: str, walk: str) -> None:
     """Through a real pipe: the first half of the capture gives its events while the writer
     still holds the pipe open (a spooling reader would wait for the end)."""
     data = DATA[fmt]
@@ -163,7 +189,7 @@ def test_decode_dash_streams(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("fmt", ["pcap", "pcapng"])
-def test_cut_stream_is_the_files_error(fmt: str) -> None:
+def test_cut_stream_is_the_files_error(fmt: str, walk: str) -> None:
     """A stream that ends inside a record: the events before it, then the same error (frame,
     byte offset in the whole stream) as the file cut at the same byte."""
     data = DATA[fmt][:len(DATA[fmt]) - 10]
@@ -181,21 +207,86 @@ def test_cut_stream_is_the_files_error(fmt: str) -> None:
     assert len(events) > 10
 
 
-def test_corrupt_record_names_the_stream_offset() -> None:
-    data = bytearray(PCAP)
-    # the caplen of the 5th record becomes absurd
+def record_offset(pcap: bytes | bytearray, index: int) -> int:
+    """Where the record ``index`` (from 0) of a pcap starts."""
     off = 24
-    for _ in range(4):
-        caplen = int.from_bytes(data[off + 8:off + 12], "little")
+    for _ in range(index):
+        caplen = int.from_bytes(pcap[off + 8:off + 12], "little")
         off += 16 + caplen
-    data[off + 8:off + 12] = (10**7).to_bytes(4, "little")
+    return off
+
+
+def test_corrupt_record_names_the_stream_offset(walk: str) -> None:
+    data = bytearray(PCAP)
+    off = record_offset(data, 4)
+    data[off + 8:off + 12] = (10**7).to_bytes(4, "little")  # the 5th caplen becomes absurd
     with pytest.raises(CaptureError) as from_file:
         list(CaptureFile.from_bytes(bytes(data)).records())
-    with pytest.raises(CaptureError) as from_stream:
+    with pytest.raises(CaptureError) as from_records:
         list(StreamCapture(Pieces(bytes(data), [50] * len(data))).records())
-    assert (from_stream.value.frame, from_stream.value.offset, from_stream.value.message) == (
-        from_file.value.frame, from_file.value.offset, from_file.value.message)
-    assert (from_stream.value.frame, from_stream.value.offset) == (5, off)
+    with pytest.raises(CaptureError) as from_decoder:
+        stream_events(Pieces(bytes(data), [50] * len(data)))
+    for got in (from_records.value, from_decoder.value):
+        assert (got.frame, got.offset, got.message) == (
+            from_file.value.frame, from_file.value.offset, from_file.value.message)
+    assert (from_file.value.frame, from_file.value.offset) == (5, off)
+
+
+@pytest.mark.parametrize("size", [1, 7, 100, 1000, 1 << 16])
+def test_clock_going_back_mid_stream(walk: str, size: int) -> None:
+    """A frame stamped a minute before the one before it: the C walk hands that record to the
+    Python walk (the clock rules, a ``clock_jump`` note), in the middle of a piece or at its
+    start; what follows resumes in C. Same events, notes included, as the file."""
+    data = bytearray(PCAP)
+    for index in (3, 40):
+        off = record_offset(data, index)
+        sec = int.from_bytes(data[off:off + 4], "little")
+        data[off:off + 4] = (sec - 60).to_bytes(4, "little")
+    expected = file_events(bytes(data))
+    assert any(getattr(e, "kind", None) == "clock_jump" for e in expected)
+    assert stream_events(Pieces(bytes(data), [size] * len(data))) == expected
+
+
+def exotic_interface_capture() -> bytes:
+    """SMALL as a pcapng whose second half comes through an interface stamped in units of
+    2**-63 s (a resolution the C walk leaves to Python), from a time offset so the units fit."""
+    with CaptureFile.from_bytes(SMALL) as cap:
+        frames = list(cap.frames())
+        lt = cap.interfaces[0].linktype
+    t0 = frames[0].ts_ns // 10**9
+    out = pcapng_shb() + pcapng_idb(lt, tsresol=9)
+    half = len(frames) // 2
+    for i, f in enumerate(frames[:half]):
+        out += pcapng_epb(0, pcapng_units(t0 * 10**9 + i * 1000), f.data, f.orig_len)
+    out += pcapng_idb(lt, tsresol=0x80 | 63, tsoffset=t0)
+    for i, f in enumerate(frames[half:], start=half):
+        units = pcapng_units(t0 * 10**9 + i * 1000, 0x80 | 63, t0)
+        out += pcapng_epb(1, units, f.data, f.orig_len)
+    return out
+
+
+@pytest.mark.parametrize("size", [5, 64, 333, 4096])
+def test_interface_the_c_walk_does_not_take(walk: str, size: int) -> None:
+    """Pieces that resume with an interface the C walk cannot stamp with (2**-63 s) are walked
+    by Python from their start; the events are the file's."""
+    data = exotic_interface_capture()
+    expected = file_events(data, (1883, 18867))
+    assert sum(1 for e in expected if type(e).__name__ == "MqttPacketEvent") > 10
+    assert stream_events(Pieces(data, [size] * len(data)), (1883, 18867)) == expected
+
+
+@pytest.mark.parametrize("fmt", ["pcap", "pcapng"])
+def test_on_frame_gets_every_frame(fmt: str, walk: str) -> None:
+    """``on_frame`` (the flight recorder's feed) gets every frame, its bytes and stamps, once,
+    in order, whatever the pieces."""
+    data = DATA[fmt]
+    want = [(f.frame_no, f.ts_ns, f.linktype, f.data, f.orig_len)
+            for f in CaptureFile.from_bytes(data).frames()]
+    got: list[tuple[int, int, int, bytes, int]] = []
+    cap = StreamCapture(Pieces(data, [777] * len(data)),
+                        on_frame=lambda *frame: got.append(frame))
+    assert list(CaptureDecoder(cap)) == EXPECTED[fmt]
+    assert got == want
 
 
 def test_not_a_capture() -> None:
@@ -203,7 +294,7 @@ def test_not_a_capture() -> None:
         StreamCapture(Pieces(b"hello world, no capture here", [3] * 20))
 
 
-def test_follow_a_file_being_written(tmp_path: Path) -> None:
+def test_follow_a_file_being_written(tmp_path: Path, walk: str) -> None:
     """``--follow``: the reader waits at the end of the file for the writer, and stops when
     asked (here once the writer is done and everything was read)."""
     path = tmp_path / "growing.pcapng"
@@ -230,3 +321,32 @@ def test_follow_a_file_being_written(tmp_path: Path) -> None:
         events = list(CaptureDecoder(cap))
     t.join(10)
     assert events == EXPECTED["pcapng"]
+
+
+def stream_outcome(data: bytes, sizes: list[int]) -> tuple[list[Event], tuple[str, str] | None]:
+    events: list[Event] = []
+    try:
+        for ev in CaptureDecoder(StreamCapture(Pieces(data, sizes)), ports=(1883, 18867)):
+            events.append(ev)
+    except CaptureError as exc:
+        return events, (type(exc).__name__, str(exc))
+    return events, None
+
+
+@settings(max_examples=60, deadline=None)
+@given(fmt=st.sampled_from(["pcap", "pcapng"]),
+       flips=st.lists(st.tuples(st.integers(0, len(SMALL) - 1), st.integers(0, 255)),
+                      min_size=1, max_size=6),
+       cut=st.integers(0, 64), sizes=st.lists(st.integers(1, 700), min_size=1, max_size=30))
+def test_damaged_streams_same_on_both_walks(fmt: str, flips: list[tuple[int, int]], cut: int,
+                                            sizes: list[int]) -> None:
+    """Bytes flipped (record and block headers among them) and the end cut: the C engine and
+    the Python walk give the same events and the same error, frame and stream offset."""
+    data = bytearray(SMALL if fmt == "pcap" else SMALL_NG)
+    for at, value in flips:
+        data[at % len(data)] = value
+    damaged = bytes(data[:len(data) - cut])
+    with walking("python"):
+        want = stream_outcome(damaged, sizes)
+    with walking("c"):
+        assert stream_outcome(damaged, sizes) == want

@@ -80,14 +80,21 @@ def test_scraped_counters_are_the_reports(tmp_path: Path) -> None:
     assert final == report
     assert rest   # the last snapshot and events came after the scrape
 
+    assert len(report["brokers"]) == 2      # the generator's two front ports
+    for broker in report["brokers"]:
+        label = ("broker", f"{broker['address']}:{broker['port']}")
+        for row in broker["per_qos"]:
+            q = (label, ("qos", str(row["qos"])))
+            assert m[("qosinspect_publishes_total", q)] == row["publishes"]
+            assert m[("qosinspect_completed_total", q)] == row["completed"]
+            assert m[("qosinspect_resends_total", q)] == row["retransmissions"]
+            assert m[("qosinspect_dup_flagged_total", q)] == row["dup_flagged"]
+            assert m[("qosinspect_duplicates_delivered_total", q)] == \
+                row["duplicates_delivered"]
+            assert m[("qosinspect_not_delivered_total", q)] == row["not_delivered"]
     for row in report["per_qos"]:
-        q = (("qos", str(row["qos"])),)
-        assert m[("qosinspect_publishes_total", q)] == row["publishes"]
-        assert m[("qosinspect_completed_total", q)] == row["completed"]
-        assert m[("qosinspect_resends_total", q)] == row["retransmissions"]
-        assert m[("qosinspect_dup_flagged_total", q)] == row["dup_flagged"]
-        assert m[("qosinspect_duplicates_delivered_total", q)] == row["duplicates_delivered"]
-        assert m[("qosinspect_not_delivered_total", q)] == row["not_delivered"]
+        assert sum(v for (name, labels), v in m.items() if name == "qosinspect_publishes_total"
+                   and ("qos", str(row["qos"])) in labels) == row["publishes"]
     assert sum(v for (name, _), v in m.items()
                if name == "qosinspect_reconnections_total") == report["reconnects"]
     assert m[("qosinspect_reconnections_total", (("cause", "rst"),))] == report["reconnects"]
@@ -140,3 +147,96 @@ def test_grafana_dashboard_uses_exported_metrics() -> None:
     assert used and used <= served, used - served
     scrape = yaml.safe_load((docs / "prometheus.yml").read_text())
     assert scrape["scrape_configs"][0]["static_configs"][0]["targets"] == ["127.0.0.1:9108"]
+
+
+def test_broker_watch_serves_metrics(tmp_path: Path) -> None:
+    """``broker --watch --metrics``: the tap's figures scraped over HTTP while the broker runs
+    equal its last snapshot, and the report it writes when it stops."""
+    broker_port, metrics_port, front = free_port(), free_port(), free_port()
+    proc = subprocess.Popen(
+        [QOSINSPECT, "broker", "--port", str(broker_port), "--allow-anonymous", "--watch",
+         "--metrics", f"127.0.0.1:{metrics_port}", "--watch-report", str(tmp_path / "r.json"),
+         "--report-format", "json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        start = _line(proc)
+        assert start == {"type": "start", "source": "broker tap",
+                         "metrics": f"http://127.0.0.1:{metrics_port}/metrics"}
+        subprocess.run([QOSINSPECT, "generate", "seed-qos1", "--duration", "2", "--broker",
+                        f"127.0.0.1:{broker_port}", "--port", str(front), "--truth",
+                        str(tmp_path / "truth.json"), "-q"],
+                       check=True, timeout=120, capture_output=True)
+        done = time.time_ns()   # the tap's clock
+        snap: dict[str, Any] = {}
+        while not snap:     # a snapshot taken after the run (the tap ticks every second)
+            item = _line(proc)
+            if item["type"] == "snapshot" and item["ts_ns"] > done + 1_200_000_000:
+                snap = item
+        m = scrape(start["metrics"])
+        proc.terminate()
+        assert proc.wait(60) == 0, proc.stderr.read().decode() if proc.stderr else ""
+    finally:
+        stop_process(proc)
+    report = json.loads((tmp_path / "r.json").read_text())
+    qos1 = (("broker", f"127.0.0.1:{broker_port}"), ("qos", "1"))
+    row = next(r for r in snap["per_qos"] if r["qos"] == 1)
+    assert row["messages"] > 20
+    assert m[("qosinspect_publishes_total", qos1)] == row["messages"]
+    assert m[("qosinspect_completed_total", qos1)] == row["completed"]
+    final = next(r for r in report["per_qos"] if r["qos"] == 1)
+    assert (final["publishes"], final["completed"]) == (row["messages"], row["completed"])
+    assert m[("qosinspect_handshake_step_seconds_count", (("qos", "1"), ("step", "puback")))] \
+        == row["latency_ms"]["puback"]["since_start"]["n"]
+
+
+def _served(exporter: Any) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    from prometheus_client import generate_latest
+
+    return {(smp.name, tuple(sorted(smp.labels.items()))): smp.value
+            for fam in text_string_to_metric_families(generate_latest(exporter.registry).decode())
+            for smp in fam.samples}
+
+
+def test_counters_by_broker(monkeypatch: Any) -> None:
+    """A capture of two brokers: each broker's counters under its own ``broker`` label, equal
+    to the report's rows of that broker; past MAX_BROKERS the rest are summed as ``other``."""
+    from qosinspect.capture import iter_events
+    from qosinspect.live import metrics
+    from qosinspect.live.core import LiveCore
+    from qosinspect.live.metrics import MetricsExporter
+
+    capture = CAPTURE.with_name("two-brokers.pcap")
+    ports = ["-p", "41131", "-p", "55931"]
+    report = json.loads(subprocess.run(
+        [QOSINSPECT, "report", str(capture), "--format", "json", *ports], check=True,
+        capture_output=True, timeout=120).stdout)
+    assert len(report["brokers"]) == 2
+    exporter = MetricsExporter("127.0.0.1", 0)
+    try:
+        core = LiveCore()
+        for ev in iter_events(capture, ports=(1883, 41131, 55931)):
+            for item in core.feed(ev):
+                exporter.update(item)
+        items, _ = core.finish()
+        for item in items:
+            exporter.update(item)
+        m = _served(exporter)
+        monkeypatch.setattr(metrics, "MAX_BROKERS", 1)
+        capped = _served(exporter)
+    finally:
+        exporter.close()
+    names = []
+    for b in report["brokers"]:
+        name = f"{b['address']}:{b['port']}"
+        names.append(name)
+        for row in b["per_qos"]:
+            labels = (("broker", name), ("qos", str(row["qos"])))
+            assert m[("qosinspect_publishes_total", labels)] == row["publishes"]
+            assert m[("qosinspect_completed_total", labels)] == row["completed"]
+    assert any(m[("qosinspect_publishes_total", (("broker", n), ("qos", "1")))] for n in names)
+    for q in ("0", "1", "2"):
+        first = (("broker", names[0]), ("qos", q))
+        other = (("broker", "other"), ("qos", q))
+        assert capped[("qosinspect_publishes_total", first)] == \
+            m[("qosinspect_publishes_total", first)]
+        assert capped[("qosinspect_publishes_total", other)] == \
+            m[("qosinspect_publishes_total", (("broker", names[1]), ("qos", q)))]

@@ -4,8 +4,9 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -15,8 +16,10 @@ from qosinspect.analysis.api import analyze_capture
 from qosinspect.capture import iter_events
 from qosinspect.capture.pcapfile import read_frames
 from qosinspect.live.recorder import FlightRecorder
+from qosinspect.testing.tools import free_port, stop_process, wait_port
 
-QOSINSPECT = str(Path(sys.executable).with_name("qosinspect"))
+from ._runs import QOSINSPECT, read_until
+
 CAPTURE = Path(__file__).resolve().parents[2] / "captures" / "gen-reconnect.pcap"
 TRUTH = json.loads(CAPTURE.with_suffix(".truth.json").read_text())
 PORTS = ["-p", "1884"]
@@ -90,3 +93,37 @@ def test_disk_is_capped(tmp_path: Path) -> None:
     assert {str(p) for p in left} == {x["path"] for x in written} - {x["path"] for x in removed}
     assert sum(p.stat().st_size for p in left) <= 0.05 * 1024 * 1024 or len(left) == 1
     assert removed[0]["path"] == written[0]["path"]    # the oldest first
+
+
+def test_broker_watch_records_the_reconnection(tmp_path: Path) -> None:
+    """``broker --watch --record-dir``: the tap's packets, encoded again in synthetic TCP, are
+    recorded around the ``reconnect`` scenario's cut; ``report`` on the file shows the
+    reconnection of the client the ground truth names."""
+    broker_port, front = free_port(), free_port()
+    rec = tmp_path / "rec"
+    proc = subprocess.Popen(
+        [QOSINSPECT, "broker", "--port", str(broker_port), "--allow-anonymous", "--watch",
+         "--record-dir", str(rec), "--record-seconds", "3", "--watch-report", os.devnull],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        read_until(proc, "start", 30)
+        wait_port(broker_port, proc=proc)
+        subprocess.run([QOSINSPECT, "generate", "reconnect", "--duration", "5", "--broker",
+                        f"127.0.0.1:{broker_port}", "--port", str(front), "--truth",
+                        str(tmp_path / "truth.json"), "--seed", "7", "-q"],
+                       check=True, timeout=120, capture_output=True)
+        read_until(proc, "reconnection", 30)
+        proc.send_signal(signal.SIGTERM)    # the window still open is written at the end
+        rest, err = proc.communicate(timeout=60)
+        assert proc.returncode == 0, err.decode()
+    finally:
+        stop_process(proc)
+    recorded = [json.loads(x) for x in rest.splitlines()
+                if x.strip() and json.loads(x)["type"] == "recorded"]
+    files = [r["path"] for r in recorded if r["trigger"] == "reconnection"]
+    assert files, recorded
+    truth = json.loads((tmp_path / "truth.json").read_text())
+    want = sorted(client for client, c in truth["clients"].items() if c.get("reconnects"))
+    assert want == ["sub-persistent"]
+    a = analyze_capture(files[0], ports=(broker_port,))
+    assert list(a.reconnects["client_id"]) == want

@@ -16,71 +16,16 @@ What must hold:
 from __future__ import annotations
 
 import json
-import os
-import select
 import signal
-import socket
 import subprocess
-import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from qosinspect.testing.tools import IN_CI, loopback_capture, require_tool, stop_process, wait_port
+from qosinspect.testing.tools import loopback_capture, require_tool, stop_process, wait_port
 
-QOSINSPECT = str(Path(sys.executable).with_name("qosinspect"))
-
-
-def _root() -> None:
-    if os.geteuid() != 0:
-        if IN_CI:
-            pytest.fail("the live watch tests capture on the loopback: they need root")
-        pytest.skip("a live capture needs root")
-
-
-def _free_run(n: int) -> int:
-    """A port P with P .. P+n-1 all free a moment ago (the generator's front ports)."""
-    for _ in range(50):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            base = int(s.getsockname()[1])
-        if base + n >= 65535:
-            continue
-        socks = []
-        try:
-            for p in range(base, base + n):
-                s = socket.socket()
-                socks.append(s)
-                s.bind(("127.0.0.1", p))
-            return base
-        except OSError:
-            continue
-        finally:
-            for s in socks:
-                s.close()
-    raise RuntimeError("no run of free ports")
-
-
-def _read_until(proc: subprocess.Popen[bytes], kind: str, timeout: float) -> list[bytes]:
-    """Lines of ``proc``'s stdout up to the first JSON object of type ``kind``."""
-    assert proc.stdout is not None
-    lines: list[bytes] = []
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not select.select([proc.stdout], [], [], 0.2)[0]:
-            if proc.poll() is not None:
-                break
-            continue
-        line = proc.stdout.readline()
-        if not line:
-            break
-        lines.append(line)
-        if json.loads(line).get("type") == kind:
-            return lines
-    err = proc.stderr.read().decode() if proc.stderr and proc.poll() is not None else ""
-    raise AssertionError(f"no {kind!r} line from {proc.args} within {timeout} s: {err}")
+from ._runs import QOSINSPECT, free_run, read_until, require_root
 
 
 def _jsonl(data: bytes) -> list[dict[str, Any]]:
@@ -102,11 +47,11 @@ SCENARIOS = {"reconnect": ["--duration", "5"], "flaky-acks": []}
 
 @pytest.mark.parametrize("scenario", sorted(SCENARIOS))
 def test_watch_interface_and_tap(tmp_path: Path, scenario: str) -> None:
-    _root()
+    require_root()
     require_tool("dumpcap")
     require_tool("tcpdump")
-    front = _free_run(4)
-    broker_port = _free_run(1)
+    front = free_run(4)
+    broker_port = free_run(1)
     ports = [f"-p{p}" for p in range(front, front + 4)]
     written = tmp_path / "watch.pcapng"
     watch_report = tmp_path / "watch.json"
@@ -128,7 +73,7 @@ def test_watch_interface_and_tap(tmp_path: Path, scenario: str) -> None:
                  "--stall-ms", "500"],
                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
             procs.append(watch)
-            start = _read_until(watch, "start", 20)
+            start = read_until(watch, "start", 20)
             assert json.loads(start[-1])["tool"] == "dumpcap"
             subprocess.run([QOSINSPECT, "generate", scenario, *SCENARIOS[scenario],
                             "--broker", f"127.0.0.1:{broker_port}", "--port", str(front),
@@ -189,3 +134,32 @@ def test_watch_interface_and_tap(tmp_path: Path, scenario: str) -> None:
         for k in trow:
             assert 0 <= trow[k] - wrow[k] <= resets, (trow["qos"], k, trow[k], wrow[k])
     assert t == w
+
+
+def test_tcpdump_drops_are_known_during_the_run(tmp_path: Path) -> None:
+    """With tcpdump, the kernel's drop count is in the snapshots while the capture runs (asked
+    with SIGUSR1), not only in the last one; dumpcap says it when it stops (above)."""
+    require_root()
+    require_tool("tcpdump")
+    front = free_run(4)
+    watch = subprocess.Popen(
+        [QOSINSPECT, "watch", "-i", "lo", "--tool", "tcpdump", *[f"-p{p}" for p in
+                                                                range(front, front + 4)],
+         "--interval", "0.25", "--report", str(tmp_path / "report.txt")],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        read_until(watch, "start", 20)
+        subprocess.run([QOSINSPECT, "generate", "seed-qos1", "--duration", "3", "--port",
+                        str(front), "--truth", str(tmp_path / "truth.json"), "-q"],
+                       check=True, timeout=120, capture_output=True)
+        watch.send_signal(signal.SIGINT)
+        out, err = watch.communicate(timeout=60)
+        assert watch.returncode == 0, err.decode()
+    finally:
+        stop_process(watch)
+    snaps = [e for e in _jsonl(out) if e["type"] == "snapshot"]
+    assert len(snaps) > 4
+    during = [s["drops"] for s in snaps[:-1]]
+    assert all(d is None or isinstance(d, int) for d in during)
+    assert any(isinstance(d, int) for d in during[:-2]), during
+    assert isinstance(snaps[-1]["drops"], int)

@@ -14,9 +14,12 @@ import sys
 import tracemalloc
 from typing import Any
 
+import pytest
+
 from qosinspect.capture.decoder import CaptureDecoder
 from qosinspect.capture.lines import formatter
 from qosinspect.capture.pcapfile import CaptureFile
+from qosinspect.capture.stream import StreamCapture
 from qosinspect.mqtt import Direction, PingReq, PubAck, Publish, StreamDecoder, encode
 from qosinspect.mqtt.codec import _PINGREQ
 from qosinspect.mqtt.enums import PubAckReason, PubCompReason, PubRecReason, PubRelReason
@@ -57,12 +60,23 @@ def test_stream_feed_balances_references() -> None:
     assert feed_many() == feed_many()
 
 
-def test_capture_engine_and_jsonl_balance_references() -> None:
+@pytest.mark.parametrize("source", ["file", "stream"])
+def test_capture_engine_and_jsonl_balance_references(source: str) -> None:
+    """A file, and a stream read in pieces that cut records (the engine resumed piece after
+    piece, every frame handed to ``on_frame``)."""
     require_speedups()
     data = (PROJECT_ROOT / "captures" / "gen-qos2.pcap").read_bytes()
+    frames: list[int] = []
 
     def run() -> int:
-        dec = CaptureDecoder(CaptureFile.from_bytes(data))
+        cap: CaptureFile
+        if source == "file":
+            cap = CaptureFile.from_bytes(data)
+        else:
+            frames.clear()
+            cap = StreamCapture(io.BytesIO(data), read_size=333,
+                                on_frame=lambda n, *_: frames.append(n))
+        dec = CaptureDecoder(cap)
         out = io.StringIO()
         n = formatter("jsonl").write_all(iter(dec), out.write)
         assert dec.pipeline.fused_packets > 0
@@ -84,3 +98,5 @@ def test_capture_engine_and_jsonl_balance_references() -> None:
         tracemalloc.stop()
     assert counts(SHARED) == before
     assert grown < 64 * 1024, f"memory grew by {grown} bytes over 15 decodes"
+    if source == "stream":
+        assert frames == list(range(1, len(frames) + 1)) and len(frames) > 100

@@ -21,6 +21,7 @@ from qosinspect.traffic.live import (
     LiveCapture,
     choose_method,
     dropped_by_kernel,
+    dropped_so_far,
     port_filter,
 )
 from qosinspect.traffic.pcapng import PcapngRecorder, convert_to_pcapng
@@ -73,6 +74,23 @@ def test_kernel_drops_are_read_from_the_tools_statistics() -> None:
     assert dropped_by_kernel(tcpdump.replace(b"346 packets", b"1 packet")) == 1
     assert dropped_by_kernel(dumpcap) == 12
     assert dropped_by_kernel(b"Capturing on 'Loopback: lo'\n") is None     # killed: no figures
+
+
+def test_drops_while_tcpdump_runs() -> None:
+    """tcpdump's SIGUSR1 statistics (one line, counts since its start; as tcpdump 4.99 prints
+    them): the newest line is the count so far, and they do not add to the final figures."""
+    lines = [b"tcpdump: listening on lo, link-type EN10MB (Ethernet), snapshot length 262144 "
+             b"bytes\n"]
+    assert dropped_so_far(lines) is None
+    lines.append(b"tcpdump: 52 packets captured, 60 packets received by filter, 8 packets "
+                 b"dropped by kernel\n")
+    lines.append(b"tcpdump: 90 packets captured, 101 packets received by filter, 11 packets "
+                 b"dropped by kernel\n")
+    assert dropped_so_far(lines) == 11
+    lines += [b"96 packets captured\n", b"110 packets received by filter\n",
+              b"14 packets dropped by kernel\n"]
+    assert dropped_so_far(lines) == 11
+    assert dropped_by_kernel(b"".join(lines)) == 14
 
 
 def test_choose_method_by_privilege(monkeypatch: pytest.MonkeyPatch) -> None:
