@@ -76,6 +76,11 @@ class OpenExchange:
         "t_pubrel",
         "t_pubrel_last",
         "topic",
+        "wire_puback",
+        "wire_pubcomp",
+        "wire_publish",
+        "wire_pubrec",
+        "wire_pubrel",
     )
 
     def __init__(self, ex_id: int, session: int, conn_id: int, direction: int, qos: int,
@@ -120,6 +125,12 @@ class OpenExchange:
         self.dup_after_complete = 0
         self.content = content
         self.key = key
+        #: Time on the wire (ns) of each step's first packet; 0 when it fit in one frame.
+        self.wire_publish = 0
+        self.wire_puback = 0
+        self.wire_pubrec = 0
+        self.wire_pubrel = 0
+        self.wire_pubcomp = 0
 
     def detail_row(self) -> tuple[int, ...]:
         """The row of :data:`~.records.EXCHANGE_COLUMNS` (in that order: a test holds the two
@@ -132,7 +143,9 @@ class OpenExchange:
                 self.pubrec_reason, self.t_pubrel, self.t_pubrel_last, self.n_pubrel,
                 self.pubrel_reason, self.t_pubcomp, self.t_pubcomp_last, self.n_pubcomp,
                 self.pubcomp_reason, self.t_end, self.outcome, self.last_step,
-                self.spans_reconnect, self.dup_after_complete, self.content)
+                self.spans_reconnect, self.dup_after_complete, self.content,
+                self.wire_publish, self.wire_puback, self.wire_pubrec, self.wire_pubrel,
+                self.wire_pubcomp)
 
     def report_row(self) -> tuple[int, ...]:
         """The row of :data:`~.records.REPORT_EXCHANGE_COLUMNS` (likewise)."""

@@ -85,7 +85,8 @@ class Client:
                  tap: Tap | None = None,
                  on_message: Callable[[Message], None] | None = None,
                  on_reconnect: Callable[[ReconnectEvent], None] | None = None,
-                 conn_ids: Iterator[int] | None = None, message_queue: int = 10_000) -> None:
+                 conn_ids: Iterator[int] | None = None, message_queue: int = 10_000,
+                 split_writes: bool = False) -> None:
         context: ssl.SSLContext | None
         if isinstance(tls, ssl.SSLContext):
             context = tls
@@ -101,7 +102,8 @@ class Client:
             session_expiry=session_expiry, receive_maximum=receive_maximum,
             maximum_packet_size=maximum_packet_size, properties=properties or NO_PROPERTIES,
             max_inflight=max_inflight, max_queued=max_queued, resubscribe=resubscribe)
-        self.transport_options = TransportOptions(host, port, transport, context, ws_path)
+        self.transport_options = TransportOptions(host, port, transport, context, ws_path,
+                                                  split_writes=split_writes)
         self.protocol = ClientProtocol(self.options)
         #: Manual control of the acknowledgements this client sends (see :mod:`.acks`).
         self.acks = self.protocol.acks

@@ -260,7 +260,8 @@ class _Run:
                       clean_start=sess.clean_start,
                       session_expiry=sess.session_expiry if self.s.mqtt_version == 5 else None,
                       keep_alive=sess.keep_alive, reconnect=BACKOFF, tap=self.o.client_tap,
-                      on_message=on_message, connect_timeout=5.0, max_queued=100_000)
+                      on_message=on_message, connect_timeout=5.0, max_queued=100_000,
+                      split_writes=sess.split_writes)
 
     async def connect_clients(self) -> None:
         for group in self.s.subscribers:

@@ -111,6 +111,9 @@ class ClientSpec:
     keep_alive: int = 60
     #: MQTT 5 Session Expiry Interval (seconds); MQTT 3.1.x has only ``clean_start``.
     session_expiry: int = 0
+    #: Write each packet in two send() calls with TCP_NODELAY off: Nagle's algorithm meets the
+    #: broker's delayed ACK (issue 16's ``nagle_delayed_ack`` reproduction).
+    split_writes: bool = False
 
 
 @dataclass(frozen=True)
@@ -327,7 +330,8 @@ def _session(t: _Table, default_clean: bool) -> ClientSpec:
     return ClientSpec(clean_start=clean,
                       keep_alive=t.integer("keep_alive", 60, low=0, high=65535),
                       session_expiry=t.integer("session_expiry", expiry_default, low=0,
-                                               high=0xFFFFFFFF))
+                                               high=0xFFFFFFFF),
+                      split_writes=t.boolean("split_writes", False))
 
 
 def _group_name(t: _Table) -> tuple[str, int]:

@@ -1,0 +1,221 @@
+"""The diagnoser: which exchanges and reconnections to explain, and the verdicts.
+
+Which ones (issue 16): every exchange whose latency (from its PUBLISH's first byte on the wire
+to its last acknowledgement) is over ``floor_ns``; every exchange that did not complete; every
+reconnection. An exchange over the floor whose evidence matches a cause gets that cause; one
+that matches none is listed as ``no_known_cause`` only when it is also over the capture's
+``percentile`` (an outlier of this capture, not of a slow link in general).
+
+Why it works as exchanges finish: the report may fold finished exchanges into aggregates and
+release their rows, and the TCP facts around an exchange are kept in short rings
+(:mod:`.facts`). So each exchange is diagnosed when it ends, while its facts are there, and
+only the candidates over the floor are kept (at most ``max_candidates``; the rest are
+counted). The percentile is known only at the end: the latency of every finished exchange goes
+into a fixed log-scale histogram (8 buckets per octave, 12 % wide) read at :meth:`finish`.
+
+Pure: events and records in, :class:`~.evidence.Diagnosis` out; no clock is read.
+"""
+
+from __future__ import annotations
+
+import random
+from array import array
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from ...events import ConnectionClosed, TcpEvidence
+from ..records import NO_TS, OUTCOMES, STEPS, Connection, Reconnect
+from ..state import OpenExchange
+from . import keepalive
+from .evidence import NO_KNOWN_CAUSE, Diagnosis, ExchangeFacts, ms
+from .facts import Facts
+from .registry import EXCHANGE_CHECKS
+
+__all__ = ["DEFAULT_FLOOR_NS", "DEFAULT_PERCENTILE", "Diagnoser", "DiagnosisResult",
+           "WireSample"]
+
+DEFAULT_FLOOR_NS = 10_000_000
+DEFAULT_PERCENTILE = 99.0
+MAX_CANDIDATES = 100_000
+_SUB = 3  # 2**3 histogram buckets per octave
+#: Steps and who sends each, relative to the PUBLISH's sender (0 the same side, 1 the other).
+_COMPLETE = frozenset(OUTCOMES.index(o) for o in ("complete", "complete_after_reconnect"))
+_STEP_SIDE = {"publish": 0, "puback": 1, "pubrec": 1, "pubrel": 0, "pubcomp": 1}
+
+
+def _bucket(ns: int) -> int:
+    if ns <= 0:
+        return 0
+    b = ns.bit_length()
+    top = (ns >> (b - 1 - _SUB)) if b > _SUB else ns << (_SUB + 1 - b)
+    return (b << _SUB) | (top & ((1 << _SUB) - 1))
+
+
+def _bucket_high(k: int) -> int:
+    """The upper edge of bucket ``k`` (ns)."""
+    b, frac = k >> _SUB, k & ((1 << _SUB) - 1)
+    if b == 0:
+        return 0
+    return (((1 << _SUB) + frac + 1) << (b - 1)) >> _SUB
+
+
+class WireSample:
+    """Times on the wire of one QoS: every one up to ``cap``, then a uniform reservoir
+    (Vitter's algorithm R, seeded: the same capture gives the same figures)."""
+
+    def __init__(self, seed: int, cap: int = MAX_CANDIDATES) -> None:
+        self.values: array[int] = array("q")
+        self.n = 0
+        self.max = 0
+        self.cap = cap
+        self._rng = random.Random(seed)
+
+    def add(self, ns: int) -> None:
+        self.n += 1
+        self.max = max(self.max, ns)
+        if len(self.values) < self.cap:
+            self.values.append(ns)
+        else:
+            k = self._rng.randrange(self.n)
+            if k < self.cap:
+                self.values[k] = ns
+
+
+@dataclass
+class DiagnosisResult:
+    """The verdicts of one analysis. ``exchanges``: by ``ex_id``, the cause of each exchange
+    diagnosed (``no_known_cause`` included); ``diagnoses``: every verdict with its evidence,
+    ``threshold_ns`` the latency an unexplained exchange had to exceed (the floor or the
+    percentile, whichever is higher), ``dropped`` candidates not kept past the cap."""
+
+    diagnoses: list[Diagnosis] = field(default_factory=list)
+    exchanges: dict[int, str] = field(default_factory=dict)
+    reconnects: dict[int, str] = field(default_factory=dict)
+    floor_ns: int = DEFAULT_FLOOR_NS
+    percentile: float = DEFAULT_PERCENTILE
+    threshold_ns: int = 0
+    dropped: int = 0
+    wire: dict[int, WireSample] = field(default_factory=dict)
+
+    def by_cause(self) -> dict[str, list[Diagnosis]]:
+        out: dict[str, list[Diagnosis]] = {}
+        for d in self.diagnoses:
+            out.setdefault(d.cause, []).append(d)
+        return out
+
+
+class Diagnoser:
+    """Fed by the correlator in its pass (see the module docstring)."""
+
+    def __init__(self, floor_ns: int = DEFAULT_FLOOR_NS,
+                 percentile: float = DEFAULT_PERCENTILE,
+                 max_candidates: int = MAX_CANDIDATES) -> None:
+        self.floor_ns = floor_ns
+        self.percentile = percentile
+        self.max_candidates = max_candidates
+        self.facts = Facts()
+        self.hist: dict[int, int] = {}
+        self.n = 0
+        self.found: list[Diagnosis] = []
+        #: Candidates no cause explained: (latency, ex_id, conn_id, start).
+        self.unexplained: list[tuple[int, int, int, int]] = []
+        self.dropped = 0
+        self.close_frames: dict[int, int] = {}
+        #: Time on the wire of the packets that spanned frames, per QoS (a bounded sample).
+        self.wire: dict[int, WireSample] = {}
+
+    # -- fed during the pass -----------------------------------------------------------------
+
+    def split(self, conn_id: int, client: str, sender: int, first_ts: int, ts: int,
+              ack_ts: int, first_frame: int, frame: int) -> None:
+        """A packet whose bytes spanned frames (only those are reported)."""
+        self.facts.split(conn_id, client, sender, first_ts, ts, ack_ts, first_frame, frame)
+
+    def connection(self, conn_id: int, client: str) -> None:
+        """A connection carrying MQTT (its client endpoint tells the sides of TCP flags)."""
+        self.facts.conn(conn_id, client)
+
+    def tcp(self, ev: TcpEvidence) -> None:
+        self.facts.tcp(ev)
+
+    def closed(self, ev: ConnectionClosed) -> None:
+        if len(self.close_frames) < MAX_CANDIDATES:
+            self.close_frames[ev.conn.conn_id] = ev.frame
+
+    def exchange(self, ex: OpenExchange) -> None:
+        """A QoS 1/2 exchange ended (any outcome). Its latency runs from its PUBLISH's first
+        byte on the wire to its end (its last step when it did not complete)."""
+        steps = [(STEPS[i], t, w) for i, t, w in (
+            (0, ex.t_publish, ex.wire_publish), (1, ex.t_puback, ex.wire_puback),
+            (2, ex.t_pubrec, ex.wire_pubrec), (3, ex.t_pubrel, ex.wire_pubrel),
+            (4, ex.t_pubcomp, ex.wire_pubcomp)) if t != NO_TS]
+        start = ex.t_publish - ex.wire_publish
+        for _, _, w in steps:
+            if w > 0:
+                sample = self.wire.get(ex.qos)
+                if sample is None:
+                    sample = self.wire[ex.qos] = WireSample(ex.qos)
+                sample.add(w)
+        complete = ex.outcome in _COMPLETE and ex.t_end != NO_TS
+        end = ex.t_end if ex.t_end != NO_TS else steps[-1][1]
+        latency = end - start
+        if complete:
+            k = _bucket(latency)
+            self.hist[k] = self.hist.get(k, 0) + 1
+            self.n += 1
+        if latency < self.floor_ns and complete:
+            return
+        if latency < self.floor_ns and not self.facts.conns.get(ex.conn_id):
+            return
+        if len(self.found) + len(self.unexplained) >= self.max_candidates:
+            self.dropped += 1
+            return
+        d = ex.direction
+        facts = self.facts.conns.get(ex.conn_id)
+        if facts is not None:
+            named = tuple((name, d ^ _STEP_SIDE[name], t, w) for name, t, w in steps)
+            fx = ExchangeFacts(ex.ex_id, ex.conn_id, d, ex.qos, ex.packet_id, start, end,
+                               complete, named)
+            for check in EXCHANGE_CHECKS:
+                found = check(fx, facts, self.floor_ns)
+                if found is not None:
+                    self.found.append(found)
+                    return
+        if latency >= self.floor_ns:
+            self.unexplained.append((latency, ex.ex_id, ex.conn_id, start))
+
+    # -- the end -----------------------------------------------------------------------------
+
+    def quantile(self, q: float) -> int:
+        """The latency at quantile ``q`` (0-100) of the finished exchanges (upper bucket edge)."""
+        if not self.n:
+            return 0
+        rank = q / 100 * self.n
+        seen = 0
+        for k in sorted(self.hist):
+            seen += self.hist[k]
+            if seen >= rank:
+                return _bucket_high(k)
+        return _bucket_high(max(self.hist))
+
+    def finish(self, reconnects: Sequence[Reconnect], connections: Sequence[Connection]
+               ) -> DiagnosisResult:
+        threshold = max(self.floor_ns, self.quantile(self.percentile))
+        out = DiagnosisResult(floor_ns=self.floor_ns, percentile=self.percentile,
+                              threshold_ns=threshold, dropped=self.dropped, wire=self.wire)
+        out.diagnoses.extend(self.found)
+        for latency, ex_id, conn_id, start in self.unexplained:
+            if latency > threshold:
+                out.diagnoses.append(Diagnosis(
+                    NO_KNOWN_CAUSE, "exchange", ex_id, conn_id, start, latency, (),
+                    f"{ms(latency)}, over the floor and the capture's p{self.percentile:g} "
+                    f"({ms(threshold)}); no known signature fits", ""))
+        by_conn = {c.conn_id: c for c in connections}
+        for i, rc in enumerate(reconnects):
+            d = keepalive.check(i, rc, by_conn.get(rc.prev_conn_id),
+                                self.close_frames.get(rc.prev_conn_id, 0))
+            if d is not None:
+                out.diagnoses.append(d)
+        for d in out.diagnoses:
+            (out.exchanges if d.subject == "exchange" else out.reconnects)[d.ref] = d.cause
+        return out

@@ -1,0 +1,140 @@
+"""Issue 16 on synthetic captures: each packet's first byte on the wire, the time a split packet
+spent there, and the diagnoses read from the TCP facts around an exchange (Nagle with a delayed
+ACK, a zero window, a retransmission), on the C fast path and on the Python reference alike.
+
+The frames are scripted (:mod:`qosinspect.testing.synthcap`) so the expected figures are exact:
+a PUBLISH whose second half waited 40 ms for the broker's ACK of the first must report 40 ms on
+the wire and ``nagle_delayed_ack``; the same exchange sent in one segment must report nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from qosinspect import _accel
+from qosinspect.analysis.api import analyze_capture
+from qosinspect.capture.decoder import iter_events
+from qosinspect.events import MqttPacketEvent
+from qosinspect.mqtt.encoder import encode
+from qosinspect.mqtt.packets import Connect, PubAck, Publish
+from qosinspect.testing.synthcap import PcapngInterface, TcpConversation, pcapng_bytes, render
+
+MS = 1_000_000
+T0 = 1_700_000_000_000_000_000
+
+
+def _conversation(split: bool, *, zero_window: bool = False,
+                  retransmit: bool = False, n: int = 3) -> TcpConversation:
+    conv = TcpConversation(("10.0.0.1", 40000), ("10.0.0.2", 1883), start_ns=T0,
+                           step_ns=100_000)
+    conv.send("c2b", encode(Connect("nagle", 4), 4))
+    conv.send("b2c", b"\x20\x02\x00\x00")
+    for i in range(n):
+        pub = encode(Publish(f"t/{i}", b"x" * 60, 1, False, False, i + 1), 4)
+        t = conv.t + 100 * MS
+        if split:
+            half = len(pub) // 2
+            conv.send("c2b", pub[:half], at_ns=t, ack=False)
+            conv.pure_ack("b2c")
+            conv.segments[-1].ts_ns = t + 40 * MS          # the broker's delayed ACK
+            conv.send("c2b", pub[half:], at_ns=t + 40 * MS + 100_000, ack=False)
+        elif zero_window:
+            conv.pure_ack("b2c", window=0)                 # the broker stopped reading
+            conv.segments[-1].ts_ns = t - MS
+            conv.send("c2b", pub, at_ns=t, ack=False)
+            conv.pure_ack("b2c")                           # a window again (window update)
+            conv.segments[-1].ts_ns = t + 30 * MS
+        else:
+            segs = conv.send("c2b", pub, at_ns=t, ack=False)
+            if retransmit:
+                again = conv.segments.append
+                copy = type(segs[0])(**{**segs[0].__dict__, "ts_ns": t + 210 * MS})
+                again(copy)                                # the RTO fired
+        conv.send("b2c", encode(PubAck(i + 1), 4), at_ns=conv.t + (220 * MS if retransmit
+                                                                     else 35 * MS if zero_window
+                                                                     else MS // 10))
+    conv.close()
+    return conv
+
+
+def _write(tmp: Path, conv: TcpConversation) -> Path:
+    path = tmp / "synth.pcapng"
+    path.write_bytes(pcapng_bytes(render(conv.segments, 1), [PcapngInterface(1, tsresol=9)]))
+    return path
+
+
+@pytest.fixture(params=["c", "python"])
+def engine(request: pytest.FixtureRequest) -> Iterator[str]:
+    if request.param == "c":
+        if not _accel.enabled():
+            pytest.skip("the C accelerator is not built (or QOSINSPECT_PURE is set)")
+        yield "c"
+    else:
+        with _accel.pure():
+            yield "python"
+
+
+def test_split_publish_carries_its_first_byte_time_and_the_ack_it_waited_for(
+        tmp_path: Path, engine: str) -> None:
+    path = _write(tmp_path, _conversation(split=True))
+    pubs = [ev for ev in iter_events(str(path)) if isinstance(ev, MqttPacketEvent)
+            and isinstance(ev.packet, Publish)]
+    assert len(pubs) == 3
+    for ev in pubs:
+        assert ev.first_frame == ev.frame - 2             # first half, the ACK, second half
+        assert ev.ts_ns - ev.first_ts_ns == 40 * MS + 100_000
+        assert ev.ack_ts_ns - ev.first_ts_ns == 40 * MS   # the broker's delayed ACK
+
+
+def test_whole_packets_have_no_wire_time_and_no_ack(tmp_path: Path, engine: str) -> None:
+    path = _write(tmp_path, _conversation(split=False))
+    evs = [ev for ev in iter_events(str(path)) if isinstance(ev, MqttPacketEvent)]
+    assert evs and all(ev.first_ts_ns == ev.ts_ns and ev.ack_ts_ns == 0 for ev in evs)
+
+
+def test_nagle_is_diagnosed_with_its_frames_and_wire_time(tmp_path: Path, engine: str) -> None:
+    a = analyze_capture(str(_write(tmp_path, _conversation(split=True))))
+    ex = a.exchanges[a.exchanges.qos == 1]
+    assert (ex.wire_publish == pd.Timedelta(40_100_000, "ns")).all()
+    assert ex.wire_puback.isna().all()
+    assert list(ex.cause) == ["nagle_delayed_ack"] * 3
+    d = a.result.diagnoses
+    assert d is not None
+    first = d.diagnoses[0]
+    assert first.frames == (int(ex.frame.iloc[0]) - 2, int(ex.frame.iloc[0]))
+    assert "waited 40.0 ms for the broker's ACK" in first.sentence
+    assert "TCP_NODELAY on the client" in first.advice
+
+
+def test_clean_exchanges_get_no_cause(tmp_path: Path, engine: str) -> None:
+    a = analyze_capture(str(_write(tmp_path, _conversation(split=False))))
+    assert a.exchanges.cause.isna().all()
+    assert a.exchanges.wire_publish.isna().all()
+
+
+def test_zero_window_is_diagnosed(tmp_path: Path, engine: str) -> None:
+    a = analyze_capture(str(_write(tmp_path, _conversation(split=False, zero_window=True))))
+    ex = a.exchanges[a.exchanges.qos == 1]
+    assert list(ex.cause) == ["zero_window"] * 3
+    d = a.result.diagnoses
+    assert d is not None and "broker advertised a zero window" in d.diagnoses[0].sentence
+
+
+def test_retransmission_is_diagnosed(tmp_path: Path, engine: str) -> None:
+    a = analyze_capture(str(_write(tmp_path, _conversation(split=False, retransmit=True))))
+    ex = a.exchanges[a.exchanges.qos == 1]
+    assert list(ex.cause) == ["retransmission_timeout"] * 3
+
+
+def test_floor_and_percentile_are_options(tmp_path: Path) -> None:
+    from qosinspect.analysis.options import AnalysisOptions
+
+    path = _write(tmp_path, _conversation(split=True))
+    high = analyze_capture(str(path), options=AnalysisOptions(diagnose_floor_ns=100 * MS))
+    assert high.exchanges.cause.isna().all()
+    off = analyze_capture(str(path), options=AnalysisOptions(diagnose=False))
+    assert off.exchanges.cause.isna().all() and off.result.diagnoses is None
