@@ -423,6 +423,10 @@ class Client:
         self._teardown(cause, how, closed_by)
         return cause, t_lost
 
+    def silence(self, seconds: float) -> None:
+        """Send no PINGREQ for ``seconds`` (see :meth:`ClientProtocol.silence`)."""
+        self.protocol.silence(time.time_ns() + int(seconds * 1e9))
+
     async def _keepalive(self) -> None:
         while True:
             deadline = self.protocol.next_timer()

@@ -401,7 +401,7 @@ class _Run:
     async def timeline(self) -> None:
         timed: list[tuple[float, int, FaultSpec, bool]] = []
         for f in self.s.faults:
-            if f.kind in ("cut", "blackhole", "restart_broker", "netem") and not (
+            if f.kind in ("cut", "blackhole", "restart_broker", "netem", "silence") and not (
                     f.kind == "cut" and f.after_packets is not None):
                 timed.append((f.at, f.index, f, False))
                 if f.kind == "netem" and f.duration is not None:
@@ -420,6 +420,18 @@ class _Run:
                 self.proxy.blackhole(spec, spec.duration or 0.0)
             elif spec.kind == "restart_broker":
                 await self.restart_broker(spec)
+            elif spec.kind == "silence":
+                self.silence(spec)
+
+    def silence(self, spec: FaultSpec) -> None:
+        """The ``silence`` fault: the clients named stop their keep-alive pings for a while."""
+        clients: list[tuple[str, Client]] = [(p.log.client_id, p.client) for p in self.pubs]
+        clients += [(s.log.client_id, s.client) for s in self.subs]
+        for cid, client in clients:
+            if cid in spec.clients:
+                client.silence(spec.duration or 0.0)
+                self.rules.record(time.time_ns(), spec, "silence", client_id=cid,
+                                  detail=f"no PINGREQ for {spec.duration:g} s")
 
     def apply_netem(self, spec: FaultSpec, ending: bool) -> None:
         assert self.netns is not None and spec.netem is not None

@@ -56,7 +56,7 @@ __all__ = [
 ]
 
 FAULT_KINDS = ("cut", "blackhole", "delay", "drop", "duplicate", "hold_acks", "restart_broker",
-               "netem")
+               "netem", "silence")
 ACK_TYPES = ("PUBACK", "PUBREC", "PUBREL", "PUBCOMP")
 _VERSIONS = {3: 3, 4: 4, 5: 5, "3": 3, "3.1": 3, "4": 4, "3.1.1": 4, "5": 5, "5.0": 5}
 _ARRIVALS = ("fixed", "poisson", "burst")
@@ -187,6 +187,8 @@ class FaultSpec:
       ``duration`` seconds, then released in order.
     - ``restart_broker``: the built-in broker stops, and starts again ``down_for`` seconds later.
     - ``netem``: real loss/delay/reordering on the clients' link (root; a network namespace).
+    - ``silence``: the clients send no PINGREQ for ``duration`` seconds (a blocked application
+      loop): past 1.5 x its keep alive the broker drops one, and it reconnects.
     """
 
     kind: str
@@ -506,12 +508,13 @@ _KIND_KEYS: dict[str, frozenset[str]] = {
     "hold_acks": frozenset({"duration", "packet_type", "packet_types", "direction"}),
     "restart_broker": frozenset({"down_for"}),
     "netem": frozenset({"duration", "delay", "jitter", "loss", "reorder", "duplicate"}),
+    "silence": frozenset({"duration"}),
 }
 
 
 def _check_fault(t: _Table, spec: FaultSpec, scenario: Scenario) -> None:
     kind = spec.kind
-    if kind in ("blackhole", "hold_acks") and spec.duration is None:
+    if kind in ("blackhole", "hold_acks", "silence") and spec.duration is None:
         raise t.error(f"a {kind} fault needs a duration (seconds)", "duration")
     if kind in ("drop", "duplicate") and not spec.packet_types:
         raise t.error(f"a {kind} fault needs the packet type(s) it applies to", "packet_type")

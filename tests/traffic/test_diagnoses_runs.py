@@ -132,3 +132,30 @@ def test_clean_seed_names_no_cause(tmp_path: Path) -> None:
     named = ex.cause.notna() & (ex.cause != "no_known_cause")
     assert len(ex) >= 300
     assert named.sum() <= 0.01 * len(ex), ex[named][["ex_id", "cause"]]
+
+
+def test_client_silent_past_its_keep_alive_is_diagnosed(tmp_path: Path) -> None:
+    data = {
+        "name": "keepalive", "duration": 4.0, "drain": 0.5,
+        "publishers": [{"name": "pub", "keep_alive": 30,
+                        "topics": [{"topic": "k/{i}", "count": 2, "qos": 1, "rate": 5.0}]}],
+        "subscribers": [
+            {"name": "idle", "filters": ["idle/#"], "qos": 1, "keep_alive": 1,
+             "clean_start": False},
+            {"name": "sub", "filters": ["k/#"], "qos": 1, "keep_alive": 30}],
+        "faults": [{"kind": "silence", "client": "idle", "at": 0.3, "duration": 2.5}],
+    }
+    result = _run(data, tmp_path, [])
+    log = [r for r in result.truth["faults"]["log"] if r["action"] == "silence"]
+    assert [r["client_id"] for r in log] == ["idle"]
+    a, _ = _causes(result)
+    rc = a.reconnects
+    affected = rc[rc.client_id == "idle"]
+    assert len(affected) >= 1
+    named = affected[affected.diagnosis == "keepalive_timeout"]
+    assert len(named) >= 0.95 * len(affected), rc[["client_id", "cause", "diagnosis"]]
+    assert rc[rc.client_id != "idle"].diagnosis.isna().all()
+    report = a.report()
+    ka = [d for d in report["diagnoses"] if d["cause"] == "keepalive_timeout"]
+    assert ka and ka[0]["reconnects"] == len(named)
+    assert "keep alive of 1 s" in ka[0]["examples"][0]["evidence"]
