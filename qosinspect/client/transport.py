@@ -72,6 +72,9 @@ class TransportOptions:
     ws_path: str = "/mqtt"
     server_hostname: str | None = None
     split_writes: bool = False
+    #: SO_RCVBUF in bytes (0: the system's): a small one, as on a small device, makes a client
+    #: that stops reading close its TCP window quickly.
+    rcvbuf: int = 0
 
     def __post_init__(self) -> None:
         if self.transport not in TRANSPORTS:
@@ -155,6 +158,8 @@ async def open_stream(opts: TransportOptions) -> tuple[Stream, Endpoint, Endpoin
     if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
         # asyncio turns TCP_NODELAY on by itself: split_writes turns it off again
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 0 if opts.split_writes else 1)
+        if opts.rcvbuf:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, opts.rcvbuf)
     peer = writer.get_extra_info("peername") or (opts.host, port)
     local = writer.get_extra_info("sockname") or ("?", 0)
     stream: Stream

@@ -29,6 +29,7 @@ from qosinspect.traffic.run import RunOptions, RunResult, run_scenario
 from qosinspect.traffic.scenario import parse_scenario
 
 MS = 1_000_000
+NS = 1_000_000_000
 FLOOR = 10 * MS
 
 pytestmark = pytest.mark.skipif(
@@ -159,3 +160,35 @@ def test_client_silent_past_its_keep_alive_is_diagnosed(tmp_path: Path) -> None:
     ka = [d for d in report["diagnoses"] if d["cause"] == "keepalive_timeout"]
     assert ka and ka[0]["reconnects"] == len(named)
     assert "keep alive of 1 s" in ka[0]["examples"][0]["evidence"]
+
+
+def test_subscriber_that_stops_reading_is_diagnosed(tmp_path: Path) -> None:
+    data = {
+        "name": "zerowindow", "duration": 2.5, "drain": 1.0,
+        "publishers": [{"name": "pub", "keep_alive": 30,
+                        "topics": [{"topic": "z/{i}", "count": 4, "qos": 1, "rate": 50.0,
+                                    "payload_size": 2048}]}],
+        # a small device's receive buffer: the window closes soon after reading stops
+        "subscribers": [{"name": "slow", "filters": ["z/#"], "qos": 1, "keep_alive": 30,
+                         "rcvbuf": 8192}],
+        "faults": [{"kind": "stop_reading", "client": "slow", "at": 0.5, "duration": 1.0}],
+    }
+    result = _run(data, tmp_path, [])
+    (stop,) = [r for r in result.truth["faults"]["log"] if r["action"] == "stop_reading"]
+    resumed = stop["ts_ns"] + NS
+    a, _ = _causes(result)
+    ex = a.exchanges
+    sub = ex[(ex.client_id == "slow") & (ex.qos > 0)]
+    start = sub.t_publish.astype("int64") - sub.wire_publish.fillna(pd.Timedelta(0)).astype(
+        "int64")
+    end = sub.t_end.astype("int64")
+    # the generator's truth: in flight on the wire when the subscriber read again
+    affected = sub[(start < resumed) & (end > resumed) & (end - start >= FLOOR)]
+    assert len(affected) >= 5, sub[["ex_id", "t_publish", "t_end", "cause"]]
+    named = affected[affected.cause == "zero_window"]
+    assert len(named) >= 0.95 * len(affected), affected[["ex_id", "latency_ms", "cause"]]
+    pub = ex[(ex.client_id == "pub") & (ex.qos > 0)]
+    assert not (pub.cause == "zero_window").any()
+    report = a.report()
+    zw = [d for d in report["diagnoses"] if d["cause"] == "zero_window"]
+    assert zw and "client advertised a zero window" in zw[0]["examples"][0]["evidence"]
