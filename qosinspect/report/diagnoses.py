@@ -11,13 +11,21 @@ from typing import Any
 
 from .output import format_table
 
-__all__ = ["diagnoses_lines", "ladder_markers", "wire_rows"]
+__all__ = ["diagnoses_lines", "ladder_markers", "name_ladders", "wire_rows"]
 
 
 def wire_rows(wire: list[dict[str, Any]]) -> list[list[Any]]:
     """The per-step latency table's "time on the wire" line of each QoS."""
     return [[f"QoS {w['qos']}", f"time on the wire ({w['packets']} packets in pieces)",
              w["p50"], w["p90"], w["p99"], w["max"]] for w in wire]
+
+
+def name_ladders(data: dict[str, Any], capture: str) -> None:
+    """Put the capture's name in each example's ladder command (the library writes
+    ``CAPTURE``: it does not know how the user named the file)."""
+    for d in data.get("diagnoses", ()):
+        for ex in d["examples"]:
+            ex["ladder"] = ex["ladder"].replace("CAPTURE", capture, 1)
 
 
 def diagnoses_lines(diagnoses: list[dict[str, Any]], fmt: str, capture: str) -> list[str]:
@@ -39,7 +47,7 @@ def diagnoses_lines(diagnoses: list[dict[str, Any]], fmt: str, capture: str) -> 
                        f"{ex['latency_ms']:.1f} ms, frames {frames}): {ex['evidence']}")
             if ex["advice"]:
                 out.append(f"    advice: {ex['advice']}")
-            out.append(f"    ladder: {ex['ladder'].replace('CAPTURE', capture, 1)}")
+            out.append(f"    ladder: {ex['ladder']}")
     out.append(f"  details: qosinspect flows {capture} --format json (cause per exchange); "
                "docs/diagnoses.md (signatures, thresholds)")
     return out

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..analysis.api import Analysis
 from . import output
-from .diagnoses import diagnoses_lines, ladder_markers, wire_rows
+from .diagnoses import diagnoses_lines, ladder_markers, name_ladders, wire_rows
 from .output import document_text, format_cell, format_table, format_time
 
 if TYPE_CHECKING:
@@ -31,6 +31,7 @@ def format_report(analysis: Analysis, fmt: str = "table", capture: str = "CAPTUR
     write it with :func:`qosinspect.report.output.write_document`."""
     if data is None:
         data = analysis.report()
+    name_ladders(data, capture)
     if fmt == "json":
         return document_text(data, "json").rstrip("\n")
     md = fmt == "markdown"
