@@ -547,6 +547,12 @@ class Exchange:
     dup_after_complete: int
     content: int = 0
     generation: int = 0
+    #: Time on the wire of each step's first packet (ns; 0 when one frame held it).
+    wire_publish: int = 0
+    wire_puback: int = 0
+    wire_pubrec: int = 0
+    wire_pubrel: int = 0
+    wire_pubcomp: int = 0
 
     @property
     def retransmissions(self) -> int:
