@@ -144,34 +144,34 @@ class Diagnoser:
 
     def exchange(self, ex: OpenExchange) -> None:
         """A QoS 1/2 exchange ended (any outcome). Its latency runs from its PUBLISH's first
-        byte on the wire to its end (its last step when it did not complete)."""
+        byte on the wire to its end (its last step when it did not complete). The common case,
+        a completed exchange under the floor, costs a histogram count."""
+        t_end = ex.t_end
+        start = ex.t_publish - ex.wire_publish
+        complete = t_end != NO_TS and ex.outcome in _COMPLETE
+        if (ex.wire_publish or ex.wire_puback or ex.wire_pubrec or ex.wire_pubrel
+                or ex.wire_pubcomp):
+            self._wire(ex)
+        if complete:
+            latency = t_end - start
+            k = _bucket(latency)
+            self.hist[k] = self.hist.get(k, 0) + 1
+            self.n += 1
+            if latency < self.floor_ns:
+                return
+        facts = self.facts.conns.get(ex.conn_id)
         steps = [(STEPS[i], t, w) for i, t, w in (
             (0, ex.t_publish, ex.wire_publish), (1, ex.t_puback, ex.wire_puback),
             (2, ex.t_pubrec, ex.wire_pubrec), (3, ex.t_pubrel, ex.wire_pubrel),
             (4, ex.t_pubcomp, ex.wire_pubcomp)) if t != NO_TS]
-        start = ex.t_publish - ex.wire_publish
-        for _, _, w in steps:
-            if w > 0:
-                sample = self.wire.get(ex.qos)
-                if sample is None:
-                    sample = self.wire[ex.qos] = WireSample(ex.qos)
-                sample.add(w)
-        complete = ex.outcome in _COMPLETE and ex.t_end != NO_TS
-        end = ex.t_end if ex.t_end != NO_TS else steps[-1][1]
+        end = t_end if complete else steps[-1][1]
         latency = end - start
-        if complete:
-            k = _bucket(latency)
-            self.hist[k] = self.hist.get(k, 0) + 1
-            self.n += 1
-        if latency < self.floor_ns and complete:
-            return
-        if latency < self.floor_ns and not self.facts.conns.get(ex.conn_id):
+        if latency < self.floor_ns and facts is None:
             return
         if len(self.found) + len(self.unexplained) >= self.max_candidates:
             self.dropped += 1
             return
         d = ex.direction
-        facts = self.facts.conns.get(ex.conn_id)
         if facts is not None:
             named = tuple((name, d ^ _STEP_SIDE[name], t, w) for name, t, w in steps)
             fx = ExchangeFacts(ex.ex_id, ex.conn_id, d, ex.qos, ex.packet_id, start, end,
@@ -183,6 +183,15 @@ class Diagnoser:
                     return
         if latency >= self.floor_ns:
             self.unexplained.append((latency, ex.ex_id, ex.conn_id, start))
+
+    def _wire(self, ex: OpenExchange) -> None:
+        sample = self.wire.get(ex.qos)
+        if sample is None:
+            sample = self.wire[ex.qos] = WireSample(ex.qos)
+        for w in (ex.wire_publish, ex.wire_puback, ex.wire_pubrec, ex.wire_pubrel,
+                  ex.wire_pubcomp):
+            if w > 0:
+                sample.add(w)
 
     # -- the end -----------------------------------------------------------------------------
 
