@@ -138,3 +138,41 @@ def test_floor_and_percentile_are_options(tmp_path: Path) -> None:
     assert high.exchanges.cause.isna().all()
     off = analyze_capture(str(path), options=AnalysisOptions(diagnose=False))
     assert off.exchanges.cause.isna().all() and off.result.diagnoses is None
+
+
+def test_report_flows_and_ladder_say_the_cause(tmp_path: Path) -> None:
+    from qosinspect.report.flows import flows_frame
+    from qosinspect.report.text import format_report, ladder_lines
+
+    path = _write(tmp_path, _conversation(split=True))
+    a = analyze_capture(str(path))
+    text = format_report(a, "table", capture="run.pcapng")
+    section = text[text.index("Diagnoses\n"):text.index("Clear text\n")]
+    assert "nagle_delayed_ack          3" in section
+    assert "ladder: qosinspect ladder run.pcapng --conn 0 --since" in section
+    assert "time on the wire (3 packets in pieces)" in text
+    data = a.report()
+    (nagle,) = data["diagnoses"]
+    assert nagle["exchanges"] == 3 and nagle["latency_explained_ms"] == pytest.approx(
+        3 * 40.2, abs=0.5)
+    assert data["time_on_wire_ms"] == [{"qos": 1, "packets": 3, "p50": 40.1, "p90": 40.1,
+                                        "p99": 40.1, "max": 40.1}]
+    assert list(flows_frame(a)["cause"].dropna()) == ["nagle_delayed_ack"] * 3
+    marks = [line for line in ladder_lines(a, conn=0) if "!! cause nagle_delayed_ack" in line]
+    assert len(marks) == 3
+
+
+def test_keepalive_diagnosis_names_the_silence() -> None:
+    from qosinspect.analysis.diagnoses import keepalive
+    from qosinspect.analysis.records import Connection, Reconnect
+
+    prev = Connection(0, "10.0.0.1:1", "10.0.0.2:1883", keep_alive=2, t_last_c2b=T0,
+                      t_close=T0 + 3_100 * MS, end="keepalive_expired")
+    rc = Reconnect("s", "s", 0, 1, T0 + 3_100 * MS, T0 + 3_600 * MS, "keepalive_expired", None,
+                   False)
+    d = keepalive.check(4, rc, prev, 77)
+    assert d is not None and d.ref == 4 and d.frames == (77,)
+    assert d.latency_ns == 500 * MS
+    assert "sent nothing for 3100.0 ms, past 1.5 x its keep alive of 2 s" in d.sentence
+    rc_fin = Reconnect("s", "s", 0, 1, T0, T0 + MS, "fin", None, False)
+    assert keepalive.check(0, rc_fin, prev, 77) is None
