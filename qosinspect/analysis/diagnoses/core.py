@@ -164,7 +164,8 @@ class Diagnoser:
             (0, ex.t_publish, ex.wire_publish), (1, ex.t_puback, ex.wire_puback),
             (2, ex.t_pubrec, ex.wire_pubrec), (3, ex.t_pubrel, ex.wire_pubrel),
             (4, ex.t_pubcomp, ex.wire_pubcomp)) if t != NO_TS]
-        end = t_end if complete else steps[-1][1]
+        # not completed: until it was abandoned (its session ended), else its last step
+        end = t_end if t_end != NO_TS else steps[-1][1]
         latency = end - start
         if latency < self.floor_ns and facts is None:
             return
