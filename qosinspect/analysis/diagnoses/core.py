@@ -9,8 +9,9 @@ that matches none is listed as ``no_known_cause`` only when it is also over the 
 Why it works as exchanges finish: the report may fold finished exchanges into aggregates and
 release their rows, and the TCP facts around an exchange are kept in short rings
 (:mod:`.facts`). So each exchange is diagnosed when it ends, while its facts are there, and
-only the candidates over the floor are kept (at most ``max_candidates``; the rest are
-counted). The percentile is known only at the end: the latency of every finished exchange goes
+only the candidates over the floor are kept: the verdicts (at most ``max_candidates``) and the
+slowest ``MAX_UNEXPLAINED`` of those no cause explains (the rest are counted in ``dropped``). An
+exchange that began after the last fact of its connection skips the checks. The percentile is known only at the end: the latency of every finished exchange goes
 into a fixed log-scale histogram (8 buckets per octave, 12 % wide) read at :meth:`finish`.
 
 Pure: events and records in, :class:`~.evidence.Diagnosis` out; no clock is read.
@@ -18,6 +19,7 @@ Pure: events and records in, :class:`~.evidence.Diagnosis` out; no clock is read
 
 from __future__ import annotations
 
+import heapq
 import random
 from array import array
 from collections.abc import Sequence
@@ -37,6 +39,8 @@ __all__ = ["DEFAULT_FLOOR_NS", "DEFAULT_PERCENTILE", "Diagnoser", "DiagnosisResu
 DEFAULT_FLOOR_NS = 10_000_000
 DEFAULT_PERCENTILE = 99.0
 MAX_CANDIDATES = 100_000
+#: Unexplained exchanges over the floor kept (the slowest): enough for the p99 of 1,000,000.
+MAX_UNEXPLAINED = 10_000
 _SUB = 3  # 2**3 histogram buckets per octave
 #: Steps and who sends each, relative to the PUBLISH's sender (0 the same side, 1 the other).
 _COMPLETE = frozenset(OUTCOMES.index(o) for o in ("complete", "complete_after_reconnect"))
@@ -117,7 +121,8 @@ class Diagnoser:
         self.hist: dict[int, int] = {}
         self.n = 0
         self.found: list[Diagnosis] = []
-        #: Candidates no cause explained: (latency, ex_id, conn_id, start).
+        #: Candidates no cause explained, the slowest (a min-heap): (latency, ex_id, conn_id,
+        #: start).
         self.unexplained: list[tuple[int, int, int, int]] = []
         self.dropped = 0
         self.close_frames: dict[int, int] = {}
@@ -160,6 +165,8 @@ class Diagnoser:
             if latency < self.floor_ns:
                 return
         facts = self.facts.conns.get(ex.conn_id)
+        if facts is not None and facts.quiet_since(start):
+            facts = None    # nothing on the wire since it began: no check can match
         steps = [(STEPS[i], t, w) for i, t, w in (
             (0, ex.t_publish, ex.wire_publish), (1, ex.t_puback, ex.wire_puback),
             (2, ex.t_pubrec, ex.wire_pubrec), (3, ex.t_pubrel, ex.wire_pubrel),
@@ -169,7 +176,7 @@ class Diagnoser:
         latency = end - start
         if latency < self.floor_ns and facts is None:
             return
-        if len(self.found) + len(self.unexplained) >= self.max_candidates:
+        if len(self.found) >= self.max_candidates:
             self.dropped += 1
             return
         d = ex.direction
@@ -183,7 +190,14 @@ class Diagnoser:
                     self.found.append(found)
                     return
         if latency >= self.floor_ns:
-            self.unexplained.append((latency, ex.ex_id, ex.conn_id, start))
+            # the slowest MAX_UNEXPLAINED only: the percentile, known at the end, keeps at
+            # most 1 % of the exchanges anyway
+            item = (latency, ex.ex_id, ex.conn_id, start)
+            if len(self.unexplained) < MAX_UNEXPLAINED:
+                heapq.heappush(self.unexplained, item)
+            else:
+                heapq.heappushpop(self.unexplained, item)
+                self.dropped += 1
 
     def _wire(self, ex: OpenExchange) -> None:
         sample = self.wire.get(ex.qos)
@@ -214,7 +228,7 @@ class Diagnoser:
         out = DiagnosisResult(floor_ns=self.floor_ns, percentile=self.percentile,
                               threshold_ns=threshold, dropped=self.dropped, wire=self.wire)
         out.diagnoses.extend(self.found)
-        for latency, ex_id, conn_id, start in self.unexplained:
+        for latency, ex_id, conn_id, start in sorted(self.unexplained, key=_ex_id):
             if latency > threshold:
                 out.diagnoses.append(Diagnosis(
                     NO_KNOWN_CAUSE, "exchange", ex_id, conn_id, start, latency, (),
@@ -229,3 +243,7 @@ class Diagnoser:
         for d in out.diagnoses:
             (out.exchanges if d.subject == "exchange" else out.reconnects)[d.ref] = d.cause
         return out
+
+
+def _ex_id(item: tuple[int, int, int, int]) -> int:
+    return item[1]

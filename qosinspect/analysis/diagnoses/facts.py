@@ -66,6 +66,14 @@ class ConnFacts:
     splits: deque[Split] = field(default_factory=lambda: deque(maxlen=RING))
     windows: deque[ZeroWindow] = field(default_factory=lambda: deque(maxlen=RING))
     retransmits: deque[Retransmit] = field(default_factory=lambda: deque(maxlen=RING))
+    #: The latest time of any fact, and whether a zero window is still open: an exchange that
+    #: began after the one with none open can match no fact (the checks are skipped).
+    last_ts: int = 0
+    window_open: bool = False
+
+    def quiet_since(self, start: int) -> bool:
+        """No fact at or after ``start`` and no window still closed."""
+        return self.last_ts < start and not self.window_open
 
 
 class Facts:
@@ -87,8 +95,9 @@ class Facts:
 
     def split(self, conn_id: int, client: str, sender: int, first_ts: int, ts: int,
               ack_ts: int, first_frame: int, frame: int) -> None:
-        self.conn(conn_id, client).splits.append(
-            Split(sender, first_ts, ts, ack_ts, first_frame, frame))
+        f = self.conn(conn_id, client)
+        f.splits.append(Split(sender, first_ts, ts, ack_ts, first_frame, frame))
+        f.last_ts = max(f.last_ts, ts)
 
     def tcp(self, ev: TcpEvidence) -> None:
         """A ``tcp.analysis`` flag: zero windows (and their end), retransmissions."""
@@ -101,14 +110,19 @@ class Facts:
             last = f.windows[-1] if f.windows else None
             if last is None or last.sender != sender or last.end:
                 f.windows.append(ZeroWindow(sender, ev.ts_ns, ev.frame))
+            f.window_open = True
         elif kind == "window_update":
             for w in reversed(f.windows):
                 if w.sender == sender and not w.end:
                     w.end, w.end_frame = ev.ts_ns, ev.frame
                     break
+            f.window_open = any(not w.end for w in f.windows)
         elif kind in ("retransmission", "fast_retransmission"):
             last_r = f.retransmits[-1] if f.retransmits else None
             if last_r is not None and last_r.frame == ev.frame:
                 last_r.kind = "fast_retransmission"  # both flags on one frame
             else:
                 f.retransmits.append(Retransmit(sender, ev.ts_ns, ev.frame, kind))
+        else:
+            return
+        f.last_ts = max(f.last_ts, ev.ts_ns)
