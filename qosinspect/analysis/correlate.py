@@ -207,6 +207,9 @@ class Correlator:
         self.diag = (Diagnoser(o.diagnose_floor_ns, o.diagnose_percentile) if o.diagnose
                      else None)
         self.ex.diagnoser = self.diag
+        if self.diag is not None:
+            self.ex.latencies = self.diag.latencies
+            self.ex.diagnose_floor = self.diag.floor_ns
         self._t_lo = _NO_LO
         self._t_hi = NO_TS
         #: TCP streams that carried data and were not decoded (the first MAX_UNDECODED_ROWS).

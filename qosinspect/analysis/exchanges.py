@@ -68,7 +68,7 @@ from .records import (
     Interner,
     RowStore,
 )
-from .state import B2C, C2B, ConnState, DoneIndex, OpenExchange, SessionState
+from .state import B2C, C2B, ConnState, DoneIndex, LatencyHistogram, OpenExchange, SessionState
 
 __all__ = ["ABANDONED", "OPEN_AT_END", "ExchangeTracker"]
 
@@ -118,6 +118,11 @@ class ExchangeTracker:
         #: Told of every QoS 1/2 exchange as it ends, to say why it was slow (set by the
         #: correlator; rows may be folded away later, so it sees each one here).
         self.diagnoser: Diagnoser | None = None
+        #: Every completed exchange's latency (from its PUBLISH's first byte) is counted here,
+        #: and only those over ``diagnose_floor`` (or with a time on the wire, or not
+        #: completed) reach the diagnoser: one count per exchange in the common case.
+        self.latencies = LatencyHistogram()
+        self.diagnose_floor = 0
 
     # -- PUBLISH -------------------------------------------------------------------------------
 
@@ -385,7 +390,14 @@ class ExchangeTracker:
         ex.outcome = outcome
         ex.t_end = ts
         if self.diagnoser is not None:
-            self.diagnoser.exchange(ex)
+            if ts != NO_TS and outcome in (COMPLETE, COMPLETE_AFTER_RECONNECT):
+                latency = ts - ex.t_publish + ex.wire_publish
+                self.latencies.add(latency)
+                if (latency >= self.diagnose_floor or ex.wire_publish or ex.wire_puback
+                        or ex.wire_pubrec or ex.wire_pubrel or ex.wire_pubcomp):
+                    self.diagnoser.exchange(ex)
+            else:
+                self.diagnoser.exchange(ex)
         key = ex.key
         del s.open[key]
         self.n_open_total -= 1

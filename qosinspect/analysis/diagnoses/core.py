@@ -11,8 +11,10 @@ release their rows, and the TCP facts around an exchange are kept in short rings
 (:mod:`.facts`). So each exchange is diagnosed when it ends, while its facts are there, and
 only the candidates over the floor are kept: the verdicts (at most ``max_candidates``) and the
 slowest ``MAX_UNEXPLAINED`` of those no cause explains (the rest are counted in ``dropped``). An
-exchange that began after the last fact of its connection skips the checks. The percentile is known only at the end: the latency of every finished exchange goes
-into a fixed log-scale histogram (8 buckets per octave, 12 % wide) read at :meth:`finish`.
+exchange that began after the last fact of its connection skips the checks. The percentile is
+known only at the end: the exchange tracker counts the latency of every completed exchange in a
+log-scale histogram (:class:`~..state.LatencyHistogram`, 12 % buckets) and hands only the
+candidates over; :meth:`finish` reads the percentile there.
 
 Pure: events and records in, :class:`~.evidence.Diagnosis` out; no clock is read.
 """
@@ -27,7 +29,7 @@ from dataclasses import dataclass, field
 
 from ...events import ConnectionClosed, TcpEvidence
 from ..records import NO_TS, OUTCOMES, STEPS, Connection, Reconnect
-from ..state import OpenExchange
+from ..state import LatencyHistogram, OpenExchange
 from . import keepalive
 from .evidence import NO_KNOWN_CAUSE, Diagnosis, ExchangeFacts, ms
 from .facts import Facts
@@ -41,26 +43,9 @@ DEFAULT_PERCENTILE = 99.0
 MAX_CANDIDATES = 100_000
 #: Unexplained exchanges over the floor kept (the slowest): enough for the p99 of 1,000,000.
 MAX_UNEXPLAINED = 10_000
-_SUB = 3  # 2**3 histogram buckets per octave
 #: Steps and who sends each, relative to the PUBLISH's sender (0 the same side, 1 the other).
 _COMPLETE = frozenset(OUTCOMES.index(o) for o in ("complete", "complete_after_reconnect"))
 _STEP_SIDE = {"publish": 0, "puback": 1, "pubrec": 1, "pubrel": 0, "pubcomp": 1}
-
-
-def _bucket(ns: int) -> int:
-    if ns <= 0:
-        return 0
-    b = ns.bit_length()
-    top = (ns >> (b - 1 - _SUB)) if b > _SUB else ns << (_SUB + 1 - b)
-    return (b << _SUB) | (top & ((1 << _SUB) - 1))
-
-
-def _bucket_high(k: int) -> int:
-    """The upper edge of bucket ``k`` (ns)."""
-    b, frac = k >> _SUB, k & ((1 << _SUB) - 1)
-    if b == 0:
-        return 0
-    return (((1 << _SUB) + frac + 1) << (b - 1)) >> _SUB
 
 
 class WireSample:
@@ -118,8 +103,9 @@ class Diagnoser:
         self.percentile = percentile
         self.max_candidates = max_candidates
         self.facts = Facts()
-        self.hist: dict[int, int] = {}
-        self.n = 0
+        #: Every completed exchange's latency, counted by the exchange tracker (which calls
+        #: :meth:`exchange` only for the candidates): the percentile's source.
+        self.latencies = LatencyHistogram()
         self.found: list[Diagnosis] = []
         #: Candidates no cause explained, the slowest (a min-heap): (latency, ex_id, conn_id,
         #: start).
@@ -148,22 +134,18 @@ class Diagnoser:
             self.close_frames[ev.conn.conn_id] = ev.frame
 
     def exchange(self, ex: OpenExchange) -> None:
-        """A QoS 1/2 exchange ended (any outcome). Its latency runs from its PUBLISH's first
-        byte on the wire to its end (its last step when it did not complete). The common case,
-        a completed exchange under the floor, costs a histogram count."""
+        """A QoS 1/2 exchange ended: one that did not complete, or completed over the floor or
+        with a packet that spanned frames (the tracker counted its latency and filtered). Its
+        latency runs from its PUBLISH's first byte on the wire to its end (when it was
+        abandoned, else its last step, when it did not complete)."""
         t_end = ex.t_end
         start = ex.t_publish - ex.wire_publish
         complete = t_end != NO_TS and ex.outcome in _COMPLETE
         if (ex.wire_publish or ex.wire_puback or ex.wire_pubrec or ex.wire_pubrel
                 or ex.wire_pubcomp):
             self._wire(ex)
-        if complete:
-            latency = t_end - start
-            k = _bucket(latency)
-            self.hist[k] = self.hist.get(k, 0) + 1
-            self.n += 1
-            if latency < self.floor_ns:
-                return
+        if complete and t_end - start < self.floor_ns:
+            return    # only its time on the wire was wanted
         facts = self.facts.conns.get(ex.conn_id)
         if facts is not None and facts.quiet_since(start):
             facts = None    # nothing on the wire since it began: no check can match
@@ -211,16 +193,9 @@ class Diagnoser:
     # -- the end -----------------------------------------------------------------------------
 
     def quantile(self, q: float) -> int:
-        """The latency at quantile ``q`` (0-100) of the finished exchanges (upper bucket edge)."""
-        if not self.n:
-            return 0
-        rank = q / 100 * self.n
-        seen = 0
-        for k in sorted(self.hist):
-            seen += self.hist[k]
-            if seen >= rank:
-                return _bucket_high(k)
-        return _bucket_high(max(self.hist))
+        """The latency at quantile ``q`` (0-100) of the completed exchanges (upper bucket
+        edge, within 12 %)."""
+        return self.latencies.quantile(q)
 
     def finish(self, reconnects: Sequence[Reconnect], connections: Sequence[Connection]
                ) -> DiagnosisResult:
