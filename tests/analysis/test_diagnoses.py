@@ -176,3 +176,21 @@ def test_keepalive_diagnosis_names_the_silence() -> None:
     assert "sent nothing for 3100.0 ms, past 1.5 x its keep alive of 2 s" in d.sentence
     rc_fin = Reconnect("s", "s", 0, 1, T0, T0 + MS, "fin", None, False)
     assert keepalive.check(0, rc_fin, prev, 77) is None
+
+
+def test_latency_histogram_quantiles_are_within_an_eighth_of_an_octave() -> None:
+    import random
+
+    from qosinspect.analysis.state import LatencyHistogram
+
+    rng = random.Random(7)
+    values = [int(rng.lognormvariate(15, 2)) + 1 for _ in range(20_000)]
+    h = LatencyHistogram()
+    for v in values:
+        h.add(v)
+    data = sorted(values)
+    for q in (50, 90, 99, 99.9):
+        exact = data[min(len(data) - 1, int(q / 100 * len(data)))]
+        got = h.quantile(q)
+        assert exact <= got <= exact * 1.13, (q, exact, got)
+    assert LatencyHistogram().quantile(99) == 0
