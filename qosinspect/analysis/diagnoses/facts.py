@@ -21,6 +21,8 @@ __all__ = ["MAX_CONNECTIONS", "RING", "ConnFacts", "Facts", "Retransmit", "Split
 RING = 64
 #: Connections whose facts are kept at once (the oldest are forgotten first).
 MAX_CONNECTIONS = 20_000
+#: The ``tcp.analysis`` flags a cause reads.
+_KINDS = frozenset({"zero_window", "window_update", "retransmission", "fast_retransmission"})
 
 
 @dataclass(slots=True)
@@ -101,11 +103,13 @@ class Facts:
 
     def tcp(self, ev: TcpEvidence) -> None:
         """A ``tcp.analysis`` flag: zero windows (and their end), retransmissions."""
+        kind = ev.kind
+        if kind not in _KINDS:
+            return
         f = self.conns.get(ev.conn_id)
         if f is None or not f.client:
             return  # a connection that carries no MQTT exchange (yet): nothing to explain
         sender = 0 if str(ev.src) == f.client else 1
-        kind = ev.kind
         if kind == "zero_window":
             last = f.windows[-1] if f.windows else None
             if last is None or last.sender != sender or last.end:
