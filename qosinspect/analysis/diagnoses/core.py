@@ -149,37 +149,43 @@ class Diagnoser:
         facts = self.facts.conns.get(ex.conn_id)
         if facts is not None and facts.quiet_since(start):
             facts = None    # nothing on the wire since it began: no check can match
-        steps = [(STEPS[i], t, w) for i, t, w in (
-            (0, ex.t_publish, ex.wire_publish), (1, ex.t_puback, ex.wire_puback),
-            (2, ex.t_pubrec, ex.wire_pubrec), (3, ex.t_pubrel, ex.wire_pubrel),
-            (4, ex.t_pubcomp, ex.wire_pubcomp)) if t != NO_TS]
         # not completed: until it was abandoned (its session ended), else its last step
-        end = t_end if t_end != NO_TS else steps[-1][1]
+        # (NO_TS is the smallest int64: max() skips the steps not seen)
+        end = t_end if t_end != NO_TS else max(ex.t_publish, ex.t_puback, ex.t_pubrec,
+                                                ex.t_pubrel, ex.t_pubcomp)
         latency = end - start
-        if latency < self.floor_ns and facts is None:
+        if facts is None:
+            if latency >= self.floor_ns:
+                self._unexplained(latency, ex.ex_id, ex.conn_id, start)
             return
         if len(self.found) >= self.max_candidates:
             self.dropped += 1
             return
         d = ex.direction
-        if facts is not None:
-            named = tuple((name, d ^ _STEP_SIDE[name], t, w) for name, t, w in steps)
-            fx = ExchangeFacts(ex.ex_id, ex.conn_id, d, ex.qos, ex.packet_id, start, end,
-                               complete, named)
-            for check in EXCHANGE_CHECKS:
-                found = check(fx, facts, self.floor_ns)
-                if found is not None:
-                    self.found.append(found)
-                    return
+        named = tuple((STEPS[i], d ^ _STEP_SIDE[STEPS[i]], t, w) for i, t, w in (
+            (0, ex.t_publish, ex.wire_publish), (1, ex.t_puback, ex.wire_puback),
+            (2, ex.t_pubrec, ex.wire_pubrec), (3, ex.t_pubrel, ex.wire_pubrel),
+            (4, ex.t_pubcomp, ex.wire_pubcomp)) if t != NO_TS)
+        fx = ExchangeFacts(ex.ex_id, ex.conn_id, d, ex.qos, ex.packet_id, start, end,
+                           complete, named)
+        for check in EXCHANGE_CHECKS:
+            found = check(fx, facts, self.floor_ns)
+            if found is not None:
+                self.found.append(found)
+                return
         if latency >= self.floor_ns:
-            # the slowest MAX_UNEXPLAINED only: the percentile, known at the end, keeps at
-            # most 1 % of the exchanges anyway
-            item = (latency, ex.ex_id, ex.conn_id, start)
-            if len(self.unexplained) < MAX_UNEXPLAINED:
-                heapq.heappush(self.unexplained, item)
-            else:
-                heapq.heappushpop(self.unexplained, item)
-                self.dropped += 1
+            self._unexplained(latency, ex.ex_id, ex.conn_id, start)
+
+    def _unexplained(self, latency: int, ex_id: int, conn_id: int, start: int) -> None:
+        """Keep the slowest MAX_UNEXPLAINED only: the percentile, known at the end, keeps at
+        most 1 % of the exchanges anyway."""
+        heap = self.unexplained
+        if len(heap) < MAX_UNEXPLAINED:
+            heapq.heappush(heap, (latency, ex_id, conn_id, start))
+            return
+        self.dropped += 1
+        if latency > heap[0][0]:
+            heapq.heapreplace(heap, (latency, ex_id, conn_id, start))
 
     def _wire(self, ex: OpenExchange) -> None:
         sample = self.wire.get(ex.qos)
