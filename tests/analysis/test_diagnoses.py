@@ -194,3 +194,12 @@ def test_latency_histogram_quantiles_are_within_an_eighth_of_an_octave() -> None
         got = h.quantile(q)
         assert exact <= got <= exact * 1.13, (q, exact, got)
     assert LatencyHistogram().quantile(99) == 0
+
+
+def test_slowest_keeps_the_slowest_in_arrival_order() -> None:
+    from qosinspect.analysis.diagnoses.core import Slowest
+
+    s = Slowest(3)
+    dropped = sum(s.add(lat, i, 0, i * 10) for i, lat in enumerate([5, 9, 1, 7, 8, 2, 6]))
+    assert [r[1] for r in s.rows()] == [1, 3, 4]          # latencies 9, 7, 8
+    assert dropped + s.excess() == 4
