@@ -49,38 +49,43 @@ _STEP_SIDE = {"publish": 0, "puback": 1, "pubrec": 1, "pubrel": 0, "pubcomp": 1}
 
 class Slowest:
     """The ``keep`` slowest of the exchanges no cause explained, as ``(latency, ex_id, conn_id,
-    start)``, in four int64 arrays: no Python object per exchange (10,000 tuples kept and
-    replaced over a long capture scattered the allocator's arenas: +21 MB of peak RSS on the
-    report benchmark). The arrays grow to twice ``keep``, then the slowest ``keep`` stay."""
+    start)``, in four int64 arrays of twice ``keep`` allocated once: no Python object per
+    exchange and no reallocation (10,000 tuples kept and replaced over a long capture, or
+    arrays grown and rebuilt, scattered the allocator's heap: +21 MB of peak RSS on the report
+    benchmark). When the arrays are full, the slowest ``keep`` move to the front."""
 
     def __init__(self, keep: int) -> None:
         self.keep = keep
-        self.cols: tuple[array[int], ...] = tuple(array("q") for _ in range(4))
+        self.n = 0
+        self.cols: tuple[array[int], ...] = tuple(array("q", bytes(16 * keep))
+                                                  for _ in range(4))
 
     def add(self, latency: int, ex_id: int, conn_id: int, start: int) -> int:
         """Add one; returns how many were dropped to make room."""
         lat, ids, conns, starts = self.cols
-        lat.append(latency)
-        ids.append(ex_id)
-        conns.append(conn_id)
-        starts.append(start)
-        if len(lat) < 2 * self.keep:
+        n = self.n
+        lat[n] = latency
+        ids[n] = ex_id
+        conns[n] = conn_id
+        starts[n] = start
+        self.n = n = n + 1
+        if n < len(lat):
             return 0
-        order = sorted(range(len(lat)), key=lat.__getitem__)[-self.keep:]
-        order.sort()    # back in arrival (ex_id) order
-        dropped = len(lat) - len(order)
-        self.cols = tuple(array("q", (col[i] for i in order)) for col in self.cols)
-        return dropped
+        rows = self.rows()
+        for i, row in enumerate(rows):
+            lat[i], ids[i], conns[i], starts[i] = row
+        self.n = len(rows)
+        return n - len(rows)
 
     def rows(self) -> list[tuple[int, int, int, int]]:
         """The slowest ``keep``, in the order they ended."""
         lat, ids, conns, starts = self.cols
-        idx = sorted(sorted(range(len(lat)), key=lat.__getitem__)[-self.keep:])
+        idx = sorted(sorted(range(self.n), key=lat.__getitem__)[-self.keep:])
         return [(lat[i], ids[i], conns[i], starts[i]) for i in idx]
 
     def excess(self) -> int:
         """How many :meth:`rows` leaves out."""
-        return max(0, len(self.cols[0]) - self.keep)
+        return max(0, self.n - self.keep)
 
 
 class WireSample:
