@@ -69,6 +69,13 @@ class MqttPacketEvent(NamedTuple):
     ``frame`` is the 1-based number of the frame that completed the packet (Wireshark's numbering;
     0 for live taps), ``first_frame`` the one where it began. ``wire_len`` counts the fixed header.
     ``version`` is the protocol level in force (3, 4, 5), or None if unknown.
+
+    ``first_ts_ns`` is when the packet's first byte reached the wire (``first_frame``'s time; 0
+    when the source does not know it: read it as ``ts_ns``). Why: a PUBLISH its sender wrote in
+    two pieces without TCP_NODELAY waits for the peer's ACK between them (Nagle's algorithm with
+    a delayed ACK); timing from completion alone hides that wait. ``ack_ts_ns``, for a packet
+    whose bytes spanned several frames only (0 otherwise), is when the receiving side last sent
+    a segment with an ACK before the frame that completed it: the ACK such a sender waited for.
     """
 
     ts_ns: int
@@ -82,6 +89,8 @@ class MqttPacketEvent(NamedTuple):
     #: True when no CONNECT was seen and ``version`` is a default (``--mqtt-version``), not a
     #: fact read from the bytes.
     version_assumed: bool = False
+    first_ts_ns: int = 0
+    ack_ts_ns: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -36,17 +36,18 @@ typedef struct {
     Py_ssize_t h_flow, h_peer, h_direction, h_nxt_seq, h_nxt_off, h_segments, h_win, h_sink,
         h_probe, h_ooo, h_data_bytes;
     /* HalfStream's TCP analysis state (capture/tcp_analysis.py TcpDirState) */
-    Py_ssize_t h_plain, h_nextseq, h_maxseq, h_nextseqtime, h_lastack;
+    Py_ssize_t h_plain, h_nextseq, h_maxseq, h_nextseqtime, h_lastack, h_lastacktime;
     /* Flow */
     Py_ssize_t f_last_ts, f_app, f_sides_known, f_info;
     /* _Conn, _Side */
     Py_ssize_t c_c2b, c_b2c, c_first_done, c_scan_left, c_assumed;
-    Py_ssize_t s_dec, s_packets, s_pending_frame;
+    Py_ssize_t s_dec, s_packets, s_pending_frame, s_pending_ts;
     /* the allocators of StreamData and MqttPacketEvent */
     allocfunc streamdata_alloc, event_alloc;
     int ready, mqtt_ready;
 } Classes;
 static Classes K;
+static PyObject *ZERO; /* the int 0: ack_ts of a packet that began in the frame completing it */
 
 PyObject *sp_configure_capture(PyObject *module, PyObject *args)
 {
@@ -69,6 +70,7 @@ PyObject *sp_configure_capture(PyObject *module, PyObject *args)
         slot_offset(half, "maxseqtobeacked", &k.h_maxseq) ||
         slot_offset(half, "nextseqtime", &k.h_nextseqtime) ||
         slot_offset(half, "lastack", &k.h_lastack) ||
+        slot_offset(half, "lastacktime", &k.h_lastacktime) ||
         slot_offset(half, "data_bytes", &k.h_data_bytes) ||
         slot_offset(flow, "last_ts", &k.f_last_ts) || slot_offset(flow, "app", &k.f_app) ||
         slot_offset(flow, "sides_known", &k.f_sides_known) ||
@@ -102,7 +104,10 @@ PyObject *sp_configure_mqtt_stage(PyObject *module, PyObject *args)
         slot_offset(conn, "scan_left", &k.c_scan_left) ||
         slot_offset(conn, "assumed", &k.c_assumed) || slot_offset(side, "dec", &k.s_dec) ||
         slot_offset(side, "packets", &k.s_packets) ||
-        slot_offset(side, "pending_frame", &k.s_pending_frame))
+        slot_offset(side, "pending_frame", &k.s_pending_frame) ||
+        slot_offset(side, "pending_ts", &k.s_pending_ts))
+        return NULL;
+    if (ZERO == NULL && (ZERO = PyLong_FromLong(0)) == NULL)
         return NULL;
     K = k;
     PyObject **dst[] = {&K.conn_cls, &K.side_cls, &K.event, &K.c2b};
@@ -203,20 +208,24 @@ static int engine_init(Engine *e, PyObject *args, PyObject *kw)
 /* --- the fast path of one frame ----------------------------------------------------------------- */
 
 typedef struct {
-    PyObject *batch, *info, *dir, *ts, *frame, *first, *version, *assumed;
+    PyObject *batch, *info, *dir, *ts, *frame, *first, *version, *assumed, *first_ts, *ack_ts;
     long long count;
 } EventSink;
 
 static int emit_event(void *ctx, PyObject *packet, Py_ssize_t size)
 {
     EventSink *s = ctx;
-    PyObject *items[9] = {Py_NewRef(s->ts), Py_NewRef(s->info), Py_NewRef(s->dir), packet,
-                          PyLong_FromSsize_t(size), Py_NewRef(s->frame), Py_NewRef(s->first),
-                          Py_NewRef(s->version), Py_NewRef(s->assumed)};
-    PyObject *ev = new_namedtuple(K.event, K.event_alloc, 9, items);
+    PyObject *items[11] = {Py_NewRef(s->ts), Py_NewRef(s->info), Py_NewRef(s->dir), packet,
+                           PyLong_FromSsize_t(size), Py_NewRef(s->frame), Py_NewRef(s->first),
+                           Py_NewRef(s->version), Py_NewRef(s->assumed),
+                           Py_NewRef(s->first_ts), Py_NewRef(s->ack_ts)};
+    PyObject *ev = new_namedtuple(K.event, K.event_alloc, 11, items);
     if (ev == NULL)
         return -1;
-    s->first = s->frame; /* packets after the first begin in this frame */
+    /* packets after the first begin in this frame (decoder.py: first, first_ts, ack_ts) */
+    s->first = s->frame;
+    s->first_ts = s->ts;
+    s->ack_ts = ZERO;
     s->count++;
     int rc = PyList_Append(s->batch, ev);
     Py_DECREF(ev);
@@ -245,7 +254,7 @@ static int emit_streamdata(PyObject *batch, PyObject *flow, PyObject *dir, PyObj
 /* The MQTT step of CaptureDecoder for new in-order bytes of a steady connection, else a
  * StreamData record for it. 0 or -1 (exception). */
 static int deliver(Engine *e, PyObject *batch, PyObject *flow, PyObject *dir, PyObject *frame,
-                   PyObject *ts, const unsigned char *data, Py_ssize_t len)
+                   PyObject *ts, PyObject *peer, const unsigned char *data, Py_ssize_t len)
 {
     if (!e->mqtt)
         return emit_streamdata(batch, flow, dir, frame, ts, data, len);
@@ -267,11 +276,13 @@ static int deliver(Engine *e, PyObject *batch, PyObject *flow, PyObject *dir, Py
     long long pend, need, offset, version, max_size, packets;
     PyObject *chunks = SLOT(dec, DEC.chunks), *topics = SLOT(dec, DEC.topics);
     PyObject *ver = SLOT(dec, DEC.version), *pending_frame = SLOT(side, K.s_pending_frame);
+    PyObject *pending_ts = SLOT(side, K.s_pending_ts), *ack_time = SLOT(peer, K.h_lastacktime);
     if (SLOT(dec, DEC.failed) != Py_None || slot_bool(dec, DEC.resync) != 0 ||
         slot_ll(dec, DEC.pending, &pend) || slot_ll(dec, DEC.need, &need) ||
         slot_ll(dec, DEC.offset, &offset) || slot_ll(dec, DEC.version, &version) ||
         slot_ll(dec, DEC.max_packet_size, &max_size) || slot_ll(side, K.s_packets, &packets) ||
-        pending_frame == NULL || chunks == NULL || !PyList_CheckExact(chunks) ||
+        pending_frame == NULL || pending_ts == NULL || ack_time == NULL ||
+        chunks == NULL || !PyList_CheckExact(chunks) ||
         topics == NULL || !PyDict_CheckExact(topics))
         return emit_streamdata(batch, flow, dir, frame, ts, data, len);
 
@@ -297,7 +308,11 @@ static int deliver(Engine *e, PyObject *batch, PyObject *flow, PyObject *dir, Py
         buf = (const unsigned char *)PyBytes_AsString(joined);
         n = PyBytes_Size(joined);
     }
-    EventSink sink = {batch, info, dir, ts, frame, pend ? pending_frame : frame, ver, assumed, 0};
+    /* as decoder.py: a packet begun in an earlier frame carries that frame's time and when its
+     * receiver last ACKed */
+    int spans = pend && PyObject_RichCompareBool(pending_frame, frame, Py_NE) == 1;
+    EventSink sink = {batch, info, dir, ts, frame, pend ? pending_frame : frame, ver, assumed,
+                      pend ? pending_ts : ts, spans ? ack_time : ZERO, 0};
     Emitter em = {emit_event, &sink};
     int why;
     Py_ssize_t got_need, rc = 0;
@@ -338,8 +353,10 @@ static int deliver(Engine *e, PyObject *batch, PyObject *flow, PyObject *dir, Py
         goto out;
     }
     e->packets += sink.count;
-    if (left && (!pend || left <= len))
+    if (left && (!pend || left <= len)) {
         slot_set(side, K.s_pending_frame, Py_NewRef(frame));
+        slot_set(side, K.s_pending_ts, Py_NewRef(ts));
+    }
     if (why == STOP_OTHER)
         rc = emit_streamdata(batch, flow, dir, frame, ts, buf + pos, n - pos);
 out:
@@ -432,7 +449,7 @@ static int fast_frame(Engine *e, const Rec *r, long long next_sweep, PyObject *b
         if (ack == lastack) /* a duplicate ACK, a window update ...: the analysis decides */
             return 0;
         if (slot_set_ll(h, K.h_segments, segments + 1) < 0 || set_win(h, win) < 0 ||
-            slot_set_ll(h, K.h_lastack, ack) < 0)
+            slot_set_ll(h, K.h_lastack, ack) < 0 || slot_set_ll(h, K.h_lastacktime, r->ts) < 0)
             return -1;
         return 1;
     }
@@ -457,16 +474,19 @@ static int fast_frame(Engine *e, const Rec *r, long long next_sweep, PyObject *b
     slot_set(h, K.h_nextseq, Py_NewRef(next));
     slot_set(h, K.h_maxseq, next);
     slot_set(h, K.h_nextseqtime, Py_NewRef(ts));
+    slot_set(h, K.h_lastacktime, Py_NewRef(ts));
     Py_INCREF(flow);
     Py_INCREF(dir);
+    Py_INCREF(p);
     PyObject *frame = PyLong_FromLongLong(r->n);
     int rc = -1;
     if (frame != NULL)
-        rc = deliver(e, batch, flow, dir, frame, ts, f + pstart, (Py_ssize_t)plen);
+        rc = deliver(e, batch, flow, dir, frame, ts, p, f + pstart, (Py_ssize_t)plen);
     Py_XDECREF(frame);
     Py_XDECREF(ts);
     Py_DECREF(flow);
     Py_DECREF(dir);
+    Py_DECREF(p);
     return rc < 0 ? -1 : 1;
 }
 

@@ -60,6 +60,7 @@ from ..mqtt.packets import (
     packet_type_of,
 )
 from .deliveries import DeliveryMatcher
+from .diagnoses import Diagnoser, DiagnosisResult
 from .exchanges import ABANDONED, OPEN_AT_END, ExchangeTracker
 from .logs import DIRECTION_NAMES, AnomalyLog, EvidenceLog, PacketLog
 from .options import AnalysisOptions
@@ -133,6 +134,8 @@ class CorrelationResult:
     #: ``mypyc`` when the compiled analysis made this result, ``python`` when the interpreter
     #: ran the ``.py`` files (:func:`qosinspect._accel.analysis_implementation`).
     implementation: str = "python"
+    #: Why exchanges and reconnections were slow (:mod:`.diagnoses`; None when not asked).
+    diagnoses: DiagnosisResult | None = None
 
     def exchange_objects(self) -> list[Exchange]:
         """Every exchange (QoS 0, 1 and 2) as an :class:`Exchange`, in ``ex_id`` order, with
@@ -200,6 +203,13 @@ class Correlator:
                                    default_version=o.default_version,
                                    same_broker=o.same_broker)
         self.ex.sessions = self.sess.by_code
+        #: Says why exchanges and reconnections were slow (None: ``diagnose=False``).
+        self.diag = (Diagnoser(o.diagnose_floor_ns, o.diagnose_percentile) if o.diagnose
+                     else None)
+        self.ex.diagnoser = self.diag
+        if self.diag is not None:
+            self.ex.latencies = self.diag.latencies
+            self.ex.diagnose_floor = self.diag.floor_ns
         self._t_lo = _NO_LO
         self._t_hi = NO_TS
         #: TCP streams that carried data and were not decoded (the first MAX_UNDECODED_ROWS).
@@ -247,6 +257,8 @@ class Correlator:
             # Wireshark's flags of a segment already counted as an event (any connection,
             # encrypted ones too): not an event of its own
             self.tcp_evidence.add(ev)
+            if self.diag is not None:
+                self.diag.tcp(ev)
             return
         self._clock(ev.ts_ns)
         sess = self.sess
@@ -262,10 +274,14 @@ class Correlator:
                 c = sess.new_conn(ev.conn, ev.ts_ns)
             c.rec.handshake_seen = ev.handshake_seen
             c.rec.t_open = ev.ts_ns
+            if self.diag is not None:
+                self.diag.connection(ev.conn.conn_id, str(ev.conn.client))
         elif isinstance(ev, ConnectionClosed):
             c = sess.conn(ev.conn, ev.ts_ns)
             c.rec.transport = ev.conn.transport     # learnt after the open (TLS, WebSocket)
             sess.close(c, ev.ts_ns, ev.how, ev.closed_by)
+            if self.diag is not None:
+                self.diag.closed(ev)
         elif isinstance(ev, TcpRetransmission):
             c = sess.conn(ev.conn, ev.ts_ns)
             c.rec.tcp_retransmissions += 1
@@ -317,7 +333,7 @@ class Correlator:
         """One MQTT packet (the hot path: one call per packet of the capture)."""
         # One unpacking instead of a lookup by name per field (compiled code reads a tuple's
         # items directly; a NamedTuple's fields by name go through the type's dictionary).
-        ts, info, direction, p, wire_len, frame, _, version, _ = ev
+        ts, info, direction, p, wire_len, frame, first_frame, version, _, first_ts, ack_ts = ev
         self.n_events += 1
         if ts > self._t_hi:
             self._t_hi = ts
@@ -338,6 +354,11 @@ class Correlator:
         else:
             d = B2C if packet_type_of(p) in _FROM_BROKER else C2B
         rec = c.rec
+        # time on the wire: from the packet's first byte (0: the source does not know it)
+        wire = ts - first_ts if 0 < first_ts < ts else 0
+        if first_frame != frame and (diag := self.diag) is not None:
+            diag.split(c.conn_id, str(info.client), d, first_ts or ts, ts, ack_ts, first_frame,
+                       frame)
         if d == C2B:
             c.t_last_c2b = ts
             rec.n_packets_c2b += 1
@@ -357,7 +378,7 @@ class Correlator:
                 rec.n_publish_c2b += 1
             else:
                 rec.n_publish_b2c += 1
-            self.ex.publish(ev, ts, frame, c, s, d, cast(Publish, p))
+            self.ex.publish(ev, ts, frame, c, s, d, cast(Publish, p), wire)
             return
         ptype = _ACK_TYPES.get(t)
         if ptype is not None:
@@ -365,7 +386,7 @@ class Correlator:
             s = c.sess
             if s is None or not c.connect_seen:
                 s = self._introduce(ev, c, d, _PTYPE_NAMES[ptype])
-            self.ex.ack(ev, ts, frame, c, s, d, ptype, pid, int(reason))
+            self.ex.ack(ev, ts, frame, c, s, d, ptype, pid, int(reason), wire)
             return
         if t is _CONNECT:
             assert isinstance(p, Connect)
@@ -492,7 +513,9 @@ class Correlator:
             anomalies_suppressed=dict(self.anomalies.suppressed), detail=self.detail,
             undecoded=self.undecoded, undecoded_count=self.undecoded_count,
             tcp_evidence=self.tcp_evidence,
-            implementation=IMPLEMENTATION)
+            implementation=IMPLEMENTATION,
+            diagnoses=(self.diag.finish(sess.reconnects, connections)
+                       if self.diag is not None else None))
 
 
 def correlate(events: Iterable[Event], options: AnalysisOptions | None = None

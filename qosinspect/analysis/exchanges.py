@@ -55,6 +55,7 @@ from ..events import MqttPacketEvent
 from ..mqtt.packets import Publish
 from ..mqtt.transitions import ACK_STEPS, FlowState, Step, transition
 from .deliveries import DeliveryMatcher
+from .diagnoses import Diagnoser
 from .logs import DIRECTION_NAMES, AnomalyLog, PacketLog
 from .records import (
     EXCHANGE_COLUMNS,
@@ -67,7 +68,7 @@ from .records import (
     Interner,
     RowStore,
 )
-from .state import B2C, C2B, ConnState, DoneIndex, OpenExchange, SessionState
+from .state import B2C, C2B, ConnState, DoneIndex, LatencyHistogram, OpenExchange, SessionState
 
 __all__ = ["ABANDONED", "OPEN_AT_END", "ExchangeTracker"]
 
@@ -114,13 +115,22 @@ class ExchangeTracker:
         #: through them for the oldest open exchanges.
         self.sessions: list[SessionState] = []
         self.next_ex_id = 0
+        #: Told of every QoS 1/2 exchange as it ends, to say why it was slow (set by the
+        #: correlator; rows may be folded away later, so it sees each one here).
+        self.diagnoser: Diagnoser | None = None
+        #: Every completed exchange's latency (from its PUBLISH's first byte) is counted here,
+        #: and only those over ``diagnose_floor`` (or with a time on the wire, or not
+        #: completed) reach the diagnoser: one count per exchange in the common case.
+        self.latencies = LatencyHistogram()
+        self.diagnose_floor = 0
 
     # -- PUBLISH -------------------------------------------------------------------------------
 
     def publish(self, ev: MqttPacketEvent, ts: int, frame: int, c: ConnState, s: SessionState,
-                d: int, p: Publish) -> None:
+                d: int, p: Publish, wire: int = 0) -> None:
         """A PUBLISH; ``ts`` and ``frame`` are ``ev``'s, unpacked once by the caller (reading a
-        NamedTuple's field by name is a dictionary lookup even in compiled code)."""
+        NamedTuple's field by name is a dictionary lookup even in compiled code), ``wire`` its
+        time on the wire (first byte to completion, ns)."""
         topic, payload, qos, dup_flag, retain_flag, pid, _ = p
         dup = 1 if dup_flag else 0
         retain = 1 if retain_flag else 0
@@ -185,6 +195,7 @@ class ExchangeTracker:
         tcode = self.topics.code(topic) if self.detail else -1
         ex = OpenExchange(ex_id, s.code, c.conn_id, d, qos, pid, tcode, len(payload),
                           retain, dup, frame, ts, content, key)
+        ex.wire_publish = wire
         s.open[key] = ex
         self.n_open_total += 1
         if d == C2B:
@@ -261,8 +272,9 @@ class ExchangeTracker:
     # -- acknowledgements -----------------------------------------------------------------------
 
     def ack(self, ev: MqttPacketEvent, ts: int, frame: int, c: ConnState, s: SessionState,
-            d: int, ptype: int, pid: int, reason: int) -> None:
-        """A PUBACK, PUBREC, PUBREL or PUBCOMP (``ts`` and ``frame`` as in :meth:`publish`)."""
+            d: int, ptype: int, pid: int, reason: int, wire: int = 0) -> None:
+        """A PUBACK, PUBREC, PUBREL or PUBCOMP (``ts``, ``frame`` and ``wire`` as in
+        :meth:`publish`)."""
         step_enum, want_qos, from_receiver, name = ACK_STEPS[ptype]
         step = int(step_enum)
         exd = d ^ 1 if from_receiver else d
@@ -301,6 +313,7 @@ class ExchangeTracker:
             return
         if step == S_PUBACK:
             ex.t_puback = ts
+            ex.wire_puback = wire
             ex.t_puback_last = ts
             ex.n_puback = 1
             ex.puback_reason = reason
@@ -310,6 +323,7 @@ class ExchangeTracker:
                 resend = 1
             else:
                 ex.t_pubrec = ts
+                ex.wire_pubrec = wire
                 ex.pubrec_reason = reason
             ex.t_pubrec_last = ts
             ex.n_pubrec += 1
@@ -320,6 +334,7 @@ class ExchangeTracker:
                 resend = 1
             else:
                 ex.t_pubrel = ts
+                ex.wire_pubrel = wire
                 ex.pubrel_reason = reason
             ex.t_pubrel_last = ts
             ex.n_pubrel += 1
@@ -329,6 +344,7 @@ class ExchangeTracker:
                 c.reconnect.redelivered_pubrel += 1
         else:
             ex.t_pubcomp = ts
+            ex.wire_pubcomp = wire
             ex.t_pubcomp_last = ts
             ex.n_pubcomp = 1
             ex.pubcomp_reason = reason
@@ -373,6 +389,15 @@ class ExchangeTracker:
         """Finish an open exchange: write its row and remember it under its key."""
         ex.outcome = outcome
         ex.t_end = ts
+        if self.diagnoser is not None:
+            if ts != NO_TS and outcome in (COMPLETE, COMPLETE_AFTER_RECONNECT):
+                latency = ts - ex.t_publish + ex.wire_publish
+                self.latencies.add(latency)
+                if (latency >= self.diagnose_floor or ex.wire_publish or ex.wire_puback
+                        or ex.wire_pubrec or ex.wire_pubrel or ex.wire_pubcomp):
+                    self.diagnoser.exchange(ex)
+            else:
+                self.diagnoser.exchange(ex)
         key = ex.key
         del s.open[key]
         self.n_open_total -= 1

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from .correlate import CorrelationResult
+from .diagnoses.report import diagnoses_report, wire_report
 from .exposure import exposure
 from .records import DELIVERY_REASONS, DELIVERY_STATUSES, OUTCOMES, STEPS
 from .tcp_evidence import evidence_report
@@ -246,6 +247,8 @@ def report_dict(r: CorrelationResult) -> dict[str, Any]:
         "stream_gaps": sum(c.stream_gaps for c in r.connections),
         "undecoded_streams": r.undecoded_count,
         "tcp_evidence": evidence_report(r.tcp_evidence, r.connections),
+        "diagnoses": diagnoses_report(r.diagnoses, r.t_first),
+        "time_on_wire_ms": wire_report(r.diagnoses),
         "clock_jumps": [{"frame": a.frame, "detail": a.detail} for a in r.anomalies
                         if a.kind == "clock_jump"],
         "anomalies": dict(sorted(anomalies.items())),

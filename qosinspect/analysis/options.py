@@ -35,6 +35,10 @@ class AnalysisOptions:
     - ``default_version``: the MQTT version assumed for a connection whose CONNECT is missing.
     - ``first_chunk_rows`` / ``max_chunk_rows``: the row stores' first and largest chunk, the
       granularity of their memory (smaller chunks: less slack, more of them).
+    - ``diagnose``: say why (:mod:`.diagnoses`): the causes of slow exchanges and
+      reconnections; ``diagnose_floor_ns`` the latency under which an exchange is not
+      explained, ``diagnose_percentile`` the capture's percentile an exchange with no known
+      cause must also exceed to be listed (docs/diagnoses.md).
     - ``same_broker``: groups of server endpoints (``host:port``) that are one broker, e.g. a
       TCP proxy or load balancer in front of it (the generator's fault proxy listens on several
       ports); the first of a group names it. Otherwise every endpoint is a broker of its own.
@@ -51,6 +55,9 @@ class AnalysisOptions:
     first_chunk_rows: int = 1024
     max_chunk_rows: int = 1 << 16
     same_broker: tuple[tuple[str, ...], ...] = ()
+    diagnose: bool = True
+    diagnose_floor_ns: int = 10_000_000
+    diagnose_percentile: float = 99.0
 
     def __reduce__(self) -> tuple[type[AnalysisOptions], tuple[object, ...]]:
         """Pickled as its constructor call (to a process pool, a Dask worker): compiled by

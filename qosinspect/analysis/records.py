@@ -106,6 +106,9 @@ EXCHANGE_COLUMNS: tuple[tuple[str, str, int], ...] = (
     ("pubcomp_reason", _I, -1),
     ("t_end", _Q, NO_TS), ("outcome", _B, 1), ("last_step", _B, 0), ("spans_reconnect", _B, 0),
     ("dup_after_complete", _I, 0), ("content", _Q, 0),
+    # time on the wire of each step's first packet: its first byte to the frame completing it
+    ("wire_publish", _Q, 0), ("wire_puback", _Q, 0), ("wire_pubrec", _Q, 0),
+    ("wire_pubrel", _Q, 0), ("wire_pubcomp", _Q, 0),
 )
 #: The exchange columns a report needs (``Correlator(detail=False)``): 78 bytes a row instead of
 #: the full 183, for captures of millions of packets (a finished exchange's later changes to
@@ -544,6 +547,12 @@ class Exchange:
     dup_after_complete: int
     content: int = 0
     generation: int = 0
+    #: Time on the wire of each step's first packet (ns; 0 when one frame held it).
+    wire_publish: int = 0
+    wire_puback: int = 0
+    wire_pubrec: int = 0
+    wire_pubrel: int = 0
+    wire_pubcomp: int = 0
 
     @property
     def retransmissions(self) -> int:

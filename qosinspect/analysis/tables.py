@@ -193,6 +193,16 @@ SCHEMAS: dict[str, tuple[Column, ...]] = {
         ("latency_total", TD, "t_end - t_publish, for completed or refused exchanges (QoS 1 "
                              "and 2: QoS 0 has no handshake, NaT)"),
         ("latency_ms", "float64", "latency_total in milliseconds"),
+        ("wire_publish", TD, "time the first PUBLISH spent on the wire: from the frame with its "
+                             "first byte to the one completing it (NaT when one frame held it)"),
+        ("wire_puback", TD, "time on the wire of the first PUBACK (likewise)"),
+        ("wire_pubrec", TD, "time on the wire of the first PUBREC (likewise)"),
+        ("wire_pubrel", TD, "time on the wire of the first PUBREL (likewise)"),
+        ("wire_pubcomp", TD, "time on the wire of the first PUBCOMP (likewise)"),
+        ("cause", "category", "why it was slow or not delivered (docs/diagnoses.md): "
+                              "nagle_delayed_ack, zero_window, retransmission_timeout, ..., "
+                              "no_known_cause for an outlier nothing explains; null when it "
+                              "was not diagnosed"),
     ),
     "reconnects": (
         ("session", "category", "session key"),
@@ -213,6 +223,9 @@ SCHEMAS: dict[str, tuple[Column, ...]] = {
         ("redelivered_pubrel", "int32", "PUBREL re-sends on the new connection"),
         ("resumed", "int32", "earlier exchanges completed on the new connection"),
         ("abandoned", "int32", "earlier exchanges dropped with the session"),
+        ("diagnosis", "category", "why the previous connection dropped (docs/diagnoses.md: "
+                                  "keepalive_timeout, ...); null when no cause was found. "
+                                  "(``cause`` is how it ended)"),
     ),
     "deliveries": (
         ("pub_ex_id", "int64", "the publisher's exchange"),
@@ -474,6 +487,8 @@ def exchanges_frame(r: CorrelationResult, columns: Sequence[str] | None = None
         "latency_pubcomp": lambda: _td(a["t_pubcomp"], a["t_pubrel"]),
         "latency_total": total,
         "latency_ms": latency_ms,
+        "cause": lambda: _causes(r, a["ex_id"]),
+        **{f"wire_{step}": functools.partial(_wire, a, f"wire_{step}") for step in STEPS},
     }
     cols: dict[str, Any] = {}
     for name in wanted:
@@ -577,7 +592,36 @@ def sessions_frame(r: CorrelationResult) -> pd.DataFrame:
 
 
 def reconnects_frame(r: CorrelationResult) -> pd.DataFrame:
-    return _from_records("reconnects", r.reconnects, {"gap": lambda x: x.gap_ns})
+    found = r.diagnoses.reconnects if r.diagnoses is not None else {}
+    index = {id(rc): i for i, rc in enumerate(r.reconnects)}
+    return _from_records("reconnects", r.reconnects, {
+        "gap": lambda x: x.gap_ns, "diagnosis": lambda x: found.get(index[id(x)])})
+
+
+def _wire(a: Any, name: str) -> np.ndarray:
+    """A ``wire_*`` column: the stored nanoseconds, 0 (one frame held the packet) as NaT."""
+    ns = np.asarray(a[name], dtype=np.int64)
+    out: np.ndarray = np.where(ns > 0, ns, np.iinfo(np.int64).min).view("m8[ns]")
+    return out
+
+
+def _causes(r: CorrelationResult, ex_ids: np.ndarray) -> pd.Categorical:
+    """The ``cause`` column: the diagnosis of each exchange by ``ex_id`` (null: none)."""
+    from .diagnoses import CAUSES, NO_KNOWN_CAUSE
+
+    cats = [*CAUSES, NO_KNOWN_CAUSE]
+    codes = np.full(len(ex_ids), -1, dtype=np.int8)
+    found = r.diagnoses.exchanges if r.diagnoses is not None else {}
+    if found:
+        ids = np.fromiter(found, dtype=np.int64, count=len(found))
+        vals = np.fromiter((cats.index(c) for c in found.values()), dtype=np.int8,
+                           count=len(found))
+        order = np.argsort(ids)
+        ids, vals = ids[order], vals[order]
+        pos = np.clip(np.searchsorted(ids, ex_ids), 0, len(ids) - 1)
+        hit = ids[pos] == ex_ids
+        codes[hit] = vals[pos[hit]]
+    return _cat(codes, cats)
 
 
 def anomalies_frame(r: CorrelationResult) -> pd.DataFrame:

@@ -17,7 +17,10 @@ Hard rules, and why:
   :class:`~qosinspect.events.Anomaly` events (``malformed``, ``invalid_qos``,
   ``unassigned_msgtype``, ``truncated``, ``resync`` ...), never exceptions.
 * **Frame numbers are Wireshark's.** A packet's ``frame`` is the frame whose bytes completed it
-  (where Wireshark shows it), ``first_frame`` the one where it began.
+  (where Wireshark shows it), ``first_frame`` the one where it began; ``first_ts_ns`` is that
+  frame's time (the packet's first byte on the wire), and a packet spanning frames carries
+  ``ack_ts_ns``, the time of the receiver's last segment with an ACK before it completed (the
+  evidence of Nagle's algorithm meeting a delayed ACK).
 * **Gaps are said, not filled.** A hole in a stream is a :class:`~qosinspect.events.StreamGap`
   and a ``stream_gap`` anomaly; a packet the hole cut short is a ``truncated`` anomaly and the
   framing resynchronises on the bytes after it (``resync`` anomalies say how much it skipped).
@@ -112,13 +115,14 @@ _GAP_REASONS = {
 class _Side:
     """One direction's decoder and bookkeeping (moves with the direction if sides swap)."""
 
-    __slots__ = ("dec", "packets", "pending_frame")
+    __slots__ = ("dec", "packets", "pending_frame", "pending_ts")
 
     def __init__(self, version: int) -> None:
         self.dec = StreamDecoder(version, lenient=True)
         self.packets = 0
-        #: Frame where the bytes held by ``dec`` (a packet not yet complete) began.
+        #: Frame where the bytes held by ``dec`` (a packet not yet complete) began, and its time.
         self.pending_frame = 0
+        self.pending_ts = 0
 
 
 class _Conn:
@@ -245,6 +249,13 @@ class CaptureDecoder:
                             app.assumed = False
                             app.scan_left = 0
                         first = side.pending_frame if pend else frame
+                        first_ts = side.pending_ts if pend else ts
+                        # a packet begun in an earlier frame: when its receiver last sent an
+                        # ACK (what a sender held back by Nagle's algorithm waited for)
+                        ack_ts = 0
+                        if pend and first != frame:
+                            peer = flow.b2c if d is c2b else flow.c2b
+                            ack_ts = peer.lastacktime
                         sizes = dec.sizes
                         i = 0
                         info = flow.info
@@ -284,14 +295,17 @@ class CaptureDecoder:
                                     assumed = app.assumed
                             pv = r.protocol_version if type(r) is connect else ver
                             yield new(mpe, (ts, info, sd, r, sizes[i], frame, first, pv,
-                                            assumed))
+                                            assumed, first_ts, ack_ts))
                             i += 1
                             first = frame
+                            first_ts = ts
+                            ack_ts = 0
                         side.packets += i
                         packets += i
                     left = dec.pending
                     if left and (not pend or left <= len(data)):
                         side.pending_frame = frame
+                        side.pending_ts = ts
                     continue
                 if isinstance(rec, FlowOpened | Retransmitted | FirstFrame | Undecoded):
                     yield rec.to_event()
@@ -399,7 +413,7 @@ class CaptureDecoder:
                        f"{frame} from a {ev.reason}, sent by the {who} (malformed as MQTT "
                        f"{old}); packets before it were decoded as MQTT {old}", frame)
         packet = MqttPacketEvent(ts, flow.info, sd, res[0], probe.sizes[0], frame, frame,
-                                 ev.version, False)
+                                 ev.version, False, ts)
         return note, packet
 
     def _first_packet_checks(self, flow: Flow, app: _Conn, d: Direction,

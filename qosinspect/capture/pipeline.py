@@ -379,6 +379,7 @@ class CapturePipeline:
                                             h.segments += 1
                                             h.win = win
                                             h.lastack = ack
+                                            h.lastacktime = ts
                                             continue
                                     elif (h.sink is None and h.probe is None and not h.ooo
                                             and (plen != 1 or p.win)):
@@ -388,6 +389,7 @@ class CapturePipeline:
                                             (seq + plen) & _M)
                                         h.nextseqtime = ts
                                         h.lastack = ack
+                                        h.lastacktime = ts
                                         h.nxt_off += plen
                                         h.data_bytes += plen
                                         yield new(sd, (flow, h.direction, n, ts,

@@ -37,7 +37,8 @@ last segment flagged nothing, every byte seen may be acknowledged, no duplicate 
 and while both directions are plain, a segment at the next sequence number with a non-zero
 window that acknowledges nothing unseen, and (without data) moves the ACK number, flags
 nothing: the pipeline's fast path (and the C engine's copy of it) then only updates
-``nextseq = maxseqtobeacked = seq + len`` and ``nextseqtime`` (with data) and ``lastack``, and
+``nextseq = maxseqtobeacked = seq + len`` and ``nextseqtime`` (with data) and ``lastack`` and
+``lastacktime`` (the decoder reads it: when a receiver last ACKed, Nagle's evidence), and
 every other segment comes here. :func:`tcp_flags` is the
 same rules in a pass of their own over every TCP conversation of a file (the tests compare it
 with tshark frame by frame).

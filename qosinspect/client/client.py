@@ -43,7 +43,7 @@ from .errors import (
 from .messages import Inbox, Message, PendingPublish, PublishResult
 from .protocol import ClientProtocol, Connected, ConnectOptions, ConnState, Output
 from .reconnect import Backoff, ReconnectEvent
-from .transport import Stream, TransportOptions, make_ssl_context, open_stream
+from .transport import Stream, TcpStream, TransportOptions, make_ssl_context, open_stream
 from .websocket import WebSocketError
 
 __all__ = ["Client", "Message", "PendingPublish", "PublishResult", "Tap"]
@@ -85,7 +85,8 @@ class Client:
                  tap: Tap | None = None,
                  on_message: Callable[[Message], None] | None = None,
                  on_reconnect: Callable[[ReconnectEvent], None] | None = None,
-                 conn_ids: Iterator[int] | None = None, message_queue: int = 10_000) -> None:
+                 conn_ids: Iterator[int] | None = None, message_queue: int = 10_000,
+                 split_writes: bool = False, rcvbuf: int = 0) -> None:
         context: ssl.SSLContext | None
         if isinstance(tls, ssl.SSLContext):
             context = tls
@@ -101,7 +102,8 @@ class Client:
             session_expiry=session_expiry, receive_maximum=receive_maximum,
             maximum_packet_size=maximum_packet_size, properties=properties or NO_PROPERTIES,
             max_inflight=max_inflight, max_queued=max_queued, resubscribe=resubscribe)
-        self.transport_options = TransportOptions(host, port, transport, context, ws_path)
+        self.transport_options = TransportOptions(host, port, transport, context, ws_path,
+                                                  split_writes=split_writes, rcvbuf=rcvbuf)
         self.protocol = ClientProtocol(self.options)
         #: Manual control of the acknowledgements this client sends (see :mod:`.acks`).
         self.acks = self.protocol.acks
@@ -420,6 +422,28 @@ class Client:
         t_lost = time.time_ns()
         self._teardown(cause, how, closed_by)
         return cause, t_lost
+
+    def silence(self, seconds: float) -> None:
+        """Send no PINGREQ for ``seconds`` (see :meth:`ClientProtocol.silence`)."""
+        self.protocol.silence(time.time_ns() + int(seconds * 1e9))
+
+    def stop_reading(self, seconds: float) -> None:
+        """Read nothing from the socket for ``seconds``: the kernel's receive buffer fills and
+        the TCP window goes to zero (the generator's ``stop_reading`` fault, issue 16's zero
+        window reproduction). Plain TCP connections only."""
+        stream = self._stream
+        if not isinstance(stream, TcpStream):
+            return
+        transport = stream.writer.transport
+        if not isinstance(transport, asyncio.ReadTransport):
+            return
+        transport.pause_reading()
+
+        def resume() -> None:
+            if not transport.is_closing():
+                transport.resume_reading()
+
+        asyncio.get_running_loop().call_later(seconds, resume)
 
     async def _keepalive(self) -> None:
         while True:

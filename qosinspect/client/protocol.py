@@ -231,6 +231,13 @@ class ClientProtocol:
         self._clean_now = options.clean_start
         self._last_sent_ns = 0
         self._ping_sent_ns: int | None = None
+        #: No PINGREQ before this time (ns): :meth:`silence`.
+        self._silent_until_ns = 0
+
+    def silence(self, until_ns: int) -> None:
+        """Send no PINGREQ until ``until_ns``: an application whose MQTT loop is blocked (the
+        generator's ``silence`` fault, issue 16's keep-alive timeout reproduction)."""
+        self._silent_until_ns = until_ns
 
     # -- connecting -------------------------------------------------------------------------------
 
@@ -536,7 +543,7 @@ class ClientProtocol:
             return None
         if self._ping_sent_ns is not None:
             return self._ping_sent_ns + self.keep_alive * NS
-        return self._last_sent_ns + self.keep_alive * NS
+        return max(self._last_sent_ns + self.keep_alive * NS, self._silent_until_ns)
 
     def handle_timer(self, now: int) -> Output:
         """PINGREQ after Keep Alive seconds of silence; close when its PINGRESP is overdue."""
@@ -544,6 +551,8 @@ class ClientProtocol:
         if self.state is not ConnState.CONNECTED or self.keep_alive <= 0:
             return out
         interval = self.keep_alive * NS
+        if now < self._silent_until_ns:
+            return out
         if self._ping_sent_ns is not None:
             if now >= self._ping_sent_ns + interval:
                 out.error = ConnectionLost(f"no PINGRESP within the keep alive of "

@@ -58,7 +58,12 @@ def make_ssl_context(ca_file: str | None = None, cert_file: str | None = None,
 
 @dataclass(frozen=True, slots=True)
 class TransportOptions:
-    """Where and how to connect. ``tls`` is an SSLContext, True (system CAs) or None."""
+    """Where and how to connect. ``tls`` is an SSLContext, True (system CAs) or None.
+
+    ``split_writes`` makes a misbehaving client on purpose (issue 16's reproduction of Nagle's
+    algorithm meeting a delayed ACK): TCP_NODELAY stays off and every write goes out in two
+    ``send()`` calls, so the second half waits for the ACK of the first.
+    """
 
     host: str = "127.0.0.1"
     port: int | None = None
@@ -66,6 +71,10 @@ class TransportOptions:
     tls: ssl.SSLContext | None = None
     ws_path: str = "/mqtt"
     server_hostname: str | None = None
+    split_writes: bool = False
+    #: SO_RCVBUF in bytes (0: the system's): a small one, as on a small device, makes a client
+    #: that stops reading close its TCP window quickly.
+    rcvbuf: int = 0
 
     def __post_init__(self) -> None:
         if self.transport not in TRANSPORTS:
@@ -94,16 +103,23 @@ class TransportOptions:
 class TcpStream:
     """A StreamReader/StreamWriter pair (plain or TLS) behind the common interface."""
 
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                 split_writes: bool = False) -> None:
         self.reader = reader
         self.writer = writer
+        self.split_writes = split_writes
 
     async def read(self) -> bytes:
         return await self.reader.read(_READ_SIZE)
 
     def write(self, data: bytes) -> None:
         if not self.writer.is_closing():
-            self.writer.write(data)
+            if self.split_writes and len(data) > 1:
+                half = len(data) // 2   # each write is a send() when nothing is buffered
+                self.writer.write(data[:half])
+                self.writer.write(data[half:])
+            else:
+                self.writer.write(data)
 
     def buffered(self) -> int:
         return self.writer.transport.get_write_buffer_size()
@@ -140,7 +156,10 @@ async def open_stream(opts: TransportOptions) -> tuple[Stream, Endpoint, Endpoin
         opts.host, port, ssl=opts.tls, server_hostname=server_hostname, limit=2 ** 20)
     sock = writer.get_extra_info("socket")
     if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        # asyncio turns TCP_NODELAY on by itself: split_writes turns it off again
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 0 if opts.split_writes else 1)
+        if opts.rcvbuf:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, opts.rcvbuf)
     peer = writer.get_extra_info("peername") or (opts.host, port)
     local = writer.get_extra_info("sockname") or ("?", 0)
     stream: Stream
@@ -152,7 +171,7 @@ async def open_stream(opts: TransportOptions) -> tuple[Stream, Endpoint, Endpoin
             writer.close()
             raise
     else:
-        stream = TcpStream(reader, writer)
+        stream = TcpStream(reader, writer, opts.split_writes)
     return (stream, Endpoint(str(local[0]), int(local[1])),
             Endpoint(str(peer[0]), int(peer[1])))
 

@@ -20,7 +20,7 @@ __all__ = ["FLOW_COLUMNS", "flows_frame"]
 FLOW_COLUMNS = ("ex_id", "client_id", "conn", "direction", "qos", "packet_id", "generation",
                 "topic", "t_publish", "n_publish", "dup_seen", "t_puback", "t_pubrec",
                 "t_pubrel", "n_pubrel", "t_pubcomp", "last_step", "retransmissions", "outcome",
-                "latency_ms")
+                "latency_ms", "cause")
 
 
 def flows_frame(analysis: Analysis, *, qos: int | None = None, client: str | None = None,

@@ -91,11 +91,37 @@ def plot_latency(analysis: Analysis, ax: Axes | None = None) -> Axes:
         ax.scatter(shown, p + rng.uniform(-0.2, 0.2, shown.size), s=6,
                    color=_QOS_COLORS[qos], alpha=0.5, linewidths=0)
     ax.set_yticks(pos, [f"{name} (n={v.size})" for name, v, _ in series])
+    _cause_markers(ax, done, {qos: p for (name, _, qos), p in zip(series, pos, strict=True)
+                              if name.endswith(" total")}, floor)
     ax.set_xscale("log")
     ax.set_xlabel("latency (ms, log scale)")
     ax.set_title("QoS handshake latency, per QoS and per step")
     ax.grid(axis="x", which="both", alpha=0.3)
     return ax
+
+
+#: Marker of each diagnosed cause on the latency plot (docs/diagnoses.md).
+_CAUSE_MARKERS = {"nagle_delayed_ack": ("D", "#8c564b"), "zero_window": ("s", "#d62728"),
+                  "retransmission_timeout": ("X", "black"), "no_known_cause": ("o", "#7f7f7f")}
+
+
+def _cause_markers(ax: Axes, done: Any, rows: dict[int, float], floor: float) -> None:
+    """The diagnosed exchanges over their QoS's total row, one marker per cause (legend)."""
+    if "cause" not in done or "wire_publish" not in done:
+        return
+    hit = done[done["cause"].notna()]
+    for cause, (marker, color) in _CAUSE_MARKERS.items():
+        sel = hit[(hit["cause"] == cause) & hit["qos"].isin(list(rows))]
+        if sel.empty:
+            continue
+        # from the PUBLISH's first byte: the time it spent on the wire counts
+        wire = sel["wire_publish"].fillna(pd.Timedelta(0)).astype("int64").to_numpy() / 1e6
+        ax.scatter(np.maximum(sel["latency_ms"].to_numpy() + wire, floor),
+                   [rows[int(q)] for q in sel["qos"]], s=28, marker=marker,
+                   facecolors="none", edgecolors=color, linewidths=1.0,
+                   label=f"cause: {cause} ({len(sel)})")
+    if len(hit):
+        ax.legend(loc="lower right", fontsize="small")
 
 
 #: Marker of each kind of TCP evidence on the timeline (Wireshark's tcp.analysis flags).

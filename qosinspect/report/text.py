@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..analysis.api import Analysis
 from . import output
+from .diagnoses import diagnoses_lines, ladder_markers, name_ladders, wire_rows
 from .output import document_text, format_cell, format_table, format_time
 
 if TYPE_CHECKING:
@@ -30,6 +31,7 @@ def format_report(analysis: Analysis, fmt: str = "table", capture: str = "CAPTUR
     write it with :func:`qosinspect.report.output.write_document`."""
     if data is None:
         data = analysis.report()
+    name_ladders(data, capture)
     if fmt == "json":
         return document_text(data, "json").rstrip("\n")
     md = fmt == "markdown"
@@ -93,6 +95,7 @@ def format_report(analysis: Analysis, fmt: str = "table", capture: str = "CAPTUR
         for step, p in r["latency_ms_by_step"].items():
             step_rows.append([f"QoS {r['qos']}", names[step], p["p50"], p["p90"], p["p99"],
                               p["max"]])
+    step_rows += wire_rows(data.get("time_on_wire_ms", []))
     out.append(format_table(["QoS", "step", "p50", "p90", "p99", "max"], step_rows, fmt,
                             "llrrrr"))
     out.append("")
@@ -164,6 +167,9 @@ def format_report(analysis: Analysis, fmt: str = "table", capture: str = "CAPTUR
         out.append(h("TCP evidence"))
         out.extend(_evidence_lines(evidence, fmt, capture))
         out.append("")
+    out.append(h("Diagnoses"))
+    out.extend(diagnoses_lines(data.get("diagnoses", []), fmt, capture))
+    out.append("")
     out.append(h("Clear text"))
     out.extend(clear_text_lines(data["clear_text"], capture))
     out.append("")
@@ -399,6 +405,8 @@ def ladder_lines(analysis: Analysis, *, client: str | None = None, conn: int | N
     for t in _records(tr[tr["conn_id"].isin(ids)]):
         items.append((int(t["ts"].value), 2, f"{int(t['frame']):>7}  c{int(t['conn_id'])}  "
                       f"~~ TCP retransmission {t['direction']}: {t['length']} bytes again"))
+    for ts, text, cid in ladder_markers(analysis.result.diagnoses, ids):
+        items.append((ts, 2, f"{'':>7}  c{cid}  {text}"))
     for c in recs.values():
         if c.t_open is not None:
             items.append((c.t_open, 0, f"{'':>7}  c{c.conn_id}  == connection {c.conn_id} "

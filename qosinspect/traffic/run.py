@@ -260,7 +260,8 @@ class _Run:
                       clean_start=sess.clean_start,
                       session_expiry=sess.session_expiry if self.s.mqtt_version == 5 else None,
                       keep_alive=sess.keep_alive, reconnect=BACKOFF, tap=self.o.client_tap,
-                      on_message=on_message, connect_timeout=5.0, max_queued=100_000)
+                      on_message=on_message, connect_timeout=5.0, max_queued=100_000,
+                      split_writes=sess.split_writes, rcvbuf=sess.rcvbuf)
 
     async def connect_clients(self) -> None:
         for group in self.s.subscribers:
@@ -400,7 +401,8 @@ class _Run:
     async def timeline(self) -> None:
         timed: list[tuple[float, int, FaultSpec, bool]] = []
         for f in self.s.faults:
-            if f.kind in ("cut", "blackhole", "restart_broker", "netem") and not (
+            if f.kind in ("cut", "blackhole", "restart_broker", "netem", "silence",
+                          "stop_reading") and not (
                     f.kind == "cut" and f.after_packets is not None):
                 timed.append((f.at, f.index, f, False))
                 if f.kind == "netem" and f.duration is not None:
@@ -419,6 +421,25 @@ class _Run:
                 self.proxy.blackhole(spec, spec.duration or 0.0)
             elif spec.kind == "restart_broker":
                 await self.restart_broker(spec)
+            elif spec.kind in ("silence", "stop_reading"):
+                self.silence(spec)
+
+    def silence(self, spec: FaultSpec) -> None:
+        """The ``silence`` fault: the clients named stop their keep-alive pings for a while;
+        ``stop_reading``: they stop reading their sockets."""
+        clients: list[tuple[str, Client]] = [(p.log.client_id, p.client) for p in self.pubs]
+        clients += [(s.log.client_id, s.client) for s in self.subs]
+        for cid, client in clients:
+            if cid not in spec.clients:
+                continue
+            if spec.kind == "silence":
+                client.silence(spec.duration or 0.0)
+                what = "no PINGREQ"
+            else:
+                client.stop_reading(spec.duration or 0.0)
+                what = "nothing read from the socket"
+            self.rules.record(time.time_ns(), spec, spec.kind, client_id=cid,
+                              detail=f"{what} for {spec.duration:g} s")
 
     def apply_netem(self, spec: FaultSpec, ending: bool) -> None:
         assert self.netns is not None and spec.netem is not None

@@ -56,7 +56,7 @@ __all__ = [
 ]
 
 FAULT_KINDS = ("cut", "blackhole", "delay", "drop", "duplicate", "hold_acks", "restart_broker",
-               "netem")
+               "netem", "silence", "stop_reading")
 ACK_TYPES = ("PUBACK", "PUBREC", "PUBREL", "PUBCOMP")
 _VERSIONS = {3: 3, 4: 4, 5: 5, "3": 3, "3.1": 3, "4": 4, "3.1.1": 4, "5": 5, "5.0": 5}
 _ARRIVALS = ("fixed", "poisson", "burst")
@@ -111,6 +111,11 @@ class ClientSpec:
     keep_alive: int = 60
     #: MQTT 5 Session Expiry Interval (seconds); MQTT 3.1.x has only ``clean_start``.
     session_expiry: int = 0
+    #: Write each packet in two send() calls with TCP_NODELAY off: Nagle's algorithm meets the
+    #: broker's delayed ACK (issue 16's ``nagle_delayed_ack`` reproduction).
+    split_writes: bool = False
+    #: SO_RCVBUF of the clients' sockets in bytes (0: the system's), as on a small device.
+    rcvbuf: int = 0
 
 
 @dataclass(frozen=True)
@@ -184,6 +189,10 @@ class FaultSpec:
       ``duration`` seconds, then released in order.
     - ``restart_broker``: the built-in broker stops, and starts again ``down_for`` seconds later.
     - ``netem``: real loss/delay/reordering on the clients' link (root; a network namespace).
+    - ``silence``: the clients send no PINGREQ for ``duration`` seconds (a blocked application
+      loop): past 1.5 x its keep alive the broker drops one, and it reconnects.
+    - ``stop_reading``: the clients read nothing from their sockets for ``duration`` seconds:
+      their receive windows fill and go to zero while the broker still has messages for them.
     """
 
     kind: str
@@ -327,7 +336,9 @@ def _session(t: _Table, default_clean: bool) -> ClientSpec:
     return ClientSpec(clean_start=clean,
                       keep_alive=t.integer("keep_alive", 60, low=0, high=65535),
                       session_expiry=t.integer("session_expiry", expiry_default, low=0,
-                                               high=0xFFFFFFFF))
+                                               high=0xFFFFFFFF),
+                      split_writes=t.boolean("split_writes", False),
+                      rcvbuf=t.integer("rcvbuf", 0, low=0, high=1 << 30))
 
 
 def _group_name(t: _Table) -> tuple[str, int]:
@@ -502,12 +513,14 @@ _KIND_KEYS: dict[str, frozenset[str]] = {
     "hold_acks": frozenset({"duration", "packet_type", "packet_types", "direction"}),
     "restart_broker": frozenset({"down_for"}),
     "netem": frozenset({"duration", "delay", "jitter", "loss", "reorder", "duplicate"}),
+    "silence": frozenset({"duration"}),
+    "stop_reading": frozenset({"duration"}),
 }
 
 
 def _check_fault(t: _Table, spec: FaultSpec, scenario: Scenario) -> None:
     kind = spec.kind
-    if kind in ("blackhole", "hold_acks") and spec.duration is None:
+    if kind in ("blackhole", "hold_acks", "silence", "stop_reading") and spec.duration is None:
         raise t.error(f"a {kind} fault needs a duration (seconds)", "duration")
     if kind in ("drop", "duplicate") and not spec.packet_types:
         raise t.error(f"a {kind} fault needs the packet type(s) it applies to", "packet_type")

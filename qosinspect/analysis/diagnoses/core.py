@@ -1,0 +1,258 @@
+"""The diagnoser: which exchanges and reconnections to explain, and the verdicts.
+
+Which ones (issue 16): every exchange whose latency (from its PUBLISH's first byte on the wire
+to its last acknowledgement) is over ``floor_ns``; every exchange that did not complete; every
+reconnection. An exchange over the floor whose evidence matches a cause gets that cause; one
+that matches none is listed as ``no_known_cause`` only when it is also over the capture's
+``percentile`` (an outlier of this capture, not of a slow link in general).
+
+Why it works as exchanges finish: the report may fold finished exchanges into aggregates and
+release their rows, and the TCP facts around an exchange are kept in short rings
+(:mod:`.facts`). So each exchange is diagnosed when it ends, while its facts are there, and
+only the candidates over the floor are kept: the verdicts (at most ``max_candidates``) and the
+slowest ``MAX_UNEXPLAINED`` of those no cause explains (the rest are counted in ``dropped``). An
+exchange that began after the last fact of its connection skips the checks. The percentile is
+known only at the end: the exchange tracker counts the latency of every completed exchange in a
+log-scale histogram (:class:`~..state.LatencyHistogram`, 12 % buckets) and hands only the
+candidates over; :meth:`finish` reads the percentile there.
+
+Pure: events and records in, :class:`~.evidence.Diagnosis` out; no clock is read.
+"""
+
+from __future__ import annotations
+
+import random
+from array import array
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from ...events import ConnectionClosed, TcpEvidence
+from ..records import NO_TS, OUTCOMES, STEPS, Connection, Reconnect
+from ..state import LatencyHistogram, OpenExchange
+from . import keepalive
+from .evidence import NO_KNOWN_CAUSE, Diagnosis, ExchangeFacts, ms
+from .facts import Facts
+from .registry import EXCHANGE_CHECKS
+
+__all__ = ["DEFAULT_FLOOR_NS", "DEFAULT_PERCENTILE", "Diagnoser", "DiagnosisResult",
+           "WireSample"]
+
+DEFAULT_FLOOR_NS = 10_000_000
+DEFAULT_PERCENTILE = 99.0
+MAX_CANDIDATES = 100_000
+#: Unexplained exchanges over the floor kept (the slowest): enough for the p99 of 1,000,000.
+MAX_UNEXPLAINED = 10_000
+#: Steps and who sends each, relative to the PUBLISH's sender (0 the same side, 1 the other).
+_COMPLETE = frozenset(OUTCOMES.index(o) for o in ("complete", "complete_after_reconnect"))
+_STEP_SIDE = {"publish": 0, "puback": 1, "pubrec": 1, "pubrel": 0, "pubcomp": 1}
+
+
+class Slowest:
+    """The ``keep`` slowest of the exchanges no cause explained, as ``(latency, ex_id, conn_id,
+    start)``, in four int64 arrays of twice ``keep`` allocated once: no Python object per
+    exchange and no reallocation (10,000 tuples kept and replaced over a long capture, or
+    arrays grown and rebuilt, scattered the allocator's heap: +21 MB of peak RSS on the report
+    benchmark). When the arrays are full, the slowest ``keep`` move to the front."""
+
+    def __init__(self, keep: int) -> None:
+        self.keep = keep
+        self.n = 0
+        self.cols: tuple[array[int], ...] = tuple(array("q", bytes(16 * keep))
+                                                  for _ in range(4))
+
+    def add(self, latency: int, ex_id: int, conn_id: int, start: int) -> int:
+        """Add one; returns how many were dropped to make room."""
+        lat, ids, conns, starts = self.cols
+        n = self.n
+        lat[n] = latency
+        ids[n] = ex_id
+        conns[n] = conn_id
+        starts[n] = start
+        self.n = n = n + 1
+        if n < len(lat):
+            return 0
+        rows = self.rows()
+        for i, row in enumerate(rows):
+            lat[i], ids[i], conns[i], starts[i] = row
+        self.n = len(rows)
+        return n - len(rows)
+
+    def rows(self) -> list[tuple[int, int, int, int]]:
+        """The slowest ``keep``, in the order they ended."""
+        lat, ids, conns, starts = self.cols
+        idx = sorted(sorted(range(self.n), key=lat.__getitem__)[-self.keep:])
+        return [(lat[i], ids[i], conns[i], starts[i]) for i in idx]
+
+    def excess(self) -> int:
+        """How many :meth:`rows` leaves out."""
+        return max(0, self.n - self.keep)
+
+
+class WireSample:
+    """Times on the wire of one QoS: every one up to ``cap``, then a uniform reservoir
+    (Vitter's algorithm R, seeded: the same capture gives the same figures)."""
+
+    def __init__(self, seed: int, cap: int = MAX_CANDIDATES) -> None:
+        self.values: array[int] = array("q")
+        self.n = 0
+        self.max = 0
+        self.cap = cap
+        self._rng = random.Random(seed)
+
+    def add(self, ns: int) -> None:
+        self.n += 1
+        self.max = max(self.max, ns)
+        if len(self.values) < self.cap:
+            self.values.append(ns)
+        else:
+            k = self._rng.randrange(self.n)
+            if k < self.cap:
+                self.values[k] = ns
+
+
+@dataclass
+class DiagnosisResult:
+    """The verdicts of one analysis. ``exchanges``: by ``ex_id``, the cause of each exchange
+    diagnosed (``no_known_cause`` included); ``diagnoses``: every verdict with its evidence,
+    ``threshold_ns`` the latency an unexplained exchange had to exceed (the floor or the
+    percentile, whichever is higher), ``dropped`` candidates not kept past the cap."""
+
+    diagnoses: list[Diagnosis] = field(default_factory=list)
+    exchanges: dict[int, str] = field(default_factory=dict)
+    reconnects: dict[int, str] = field(default_factory=dict)
+    floor_ns: int = DEFAULT_FLOOR_NS
+    percentile: float = DEFAULT_PERCENTILE
+    threshold_ns: int = 0
+    dropped: int = 0
+    wire: dict[int, WireSample] = field(default_factory=dict)
+
+    def by_cause(self) -> dict[str, list[Diagnosis]]:
+        out: dict[str, list[Diagnosis]] = {}
+        for d in self.diagnoses:
+            out.setdefault(d.cause, []).append(d)
+        return out
+
+
+class Diagnoser:
+    """Fed by the correlator in its pass (see the module docstring)."""
+
+    def __init__(self, floor_ns: int = DEFAULT_FLOOR_NS,
+                 percentile: float = DEFAULT_PERCENTILE,
+                 max_candidates: int = MAX_CANDIDATES) -> None:
+        self.floor_ns = floor_ns
+        self.percentile = percentile
+        self.max_candidates = max_candidates
+        self.facts = Facts()
+        #: Every completed exchange's latency, counted by the exchange tracker (which calls
+        #: :meth:`exchange` only for the candidates): the percentile's source.
+        self.latencies = LatencyHistogram()
+        self.found: list[Diagnosis] = []
+        #: Candidates no cause explained: the slowest MAX_UNEXPLAINED.
+        self.unexplained = Slowest(MAX_UNEXPLAINED)
+        self.dropped = 0
+        self.close_frames: dict[int, int] = {}
+        #: Time on the wire of the packets that spanned frames, per QoS (a bounded sample).
+        self.wire: dict[int, WireSample] = {}
+
+    # -- fed during the pass -----------------------------------------------------------------
+
+    def split(self, conn_id: int, client: str, sender: int, first_ts: int, ts: int,
+              ack_ts: int, first_frame: int, frame: int) -> None:
+        """A packet whose bytes spanned frames (only those are reported)."""
+        self.facts.split(conn_id, client, sender, first_ts, ts, ack_ts, first_frame, frame)
+
+    def connection(self, conn_id: int, client: str) -> None:
+        """A connection carrying MQTT (its client endpoint tells the sides of TCP flags)."""
+        self.facts.conn(conn_id, client)
+
+    def tcp(self, ev: TcpEvidence) -> None:
+        self.facts.tcp(ev)
+
+    def closed(self, ev: ConnectionClosed) -> None:
+        if len(self.close_frames) < MAX_CANDIDATES:
+            self.close_frames[ev.conn.conn_id] = ev.frame
+
+    def exchange(self, ex: OpenExchange) -> None:
+        """A QoS 1/2 exchange ended: one that did not complete, or completed over the floor or
+        with a packet that spanned frames (the tracker counted its latency and filtered). Its
+        latency runs from its PUBLISH's first byte on the wire to its end (when it was
+        abandoned, else its last step, when it did not complete)."""
+        t_end = ex.t_end
+        start = ex.t_publish - ex.wire_publish
+        complete = t_end != NO_TS and ex.outcome in _COMPLETE
+        if (ex.wire_publish or ex.wire_puback or ex.wire_pubrec or ex.wire_pubrel
+                or ex.wire_pubcomp):
+            self._wire(ex)
+        if complete and t_end - start < self.floor_ns:
+            return    # only its time on the wire was wanted
+        facts = self.facts.conns.get(ex.conn_id)
+        if facts is not None and facts.quiet_since(start):
+            facts = None    # nothing on the wire since it began: no check can match
+        # not completed: until it was abandoned (its session ended), else its last step
+        # (NO_TS is the smallest int64: max() skips the steps not seen)
+        end = t_end if t_end != NO_TS else max(ex.t_publish, ex.t_puback, ex.t_pubrec,
+                                                ex.t_pubrel, ex.t_pubcomp)
+        latency = end - start
+        if facts is None:
+            if latency >= self.floor_ns:
+                self._unexplained(latency, ex.ex_id, ex.conn_id, start)
+            return
+        if len(self.found) >= self.max_candidates:
+            self.dropped += 1
+            return
+        d = ex.direction
+        named = tuple((STEPS[i], d ^ _STEP_SIDE[STEPS[i]], t, w) for i, t, w in (
+            (0, ex.t_publish, ex.wire_publish), (1, ex.t_puback, ex.wire_puback),
+            (2, ex.t_pubrec, ex.wire_pubrec), (3, ex.t_pubrel, ex.wire_pubrel),
+            (4, ex.t_pubcomp, ex.wire_pubcomp)) if t != NO_TS)
+        fx = ExchangeFacts(ex.ex_id, ex.conn_id, d, ex.qos, ex.packet_id, start, end,
+                           complete, named)
+        for check in EXCHANGE_CHECKS:
+            found = check(fx, facts, self.floor_ns)
+            if found is not None:
+                self.found.append(found)
+                return
+        if latency >= self.floor_ns:
+            self._unexplained(latency, ex.ex_id, ex.conn_id, start)
+
+    def _unexplained(self, latency: int, ex_id: int, conn_id: int, start: int) -> None:
+        self.dropped += self.unexplained.add(latency, ex_id, conn_id, start)
+
+    def _wire(self, ex: OpenExchange) -> None:
+        sample = self.wire.get(ex.qos)
+        if sample is None:
+            sample = self.wire[ex.qos] = WireSample(ex.qos)
+        for w in (ex.wire_publish, ex.wire_puback, ex.wire_pubrec, ex.wire_pubrel,
+                  ex.wire_pubcomp):
+            if w > 0:
+                sample.add(w)
+
+    # -- the end -----------------------------------------------------------------------------
+
+    def quantile(self, q: float) -> int:
+        """The latency at quantile ``q`` (0-100) of the completed exchanges (upper bucket
+        edge, within 12 %)."""
+        return self.latencies.quantile(q)
+
+    def finish(self, reconnects: Sequence[Reconnect], connections: Sequence[Connection]
+               ) -> DiagnosisResult:
+        threshold = max(self.floor_ns, self.quantile(self.percentile))
+        out = DiagnosisResult(floor_ns=self.floor_ns, percentile=self.percentile,
+                              threshold_ns=threshold,
+                              dropped=self.dropped + self.unexplained.excess(), wire=self.wire)
+        out.diagnoses.extend(self.found)
+        for latency, ex_id, conn_id, start in self.unexplained.rows():
+            if latency > threshold:
+                out.diagnoses.append(Diagnosis(
+                    NO_KNOWN_CAUSE, "exchange", ex_id, conn_id, start, latency, (),
+                    f"{ms(latency)}, over the floor and the capture's p{self.percentile:g} "
+                    f"({ms(threshold)}); no known signature fits", ""))
+        by_conn = {c.conn_id: c for c in connections}
+        for i, rc in enumerate(reconnects):
+            d = keepalive.check(i, rc, by_conn.get(rc.prev_conn_id),
+                                self.close_frames.get(rc.prev_conn_id, 0))
+            if d is not None:
+                out.diagnoses.append(d)
+        for d in out.diagnoses:
+            (out.exchanges if d.subject == "exchange" else out.reconnects)[d.ref] = d.cause
+        return out

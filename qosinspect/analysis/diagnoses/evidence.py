@@ -1,0 +1,65 @@
+"""What a diagnosis says: the cause, the thing it explains, the frames that prove it, and why.
+
+Why a record of its own: every output (the ``cause`` columns, ``report --format json``'s
+``diagnoses``, the text report's section, the ladder's markers) reads the same few fields, and
+a user must be able to check each verdict in Wireshark, so the frames travel with it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["CAUSES", "NO_KNOWN_CAUSE", "Diagnosis", "ExchangeFacts", "ms"]
+
+#: The stable identifiers of the causes, in the order the report lists them (issue 16 also
+#: names ``receive_maximum`` and ``offline_queue_flush``: not diagnosed yet, see
+#: docs/diagnoses.md).
+CAUSES = ("nagle_delayed_ack", "zero_window", "retransmission_timeout", "keepalive_timeout")
+#: An outlier no signature explains: said, rather than guessed.
+NO_KNOWN_CAUSE = "no_known_cause"
+
+
+def ms(ns: int) -> str:
+    """A duration in milliseconds, as the sentences print it."""
+    return f"{ns / 1e6:.1f} ms"
+
+
+@dataclass(frozen=True, slots=True)
+class ExchangeFacts:
+    """A finished exchange as the cause checks see it (times in ns; ``start`` is the first byte
+    of its PUBLISH on the wire, ``end`` its last acknowledgement or the end of its connection).
+
+    ``steps`` holds, per packet step seen, ``(name, sender, completed, time on the wire)``,
+    ``sender`` 0 for the client (``c2b``) and 1 for the broker."""
+
+    ex_id: int
+    conn_id: int
+    direction: int
+    qos: int
+    packet_id: int
+    start: int
+    end: int
+    complete: bool
+    steps: tuple[tuple[str, int, int, int], ...]
+
+    @property
+    def latency(self) -> int:
+        return self.end - self.start
+
+
+@dataclass(frozen=True, slots=True)
+class Diagnosis:
+    """One verdict. ``subject`` is ``exchange`` (``ref`` its ``ex_id``) or ``reconnect``
+    (``ref`` its row in the reconnects table); ``latency_ns`` is the latency it explains (the
+    exchange's, from its PUBLISH's first byte; a reconnection's gap); ``frames`` the frames of
+    the evidence, in order; ``sentence`` the signature that decided, ``advice`` what to do."""
+
+    cause: str
+    subject: str
+    ref: int
+    conn_id: int
+    ts_ns: int
+    latency_ns: int
+    frames: tuple[int, ...]
+    sentence: str
+    advice: str
