@@ -35,6 +35,12 @@ class AnalysisOptions:
     - ``default_version``: the MQTT version assumed for a connection whose CONNECT is missing.
     - ``first_chunk_rows`` / ``max_chunk_rows``: the row stores' first and largest chunk, the
       granularity of their memory (smaller chunks: less slack, more of them).
+    - ``session_idle_timeout_ns``: how long, in packet time, a session with no connection is
+      kept after its last connection ended (1 hour): what a later reconnection needs of it (its
+      open exchanges, its subscriptions for delivery matching, the finished-exchange index a
+      DUP re-send joins) stays until then; then it is dropped, said by a ``sessions_dropped``
+      note (open exchanges end ``evicted``; a later CONNECT with the client id starts a new
+      session). An ended connection keeps only its packed row at once (docs/memory.md).
     - ``same_broker``: groups of server endpoints (``host:port``) that are one broker, e.g. a
       TCP proxy or load balancer in front of it (the generator's fault proxy listens on several
       ports); the first of a group names it. Otherwise every endpoint is a broker of its own.
@@ -51,6 +57,7 @@ class AnalysisOptions:
     first_chunk_rows: int = 1024
     max_chunk_rows: int = 1 << 16
     same_broker: tuple[tuple[str, ...], ...] = ()
+    session_idle_timeout_ns: int = 3600 * 10**9
 
     def __reduce__(self) -> tuple[type[AnalysisOptions], tuple[object, ...]]:
         """Pickled as its constructor call (to a process pool, a Dask worker): compiled by
