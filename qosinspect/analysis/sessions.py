@@ -253,12 +253,14 @@ class SessionTracker:
     def name_sessions(self, anomalies: list[AnomalyRecord]) -> None:
         """At the end: a client id used on several brokers names its sessions
         ``<client id>@<broker>`` (everywhere the name was written)."""
-        count: dict[str, int] = {}
+        # (brokers per key: one broker may hold two sessions of a key, the first dropped
+        # after its idle timeout)
+        brokers: dict[str, set[int]] = {}
         for s in self.by_code:
-            count[s.key] = count.get(s.key, 0) + 1
+            brokers.setdefault(s.key, set()).add(s.broker)
         renamed: dict[tuple[int, str], str] = {}
         for s in self.by_code:
-            if count[s.key] > 1:
+            if len(brokers[s.key]) > 1:
                 new = f"{s.key}@{self.brokers[s.broker]}"
                 renamed[(s.broker, s.key)] = new
                 s.key = s.rec.session = new
