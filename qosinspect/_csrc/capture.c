@@ -430,8 +430,9 @@ static int fast_frame(Engine *e, const Rec *r, long long next_sweep, PyObject *b
         return 1;
     }
     PyObject *ooo = SLOT(h, K.h_ooo);
+    /* (ooo: None, or a list, empty here, while nothing is buffered out of order) */
     if (SLOT(h, K.h_sink) != Py_None || SLOT(h, K.h_probe) != Py_None || ooo == NULL ||
-        !PyList_CheckExact(ooo) || PyList_Size(ooo) != 0 ||
+        (ooo != Py_None && (!PyList_CheckExact(ooo) || PyList_Size(ooo) != 0)) ||
         slot_ll(h, K.h_nxt_off, &nxt_off) || slot_ll(h, K.h_data_bytes, &data_bytes) ||
         slot_ll(p, K.h_win, &p_win) || (plen == 1 && !p_win))
         return 0;

@@ -482,6 +482,7 @@ class Correlator:
         if self.matcher is not None:
             self.matcher.finish()
         sess.name_sessions(self.anomalies.rows)
+        sess.seal()
         session_keys = [s.key for s in sess.by_code]
         client_ids = [s.rec.client_id for s in sess.by_code]
         return CorrelationResult(

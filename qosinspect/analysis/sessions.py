@@ -29,6 +29,7 @@ is given); the rules, stated once here:
 
 from __future__ import annotations
 
+from array import array
 from typing import Final, final
 
 from ..anomalies import AnomalyKind
@@ -78,9 +79,12 @@ class SessionTracker:
         #: Per-kind anomaly counts of ended connections that had any (the cap holds after
         #: the close too).
         self.ended_counts: dict[int, dict[str, int]] = {}
-        #: Session code -> packet time its last connection ended, oldest first: sessions with
-        #: no connection, dropped ``idle_timeout_ns`` after that.
-        self.idle: dict[int, int] = {}
+        #: Sessions with no connection, dropped ``idle_timeout_ns`` after their last one ended:
+        #: (code, packet time it ended) pairs, oldest first, read from ``idle_head`` on (an
+        #: entry whose session has reconnected since, or ended again later, is skipped: its
+        #: ``idle_since`` differs). 16 bytes a session, not a dict entry and two int objects.
+        self.idle: array[int] = array("q")
+        self.idle_head = 0
         self.idle_timeout_ns = idle_timeout_ns
         #: Packet time of the next look for idle sessions to drop.
         self.next_sweep = NO_TS
@@ -207,6 +211,24 @@ class SessionTracker:
 
     # -- sessions with no connection -------------------------------------------------------------
 
+    def _idle(self, s: SessionState, ts: int) -> None:
+        """A session has no connection from ``ts`` on."""
+        s.idle_since = ts
+        self.idle.append(s.code)
+        self.idle.append(ts)
+
+    @property
+    def n_connections_seen(self) -> int:
+        """Connections seen so far: ended (rows) and followed."""
+        table = self.table
+        return len(table) + sum(1 for c in self.conns.values() if table.row_of(c.conn_id) < 0)
+
+    def seal(self) -> None:
+        """At the end: the session records get the times kept unboxed while running."""
+        for s in self.by_code:
+            s.rec.t_first = None if s.t_first == NO_TS else s.t_first
+            s.rec.t_last = None if s.t_last == NO_TS else s.t_last
+
     def sweep(self, now: int, frame: int) -> None:
         """Drop the sessions whose last connection ended more than ``idle_timeout_ns`` ago
         (packet time): their state is released (open exchanges end ``evicted``, their
@@ -217,12 +239,16 @@ class SessionTracker:
         self.next_sweep = now + max(1, timeout // 8)
         idle = self.idle
         dropped = persistent = evicted = 0
-        while idle:
-            code = next(iter(idle))
-            if now - idle[code] <= timeout:
+        i = self.idle_head
+        while i < len(idle):
+            code, since = idle[i], idle[i + 1]
+            if now - since <= timeout:
                 break
-            del idle[code]
+            i += 2
             s = self.by_code[code]
+            if s.idle_since != since or s.conn is not None:
+                continue  # reconnected since, or idle again from a later time
+            s.idle_since = NO_TS
             dropped += 1
             persistent += s.persistent
             evicted += self.exchanges.evict_all(s, now)
@@ -231,6 +257,10 @@ class SessionTracker:
             if self.sessions.get((s.broker, s.key)) is s:
                 del self.sessions[(s.broker, s.key)]
             s.done = None
+        if i > len(idle) // 2:      # (the array is compacted when half of it is read)
+            del idle[:i]
+            i = 0
+        self.idle_head = i
         if dropped:
             self.n_sessions_dropped += dropped
             self.anomalies.record(
@@ -280,10 +310,10 @@ class SessionTracker:
         c.sess = s
         s.conn = c
         s.last_conn_id = c.conn_id
-        self.idle.pop(s.code, None)
+        s.idle_since = NO_TS
         s.rec.conn_ids.append(c.conn_id)
-        if s.rec.t_first is None:
-            s.rec.t_first = ts
+        if s.t_first == NO_TS:
+            s.t_first = ts
         c.interval = len(s.intervals)
         s.intervals.append(ts)
         s.intervals.append(NO_TS)
@@ -357,7 +387,7 @@ class SessionTracker:
         if old is not None and old is not s:
             # Packets came before the CONNECT: their anonymous session keeps them.
             old.conn = None
-            self.idle[old.code] = ts
+            self._idle(old, ts)
         s.persistent = persistent
         s.rec.persistent = persistent
         if p.clean_start:
@@ -478,13 +508,12 @@ class SessionTracker:
             # (a connection still open at the end of the capture, or no longer followed by the
             # decoder, did not end: left open)
             s.intervals[c.interval + 1] = ts
-        if s.rec.t_last is None or ts > s.rec.t_last:
-            s.rec.t_last = ts
+        if s.t_last == NO_TS or ts > s.t_last:
+            s.t_last = ts
         if s.conn is not c:
             return  # taken over: the session lives on in the new connection
         s.conn = None
-        self.idle.pop(s.code, None)     # (re-inserted: the dict stays in packet-time order)
-        self.idle[s.code] = ts
+        self._idle(s, ts)
         unfinished = [0, 0]
         for ex in s.open.values():
             unfinished[ex.direction] += 1

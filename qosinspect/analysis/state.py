@@ -220,7 +220,8 @@ class SessionState:
     """A session being followed: its record, its open exchanges and its connections."""
 
     __slots__ = ("abandoned_pending", "anonymous", "broker", "code", "conn", "done",
-                 "intervals", "key", "last_conn_id", "open", "persistent", "rec")
+                 "idle_since", "intervals", "key", "last_conn_id", "open", "persistent", "rec",
+                 "t_first", "t_last")
     # A capture may hold hundreds of thousands of sessions with one exchange each: what only a
     # busy session needs (the index of finished exchanges) is made on first use.
 
@@ -248,6 +249,11 @@ class SessionState:
         self.intervals: array[int] = array("q")
         #: Exchanges abandoned when the last connection closed, for the next Reconnect.
         self.abandoned_pending = 0
+        #: The record's t_first and t_last, unboxed while running (NO_TS: none yet), and when
+        #: its last connection ended (NO_TS: it has one, or it was dropped).
+        self.t_first = NO_TS
+        self.t_last = NO_TS
+        self.idle_since = NO_TS
 
     def presence(self, ts: int, grace_ns: int) -> int:
         """1 if a connection of the session was open at ``ts`` and for ``grace_ns`` after it,

@@ -56,7 +56,7 @@ def test_an_ended_connection_is_released_at_once() -> None:
     c = Correlator()
     c.consume(b.events)
     assert sorted(c.sess.conns) == [conns[2].conn_id]
-    assert len(c.sess.table) == 2
+    assert len(c.sess.table) == 2 and c.sess.n_connections_seen == 3
     r = c.finish()
     assert [(x.client_id, x.end) for x in r.connections] == [
         ("c0", "fin"), ("c1", "rst"), ("c2", "end_of_capture")]
