@@ -49,18 +49,7 @@ def write_concurrent_streams(path: Path, streams: int) -> None:
     """``streams`` connections to a broker on 1883, all open at once: each a handshake, a
     CONNECT, a CONNACK and a QoS 1 PUBLISH, none closed before the end (about 0.7 kB per
     connection)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("wb") as out:
-        out.write(pcap_header(1, nanos=True))
-        for i in range(streams):
-            conv = TcpConversation((f"10.{(i >> 16) & 255}.{(i >> 8) & 255}.{i & 255}",
-                                    40000 + i % 20000), ("10.255.0.1", 1883),
-                                   start_ns=T0 + i * 1000, step_ns=1)
-            conv.send("c2b", encode(Connect(f"c{i}")))
-            conv.send("b2c", encode(ConnAck()))
-            conv.send("c2b", encode(Publish("t", b"x", 1, packet_id=1)))
-            for f in render(conv.segments):
-                out.write(pcap_record(f.ts_ns, f.data, f.orig_len, nanos=True))
+    _write_clients(path, streams, gap_ns=1000, step_ns=1, ended=False)
 
 
 def write_ended_connections(path: Path, conns: int, *, gap_ns: int = 100_000_000) -> None:
@@ -70,18 +59,26 @@ def write_ended_connections(path: Path, conns: int, *, gap_ns: int = 100_000_000
     one's halves for its 120 s tombstone: 1,200 of them at 100 ms apart, whatever the count),
     so what grows with ``conns`` is what the analysis keeps of each ended connection and its
     session."""
+    _write_clients(path, conns, gap_ns=gap_ns, step_ns=10, ended=True)
+
+
+def _write_clients(path: Path, n: int, *, gap_ns: int, step_ns: int, ended: bool) -> None:
+    """``n`` clients ``c<i>``, each on a connection of its own starting ``gap_ns`` after the
+    one before: CONNECT, CONNACK, a QoS 1 PUBLISH; when ``ended``, its PUBACK, DISCONNECT and
+    FIN too."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("wb") as out:
         out.write(pcap_header(1, nanos=True))
-        for i in range(conns):
+        for i in range(n):
             conv = TcpConversation((f"10.{(i >> 16) & 255}.{(i >> 8) & 255}.{i & 255}",
                                     40000 + i % 20000), ("10.255.0.1", 1883),
-                                   start_ns=T0 + i * gap_ns, step_ns=10)
+                                   start_ns=T0 + i * gap_ns, step_ns=step_ns)
             conv.send("c2b", encode(Connect(f"c{i}")))
             conv.send("b2c", encode(ConnAck()))
             conv.send("c2b", encode(Publish("t", b"x", 1, packet_id=1)))
-            conv.send("b2c", encode(PubAck(1)))
-            conv.send("c2b", encode(Disconnect()))
-            conv.close("fin", "c2b")
+            if ended:
+                conv.send("b2c", encode(PubAck(1)))
+                conv.send("c2b", encode(Disconnect()))
+                conv.close("fin", "c2b")
             for f in render(conv.segments):
                 out.write(pcap_record(f.ts_ns, f.data, f.orig_len, nanos=True))
