@@ -225,10 +225,33 @@ def test_a_closed_flow_is_freed_without_the_cyclic_collector() -> None:
         gc.enable()
 
 
-def _streams_bytes(n: int) -> bytes:
+def test_flows_lingering_at_the_end_are_freed_without_the_cyclic_collector() -> None:
+    """A flow closed by FIN keeps its halves for its tombstone (late ACKs); those still there
+    at the end of the capture are released too. Before, each was left as a reference cycle
+    (about 1.5 kB; up to 25,000 of them) while the report was built."""
+    import gc
+
+    from qosinspect.capture.reassembly import Flow, HalfStream
+
+    def alive() -> int:
+        return sum(1 for o in gc.get_objects() if type(o) in (Flow, HalfStream))
+
+    gc.collect()
+    before = alive()
+    gc.disable()
+    try:
+        events = list(CaptureDecoder(CaptureFile.from_bytes(_streams_bytes(50, ended=True)),
+                                     keep_tcp_stats=False))
+        assert sum(1 for e in events if type(e).__name__ == "ConnectionClosed") == 50
+        assert alive() == before
+    finally:
+        gc.enable()
+
+
+def _streams_bytes(n: int, *, ended: bool = False) -> bytes:
     import tempfile
 
     with tempfile.TemporaryDirectory() as d:
         path = Path(d) / "s.pcap"
-        write_concurrent_streams(path, n)
+        (write_ended_connections if ended else write_concurrent_streams)(path, n)
         return path.read_bytes()
