@@ -172,25 +172,28 @@ class ConnectionTable:
         v = self.values(row)
         scode, ccode = v[1], v[2]
         words, names = self.words, self.names
-        rec = Connection(conn_id=v[0], client=self._clients[row], broker="")
         same = ccode == SAME_AS_SESSION
-        rec.client_id = None if same else names.value(ccode)
-        for i, (name, kind, _) in enumerate(FIELDS):
+        vals: list[object] = []
+        for i, (_, kind, _) in enumerate(FIELDS):
             x = v[_N_EXTRA + i]
             if kind == _WORD:
-                setattr(rec, name, words.value(x))
+                vals.append(words.value(x))
             elif kind == _NAME:
-                setattr(rec, name, names.value(x))
+                vals.append(names.value(x))
             elif kind == _TS:
-                setattr(rec, name, None if x == NO_TS else x)
+                vals.append(None if x == NO_TS else x)
             elif kind == _OPT:
-                setattr(rec, name, None if x < 0 else x)
+                vals.append(None if x < 0 else x)
             elif kind == _BOOL:
-                setattr(rec, name, bool(x))
+                vals.append(bool(x))
             elif kind == _OPT_BOOL:
-                setattr(rec, name, None if x < 0 else bool(x))
+                vals.append(None if x < 0 else bool(x))
             else:
-                setattr(rec, name, x)
+                vals.append(x)
+        # One constructor call, positional: FIELDS are the record's fields in its order, less
+        # ``session`` and ``client_id`` after the first three (a test holds them together).
+        rec = Connection(v[0], self._clients[row], *vals[:3], None,  # type: ignore[arg-type, call-arg]
+                         None if same else names.value(ccode), *vals[3:])
         return rec, scode, same
 
     def conn_ids(self) -> Iterator[int]:

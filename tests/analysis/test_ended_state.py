@@ -10,7 +10,7 @@ import dataclasses
 
 import pytest
 
-from qosinspect.analysis.conntable import ConnectionTable
+from qosinspect.analysis.conntable import FIELDS, ConnectionTable
 from qosinspect.analysis.correlate import Correlator, correlate
 from qosinspect.analysis.options import AnalysisOptions
 from qosinspect.analysis.records import Connection
@@ -45,6 +45,10 @@ def test_a_connection_record_survives_its_row_exactly() -> None:
         assert dataclasses.asdict(got) == dataclasses.asdict(rec)
     assert (t.get(70_000, "unfinished_c2b"), t.get(70_000, "unfinished_b2c")) == (4, 6)
     assert list(t.conn_ids()) == [3, 70_000] and len(t) == 2
+    # the row's fields are the record's, in its order (the record is made positionally)
+    names = [f.name for f in dataclasses.fields(Connection)]
+    assert names == ["conn_id", "client", *(f[0] for f in FIELDS[:3]), "session", "client_id",
+                     *(f[0] for f in FIELDS[3:])]
 
 
 def test_an_ended_connection_is_released_at_once() -> None:
