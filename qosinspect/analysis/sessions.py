@@ -25,6 +25,14 @@ is given); the rules, stated once here:
   They are ``abandoned`` when the session ends instead: the connection closes and the session
   does not persist, the new CONNECT has clean start [MQTT-3.1.2-4], or the CONNACK says session
   present 0 [MQTT-3.2.2-2].
+* **What is kept after the end** (bounded memory, issue 13): an ended connection (closed,
+  reset, refused, evicted by the decoder) is packed at once into one row of the
+  :class:`~.conntable.ConnectionTable` and its objects released; a late event on it (a TCP
+  retransmission or anomaly of a lingering flow) makes it an object again for that event. A
+  session with no connection keeps everything a reconnection needs for
+  ``session_idle_timeout_ns`` of packet time after its last connection ended, then is dropped:
+  its open exchanges end ``evicted``, its subscriptions are no longer matched, a later CONNECT
+  with its client id starts a new session, and a ``sessions_dropped`` note says so.
 """
 
 from __future__ import annotations

@@ -2,11 +2,11 @@
 
 Kept apart from the records (:mod:`.records`, what comes out) because this is what must stay
 *bounded*: an :class:`OpenExchange` lives only while its handshake is unfinished (at most
-``max_open_per_session`` per session), a :class:`ConnState` sheds its pending maps when the
-connection closes, and a :class:`SessionState` remembers, per packet id and direction, only the
-row of the last finished exchange (:class:`DoneIndex`: at most one per packet id and direction,
-the protocol's own bound, to let a late acknowledgement or a DUP re-send join the exchange it
-belongs to).
+``max_open_per_session`` per session), a :class:`ConnState` is released when its connection
+ends (its record packed into a row, :mod:`.conntable`), and a :class:`SessionState` remembers,
+per packet id and direction, only the row of the last finished exchange (:class:`DoneIndex`: at
+most one per packet id and direction, the protocol's own bound, to let a late acknowledgement or
+a DUP re-send join the exchange it belongs to), and is dropped after its idle timeout.
 
 Directions are ints here (0 = c2b, 1 = b2c) and exchange keys are ``direction << 16 | packet_id``:
 one dict lookup on an int per acknowledgement.
