@@ -36,6 +36,7 @@ COMPILED = [
     "qosinspect/mqtt/transitions.py",
     "qosinspect/analysis/records.py",
     "qosinspect/analysis/state.py",
+    "qosinspect/analysis/conntable.py",
     "qosinspect/analysis/options.py",
     "qosinspect/analysis/logs.py",
     "qosinspect/analysis/deliveries.py",

@@ -45,6 +45,7 @@ COMPILED = (
     "qosinspect.mqtt.transitions",
     "qosinspect.analysis.records",
     "qosinspect.analysis.state",
+    "qosinspect.analysis.conntable",
     "qosinspect.analysis.options",
     "qosinspect.analysis.logs",
     "qosinspect.analysis.deliveries",

@@ -55,6 +55,7 @@ class AnomalyKind(StrEnum):
     WEBSOCKET_CLOSE = "websocket_close"
     CLOCK_JUMP = "clock_jump"
     CONNECTIONS_EVICTED = "connections_evicted"
+    SESSIONS_DROPPED = "sessions_dropped"
 
 
 class KindInfo(NamedTuple):
@@ -128,6 +129,10 @@ KINDS: Final[dict[AnomalyKind, KindInfo]] = {
                            "or jumps more than a day forward at this frame."),
     K.CONNECTIONS_EVICTED: KindInfo("decoder", True, "too many connections open at once: the "
                                     "least recently active were closed (evicted)."),
+    K.SESSIONS_DROPPED: KindInfo("analysis", True, "sessions with no connection for longer "
+                                 "than the idle timeout (packet time) were dropped: their open "
+                                 "exchanges are no longer followed, a later CONNECT starts a "
+                                 "new session."),
 }
 del K
 

@@ -281,15 +281,15 @@ static int deliver(Engine *e, PyObject *batch, PyObject *flow, PyObject *dir, Py
         slot_ll(dec, DEC.pending, &pend) || slot_ll(dec, DEC.need, &need) ||
         slot_ll(dec, DEC.offset, &offset) || slot_ll(dec, DEC.version, &version) ||
         slot_ll(dec, DEC.max_packet_size, &max_size) || slot_ll(side, K.s_packets, &packets) ||
-        pending_frame == NULL || pending_ts == NULL || ack_time == NULL ||
-        chunks == NULL || !PyList_CheckExact(chunks) ||
-        topics == NULL || !PyDict_CheckExact(topics))
+        pending_frame == NULL || pending_ts == NULL || ack_time == NULL || chunks == NULL ||
+        (chunks != Py_None && !PyList_CheckExact(chunks)) || topics == NULL ||
+        (topics != Py_None && !PyDict_CheckExact(topics)))
         return emit_streamdata(batch, flow, dir, frame, ts, data, len);
 
     PyObject *joined = NULL;
     const unsigned char *buf = data;
     Py_ssize_t n = len;
-    if (PyList_Size(chunks) > 0) {
+    if (chunks != Py_None && PyList_Size(chunks) > 0) {
         if (pend + len < need) {
             /* still short of the pending packet: keep the bytes (StreamDecoder.feed does) */
             PyObject *copy = PyBytes_FromStringAndSize((const char *)data, len);
@@ -327,21 +327,23 @@ static int deliver(Engine *e, PyObject *batch, PyObject *flow, PyObject *dir, Py
         rc = emit_streamdata(batch, flow, dir, frame, ts, data, len);
         goto out;
     }
-    /* commit what StreamDecoder.feed would leave behind at this point */
-    PyObject *fresh = PyList_New(0);
-    if (fresh == NULL) {
-        rc = -1;
-        goto out;
-    }
+    /* commit what StreamDecoder.feed would leave behind at this point (None: no bytes held,
+     * as the Python code leaves it) */
+    PyObject *fresh = Py_NewRef(Py_None);
     if (why != STOP_OTHER && pos < n) {
         PyObject *rest = PyBytes_FromStringAndSize((const char *)buf + pos, n - pos);
-        if (rest == NULL || PyList_Append(fresh, rest) < 0) {
+        Py_DECREF(fresh);
+        fresh = rest == NULL ? NULL : PyList_New(1);
+        if (fresh == NULL) {
             Py_XDECREF(rest);
+            rc = -1;
+            goto out;
+        }
+        if (PyList_SetItem(fresh, 0, rest) < 0) { /* steals rest */
             Py_DECREF(fresh);
             rc = -1;
             goto out;
         }
-        Py_DECREF(rest);
     }
     slot_set(dec, DEC.chunks, fresh);
     long long left = why == STOP_OTHER ? 0 : n - pos;
@@ -454,8 +456,9 @@ static int fast_frame(Engine *e, const Rec *r, long long next_sweep, PyObject *b
         return 1;
     }
     PyObject *ooo = SLOT(h, K.h_ooo);
+    /* (ooo: None, or a list, empty here, while nothing is buffered out of order) */
     if (SLOT(h, K.h_sink) != Py_None || SLOT(h, K.h_probe) != Py_None || ooo == NULL ||
-        !PyList_CheckExact(ooo) || PyList_Size(ooo) != 0 ||
+        (ooo != Py_None && (!PyList_CheckExact(ooo) || PyList_Size(ooo) != 0)) ||
         slot_ll(h, K.h_nxt_off, &nxt_off) || slot_ll(h, K.h_data_bytes, &data_bytes) ||
         slot_ll(p, K.h_win, &p_win) || (plen == 1 && !p_win))
         return 0;

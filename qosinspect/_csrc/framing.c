@@ -177,6 +177,10 @@ Py_ssize_t fast_packets(const unsigned char *buf, Py_ssize_t pos, Py_ssize_t n, 
             if (last_n == tlen && memcmp(last_p, buf + start + 2, tlen) == 0)
                 topic = last_topic;
             else {
+                if (topics == Py_None) { /* no cache yet: the Python code makes it */
+                    *why = STOP_OTHER;
+                    break;
+                }
                 PyObject *raw = PyBytes_FromStringAndSize((const char *)buf + start + 2, tlen);
                 if (raw == NULL)
                     goto error;
@@ -277,7 +281,8 @@ PyObject *sp_stream_feed(PyObject *module, PyObject *const *args, Py_ssize_t nar
     if (slot_ll(self, DEC.pending, &pending) || slot_ll(self, DEC.need, &need) ||
         slot_ll(self, DEC.offset, &offset) || slot_ll(self, DEC.version, &version) ||
         slot_ll(self, DEC.max_packet_size, &max_size) || chunks == NULL ||
-        !PyList_CheckExact(chunks) || topics == NULL || !PyDict_CheckExact(topics)) {
+        (chunks != Py_None && !PyList_CheckExact(chunks)) || topics == NULL ||
+        (topics != Py_None && !PyDict_CheckExact(topics))) {
         PyErr_SetString(PyExc_TypeError, "StreamDecoder state of unexpected types");
         return NULL;
     }
@@ -295,7 +300,7 @@ PyObject *sp_stream_feed(PyObject *module, PyObject *const *args, Py_ssize_t nar
         result = PyList_New(0);
         goto done;
     }
-    if (PyList_Size(chunks) > 0) {
+    if (chunks != Py_None && PyList_Size(chunks) > 0) {
         PyObject *copy = PyBytes_FromStringAndSize(view.buf, view.len);
         Py_ssize_t vlen = view.len;
         PyBuffer_Release(&view);
@@ -315,11 +320,9 @@ PyObject *sp_stream_feed(PyObject *module, PyObject *const *args, Py_ssize_t nar
             PyErr_SetString(PyExc_TypeError, "StreamDecoder._chunks holds other than bytes");
         if (joined != 0)
             goto done;
-        PyObject *fresh = PyList_New(0);
-        if (fresh == NULL)
-            goto done;
-        slot_set(self, DEC.chunks, fresh);
-        chunks = fresh;
+        /* no buffer held: None, as the Python code leaves it (an idle stream keeps no list) */
+        slot_set(self, DEC.chunks, Py_NewRef(Py_None));
+        chunks = Py_None;
         if (slot_set_ll(self, DEC.pending, 0) < 0)
             goto done;
     }

@@ -26,7 +26,7 @@ for the compiler (final classes, native attributes), so there is nothing to keep
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Final, cast, final
 
@@ -59,6 +59,7 @@ from ..mqtt.packets import (
     Unsubscribe,
     packet_type_of,
 )
+from .connlist import ConnBrokers, ConnectionList
 from .deliveries import DeliveryMatcher
 from .diagnoses import Diagnoser, DiagnosisResult
 from .exchanges import ABANDONED, OPEN_AT_END, ExchangeTracker
@@ -100,7 +101,8 @@ _FROM_BROKER: Final = frozenset({2, 9, 11, 13})
 class CorrelationResult:
     """Everything the correlator found; :mod:`.tables` turns it into DataFrames."""
 
-    connections: list[Connection]
+    #: In ``conn_id`` order (:class:`~.connlist.ConnectionList`: each record made when read).
+    connections: Sequence[Connection]
     sessions: list[Session]
     reconnects: list[Reconnect]
     anomalies: list[AnomalyRecord]
@@ -117,7 +119,7 @@ class CorrelationResult:
     brokers: list[str] = field(default_factory=list)
     session_brokers: list[int] = field(default_factory=list)
     #: conn_id -> its broker's code (endpoints of one ``same_broker`` group share one).
-    conn_brokers: dict[int, int] = field(default_factory=dict)
+    conn_brokers: Mapping[int, int] = field(default_factory=dict)
     #: TCP streams that carried data and were not decoded: the first MAX_UNDECODED_ROWS, and
     #: how many in all.
     undecoded: list[UndecodedStream] = field(default_factory=list)
@@ -128,6 +130,8 @@ class CorrelationResult:
     t_last: int | None = None
     n_events: int = 0
     n_evicted: int = 0
+    #: Sessions dropped after ``session_idle_timeout_ns`` with no connection.
+    n_sessions_dropped: int = 0
     anomalies_suppressed: dict[str, int] = field(default_factory=dict)
     #: False when made with ``Correlator(detail=False)``: report columns only.
     detail: bool = True
@@ -201,7 +205,8 @@ class Correlator:
                                   max_chunk_rows=most)
         self.sess = SessionTracker(self.anomalies, self.ex, self.matcher,
                                    default_version=o.default_version,
-                                   same_broker=o.same_broker)
+                                   same_broker=o.same_broker,
+                                   idle_timeout_ns=o.session_idle_timeout_ns)
         self.ex.sessions = self.sess.by_code
         #: Says why exchanges and reconnections were slow (None: ``diagnose=False``).
         self.diag = (Diagnoser(o.diagnose_floor_ns, o.diagnose_percentile) if o.diagnose
@@ -262,6 +267,8 @@ class Correlator:
             return
         self._clock(ev.ts_ns)
         sess = self.sess
+        if ev.ts_ns >= sess.next_sweep:
+            sess.sweep(ev.ts_ns, ev.frame)
         if type(ev) is UndecodedStream:
             # Nothing dropped in silence: kept for the report and the export (bounded).
             self.undecoded_count += 1
@@ -269,9 +276,7 @@ class Correlator:
                 self.undecoded.append(ev)
             return
         if isinstance(ev, ConnectionOpened):
-            c = sess.conns.get(ev.conn.conn_id)
-            if c is None:
-                c = sess.new_conn(ev.conn, ev.ts_ns)
+            c = sess.conn(ev.conn, ev.ts_ns)
             c.rec.handshake_seen = ev.handshake_seen
             c.rec.t_open = ev.ts_ns
             if self.diag is not None:
@@ -282,6 +287,7 @@ class Correlator:
             sess.close(c, ev.ts_ns, ev.how, ev.closed_by)
             if self.diag is not None:
                 self.diag.closed(ev)
+            self._last_info = None   # (its objects are released: packed into the table)
         elif isinstance(ev, TcpRetransmission):
             c = sess.conn(ev.conn, ev.ts_ns)
             c.rec.tcp_retransmissions += 1
@@ -335,6 +341,8 @@ class Correlator:
         # items directly; a NamedTuple's fields by name go through the type's dictionary).
         ts, info, direction, p, wire_len, frame, first_frame, version, _, first_ts, ack_ts = ev
         self.n_events += 1
+        if ts >= self.sess.next_sweep:
+            self.sess.sweep(ts, frame)
         if ts > self._t_hi:
             self._t_hi = ts
         if ts < self._t_lo:         # not elif: the first event sets both
@@ -342,9 +350,9 @@ class Correlator:
         if info is self._last_info:  # the same flow as the packet before: no lookup
             c = cast(ConnState, self._last_conn)
         else:
-            got = self.sess.conns.get(info.conn_id)
-            c = got if got is not None else self.sess.new_conn(info, ts)
-            self._last_info = info
+            c = self.sess.conn(info, ts)
+            # (an ended connection made an object again is packed again later: not cached)
+            self._last_info = None if c.closed else info
             self._last_conn = c
         t = type(p)
         if direction is _C2B:
@@ -483,38 +491,41 @@ class Correlator:
         for c in list(sess.conns.values()):
             if not c.closed:
                 sess.close(c, t_end, "end_of_capture", None)
+        sess.retire_all()
+        self._last_info = None
         for s in sess.by_code:
             for ex in list(s.open.values()):
-                last = sess.conns.get(ex.last_conn_id)
-                if last is None or last.rec.transport_end == "end_of_capture":
+                how = sess.transport_end_of(ex.last_conn_id)
+                if how is None or how == "end_of_capture":
                     ex_tracker.end(s, ex, OPEN_AT_END, NO_TS)
                 else:
-                    ex_tracker.end(s, ex, ABANDONED, last.rec.t_close or NO_TS)
+                    ex_tracker.end(s, ex, ABANDONED, sess.t_close_of(ex.last_conn_id) or NO_TS)
         if self.matcher is not None:
             self.matcher.finish()
         sess.name_sessions(self.anomalies.rows)
-        for c in sess.conns.values():       # (kept unboxed on the connection while running)
-            c.rec.t_last_c2b = None if c.t_last_c2b == NO_TS else c.t_last_c2b
-            c.rec.t_last_b2c = None if c.t_last_b2c == NO_TS else c.t_last_b2c
-        connections = sorted((c.rec for c in sess.conns.values()), key=_by_conn_id)
+        sess.seal()
+        session_keys = [s.key for s in sess.by_code]
+        client_ids = [s.rec.client_id for s in sess.by_code]
+        connections = ConnectionList(sess.table, session_keys, client_ids)
         return CorrelationResult(
-            connections=connections, sessions=[s.rec for s in sess.by_code],
+            connections=connections,
+            sessions=[s.rec for s in sess.by_code],
             reconnects=sess.reconnects, anomalies=self.anomalies.rows,
             exchanges=ex_tracker.exchanges, q0=ex_tracker.q0,
             packets=self.packets.store if self.packets is not None else None,
             deliveries=self.matcher.store if self.matcher is not None else None,
             tcp_retransmissions=self.tcp_retrans, topics=ex_tracker.topics,
-            session_keys=[s.key for s in sess.by_code],
-            client_ids=[s.rec.client_id for s in sess.by_code], brokers=list(sess.brokers),
+            session_keys=session_keys, client_ids=client_ids, brokers=list(sess.brokers),
             session_brokers=[s.broker for s in sess.by_code],
-            conn_brokers={c.conn_id: c.broker for c in sess.conns.values()},
+            conn_brokers=ConnBrokers(sess.table),
+            n_sessions_dropped=sess.n_sessions_dropped,
             t_first=self.t_first,
             t_last=self.t_last, n_events=self.n_events, n_evicted=ex_tracker.n_evicted,
             anomalies_suppressed=dict(self.anomalies.suppressed), detail=self.detail,
             undecoded=self.undecoded, undecoded_count=self.undecoded_count,
             tcp_evidence=self.tcp_evidence,
             implementation=IMPLEMENTATION,
-            diagnoses=(self.diag.finish(sess.reconnects, connections)
+            diagnoses=(self.diag.finish(sess.reconnects, connections.get)
                        if self.diag is not None else None))
 
 
@@ -522,10 +533,6 @@ def correlate(events: Iterable[Event], options: AnalysisOptions | None = None
               ) -> CorrelationResult:
     """Run a :class:`Correlator` with ``options`` over ``events``."""
     return Correlator(options).feed_all(events)
-
-
-def _by_conn_id(rec: Connection) -> int:
-    return rec.conn_id
 
 
 # Classes of other modules the hot path compares types with, as final names: compiled, a final

@@ -27,24 +27,38 @@ CLEAR_TRANSPORTS = frozenset({"tcp", "websocket"})
 
 
 def exposure(connections: Iterable[Connection]) -> dict[str, Any]:
-    """The ``clear_text`` part of the report (JSON-ready)."""
-    conns = list(connections)
-    # a refused attempt (SYN answered by RST) or a connection closed before its first packet
-    # showed nothing: only connections that carried MQTT count as read in clear
-    clear = [c for c in conns if c.transport in CLEAR_TRANSPORTS
-             and c.n_packets_c2b + c.n_packets_b2c > 0]
-    encrypted = sum(1 for c in conns if c.transport not in CLEAR_TRANSPORTS)
-    with_user = [c for c in clear if c.username is not None]
-    with_password = [c for c in clear if c.password_present]
-    accepted = [c for c in with_password if c.accepted]
+    """The ``clear_text`` part of the report (JSON-ready), in one pass over ``connections``
+    (a result's connections are made from packed rows as they are read: no list of them)."""
+    clear = encrypted = mqtt_bytes = publishes = with_user = with_password = accepted = 0
+    usernames: set[str] = set()
+    first_password: int | None = None
+    for c in connections:
+        if c.transport not in CLEAR_TRANSPORTS:
+            encrypted += 1
+            continue
+        # a refused attempt (SYN answered by RST) or a connection closed before its first
+        # packet showed nothing: only connections that carried MQTT count as read in clear
+        if c.n_packets_c2b + c.n_packets_b2c == 0:
+            continue
+        clear += 1
+        mqtt_bytes += c.n_bytes_c2b + c.n_bytes_b2c
+        publishes += c.n_publish_c2b + c.n_publish_b2c
+        if c.username is not None:
+            with_user += 1
+            usernames.add(c.username)
+        if c.password_present:
+            with_password += 1
+            accepted += bool(c.accepted)
+            if first_password is None or c.conn_id < first_password:
+                first_password = c.conn_id
     return {
-        "connections": len(clear),
+        "connections": clear,
         "encrypted": encrypted,
-        "mqtt_bytes": sum(c.n_bytes_c2b + c.n_bytes_b2c for c in clear),
-        "publish_packets": sum(c.n_publish_c2b + c.n_publish_b2c for c in clear),
-        "with_username": len(with_user),
-        "with_password": len(with_password),
-        "password_accepted": len(accepted),
-        "usernames": sorted({c.username for c in with_user if c.username is not None}),
-        "first_conn_with_password": min((c.conn_id for c in with_password), default=None),
+        "mqtt_bytes": mqtt_bytes,
+        "publish_packets": publishes,
+        "with_username": with_user,
+        "with_password": with_password,
+        "password_accepted": accepted,
+        "usernames": sorted(usernames),
+        "first_conn_with_password": first_password,
     }

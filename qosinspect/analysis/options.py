@@ -39,6 +39,12 @@ class AnalysisOptions:
       reconnections; ``diagnose_floor_ns`` the latency under which an exchange is not
       explained, ``diagnose_percentile`` the capture's percentile an exchange with no known
       cause must also exceed to be listed (docs/diagnoses.md).
+    - ``session_idle_timeout_ns``: how long, in packet time, a session with no connection is
+      kept after its last connection ended (1 hour): what a later reconnection needs of it (its
+      open exchanges, its subscriptions for delivery matching, the finished-exchange index a
+      DUP re-send joins) stays until then; then it is dropped, said by a ``sessions_dropped``
+      note (open exchanges end ``evicted``; a later CONNECT with the client id starts a new
+      session). An ended connection keeps only its packed row at once (docs/memory.md).
     - ``same_broker``: groups of server endpoints (``host:port``) that are one broker, e.g. a
       TCP proxy or load balancer in front of it (the generator's fault proxy listens on several
       ports); the first of a group names it. Otherwise every endpoint is a broker of its own.
@@ -58,6 +64,7 @@ class AnalysisOptions:
     diagnose: bool = True
     diagnose_floor_ns: int = 10_000_000
     diagnose_percentile: float = 99.0
+    session_idle_timeout_ns: int = 3600 * 10**9
 
     def __reduce__(self) -> tuple[type[AnalysisOptions], tuple[object, ...]]:
         """Pickled as its constructor call (to a process pool, a Dask worker): compiled by

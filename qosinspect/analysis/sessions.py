@@ -25,16 +25,26 @@ is given); the rules, stated once here:
   They are ``abandoned`` when the session ends instead: the connection closes and the session
   does not persist, the new CONNECT has clean start [MQTT-3.1.2-4], or the CONNACK says session
   present 0 [MQTT-3.2.2-2].
+* **What is kept after the end** (bounded memory, issue 13): an ended connection (closed,
+  reset, refused, evicted by the decoder) is packed at once into one row of the
+  :class:`~.conntable.ConnectionTable` and its objects released; a late event on it (a TCP
+  retransmission or anomaly of a lingering flow) makes it an object again for that event. A
+  session with no connection keeps everything a reconnection needs for
+  ``session_idle_timeout_ns`` of packet time after its last connection ended, then is dropped:
+  its open exchanges end ``evicted``, its subscriptions are no longer matched, a later CONNECT
+  with its client id starts a new session, and a ``sessions_dropped`` note says so.
 """
 
 from __future__ import annotations
 
+from array import array
 from typing import Final, final
 
 from ..anomalies import AnomalyKind
 from ..events import ConnectionInfo, MqttPacketEvent
 from ..mqtt.enums import Direction
 from ..mqtt.packets import ConnAck, Connect, Disconnect, SubAck
+from .conntable import ConnectionTable
 from .deliveries import DeliveryMatcher
 from .exchanges import ABANDONED, ExchangeTracker
 from .logs import DIRECTION_NAMES, AnomalyLog
@@ -44,6 +54,8 @@ from .state import ConnState, SessionState
 __all__ = ["SessionTracker"]
 
 _DIRS: Final = DIRECTION_NAMES
+#: Ended connections made objects again by late events, packed again past this many.
+REVIVED_BATCH: Final = 256
 #: Transport ends after which the connection may still be up: the capture ended, or the decoder
 #: stopped following it (``evicted``, its cap on connections open at once).
 _NOT_ENDED: Final = frozenset({"end_of_capture", "evicted"})
@@ -53,18 +65,38 @@ _NOT_ENDED: Final = frozenset({"end_of_capture", "evicted"})
 class SessionTracker:
     """Connections, sessions and reconnections (see the module docstring).
 
-    ``conns`` holds every connection by id, ``sessions`` every session by key and ``by_code``
-    by its code (the ``session`` column of the stores), ``reconnects`` what was found.
+    ``conns`` holds the connections being followed by id (an ended one is a row of ``table``
+    instead), ``sessions`` every session being followed by key and ``by_code`` every session by
+    its code (the ``session`` column of the stores), ``reconnects`` what was found.
     """
 
     def __init__(self, anomalies: AnomalyLog, exchanges: ExchangeTracker,
                  matcher: DeliveryMatcher | None, *, default_version: int,
-                 same_broker: tuple[tuple[str, ...], ...] = ()) -> None:
+                 same_broker: tuple[tuple[str, ...], ...] = (),
+                 idle_timeout_ns: int = 3600 * 10**9) -> None:
         self.anomalies = anomalies
         self.exchanges = exchanges
         self.matcher = matcher
         self.default_version = default_version
         self.conns: dict[int, ConnState] = {}
+        #: Ended connections, packed (:mod:`.conntable`).
+        self.table = ConnectionTable()
+        #: Ended connections made objects again for a late event (a TCP retransmission or
+        #: anomaly after the close), packed again in batches.
+        self.revived: list[ConnState] = []
+        #: Per-kind anomaly counts of ended connections that had any (the cap holds after
+        #: the close too).
+        self.ended_counts: dict[int, dict[str, int]] = {}
+        #: Sessions with no connection, dropped ``idle_timeout_ns`` after their last one ended:
+        #: (code, packet time it ended) pairs, oldest first, read from ``idle_head`` on (an
+        #: entry whose session has reconnected since, or ended again later, is skipped: its
+        #: ``idle_since`` differs). 16 bytes a session, not a dict entry and two int objects.
+        self.idle: array[int] = array("q")
+        self.idle_head = 0
+        self.idle_timeout_ns = idle_timeout_ns
+        #: Packet time of the next look for idle sessions to drop.
+        self.next_sweep = NO_TS
+        self.n_sessions_dropped = 0
         #: (broker code, session key) -> session.
         self.sessions: dict[tuple[int, str], SessionState] = {}
         self.by_code: list[SessionState] = []
@@ -97,8 +129,154 @@ class SessionTracker:
         return code
 
     def conn(self, info: ConnectionInfo, ts: int) -> ConnState:
+        """The connection of an event: followed, ended (made an object again), or new."""
         c = self.conns.get(info.conn_id)
-        return c if c is not None else self.new_conn(info, ts)
+        if c is not None:
+            return c
+        row = self.table.row_of(info.conn_id)
+        return self.new_conn(info, ts) if row < 0 else self.revive(info.conn_id, row)
+
+    def revive(self, conn_id: int, row: int) -> ConnState:
+        """An ended connection as an object again, for a late event: its record from the row,
+        its state as it was when it ended (it stays ended, and is packed again later)."""
+        rec, code, same_client = self.table.record(row)
+        s = self.by_code[code] if code >= 0 else None
+        if s is not None:
+            rec.session = s.key
+            if same_client:
+                rec.client_id = s.rec.client_id
+        c = ConnState(rec, self.table.get(conn_id, "broker_code"))
+        c.sess = s
+        c.closed = True
+        c.connect_seen = rec.t_connect is not None
+        c.connack_seen = rec.t_connack is not None
+        c.refused = rec.connack_code is not None and rec.connack_code != 0
+        c.taken_over = rec.end == "taken_over"
+        c.keep_alive = (rec.server_keep_alive if rec.server_keep_alive is not None
+                        else rec.keep_alive or 0)
+        c.t_last_c2b = NO_TS if rec.t_last_c2b is None else rec.t_last_c2b
+        c.t_last_b2c = NO_TS if rec.t_last_b2c is None else rec.t_last_b2c
+        c.unfinished_c2b = self.table.get(conn_id, "unfinished_c2b")
+        c.unfinished_b2c = self.table.get(conn_id, "unfinished_b2c")
+        c.anomaly_counts = self.ended_counts.get(conn_id)
+        self.conns[conn_id] = c
+        self.revived.append(c)
+        if len(self.revived) > REVIVED_BATCH:
+            self.retire_revived()
+        return c
+
+    def retire(self, c: ConnState) -> None:
+        """Pack an ended connection into the table and stop holding its objects."""
+        rec = c.rec
+        rec.t_last_c2b = None if c.t_last_c2b == NO_TS else c.t_last_c2b
+        rec.t_last_b2c = None if c.t_last_b2c == NO_TS else c.t_last_b2c
+        s = c.sess
+        self.table.add(rec, -1 if s is None else s.code, None if s is None else s.rec.client_id,
+                       c.broker, c.unfinished_c2b, c.unfinished_b2c)
+        if c.anomaly_counts:
+            self.ended_counts[c.conn_id] = c.anomaly_counts
+        if self.conns.get(c.conn_id) is c:
+            del self.conns[c.conn_id]
+
+    def retire_revived(self) -> None:
+        """Pack again the ended connections a late event made objects (all but the newest,
+        whose event may have a second half: a stream gap is an event and an anomaly)."""
+        keep = self.revived[-1:]
+        for c in self.revived[:-1]:
+            if self.conns.get(c.conn_id) is c:
+                self.retire(c)
+        self.revived = keep
+
+    def retire_all(self) -> None:
+        """At the end: every connection is ended (closed as ``end_of_capture`` before)."""
+        for c in list(self.conns.values()):
+            self.retire(c)
+        self.revived = []
+
+    # -- what the ended connections' rows say ---------------------------------------------------
+
+    def t_close_of(self, conn_id: int) -> int | None:
+        c = self.conns.get(conn_id)
+        if c is not None:
+            return c.rec.t_close
+        return self.table.t_close(conn_id) if self.table.row_of(conn_id) >= 0 else None
+
+    def transport_end_of(self, conn_id: int) -> str | None:
+        """How the transport of a connection ended (None: unknown connection, or open)."""
+        c = self.conns.get(conn_id)
+        if c is not None:
+            return c.rec.transport_end
+        if self.table.row_of(conn_id) < 0:
+            return None
+        return self.table.word(conn_id, "transport_end")
+
+    def broker_of(self, conn_id: int) -> int:
+        """A connection's broker code (-1: unknown connection)."""
+        c = self.conns.get(conn_id)
+        if c is not None:
+            return c.broker
+        return self.table.get(conn_id, "broker_code") if self.table.row_of(conn_id) >= 0 else -1
+
+    # -- sessions with no connection -------------------------------------------------------------
+
+    def _idle(self, s: SessionState, ts: int) -> None:
+        """A session has no connection from ``ts`` on."""
+        s.idle_since = ts
+        self.idle.append(s.code)
+        self.idle.append(ts)
+
+    @property
+    def n_connections_seen(self) -> int:
+        """Connections seen so far: ended (rows) and followed."""
+        table = self.table
+        return len(table) + sum(1 for c in self.conns.values() if table.row_of(c.conn_id) < 0)
+
+    def seal(self) -> None:
+        """At the end: the session records get the times kept unboxed while running."""
+        for s in self.by_code:
+            s.rec.t_first = None if s.t_first == NO_TS else s.t_first
+            s.rec.t_last = None if s.t_last == NO_TS else s.t_last
+
+    def sweep(self, now: int, frame: int) -> None:
+        """Drop the sessions whose last connection ended more than ``idle_timeout_ns`` ago
+        (packet time): their state is released (open exchanges end ``evicted``, their
+        subscriptions are no longer matched, a later CONNECT with the client id starts a new
+        session), said by one ``sessions_dropped`` note per sweep. Looked at every eighth of
+        the timeout."""
+        timeout = self.idle_timeout_ns
+        self.next_sweep = now + max(1, timeout // 8)
+        idle = self.idle
+        dropped = persistent = evicted = 0
+        i = self.idle_head
+        while i < len(idle):
+            code, since = idle[i], idle[i + 1]
+            if now - since <= timeout:
+                break
+            i += 2
+            s = self.by_code[code]
+            if s.idle_since != since or s.conn is not None:
+                continue  # reconnected since, or idle again from a later time
+            s.idle_since = NO_TS
+            dropped += 1
+            persistent += s.persistent
+            evicted += self.exchanges.evict_all(s, now)
+            if self.matcher is not None:
+                self.matcher.clear_session(code)
+            if self.sessions.get((s.broker, s.key)) is s:
+                del self.sessions[(s.broker, s.key)]
+            s.done = None
+        if i > len(idle) // 2:      # (the array is compacted when half of it is read)
+            del idle[:i]
+            i = 0
+        self.idle_head = i
+        if dropped:
+            self.n_sessions_dropped += dropped
+            self.anomalies.record(
+                now, AnomalyKind.SESSIONS_DROPPED,
+                f"{dropped} sessions with no connection for more than {timeout / 1e9:g} s "
+                f"dropped ({persistent} persistent; {evicted} open exchanges no longer "
+                "followed): a later CONNECT with their client id starts a new session",
+                None, None, frame)
 
     def session(self, key: str, client_id: str | None, anonymous: bool,
                 broker: int) -> SessionState:
@@ -113,38 +291,40 @@ class SessionTracker:
     def name_sessions(self, anomalies: list[AnomalyRecord]) -> None:
         """At the end: a client id used on several brokers names its sessions
         ``<client id>@<broker>`` (everywhere the name was written)."""
-        count: dict[str, int] = {}
+        # (brokers per key: one broker may hold two sessions of a key, the first dropped
+        # after its idle timeout)
+        brokers: dict[str, set[int]] = {}
         for s in self.by_code:
-            count[s.key] = count.get(s.key, 0) + 1
+            brokers.setdefault(s.key, set()).add(s.broker)
         renamed: dict[tuple[int, str], str] = {}
         for s in self.by_code:
-            if count[s.key] > 1:
+            if len(brokers[s.key]) > 1:
                 new = f"{s.key}@{self.brokers[s.broker]}"
                 renamed[(s.broker, s.key)] = new
                 s.key = s.rec.session = new
         if not renamed:
             return
-        for c in self.conns.values():
-            if c.rec.session is not None:
-                c.rec.session = renamed.get((c.broker, c.rec.session), c.rec.session)
+        # (the connections' rows name their session by code: renamed with it)
         for rc in self.reconnects:
-            prev = self.conns.get(rc.prev_conn_id)
-            if prev is not None:
-                rc.session = renamed.get((prev.broker, rc.session), rc.session)
+            broker = self.broker_of(rc.prev_conn_id)
+            if broker >= 0:
+                rc.session = renamed.get((broker, rc.session), rc.session)
         for a in anomalies:
-            conn = self.conns.get(a.conn_id) if a.conn_id is not None else None
-            if conn is not None and a.session is not None:
-                a.session = renamed.get((conn.broker, a.session), a.session)
+            broker = self.broker_of(a.conn_id) if a.conn_id is not None else -1
+            if broker >= 0 and a.session is not None:
+                a.session = renamed.get((broker, a.session), a.session)
 
     def attach(self, c: ConnState, s: SessionState, ts: int) -> None:
         c.sess = s
         s.conn = c
-        s.last_conn = c
+        s.last_conn_id = c.conn_id
+        s.idle_since = NO_TS
         s.rec.conn_ids.append(c.conn_id)
-        if s.rec.t_first is None:
-            s.rec.t_first = ts
-        c.interval = [ts, None]
-        s.intervals.append(c.interval)
+        if s.t_first == NO_TS:
+            s.t_first = ts
+        c.interval = len(s.intervals)
+        s.intervals.append(ts)
+        s.intervals.append(NO_TS)
         c.rec.session = s.key
         c.rec.client_id = s.rec.client_id if c.rec.client_id is None else c.rec.client_id
 
@@ -177,23 +357,36 @@ class SessionTracker:
         else:
             s = self.session(f"conn:{c.conn_id}", "", anonymous=True, broker=c.broker)
             s.rec.client_id = ""
-        prev = s.conn if s.conn is not None and s.conn is not c else s.last_conn
+        prev_id = (s.conn.conn_id if s.conn is not None and s.conn is not c
+                   else s.last_conn_id)
+        prev = self.conns.get(prev_id)
+        t_prev_close: int | None = None
         rc: Reconnect | None = None
-        if prev is not None and prev is not c:
-            if not prev.closed:
+        if prev_id >= 0 and prev_id != c.conn_id:
+            if prev is not None and not prev.closed:
                 prev.taken_over = True  # [MQTT-3.1.4-3]
                 t_drop: int | None = ts
                 cause: str | None = "taken_over"
                 unfinished = [0, 0]
                 for ex in s.open.values():
                     unfinished[ex.direction] += 1
-            else:
-                t_drop = prev.rec.t_close
+                reason = prev.rec.disconnect_reason
+            elif prev is not None:
+                t_drop = t_prev_close = prev.rec.t_close
                 cause = prev.rec.end
                 unfinished = [prev.unfinished_c2b, prev.unfinished_b2c]
-            rc = Reconnect(session=s.key, client_id=s.rec.client_id, prev_conn_id=prev.conn_id,
+                reason = prev.rec.disconnect_reason
+            else:  # ended: its row
+                table = self.table
+                t_drop = t_prev_close = table.t_close(prev_id)
+                cause = table.word(prev_id, "end")
+                unfinished = [table.get(prev_id, "unfinished_c2b"),
+                              table.get(prev_id, "unfinished_b2c")]
+                code = table.get(prev_id, "disconnect_reason")
+                reason = None if code < 0 else code
+            rc = Reconnect(session=s.key, client_id=s.rec.client_id, prev_conn_id=prev_id,
                            next_conn_id=c.conn_id, t_drop=t_drop, t_connect=ts, cause=cause,
-                           disconnect_reason=prev.rec.disconnect_reason,
+                           disconnect_reason=reason,
                            clean_start=p.clean_start, unfinished_c2b=unfinished[0],
                            unfinished_b2c=unfinished[1], abandoned=s.abandoned_pending)
             s.abandoned_pending = 0
@@ -202,11 +395,12 @@ class SessionTracker:
         if old is not None and old is not s:
             # Packets came before the CONNECT: their anonymous session keeps them.
             old.conn = None
+            self._idle(old, ts)
         s.persistent = persistent
         s.rec.persistent = persistent
         if p.clean_start:
             # The broker discards the previous session [MQTT-3.1.2-4] [MQTT-3.1.2-6].
-            t_end = prev.rec.t_close if prev is not None and prev.rec.t_close else ts
+            t_end = t_prev_close if t_prev_close else ts
             n = self.exchanges.end_all(s, ABANDONED, t_end)
             if rc is not None:
                 rc.abandoned += n
@@ -249,14 +443,11 @@ class SessionTracker:
             # No session state on the broker: what the earlier connections left is dropped, on
             # the client too [MQTT-3.2.2-2] [MQTT-4.1.0-1].
             earlier = [ex for ex in s.open.values() if ex.conn_id != c.conn_id]
-            prev = s.last_conn
             for ex in earlier:
-                old = self.conns.get(ex.last_conn_id)
-                t_end = old.rec.t_close if old is not None and old.rec.t_close else ev.ts_ns
-                self.exchanges.end(s, ex, ABANDONED, t_end)
+                t_close = self.t_close_of(ex.last_conn_id)
+                self.exchanges.end(s, ex, ABANDONED, t_close if t_close else ev.ts_ns)
             if c.reconnect is not None:
                 c.reconnect.abandoned += len(earlier)
-            del prev
 
     def suback(self, ev: MqttPacketEvent, c: ConnState, d: int, p: SubAck) -> None:
         asked = c.pending_subs.pop(p.packet_id, None) if c.pending_subs is not None else None
@@ -284,6 +475,12 @@ class SessionTracker:
                 c.sess.persistent = c.sess.rec.persistent = expiry > 0
 
     def close(self, c: ConnState, ts: int, how: str, closed_by: Direction | None) -> None:
+        """The transport ended: how the connection ended, what it leaves to its session; then
+        its record is packed into the table and its objects released (:meth:`retire`)."""
+        self._end(c, ts, how, closed_by)
+        self.retire(c)
+
+    def _end(self, c: ConnState, ts: int, how: str, closed_by: Direction | None) -> None:
         if c.closed:
             return
         c.closed = True
@@ -315,15 +512,16 @@ class SessionTracker:
         s = c.sess
         if s is None:
             return
-        if c.interval is not None and how not in _NOT_ENDED:
+        if c.interval >= 0 and how not in _NOT_ENDED:
             # (a connection still open at the end of the capture, or no longer followed by the
             # decoder, did not end: left open)
-            c.interval[1] = ts
-        if s.rec.t_last is None or ts > s.rec.t_last:
-            s.rec.t_last = ts
+            s.intervals[c.interval + 1] = ts
+        if s.t_last == NO_TS or ts > s.t_last:
+            s.t_last = ts
         if s.conn is not c:
             return  # taken over: the session lives on in the new connection
         s.conn = None
+        self._idle(s, ts)
         unfinished = [0, 0]
         for ex in s.open.values():
             unfinished[ex.direction] += 1

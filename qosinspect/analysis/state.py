@@ -2,11 +2,11 @@
 
 Kept apart from the records (:mod:`.records`, what comes out) because this is what must stay
 *bounded*: an :class:`OpenExchange` lives only while its handshake is unfinished (at most
-``max_open_per_session`` per session), a :class:`ConnState` sheds its pending maps when the
-connection closes, and a :class:`SessionState` remembers, per packet id and direction, only the
-row of the last finished exchange (:class:`DoneIndex`: at most one per packet id and direction,
-the protocol's own bound, to let a late acknowledgement or a DUP re-send join the exchange it
-belongs to).
+``max_open_per_session`` per session), a :class:`ConnState` is released when its connection
+ends (its record packed into a row, :mod:`.conntable`), and a :class:`SessionState` remembers,
+per packet id and direction, only the row of the last finished exchange (:class:`DoneIndex`: at
+most one per packet id and direction, the protocol's own bound, to let a late acknowledgement or
+a DUP re-send join the exchange it belongs to), and is dropped after its idle timeout.
 
 Directions are ints here (0 = c2b, 1 = b2c) and exchange keys are ``direction << 16 | packet_id``:
 one dict lookup on an int per acknowledgement.
@@ -24,7 +24,9 @@ __all__ = ["B2C", "C2B", "ConnState", "DoneIndex", "LatencyHistogram", "OpenExch
 
 C2B: Final = 0
 B2C: Final = 1
-#: Keys a :class:`DoneIndex` keeps in a dict before it turns into one array.
+#: Keys a :class:`DoneIndex` keeps as pairs in a small array, then in a dict, before it turns
+#: into one array over the key space.
+DONE_SMALL_LIMIT: Final = 8
 DONE_DICT_LIMIT: Final = 4096
 
 
@@ -205,20 +207,32 @@ class LatencyHistogram:
 class DoneIndex:
     """Exchange key (``direction << 16 | packet_id``) -> row of the last finished exchange.
 
-    A dict while small; past ``DICT_LIMIT`` keys it becomes one int32 array over the whole key
-    space (512 KiB), which costs 4 bytes a key where a dict entry with two int objects costs
-    about 100. Busy sessions cycle through all 65535 ids, and a client re-sending thousands of
+    Three sizes, by how many keys it holds. Up to ``SMALL_LIMIT`` keys, (key, row) pairs in one
+    int64 array searched in order: most sessions finish a handful of exchanges, and an array of
+    one pair costs 80 bytes where a dict costs 232 (100,000 sessions of one exchange each, issue
+    11 §9). Then a dict; past ``DICT_LIMIT`` keys one int32 array over the whole key space
+    (512 KiB), which costs 4 bytes a key where a dict entry with two int objects costs about
+    100. Busy sessions cycle through all 65535 ids, and a client re-sending thousands of
     messages after a reconnect needs every one of them remembered.
     """
 
-    __slots__ = ("_arr", "_dict")
+    __slots__ = ("_arr", "_dict", "_small")
+    SMALL_LIMIT: Final = DONE_SMALL_LIMIT
     DICT_LIMIT: Final = DONE_DICT_LIMIT
 
     def __init__(self) -> None:
-        self._dict: dict[int, int] | None = {}
+        #: key, row, key, row, ... (None once it has turned into the dict).
+        self._small: array[int] | None = array("q")
+        self._dict: dict[int, int] | None = None
         self._arr: array[int] | None = None
 
     def get(self, key: int) -> int | None:
+        small = self._small
+        if small is not None:
+            for i in range(0, len(small), 2):
+                if small[i] == key:
+                    return small[i + 1]
+            return None
         d = self._dict
         if d is not None:
             return d.get(key)
@@ -228,6 +242,19 @@ class DoneIndex:
         return None if row < 0 else row
 
     def put(self, key: int, row: int) -> None:
+        small = self._small
+        if small is not None:
+            n = len(small)
+            for i in range(0, n, 2):
+                if small[i] == key:
+                    small[i + 1] = row
+                    return
+            if n < 2 * DONE_SMALL_LIMIT:
+                small.append(key)
+                small.append(row)
+                return
+            self._dict = {small[i]: small[i + 1] for i in range(0, n, 2)}
+            self._small = None
         d = self._dict
         if d is None:
             assert self._arr is not None
@@ -242,6 +269,8 @@ class DoneIndex:
             self._dict = None
 
     def __len__(self) -> int:
+        if self._small is not None:
+            return len(self._small) // 2
         if self._dict is not None:
             return len(self._dict)
         assert self._arr is not None
@@ -252,7 +281,8 @@ class SessionState:
     """A session being followed: its record, its open exchanges and its connections."""
 
     __slots__ = ("abandoned_pending", "anonymous", "broker", "code", "conn", "done",
-                 "intervals", "key", "last_conn", "open", "persistent", "rec")
+                 "idle_since", "intervals", "key", "last_conn_id", "open", "persistent", "rec",
+                 "t_first", "t_last")
     # A capture may hold hundreds of thousands of sessions with one exchange each: what only a
     # busy session needs (the index of finished exchanges) is made on first use.
 
@@ -269,23 +299,32 @@ class SessionState:
         #: exchange key -> row in the exchange store of the last finished one (None until an
         #: exchange of the session finishes).
         self.done: DoneIndex | None = None
-        #: The connection currently carrying the session, and the one before it.
+        #: The connection currently carrying the session, and the id of the last one attached
+        #: (-1: none; once it has ended, its record is a row of the connection table).
         self.conn: ConnState | None = None
-        self.last_conn: ConnState | None = None
+        self.last_conn_id = -1
         #: Whether the session outlives its connection (clean session 0 / session expiry > 0).
         self.persistent = False
-        #: (t_open, t_close or None) of each connection: who was online when.
-        self.intervals: list[list[int | None]] = []
+        #: t_open, t_close (NO_TS: not closed) of each connection, flat: who was online when
+        #: (16 bytes a connection, not a list of two boxed ints).
+        self.intervals: array[int] = array("q")
         #: Exchanges abandoned when the last connection closed, for the next Reconnect.
         self.abandoned_pending = 0
+        #: The record's t_first and t_last, unboxed while running (NO_TS: none yet), and when
+        #: its last connection ended (NO_TS: it has one, or it was dropped).
+        self.t_first = NO_TS
+        self.t_last = NO_TS
+        self.idle_since = NO_TS
 
     def presence(self, ts: int, grace_ns: int) -> int:
         """1 if a connection of the session was open at ``ts`` and for ``grace_ns`` after it,
         3 if one was open at ``ts`` but ended within the grace, 2 if none was open (the
         ``reason`` codes of :data:`~.records.DELIVERY_REASONS`)."""
-        for start, end in self.intervals:
-            if start is not None and start <= ts and (end is None or ts <= end):
-                return 1 if end is None or end - ts >= grace_ns else 3
+        iv = self.intervals
+        for i in range(0, len(iv), 2):
+            start, end = iv[i], iv[i + 1]
+            if start <= ts and (end == NO_TS or ts <= end):
+                return 1 if end == NO_TS or end - ts >= grace_ns else 3
         return 2
 
 
@@ -351,5 +390,6 @@ class ConnState:
         #: The last stream gap's anomaly row and frame (merged with the decoder's own anomaly).
         self.gap_anomaly: AnomalyRecord | None = None
         self.gap_frame = -1
-        #: [t_open, t_close] of this connection in its session's ``intervals``.
-        self.interval: list[int | None] | None = None
+        #: Where this connection's (t_open, t_close) starts in its session's ``intervals``
+        #: (-1: not attached to a session).
+        self.interval = -1

@@ -566,17 +566,20 @@ def _empty_packets() -> RowStore:
 
 def _conn_client_codes(r: CorrelationResult) -> tuple[np.ndarray, list[str]]:
     """conn_id -> client id category code (via its connection record)."""
-    size = max((c.conn_id for c in r.connections), default=-1) + 1
+    # (one pass: a result's connections are made from their rows as they are read)
+    pairs = [(c.conn_id, c.client_id) for c in r.connections]
+    size = max((conn_id for conn_id, _ in pairs), default=-1) + 1
     codes = np.full(size, -1, dtype=np.int32)
     cats: dict[str, int] = {}
-    for c in r.connections:
-        if c.client_id is not None:
-            codes[c.conn_id] = cats.setdefault(c.client_id, len(cats))
+    for conn_id, client_id in pairs:
+        if client_id is not None:
+            codes[conn_id] = cats.setdefault(client_id, len(cats))
     return codes, list(cats)
 
 
 def connections_frame(r: CorrelationResult) -> pd.DataFrame:
-    return _from_records("connections", r.connections, {
+    # (a list: the records are read once per column, and a result's are made when read)
+    return _from_records("connections", list(r.connections), {
         "accepted": lambda c: c.accepted,
         "duration": lambda c: (None if c.t_close is None or c.t_open is None
                                else c.t_close - c.t_open),

@@ -75,11 +75,13 @@ def per_direction(log: EvidenceLog, connections: Sequence[Connection] = (),
     flag, in ``conn_id`` order: the connection's client and broker and the ``direction``
     (``c2b``/``b2c``; None for a connection the analysis does not know), the count of each kind
     (the kinds seen) and its first ``max_frames`` frames."""
-    conns = {c.conn_id: c for c in connections}
     counts: dict[tuple[int, str, str], dict[str, int]] = {}
     for (conn_id, src, dst, kind), n in log.counts.items():
         if kind in REPORTED:
             counts.setdefault((conn_id, src, dst), {})[kind] = n
+    # (only the connections with evidence: a result's connections are made as they are read)
+    wanted = {conn_id for conn_id, _, _ in counts}
+    conns = {c.conn_id: c for c in connections if c.conn_id in wanted} if wanted else {}
     frames: dict[tuple[int, str, str], dict[str, list[int]]] = {}
     for e in log.rows:
         key = (e.conn_id, str(e.src), str(e.dst))

@@ -99,6 +99,9 @@ _QUIET_NOTICES = frozenset({"websocket", "websocket_close"})
 _DECODE_ERRORS = frozenset({AnomalyKind.MALFORMED, AnomalyKind.INVALID_QOS,
                             AnomalyKind.PROTOCOL_ERROR, AnomalyKind.INVALID_TOPIC,
                             AnomalyKind.INVALID_TOPIC_FILTER})
+#: What a stream decoder's ``sizes`` holds once read (``StreamDecoder.feed`` makes a new list
+#: each time, never appends to this one).
+_NO_SIZES: list[int] = []
 #: How many packets of a connection with an assumed version are scanned for version evidence.
 _SCAN_PACKETS = 256
 _GAP_REASONS = {
@@ -257,6 +260,7 @@ class CaptureDecoder:
                             peer = flow.b2c if d is c2b else flow.c2b
                             ack_ts = peer.lastacktime
                         sizes = dec.sizes
+                        dec.sizes = _NO_SIZES  # (read once: an idle stream keeps no list)
                         i = 0
                         info = flow.info
                         sd = d if flow.sides_known else None

@@ -117,7 +117,9 @@ class HalfStream(TcpDirState):
         #: -1 until started, so that fast paths comparing ``seq == nxt_seq`` never match.
         self.nxt_seq = -1
         self.nxt_off = 0
-        self.ooo: list[tuple[int, int, bytes | None]] = []
+        #: Out-of-order segments, by stream offset (None while there are none: most halves
+        #: never hold one, and 25,000 connections are followed at once, docs/memory.md).
+        self.ooo: list[tuple[int, int, bytes | None]] | None = None
         self.ooo_bytes = 0
         self.probe: bytes | None = None
         self.fin_seq: int | None = None
@@ -398,6 +400,7 @@ class TcpReassembler:
             h.out_of_order += 1
         self._drain(h, frame, ts, out)
         while h.ooo_bytes > self.ooo_limit:
+            assert h.ooo  # (ooo_bytes counts its bytes)
             self._skip(h, h.ooo[0][0] - h.nxt_off, frame, ts, "ooo_limit", out)
             self._drain(h, frame, ts, out)
 
@@ -414,6 +417,8 @@ class TcpReassembler:
         if start >= end:
             return dup
         ooo = h.ooo
+        if ooo is None:
+            ooo = h.ooo = []
         i = bisect.bisect_left(ooo, (start,))
         if i:
             i -= 1
@@ -440,6 +445,9 @@ class TcpReassembler:
 
     def _drain(self, h: HalfStream, frame: int, ts: int, out: list[CaptureRecord]) -> None:
         ooo = h.ooo
+        if ooo is not None and not ooo:
+            h.ooo = None
+            return
         while ooo and ooo[0][0] <= h.nxt_off:
             s, e, d = ooo.pop(0)
             h.ooo_bytes -= e - s
@@ -599,6 +607,10 @@ class TcpReassembler:
         for flow in sorted(flows.values(), key=lambda f: f.conn_id):
             self.close(flow, "end_of_capture", frame, ts, out)
         self.dead.clear()
+        # the closed flows still lingering for their tombstones: released here, or each would
+        # be a reference cycle left for the cyclic collector (25,000 of them at most)
+        for flow in {id(h.flow): h.flow for h in self.lingering.values()}.values():
+            flow.release()
         self.lingering.clear()
 
     def opened(self, flow: Flow) -> FlowOpened:

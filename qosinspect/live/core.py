@@ -27,6 +27,7 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
+from ..analysis.connlist import ConnBrokers
 from ..analysis.correlate import CorrelationResult, Correlator
 from ..analysis.logs import DIRECTION_NAMES
 from ..analysis.metrics import STEP_SPANS, summary_rows
@@ -250,7 +251,7 @@ class LiveCore:
         return {"type": "snapshot", "ts": format_time(now) if seen else None,
                 "ts_ns": now if seen else None, "per_qos": per_qos,
                 "connections": {"open": sum(1 for c in conns if not c.closed),
-                                "seen": len(corr.sess.conns)},
+                                "seen": corr.sess.n_connections_seen},
                 "reconnections": self.n_reconnects, "anomalies": self.n_anomalies,
                 "stalls": self.n_stalls, "drops": self.drops,
                 "reconnections_by_cause": dict(sorted(self.reconnects_by_cause.items())),
@@ -269,7 +270,8 @@ class LiveCore:
                                                    if k != "latency_ms"} for row in per_qos]}
                     for name in names]
         so_far.brokers = names
-        so_far.conn_brokers = {c.conn_id: c.broker for c in sess.conns.values()}
+        so_far.conn_brokers = {**ConnBrokers(sess.table),      # ended: packed rows
+                               **{c.conn_id: c.broker for c in sess.conns.values()}}
         so_far.session_brokers = [sd.broker for sd in sess.by_code]
         out = []
         for code, name in enumerate(names):

@@ -141,14 +141,19 @@ class StreamDecoder:
         #: Sizes on the wire of the packets returned by the last ``feed``, in order (anomalies
         #: have no entry).
         self.sizes: list[int] = []
-        self._chunks: list[bytes] = []
+        # The maps and buffers below are None until first needed: a capture decoder keeps two
+        # of these per open connection (25,000 of them), most of them idle, one direction
+        # seeing no PUBLISH at all (docs/memory.md).
+        self._chunks: list[bytes] | None = None
         self._pending = 0          # bytes in _chunks
         self._need = 0             # bytes the pending packet needs in all, when known
         self._offset = 0           # stream offset of the first byte of _chunks
         self._resync = False
         self._failed: MQTTError | None = None
-        self._topics: dict[bytes, str] = {}
-        self._aliases: dict[int, str] = {}
+        #: Validated topic names by their raw bytes (made at the first PUBLISH).
+        self._topics: dict[bytes, str] | None = None
+        #: MQTT 5 topic aliases of this direction (made at the first alias set).
+        self._aliases: dict[int, str] | None = None
         #: The C loop (qosinspect._speedups.stream_feed) when it is used, else None.
         self._accel: Callable[[StreamDecoder, bytes | bytearray | memoryview],
                               list[DecodeResult]] | None = _FEED if _accel.enabled() else None
@@ -180,13 +185,14 @@ class StreamDecoder:
         self.sizes = sizes
         if not data:
             return []
-        if self._chunks:
-            self._chunks.append(bytes(data))
+        chunks = self._chunks
+        if chunks:
+            chunks.append(bytes(data))
             self._pending += len(data)
             if self._pending < self._need:
                 return []
-            buf = b"".join(self._chunks)
-            self._chunks = []
+            buf = b"".join(chunks)
+            self._chunks = None
             self._pending = 0
         else:
             buf = data if type(data) is bytes else bytes(data)
@@ -280,6 +286,8 @@ class StreamDecoder:
             else:
                 flags = _publishes[first]
                 if flags is not None and length > 2:  # topic length and at least one byte
+                    if topics is None:
+                        topics = self._topics = {}
                     tstop = start + 2 + ((buf[start] << 8) | buf[start + 1])
                     topic = topics.get(buf[start + 2:tstop])
                     if topic is not None:
@@ -325,7 +333,7 @@ class StreamDecoder:
                         self.version = version = level
                         v5 = version >= 5
                         self.version_known = True
-                        self._aliases.clear()
+                        self._aliases = None
                 pos = end
                 continue
             append(packet)
@@ -343,7 +351,7 @@ class StreamDecoder:
         if self._pending:
             out.append(self._partial_anomaly("a gap in the stream cut it off"))
         self._offset += self._pending + missing
-        self._chunks = []
+        self._chunks = None
         self._pending = 0
         self._need = 0
         self._resync = True
@@ -360,7 +368,7 @@ class StreamDecoder:
             else:
                 out.append(self._partial_anomaly("the stream ended before it was complete"))
             self._offset += self._pending
-            self._chunks = []
+            self._chunks = None
             self._pending = 0
             self._need = 0
         return out
@@ -386,7 +394,7 @@ class StreamDecoder:
     def _learn_version(self, packet: Connect) -> int:
         self.version = packet.protocol_version
         self.version_known = True
-        self._aliases.clear()
+        self._aliases = None
         return self.version
 
     def _resolve_alias(self, packet: Publish, pos: int) -> Publish:
@@ -398,11 +406,14 @@ class StreamDecoder:
         if alias is None:
             return packet
         assert isinstance(alias, int)
+        aliases = self._aliases
         if packet.topic:
-            if len(self._aliases) < _MAX_TOPIC_ALIASES or alias in self._aliases:
-                self._aliases[alias] = packet.topic
+            if aliases is None:
+                aliases = self._aliases = {}
+            if len(aliases) < _MAX_TOPIC_ALIASES or alias in aliases:
+                aliases[alias] = packet.topic
             return packet
-        topic = self._aliases.get(alias)
+        topic = aliases.get(alias) if aliases is not None else None
         if topic is None:
             raise ProtocolError(f"PUBLISH uses topic alias {alias}, which was never set on "
                                 "this connection [MQTT-3.3.2-12]", offset=pos,

@@ -13,10 +13,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..capture.writer import pcap_header, pcap_record
-from ..mqtt import ConnAck, Connect, Publish, encode
+from ..mqtt import ConnAck, Connect, Disconnect, PubAck, Publish, encode
 from .synthcap import TcpConversation, render
 
-__all__ = ["write_concurrent_streams", "write_inflight_ids"]
+__all__ = ["write_concurrent_streams", "write_ended_connections", "write_inflight_ids"]
 
 T0 = 1_700_000_000_000_000_000
 
@@ -49,15 +49,36 @@ def write_concurrent_streams(path: Path, streams: int) -> None:
     """``streams`` connections to a broker on 1883, all open at once: each a handshake, a
     CONNECT, a CONNACK and a QoS 1 PUBLISH, none closed before the end (about 0.7 kB per
     connection)."""
+    _write_clients(path, streams, gap_ns=1000, step_ns=1, ended=False)
+
+
+def write_ended_connections(path: Path, conns: int, *, gap_ns: int = 100_000_000) -> None:
+    """``conns`` connections one after the other, ``gap_ns`` apart, each its own client: a
+    handshake, CONNECT, CONNACK, a QoS 1 PUBLISH and its PUBACK, DISCONNECT and FIN (about
+    1.2 kB of capture per connection). The decoder follows one at a time (and keeps a closed
+    one's halves for its 120 s tombstone: 1,200 of them at 100 ms apart, whatever the count),
+    so what grows with ``conns`` is what the analysis keeps of each ended connection and its
+    session."""
+    _write_clients(path, conns, gap_ns=gap_ns, step_ns=10, ended=True)
+
+
+def _write_clients(path: Path, n: int, *, gap_ns: int, step_ns: int, ended: bool) -> None:
+    """``n`` clients ``c<i>``, each on a connection of its own starting ``gap_ns`` after the
+    one before: CONNECT, CONNACK, a QoS 1 PUBLISH; when ``ended``, its PUBACK, DISCONNECT and
+    FIN too."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("wb") as out:
         out.write(pcap_header(1, nanos=True))
-        for i in range(streams):
+        for i in range(n):
             conv = TcpConversation((f"10.{(i >> 16) & 255}.{(i >> 8) & 255}.{i & 255}",
                                     40000 + i % 20000), ("10.255.0.1", 1883),
-                                   start_ns=T0 + i * 1000, step_ns=1)
+                                   start_ns=T0 + i * gap_ns, step_ns=step_ns)
             conv.send("c2b", encode(Connect(f"c{i}")))
             conv.send("b2c", encode(ConnAck()))
             conv.send("c2b", encode(Publish("t", b"x", 1, packet_id=1)))
+            if ended:
+                conv.send("b2c", encode(PubAck(1)))
+                conv.send("c2b", encode(Disconnect()))
+                conv.close("fin", "c2b")
             for f in render(conv.segments):
                 out.write(pcap_record(f.ts_ns, f.data, f.orig_len, nanos=True))

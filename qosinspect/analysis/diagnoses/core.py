@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import random
 from array import array
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from ...events import ConnectionClosed, TcpEvidence
@@ -234,8 +234,11 @@ class Diagnoser:
         edge, within 12 %)."""
         return self.latencies.quantile(q)
 
-    def finish(self, reconnects: Sequence[Reconnect], connections: Sequence[Connection]
-               ) -> DiagnosisResult:
+    def finish(self, reconnects: Sequence[Reconnect],
+               connection: Callable[[int], Connection | None]) -> DiagnosisResult:
+        """The diagnoses at the end of the capture; ``connection`` gives the record of a
+        connection by ``conn_id`` (None when unknown): only the connections a reconnection
+        ended are looked up."""
         threshold = max(self.floor_ns, self.quantile(self.percentile))
         out = DiagnosisResult(floor_ns=self.floor_ns, percentile=self.percentile,
                               threshold_ns=threshold,
@@ -247,9 +250,8 @@ class Diagnoser:
                     NO_KNOWN_CAUSE, "exchange", ex_id, conn_id, start, latency, (),
                     f"{ms(latency)}, over the floor and the capture's p{self.percentile:g} "
                     f"({ms(threshold)}); no known signature fits", ""))
-        by_conn = {c.conn_id: c for c in connections}
         for i, rc in enumerate(reconnects):
-            d = keepalive.check(i, rc, by_conn.get(rc.prev_conn_id),
+            d = keepalive.check(i, rc, connection(rc.prev_conn_id),
                                 self.close_frames.get(rc.prev_conn_id, 0))
             if d is not None:
                 out.diagnoses.append(d)
