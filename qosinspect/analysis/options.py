@@ -35,6 +35,11 @@ class AnalysisOptions:
     - ``default_version``: the MQTT version assumed for a connection whose CONNECT is missing.
     - ``first_chunk_rows`` / ``max_chunk_rows``: the row stores' first and largest chunk, the
       granularity of their memory (smaller chunks: less slack, more of them).
+    - ``max_joinable_finished``: finished exchanges a late acknowledgement or DUP re-send can
+      still join (131,072: both directions' packet id space of one session); in report mode
+      also the rows kept before they are folded into the aggregate (:mod:`.exchanges`).
+    - ``exact_percentiles_up_to``: latency values a series keeps exactly; past it the series
+      is a DDSketch of relative accuracy ``sketch_relative_accuracy`` (:mod:`.aggregate`).
     - ``same_broker``: groups of server endpoints (``host:port``) that are one broker, e.g. a
       TCP proxy or load balancer in front of it (the generator's fault proxy listens on several
       ports); the first of a group names it. Otherwise every endpoint is a broker of its own.
@@ -51,6 +56,9 @@ class AnalysisOptions:
     first_chunk_rows: int = 1024
     max_chunk_rows: int = 1 << 16
     same_broker: tuple[tuple[str, ...], ...] = ()
+    max_joinable_finished: int = 131_072
+    exact_percentiles_up_to: int = 65_536
+    sketch_relative_accuracy: float = 0.01
 
     def __reduce__(self) -> tuple[type[AnalysisOptions], tuple[object, ...]]:
         """Pickled as its constructor call (to a process pool, a Dask worker): compiled by

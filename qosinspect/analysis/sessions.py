@@ -29,6 +29,7 @@ is given); the rules, stated once here:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Final, final
 
 from ..anomalies import AnomalyKind
@@ -68,7 +69,12 @@ class SessionTracker:
         #: (broker code, session key) -> session.
         self.sessions: dict[tuple[int, str], SessionState] = {}
         self.by_code: list[SessionState] = []
+        #: Reconnections as rows: all of them, or the first ``max_reconnect_rows`` (report
+        #: mode: the report lists the first; each is counted from its connection at the end).
         self.reconnects: list[Reconnect] = []
+        self.max_reconnect_rows: int | None = None
+        #: Hears of each reconnection as it is found (a live view).
+        self.on_reconnect: Callable[[Reconnect], None] | None = None
         #: Broker endpoint (``host:port``) -> code, and the endpoints by code.
         self.broker_codes: dict[str, int] = {}
         self.brokers: list[str] = []
@@ -197,7 +203,10 @@ class SessionTracker:
                            clean_start=p.clean_start, unfinished_c2b=unfinished[0],
                            unfinished_b2c=unfinished[1], abandoned=s.abandoned_pending)
             s.abandoned_pending = 0
-            self.reconnects.append(rc)
+            if self.max_reconnect_rows is None or len(self.reconnects) < self.max_reconnect_rows:
+                self.reconnects.append(rc)
+            if self.on_reconnect is not None:
+                self.on_reconnect(rc)
             c.reconnect = rc
         if old is not None and old is not s:
             # Packets came before the CONNECT: their anonymous session keeps them.
