@@ -27,7 +27,13 @@ Values enter a sketch by bucket, not one by one: sorted, the values of one bucke
 ``LogarithmicMapping`` key) form a run, found by bisection, and the run is one weighted
 ``add`` of the bucket's own value. The buckets end up with the counts one add per value would
 give (DDSketch's ``add`` costs about half a microsecond; a five-million-exchange capture has
-tens of millions of step values).
+tens of millions of step values). They go in a few thousand at a time (:data:`STAGED`), and the
+exchange rows are read column by column, never copied whole: no temporary array is large
+enough to be given its own mapping by the C allocator, whose threshold then rises and leaves
+the heap fragmented (a run five times as long peaked 10 MB higher before).
+
+numpy is imported when the first rows are folded (as :mod:`.records` reads rows back), not
+with the module: the correlator imports this one.
 """
 
 from __future__ import annotations
@@ -38,18 +44,16 @@ from collections import Counter
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, Final
 
-import numpy as np
-
 from .records import OUTCOMES, STEPS
 
 if TYPE_CHECKING:
+    import numpy as np
     from ddsketch import DDSketch
 
     from .records import Reconnect
 
 __all__ = ["COUNTERS", "DEFAULT_EXACT_UP_TO", "DEFAULT_RELATIVE_ACCURACY", "INCOMPLETE_OUTCOMES",
-           "SERIES_OF",
-           "Aggregate", "Series", "percentiles"]
+           "SERIES_OF", "STAGED", "Aggregate", "Series", "percentiles"]
 
 #: Values a series keeps exactly before it turns into a sketch.
 DEFAULT_EXACT_UP_TO: Final = 65_536
@@ -78,7 +82,9 @@ _DONE: Final = (_O["complete"], _O["complete_after_reconnect"])
 #: "incomplete" in the report and in ``flows --outcome incomplete``: not completed, not refused.
 INCOMPLETE_OUTCOMES: Final = ("open_at_end", "abandoned", "evicted")
 _UNFINISHED: Final = tuple(_O[name] for name in INCOMPLETE_OUTCOMES)
-_NAT: Final = np.iinfo(np.int64).min
+_NAT: Final = -(2**63)
+#: Values a sketched series holds before adding them to its sketch.
+STAGED: Final = 8192
 #: Delivery status and reason codes (records.DELIVERY_STATUSES / DELIVERY_REASONS).
 _DUPLICATE: Final = 1
 _NOT_DELIVERED: Final = 2
@@ -87,6 +93,8 @@ _CONNECTED: Final = 1
 
 def percentiles(values_ns: np.ndarray) -> dict[str, float | None]:
     """p50, p90, p99 (linear interpolation) and max in ms, rounded to the microsecond."""
+    import numpy as np
+
     if values_ns.size == 0:
         return {"p50": None, "p90": None, "p99": None, "max": None}
     ms = values_ns.astype(np.float64) / 1e6
@@ -120,6 +128,8 @@ class Series:
 
     def add(self, values_ns: np.ndarray) -> None:
         """Add int64 values (ns)."""
+        import numpy as np
+
         k = int(values_ns.size)
         if not k:
             return
@@ -131,23 +141,26 @@ class Series:
         self.n += k
         self._parts.append(values_ns.astype(np.int64, copy=False))
         self._staged += k
-        if self._staged > self.exact_up_to:
+        if self._staged > (self.exact_up_to if self.sketch is None else STAGED):
             self._to_sketch()
 
     def _to_sketch(self) -> None:
-        """Move the values held into the sketch (made now if need be)."""
+        """Move the values held into the sketch (made now if need be), a part at a time."""
+        import numpy as np
+
         if self.sketch is None:
             from ddsketch import DDSketch
 
             self.sketch = DDSketch(self.accuracy)
-        if self._parts:
-            _add_sorted(self.sketch, np.sort(np.concatenate(self._parts)).astype(np.float64)
-                        / 1e6, self.accuracy)
+        for part in self._parts:
+            _add_sorted(self.sketch, np.sort(part).astype(np.float64) / 1e6, self.accuracy)
         self._parts = []
         self._staged = 0
 
     def values(self) -> np.ndarray:
         """The exact values (unsorted); only while :attr:`exact`."""
+        import numpy as np
+
         if self.sketch is not None:
             raise ValueError("this series is a sketch: its values were not kept")
         if not self._parts:
@@ -171,7 +184,7 @@ class Series:
             self._to_sketch()
             assert self.sketch is not None
             self.sketch.merge(other.sketch)
-        elif self._staged > self.exact_up_to:
+        elif self._staged > (self.exact_up_to if self.sketch is None else STAGED):
             self._to_sketch()
 
     def copy(self) -> Series:
@@ -191,6 +204,8 @@ class Series:
         """p50, p90 and p99 in ms, not rounded: numpy's linear interpolation between the values
         at the two closest ranks, each read from the sketch (exact while there is none)."""
         if self.sketch is None:
+            import numpy as np
+
             ms = self.values().astype(np.float64) / 1e6
             return {f"p{p}": float(v) for p, v in zip((50, 90, 99),
                                                       np.percentile(ms, [50, 90, 99]),
@@ -224,6 +239,7 @@ def _add_sorted(sketch: DDSketch, values: np.ndarray, accuracy: float) -> None:
     """Add sorted float values to ``sketch`` one bucket at a time (see the module docstring):
     each run of values with one key is one weighted add of the bucket's value, checked to fall
     in that bucket (else the run is added value by value)."""
+    import numpy as np
     from ddsketch import LogarithmicMapping
 
     mapping = LogarithmicMapping(accuracy)
@@ -233,16 +249,15 @@ def _add_sorted(sketch: DDSketch, values: np.ndarray, accuracy: float) -> None:
     if pos > neg:
         sketch.add(0.0, float(pos - neg))
     for run, sign in ((-values[:neg][::-1], -1.0), (values[pos:], 1.0)):
-        items = run.tolist()
-        i, n = 0, len(items)
+        i, n = 0, len(run)
         while i < n:
-            k = mapping.key(items[i])
-            j = bisect.bisect_right(items, k, lo=i, key=mapping.key)
+            k = mapping.key(float(run[i]))
+            j = bisect.bisect_right(run, k, lo=i, key=mapping.key)
             rep = mapping.value(k)
             if mapping.key(rep) == k:
                 sketch.add(sign * rep, float(j - i))
             else:
-                for v in items[i:j]:
+                for v in run[i:j].tolist():
                     sketch.add(sign * v)
             i = j
 
@@ -269,6 +284,8 @@ class ReconnectTotals:
             self.abandoned += rc.abandoned
             if rc.gap_ns is not None:
                 gaps.append(rc.gap_ns)
+        import numpy as np
+
         self.gap.add(np.array(gaps, dtype=np.int64))
 
     def merge(self, other: ReconnectTotals) -> None:
@@ -334,41 +351,52 @@ class Aggregate:
         :data:`~.records.REPORT_EXCHANGE_COLUMNS`, whose ``broker`` is the broker's code; or
         every column, whose ``session`` is a code of ``session_brokers``); ``series=False``
         counts only (a live snapshot)."""
+        import numpy as np
+
         if not len(rows):
             return
         if "broker" in rows.dtype.names:
-            brokers = rows["broker"].astype(np.int64)
+            brokers = rows["broker"]
         else:
             assert session_brokers is not None
-            brokers = np.asarray(session_brokers, dtype=np.int64)[rows["session"]]
+            brokers = np.asarray(session_brokers, dtype=np.int32)[rows["session"]]
+        qos = rows["qos"]
         one = brokers.min() == brokers.max()
-        for b in np.unique(brokers).tolist():
-            sel = rows if one else rows[brokers == b]
-            c = self._of(int(b))
-            for qos in (1, 2):
-                part = sel[sel["qos"] == qos]
-                if len(part):
-                    self._fold_qos(c, int(b), qos, part, series)
+        for b in [int(brokers[0])] if one else np.unique(brokers).tolist():
+            c = self._of(b)
+            for q in (1, 2):
+                mask = qos == q
+                if not one:
+                    mask &= brokers == b
+                if mask.any():
+                    self._fold_qos(c, b, q, rows, mask, series)
 
-    def _fold_qos(self, c: list[int], broker: int, qos: int, sel: Any, series: bool) -> None:
+    def _fold_qos(self, c: list[int], broker: int, qos: int, rows: Any, mask: Any,
+                  series: bool) -> None:
+        """The rows of ``mask`` (one broker and QoS), read column by column."""
+        import numpy as np
+
+        def col(name: str) -> Any:
+            return rows[name][mask]
+
         base = qos * _NC
-        outcome = sel["outcome"]
+        outcome = col("outcome")
         done = np.isin(outcome, _DONE)
         unfinished = np.isin(outcome, _UNFINISHED)
         add = {
-            "publishes": len(sel), "completed": int(done.sum()),
+            "publishes": len(outcome), "completed": int(done.sum()),
             "incomplete": int(unfinished.sum()),
             "at_end_of_capture": int((outcome == _O["open_at_end"]).sum()),
             "retransmissions": int(
-                (sel["n_publish"].astype(np.int64) - 1).sum()
-                + np.maximum(sel["n_pubrec"].astype(np.int64) - 1, 0).sum()
-                + np.maximum(sel["n_pubrel"].astype(np.int64) - 1, 0).sum()),
-            "dup_flagged": int(sel["n_dup"].astype(np.int64).sum()),
+                (col("n_publish").astype(np.int64) - 1).sum()
+                + np.maximum(col("n_pubrec").astype(np.int64) - 1, 0).sum()
+                + np.maximum(col("n_pubrel").astype(np.int64) - 1, 0).sum()),
+            "dup_flagged": int(col("n_dup").astype(np.int64).sum()),
         }
         for name in ("abandoned", "evicted", "complete_after_reconnect", "refused",
                      "protocol_error"):
             add[name] = int((outcome == _O[name]).sum())
-        last = sel["last_step"][unfinished]
+        last = col("last_step")[unfinished]
         add["no_response"] = int((last == _S["publish"]).sum())
         add["after_pubrec"] = int((last == _S["pubrec"]).sum())
         add["after_pubrel"] = int((last == _S["pubrel"]).sum())
@@ -377,7 +405,7 @@ class Aggregate:
         if not series:
             return
         for name, later, earlier in SERIES_OF[qos]:
-            t1, t0 = sel[later], sel[earlier]
+            t1, t0 = col(later), col(earlier)
             ok = (t1 != _NAT) & (t0 != _NAT)
             if name == "total":
                 ok &= done
@@ -431,8 +459,8 @@ class Aggregate:
             row.update({name: total[base + i] for i, name in enumerate(COUNTERS[:11])})
             spans = SERIES_OF.get(qos, ())
             merged = {name: self._merged(brokers, qos, name) for name, _, _ in spans}
-            empty = percentiles(np.zeros(0, dtype=np.int64))
-            row["latency_ms"] = merged["total"].percentiles() if spans else empty
+            row["latency_ms"] = (merged["total"].percentiles() if spans else
+                                 {"p50": None, "p90": None, "p99": None, "max": None})
             row["latency_ms_by_step"] = {name: s.percentiles() for name, s in merged.items()
                                          if name != "total"}
             if qos == 2:

@@ -27,22 +27,30 @@ def _span(path: Path) -> Decimal:
     return Decimal(last) - Decimal(first)
 
 
+#: Classic pcap magic numbers (either byte order) and Wireshark's name of each format.
+_PCAP_FORMATS = {b"\xd4\xc3\xb2\xa1": "pcap", b"\xa1\xb2\xc3\xd4": "pcap",
+                 b"\x4d\x3c\xb2\xa1": "nsecpcap", b"\xa1\xb2\x3c\x4d": "nsecpcap"}
+
+
 def concatenate_shifted(src: Path, dst: Path, times: int, gap_s: float = 1.0) -> Path:
     """Write ``dst``: ``src`` ``times`` times, copy ``k`` shifted by ``k * (span + gap_s)``
-    seconds (so each starts ``gap_s`` after the previous one's last packet). Returns ``dst``."""
+    seconds (so each starts ``gap_s`` after the previous one's last packet), in the format of
+    ``src`` (pcap, pcap with nanoseconds, else pcapng). Returns ``dst``."""
     if times < 1:
         raise ValueError("times must be at least 1")
     step = _span(src) + Decimal(str(gap_s))
+    with src.open("rb") as f:
+        fmt = _PCAP_FORMATS.get(f.read(4), "pcapng")
     editcap, mergecap = require_tool("editcap"), require_tool("mergecap")
     with tempfile.TemporaryDirectory(dir=dst.parent) as tmp:
         copies = []
         for k in range(times):
             copy = Path(tmp) / f"{k}.pcap"
-            subprocess.run([editcap, "-t", f"{step * k:f}", str(src), str(copy)], check=True,
-                           capture_output=True)
+            subprocess.run([editcap, "-F", fmt, "-t", f"{step * k:f}", str(src), str(copy)],
+                           check=True, capture_output=True)
             copies.append(str(copy))
         part = Path(tmp) / "all.pcap"
-        subprocess.run([mergecap, "-a", "-w", str(part), *copies], check=True,
+        subprocess.run([mergecap, "-F", fmt, "-a", "-w", str(part), *copies], check=True,
                        capture_output=True)
         part.replace(dst)
     return dst
