@@ -21,6 +21,13 @@ process), one after the other:
   QoS report needs (time, stream, source port, message type, QoS, DUP, packet id), written to a
   file -- only the extraction: tshark pairs nothing, so this is less work than a report.
 
+With ``--scale N`` (issue 14, "one huge capture in bounded memory") it measures instead
+``qosinspect report --format json`` on the capture and on the capture played N times in a row
+(each copy shifted to start a second after the previous one's last packet:
+:func:`qosinspect.testing.concat.concatenate_shifted`, cached as
+``out/bench/<capture>.xN.pcap``): wall time, CPU seconds and peak RSS of each, and the growth.
+Target: peak RSS at 5x within 10 % of 1x, and under 150 MB.
+
 Throughput is capture packets (frames) per second. Targets (issues 5 and 10): qosinspect at least
 8x tshark's throughput, peak RSS at most 150 MB. The line counts of the C sources and of the
 analysis are printed too (issue 10: the analysis exists once, in Python). The exit status is 0
@@ -30,6 +37,7 @@ either way: the figures are the result.
     python benchmarks/report.py --capture F --port N  # a given capture
     python benchmarks/report.py --json                # one JSON object
     python benchmarks/report.py --pure                # everything with QOSINSPECT_PURE=1
+    python benchmarks/report.py --scale 5 [--json]    # 1x against 5x: bounded memory
 """
 
 from __future__ import annotations
@@ -57,6 +65,8 @@ from _capture import (
 
 TARGET_RATIO = 8.0
 TARGET_RSS_MB = 150.0
+#: --scale: peak RSS at Nx at most this much above 1x (issue 14: 10 %).
+TARGET_SCALE_GROWTH = 0.10
 
 LIBRARY = """
 import json, sys
@@ -93,11 +103,66 @@ def tshark_publish_counts(out: Path) -> dict[str, int]:
     return dict(sorted(counts.items()))
 
 
+def scaled(path: Path, port: int, n: int, env: dict[str, str] | None) -> dict[str, object]:
+    """``report`` on ``path`` and on ``path`` played ``n`` times (built once, cached beside
+    it): wall, CPU and peak RSS of each (see the module docstring)."""
+    from qosinspect.testing.concat import concatenate_shifted
+
+    big = path.with_name(f"{path.stem}.x{n}{path.suffix}")
+    if not big.exists() or big.stat().st_mtime < path.stat().st_mtime:
+        log(f"writing {big} ({n} copies, shifted) ...")
+        concatenate_shifted(path, big, n)
+    qosinspect = qosinspect_command()
+    runs = {}
+    for label, capture in (("1x", path), (f"{n}x", big)):
+        log(f"qosinspect report --format json ({label}) ...")
+        with tempfile.TemporaryFile() as out:
+            wall, rss, rc = run_measured([qosinspect, "report", "--format", "json", "--port",
+                                          str(port), str(capture)], stdout=out, env=env,
+                                         key=label)
+            if rc:
+                sys.exit(f"qosinspect report ({label}) failed with status {rc}")
+            out.seek(0)
+            report = json.loads(out.read())
+        runs[label] = {"capture": str(capture), "frames": count_frames(capture),
+                       "wall_s": round(wall, 3), "cpu_s": round(CPU[label], 3),
+                       "peak_rss_mb": round(rss, 1),
+                       "exchanges": sum(r["publishes"] for r in report["per_qos"]),
+                       "sketched": report["percentiles"]["sketched"]}
+    one, big_run = runs["1x"], runs[f"{n}x"]
+    growth = (float(big_run["peak_rss_mb"]) - float(one["peak_rss_mb"])) / float(
+        one["peak_rss_mb"])
+    return {"scale": n, "runs": runs, "rss_growth": round(growth, 4),
+            "target_growth": TARGET_SCALE_GROWTH, "target_rss_mb": TARGET_RSS_MB,
+            "meets_growth": growth <= TARGET_SCALE_GROWTH,
+            "meets_rss": float(big_run["peak_rss_mb"]) <= TARGET_RSS_MB,
+            "cpu_per_frame_ratio": round((float(big_run["cpu_s"]) / int(big_run["frames"]))
+                                         / (float(one["cpu_s"]) / int(one["frames"])), 3),
+            "cpus": os.cpu_count(), "load_average_1m": round(os.getloadavg()[0], 2)}
+
+
 def main() -> None:
     ap = argument_parser(__doc__)
+    ap.add_argument("--scale", type=int, metavar="N",
+                    help="measure report at 1x and at N copies of the capture (memory bound)")
     args = ap.parse_args()
     path, port = ensure_capture(args)
     impl = implementation(args)
+    if args.scale:
+        figures = scaled(path, port, args.scale, {"QOSINSPECT_PURE": "1"} if args.pure else None)
+        figures.update(implementation=impl, analysis=analysis_implementation(args))
+        if args.json:
+            print(json.dumps(figures))
+            return
+        for label, run in figures["runs"].items():  # type: ignore[attr-defined]
+            print(f"report {label:>4}  {run['frames']:>10,} frames  {run['exchanges']:>10,} "
+                  f"exchanges  wall {run['wall_s']:7.2f} s  CPU {run['cpu_s']:7.2f} s  "
+                  f"peak RSS {run['peak_rss_mb']:6.1f} MB")
+        print(f"peak RSS growth {figures['rss_growth']:+.1%} (target <= "
+              f"{TARGET_SCALE_GROWTH:.0%}: {'met' if figures['meets_growth'] else 'NOT met'}); "
+              f"under {TARGET_RSS_MB:.0f} MB: {'met' if figures['meets_rss'] else 'NOT met'}; "
+              f"CPU per frame {figures['cpu_per_frame_ratio']}x of 1x")
+        return
     tshark = shutil.which("tshark")
     if tshark is None:
         sys.exit("tshark is not installed")

@@ -4,7 +4,9 @@ deliveries and anomalies out, as records (:mod:`.correlate`) and DataFrames (:mo
 Modules: :mod:`.records` (record types, packed row stores), :mod:`.state` (what the correlator
 keeps open), :mod:`.exchanges` (the QoS exchange rules), :mod:`.sessions` (connections, sessions,
 reconnections), :mod:`.correlate` (the streaming correlator that drives them),
-:mod:`.deliveries` (end to end through the broker),
+:mod:`.deliveries` (end to end through the broker), :mod:`.aggregate` (what the report prints,
+folded from finished exchanges: counters and latency series, exact then sketched),
+:mod:`.snapshot` (where a running analysis stands, for a live view),
 :mod:`.tables` (DataFrames with declared dtypes), :mod:`.metrics` (per-QoS figures) and
 :mod:`.api` (``analyze``). ``analyze`` and friends load lazily: importing this package costs
 nothing until they are used (the row stores are standard library only).

@@ -18,6 +18,14 @@ this module dispatches the events and holds these rules:
 Anomaly rows are capped per connection and kind (``max_anomalies_per_kind``); the rest are only
 counted (``CorrelationResult.anomalies_suppressed``).
 
+**Report mode** (``detail=False``, what ``report`` and ``watch`` run) keeps nothing that grows with
+the capture's length: finished exchanges are folded into the :class:`~.aggregate.Aggregate` once
+they can no longer be joined (:mod:`.exchanges`), QoS 0 publishes, deliveries and TCP
+retransmissions are only counted, anomaly rows are kept up to ``max_anomalies_per_kind`` per
+kind (all counted) and reconnection rows up to :data:`MAX_RECONNECT_ROWS` (all counted at the
+end, from their connections). A live view reads :meth:`Correlator.snapshot` and listens
+(``on_anomaly``, ``on_reconnect``, ``on_exchange_end``) instead of reading the stores.
+
 **One copy of the rules.** This module, :mod:`.exchanges`, :mod:`.sessions`, :mod:`.deliveries`
 and the stores are the only implementation. Where a C compiler was available at install time they
 are compiled with mypyc (setup.py; :mod:`qosinspect._accel` says which ran): the same source, typed
@@ -26,7 +34,7 @@ for the compiler (final classes, native attributes), so there is nothing to keep
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Final, cast, final
 
@@ -59,6 +67,7 @@ from ..mqtt.packets import (
     Unsubscribe,
     packet_type_of,
 )
+from .aggregate import Aggregate
 from .connlist import ConnBrokers, ConnectionList
 from .deliveries import DeliveryMatcher
 from .diagnoses import Diagnoser, DiagnosisResult
@@ -69,6 +78,7 @@ from .records import (
     EXCHANGE_COLUMNS,
     NO_TS,
     PACKET_COLUMNS,
+    STEPS,
     TCP_RETRANSMISSION_COLUMNS,
     AnomalyRecord,
     Connection,
@@ -79,9 +89,10 @@ from .records import (
     Session,
 )
 from .sessions import SessionTracker
-from .state import B2C, C2B, ConnState, SessionState
+from .snapshot import OpenHandshake, Snapshot
+from .state import B2C, C2B, ConnState, OpenExchange, SessionState
 
-__all__ = ["LEAVE_GRACE_NS", "CorrelationResult", "Correlator", "correlate"]
+__all__ = ["LEAVE_GRACE_NS", "MAX_RECONNECT_ROWS", "CorrelationResult", "Correlator", "correlate"]
 
 #: A subscriber whose connection ends within this time after a publication is not counted as
 #: losing it (its DISCONNECT was likely on the way already).
@@ -90,6 +101,8 @@ LEAVE_GRACE_NS: Final = 10**9
 MAX_UNDECODED_ROWS: Final = 100_000
 #: TCP evidence kept as rows (every one is counted): as many, for the same reason.
 MAX_EVIDENCE_ROWS: Final = 100_000
+#: Reconnections kept as rows in report mode (the report lists the first ten; all are counted).
+MAX_RECONNECT_ROWS: Final = 1000
 
 _DIRS: Final = DIRECTION_NAMES
 _ACK_TYPES: Final[dict[type, int]] = {PubAck: 4, PubRec: 5, PubRel: 6, PubComp: 7}
@@ -140,6 +153,13 @@ class CorrelationResult:
     implementation: str = "python"
     #: Why exchanges and reconnections were slow (:mod:`.diagnoses`; None when not asked).
     diagnoses: DiagnosisResult | None = None
+    #: What the report prints, folded (every exchange, delivery and reconnection counted, in
+    #: both modes); anomaly and note rows made, by kind; TCP retransmissions seen (rows of
+    #: ``tcp_retransmissions`` only with ``detail``).
+    aggregate: Aggregate = field(default_factory=Aggregate)
+    anomaly_counts: dict[str, int] = field(default_factory=dict)
+    note_counts: dict[str, int] = field(default_factory=dict)
+    n_tcp_retransmissions: int = 0
 
     def exchange_objects(self) -> list[Exchange]:
         """Every exchange (QoS 0, 1 and 2) as an :class:`Exchange`, in ``ex_id`` order, with
@@ -181,32 +201,46 @@ class Correlator:
     It dispatches each event to its two trackers, :class:`~.exchanges.ExchangeTracker` (the QoS
     exchanges) and :class:`~.sessions.SessionTracker` (connections, sessions, reconnections),
     which share nothing but the logs they are handed (:class:`~.logs.AnomalyLog`,
-    :class:`~.logs.PacketLog`) and the delivery matcher. ``options`` bound the state and say
-    what to keep (:class:`~.options.AnalysisOptions`).
+    :class:`~.logs.PacketLog`), the delivery matcher and the :class:`~.aggregate.Aggregate`.
+    ``options`` bound the state and say what to keep (:class:`~.options.AnalysisOptions`).
+    The listeners hear, as they are found, of each anomaly row, reconnection (the record is
+    completed as its connection goes on) and finished exchange (read it then: the object is
+    the tracker's).
     """
 
-    def __init__(self, options: AnalysisOptions | None = None) -> None:
+    def __init__(self, options: AnalysisOptions | None = None, *,
+                 on_anomaly: Callable[[AnomalyRecord], None] | None = None,
+                 on_reconnect: Callable[[Reconnect], None] | None = None,
+                 on_exchange_end: Callable[[SessionState, OpenExchange], None] | None = None
+                 ) -> None:
         o = options if options is not None else AnalysisOptions()
         self.detail = o.detail
         self.default_version = o.default_version
         first, most = o.first_chunk_rows, o.max_chunk_rows
-        self.anomalies = AnomalyLog(o.max_anomalies_per_kind)
+        self.aggregate = Aggregate(o.exact_percentiles_up_to, o.sketch_relative_accuracy)
+        self.anomalies = AnomalyLog(o.max_anomalies_per_kind,
+                                    None if o.detail else o.max_anomalies_per_kind, on_anomaly)
         self.packets = (PacketLog(RowStore(PACKET_COLUMNS, first_chunk_rows=first,
                                            max_chunk_rows=most))
                         if o.packets and o.detail else None)
         self.tcp_retrans = RowStore(TCP_RETRANSMISSION_COLUMNS, first_chunk_rows=first,
                                     max_chunk_rows=most)
+        self.n_tcp_retransmissions = 0
         self.matcher = (DeliveryMatcher(self._presence, window_ns=o.delivery_window_ns,
-                                        narrow=not o.detail)
+                                        narrow=not o.detail, aggregate=self.aggregate)
                         if o.deliveries else None)
         self.ex = ExchangeTracker(self.anomalies, self.packets, self.matcher, detail=o.detail,
                                   max_open_per_session=o.max_open_per_session,
                                   max_open_total=o.max_open_total, first_chunk_rows=first,
-                                  max_chunk_rows=most)
+                                  max_chunk_rows=most, aggregate=self.aggregate,
+                                  max_joinable=o.max_joinable_finished, on_end=on_exchange_end)
         self.sess = SessionTracker(self.anomalies, self.ex, self.matcher,
                                    default_version=o.default_version,
                                    same_broker=o.same_broker,
                                    idle_timeout_ns=o.session_idle_timeout_ns)
+        self.sess.max_reconnect_rows = None if o.detail else MAX_RECONNECT_ROWS
+        self.sess.on_reconnect = on_reconnect
+        self.sess.on_reconnect_final = self._reconnect_final
         self.ex.sessions = self.sess.by_code
         #: Says why exchanges and reconnections were slow (None: ``diagnose=False``).
         self.diag = (Diagnoser(o.diagnose_floor_ns, o.diagnose_percentile) if o.diagnose
@@ -291,8 +325,10 @@ class Correlator:
         elif isinstance(ev, TcpRetransmission):
             c = sess.conn(ev.conn, ev.ts_ns)
             c.rec.tcp_retransmissions += 1
-            self.tcp_retrans.append(ev.ts_ns, c.conn_id, _dir(ev.direction), ev.length,
-                                    ev.frame)
+            self.n_tcp_retransmissions += 1
+            if self.detail:
+                self.tcp_retrans.append(ev.ts_ns, c.conn_id, _dir(ev.direction), ev.length,
+                                        ev.frame)
         elif isinstance(ev, StreamGap):
             c = sess.conn(ev.conn, ev.ts_ns)
             c.rec.stream_gaps += 1
@@ -502,6 +538,7 @@ class Correlator:
                     ex_tracker.end(s, ex, ABANDONED, sess.t_close_of(ex.last_conn_id) or NO_TS)
         if self.matcher is not None:
             self.matcher.finish()
+        ex_tracker.fold_rest()
         sess.name_sessions(self.anomalies.rows)
         sess.seal()
         session_keys = [s.key for s in sess.by_code]
@@ -524,9 +561,54 @@ class Correlator:
             anomalies_suppressed=dict(self.anomalies.suppressed), detail=self.detail,
             undecoded=self.undecoded, undecoded_count=self.undecoded_count,
             tcp_evidence=self.tcp_evidence,
-            implementation=IMPLEMENTATION,
+            implementation=IMPLEMENTATION, aggregate=self.aggregate,
             diagnoses=(self.diag.finish(sess.reconnects, connections.get)
-                       if self.diag is not None else None))
+                       if self.diag is not None else None),
+            anomaly_counts=dict(self.anomalies.counts), note_counts=dict(self.anomalies.notes),
+            n_tcp_retransmissions=self.n_tcp_retransmissions)
+
+    def _reconnect_final(self, rc: Reconnect) -> None:
+        self.aggregate.reconnects.add((rc,))
+
+    # -- while running --------------------------------------------------------------------------
+
+    def snapshot(self) -> Snapshot:
+        """Where the analysis stands (:class:`~.snapshot.Snapshot`): counters of what finished
+        so far (folded or not yet) and the handshakes open, without changing anything."""
+        so_far = self.aggregate.copy(series=False)
+        brokers = [s.broker for s in self.sess.by_code]
+        for rows in self.ex.unfolded():
+            so_far.fold(rows, brokers, series=False)
+        names = list(self.sess.brokers)
+        open_by_broker = [{0: 0, 1: 0, 2: 0} for _ in names]
+        open_by_qos = {0: 0, 1: 0, 2: 0}
+        for s in self.sess.by_code:
+            for ex in s.open.values():
+                open_by_qos[ex.qos] += 1
+                if 0 <= s.broker < len(names):
+                    open_by_broker[s.broker][ex.qos] += 1
+        conns = self.sess.conns
+        return Snapshot(
+            per_qos=so_far.qos_rows(), open_by_qos=open_by_qos, brokers=names,
+            per_broker=[(so_far.qos_rows(code), open_by_broker[code])
+                        for code in range(len(names))],
+            connections_open=sum(1 for c in conns.values() if not c.closed),
+            connections_seen=self.sess.n_connections_seen,
+            tcp_retransmissions=self.n_tcp_retransmissions,
+            anomalies=sum(self.anomalies.counts.values()) + sum(self.anomalies.notes.values()),
+            reconnects=self.sess.n_reconnects, events=self.n_events)
+
+    def open_handshakes(self, published_before: int) -> list[OpenHandshake]:
+        """The QoS 1/2 exchanges still open whose first PUBLISH came before
+        ``published_before`` (ns): the stalled ones, for a live view."""
+        out = []
+        for s in self.sess.by_code:
+            for ex in s.open.values():
+                if ex.t_publish != NO_TS and ex.t_publish < published_before:
+                    out.append(OpenHandshake(ex.ex_id, s.key, s.rec.client_id, ex.conn_id,
+                                             _DIRS[ex.direction], ex.qos, ex.packet_id,
+                                             _STEP_NAMES[ex.last_step], ex.t_publish))
+        return out
 
 
 def correlate(events: Iterable[Event], options: AnalysisOptions | None = None
@@ -557,4 +639,5 @@ def _dir(direction: Direction | None) -> int:
     return B2C if direction is Direction.B2C else C2B
 
 
+_STEP_NAMES: Final = STEPS
 _PTYPE_NAMES: Final = {4: "PUBACK", 5: "PUBREC", 6: "PUBREL", 7: "PUBCOMP"}

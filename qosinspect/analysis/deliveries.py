@@ -35,7 +35,8 @@ from collections.abc import Callable
 from typing import Final, final
 
 from ..mqtt.topics import topic_matches
-from .records import DELIVERY_COLUMNS, DELIVERY_STATUSES, REPORT_DELIVERY_COLUMNS, RowStore
+from .aggregate import Aggregate
+from .records import DELIVERY_COLUMNS, DELIVERY_STATUSES, RowStore
 
 __all__ = ["DeliveryMatcher"]
 
@@ -93,7 +94,8 @@ class _Pending:
 
 @final
 class DeliveryMatcher:
-    """Streaming publication/delivery matcher writing rows to a :class:`RowStore`.
+    """Streaming publication/delivery matcher: every row is counted in ``aggregate`` (what the
+    report prints) and, unless ``narrow`` (report mode), kept in a :class:`RowStore`.
 
     ``presence(session_code, ts)`` gives the ``reason`` code of a copy that never came (an index
     of :data:`~.records.DELIVERY_REASONS`: connected, offline, or left just after ``ts``); the
@@ -105,10 +107,12 @@ class DeliveryMatcher:
     """
 
     def __init__(self, presence: Callable[[int, int], int], *, window_ns: int = 60 * 10**9,
-                 max_pending: int = 100_000, narrow: bool = False) -> None:
-        #: ``narrow``: only the columns a report needs (:data:`REPORT_DELIVERY_COLUMNS`).
+                 max_pending: int = 100_000, narrow: bool = False,
+                 aggregate: Aggregate | None = None) -> None:
+        #: ``narrow``: rows are only counted (the report's figures), not kept.
         self.narrow = narrow
-        self.store = RowStore(REPORT_DELIVERY_COLUMNS if narrow else DELIVERY_COLUMNS)
+        self.aggregate = aggregate if aggregate is not None else Aggregate()
+        self.store: RowStore | None = None if narrow else RowStore(DELIVERY_COLUMNS)
         self.window_ns = window_ns
         self.max_pending = cap = max(1, max_pending)
         self._presence = presence
@@ -257,11 +261,12 @@ class DeliveryMatcher:
 
     def _row(self, pub: _Pending, subscriber: int, sub_ex_id: int, ts: int, sub_qos: int,
              status: int, retain: bool) -> None:
-        if self.narrow:
-            self.store.append(pub.publisher, pub.qos, sub_qos, status, 0)
+        self.aggregate.delivery(pub.broker, pub.qos, sub_qos, status, 0)
+        store = self.store
+        if store is None:
             return
         granted = pub.expect.get(subscriber, _NONE)[0]
-        self.store.append(pub.ex_id, sub_ex_id, pub.publisher, subscriber, pub.topic, pub.ts,
+        store.append(pub.ex_id, sub_ex_id, pub.publisher, subscriber, pub.topic, pub.ts,
                           ts, pub.qos, sub_qos, granted, status, 0, 1 if retain else 0)
 
     def _settle_oldest(self) -> None:
@@ -278,9 +283,8 @@ class DeliveryMatcher:
             if pub.has(session) or (no_local and session == publisher):
                 continue
             reason = self._presence(session, ts)
-            if self.narrow:
-                self.store.append(publisher, pub.qos, -1, _NOT_DELIVERED, reason)
-            else:
+            self.aggregate.delivery(pub.broker, pub.qos, -1, _NOT_DELIVERED, reason)
+            if self.store is not None:
                 self.store.append(pub.ex_id, -1, publisher, session, pub.topic, ts, -(2**63),
                                   pub.qos, -1, granted, _NOT_DELIVERED, reason, 0)
         pending = self._index(pub.broker)

@@ -42,18 +42,31 @@ PUBLISH, and which step it closes, is not written here but read from the one QoS
   acknowledgement still joins an evicted exchange (its row is remembered as any finished one).
   Exchanges open on a connection the decoder stopped following (its own cap) are ``evicted``
   too.
+* **Joinable, then folded.** A late acknowledgement or DUP re-send joins one of the last
+  ``max_joinable`` finished exchanges (131,072 by default: both directions' id space of one
+  session), in blocks of :data:`FOLD_BLOCK`: when a new block of finished exchanges starts past
+  that many, the oldest block leaves the window (its keys are forgotten: a later
+  acknowledgement of one is an ``orphan_ack``). In report mode (``detail=False``) the rows live
+  in a ring of that many slots, and a block that leaves is folded into the
+  :class:`~.aggregate.Aggregate` (the report's counters and latency series) and its slots
+  reused: memory is bounded whatever the capture's length; :meth:`ExchangeTracker.fold_rest`
+  folds what is still in the window at the end. With ``detail=True`` every row is kept (the
+  tables) and folded at the end, under the same rule of joining.
 * **QoS 0** publishes are exchanges too (one row, no acknowledgement, outcome ``complete``), so
   QoS 0 loss can be seen end to end (:mod:`.deliveries`).
 """
 
 from __future__ import annotations
 
-from typing import Final, final
+from array import array
+from collections.abc import Callable, Iterator
+from typing import Any, Final, final
 
 from ..anomalies import AnomalyKind
 from ..events import MqttPacketEvent
 from ..mqtt.packets import Publish
 from ..mqtt.transitions import ACK_STEPS, FlowState, Step, transition
+from .aggregate import Aggregate
 from .deliveries import DeliveryMatcher
 from .diagnoses import Diagnoser
 from .logs import DIRECTION_NAMES, AnomalyLog, PacketLog
@@ -63,14 +76,16 @@ from .records import (
     OUTCOMES,
     Q0_COLUMNS,
     REPORT_EXCHANGE_COLUMNS,
-    REPORT_Q0_COLUMNS,
     STEPS,
     Interner,
     RowStore,
 )
 from .state import B2C, C2B, ConnState, DoneIndex, LatencyHistogram, OpenExchange, SessionState
 
-__all__ = ["ABANDONED", "OPEN_AT_END", "ExchangeTracker"]
+__all__ = ["ABANDONED", "FOLD_BLOCK", "OPEN_AT_END", "ExchangeTracker"]
+
+#: Finished exchanges that leave the joinable window (and, in report mode, are folded) at once.
+FOLD_BLOCK: Final = 8192
 
 OPEN, COMPLETE, COMPLETE_AFTER_RECONNECT, OPEN_AT_END, ABANDONED, REFUSED, PROTOCOL_ERROR, \
     EVICTED = range(len(OUTCOMES))
@@ -87,23 +102,42 @@ _DIR: Final = DIRECTION_NAMES
 class ExchangeTracker:
     """Open and finished exchanges (see the module docstring).
 
-    It owns the exchange stores (``exchanges`` for QoS 1/2, ``q0`` for QoS 0), the topic
-    interner and the caps; it writes anomalies to ``anomalies``, packets to ``packets`` (detail
-    mode) and publications and deliveries to ``matcher``.
+    It owns the exchange stores (``exchanges`` for QoS 1/2: every row with ``detail``, else the
+    ring of the joinable ones; ``q0`` for QoS 0, empty in report mode), the topic interner and
+    the caps; it folds what the report prints into ``aggregate``, writes anomalies to
+    ``anomalies``, packets to ``packets`` (detail mode) and publications and deliveries to
+    ``matcher``. ``on_end(session, exchange)`` is called when an exchange finishes (a live
+    view's latencies; the exchange object is the tracker's: read it, do not keep it).
     """
 
     def __init__(self, anomalies: AnomalyLog, packets: PacketLog | None,
                  matcher: DeliveryMatcher | None, *, detail: bool, max_open_per_session: int,
-                 max_open_total: int, first_chunk_rows: int, max_chunk_rows: int) -> None:
+                 max_open_total: int, first_chunk_rows: int, max_chunk_rows: int,
+                 aggregate: Aggregate, max_joinable: int = 131_072,
+                 on_end: Callable[[SessionState, OpenExchange], None] | None = None) -> None:
         self.anomalies = anomalies
         self.packets = packets
         self.matcher = matcher
         self.detail = detail
-        self.exchanges = RowStore(EXCHANGE_COLUMNS if detail else REPORT_EXCHANGE_COLUMNS,
-                                  first_chunk_rows=first_chunk_rows,
-                                  max_chunk_rows=max_chunk_rows)
-        self.q0 = RowStore(Q0_COLUMNS if detail else REPORT_Q0_COLUMNS,
-                           first_chunk_rows=first_chunk_rows, max_chunk_rows=max_chunk_rows)
+        self.aggregate = aggregate
+        self.on_end = on_end
+        #: The joinable window: a whole number of blocks (see the module docstring).
+        self.block = block = max(1, min(FOLD_BLOCK, max_joinable // 2))
+        self.window = -(-max(max_joinable, 2 * block) // block) * block
+        self.exchanges = (RowStore(EXCHANGE_COLUMNS, first_chunk_rows=first_chunk_rows,
+                                   max_chunk_rows=max_chunk_rows) if detail else
+                          RowStore(REPORT_EXCHANGE_COLUMNS, first_chunk_rows=block,
+                                   max_chunk_rows=block))
+        #: ``session code << 17 | key`` of the finished exchanges in the window, by
+        #: ``sequence % window``; ``n_finished`` exchanges finished, those before ``retired``
+        #: left the window.
+        self.keys = array("q")
+        self.n_finished = 0
+        self.retired = 0
+        #: Whether :meth:`fold_rest` ran (detail mode folds every row then, once).
+        self.folded = False
+        self.q0 = RowStore(Q0_COLUMNS, first_chunk_rows=first_chunk_rows,
+                           max_chunk_rows=max_chunk_rows)
         self.topics = Interner()
         self.max_open_per_session = max_open_per_session
         self.max_open_total = max_open_total
@@ -139,15 +173,14 @@ class ExchangeTracker:
             self.next_ex_id = ex_id + 1
             # report mode keeps no topic (a capture may hold millions of distinct ones)
             tcode = self.topics.code(topic) if self.detail else -1
-            q0 = self.q0
-            batch = q0.batch
+            self.aggregate.q0(s.broker, dup)
             if self.detail:
+                q0 = self.q0
+                batch = q0.batch
                 batch.append((ex_id, s.code, c.conn_id, d, tcode, len(payload),
                               retain, dup, frame, ts))
-            else:
-                batch.append((c.conn_id, dup))
-            if len(batch) >= q0.batch_rows:
-                q0.flush()
+                if len(batch) >= q0.batch_rows:
+                    q0.flush()
             if (packets := self.packets) is not None:
                 packets.log(ev, c.conn_id, d, 3, 0, dup, retain, -1, -1, ex_id, 0,
                           tcode, len(payload))
@@ -386,7 +419,8 @@ class ExchangeTracker:
     # -- ending ---------------------------------------------------------------------------------
 
     def end(self, s: SessionState, ex: OpenExchange, outcome: int, ts: int) -> None:
-        """Finish an open exchange: write its row and remember it under its key."""
+        """Finish an open exchange: write its row and remember it under its key (joinable
+        while it is in the window, see the module docstring)."""
         ex.outcome = outcome
         ex.t_end = ts
         if self.diagnoser is not None:
@@ -401,15 +435,81 @@ class ExchangeTracker:
         key = ex.key
         del s.open[key]
         self.n_open_total -= 1
+        seq = self.n_finished
+        window = self.window
+        if seq >= window and seq % self.block == 0:
+            self._retire(seq - window)
+        tag = (s.code << 17) | key
         store = self.exchanges
-        batch = store.batch  # RowStore.append, inlined: one list append per exchange
-        batch.append(ex.detail_row() if self.detail else ex.report_row())
+        if seq < window:
+            self.keys.append(tag)
+        else:
+            self.keys[seq % window] = tag
+        if self.detail:
+            slot = seq
+            row = ex.detail_row()
+        else:
+            slot = seq % window
+            row = ex.report_row(s.broker)
+        if slot == seq:
+            batch = store.batch  # RowStore.append, inlined: one list append per exchange
+            batch.append(row)
+            if len(batch) >= store.batch_rows:
+                store.flush()
+        else:
+            store.put(slot, row)
         done = s.done
         if done is None:
             done = s.done = DoneIndex()
-        done.put(key, store.packed + len(batch) - 1)
-        if len(batch) >= store.batch_rows:
-            store.flush()
+        done.put(key, slot)
+        self.n_finished = seq + 1
+        if self.on_end is not None:
+            self.on_end(s, ex)
+
+    def _retire(self, start: int) -> None:
+        """The block of finished exchanges from sequence ``start`` leaves the window: its keys
+        are forgotten and, in report mode, its rows folded (their slots are reused next)."""
+        window = self.window
+        keys = self.keys
+        sessions = self.sessions
+        detail = self.detail
+        for seq in range(start, start + self.block):
+            tag = keys[seq % window]
+            code = tag >> 17
+            if code < len(sessions):
+                done = sessions[code].done
+                if done is not None:
+                    done.forget(tag & 0x1FFFF, seq if detail else seq % window)
+        if not detail:
+            lo = start % window
+            self.aggregate.fold(self.exchanges.slice(lo, lo + self.block))
+        self.retired = start + self.block
+
+    def unfolded(self) -> Iterator[Any]:
+        """The finished exchanges not folded yet, as numpy row arrays: in report mode those
+        still in the window, with ``detail`` every row (folded only at the end)."""
+        store = self.exchanges
+        if self.detail:
+            if not self.folded:
+                yield from store.chunks()
+            return
+        # a block at a time (a chunk of the ring: a view, so folding copies a block at most)
+        window, block = self.window, self.block
+        seq = self.retired
+        while seq < self.n_finished:
+            lo = seq % window
+            n = min(block - lo % block, self.n_finished - seq)
+            yield store.slice(lo, lo + n)
+            seq += n
+
+    def fold_rest(self) -> None:
+        """Fold every finished exchange not folded yet (the end of the input: none can be
+        joined any more)."""
+        brokers = [s.broker for s in self.sessions]
+        for rows in self.unfolded():
+            self.aggregate.fold(rows, brokers)
+        self.retired = self.n_finished
+        self.folded = True
 
     def end_all(self, s: SessionState, outcome: int, ts: int) -> int:
         """Finish every open exchange of a session with one outcome; returns how many."""

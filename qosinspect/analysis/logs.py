@@ -8,7 +8,10 @@ handed these two objects. Each is one small rule:
   and kind (per capture for findings without a connection); past the cap only counted
   (``suppressed``), so a hostile capture of a million orphan acks costs a counter, not a million
   rows. Kinds are :class:`~qosinspect.anomalies.AnomalyKind` members: the registry says what
-  each means and whether it is a note.
+  each means and whether it is a note. Every row is counted by kind (``counts``, ``notes``:
+  what the report prints); with ``examples_per_kind`` (report mode) only that many rows of each
+  kind are *kept* (the first: the report shows the first of each kind), so the rows stay bounded
+  however many connections; ``on_record`` hears of every row as it is made (a live view).
 * :class:`PacketLog`: one row per MQTT packet in the packets store (detail mode only).
 * :class:`EvidenceLog`: Wireshark's TCP flags (:class:`~qosinspect.events.TcpEvidence`), every
   one counted per connection, sender and kind; the first ``max_rows`` kept as rows (their
@@ -17,6 +20,7 @@ handed these two objects. Each is one small rule:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Final, final
 
 from ..anomalies import AnomalyKind, is_note
@@ -34,11 +38,17 @@ DIRECTION_NAMES: Final = ("c2b", "b2c")
 class AnomalyLog:
     """Anomaly rows, capped per connection and kind (see the module docstring)."""
 
-    def __init__(self, max_per_kind: int) -> None:
+    def __init__(self, max_per_kind: int, examples_per_kind: int | None = None,
+                 on_record: Callable[[AnomalyRecord], None] | None = None) -> None:
         self.max_per_kind = max_per_kind
+        self.examples_per_kind = examples_per_kind
+        self.on_record = on_record
         self.rows: list[AnomalyRecord] = []
         #: Findings counted past the cap, per kind.
         self.suppressed: dict[str, int] = {}
+        #: Rows made, per kind: anomalies and notes.
+        self.counts: dict[str, int] = {}
+        self.notes: dict[str, int] = {}
         #: Rows per kind of findings that belong to no connection.
         self._global: dict[str, int] = {}
 
@@ -56,14 +66,24 @@ class AnomalyLog:
         if n >= self.max_per_kind:
             self.suppressed[name] = self.suppressed.get(name, 0) + 1
             return None
+        note = is_note(kind)
+        made = self.notes if note else self.counts
+        seen = made.get(name, 0)
+        made[name] = seen + 1
+        keep = self.examples_per_kind
+        if keep is not None and seen >= keep and self.on_record is None:
+            return None
         sess = conn.sess.key if conn is not None and conn.sess is not None else None
         rec = AnomalyRecord(
             ts_ns=ts, kind=name, detail=detail, source=source,
             conn_id=None if conn is None else conn.conn_id, session=sess,
             direction=None if direction is None else DIRECTION_NAMES[direction], frame=frame,
             packet_id=packet_id, ex_id=ex_id,
-            severity="note" if is_note(kind) else "anomaly")
-        self.rows.append(rec)
+            severity="note" if note else "anomaly")
+        if keep is None or seen < keep:
+            self.rows.append(rec)
+        if self.on_record is not None:
+            self.on_record(rec)
         return rec
 
 

@@ -12,7 +12,8 @@ report of a million-packet capture costs a few arrays. Definitions:
   PUBLISH packets with DUP=1. TCP retransmissions are counted apart, never mixed in.
 - ``latency_ms``: first PUBLISH to final acknowledgement of completed exchanges (p50, p90, p99,
   max; linear interpolation); per step in ``latency_ms_by_step`` (every exchange that has both
-  steps).
+  steps). Exact up to ``exact_percentiles_up_to`` values per series, from a DDSketch past it
+  (:mod:`.aggregate`); ``percentiles`` says which series were sketched, and the error.
 - ``duplicates_delivered``: copies a subscriber got of a message it already had, by the QoS of
   the copy; ``not_delivered``: expected copies that never came to a subscriber connected at the
   time and for a second after (a loss), by the publisher's QoS; ``not_delivered_offline``: the
@@ -27,94 +28,19 @@ from typing import Any
 
 import numpy as np
 
+from .aggregate import INCOMPLETE_OUTCOMES, SERIES_OF
 from .correlate import CorrelationResult
 from .diagnoses.report import diagnoses_report, wire_report
 from .exposure import exposure
-from .records import DELIVERY_REASONS, DELIVERY_STATUSES, OUTCOMES, STEPS
 from .tcp_evidence import evidence_report
 
 __all__ = ["INCOMPLETE_OUTCOMES", "STEP_SPANS", "conn_broker_codes", "evictions", "report_dict",
            "session_broker_codes", "summary_rows"]
 
-_O = {name: i for i, name in enumerate(OUTCOMES)}
-_S = {name: i for i, name in enumerate(STEPS)}
-_DONE = (_O["complete"], _O["complete_after_reconnect"])
-#: "incomplete" in the report and in ``flows --outcome incomplete``: not completed, not refused.
-INCOMPLETE_OUTCOMES = ("open_at_end", "abandoned", "evicted")
-_UNFINISHED = tuple(_O[name] for name in INCOMPLETE_OUTCOMES)
-_STEPS_OF = {1: (("puback", "t_puback", "t_publish"),),
-             2: (("pubrec", "t_pubrec", "t_publish"), ("pubrel", "t_pubrel", "t_pubrec"),
-                 ("pubcomp", "t_pubcomp", "t_pubrel"))}
+_STEPS_OF = {q: spans[1:] for q, spans in SERIES_OF.items()}
 #: The steps of each QoS as (name, later column, earlier column): the latency of a step is
 #: ``later - earlier`` (the report's per-step rows, and qosinspect.live's sketches).
 STEP_SPANS = _STEPS_OF
-_NAT = np.iinfo(np.int64).min
-_CONNECTED = DELIVERY_REASONS.index("subscriber_connected")
-
-
-def _pct(values_ns: np.ndarray) -> dict[str, float | None]:
-    if values_ns.size == 0:
-        return {"p50": None, "p90": None, "p99": None, "max": None}
-    ms = values_ns.astype(np.float64) / 1e6
-    p50, p90, p99 = np.percentile(ms, [50, 90, 99])
-    return {"p50": round(float(p50), 3), "p90": round(float(p90), 3),
-            "p99": round(float(p99), 3), "max": round(float(ms.max()), 3)}
-
-
-def _span(later: np.ndarray, earlier: np.ndarray) -> np.ndarray:
-    ok = (later != _NAT) & (earlier != _NAT)
-    out: np.ndarray = later[ok] - earlier[ok]
-    return out
-
-
-def _per_qos(r: CorrelationResult, conns: np.ndarray | None = None
-             ) -> dict[int, dict[str, Any]]:
-    """Counters and latency samples of the QoS 1 and QoS 2 exchanges, chunk by chunk of the
-    store (never a copy of the whole store); ``conns`` (a mask by conn_id) keeps only the
-    exchanges of those connections."""
-    acc: dict[int, dict[str, Any]] = {
-        q: {"publishes": 0, "completed": 0, "incomplete": 0, "at_end_of_capture": 0,
-            "abandoned": 0, "evicted": 0, "complete_after_reconnect": 0, "refused": 0,
-            "protocol_error": 0, "retransmissions": 0, "dup_flagged": 0, "_total": [],
-            "_steps": {name: [] for name, _, _ in _STEPS_OF[q]},
-            "_last": {"no_response": 0, "after_pubrec": 0, "after_pubrel": 0}}
-        for q in (1, 2)}
-    for chunk in r.exchanges.chunks():
-        for qos in (1, 2):
-            a = acc[qos]
-            keep = chunk["qos"] == qos
-            if conns is not None:
-                keep &= conns[chunk["conn_id"]]
-            sel = chunk[keep]
-            if not len(sel):
-                continue
-            outcome = sel["outcome"]
-            done = np.isin(outcome, _DONE)
-            unfinished = np.isin(outcome, _UNFINISHED)
-            a["publishes"] += len(sel)
-            a["completed"] += int(done.sum())
-            a["incomplete"] += int(unfinished.sum())
-            for name in ("abandoned", "evicted", "complete_after_reconnect", "refused",
-                         "protocol_error"):
-                a[name] += int((outcome == _O[name]).sum())
-            a["at_end_of_capture"] += int((outcome == _O["open_at_end"]).sum())
-            a["retransmissions"] += int(
-                (sel["n_publish"].astype(np.int64) - 1).sum()
-                + np.maximum(sel["n_pubrec"].astype(np.int64) - 1, 0).sum()
-                + np.maximum(sel["n_pubrel"].astype(np.int64) - 1, 0).sum())
-            a["dup_flagged"] += int(sel["n_dup"].sum())
-            a["_total"].append(_span(sel["t_end"][done], sel["t_publish"][done]))
-            for name, later, earlier in _STEPS_OF[qos]:
-                a["_steps"][name].append(_span(sel[later], sel[earlier]))
-            last = sel["last_step"][unfinished]
-            a["_last"]["no_response"] += int((last == _S["publish"]).sum())
-            a["_last"]["after_pubrec"] += int((last == _S["pubrec"]).sum())
-            a["_last"]["after_pubrel"] += int((last == _S["pubrel"]).sum())
-    return acc
-
-
-def _cat(parts: list[np.ndarray]) -> np.ndarray:
-    return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
 
 
 def conn_broker_codes(r: CorrelationResult) -> np.ndarray:
@@ -130,56 +56,11 @@ def session_broker_codes(r: CorrelationResult) -> np.ndarray:
     return np.asarray(r.session_brokers, dtype=np.int32)
 
 
-def _broker_masks(r: CorrelationResult, broker: int) -> tuple[np.ndarray, np.ndarray]:
-    """Masks of the connections (by conn_id) and sessions (by code) of one broker."""
-    return conn_broker_codes(r) == broker, session_broker_codes(r) == broker
-
-
 def summary_rows(r: CorrelationResult, broker: int | None = None) -> list[dict[str, Any]]:
     """One dict per QoS level (0, 1, 2) with the figures of the module docstring; of one
-    broker's traffic when ``broker`` (its code in ``r.brokers``) is given."""
-    conns, sessions = _broker_masks(r, broker) if broker is not None else (None, None)
-    q0 = r.q0.chunks()
-    if conns is not None:
-        q0 = [c[conns[c["conn_id"]]] for c in q0]
-    dl = r.deliveries.chunks() if r.deliveries is not None else []
-    if sessions is not None:
-        dl = [c[sessions[c["publisher"]]] for c in dl]
-    dup_i = DELIVERY_STATUSES.index("duplicate")
-    nd_i = DELIVERY_STATUSES.index("not_delivered")
-    acc = _per_qos(r, conns)
-    rows: list[dict[str, Any]] = []
-    for qos in (0, 1, 2):
-        row: dict[str, Any] = {"qos": qos}
-        if qos == 0:
-            n = sum(len(c) for c in q0)
-            row.update(publishes=n, completed=n, incomplete=0, at_end_of_capture=0,
-                       abandoned=0, evicted=0, complete_after_reconnect=0, refused=0,
-                       protocol_error=0, retransmissions=0,
-                       dup_flagged=sum(int(c["dup_first"].sum()) for c in q0),
-                       latency_ms=_pct(np.zeros(0, dtype=np.int64)), latency_ms_by_step={})
-        else:
-            a = acc[qos]
-            row.update({k: v for k, v in a.items() if not k.startswith("_")})
-            row["latency_ms"] = _pct(_cat(a["_total"]))
-            row["latency_ms_by_step"] = {name: _pct(_cat(parts))
-                                         for name, parts in a["_steps"].items()}
-            if qos == 2:
-                row["qos2_incomplete"] = dict(a["_last"])
-        counts = {"duplicates_delivered": 0, "not_delivered": 0, "not_delivered_offline": 0,
-                  "downgraded": 0}
-        for c in dl:
-            missing = (c["status"] == nd_i) & (c["pub_qos"] == qos)
-            counts["duplicates_delivered"] += int(((c["status"] == dup_i)
-                                                   & (c["sub_qos"] == qos)).sum())
-            counts["not_delivered"] += int((missing & (c["reason"] == _CONNECTED)).sum())
-            counts["not_delivered_offline"] += int((missing & (c["reason"] != _CONNECTED))
-                                                   .sum())
-            counts["downgraded"] += int(((c["sub_qos"] >= 0) & (c["sub_qos"] < c["pub_qos"])
-                                         & (c["pub_qos"] == qos)).sum())
-        row.update(counts)
-        rows.append(row)
-    return rows
+    broker's traffic when ``broker`` (its code in ``r.brokers``) is given. Read off the
+    result's :class:`~.aggregate.Aggregate` (every exchange and delivery folded)."""
+    return r.aggregate.qos_rows(broker)
 
 
 def brokers(r: CorrelationResult, rows: list[dict[str, Any]] | None = None
@@ -217,13 +98,12 @@ def report_dict(r: CorrelationResult) -> dict[str, Any]:
     prints)."""
     rows = summary_rows(r)
     q2 = rows[2].pop("qos2_incomplete")
-    gaps = np.array([x.gap_ns for x in r.reconnects if x.gap_ns is not None], dtype=np.int64)
-    anomalies: Counter[str] = Counter()
-    notes: Counter[str] = Counter()
-    for a in r.anomalies:
-        (notes if a.severity == "note" else anomalies)[a.kind] += 1
+    agg = r.aggregate
+    rc = agg.reconnects
+    anomalies: Counter[str] = Counter(r.anomaly_counts)
     for kind, n in r.anomalies_suppressed.items():
         anomalies[kind] += n
+    sketched = agg.sketched()
     tcp_conns = sum(1 for c in r.connections if c.tcp_retransmissions)
     mqtt = [c for c in r.connections if not c.attempt]
     return {
@@ -234,15 +114,13 @@ def report_dict(r: CorrelationResult) -> dict[str, Any]:
         "refused_connections": sum(1 for c in mqtt if c.connack_code not in (None, 0)),
         "tcp_attempts_refused": len(r.connections) - len(mqtt),
         "sessions": len(r.sessions),
-        "reconnects": len(r.reconnects),
-        "reconnect_gap_ms": _pct(gaps),
-        "redelivered": {"publish": sum(x.redelivered_publish for x in r.reconnects),
-                        "pubrel": sum(x.redelivered_pubrel for x in r.reconnects),
-                        "resumed": sum(x.resumed for x in r.reconnects),
-                        "abandoned": sum(x.abandoned for x in r.reconnects)},
+        "reconnects": rc.n,
+        "reconnect_gap_ms": rc.gap.percentiles(),
+        "redelivered": {"publish": rc.publish, "pubrel": rc.pubrel, "resumed": rc.resumed,
+                        "abandoned": rc.abandoned},
         "connection_ends": dict(sorted(Counter(c.end or "open" for c in r.connections)
                                        .items())),
-        "tcp_retransmissions": int(r.tcp_retransmissions.rows),
+        "tcp_retransmissions": r.n_tcp_retransmissions,
         "tcp_retransmission_connections": tcp_conns,
         "stream_gaps": sum(c.stream_gaps for c in r.connections),
         "undecoded_streams": r.undecoded_count,
@@ -252,9 +130,12 @@ def report_dict(r: CorrelationResult) -> dict[str, Any]:
         "clock_jumps": [{"frame": a.frame, "detail": a.detail} for a in r.anomalies
                         if a.kind == "clock_jump"],
         "anomalies": dict(sorted(anomalies.items())),
-        "notes": dict(sorted(notes.items())),
+        "notes": dict(sorted(r.note_counts.items())),
         "evictions": evictions(r),
         "clear_text": exposure(r.connections),
+        "percentiles": {"exact_up_to": agg.exact_up_to,
+                        "relative_error": agg.accuracy if sketched else 0.0,
+                        "sketched": sketched},
         "capture": {
             "t_first_ns": r.t_first, "t_last_ns": r.t_last,
             "duration_s": (None if r.t_first is None or r.t_last is None

@@ -45,6 +45,11 @@ class AnalysisOptions:
       DUP re-send joins) stays until then; then it is dropped, said by a ``sessions_dropped``
       note (open exchanges end ``evicted``; a later CONNECT with the client id starts a new
       session). An ended connection keeps only its packed row at once (docs/memory.md).
+    - ``max_joinable_finished``: finished exchanges a late acknowledgement or DUP re-send can
+      still join (131,072: both directions' packet id space of one session); in report mode
+      also the rows kept before they are folded into the aggregate (:mod:`.exchanges`).
+    - ``exact_percentiles_up_to``: latency values a series keeps exactly; past it the series
+      is a DDSketch of relative accuracy ``sketch_relative_accuracy`` (:mod:`.aggregate`).
     - ``same_broker``: groups of server endpoints (``host:port``) that are one broker, e.g. a
       TCP proxy or load balancer in front of it (the generator's fault proxy listens on several
       ports); the first of a group names it. Otherwise every endpoint is a broker of its own.
@@ -65,6 +70,9 @@ class AnalysisOptions:
     diagnose_floor_ns: int = 10_000_000
     diagnose_percentile: float = 99.0
     session_idle_timeout_ns: int = 3600 * 10**9
+    max_joinable_finished: int = 131_072
+    exact_percentiles_up_to: int = 65_536
+    sketch_relative_accuracy: float = 0.01
 
     def __reduce__(self) -> tuple[type[AnalysisOptions], tuple[object, ...]]:
         """Pickled as its constructor call (to a process pool, a Dask worker): compiled by

@@ -47,9 +47,7 @@ __all__ = [
     "PACKET_COLUMNS",
     "PACKET_TYPE_NAMES",
     "Q0_COLUMNS",
-    "REPORT_DELIVERY_COLUMNS",
     "REPORT_EXCHANGE_COLUMNS",
-    "REPORT_Q0_COLUMNS",
     "STEPS",
     "TCP_RETRANSMISSION_COLUMNS",
     "AnomalyRecord",
@@ -110,13 +108,16 @@ EXCHANGE_COLUMNS: tuple[tuple[str, str, int], ...] = (
     ("wire_publish", _Q, 0), ("wire_puback", _Q, 0), ("wire_pubrec", _Q, 0),
     ("wire_pubrel", _Q, 0), ("wire_pubcomp", _Q, 0),
 )
-#: The exchange columns a report needs (``Correlator(detail=False)``): 78 bytes a row instead of
-#: the full 183, for captures of millions of packets (a finished exchange's later changes to
-#: columns it does not keep, such as ``last_conn_id``, are no-ops).
-REPORT_EXCHANGE_COLUMNS: tuple[tuple[str, str, int], ...] = tuple(
+#: The exchange columns a report needs (``Correlator(detail=False)``): 82 bytes a row instead of
+#: the full 183, kept only while the exchange can still be joined by a late acknowledgement and
+#: then folded into the :class:`~.aggregate.Aggregate` (a finished exchange's later changes to
+#: columns it does not keep, such as ``last_conn_id``, are no-ops); ``broker`` is the code of
+#: the exchange's broker (the aggregate's key).
+REPORT_EXCHANGE_COLUMNS: tuple[tuple[str, str, int], ...] = (*(
     c for c in EXCHANGE_COLUMNS if c[0] in {
         "conn_id", "qos", "content", "n_publish", "n_dup", "n_pubrec", "n_pubrel", "t_publish",
-        "t_puback", "t_pubrec", "t_pubrel", "t_pubcomp", "t_end", "outcome", "last_step"})
+        "t_puback", "t_pubrec", "t_pubrel", "t_pubcomp", "t_end", "outcome", "last_step"}),
+    ("broker", _I, -1))
 #: The few columns a QoS 0 exchange needs (the rest take their defaults): a QoS 0 PUBLISH is one
 #: packet, and a capture can hold a million of them.
 Q0_COLUMNS: tuple[tuple[str, str, int], ...] = tuple(
@@ -128,14 +129,6 @@ DELIVERY_COLUMNS: tuple[tuple[str, str, int], ...] = (
     ("subscriber", _I, -1), ("topic", _I, -1), ("t_publish", _Q, NO_TS),
     ("t_delivered", _Q, NO_TS), ("pub_qos", _B, 0), ("sub_qos", _B, -1),
     ("granted_qos", _B, -1), ("status", _B, 0), ("reason", _B, 0), ("retain", _B, 0),
-)
-#: The QoS 0 columns a report needs (the count is the number of rows; the connection tells the
-#: broker).
-REPORT_Q0_COLUMNS: tuple[tuple[str, str, int], ...] = (("conn_id", _I, -1), ("dup_first", _B, 0))
-#: The delivery columns a report needs (the publisher's session tells the broker).
-REPORT_DELIVERY_COLUMNS: tuple[tuple[str, str, int], ...] = (
-    ("publisher", _I, -1), ("pub_qos", _B, 0), ("sub_qos", _B, -1), ("status", _B, 0),
-    ("reason", _B, 0),
 )
 PACKET_COLUMNS: tuple[tuple[str, str, int], ...] = (
     ("ts_ns", _Q, NO_TS), ("conn_id", _I, -1), ("direction", _B, 0), ("packet_type", _B, 0),
@@ -306,6 +299,12 @@ class RowStore:
             buf, base = self._where(row)
             one.pack_into(buf, base + off, value)
 
+    def put(self, row: int, values: tuple[int, ...]) -> None:
+        """Overwrite a whole row already written (values in column order): how a ring of rows
+        (the report's finished exchanges, :mod:`.exchanges`) reuses its slots."""
+        buf, base = self._where(row)
+        self._pack(buf, base, *values)
+
     def add(self, name: str, row: int, delta: int = 1) -> None:
         self.set(name, row, self.get(name, row) + delta)
 
@@ -329,6 +328,22 @@ class RowStore:
         return [np.frombuffer(b, dtype=dtype, count=end - start)
                 for b, start, end in zip(self._bufs, self._starts, ends, strict=True)
                 if end > start]
+
+    def slice(self, start: int, stop: int) -> Any:
+        """Rows ``start`` to ``stop`` as one numpy structured array (a view when they are in one
+        chunk, a copy otherwise)."""
+        import numpy as np
+
+        parts = []
+        for chunk, first in zip(self.chunks(), self._starts, strict=True):
+            lo, hi = max(start, first), min(stop, first + len(chunk))
+            if lo < hi:
+                parts.append(chunk[lo - first:hi - first])
+        if len(parts) == 1:
+            return parts[0]
+        if not parts:
+            return np.zeros(0, dtype=np.dtype(self.dtype_descr()))
+        return np.concatenate(parts)
 
     def view(self) -> Any:
         """All rows as one numpy structured array (a copy when there are several chunks)."""

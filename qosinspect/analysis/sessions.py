@@ -38,6 +38,7 @@ is given); the rules, stated once here:
 from __future__ import annotations
 
 from array import array
+from collections.abc import Callable
 from typing import Final, final
 
 from ..anomalies import AnomalyKind
@@ -100,7 +101,17 @@ class SessionTracker:
         #: (broker code, session key) -> session.
         self.sessions: dict[tuple[int, str], SessionState] = {}
         self.by_code: list[SessionState] = []
+        #: Reconnections as rows: all of them, or the first ``max_reconnect_rows`` (report
+        #: mode: the report lists the first; each is counted from its connection at the end).
         self.reconnects: list[Reconnect] = []
+        self.max_reconnect_rows: int | None = None
+        #: Hears of each reconnection as it is found (a live view).
+        self.on_reconnect: Callable[[Reconnect], None] | None = None
+        #: Hears of each reconnection once final: when the connection it began ends (what
+        #: crossed it is counted on that connection until then); the aggregate folds it.
+        self.on_reconnect_final: Callable[[Reconnect], None] | None = None
+        #: Reconnections found (the rows may stop at ``max_reconnect_rows``).
+        self.n_reconnects = 0
         #: Broker endpoint (``host:port``) -> code, and the endpoints by code.
         self.broker_codes: dict[str, int] = {}
         self.brokers: list[str] = []
@@ -175,6 +186,8 @@ class SessionTracker:
                        c.broker, c.unfinished_c2b, c.unfinished_b2c)
         if c.anomaly_counts:
             self.ended_counts[c.conn_id] = c.anomaly_counts
+        if c.reconnect is not None and self.on_reconnect_final is not None:
+            self.on_reconnect_final(c.reconnect)    # (a revived connection has none: once)
         if self.conns.get(c.conn_id) is c:
             del self.conns[c.conn_id]
 
@@ -390,7 +403,11 @@ class SessionTracker:
                            clean_start=p.clean_start, unfinished_c2b=unfinished[0],
                            unfinished_b2c=unfinished[1], abandoned=s.abandoned_pending)
             s.abandoned_pending = 0
-            self.reconnects.append(rc)
+            self.n_reconnects += 1
+            if self.max_reconnect_rows is None or len(self.reconnects) < self.max_reconnect_rows:
+                self.reconnects.append(rc)
+            if self.on_reconnect is not None:
+                self.on_reconnect(rc)
             c.reconnect = rc
         if old is not None and old is not s:
             # Packets came before the CONNECT: their anonymous session keeps them.

@@ -150,11 +150,12 @@ class OpenExchange:
                 self.wire_publish, self.wire_puback, self.wire_pubrec, self.wire_pubrel,
                 self.wire_pubcomp)
 
-    def report_row(self) -> tuple[int, ...]:
-        """The row of :data:`~.records.REPORT_EXCHANGE_COLUMNS` (likewise)."""
+    def report_row(self, broker: int) -> tuple[int, ...]:
+        """The row of :data:`~.records.REPORT_EXCHANGE_COLUMNS` (likewise), with the code of
+        the exchange's broker."""
         return (self.conn_id, self.qos, self.t_publish, self.n_publish, self.n_dup,
                 self.t_puback, self.t_pubrec, self.n_pubrec, self.t_pubrel, self.n_pubrel,
-                self.t_pubcomp, self.t_end, self.outcome, self.last_step, self.content)
+                self.t_pubcomp, self.t_end, self.outcome, self.last_step, self.content, broker)
 
 
 class LatencyHistogram:
@@ -267,6 +268,18 @@ class DoneIndex:
                 arr[k] = v
             self._arr = arr
             self._dict = None
+
+    def forget(self, key: int, row: int) -> None:
+        """Forget ``key`` if it still names ``row`` (that exchange can no longer be joined)."""
+        d = self._dict
+        if d is not None:
+            if d.get(key) == row:
+                del d[key]
+            return
+        arr = self._arr
+        assert arr is not None
+        if arr[key] == row:
+            arr[key] = -1
 
     def __len__(self) -> int:
         if self._small is not None:

@@ -1,16 +1,18 @@
 """The incremental core of ``qosinspect watch``: events in, snapshots and notable events out.
 
 One analysis, not two. Every event goes to the same :class:`~qosinspect.analysis.Correlator`
-that ``qosinspect report`` runs (with its options: report columns only), so the final report is
-that correlator's :meth:`~qosinspect.analysis.Correlator.finish` and equals ``report`` on the
-same packets by construction. What the live view adds is read *off* the correlator's state, never
-recomputed by a second set of rules:
+that ``qosinspect report`` runs (with its options: report mode, which folds what is finished and
+keeps nothing that grows with the traffic), so the final report is that correlator's
+:meth:`~qosinspect.analysis.Correlator.finish` and equals ``report`` on the same packets by
+construction. What the live view adds comes from the correlator's snapshot API and listeners
+(:mod:`qosinspect.analysis.snapshot`), never from its stores, nor from a second set of rules:
 
 * **Counters** (messages, completed, re-sends, DUPs, duplicates delivered, not delivered) are
-  :func:`qosinspect.analysis.metrics.summary_rows` of the exchanges finished so far, plus the
-  handshakes still open (the correlator's open exchanges, by QoS).
-* **Latency** per QoS and step (:data:`~qosinspect.analysis.metrics.STEP_SPANS`): each finished
-  exchange's steps go once into a :class:`~.latency.LatencySketches` (since start, last 10 s).
+  :meth:`~qosinspect.analysis.Correlator.snapshot`: the exchanges finished so far, plus the
+  handshakes still open, by QoS.
+* **Latency** per QoS and step (:data:`~qosinspect.analysis.metrics.STEP_SPANS`): each exchange's
+  steps go into a :class:`~.latency.LatencySketches` (since start, last 10 s) when it finishes
+  (the correlator's ``on_exchange_end``).
 * **Notable events**, each one JSON object: an ``anomaly`` as soon as the correlator records it;
   a ``reconnection`` once it has settled (``settle_ms`` of packet time after the new CONNECT, so
   the session-present flag and what was redelivered are in), or at the end; a ``stall`` once
@@ -27,12 +29,12 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
-from ..analysis.connlist import ConnBrokers
 from ..analysis.correlate import CorrelationResult, Correlator
-from ..analysis.logs import DIRECTION_NAMES
-from ..analysis.metrics import STEP_SPANS, summary_rows
+from ..analysis.metrics import STEP_SPANS
 from ..analysis.options import AnalysisOptions
-from ..analysis.records import NO_TS, STEPS, AnomalyRecord, Reconnect
+from ..analysis.records import NO_TS, AnomalyRecord, Reconnect
+from ..analysis.snapshot import Snapshot
+from ..analysis.state import OpenExchange, SessionState
 from ..events import Event
 from ..report.output import format_time
 from .latency import WINDOW_S, LatencySketches
@@ -59,7 +61,10 @@ class LiveCore:
     def __init__(self, *, interval_ms: int = 1000, stall_ms: int = 5000, settle_ms: int = 1000,
                  options: AnalysisOptions | None = None,
                  on_latency: Callable[[int, str, float], None] | None = None) -> None:
-        self.corr = Correlator(options if options is not None else report_options())
+        self.corr = Correlator(options if options is not None else report_options(),
+                               on_anomaly=self._found_anomaly,
+                               on_reconnect=self._found_reconnect,
+                               on_exchange_end=self._fold_latency)
         self.interval_ns = interval_ms * _MS
         self.stall_ns = stall_ms * _MS
         self.settle_ns = settle_ms * _MS
@@ -69,9 +74,9 @@ class LiveCore:
         self.drops: int | None = None
         self.now_ns: int | None = None
         self._next_tick: int | None = None
-        self._rows_seen = 0
-        self._anomalies_seen = 0
-        self._reconnects_seen = 0
+        #: Anomalies found since the last :meth:`feed` returned; reconnections found, waiting
+        #: until they settled.
+        self._anomalies: list[AnomalyRecord] = []
         self._settling: list[Reconnect] = []
         self._stalled: set[int] = set()
         self.n_reconnects = 0
@@ -92,14 +97,8 @@ class LiveCore:
 
     def feed(self, ev: Event) -> list[dict[str, Any]]:
         """Take one event; returns what became notable (and a snapshot when one is due)."""
-        corr = self.corr
-        corr.feed(ev)
-        out: list[dict[str, Any]] = []
-        if len(corr.anomalies.rows) > self._anomalies_seen:
-            out += self._new_anomalies()
-        if len(corr.sess.reconnects) > self._reconnects_seen:
-            self._settling += corr.sess.reconnects[self._reconnects_seen:]
-            self._reconnects_seen = len(corr.sess.reconnects)
+        self.corr.feed(ev)
+        out: list[dict[str, Any]] = self._new_anomalies() if self._anomalies else []
         ts = ev.ts_ns
         if self.now_ns is None or ts > self.now_ns:
             self.now_ns = ts
@@ -132,10 +131,15 @@ class LiveCore:
 
     # -- notable events -----------------------------------------------------------------------
 
+    def _found_anomaly(self, a: AnomalyRecord) -> None:
+        self._anomalies.append(a)
+
+    def _found_reconnect(self, r: Reconnect) -> None:
+        self._settling.append(r)
+
     def _new_anomalies(self) -> list[dict[str, Any]]:
-        rows = self.corr.anomalies.rows
-        new = rows[self._anomalies_seen:]
-        self._anomalies_seen = len(rows)
+        new = self._anomalies
+        self._anomalies = []
         self.n_anomalies += len(new)
         self.anomalies_by_kind.update(str(a.kind) for a in new)
         return [self._anomaly(a) for a in new]
@@ -176,113 +180,68 @@ class LiveCore:
         pruned to the handshakes still open, so it stays bounded by them)."""
         out = []
         still: set[int] = set()
-        for s in self.corr.sess.by_code:
-            for ex in s.open.values():
-                if ex.ex_id in self._stalled:
-                    still.add(ex.ex_id)
-                    continue
-                if ex.t_publish != NO_TS and now_ns - ex.t_publish > self.stall_ns:
-                    still.add(ex.ex_id)
-                    out.append({
-                        "type": "stall", "ts": format_time(now_ns), "ts_ns": now_ns,
-                        "client_id": s.rec.client_id, "session": s.key, "conn_id": ex.conn_id,
-                        "direction": DIRECTION_NAMES[ex.direction], "qos": ex.qos,
-                        "packet_id": ex.packet_id, "last_step": STEPS[ex.last_step],
-                        "open_ms": _ms(now_ns - ex.t_publish),
-                        "t_publish": format_time(ex.t_publish), "t_publish_ns": ex.t_publish})
+        for h in self.corr.open_handshakes(now_ns - self.stall_ns):
+            still.add(h.ex_id)
+            if h.ex_id in self._stalled:
+                continue
+            out.append({
+                "type": "stall", "ts": format_time(now_ns), "ts_ns": now_ns,
+                "client_id": h.client_id, "session": h.session, "conn_id": h.conn_id,
+                "direction": h.direction, "qos": h.qos, "packet_id": h.packet_id,
+                "last_step": h.last_step, "open_ms": _ms(now_ns - h.t_publish),
+                "t_publish": format_time(h.t_publish), "t_publish_ns": h.t_publish})
         self._stalled = still
         self.n_stalls += len(out)
         return out
 
     # -- the snapshot -------------------------------------------------------------------------
 
-    def _fold_latency(self) -> None:
-        """Every exchange finished since the last call, into the sketches (once each)."""
-        store = self.corr.ex.exchanges
-        if store.rows <= self._rows_seen:
-            return
-        start = 0
-        for chunk in store.chunks():
-            end = start + len(chunk)
-            if end > self._rows_seen:
-                new = chunk[max(0, self._rows_seen - start):]
-                for qos, spans in STEP_SPANS.items():
-                    sel = new[new["qos"] == qos]
-                    if not len(sel):
-                        continue
-                    for name, later, earlier in spans:
-                        sketch = self.sketches[(qos, name)]
-                        t1, t0 = sel[later], sel[earlier]
-                        ok = (t1 != NO_TS) & (t0 != NO_TS)
-                        hook = self.on_latency
-                        for a, b in zip(t1[ok].tolist(), t0[ok].tolist(), strict=True):
-                            sketch.add(a, (a - b) / _MS)
-                            if hook is not None:
-                                hook(qos, name, (a - b) / _MS)
-            start = end
-        self._rows_seen = store.rows
+    def _fold_latency(self, s: SessionState, ex: OpenExchange) -> None:
+        """A finished exchange's steps, into the sketches (and the Prometheus hook)."""
+        del s
+        hook = self.on_latency
+        for name, later, earlier in STEP_SPANS.get(ex.qos, ()):
+            t1, t0 = getattr(ex, later), getattr(ex, earlier)
+            if t1 != NO_TS and t0 != NO_TS:
+                ms = (t1 - t0) / _MS
+                self.sketches[(ex.qos, name)].add(t1, ms)
+                if hook is not None:
+                    hook(ex.qos, name, ms)
 
     def snapshot(self) -> dict[str, Any]:
         """Where things stand at :attr:`now_ns` (see the module docstring)."""
-        corr = self.corr
-        self._fold_latency()
+        snap = self.corr.snapshot()
         now = self.now_ns if self.now_ns is not None else 0
-        so_far = CorrelationResult(
-            connections=[], sessions=[], reconnects=[], anomalies=[],
-            exchanges=corr.ex.exchanges, q0=corr.ex.q0, packets=None,
-            deliveries=corr.matcher.store if corr.matcher is not None else None,
-            tcp_retransmissions=corr.tcp_retrans, topics=corr.ex.topics, session_keys=[],
-            client_ids=[])
-        open_by_qos = {0: 0, 1: 0, 2: 0}
-        for s in corr.sess.by_code:
-            for ex in s.open.values():
-                open_by_qos[ex.qos] += 1
         per_qos = []
-        for row in summary_rows(so_far):
+        for row in snap.per_qos:
             q = row["qos"]
-            item = {**_counters(row, open_by_qos[q]), "latency_ms": {}}
+            item = {**_counters(row, snap.open_by_qos[q]), "latency_ms": {}}
             for name, _, _ in STEP_SPANS.get(q, ()):
                 sk = self.sketches[(q, name)]
                 item["latency_ms"][name] = {f"last_{WINDOW_S}s": sk.last(now).as_dict(),
                                             "since_start": sk.since_start().as_dict()}
             per_qos.append(item)
-        conns = corr.sess.conns.values()
         seen = self.now_ns is not None      # no packet yet: no time to give
         return {"type": "snapshot", "ts": format_time(now) if seen else None,
                 "ts_ns": now if seen else None, "per_qos": per_qos,
-                "connections": {"open": sum(1 for c in conns if not c.closed),
-                                "seen": corr.sess.n_connections_seen},
+                "connections": {"open": snap.connections_open, "seen": snap.connections_seen},
                 "reconnections": self.n_reconnects, "anomalies": self.n_anomalies,
                 "stalls": self.n_stalls, "drops": self.drops,
                 "reconnections_by_cause": dict(sorted(self.reconnects_by_cause.items())),
                 "anomalies_by_kind": dict(sorted(self.anomalies_by_kind.items())),
-                "tcp_retransmissions": corr.tcp_retrans.rows,
-                "brokers": self._per_broker(so_far, per_qos)}
+                "tcp_retransmissions": snap.tcp_retransmissions,
+                "brokers": _per_broker(snap, per_qos)}
 
-    def _per_broker(self, so_far: CorrelationResult, per_qos: list[dict[str, Any]]
-                    ) -> list[dict[str, Any]]:
-        """Per broker (a server endpoint, as the report has them), its per-QoS counters: the
-        snapshot's own when there is one broker (the metrics' ``broker`` label)."""
-        sess = self.corr.sess
-        names = list(sess.brokers)
-        if len(names) <= 1:
-            return [{"broker": name, "per_qos": [{k: v for k, v in row.items()
-                                                   if k != "latency_ms"} for row in per_qos]}
-                    for name in names]
-        so_far.brokers = names
-        so_far.conn_brokers = {**ConnBrokers(sess.table),      # ended: packed rows
-                               **{c.conn_id: c.broker for c in sess.conns.values()}}
-        so_far.session_brokers = [sd.broker for sd in sess.by_code]
-        out = []
-        for code, name in enumerate(names):
-            opened = {0: 0, 1: 0, 2: 0}
-            for sd in sess.by_code:
-                if sd.broker == code:
-                    for ex in sd.open.values():
-                        opened[ex.qos] += 1
-            out.append({"broker": name, "per_qos": [_counters(row, opened[row["qos"]])
-                                                    for row in summary_rows(so_far, code)]})
-        return out
+
+def _per_broker(snap: Snapshot, per_qos: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per broker (a server endpoint, as the report has them), its per-QoS counters: the
+    snapshot's own when there is one broker (the metrics' ``broker`` label)."""
+    if len(snap.brokers) <= 1:
+        return [{"broker": name, "per_qos": [{k: v for k, v in row.items()
+                                               if k != "latency_ms"} for row in per_qos]}
+                for name in snap.brokers]
+    return [{"broker": name, "per_qos": [_counters(row, opened[row["qos"]]) for row in rows]}
+            for name, (rows, opened) in zip(snap.brokers, snap.per_broker, strict=True)]
 
 
 def _counters(row: dict[str, Any], opened: int) -> dict[str, Any]:

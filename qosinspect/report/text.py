@@ -98,6 +98,11 @@ def format_report(analysis: Analysis, fmt: str = "table", capture: str = "CAPTUR
     step_rows += wire_rows(data.get("time_on_wire_ms", []))
     out.append(format_table(["QoS", "step", "p50", "p90", "p99", "max"], step_rows, fmt,
                             "llrrrr"))
+    pct = data["percentiles"]
+    if pct["sketched"]:
+        out.append(f"percentiles of {', '.join(pct['sketched'])} from a DDSketch (relative "
+                   f"error {pct['relative_error']:.0%}): more than {pct['exact_up_to']:,} values "
+                   "each; counts and max exact")
     out.append("")
     out.append(h("Outcomes"))
     q2 = data["qos2_incomplete"]

@@ -16,7 +16,8 @@ from ..capture.writer import pcap_header, pcap_record
 from ..mqtt import ConnAck, Connect, Disconnect, PubAck, Publish, encode
 from .synthcap import TcpConversation, render
 
-__all__ = ["write_concurrent_streams", "write_ended_connections", "write_inflight_ids"]
+__all__ = ["write_concurrent_streams", "write_ended_connections", "write_inflight_ids",
+           "write_qos1_flows"]
 
 T0 = 1_700_000_000_000_000_000
 
@@ -39,6 +40,27 @@ def write_inflight_ids(path: Path, ids: int, *, segment_bytes: int = 1400) -> No
                 chunk.clear()
         if chunk:
             conv.send(d, bytes(chunk), ack=False)
+    with path.open("wb") as out:
+        out.write(pcap_header(1, nanos=True))
+        for f in render(conv.segments):
+            out.write(pcap_record(f.ts_ns, f.data, f.orig_len, nanos=True))
+
+
+def write_qos1_flows(path: Path, exchanges: int, *, batch: int = 20) -> None:
+    """One connection (CONNECT, CONNACK, FIN at the end) carrying ``exchanges`` complete QoS 1
+    exchanges, ``batch`` at a time (a segment of PUBLISH, then one of their PUBACK), packet ids
+    cycling through 1..65535: a long run of finished exchanges in few frames (about 14 bytes
+    of capture an exchange), for the memory of ``report`` (issue 14)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    conv = TcpConversation(("10.0.0.1", 50000), ("10.0.0.2", 1883), start_ns=T0, step_ns=1000)
+    conv.send("c2b", encode(Connect("flows", clean_start=False)))
+    conv.send("b2c", encode(ConnAck()))
+    for first in range(0, exchanges, batch):
+        ids = [i % 65535 + 1 for i in range(first, min(first + batch, exchanges))]
+        conv.send("c2b", b"".join(encode(Publish("t", i.to_bytes(3, "big"), 1, packet_id=i))
+                                  for i in ids), ack=False)
+        conv.send("b2c", b"".join(encode(PubAck(i)) for i in ids), ack=False)
+    conv.close()
     with path.open("wb") as out:
         out.write(pcap_header(1, nanos=True))
         for f in render(conv.segments):

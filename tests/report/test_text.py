@@ -83,3 +83,20 @@ def test_an_empty_client_id_is_no_one_client() -> None:
         ladder_lines(a, client="")
     assert "conn:0" in str(err.value) and "conn:1" in str(err.value)
     assert any("t" in line for line in ladder_lines(a, client="conn:1"))
+
+
+def test_report_says_when_percentiles_come_from_a_sketch() -> None:
+    """One line, only when a series held more values than the exact bound (issue 14)."""
+    from qosinspect.analysis.options import AnalysisOptions
+
+    b = EventBuilder()
+    c = b.client("dev")
+    for i in range(40):
+        b.qos1(c, "c2b", "t", b"%d" % i, i + 1, ack_ms=1 + i)
+    exact = format_report(qosinspect.analyze(b.events), "table")
+    assert "DDSketch" not in exact
+    text = format_report(qosinspect.analyze(b.events, AnalysisOptions(exact_percentiles_up_to=30)),
+                         "table")
+    line = next(line for line in text.splitlines() if "DDSketch" in line)
+    assert line == ("percentiles of qos1 total, qos1 puback from a DDSketch (relative error 1%): "
+                    "more than 30 values each; counts and max exact")
