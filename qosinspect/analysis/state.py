@@ -271,6 +271,14 @@ class DoneIndex:
 
     def forget(self, key: int, row: int) -> None:
         """Forget ``key`` if it still names ``row`` (that exchange can no longer be joined)."""
+        small = self._small
+        if small is not None:
+            for i in range(0, len(small), 2):
+                if small[i] == key:
+                    if small[i + 1] == row:
+                        del small[i:i + 2]
+                    return
+            return
         d = self._dict
         if d is not None:
             if d.get(key) == row:
