@@ -271,3 +271,28 @@ def test_firefox_shows_the_report(firefox: Firefox, page: Path) -> None:
     assert firefox.errors() == []
     ARTEFACTS.mkdir(parents=True, exist_ok=True)
     firefox.screenshot(ARTEFACTS / "html-report-firefox.png")
+
+
+def test_diagnoses_are_the_json_reports(browser: Any, tmp_path: Path) -> None:
+    """The Diagnoses section (issue 16) as the text report has it: one row per cause with the
+    JSON report's counts, each example's frames copyable, and the time on the wire in the
+    per-step table."""
+    capture = CAPTURES / "field" / "tcp-loss-client-side.pcap"
+    out = tmp_path / "d.html"
+    _cli("report", str(capture), "--format", "html", "-o", str(out))
+    report = json.loads(_cli("report", str(capture), "--format", "json"))
+    assert report["diagnoses"] and report["time_on_wire_ms"]
+    logs = _open(browser, out)
+    assert [m for m in logs if m["level"] == SEVERE] == []
+    rows = browser.execute_script(
+        "return [...document.querySelectorAll('#diagnoses-table tbody tr')]"
+        ".map((tr) => [...tr.cells].map((td) => td.textContent))")
+    assert rows == [[d["cause"], str(d["exchanges"]), str(d["reconnects"]),
+                     f"{d['latency_explained_ms']:.3f}" if isinstance(
+                         d["latency_explained_ms"], float) else str(d["latency_explained_ms"])]
+                    for d in report["diagnoses"]]
+    frames = {int(f.get_attribute("data-frame")) for f in browser.find_elements(
+        "css selector", "#sec-diagnoses .diagnosis .frame")}
+    assert frames == {f for d in report["diagnoses"] for ex in d["examples"] for f in ex["frames"]}
+    steps = browser.find_element("id", "step-table").text
+    assert "time on the wire" in steps

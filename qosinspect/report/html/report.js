@@ -201,7 +201,8 @@ function render(D) {
   const app = document.getElementById("app");
   app.textContent = "";
   app.append(header(D, R), qosSection(D, R), latencySection(D, R), outcomesSection(D, R),
-    connectionsSection(D, R), tcpSection(D, R), clearTextSection(D, R), anomaliesSection(D, R),
+    connectionsSection(D, R), tcpSection(D, R), diagnosesSection(D, R), clearTextSection(D, R),
+    anomaliesSection(D, R),
     exchangesSection(D), ladderSection(D));
   Exchanges.init(D);
   Ladder.init(D);
@@ -240,7 +241,8 @@ function header(D, R) {
       "starts with a CONNECT or an MQTT WebSocket upgrade"));
   }
   const links = [["sec-qos", "Per QoS"], ["sec-latency", "Latency"], ["sec-outcomes", "Outcomes"],
-    ["sec-connections", "Connections"], ["sec-tcp", "TCP"], ["sec-cleartext", "Clear text"],
+    ["sec-connections", "Connections"], ["sec-tcp", "TCP"], ["sec-diagnoses", "Diagnoses"],
+    ["sec-cleartext", "Clear text"],
     ["sec-anomalies", "Anomalies"], ["sec-exchanges", "Exchanges"], ["sec-ladder", "Ladder"]];
   out.append(h("nav", {}, links.map(([id, t]) => h("a", {href: `#${id}`}, t))));
   out.append(h("p", {class: "hint"}, "Click a frame number to copy it as a Wireshark display " +
@@ -280,6 +282,10 @@ function latencySection(D, R) {
     for (const [step, p] of Object.entries(r.latency_ms_by_step)) {
       rows.push([`QoS ${r.qos}`, STEP_NAMES[step], p.p50, p.p90, p.p99, p.max]);
     }
+  }
+  for (const w of R.time_on_wire_ms || []) {   // as report/diagnoses.py wire_rows words it
+    rows.push([`QoS ${w.qos}`, `time on the wire (${w.packets} packets in pieces)`, w.p50, w.p90,
+      w.p99, w.max]);
   }
   const out = section("sec-latency", "Latency per step (ms)",
     table(["QoS", "step", "p50", "p90", "p99", "max"], rows, {id: "step-table", align: "ll"}));
@@ -496,6 +502,36 @@ function tcpSection(D, R) {
     out.append(h("h3", {}, "TCP evidence (as Wireshark's Expert Information counts it)"),
       h("div", {class: "scroll"}, valueTable(R.tcp_evidence, "tcp-evidence")));
   }
+  return out;
+}
+
+/* The text report's Diagnoses section (report/diagnoses.py diagnoses_lines): one row per cause,
+ * then its worst examples with their frames, evidence, advice and ladder command. */
+function diagnosesSection(D, R) {
+  const all = R.diagnoses || [];
+  const out = section("sec-diagnoses", "Diagnoses");
+  if (!all.length) {
+    out.append(h("p", {}, "no slow exchange or reconnection to explain (none over the floor)"));
+    return out;
+  }
+  out.append(table(["cause", "exchanges", "reconnects", "latency explained ms"],
+    all.map((d) => [d.cause, d.exchanges, d.reconnects, d.latency_explained_ms]),
+    {id: "diagnoses-table", align: "lrrr"}));
+  for (const d of all) {
+    out.append(h("h3", {}, d.cause));
+    for (const ex of d.examples) {
+      const what = "exchange" in ex ? `exchange ${ex.exchange}` : `reconnection ${ex.reconnect}`;
+      const frames = [];
+      ex.frames.forEach((f, i) => { if (i) frames.push(", "); frames.push(frameLink(f)); });
+      out.append(h("p", {class: "diagnosis"}, `${what} (conn ${ex.conn_id}, ` +
+        `${ex.t_s.toFixed(3)} s, ${ex.latency_ms.toFixed(1)} ms, frames `,
+        ...(frames.length ? frames : ["-"]), `): ${ex.evidence}`));
+      if (ex.advice) out.append(h("p", {class: "details"}, `advice: ${ex.advice}`));
+      out.append(details(ex.ladder.replace("CAPTURE", D.capture)));
+    }
+  }
+  out.append(details(`qosinspect flows ${D.capture} --format json (cause per exchange); ` +
+    "docs/diagnoses.md (signatures, thresholds)"));
   return out;
 }
 
