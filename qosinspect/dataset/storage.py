@@ -77,6 +77,10 @@ def place(location: str | os.PathLike[str]) -> Place:
 
         with reaching(text):
             fs, path = url_to_fs(text)
+            # fsspec keeps one file system per URL kind and caches its listings, but what is
+            # listed here is written by other processes (the batch's workers): a listing made
+            # before they wrote (the incremental check) must not hide their partitions
+            fs.invalidate_cache()
         return Place(fs, path.rstrip("/") or path)
     from fsspec.implementations.local import LocalFileSystem
 
