@@ -20,6 +20,7 @@ from .reader import table_files
 if TYPE_CHECKING:
     import duckdb
     import pandas as pd
+    import pyarrow as pa
 
 __all__ = ["QueryError", "connect", "query"]
 
@@ -43,11 +44,15 @@ def connect(root: str | os.PathLike[str]) -> duckdb.DuckDBPyConnection:
 
     where = Dataset(root).place  # a clear error for a folder that is not a dataset
     con = duckdb.connect(":memory:")
-    if not where.local:
-        con.register_filesystem(where.fs)  # DuckDB reads the URLs through fsspec
     for table in TABLES:
-        files = [where.url_of(f) for f in table_files(root, table)]
-        if files:
+        files = table_files(root, table)
+        if files and not where.local:
+            # DuckDB's own S3 reader is an extension it would download, and its fsspec bridge
+            # needs calls not every backend has (s3fs: modified()): pyarrow reads the files
+            # through fsspec, DuckDB queries the table in memory
+            con.register(f"_{table}", _arrow_table(files, where.arrow_fs))
+            con.execute(f'CREATE VIEW "{table}" AS SELECT * FROM "_{table}"')
+        elif files:
             # a view cannot take parameters: the paths are SQL string literals
             paths = ", ".join("'" + f.replace("'", "''") + "'" for f in files)
             con.execute(f'CREATE VIEW "{table}" AS SELECT * FROM read_parquet([{paths}], '
@@ -57,6 +62,19 @@ def connect(root: str | os.PathLike[str]) -> duckdb.DuckDBPyConnection:
             select = ", ".join(f'CAST(NULL AS {_SQL_TYPES[d]}) AS "{c}"' for c, d in cols.items())
             con.execute(f'CREATE VIEW "{table}" AS SELECT {select} WHERE false')
     return con
+
+
+def _arrow_table(files: list[str], fs: object) -> pa.Table:
+    """The files of a table read as one Arrow table (unified schema, as ``read_parquet`` with
+    ``union_by_name`` gives), categories as plain strings (what DuckDB reads from Parquet)."""
+    import pyarrow as pa
+
+    from .reader import read_conformed, unified_schema
+
+    schema = unified_schema(files, fs)
+    t = pa.concat_tables([read_conformed(f, schema, fs) for f in files])
+    cols = [c.cast(pa.string()) if pa.types.is_dictionary(c.type) else c for c in t.columns]
+    return pa.Table.from_arrays(cols, names=t.column_names)
 
 
 def query(root: str | os.PathLike[str], sql: str) -> pd.DataFrame:

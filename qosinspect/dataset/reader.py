@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     import pandas as pd
     import pyarrow as pa
 
-__all__ = ["Dataset", "open_dataset", "table_files"]
+__all__ = ["Dataset", "open_dataset", "read_conformed", "table_files", "unified_schema"]
 
 
 def table_files(root: str | os.PathLike[str], table: str) -> list[str]:
@@ -48,7 +48,7 @@ def _capture_names(root: str | os.PathLike[str]) -> dict[str, str]:
     return names
 
 
-def _schema(files: list[str], fs: Any = None) -> pa.Schema:
+def unified_schema(files: list[str], fs: Any = None) -> pa.Schema:
     """One schema for every file of a table, each column with a type all its files can take
     (see :func:`_common_type`): ``capture``, ``capture_sha256``, the tags by name, then the
     table's columns in their order."""
@@ -69,7 +69,7 @@ def _common_type(types: list[pa.DataType]) -> pa.DataType:
     """The type of a column over captures. A category column is a dictionary of strings
     everywhere: a capture where it is empty or all missing writes it as ``null`` or
     ``double`` (pandas has no type for the categories of nothing), and those files' values
-    are all missing anyway (:func:`_read`)."""
+    are all missing anyway (:func:`read_conformed`)."""
     import pyarrow as pa
 
     real = [t for t in types if not pa.types.is_null(t)]
@@ -84,7 +84,7 @@ def _common_type(types: list[pa.DataType]) -> pa.DataType:
     return merged.field("c").type
 
 
-def _read(path: str, schema: pa.Schema, fs: Any = None) -> pa.Table:
+def read_conformed(path: str, schema: pa.Schema, fs: Any = None) -> pa.Table:
     """One file (on ``fs``, pyarrow's ``filesystem=``), conformed to ``schema`` (missing or
     all-missing columns as nulls of the column's type, the others cast)."""
     import pyarrow as pa
@@ -128,7 +128,7 @@ def _to_pandas(t: pa.Table, table: str) -> pd.DataFrame:
 
 def _read_pandas(path: str, schema: pa.Schema, table: str, fs: Any = None) -> pd.DataFrame:
     """One file as pandas (a lazy dataset's partition)."""
-    return _to_pandas(_read(path, schema, fs), table)
+    return _to_pandas(read_conformed(path, schema, fs), table)
 
 
 class Dataset(Mapping[str, Any]):
@@ -183,7 +183,7 @@ class Dataset(Mapping[str, Any]):
                 return dd.from_pandas(empty, npartitions=1)  # type: ignore[no-untyped-call]
             return empty
         fs = self.place.arrow_fs
-        schema = _schema(files, fs)
+        schema = unified_schema(files, fs)
         if self.lazy:
             import dask.dataframe as dd
 
@@ -191,7 +191,7 @@ class Dataset(Mapping[str, Any]):
             return dd.from_map(  # type: ignore[no-untyped-call]
                 _read_pandas, files, schema=schema, table=name, fs=fs, meta=meta,
                 enforce_metadata=False)
-        return _to_pandas(pa.concat_tables([_read(f, schema, fs) for f in files]), name)
+        return _to_pandas(pa.concat_tables([read_conformed(f, schema, fs) for f in files]), name)
 
 
 def open_dataset(root: str | os.PathLike[str], lazy: bool = False) -> Dataset:
