@@ -15,7 +15,7 @@ import os
 from typing import TYPE_CHECKING
 
 from .layout import BOOK_DTYPES, TABLES
-from .reader import table_files
+from .reader import capture_names, table_files
 
 if TYPE_CHECKING:
     import duckdb
@@ -44,8 +44,9 @@ def connect(root: str | os.PathLike[str]) -> duckdb.DuckDBPyConnection:
 
     where = Dataset(root).place  # a clear error for a folder that is not a dataset
     con = duckdb.connect(":memory:")
+    names = capture_names(root)
     for table in TABLES:
-        files = table_files(root, table)
+        files = table_files(root, table, names)
         if files and not where.local:
             # DuckDB's own S3 reader is an extension it would download, and its fsspec bridge
             # needs calls not every backend has (s3fs: modified()): pyarrow reads the files

@@ -21,20 +21,23 @@ if TYPE_CHECKING:
     import pandas as pd
     import pyarrow as pa
 
-__all__ = ["Dataset", "open_dataset", "read_conformed", "table_files", "unified_schema"]
+__all__ = ["Dataset", "capture_names", "open_dataset", "read_conformed", "table_files",
+           "unified_schema"]
 
 
-def table_files(root: str | os.PathLike[str], table: str) -> list[str]:
+def table_files(root: str | os.PathLike[str], table: str,
+                names: Mapping[str, str] | None = None) -> list[str]:
     """The Parquet files of ``table`` (paths on the dataset's file system, see
     :func:`~.storage.place`) in the order of the captures' names (the dataset's row
-    order)."""
+    order); ``names`` (:func:`capture_names`) when the caller reads several tables, so that
+    the book-keeping files are read once, not once per table."""
     parts = partition_files(root, table)
-    order = _capture_names(root)
+    order = capture_names(root) if names is None else names
     keys = sorted(parts, key=lambda k: (order.get(k, ""), k))
     return [f for k in keys for f in parts[k]]
 
 
-def _capture_names(root: str | os.PathLike[str]) -> dict[str, str]:
+def capture_names(root: str | os.PathLike[str]) -> dict[str, str]:
     """Capture key -> capture name, from the ``captures`` and ``failures`` rows."""
     import pyarrow.parquet as pq
 
@@ -141,6 +144,7 @@ class Dataset(Mapping[str, Any]):
         self.root = self.place.url
         self.lazy = lazy
         self._cache: dict[str, Any] = {}
+        self._names: dict[str, str] | None = None
         with reaching(root):
             found = self.place.isdir() and any(self.place.child(t).isdir() for t in TABLES)
         if not found and not self.place.isdir():
@@ -174,7 +178,9 @@ class Dataset(Mapping[str, Any]):
         import pandas as pd
         import pyarrow as pa
 
-        files = table_files(self.root, name)
+        if self._names is None:
+            self._names = capture_names(self.root)
+        files = table_files(self.root, name, self._names)
         if not files:
             empty = pd.DataFrame()
             if self.lazy:

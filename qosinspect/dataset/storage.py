@@ -42,21 +42,16 @@ class Place:
 
     @property
     def local(self) -> bool:
-        return not is_url(self.url)
+        protocol = self.fs.protocol
+        return (protocol if isinstance(protocol, str) else protocol[0]) in ("file", "local")
 
     @property
     def url(self) -> str:
         """The path as the user writes it: a URL, or a local path."""
-        protocol = self.fs.protocol
-        name = protocol if isinstance(protocol, str) else protocol[0]
-        return self.path if name in ("file", "local") else self.fs.unstrip_protocol(self.path)
+        return self.path if self.local else self.fs.unstrip_protocol(self.path)
 
     def child(self, *parts: str) -> Place:
         return Place(self.fs, posixpath.join(self.path, *parts))
-
-    def url_of(self, path: str) -> str:
-        """A path of this file system as a URL (DuckDB's and the user's spelling)."""
-        return self.child(posixpath.relpath(path, self.path)).url if not self.local else path
 
     @property
     def arrow_fs(self) -> Any:
