@@ -7,6 +7,7 @@ exchanges leave the window out of ``ex_id`` order (the case the spool's buckets 
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 from typing import Any
 
@@ -109,7 +110,7 @@ def test_generations_over_blocks_equal_the_whole_table() -> None:
     gens = Generations()
     cuts = [0, 1, 2, 700, 701, 2500, 4999, n]
     got = np.concatenate([gens.number(session[a:b], direction[a:b], packet_id[a:b])
-                          for a, b in zip(cuts, cuts[1:], strict=False)])
+                          for a, b in itertools.pairwise(cuts)])
     np.testing.assert_array_equal(got, want)
     assert want.max() > 10
 
