@@ -6,17 +6,22 @@ retransmission until the end, so a batch worker's memory grew with its capture (
 exchange, 40 a packet). A :class:`RowSpool` is the :class:`~.records.RowSink` a batch worker
 hands the :class:`~.correlate.Correlator`: the analysis gives it rows that can no longer change
 (exchanges that left the joinable window, QoS 0 publishes, decided deliveries, packets, TCP
-retransmissions), ``block_rows`` at a time, and it writes them, still as the stores' integer
-codes, to one scratch Parquet file per table (one row group per block). What is only known at
-the end (session keys after ``name_sessions``, client ids, brokers, causes, the topic list) is
-applied when :meth:`RowSpool.frames` reads the file back, one row group at a time, through the
-very builders of the in-memory tables (:mod:`.tables`, ``rows=``): the same columns, dtypes and
-values, with one block of rows and the end's mappings in memory.
+retransmissions), a block at a time, and it appends them, still as the stores' packed integer
+rows, to one scratch file per table (a group of rows per write, at most :data:`SCRATCH_ROWS`).
+What is only known at the end (session keys after ``name_sessions``, client ids, brokers,
+causes, the topic list) is applied when :meth:`RowSpool.frames` reads the file back, a block of
+``block_rows`` at a time, through the very builders of the in-memory tables (:mod:`.tables`,
+``rows=``): the same columns, dtypes and values, with one block of rows and the end's mappings
+in memory; the caller writes each block to the final Parquet file.
+
+Why raw rows and not Parquet for the scratch file: it is private, written once and read once,
+in the stores' own layout; reading a Parquet block back through Arrow cost three times the
+block in memory (Arrow's buffers, then numpy's), raw rows cost the block (``numpy.fromfile``).
 
 Order: exchanges are a table in ``ex_id`` order, but they leave the window in the order they
 *finished* (an exchange may stay open for hours, and those open at the end finish last). So the
-spool files each block of exchanges by ``ex_id // block_rows`` (one row group per such bucket
-present in the block) and reads a bucket's row groups together, sorted by ``ex_id``: a bucket
+spool files each group of exchanges by ``ex_id // block_rows`` (one group of rows per such
+bucket present) and reads a bucket's groups together, sorted by ``ex_id``: a bucket
 holds ``block_rows`` rows at most (ids are unique), so memory stays one block whatever the
 order. ``generation`` is numbered over the buckets in order (:class:`~.tables.Generations`).
 The other tables keep the order their rows were made in.
@@ -31,8 +36,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
 
 from . import tables
 from .correlate import CorrelationResult
@@ -46,8 +49,13 @@ from .records import (
 
 __all__ = ["BLOCK_ROWS", "SPOOLED_TABLES", "RowSpool"]
 
-#: Rows per block (a row group of the scratch file; a block of the final table).
-BLOCK_ROWS = 65_536
+#: Rows per block of a final table (at most): a row group of the partition a batch writes.
+#: Building and writing a block costs about 1 kB a row at its peak (the DataFrame, Arrow's
+#: table, the Parquet encoder): with 65,536 a worker peaked 304 MB on 140,000 exchanges and
+#: 338 MB on five times as many; with 16,384, 237 and 242 MB.
+BLOCK_ROWS = 16_384
+#: Rows buffered before they are appended to the scratch file (about 1.5 MB of exchanges).
+SCRATCH_ROWS = 8192
 #: The tables a spool holds, with the store columns of their rows.
 _SPECS: dict[str, tuple[tuple[str, str, int], ...]] = {
     "packets": PACKET_COLUMNS,
@@ -69,13 +77,15 @@ class RowSpool:
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
         self._block_rows = block_rows
+        self._scratch_rows = min(block_rows, SCRATCH_ROWS)
         self._dtypes = {name: np.dtype(RowStore(spec).dtype_descr())
                         for name, spec in _SPECS.items()}
         self._pending: dict[str, list[np.ndarray]] = {name: [] for name in _SPECS}
         self._pending_rows = dict.fromkeys(_SPECS, 0)
-        self._writers: dict[str, pq.ParquetWriter] = {}
-        #: Per table, the tag of each row group written (exchanges: its ``ex_id`` bucket).
-        self._groups: dict[str, list[int]] = {name: [] for name in _SPECS}
+        #: Per table, each group of rows written: its tag (exchanges: the ``ex_id`` bucket),
+        #: first row in the file, rows.
+        self._groups: dict[str, list[tuple[int, int, int]]] = {name: [] for name in _SPECS}
+        self._written = dict.fromkeys(_SPECS, 0)
         #: Rows taken per table.
         self.rows = dict.fromkeys(_SPECS, 0)
         self._closed = False
@@ -101,7 +111,7 @@ class RowSpool:
         self._pending[name].append(block)
         self._pending_rows[name] += len(block)
         self.rows[name] += len(block)
-        if self._pending_rows[name] >= self._block_rows:
+        if self._pending_rows[name] >= self._scratch_rows:
             self._write(name)
 
     def _write(self, name: str) -> None:
@@ -120,23 +130,21 @@ class RowSpool:
         for part in np.split(rows, cuts):
             self._write_group(name, part, int(part["ex_id"][0]) // self._block_rows)
 
+    def _path(self, name: str) -> Path:
+        return self.folder / f"{name}.rows"
+
     def _write_group(self, name: str, rows: np.ndarray, tag: int) -> None:
-        table = pa.table({col: rows[col] for col in rows.dtype.names or ()})
-        writer = self._writers.get(name)
-        if writer is None:
-            writer = self._writers[name] = pq.ParquetWriter(
-                self.folder / f"{name}.parquet", table.schema, compression="none")
-        writer.write_table(table, row_group_size=len(rows))
-        self._groups[name].append(tag)
+        with self._path(name).open("ab") as f:
+            f.write(np.ascontiguousarray(rows).tobytes())
+        self._groups[name].append((tag, self._written[name], len(rows)))
+        self._written[name] += len(rows)
 
     def close(self) -> None:
-        """Write what is pending and close the scratch files (:meth:`frames` does it)."""
+        """Write what is pending (:meth:`frames` does it); no row is taken after."""
         if self._closed:
             return
         for name in _SPECS:
             self._write(name)
-        for writer in self._writers.values():
-            writer.close()
         self._closed = True
 
     def remove(self) -> None:
@@ -151,29 +159,24 @@ class RowSpool:
         in table order (exchanges by ``ex_id``)."""
         self.close()
         groups = self._groups[table]
-        if not groups:
+        if table != "exchanges":
+            for start in range(0, self._written[table], self._block_rows):
+                yield self._read(table, [(start, min(self._block_rows,
+                                                     self._written[table] - start))])
             return
-        pf = pq.ParquetFile(self.folder / f"{table}.parquet")
-        try:
-            if table != "exchanges":
-                for i in range(len(groups)):
-                    yield self._read(pf, table, [i])
-                return
-            by_bucket: dict[int, list[int]] = {}
-            for i, bucket in enumerate(groups):
-                by_bucket.setdefault(bucket, []).append(i)
-            for bucket in sorted(by_bucket):
-                rows = self._read(pf, table, by_bucket[bucket])
-                yield rows[np.argsort(rows["ex_id"], kind="stable")]
-        finally:
-            pf.close()
+        by_bucket: dict[int, list[tuple[int, int]]] = {}
+        for bucket, start, n in groups:
+            by_bucket.setdefault(bucket, []).append((start, n))
+        for bucket in sorted(by_bucket):
+            rows = self._read(table, by_bucket[bucket])
+            yield rows[np.argsort(rows["ex_id"], kind="stable")]
 
-    def _read(self, pf: pq.ParquetFile, table: str, groups: list[int]) -> np.ndarray:
-        t = pf.read_row_groups(groups)
-        out = np.empty(t.num_rows, dtype=self._dtypes[table])
-        for col in out.dtype.names or ():
-            out[col] = t.column(col).to_numpy()
-        return out
+    def _read(self, table: str, spans: list[tuple[int, int]]) -> np.ndarray:
+        """Rows of the scratch file: ``(first row, rows)`` spans, concatenated."""
+        dtype = self._dtypes[table]
+        parts = [np.fromfile(self._path(table), dtype=dtype, count=n,
+                             offset=start * dtype.itemsize) for start, n in spans]
+        return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
     def frames(self, table: str, result: CorrelationResult) -> Iterator[pd.DataFrame]:
         """``table`` as DataFrames of at most ``block_rows`` rows (one, empty, when it has no

@@ -6,8 +6,8 @@ capture, writes every table's partition, then the ``captures`` row, or a ``failu
 when the capture cannot be analysed. The large tables (exchanges, deliveries, packets, TCP
 retransmissions) never sit in its memory whole: the analysis hands their rows to a
 :class:`~qosinspect.analysis.spool.RowSpool` as they become final, and each is written to its
-partition a block at a time (``Task.block_rows`` rows), so a worker's memory is bounded
-whatever its capture's length. Nothing escapes it as an exception: a corrupt capture,
+partition a block at a time (``Task.block_rows`` rows, a row group each), so a worker's
+memory is bounded whatever its capture's length. Nothing escapes it as an exception: a corrupt capture,
 a missing file or a bug in the analysis becomes a row and an :class:`Outcome`, and the batch
 goes on.
 """
@@ -60,8 +60,9 @@ class Task:
     options: DecoderOptions
     tags: Mapping[str, str] = field(default_factory=dict)
     #: Rows per block of the large tables (memory against the number of Parquet row groups;
-    #: the tests make it small so that a small capture spans several blocks).
-    block_rows: int = 65_536
+    #: None: :data:`qosinspect.analysis.spool.BLOCK_ROWS`; the tests make it small so that a
+    #: small capture spans several blocks).
+    block_rows: int | None = None
 
 
 @dataclass(frozen=True)
@@ -93,9 +94,9 @@ def analyse_into(task: Task) -> Outcome:
     partial = False
     frames = packets = None
     try:
-        from ..analysis.spool import SPOOLED_TABLES, RowSpool
+        from ..analysis.spool import BLOCK_ROWS, SPOOLED_TABLES, RowSpool
 
-        spool = RowSpool(scratch / ".spool", task.block_rows)
+        spool = RowSpool(scratch / ".spool", task.block_rows or BLOCK_ROWS)
         try:
             with _local_copy(task.path) as local:
                 analysis = _analyse(task, local, spool)
