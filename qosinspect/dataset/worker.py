@@ -7,9 +7,9 @@ when the capture cannot be analysed. The large tables (exchanges, deliveries, pa
 retransmissions) never sit in its memory whole: the analysis hands their rows to a
 :class:`~qosinspect.analysis.spool.RowSpool` as they become final, and each is written to its
 partition a block at a time (``Task.block_rows`` rows, a row group each), so a worker's
-memory is bounded whatever its capture's length. Nothing escapes it as an exception: a corrupt capture,
-a missing file or a bug in the analysis becomes a row and an :class:`Outcome`, and the batch
-goes on.
+memory is bounded whatever its capture's length. Nothing escapes it as an exception: a
+corrupt capture, a missing file or a bug in the analysis becomes a row and an
+:class:`Outcome`, and the batch goes on.
 """
 
 from __future__ import annotations
