@@ -148,6 +148,60 @@ def test_concurrent_connections_cost_little_each(streams: tuple[Path, Path]) -> 
     assert rep["evictions"]["connections"] > 0
 
 
+def _traced_per_id(tmp: Path, deliveries: bool) -> float:
+    """Bytes the correlator keeps per QoS 1 packet id in flight (tracemalloc, which sees the
+    compiled objects too), between 2,500 and 40,000 ids on one connection: both sizes fill the
+    session's dict of open exchanges to the same load, so its growth steps do not count."""
+    import gc
+    import tracemalloc
+
+    from qosinspect.analysis.correlate import Correlator
+
+    traced = []
+    for n in (2_500, 40_000):
+        path = tmp / f"inflight-{n}.pcap"
+        if not path.exists():
+            write_inflight_ids(path, n)
+        events = list(CaptureDecoder(CaptureFile(path), keep_tcp_stats=False))
+        gc.collect()
+        tracemalloc.start()
+        try:
+            corr = Correlator(AnalysisOptions(detail=False, packets=False,
+                                              deliveries=deliveries))
+            for ev in events:
+                corr.feed(ev)
+            assert corr.n_open_total == n
+            traced.append(tracemalloc.get_traced_memory()[0])
+        finally:
+            tracemalloc.stop()
+        del corr, events
+    return (traced[1] - traced[0]) / 37_500
+
+
+def _compiled() -> bool:
+    import qosinspect.analysis.state as state
+
+    return not state.__file__.endswith(".py")
+
+
+def test_an_open_exchange_is_small(tmp_path: Path) -> None:
+    """Issue 11 §9: an open exchange with its entry in its session's index cost 475 bytes
+    compiled (44 unboxed fields); its nine small fields now share one int and the 20 of its
+    acknowledgement steps are made at the first acknowledgement: 251 bytes compiled, 324
+    interpreted (where every field is an object)."""
+    per_ex = _traced_per_id(tmp_path, deliveries=False)
+    assert per_ex < (300 if _compiled() else 360), f"{per_ex:.0f} bytes per open exchange"
+
+
+def test_a_pending_publication_is_small(tmp_path: Path) -> None:
+    """Issue 11 §9: a publication waiting for its copies (with its content index entry) cost
+    187 bytes compiled; nine fields instead of twelve and one shared empty expectation (a
+    topic nobody subscribed to): 162 bytes compiled, 137 interpreted."""
+    per_pub = _traced_per_id(tmp_path, deliveries=True) - _traced_per_id(tmp_path,
+                                                                         deliveries=False)
+    assert per_pub < 175, f"{per_pub:.0f} bytes per pending publication"
+
+
 def test_pure_and_compiled_agree_past_the_caps(inflight: tuple[Path, Path],
                                                streams: tuple[Path, Path]) -> None:
     """The interpreted analysis (QOSINSPECT_PURE=1) evicts exactly what the compiled one does:
