@@ -202,6 +202,29 @@ def test_a_pending_publication_is_small(tmp_path: Path) -> None:
     assert per_pub < 175, f"{per_pub:.0f} bytes per pending publication"
 
 
+def test_a_connection_without_tcp_facts_costs_its_entry_only() -> None:
+    """Issue 11 §9: the diagnoses keep rings of TCP facts for up to ``MAX_CONNECTIONS``
+    connections; three empty deques were 2.3 kB a connection (46 MB at the cap). A ring is
+    made at its first fact now, and a fact still lands in it."""
+    import tracemalloc
+
+    from qosinspect.analysis.diagnoses.facts import RING, Facts
+
+    facts = Facts()
+    tracemalloc.start()
+    try:
+        for conn_id in range(10_000):
+            facts.conn(conn_id, f"10.0.{conn_id >> 8}.{conn_id & 255}:40000")
+        per_conn = tracemalloc.get_traced_memory()[0] / 10_000
+    finally:
+        tracemalloc.stop()
+    assert per_conn < 400, f"{per_conn:.0f} bytes per connection's facts"
+    for i in range(RING + 3):
+        facts.split(7, "", 0, i, i + 1, i, i, i + 1)
+    assert len(facts.conns[7].splits) == RING and facts.conns[7].splits[-1].ts == RING + 3
+    assert not facts.conns[8].splits and not facts.conns[8].windows
+
+
 def test_pure_and_compiled_agree_past_the_caps(inflight: tuple[Path, Path],
                                                streams: tuple[Path, Path]) -> None:
     """The interpreted analysis (QOSINSPECT_PURE=1) evicts exactly what the compiled one does:
