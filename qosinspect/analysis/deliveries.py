@@ -24,8 +24,9 @@ Bounded: pending publications are kept for ``window_ns`` (default 60 s) and at m
 copy to come, enough for a client that re-sends after a reconnect); older ones are settled
 (their missing deliveries written) and dropped. Publications leave in the order they came, so
 they live in a ring of ``max_pending`` slots, each a small compiled object (:class:`_Pending`,
-about 100 bytes with mypyc, fields stored unboxed) plus ~100 for the content index: at most
-about 20 MB however long the capture. The content key is Python's ``hash((topic, payload))``:
+about 110 bytes with mypyc, fields stored unboxed) plus about 50 for the content index (162
+bytes in all, measured by ``tests/analysis/test_state_caps.py``): at most about 16 MB however
+long the capture. The content key is Python's ``hash((topic, payload))``:
 fast, and only used within one run.
 """
 
