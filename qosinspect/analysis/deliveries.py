@@ -24,8 +24,9 @@ Bounded: pending publications are kept for ``window_ns`` (default 60 s) and at m
 copy to come, enough for a client that re-sends after a reconnect); older ones are settled
 (their missing deliveries written) and dropped. Publications leave in the order they came, so
 they live in a ring of ``max_pending`` slots, each a small compiled object (:class:`_Pending`,
-about 100 bytes with mypyc, fields stored unboxed) plus ~100 for the content index: at most
-about 20 MB however long the capture. The content key is Python's ``hash((topic, payload))``:
+about 110 bytes with mypyc, fields stored unboxed) plus about 50 for the content index (162
+bytes in all, measured by ``tests/analysis/test_state_caps.py``): at most about 16 MB however
+long the capture. The content key is Python's ``hash((topic, payload))``:
 fast, and only used within one run.
 """
 
@@ -56,40 +57,50 @@ Expected = dict[int, tuple[int, bool]]
 @final
 class _Pending:
     """One publication waiting for its copies: what it was, and which subscribers had one
-    (``got`` and ``got2`` the first two, -1 for none; ``many`` the others, rare: a topic with
-    three subscribers or more in the capture)."""
+    (``got`` the first, -1 for none; ``many`` the others, rare: a topic with two subscribers
+    or more in the capture).
 
-    __slots__ = ("broker", "ex_id", "expect", "got", "got2", "key", "many", "publisher", "qos",
-                 "seq", "topic", "ts")
+    Nine fields (about 110 bytes compiled; 12 and 140 before, issue 11 §9): the ring slot is
+    its running number, broker and QoS share one int (``brq``), and a publication nobody
+    subscribed to shares one empty ``expect``."""
 
-    def __init__(self, seq: int, ts: int, ex_id: int, key: int, broker: int, qos: int,
+    __slots__ = ("brq", "ex_id", "expect", "got", "key", "many", "publisher", "topic", "ts")
+
+    def __init__(self, ts: int, ex_id: int, key: int, broker: int, qos: int,
                  publisher: int, topic: int, expect: Expected) -> None:
-        self.seq = seq
         self.ts = ts
         self.ex_id = ex_id
         self.key = key
-        self.broker = broker
-        self.qos = qos
+        self.brq = broker << 2 | qos
         self.publisher = publisher
         self.topic = topic
         self.expect = expect
         self.got = -1
-        self.got2 = -1
         self.many: tuple[int, ...] = ()
+
+    @property
+    def broker(self) -> int:
+        return self.brq >> 2
+
+    @property
+    def qos(self) -> int:
+        return self.brq & 3
 
     def has(self, subscriber: int) -> bool:
         """Whether ``subscriber`` already had a copy."""
-        if self.got == subscriber or self.got2 == subscriber:
+        if self.got == subscriber:
             return True
-        return self.got2 >= 0 and subscriber in self.many
+        return self.got >= 0 and subscriber in self.many
 
     def add(self, subscriber: int) -> None:
         if self.got < 0:
             self.got = subscriber
-        elif self.got2 < 0:
-            self.got2 = subscriber
         else:
             self.many = (*self.many, subscriber)
+
+
+#: The expectation of a topic no subscription matches: one object for all (never written).
+_NO_EXPECT: Final[Expected] = {}
 
 
 @final
@@ -177,6 +188,8 @@ class DeliveryMatcher:
                 result[session] = (best, no_local)
         if len(cache) > 10_000:
             cache.clear()
+        if not result:
+            result = _NO_EXPECT  # shared: a capture of 10^5 topics nobody follows
         cache[topic] = result
         return result
 
@@ -197,7 +210,7 @@ class DeliveryMatcher:
         self._tail = seq + 1
         cache = self._expect_cache.get(broker)
         expect = cache.get(topic) if cache is not None else None
-        pub = _Pending(seq, ts, ex_id, content, broker, qos, publisher, topic_code,
+        pub = _Pending(ts, ex_id, content, broker, qos, publisher, topic_code,
                        expect if expect is not None else self._expected(broker, topic))
         self._ring[seq % cap] = pub
         pending = self._index(broker)

@@ -354,43 +354,44 @@ class ExchangeTracker:
                           c, d, frame, pid, ex.ex_id)
             self.end(s, ex, PROTOCOL_ERROR, ts)
             return
+        a = ex.acks
         if step == S_PUBACK:
-            ex.t_puback = ts
-            ex.wire_puback = wire
-            ex.t_puback_last = ts
-            ex.n_puback = 1
-            ex.puback_reason = reason
+            a.t_puback = ts
+            a.wire_puback = wire
+            a.t_puback_last = ts
+            a.n_puback = 1
+            a.puback_reason = reason
             ex.last_step = S_PUBACK
         elif step == S_PUBREC:
-            if ex.n_pubrec:
+            if a.n_pubrec:
                 resend = 1
             else:
-                ex.t_pubrec = ts
-                ex.wire_pubrec = wire
-                ex.pubrec_reason = reason
-            ex.t_pubrec_last = ts
-            ex.n_pubrec += 1
+                a.t_pubrec = ts
+                a.wire_pubrec = wire
+                a.pubrec_reason = reason
+            a.t_pubrec_last = ts
+            a.n_pubrec += 1
             if ex.last_step < S_PUBREC:
                 ex.last_step = S_PUBREC
         elif step == S_PUBREL:
-            if ex.n_pubrel:
+            if a.n_pubrel:
                 resend = 1
             else:
-                ex.t_pubrel = ts
-                ex.wire_pubrel = wire
-                ex.pubrel_reason = reason
-            ex.t_pubrel_last = ts
-            ex.n_pubrel += 1
+                a.t_pubrel = ts
+                a.wire_pubrel = wire
+                a.pubrel_reason = reason
+            a.t_pubrel_last = ts
+            a.n_pubrel += 1
             if ex.last_step < S_PUBREL:
                 ex.last_step = S_PUBREL
             if resend and c.reconnect is not None and ex.conn_id != c.conn_id:
                 c.reconnect.redelivered_pubrel += 1
         else:
-            ex.t_pubcomp = ts
-            ex.wire_pubcomp = wire
-            ex.t_pubcomp_last = ts
-            ex.n_pubcomp = 1
-            ex.pubcomp_reason = reason
+            a.t_pubcomp = ts
+            a.wire_pubcomp = wire
+            a.t_pubcomp_last = ts
+            a.n_pubcomp = 1
+            a.pubcomp_reason = reason
             ex.last_step = S_PUBCOMP
         if (packets := self.packets) is not None:
             packets.log(ev, c.conn_id, d, ptype, -1, 0, 0, pid, reason, ex.ex_id, resend, ex.topic,
@@ -437,8 +438,9 @@ class ExchangeTracker:
             if ts != NO_TS and outcome in (COMPLETE, COMPLETE_AFTER_RECONNECT):
                 latency = ts - ex.t_publish + ex.wire_publish
                 self.latencies.add(latency)
-                if (latency >= self.diagnose_floor or ex.wire_publish or ex.wire_puback
-                        or ex.wire_pubrec or ex.wire_pubrel or ex.wire_pubcomp):
+                a = ex.steps
+                if (latency >= self.diagnose_floor or ex.wire_publish or a.wire_puback
+                        or a.wire_pubrec or a.wire_pubrel or a.wire_pubcomp):
                     self.diagnoser.exchange(ex)
             else:
                 self.diagnoser.exchange(ex)

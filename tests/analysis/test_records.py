@@ -103,10 +103,20 @@ def test_open_exchange_rows_follow_the_column_specs() -> None:
     from qosinspect.analysis.records import EXCHANGE_COLUMNS, REPORT_EXCHANGE_COLUMNS
     from qosinspect.analysis.state import OpenExchange
 
-    ex = OpenExchange(1, 2, 3, 0, 2, 7, 5, 10, 1, 0, 9, 1234, 99, 7)
+    ex = OpenExchange(1, 2, 3, 1, 2, 7, 5, 10, 1, 0, 9, 1234, 99, (1 << 16) | 7)
+    # the small fields are packed in one int: each its own value, in its width
+    packed = {"direction": 1, "qos": 2, "packet_id": 7, "retain": 1, "dup_first": 0,
+              "outcome": 5, "last_step": 3, "spans_reconnect": 1, "dup_after_complete": 0}
+    ex.outcome, ex.last_step, ex.spans_reconnect = 5, 3, 1
     for i, (name, _, _) in enumerate(EXCHANGE_COLUMNS):
-        setattr(ex, name, 1000 + i)
-    assert ex.detail_row() == tuple(1000 + i for i in range(len(EXCHANGE_COLUMNS)))
+        if name in packed:
+            assert getattr(ex, name) == packed[name], name
+            continue
+        # the acknowledgement steps' fields live in their own object, made at the first ack
+        setattr(ex.acks if hasattr(ex.acks, name) else ex, name, 1000 + i)
+    assert ex.detail_row() == tuple(packed.get(name, 1000 + i)
+                                    for i, (name, _, _) in enumerate(EXCHANGE_COLUMNS))
+    assert ex.key == (1 << 16) | 7
     # the report row ends with the broker's code, which the exchange does not hold
     assert REPORT_EXCHANGE_COLUMNS[-1][0] == "broker"
     assert ex.report_row(77) == (*(getattr(ex, name) for name, _, _ in

@@ -117,12 +117,14 @@ def test_inflight_ids_cost_their_rows_not_objects(inflight: tuple[Path, Path]) -
     what grows with the ids is the report's exchange row (82 bytes, in the ring of joinable
     finished exchanges, before it is folded) and the publication
     waiting for its copies (bounded by the delivery window), not an object per open exchange:
-    589 bytes an id before, 449 after (over these 100,000 ids)."""
+    589 bytes an id before, 449 after (over these 100,000 ids); then 483 on main with the
+    diagnoses, 312 with an open exchange and a pending publication made small (issue 11 §9,
+    branch ``mem``)."""
     small, large = inflight
     rss_small, _ = report_rss(small)
     rss_large, rep = report_rss(large)
     per_id = (rss_large - rss_small) / 100_000
-    assert per_id < 520, f"{per_id:.0f} bytes per in-flight id"
+    assert per_id < 400, f"{per_id:.0f} bytes per in-flight id"
     q1 = rep["per_qos"][1]
     assert q1["publishes"] == 101_000
     assert q1["evicted"] == 101_000 - 65535 and q1["at_end_of_capture"] == 65535
@@ -138,7 +140,8 @@ def test_concurrent_connections_cost_little_each(streams: tuple[Path, Path]) -> 
     first use; the decoder keeps no per-connection TCP statistics for the report), and a flow
     the decoder evicted is freed at once: 6.05 kB a connection before, 4.97 kB after (the
     decoder's 25,000 open flows included); then an ended connection became a packed row and a
-    stream decoder's maps lazy (issue 13): 5.36 kB before, 4.76 kB after."""
+    stream decoder's maps lazy (issue 13): 5.36 kB before, 4.76 kB after; the diagnoses'
+    rings of TCP facts took it to 6.43 kB, made on first use 4.70 kB."""
     small, large = streams
     rss_small, _ = report_rss(small)
     rss_large, rep = report_rss(large)
@@ -146,6 +149,83 @@ def test_concurrent_connections_cost_little_each(streams: tuple[Path, Path]) -> 
     assert per_conn < 5_000, f"{per_conn:.0f} bytes per connection"
     assert rep["per_qos"][1]["publishes"] == 31_000
     assert rep["evictions"]["connections"] > 0
+
+
+def _traced_per_id(tmp: Path, deliveries: bool) -> float:
+    """Bytes the correlator keeps per QoS 1 packet id in flight (tracemalloc, which sees the
+    compiled objects too), between 2,500 and 40,000 ids on one connection: both sizes fill the
+    session's dict of open exchanges to the same load, so its growth steps do not count."""
+    import gc
+    import tracemalloc
+
+    from qosinspect.analysis.correlate import Correlator
+
+    traced = []
+    for n in (2_500, 40_000):
+        path = tmp / f"inflight-{n}.pcap"
+        if not path.exists():
+            write_inflight_ids(path, n)
+        events = list(CaptureDecoder(CaptureFile(path), keep_tcp_stats=False))
+        gc.collect()
+        tracemalloc.start()
+        try:
+            corr = Correlator(AnalysisOptions(detail=False, packets=False,
+                                              deliveries=deliveries))
+            for ev in events:
+                corr.feed(ev)
+            assert corr.n_open_total == n
+            traced.append(tracemalloc.get_traced_memory()[0])
+        finally:
+            tracemalloc.stop()
+        del corr, events
+    return (traced[1] - traced[0]) / 37_500
+
+
+def _compiled() -> bool:
+    import qosinspect.analysis.state as state
+
+    return not state.__file__.endswith(".py")
+
+
+def test_an_open_exchange_is_small(tmp_path: Path) -> None:
+    """Issue 11 §9: an open exchange with its entry in its session's index cost 475 bytes
+    compiled (44 unboxed fields); its nine small fields now share one int and the 20 of its
+    acknowledgement steps are made at the first acknowledgement: 251 bytes compiled, 324
+    interpreted (where every field is an object)."""
+    per_ex = _traced_per_id(tmp_path, deliveries=False)
+    assert per_ex < (300 if _compiled() else 360), f"{per_ex:.0f} bytes per open exchange"
+
+
+def test_a_pending_publication_is_small(tmp_path: Path) -> None:
+    """Issue 11 §9: a publication waiting for its copies (with its content index entry) cost
+    187 bytes compiled; nine fields instead of twelve and one shared empty expectation (a
+    topic nobody subscribed to): 162 bytes compiled, 137 interpreted."""
+    per_pub = _traced_per_id(tmp_path, deliveries=True) - _traced_per_id(tmp_path,
+                                                                         deliveries=False)
+    assert per_pub < 175, f"{per_pub:.0f} bytes per pending publication"
+
+
+def test_a_connection_without_tcp_facts_costs_its_entry_only() -> None:
+    """Issue 11 §9: the diagnoses keep rings of TCP facts for up to ``MAX_CONNECTIONS``
+    connections; three empty deques were 2.3 kB a connection (46 MB at the cap). A ring is
+    made at its first fact now, and a fact still lands in it."""
+    import tracemalloc
+
+    from qosinspect.analysis.diagnoses.facts import RING, Facts
+
+    facts = Facts()
+    tracemalloc.start()
+    try:
+        for conn_id in range(10_000):
+            facts.conn(conn_id, f"10.0.{conn_id >> 8}.{conn_id & 255}:40000")
+        per_conn = tracemalloc.get_traced_memory()[0] / 10_000
+    finally:
+        tracemalloc.stop()
+    assert per_conn < 400, f"{per_conn:.0f} bytes per connection's facts"
+    for i in range(RING + 3):
+        facts.split(7, "", 0, i, i + 1, i, i, i + 1)
+    assert len(facts.conns[7].splits) == RING and facts.conns[7].splits[-1].ts == RING + 3
+    assert not facts.conns[8].splits and not facts.conns[8].windows
 
 
 def test_pure_and_compiled_agree_past_the_caps(inflight: tuple[Path, Path],

@@ -11,12 +11,14 @@ finishes, while its facts are still there. Connections are forgotten oldest firs
 from __future__ import annotations
 
 from collections import OrderedDict, deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import TypeVar
 
 from ...events import TcpEvidence
 
 __all__ = ["MAX_CONNECTIONS", "RING", "ConnFacts", "Facts", "Retransmit", "Split", "ZeroWindow"]
 
+_T = TypeVar("_T")
 #: Facts of each kind kept per connection.
 RING = 64
 #: Connections whose facts are kept at once (the oldest are forgotten first).
@@ -62,12 +64,16 @@ class Retransmit:
 
 @dataclass(slots=True)
 class ConnFacts:
-    """The rings of one connection; ``client`` is its client endpoint (``host:port``)."""
+    """The rings of one connection; ``client`` is its client endpoint (``host:port``).
+
+    A ring is the empty tuple until its first fact (:func:`_ring`): an empty ``deque`` is
+    760 bytes (its first block), and most connections never have a fact of most kinds; three
+    of them were 2.3 kB for each of ``MAX_CONNECTIONS`` connections (issue 11 §9)."""
 
     client: str
-    splits: deque[Split] = field(default_factory=lambda: deque(maxlen=RING))
-    windows: deque[ZeroWindow] = field(default_factory=lambda: deque(maxlen=RING))
-    retransmits: deque[Retransmit] = field(default_factory=lambda: deque(maxlen=RING))
+    splits: deque[Split] | tuple[Split, ...] = ()
+    windows: deque[ZeroWindow] | tuple[ZeroWindow, ...] = ()
+    retransmits: deque[Retransmit] | tuple[Retransmit, ...] = ()
     #: The latest time of any fact, and whether a zero window is still open: an exchange that
     #: began after the one with none open can match no fact (the checks are skipped).
     last_ts: int = 0
@@ -76,6 +82,11 @@ class ConnFacts:
     def quiet_since(self, start: int) -> bool:
         """No fact at or after ``start`` and no window still closed."""
         return self.last_ts < start and not self.window_open
+
+
+def _ring(ring: deque[_T] | tuple[_T, ...]) -> deque[_T]:
+    """``ring`` to append to: a new ring of ``RING`` in place of the empty tuple."""
+    return deque(maxlen=RING) if isinstance(ring, tuple) else ring
 
 
 class Facts:
@@ -98,7 +109,8 @@ class Facts:
     def split(self, conn_id: int, client: str, sender: int, first_ts: int, ts: int,
               ack_ts: int, first_frame: int, frame: int) -> None:
         f = self.conn(conn_id, client)
-        f.splits.append(Split(sender, first_ts, ts, ack_ts, first_frame, frame))
+        f.splits = ring = _ring(f.splits)
+        ring.append(Split(sender, first_ts, ts, ack_ts, first_frame, frame))
         f.last_ts = max(f.last_ts, ts)
 
     def tcp(self, ev: TcpEvidence) -> None:
@@ -113,7 +125,8 @@ class Facts:
         if kind == "zero_window":
             last = f.windows[-1] if f.windows else None
             if last is None or last.sender != sender or last.end:
-                f.windows.append(ZeroWindow(sender, ev.ts_ns, ev.frame))
+                f.windows = windows = _ring(f.windows)
+                windows.append(ZeroWindow(sender, ev.ts_ns, ev.frame))
             f.window_open = True
         elif kind == "window_update":
             for w in reversed(f.windows):
@@ -126,7 +139,8 @@ class Facts:
             if last_r is not None and last_r.frame == ev.frame:
                 last_r.kind = "fast_retransmission"  # both flags on one frame
             else:
-                f.retransmits.append(Retransmit(sender, ev.ts_ns, ev.frame, kind))
+                f.retransmits = retransmits = _ring(f.retransmits)
+                retransmits.append(Retransmit(sender, ev.ts_ns, ev.frame, kind))
         else:
             return
         f.last_ts = max(f.last_ts, ev.ts_ns)
