@@ -248,6 +248,10 @@ SCHEMAS: dict[str, tuple[Column, ...]] = {
                                "subscriber_offline, or subscriber_left (its connection ended "
                                "within 1 s of the publication)"),
         ("retain", "bool", "RETAIN flag of the delivered copy"),
+        ("cause", "category", "why it came late (the subscriber's exchange's cause: "
+                              "offline_queue_flush, receive_maximum, ...) or never came "
+                              "(subscriber_offline, connection_lost, zero_window, "
+                              "no_known_cause); docs/diagnoses.md"),
     ),
     "anomalies": (
         ("ts", TS, "when"),
@@ -661,8 +665,25 @@ def deliveries_frame(r: CorrelationResult) -> pd.DataFrame:
         "status": _cat(a["status"], DELIVERY_STATUSES),
         "reason": _cat(np.where(a["reason"] > 0, a["reason"] - 1, -1), DELIVERY_REASONS[1:]),
         "retain": a["retain"].astype(bool),
+        "cause": _delivery_causes(r, a["sub_ex_id"], a["status"]),
     }
     return _frame("deliveries", cols, n)
+
+
+def _delivery_causes(r: CorrelationResult, sub_ex_ids: np.ndarray, status: np.ndarray
+                     ) -> pd.Categorical:
+    """A copy's cause: its exchange's, or for the k-th copy never delivered, the k-th verdict
+    on those."""
+    from .diagnoses import CAUSES, NO_KNOWN_CAUSE
+
+    cats = [*CAUSES, NO_KNOWN_CAUSE]
+    codes = np.asarray(_causes(r, sub_ex_ids).codes, dtype=np.int8).copy()
+    lost = np.flatnonzero(status == DELIVERY_STATUSES.index("not_delivered"))
+    found = r.diagnoses.deliveries if r.diagnoses is not None else {}
+    for k, row in enumerate(lost):
+        cause = found.get(k)
+        codes[row] = -1 if cause is None else cats.index(cause)
+    return _cat(codes, cats)
 
 
 def tcp_retransmissions_frame(r: CorrelationResult) -> pd.DataFrame:

@@ -259,6 +259,7 @@ class _Run:
                       transport="websocket" if self.s.broker.websocket else "tcp",
                       clean_start=sess.clean_start,
                       session_expiry=sess.session_expiry if self.s.mqtt_version == 5 else None,
+                      receive_maximum=sess.receive_maximum or None,
                       keep_alive=sess.keep_alive, reconnect=BACKOFF, tap=self.o.client_tap,
                       on_message=on_message, connect_timeout=5.0, max_queued=100_000,
                       split_writes=sess.split_writes, rcvbuf=sess.rcvbuf)

@@ -288,7 +288,7 @@ def test_diagnoses_are_the_json_reports(browser: Any, tmp_path: Path) -> None:
         "return [...document.querySelectorAll('#diagnoses-table tbody tr')]"
         ".map((tr) => [...tr.cells].map((td) => td.textContent))")
     assert rows == [[d["cause"], str(d["exchanges"]), str(d["reconnects"]),
-                     f"{d['latency_explained_ms']:.3f}" if isinstance(
+                     str(d["deliveries"]), f"{d['latency_explained_ms']:.3f}" if isinstance(
                          d["latency_explained_ms"], float) else str(d["latency_explained_ms"])]
                     for d in report["diagnoses"]]
     frames = {int(f.get_attribute("data-frame")) for f in browser.find_elements(

@@ -511,16 +511,17 @@ function diagnosesSection(D, R) {
   const all = R.diagnoses || [];
   const out = section("sec-diagnoses", "Diagnoses");
   if (!all.length) {
-    out.append(h("p", {}, "no slow exchange or reconnection to explain (none over the floor)"));
+    out.append(h("p", {}, "no slow exchange, reconnection or lost copy to explain (none over the floor)"));
     return out;
   }
-  out.append(table(["cause", "exchanges", "reconnects", "latency explained ms"],
-    all.map((d) => [d.cause, d.exchanges, d.reconnects, d.latency_explained_ms]),
-    {id: "diagnoses-table", align: "lrrr"}));
+  out.append(table(["cause", "exchanges", "reconnects", "not delivered", "latency explained ms"],
+    all.map((d) => [d.cause, d.exchanges, d.reconnects, d.deliveries || 0, d.latency_explained_ms]),
+    {id: "diagnoses-table", align: "lrrrr"}));
   for (const d of all) {
     out.append(h("h3", {}, d.cause));
     for (const ex of d.examples) {
-      const what = "exchange" in ex ? `exchange ${ex.exchange}` : `reconnection ${ex.reconnect}`;
+      const what = "exchange" in ex ? `exchange ${ex.exchange}` :
+        "reconnect" in ex ? `reconnection ${ex.reconnect}` : `copy not delivered ${ex.delivery}`;
       const frames = [];
       ex.frames.forEach((f, i) => { if (i) frames.push(", "); frames.push(frameLink(f)); });
       out.append(h("p", {class: "diagnosis"}, `${what} (conn ${ex.conn_id}, ` +
