@@ -170,7 +170,11 @@ class NetnsLink:
                 try:
                     _setns(target)
                     try:
-                        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                        # (proto IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY only on
+                        # sockets that say so, and the accepted ones inherit it; with Nagle
+                        # on, the proxy held each PUBACK for the client's delayed ACK)
+                        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM,
+                                             socket.IPPROTO_TCP)
                         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
                         sock.bind((self.ns_ip, port))
                         sock.listen(128)
