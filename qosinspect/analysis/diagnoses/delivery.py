@@ -16,15 +16,16 @@ acknowledgement it sent), and of each expected copy that never came.
   limit (mosquitto's ``max_inflight_messages``, 20 by default; the built-in broker's
   ``max_inflight``). Signature: the copy left right after (within a quarter of its wait, and of
   5 ms) an acknowledgement by the subscriber that came after the publication, with as many
-  messages open towards it as the limit: the Receive Maximum when announced, else the plateau
-  the open count kept returning to (the same count at three held copies or more).
+  messages open towards it as the Receive Maximum when it announced one; else when the
+  broker sent the subscriber's late copies only as it acknowledged (at least three, and 80 %
+  of them, right after an acknowledgement: an inflight limit nobody announced).
 - A copy never delivered: ``subscriber_offline`` (no connection at the publication: QoS 0 is
   not queued for it [MQTT-3.1.2-5]), ``connection_lost`` (its connection ended within a second
   after: the message was in flight), ``zero_window`` (the subscriber's receive window was at zero
   then: a broker drops QoS 0 for a client that does not read), else ``no_known_cause``.
 
 Pure: facts in, :class:`~.evidence.Diagnosis` out; the verdicts are made in :meth:`finish`,
-when a flush's size and a session's plateau are known.
+when a flush's size and how a session's late copies were paced are known.
 """
 
 from __future__ import annotations
@@ -45,8 +46,11 @@ RECEIVE_MAXIMUM = "receive_maximum"
 SUBSCRIBER_OFFLINE = "subscriber_offline"
 CONNECTION_LOST = "connection_lost"
 ZERO_WINDOW = "zero_window"
-#: Held copies at one open count before it is taken for an inflight limit nobody announced.
-PLATEAU_MIN = 3
+#: Without a Receive Maximum, a subscriber's late copies are taken as paced by a broker's
+#: inflight limit when at least this many, and this share of them, left right after one of
+#: its acknowledgements.
+PACED_MIN = 3
+PACED_SHARE = 0.8
 #: The ``reason`` codes of :data:`~..records.DELIVERY_REASONS`.
 _OFFLINE = 2
 _LEFT = 3
@@ -129,18 +133,21 @@ class DeliveryChecks:
         checks may still name its handshake)."""
         out: list[Diagnosis] = []
         flushed = Counter(h.conn_id for h in self.held if _flushed(h))
-        plateau: dict[int, int] = {}
-        counts = Counter((h.session, h.n_open) for h in self.held
-                         if not _flushed(h) and not h.limit and _after_ack(h))
-        for (session, n), k in counts.items():
-            if k >= PLATEAU_MIN and n > plateau.get(session, 0):
-                plateau[session] = n
+        late = Counter(h.session for h in self.held if not _flushed(h))
+        paced = Counter(h.session for h in self.held if not _flushed(h) and _after_ack(h))
         for h in self.held:
             if _flushed(h):
                 out.append(_flush(h, flushed[h.conn_id]))
-            elif _after_ack(h) and (h.n_open >= h.limit if h.limit
-                                    else h.n_open == plateau.get(h.session, -1)):
-                out.append(_receive_maximum(h))
+            elif not _after_ack(h):
+                continue
+            elif h.limit:
+                if h.n_open >= h.limit:
+                    out.append(_receive_maximum(h, ""))
+            elif (paced[h.session] >= PACED_MIN
+                  and paced[h.session] >= PACED_SHARE * late[h.session]):
+                out.append(_receive_maximum(
+                    h, f"{paced[h.session]} of its {late[h.session]} late copies left right "
+                       "after an acknowledgement"))
         out.extend(_lost(lost, conns.get(lost.conn_id)) for lost in self.lost)
         return out
 
@@ -192,16 +199,18 @@ def _flush(h: Held, n: int) -> Diagnosis:
         "not arrive late")
 
 
-def _receive_maximum(h: Held) -> Diagnosis:
-    limit = (f"its Receive Maximum of {h.limit} (CONNECT)" if h.limit else
-             "the count the broker kept coming back to (its inflight limit: "
-             "mosquitto's max_inflight_messages, a broker's max_inflight)")
+def _receive_maximum(h: Held, paced: str) -> Diagnosis:
+    limit = (f"{h.n_open} QoS 1/2 messages were open towards the subscriber, its Receive "
+             f"Maximum of {h.limit} (CONNECT)" if h.limit else
+             f"{h.n_open} QoS 1/2 messages were open towards the subscriber and the broker sent "
+             f"more only as it acknowledged ({paced}): an inflight limit (mosquitto's "
+             "max_inflight_messages, a broker's max_inflight)")
     return Diagnosis(
         RECEIVE_MAXIMUM, "exchange", h.ex_id, h.conn_id, h.pub_ts, h.wait,
         (h.ack_frame,),
-        f"{h.n_open} QoS 1/2 messages were open towards the subscriber, {limit}: the broker "
-        f"held the message {ms(h.wait)} and sent it {ms(h.ts - h.ack_ts)} after the "
-        f"subscriber's acknowledgement at frame {h.ack_frame} freed a slot",
+        f"{limit}; the broker held the message {ms(h.wait)} and sent it "
+        f"{ms(h.ts - h.ack_ts)} after the subscriber's acknowledgement at frame {h.ack_frame} "
+        "freed a slot",
         "the subscriber acknowledges too slowly for the rate: acknowledge as soon as the "
         "message is stored (not after processing it), raise its Receive Maximum or the "
         "broker's inflight limit, or subscribe at QoS 0")
