@@ -71,7 +71,7 @@ from .aggregate import Aggregate
 from .connlist import ConnBrokers, ConnectionList
 from .deliveries import DeliveryMatcher
 from .diagnoses import Diagnoser, DiagnosisResult
-from .diagnoses.delivery import conn_at, offline_gap
+from .diagnoses.delivery import OPEN_COUNTED, conn_at, offline_gap
 from .exchanges import ABANDONED, OPEN_AT_END, ExchangeTracker
 from .logs import DIRECTION_NAMES, AnomalyLog, EvidenceLog, PacketLog
 from .options import AnalysisOptions
@@ -589,11 +589,22 @@ class Correlator:
         assert diag is not None
         s = self.sess.by_code[subscriber]
         c = s.conn
+        conn_id = c.conn_id if c is not None else s.last_conn_id
+        offline = s.presence(pub_ts, 0) == 2
         n_open = 0
-        for key in s.open:
-            n_open += key >> 16     # (1 for a broker-to-client exchange: B2C << 16 | id)
-        diag.held(ex_id, c.conn_id if c is not None else s.last_conn_id, subscriber, pub_ts,
-                  ts, offline=s.presence(pub_ts, 0) == 2, gap=offline_gap(s.intervals, pub_ts),
+        if not offline:
+            limit = diag.paced(conn_id, subscriber, pub_ts, ts)
+            if not limit:
+                return
+            # the messages open towards it: enough to show the limit (a slow subscriber may
+            # have thousands open, and every late copy would count them all)
+            most = max(limit, OPEN_COUNTED)
+            for key in s.open:
+                n_open += key >> 16     # (1 for a broker-to-client exchange: B2C << 16 | id)
+                if n_open >= most:
+                    break
+        diag.held(ex_id, conn_id, subscriber, pub_ts, ts, offline=offline,
+                  gap=offline_gap(s.intervals, pub_ts) if offline else (0, 0),
                   session_present=c is not None and bool(c.rec.session_present),
                   n_open=n_open)
 

@@ -11,6 +11,7 @@ from qosinspect.analysis.diagnoses.delivery import (
     DeliveryChecks,
     Held,
     Lost,
+    after_ack,
     conn_at,
     offline_gap,
 )
@@ -30,15 +31,23 @@ def _held(ex_id: int, *, wait: int = 50 * MS, after_ack: int = MS // 5, n_open: 
                 ts - after_ack, 99)
 
 
+def _add(checks: DeliveryChecks, h: Held) -> None:
+    """As the diagnoser takes a late copy to a connected subscriber: counted, and kept when
+    it left right after an acknowledgement."""
+    checks.late[h.session] += 1
+    if after_ack(h.pub_ts, h.ts, h.ack_ts):
+        checks.add_held(h)
+
+
 def _causes(checks: DeliveryChecks) -> dict[int, str]:
     return {d.ref: d.cause for d in checks.finish({})}
 
 
 def test_a_receive_maximum_names_copies_only_at_the_limit() -> None:
     checks = DeliveryChecks(100)
-    checks.add_held(_held(1, n_open=3, limit=3))
-    checks.add_held(_held(2, n_open=2, limit=3))                 # a slot was free
-    checks.add_held(_held(3, n_open=3, limit=3, after_ack=6 * MS))   # not right after the ack
+    _add(checks, _held(1, n_open=3, limit=3))
+    _add(checks, _held(2, n_open=2, limit=3))                    # a slot was free
+    _add(checks, _held(3, n_open=3, limit=3, after_ack=6 * MS))  # not right after the ack
     assert _causes(checks) == {1: "receive_maximum"}
     (d,) = checks.finish({})
     assert "Receive Maximum of 3" in d.sentence and "frame 99" in d.sentence
@@ -48,21 +57,21 @@ def test_a_receive_maximum_names_copies_only_at_the_limit() -> None:
 def test_an_unannounced_limit_needs_late_copies_paced_by_acknowledgements() -> None:
     few = DeliveryChecks(100)
     for i in range(PACED_MIN - 1):
-        few.add_held(_held(i))
+        _add(few, _held(i))
     assert _causes(few) == {}                                    # too few to tell
     paced = DeliveryChecks(100)
     for i in range(PACED_MIN):
-        paced.add_held(_held(i))
+        _add(paced, _held(i))
     assert set(_causes(paced).values()) == {"receive_maximum"}
     mixed = DeliveryChecks(100)
     for i in range(PACED_MIN):
-        mixed.add_held(_held(i))
+        _add(mixed, _held(i))
     for i in range(PACED_MIN, 4 * PACED_MIN):                   # most late for another reason
-        mixed.add_held(_held(i, after_ack=40 * MS))
+        _add(mixed, _held(i, after_ack=40 * MS))
     assert _causes(mixed) == {}
     other = DeliveryChecks(100)                                  # paced per session
     for i in range(PACED_MIN):
-        other.add_held(_held(i, session=i))
+        _add(other, _held(i, session=i))
     assert _causes(other) == {}
 
 

@@ -30,7 +30,7 @@ from ...events import ConnectionClosed, TcpEvidence
 from ..records import NO_TS, OUTCOMES, STEPS, Connection, Reconnect
 from ..state import LatencyHistogram, OpenExchange
 from . import keepalive
-from .delivery import DeliveryChecks, Held, Lost
+from .delivery import DeliveryChecks, Held, Lost, after_ack
 from .evidence import NO_KNOWN_CAUSE, Diagnosis, ExchangeFacts, ms
 from .facts import Facts
 from .registry import EXCHANGE_CHECKS
@@ -214,12 +214,27 @@ class Diagnoser:
         """A client's PUBACK or PUBCOMP: a slot of the broker's window towards it is free."""
         self.acks[session] = (ts, frame)
 
+    def paced(self, conn_id: int, session: int, pub_ts: int, ts: int) -> int:
+        """A copy to a connected subscriber (its PUBLISH at ``ts``) that came at least the
+        floor after its publication at ``pub_ts``: counted; returns how many open messages
+        prove a limit (its Receive Maximum; 1 without one) when it left right after an
+        acknowledgement of the subscriber that came after the publication, else 0 (then
+        nothing more is asked: :meth:`held` follows only a nonzero answer)."""
+        d = self.deliveries
+        d.late[session] += 1
+        ack_ts, _ = self.acks.get(session, (0, 0))
+        if not after_ack(pub_ts, ts, ack_ts):
+            return 0
+        facts = self.facts.conns.get(conn_id)
+        return facts.receive_maximum if facts is not None and facts.receive_maximum else 1
+
     def held(self, ex_id: int, conn_id: int, session: int, pub_ts: int, ts: int, *,
              offline: bool, gap: tuple[int, int], session_present: bool, n_open: int) -> None:
         """A copy (the subscriber's exchange ``ex_id``, its PUBLISH at ``ts``) that came at
-        least the floor after its publication at ``pub_ts``; ``offline``: the subscriber had
-        no connection then (``gap`` the offline time around it); ``n_open`` the QoS 1/2
-        messages open towards it, this one included."""
+        least the floor after its publication at ``pub_ts``: queued while the subscriber was
+        ``offline`` (``gap`` the offline time around it), or one :meth:`paced` found right
+        after an acknowledgement; ``n_open`` the QoS 1/2 messages open towards it, this one
+        included (counted up to the limit :meth:`paced` gave, or ``OPEN_COUNTED``)."""
         facts = self.facts.conns.get(conn_id)
         ack_ts, ack_frame = self.acks.get(session, (0, 0))
         self.deliveries.add_held(Held(

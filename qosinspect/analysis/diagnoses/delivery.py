@@ -38,8 +38,9 @@ from ..records import NO_TS
 from .evidence import NO_KNOWN_CAUSE, Diagnosis, ms
 from .facts import ConnFacts
 
-__all__ = ["CONNECTION_LOST", "OFFLINE_QUEUE_FLUSH", "RECEIVE_MAXIMUM", "SUBSCRIBER_OFFLINE",
-           "DeliveryChecks", "Held", "Lost", "conn_at", "offline_gap"]
+__all__ = ["CONNECTION_LOST", "OFFLINE_QUEUE_FLUSH", "OPEN_COUNTED", "RECEIVE_MAXIMUM",
+           "SUBSCRIBER_OFFLINE",
+           "DeliveryChecks", "Held", "Lost", "after_ack", "conn_at", "offline_gap"]
 
 OFFLINE_QUEUE_FLUSH = "offline_queue_flush"
 RECEIVE_MAXIMUM = "receive_maximum"
@@ -51,6 +52,9 @@ ZERO_WINDOW = "zero_window"
 #: its acknowledgements.
 PACED_MIN = 3
 PACED_SHARE = 0.8
+#: Open messages counted towards a subscriber without a Receive Maximum (the evidence says
+#: "at least" past it).
+OPEN_COUNTED = 64
 #: The ``reason`` codes of :data:`~..records.DELIVERY_REASONS`.
 _OFFLINE = 2
 _LEFT = 3
@@ -110,6 +114,9 @@ class DeliveryChecks:
 
     def __init__(self, cap: int) -> None:
         self.cap = cap
+        #: Late copies to a connected subscriber, per session (those right after one of its
+        #: acknowledgements are in ``held`` too).
+        self.late: Counter[int] = Counter()
         self.held: list[Held] = []
         self.lost: list[Lost] = []
         self.n_lost = 0
@@ -133,13 +140,12 @@ class DeliveryChecks:
         checks may still name its handshake)."""
         out: list[Diagnosis] = []
         flushed = Counter(h.conn_id for h in self.held if _flushed(h))
-        late = Counter(h.session for h in self.held if not _flushed(h))
-        paced = Counter(h.session for h in self.held if not _flushed(h) and _after_ack(h))
+        late = self.late
+        paced = Counter(h.session for h in self.held if not h.offline)
         for h in self.held:
-            if _flushed(h):
-                out.append(_flush(h, flushed[h.conn_id]))
-            elif not _after_ack(h):
-                continue
+            if h.offline:
+                if _flushed(h):
+                    out.append(_flush(h, flushed[h.conn_id]))
             elif h.limit:
                 if h.n_open >= h.limit:
                     out.append(_receive_maximum(h, ""))
@@ -179,9 +185,14 @@ def _flushed(h: Held) -> bool:
     return h.offline and h.session_present and h.gap_end > h.pub_ts
 
 
-def _after_ack(h: Held) -> bool:
-    after = h.ts - h.ack_ts
-    return h.pub_ts < h.ack_ts <= h.ts and after <= min(h.wait // 4, 5_000_000)
+def after_ack(pub_ts: int, ts: int, ack_ts: int) -> bool:
+    """Whether a copy published at ``pub_ts`` left at ``ts`` right after (within a quarter of
+    its wait, and of 5 ms) an acknowledgement at ``ack_ts`` that came after the publication."""
+    return pub_ts < ack_ts <= ts and ts - ack_ts <= min((ts - pub_ts) // 4, 5_000_000)
+
+
+def _open(n: int) -> str:
+    return f"at least {n}" if n >= OPEN_COUNTED else str(n)
 
 
 def _flush(h: Held, n: int) -> Diagnosis:
@@ -202,7 +213,8 @@ def _flush(h: Held, n: int) -> Diagnosis:
 def _receive_maximum(h: Held, paced: str) -> Diagnosis:
     limit = (f"{h.n_open} QoS 1/2 messages were open towards the subscriber, its Receive "
              f"Maximum of {h.limit} (CONNECT)" if h.limit else
-             f"{h.n_open} QoS 1/2 messages were open towards the subscriber and the broker sent "
+             f"{_open(h.n_open)} QoS 1/2 messages were open towards the subscriber and the "
+             "broker sent "
              f"more only as it acknowledged ({paced}): an inflight limit (mosquitto's "
              "max_inflight_messages, a broker's max_inflight)")
     return Diagnosis(
