@@ -77,11 +77,7 @@ class TunLink(NetnsLink):
             err = self.proc.stderr.read() if self.proc.stderr and not self.proc.stderr.closed \
                 else ""
             raise NetemUnavailable(f"the TUN forwarder did not start: {line.strip() or err}")
-        self._ip("ip", "addr", "add", f"{self.host_ip}/30", "dev", self.host_if)
-        self._ip("ip", "link", "set", self.host_if, "up")
-        self._ip("ip", "addr", "add", f"{self.ns_ip}/30", "dev", self.ns_if, ns=True)
-        self._ip("ip", "link", "set", self.ns_if, "up", ns=True)
-        self._ip("ip", "link", "set", "lo", "up", ns=True)
+        self._address()
 
     def close(self) -> None:
         """Stop the forwarder (its devices go with it), read what it lost, delete the

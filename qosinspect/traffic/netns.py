@@ -120,6 +120,10 @@ class NetnsLink:
         self.created = True
         self._ip("ip", "link", "add", self.host_if, "type", "veth", "peer", "name", self.ns_if)
         self._ip("ip", "link", "set", self.ns_if, "netns", self.name)
+        self._address()
+
+    def _address(self) -> None:
+        """Address both ends of the link and bring them (and the namespace's lo) up."""
         self._ip("ip", "addr", "add", f"{self.host_ip}/30", "dev", self.host_if)
         self._ip("ip", "link", "set", self.host_if, "up")
         self._ip("ip", "addr", "add", f"{self.ns_ip}/30", "dev", self.ns_if, ns=True)
