@@ -2,9 +2,12 @@
 
 Which ones (issue 16): every exchange whose latency (from its PUBLISH's first byte on the wire
 to its last acknowledgement) is over ``floor_ns``; every exchange that did not complete; every
-reconnection. An exchange over the floor whose evidence matches a cause gets that cause; one
-that matches none is listed as ``no_known_cause`` only when it is also over the capture's
-``percentile`` (an outlier of this capture, not of a slow link in general).
+reconnection, as it becomes final (all of them, past the rows a report keeps too); every copy a
+subscriber got at least ``floor_ns`` after its publication and every copy never delivered
+(:mod:`.delivery`, fed by the delivery matcher). An exchange over the floor whose evidence
+matches a cause gets that cause; one that matches none is listed as ``no_known_cause`` only
+when it is also over the capture's ``percentile`` (an outlier of this capture, not of a slow
+link in general).
 
 Why it works as exchanges finish: the report may fold finished exchanges into aggregates and
 release their rows, and the TCP facts around an exchange are kept in short rings
