@@ -26,7 +26,10 @@ With ``--scale N`` (issue 14, "one huge capture in bounded memory") it measures 
 (each copy shifted to start a second after the previous one's last packet:
 :func:`qosinspect.testing.concat.concatenate_shifted`, cached as
 ``out/bench/<capture>.xN.pcap``): wall time, CPU seconds and peak RSS of each, and the growth.
-Target: peak RSS at 5x within 10 % of 1x, and under 150 MB.
+Target: peak RSS at 5x within 10 % of 1x, and under 150 MB. ``--scale-command batch`` measures
+``qosinspect batch CAPTURE -o TMP --jobs 1`` instead (one capture, in the batch process: the
+detail analysis, every table written to Parquet a block at a time by
+:class:`qosinspect.analysis.spool.RowSpool`).
 
 Throughput is capture packets (frames) per second. Targets (issues 5 and 10): qosinspect at least
 8x tshark's throughput, peak RSS at most 150 MB. The line counts of the C sources and of the
@@ -38,6 +41,7 @@ either way: the figures are the result.
     python benchmarks/report.py --json                # one JSON object
     python benchmarks/report.py --pure                # everything with QOSINSPECT_PURE=1
     python benchmarks/report.py --scale 5 [--json]    # 1x against 5x: bounded memory
+    python benchmarks/report.py --scale 5 --scale-command batch [--json]   # the same, batch
 """
 
 from __future__ import annotations
@@ -103,9 +107,18 @@ def tshark_publish_counts(out: Path) -> dict[str, int]:
     return dict(sorted(counts.items()))
 
 
-def scaled(path: Path, port: int, n: int, env: dict[str, str] | None) -> dict[str, object]:
-    """``report`` on ``path`` and on ``path`` played ``n`` times (built once, cached beside
-    it): wall, CPU and peak RSS of each (see the module docstring)."""
+def _batch_exchanges(root: Path) -> int:
+    """Rows of the exchanges table of a dataset of one capture (from the Parquet footers)."""
+    import pyarrow.parquet as pq
+
+    return sum(pq.ParquetFile(f).metadata.num_rows
+               for f in sorted((root / "exchanges").rglob("*.parquet")))
+
+
+def scaled(path: Path, port: int, n: int, env: dict[str, str] | None,
+           command: str = "report") -> dict[str, object]:
+    """``report`` (or ``batch``) on ``path`` and on ``path`` played ``n`` times (built once,
+    cached beside it): wall, CPU and peak RSS of each (see the module docstring)."""
     from qosinspect.testing.concat import concatenate_shifted
 
     big = path.with_name(f"{path.stem}.x{n}{path.suffix}")
@@ -115,6 +128,19 @@ def scaled(path: Path, port: int, n: int, env: dict[str, str] | None) -> dict[st
     qosinspect = qosinspect_command()
     runs = {}
     for label, capture in (("1x", path), (f"{n}x", big)):
+        if command == "batch":
+            log(f"qosinspect batch --jobs 1 ({label}) ...")
+            with tempfile.TemporaryDirectory() as tmp:
+                wall, rss, rc = run_measured(
+                    [qosinspect, "batch", str(capture), "-o", str(Path(tmp) / "ds"), "--jobs",
+                     "1", "--port", str(port)], env=env, key=label)
+                if rc:
+                    sys.exit(f"qosinspect batch ({label}) failed with status {rc}")
+                exchanges = _batch_exchanges(Path(tmp) / "ds")
+            runs[label] = {"capture": str(capture), "frames": count_frames(capture),
+                           "wall_s": round(wall, 3), "cpu_s": round(CPU[label], 3),
+                           "peak_rss_mb": round(rss, 1), "exchanges": exchanges}
+            continue
         log(f"qosinspect report --format json ({label}) ...")
         with tempfile.TemporaryFile() as out:
             wall, rss, rc = run_measured([qosinspect, "report", "--format", "json", "--port",
@@ -132,7 +158,7 @@ def scaled(path: Path, port: int, n: int, env: dict[str, str] | None) -> dict[st
     one, big_run = runs["1x"], runs[f"{n}x"]
     growth = (float(big_run["peak_rss_mb"]) - float(one["peak_rss_mb"])) / float(
         one["peak_rss_mb"])
-    return {"scale": n, "runs": runs, "rss_growth": round(growth, 4),
+    return {"command": command, "scale": n, "runs": runs, "rss_growth": round(growth, 4),
             "target_growth": TARGET_SCALE_GROWTH, "target_rss_mb": TARGET_RSS_MB,
             "meets_growth": growth <= TARGET_SCALE_GROWTH,
             "meets_rss": float(big_run["peak_rss_mb"]) <= TARGET_RSS_MB,
@@ -145,18 +171,22 @@ def main() -> None:
     ap = argument_parser(__doc__)
     ap.add_argument("--scale", type=int, metavar="N",
                     help="measure report at 1x and at N copies of the capture (memory bound)")
+    ap.add_argument("--scale-command", choices=("report", "batch"), default="report",
+                    help="with --scale: the command measured (default report)")
     args = ap.parse_args()
     path, port = ensure_capture(args)
     impl = implementation(args)
     if args.scale:
-        figures = scaled(path, port, args.scale, {"QOSINSPECT_PURE": "1"} if args.pure else None)
+        figures = scaled(path, port, args.scale, {"QOSINSPECT_PURE": "1"} if args.pure else None,
+                         args.scale_command)
         figures.update(implementation=impl, analysis=analysis_implementation(args))
         if args.json:
             print(json.dumps(figures))
             return
         for label, run in figures["runs"].items():  # type: ignore[attr-defined]
-            print(f"report {label:>4}  {run['frames']:>10,} frames  {run['exchanges']:>10,} "
-                  f"exchanges  wall {run['wall_s']:7.2f} s  CPU {run['cpu_s']:7.2f} s  "
+            print(f"{args.scale_command} {label:>4}  {run['frames']:>10,} frames  "
+                  f"{run['exchanges']:>10,} exchanges  wall {run['wall_s']:7.2f} s  "
+                  f"CPU {run['cpu_s']:7.2f} s  "
                   f"peak RSS {run['peak_rss_mb']:6.1f} MB")
         print(f"peak RSS growth {figures['rss_growth']:+.1%} (target <= "
               f"{TARGET_SCALE_GROWTH:.0%}: {'met' if figures['meets_growth'] else 'NOT met'}); "

@@ -17,6 +17,7 @@ from ..errors import CaptureError
 from ..events import Event
 from .correlate import CorrelationResult, Correlator
 from .options import AnalysisOptions
+from .records import RowSink
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -167,10 +168,13 @@ class Analysis:
         return out
 
 
-def analyze(events: Iterable[Event], options: AnalysisOptions | None = None) -> Analysis:
+def analyze(events: Iterable[Event], options: AnalysisOptions | None = None, *,
+            sink: RowSink | None = None) -> Analysis:
     """Analyse boundary events (from a capture, a live tap or a test builder) with ``options``
-    (:class:`~.options.AnalysisOptions`; the defaults keep everything)."""
-    correlator = Correlator(options)
+    (:class:`~.options.AnalysisOptions`; the defaults keep everything); ``sink`` takes the
+    rows of the large tables as they become final instead of the result
+    (:class:`~.spool.RowSpool`)."""
+    correlator = Correlator(options, sink=sink)
     with relaxed_gc():
         correlator.consume(events)
     return Analysis(correlator.finish())
@@ -210,7 +214,8 @@ def analyze_capture(source: str | os.PathLike[str], *, ports: Iterable[int] = (1
                     mqtt_version: int = 4, engine: str = "native", tls_keylog: str | None = None,
                     strict: bool = False, options: AnalysisOptions | None = None,
                     broker: str | None = None,
-                    progress: Callable[[int, int, int], None] | None = None) -> Analysis:
+                    progress: Callable[[int, int, int], None] | None = None,
+                    sink: RowSink | None = None) -> Analysis:
     """Decode a pcap/pcapng file and analyse it (only the connections to ``broker``, an
     ``ADDR[:PORT]``, when given).
 
@@ -220,7 +225,8 @@ def analyze_capture(source: str | os.PathLike[str], *, ports: Iterable[int] = (1
     :class:`~qosinspect.errors.CaptureError`.
 
     ``progress(events, bytes_read, bytes_in_all)`` is called every few thousand events (a
-    progress bar; the file's size and position, 0 when unknown).
+    progress bar; the file's size and position, 0 when unknown). ``sink`` as in
+    :func:`analyze`.
     """
     from ..drivers import iter_capture_events
 
@@ -234,7 +240,7 @@ def analyze_capture(source: str | os.PathLike[str], *, ports: Iterable[int] = (1
         from ..capture.brokers import only_broker, parse_broker
 
         stream = only_broker(stream, parse_broker(broker))
-    correlator = Correlator(options)
+    correlator = Correlator(options, sink=sink)
     error: CaptureError | None = None
     try:
         with relaxed_gc():

@@ -86,6 +86,7 @@ from .records import (
     Exchange,
     Interner,
     Reconnect,
+    RowSink,
     RowStore,
     Session,
 )
@@ -161,6 +162,10 @@ class CorrelationResult:
     anomaly_counts: dict[str, int] = field(default_factory=dict)
     note_counts: dict[str, int] = field(default_factory=dict)
     n_tcp_retransmissions: int = 0
+    #: True when the rows of exchanges, deliveries, packets and TCP retransmissions were handed
+    #: to a :class:`~.records.RowSink` as they became final (``Correlator(sink=...)``): the
+    #: stores here are then empty and the tables are read back from the sink.
+    sunk: bool = False
 
     def exchange_objects(self) -> list[Exchange]:
         """Every exchange (QoS 0, 1 and 2) as an :class:`Exchange`, in ``ex_id`` order, with
@@ -181,6 +186,9 @@ class CorrelationResult:
         if not self.detail:
             raise ValueError(f"{what} need the full analysis: this one was made with "
                              "detail=False (report figures only)")
+        if self.sunk:
+            raise ValueError(f"{what}: the rows were handed to a sink as the analysis went "
+                             "(read them from it: qosinspect.analysis.spool)")
 
     def _q0_row(self, i: int) -> dict[str, int]:
         row = {name: default for name, _, default in EXCHANGE_COLUMNS}
@@ -206,15 +214,20 @@ class Correlator:
     ``options`` bound the state and say what to keep (:class:`~.options.AnalysisOptions`).
     The listeners hear, as they are found, of each anomaly row, reconnection (the record is
     completed as its connection goes on) and finished exchange (read it then: the object is
-    the tracker's).
+    the tracker's). ``sink`` (detail mode only) takes the rows of exchanges, deliveries, packets
+    and TCP retransmissions as soon as they can no longer change, a block at a time, instead of
+    the result keeping them (:class:`~.records.RowSink`; a batch worker's bounded memory).
     """
 
     def __init__(self, options: AnalysisOptions | None = None, *,
                  on_anomaly: Callable[[AnomalyRecord], None] | None = None,
                  on_reconnect: Callable[[Reconnect], None] | None = None,
-                 on_exchange_end: Callable[[SessionState, OpenExchange], None] | None = None
-                 ) -> None:
+                 on_exchange_end: Callable[[SessionState, OpenExchange], None] | None = None,
+                 sink: RowSink | None = None) -> None:
         o = options if options is not None else AnalysisOptions()
+        if sink is not None and not o.detail:
+            raise ValueError("a row sink needs the detail analysis (detail=True)")
+        self.sink = sink
         self.detail = o.detail
         self.default_version = o.default_version
         first, most = o.first_chunk_rows, o.max_chunk_rows
@@ -234,7 +247,8 @@ class Correlator:
                                   max_open_per_session=o.max_open_per_session,
                                   max_open_total=o.max_open_total, first_chunk_rows=first,
                                   max_chunk_rows=most, aggregate=self.aggregate,
-                                  max_joinable=o.max_joinable_finished, on_end=on_exchange_end)
+                                  max_joinable=o.max_joinable_finished, on_end=on_exchange_end,
+                                  sink=sink)
         self.sess = SessionTracker(self.anomalies, self.ex, self.matcher,
                                    default_version=o.default_version,
                                    same_broker=o.same_broker,
@@ -243,6 +257,12 @@ class Correlator:
         self.sess.on_reconnect = on_reconnect
         self.sess.on_reconnect_final = self._reconnect_final
         self.ex.sessions = self.sess.by_code
+        if sink is not None:
+            self.tcp_retrans.spill_to(sink, "tcp_retransmissions")
+            if self.packets is not None:
+                self.packets.store.spill_to(sink, "packets")
+            if self.matcher is not None and self.matcher.store is not None:
+                self.matcher.store.spill_to(sink, "deliveries")
         #: Says why exchanges and reconnections were slow (None: ``diagnose=False``).
         self.diag = (Diagnoser(o.diagnose_floor_ns, o.diagnose_percentile) if o.diagnose
                      else None)
@@ -550,6 +570,12 @@ class Correlator:
         if self.matcher is not None:
             self.matcher.finish()
         ex_tracker.fold_rest()
+        if self.sink is not None:
+            for store in (ex_tracker.q0, self.tcp_retrans,
+                          self.packets.store if self.packets is not None else None,
+                          self.matcher.store if self.matcher is not None else None):
+                if store is not None:
+                    store.spill()
         sess.name_sessions(self.anomalies.rows)
         sess.seal()
         session_keys = [s.key for s in sess.by_code]
@@ -575,7 +601,7 @@ class Correlator:
             implementation=IMPLEMENTATION, aggregate=self.aggregate,
             diagnoses=self.diag.finish() if self.diag is not None else None,
             anomaly_counts=dict(self.anomalies.counts), note_counts=dict(self.anomalies.notes),
-            n_tcp_retransmissions=self.n_tcp_retransmissions)
+            n_tcp_retransmissions=self.n_tcp_retransmissions, sunk=self.sink is not None)
 
     def _reconnect_final(self, rc: Reconnect) -> None:
         self.aggregate.reconnects.add((rc,))

@@ -51,7 +51,9 @@ PUBLISH, and which step it closes, is not written here but read from the one QoS
   :class:`~.aggregate.Aggregate` (the report's counters and latency series) and its slots
   reused: memory is bounded whatever the capture's length; :meth:`ExchangeTracker.fold_rest`
   folds what is still in the window at the end. With ``detail=True`` every row is kept (the
-  tables) and folded at the end, under the same rule of joining.
+  tables) and folded at the end, under the same rule of joining; with a ``sink`` too (a batch
+  worker), the rows live in the ring as in report mode and a block that leaves the window is
+  folded and handed to the sink (:class:`~.records.RowSink`) instead of kept.
 * **QoS 0** publishes are exchanges too (one row, no acknowledgement, outcome ``complete``), so
   QoS 0 loss can be seen end to end (:mod:`.deliveries`).
 """
@@ -78,6 +80,7 @@ from .records import (
     REPORT_EXCHANGE_COLUMNS,
     STEPS,
     Interner,
+    RowSink,
     RowStore,
 )
 from .state import B2C, C2B, ConnState, DoneIndex, LatencyHistogram, OpenExchange, SessionState
@@ -114,7 +117,8 @@ class ExchangeTracker:
                  matcher: DeliveryMatcher | None, *, detail: bool, max_open_per_session: int,
                  max_open_total: int, first_chunk_rows: int, max_chunk_rows: int,
                  aggregate: Aggregate, max_joinable: int = 131_072,
-                 on_end: Callable[[SessionState, OpenExchange], None] | None = None) -> None:
+                 on_end: Callable[[SessionState, OpenExchange], None] | None = None,
+                 sink: RowSink | None = None) -> None:
         self.anomalies = anomalies
         self.packets = packets
         self.matcher = matcher
@@ -124,10 +128,14 @@ class ExchangeTracker:
         #: The joinable window: a whole number of blocks (see the module docstring).
         self.block = block = max(1, min(FOLD_BLOCK, max_joinable // 2))
         self.window = -(-max(max_joinable, 2 * block) // block) * block
+        #: Detail rows handed to a sink as they leave the window (None: kept).
+        self.sink = sink if detail else None
+        #: Whether the finished rows live in a ring of ``window`` slots (report mode, or a sink).
+        self.ring = not detail or sink is not None
         self.exchanges = (RowStore(EXCHANGE_COLUMNS, first_chunk_rows=first_chunk_rows,
-                                   max_chunk_rows=max_chunk_rows) if detail else
-                          RowStore(REPORT_EXCHANGE_COLUMNS, first_chunk_rows=block,
-                                   max_chunk_rows=block))
+                                   max_chunk_rows=max_chunk_rows) if not self.ring else
+                          RowStore(EXCHANGE_COLUMNS if detail else REPORT_EXCHANGE_COLUMNS,
+                                   first_chunk_rows=block, max_chunk_rows=block))
         #: ``session code << 17 | key`` of the finished exchanges in the window, by
         #: ``sequence % window``; ``n_finished`` exchanges finished, those before ``retired``
         #: left the window.
@@ -138,6 +146,8 @@ class ExchangeTracker:
         self.folded = False
         self.q0 = RowStore(Q0_COLUMNS, first_chunk_rows=first_chunk_rows,
                            max_chunk_rows=max_chunk_rows)
+        if self.sink is not None:
+            self.q0.spill_to(self.sink, "q0")
         self.topics = Interner()
         self.max_open_per_session = max_open_per_session
         self.max_open_total = max_open_total
@@ -445,12 +455,8 @@ class ExchangeTracker:
             self.keys.append(tag)
         else:
             self.keys[seq % window] = tag
-        if self.detail:
-            slot = seq
-            row = ex.detail_row()
-        else:
-            slot = seq % window
-            row = ex.report_row(s.broker)
+        slot = seq % window if self.ring else seq
+        row = ex.detail_row() if self.detail else ex.report_row(s.broker)
         if slot == seq:
             batch = store.batch  # RowStore.append, inlined: one list append per exchange
             batch.append(row)
@@ -468,28 +474,29 @@ class ExchangeTracker:
 
     def _retire(self, start: int) -> None:
         """The block of finished exchanges from sequence ``start`` leaves the window: its keys
-        are forgotten and, in report mode, its rows folded (their slots are reused next)."""
+        are forgotten and, in report mode (or with a sink), its rows folded (and handed to the
+        sink) and their slots reused next."""
         window = self.window
         keys = self.keys
         sessions = self.sessions
-        detail = self.detail
+        ring = self.ring
         for seq in range(start, start + self.block):
             tag = keys[seq % window]
             code = tag >> 17
             if code < len(sessions):
                 done = sessions[code].done
                 if done is not None:
-                    done.forget(tag & 0x1FFFF, seq if detail else seq % window)
-        if not detail:
+                    done.forget(tag & 0x1FFFF, seq % window if ring else seq)
+        if ring:
             lo = start % window
-            self.aggregate.fold(self.exchanges.slice(lo, lo + self.block))
+            self._leave(self.exchanges.slice(lo, lo + self.block))
         self.retired = start + self.block
 
     def unfolded(self) -> Iterator[Any]:
         """The finished exchanges not folded yet, as numpy row arrays: in report mode those
         still in the window, with ``detail`` every row (folded only at the end)."""
         store = self.exchanges
-        if self.detail:
+        if not self.ring:
             if not self.folded:
                 yield from store.chunks()
             return
@@ -505,11 +512,16 @@ class ExchangeTracker:
     def fold_rest(self) -> None:
         """Fold every finished exchange not folded yet (the end of the input: none can be
         joined any more)."""
-        brokers = [s.broker for s in self.sessions]
         for rows in self.unfolded():
-            self.aggregate.fold(rows, brokers)
+            self._leave(rows)
         self.retired = self.n_finished
         self.folded = True
+
+    def _leave(self, rows: Any) -> None:
+        """Finished rows that can no longer change: folded, and handed to the sink if any."""
+        if self.sink is not None:
+            self.sink.take("exchanges", rows)
+        self.aggregate.fold(rows, [s.broker for s in self.sessions] if self.detail else None)
 
     def end_all(self, s: SessionState, outcome: int, ts: int) -> int:
         """Finish every open exchange of a session with one outcome; returns how many."""

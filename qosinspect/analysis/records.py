@@ -31,7 +31,7 @@ import itertools
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 from ..mqtt.transitions import Step
 
@@ -56,6 +56,7 @@ __all__ = [
     "Exchange",
     "Interner",
     "Reconnect",
+    "RowSink",
     "RowStore",
     "Session",
     "iter_rows",
@@ -177,6 +178,23 @@ MAX_CHUNK_ROWS: Final = 1 << 16
 BATCH: Final = 256
 
 
+class RowSink(Protocol):
+    """Where detail mode hands rows that can no longer change, a block at a time, instead of
+    keeping them (``Correlator(sink=...)``; :class:`qosinspect.analysis.spool.RowSpool` writes
+    them to Parquet): what keeps a batch worker's memory bounded whatever the capture's length.
+
+    ``take(table, rows)`` gets a numpy structured array with a store's columns (``exchanges``:
+    :data:`EXCHANGE_COLUMNS`; ``q0``: :data:`Q0_COLUMNS`; ``deliveries``, ``packets``,
+    ``tcp_retransmissions``: theirs), ``block_rows`` rows at most, in the order the rows were
+    made final; values resolved only at the end (session and client names, brokers, causes)
+    stay codes, mapped when the tables are built."""
+
+    @property
+    def block_rows(self) -> int: ...
+
+    def take(self, table: str, rows: Any) -> None: ...
+
+
 class RowStore:
     """Rows packed with :mod:`struct` into preallocated ``bytearray`` chunks; read back as numpy.
 
@@ -194,11 +212,17 @@ class RowStore:
     :meth:`flush` when it holds ``batch_rows`` rows, which packs them all with one ``pack_into`` of
     a ``batch_rows``-row format; the row index of a tuple on the batch is ``packed + its position``.
     Reading or changing a row flushes first.
+
+    A store whose rows never change once written (QoS 0 exchanges, deliveries, packets, TCP
+    retransmissions) can *spill* (:meth:`spill_to`): each chunk, once full, is handed to a
+    :class:`RowSink` and dropped, so the store holds one chunk at most; its row indices then
+    restart at 0 (nothing reads such a store by row index).
     """
 
     __slots__ = ("_buf", "_bufs", "_fields", "_left", "_off", "_pack", "_pack_batch", "_starts",
                  "batch", "batch_rows", "defaults", "first_chunk_rows",
-                 "max_chunk_rows", "names", "packed", "size", "spec")
+                 "max_chunk_rows", "names", "packed", "sink", "sink_table", "size", "spec",
+                 "spilled")
 
     def __init__(self, spec: tuple[tuple[str, str, int], ...], *,
                  first_chunk_rows: int = FIRST_CHUNK_ROWS, max_chunk_rows: int = MAX_CHUNK_ROWS,
@@ -232,12 +256,41 @@ class RowStore:
             fields[name] = (one, offset)
             offset += one.size
         self._fields = fields
+        #: Where full chunks go (None: kept), under which table name; rows handed over so far.
+        self.sink: RowSink | None = None
+        self.sink_table = ""
+        self.spilled = 0
 
     @property
     def rows(self) -> int:
         return self.packed + len(self.batch)
 
+    def spill_to(self, sink: RowSink, table: str) -> None:
+        """From now on hand every full chunk (``sink.block_rows`` rows) to ``sink`` as
+        ``table`` and drop it (see the class docstring)."""
+        self.sink = sink
+        self.sink_table = table
+        self.first_chunk_rows = self.max_chunk_rows = max(1, sink.block_rows)
+
+    def spill(self) -> None:
+        """Hand every row held to the sink now (the end of the input) and drop them."""
+        self.flush()
+        self._spill()
+
+    def _spill(self) -> None:
+        sink = self.sink
+        assert sink is not None
+        for rows in self._arrays():
+            sink.take(self.sink_table, rows)
+        self.spilled += self.packed
+        self._bufs = []
+        self._starts = []
+        self._buf = bytearray()
+        self._left = self._off = self.packed = 0
+
     def _new_chunk(self) -> None:
+        if self.sink is not None and self.packed:
+            self._spill()
         n = min(self.max_chunk_rows, max(self.first_chunk_rows, self.packed))
         self._buf = bytearray(n * self.size)
         self._bufs.append(self._buf)
@@ -318,9 +371,12 @@ class RowStore:
     def chunks(self) -> list[Any]:
         """The rows as numpy structured arrays, one per chunk, sharing this store's memory
         (numpy is imported here: writing rows needs only the standard library)."""
+        self.flush()
+        return self._arrays()
+
+    def _arrays(self) -> list[Any]:
         import numpy as np
 
-        self.flush()
         if not self._bufs:
             return []
         dtype = np.dtype(self.dtype_descr())

@@ -3,7 +3,9 @@
 Every table's columns are declared once below (name, dtype kind, meaning); the builders follow
 the declaration and ``docs/glossary.md`` lists the same declarations (a test keeps them equal).
 Columns come straight from numpy arrays (the packed row stores are viewed, not parsed), never
-through a temporary CSV. Dtypes:
+through a temporary CSV. The large tables (exchanges, deliveries, packets, TCP retransmissions)
+are built the same way from a block of rows (``rows=``, with a :class:`TableMaps` made once):
+how :mod:`.spool` writes them a block at a time, with these very column rules. Dtypes:
 
 - timestamps ``datetime64[ns, UTC]`` (``ts`` and ``t_*``), durations ``timedelta64[ns]``
   (``latency_*``, ``gap``, ``duration``); missing ones are NaT;
@@ -16,7 +18,7 @@ through a temporary CSV. Dtypes:
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, cast
 
 import numpy as np
@@ -39,11 +41,14 @@ from .undecoded import SCHEMA as UNDECODED_SCHEMA
 
 __all__ = [
     "SCHEMAS",
+    "Generations",
+    "TableMaps",
     "anomalies_frame",
     "connections_frame",
     "deliveries_frame",
     "exchange_arrays",
     "exchanges_frame",
+    "full_exchange_rows",
     "packets_frame",
     "reconnects_frame",
     "sessions_frame",
@@ -389,22 +394,38 @@ class _ExchangeColumns:
         else:
             dtype = self.full[0].dtype[name]
             parts = [c[name] for c in self.full]
-            for q0 in self.q0:
-                if name in q0.dtype.names:
-                    b = q0[name]
-                elif name == "last_conn_id":
-                    b = q0["conn_id"]
-                elif name in ("t_publish_last", "t_end"):
-                    b = q0["t_publish"]
-                elif name == "n_dup":
-                    b = q0["dup_first"]
-                else:  # qos 0, and the defaults of the columns QoS 0 rows do not have
-                    b = np.full(len(q0), 0 if name == "qos" else self.defaults[name],
-                                dtype=dtype)
-                parts.append(b.astype(dtype, copy=False))
+            parts.extend(_q0_column(q0, name, dtype, self.defaults) for q0 in self.q0)
             out = np.concatenate(parts)[self.order]
         self._cache[name] = out
         return out
+
+
+def _q0_column(q0: np.ndarray, name: str, dtype: np.dtype[Any],
+               defaults: dict[str, int]) -> np.ndarray:
+    """Exchange column ``name`` of QoS 0 rows (:data:`~.records.Q0_COLUMNS`): a QoS 0 PUBLISH
+    is one packet, so its last PUBLISH, end and DUP count are its first; the other columns take
+    their defaults."""
+    if name in (q0.dtype.names or ()):
+        b = q0[name]
+    elif name == "last_conn_id":
+        b = q0["conn_id"]
+    elif name in ("t_publish_last", "t_end"):
+        b = q0["t_publish"]
+    elif name == "n_dup":
+        b = q0["dup_first"]
+    else:  # qos 0, and the defaults of the columns QoS 0 rows do not have
+        b = np.full(len(q0), 0 if name == "qos" else defaults[name], dtype=dtype)
+    out: np.ndarray = b.astype(dtype, copy=False)
+    return out
+
+
+def full_exchange_rows(q0: np.ndarray) -> np.ndarray:
+    """QoS 0 rows as rows of every exchange column (:data:`~.records.EXCHANGE_COLUMNS`)."""
+    store = RowStore(EXCHANGE_COLUMNS)
+    out = np.empty(len(q0), dtype=np.dtype(store.dtype_descr()))
+    for name in store.names:
+        out[name] = _q0_column(q0, name, out.dtype[name], store.defaults)
+    return out
 
 
 def exchange_arrays(r: CorrelationResult) -> dict[str, np.ndarray]:
@@ -417,27 +438,101 @@ def _generations(session: np.ndarray, direction: np.ndarray, packet_id: np.ndarr
                  ) -> np.ndarray:
     """For rows in ``ex_id`` order: how many earlier rows have the same session, direction and
     packet id (0 for QoS 0, which has no id)."""
-    n = len(packet_id)
-    key = ((session.astype(np.int64) << 17) | (direction.astype(np.int64) << 16)
-           | np.maximum(packet_id, 0).astype(np.int64))
-    order = np.argsort(key, kind="stable")
-    sk = key[order]
-    idx = np.arange(n)
-    starts = np.ones(n, dtype=bool)
-    starts[1:] = sk[1:] != sk[:-1]
-    rank = idx - np.maximum.accumulate(np.where(starts, idx, 0)) if n else idx
-    gen = np.empty(n, dtype=np.int32)
-    gen[order] = rank
-    gen[packet_id < 0] = 0
-    return gen
+    return Generations().number(session, direction, packet_id)
 
 
-def exchanges_frame(r: CorrelationResult, columns: Sequence[str] | None = None
-                    ) -> pd.DataFrame:
+class Generations:
+    """Numbers the ``generation`` column over rows given in ``ex_id`` order, one block after
+    another: a row's generation is how many earlier rows (in this block or an earlier one) have
+    the same session, direction and packet id; 0 for QoS 0, which has no id. Keeps one count
+    per key seen (12 bytes each), not the rows."""
+
+    def __init__(self) -> None:
+        self._keys = np.zeros(0, dtype=np.int64)
+        self._counts = np.zeros(0, dtype=np.int64)
+
+    def number(self, session: np.ndarray, direction: np.ndarray, packet_id: np.ndarray
+               ) -> np.ndarray:
+        n = len(packet_id)
+        key = ((session.astype(np.int64) << 17) | (direction.astype(np.int64) << 16)
+               | np.maximum(packet_id, 0).astype(np.int64))
+        order = np.argsort(key, kind="stable")
+        sk = key[order]
+        idx = np.arange(n)
+        starts = np.ones(n, dtype=bool)
+        starts[1:] = sk[1:] != sk[:-1]
+        rank = idx - np.maximum.accumulate(np.where(starts, idx, 0)) if n else idx
+        # the counts of earlier blocks
+        pos = np.searchsorted(self._keys, sk)
+        known = pos < len(self._keys)
+        known[known] = self._keys[pos[known]] == sk[known]
+        rank = rank + np.where(known, self._counts[np.minimum(pos, len(self._counts) - 1)]
+                               if len(self._counts) else 0, 0)
+        gen = np.empty(n, dtype=np.int32)
+        gen[order] = rank
+        gen[packet_id < 0] = 0
+        if n:  # each key's count: its last rank + 1
+            last = np.ones(n, dtype=bool)
+            last[:-1] = sk[1:] != sk[:-1]
+            keys = np.concatenate([self._keys, sk[last]])
+            counts = np.concatenate([self._counts, rank[last] + 1])
+            # (a key of this block replaces its earlier count: the stable sort keeps it last)
+            order2 = np.argsort(keys, kind="stable")
+            keys, counts = keys[order2], counts[order2]
+            keep = np.ones(len(keys), dtype=bool)
+            keep[:-1] = keys[1:] != keys[:-1]
+            self._keys, self._counts = keys[keep], counts[keep]
+        return gen
+
+
+class TableMaps:
+    """What turns the codes of the stores' rows into a table's values, resolved once at the
+    end of the analysis (session keys after ``name_sessions``, client ids, brokers, causes):
+    made once per result, used by every block of a table."""
+
+    def __init__(self, r: CorrelationResult) -> None:
+        self.r = r
+
+    @functools.cached_property
+    def client_codes(self) -> tuple[np.ndarray, list[str]]:
+        return _client_codes(self.r)
+
+    @functools.cached_property
+    def conn_client_codes(self) -> tuple[np.ndarray, list[str]]:
+        return _conn_client_codes(self.r)
+
+    @functools.cached_property
+    def conn_brokers(self) -> np.ndarray:
+        return conn_broker_codes(self.r)
+
+    @functools.cached_property
+    def session_brokers(self) -> np.ndarray:
+        return session_broker_codes(self.r)
+
+    @functools.cached_property
+    def causes(self) -> tuple[np.ndarray, np.ndarray]:
+        """The diagnosed exchanges' ids (sorted) and their cause codes."""
+        from .diagnoses import CAUSES, NO_KNOWN_CAUSE
+
+        cats = [*CAUSES, NO_KNOWN_CAUSE]
+        found = self.r.diagnoses.exchanges if self.r.diagnoses is not None else {}
+        ids = np.fromiter(found, dtype=np.int64, count=len(found))
+        vals = np.fromiter((cats.index(c) for c in found.values()), dtype=np.int8,
+                           count=len(found))
+        order = np.argsort(ids)
+        return ids[order], vals[order]
+
+
+def exchanges_frame(r: CorrelationResult, columns: Sequence[str] | None = None, *,
+                    rows: Mapping[str, np.ndarray] | None = None,
+                    maps: TableMaps | None = None) -> pd.DataFrame:
     """The exchanges table, or only some of its columns (in table order), built from only the
-    store columns they need: ``qosinspect flows`` on a big capture builds 20 columns of 49."""
-    a = _ExchangeColumns(r)
-    n = len(a)
+    store columns they need: ``qosinspect flows`` on a big capture builds 20 columns of 49.
+    ``rows``: build it from these columns instead (a block, in ``ex_id`` order, ``generation``
+    included: :mod:`.spool`) with ``maps``."""
+    a: _ExchangeColumns | Mapping[str, np.ndarray] = _ExchangeColumns(r) if rows is None else rows
+    m = maps if maps is not None else TableMaps(r)
+    n = len(a) if rows is None else len(rows["ex_id"])
     wanted = [c for c, _, _ in SCHEMAS["exchanges"] if columns is None or c in columns]
     unknown = set(columns or ()) - {c for c, _, _ in SCHEMAS["exchanges"]}
     if unknown:
@@ -461,12 +556,12 @@ def exchanges_frame(r: CorrelationResult, columns: Sequence[str] | None = None
         return ms
 
     def client_id() -> pd.Categorical:
-        codes, cats = _client_codes(r)
+        codes, cats = m.client_codes
         sess = a["session"]
         return _cat(codes[sess] if n else sess, cats)
 
     def broker() -> pd.Categorical:
-        codes = conn_broker_codes(r)
+        codes = m.conn_brokers
         conn = a["conn_id"]
         return _cat(codes[conn] if n else conn, r.brokers)
 
@@ -491,7 +586,7 @@ def exchanges_frame(r: CorrelationResult, columns: Sequence[str] | None = None
         "latency_pubcomp": lambda: _td(a["t_pubcomp"], a["t_pubrel"]),
         "latency_total": total,
         "latency_ms": latency_ms,
-        "cause": lambda: _causes(r, a["ex_id"]),
+        "cause": lambda: _causes(m, a["ex_id"]),
         **{f"wire_{step}": functools.partial(_wire, a, f"wire_{step}") for step in STEPS},
     }
     cols: dict[str, Any] = {}
@@ -518,13 +613,17 @@ def _client_codes(r: CorrelationResult) -> tuple[np.ndarray, list[str]]:
 
 
 def packets_frame(r: CorrelationResult, conn_ids: Iterable[int] | None = None,
-                  resend_only: bool = False) -> pd.DataFrame:
+                  resend_only: bool = False, *, rows: np.ndarray | None = None,
+                  maps: TableMaps | None = None) -> pd.DataFrame:
     """The packets table, or only the packets of some connections / only the re-sends (chosen
     chunk by chunk before any column is built: a ladder of one client in a capture of millions
-    of packets costs only its own rows)."""
-    r.require_detail("the packets table")
+    of packets costs only its own rows); ``rows``, ``maps``: from a block (:mod:`.spool`)."""
+    if rows is None:
+        r.require_detail("the packets table")
     store = r.packets if r.packets is not None else _empty_packets()
-    if conn_ids is None and not resend_only:
+    if rows is not None:
+        a = rows
+    elif conn_ids is None and not resend_only:
         a = store.view()
     else:
         wanted = None if conn_ids is None else np.array(sorted(set(conn_ids)), dtype=np.int32)
@@ -538,8 +637,7 @@ def packets_frame(r: CorrelationResult, conn_ids: Iterable[int] | None = None,
             parts.append(chunk[keep])
         a = np.concatenate(parts) if parts else store.view()
     n = len(a)
-    conn_codes = _conn_client_codes(r)
-    client_codes, client_cats = conn_codes
+    client_codes, client_cats = (maps if maps is not None else TableMaps(r)).conn_client_codes
     conn = a["conn_id"]
     cols: dict[str, Any] = {
         "ts": _ts(a["ts_ns"]),
@@ -612,19 +710,14 @@ def _wire(a: Any, name: str) -> np.ndarray:
     return out
 
 
-def _causes(r: CorrelationResult, ex_ids: np.ndarray) -> pd.Categorical:
+def _causes(m: TableMaps, ex_ids: np.ndarray) -> pd.Categorical:
     """The ``cause`` column: the diagnosis of each exchange by ``ex_id`` (null: none)."""
     from .diagnoses import CAUSES, NO_KNOWN_CAUSE
 
     cats = [*CAUSES, NO_KNOWN_CAUSE]
     codes = np.full(len(ex_ids), -1, dtype=np.int8)
-    found = r.diagnoses.exchanges if r.diagnoses is not None else {}
-    if found:
-        ids = np.fromiter(found, dtype=np.int64, count=len(found))
-        vals = np.fromiter((cats.index(c) for c in found.values()), dtype=np.int8,
-                           count=len(found))
-        order = np.argsort(ids)
-        ids, vals = ids[order], vals[order]
+    ids, vals = m.causes
+    if len(ids):
         pos = np.clip(np.searchsorted(ids, ex_ids), 0, len(ids) - 1)
         hit = ids[pos] == ex_ids
         codes[hit] = vals[pos[hit]]
@@ -635,15 +728,19 @@ def anomalies_frame(r: CorrelationResult) -> pd.DataFrame:
     return _from_records("anomalies", r.anomalies, {"ts": lambda a: a.ts_ns})
 
 
-def deliveries_frame(r: CorrelationResult) -> pd.DataFrame:
-    r.require_detail("the deliveries table")
+def deliveries_frame(r: CorrelationResult, *, rows: np.ndarray | None = None,
+                     maps: TableMaps | None = None) -> pd.DataFrame:
+    """The deliveries table (``rows``, ``maps``: from a block, :mod:`.spool`)."""
+    if rows is None:
+        r.require_detail("the deliveries table")
     store = r.deliveries
     if store is None:
         from .records import DELIVERY_COLUMNS
 
         store = RowStore(DELIVERY_COLUMNS)
-    a = store.view()
+    a = store.view() if rows is None else rows
     n = len(a)
+    m = maps if maps is not None else TableMaps(r)
     latency = _td(a["t_delivered"], a["t_publish"])
     sub_qos = a["sub_qos"]
     cols: dict[str, Any] = {
@@ -651,7 +748,8 @@ def deliveries_frame(r: CorrelationResult) -> pd.DataFrame:
         "sub_ex_id": _nullable(a["sub_ex_id"], "Int64"),
         "publisher": _cat(a["publisher"], r.session_keys),
         "subscriber": _cat(a["subscriber"], r.session_keys),
-        "broker": _cat(session_broker_codes(r)[a["publisher"]] if n else a["publisher"],
+        "broker": _cat(m.session_brokers[
+            a["publisher"]] if n else a["publisher"],
                        r.brokers),
         "topic": _cat(a["topic"], r.topics.values),
         "t_publish": _ts(a["t_publish"]),
@@ -665,29 +763,34 @@ def deliveries_frame(r: CorrelationResult) -> pd.DataFrame:
         "status": _cat(a["status"], DELIVERY_STATUSES),
         "reason": _cat(np.where(a["reason"] > 0, a["reason"] - 1, -1), DELIVERY_REASONS[1:]),
         "retain": a["retain"].astype(bool),
-        "cause": _delivery_causes(r, a["sub_ex_id"], a["status"]),
+        "cause": _delivery_causes(m, a),
     }
     return _frame("deliveries", cols, n)
 
 
-def _delivery_causes(r: CorrelationResult, sub_ex_ids: np.ndarray, status: np.ndarray
-                     ) -> pd.Categorical:
-    """A copy's cause: its exchange's, or for the k-th copy never delivered, the k-th verdict
-    on those."""
+def _delivery_causes(m: TableMaps, a: Any) -> pd.Categorical:
+    """A copy's cause: its exchange's (a copy the broker held), or for a copy never delivered
+    the verdict on (publication, subscriber)."""
     from .diagnoses import CAUSES, NO_KNOWN_CAUSE
 
     cats = [*CAUSES, NO_KNOWN_CAUSE]
-    codes = np.asarray(_causes(r, sub_ex_ids).codes, dtype=np.int8).copy()
-    lost = np.flatnonzero(status == DELIVERY_STATUSES.index("not_delivered"))
-    found = r.diagnoses.deliveries if r.diagnoses is not None else {}
-    for k, row in enumerate(lost):
-        cause = found.get(k)
-        codes[row] = -1 if cause is None else cats.index(cause)
+    codes = np.asarray(_causes(m, a["sub_ex_id"]).codes, dtype=np.int8).copy()
+    found = m.r.diagnoses.deliveries if m.r.diagnoses is not None else {}
+    if found:
+        lost = np.flatnonzero(a["status"] == DELIVERY_STATUSES.index("not_delivered"))
+        pubs, subs = a["pub_ex_id"][lost], a["subscriber"][lost]
+        for row, pub, sub in zip(lost.tolist(), pubs.tolist(), subs.tolist(), strict=True):
+            cause = found.get((pub, sub))
+            codes[row] = -1 if cause is None else cats.index(cause)
     return _cat(codes, cats)
 
 
-def tcp_retransmissions_frame(r: CorrelationResult) -> pd.DataFrame:
-    a = r.tcp_retransmissions.view()
+def tcp_retransmissions_frame(r: CorrelationResult, *, rows: np.ndarray | None = None,
+                              maps: TableMaps | None = None) -> pd.DataFrame:
+    """The TCP retransmissions table (``rows``: from a block, :mod:`.spool`)."""
+    if rows is None and r.sunk:
+        r.require_detail("the tcp_retransmissions table")
+    a = r.tcp_retransmissions.view() if rows is None else rows
     cols: dict[str, Any] = {
         "ts": _ts(a["ts_ns"]),
         "conn_id": a["conn_id"],

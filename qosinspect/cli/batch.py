@@ -62,6 +62,7 @@ def batch(captures: tuple[str, ...], outdir: str, tags: tuple[str, ...], tags_cs
     from ..dataset.runner import ClusterError
     from ..dataset.sources import parse_tag, read_tags_csv
     from ..dataset.worker import Outcome
+    from .heap import steady_heap
     from .progress import Progress
 
     try:
@@ -94,6 +95,7 @@ def batch(captures: tuple[str, ...], outdir: str, tags: tuple[str, ...], tags_cs
         if progress is not None:
             progress.tick(done[0])
 
+    steady_heap()  # (forked pool workers keep it)
     try:
         with writing(outdir):
             result = run_batch(tasks, jobs=jobs, dask=dask, on_done=on_done)

@@ -38,29 +38,10 @@ def report(source: CaptureSource, fmt: str, output: str | None, no_audit: bool) 
             write_html(analysis, output, capture=source.command_args(), audit=audit)
     else:
         from ..report.text import write_report
+        from .heap import steady_heap
 
-        _steady_heap()
+        steady_heap()
         analysis = source.analyze(detail=False)
         with writing(output):
             write_report(analysis, fmt, output, capture=source.command_args())
     finish(analysis)
-
-
-#: glibc's ``mallopt`` parameter for the mmap threshold.
-_M_MMAP_THRESHOLD = -3
-
-
-def _steady_heap() -> None:
-    """Keep glibc's mmap threshold at its initial 128 KiB for this process (a command's own
-    choice, not the library's). Why: glibc raises the threshold each time a large mapped block
-    is freed, after which blocks of that size come from the heap, which a long run fragments
-    (a dict's table resized, numpy temporaries): ``report`` on the benchmark capture played five
-    times peaked 12 MB (10 %) above one copy with it moving, 5 MB with it fixed
-    (``benchmarks/report.py --scale 5``). Nothing on a C library without ``mallopt``."""
-    import ctypes
-
-    try:
-        mallopt = ctypes.CDLL(None).mallopt
-    except (OSError, AttributeError):
-        return
-    mallopt(ctypes.c_int(_M_MMAP_THRESHOLD), ctypes.c_int(128 * 1024))

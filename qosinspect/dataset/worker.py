@@ -3,9 +3,13 @@
 :func:`analyse_into` runs in a worker process (a local pool's or a Dask worker's) and needs
 nothing from the process that sent it but its :class:`Task` (picklable, small): it reads the
 capture, writes every table's partition, then the ``captures`` row, or a ``failures`` row
-when the capture cannot be analysed. Nothing escapes it as an exception: a corrupt capture,
-a missing file or a bug in the analysis becomes a row and an :class:`Outcome`, and the batch
-goes on.
+when the capture cannot be analysed. The large tables (exchanges, deliveries, packets, TCP
+retransmissions) never sit in its memory whole: the analysis hands their rows to a
+:class:`~qosinspect.analysis.spool.RowSpool` as they become final, and each is written to its
+partition a block at a time (``Task.block_rows`` rows, a row group each), so a worker's
+memory is bounded whatever its capture's length. Nothing escapes it as an exception: a
+corrupt capture, a missing file or a bug in the analysis becomes a row and an
+:class:`Outcome`, and the batch goes on.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from ..analysis.api import Analysis
+    from ..analysis.records import RowSink
 
 __all__ = ["Outcome", "Task", "analyse_into"]
 
@@ -54,6 +59,10 @@ class Task:
     size: int
     options: DecoderOptions
     tags: Mapping[str, str] = field(default_factory=dict)
+    #: Rows per block of the large tables (memory against the number of Parquet row groups;
+    #: None: :data:`qosinspect.analysis.spool.BLOCK_ROWS`; the tests make it small so that a
+    #: small capture spans several blocks).
+    block_rows: int | None = None
 
 
 @dataclass(frozen=True)
@@ -85,14 +94,24 @@ def analyse_into(task: Task) -> Outcome:
     partial = False
     frames = packets = None
     try:
-        with _local_copy(task.path) as local:
-            analysis = _analyse(task, local)
-        for name in ANALYSIS_TABLES:
-            if name == "packets" and not task.options.packets:
-                continue
-            df = (analysis.summary().reset_index() if name == "summary"
-                  else getattr(analysis, name))
-            rows[name] = _write(scratch, name, df, task)
+        from ..analysis.spool import BLOCK_ROWS, SPOOLED_TABLES, RowSpool
+
+        spool = RowSpool(scratch / ".spool", task.block_rows or BLOCK_ROWS)
+        try:
+            with _local_copy(task.path) as local:
+                analysis = _analyse(task, local, spool)
+            for name in ANALYSIS_TABLES:
+                if name == "packets" and not task.options.packets:
+                    continue
+                if name in SPOOLED_TABLES:
+                    rows[name] = _write_blocks(scratch, name,
+                                               spool.frames(name, analysis.result), task)
+                    continue
+                df = (analysis.summary().reset_index() if name == "summary"
+                      else getattr(analysis, name))
+                rows[name] = _write(scratch, name, df, task)
+        finally:
+            spool.remove()
         summary = analysis.capture_summary
         frames = getattr(summary, "frames", None)
         packets = getattr(summary, "mqtt_packets", None)
@@ -114,8 +133,9 @@ def analyse_into(task: Task) -> Outcome:
                    time.perf_counter() - start)
 
 
-def _analyse(task: Task, path: str) -> Analysis:
-    """The analysis of the capture's bytes at ``path`` (local: the task's own, or a copy)."""
+def _analyse(task: Task, path: str, sink: RowSink) -> Analysis:
+    """The analysis of the capture's bytes at ``path`` (local: the task's own, or a copy),
+    the rows of the large tables handed to ``sink``."""
     import dataclasses
 
     from ..analysis.api import analyze_capture
@@ -123,7 +143,8 @@ def _analyse(task: Task, path: str) -> Analysis:
     o = task.options
     return analyze_capture(path, ports=o.ports, detect_any_port=o.detect_any_port,
                            mqtt_version=o.mqtt_version,
-                           options=dataclasses.replace(o.analysis, packets=o.packets))
+                           options=dataclasses.replace(o.analysis, packets=o.packets),
+                           sink=sink)
 
 
 @contextlib.contextmanager
@@ -155,13 +176,31 @@ def _message(exc: BaseException) -> str:
 
 def _write(scratch: Path, table: str, df: pd.DataFrame, task: Task) -> int:
     """Write one table of the capture (with its capture and tag columns) into ``scratch``."""
-    from ..report.output import write_table
+    return _write_blocks(scratch, table, iter((df,)), task)
+
+
+def _write_blocks(scratch: Path, table: str, frames: Iterator[pd.DataFrame], task: Task) -> int:
+    """Write one table of the capture given as DataFrames of the same columns (one Parquet
+    file, a row group per frame at least), each with its capture and tag columns."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
 
     out = scratch / table
     out.mkdir(parents=True, exist_ok=True)
-    write_table(add_capture_columns(df, task.capture, task.sha256, task.tags), "parquet",
-                out / "part-0.parquet")
-    return len(df)
+    n = 0
+    writer: pq.ParquetWriter | None = None
+    try:
+        for df in frames:
+            t = pa.Table.from_pandas(add_capture_columns(df, task.capture, task.sha256,
+                                                         task.tags), preserve_index=False)
+            if writer is None:
+                writer = pq.ParquetWriter(out / "part-0.parquet", t.schema)
+            writer.write_table(t)
+            n += len(df)
+    finally:
+        if writer is not None:
+            writer.close()
+    return n
 
 
 def _captures_row(task: Task, frames: int | None, packets: int | None,

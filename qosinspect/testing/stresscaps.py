@@ -16,8 +16,8 @@ from ..capture.writer import pcap_header, pcap_record
 from ..mqtt import ConnAck, Connect, Disconnect, PubAck, Publish, encode
 from .synthcap import TcpConversation, render
 
-__all__ = ["write_concurrent_streams", "write_ended_connections", "write_inflight_ids",
-           "write_qos1_flows"]
+__all__ = ["qos1_flows_and_copies", "write_concurrent_streams", "write_ended_connections",
+           "write_inflight_ids", "write_qos1_flows"]
 
 T0 = 1_700_000_000_000_000_000
 
@@ -65,6 +65,17 @@ def write_qos1_flows(path: Path, exchanges: int, *, batch: int = 20) -> None:
         out.write(pcap_header(1, nanos=True))
         for f in render(conv.segments):
             out.write(pcap_record(f.ts_ns, f.data, f.orig_len, nanos=True))
+
+
+def qos1_flows_and_copies(folder: Path, exchanges: int, times: int = 5) -> tuple[Path, Path]:
+    """``folder/flows.pcap`` (:func:`write_qos1_flows`) and the same played ``times`` times,
+    each copy shifted after the previous one (``flows-x<times>.pcap``): the pair the bounded
+    memory tests of ``report`` and ``batch`` compare (issue 14)."""
+    from .concat import concatenate_shifted
+
+    one = folder / "flows.pcap"
+    write_qos1_flows(one, exchanges)
+    return one, concatenate_shifted(one, folder / f"flows-x{times}.pcap", times)
 
 
 def write_concurrent_streams(path: Path, streams: int) -> None:

@@ -16,8 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from qosinspect.testing.concat import concatenate_shifted
-from qosinspect.testing.stresscaps import write_qos1_flows
+from qosinspect.testing.stresscaps import qos1_flows_and_copies
 
 QOSINSPECT = str(Path(sys.executable).parent / "qosinspect")
 EXCHANGES = 140_000          # more than the joinable window (131,072): the ring wraps at 1x
@@ -37,10 +36,7 @@ def _report(path: Path) -> tuple[dict[str, object], float]:
 
 @pytest.fixture(scope="module")
 def captures(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    folder = tmp_path_factory.mktemp("bounded")
-    one = folder / "flows.pcap"
-    write_qos1_flows(one, EXCHANGES)
-    return one, concatenate_shifted(one, folder / "flows-x5.pcap", 5)
+    return qos1_flows_and_copies(tmp_path_factory.mktemp("bounded"), EXCHANGES)
 
 
 def test_report_peak_rss_does_not_grow_with_the_capture(captures: tuple[Path, Path]) -> None:

@@ -124,9 +124,9 @@ class DiagnosisResult:
     diagnoses: list[Diagnosis] = field(default_factory=list)
     exchanges: dict[int, str] = field(default_factory=dict)
     reconnects: dict[int, str] = field(default_factory=dict)
-    #: By ordinal among the copies never delivered (the deliveries table's ``not_delivered``
-    #: rows, in order): the cause of each.
-    deliveries: dict[int, str] = field(default_factory=dict)
+    #: By (publication's ``ex_id``, subscriber's session code), the cause of each copy never
+    #: delivered (the deliveries table's ``not_delivered`` rows).
+    deliveries: dict[tuple[int, int], str] = field(default_factory=dict)
     floor_ns: int = DEFAULT_FLOOR_NS
     percentile: float = DEFAULT_PERCENTILE
     threshold_ns: int = 0
@@ -335,8 +335,8 @@ class Diagnoser:
                     f"{ms(latency)}, over the floor and the capture's p{self.percentile:g} "
                     f"({ms(threshold)}); no known signature fits", ""))
         out.diagnoses.extend(self.reconnect_found)
-        verdicts = {"exchange": out.exchanges, "reconnect": out.reconnects,
-                    "delivery": out.deliveries}
         for d in out.diagnoses:
-            verdicts[d.subject][d.ref] = d.cause
+            if d.subject != "delivery":
+                (out.exchanges if d.subject == "exchange" else out.reconnects)[d.ref] = d.cause
+        out.deliveries = self.deliveries.lost_causes
         return out

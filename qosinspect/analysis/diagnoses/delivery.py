@@ -121,6 +121,9 @@ class DeliveryChecks:
         self.lost: list[Lost] = []
         self.n_lost = 0
         self.dropped = 0
+        #: (publication's ex_id, subscriber) -> the cause of a copy never delivered (made by
+        #: :meth:`finish`).
+        self.lost_causes: dict[tuple[int, int], str] = {}
 
     def add_held(self, h: Held) -> None:
         if len(self.held) < self.cap:
@@ -154,7 +157,10 @@ class DeliveryChecks:
                 out.append(_receive_maximum(
                     h, f"{paced[h.session]} of its {late[h.session]} late copies left right "
                        "after an acknowledgement"))
-        out.extend(_lost(lost, conns.get(lost.conn_id)) for lost in self.lost)
+        for lost in self.lost:
+            d = _lost(lost, conns.get(lost.conn_id))
+            self.lost_causes[(lost.pub_ex_id, lost.session)] = d.cause
+            out.append(d)
         return out
 
 
