@@ -71,6 +71,7 @@ from .aggregate import Aggregate
 from .connlist import ConnBrokers, ConnectionList
 from .deliveries import DeliveryMatcher
 from .diagnoses import Diagnoser, DiagnosisResult
+from .diagnoses.delivery import OPEN_COUNTED, conn_at, offline_gap
 from .exchanges import ABANDONED, OPEN_AT_END, ExchangeTracker
 from .logs import DIRECTION_NAMES, AnomalyLog, EvidenceLog, PacketLog
 from .options import AnalysisOptions
@@ -269,6 +270,10 @@ class Correlator:
         if self.diag is not None:
             self.ex.latencies = self.diag.latencies
             self.ex.diagnose_floor = self.diag.floor_ns
+            if self.matcher is not None:
+                self.matcher.on_slow = self._held
+                self.matcher.slow_ns = self.diag.floor_ns
+                self.matcher.on_missing = self._missing
         self._t_lo = _NO_LO
         self._t_hi = NO_TS
         #: TCP streams that carried data and were not decoded (the first MAX_UNDECODED_ROWS).
@@ -450,16 +455,22 @@ class Correlator:
             s = c.sess
             if s is None or not c.connect_seen:
                 s = self._introduce(ev, c, d, _PTYPE_NAMES[ptype])
+            if d == C2B and (ptype == 4 or ptype == 7) and (diag := self.diag) is not None:
+                diag.freed(s.code, ts, frame)   # a slot of the broker's window towards it
             self.ex.ack(ev, ts, frame, c, s, d, ptype, pid, int(reason), wire)
             return
         if t is _CONNECT:
             assert isinstance(p, Connect)
             self.sess.connect(ev, c, d, p)
+            if self.diag is not None and p.protocol_version >= 5:
+                self.diag.connect(c.conn_id, str(info.client), p.properties.receive_maximum)
         elif t is _CONNACK:
             assert isinstance(p, ConnAck)
             if not c.connect_seen:
                 self._introduce(ev, c, d, "CONNACK")
             self.sess.connack(ev, c, p)
+            if self.diag is not None:
+                self.diag.connack(c.conn_id, str(info.client), frame)
         else:
             if not c.connect_seen:
                 self._introduce(ev, c, d, packet_type_of(p).name)
@@ -588,13 +599,57 @@ class Correlator:
             undecoded=self.undecoded, undecoded_count=self.undecoded_count,
             tcp_evidence=self.tcp_evidence,
             implementation=IMPLEMENTATION, aggregate=self.aggregate,
-            diagnoses=(self.diag.finish(sess.reconnects, connections.get)
-                       if self.diag is not None else None),
+            diagnoses=self.diag.finish() if self.diag is not None else None,
             anomaly_counts=dict(self.anomalies.counts), note_counts=dict(self.anomalies.notes),
             n_tcp_retransmissions=self.n_tcp_retransmissions, sunk=self.sink is not None)
 
     def _reconnect_final(self, rc: Reconnect) -> None:
         self.aggregate.reconnects.add((rc,))
+        if self.diag is not None:
+            self.diag.reconnect(rc, self._connection_record)
+
+    def _held(self, pub_ts: int, subscriber: int, ex_id: int, ts: int) -> None:
+        """A copy that came at least the floor after its publication: the subscriber's
+        state now, for the delivery checks (:mod:`.diagnoses.delivery`)."""
+        diag = self.diag
+        assert diag is not None
+        s = self.sess.by_code[subscriber]
+        c = s.conn
+        conn_id = c.conn_id if c is not None else s.last_conn_id
+        offline = s.presence(pub_ts, 0) == 2
+        n_open = 0
+        if not offline:
+            limit = diag.paced(conn_id, subscriber, pub_ts, ts)
+            if not limit:
+                return
+            # the messages open towards it: enough to show the limit (a slow subscriber may
+            # have thousands open, and every late copy would count them all)
+            most = max(limit, OPEN_COUNTED)
+            for key in s.open:
+                n_open += key >> 16     # (1 for a broker-to-client exchange: B2C << 16 | id)
+                if n_open >= most:
+                    break
+        diag.held(ex_id, conn_id, subscriber, pub_ts, ts, offline=offline,
+                  gap=offline_gap(s.intervals, pub_ts) if offline else (0, 0),
+                  session_present=c is not None and bool(c.rec.session_present),
+                  n_open=n_open)
+
+    def _missing(self, pub_ts: int, pub_ex_id: int, qos: int, subscriber: int,
+                 reason: int) -> None:
+        """An expected copy that never came."""
+        diag = self.diag
+        assert diag is not None
+        s = self.sess.by_code[subscriber]
+        diag.lost(pub_ex_id, qos, subscriber, conn_at(s.intervals, s.rec.conn_ids, pub_ts),
+                  pub_ts, reason)
+
+    def _connection_record(self, conn_id: int) -> Connection | None:
+        """A connection's record while running: followed, or its packed row."""
+        c = self.sess.conns.get(conn_id)
+        if c is not None:
+            return c.rec
+        row = self.sess.table.row_of(conn_id)
+        return self.sess.table.record(row)[0] if row >= 0 else None
 
     # -- while running --------------------------------------------------------------------------
 

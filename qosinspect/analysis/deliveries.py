@@ -140,6 +140,13 @@ class DeliveryMatcher:
         self._expect_cache: dict[int, dict[str, Expected]] = {}
         self.unmatched = 0
         self.untracked_filters = 0
+        #: Told of each copy that came at least ``slow_ns`` after its publication
+        #: ``(publication time, subscriber, its exchange, time)`` and of each expected copy that
+        #: never came ``(publication time, publication's exchange, QoS, subscriber, reason)``:
+        #: the diagnoses (issue 16), set by the correlator.
+        self.on_slow: Callable[[int, int, int, int], None] | None = None
+        self.slow_ns = 0
+        self.on_missing: Callable[[int, int, int, int, int], None] | None = None
 
     @property
     def pending(self) -> int:
@@ -275,6 +282,9 @@ class DeliveryMatcher:
     def _row(self, pub: _Pending, subscriber: int, sub_ex_id: int, ts: int, sub_qos: int,
              status: int, retain: bool) -> None:
         self.aggregate.delivery(pub.broker, pub.qos, sub_qos, status, 0)
+        if (self.on_slow is not None and status == _DELIVERED
+                and ts - pub.ts >= self.slow_ns):
+            self.on_slow(pub.ts, subscriber, sub_ex_id, ts)
         store = self.store
         if store is None:
             return
@@ -297,6 +307,8 @@ class DeliveryMatcher:
                 continue
             reason = self._presence(session, ts)
             self.aggregate.delivery(pub.broker, pub.qos, -1, _NOT_DELIVERED, reason)
+            if self.on_missing is not None:
+                self.on_missing(ts, pub.ex_id, pub.qos, session, reason)
             if self.store is not None:
                 self.store.append(pub.ex_id, -1, publisher, session, pub.topic, ts, -(2**63),
                                   pub.qos, -1, granted, _NOT_DELIVERED, reason, 0)

@@ -523,7 +523,9 @@ class Reconnect:
     connection left open; ``redelivered_publish`` and ``redelivered_pubrel`` count PUBLISH and
     PUBREL resends on the new connection that joined those open exchanges; ``resumed`` how many
     of them completed on the new connection; ``abandoned`` how many the broker or client dropped
-    (no session present, or clean start).
+    (no session present, or clean start). ``index`` is its ordinal among the reconnections
+    found (its row in the reconnects table when rows are kept: report mode keeps the first
+    ones); the diagnoses name it so.
     """
 
     session: str
@@ -542,6 +544,7 @@ class Reconnect:
     redelivered_pubrel: int = 0
     resumed: int = 0
     abandoned: int = 0
+    index: int = -1
 
     @property
     def gap_ns(self) -> int | None:

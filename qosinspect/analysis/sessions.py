@@ -411,7 +411,8 @@ class SessionTracker:
                            next_conn_id=c.conn_id, t_drop=t_drop, t_connect=ts, cause=cause,
                            disconnect_reason=reason,
                            clean_start=p.clean_start, unfinished_c2b=unfinished[0],
-                           unfinished_b2c=unfinished[1], abandoned=s.abandoned_pending)
+                           unfinished_b2c=unfinished[1], abandoned=s.abandoned_pending,
+                           index=self.n_reconnects)
             s.abandoned_pending = 0
             self.n_reconnects += 1
             if self.max_reconnect_rows is None or len(self.reconnects) < self.max_reconnect_rows:

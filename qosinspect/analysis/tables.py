@@ -253,6 +253,10 @@ SCHEMAS: dict[str, tuple[Column, ...]] = {
                                "subscriber_offline, or subscriber_left (its connection ended "
                                "within 1 s of the publication)"),
         ("retain", "bool", "RETAIN flag of the delivered copy"),
+        ("cause", "category", "why it came late (the subscriber's exchange's cause: "
+                              "offline_queue_flush, receive_maximum, ...) or never came "
+                              "(subscriber_offline, connection_lost, zero_window, "
+                              "no_known_cause); docs/diagnoses.md"),
     ),
     "anomalies": (
         ("ts", TS, "when"),
@@ -736,6 +740,7 @@ def deliveries_frame(r: CorrelationResult, *, rows: np.ndarray | None = None,
         store = RowStore(DELIVERY_COLUMNS)
     a = store.view() if rows is None else rows
     n = len(a)
+    m = maps if maps is not None else TableMaps(r)
     latency = _td(a["t_delivered"], a["t_publish"])
     sub_qos = a["sub_qos"]
     cols: dict[str, Any] = {
@@ -743,7 +748,7 @@ def deliveries_frame(r: CorrelationResult, *, rows: np.ndarray | None = None,
         "sub_ex_id": _nullable(a["sub_ex_id"], "Int64"),
         "publisher": _cat(a["publisher"], r.session_keys),
         "subscriber": _cat(a["subscriber"], r.session_keys),
-        "broker": _cat((maps if maps is not None else TableMaps(r)).session_brokers[
+        "broker": _cat(m.session_brokers[
             a["publisher"]] if n else a["publisher"],
                        r.brokers),
         "topic": _cat(a["topic"], r.topics.values),
@@ -758,8 +763,26 @@ def deliveries_frame(r: CorrelationResult, *, rows: np.ndarray | None = None,
         "status": _cat(a["status"], DELIVERY_STATUSES),
         "reason": _cat(np.where(a["reason"] > 0, a["reason"] - 1, -1), DELIVERY_REASONS[1:]),
         "retain": a["retain"].astype(bool),
+        "cause": _delivery_causes(m, a),
     }
     return _frame("deliveries", cols, n)
+
+
+def _delivery_causes(m: TableMaps, a: Any) -> pd.Categorical:
+    """A copy's cause: its exchange's (a copy the broker held), or for a copy never delivered
+    the verdict on (publication, subscriber)."""
+    from .diagnoses import CAUSES, NO_KNOWN_CAUSE
+
+    cats = [*CAUSES, NO_KNOWN_CAUSE]
+    codes = np.asarray(_causes(m, a["sub_ex_id"]).codes, dtype=np.int8).copy()
+    found = m.r.diagnoses.deliveries if m.r.diagnoses is not None else {}
+    if found:
+        lost = np.flatnonzero(a["status"] == DELIVERY_STATUSES.index("not_delivered"))
+        pubs, subs = a["pub_ex_id"][lost], a["subscriber"][lost]
+        for row, pub, sub in zip(lost.tolist(), pubs.tolist(), subs.tolist(), strict=True):
+            cause = found.get((pub, sub))
+            codes[row] = -1 if cause is None else cats.index(cause)
+    return _cat(codes, cats)
 
 
 def tcp_retransmissions_frame(r: CorrelationResult, *, rows: np.ndarray | None = None,

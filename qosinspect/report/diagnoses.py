@@ -32,16 +32,17 @@ def diagnoses_lines(diagnoses: list[dict[str, Any]], fmt: str, capture: str) -> 
     """The section's lines (without its title): one row per cause, then its worst examples
     with their evidence, advice and ladder command; ``none`` when nothing was diagnosed."""
     if not diagnoses:
-        return ["no slow exchange or reconnection to explain (none over the floor)"]
-    rows = [[d["cause"], d["exchanges"], d["reconnects"], d["latency_explained_ms"]]
-            for d in diagnoses]
-    out = [format_table(["cause", "exchanges", "reconnects", "latency explained ms"], rows,
-                        fmt, "lrrr")]
+        return ["no slow exchange, reconnection or lost copy to explain (none over the floor)"]
+    rows = [[d["cause"], d["exchanges"], d["reconnects"], d.get("deliveries", 0),
+             d["latency_explained_ms"]] for d in diagnoses]
+    out = [format_table(["cause", "exchanges", "reconnects", "not delivered",
+                         "latency explained ms"], rows, fmt, "lrrrr")]
     for d in diagnoses:
         out.append(f"{d['cause']}:")
         for ex in d["examples"]:
             what = (f"exchange {ex['exchange']}" if "exchange" in ex
-                    else f"reconnection {ex['reconnect']}")
+                    else f"reconnection {ex['reconnect']}" if "reconnect" in ex
+                    else f"copy not delivered {ex['delivery']}")
             frames = ", ".join(str(f) for f in ex["frames"]) or "-"
             out.append(f"  {what} (conn {ex['conn_id']}, {ex['t_s']:.3f} s, "
                        f"{ex['latency_ms']:.1f} ms, frames {frames}): {ex['evidence']}")

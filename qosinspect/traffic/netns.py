@@ -120,6 +120,10 @@ class NetnsLink:
         self.created = True
         self._ip("ip", "link", "add", self.host_if, "type", "veth", "peer", "name", self.ns_if)
         self._ip("ip", "link", "set", self.ns_if, "netns", self.name)
+        self._address()
+
+    def _address(self) -> None:
+        """Address both ends of the link and bring them (and the namespace's lo) up."""
         self._ip("ip", "addr", "add", f"{self.host_ip}/30", "dev", self.host_if)
         self._ip("ip", "link", "set", self.host_if, "up")
         self._ip("ip", "addr", "add", f"{self.ns_ip}/30", "dev", self.ns_if, ns=True)
@@ -170,7 +174,11 @@ class NetnsLink:
                 try:
                     _setns(target)
                     try:
-                        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                        # (proto IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY only on
+                        # sockets that say so, and the accepted ones inherit it; with Nagle
+                        # on, the proxy held each PUBACK for the client's delayed ACK)
+                        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM,
+                                             socket.IPPROTO_TCP)
                         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
                         sock.bind((self.ns_ip, port))
                         sock.listen(128)

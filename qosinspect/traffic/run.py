@@ -80,6 +80,10 @@ class RunOptions:
     broker_tap: Callable[[Event], None] | None = None
     proxy_tap: Callable[[Event], None] | None = None
     client_tap: Callable[[Any], None] | None = None
+    #: A link into a network namespace made by the caller (a test's
+    #: :class:`~qosinspect.testing.tunlink.TunLink`): the proxy listens behind it, the clients
+    #: cross it and the capture records on its host end; the caller closes it.
+    link: NetnsLink | None = None
 
 
 @dataclass
@@ -206,7 +210,10 @@ class _Run:
                 _tap_file(self.o.capture), comment=f"scenario {self.s.name}")
         host = spec.host if spec.kind == "external" else "127.0.0.1"
         factory = None
-        if any(f.kind == "netem" for f in self.s.faults):
+        if self.o.link is not None:
+            self.netns = self.o.link
+            factory = self.netns.listening_socket
+        elif any(f.kind == "netem" for f in self.s.faults):
             self.netns = NetnsLink().__enter__()      # closed in shutdown(), always
             factory = self.netns.listening_socket
         self.proxy_host = self.netns.ns_ip if self.netns else "127.0.0.1"
@@ -259,6 +266,7 @@ class _Run:
                       transport="websocket" if self.s.broker.websocket else "tcp",
                       clean_start=sess.clean_start,
                       session_expiry=sess.session_expiry if self.s.mqtt_version == 5 else None,
+                      receive_maximum=sess.receive_maximum or None,
                       keep_alive=sess.keep_alive, reconnect=BACKOFF, tap=self.o.client_tap,
                       on_message=on_message, connect_timeout=5.0, max_queued=100_000,
                       split_writes=sess.split_writes, rcvbuf=sess.rcvbuf)
@@ -555,7 +563,8 @@ class _Run:
                                  f"{self.capture.dropped} packets (the machine was too busy): "
                                  "the capture has gaps")
             finally:
-                if self.netns is not None:   # after the capture: it records on the veth pair
+                if self.netns is not None and self.netns is not self.o.link:
+                    # after the capture: it records on the veth pair
                     self.netns.clear()
                     self.netns.close()
                 if self.recorder is not None:

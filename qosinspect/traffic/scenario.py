@@ -116,6 +116,9 @@ class ClientSpec:
     split_writes: bool = False
     #: SO_RCVBUF of the clients' sockets in bytes (0: the system's), as on a small device.
     rcvbuf: int = 0
+    #: MQTT 5 Receive Maximum announced in CONNECT (0: none, 65,535): the QoS 1/2 messages
+    #: the broker may leave unacknowledged towards the client (issue 16's ``receive_maximum``).
+    receive_maximum: int = 0
 
 
 @dataclass(frozen=True)
@@ -271,7 +274,7 @@ def parse_scenario(data: Mapping[str, Any], *, path: str | None = None,
         raise top.error("must be 3 (3.1), 4 (3.1.1) or 5", "mqtt_version")
     broker = _broker(top.table("broker"))
     publishers = tuple(_publisher(t, version) for t in top.tables("publishers"))
-    subscribers = tuple(_subscriber(t) for t in top.tables("subscribers"))
+    subscribers = tuple(_subscriber(t, version) for t in top.tables("subscribers"))
     scenario = Scenario(
         name=top.string("name", default_name),
         description=top.string("description", ""),
@@ -330,10 +333,14 @@ def parse_address(value: Any, *, field: str = "broker", path: str | None = None
     return host, int(port_s)
 
 
-def _session(t: _Table, default_clean: bool) -> ClientSpec:
+def _session(t: _Table, default_clean: bool, version: int) -> ClientSpec:
     clean = t.boolean("clean_start", default_clean)
     expiry_default = 0 if clean else 3600
-    return ClientSpec(clean_start=clean,
+    receive_maximum = t.integer("receive_maximum", 0, low=0, high=0xFFFF)
+    if receive_maximum and version != 5:
+        raise t.error("needs mqtt_version = 5 (properties do not exist before MQTT 5)",
+                      "receive_maximum")
+    return ClientSpec(clean_start=clean, receive_maximum=receive_maximum,
                       keep_alive=t.integer("keep_alive", 60, low=0, high=65535),
                       session_expiry=t.integer("session_expiry", expiry_default, low=0,
                                                high=0xFFFFFFFF),
@@ -350,7 +357,7 @@ def _group_name(t: _Table) -> tuple[str, int]:
 
 def _publisher(t: _Table, version: int) -> PublisherGroup:
     name, count = _group_name(t)
-    session = _session(t, True)
+    session = _session(t, True, version)
     topics = tuple(_topic(tt, version) for tt in t.tables("topics"))
     if not topics:
         raise t.error("needs at least one [[publishers.topics]] entry", "topics")
@@ -407,9 +414,9 @@ def _topic(t: _Table, version: int) -> TopicSpec:
     return spec
 
 
-def _subscriber(t: _Table) -> SubscriberGroup:
+def _subscriber(t: _Table, version: int) -> SubscriberGroup:
     name, count = _group_name(t)
-    session = _session(t, True)
+    session = _session(t, True, version)
     default_qos = t.integer("qos", 2, low=0, high=2)
     filters: list[tuple[str, int]] = []
     raw = t.raw("filters")

@@ -288,7 +288,7 @@ def test_diagnoses_are_the_json_reports(browser: Any, tmp_path: Path) -> None:
         "return [...document.querySelectorAll('#diagnoses-table tbody tr')]"
         ".map((tr) => [...tr.cells].map((td) => td.textContent))")
     assert rows == [[d["cause"], str(d["exchanges"]), str(d["reconnects"]),
-                     f"{d['latency_explained_ms']:.3f}" if isinstance(
+                     str(d["deliveries"]), f"{d['latency_explained_ms']:.3f}" if isinstance(
                          d["latency_explained_ms"], float) else str(d["latency_explained_ms"])]
                     for d in report["diagnoses"]]
     frames = {int(f.get_attribute("data-frame")) for f in browser.find_elements(
@@ -296,3 +296,10 @@ def test_diagnoses_are_the_json_reports(browser: Any, tmp_path: Path) -> None:
     assert frames == {f for d in report["diagnoses"] for ex in d["examples"] for f in ex["frames"]}
     steps = browser.find_element("id", "step-table").text
     assert "time on the wire" in steps
+    # every diagnosed exchange is drawn on the latency-over-time chart, a ring per cause
+    assert _draw_all(browser)["pending"] == 0
+    traces = browser.execute_script(
+        "return document.getElementById('latency-time').data"
+        ".filter((t) => t.name.startsWith('cause: ')).map((t) => [t.name, t.x.length])")
+    drawn = {name.removeprefix("cause: "): n for name, n in traces}
+    assert drawn == {d["cause"]: d["exchanges"] for d in report["diagnoses"] if d["exchanges"]}

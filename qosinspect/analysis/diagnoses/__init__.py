@@ -5,8 +5,10 @@ One small module per cause (:mod:`.nagle`, :mod:`.zero_window`, :mod:`.retransmi
 exchange or reconnection and returns a :class:`~.evidence.Diagnosis` (the stable cause id, the
 frames, the sentence of the signature that decided and the advice) or nothing;
 :mod:`.registry` orders them; :mod:`.core`'s :class:`Diagnoser` chooses what to explain and
-collects the verdicts. When nothing fits, an outlier is ``no_known_cause``: said, not guessed.
-The signatures and thresholds are in docs/diagnoses.md.
+collects the verdicts. :mod:`.delivery` holds the causes seen only at the delivery level (a
+copy the broker held back: ``offline_queue_flush``, ``receive_maximum``; a copy never
+delivered). When nothing fits, an outlier is ``no_known_cause``: said, not guessed. The
+signatures and thresholds are in docs/diagnoses.md.
 """
 
 from __future__ import annotations

@@ -2,9 +2,12 @@
 
 Which ones (issue 16): every exchange whose latency (from its PUBLISH's first byte on the wire
 to its last acknowledgement) is over ``floor_ns``; every exchange that did not complete; every
-reconnection. An exchange over the floor whose evidence matches a cause gets that cause; one
-that matches none is listed as ``no_known_cause`` only when it is also over the capture's
-``percentile`` (an outlier of this capture, not of a slow link in general).
+reconnection, as it becomes final (all of them, past the rows a report keeps too); every copy a
+subscriber got at least ``floor_ns`` after its publication and every copy never delivered
+(:mod:`.delivery`, fed by the delivery matcher). An exchange over the floor whose evidence
+matches a cause gets that cause; one that matches none is listed as ``no_known_cause`` only
+when it is also over the capture's ``percentile`` (an outlier of this capture, not of a slow
+link in general).
 
 Why it works as exchanges finish: the report may fold finished exchanges into aggregates and
 release their rows, and the TCP facts around an exchange are kept in short rings
@@ -23,13 +26,14 @@ from __future__ import annotations
 
 import random
 from array import array
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ...events import ConnectionClosed, TcpEvidence
 from ..records import NO_TS, OUTCOMES, STEPS, Connection, Reconnect
 from ..state import LatencyHistogram, OpenExchange
 from . import keepalive
+from .delivery import DeliveryChecks, Held, Lost, after_ack
 from .evidence import NO_KNOWN_CAUSE, Diagnosis, ExchangeFacts, ms
 from .facts import Facts
 from .registry import EXCHANGE_CHECKS
@@ -120,6 +124,9 @@ class DiagnosisResult:
     diagnoses: list[Diagnosis] = field(default_factory=list)
     exchanges: dict[int, str] = field(default_factory=dict)
     reconnects: dict[int, str] = field(default_factory=dict)
+    #: By (publication's ``ex_id``, subscriber's session code), the cause of each copy never
+    #: delivered (the deliveries table's ``not_delivered`` rows).
+    deliveries: dict[tuple[int, int], str] = field(default_factory=dict)
     floor_ns: int = DEFAULT_FLOOR_NS
     percentile: float = DEFAULT_PERCENTILE
     threshold_ns: int = 0
@@ -151,8 +158,14 @@ class Diagnoser:
         self.unexplained = Slowest(MAX_UNEXPLAINED)
         self.dropped = 0
         self.close_frames: dict[int, int] = {}
+        #: The verdicts on reconnections (at most ``max_candidates``; ``dropped`` the rest).
+        self.reconnect_found: list[Diagnosis] = []
         #: Time on the wire of the packets that spanned frames, per QoS (a bounded sample).
         self.wire: dict[int, WireSample] = {}
+        #: Held and lost copies (:mod:`.delivery`), and each session's last PUBACK/PUBCOMP to
+        #: the broker (time, frame): what freed a slot of its inflight window.
+        self.deliveries = DeliveryChecks(max_candidates)
+        self.acks: dict[int, tuple[int, int]] = {}
 
     # -- fed during the pass -----------------------------------------------------------------
 
@@ -169,8 +182,74 @@ class Diagnoser:
         self.facts.tcp(ev)
 
     def closed(self, ev: ConnectionClosed) -> None:
-        if len(self.close_frames) < MAX_CANDIDATES:
-            self.close_frames[ev.conn.conn_id] = ev.frame
+        """A connection ended: its close frame is the evidence of a reconnection that follows
+        (kept for the last ``MAX_CANDIDATES`` connections, taken when read)."""
+        frames = self.close_frames
+        frames[ev.conn.conn_id] = ev.frame
+        if len(frames) > MAX_CANDIDATES:
+            del frames[next(iter(frames))]
+
+    def reconnect(self, rc: Reconnect, connection: Callable[[int], Connection | None]) -> None:
+        """A reconnection is final (the connection it began ended, or the capture did): every
+        one is diagnosed here, also past the rows a report keeps (``rc.index`` names it);
+        ``connection`` gives the record of a connection by ``conn_id``, looked up only for a
+        reconnection whose cause needs it."""
+        frame = self.close_frames.pop(rc.prev_conn_id, 0)
+        if rc.cause != keepalive.CAUSE_END:
+            return
+        d = keepalive.check(rc.index, rc, connection(rc.prev_conn_id), frame)
+        if d is None:
+            return
+        if len(self.reconnect_found) >= self.max_candidates:
+            self.dropped += 1
+        else:
+            self.reconnect_found.append(d)
+
+    def connect(self, conn_id: int, client: str, receive_maximum: int | None) -> None:
+        """A CONNECT: the Receive Maximum the client announced (MQTT 5)."""
+        if receive_maximum:
+            self.facts.conn(conn_id, client).receive_maximum = receive_maximum
+
+    def connack(self, conn_id: int, client: str, frame: int) -> None:
+        self.facts.conn(conn_id, client).connack_frame = frame
+
+    def freed(self, session: int, ts: int, frame: int) -> None:
+        """A client's PUBACK or PUBCOMP: a slot of the broker's window towards it is free."""
+        self.acks[session] = (ts, frame)
+
+    def paced(self, conn_id: int, session: int, pub_ts: int, ts: int) -> int:
+        """A copy to a connected subscriber (its PUBLISH at ``ts``) that came at least the
+        floor after its publication at ``pub_ts``: counted; returns how many open messages
+        prove a limit (its Receive Maximum; 1 without one) when it left right after an
+        acknowledgement of the subscriber that came after the publication, else 0 (then
+        nothing more is asked: :meth:`held` follows only a nonzero answer)."""
+        d = self.deliveries
+        d.late[session] += 1
+        ack_ts, _ = self.acks.get(session, (0, 0))
+        if not after_ack(pub_ts, ts, ack_ts):
+            return 0
+        facts = self.facts.conns.get(conn_id)
+        return facts.receive_maximum if facts is not None and facts.receive_maximum else 1
+
+    def held(self, ex_id: int, conn_id: int, session: int, pub_ts: int, ts: int, *,
+             offline: bool, gap: tuple[int, int], session_present: bool, n_open: int) -> None:
+        """A copy (the subscriber's exchange ``ex_id``, its PUBLISH at ``ts``) that came at
+        least the floor after its publication at ``pub_ts``: queued while the subscriber was
+        ``offline`` (``gap`` the offline time around it), or one :meth:`paced` found right
+        after an acknowledgement; ``n_open`` the QoS 1/2 messages open towards it, this one
+        included (counted up to the limit :meth:`paced` gave, or ``OPEN_COUNTED``)."""
+        facts = self.facts.conns.get(conn_id)
+        ack_ts, ack_frame = self.acks.get(session, (0, 0))
+        self.deliveries.add_held(Held(
+            ex_id, conn_id, session, pub_ts, ts, offline, gap[0], gap[1], session_present,
+            facts.connack_frame if facts is not None else 0, n_open,
+            facts.receive_maximum if facts is not None else 0, ack_ts, ack_frame))
+
+    def lost(self, pub_ex_id: int, qos: int, session: int, conn_id: int, pub_ts: int,
+             reason: int) -> None:
+        """An expected copy that never came (``reason``: the subscriber's presence)."""
+        d = self.deliveries
+        d.add_lost(Lost(d.n_lost, pub_ex_id, qos, session, conn_id, pub_ts, reason))
 
     def exchange(self, ex: OpenExchange) -> None:
         """A QoS 1/2 exchange ended: one that did not complete, or completed over the floor or
@@ -234,27 +313,30 @@ class Diagnoser:
         edge, within 12 %)."""
         return self.latencies.quantile(q)
 
-    def finish(self, reconnects: Sequence[Reconnect],
-               connection: Callable[[int], Connection | None]) -> DiagnosisResult:
-        """The diagnoses at the end of the capture; ``connection`` gives the record of a
-        connection by ``conn_id`` (None when unknown): only the connections a reconnection
-        ended are looked up."""
+    def finish(self) -> DiagnosisResult:
+        """The diagnoses at the end of the capture (every reconnection was diagnosed as it
+        became final: :meth:`reconnect`)."""
         threshold = max(self.floor_ns, self.quantile(self.percentile))
         out = DiagnosisResult(floor_ns=self.floor_ns, percentile=self.percentile,
                               threshold_ns=threshold,
                               dropped=self.dropped + self.unexplained.excess(), wire=self.wire)
         out.diagnoses.extend(self.found)
+        # a held copy's handshake may be slow too: what the wire shows of it comes first
+        named = {d.ref for d in self.found}
+        held = [d for d in self.deliveries.finish(self.facts.conns)
+                if d.subject != "exchange" or d.ref not in named]
+        out.diagnoses.extend(held)
+        named.update(d.ref for d in held if d.subject == "exchange")
+        out.dropped += self.deliveries.dropped
         for latency, ex_id, conn_id, start in self.unexplained.rows():
-            if latency > threshold:
+            if latency > threshold and ex_id not in named:
                 out.diagnoses.append(Diagnosis(
                     NO_KNOWN_CAUSE, "exchange", ex_id, conn_id, start, latency, (),
                     f"{ms(latency)}, over the floor and the capture's p{self.percentile:g} "
                     f"({ms(threshold)}); no known signature fits", ""))
-        for i, rc in enumerate(reconnects):
-            d = keepalive.check(i, rc, connection(rc.prev_conn_id),
-                                self.close_frames.get(rc.prev_conn_id, 0))
-            if d is not None:
-                out.diagnoses.append(d)
+        out.diagnoses.extend(self.reconnect_found)
         for d in out.diagnoses:
-            (out.exchanges if d.subject == "exchange" else out.reconnects)[d.ref] = d.cause
+            if d.subject != "delivery":
+                (out.exchanges if d.subject == "exchange" else out.reconnects)[d.ref] = d.cause
+        out.deliveries = self.deliveries.lost_causes
         return out

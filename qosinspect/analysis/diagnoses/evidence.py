@@ -11,10 +11,10 @@ from dataclasses import dataclass
 
 __all__ = ["CAUSES", "NO_KNOWN_CAUSE", "Diagnosis", "ExchangeFacts", "ms"]
 
-#: The stable identifiers of the causes, in the order the report lists them (issue 16 also
-#: names ``receive_maximum`` and ``offline_queue_flush``: not diagnosed yet, see
-#: docs/diagnoses.md).
-CAUSES = ("nagle_delayed_ack", "zero_window", "retransmission_timeout", "keepalive_timeout")
+#: The stable identifiers of the causes, in the order the report lists them: of slow exchanges
+#: (the wire's, then the delivery level's), of reconnections, of copies never delivered.
+CAUSES = ("nagle_delayed_ack", "zero_window", "retransmission_timeout", "receive_maximum",
+          "offline_queue_flush", "keepalive_timeout", "subscriber_offline", "connection_lost")
 #: An outlier no signature explains: said, rather than guessed.
 NO_KNOWN_CAUSE = "no_known_cause"
 
@@ -49,8 +49,10 @@ class ExchangeFacts:
 
 @dataclass(frozen=True, slots=True)
 class Diagnosis:
-    """One verdict. ``subject`` is ``exchange`` (``ref`` its ``ex_id``) or ``reconnect``
-    (``ref`` its row in the reconnects table); ``latency_ns`` is the latency it explains (the
+    """One verdict. ``subject`` is ``exchange`` (``ref`` its ``ex_id``), ``reconnect`` (``ref``
+    its ordinal, the row in the reconnects table) or ``delivery`` (a copy never delivered:
+    ``ref`` its ordinal among those, the deliveries table's ``not_delivered`` rows in order);
+    ``latency_ns`` is the latency it explains (the
     exchange's, from its PUBLISH's first byte; a reconnection's gap); ``frames`` the frames of
     the evidence, in order; ``sentence`` the signature that decided, ``advice`` what to do."""
 

@@ -78,6 +78,10 @@ class ConnFacts:
     #: began after the one with none open can match no fact (the checks are skipped).
     last_ts: int = 0
     window_open: bool = False
+    #: The client's Receive Maximum (MQTT 5 CONNECT; 0: not announced) and the frame of the
+    #: broker's CONNACK: the delivery checks' evidence (:mod:`.delivery`).
+    receive_maximum: int = 0
+    connack_frame: int = 0
 
     def quiet_since(self, start: int) -> bool:
         """No fact at or after ``start`` and no window still closed."""

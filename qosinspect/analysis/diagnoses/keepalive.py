@@ -11,14 +11,16 @@ from __future__ import annotations
 from ..records import Connection, Reconnect
 from .evidence import Diagnosis, ms
 
-__all__ = ["CAUSE", "check"]
+__all__ = ["CAUSE", "CAUSE_END", "check"]
 
 CAUSE = "keepalive_timeout"
+#: How the connection before the reconnection ended (:mod:`..sessions`).
+CAUSE_END = "keepalive_expired"
 
 
 def check(index: int, rc: Reconnect, prev: Connection | None, close_frame: int
           ) -> Diagnosis | None:
-    if rc.cause != "keepalive_expired" or prev is None:
+    if rc.cause != CAUSE_END or prev is None:
         return None
     ka = prev.keep_alive or prev.server_keep_alive or 0
     last = prev.t_last_c2b

@@ -31,7 +31,8 @@ def ladder_command(d: Diagnosis, t_first: int | None, capture: str = "CAPTURE") 
 def diagnoses_report(result: DiagnosisResult | None, t_first: int | None
                      ) -> list[dict[str, Any]]:
     """One entry per cause found (``no_known_cause`` last), each with ``cause``,
-    ``exchanges``, ``reconnects``, ``latency_explained_ms`` and ``examples``."""
+    ``exchanges``, ``reconnects``, ``deliveries`` (copies never delivered),
+    ``latency_explained_ms`` and ``examples``."""
     if result is None:
         return []
     out = []
@@ -41,6 +42,7 @@ def diagnoses_report(result: DiagnosisResult | None, t_first: int | None
             "cause": cause,
             "exchanges": sum(1 for d in found if d.subject == "exchange"),
             "reconnects": sum(1 for d in found if d.subject == "reconnect"),
+            "deliveries": sum(1 for d in found if d.subject == "delivery"),
             "latency_explained_ms": round(sum(d.latency_ns for d in found) / 1e6, 3),
             "examples": [{
                 d.subject: d.ref, "conn_id": d.conn_id,

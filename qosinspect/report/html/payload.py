@@ -80,7 +80,7 @@ LIMITS = Limits()
 
 _EXCHANGE_COLS = ("ex_id", "qos", "session", "direction", "conn_id", "last_conn_id", "packet_id",
                   "topic", "outcome", "last_step", "frame", "t_publish", "latency_ms",
-                  "retransmissions", "n_publish", "dup_seen", "spans_reconnect")
+                  "retransmissions", "n_publish", "dup_seen", "spans_reconnect", "cause")
 _PACKET_COLS = ("ts", "conn_id", "direction", "packet_type", "qos", "dup", "retain",
                 "packet_id", "reason_code", "frame", "ex_id", "resend", "topic", "payload_len")
 _CONNECTION_COLS = ("conn_id", "session", "client_id", "client", "broker", "transport",
@@ -97,7 +97,8 @@ _ANOMALY_COLS = ("ts", "kind", "severity", "conn_id", "session", "direction", "f
 _RETRANS_COLS = ("ts", "conn_id", "direction", "length", "frame")
 _CONTROL_LAST = ("PINGREQ", "PINGRESP")
 #: The exchange columns that decide which rows the page keeps, and its latency histograms.
-_SCAN_COLS = ("qos", "outcome", "retransmissions", "dup_seen", "spans_reconnect", "latency_ms")
+_SCAN_COLS = ("qos", "outcome", "retransmissions", "dup_seen", "spans_reconnect", "latency_ms",
+              "cause")
 
 
 def build_payload(analysis: Analysis, *, capture: str = "CAPTURE",
@@ -158,7 +159,7 @@ def _exchange_rows(ex: pd.DataFrame, data: dict[str, Any], budget: int
     qos = ex["qos"].to_numpy()
     notable = ((ex["outcome"].astype(str) != "complete").to_numpy()
                | (ex["retransmissions"].to_numpy() > 0) | ex["dup_seen"].to_numpy()
-               | ex["spans_reconnect"].to_numpy())
+               | ex["spans_reconnect"].to_numpy() | ex["cause"].notna().to_numpy())
     outlier = np.zeros(n, dtype=bool)
     latency = ex["latency_ms"].to_numpy(dtype=np.float64, na_value=np.nan)
     for row in data["per_qos"]:

@@ -341,8 +341,28 @@ function latencyTimeTraces(D, sample) {
         hovertemplate: "t=%{x:.6f} s, %{y:.3f} ms<extra>%{fullData.name}</extra>"});
     }
   }
-  return traces;
+  return traces.concat(causeTraces(X));
 }
+
+/* The diagnosed exchanges (docs/diagnoses.md) drawn over the points, a ring per cause (every
+ * one is in the page: the payload keeps them); a click opens its ladder as any point's. */
+function causeTraces(X) {
+  const lat = col(X, "latency_ms"), t = col(X, "t_publish"), cause = col(X, "cause");
+  const by = new Map();
+  for (let i = 0; i < X.n; i++) {
+    const c = cause(i);
+    if (c === null || lat(i) === null || !(lat(i) > 0)) continue;
+    if (!by.has(c)) by.set(c, {xs: [], ys: [], idx: []});
+    const g = by.get(c);
+    g.xs.push(t(i) / 1e9); g.ys.push(lat(i)); g.idx.push(i);
+  }
+  return [...by].map(([c, g], k) => ({type: "scattergl", mode: "markers", name: `cause: ${c}`,
+    x: g.xs, y: g.ys, customdata: g.idx,
+    marker: {size: 10, symbol: "circle-open", line: {width: 2}, color: CAUSE_COLORS[k % CAUSE_COLORS.length]},
+    hovertemplate: `t=%{x:.6f} s, %{y:.3f} ms<extra>${c}</extra>`}));
+}
+
+const CAUSE_COLORS = ["#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22", "#7f7f7f"];
 
 /* plotGlPixelRatio: plotly draws WebGL at twice the screen's resolution by default, four
  * times the pixels to fill and to copy to the page (about 0.15 s in software rendering,
@@ -511,16 +531,17 @@ function diagnosesSection(D, R) {
   const all = R.diagnoses || [];
   const out = section("sec-diagnoses", "Diagnoses");
   if (!all.length) {
-    out.append(h("p", {}, "no slow exchange or reconnection to explain (none over the floor)"));
+    out.append(h("p", {}, "no slow exchange, reconnection or lost copy to explain (none over the floor)"));
     return out;
   }
-  out.append(table(["cause", "exchanges", "reconnects", "latency explained ms"],
-    all.map((d) => [d.cause, d.exchanges, d.reconnects, d.latency_explained_ms]),
-    {id: "diagnoses-table", align: "lrrr"}));
+  out.append(table(["cause", "exchanges", "reconnects", "not delivered", "latency explained ms"],
+    all.map((d) => [d.cause, d.exchanges, d.reconnects, d.deliveries || 0, d.latency_explained_ms]),
+    {id: "diagnoses-table", align: "lrrrr"}));
   for (const d of all) {
     out.append(h("h3", {}, d.cause));
     for (const ex of d.examples) {
-      const what = "exchange" in ex ? `exchange ${ex.exchange}` : `reconnection ${ex.reconnect}`;
+      const what = "exchange" in ex ? `exchange ${ex.exchange}` :
+        "reconnect" in ex ? `reconnection ${ex.reconnect}` : `copy not delivered ${ex.delivery}`;
       const frames = [];
       ex.frames.forEach((f, i) => { if (i) frames.push(", "); frames.push(frameLink(f)); });
       out.append(h("p", {class: "diagnosis"}, `${what} (conn ${ex.conn_id}, ` +

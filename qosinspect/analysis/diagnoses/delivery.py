@@ -1,0 +1,257 @@
+"""Causes seen at the delivery level: a message the broker held before sending it to a
+subscriber (``offline_queue_flush``, ``receive_maximum``), and a copy that never came.
+
+Why apart from the exchange checks: a PUBLISH the broker holds back is not on the wire yet, so
+its own handshake (broker to subscriber) is quick; the wait shows only from the publisher's
+PUBLISH to the broker's copy (the delivery's latency). The delivery matcher tells the diagnoser
+of each copy that came at least the floor after its publication, with the subscriber's session
+state at that moment (who was online when, the QoS 1/2 messages open towards it, the last
+acknowledgement it sent), and of each expected copy that never came.
+
+- ``offline_queue_flush``: the subscriber had no connection when the message was published;
+  its session persisted (clean start 0 / a session expiry), the broker queued the message and
+  sent it after the reconnection (CONNACK session present 1). The wait spans the offline gap.
+- ``receive_maximum``: the broker may have at most the subscriber's Receive Maximum (MQTT 5,
+  in its CONNECT) QoS 1/2 messages unacknowledged towards it [MQTT-3.3.4-7], or its own inflight
+  limit (mosquitto's ``max_inflight_messages``, 20 by default; the built-in broker's
+  ``max_inflight``). Signature: the copy left right after (within a quarter of its wait, and of
+  5 ms) an acknowledgement by the subscriber that came after the publication, with as many
+  messages open towards it as the Receive Maximum when it announced one; else when the
+  broker sent the subscriber's late copies only as it acknowledged (at least three, and 80 %
+  of them, right after an acknowledgement: an inflight limit nobody announced).
+- A copy never delivered: ``subscriber_offline`` (no connection at the publication: QoS 0 is
+  not queued for it [MQTT-3.1.2-5]), ``connection_lost`` (its connection ended within a second
+  after: the message was in flight), ``zero_window`` (the subscriber's receive window was at zero
+  then: a broker drops QoS 0 for a client that does not read), else ``no_known_cause``.
+
+Pure: facts in, :class:`~.evidence.Diagnosis` out; the verdicts are made in :meth:`finish`,
+when a flush's size and how a session's late copies were paced are known.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from ..records import NO_TS
+from .evidence import NO_KNOWN_CAUSE, Diagnosis, ms
+from .facts import ConnFacts
+
+__all__ = ["CONNECTION_LOST", "OFFLINE_QUEUE_FLUSH", "OPEN_COUNTED", "RECEIVE_MAXIMUM",
+           "SUBSCRIBER_OFFLINE",
+           "DeliveryChecks", "Held", "Lost", "after_ack", "conn_at", "offline_gap"]
+
+OFFLINE_QUEUE_FLUSH = "offline_queue_flush"
+RECEIVE_MAXIMUM = "receive_maximum"
+SUBSCRIBER_OFFLINE = "subscriber_offline"
+CONNECTION_LOST = "connection_lost"
+ZERO_WINDOW = "zero_window"
+#: Without a Receive Maximum, a subscriber's late copies are taken as paced by a broker's
+#: inflight limit when at least this many, and this share of them, left right after one of
+#: its acknowledgements.
+PACED_MIN = 3
+PACED_SHARE = 0.8
+#: Open messages counted towards a subscriber without a Receive Maximum (the evidence says
+#: "at least" past it).
+OPEN_COUNTED = 64
+#: The ``reason`` codes of :data:`~..records.DELIVERY_REASONS`.
+_OFFLINE = 2
+_LEFT = 3
+_LOST_ADVICE = {
+    SUBSCRIBER_OFFLINE: "QoS 0 is not kept for an offline subscriber: publish at QoS 1/2 to a "
+                        "persistent session (clean start 0, a session expiry) if it must "
+                        "arrive",
+    CONNECTION_LOST: "a QoS 0 message in flight when a connection drops is lost: use QoS 1/2, "
+                     "and find why the connection ended (the reconnections' causes)",
+    ZERO_WINDOW: "the subscriber stopped reading and the broker dropped what it could not "
+                 "send: read the socket apart from slow work, or use QoS 1/2",
+    NO_KNOWN_CAUSE: "",
+}
+
+
+@dataclass(slots=True)
+class Held:
+    """A copy that came at least the floor after its publication (times in ns)."""
+
+    ex_id: int          # the subscriber's exchange (its copy)
+    conn_id: int
+    session: int
+    pub_ts: int
+    ts: int             # the copy's PUBLISH
+    offline: bool       # no connection of the subscriber at the publication
+    gap_start: int      # the offline gap around the publication (0: none)
+    gap_end: int
+    session_present: bool
+    connack_frame: int
+    n_open: int         # QoS 1/2 messages open towards the subscriber, this one included
+    limit: int          # its Receive Maximum (0: not announced)
+    ack_ts: int         # its last PUBACK/PUBCOMP before (0: none)
+    ack_frame: int
+
+    @property
+    def wait(self) -> int:
+        return self.ts - self.pub_ts
+
+
+@dataclass(slots=True)
+class Lost:
+    """An expected copy that never came: ``ref`` its ordinal among those, ``reason`` the
+    subscriber's presence at the publication."""
+
+    ref: int
+    pub_ex_id: int
+    qos: int
+    session: int
+    conn_id: int
+    pub_ts: int
+    reason: int
+
+
+class DeliveryChecks:
+    """Collects held and lost copies (at most ``cap`` of each: ``dropped`` counts the rest)
+    and names their causes at the end."""
+
+    def __init__(self, cap: int) -> None:
+        self.cap = cap
+        #: Late copies to a connected subscriber, per session (those right after one of its
+        #: acknowledgements are in ``held`` too).
+        self.late: Counter[int] = Counter()
+        self.held: list[Held] = []
+        self.lost: list[Lost] = []
+        self.n_lost = 0
+        self.dropped = 0
+        #: (publication's ex_id, subscriber) -> the cause of a copy never delivered (made by
+        #: :meth:`finish`).
+        self.lost_causes: dict[tuple[int, int], str] = {}
+
+    def add_held(self, h: Held) -> None:
+        if len(self.held) < self.cap:
+            self.held.append(h)
+        else:
+            self.dropped += 1
+
+    def add_lost(self, lost: Lost) -> None:
+        self.n_lost += 1
+        if len(self.lost) < self.cap:
+            self.lost.append(lost)
+        else:
+            self.dropped += 1
+
+    def finish(self, conns: dict[int, ConnFacts]) -> list[Diagnosis]:
+        """Every verdict: a held copy that no cause explains gets none here (the exchange
+        checks may still name its handshake)."""
+        out: list[Diagnosis] = []
+        flushed = Counter(h.conn_id for h in self.held if _flushed(h))
+        late = self.late
+        paced = Counter(h.session for h in self.held if not h.offline)
+        for h in self.held:
+            if h.offline:
+                if _flushed(h):
+                    out.append(_flush(h, flushed[h.conn_id]))
+            elif h.limit:
+                if h.n_open >= h.limit:
+                    out.append(_receive_maximum(h, ""))
+            elif (paced[h.session] >= PACED_MIN
+                  and paced[h.session] >= PACED_SHARE * late[h.session]):
+                out.append(_receive_maximum(
+                    h, f"{paced[h.session]} of its {late[h.session]} late copies left right "
+                       "after an acknowledgement"))
+        for lost in self.lost:
+            d = _lost(lost, conns.get(lost.conn_id))
+            self.lost_causes[(lost.pub_ex_id, lost.session)] = d.cause
+            out.append(d)
+        return out
+
+
+def offline_gap(intervals: Sequence[int], ts: int) -> tuple[int, int]:
+    """The time with no connection around ``ts`` in a session's flat ``(open, close)``
+    intervals (close ``NO_TS`` while open): the last close before it and the first open after
+    (0 where there is none)."""
+    start = end = 0
+    for i in range(0, len(intervals), 2):
+        t_open, t_close = intervals[i], intervals[i + 1]
+        if t_open > ts and (not end or t_open < end):
+            end = t_open
+        if t_close != NO_TS and t_close <= ts and t_close > start:
+            start = t_close
+    return start, end
+
+
+def conn_at(intervals: Sequence[int], conn_ids: Sequence[int], ts: int) -> int:
+    """The session's connection at ``ts``, else the last one before it (-1: none)."""
+    best = -1
+    for i in range(0, min(len(intervals), 2 * len(conn_ids)), 2):
+        if intervals[i] <= ts:
+            best = conn_ids[i // 2]
+    return best
+
+
+def _flushed(h: Held) -> bool:
+    return h.offline and h.session_present and h.gap_end > h.pub_ts
+
+
+def after_ack(pub_ts: int, ts: int, ack_ts: int) -> bool:
+    """Whether a copy published at ``pub_ts`` left at ``ts`` right after (within a quarter of
+    its wait, and of 5 ms) an acknowledgement at ``ack_ts`` that came after the publication."""
+    return pub_ts < ack_ts <= ts and ts - ack_ts <= min((ts - pub_ts) // 4, 5_000_000)
+
+
+def _open(n: int) -> str:
+    return f"at least {n}" if n >= OPEN_COUNTED else str(n)
+
+
+def _flush(h: Held, n: int) -> Diagnosis:
+    gap = h.gap_end - h.gap_start if h.gap_start else 0
+    where = f" (CONNACK at frame {h.connack_frame})" if h.connack_frame else ""
+    return Diagnosis(
+        OFFLINE_QUEUE_FLUSH, "exchange", h.ex_id, h.conn_id, h.pub_ts, h.wait,
+        (h.connack_frame,) if h.connack_frame else (),
+        f"the subscriber was offline when the message was published (a gap of {ms(gap)}); "
+        f"the broker queued it for the persistent session and sent it {ms(h.wait)} after "
+        f"publication, once the subscriber reconnected with its session present{where}; "
+        f"{n} queued messages were flushed on that connection",
+        "expected for a persistent session: keep the subscriber connected (or shorten its "
+        "outages), or give old messages a Message Expiry Interval (MQTT 5) if stale data must "
+        "not arrive late")
+
+
+def _receive_maximum(h: Held, paced: str) -> Diagnosis:
+    limit = (f"{h.n_open} QoS 1/2 messages were open towards the subscriber, its Receive "
+             f"Maximum of {h.limit} (CONNECT)" if h.limit else
+             f"{_open(h.n_open)} QoS 1/2 messages were open towards the subscriber and the "
+             "broker sent "
+             f"more only as it acknowledged ({paced}): an inflight limit (mosquitto's "
+             "max_inflight_messages, a broker's max_inflight)")
+    return Diagnosis(
+        RECEIVE_MAXIMUM, "exchange", h.ex_id, h.conn_id, h.pub_ts, h.wait,
+        (h.ack_frame,),
+        f"{limit}; the broker held the message {ms(h.wait)} and sent it "
+        f"{ms(h.ts - h.ack_ts)} after the subscriber's acknowledgement at frame {h.ack_frame} "
+        "freed a slot",
+        "the subscriber acknowledges too slowly for the rate: acknowledge as soon as the "
+        "message is stored (not after processing it), raise its Receive Maximum or the "
+        "broker's inflight limit, or subscribe at QoS 0")
+
+
+def _lost(lost: Lost, conn: ConnFacts | None) -> Diagnosis:
+    cause = NO_KNOWN_CAUSE
+    frames: tuple[int, ...] = ()
+    if lost.reason == _OFFLINE:
+        why = "the subscriber had no connection when it was published"
+        cause = SUBSCRIBER_OFFLINE
+    elif lost.reason == _LEFT:
+        why = "the subscriber's connection ended within a second after it was published"
+        cause = CONNECTION_LOST
+    else:
+        why = "the subscriber was connected; no known signature fits"
+        for w in conn.windows if conn is not None else ():
+            if w.sender == 0 and w.start <= lost.pub_ts and (not w.end or lost.pub_ts <= w.end):
+                cause = ZERO_WINDOW
+                frames = (w.frame, w.end_frame) if w.end_frame else (w.frame,)
+                why = (f"the subscriber's receive window was at zero (frame {w.frame}) when it "
+                       "was published: the broker could not send it")
+                break
+    return Diagnosis(cause, "delivery", lost.ref, lost.conn_id, lost.pub_ts, 0, frames,
+                     f"a QoS {lost.qos} message (exchange {lost.pub_ex_id}) never reached "
+                     f"the subscriber: {why}", _LOST_ADVICE[cause])

@@ -1,0 +1,121 @@
+"""Issue 16's delivery-level checks (:mod:`qosinspect.analysis.diagnoses.delivery`) on scripted
+facts: where each threshold lies, so that a change to one fails here before a generator run
+(tests/traffic/test_diagnoses_delivery_runs.py) has to find it."""
+
+from __future__ import annotations
+
+from array import array
+
+from qosinspect.analysis.diagnoses.delivery import (
+    PACED_MIN,
+    DeliveryChecks,
+    Held,
+    Lost,
+    after_ack,
+    conn_at,
+    offline_gap,
+)
+from qosinspect.analysis.diagnoses.facts import ConnFacts, ZeroWindow
+from qosinspect.analysis.records import NO_TS
+
+MS = 1_000_000
+
+
+def _held(ex_id: int, *, wait: int = 50 * MS, after_ack: int = MS // 5, n_open: int = 2,
+          limit: int = 0, session: int = 1, offline: bool = False,
+          present: bool = False) -> Held:
+    pub = 1000 * MS * ex_id
+    ts = pub + wait
+    return Held(ex_id, 7, session, pub, ts, offline, pub - 500 * MS if offline else 0,
+                pub + 100 * MS if offline else 0, present, 42, n_open, limit,
+                ts - after_ack, 99)
+
+
+def _add(checks: DeliveryChecks, h: Held) -> None:
+    """As the diagnoser takes a late copy to a connected subscriber: counted, and kept when
+    it left right after an acknowledgement."""
+    checks.late[h.session] += 1
+    if after_ack(h.pub_ts, h.ts, h.ack_ts):
+        checks.add_held(h)
+
+
+def _causes(checks: DeliveryChecks) -> dict[int, str]:
+    return {d.ref: d.cause for d in checks.finish({})}
+
+
+def test_a_receive_maximum_names_copies_only_at_the_limit() -> None:
+    checks = DeliveryChecks(100)
+    _add(checks, _held(1, n_open=3, limit=3))
+    _add(checks, _held(2, n_open=2, limit=3))                    # a slot was free
+    _add(checks, _held(3, n_open=3, limit=3, after_ack=6 * MS))  # not right after the ack
+    assert _causes(checks) == {1: "receive_maximum"}
+    (d,) = checks.finish({})
+    assert "Receive Maximum of 3" in d.sentence and "frame 99" in d.sentence
+    assert d.frames == (99,) and d.latency_ns == 50 * MS
+
+
+def test_an_unannounced_limit_needs_late_copies_paced_by_acknowledgements() -> None:
+    few = DeliveryChecks(100)
+    for i in range(PACED_MIN - 1):
+        _add(few, _held(i))
+    assert _causes(few) == {}                                    # too few to tell
+    paced = DeliveryChecks(100)
+    for i in range(PACED_MIN):
+        _add(paced, _held(i))
+    assert set(_causes(paced).values()) == {"receive_maximum"}
+    mixed = DeliveryChecks(100)
+    for i in range(PACED_MIN):
+        _add(mixed, _held(i))
+    for i in range(PACED_MIN, 4 * PACED_MIN):                   # most late for another reason
+        _add(mixed, _held(i, after_ack=40 * MS))
+    assert _causes(mixed) == {}
+    other = DeliveryChecks(100)                                  # paced per session
+    for i in range(PACED_MIN):
+        _add(other, _held(i, session=i))
+    assert _causes(other) == {}
+
+
+def test_a_copy_queued_while_offline_is_an_offline_flush() -> None:
+    checks = DeliveryChecks(100)
+    checks.add_held(_held(1, offline=True, present=True, wait=300 * MS))
+    checks.add_held(_held(2, offline=True, present=True, wait=300 * MS))
+    checks.add_held(_held(3, offline=True, present=False, wait=300 * MS))   # a new session
+    found = checks.finish({})
+    assert {d.ref: d.cause for d in found} == {1: "offline_queue_flush",
+                                              2: "offline_queue_flush"}
+    assert "a gap of 600.0 ms" in found[0].sentence
+    assert "2 queued messages were flushed" in found[0].sentence
+    assert found[0].frames == (42,)
+
+
+def test_every_copy_never_delivered_gets_a_cause() -> None:
+    checks = DeliveryChecks(100)
+    for ref, reason in enumerate((2, 3, 1, 1)):
+        checks.add_lost(Lost(ref, 10 + ref, 0, 1, 5 if ref == 2 else 6, 100 * MS, reason))
+    window = ConnFacts("10.0.0.1:1")
+    window.windows.append(ZeroWindow(0, 90 * MS, 17, 120 * MS, 18))
+    found = checks.finish({5: window})
+    assert [d.cause for d in found] == ["subscriber_offline", "connection_lost", "zero_window",
+                                        "no_known_cause"]
+    assert all(d.subject == "delivery" for d in found)
+    assert found[2].frames == (17, 18)
+    assert checks.n_lost == 4
+
+
+def test_the_caps_count_what_they_leave_out() -> None:
+    checks = DeliveryChecks(2)
+    for i in range(3):
+        checks.add_held(_held(i))
+        checks.add_lost(Lost(i, i, 0, 1, 1, 0, 2))
+    assert len(checks.held) == len(checks.lost) == 2
+    assert checks.dropped == 2 and checks.n_lost == 3
+
+
+def test_offline_gap_and_the_connection_at_a_time() -> None:
+    iv = array("q", [10, 20, 50, 60, 90, NO_TS])
+    assert offline_gap(iv, 30) == (20, 50)
+    assert offline_gap(iv, 70) == (60, 90)
+    assert offline_gap(iv, 5) == (0, 10)
+    assert conn_at(iv, [1, 2, 3], 55) == 2
+    assert conn_at(iv, [1, 2, 3], 70) == 2       # the last one before: it had just ended
+    assert conn_at(iv, [1, 2, 3], 5) == -1
