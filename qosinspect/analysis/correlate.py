@@ -71,6 +71,7 @@ from .aggregate import Aggregate
 from .connlist import ConnBrokers, ConnectionList
 from .deliveries import DeliveryMatcher
 from .diagnoses import Diagnoser, DiagnosisResult
+from .diagnoses.core import MAX_CANDIDATES, REPORT_HELD
 from .diagnoses.delivery import OPEN_COUNTED, conn_at, offline_gap
 from .exchanges import ABANDONED, OPEN_AT_END, ExchangeTracker
 from .logs import DIRECTION_NAMES, AnomalyLog, EvidenceLog, PacketLog
@@ -264,8 +265,9 @@ class Correlator:
             if self.matcher is not None and self.matcher.store is not None:
                 self.matcher.store.spill_to(sink, "deliveries")
         #: Says why exchanges and reconnections were slow (None: ``diagnose=False``).
-        self.diag = (Diagnoser(o.diagnose_floor_ns, o.diagnose_percentile) if o.diagnose
-                     else None)
+        self.diag = (Diagnoser(o.diagnose_floor_ns, o.diagnose_percentile,
+                               held_cap=MAX_CANDIDATES if o.detail else REPORT_HELD)
+                     if o.diagnose else None)
         self.ex.diagnoser = self.diag
         if self.diag is not None:
             self.ex.latencies = self.diag.latencies

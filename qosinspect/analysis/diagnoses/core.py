@@ -44,6 +44,10 @@ __all__ = ["DEFAULT_FLOOR_NS", "DEFAULT_PERCENTILE", "Diagnoser", "DiagnosisResu
 DEFAULT_FLOOR_NS = 10_000_000
 DEFAULT_PERCENTILE = 99.0
 MAX_CANDIDATES = 100_000
+#: Held copies kept whole by a report (``detail=False``): its examples come from them and the
+#: rest are counted per verdict (:class:`~.delivery.DeliveryChecks`), so the report stays
+#: small and its counts exact however many copies a broker held.
+REPORT_HELD = 4_096
 #: Unexplained exchanges over the floor kept (the slowest): enough for the p99 of 1,000,000.
 MAX_UNEXPLAINED = 10_000
 #: Steps and who sends each, relative to the PUBLISH's sender (0 the same side, 1 the other).
@@ -132,6 +136,9 @@ class DiagnosisResult:
     threshold_ns: int = 0
     dropped: int = 0
     wire: dict[int, WireSample] = field(default_factory=dict)
+    #: By cause, verdicts on held copies counted but not kept whole (past the cap): how many
+    #: exchanges and the latency they explain (ns). The report adds them to its counts.
+    counted: dict[str, tuple[int, int]] = field(default_factory=dict)
 
     def by_cause(self) -> dict[str, list[Diagnosis]]:
         out: dict[str, list[Diagnosis]] = {}
@@ -145,7 +152,8 @@ class Diagnoser:
 
     def __init__(self, floor_ns: int = DEFAULT_FLOOR_NS,
                  percentile: float = DEFAULT_PERCENTILE,
-                 max_candidates: int = MAX_CANDIDATES) -> None:
+                 max_candidates: int = MAX_CANDIDATES,
+                 held_cap: int = MAX_CANDIDATES) -> None:
         self.floor_ns = floor_ns
         self.percentile = percentile
         self.max_candidates = max_candidates
@@ -164,7 +172,7 @@ class Diagnoser:
         self.wire: dict[int, WireSample] = {}
         #: Held and lost copies (:mod:`.delivery`), and each session's last PUBACK/PUBCOMP to
         #: the broker (time, frame): what freed a slot of its inflight window.
-        self.deliveries = DeliveryChecks(max_candidates)
+        self.deliveries = DeliveryChecks(held_cap, max_candidates)
         self.acks: dict[int, tuple[int, int]] = {}
 
     # -- fed during the pass -----------------------------------------------------------------
@@ -323,12 +331,12 @@ class Diagnoser:
         out.diagnoses.extend(self.found)
         # a held copy's handshake may be slow too: what the wire shows of it comes first
         named = {d.ref for d in self.found}
-        held = [d for d in self.deliveries.finish(self.facts.conns)
-                if d.subject != "exchange" or d.ref not in named]
-        out.diagnoses.extend(held)
-        named.update(d.ref for d in held if d.subject == "exchange")
+        unexplained = self.unexplained.rows()
+        out.diagnoses.extend(self.deliveries.finish(self.facts.conns, named,
+                                                    asked={row[1] for row in unexplained}))
         out.dropped += self.deliveries.dropped
-        for latency, ex_id, conn_id, start in self.unexplained.rows():
+        out.counted = self.deliveries.counted
+        for latency, ex_id, conn_id, start in unexplained:
             if latency > threshold and ex_id not in named:
                 out.diagnoses.append(Diagnosis(
                     NO_KNOWN_CAUSE, "exchange", ex_id, conn_id, start, latency, (),

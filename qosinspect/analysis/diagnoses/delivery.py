@@ -30,6 +30,7 @@ when a flush's size and how a session's late copies were paced are known.
 
 from __future__ import annotations
 
+from array import array
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -55,6 +56,10 @@ PACED_SHARE = 0.8
 #: Open messages counted towards a subscriber without a Receive Maximum (the evidence says
 #: "at least" past it).
 OPEN_COUNTED = 64
+#: Held copies past the cap remembered by their exchange (16 bytes each, 16 MB at most).
+MAX_OVER_IDS = 1_000_000
+#: Held copies past the cap kept whole per verdict's key: the report's examples of a cause.
+WORST = 3
 #: The ``reason`` codes of :data:`~..records.DELIVERY_REASONS`.
 _OFFLINE = 2
 _LEFT = 3
@@ -108,55 +113,155 @@ class Lost:
     reason: int
 
 
-class DeliveryChecks:
-    """Collects held and lost copies (at most ``cap`` of each: ``dropped`` counts the rest)
-    and names their causes at the end."""
+class _Over:
+    """The copies of one verdict's key past the cap: the ``WORST`` slowest kept whole (the
+    examples the report can show), the others as their exchange and wait (16 bytes each, so
+    that one the exchange checks named, or one no check explained, is told apart at the end as
+    when kept whole); past ``MAX_OVER_IDS`` of those in all, only how many and their waits."""
 
-    def __init__(self, cap: int) -> None:
+    __slots__ = ("ids", "n", "wait", "waits", "worst")
+
+    def __init__(self, first: Held) -> None:
+        self.worst = [first]
+        self.ids: array[int] = array("q")
+        self.waits: array[int] = array("q")
+        self.n = 0          # past MAX_OVER_IDS: counted only
+        self.wait = 0
+
+    def add(self, h: Held, keep_id: bool) -> None:
+        worst = self.worst
+        if len(worst) < WORST:
+            worst.append(h)
+            return
+        # the slowest, the first seen on a tie (the report's order of examples)
+        least = min(range(WORST), key=lambda i: (worst[i].wait, -worst[i].ex_id))
+        if (h.wait, -h.ex_id) > (worst[least].wait, -worst[least].ex_id):
+            h, worst[least] = worst[least], h
+        if keep_id:
+            self.ids.append(h.ex_id)
+            self.waits.append(h.wait)
+        else:
+            self.n += 1
+            self.wait += h.wait
+
+
+#: Kinds of verdict keys past the cap: a flush (per connection), a copy held at an announced
+#: Receive Maximum (per session), a copy paced by an unannounced limit (per session: named only
+#: if the session's share of paced copies qualifies at the end).
+_FLUSH, _AT_LIMIT, _PACED = range(3)
+
+
+class DeliveryChecks:
+    """Collects held and lost copies and names their causes at the end. At most ``cap``
+    held copies are kept whole; past it each is counted (and its wait summed) under its
+    verdict's key, with the slowest kept as the key's example, so the counts and the latency
+    explained stay exact in bounded memory whatever the capture's length (a report keeps few
+    whole, a detail analysis many: the exchanges' ``cause`` column names those). Lost copies
+    past ``lost_cap`` are counted in ``dropped``."""
+
+    def __init__(self, cap: int, lost_cap: int | None = None) -> None:
         self.cap = cap
+        self.lost_cap = cap if lost_cap is None else lost_cap
         #: Late copies to a connected subscriber, per session (those right after one of its
-        #: acknowledgements are in ``held`` too).
+        #: acknowledgements are counted in ``paced`` too).
         self.late: Counter[int] = Counter()
+        #: Per session, its late copies right after one of its acknowledgements, and per
+        #: connection the queued copies it flushed: every one, kept whole or not (the
+        #: verdicts depend on them).
+        self.paced: Counter[int] = Counter()
+        self.flushed: Counter[int] = Counter()
         self.held: list[Held] = []
+        self.over: dict[tuple[int, int], _Over] = {}
+        self.n_over_ids = 0
         self.lost: list[Lost] = []
         self.n_lost = 0
         self.dropped = 0
         #: (publication's ex_id, subscriber) -> the cause of a copy never delivered (made by
         #: :meth:`finish`).
         self.lost_causes: dict[tuple[int, int], str] = {}
+        #: By cause, the verdicts counted past the cap and not kept whole: (exchanges, latency
+        #: explained in ns), made by :meth:`finish`.
+        self.counted: dict[str, tuple[int, int]] = {}
 
     def add_held(self, h: Held) -> None:
+        if h.offline:
+            if not _flushed(h):
+                return      # queued, but not flushed at a reconnection: no verdict
+            self.flushed[h.conn_id] += 1
+            key = (_FLUSH, h.conn_id)
+        else:
+            self.paced[h.session] += 1
+            if h.limit and h.n_open < h.limit:
+                return      # below its Receive Maximum: no verdict
+            key = (_AT_LIMIT if h.limit else _PACED, h.session)
         if len(self.held) < self.cap:
             self.held.append(h)
+            return
+        over = self.over.get(key)
+        if over is None:
+            self.over[key] = _Over(h)
         else:
-            self.dropped += 1
+            over.add(h, self.n_over_ids < MAX_OVER_IDS)
+            self.n_over_ids += 1
 
     def add_lost(self, lost: Lost) -> None:
         self.n_lost += 1
-        if len(self.lost) < self.cap:
+        if len(self.lost) < self.lost_cap:
             self.lost.append(lost)
         else:
             self.dropped += 1
 
-    def finish(self, conns: dict[int, ConnFacts]) -> list[Diagnosis]:
-        """Every verdict: a held copy that no cause explains gets none here (the exchange
-        checks may still name its handshake)."""
+    def _is_paced(self, session: int) -> bool:
+        """Whether a session's late copies were paced by its acknowledgements (an inflight
+        limit nobody announced)."""
+        paced = self.paced[session]
+        return paced >= PACED_MIN and paced >= PACED_SHARE * self.late[session]
+
+    def _verdict(self, h: Held) -> Diagnosis | None:
+        if h.offline:
+            return _flush(h, self.flushed[h.conn_id])
+        if h.limit:
+            return _receive_maximum(h, "")
+        if self._is_paced(h.session):
+            return _receive_maximum(
+                h, f"{self.paced[h.session]} of its {self.late[h.session]} late copies left "
+                   "right after an acknowledgement")
+        return None
+
+    def finish(self, conns: dict[int, ConnFacts], named: set[int] | None = None,
+               asked: set[int] | None = None) -> list[Diagnosis]:
+        """Every verdict kept whole and :attr:`counted` the rest. A held copy whose exchange
+        is in ``named`` (the exchange checks found a cause on the wire: it comes first) gets
+        no verdict here; those that get one are added to ``named`` (of the copies counted
+        past the cap, only those in ``asked``, when given: the few the caller will look up,
+        rather than a set as large as the capture)."""
+        named = set() if named is None else named
         out: list[Diagnosis] = []
-        flushed = Counter(h.conn_id for h in self.held if _flushed(h))
-        late = self.late
-        paced = Counter(h.session for h in self.held if not h.offline)
         for h in self.held:
-            if h.offline:
-                if _flushed(h):
-                    out.append(_flush(h, flushed[h.conn_id]))
-            elif h.limit:
-                if h.n_open >= h.limit:
-                    out.append(_receive_maximum(h, ""))
-            elif (paced[h.session] >= PACED_MIN
-                  and paced[h.session] >= PACED_SHARE * late[h.session]):
-                out.append(_receive_maximum(
-                    h, f"{paced[h.session]} of its {late[h.session]} late copies left right "
-                       "after an acknowledgement"))
+            d = self._verdict(h) if h.ex_id not in named else None
+            if d is not None:
+                out.append(d)
+                named.add(h.ex_id)
+        counted: Counter[str] = Counter()
+        waits: Counter[str] = Counter()
+        for over in self.over.values():
+            verdicts = [(h.ex_id, self._verdict(h)) for h in over.worst]
+            cause = next((d.cause for _, d in verdicts if d is not None), None)
+            if cause is None:
+                continue        # one key, one verdict: none for any of its copies
+            for ex_id, d in verdicts:
+                if d is not None and ex_id not in named:
+                    out.append(d)
+                    named.add(ex_id)
+            for ex_id, wait in zip(over.ids, over.waits, strict=True):
+                if ex_id not in named:
+                    if asked is None or ex_id in asked:
+                        named.add(ex_id)
+                    counted[cause] += 1
+                    waits[cause] += wait
+            counted[cause] += over.n
+            waits[cause] += over.wait
+        self.counted = {cause: (counted[cause], waits[cause]) for cause in counted}
         for lost in self.lost:
             d = _lost(lost, conns.get(lost.conn_id))
             self.lost_causes[(lost.pub_ex_id, lost.session)] = d.cause
