@@ -34,7 +34,7 @@ for the compiler (final classes, native attributes), so there is nothing to keep
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Final, cast, final
 
@@ -282,6 +282,28 @@ class Correlator:
                 self._packet(ev)
             else:
                 self.feed(ev)
+
+    def consume_until(self, events: Iterator[Event], until_ns: int, most: int
+                      ) -> tuple[int, int]:
+        """Feed events from ``events`` until one stamped at or after ``until_ns`` was taken,
+        ``most`` were taken or ``events`` ended; returns how many were taken and the newest
+        ``ts_ns`` among them (``-2**63`` if none). A live view's loop (``watch``): the work per
+        event stays in this loop (compiled), the view acts between calls (a snapshot when
+        ``until_ns`` came, its notable events, a check of the clock)."""
+        n = 0
+        newest = _NO_NEWEST
+        for ev in events:
+            if type(ev) is _EVENT:
+                self._packet(ev)
+            else:
+                self.feed(ev)
+            n += 1
+            ts = ev.ts_ns
+            if ts > newest:
+                newest = ts
+            if ts >= until_ns or n >= most:
+                break
+        return n, newest
 
     def feed(self, ev: Event) -> None:
         """Take one event (in capture order)."""
@@ -576,9 +598,7 @@ class Correlator:
         """Where the analysis stands (:class:`~.snapshot.Snapshot`): counters of what finished
         so far (folded or not yet) and the handshakes open, without changing anything."""
         so_far = self.aggregate.copy(series=False)
-        brokers = [s.broker for s in self.sess.by_code]
-        for rows in self.ex.unfolded():
-            so_far.fold(rows, brokers, series=False)
+        self.ex.count_unfolded(so_far, [s.broker for s in self.sess.by_code])
         names = list(self.sess.brokers)
         open_by_broker = [{0: 0, 1: 0, 2: 0} for _ in names]
         open_by_qos = {0: 0, 1: 0, 2: 0}
@@ -633,6 +653,7 @@ IMPLEMENTATION: Final = "python" if __file__.endswith(".py") else "mypyc"
 _C2B: Final = Direction.C2B
 _B2C: Final = Direction.B2C
 _NO_LO: Final = 2**63 - 1
+_NO_NEWEST: Final = -(2**63)
 
 
 def _dir(direction: Direction | None) -> int:

@@ -136,6 +136,10 @@ class ExchangeTracker:
         self.retired = 0
         #: Whether :meth:`fold_rest` ran (detail mode folds every row then, once).
         self.folded = False
+        #: The counters of whole blocks of the window, by the block's place in the ring (a live
+        #: snapshot's, :meth:`count_unfolded`): dropped when a late join changes one of its
+        #: rows or the block is folded.
+        self.counted: dict[int, Aggregate] = {}
         self.q0 = RowStore(Q0_COLUMNS, first_chunk_rows=first_chunk_rows,
                            max_chunk_rows=max_chunk_rows)
         self.topics = Interner()
@@ -282,6 +286,7 @@ class ExchangeTracker:
         """PUBLISH DUP=1 with the same message on an id whose exchange already finished."""
         st = self.exchanges
         ts = ev.ts_ns
+        self.counted.pop(row // self.block, None)
         st.add("n_publish", row)
         st.add("n_dup", row)
         st.add("dup_after_complete", row)
@@ -401,6 +406,7 @@ class ExchangeTracker:
         st = self.exchanges
         name = STEPS[step]
         ts = ev.ts_ns
+        self.counted.pop(row // self.block, None)
         if st.get("t_" + name, row) == NO_TS:
             st.set("t_" + name, row, ts)
             st.set(name + "_reason", row, reason)
@@ -482,6 +488,7 @@ class ExchangeTracker:
                     done.forget(tag & 0x1FFFF, seq if detail else seq % window)
         if not detail:
             lo = start % window
+            self.counted.pop(lo // self.block, None)
             self.aggregate.fold(self.exchanges.slice(lo, lo + self.block))
         self.retired = start + self.block
 
@@ -500,6 +507,30 @@ class ExchangeTracker:
             lo = seq % window
             n = min(block - lo % block, self.n_finished - seq)
             yield store.slice(lo, lo + n)
+            seq += n
+
+    def count_unfolded(self, into: Aggregate, brokers: list[int]) -> None:
+        """Count (no latency series) the finished exchanges not folded yet into ``into``: a
+        live snapshot, every second. In report mode a whole block of the window is counted
+        once and its counters kept until a late join changes one of its rows or it is folded,
+        so a snapshot counts the newest block's rows, not the whole window's."""
+        if self.detail:
+            for rows in self.unfolded():
+                into.fold(rows, brokers, series=False)
+            return
+        window, block = self.window, self.block
+        seq = self.retired
+        while seq < self.n_finished:
+            lo = seq % window
+            n = min(block - lo % block, self.n_finished - seq)
+            if n < block:
+                into.fold(self.exchanges.slice(lo, lo + n), brokers, series=False)
+            else:
+                counted = self.counted.get(lo // block)
+                if counted is None:
+                    counted = self.counted[lo // block] = Aggregate()
+                    counted.fold(self.exchanges.slice(lo, lo + n), brokers, series=False)
+                into.merge(counted)
             seq += n
 
     def fold_rest(self) -> None:

@@ -27,7 +27,7 @@ OUTPUT_FORMATS = ("dashboard", "jsonl")
 def open_outputs(stack: contextlib.ExitStack, out: IO[str], *, fmt: str = "jsonl",
                  metrics: tuple[str, int] | None = None
                  ) -> tuple[list[Callable[[dict[str, Any]], None]],
-                            Callable[[int, str, float], None] | None, str | None]:
+                            Callable[[int, str, Any], None] | None, str | None]:
     """The outputs of a run, closed with ``stack``: the sinks every JSON object goes to
     (``jsonl`` lines to ``out`` or the ``dashboard``, and the ``/metrics`` endpoint), the
     core's ``on_latency`` (the endpoint's histograms) and the endpoint's URL."""

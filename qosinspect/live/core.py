@@ -11,8 +11,9 @@ construction. What the live view adds comes from the correlator's snapshot API a
   :meth:`~qosinspect.analysis.Correlator.snapshot`: the exchanges finished so far, plus the
   handshakes still open, by QoS.
 * **Latency** per QoS and step (:data:`~qosinspect.analysis.metrics.STEP_SPANS`): each exchange's
-  steps go into a :class:`~.latency.LatencySketches` (since start, last 10 s) when it finishes
-  (the correlator's ``on_exchange_end``).
+  times are taken when it finishes (the correlator's ``on_exchange_end``), and its steps go into
+  a :class:`~.latency.LatencySketches` (since start, last 10 s) at the next snapshot, all the
+  exchanges since the last one at once (as arrays).
 * **Notable events**, each one JSON object: an ``anomaly`` as soon as the correlator records it;
   a ``reconnection`` once it has settled (``settle_ms`` of packet time after the new CONNECT, so
   the session-present flag and what was redelivered are in), or at the end; a ``stall`` once
@@ -25,8 +26,9 @@ advance it by the wall clock while the link is silent).
 
 from __future__ import annotations
 
+from array import array
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from ..analysis.correlate import CorrelationResult, Correlator
@@ -42,6 +44,13 @@ from .latency import WINDOW_S, LatencySketches
 __all__ = ["LiveCore", "report_options"]
 
 _MS = 1_000_000
+#: The times an exchange's steps are read from, in the order :meth:`LiveCore._ended` keeps them.
+_TIMES = ("t_publish", "t_puback", "t_pubrec", "t_pubrel", "t_pubcomp")
+_NT = 1 + len(_TIMES)
+#: Finished exchanges whose times wait at most (then folded at once: bounded between snapshots).
+_FOLD_AT = 65_536
+#: Before the first event no snapshot is due: the first one taken sets the clock.
+_FIRST = -(2**63)
 
 
 def report_options(same_broker: tuple[tuple[str, ...], ...] = ()) -> AnalysisOptions:
@@ -60,11 +69,11 @@ class LiveCore:
 
     def __init__(self, *, interval_ms: int = 1000, stall_ms: int = 5000, settle_ms: int = 1000,
                  options: AnalysisOptions | None = None,
-                 on_latency: Callable[[int, str, float], None] | None = None) -> None:
+                 on_latency: Callable[[int, str, Any], None] | None = None) -> None:
         self.corr = Correlator(options if options is not None else report_options(),
                                on_anomaly=self._found_anomaly,
                                on_reconnect=self._found_reconnect,
-                               on_exchange_end=self._fold_latency)
+                               on_exchange_end=self._ended)
         self.interval_ns = interval_ms * _MS
         self.stall_ns = stall_ms * _MS
         self.settle_ns = settle_ms * _MS
@@ -84,9 +93,13 @@ class LiveCore:
         self.n_stalls = 0
         self.reconnects_by_cause: Counter[str] = Counter()
         self.anomalies_by_kind: Counter[str] = Counter()
-        #: Called with (qos, step, milliseconds) for every step latency folded in (the
-        #: Prometheus histograms of :mod:`.metrics`).
+        #: Called with (qos, step, milliseconds: a float64 array) for the step latencies folded
+        #: in at each snapshot (the Prometheus histograms of :mod:`.metrics`).
         self.on_latency = on_latency
+        #: qos, t_publish, t_puback, t_pubrec, t_pubrel, t_pubcomp of each exchange finished
+        #: since the last snapshot, one after the other (a flat array: no object per exchange
+        #: for the garbage collector to walk).
+        self._ended_times = array("q")
 
     @property
     def next_tick_ns(self) -> int | None:
@@ -98,8 +111,22 @@ class LiveCore:
     def feed(self, ev: Event) -> list[dict[str, Any]]:
         """Take one event; returns what became notable (and a snapshot when one is due)."""
         self.corr.feed(ev)
+        return self._moved(ev.ts_ns)
+
+    def consume(self, events: Iterator[Event], most: int) -> tuple[list[dict[str, Any]], int]:
+        """Take events from ``events``: at most ``most``, and none past the one a snapshot is
+        due at; returns what became notable (as :meth:`feed` would have, event by event) and
+        how many were taken (0: ``events`` ended). The correlator walks them in its own
+        (compiled) loop (:meth:`~qosinspect.analysis.Correlator.consume_until`): a live view
+        adds no work per packet to what ``report`` does."""
+        until = self._next_tick if self._next_tick is not None else _FIRST
+        n, newest = self.corr.consume_until(events, until, most if until != _FIRST else 1)
+        return (self._moved(newest) if n else []), n
+
+    def _moved(self, ts: int) -> list[dict[str, Any]]:
+        """Events up to ``ts`` (the newest) were taken: the anomalies they raised, and the
+        snapshot if its time came."""
         out: list[dict[str, Any]] = self._new_anomalies() if self._anomalies else []
-        ts = ev.ts_ns
         if self.now_ns is None or ts > self.now_ns:
             self.now_ns = ts
             if self._next_tick is None:
@@ -196,20 +223,43 @@ class LiveCore:
 
     # -- the snapshot -------------------------------------------------------------------------
 
-    def _fold_latency(self, s: SessionState, ex: OpenExchange) -> None:
-        """A finished exchange's steps, into the sketches (and the Prometheus hook)."""
+    def _ended(self, s: SessionState, ex: OpenExchange) -> None:
+        """A QoS 1/2 exchange finished: its times wait for the next snapshot (the only Python
+        work per exchange, kept to one append of a few attributes: see :meth:`_fold_latency`)."""
         del s
-        hook = self.on_latency
-        for name, later, earlier in STEP_SPANS.get(ex.qos, ()):
-            t1, t0 = getattr(ex, later), getattr(ex, earlier)
-            if t1 != NO_TS and t0 != NO_TS:
-                ms = (t1 - t0) / _MS
-                self.sketches[(ex.qos, name)].add(t1, ms)
-                if hook is not None:
-                    hook(ex.qos, name, ms)
+        self._ended_times.extend((ex.qos, ex.t_publish, ex.t_puback, ex.t_pubrec, ex.t_pubrel,
+                                  ex.t_pubcomp))
+        if len(self._ended_times) >= _FOLD_AT * _NT:
+            self._fold_latency()
+
+    def _fold_latency(self) -> None:
+        """The steps of the exchanges finished since the last call, into the sketches (and the
+        Prometheus hook), as arrays: one pass per QoS and step, not one per sample."""
+        if not self._ended_times:
+            return
+        import numpy as np
+
+        cols = np.frombuffer(self._ended_times, dtype=np.int64).reshape(-1, _NT)
+        self._ended_times = array("q")
+        at = {name: i for i, name in enumerate(_TIMES, start=1)}
+        for q, spans in STEP_SPANS.items():
+            rows = cols[cols[:, 0] == q]
+            if not len(rows):
+                continue
+            for name, later, earlier in spans:
+                t1, t0 = rows[:, at[later]], rows[:, at[earlier]]
+                ok = (t1 != NO_TS) & (t0 != NO_TS)
+                if not ok.any():
+                    continue
+                t1 = t1[ok]
+                ms = (t1 - t0[ok]) / _MS
+                self.sketches[(q, name)].add_many(t1, ms)
+                if self.on_latency is not None:
+                    self.on_latency(q, name, ms)
 
     def snapshot(self) -> dict[str, Any]:
         """Where things stand at :attr:`now_ns` (see the module docstring)."""
+        self._fold_latency()
         snap = self.corr.snapshot()
         now = self.now_ns if self.now_ns is not None else 0
         per_qos = []

@@ -6,7 +6,8 @@ Rules, and why:
   last snapshot of :class:`~.core.LiveCore` (a custom collector, the pattern prometheus-client
   documents for figures kept elsewhere), so ``/metrics``, the JSON lines and the dashboard never
   disagree, and the counters at the end are the final report's. Only the latency histograms are
-  fed sample by sample (:attr:`~.core.LiveCore.on_latency`): a histogram needs every sample.
+  fed the samples (:attr:`~.core.LiveCore.on_latency`, an array per QoS and step at each
+  snapshot): a histogram needs every sample.
 * **Buckets from 0.1 ms to 30 s**, roughly 1-2.5-5 per decade: a QoS 1 round trip on a LAN is
   a fraction of a millisecond, a handshake across a reconnection takes seconds.
 * **No global registry** (the project's no-global-state rule): each exporter has its own
@@ -24,8 +25,14 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Histogram, start_http_server
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+import numpy as np
+from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector
 
 __all__ = ["LATENCY_BUCKETS", "MAX_BROKERS", "MetricsExporter", "parse_listen"]
@@ -120,6 +127,39 @@ def _by_broker(snap: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
     return out
 
 
+class _LatencyCollector(Collector):
+    """The step-latency histograms, counted in bulk: each snapshot's samples (an array per QoS
+    and step) go into the buckets with one ``searchsorted`` (prometheus-client's ``Histogram``
+    takes one ``observe`` per sample, a Python loop over its buckets each) and are served as a
+    ``HistogramMetricFamily``, the library's type for figures kept elsewhere."""
+
+    def __init__(self) -> None:
+        self._bounds = np.array(LATENCY_BUCKETS)
+        #: (qos, step) -> (count per bucket, the last one +Inf; sum of the values in seconds).
+        self._series: dict[tuple[str, str], tuple[np.ndarray, float]] = {}
+        self._lock = threading.Lock()
+
+    def observe(self, qos: str, step: str, ms: Any) -> None:
+        seconds = np.asarray(ms, dtype=np.float64) / 1000
+        where = np.searchsorted(self._bounds, seconds, side="left")   # value <= bound
+        add = np.bincount(where, minlength=len(self._bounds) + 1)
+        with self._lock:
+            counts, total = self._series.get((qos, step), (np.zeros_like(add), 0.0))
+            self._series[(qos, step)] = (counts + add, total + float(seconds.sum()))
+
+    def collect(self) -> Iterator[Metric]:
+        with self._lock:
+            series = dict(self._series)
+        h = HistogramMetricFamily("qosinspect_handshake_step_seconds",
+                                  "Latency of each step of the QoS handshakes",
+                                  labels=["qos", "step"])
+        names = [str(b) for b in LATENCY_BUCKETS] + ["+Inf"]   # as prometheus-client says them
+        for (qos, step), (counts, total) in sorted(series.items()):
+            cumulative = np.cumsum(counts).tolist()
+            h.add_metric([qos, step], list(zip(names, cumulative, strict=True)), total)
+        yield h
+
+
 class MetricsExporter:
     """An HTTP endpoint serving ``/metrics``: :meth:`update` with every JSON object of the run,
     :meth:`observe` as the core's ``on_latency``; :meth:`close` stops the server."""
@@ -128,10 +168,8 @@ class MetricsExporter:
         self.registry = CollectorRegistry(auto_describe=True)
         self._snap = _SnapshotCollector()
         self.registry.register(self._snap)
-        self.latency = Histogram("qosinspect_handshake_step_seconds",
-                                 "Latency of each step of the QoS handshakes",
-                                 ["qos", "step"], buckets=LATENCY_BUCKETS,
-                                 registry=self.registry)
+        self._latency = _LatencyCollector()
+        self.registry.register(self._latency)
         self._server, self._thread = start_http_server(port, host, registry=self.registry)
         self.host = host
         self.port = int(self._server.server_port)
@@ -146,8 +184,10 @@ class MetricsExporter:
         if item.get("type") == "snapshot":
             self._snap.snapshot = item
 
-    def observe(self, qos: int, step: str, ms: float) -> None:
-        self.latency.labels(str(qos), step).observe(ms / 1000)
+    def observe(self, qos: int, step: str, ms: Any) -> None:
+        """Step latencies (milliseconds, an array) of one QoS and step: the core's
+        ``on_latency``."""
+        self._latency.observe(str(qos), step, ms)
 
     def close(self) -> None:
         with self._lock:

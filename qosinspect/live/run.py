@@ -38,6 +38,13 @@ DRAIN_S = 5.0
 _CHECK_EVERY = 256
 
 
+def _tee(events: Iterator[Event], also: Callable[[Event], None]) -> Iterator[Event]:
+    """``events``, each handed to ``also`` first (the flight recorder)."""
+    for ev in events:
+        also(ev)
+        yield ev
+
+
 class Watch:
     """One run of ``watch``: ``source`` into ``core``; every notable event and snapshot goes to
     ``emit``. :meth:`run` returns the :class:`~qosinspect.analysis.api.Analysis` of it all."""
@@ -127,19 +134,19 @@ class Watch:
                 emit({"type": "start", **self.source.describe()})
                 dec = self.source.open(self._stop, self._idle)
                 summary = dec.summary
-                n = 0
                 try:
-                    on_event = self.on_event
-                    for ev in dec:
-                        if on_event is not None:
-                            on_event(ev)
-                        self._last_arrival = time.monotonic()
-                        self._last_ts = ev.ts_ns
-                        for item in core.feed(ev):
+                    events = iter(dec)
+                    if self.on_event is not None:
+                        events = _tee(events, self.on_event)
+                    while True:
+                        items, n = core.consume(events, _CHECK_EVERY)
+                        for item in items:
                             emit(item)
-                        n += 1
-                        if not n % _CHECK_EVERY:
-                            self._should_stop()
+                        if not n:
+                            break
+                        self._last_arrival = time.monotonic()
+                        self._last_ts = core.now_ns
+                        self._should_stop()
                 except CaptureError as exc:
                     if core.corr.n_events == 0:
                         raise
