@@ -233,7 +233,8 @@ class Correlator:
                                   max_open_per_session=o.max_open_per_session,
                                   max_open_total=o.max_open_total, first_chunk_rows=first,
                                   max_chunk_rows=most, aggregate=self.aggregate,
-                                  max_joinable=o.max_joinable_finished, on_end=on_exchange_end)
+                                  max_joinable=o.max_joinable_finished,
+                                  joinable_ns=o.joinable_ns, on_end=on_exchange_end)
         self.sess = SessionTracker(self.anomalies, self.ex, self.matcher,
                                    default_version=o.default_version,
                                    same_broker=o.same_broker,

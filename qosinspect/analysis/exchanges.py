@@ -52,6 +52,12 @@ PUBLISH, and which step it closes, is not written here but read from the one QoS
   reused: memory is bounded whatever the capture's length; :meth:`ExchangeTracker.fold_rest`
   folds what is still in the window at the end. With ``detail=True`` every row is kept (the
   tables) and folded at the end, under the same rule of joining.
+* **Joinable for a time** (``joinable_ns``, 0 by default: no such bound; ``watch`` sets one,
+  docs/watch.md says why 300 s): a whole block of the window whose newest exchange ended more
+  than that long ago (packet time) leaves it too, and in report mode the memory of its rows is
+  freed until the ring comes round to them again. So a window that would take hours to fill at
+  a slow rate holds only the last minutes: memory stops growing once they are in, not once
+  ``max_joinable`` exchanges have been seen.
 * **QoS 0** publishes are exchanges too (one row, no acknowledgement, outcome ``complete``), so
   QoS 0 loss can be seen end to end (:mod:`.deliveries`).
 """
@@ -113,7 +119,7 @@ class ExchangeTracker:
     def __init__(self, anomalies: AnomalyLog, packets: PacketLog | None,
                  matcher: DeliveryMatcher | None, *, detail: bool, max_open_per_session: int,
                  max_open_total: int, first_chunk_rows: int, max_chunk_rows: int,
-                 aggregate: Aggregate, max_joinable: int = 131_072,
+                 aggregate: Aggregate, max_joinable: int = 131_072, joinable_ns: int = 0,
                  on_end: Callable[[SessionState, OpenExchange], None] | None = None) -> None:
         self.anomalies = anomalies
         self.packets = packets
@@ -136,6 +142,11 @@ class ExchangeTracker:
         self.retired = 0
         #: Whether :meth:`fold_rest` ran (detail mode folds every row then, once).
         self.folded = False
+        #: The bound in packet time (0: none; see the module docstring), and the newest end
+        #: of each block of the window, by its place in the ring.
+        self.joinable_ns = joinable_ns
+        self.block_last = array("q", [NO_TS]) * (self.window // block)
+        self.last_end = NO_TS
         #: The counters of whole blocks of the window, by the block's place in the ring (a live
         #: snapshot's, :meth:`count_unfolded`): dropped when a late join changes one of its
         #: rows or the block is folded.
@@ -443,7 +454,21 @@ class ExchangeTracker:
         self.n_open_total -= 1
         seq = self.n_finished
         window = self.window
-        if seq >= window and seq % self.block == 0:
+        block = self.block
+        if self.joinable_ns:
+            # whole blocks whose newest exchange ended more than joinable_ns ago leave now (an
+            # exchange evicted without a time ended when the last one with a time did)
+            if ts != NO_TS:
+                self.last_end = ts
+            now = self.last_end
+            cutoff = now - self.joinable_ns
+            while (self.retired + block <= seq
+                   and self.block_last[self.retired % window // block] < cutoff):
+                self._retire(self.retired, release=True)
+            k = seq % window // block
+            if seq % block == 0 or now > self.block_last[k]:
+                self.block_last[k] = now
+        if seq >= window and seq % block == 0 and self.retired <= seq - window:
             self._retire(seq - window)
         tag = (s.code << 17) | key
         store = self.exchanges
@@ -472,9 +497,10 @@ class ExchangeTracker:
         if self.on_end is not None:
             self.on_end(s, ex)
 
-    def _retire(self, start: int) -> None:
+    def _retire(self, start: int, *, release: bool = False) -> None:
         """The block of finished exchanges from sequence ``start`` leaves the window: its keys
-        are forgotten and, in report mode, its rows folded (their slots are reused next)."""
+        are forgotten and, in report mode, its rows folded (their slots are reused next, or,
+        with ``release``, their memory freed until then: retired by age, not by a new row)."""
         window = self.window
         keys = self.keys
         sessions = self.sessions
@@ -490,6 +516,8 @@ class ExchangeTracker:
             lo = start % window
             self.counted.pop(lo // self.block, None)
             self.aggregate.fold(self.exchanges.slice(lo, lo + self.block))
+            if release:
+                self.exchanges.release(lo)
         self.retired = start + self.block
 
     def unfolded(self) -> Iterator[Any]:

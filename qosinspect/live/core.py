@@ -41,9 +41,14 @@ from ..events import Event
 from ..report.output import format_time
 from .latency import WINDOW_S, LatencySketches
 
-__all__ = ["LiveCore", "report_options"]
+__all__ = ["JOINABLE_NS", "LiveCore", "report_options"]
 
 _MS = 1_000_000
+#: How long (packet time) a finished exchange can still be joined by a late acknowledgement
+#: or re-send, as well as the report's count bound: 300 s (docs/watch.md, "Bounded memory",
+#: says why). Past it the window's memory stops growing at any rate, not only past 131,072
+#: finished exchanges, which a slow link takes hours to reach.
+JOINABLE_NS = 300 * 10**9
 #: The times an exchange's steps are read from, in the order :meth:`LiveCore._ended` keeps them.
 _TIMES = ("t_publish", "t_puback", "t_pubrec", "t_pubrel", "t_pubcomp")
 _NT = 1 + len(_TIMES)
@@ -55,8 +60,10 @@ _FIRST = -(2**63)
 
 def report_options(same_broker: tuple[tuple[str, ...], ...] = ()) -> AnalysisOptions:
     """The analysis options of ``qosinspect report`` (its figures only, every packet and
-    delivery counted): the final report must be that command's."""
-    return AnalysisOptions(detail=False, packets=True, deliveries=True, same_broker=same_broker)
+    delivery counted): the final report must be that command's; but for how long a finished
+    exchange stays joinable (:data:`JOINABLE_NS`: a watch runs for days)."""
+    return AnalysisOptions(detail=False, packets=True, deliveries=True, same_broker=same_broker,
+                           joinable_ns=JOINABLE_NS)
 
 
 def _ms(ns: int | None) -> float | None:
