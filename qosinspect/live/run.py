@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from ..analysis.api import Analysis
+from ..analysis.api import Analysis, relaxed_gc
 from ..errors import CaptureError
 from ..events import Event
 from .core import LiveCore
@@ -122,6 +122,20 @@ class Watch:
 
     # -- the run -----------------------------------------------------------------------------
 
+    def _loop(self, events: Iterator[Event]) -> None:
+        """Events into the core until they end, what it says to ``emit``; between batches the
+        arrival time (the idle clock) and whether to stop."""
+        core, emit = self.core, self.emit
+        while True:
+            items, n = core.consume(events, _CHECK_EVERY)
+            for item in items:
+                emit(item)
+            if not n:
+                break
+            self._last_arrival = time.monotonic()
+            self._last_ts = core.now_ns
+            self._should_stop()
+
     def run(self) -> Analysis:
         if self.duration_s is not None:
             self._deadline = time.monotonic() + self.duration_s
@@ -138,15 +152,8 @@ class Watch:
                     events = iter(dec)
                     if self.on_event is not None:
                         events = _tee(events, self.on_event)
-                    while True:
-                        items, n = core.consume(events, _CHECK_EVERY)
-                        for item in items:
-                            emit(item)
-                        if not n:
-                            break
-                        self._last_arrival = time.monotonic()
-                        self._last_ts = core.now_ns
-                        self._should_stop()
+                    with relaxed_gc():     # as report's analysis runs (see there)
+                        self._loop(events)
                 except CaptureError as exc:
                     if core.corr.n_events == 0:
                         raise
