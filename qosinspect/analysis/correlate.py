@@ -595,19 +595,28 @@ class Correlator:
 
     # -- while running --------------------------------------------------------------------------
 
-    def snapshot(self) -> Snapshot:
+    def snapshot(self, clients: bool = False) -> Snapshot:
         """Where the analysis stands (:class:`~.snapshot.Snapshot`): counters of what finished
-        so far (folded or not yet) and the handshakes open, without changing anything."""
+        so far (folded or not yet) and the handshakes open, without changing anything; with
+        ``clients``, a row per session too."""
         so_far = self.aggregate.copy(series=False)
         self.ex.count_unfolded(so_far, [s.broker for s in self.sess.by_code])
         names = list(self.sess.brokers)
         open_by_broker = [{0: 0, 1: 0, 2: 0} for _ in names]
         open_by_qos = {0: 0, 1: 0, 2: 0}
+        rows: list[tuple[str, int, int, int, int]] = []
         for s in self.sess.by_code:
+            open1 = 0
             for ex in s.open.values():
                 open_by_qos[ex.qos] += 1
+                if ex.qos == 1:
+                    open1 += 1
                 if 0 <= s.broker < len(names):
                     open_by_broker[s.broker][ex.qos] += 1
+            if clients:
+                rec = s.rec
+                rows.append((rec.client_id if rec.client_id else s.key, rec.n_exchanges_c2b,
+                             rec.n_exchanges_b2c, open1, len(s.open) - open1))
         conns = self.sess.conns
         return Snapshot(
             per_qos=so_far.qos_rows(), open_by_qos=open_by_qos, brokers=names,
@@ -617,7 +626,7 @@ class Correlator:
             connections_seen=self.sess.n_connections_seen,
             tcp_retransmissions=self.n_tcp_retransmissions,
             anomalies=sum(self.anomalies.counts.values()) + sum(self.anomalies.notes.values()),
-            reconnects=self.sess.n_reconnects, events=self.n_events)
+            reconnects=self.sess.n_reconnects, events=self.n_events, clients=rows)
 
     def open_handshakes(self, published_before: int) -> list[OpenHandshake]:
         """The QoS 1/2 exchanges still open whose first PUBLISH came before

@@ -34,7 +34,7 @@ from typing import Any
 from ..analysis.correlate import CorrelationResult, Correlator
 from ..analysis.metrics import STEP_SPANS
 from ..analysis.options import AnalysisOptions
-from ..analysis.records import NO_TS, AnomalyRecord, Reconnect
+from ..analysis.records import NO_TS, OUTCOMES, AnomalyRecord, Reconnect
 from ..analysis.snapshot import Snapshot
 from ..analysis.state import OpenExchange, SessionState
 from ..events import Event
@@ -54,6 +54,8 @@ _TIMES = ("t_publish", "t_puback", "t_pubrec", "t_pubrel", "t_pubcomp")
 _NT = 1 + len(_TIMES)
 #: Finished exchanges whose times wait at most (then folded at once: bounded between snapshots).
 _FOLD_AT = 65_536
+#: Outcome codes of a completed exchange.
+_COMPLETED = (OUTCOMES.index("complete"), OUTCOMES.index("complete_after_reconnect"))
 #: Before the first event no snapshot is due: the first one taken sets the clock.
 _FIRST = -(2**63)
 
@@ -76,7 +78,8 @@ class LiveCore:
 
     def __init__(self, *, interval_ms: int = 1000, stall_ms: int = 5000, settle_ms: int = 1000,
                  options: AnalysisOptions | None = None,
-                 on_latency: Callable[[int, str, Any], None] | None = None) -> None:
+                 on_latency: Callable[[int, str, Any], None] | None = None,
+                 max_clients: int = 0) -> None:
         self.corr = Correlator(options if options is not None else report_options(),
                                on_anomaly=self._found_anomaly,
                                on_reconnect=self._found_reconnect,
@@ -107,6 +110,10 @@ class LiveCore:
         #: since the last snapshot, one after the other (a flat array: no object per exchange
         #: for the garbage collector to walk).
         self._ended_times = array("q")
+        #: Clients with a row of their own in the snapshot's ``clients`` (0: no such rows; the
+        #: rest summed in one), and the QoS 1 and 2 exchanges completed by session code.
+        self.max_clients = max_clients
+        self._completed: list[list[int]] = []
 
     @property
     def next_tick_ns(self) -> int | None:
@@ -233,7 +240,11 @@ class LiveCore:
     def _ended(self, s: SessionState, ex: OpenExchange) -> None:
         """A QoS 1/2 exchange finished: its times wait for the next snapshot (the only Python
         work per exchange, kept to one append of a few attributes: see :meth:`_fold_latency`)."""
-        del s
+        if self.max_clients and ex.outcome in _COMPLETED:
+            done = self._completed
+            while len(done) <= s.code:
+                done.append([0, 0, 0])
+            done[s.code][ex.qos] += 1
         self._ended_times.extend((ex.qos, ex.t_publish, ex.t_puback, ex.t_pubrec, ex.t_pubrel,
                                   ex.t_pubcomp))
         if len(self._ended_times) >= _FOLD_AT * _NT:
@@ -267,7 +278,7 @@ class LiveCore:
     def snapshot(self) -> dict[str, Any]:
         """Where things stand at :attr:`now_ns` (see the module docstring)."""
         self._fold_latency()
-        snap = self.corr.snapshot()
+        snap = self.corr.snapshot(clients=self.max_clients > 0)
         now = self.now_ns if self.now_ns is not None else 0
         per_qos = []
         for row in snap.per_qos:
@@ -287,7 +298,43 @@ class LiveCore:
                 "reconnections_by_cause": dict(sorted(self.reconnects_by_cause.items())),
                 "anomalies_by_kind": dict(sorted(self.anomalies_by_kind.items())),
                 "tcp_retransmissions": snap.tcp_retransmissions,
-                "brokers": _per_broker(snap, per_qos)}
+                "brokers": _per_broker(snap, per_qos),
+                **({"clients": self._per_client(snap)} if self.max_clients else {})}
+
+    def _per_client(self, snap: Snapshot) -> list[dict[str, Any]]:
+        """Per client id (its sessions summed; a session without one by its key), the first
+        :attr:`max_clients` seen each in a row of their own, in the order they were first seen
+        (so a label never moves: the counters only grow), the others summed in a last row
+        whose ``client_id`` is None and ``clients`` says how many. ``sent``/``received``:
+        exchanges the client published / was sent (every QoS); ``completed`` and ``open``: its
+        QoS 1 and 2 handshakes."""
+        rows: dict[str | None, dict[str, Any]] = {}
+        done = self._completed
+        for code, (label, sent, received, open1, open2) in enumerate(snap.clients):
+            key: str | None = label
+            if label not in rows and len(rows) >= self.max_clients:
+                key = None
+            row = rows.get(key)
+            if row is None:
+                row = rows[key] = {"client_id": key, "sent": 0, "received": 0,
+                                   "completed": {"1": 0, "2": 0}, "open": {"1": 0, "2": 0}}
+                if key is None:
+                    row["clients"] = set()
+            if key is None:
+                row["clients"].add(label)
+            row["sent"] += sent
+            row["received"] += received
+            row["open"]["1"] += open1
+            row["open"]["2"] += open2
+            if code < len(done):
+                row["completed"]["1"] += done[code][1]
+                row["completed"]["2"] += done[code][2]
+        other = rows.pop(None, None)
+        out = list(rows.values())
+        if other is not None:
+            other["clients"] = len(other["clients"])
+            out.append(other)
+        return out
 
 
 def _per_broker(snap: Snapshot, per_qos: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -16,13 +16,16 @@ Rules, and why:
   and the open handshakes (a broker is a server endpoint ``address:port``, as in the report;
   past :data:`MAX_BROKERS` of them the rest are summed as ``other``, so the cardinality stays
   bounded whatever the capture holds); ``cause`` on reconnections and ``kind`` on anomalies
-  (both closed sets). Per-client labels are left out: their cardinality is not bounded.
+  (both closed sets). A ``client_id`` label only when asked for (``--metrics-client-label``),
+  on metrics of its own (``qosinspect_client_*``), for the first ``--metrics-max-clients``
+  client ids seen, the others summed as ``other`` (:meth:`~.core.LiveCore._per_client`): a
+  label never moves from one client to another, so its counters only grow.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -73,6 +76,16 @@ class _SnapshotCollector(Collector):
         if snap is None:
             return
         brokers = _by_broker(snap)
+        sent = CounterMetricFamily("qosinspect_client_exchanges",
+                                   "Exchanges (every QoS) a client sent (direction c2b) or was "
+                                   "sent (b2c); opt-in, bounded: --metrics-client-label",
+                                   labels=["client_id", "direction"])
+        completed = CounterMetricFamily("qosinspect_client_completed",
+                                        "A client's QoS 1/2 handshakes that completed, both "
+                                        "directions", labels=["client_id", "qos"])
+        handshakes = GaugeMetricFamily("qosinspect_client_open_handshakes",
+                                       "A client's QoS 1/2 handshakes open now",
+                                       labels=["client_id", "qos"])
         for name, field, doc in _PER_QOS:
             c = CounterMetricFamily(name, doc, labels=["broker", "qos"])
             for broker, rows in brokers.items():
@@ -104,6 +117,15 @@ class _SnapshotCollector(Collector):
                                   value=snap["tcp_retransmissions"])
         yield GaugeMetricFamily("qosinspect_connections_open", "MQTT connections open now",
                                 value=snap["connections"]["open"])
+        for row in snap.get("clients", ()):
+            label = "other" if row["client_id"] is None else row["client_id"]
+            for direction, field in (("c2b", "sent"), ("b2c", "received")):
+                sent.add_metric([label, direction], row[field])
+            for qos in ("1", "2"):
+                completed.add_metric([label, qos], row["completed"][qos])
+                handshakes.add_metric([label, qos], row["open"][qos])
+        if "clients" in snap:
+            yield from (sent, completed, handshakes)
         if snap["drops"] is not None:
             yield GaugeMetricFamily("qosinspect_capture_drops",
                                     "Packets the kernel dropped (the capture tool's count)",
@@ -164,7 +186,11 @@ class MetricsExporter:
     """An HTTP endpoint serving ``/metrics``: :meth:`update` with every JSON object of the run,
     :meth:`observe` as the core's ``on_latency``; :meth:`close` stops the server."""
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, *,
+                 warn: Callable[[str], None] | None = None) -> None:
+        #: Told once when clients begin to be summed as ``other``.
+        self.warn = warn
+        self._said_other = False
         self.registry = CollectorRegistry(auto_describe=True)
         self._snap = _SnapshotCollector()
         self.registry.register(self._snap)
@@ -183,6 +209,12 @@ class MetricsExporter:
     def update(self, item: dict[str, Any]) -> None:
         if item.get("type") == "snapshot":
             self._snap.snapshot = item
+            clients = item.get("clients") or ()
+            if (not self._said_other and self.warn is not None and clients
+                    and clients[-1]["client_id"] is None):
+                self._said_other = True
+                self.warn(f"metrics: more than {len(clients) - 1} client ids; the others are "
+                          "summed under client_id=\"other\" (--metrics-max-clients)")
 
     def observe(self, qos: int, step: str, ms: Any) -> None:
         """Step latencies (milliseconds, an array) of one QoS and step: the core's

@@ -4,13 +4,31 @@ each of QoS 0, 1 and 2, to a persistent subscriber and a steady one) with a faul
 sampled every 10 s, stays flat after the warm-up.
 
 What it shows is the bounded state of the live analysis: a run of days must not grow with the
-traffic it has seen, only with what is open. The bound: the RSS after the warm-up never exceeds
-the RSS at its end by more than :data:`GROWTH_LIMIT_MB`.
+traffic it has seen, only with what is open. The bound: after the warm-up, the RSS never exceeds
+the RSS at the warm-up's end by more than :data:`GROWTH_LIMIT_MB`.
+
+The warm-up is computed, not guessed: it is when the last bounded structure that grows with the
+traffic has filled at this run's rate (read from the final report after the run, as finished
+QoS 1/2 exchanges per second). The one that takes longest is the joinable window of finished
+exchanges: with ``watch``'s bound in time (:data:`~qosinspect.live.core.JOINABLE_NS`, 300 s)
+it holds the exchanges of the last 300 s of packet time plus at most two blocks of
+:data:`~qosinspect.analysis.exchanges.FOLD_BLOCK` being filled (a block leaves when its newest
+exchange is 300 s old), so it is full at ``300 s + 2 * FOLD_BLOCK / rate`` and then only reuses
+its memory. Without the bound in time it held 131,072 rows (82 B each, 10.7 MB), which the seed
+scenario fills in about 17 minutes: the 3-minute warm-up the test had before saw 11.1 MB of
+growth, the window still filling. The rest fills sooner: the ring of per-second sketches
+(10 s), deliveries waiting for their copies (60 s), the per-session index of finished ids (its
+4096-key dict turns into one array within 300 s at these rates). One bounded structure may still
+fill after the warm-up, the report's exact latency series (65,536 values of 8 B per QoS and
+step before it turns into a sketch): what is left of it at the warm-up is computed too and must
+fit in the bound with room to spare (``series_left_mb`` in the figures), so the bound holds
+the allocator's noise, not a structure still filling.
 
 Minutes long, so behind the ``soak`` marker, which ``make test`` (and a plain ``pytest``) leave
 out: ``.venv/bin/pytest -m soak -s tests/live/test_soak.py``. ``QOSINSPECT_SOAK_MINUTES``
-shortens it (3 is enough to check the harness). It prints the samples (with ``-s``) and the
-figures the report quotes.
+shortens it (3 checks the harness and skips the judgement: the warm-up alone is longer; it
+takes :data:`MIN_SAMPLES_AFTER` samples after the warm-up, so at least about 11 minutes).
+It prints the samples (with ``-s``) and the figures the report quotes.
 """
 
 from __future__ import annotations
@@ -26,16 +44,41 @@ from typing import IO, Any
 
 import pytest
 
+from qosinspect.analysis.aggregate import DEFAULT_EXACT_UP_TO
+from qosinspect.analysis.exchanges import FOLD_BLOCK
+from qosinspect.live.core import JOINABLE_NS
 from qosinspect.testing.tools import require_tool, stop_process
 
 from ._runs import QOSINSPECT, free_run, read_until, require_root
 
 MINUTES = float(os.environ.get("QOSINSPECT_SOAK_MINUTES", "20"))
 SAMPLE_S = 10.0
-#: The warm-up: the first quarter of the run, at most three minutes.
-WARMUP_S = min(180.0, MINUTES * 15)
 #: RSS growth allowed after the warm-up, in MB.
 GROWTH_LIMIT_MB = 8.0
+#: Samples after the warm-up the growth is judged on (a shorter run only checks the harness).
+MIN_SAMPLES_AFTER = 30
+
+
+def warmup_s(report: dict[str, Any]) -> float:
+    """When the joinable window is full at the run's rate of finished QoS 1/2 exchanges (see
+    the module docstring), plus one sample."""
+    rate = finished_per_s(report, (1, 2))
+    return JOINABLE_NS / 1e9 + 2 * FOLD_BLOCK / max(rate, 1e-9) + SAMPLE_S
+
+
+def finished_per_s(report: dict[str, Any], qos: tuple[int, ...]) -> float:
+    seconds = max(float(report["capture"]["duration_s"]), 1e-9)
+    return float(sum(r["publishes"] for r in report["per_qos"] if r["qos"] in qos)) / seconds
+
+
+def series_left_mb(report: dict[str, Any], at_s: float) -> float:
+    """What the exact latency series can still take after ``at_s`` (MB): per QoS, the total and
+    each step's series take one value per completed exchange, up to the exact bound."""
+    left = 0.0
+    for q, steps in ((1, 2), (2, 4)):
+        n = finished_per_s(report, (q,)) * at_s
+        left += steps * max(0.0, DEFAULT_EXACT_UP_TO - n) * 8
+    return left / 2**20
 
 _SEED = "\n".join(f"""
 [[publishers]]
@@ -152,18 +195,25 @@ def test_watch_rss_stays_flat(tmp_path: Path) -> None:
                 stop_process(p)
     truth = json.loads(truth_path.read_text())
     assert set(truth["run"]["front_ports"]) <= set(range(front, front + 4))
-    after = [rss for t, rss in samples if t >= WARMUP_S]
-    at_warmup = after[0]
-    figures = {"minutes": MINUTES, "samples": len(samples), "warmup_s": WARMUP_S,
+    report = json.loads((tmp_path / "final.json").read_text())
+    warmup = warmup_s(report)
+    after = [rss for t, rss in samples if t >= warmup]
+    at_warmup = after[0] if after else None
+    figures = {"minutes": MINUTES, "samples": len(samples), "warmup_s": round(warmup, 1),
+               "finished_per_s": round(finished_per_s(report, (1, 2)), 1),
+               "series_left_mb": round(series_left_mb(report, warmup), 2),
                "rss_mb_first": samples[0][1], "rss_mb_at_warmup": at_warmup,
-               "rss_mb_end": after[-1], "rss_mb_max": max(rss for _, rss in samples),
-               "growth_after_warmup_mb": round(max(after) - at_warmup, 1),
+               "rss_mb_end": samples[-1][1], "rss_mb_max": max(rss for _, rss in samples),
+               "growth_after_warmup_mb": round(max(after) - after[0], 1) if after else None,
                "lines": lines.counts, "samples_mb": [round(r, 1) for _, r in samples]}
     print("soak:", json.dumps(figures))
     # the run did what it says: snapshots every second, the cuts seen as reconnections
     assert lines.counts.get("snapshot", 0) >= MINUTES * 50
     cuts = sum(1 for m in range(int(MINUTES)) if m % len(_FAULTS) in (0, 3))
     assert lines.counts.get("reconnection", 0) >= cuts
-    report = json.loads((tmp_path / "final.json").read_text())
     assert report["reconnects"] >= cuts
-    assert max(after) - at_warmup <= GROWTH_LIMIT_MB, figures
+    if len(after) < MIN_SAMPLES_AFTER:
+        pytest.skip(f"{MINUTES} minutes: the harness ran, but {len(after)} samples after the "
+                    f"warm-up ({warmup:.0f} s) are too few to judge growth: {figures}")
+    assert series_left_mb(report, warmup) <= GROWTH_LIMIT_MB / 2, figures
+    assert at_warmup is not None and max(after) - at_warmup <= GROWTH_LIMIT_MB, figures
