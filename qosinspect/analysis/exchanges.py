@@ -529,13 +529,21 @@ class ExchangeTracker:
                 yield from store.chunks()
             return
         # a block at a time (a chunk of the ring: a view, so folding copies a block at most)
+        for lo, n in self._window_parts():
+            yield store.slice(lo, lo + n)
+
+    def _window_parts(self) -> list[tuple[int, int]]:
+        """Report mode: the window's finished exchanges not folded yet, as (first slot, rows)
+        within one block each, oldest first."""
         window, block = self.window, self.block
+        out = []
         seq = self.retired
         while seq < self.n_finished:
             lo = seq % window
             n = min(block - lo % block, self.n_finished - seq)
-            yield store.slice(lo, lo + n)
+            out.append((lo, n))
             seq += n
+        return out
 
     def count_unfolded(self, into: Aggregate, brokers: list[int]) -> None:
         """Count (no latency series) the finished exchanges not folded yet into ``into``: a
@@ -546,11 +554,8 @@ class ExchangeTracker:
             for rows in self.unfolded():
                 into.fold(rows, brokers, series=False)
             return
-        window, block = self.window, self.block
-        seq = self.retired
-        while seq < self.n_finished:
-            lo = seq % window
-            n = min(block - lo % block, self.n_finished - seq)
+        block = self.block
+        for lo, n in self._window_parts():
             if n < block:
                 into.fold(self.exchanges.slice(lo, lo + n), brokers, series=False)
             else:
@@ -559,7 +564,6 @@ class ExchangeTracker:
                     counted = self.counted[lo // block] = Aggregate()
                     counted.fold(self.exchanges.slice(lo, lo + n), brokers, series=False)
                 into.merge(counted)
-            seq += n
 
     def fold_rest(self) -> None:
         """Fold every finished exchange not folded yet (the end of the input: none can be

@@ -125,7 +125,7 @@ def test_grafana_dashboard_uses_exported_metrics() -> None:
 
     exporter = MetricsExporter("127.0.0.1", 0)
     try:
-        core = LiveCore(on_latency=exporter.observe, stall_ms=500)
+        core = LiveCore(on_latency=exporter.observe, stall_ms=500, max_clients=50)
         for ev in iter_events(CAPTURE):
             for item in core.feed(ev):
                 exporter.update(item)
@@ -143,7 +143,7 @@ def test_grafana_dashboard_uses_exported_metrics() -> None:
     docs = Path(__file__).resolve().parents[2] / "docs" / "grafana"
     dash = json.loads((docs / "qosinspect-watch.json").read_text())
     exprs = [t["expr"] for p in dash["panels"] for t in p["targets"]]
-    exprs.append(dash["templating"]["list"][1]["query"])
+    exprs += [v["query"] for v in dash["templating"]["list"][1:]]
     used = {m for e in exprs for m in re.findall(r"qosinspect_\w+", e)}
     assert used and used <= served, used - served
     scrape = yaml.safe_load((docs / "prometheus.yml").read_text())
