@@ -10,19 +10,23 @@ the RSS at the warm-up's end by more than :data:`GROWTH_LIMIT_MB`.
 The warm-up is computed, not guessed: it is when the last bounded structure that grows with the
 traffic has filled at this run's rate (read from the final report after the run, as finished
 QoS 1/2 exchanges per second). The one that takes longest is the joinable window of finished
-exchanges: with ``watch``'s bound in time (:data:`~qosinspect.live.core.JOINABLE_NS`, 300 s)
-it holds the exchanges of the last 300 s of packet time plus at most two blocks of
-:data:`~qosinspect.analysis.exchanges.FOLD_BLOCK` being filled (a block leaves when its newest
-exchange is 300 s old), so it is full at ``300 s + 2 * FOLD_BLOCK / rate`` and then only reuses
-its memory. Without the bound in time it held 131,072 rows (82 B each, 10.7 MB), which the seed
-scenario fills in about 17 minutes: the 3-minute warm-up the test had before saw 11.1 MB of
-growth, the window still filling. The rest fills sooner: the ring of per-second sketches
-(10 s), deliveries waiting for their copies (60 s), the per-session index of finished ids (its
-4096-key dict turns into one array within 300 s at these rates). One bounded structure may still
-fill after the warm-up, the report's exact latency series (65,536 values of 8 B per QoS and
-step before it turns into a sketch): what is left of it at the warm-up is computed too and must
-fit in the bound with room to spare (``series_left_mb`` in the figures), so the bound holds
-the allocator's noise, not a structure still filling.
+exchanges: it holds 131,072 rows (82 B each, 10.7 MB) at most and, with ``watch``'s bound in
+time (:data:`~qosinspect.live.core.JOINABLE_NS`, 300 s), only those of the last 300 s of packet
+time, plus at most two blocks of :data:`~qosinspect.analysis.exchanges.FOLD_BLOCK` being filled
+(a block leaves when its newest exchange is 300 s old), so it is full at
+``min(300 s, 131,072 / rate) + 2 * FOLD_BLOCK / rate`` and then only reuses its memory. The
+rest fills sooner: the ring of per-second sketches (10 s), deliveries waiting for their copies
+(60 s), the per-session index of finished ids (its 4096-key dict turns into one array within
+300 s at these rates). One bounded structure may still fill after the warm-up, the report's
+exact latency series (65,536 values of 8 B per QoS and step before it turns into a sketch):
+what is left of it at the warm-up is computed too and must fit in the bound with room to spare
+(``series_left_mb`` in the figures), so the bound holds the allocator's noise, not a structure
+still filling.
+
+Measured 2026-12-07 (20 minutes, 597 finished exchanges/s, warm-up 337 s): 45.4 MB at the
+start, 70.5 MB after the warm-up, 80.1 MB at the end: 9.6 MB of growth, so this test FAILS
+still. At that rate the window is full (count bound) after 219 s, before the warm-up: what
+grows after it is something else, in steps with the faults (docs/watch.md, "Soak test").
 
 Minutes long, so behind the ``soak`` marker, which ``make test`` (and a plain ``pytest``) leave
 out: ``.venv/bin/pytest -m soak -s tests/live/test_soak.py``. ``QOSINSPECT_SOAK_MINUTES``
@@ -46,6 +50,7 @@ import pytest
 
 from qosinspect.analysis.aggregate import DEFAULT_EXACT_UP_TO
 from qosinspect.analysis.exchanges import FOLD_BLOCK
+from qosinspect.analysis.options import AnalysisOptions
 from qosinspect.live.core import JOINABLE_NS
 from qosinspect.testing.tools import require_tool, stop_process
 
@@ -61,9 +66,11 @@ MIN_SAMPLES_AFTER = 30
 
 def warmup_s(report: dict[str, Any]) -> float:
     """When the joinable window is full at the run's rate of finished QoS 1/2 exchanges (see
-    the module docstring), plus one sample."""
-    rate = finished_per_s(report, (1, 2))
-    return JOINABLE_NS / 1e9 + 2 * FOLD_BLOCK / max(rate, 1e-9) + SAMPLE_S
+    the module docstring): the first of its bounds reached, in time or in count, plus two
+    blocks and one sample."""
+    rate = max(finished_per_s(report, (1, 2)), 1e-9)
+    full = min(JOINABLE_NS / 1e9, AnalysisOptions().max_joinable_finished / rate)
+    return full + 2 * FOLD_BLOCK / rate + SAMPLE_S
 
 
 def finished_per_s(report: dict[str, Any], qos: tuple[int, ...]) -> float:
