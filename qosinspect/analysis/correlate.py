@@ -34,7 +34,7 @@ for the compiler (final classes, native attributes), so there is nothing to keep
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Final, cast, final
 
@@ -248,7 +248,8 @@ class Correlator:
                                   max_open_per_session=o.max_open_per_session,
                                   max_open_total=o.max_open_total, first_chunk_rows=first,
                                   max_chunk_rows=most, aggregate=self.aggregate,
-                                  max_joinable=o.max_joinable_finished, on_end=on_exchange_end,
+                                  max_joinable=o.max_joinable_finished,
+                                  joinable_ns=o.joinable_ns, on_end=on_exchange_end,
                                   sink=sink)
         self.sess = SessionTracker(self.anomalies, self.ex, self.matcher,
                                    default_version=o.default_version,
@@ -309,6 +310,28 @@ class Correlator:
                 self._packet(ev)
             else:
                 self.feed(ev)
+
+    def consume_until(self, events: Iterator[Event], until_ns: int, most: int
+                      ) -> tuple[int, int]:
+        """Feed events from ``events`` until one stamped at or after ``until_ns`` was taken,
+        ``most`` were taken or ``events`` ended; returns how many were taken and the newest
+        ``ts_ns`` among them (``-2**63`` if none). A live view's loop (``watch``): the work per
+        event stays in this loop (compiled), the view acts between calls (a snapshot when
+        ``until_ns`` came, its notable events, a check of the clock)."""
+        n = 0
+        newest = _NO_NEWEST
+        for ev in events:
+            if type(ev) is _EVENT:
+                self._packet(ev)
+            else:
+                self.feed(ev)
+            n += 1
+            ts = ev.ts_ns
+            if ts > newest:
+                newest = ts
+            if ts >= until_ns or n >= most:
+                break
+        return n, newest
 
     def feed(self, ev: Event) -> None:
         """Take one event (in capture order)."""
@@ -655,21 +678,28 @@ class Correlator:
 
     # -- while running --------------------------------------------------------------------------
 
-    def snapshot(self) -> Snapshot:
+    def snapshot(self, clients: bool = False) -> Snapshot:
         """Where the analysis stands (:class:`~.snapshot.Snapshot`): counters of what finished
-        so far (folded or not yet) and the handshakes open, without changing anything."""
+        so far (folded or not yet) and the handshakes open, without changing anything; with
+        ``clients``, a row per session too."""
         so_far = self.aggregate.copy(series=False)
-        brokers = [s.broker for s in self.sess.by_code]
-        for rows in self.ex.unfolded():
-            so_far.fold(rows, brokers, series=False)
+        self.ex.count_unfolded(so_far, [s.broker for s in self.sess.by_code])
         names = list(self.sess.brokers)
         open_by_broker = [{0: 0, 1: 0, 2: 0} for _ in names]
         open_by_qos = {0: 0, 1: 0, 2: 0}
+        rows: list[tuple[str, int, int, int, int]] = []
         for s in self.sess.by_code:
+            open1 = 0
             for ex in s.open.values():
                 open_by_qos[ex.qos] += 1
+                if ex.qos == 1:
+                    open1 += 1
                 if 0 <= s.broker < len(names):
                     open_by_broker[s.broker][ex.qos] += 1
+            if clients:
+                rec = s.rec
+                rows.append((rec.client_id if rec.client_id else s.key, rec.n_exchanges_c2b,
+                             rec.n_exchanges_b2c, open1, len(s.open) - open1))
         conns = self.sess.conns
         return Snapshot(
             per_qos=so_far.qos_rows(), open_by_qos=open_by_qos, brokers=names,
@@ -679,7 +709,7 @@ class Correlator:
             connections_seen=self.sess.n_connections_seen,
             tcp_retransmissions=self.n_tcp_retransmissions,
             anomalies=sum(self.anomalies.counts.values()) + sum(self.anomalies.notes.values()),
-            reconnects=self.sess.n_reconnects, events=self.n_events)
+            reconnects=self.sess.n_reconnects, events=self.n_events, clients=rows)
 
     def open_handshakes(self, published_before: int) -> list[OpenHandshake]:
         """The QoS 1/2 exchanges still open whose first PUBLISH came before
@@ -716,6 +746,7 @@ IMPLEMENTATION: Final = "python" if __file__.endswith(".py") else "mypyc"
 _C2B: Final = Direction.C2B
 _B2C: Final = Direction.B2C
 _NO_LO: Final = 2**63 - 1
+_NO_NEWEST: Final = -(2**63)
 
 
 def _dir(direction: Direction | None) -> int:

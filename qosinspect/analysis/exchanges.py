@@ -54,6 +54,12 @@ PUBLISH, and which step it closes, is not written here but read from the one QoS
   tables) and folded at the end, under the same rule of joining; with a ``sink`` too (a batch
   worker), the rows live in the ring as in report mode and a block that leaves the window is
   folded and handed to the sink (:class:`~.records.RowSink`) instead of kept.
+* **Joinable for a time** (``joinable_ns``, 0 by default: no such bound; ``watch`` sets one,
+  docs/watch.md says why 300 s): a whole block of the window whose newest exchange ended more
+  than that long ago (packet time) leaves it too, and in report mode the memory of its rows is
+  freed until the ring comes round to them again. So a window that would take hours to fill at
+  a slow rate holds only the last minutes: memory stops growing once they are in, not once
+  ``max_joinable`` exchanges have been seen.
 * **QoS 0** publishes are exchanges too (one row, no acknowledgement, outcome ``complete``), so
   QoS 0 loss can be seen end to end (:mod:`.deliveries`).
 """
@@ -116,7 +122,7 @@ class ExchangeTracker:
     def __init__(self, anomalies: AnomalyLog, packets: PacketLog | None,
                  matcher: DeliveryMatcher | None, *, detail: bool, max_open_per_session: int,
                  max_open_total: int, first_chunk_rows: int, max_chunk_rows: int,
-                 aggregate: Aggregate, max_joinable: int = 131_072,
+                 aggregate: Aggregate, max_joinable: int = 131_072, joinable_ns: int = 0,
                  on_end: Callable[[SessionState, OpenExchange], None] | None = None,
                  sink: RowSink | None = None) -> None:
         self.anomalies = anomalies
@@ -144,6 +150,15 @@ class ExchangeTracker:
         self.retired = 0
         #: Whether :meth:`fold_rest` ran (detail mode folds every row then, once).
         self.folded = False
+        #: The bound in packet time (0: none; see the module docstring), and the newest end
+        #: of each block of the window, by its place in the ring.
+        self.joinable_ns = joinable_ns
+        self.block_last = array("q", [NO_TS]) * (self.window // block)
+        self.last_end = NO_TS
+        #: The counters of whole blocks of the window, by the block's place in the ring (a live
+        #: snapshot's, :meth:`count_unfolded`): dropped when a late join changes one of its
+        #: rows or the block is folded.
+        self.counted: dict[int, Aggregate] = {}
         self.q0 = RowStore(Q0_COLUMNS, first_chunk_rows=first_chunk_rows,
                            max_chunk_rows=max_chunk_rows)
         if self.sink is not None:
@@ -292,6 +307,7 @@ class ExchangeTracker:
         """PUBLISH DUP=1 with the same message on an id whose exchange already finished."""
         st = self.exchanges
         ts = ev.ts_ns
+        self.counted.pop(row // self.block, None)
         st.add("n_publish", row)
         st.add("n_dup", row)
         st.add("dup_after_complete", row)
@@ -412,6 +428,7 @@ class ExchangeTracker:
         st = self.exchanges
         name = STEPS[step]
         ts = ev.ts_ns
+        self.counted.pop(row // self.block, None)
         if st.get("t_" + name, row) == NO_TS:
             st.set("t_" + name, row, ts)
             st.set(name + "_reason", row, reason)
@@ -449,7 +466,21 @@ class ExchangeTracker:
         self.n_open_total -= 1
         seq = self.n_finished
         window = self.window
-        if seq >= window and seq % self.block == 0:
+        block = self.block
+        if self.joinable_ns:
+            # whole blocks whose newest exchange ended more than joinable_ns ago leave now (an
+            # exchange evicted without a time ended when the last one with a time did)
+            if ts != NO_TS:
+                self.last_end = ts
+            now = self.last_end
+            cutoff = now - self.joinable_ns
+            while (self.retired + block <= seq
+                   and self.block_last[self.retired % window // block] < cutoff):
+                self._retire(self.retired, release=True)
+            k = seq % window // block
+            if seq % block == 0 or now > self.block_last[k]:
+                self.block_last[k] = now
+        if seq >= window and seq % block == 0 and self.retired <= seq - window:
             self._retire(seq - window)
         tag = (s.code << 17) | key
         store = self.exchanges
@@ -474,10 +505,11 @@ class ExchangeTracker:
         if self.on_end is not None:
             self.on_end(s, ex)
 
-    def _retire(self, start: int) -> None:
+    def _retire(self, start: int, *, release: bool = False) -> None:
         """The block of finished exchanges from sequence ``start`` leaves the window: its keys
         are forgotten and, in report mode (or with a sink), its rows folded (and handed to the
-        sink) and their slots reused next."""
+        sink) and their slots reused next (or, with ``release``, their memory freed until then:
+        retired by age, not by a new row)."""
         window = self.window
         keys = self.keys
         sessions = self.sessions
@@ -491,7 +523,10 @@ class ExchangeTracker:
                     done.forget(tag & 0x1FFFF, seq % window if ring else seq)
         if ring:
             lo = start % window
+            self.counted.pop(lo // self.block, None)
             self._leave(self.exchanges.slice(lo, lo + self.block))
+            if release:
+                self.exchanges.release(lo)
         self.retired = start + self.block
 
     def unfolded(self) -> Iterator[Any]:
@@ -503,13 +538,41 @@ class ExchangeTracker:
                 yield from store.chunks()
             return
         # a block at a time (a chunk of the ring: a view, so folding copies a block at most)
+        for lo, n in self._window_parts():
+            yield store.slice(lo, lo + n)
+
+    def _window_parts(self) -> list[tuple[int, int]]:
+        """Report mode: the window's finished exchanges not folded yet, as (first slot, rows)
+        within one block each, oldest first."""
         window, block = self.window, self.block
+        out = []
         seq = self.retired
         while seq < self.n_finished:
             lo = seq % window
             n = min(block - lo % block, self.n_finished - seq)
-            yield store.slice(lo, lo + n)
+            out.append((lo, n))
             seq += n
+        return out
+
+    def count_unfolded(self, into: Aggregate, brokers: list[int]) -> None:
+        """Count (no latency series) the finished exchanges not folded yet into ``into``: a
+        live snapshot, every second. In report mode a whole block of the window is counted
+        once and its counters kept until a late join changes one of its rows or it is folded,
+        so a snapshot counts the newest block's rows, not the whole window's."""
+        if self.detail:
+            for rows in self.unfolded():
+                into.fold(rows, brokers, series=False)
+            return
+        block = self.block
+        for lo, n in self._window_parts():
+            if n < block:
+                into.fold(self.exchanges.slice(lo, lo + n), brokers, series=False)
+            else:
+                counted = self.counted.get(lo // block)
+                if counted is None:
+                    counted = self.counted[lo // block] = Aggregate()
+                    counted.fold(self.exchanges.slice(lo, lo + n), brokers, series=False)
+                into.merge(counted)
 
     def fold_rest(self) -> None:
         """Fold every finished exchange not folded yet (the end of the input: none can be

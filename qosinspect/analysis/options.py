@@ -48,6 +48,9 @@ class AnalysisOptions:
     - ``max_joinable_finished``: finished exchanges a late acknowledgement or DUP re-send can
       still join (131,072: both directions' packet id space of one session); in report mode
       also the rows kept before they are folded into the aggregate (:mod:`.exchanges`).
+    - ``joinable_ns``: how long (packet time) a finished exchange stays joinable, as well as
+      the count bound; 0 (the default, ``report``): no bound in time. ``watch`` runs for days
+      and sets one (:mod:`.exchanges`, docs/watch.md).
     - ``exact_percentiles_up_to``: latency values a series keeps exactly; past it the series
       is a DDSketch of relative accuracy ``sketch_relative_accuracy`` (:mod:`.aggregate`).
     - ``same_broker``: groups of server endpoints (``host:port``) that are one broker, e.g. a
@@ -71,6 +74,7 @@ class AnalysisOptions:
     diagnose_percentile: float = 99.0
     session_idle_timeout_ns: int = 3600 * 10**9
     max_joinable_finished: int = 131_072
+    joinable_ns: int = 0
     exact_percentiles_up_to: int = 65_536
     sketch_relative_accuracy: float = 0.01
 

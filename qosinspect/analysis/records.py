@@ -219,7 +219,8 @@ class RowStore:
     restart at 0 (nothing reads such a store by row index).
     """
 
-    __slots__ = ("_buf", "_bufs", "_fields", "_left", "_off", "_pack", "_pack_batch", "_starts",
+    __slots__ = ("_buf", "_bufs", "_fields", "_left", "_lens", "_off", "_pack", "_pack_batch",
+                 "_starts",
                  "batch", "batch_rows", "defaults", "first_chunk_rows",
                  "max_chunk_rows", "names", "packed", "sink", "sink_table", "size", "spec",
                  "spilled")
@@ -245,6 +246,8 @@ class RowStore:
         #: The chunks and the row number each starts at.
         self._bufs: list[bytearray] = []
         self._starts: list[int] = []
+        #: Rows each chunk holds when allocated (a released chunk is empty, :meth:`release`).
+        self._lens: list[int] = []
         self._left = 0
         self._off = 0
         #: Rows packed into the chunks (the others are on ``batch``).
@@ -285,6 +288,7 @@ class RowStore:
         self.spilled += self.packed
         self._bufs = []
         self._starts = []
+        self._lens = []
         self._buf = bytearray()
         self._left = self._off = self.packed = 0
 
@@ -295,6 +299,7 @@ class RowStore:
         self._buf = bytearray(n * self.size)
         self._bufs.append(self._buf)
         self._starts.append(self.packed)
+        self._lens.append(n)
         self._left = n
         self._off = 0
 
@@ -356,7 +361,19 @@ class RowStore:
         """Overwrite a whole row already written (values in column order): how a ring of rows
         (the report's finished exchanges, :mod:`.exchanges`) reuses its slots."""
         buf, base = self._where(row)
+        if not buf:     # released: allocated again, whole
+            k = bisect.bisect_right(self._starts, row) - 1
+            buf = self._bufs[k] = bytearray(self._lens[k] * self.size)
         self._pack(buf, base, *values)
+
+    def release(self, row: int) -> None:
+        """Free the chunk holding ``row``, whose rows are no longer needed (a ring whose oldest
+        rows left it: :mod:`.exchanges`); :meth:`put` allocates it again when it reuses one of
+        its rows, and reads skip it until then."""
+        self.flush()
+        k = bisect.bisect_right(self._starts, row) - 1
+        if 0 <= k < len(self._bufs) and self._bufs[k] is not self._buf:
+            self._bufs[k] = bytearray()
 
     def add(self, name: str, row: int, delta: int = 1) -> None:
         self.set(name, row, self.get(name, row) + delta)
@@ -380,21 +397,28 @@ class RowStore:
         if not self._bufs:
             return []
         dtype = np.dtype(self.dtype_descr())
-        ends = [*self._starts[1:], self.packed]
         return [np.frombuffer(b, dtype=dtype, count=end - start)
-                for b, start, end in zip(self._bufs, self._starts, ends, strict=True)
-                if end > start]
+                for b, start, end in self._live()]
+
+    def _live(self) -> list[tuple[bytearray, int, int]]:
+        """Each chunk that holds rows (not released): its buffer, first row and end."""
+        ends = [*self._starts[1:], self.packed]
+        return [(b, start, end) for b, start, end in zip(self._bufs, self._starts, ends,
+                                                         strict=True) if end > start and b]
 
     def slice(self, start: int, stop: int) -> Any:
         """Rows ``start`` to ``stop`` as one numpy structured array (a view when they are in one
         chunk, a copy otherwise)."""
         import numpy as np
 
+        self.flush()
+        dtype = np.dtype(self.dtype_descr())
         parts = []
-        for chunk, first in zip(self.chunks(), self._starts, strict=True):
-            lo, hi = max(start, first), min(stop, first + len(chunk))
+        for b, first, end in self._live():
+            lo, hi = max(start, first), min(stop, end)
             if lo < hi:
-                parts.append(chunk[lo - first:hi - first])
+                rows = np.frombuffer(b, dtype=dtype, count=end - first)
+                parts.append(rows[lo - first:hi - first])
         if len(parts) == 1:
             return parts[0]
         if not parts:

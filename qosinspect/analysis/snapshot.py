@@ -11,7 +11,7 @@ those are free to fold and release what is finished (:mod:`.aggregate`).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 __all__ = ["OpenHandshake", "Snapshot"]
@@ -25,7 +25,10 @@ class Snapshot:
     exchanges finished so far (latencies are left to the live view's own sketches: None here);
     ``open_by_qos``: handshakes still open; ``brokers`` the server endpoints seen (as the
     report names them) and, in their order, ``per_broker`` the same two of each broker; the
-    rest counts what was seen so far.
+    rest counts what was seen so far. ``clients`` (when asked for): one row per session in
+    the order they were first seen, ``(client id or session key, exchanges the client sent,
+    exchanges it was sent, QoS 1 open, QoS 2 open)``; the exchanges are counted as they start
+    (every QoS, a re-send is not a new one), so a row only grows.
     """
 
     per_qos: list[dict[str, Any]]
@@ -38,6 +41,7 @@ class Snapshot:
     anomalies: int
     reconnects: int
     events: int
+    clients: list[tuple[str, int, int, int, int]] = field(default_factory=list)
 
 
 class OpenHandshake(NamedTuple):

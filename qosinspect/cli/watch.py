@@ -68,11 +68,19 @@ def record_options(f: Callable[..., Any]) -> Callable[..., Any]:
 @record_options
 @click.option("--metrics", default=None, metavar="HOST:PORT",
               help="Serve OpenMetrics for Prometheus at http://HOST:PORT/metrics while it runs.")
+@click.option("--metrics-client-label", "client_label", is_flag=True,
+              help="Per-client counters (qosinspect_client_*, label client_id) on the metrics "
+                   "and in the snapshots; bounded by --metrics-max-clients.")
+@click.option("--metrics-max-clients", "max_clients", type=click.IntRange(1), default=50,
+              show_default=True,
+              help="Client ids with a label of their own (the first seen); the others are "
+                   "summed as client_id=\"other\".")
 def watch(source: str | None, follow: str | None, interface: str | None, tool: str,
           ports: tuple[int, ...], no_detect: bool, mqtt_version: str, fmt: str | None,
           interval: float, stall_ms: int, duration: float | None, report_format: str,
           report_path: str | None, write: str | None, record_dir: str | None,
-          record_seconds: float, record_max_mb: float, metrics: str | None) -> None:
+          record_seconds: float, record_max_mb: float, metrics: str | None,
+          client_label: bool, max_clients: int) -> None:
     """Watch MQTT QoS live: SOURCE ('-' for a pipe, e.g. tcpdump -w - | qosinspect watch -),
     --follow FILE or --interface IFACE.
 
@@ -111,7 +119,8 @@ def watch(source: str | None, follow: str | None, interface: str | None, tool: s
         analysis = run_watch(src, sys.stdout, fmt=fmt, interval_s=interval,
                              stall_ms=stall_ms, duration_s=duration, metrics=listen,
                              report_source=write, record_dir=record_dir,
-                             record_seconds=record_seconds, record_max_mb=record_max_mb)
+                             record_seconds=record_seconds, record_max_mb=record_max_mb,
+                             max_clients=max_clients if client_label else 0)
         named = CaptureSource(write or src.name, src.ports, not no_detect,
                               MQTT_VERSIONS[mqtt_version], "native")
         write_report(analysis, report_format, report_path, capture=named.command_args())

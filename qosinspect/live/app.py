@@ -9,6 +9,7 @@ latency. Everything opened here is closed here, whatever happens.
 from __future__ import annotations
 
 import contextlib
+import sys
 from collections.abc import Callable
 from typing import IO, Any
 
@@ -25,12 +26,14 @@ OUTPUT_FORMATS = ("dashboard", "jsonl")
 
 
 def open_outputs(stack: contextlib.ExitStack, out: IO[str], *, fmt: str = "jsonl",
-                 metrics: tuple[str, int] | None = None
+                 metrics: tuple[str, int] | None = None,
+                 warn: Callable[[str], None] | None = None
                  ) -> tuple[list[Callable[[dict[str, Any]], None]],
-                            Callable[[int, str, float], None] | None, str | None]:
+                            Callable[[int, str, Any], None] | None, str | None]:
     """The outputs of a run, closed with ``stack``: the sinks every JSON object goes to
     (``jsonl`` lines to ``out`` or the ``dashboard``, and the ``/metrics`` endpoint), the
-    core's ``on_latency`` (the endpoint's histograms) and the endpoint's URL."""
+    core's ``on_latency`` (the endpoint's histograms) and the endpoint's URL. ``warn`` gets
+    what the endpoint has to say once (clients summed as ``other``)."""
     if fmt not in OUTPUT_FORMATS:
         raise ValueError(f"format must be one of {', '.join(OUTPUT_FORMATS)}, not {fmt!r}")
     sinks: list[Callable[[dict[str, Any]], None]] = []
@@ -39,7 +42,7 @@ def open_outputs(stack: contextlib.ExitStack, out: IO[str], *, fmt: str = "jsonl
     if metrics is not None:
         from .metrics import MetricsExporter
 
-        exporter = MetricsExporter(*metrics)
+        exporter = MetricsExporter(*metrics, warn=warn)
         stack.callback(exporter.close)
         sinks.append(exporter.update)
         on_latency = exporter.observe
@@ -59,6 +62,10 @@ def open_outputs(stack: contextlib.ExitStack, out: IO[str], *, fmt: str = "jsonl
     return sinks, on_latency, metrics_url
 
 
+def _say(message: str) -> None:
+    print(message, file=sys.stderr)
+
+
 def fan_out(sinks: list[Callable[[dict[str, Any]], None]], metrics_url: str | None
             ) -> Callable[[dict[str, Any]], None]:
     """One ``emit`` for every sink; the ``start`` object names the metrics endpoint."""
@@ -75,13 +82,15 @@ def run_watch(source: PacketSource, out: IO[str], *, fmt: str = "jsonl",
               interval_s: float = 1.0, stall_ms: int = 5000, duration_s: float | None = None,
               metrics: tuple[str, int] | None = None, report_source: str | None = None,
               record_dir: str | None = None, record_seconds: float = 30.0,
-              record_max_mb: float = 100.0) -> Analysis:
+              record_max_mb: float = 100.0, max_clients: int = 0) -> Analysis:
     """Watch ``source`` until its end, ``duration_s`` or Ctrl-C; returns the analysis of it all
     (the final report's). ``fmt``: ``jsonl`` lines to ``out`` or the ``dashboard``;
     ``metrics``: (host, port) of a ``/metrics`` endpoint to serve while it runs;
-    ``record_dir``: the flight recorder's directory (:mod:`.recorder`)."""
+    ``record_dir``: the flight recorder's directory (:mod:`.recorder`); ``max_clients``: the
+    client ids with counters of their own in the snapshots and the endpoint (0: none)."""
     with contextlib.ExitStack() as stack:
-        sinks, on_latency, metrics_url = open_outputs(stack, out, fmt=fmt, metrics=metrics)
+        sinks, on_latency, metrics_url = open_outputs(stack, out, fmt=fmt, metrics=metrics,
+                                                      warn=_say)
         emit = fan_out(sinks, metrics_url)
         recorder = None
         if record_dir is not None:
@@ -92,7 +101,7 @@ def run_watch(source: PacketSource, out: IO[str], *, fmt: str = "jsonl",
             sinks.append(recorder.update)
             source.on_frame = recorder.frame
         core = LiveCore(interval_ms=round(interval_s * 1000), stall_ms=stall_ms,
-                        on_latency=on_latency)
+                        on_latency=on_latency, max_clients=max_clients)
         analysis = Watch(source, core, emit, duration_s=duration_s,
                          report_source=report_source,
                          on_event=recorder.event if recorder is not None else None).run()

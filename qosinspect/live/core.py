@@ -11,8 +11,9 @@ construction. What the live view adds comes from the correlator's snapshot API a
   :meth:`~qosinspect.analysis.Correlator.snapshot`: the exchanges finished so far, plus the
   handshakes still open, by QoS.
 * **Latency** per QoS and step (:data:`~qosinspect.analysis.metrics.STEP_SPANS`): each exchange's
-  steps go into a :class:`~.latency.LatencySketches` (since start, last 10 s) when it finishes
-  (the correlator's ``on_exchange_end``).
+  times are taken when it finishes (the correlator's ``on_exchange_end``), and its steps go into
+  a :class:`~.latency.LatencySketches` (since start, last 10 s) at the next snapshot, all the
+  exchanges since the last one at once (as arrays).
 * **Notable events**, each one JSON object: an ``anomaly`` as soon as the correlator records it;
   a ``reconnection`` once it has settled (``settle_ms`` of packet time after the new CONNECT, so
   the session-present flag and what was redelivered are in), or at the end; a ``stall`` once
@@ -25,29 +26,46 @@ advance it by the wall clock while the link is silent).
 
 from __future__ import annotations
 
+from array import array
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from ..analysis.correlate import CorrelationResult, Correlator
 from ..analysis.metrics import STEP_SPANS
 from ..analysis.options import AnalysisOptions
-from ..analysis.records import NO_TS, AnomalyRecord, Reconnect
+from ..analysis.records import NO_TS, OUTCOMES, AnomalyRecord, Reconnect
 from ..analysis.snapshot import Snapshot
 from ..analysis.state import OpenExchange, SessionState
 from ..events import Event
 from ..report.output import format_time
 from .latency import WINDOW_S, LatencySketches
 
-__all__ = ["LiveCore", "report_options"]
+__all__ = ["JOINABLE_NS", "LiveCore", "report_options"]
 
 _MS = 1_000_000
+#: How long (packet time) a finished exchange can still be joined by a late acknowledgement
+#: or re-send, as well as the report's count bound: 300 s (docs/watch.md, "Bounded memory",
+#: says why). Past it the window's memory stops growing at any rate, not only past 131,072
+#: finished exchanges, which a slow link takes hours to reach.
+JOINABLE_NS = 300 * 10**9
+#: The times an exchange's steps are read from, in the order :meth:`LiveCore._ended` keeps them.
+_TIMES = ("t_publish", "t_puback", "t_pubrec", "t_pubrel", "t_pubcomp")
+_NT = 1 + len(_TIMES)
+#: Finished exchanges whose times wait at most (then folded at once: bounded between snapshots).
+_FOLD_AT = 65_536
+#: Outcome codes of a completed exchange.
+_COMPLETED = (OUTCOMES.index("complete"), OUTCOMES.index("complete_after_reconnect"))
+#: Before the first event no snapshot is due: the first one taken sets the clock.
+_FIRST = -(2**63)
 
 
 def report_options(same_broker: tuple[tuple[str, ...], ...] = ()) -> AnalysisOptions:
     """The analysis options of ``qosinspect report`` (its figures only, every packet and
-    delivery counted): the final report must be that command's."""
-    return AnalysisOptions(detail=False, packets=True, deliveries=True, same_broker=same_broker)
+    delivery counted): the final report must be that command's; but for how long a finished
+    exchange stays joinable (:data:`JOINABLE_NS`: a watch runs for days)."""
+    return AnalysisOptions(detail=False, packets=True, deliveries=True, same_broker=same_broker,
+                           joinable_ns=JOINABLE_NS)
 
 
 def _ms(ns: int | None) -> float | None:
@@ -60,11 +78,12 @@ class LiveCore:
 
     def __init__(self, *, interval_ms: int = 1000, stall_ms: int = 5000, settle_ms: int = 1000,
                  options: AnalysisOptions | None = None,
-                 on_latency: Callable[[int, str, float], None] | None = None) -> None:
+                 on_latency: Callable[[int, str, Any], None] | None = None,
+                 max_clients: int = 0) -> None:
         self.corr = Correlator(options if options is not None else report_options(),
                                on_anomaly=self._found_anomaly,
                                on_reconnect=self._found_reconnect,
-                               on_exchange_end=self._fold_latency)
+                               on_exchange_end=self._ended)
         self.interval_ns = interval_ms * _MS
         self.stall_ns = stall_ms * _MS
         self.settle_ns = settle_ms * _MS
@@ -84,9 +103,17 @@ class LiveCore:
         self.n_stalls = 0
         self.reconnects_by_cause: Counter[str] = Counter()
         self.anomalies_by_kind: Counter[str] = Counter()
-        #: Called with (qos, step, milliseconds) for every step latency folded in (the
-        #: Prometheus histograms of :mod:`.metrics`).
+        #: Called with (qos, step, milliseconds: a float64 array) for the step latencies folded
+        #: in at each snapshot (the Prometheus histograms of :mod:`.metrics`).
         self.on_latency = on_latency
+        #: qos, t_publish, t_puback, t_pubrec, t_pubrel, t_pubcomp of each exchange finished
+        #: since the last snapshot, one after the other (a flat array: no object per exchange
+        #: for the garbage collector to walk).
+        self._ended_times = array("q")
+        #: Clients with a row of their own in the snapshot's ``clients`` (0: no such rows; the
+        #: rest summed in one), and the QoS 1 and 2 exchanges completed by session code.
+        self.max_clients = max_clients
+        self._completed: list[list[int]] = []
 
     @property
     def next_tick_ns(self) -> int | None:
@@ -98,8 +125,22 @@ class LiveCore:
     def feed(self, ev: Event) -> list[dict[str, Any]]:
         """Take one event; returns what became notable (and a snapshot when one is due)."""
         self.corr.feed(ev)
+        return self._moved(ev.ts_ns)
+
+    def consume(self, events: Iterator[Event], most: int) -> tuple[list[dict[str, Any]], int]:
+        """Take events from ``events``: at most ``most``, and none past the one a snapshot is
+        due at; returns what became notable (as :meth:`feed` would have, event by event) and
+        how many were taken (0: ``events`` ended). The correlator walks them in its own
+        (compiled) loop (:meth:`~qosinspect.analysis.Correlator.consume_until`): a live view
+        adds no work per packet to what ``report`` does."""
+        until = self._next_tick if self._next_tick is not None else _FIRST
+        n, newest = self.corr.consume_until(events, until, most if until != _FIRST else 1)
+        return (self._moved(newest) if n else []), n
+
+    def _moved(self, ts: int) -> list[dict[str, Any]]:
+        """Events up to ``ts`` (the newest) were taken: the anomalies they raised, and the
+        snapshot if its time came."""
         out: list[dict[str, Any]] = self._new_anomalies() if self._anomalies else []
-        ts = ev.ts_ns
         if self.now_ns is None or ts > self.now_ns:
             self.now_ns = ts
             if self._next_tick is None:
@@ -196,21 +237,48 @@ class LiveCore:
 
     # -- the snapshot -------------------------------------------------------------------------
 
-    def _fold_latency(self, s: SessionState, ex: OpenExchange) -> None:
-        """A finished exchange's steps, into the sketches (and the Prometheus hook)."""
-        del s
-        hook = self.on_latency
-        for name, later, earlier in STEP_SPANS.get(ex.qos, ()):
-            t1, t0 = getattr(ex, later), getattr(ex, earlier)
-            if t1 != NO_TS and t0 != NO_TS:
-                ms = (t1 - t0) / _MS
-                self.sketches[(ex.qos, name)].add(t1, ms)
-                if hook is not None:
-                    hook(ex.qos, name, ms)
+    def _ended(self, s: SessionState, ex: OpenExchange) -> None:
+        """A QoS 1/2 exchange finished: its times wait for the next snapshot (the only Python
+        work per exchange, kept to one append of a few attributes: see :meth:`_fold_latency`)."""
+        if self.max_clients and ex.outcome in _COMPLETED:
+            done = self._completed
+            while len(done) <= s.code:
+                done.append([0, 0, 0])
+            done[s.code][ex.qos] += 1
+        self._ended_times.extend((ex.qos, ex.t_publish, ex.t_puback, ex.t_pubrec, ex.t_pubrel,
+                                  ex.t_pubcomp))
+        if len(self._ended_times) >= _FOLD_AT * _NT:
+            self._fold_latency()
+
+    def _fold_latency(self) -> None:
+        """The steps of the exchanges finished since the last call, into the sketches (and the
+        Prometheus hook), as arrays: one pass per QoS and step, not one per sample."""
+        if not self._ended_times:
+            return
+        import numpy as np
+
+        cols = np.frombuffer(self._ended_times, dtype=np.int64).reshape(-1, _NT)
+        self._ended_times = array("q")
+        at = {name: i for i, name in enumerate(_TIMES, start=1)}
+        for q, spans in STEP_SPANS.items():
+            rows = cols[cols[:, 0] == q]
+            if not len(rows):
+                continue
+            for name, later, earlier in spans:
+                t1, t0 = rows[:, at[later]], rows[:, at[earlier]]
+                ok = (t1 != NO_TS) & (t0 != NO_TS)
+                if not ok.any():
+                    continue
+                t1 = t1[ok]
+                ms = (t1 - t0[ok]) / _MS
+                self.sketches[(q, name)].add_many(t1, ms)
+                if self.on_latency is not None:
+                    self.on_latency(q, name, ms)
 
     def snapshot(self) -> dict[str, Any]:
         """Where things stand at :attr:`now_ns` (see the module docstring)."""
-        snap = self.corr.snapshot()
+        self._fold_latency()
+        snap = self.corr.snapshot(clients=self.max_clients > 0)
         now = self.now_ns if self.now_ns is not None else 0
         per_qos = []
         for row in snap.per_qos:
@@ -230,7 +298,43 @@ class LiveCore:
                 "reconnections_by_cause": dict(sorted(self.reconnects_by_cause.items())),
                 "anomalies_by_kind": dict(sorted(self.anomalies_by_kind.items())),
                 "tcp_retransmissions": snap.tcp_retransmissions,
-                "brokers": _per_broker(snap, per_qos)}
+                "brokers": _per_broker(snap, per_qos),
+                **({"clients": self._per_client(snap)} if self.max_clients else {})}
+
+    def _per_client(self, snap: Snapshot) -> list[dict[str, Any]]:
+        """Per client id (its sessions summed; a session without one by its key), the first
+        :attr:`max_clients` seen each in a row of their own, in the order they were first seen
+        (so a label never moves: the counters only grow), the others summed in a last row
+        whose ``client_id`` is None and ``clients`` says how many. ``sent``/``received``:
+        exchanges the client published / was sent (every QoS); ``completed`` and ``open``: its
+        QoS 1 and 2 handshakes."""
+        rows: dict[str | None, dict[str, Any]] = {}
+        done = self._completed
+        for code, (label, sent, received, open1, open2) in enumerate(snap.clients):
+            key: str | None = label
+            if label not in rows and len(rows) >= self.max_clients:
+                key = None
+            row = rows.get(key)
+            if row is None:
+                row = rows[key] = {"client_id": key, "sent": 0, "received": 0,
+                                   "completed": {"1": 0, "2": 0}, "open": {"1": 0, "2": 0}}
+                if key is None:
+                    row["clients"] = set()
+            if key is None:
+                row["clients"].add(label)
+            row["sent"] += sent
+            row["received"] += received
+            row["open"]["1"] += open1
+            row["open"]["2"] += open2
+            if code < len(done):
+                row["completed"]["1"] += done[code][1]
+                row["completed"]["2"] += done[code][2]
+        other = rows.pop(None, None)
+        out = list(rows.values())
+        if other is not None:
+            other["clients"] = len(other["clients"])
+            out.append(other)
+        return out
 
 
 def _per_broker(snap: Snapshot, per_qos: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -8,13 +8,22 @@ which is how the sliding window works: one sketch per second of *packet time* in
 again, so nothing is ever removed by scanning.
 
 Time is the exchanges' own timestamps (when the step ended), never the clock.
+
+Samples come in bulk (:meth:`LatencySketches.add_many`: the steps of the exchanges finished
+since the last snapshot, as arrays): sorted, the values of one sketch bucket are one weighted
+add (:func:`~qosinspect.analysis.aggregate.add_sorted`, what the report's series use), where
+one ``DDSketch.add`` per value cost about a third of ``watch``'s CPU on the benchmark capture.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
+import numpy as np
 from ddsketch import DDSketch
+
+from ..analysis.aggregate import add_sorted
 
 __all__ = ["RELATIVE_ACCURACY", "WINDOW_S", "LatencySketches", "Quantiles"]
 
@@ -61,18 +70,27 @@ class LatencySketches:
     def add(self, ts_ns: int, value_ms: float) -> None:
         """A sample of ``value_ms`` taken at ``ts_ns`` (packet time). A DDSketch keeps positive
         values: a zero span (both packets in one frame) counts as 1 ns."""
-        v = max(value_ms, 1e-6)
-        sec = ts_ns // _NS
-        i = sec % WINDOW_S
-        if self._secs[i] != sec:
-            if self._secs[i] > sec:     # older than the slot's second: out of the window
-                self._older.add(v)
-                return
-            if self._ring[i].count:
-                self._older.merge(self._ring[i])
-            self._ring[i] = DDSketch(RELATIVE_ACCURACY)
-            self._secs[i] = sec
-        self._ring[i].add(v)
+        self.add_many(np.array([ts_ns], dtype=np.int64), np.array([value_ms]))
+
+    def add_many(self, ts_ns: Any, values_ms: Any) -> None:
+        """Samples ``values_ms`` (float64 array) taken at ``ts_ns`` (int64 array, packet time):
+        the same sketches as :meth:`add` of each, a bucket at a time."""
+        if not len(values_ms):
+            return
+        v = np.maximum(np.asarray(values_ms, dtype=np.float64), 1e-6)
+        secs = np.asarray(ts_ns, dtype=np.int64) // _NS
+        for sec in np.unique(secs).tolist():
+            part = np.sort(v[secs == sec])
+            i = sec % WINDOW_S
+            if self._secs[i] != sec:
+                if self._secs[i] > sec:     # older than the slot's second: out of the window
+                    add_sorted(self._older, part, RELATIVE_ACCURACY)
+                    continue
+                if self._ring[i].count:
+                    self._older.merge(self._ring[i])
+                self._ring[i] = DDSketch(RELATIVE_ACCURACY)
+                self._secs[i] = sec
+            add_sorted(self._ring[i], part, RELATIVE_ACCURACY)
 
     def since_start(self) -> Quantiles:
         merged = DDSketch(RELATIVE_ACCURACY)

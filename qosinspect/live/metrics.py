@@ -6,7 +6,8 @@ Rules, and why:
   last snapshot of :class:`~.core.LiveCore` (a custom collector, the pattern prometheus-client
   documents for figures kept elsewhere), so ``/metrics``, the JSON lines and the dashboard never
   disagree, and the counters at the end are the final report's. Only the latency histograms are
-  fed sample by sample (:attr:`~.core.LiveCore.on_latency`): a histogram needs every sample.
+  fed the samples (:attr:`~.core.LiveCore.on_latency`, an array per QoS and step at each
+  snapshot): a histogram needs every sample.
 * **Buckets from 0.1 ms to 30 s**, roughly 1-2.5-5 per decade: a QoS 1 round trip on a LAN is
   a fraction of a millisecond, a handshake across a reconnection takes seconds.
 * **No global registry** (the project's no-global-state rule): each exporter has its own
@@ -15,17 +16,26 @@ Rules, and why:
   and the open handshakes (a broker is a server endpoint ``address:port``, as in the report;
   past :data:`MAX_BROKERS` of them the rest are summed as ``other``, so the cardinality stays
   bounded whatever the capture holds); ``cause`` on reconnections and ``kind`` on anomalies
-  (both closed sets). Per-client labels are left out: their cardinality is not bounded.
+  (both closed sets). A ``client_id`` label only when asked for (``--metrics-client-label``),
+  on metrics of its own (``qosinspect_client_*``), for the first ``--metrics-max-clients``
+  client ids seen, the others summed as ``other`` (:meth:`~.core.LiveCore._per_client`): a
+  label never moves from one client to another, so its counters only grow.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Histogram, start_http_server
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+import numpy as np
+from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector
 
 __all__ = ["LATENCY_BUCKETS", "MAX_BROKERS", "MetricsExporter", "parse_listen"]
@@ -66,6 +76,16 @@ class _SnapshotCollector(Collector):
         if snap is None:
             return
         brokers = _by_broker(snap)
+        sent = CounterMetricFamily("qosinspect_client_exchanges",
+                                   "Exchanges (every QoS) a client sent (direction c2b) or was "
+                                   "sent (b2c); opt-in, bounded: --metrics-client-label",
+                                   labels=["client_id", "direction"])
+        completed = CounterMetricFamily("qosinspect_client_completed",
+                                        "A client's QoS 1/2 handshakes that completed, both "
+                                        "directions", labels=["client_id", "qos"])
+        handshakes = GaugeMetricFamily("qosinspect_client_open_handshakes",
+                                       "A client's QoS 1/2 handshakes open now",
+                                       labels=["client_id", "qos"])
         for name, field, doc in _PER_QOS:
             c = CounterMetricFamily(name, doc, labels=["broker", "qos"])
             for broker, rows in brokers.items():
@@ -97,6 +117,15 @@ class _SnapshotCollector(Collector):
                                   value=snap["tcp_retransmissions"])
         yield GaugeMetricFamily("qosinspect_connections_open", "MQTT connections open now",
                                 value=snap["connections"]["open"])
+        for row in snap.get("clients", ()):
+            label = "other" if row["client_id"] is None else row["client_id"]
+            for direction, field in (("c2b", "sent"), ("b2c", "received")):
+                sent.add_metric([label, direction], row[field])
+            for qos in ("1", "2"):
+                completed.add_metric([label, qos], row["completed"][qos])
+                handshakes.add_metric([label, qos], row["open"][qos])
+        if "clients" in snap:
+            yield from (sent, completed, handshakes)
         if snap["drops"] is not None:
             yield GaugeMetricFamily("qosinspect_capture_drops",
                                     "Packets the kernel dropped (the capture tool's count)",
@@ -120,18 +149,53 @@ def _by_broker(snap: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
     return out
 
 
+class _LatencyCollector(Collector):
+    """The step-latency histograms, counted in bulk: each snapshot's samples (an array per QoS
+    and step) go into the buckets with one ``searchsorted`` (prometheus-client's ``Histogram``
+    takes one ``observe`` per sample, a Python loop over its buckets each) and are served as a
+    ``HistogramMetricFamily``, the library's type for figures kept elsewhere."""
+
+    def __init__(self) -> None:
+        self._bounds = np.array(LATENCY_BUCKETS)
+        #: (qos, step) -> (count per bucket, the last one +Inf; sum of the values in seconds).
+        self._series: dict[tuple[str, str], tuple[np.ndarray, float]] = {}
+        self._lock = threading.Lock()
+
+    def observe(self, qos: str, step: str, ms: Any) -> None:
+        seconds = np.asarray(ms, dtype=np.float64) / 1000
+        where = np.searchsorted(self._bounds, seconds, side="left")   # value <= bound
+        add = np.bincount(where, minlength=len(self._bounds) + 1)
+        with self._lock:
+            counts, total = self._series.get((qos, step), (np.zeros_like(add), 0.0))
+            self._series[(qos, step)] = (counts + add, total + float(seconds.sum()))
+
+    def collect(self) -> Iterator[Metric]:
+        with self._lock:
+            series = dict(self._series)
+        h = HistogramMetricFamily("qosinspect_handshake_step_seconds",
+                                  "Latency of each step of the QoS handshakes",
+                                  labels=["qos", "step"])
+        names = [str(b) for b in LATENCY_BUCKETS] + ["+Inf"]   # as prometheus-client says them
+        for (qos, step), (counts, total) in sorted(series.items()):
+            cumulative = np.cumsum(counts).tolist()
+            h.add_metric([qos, step], list(zip(names, cumulative, strict=True)), total)
+        yield h
+
+
 class MetricsExporter:
     """An HTTP endpoint serving ``/metrics``: :meth:`update` with every JSON object of the run,
     :meth:`observe` as the core's ``on_latency``; :meth:`close` stops the server."""
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, *,
+                 warn: Callable[[str], None] | None = None) -> None:
+        #: Told once when clients begin to be summed as ``other``.
+        self.warn = warn
+        self._said_other = False
         self.registry = CollectorRegistry(auto_describe=True)
         self._snap = _SnapshotCollector()
         self.registry.register(self._snap)
-        self.latency = Histogram("qosinspect_handshake_step_seconds",
-                                 "Latency of each step of the QoS handshakes",
-                                 ["qos", "step"], buckets=LATENCY_BUCKETS,
-                                 registry=self.registry)
+        self._latency = _LatencyCollector()
+        self.registry.register(self._latency)
         self._server, self._thread = start_http_server(port, host, registry=self.registry)
         self.host = host
         self.port = int(self._server.server_port)
@@ -145,9 +209,17 @@ class MetricsExporter:
     def update(self, item: dict[str, Any]) -> None:
         if item.get("type") == "snapshot":
             self._snap.snapshot = item
+            clients = item.get("clients") or ()
+            if (not self._said_other and self.warn is not None and clients
+                    and clients[-1]["client_id"] is None):
+                self._said_other = True
+                self.warn(f"metrics: more than {len(clients) - 1} client ids; the others are "
+                          "summed under client_id=\"other\" (--metrics-max-clients)")
 
-    def observe(self, qos: int, step: str, ms: float) -> None:
-        self.latency.labels(str(qos), step).observe(ms / 1000)
+    def observe(self, qos: int, step: str, ms: Any) -> None:
+        """Step latencies (milliseconds, an array) of one QoS and step: the core's
+        ``on_latency``."""
+        self._latency.observe(str(qos), step, ms)
 
     def close(self) -> None:
         with self._lock:

@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from ..analysis.api import Analysis
+from ..analysis.api import Analysis, relaxed_gc
 from ..errors import CaptureError
 from ..events import Event
 from .core import LiveCore
@@ -36,6 +36,13 @@ __all__ = ["DRAIN_S", "Watch"]
 #: Seconds a capture tool has, once asked to stop, to close its pipe.
 DRAIN_S = 5.0
 _CHECK_EVERY = 256
+
+
+def _tee(events: Iterator[Event], also: Callable[[Event], None]) -> Iterator[Event]:
+    """``events``, each handed to ``also`` first (the flight recorder)."""
+    for ev in events:
+        also(ev)
+        yield ev
 
 
 class Watch:
@@ -115,6 +122,20 @@ class Watch:
 
     # -- the run -----------------------------------------------------------------------------
 
+    def _loop(self, events: Iterator[Event]) -> None:
+        """Events into the core until they end, what it says to ``emit``; between batches the
+        arrival time (the idle clock) and whether to stop."""
+        core, emit = self.core, self.emit
+        while True:
+            items, n = core.consume(events, _CHECK_EVERY)
+            for item in items:
+                emit(item)
+            if not n:
+                break
+            self._last_arrival = time.monotonic()
+            self._last_ts = core.now_ns
+            self._should_stop()
+
     def run(self) -> Analysis:
         if self.duration_s is not None:
             self._deadline = time.monotonic() + self.duration_s
@@ -127,19 +148,12 @@ class Watch:
                 emit({"type": "start", **self.source.describe()})
                 dec = self.source.open(self._stop, self._idle)
                 summary = dec.summary
-                n = 0
                 try:
-                    on_event = self.on_event
-                    for ev in dec:
-                        if on_event is not None:
-                            on_event(ev)
-                        self._last_arrival = time.monotonic()
-                        self._last_ts = ev.ts_ns
-                        for item in core.feed(ev):
-                            emit(item)
-                        n += 1
-                        if not n % _CHECK_EVERY:
-                            self._should_stop()
+                    events = iter(dec)
+                    if self.on_event is not None:
+                        events = _tee(events, self.on_event)
+                    with relaxed_gc():     # as report's analysis runs (see there)
+                        self._loop(events)
                 except CaptureError as exc:
                     if core.corr.n_events == 0:
                         raise

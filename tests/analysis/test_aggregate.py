@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from qosinspect.analysis.aggregate import Aggregate, Series, percentiles
+from qosinspect.analysis.aggregate import Aggregate, Series, add_sorted, percentiles
 from qosinspect.analysis.records import NO_TS, OUTCOMES, REPORT_EXCHANGE_COLUMNS, RowStore
 
 ACC = 0.01
@@ -142,3 +142,27 @@ def test_merging_two_aggregates_is_the_aggregate_of_both(bound: int) -> None:
         assert merged.qos_rows(broker) == both.qos_rows(broker)
     assert merged.sketched() == both.sketched()
     assert (not merged.sketched()) == (bound == 65_536)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.floats(-1e6, 1e6, allow_nan=False), min_size=1, max_size=400),
+       st.integers(-400, 400))
+def test_add_sorted_fills_the_buckets_one_add_per_value_would(values: list[float],
+                                                               edge: int) -> None:
+    """Values added a bucket at a time (numpy's logarithms find the runs, the mapping's own key
+    checks them) land in the buckets DDSketch's ``add`` of each value gives: values at and
+    next to bucket edges included, where numpy's and math's logarithms may round apart."""
+    from ddsketch import DDSketch, LogarithmicMapping
+
+    mapping = LogarithmicMapping(ACC)
+    edges = [mapping.gamma ** (edge + k) for k in range(-3, 4)]
+    values = values + edges + [float(np.nextafter(e, np.inf)) for e in edges] + \
+        [float(np.nextafter(e, -np.inf)) for e in edges] + [-e for e in edges]
+    one, bulk = DDSketch(ACC), DDSketch(ACC)
+    for v in values:
+        one.add(v)
+    add_sorted(bulk, np.sort(np.array(values)), ACC)
+    assert bulk.count == one.count
+    for q in np.linspace(0, 1, 101):
+        assert bulk.get_quantile_value(q) == pytest.approx(one.get_quantile_value(q),
+                                                           rel=1e-9, abs=1e-12)

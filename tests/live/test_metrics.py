@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import select
 import subprocess
 import sys
@@ -124,7 +125,7 @@ def test_grafana_dashboard_uses_exported_metrics() -> None:
 
     exporter = MetricsExporter("127.0.0.1", 0)
     try:
-        core = LiveCore(on_latency=exporter.observe, stall_ms=500)
+        core = LiveCore(on_latency=exporter.observe, stall_ms=500, max_clients=50)
         for ev in iter_events(CAPTURE):
             for item in core.feed(ev):
                 exporter.update(item)
@@ -142,7 +143,7 @@ def test_grafana_dashboard_uses_exported_metrics() -> None:
     docs = Path(__file__).resolve().parents[2] / "docs" / "grafana"
     dash = json.loads((docs / "qosinspect-watch.json").read_text())
     exprs = [t["expr"] for p in dash["panels"] for t in p["targets"]]
-    exprs.append(dash["templating"]["list"][1]["query"])
+    exprs += [v["query"] for v in dash["templating"]["list"][1:]]
     used = {m for e in exprs for m in re.findall(r"qosinspect_\w+", e)}
     assert used and used <= served, used - served
     scrape = yaml.safe_load((docs / "prometheus.yml").read_text())
@@ -240,3 +241,64 @@ def test_counters_by_broker(monkeypatch: Any) -> None:
             m[("qosinspect_publishes_total", first)]
         assert capped[("qosinspect_publishes_total", other)] == \
             m[("qosinspect_publishes_total", (("broker", names[1]), ("qos", q)))]
+
+
+def test_client_label_counters_are_the_flows_tables(tmp_path: Path) -> None:
+    """``--metrics-client-label``: per client, scraped during the run, the exchanges it sent
+    and was sent and its completed handshakes equal the flows table's rows of that client; past
+    ``--metrics-max-clients`` (1 here) the others are summed as ``other``, said once on
+    stderr."""
+    flows = json.loads(subprocess.run(
+        [QOSINSPECT, "flows", str(CAPTURE), "--format", "json", *PORTS], check=True,
+        capture_output=True, timeout=120).stdout)
+    report = json.loads(subprocess.run(
+        [QOSINSPECT, "report", str(CAPTURE), "--format", "json", *PORTS], check=True,
+        capture_output=True, timeout=120).stdout)
+    packets = subprocess.run([QOSINSPECT, "decode", str(CAPTURE), "--format", "jsonl", *PORTS],
+                             check=True, capture_output=True, timeout=120).stdout.splitlines()
+    # the client of the first CONNECT seen keeps its label
+    first = next(p["client_id"] for p in map(json.loads, packets) if p["type"] == "CONNECT")
+    want: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
+    for f in flows:
+        label = first if f["client_id"] == first else "other"
+        key = ("qosinspect_client_exchanges_total",
+               (("client_id", label), ("direction", f["direction"])))
+        want[key] = want.get(key, 0) + 1
+        if f["qos"] and f["outcome"] in ("complete", "complete_after_reconnect"):
+            key = ("qosinspect_client_completed_total",
+                   (("client_id", label), ("qos", str(f["qos"]))))
+            want[key] = want.get(key, 0) + 1
+    assert {label for (_, ((_, label), _)) in want} == {first, "other"}
+    port = free_port()
+    proc = subprocess.Popen([QOSINSPECT, "watch", "-", *PORTS, "--metrics", f"127.0.0.1:{port}",
+                             "--metrics-client-label", "--metrics-max-clients", "1",
+                             "--interval", "0.2", "--report", os.devnull],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    try:
+        assert proc.stdin is not None
+        proc.stdin.write(CAPTURE.read_bytes())     # the pipe stays open while it is scraped
+        proc.stdin.flush()
+        url = _line(proc)["metrics"]
+        deadline = time.monotonic() + 60
+        snap: dict[str, Any] = {}
+        while time.monotonic() < deadline and not snap:
+            item = _line(proc)
+            if item["type"] == "snapshot" and item["ts_ns"] >= report["capture"]["t_last_ns"]:
+                snap = item
+        assert snap, "no snapshot after the last packet"
+        m = scrape(url)
+        assert proc.poll() is None
+        proc.stdin.close()
+        assert proc.wait(60) == 0
+        err = proc.stderr.read().decode() if proc.stderr else ""
+    finally:
+        stop_process(proc)
+    got = {k: v for k, v in m.items() if k[0] in ("qosinspect_client_exchanges_total",
+                                                  "qosinspect_client_completed_total") and v}
+    assert got == want
+    assert [r["client_id"] for r in snap["clients"]] == [first, None]
+    assert snap["clients"][-1]["clients"] == len({f["client_id"] for f in flows}) - 1
+    assert all(v == 0 for (name, _), v in m.items()
+               if name == "qosinspect_client_open_handshakes")   # all done at the end
+    assert err.count('summed under client_id="other"') == 1, err
