@@ -119,10 +119,15 @@ class _Over:
     that one the exchange checks named, or one no check explained, is told apart at the end as
     when kept whole); past ``MAX_OVER_IDS`` of those in all, only how many and their waits."""
 
-    __slots__ = ("ids", "n", "wait", "waits", "worst")
+    __slots__ = ("floor", "ids", "least", "n", "wait", "waits", "worst")
 
     def __init__(self, first: Held) -> None:
         self.worst = [first]
+        #: The place of the fastest of ``worst`` once full, and its (wait, -ex_id): what a
+        #: copy must beat to take its place (the slowest kept, the first seen on a tie: the
+        #: report's order of examples).
+        self.least = 0
+        self.floor = (0, 0)
         self.ids: array[int] = array("q")
         self.waits: array[int] = array("q")
         self.n = 0          # past MAX_OVER_IDS: counted only
@@ -132,17 +137,23 @@ class _Over:
         worst = self.worst
         if len(worst) < WORST:
             worst.append(h)
+            if len(worst) == WORST:
+                self._find_least()
             return
-        # the slowest, the first seen on a tie (the report's order of examples)
-        least = min(range(WORST), key=lambda i: (worst[i].wait, -worst[i].ex_id))
-        if (h.wait, -h.ex_id) > (worst[least].wait, -worst[least].ex_id):
-            h, worst[least] = worst[least], h
+        if (h.wait, -h.ex_id) > self.floor:
+            h, worst[self.least] = worst[self.least], h
+            self._find_least()
         if keep_id:
             self.ids.append(h.ex_id)
             self.waits.append(h.wait)
         else:
             self.n += 1
             self.wait += h.wait
+
+    def _find_least(self) -> None:
+        keys = [(h.wait, -h.ex_id) for h in self.worst]
+        self.floor = min(keys)
+        self.least = keys.index(self.floor)
 
 
 #: Kinds of verdict keys past the cap: a flush (per connection), a copy held at an announced
