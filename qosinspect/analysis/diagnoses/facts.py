@@ -24,7 +24,8 @@ RING = 64
 #: Connections whose facts are kept at once (the oldest are forgotten first).
 MAX_CONNECTIONS = 20_000
 #: The ``tcp.analysis`` flags a cause reads.
-_KINDS = frozenset({"zero_window", "window_update", "retransmission", "fast_retransmission"})
+_KINDS = frozenset({"zero_window", "window_update", "retransmission", "fast_retransmission",
+                    "out_of_order"})
 
 
 @dataclass(slots=True)
@@ -138,7 +139,12 @@ class Facts:
                     w.end, w.end_frame = ev.ts_ns, ev.frame
                     break
             f.window_open = any(not w.end for w in f.windows)
-        elif kind in ("retransmission", "fast_retransmission"):
+        elif kind in ("retransmission", "fast_retransmission", "out_of_order"):
+            # out_of_order: a hole filled sooner after the highest segment than the first round
+            # trip (Wireshark's rule, capture/tcp_analysis.py); what fills it was sent again or
+            # overtaken on the way, and the bytes behind it waited either way (a slow handshake
+            # makes the first round trip long, and a retransmission by the tail loss probe then
+            # is labelled so: tests/traffic/test_diagnoses_retransmission_run.py)
             last_r = f.retransmits[-1] if f.retransmits else None
             if last_r is not None and last_r.frame == ev.frame:
                 last_r.kind = "fast_retransmission"  # both flags on one frame
