@@ -178,3 +178,17 @@ def test_copies_past_the_cap_are_counted_as_if_kept() -> None:
     assert totals[0] == totals[1] == totals[2]
     assert totals[0] != _totals(checks, set())
     assert set(totals[0]) == {"offline_queue_flush", "receive_maximum"}
+
+
+def test_copies_past_the_cap_keep_long_waits_and_large_exchange_numbers() -> None:
+    """Past the cap a copy is kept in 32 bits where it fits: a wait of 4.3 s or more and an
+    exchange number past 2**32 still come back whole."""
+    checks = DeliveryChecks(0)
+    waits = [50 * MS, 5_000 * MS, 0xFFFF_FFFF, 40 * MS, 7_000 * MS, 30 * MS]
+    for i, wait in enumerate(waits):
+        checks.add_held(_held(i + (2**33 if i == 5 else 0), wait=wait))
+    (over,) = checks.over.values()
+    assert sorted(over.copies()) == sorted((h.ex_id, h.wait) for h in [
+        _held(i + (2**33 if i == 5 else 0), wait=w) for i, w in enumerate(waits)]
+        if h.ex_id not in {h.ex_id for h in over.worst})
+    assert _totals(checks, set()) == {"receive_maximum": (len(waits), sum(waits))}
