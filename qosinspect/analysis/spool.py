@@ -1,4 +1,4 @@
-"""The large tables in bounded memory: rows spooled to scratch Parquet as they become final,
+"""The large tables in bounded memory: rows spooled to scratch files as they become final,
 tables built from them a block at a time at the end.
 
 Why: in detail mode the analysis used to keep a row for every exchange, delivery, packet and TCP
@@ -67,7 +67,7 @@ SPOOLED_TABLES = tuple(_SPECS)
 
 
 class RowSpool:
-    """A :class:`~.records.RowSink` that writes rows to scratch Parquet files in ``folder``
+    """A :class:`~.records.RowSink` that writes rows to raw scratch files in ``folder``
     (see the module docstring); :meth:`frames` reads a table back as DataFrames of at most
     ``block_rows`` rows. Remove the folder with :meth:`remove` when done."""
 
