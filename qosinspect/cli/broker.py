@@ -23,7 +23,7 @@ from ..broker.config import QUEUE_FULL_POLICIES, build, load_toml
 from ..broker.server import BrokerServer
 from ..errors import ConfigError, QosinspectError
 from . import main
-from .watch import record_options
+from .watch import metrics_options, parse_metrics, record_options
 
 if TYPE_CHECKING:
     from ..live.tap import TapWatch
@@ -129,8 +129,7 @@ def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
               default="table", show_default=True, help="With --watch: the report's format.")
 @click.option("--stall-ms", type=click.IntRange(1), default=5000, show_default=True,
               help="With --watch: a handshake open longer than this is a notable event.")
-@click.option("--metrics", default=None, metavar="HOST:PORT",
-              help="With --watch: serve OpenMetrics for Prometheus at http://HOST:PORT/metrics.")
+@metrics_options
 @record_options
 def broker(hosts: tuple[str, ...], port: int | None, config_file: str | None,
            allow_anonymous: bool | None, password_file: str | None, acl_file: str | None,
@@ -145,23 +144,18 @@ def broker(hosts: tuple[str, ...], port: int | None, config_file: str | None,
            max_offline_messages: int | None,
            connect_timeout: float | None, deny_subscribe_code: str | None,
            max_protocol_version: str | None, watch: bool, watch_report: str | None,
-           report_format: str, stall_ms: int, metrics: str | None, record_dir: str | None,
-           record_seconds: float, record_max_mb: float) -> None:
+           report_format: str, stall_ms: int, metrics: str | None, client_label: bool,
+           max_clients: int, record_dir: str | None, record_seconds: float,
+           record_max_mb: float) -> None:
     """Run the built-in MQTT broker (3.1, 3.1.1, 5.0) in the foreground.
 
     It listens on 127.0.0.1:1883 unless told otherwise, logs "ready" once listening, and
     stops cleanly on SIGTERM or Ctrl-C.
     """
-    listen = None
-    if (metrics is not None or record_dir is not None) and not watch:
-        raise click.UsageError("--metrics and --record-dir need --watch")
-    if metrics is not None:
-        from ..live.metrics import parse_listen
-
-        try:
-            listen = parse_listen(metrics)
-        except ValueError as exc:
-            raise click.BadParameter(str(exc), param_hint="--metrics") from None
+    if (metrics is not None or record_dir is not None or client_label) and not watch:
+        raise click.UsageError("--metrics, --metrics-client-label and --record-dir need "
+                               "--watch")
+    listen = parse_metrics(metrics)
     try:
         opts: dict[str, Any] = load_toml(config_file) if config_file else {}
         given: dict[str, Any] = {
@@ -204,8 +198,8 @@ def broker(hosts: tuple[str, ...], port: int | None, config_file: str | None,
                          "every client will be refused (not authorised); give "
                          "--allow-anonymous or --password-file FILE")
         with contextlib.ExitStack() as outputs:     # the metrics endpoint, until the end
-            tap = _tap_watch(outputs, stall_ms, listen, record_dir, record_seconds,
-                             record_max_mb) if watch else None
+            tap = _tap_watch(outputs, stall_ms, listen, max_clients if client_label else 0,
+                             record_dir, record_seconds, record_max_mb) if watch else None
             server = BrokerServer(cfg, auth=auth, verbose=loud,
                                   tap=tap.feed if tap is not None else None)
             with asyncio.Runner(loop_factory=_loop_factory()) as runner:
@@ -219,18 +213,20 @@ def broker(hosts: tuple[str, ...], port: int | None, config_file: str | None,
 
 
 def _tap_watch(stack: contextlib.ExitStack, stall_ms: int, metrics: tuple[str, int] | None,
-               record_dir: str | None, record_seconds: float, record_max_mb: float
-               ) -> TapWatch:
+               max_clients: int, record_dir: str | None, record_seconds: float,
+               record_max_mb: float) -> TapWatch:
     """``--watch``: the live core on the broker's tap, JSON lines on standard output (and the
-    ``/metrics`` endpoint with ``--metrics``, the flight recorder with ``--record-dir``), as
-    ``qosinspect watch`` has them."""
-    from ..live.app import fan_out, open_outputs
+    ``/metrics`` endpoint with ``--metrics``, per-client counters for the first
+    ``max_clients`` client ids with ``--metrics-client-label``, the flight recorder with
+    ``--record-dir``), as ``qosinspect watch`` has them."""
+    from ..live.app import fan_out, open_outputs, say
     from ..live.core import LiveCore
     from ..live.tap import TapFrames, TapWatch
 
-    sinks, on_latency, url = open_outputs(stack, sys.stdout, metrics=metrics)
+    sinks, on_latency, url = open_outputs(stack, sys.stdout, metrics=metrics, warn=say)
     emit = fan_out(sinks, url)
-    tap = TapWatch(LiveCore(stall_ms=stall_ms, on_latency=on_latency), emit)
+    tap = TapWatch(LiveCore(stall_ms=stall_ms, on_latency=on_latency,
+                            max_clients=max_clients), emit)
     if record_dir is not None:
         from ..live.recorder import FlightRecorder
 

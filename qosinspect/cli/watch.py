@@ -17,7 +17,7 @@ from ..errors import QosinspectError
 from . import main
 from .capture_options import MQTT_VERSIONS, CaptureSource
 
-__all__ = ["record_options", "watch"]
+__all__ = ["metrics_options", "record_options", "watch"]
 
 
 def record_options(f: Callable[..., Any]) -> Callable[..., Any]:
@@ -31,6 +31,33 @@ def record_options(f: Callable[..., Any]) -> Callable[..., Any]:
     return click.option("--record-dir", type=click.Path(file_okay=False), default=None,
                         help="Flight recorder: write a pcapng of the packets around each "
                              "reconnection, anomaly and stall into this directory.")(f)
+
+
+def metrics_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    """The Prometheus endpoint's options (``watch`` and ``broker --watch``): ``metrics``,
+    ``client_label``, ``max_clients``."""
+    f = click.option("--metrics-max-clients", "max_clients", type=click.IntRange(1),
+                     default=50, show_default=True,
+                     help="Client ids with a label of their own (the first seen); the others "
+                          "are summed as client_id=\"other\".")(f)
+    f = click.option("--metrics-client-label", "client_label", is_flag=True,
+                     help="Per-client counters (qosinspect_client_*, label client_id) on the "
+                          "metrics and in the snapshots; bounded by --metrics-max-clients.")(f)
+    return click.option("--metrics", default=None, metavar="HOST:PORT",
+                        help="Serve OpenMetrics for Prometheus at http://HOST:PORT/metrics "
+                             "while it runs.")(f)
+
+
+def parse_metrics(metrics: str | None) -> tuple[str, int] | None:
+    """``--metrics HOST:PORT`` as (host, port), or a usage error saying what is wrong."""
+    if metrics is None:
+        return None
+    from ..live.metrics import parse_listen
+
+    try:
+        return parse_listen(metrics)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--metrics") from None
 
 
 @main.command()
@@ -66,15 +93,7 @@ def record_options(f: Callable[..., Any]) -> Callable[..., Any]:
 @click.option("--write", "-w", "write", type=click.Path(dir_okay=False), default=None,
               metavar="FILE.pcapng", help="Keep what was captured in this pcapng.")
 @record_options
-@click.option("--metrics", default=None, metavar="HOST:PORT",
-              help="Serve OpenMetrics for Prometheus at http://HOST:PORT/metrics while it runs.")
-@click.option("--metrics-client-label", "client_label", is_flag=True,
-              help="Per-client counters (qosinspect_client_*, label client_id) on the metrics "
-                   "and in the snapshots; bounded by --metrics-max-clients.")
-@click.option("--metrics-max-clients", "max_clients", type=click.IntRange(1), default=50,
-              show_default=True,
-              help="Client ids with a label of their own (the first seen); the others are "
-                   "summed as client_id=\"other\".")
+@metrics_options
 def watch(source: str | None, follow: str | None, interface: str | None, tool: str,
           ports: tuple[int, ...], no_detect: bool, mqtt_version: str, fmt: str | None,
           interval: float, stall_ms: int, duration: float | None, report_format: str,
@@ -97,14 +116,7 @@ def watch(source: str | None, follow: str | None, interface: str | None, tool: s
     if len(given) != 1:
         raise click.UsageError("give one source: SOURCE ('-' for standard input), --follow "
                                "FILE or --interface IFACE")
-    listen = None
-    if metrics is not None:
-        from ..live.metrics import parse_listen
-
-        try:
-            listen = parse_listen(metrics)
-        except ValueError as exc:
-            raise click.BadParameter(str(exc), param_hint="--metrics") from None
+    listen = parse_metrics(metrics)
     options: dict[str, Any] = {"ports": ports, "detect_any_port": not no_detect,
                                "mqtt_version": MQTT_VERSIONS[mqtt_version], "write": write}
     if fmt is None:

@@ -19,7 +19,7 @@ from .core import LiveCore
 from .run import Watch
 from .sources import PacketSource
 
-__all__ = ["OUTPUT_FORMATS", "fan_out", "open_outputs", "run_watch"]
+__all__ = ["OUTPUT_FORMATS", "fan_out", "open_outputs", "run_watch", "say"]
 
 #: ``--format`` of watch.
 OUTPUT_FORMATS = ("dashboard", "jsonl")
@@ -62,7 +62,9 @@ def open_outputs(stack: contextlib.ExitStack, out: IO[str], *, fmt: str = "jsonl
     return sinks, on_latency, metrics_url
 
 
-def _say(message: str) -> None:
+def say(message: str) -> None:
+    """What an output has to say once (``warn`` of :func:`open_outputs`): on stderr, as a
+    line of its own, so standard output keeps only JSON lines."""
     print(message, file=sys.stderr)
 
 
@@ -90,7 +92,7 @@ def run_watch(source: PacketSource, out: IO[str], *, fmt: str = "jsonl",
     client ids with counters of their own in the snapshots and the endpoint (0: none)."""
     with contextlib.ExitStack() as stack:
         sinks, on_latency, metrics_url = open_outputs(stack, out, fmt=fmt, metrics=metrics,
-                                                      warn=_say)
+                                                      warn=say)
         emit = fan_out(sinks, metrics_url)
         recorder = None
         if record_dir is not None:

@@ -302,3 +302,66 @@ def test_client_label_counters_are_the_flows_tables(tmp_path: Path) -> None:
     assert all(v == 0 for (name, _), v in m.items()
                if name == "qosinspect_client_open_handshakes")   # all done at the end
     assert err.count('summed under client_id="other"') == 1, err
+
+
+def test_broker_watch_client_label(tmp_path: Path) -> None:
+    """``broker --watch --metrics --metrics-client-label``: per client, scraped while the broker
+    runs, the exchanges it sent and was sent and its completed handshakes equal the rows of that
+    client in ``qosinspect flows`` of a loopback capture of the broker's port; past
+    ``--metrics-max-clients`` (2 here) the others are summed as ``other``, said once on
+    stderr."""
+    from qosinspect.testing.tools import loopback_capture
+
+    from ._runs import require_root
+
+    require_root()
+    broker_port, metrics_port, front = free_port(), free_port(), free_port()
+    wire = tmp_path / "broker-side.pcapng"
+    with loopback_capture(wire, [broker_port]):
+        proc = subprocess.Popen(
+            [QOSINSPECT, "broker", "--port", str(broker_port), "--allow-anonymous", "--watch",
+             "--metrics", f"127.0.0.1:{metrics_port}", "--metrics-client-label",
+             "--metrics-max-clients", "2", "--watch-report", os.devnull],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        try:
+            start = _line(proc)
+            subprocess.run([QOSINSPECT, "generate", "seed", "--duration", "2", "--broker",
+                            f"127.0.0.1:{broker_port}", "--port", str(front), "--truth",
+                            str(tmp_path / "truth.json"), "-q"],
+                           check=True, timeout=120, capture_output=True)
+            done = time.time_ns()   # the tap's clock
+            snap: dict[str, Any] = {}
+            while not snap:     # a snapshot taken after the run (the tap ticks every second)
+                item = _line(proc)
+                if item["type"] == "snapshot" and item["ts_ns"] > done + 1_200_000_000:
+                    snap = item
+            m = scrape(start["metrics"])
+            proc.terminate()
+            assert proc.wait(60) == 0, proc.stderr.read().decode() if proc.stderr else ""
+            err = proc.stderr.read().decode() if proc.stderr else ""
+        finally:
+            stop_process(proc)
+    flows = json.loads(subprocess.run(
+        [QOSINSPECT, "flows", str(wire), "--format", "json", "-p", str(broker_port)],
+        check=True, capture_output=True, timeout=120).stdout)
+    clients = {f["client_id"] for f in flows}
+    labelled = [r["client_id"] for r in snap["clients"]]
+    assert len(clients) > 2 and len(labelled) == 3 and labelled[-1] is None
+    assert set(labelled[:2]) <= clients
+    assert snap["clients"][-1]["clients"] == len(clients) - 2
+    want: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
+    for f in flows:
+        label = f["client_id"] if f["client_id"] in labelled else "other"
+        key = ("qosinspect_client_exchanges_total",
+               (("client_id", label), ("direction", f["direction"])))
+        want[key] = want.get(key, 0) + 1
+        if f["qos"] and f["outcome"] in ("complete", "complete_after_reconnect"):
+            key = ("qosinspect_client_completed_total",
+                   (("client_id", label), ("qos", str(f["qos"]))))
+            want[key] = want.get(key, 0) + 1
+    got = {k: v for k, v in m.items() if k[0] in ("qosinspect_client_exchanges_total",
+                                                  "qosinspect_client_completed_total") and v}
+    assert got == want
+    opened = [v for (name, _), v in m.items() if name == "qosinspect_client_open_handshakes"]
+    assert opened and not any(opened)      # served, and all done after the run
+    assert err.count('summed under client_id="other"') == 1, err
