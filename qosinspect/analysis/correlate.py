@@ -687,7 +687,7 @@ class Correlator:
         names = list(self.sess.brokers)
         open_by_broker = [{0: 0, 1: 0, 2: 0} for _ in names]
         open_by_qos = {0: 0, 1: 0, 2: 0}
-        rows: list[tuple[str, int, int, int, int]] = []
+        rows: list[tuple[str, int, int, int, int, int]] = []
         for s in self.sess.by_code:
             open1 = 0
             for ex in s.open.values():
@@ -699,7 +699,7 @@ class Correlator:
             if clients:
                 rec = s.rec
                 rows.append((rec.client_id if rec.client_id else s.key, rec.n_exchanges_c2b,
-                             rec.n_exchanges_b2c, open1, len(s.open) - open1))
+                             rec.n_exchanges_b2c, open1, len(s.open) - open1, rec.n_resends))
         conns = self.sess.conns
         return Snapshot(
             per_qos=so_far.qos_rows(), open_by_qos=open_by_qos, brokers=names,

@@ -54,12 +54,12 @@ PUBLISH, and which step it closes, is not written here but read from the one QoS
   tables) and folded at the end, under the same rule of joining; with a ``sink`` too (a batch
   worker), the rows live in the ring as in report mode and a block that leaves the window is
   folded and handed to the sink (:class:`~.records.RowSink`) instead of kept.
-* **Joinable for a time** (``joinable_ns``, 0 by default: no such bound; ``watch`` sets one,
-  docs/watch.md says why 300 s): a whole block of the window whose newest exchange ended more
-  than that long ago (packet time) leaves it too, and in report mode the memory of its rows is
-  freed until the ring comes round to them again. So a window that would take hours to fill at
-  a slow rate holds only the last minutes: memory stops growing once they are in, not once
-  ``max_joinable`` exchanges have been seen.
+* **Joinable for a time** (``joinable_ns``, 300 s by default for ``report`` and ``watch``
+  alike, docs/watch.md says why; 0: no such bound): a whole block of the window whose newest
+  exchange ended more than that long ago (packet time) leaves it too, and in report mode the
+  memory of its rows is freed until the ring comes round to them again. So a window that
+  would take hours to fill at a slow rate holds only the last minutes: memory stops growing
+  once they are in, not once ``max_joinable`` exchanges have been seen.
 * **QoS 0** publishes are exchanges too (one row, no acknowledgement, outcome ``complete``), so
   QoS 0 loss can be seen end to end (:mod:`.deliveries`).
 """
@@ -282,6 +282,7 @@ class ExchangeTracker:
         """The same message on an open (direction, packet id): an MQTT-level re-send."""
         ts = ev.ts_ns
         ex.n_publish += 1
+        s.rec.n_resends += 1
         ex.t_publish_last = ts
         if p.dup:
             ex.n_dup += 1
@@ -309,6 +310,7 @@ class ExchangeTracker:
         ts = ev.ts_ns
         self.counted.pop(row // self.block, None)
         st.add("n_publish", row)
+        s.rec.n_resends += 1
         st.add("n_dup", row)
         st.add("dup_after_complete", row)
         st.set("t_publish_last", row, ts)
@@ -343,7 +345,7 @@ class ExchangeTracker:
             done = s.done.get(key) if s.done is not None else None
             if (done is not None and self.exchanges.get("qos", done) == want_qos
                     and self.exchanges.get("outcome", done) != ABANDONED):
-                self._late_ack(ev, c, d, ptype, step, pid, reason, done)
+                self._late_ack(ev, c, s, d, ptype, step, pid, reason, done)
                 return
             self.anomalies.record(ts, AnomalyKind.ORPHAN_ACK,
                           f"{_DIR[d]} {name} for packet id {pid}: no {_DIR[exd]} PUBLISH with "
@@ -409,6 +411,8 @@ class ExchangeTracker:
             a.n_pubcomp = 1
             a.pubcomp_reason = reason
             ex.last_step = S_PUBCOMP
+        if resend:
+            s.rec.n_resends += 1
         if (packets := self.packets) is not None:
             packets.log(ev, c.conn_id, d, ptype, -1, 0, 0, pid, reason, ex.ex_id, resend, ex.topic,
                       -1)
@@ -421,8 +425,8 @@ class ExchangeTracker:
                     c.reconnect.resumed += 1
             self.end(s, ex, end, ts)
 
-    def _late_ack(self, ev: MqttPacketEvent, c: ConnState, d: int, ptype: int, step: int,
-                  pid: int, reason: int, row: int) -> None:
+    def _late_ack(self, ev: MqttPacketEvent, c: ConnState, s: SessionState, d: int,
+                  ptype: int, step: int, pid: int, reason: int, row: int) -> None:
         """An acknowledgement for an exchange that already finished: it joins that exchange
         (a response to a DUP re-send, or a PUBREC/PUBREL/PUBCOMP sent again)."""
         st = self.exchanges
@@ -432,6 +436,8 @@ class ExchangeTracker:
         if st.get("t_" + name, row) == NO_TS:
             st.set("t_" + name, row, ts)
             st.set(name + "_reason", row, reason)
+        elif step in (S_PUBREC, S_PUBREL):
+            s.rec.n_resends += 1
         st.set(f"t_{name}_last", row, ts)
         st.add("n_" + name, row)
         if st.get("last_conn_id", row) != c.conn_id:

@@ -11,7 +11,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 
-__all__ = ["REPORT_OPTIONS", "AnalysisOptions"]
+__all__ = ["JOINABLE_NS", "REPORT_OPTIONS", "AnalysisOptions"]
+
+#: How long (packet time) a finished exchange can still be joined by a late acknowledgement
+#: or re-send, as well as the count bound: 300 s (docs/watch.md, "Bounded memory", says why).
+#: Past it the window's memory stops growing at any rate, not only past 131,072 finished
+#: exchanges, which a slow link takes hours to reach. One bound for ``report`` and ``watch``
+#: alike, so a watch's final report is ``report``'s of the same packets however late a join.
+JOINABLE_NS = 300 * 10**9
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,8 +56,9 @@ class AnalysisOptions:
       still join (131,072: both directions' packet id space of one session); in report mode
       also the rows kept before they are folded into the aggregate (:mod:`.exchanges`).
     - ``joinable_ns``: how long (packet time) a finished exchange stays joinable, as well as
-      the count bound; 0 (the default, ``report``): no bound in time. ``watch`` runs for days
-      and sets one (:mod:`.exchanges`, docs/watch.md).
+      the count bound (:data:`JOINABLE_NS`, 300 s; 0: no bound in time): a watch runs for days,
+      and ``report`` takes the same bound so both give the same answers (:mod:`.exchanges`,
+      docs/watch.md).
     - ``exact_percentiles_up_to``: latency values a series keeps exactly; past it the series
       is a DDSketch of relative accuracy ``sketch_relative_accuracy`` (:mod:`.aggregate`).
     - ``same_broker``: groups of server endpoints (``host:port``) that are one broker, e.g. a
@@ -74,7 +82,7 @@ class AnalysisOptions:
     diagnose_percentile: float = 99.0
     session_idle_timeout_ns: int = 3600 * 10**9
     max_joinable_finished: int = 131_072
-    joinable_ns: int = 0
+    joinable_ns: int = JOINABLE_NS
     exact_percentiles_up_to: int = 65_536
     sketch_relative_accuracy: float = 0.01
 

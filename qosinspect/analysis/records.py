@@ -528,6 +528,9 @@ class Session:
     persistent: bool | None = None
     n_exchanges_c2b: int = 0
     n_exchanges_b2c: int = 0
+    #: MQTT-level re-sends on its exchanges, counted as they are seen (late joins included):
+    #: the sum of its exchanges' ``retransmissions``.
+    n_resends: int = 0
 
     @property
     def n_connections(self) -> int:

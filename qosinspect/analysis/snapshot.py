@@ -27,8 +27,9 @@ class Snapshot:
     report names them) and, in their order, ``per_broker`` the same two of each broker; the
     rest counts what was seen so far. ``clients`` (when asked for): one row per session in
     the order they were first seen, ``(client id or session key, exchanges the client sent,
-    exchanges it was sent, QoS 1 open, QoS 2 open)``; the exchanges are counted as they start
-    (every QoS, a re-send is not a new one), so a row only grows.
+    exchanges it was sent, QoS 1 open, QoS 2 open, MQTT-level re-sends on its exchanges)``; the
+    exchanges are counted as they start (every QoS, a re-send is not a new one) and the
+    re-sends as they are seen, so a row only grows.
     """
 
     per_qos: list[dict[str, Any]]
@@ -41,7 +42,7 @@ class Snapshot:
     anomalies: int
     reconnects: int
     events: int
-    clients: list[tuple[str, int, int, int, int]] = field(default_factory=list)
+    clients: list[tuple[str, int, int, int, int, int]] = field(default_factory=list)
 
 
 class OpenHandshake(NamedTuple):

@@ -144,6 +144,8 @@ SCHEMAS: dict[str, tuple[Column, ...]] = {
         ("persistent", "boolean", "outlives its connection (clean session 0 / expiry > 0)"),
         ("n_exchanges_c2b", "int64", "exchanges the client sent"),
         ("n_exchanges_b2c", "int64", "exchanges the broker sent"),
+        ("n_resends", "int64", "MQTT-level re-sends on its exchanges (both directions): "
+                               "their retransmissions summed"),
     ),
     "exchanges": (
         ("ex_id", "int64", "exchange number, in order of the first PUBLISH"),

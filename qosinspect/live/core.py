@@ -41,14 +41,9 @@ from ..events import Event
 from ..report.output import format_time
 from .latency import WINDOW_S, LatencySketches
 
-__all__ = ["JOINABLE_NS", "LiveCore", "report_options"]
+__all__ = ["LiveCore", "report_options"]
 
 _MS = 1_000_000
-#: How long (packet time) a finished exchange can still be joined by a late acknowledgement
-#: or re-send, as well as the report's count bound: 300 s (docs/watch.md, "Bounded memory",
-#: says why). Past it the window's memory stops growing at any rate, not only past 131,072
-#: finished exchanges, which a slow link takes hours to reach.
-JOINABLE_NS = 300 * 10**9
 #: The times an exchange's steps are read from, in the order :meth:`LiveCore._ended` keeps them.
 _TIMES = ("t_publish", "t_puback", "t_pubrec", "t_pubrel", "t_pubcomp")
 _NT = 1 + len(_TIMES)
@@ -62,10 +57,9 @@ _FIRST = -(2**63)
 
 def report_options(same_broker: tuple[tuple[str, ...], ...] = ()) -> AnalysisOptions:
     """The analysis options of ``qosinspect report`` (its figures only, every packet and
-    delivery counted): the final report must be that command's; but for how long a finished
-    exchange stays joinable (:data:`JOINABLE_NS`: a watch runs for days)."""
-    return AnalysisOptions(detail=False, packets=True, deliveries=True, same_broker=same_broker,
-                           joinable_ns=JOINABLE_NS)
+    delivery counted): the final report must be that command's, bounds included (a finished
+    exchange stays joinable for :data:`~qosinspect.analysis.options.JOINABLE_NS` in both)."""
+    return AnalysisOptions(detail=False, packets=True, deliveries=True, same_broker=same_broker)
 
 
 def _ms(ns: int | None) -> float | None:
@@ -306,17 +300,19 @@ class LiveCore:
         :attr:`max_clients` seen each in a row of their own, in the order they were first seen
         (so a label never moves: the counters only grow), the others summed in a last row
         whose ``client_id`` is None and ``clients`` says how many. ``sent``/``received``:
-        exchanges the client published / was sent (every QoS); ``completed`` and ``open``: its
+        exchanges the client published / was sent (every QoS); ``resends``: MQTT-level re-sends
+        on its exchanges, either side (PUBLISH, PUBREC, PUBREL sent again, counted as they are
+        seen: the sum of its exchanges' ``retransmissions``); ``completed`` and ``open``: its
         QoS 1 and 2 handshakes."""
         rows: dict[str | None, dict[str, Any]] = {}
         done = self._completed
-        for code, (label, sent, received, open1, open2) in enumerate(snap.clients):
+        for code, (label, sent, received, open1, open2, resends) in enumerate(snap.clients):
             key: str | None = label
             if label not in rows and len(rows) >= self.max_clients:
                 key = None
             row = rows.get(key)
             if row is None:
-                row = rows[key] = {"client_id": key, "sent": 0, "received": 0,
+                row = rows[key] = {"client_id": key, "sent": 0, "received": 0, "resends": 0,
                                    "completed": {"1": 0, "2": 0}, "open": {"1": 0, "2": 0}}
                 if key is None:
                     row["clients"] = set()
@@ -324,6 +320,7 @@ class LiveCore:
                 row["clients"].add(label)
             row["sent"] += sent
             row["received"] += received
+            row["resends"] += resends
             row["open"]["1"] += open1
             row["open"]["2"] += open2
             if code < len(done):

@@ -83,6 +83,10 @@ class _SnapshotCollector(Collector):
         completed = CounterMetricFamily("qosinspect_client_completed",
                                         "A client's QoS 1/2 handshakes that completed, both "
                                         "directions", labels=["client_id", "qos"])
+        resends = CounterMetricFamily("qosinspect_client_resends",
+                                      "MQTT-level re-sends (PUBLISH, PUBREC, PUBREL sent "
+                                      "again) on a client's exchanges, either side",
+                                      labels=["client_id"])
         handshakes = GaugeMetricFamily("qosinspect_client_open_handshakes",
                                        "A client's QoS 1/2 handshakes open now",
                                        labels=["client_id", "qos"])
@@ -121,11 +125,12 @@ class _SnapshotCollector(Collector):
             label = "other" if row["client_id"] is None else row["client_id"]
             for direction, field in (("c2b", "sent"), ("b2c", "received")):
                 sent.add_metric([label, direction], row[field])
+            resends.add_metric([label], row["resends"])
             for qos in ("1", "2"):
                 completed.add_metric([label, qos], row["completed"][qos])
                 handshakes.add_metric([label, qos], row["open"][qos])
         if "clients" in snap:
-            yield from (sent, completed, handshakes)
+            yield from (sent, resends, completed, handshakes)
         if snap["drops"] is not None:
             yield GaugeMetricFamily("qosinspect_capture_drops",
                                     "Packets the kernel dropped (the capture tool's count)",

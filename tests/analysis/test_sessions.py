@@ -226,3 +226,63 @@ def test_connection_without_events_of_its_own_is_closed_at_end_of_capture() -> N
     r = correlate(b.events)
     (conn,) = r.connections
     assert conn.end == "end_of_capture" and conn.session is None and r.sessions == []
+
+
+def _resends_by_session(r: CorrelationResult) -> tuple[dict[str, int], dict[str, int]]:
+    """(sessions table's ``n_resends``, exchanges table's ``retransmissions`` summed), per
+    session."""
+    from qosinspect.analysis.tables import exchanges_frame, sessions_frame
+
+    sessions = sessions_frame(r)
+    ex = exchanges_frame(r)
+    mine = {str(k): int(v) for k, v in zip(sessions["session"], sessions["n_resends"],
+                                           strict=True)}
+    summed = {str(k): int(v) for k, v in
+              ex.groupby("session", observed=True)["retransmissions"].sum().items()}
+    return mine, {k: summed.get(k, 0) for k in mine}
+
+
+def test_session_resends_count_every_resend_late_ones_too() -> None:
+    """A session's ``n_resends`` (the live per-client re-sends) counts each PUBLISH, PUBREC
+    and PUBREL sent again, on an open exchange or joining one already finished, as the
+    exchanges' ``retransmissions`` do."""
+    b = EventBuilder()
+    c = b.client("dev")
+    b.publish(c, "c2b", "t", b"1", qos=1, packet_id=1)
+    b.publish(c, "c2b", "t", b"1", qos=1, packet_id=1, dup=True)     # open: +1
+    b.puback(c, "b2c", 1)
+    b.publish(c, "c2b", "t", b"1", qos=1, packet_id=1, dup=True)     # after PUBACK: +1
+    b.publish(c, "c2b", "u", b"2", qos=2, packet_id=2)
+    b.pubrec(c, "b2c", 2)
+    b.pubrec(c, "b2c", 2)                                            # open: +1
+    b.pubrel(c, "c2b", 2)
+    b.pubcomp(c, "b2c", 2)
+    b.pubrel(c, "c2b", 2)                                            # after PUBCOMP: +1
+    b.pubcomp(c, "b2c", 2)                                           # not a re-send
+    other = b.client("quiet")
+    b.qos1(other, "c2b", "t", b"3", 1)
+    r = correlate(b.events)
+    mine, summed = _resends_by_session(r)
+    assert mine == {"dev": 4, "quiet": 0}
+    assert mine == summed
+
+
+def test_session_resends_are_the_exchanges_on_real_captures() -> None:
+    """Every shipped capture and the community ones: per session, ``n_resends`` equals the
+    exchanges' ``retransmissions`` summed."""
+    import json
+
+    from qosinspect.analysis.api import analyze_capture
+    from qosinspect.testing.tools import PROJECT_ROOT, community_captures
+
+    shipped = json.loads((PROJECT_ROOT / "captures" / "captures.json").read_text())
+    runs = [(PROJECT_ROOT / "captures" / e["file"], tuple(e["ports"])) for e in shipped
+            if not e["file"].endswith("tls.pcap")]
+    runs += community_captures()
+    total = 0
+    for path, ports in runs:
+        r = analyze_capture(path, ports=ports).result
+        mine, summed = _resends_by_session(r)
+        assert mine == summed, path.name
+        total += sum(mine.values())
+    assert total > 0

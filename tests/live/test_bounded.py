@@ -1,18 +1,26 @@
-"""The live analysis's bound in time on the joinable window (``joinable_ns``, set by ``watch``):
-memory stops growing once the last minutes are in, however slow the traffic, and a late
-join is taken while it is within the bound and not after (docs/watch.md, "Bounded memory")."""
+"""The bound in time on the joinable window (``joinable_ns``, 300 s in ``watch`` and ``report``
+alike): memory stops growing once the last minutes are in, however slow the traffic, a late
+join is taken while it is within the bound and not after, and a watch's final report is
+``report``'s even for a join later than the bound (docs/watch.md, "Bounded memory")."""
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import qosinspect
 from qosinspect.analysis.correlate import Correlator
 from qosinspect.analysis.exchanges import FOLD_BLOCK
-from qosinspect.analysis.options import AnalysisOptions
-from qosinspect.live.core import JOINABLE_NS, report_options
+from qosinspect.analysis.options import JOINABLE_NS, AnalysisOptions
+from qosinspect.live.core import report_options
+from qosinspect.mqtt import encode
+from qosinspect.mqtt.packets import ConnAck, Connect, PubAck, Publish
 from qosinspect.testing.events import EventBuilder
+from qosinspect.testing.synthcap import TcpConversation, pcap_bytes, render
 
 S = 10**9
 
@@ -82,8 +90,51 @@ def test_a_late_join_within_the_bound_joins_and_after_it_does_not() -> None:
     assert late["dup_flagged"] == 1
 
 
-def test_watch_bounds_in_time() -> None:
-    """watch's analysis keeps finished exchanges joinable for five minutes (docs/watch.md says
-    why), report for as many as the count bound allows."""
-    assert report_options().joinable_ns == JOINABLE_NS == 300 * S
-    assert AnalysisOptions().joinable_ns == 0
+def test_watch_and_report_share_the_bound_in_time() -> None:
+    """A finished exchange stays joinable for five minutes (docs/watch.md says why) in watch's
+    analysis and in report's (the default), so the two agree on every late join."""
+    assert report_options().joinable_ns == AnalysisOptions().joinable_ns == JOINABLE_NS
+    assert JOINABLE_NS == 300 * S
+
+
+def _late_dup_capture(path: Path, after_s: float) -> None:
+    """A capture of one client: a block of FOLD_BLOCK QoS 1 exchanges, one more ``after_s``
+    later, then the first one's PUBLISH sent again with DUP and acknowledged again."""
+    conv = TcpConversation(step_ns=100_000)
+    conv.send("c2b", encode(Connect(client_id="dev", clean_start=False), 4))
+    conv.send("b2c", encode(ConnAck(False, 0), 4))
+    for pid in range(1, FOLD_BLOCK + 1):
+        conv.send("c2b", encode(Publish("t", b"%d" % pid, 1, False, False, pid), 4), ack=False)
+        conv.send("b2c", encode(PubAck(pid), 4), ack=False)
+    conv.t += round(after_s * S)
+    last = FOLD_BLOCK + 1
+    conv.send("c2b", encode(Publish("t", b"last", 1, False, False, last), 4), ack=False)
+    conv.send("b2c", encode(PubAck(last), 4), ack=False)
+    conv.send("c2b", encode(Publish("t", b"1", 1, True, False, 1), 4), ack=False)
+    conv.send("b2c", encode(PubAck(1), 4))
+    conv.close()
+    path.write_bytes(pcap_bytes(render(conv.segments)))
+
+
+def test_watch_final_report_is_reports_past_the_bound(tmp_path: Path) -> None:
+    """A DUP re-send 400 s after its exchange finished (past the bound: a new exchange) and one
+    10 s after (within it: joined): ``watch``'s final JSON report is ``report --format json``
+    of the same capture in both, and tells the two apart."""
+    qosinspect_cli = str(Path(sys.executable).with_name("qosinspect"))
+    got = {}
+    for after in (10, 400):
+        capture = tmp_path / f"late-{after}.pcap"
+        _late_dup_capture(capture, after)
+        report = subprocess.run([qosinspect_cli, "report", str(capture), "--format", "json"],
+                                check=True, capture_output=True, timeout=120).stdout
+        watched = tmp_path / f"watch-{after}.json"
+        subprocess.run([qosinspect_cli, "watch", str(capture), "--report", str(watched),
+                        "--report-format", "json"], check=True, capture_output=True,
+                       timeout=120)
+        mine = json.loads(watched.read_text())
+        assert mine == json.loads(report)
+        got[after] = next(r for r in mine["per_qos"] if r["qos"] == 1)
+    n = FOLD_BLOCK + 1
+    assert (got[10]["publishes"], got[10]["retransmissions"]) == (n, 1)
+    assert (got[400]["publishes"], got[400]["retransmissions"]) == (n + 1, 0)
+    assert got[10]["dup_flagged"] == got[400]["dup_flagged"] == 1

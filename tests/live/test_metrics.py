@@ -268,7 +268,10 @@ def test_client_label_counters_are_the_flows_tables(tmp_path: Path) -> None:
             key = ("qosinspect_client_completed_total",
                    (("client_id", label), ("qos", str(f["qos"]))))
             want[key] = want.get(key, 0) + 1
-    assert {label for (_, ((_, label), _)) in want} == {first, "other"}
+        key = ("qosinspect_client_resends_total", (("client_id", label),))
+        want[key] = want.get(key, 0) + f["retransmissions"]
+    assert {labels[0][1] for (_, labels) in want} == {first, "other"}
+    assert any(name == "qosinspect_client_resends_total" and v for (name, _), v in want.items())
     port = free_port()
     proc = subprocess.Popen([QOSINSPECT, "watch", "-", *PORTS, "--metrics", f"127.0.0.1:{port}",
                              "--metrics-client-label", "--metrics-max-clients", "1",
@@ -294,8 +297,10 @@ def test_client_label_counters_are_the_flows_tables(tmp_path: Path) -> None:
         err = proc.stderr.read().decode() if proc.stderr else ""
     finally:
         stop_process(proc)
+    want = {k: v for k, v in want.items() if v}
     got = {k: v for k, v in m.items() if k[0] in ("qosinspect_client_exchanges_total",
-                                                  "qosinspect_client_completed_total") and v}
+                                                  "qosinspect_client_completed_total",
+                                                  "qosinspect_client_resends_total") and v}
     assert got == want
     assert [r["client_id"] for r in snap["clients"]] == [first, None]
     assert snap["clients"][-1]["clients"] == len({f["client_id"] for f in flows}) - 1
@@ -359,8 +364,12 @@ def test_broker_watch_client_label(tmp_path: Path) -> None:
             key = ("qosinspect_client_completed_total",
                    (("client_id", label), ("qos", str(f["qos"]))))
             want[key] = want.get(key, 0) + 1
+        key = ("qosinspect_client_resends_total", (("client_id", label),))
+        want[key] = want.get(key, 0) + f["retransmissions"]
+    want = {k: v for k, v in want.items() if v}
     got = {k: v for k, v in m.items() if k[0] in ("qosinspect_client_exchanges_total",
-                                                  "qosinspect_client_completed_total") and v}
+                                                  "qosinspect_client_completed_total",
+                                                  "qosinspect_client_resends_total") and v}
     assert got == want
     opened = [v for (name, _), v in m.items() if name == "qosinspect_client_open_handshakes"]
     assert opened and not any(opened)      # served, and all done after the run

@@ -10,8 +10,8 @@ the RSS at the warm-up's end by more than :data:`GROWTH_LIMIT_MB`.
 The warm-up is computed, not guessed: it is when the last bounded structure that grows with the
 traffic has filled at this run's rate (read from the final report after the run, as finished
 QoS 1/2 exchanges per second). The one that takes longest is the joinable window of finished
-exchanges: it holds 131,072 rows (82 B each, 10.7 MB) at most and, with ``watch``'s bound in
-time (:data:`~qosinspect.live.core.JOINABLE_NS`, 300 s), only those of the last 300 s of packet
+exchanges: it holds 131,072 rows (82 B each, 10.7 MB) at most and, with the bound in time
+(:data:`~qosinspect.analysis.options.JOINABLE_NS`, 300 s), only those of the last 300 s of packet
 time, plus at most two blocks of :data:`~qosinspect.analysis.exchanges.FOLD_BLOCK` being filled
 (a block leaves when its newest exchange is 300 s old), so it is full at
 ``min(300 s, 131,072 / rate) + 2 * FOLD_BLOCK / rate`` and then only reuses its memory. The
@@ -52,8 +52,7 @@ import pytest
 
 from qosinspect.analysis.aggregate import DEFAULT_EXACT_UP_TO
 from qosinspect.analysis.exchanges import FOLD_BLOCK
-from qosinspect.analysis.options import AnalysisOptions
-from qosinspect.live.core import JOINABLE_NS
+from qosinspect.analysis.options import JOINABLE_NS, AnalysisOptions
 from qosinspect.testing.tools import require_tool, stop_process
 
 from ._runs import QOSINSPECT, free_run, read_until, require_root
