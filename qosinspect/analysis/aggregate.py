@@ -24,14 +24,16 @@ stays within the bound, and become sketches past it, whose buckets add exactly; 
 two aggregates equals the aggregate of both inputs (batch workers, ``compare``, ``watch``).
 
 Values enter a sketch by bucket, not one by one: sorted, the values of one bucket (the same
-``LogarithmicMapping`` key) form a run, found from numpy's logarithms and checked at both ends
-against the mapping's own key (bisection where they disagree), and the run is one weighted
-``add`` of the bucket's own value. The buckets end up with the counts one add per value would
-give (DDSketch's ``add`` costs about half a microsecond; a five-million-exchange capture has
-tens of millions of step values). They go in a few thousand at a time (:data:`STAGED`), and the
-exchange rows are read column by column, never copied whole: no temporary array is large
-enough to be given its own mapping by the C allocator, whose threshold then rises and leaves
-the heap fragmented (a run five times as long peaked 10 MB higher before).
+``LogarithmicMapping`` key) form a run. The keys are numpy's logarithms put through the
+mapping's own expression, and the mapping's ``key`` decides for the values within 1e-7 of a
+bucket edge, where numpy's and libm's logarithms may round apart (:func:`bucket_keys`); the
+run is one weighted ``add`` of the bucket's own value. The buckets end up with the counts one
+add per value would give (DDSketch's ``add`` costs about half a microsecond; a
+five-million-exchange capture has tens of millions of step values). They go in a few
+thousand at a time (:data:`STAGED`), and the exchange rows are read column by column, never
+copied whole: no temporary array is large enough to be given its own mapping by the C
+allocator, whose threshold then rises and leaves the heap fragmented (a run five times as
+long peaked 10 MB higher before).
 
 numpy is imported when the first rows are folded (as :mod:`.records` reads rows back), not
 with the module: the correlator imports this one.
@@ -39,7 +41,6 @@ with the module: the correlator imports this one.
 
 from __future__ import annotations
 
-import bisect
 import math
 from collections import Counter
 from collections.abc import Iterable
@@ -54,7 +55,8 @@ if TYPE_CHECKING:
     from .records import Reconnect
 
 __all__ = ["COUNTERS", "DEFAULT_EXACT_UP_TO", "DEFAULT_RELATIVE_ACCURACY", "INCOMPLETE_OUTCOMES",
-           "SERIES_OF", "STAGED", "Aggregate", "Series", "add_sorted", "percentiles"]
+           "SERIES_OF", "STAGED", "Aggregate", "Series", "add_sorted", "bucket_keys",
+           "percentiles"]
 
 #: Values a series keeps exactly before it turns into a sketch.
 DEFAULT_EXACT_UP_TO: Final = 65_536
@@ -146,15 +148,18 @@ class Series:
             self._to_sketch()
 
     def _to_sketch(self) -> None:
-        """Move the values held into the sketch (made now if need be), a part at a time."""
+        """Move the values held into the sketch (made now if need be), all in one sorted run:
+        a bucket is one add, not one per part (at most ``exact_up_to`` values the first time,
+        then :data:`STAGED` and a part)."""
         import numpy as np
 
         if self.sketch is None:
             from ddsketch import DDSketch
 
             self.sketch = DDSketch(self.accuracy)
-        for part in self._parts:
-            add_sorted(self.sketch, np.sort(part).astype(np.float64) / 1e6, self.accuracy)
+        if self._parts:
+            held = self._parts[0] if len(self._parts) == 1 else np.concatenate(self._parts)
+            add_sorted(self.sketch, np.sort(held).astype(np.float64) / 1e6, self.accuracy)
         self._parts = []
         self._staged = 0
 
@@ -236,40 +241,75 @@ def _at_rank(sketch: DDSketch, k: int, n: int) -> float:
     return 0.0 if v is None else float(v)
 
 
+#: Per relative accuracy: its mapping, and per key the bucket's value and whether the mapping
+#: gives that value its own key back (almost always; else the run is added value by value).
+_MAPPINGS: dict[float, tuple[Any, dict[int, tuple[float, bool]]]] = {}
+#: How close to a bucket edge (in keys) numpy's logarithm must come for the mapping's own
+#: ``key`` to decide: numpy's and libm's logarithms differ by an ulp or two, i.e. by about
+#: 1e-13 keys at the keys latencies take (under 10,000): 1e-7 is a wide margin.
+_EDGE: Final = 1e-7
+
+
+def _mapping(accuracy: float) -> tuple[Any, dict[int, tuple[float, bool]]]:
+    got = _MAPPINGS.get(accuracy)
+    if got is None:
+        from ddsketch import LogarithmicMapping
+
+        got = _MAPPINGS[accuracy] = (LogarithmicMapping(accuracy), {})
+    return got
+
+
+def bucket_keys(mapping: Any, values: np.ndarray) -> np.ndarray:
+    """The key of each of ``values`` (positive floats) under ``mapping`` (a
+    ``LogarithmicMapping`` made with its default offset), exactly as its ``key`` gives it:
+    numpy computes the same expression from its public ``relative_accuracy``
+    (``log(v) / log(2)`` times ``log(2) / log1p(gamma - 1)``, rounded up), and the values within
+    :data:`_EDGE` of a bucket edge, where numpy's and libm's logarithms may round apart, are
+    asked of ``mapping.key`` itself."""
+    import numpy as np
+
+    ra = mapping.relative_accuracy
+    multiplier = 1 / math.log1p(2 * ra / (1 - ra)) * math.log(2)
+    x = np.log(values) / math.log(2) * multiplier
+    near = np.flatnonzero(np.abs(x - np.rint(x)) < _EDGE)
+    out: np.ndarray = np.ceil(x).astype(np.int64)
+    if len(near):
+        key = mapping.key
+        out[near] = [key(v) for v in values[near].tolist()]
+    return out
+
+
 def add_sorted(sketch: DDSketch, values: np.ndarray, accuracy: float) -> None:
     """Add sorted float values to ``sketch`` one bucket at a time (see the module docstring):
-    each run of values with one key is one weighted add of the bucket's value, checked to fall
-    in that bucket (else the run is added value by value)."""
+    each run of values with one key (:func:`bucket_keys`) is one weighted add of the bucket's
+    value, when the mapping gives that value the same key (else the run is added value by
+    value)."""
     import numpy as np
-    from ddsketch import LogarithmicMapping
 
-    mapping = LogarithmicMapping(accuracy)
+    mapping, reps = _mapping(accuracy)
     tiny = mapping.min_possible
     neg = int(np.searchsorted(values, -tiny, side="left"))        # values < -tiny
     pos = int(np.searchsorted(values, tiny, side="right"))        # values > tiny from here
     if pos > neg:
         sketch.add(0.0, float(pos - neg))
-    log2_gamma = math.log2(mapping.gamma)
+    add = sketch.add
     for run, sign in ((-values[:neg][::-1], -1.0), (values[pos:], 1.0)):
         n = len(run)
         if not n:
             continue
-        # Where numpy's keys change: candidate runs. A candidate whose first and last values
-        # have one key under the mapping's own ``key`` is one bucket (keys never decrease);
-        # any other is split by bisection, so the buckets are exactly the mapping's.
-        edges = (np.flatnonzero(np.diff(np.ceil(np.log2(run) / log2_gamma))) + 1).tolist()
-        for i, end in zip([0, *edges], [*edges, n], strict=True):
-            while i < end:
-                k = mapping.key(float(run[i]))
-                j = (end if mapping.key(float(run[end - 1])) == k else
-                     bisect.bisect_right(run, k, lo=i, hi=end, key=mapping.key))
-                rep = mapping.value(k)
-                if mapping.key(rep) == k:
-                    sketch.add(sign * rep, float(j - i))
-                else:
-                    for v in run[i:j].tolist():
-                        sketch.add(sign * v)
-                i = j
+        keys = bucket_keys(mapping, run)
+        starts = np.flatnonzero(np.diff(keys)) + 1      # keys never decrease: runs
+        bounds = [0, *starts.tolist(), n]
+        for i, j, k in zip(bounds, bounds[1:], keys[bounds[:-1]].tolist(), strict=False):
+            rep = reps.get(k)
+            if rep is None:
+                value = mapping.value(k)
+                rep = reps[k] = (value, mapping.key(value) == k)
+            if rep[1]:
+                add(sign * rep[0], float(j - i))
+            else:
+                for v in run[i:j].tolist():
+                    add(sign * v)
 
 
 class ReconnectTotals:

@@ -77,7 +77,7 @@ class LiveCore:
         self.corr = Correlator(options if options is not None else report_options(),
                                on_anomaly=self._found_anomaly,
                                on_reconnect=self._found_reconnect,
-                               on_exchange_end=self._ended)
+                               on_exchange_end=self._ended if max_clients else None)
         self.interval_ns = interval_ms * _MS
         self.stall_ns = stall_ms * _MS
         self.settle_ns = settle_ms * _MS
@@ -102,8 +102,9 @@ class LiveCore:
         self.on_latency = on_latency
         #: qos, t_publish, t_puback, t_pubrec, t_pubrel, t_pubcomp of each exchange finished
         #: since the last snapshot, one after the other (a flat array: no object per exchange
-        #: for the garbage collector to walk).
+        #: for the garbage collector to walk), appended by the compiled exchange tracker.
         self._ended_times = array("q")
+        self.corr.ex.ended_times = self._ended_times
         #: Clients with a row of their own in the snapshot's ``clients`` (0: no such rows; the
         #: rest summed in one), and the QoS 1 and 2 exchanges completed by session code.
         self.max_clients = max_clients
@@ -119,6 +120,8 @@ class LiveCore:
     def feed(self, ev: Event) -> list[dict[str, Any]]:
         """Take one event; returns what became notable (and a snapshot when one is due)."""
         self.corr.feed(ev)
+        if len(self._ended_times) >= _FOLD_AT * _NT:
+            self._fold_latency()
         return self._moved(ev.ts_ns)
 
     def consume(self, events: Iterator[Event], most: int) -> tuple[list[dict[str, Any]], int]:
@@ -129,6 +132,8 @@ class LiveCore:
         adds no work per packet to what ``report`` does."""
         until = self._next_tick if self._next_tick is not None else _FIRST
         n, newest = self.corr.consume_until(events, until, most if until != _FIRST else 1)
+        if len(self._ended_times) >= _FOLD_AT * _NT:
+            self._fold_latency()
         return (self._moved(newest) if n else []), n
 
     def _moved(self, ts: int) -> list[dict[str, Any]]:
@@ -232,17 +237,14 @@ class LiveCore:
     # -- the snapshot -------------------------------------------------------------------------
 
     def _ended(self, s: SessionState, ex: OpenExchange) -> None:
-        """A QoS 1/2 exchange finished: its times wait for the next snapshot (the only Python
-        work per exchange, kept to one append of a few attributes: see :meth:`_fold_latency`)."""
-        if self.max_clients and ex.outcome in _COMPLETED:
+        """A QoS 1/2 exchange finished (called only with the client label): counted for its
+        session if it completed. Its times are appended by the exchange tracker itself
+        (:attr:`~qosinspect.analysis.exchanges.ExchangeTracker.ended_times`)."""
+        if ex.outcome in _COMPLETED:
             done = self._completed
             while len(done) <= s.code:
                 done.append([0, 0, 0])
             done[s.code][ex.qos] += 1
-        self._ended_times.extend((ex.qos, ex.t_publish, ex.t_puback, ex.t_pubrec, ex.t_pubrel,
-                                  ex.t_pubcomp))
-        if len(self._ended_times) >= _FOLD_AT * _NT:
-            self._fold_latency()
 
     def _fold_latency(self) -> None:
         """The steps of the exchanges finished since the last call, into the sketches (and the
@@ -251,8 +253,9 @@ class LiveCore:
             return
         import numpy as np
 
-        cols = np.frombuffer(self._ended_times, dtype=np.int64).reshape(-1, _NT)
-        self._ended_times = array("q")
+        # a copy: the tracker keeps appending to the same array, emptied here
+        cols = np.array(self._ended_times, dtype=np.int64).reshape(-1, _NT)
+        del self._ended_times[:]
         at = {name: i for i, name in enumerate(_TIMES, start=1)}
         for q, spans in STEP_SPANS.items():
             rows = cols[cols[:, 0] == q]

@@ -25,7 +25,7 @@ from ddsketch import DDSketch
 
 from ..analysis.aggregate import add_sorted
 
-__all__ = ["RELATIVE_ACCURACY", "WINDOW_S", "LatencySketches", "Quantiles"]
+__all__ = ["RELATIVE_ACCURACY", "WINDOW_S", "LatencySketches", "Quantiles", "quantiles_of"]
 
 #: Seconds of the sliding window ("the last 10 s").
 WINDOW_S = 10
@@ -46,7 +46,8 @@ class Quantiles:
         return {"n": self.n, "p50": self.p50, "p99": self.p99}
 
 
-def _quantiles(s: DDSketch) -> Quantiles:
+def quantiles_of(s: DDSketch) -> Quantiles:
+    """p50 and p99 of a sketch, as the snapshots give them (rounded to the microsecond)."""
     n = int(s.count)
     if not n:
         return Quantiles(0, None, None)
@@ -56,16 +57,23 @@ def _quantiles(s: DDSketch) -> Quantiles:
 
 
 class LatencySketches:
-    """Sketches of one series (a QoS and a step): since the start and per second of a ring."""
+    """Sketches of one series (a QoS and a step): since the start and per second of a ring.
 
-    __slots__ = ("_older", "_ring", "_secs")
+    A second is *sealed* once a later one has samples: merged into the sketch of the sealed
+    seconds then (a sample that still comes for it goes into both), so the view since the start
+    merges that sketch and the one or two seconds not sealed yet, not the whole ring, at each
+    snapshot. The sketches merge bucket counts, so the figures are those of one sketch of
+    every sample, however they were grouped."""
+
+    __slots__ = ("_older", "_ring", "_sealed", "_secs")
 
     def __init__(self) -> None:
-        #: The samples of the seconds that left the ring (each slot is merged in once, when
-        #: its slot is taken by a later second: one sketch update per sample, not two).
+        #: The samples of the sealed seconds, those that left the ring included.
         self._older = DDSketch(RELATIVE_ACCURACY)
         self._ring = [DDSketch(RELATIVE_ACCURACY) for _ in range(WINDOW_S)]
         self._secs = [-1] * WINDOW_S
+        #: Whether each slot's samples are in :attr:`_older` too.
+        self._sealed = [False] * WINDOW_S
 
     def add(self, ts_ns: int, value_ms: float) -> None:
         """A sample of ``value_ms`` taken at ``ts_ns`` (packet time). A DDSketch keeps positive
@@ -79,25 +87,36 @@ class LatencySketches:
             return
         v = np.maximum(np.asarray(values_ms, dtype=np.float64), 1e-6)
         secs = np.asarray(ts_ns, dtype=np.int64) // _NS
-        for sec in np.unique(secs).tolist():
+        seconds = np.unique(secs).tolist()
+        for sec in seconds:
             part = np.sort(v[secs == sec])
             i = sec % WINDOW_S
             if self._secs[i] != sec:
                 if self._secs[i] > sec:     # older than the slot's second: out of the window
                     add_sorted(self._older, part, RELATIVE_ACCURACY)
                     continue
-                if self._ring[i].count:
+                if self._ring[i].count and not self._sealed[i]:
                     self._older.merge(self._ring[i])
                 self._ring[i] = DDSketch(RELATIVE_ACCURACY)
                 self._secs[i] = sec
+                self._sealed[i] = False
             add_sorted(self._ring[i], part, RELATIVE_ACCURACY)
+            if self._sealed[i]:             # a late sample of a sealed second: in both
+                add_sorted(self._older, part, RELATIVE_ACCURACY)
+        newest = max(self._secs)
+        for i, sec in enumerate(self._secs):
+            if sec < newest and not self._sealed[i]:
+                if self._ring[i].count:
+                    self._older.merge(self._ring[i])
+                self._sealed[i] = True
 
     def since_start(self) -> Quantiles:
         merged = DDSketch(RELATIVE_ACCURACY)
-        for sketch in (self._older, *self._ring):
+        for sketch in (self._older, *(r for r, sealed in zip(self._ring, self._sealed,
+                                                             strict=True) if not sealed)):
             if sketch.count:
                 merged.merge(sketch)
-        return _quantiles(merged)
+        return quantiles_of(merged)
 
     def last(self, now_ns: int) -> Quantiles:
         """The samples of the :data:`WINDOW_S` seconds up to ``now_ns`` (its second included)."""
@@ -106,4 +125,4 @@ class LatencySketches:
         for sec, sketch in zip(self._secs, self._ring, strict=True):
             if now - WINDOW_S < sec <= now and sketch.count:
                 merged.merge(sketch)
-        return _quantiles(merged)
+        return quantiles_of(merged)

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from qosinspect import _accel
 from qosinspect.analysis.api import analyze_capture
@@ -203,6 +205,21 @@ def test_slowest_keeps_the_slowest_in_arrival_order() -> None:
     dropped = sum(s.add(lat, i, 0, i * 10) for i, lat in enumerate([5, 9, 1, 7, 8, 2, 6]))
     assert [r[1] for r in s.rows()] == [1, 3, 4]          # latencies 9, 7, 8
     assert dropped + s.excess() == 4
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.integers(0, 20), max_size=80), st.integers(1, 6))
+def test_slowest_is_the_slowest_of_everything_added(latencies: list[int], keep: int) -> None:
+    """With its floor (one quicker than the slowest kept is dropped at once), the rows are
+    the ``keep`` slowest of all that were added, later ones winning ties, in arrival order, and
+    every other one is counted dropped once."""
+    from qosinspect.analysis.diagnoses.core import Slowest
+
+    s = Slowest(keep)
+    dropped = sum(s.add(lat, i, 0, 0) for i, lat in enumerate(latencies))
+    want = sorted(sorted(range(len(latencies)), key=latencies.__getitem__)[-keep:])
+    assert [r[1] for r in s.rows()] == want
+    assert dropped + s.excess() == len(latencies) - len(want)
 
 
 def test_a_segment_sent_again_right_after_a_newer_one_is_a_retransmission(

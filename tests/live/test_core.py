@@ -10,6 +10,8 @@ from typing import Any
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from qosinspect.analysis.api import Analysis, analyze_capture
 from qosinspect.analysis.metrics import STEP_SPANS
@@ -17,7 +19,7 @@ from qosinspect.analysis.options import AnalysisOptions
 from qosinspect.analysis.records import NO_TS
 from qosinspect.capture import iter_events
 from qosinspect.live.core import LiveCore
-from qosinspect.live.latency import RELATIVE_ACCURACY, LatencySketches
+from qosinspect.live.latency import RELATIVE_ACCURACY, WINDOW_S, LatencySketches, quantiles_of
 
 CAPTURES = Path(__file__).resolve().parents[2] / "captures"
 RECONNECT = CAPTURES / "gen-reconnect.pcap"
@@ -186,3 +188,45 @@ def test_snapshot_counts_of_cached_blocks_follow_late_joins() -> None:
             fresh.fold(rows, [s.broker for s in core.corr.sess.by_code], series=False)
         assert core.corr.snapshot().per_qos == fresh.qos_rows()
     assert joined     # late joins did drop cached counts
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.lists(st.tuples(st.integers(0, 40), st.floats(0.001, 5000.0)),
+                         min_size=1, max_size=30), min_size=1, max_size=25))
+def test_sketches_are_one_sketch_of_their_samples(batches: list[list[tuple[int, float]]]
+                                                  ) -> None:
+    """Batches of samples of any seconds (late ones too, as a QoS 2 step ending before the
+    newest): since the start, the quantiles of one DDSketch of every sample; over the last
+    seconds, of the samples of those seconds taken while their slot of the ring held them."""
+    from ddsketch import DDSketch
+
+    def quantiles(values: list[float]) -> tuple[int, float | None, float | None]:
+        ref = DDSketch(RELATIVE_ACCURACY)
+        for v in values:
+            ref.add(v)
+        q = quantiles_of(ref)
+        return (q.n, q.p50, q.p99)
+
+    s = LatencySketches()
+    every: list[float] = []
+    slot_sec = [-1] * WINDOW_S
+    kept: dict[int, list[float]] = {}
+    for batch in batches:
+        ts = np.array([sec * 10**9 + 1 for sec, _ in batch], dtype=np.int64)
+        s.add_many(ts, np.array([v for _, v in batch]))
+        for sec in sorted({sec for sec, _ in batch}):
+            values = [v for t, v in batch if t == sec]
+            every += values
+            i = sec % WINDOW_S
+            if slot_sec[i] > sec:
+                continue
+            if slot_sec[i] < sec:
+                kept.pop(slot_sec[i], None)
+                slot_sec[i] = sec
+            kept.setdefault(sec, []).extend(values)
+        q = s.since_start()
+        assert (q.n, q.p50, q.p99) == quantiles(every)
+        for now in range(0, 52, 3):
+            window = [v for sec, vs in kept.items() if now - WINDOW_S < sec <= now for v in vs]
+            q = s.last(now * 10**9)
+            assert (q.n, q.p50, q.p99) == quantiles(window), now
