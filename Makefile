@@ -9,7 +9,8 @@ STAMP := $(VENV)/.installed-stamp
 # setup.py builds the optional C accelerator (qosinspect/_csrc) and compiles the analysis with
 # mypyc (the modules below): a change to any of them reinstalls (rebuilds), so the compiled
 # modules never lag behind their source.
-MYPYC_SOURCES := qosinspect/mqtt/transitions.py $(wildcard qosinspect/analysis/*.py)
+MYPYC_SOURCES := qosinspect/mqtt/transitions.py $(wildcard qosinspect/analysis/*.py) \
+                 $(wildcard qosinspect/analysis/diagnoses/*.py)
 $(STAMP): pyproject.toml setup.py $(wildcard qosinspect/_csrc/*.c qosinspect/_csrc/*.h) $(MYPYC_SOURCES)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip

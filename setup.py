@@ -43,6 +43,9 @@ COMPILED = [
     "qosinspect/analysis/exchanges.py",
     "qosinspect/analysis/sessions.py",
     "qosinspect/analysis/correlate.py",
+    "qosinspect/analysis/diagnoses/facts.py",
+    "qosinspect/analysis/diagnoses/delivery.py",
+    "qosinspect/analysis/diagnoses/core.py",
 ]
 #: The mypyc group: its shared library is qosinspect/analysis__mypyc (inside the package).
 GROUP = "qosinspect.analysis"

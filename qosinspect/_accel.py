@@ -52,6 +52,9 @@ COMPILED = (
     "qosinspect.analysis.exchanges",
     "qosinspect.analysis.sessions",
     "qosinspect.analysis.correlate",
+    "qosinspect.analysis.diagnoses.facts",
+    "qosinspect.analysis.diagnoses.delivery",
+    "qosinspect.analysis.diagnoses.core",
 )
 _PURE = os.environ.get("QOSINSPECT_PURE", "") not in ("", "0")
 
