@@ -71,7 +71,7 @@ from .aggregate import Aggregate
 from .connlist import ConnBrokers, ConnectionList
 from .deliveries import DeliveryMatcher
 from .diagnoses import Diagnoser, DiagnosisResult
-from .diagnoses.core import MAX_CANDIDATES, REPORT_HELD
+from .diagnoses.core import MAX_CANDIDATES
 from .diagnoses.delivery import OPEN_COUNTED, conn_at, offline_gap
 from .exchanges import ABANDONED, OPEN_AT_END, ExchangeTracker
 from .logs import DIRECTION_NAMES, AnomalyLog, EvidenceLog, PacketLog
@@ -267,7 +267,7 @@ class Correlator:
                 self.matcher.store.spill_to(sink, "deliveries")
         #: Says why exchanges and reconnections were slow (None: ``diagnose=False``).
         self.diag = (Diagnoser(o.diagnose_floor_ns, o.diagnose_percentile,
-                               held_cap=MAX_CANDIDATES if o.detail else REPORT_HELD)
+                               whole_cap=MAX_CANDIDATES if o.detail else o.max_verdicts)
                      if o.diagnose else None)
         self.ex.diagnoser = self.diag
         if self.diag is not None:

@@ -59,6 +59,12 @@ class AnalysisOptions:
       the count bound (:data:`JOINABLE_NS`, 300 s; 0: no bound in time): a watch runs for days,
       and ``report`` takes the same bound so both give the same answers (:mod:`.exchanges`,
       docs/watch.md).
+    - ``max_verdicts``: the diagnoses' verdicts of each kind (on exchanges, on held copies,
+      on copies never delivered) a report (``detail=False``) keeps whole; past it each is
+      counted under its cause with the latency it explains, the worst kept as examples, so the
+      report says what keeping them all would say in memory that stops growing (a verdict
+      whole is about 0.7 kB; :mod:`.diagnoses.core`). A detail analysis keeps 100,000 (the
+      tables name each one's cause).
     - ``exact_percentiles_up_to``: latency values a series keeps exactly; past it the series
       is a DDSketch of relative accuracy ``sketch_relative_accuracy`` (:mod:`.aggregate`).
     - ``same_broker``: groups of server endpoints (``host:port``) that are one broker, e.g. a
@@ -83,6 +89,7 @@ class AnalysisOptions:
     session_idle_timeout_ns: int = 3600 * 10**9
     max_joinable_finished: int = 131_072
     joinable_ns: int = JOINABLE_NS
+    max_verdicts: int = 4_096
     exact_percentiles_up_to: int = 65_536
     sketch_relative_accuracy: float = 0.01
 

@@ -91,7 +91,7 @@ def test_a_copy_queued_while_offline_is_an_offline_flush() -> None:
 def test_every_copy_never_delivered_gets_a_cause() -> None:
     checks = DeliveryChecks(100)
     for ref, reason in enumerate((2, 3, 1, 1)):
-        checks.add_lost(Lost(ref, 10 + ref, 0, 1, 5 if ref == 2 else 6, 100 * MS, reason))
+        checks.add_lost(Lost(ref, 10 + ref, 0, 1, 5 if ref == 2 else 6, 100 * MS, reason), {})
     window = ConnFacts("10.0.0.1:1")
     window.windows = (ZeroWindow(0, 90 * MS, 17, 120 * MS, 18),)
     found = checks.finish({5: window})
@@ -106,13 +106,44 @@ def test_the_caps_count_what_they_leave_out() -> None:
     checks = DeliveryChecks(2)
     for i in range(3):
         checks.add_held(_held(i))
-        checks.add_lost(Lost(i, i, 0, 1, 1, 0, 2))
+        checks.add_lost(Lost(i, i, 0, 1, 1, 0, 2), {})
     assert len(checks.held) == len(checks.lost) == 2
     # a held copy past the cap is counted under its verdict's key (it is the key's example);
-    # a lost one is dropped
+    # so is a lost one, under its cause, named as it comes
     (over,) = checks.over.values()
     assert over.n == 0 and [h.ex_id for h in over.worst] == [2] and not over.ids
-    assert checks.dropped == 1 and checks.n_lost == 3
+    ((worst, n),) = checks.lost_over.values()
+    assert n == 0 and [d.ref for d in worst] == [2] and worst[0].cause == "subscriber_offline"
+    assert checks.dropped == 0 and checks.n_lost == 3
+
+
+def test_lost_copies_past_the_cap_are_counted_as_if_kept() -> None:
+    """Copies never delivered past the cap are named as they come and counted under their
+    cause, the earliest kept as examples: the report's counts and examples are those of
+    keeping every one (caps 100,000, 5 and 0)."""
+    from qosinspect.analysis.diagnoses.core import DiagnosisResult
+    from qosinspect.analysis.diagnoses.report import diagnoses_report
+
+    window = ConnFacts("10.0.0.1:1")
+    window.windows = (ZeroWindow(0, 90 * MS, 17, 120 * MS, 18),)
+    conns = {5: window}
+    lost = [Lost(i, 100 + i, 0, 1, 5 if i % 3 else 6, (80 + i % 50) * MS, (1, 2, 3)[i % 4 % 3])
+            for i in range(40)]
+    reports = []
+    for cap in (100_000, 5, 0):
+        checks = DeliveryChecks(cap)
+        for x in lost:
+            checks.add_lost(x, conns)
+        result = DiagnosisResult()
+        result.diagnoses = checks.finish(conns)
+        result.counted_deliveries = checks.counted_lost
+        reports.append(diagnoses_report(result, 0))
+        assert len(result.diagnoses) == min(cap, 40) + (0 if cap > 40 else
+                                                           sum(min(3, len(v[0]))
+                                                               for v in checks.lost_over.values()))
+    assert reports[0] == reports[1] == reports[2]
+    assert {r["cause"] for r in reports[0]} == {"zero_window", "no_known_cause",
+                                                "subscriber_offline", "connection_lost"}
 
 
 def test_offline_gap_and_the_connection_at_a_time() -> None:

@@ -12,8 +12,15 @@ link in general).
 Why it works as exchanges finish: the report may fold finished exchanges into aggregates and
 release their rows, and the TCP facts around an exchange are kept in short rings
 (:mod:`.facts`). So each exchange is diagnosed when it ends, while its facts are there, and
-only the candidates over the floor are kept: the verdicts (at most ``max_candidates``) and the
-slowest ``MAX_UNEXPLAINED`` of those no cause explains (the rest are counted in ``dropped``). An
+only the candidates over the floor are kept: the verdicts and the slowest ``MAX_UNEXPLAINED`` of
+those no cause explains (the rest are counted in ``dropped``). Of the verdicts of each kind (on
+exchanges, on copies never delivered, on held copies: :mod:`.delivery`) at most ``whole_cap``
+are kept whole (a detail analysis: ``max_candidates``, and the exchange checks stop there; a
+report: a few thousand, ``AnalysisOptions.max_verdicts``); past it each is counted under its
+cause with the latency it explains and the worst kept as examples (:class:`Counted`), so a
+report's counts, latency explained and examples are those of keeping every verdict, in memory
+that does not grow with the capture (a verdict whole is about 0.7 kB with its sentences: the
+cap of 100,000 was 70 MB). An
 exchange that began after the last fact of its connection skips the checks. The percentile is
 known only at the end: the exchange tracker counts the latency of every completed exchange in a
 log-scale histogram (:class:`~..state.LatencyHistogram`, 12 % buckets) and hands only the
@@ -33,8 +40,8 @@ from ...events import ConnectionClosed, TcpEvidence
 from ..records import NO_TS, OUTCOMES, STEPS, Connection, Reconnect
 from ..state import LatencyHistogram, OpenExchange
 from . import keepalive
-from .delivery import DeliveryChecks, Held, Lost, after_ack
-from .evidence import NO_KNOWN_CAUSE, Diagnosis, ExchangeFacts, ms
+from .delivery import MAX_OVER_IDS, DeliveryChecks, Held, Lost, after_ack
+from .evidence import EXAMPLES, NO_KNOWN_CAUSE, Diagnosis, ExchangeFacts, example_key, ms
 from .facts import Facts
 from .registry import EXCHANGE_CHECKS
 
@@ -44,10 +51,6 @@ __all__ = ["DEFAULT_FLOOR_NS", "DEFAULT_PERCENTILE", "Diagnoser", "DiagnosisResu
 DEFAULT_FLOOR_NS = 10_000_000
 DEFAULT_PERCENTILE = 99.0
 MAX_CANDIDATES = 100_000
-#: Held copies kept whole by a report (``detail=False``): its examples come from them and the
-#: rest are counted per verdict (:class:`~.delivery.DeliveryChecks`), so the report stays
-#: small and its counts exact however many copies a broker held.
-REPORT_HELD = 4_096
 #: Unexplained exchanges over the floor kept (the slowest): enough for the p99 of 1,000,000.
 MAX_UNEXPLAINED = 10_000
 #: Steps and who sends each, relative to the PUBLISH's sender (0 the same side, 1 the other).
@@ -103,6 +106,56 @@ class Slowest:
         return max(0, self.n - self.keep)
 
 
+class Counted:
+    """The verdicts of one cause past the cap: how many and the latency they explain, and the
+    ``EXAMPLES`` worst of them kept whole (in the order of :func:`example_key`, so the report's
+    examples are those of keeping every verdict)."""
+
+    __slots__ = ("n", "ns", "worst")
+
+    def __init__(self) -> None:
+        self.worst: list[Diagnosis] = []
+        self.n = 0
+        self.ns = 0
+
+    def add(self, d: Diagnosis) -> None:
+        worst = self.worst
+        if len(worst) < EXAMPLES:
+            worst.append(d)
+            return
+        i = max(range(len(worst)), key=lambda k: example_key(worst[k]))
+        if example_key(d) < example_key(worst[i]):
+            d, worst[i] = worst[i], d
+        self.n += 1
+        self.ns += d.latency_ns
+
+
+class Named:
+    """The exchanges a verdict named (a held copy's handshake explained on the wire is not
+    explained again): a set of those kept whole, and the sorted numbers of those counted past
+    the cap (8 bytes each, looked up by bisection)."""
+
+    def __init__(self, whole: set[int], counted: array[int]) -> None:
+        import numpy as np
+
+        self.whole = whole
+        self.counted = np.sort(np.frombuffer(counted, dtype=np.int64)) if len(counted) else None
+
+    def __contains__(self, ex_id: int) -> bool:
+        if ex_id in self.whole:
+            return True
+        counted = self.counted
+        if counted is None:
+            return False
+        import numpy as np
+
+        i = int(np.searchsorted(counted, ex_id))
+        return i < len(counted) and int(counted[i]) == ex_id
+
+    def add(self, ex_id: int) -> None:
+        self.whole.add(ex_id)
+
+
 class WireSample:
     """Times on the wire of one QoS: every one up to ``cap``, then a uniform reservoir
     (Vitter's algorithm R, seeded: the same capture gives the same figures)."""
@@ -143,9 +196,11 @@ class DiagnosisResult:
     threshold_ns: int = 0
     dropped: int = 0
     wire: dict[int, WireSample] = field(default_factory=dict)
-    #: By cause, verdicts on held copies counted but not kept whole (past the cap): how many
-    #: exchanges and the latency they explain (ns). The report adds them to its counts.
+    #: By cause, verdicts on exchanges and held copies counted but not kept whole (past the
+    #: cap): how many exchanges and the latency they explain (ns); and verdicts on copies never
+    #: delivered counted so. The report adds them to its counts.
     counted: dict[str, tuple[int, int]] = field(default_factory=dict)
+    counted_deliveries: dict[str, int] = field(default_factory=dict)
 
     def by_cause(self) -> dict[str, list[Diagnosis]]:
         out: dict[str, list[Diagnosis]] = {}
@@ -160,10 +215,16 @@ class Diagnoser:
     def __init__(self, floor_ns: int = DEFAULT_FLOOR_NS,
                  percentile: float = DEFAULT_PERCENTILE,
                  max_candidates: int = MAX_CANDIDATES,
-                 held_cap: int = MAX_CANDIDATES) -> None:
+                 whole_cap: int = MAX_CANDIDATES) -> None:
         self.floor_ns = floor_ns
         self.percentile = percentile
         self.max_candidates = max_candidates
+        #: Verdicts of each kind kept whole (see the module docstring), and by cause those
+        #: of the exchange checks counted past it, with their exchange numbers (at most
+        #: ``MAX_OVER_IDS``).
+        self.whole_cap = whole_cap
+        self.found_over: dict[str, Counted] = {}
+        self.found_ids: array[int] = array("q")
         self.facts = Facts()
         #: Every completed exchange's latency, counted by the exchange tracker (which calls
         #: :meth:`exchange` only for the candidates): the percentile's source.
@@ -179,7 +240,7 @@ class Diagnoser:
         self.wire: dict[int, WireSample] = {}
         #: Held and lost copies (:mod:`.delivery`), and each session's last PUBACK/PUBCOMP to
         #: the broker (time, frame): what freed a slot of its inflight window.
-        self.deliveries = DeliveryChecks(held_cap, max_candidates)
+        self.deliveries = DeliveryChecks(whole_cap)
         self.acks: dict[int, tuple[int, int]] = {}
 
     # -- fed during the pass -----------------------------------------------------------------
@@ -264,7 +325,8 @@ class Diagnoser:
              reason: int) -> None:
         """An expected copy that never came (``reason``: the subscriber's presence)."""
         d = self.deliveries
-        d.add_lost(Lost(d.n_lost, pub_ex_id, qos, session, conn_id, pub_ts, reason))
+        d.add_lost(Lost(d.n_lost, pub_ex_id, qos, session, conn_id, pub_ts, reason),
+                   self.facts.conns)
 
     def exchange(self, ex: OpenExchange) -> None:
         """A QoS 1/2 exchange ended: one that did not complete, or completed over the floor or
@@ -291,7 +353,8 @@ class Diagnoser:
             if latency >= self.floor_ns:
                 self._unexplained(latency, ex.ex_id, ex.conn_id, start)
             return
-        if len(self.found) >= self.max_candidates:
+        counting = len(self.found) >= self.whole_cap
+        if counting and self.whole_cap >= self.max_candidates:
             self.dropped += 1
             return
         d = ex.direction
@@ -304,10 +367,22 @@ class Diagnoser:
         for check in EXCHANGE_CHECKS:
             found = check(fx, facts, self.floor_ns)
             if found is not None:
-                self.found.append(found)
+                if counting:
+                    self._count(found)
+                else:
+                    self.found.append(found)
                 return
         if latency >= self.floor_ns:
             self._unexplained(latency, ex.ex_id, ex.conn_id, start)
+
+    def _count(self, d: Diagnosis) -> None:
+        """A verdict of the exchange checks past the cap: counted under its cause."""
+        over = self.found_over.get(d.cause)
+        if over is None:
+            over = self.found_over[d.cause] = Counted()
+        over.add(d)
+        if len(self.found_ids) < MAX_OVER_IDS:
+            self.found_ids.append(d.ref)
 
     def _unexplained(self, latency: int, ex_id: int, conn_id: int, start: int) -> None:
         self.dropped += self.unexplained.add(latency, ex_id, conn_id, start)
@@ -336,13 +411,21 @@ class Diagnoser:
                               threshold_ns=threshold,
                               dropped=self.dropped + self.unexplained.excess(), wire=self.wire)
         out.diagnoses.extend(self.found)
+        counted: dict[str, tuple[int, int]] = {}
+        for cause, over in self.found_over.items():
+            out.diagnoses.extend(over.worst)
+            counted[cause] = (over.n, over.ns)
         # a held copy's handshake may be slow too: what the wire shows of it comes first
-        named = {d.ref for d in self.found}
+        named = Named({d.ref for d in out.diagnoses}, self.found_ids)
         unexplained = self.unexplained.rows()
         out.diagnoses.extend(self.deliveries.finish(self.facts.conns, named,
                                                     asked={row[1] for row in unexplained}))
         out.dropped += self.deliveries.dropped
-        out.counted = self.deliveries.counted
+        for cause, (n, ns) in self.deliveries.counted.items():
+            had_n, had_ns = counted.get(cause, (0, 0))
+            counted[cause] = (had_n + n, had_ns + ns)
+        out.counted = counted
+        out.counted_deliveries = self.deliveries.counted_lost
         for latency, ex_id, conn_id, start in unexplained:
             if latency > threshold and ex_id not in named:
                 out.diagnoses.append(Diagnosis(

@@ -34,9 +34,10 @@ from array import array
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from ..records import NO_TS
-from .evidence import NO_KNOWN_CAUSE, Diagnosis, ms
+from .evidence import EXAMPLES, NO_KNOWN_CAUSE, Diagnosis, example_key, ms
 from .facts import ConnFacts
 
 __all__ = ["CONNECTION_LOST", "OFFLINE_QUEUE_FLUSH", "OPEN_COUNTED", "RECEIVE_MAXIMUM",
@@ -178,17 +179,31 @@ class _Over:
 _FLUSH, _AT_LIMIT, _PACED = range(3)
 
 
+class NamedSet(Protocol):
+    """The exchanges already named (:class:`~.core.Named`, or a plain set)."""
+
+    def __contains__(self, ex_id: int) -> bool: ...
+
+    def add(self, ex_id: int) -> None: ...
+
+
 class DeliveryChecks:
     """Collects held and lost copies and names their causes at the end. At most ``cap``
     held copies are kept whole; past it each is counted (and its wait summed) under its
     verdict's key, with the slowest kept as the key's example, so the counts and the latency
     explained stay exact in bounded memory whatever the capture's length (a report keeps few
-    whole, a detail analysis many: the exchanges' ``cause`` column names those). Lost copies
-    past ``lost_cap`` are counted in ``dropped``."""
+    whole, a detail analysis many: the exchanges' ``cause`` column names those). So are the
+    copies never delivered: ``lost_cap`` kept whole and named at the end, the others named as
+    they come (the subscriber's connection facts are there then: the end would only have
+    fewer of them) and counted under their cause, with the earliest kept as examples."""
 
     def __init__(self, cap: int, lost_cap: int | None = None) -> None:
         self.cap = cap
         self.lost_cap = cap if lost_cap is None else lost_cap
+        #: By cause, the copies never delivered past ``lost_cap``: how many, and the examples
+        #: (the report's order, :func:`~.evidence.example_key`).
+        self.lost_over: dict[str, tuple[list[Diagnosis], int]] = {}
+        self.counted_lost: dict[str, int] = {}
         #: Late copies to a connected subscriber, per session (those right after one of its
         #: acknowledgements are counted in ``paced`` too).
         self.late: Counter[int] = Counter()
@@ -231,12 +246,21 @@ class DeliveryChecks:
             over.add(h, self.n_over_ids < MAX_OVER_IDS)
             self.n_over_ids += 1
 
-    def add_lost(self, lost: Lost) -> None:
+    def add_lost(self, lost: Lost, conns: dict[int, ConnFacts]) -> None:
         self.n_lost += 1
         if len(self.lost) < self.lost_cap:
             self.lost.append(lost)
+            return
+        d = _lost(lost, conns.get(lost.conn_id))
+        worst, n = self.lost_over.get(d.cause, ([], 0))
+        if len(worst) < EXAMPLES:
+            worst.append(d)
         else:
-            self.dropped += 1
+            i = max(range(len(worst)), key=lambda k: example_key(worst[k]))
+            if example_key(d) < example_key(worst[i]):
+                worst[i] = d
+            n += 1
+        self.lost_over[d.cause] = (worst, n)
 
     def _is_paced(self, session: int) -> bool:
         """Whether a session's late copies were paced by its acknowledgements (an inflight
@@ -255,7 +279,7 @@ class DeliveryChecks:
                    "right after an acknowledgement")
         return None
 
-    def finish(self, conns: dict[int, ConnFacts], named: set[int] | None = None,
+    def finish(self, conns: dict[int, ConnFacts], named: NamedSet | None = None,
                asked: set[int] | None = None) -> list[Diagnosis]:
         """Every verdict kept whole and :attr:`counted` the rest. A held copy whose exchange
         is in ``named`` (the exchange checks found a cause on the wire: it comes first) gets
@@ -293,6 +317,9 @@ class DeliveryChecks:
             d = _lost(lost, conns.get(lost.conn_id))
             self.lost_causes[(lost.pub_ex_id, lost.session)] = d.cause
             out.append(d)
+        for cause, (worst, n) in self.lost_over.items():
+            out.extend(worst)
+            self.counted_lost[cause] = n
         return out
 
 

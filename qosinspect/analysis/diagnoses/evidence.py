@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["CAUSES", "NO_KNOWN_CAUSE", "Diagnosis", "ExchangeFacts", "ms"]
+__all__ = ["CAUSES", "EXAMPLES", "NO_KNOWN_CAUSE", "Diagnosis", "ExchangeFacts", "example_key",
+           "ms"]
 
 #: The stable identifiers of the causes, in the order the report lists them: of slow exchanges
 #: (the wire's, then the delivery level's), of reconnections, of copies never delivered.
@@ -65,3 +66,12 @@ class Diagnosis:
     frames: tuple[int, ...]
     sentence: str
     advice: str
+
+
+#: Examples a report gives per cause.
+EXAMPLES = 3
+
+
+def example_key(d: Diagnosis) -> tuple[int, int, int]:
+    """The order of a cause's examples in the report: the slowest first, then the earliest."""
+    return (-d.latency_ns, d.ts_ns, d.ref)

@@ -11,12 +11,10 @@ from __future__ import annotations
 from typing import Any
 
 from .core import DiagnosisResult
-from .evidence import CAUSES, NO_KNOWN_CAUSE, Diagnosis
+from .evidence import CAUSES, EXAMPLES, NO_KNOWN_CAUSE, Diagnosis, example_key
 
 __all__ = ["EXAMPLES", "diagnoses_report", "ladder_command", "wire_report"]
 
-#: Examples given per cause.
-EXAMPLES = 3
 _ORDER = {c: i for i, c in enumerate((*CAUSES, NO_KNOWN_CAUSE))}
 
 
@@ -37,13 +35,14 @@ def diagnoses_report(result: DiagnosisResult | None, t_first: int | None
         return []
     out = []
     for cause, found in sorted(result.by_cause().items(), key=lambda kv: _ORDER.get(kv[0], 99)):
-        worst = sorted(found, key=lambda d: (-d.latency_ns, d.ts_ns, d.ref))[:EXAMPLES]
+        worst = sorted(found, key=example_key)[:EXAMPLES]
         more, more_ns = result.counted.get(cause, (0, 0))   # counted past the cap
         out.append({
             "cause": cause,
             "exchanges": more + sum(1 for d in found if d.subject == "exchange"),
             "reconnects": sum(1 for d in found if d.subject == "reconnect"),
-            "deliveries": sum(1 for d in found if d.subject == "delivery"),
+            "deliveries": result.counted_deliveries.get(cause, 0)
+            + sum(1 for d in found if d.subject == "delivery"),
             "latency_explained_ms": round((more_ns + sum(d.latency_ns for d in found)) / 1e6,
                                           3),
             "examples": [{
