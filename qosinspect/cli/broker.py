@@ -222,7 +222,9 @@ def _tap_watch(stack: contextlib.ExitStack, stall_ms: int, metrics: tuple[str, i
     from ..live.app import fan_out, open_outputs, say
     from ..live.core import LiveCore
     from ..live.tap import TapFrames, TapWatch
+    from .heap import steady_heap
 
+    steady_heap()       # as watch: a broker's watch runs for days
     sinks, on_latency, url = open_outputs(stack, sys.stdout, metrics=metrics, warn=say)
     emit = fan_out(sinks, url)
     tap = TapWatch(LiveCore(stall_ms=stall_ms, on_latency=on_latency,

@@ -111,12 +111,14 @@ def watch(source: str | None, follow: str | None, interface: str | None, tool: s
     from ..live.app import run_watch
     from ..live.sources import InterfaceSource, PacketSource, StreamSource
     from ..report.text import write_report
+    from .heap import steady_heap
 
     given = [x for x in (source, follow, interface) if x is not None]
     if len(given) != 1:
         raise click.UsageError("give one source: SOURCE ('-' for standard input), --follow "
                                "FILE or --interface IFACE")
     listen = parse_metrics(metrics)
+    steady_heap()       # a watch runs for days: its memory must not grow with them
     options: dict[str, Any] = {"ports": ports, "detect_any_port": not no_detect,
                                "mqtt_version": MQTT_VERSIONS[mqtt_version], "write": write}
     if fmt is None:
