@@ -682,24 +682,25 @@ class Correlator:
         """Where the analysis stands (:class:`~.snapshot.Snapshot`): counters of what finished
         so far (folded or not yet) and the handshakes open, without changing anything; with
         ``clients``, a row per session too."""
+        # Counts kept as exchanges open and end: a snapshot walks no session (a watch sees new
+        # client ids for days), but for the per-client rows, asked for and bounded by labels.
         so_far = self.aggregate.copy(series=False)
-        self.ex.count_unfolded(so_far, [s.broker for s in self.sess.by_code])
+        self.ex.count_unfolded(so_far, [s.broker for s in self.sess.by_code]
+                               if self.ex.detail else [])
         names = list(self.sess.brokers)
         open_by_broker = [{0: 0, 1: 0, 2: 0} for _ in names]
         open_by_qos = {0: 0, 1: 0, 2: 0}
+        for slot, n in self.ex.open_counts.items():
+            broker, qos = divmod(slot, 3)
+            open_by_qos[qos] += n
+            if 0 <= broker < len(names):
+                open_by_broker[broker][qos] += n
         rows: list[tuple[str, int, int, int, int, int]] = []
-        for s in self.sess.by_code:
-            open1 = 0
-            for ex in s.open.values():
-                open_by_qos[ex.qos] += 1
-                if ex.qos == 1:
-                    open1 += 1
-                if 0 <= s.broker < len(names):
-                    open_by_broker[s.broker][ex.qos] += 1
-            if clients:
-                rec = s.rec
-                rows.append((rec.client_id if rec.client_id else s.key, rec.n_exchanges_c2b,
-                             rec.n_exchanges_b2c, open1, len(s.open) - open1, rec.n_resends))
+        for s in self.sess.by_code if clients else ():
+            open1 = sum(1 for ex in s.open.values() if ex.qos == 1)
+            rec = s.rec
+            rows.append((rec.client_id if rec.client_id else s.key, rec.n_exchanges_c2b,
+                         rec.n_exchanges_b2c, open1, len(s.open) - open1, rec.n_resends))
         conns = self.sess.conns
         return Snapshot(
             per_qos=so_far.qos_rows(), open_by_qos=open_by_qos, brokers=names,
@@ -715,13 +716,17 @@ class Correlator:
         """The QoS 1/2 exchanges still open whose first PUBLISH came before
         ``published_before`` (ns): the stalled ones, for a live view."""
         out = []
-        for s in self.sess.by_code:
+        for s in sorted(self.ex.busy.values(), key=_session_code):
             for ex in s.open.values():
                 if ex.t_publish != NO_TS and ex.t_publish < published_before:
                     out.append(OpenHandshake(ex.ex_id, s.key, s.rec.client_id, ex.conn_id,
                                              _DIRS[ex.direction], ex.qos, ex.packet_id,
                                              _STEP_NAMES[ex.last_step], ex.t_publish))
         return out
+
+
+def _session_code(s: SessionState) -> int:
+    return s.code
 
 
 def correlate(events: Iterable[Event], options: AnalysisOptions | None = None

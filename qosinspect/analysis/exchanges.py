@@ -175,6 +175,11 @@ class ExchangeTracker:
         #: Exchanges no longer followed (outcome ``evicted``): past a cap, or on a connection
         #: the decoder stopped following.
         self.n_evicted = 0
+        #: The sessions with an exchange open, by code, and the exchanges open by broker code
+        #: and QoS (``broker * 3 + qos``): what a live snapshot and its stalls read, without
+        #: walking every session seen (a watch sees new client ids for days).
+        self.busy: dict[int, SessionState] = {}
+        self.open_counts: dict[int, int] = {}
         #: Every session by code (the session tracker's list, shared): the total cap looks
         #: through them for the oldest open exchanges.
         self.sessions: list[SessionState] = []
@@ -261,6 +266,10 @@ class ExchangeTracker:
         ex.wire_publish = wire
         s.open[key] = ex
         self.n_open_total += 1
+        if len(s.open) == 1:
+            self.busy[s.code] = s
+        slot = s.broker * 3 + qos
+        self.open_counts[slot] = self.open_counts.get(slot, 0) + 1
         if d == C2B:
             s.rec.n_exchanges_c2b += 1
         else:
@@ -475,6 +484,9 @@ class ExchangeTracker:
         key = ex.key
         del s.open[key]
         self.n_open_total -= 1
+        if not s.open:
+            del self.busy[s.code]
+        self.open_counts[s.broker * 3 + ex.qos] -= 1
         seq = self.n_finished
         window = self.window
         block = self.block

@@ -230,3 +230,28 @@ def test_sketches_are_one_sketch_of_their_samples(batches: list[list[tuple[int, 
             window = [v for sec, vs in kept.items() if now - WINDOW_S < sec <= now for v in vs]
             q = s.last(now * 10**9)
             assert (q.n, q.p50, q.p99) == quantiles(window), now
+
+
+@pytest.mark.parametrize("name,ports", [("gen-reconnect.pcap", (1883, 1884)),
+                                        ("gen-stalled-acks.pcap", (1883,)),
+                                        ("two-brokers.pcap", (41131, 55931))])
+def test_open_counts_kept_as_they_change_are_a_walk_of_the_sessions(
+        name: str, ports: tuple[int, ...]) -> None:
+    """A snapshot reads the open handshakes from counts the exchange tracker keeps as
+    exchanges open and end (and the stalls from the sessions with one open), not from a walk
+    of every session seen: after every event they equal that walk."""
+    from qosinspect.analysis.correlate import Correlator
+    from qosinspect.live.core import report_options
+
+    corr = Correlator(report_options())
+    seen_open = 0
+    for ev in iter_events(CAPTURES / name, ports=ports):
+        corr.feed(ev)
+        walk: dict[int, int] = {}
+        for s in corr.sess.by_code:
+            for ex in s.open.values():
+                walk[s.broker * 3 + ex.qos] = walk.get(s.broker * 3 + ex.qos, 0) + 1
+        assert {k: v for k, v in corr.ex.open_counts.items() if v} == walk
+        assert sorted(corr.ex.busy) == [s.code for s in corr.sess.by_code if s.open]
+        seen_open = max(seen_open, sum(walk.values()))
+    assert seen_open > 0
