@@ -150,6 +150,32 @@ def test_grafana_dashboard_uses_exported_metrics() -> None:
     assert scrape["scrape_configs"][0]["static_configs"][0]["targets"] == ["127.0.0.1:9108"]
 
 
+def _tap_run(proc: subprocess.Popen[bytes], tmp_path: Path, scenario: str, broker_port: int,
+             front: int) -> tuple[dict[str, Any], dict[str, Any], dict[Any, float], str]:
+    """A ``broker --watch --metrics`` process (``proc``) through a 2-second run of the
+    generator's ``scenario``: its ``start`` line, a snapshot taken after the run (the tap ticks
+    every second of its clock), /metrics scraped then, and its stderr once it stopped."""
+    try:
+        start = _line(proc)
+        subprocess.run([QOSINSPECT, "generate", scenario, "--duration", "2", "--broker",
+                        f"127.0.0.1:{broker_port}", "--port", str(front), "--truth",
+                        str(tmp_path / "truth.json"), "-q"],
+                       check=True, timeout=120, capture_output=True)
+        done = time.time_ns()   # the tap's clock
+        snap: dict[str, Any] = {}
+        while not snap:
+            item = _line(proc)
+            if item["type"] == "snapshot" and item["ts_ns"] > done + 1_200_000_000:
+                snap = item
+        m = scrape(start["metrics"])
+        proc.terminate()
+        assert proc.wait(60) == 0, proc.stderr.read().decode() if proc.stderr else ""
+        err = proc.stderr.read().decode() if proc.stderr else ""
+    finally:
+        stop_process(proc)
+    return start, snap, m, err
+
+
 def test_broker_watch_serves_metrics(tmp_path: Path) -> None:
     """``broker --watch --metrics``: the tap's figures scraped over HTTP while the broker runs
     equal its last snapshot, and the report it writes when it stops."""
@@ -158,25 +184,9 @@ def test_broker_watch_serves_metrics(tmp_path: Path) -> None:
         [QOSINSPECT, "broker", "--port", str(broker_port), "--allow-anonymous", "--watch",
          "--metrics", f"127.0.0.1:{metrics_port}", "--watch-report", str(tmp_path / "r.json"),
          "--report-format", "json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    try:
-        start = _line(proc)
-        assert start == {"type": "start", "source": "broker tap",
-                         "metrics": f"http://127.0.0.1:{metrics_port}/metrics"}
-        subprocess.run([QOSINSPECT, "generate", "seed-qos1", "--duration", "2", "--broker",
-                        f"127.0.0.1:{broker_port}", "--port", str(front), "--truth",
-                        str(tmp_path / "truth.json"), "-q"],
-                       check=True, timeout=120, capture_output=True)
-        done = time.time_ns()   # the tap's clock
-        snap: dict[str, Any] = {}
-        while not snap:     # a snapshot taken after the run (the tap ticks every second)
-            item = _line(proc)
-            if item["type"] == "snapshot" and item["ts_ns"] > done + 1_200_000_000:
-                snap = item
-        m = scrape(start["metrics"])
-        proc.terminate()
-        assert proc.wait(60) == 0, proc.stderr.read().decode() if proc.stderr else ""
-    finally:
-        stop_process(proc)
+    start, snap, m, _ = _tap_run(proc, tmp_path, "seed-qos1", broker_port, front)
+    assert start == {"type": "start", "source": "broker tap",
+                     "metrics": f"http://127.0.0.1:{metrics_port}/metrics"}
     report = json.loads((tmp_path / "r.json").read_text())
     qos1 = (("broker", f"127.0.0.1:{broker_port}"), ("qos", "1"))
     row = next(r for r in snap["per_qos"] if r["qos"] == 1)
@@ -243,6 +253,25 @@ def test_counters_by_broker(monkeypatch: Any) -> None:
             m[("qosinspect_publishes_total", (("broker", names[1]), ("qos", q)))]
 
 
+def _client_counters(flows: list[dict[str, Any]], labelled: set[str | None]
+                     ) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """The per-client counters /metrics must serve, from the rows of ``qosinspect flows``: a
+    client of ``labelled`` under its own id, the others under ``other``."""
+    want: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
+    for f in flows:
+        label = f["client_id"] if f["client_id"] in labelled else "other"
+        key = ("qosinspect_client_exchanges_total",
+               (("client_id", label), ("direction", f["direction"])))
+        want[key] = want.get(key, 0) + 1
+        if f["qos"] and f["outcome"] in ("complete", "complete_after_reconnect"):
+            key = ("qosinspect_client_completed_total",
+                   (("client_id", label), ("qos", str(f["qos"]))))
+            want[key] = want.get(key, 0) + 1
+        key = ("qosinspect_client_resends_total", (("client_id", label),))
+        want[key] = want.get(key, 0) + f["retransmissions"]
+    return want
+
+
 def test_client_label_counters_are_the_flows_tables(tmp_path: Path) -> None:
     """``--metrics-client-label``: per client, scraped during the run, the exchanges it sent
     and was sent and its completed handshakes equal the flows table's rows of that client; past
@@ -258,18 +287,7 @@ def test_client_label_counters_are_the_flows_tables(tmp_path: Path) -> None:
                              check=True, capture_output=True, timeout=120).stdout.splitlines()
     # the client of the first CONNECT seen keeps its label
     first = next(p["client_id"] for p in map(json.loads, packets) if p["type"] == "CONNECT")
-    want: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
-    for f in flows:
-        label = first if f["client_id"] == first else "other"
-        key = ("qosinspect_client_exchanges_total",
-               (("client_id", label), ("direction", f["direction"])))
-        want[key] = want.get(key, 0) + 1
-        if f["qos"] and f["outcome"] in ("complete", "complete_after_reconnect"):
-            key = ("qosinspect_client_completed_total",
-                   (("client_id", label), ("qos", str(f["qos"]))))
-            want[key] = want.get(key, 0) + 1
-        key = ("qosinspect_client_resends_total", (("client_id", label),))
-        want[key] = want.get(key, 0) + f["retransmissions"]
+    want = _client_counters(flows, {first})
     assert {labels[0][1] for (_, labels) in want} == {first, "other"}
     assert any(name == "qosinspect_client_resends_total" and v for (name, _), v in want.items())
     port = free_port()
@@ -328,24 +346,7 @@ def test_broker_watch_client_label(tmp_path: Path) -> None:
              "--metrics", f"127.0.0.1:{metrics_port}", "--metrics-client-label",
              "--metrics-max-clients", "2", "--watch-report", os.devnull],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        try:
-            start = _line(proc)
-            subprocess.run([QOSINSPECT, "generate", "seed", "--duration", "2", "--broker",
-                            f"127.0.0.1:{broker_port}", "--port", str(front), "--truth",
-                            str(tmp_path / "truth.json"), "-q"],
-                           check=True, timeout=120, capture_output=True)
-            done = time.time_ns()   # the tap's clock
-            snap: dict[str, Any] = {}
-            while not snap:     # a snapshot taken after the run (the tap ticks every second)
-                item = _line(proc)
-                if item["type"] == "snapshot" and item["ts_ns"] > done + 1_200_000_000:
-                    snap = item
-            m = scrape(start["metrics"])
-            proc.terminate()
-            assert proc.wait(60) == 0, proc.stderr.read().decode() if proc.stderr else ""
-            err = proc.stderr.read().decode() if proc.stderr else ""
-        finally:
-            stop_process(proc)
+        _, snap, m, err = _tap_run(proc, tmp_path, "seed", broker_port, front)
     flows = json.loads(subprocess.run(
         [QOSINSPECT, "flows", str(wire), "--format", "json", "-p", str(broker_port)],
         check=True, capture_output=True, timeout=120).stdout)
@@ -354,18 +355,7 @@ def test_broker_watch_client_label(tmp_path: Path) -> None:
     assert len(clients) > 2 and len(labelled) == 3 and labelled[-1] is None
     assert set(labelled[:2]) <= clients
     assert snap["clients"][-1]["clients"] == len(clients) - 2
-    want: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
-    for f in flows:
-        label = f["client_id"] if f["client_id"] in labelled else "other"
-        key = ("qosinspect_client_exchanges_total",
-               (("client_id", label), ("direction", f["direction"])))
-        want[key] = want.get(key, 0) + 1
-        if f["qos"] and f["outcome"] in ("complete", "complete_after_reconnect"):
-            key = ("qosinspect_client_completed_total",
-                   (("client_id", label), ("qos", str(f["qos"]))))
-            want[key] = want.get(key, 0) + 1
-        key = ("qosinspect_client_resends_total", (("client_id", label),))
-        want[key] = want.get(key, 0) + f["retransmissions"]
+    want = _client_counters(flows, set(labelled))
     want = {k: v for k, v in want.items() if v}
     got = {k: v for k, v in m.items() if k[0] in ("qosinspect_client_exchanges_total",
                                                   "qosinspect_client_completed_total",
