@@ -114,7 +114,13 @@ def test_lost_segments_are_diagnosed_as_retransmissions(tmp_path: Path) -> None:
     assert a.result.n_tcp_retransmissions >= DROPS
     (rto,) = [d for d in a.report()["diagnoses"] if d["cause"] == "retransmission_timeout"]
     assert rto["exchanges"] >= len(named)
-    assert "sent a lost segment again at frame" in rto["examples"][0]["evidence"]
+    # each example names the segment sent again by its frame: a retransmission, or a hole
+    # filled later that Wireshark calls out-of-order (which of them is the slowest, and so the
+    # first example, depends on the run: the first wording alone failed one CI run in ~17)
+    for example in rto["examples"]:
+        assert example["frames"], example
+        assert ("sent a lost segment again at frame" in example["evidence"]
+                or "(Wireshark: out-of-order)" in example["evidence"]), example["evidence"]
 
 
 def test_the_forwarder_loses_the_chosen_publish_segments_never_a_retransmission() -> None:
