@@ -120,8 +120,7 @@ class LiveCore:
     def feed(self, ev: Event) -> list[dict[str, Any]]:
         """Take one event; returns what became notable (and a snapshot when one is due)."""
         self.corr.feed(ev)
-        if len(self._ended_times) >= _FOLD_AT * _NT:
-            self._fold_latency()
+        self._fold_if_full()
         return self._moved(ev.ts_ns)
 
     def consume(self, events: Iterator[Event], most: int) -> tuple[list[dict[str, Any]], int]:
@@ -132,8 +131,7 @@ class LiveCore:
         adds no work per packet to what ``report`` does."""
         until = self._next_tick if self._next_tick is not None else _FIRST
         n, newest = self.corr.consume_until(events, until, most if until != _FIRST else 1)
-        if len(self._ended_times) >= _FOLD_AT * _NT:
-            self._fold_latency()
+        self._fold_if_full()
         return (self._moved(newest) if n else []), n
 
     def _moved(self, ts: int) -> list[dict[str, Any]]:
@@ -245,6 +243,12 @@ class LiveCore:
             while len(done) <= s.code:
                 done.append([0, 0, 0])
             done[s.code][ex.qos] += 1
+
+    def _fold_if_full(self) -> None:
+        """Fold the finished exchanges' times once ``_FOLD_AT`` of them wait (bounded between
+        snapshots however many finish)."""
+        if len(self._ended_times) >= _FOLD_AT * _NT:
+            self._fold_latency()
 
     def _fold_latency(self) -> None:
         """The steps of the exchanges finished since the last call, into the sketches (and the

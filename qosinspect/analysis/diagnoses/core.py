@@ -41,7 +41,7 @@ from ..records import NO_TS, OUTCOMES, STEPS, Connection, Reconnect
 from ..state import LatencyHistogram, OpenExchange
 from . import keepalive
 from .delivery import MAX_OVER_IDS, DeliveryChecks, Held, Lost, after_ack
-from .evidence import EXAMPLES, NO_KNOWN_CAUSE, Diagnosis, ExchangeFacts, example_key, ms
+from .evidence import NO_KNOWN_CAUSE, Counted, Diagnosis, ExchangeFacts, ms
 from .facts import Facts
 from .registry import EXCHANGE_CHECKS
 
@@ -104,30 +104,6 @@ class Slowest:
     def excess(self) -> int:
         """How many :meth:`rows` leaves out."""
         return max(0, self.n - self.keep)
-
-
-class Counted:
-    """The verdicts of one cause past the cap: how many and the latency they explain, and the
-    ``EXAMPLES`` worst of them kept whole (in the order of :func:`example_key`, so the report's
-    examples are those of keeping every verdict)."""
-
-    __slots__ = ("n", "ns", "worst")
-
-    def __init__(self) -> None:
-        self.worst: list[Diagnosis] = []
-        self.n = 0
-        self.ns = 0
-
-    def add(self, d: Diagnosis) -> None:
-        worst = self.worst
-        if len(worst) < EXAMPLES:
-            worst.append(d)
-            return
-        i = max(range(len(worst)), key=lambda k: example_key(worst[k]))
-        if example_key(d) < example_key(worst[i]):
-            d, worst[i] = worst[i], d
-        self.n += 1
-        self.ns += d.latency_ns
 
 
 class Named:

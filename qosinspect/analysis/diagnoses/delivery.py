@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from ..records import NO_TS
-from .evidence import EXAMPLES, NO_KNOWN_CAUSE, Diagnosis, example_key, ms
+from .evidence import NO_KNOWN_CAUSE, Counted, Diagnosis, ms
 from .facts import ConnFacts
 
 __all__ = ["CONNECTION_LOST", "OFFLINE_QUEUE_FLUSH", "OPEN_COUNTED", "RECEIVE_MAXIMUM",
@@ -200,9 +200,8 @@ class DeliveryChecks:
     def __init__(self, cap: int, lost_cap: int | None = None) -> None:
         self.cap = cap
         self.lost_cap = cap if lost_cap is None else lost_cap
-        #: By cause, the copies never delivered past ``lost_cap``: how many, and the examples
-        #: (the report's order, :func:`~.evidence.example_key`).
-        self.lost_over: dict[str, tuple[list[Diagnosis], int]] = {}
+        #: By cause, the copies never delivered past ``lost_cap``: how many, and the examples.
+        self.lost_over: dict[str, Counted] = {}
         self.counted_lost: dict[str, int] = {}
         #: Late copies to a connected subscriber, per session (those right after one of its
         #: acknowledgements are counted in ``paced`` too).
@@ -252,15 +251,10 @@ class DeliveryChecks:
             self.lost.append(lost)
             return
         d = _lost(lost, conns.get(lost.conn_id))
-        worst, n = self.lost_over.get(d.cause, ([], 0))
-        if len(worst) < EXAMPLES:
-            worst.append(d)
-        else:
-            i = max(range(len(worst)), key=lambda k: example_key(worst[k]))
-            if example_key(d) < example_key(worst[i]):
-                worst[i] = d
-            n += 1
-        self.lost_over[d.cause] = (worst, n)
+        counted = self.lost_over.get(d.cause)
+        if counted is None:
+            counted = self.lost_over[d.cause] = Counted()
+        counted.add(d)
 
     def _is_paced(self, session: int) -> bool:
         """Whether a session's late copies were paced by its acknowledgements (an inflight
@@ -317,9 +311,9 @@ class DeliveryChecks:
             d = _lost(lost, conns.get(lost.conn_id))
             self.lost_causes[(lost.pub_ex_id, lost.session)] = d.cause
             out.append(d)
-        for cause, (worst, n) in self.lost_over.items():
-            out.extend(worst)
-            self.counted_lost[cause] = n
+        for cause, lost_over in self.lost_over.items():
+            out.extend(lost_over.worst)
+            self.counted_lost[cause] = lost_over.n
         return out
 
 

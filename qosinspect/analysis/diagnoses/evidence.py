@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["CAUSES", "EXAMPLES", "NO_KNOWN_CAUSE", "Diagnosis", "ExchangeFacts", "example_key",
-           "ms"]
+__all__ = ["CAUSES", "EXAMPLES", "NO_KNOWN_CAUSE", "Counted", "Diagnosis", "ExchangeFacts",
+           "example_key", "ms"]
 
 #: The stable identifiers of the causes, in the order the report lists them: of slow exchanges
 #: (the wire's, then the delivery level's), of reconnections, of copies never delivered.
@@ -75,3 +75,27 @@ EXAMPLES = 3
 def example_key(d: Diagnosis) -> tuple[int, int, int]:
     """The order of a cause's examples in the report: the slowest first, then the earliest."""
     return (-d.latency_ns, d.ts_ns, d.ref)
+
+
+class Counted:
+    """The verdicts of one cause past the cap: how many and the latency they explain, and the
+    ``EXAMPLES`` worst of them kept whole (in the order of :func:`example_key`, so the report's
+    examples are those of keeping every verdict)."""
+
+    __slots__ = ("n", "ns", "worst")
+
+    def __init__(self) -> None:
+        self.worst: list[Diagnosis] = []
+        self.n = 0
+        self.ns = 0
+
+    def add(self, d: Diagnosis) -> None:
+        worst = self.worst
+        if len(worst) < EXAMPLES:
+            worst.append(d)
+            return
+        i = max(range(len(worst)), key=lambda k: example_key(worst[k]))
+        if example_key(d) < example_key(worst[i]):
+            d, worst[i] = worst[i], d
+        self.n += 1
+        self.ns += d.latency_ns
