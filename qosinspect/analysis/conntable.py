@@ -38,6 +38,8 @@ NONE: Final = -1
 #: ``client_id`` code meaning "the client id of the connection's session" (the usual case:
 #: the name is stored once, with the session).
 SAME_AS_SESSION: Final = -2
+#: ``_base`` of an index holding nothing yet after a compaction (set by the next id placed).
+_UNSET: Final = -(2**62)
 
 # Field kinds: how a Connection attribute is stored.
 _TS = 0     # int | None, int64 with NO_TS for None
@@ -84,37 +86,100 @@ _INDEX: Final[dict[str, int]] = {
 class ConnectionTable:
     """Ended connections, one packed row each (see the module docstring)."""
 
-    __slots__ = ("_chunks", "_clients", "_dense", "_sparse", "names", "rows", "words")
+    __slots__ = ("_base", "_chunks", "_clients", "_dense", "_sparse", "dead", "names", "rows",
+                 "words")
 
     def __init__(self) -> None:
         self._chunks: list[bytearray] = []
         #: Client endpoint (``host:port``) by row: the one per-connection string.
         self._clients: list[str] = []
-        #: conn_id -> row (-1: none), for dense ids; others in ``_sparse``.
+        #: (conn_id - ``_base``) -> row (-1: none), for dense ids; others in ``_sparse``.
         self._dense: array[int] = array("q")
+        self._base = 0
         self._sparse: dict[int, int] = {}
         self.words = Interner()
         self.names = Interner()
+        #: Rows written (released ones too, until :meth:`compact`), and rows released.
         self.rows = 0
+        self.dead = 0
 
     def __len__(self) -> int:
-        return self.rows
+        return self.rows - self.dead
 
     def row_of(self, conn_id: int) -> int:
         """The row of an ended connection, -1 if it has none."""
         dense = self._dense
-        if 0 <= conn_id < len(dense):
-            return dense[conn_id]
+        i = conn_id - self._base
+        if 0 <= i < len(dense):
+            return dense[i]
         return self._sparse.get(conn_id, -1)
 
     def _place(self, conn_id: int, row: int) -> None:
         dense = self._dense
-        if 0 <= conn_id < len(dense) + SPARSE_GAP:
-            if conn_id >= len(dense):
-                dense.extend(array("q", [-1]) * (conn_id + 1 - len(dense)))
-            dense[conn_id] = row
+        if self._base == _UNSET:
+            # (emptied by :meth:`compact`: the index starts near the next id, not at 0)
+            self._base = conn_id - CHUNK_ROWS
+        i = conn_id - self._base
+        if 0 <= i < len(dense) + SPARSE_GAP:
+            if i >= len(dense):
+                dense.extend(array("q", [-1]) * (i + 1 - len(dense)))
+            dense[i] = row
         else:
             self._sparse[conn_id] = row
+
+    def release(self, conn_id: int) -> None:
+        """Forget an ended connection's row (folded into the report's totals by the caller):
+        its space is taken back by :meth:`compact`."""
+        row = self.row_of(conn_id)
+        if row < 0:
+            return
+        i = conn_id - self._base
+        if 0 <= i < len(self._dense):
+            self._dense[i] = -1
+        else:
+            del self._sparse[conn_id]
+        self._clients[row] = ""
+        self.dead += 1
+
+    def compact(self) -> None:
+        """Once more rows are released than held (and at least a chunk's worth), copy the held
+        ones into new chunks, with the names they use and an index from the smallest id most
+        of them are near: the table's memory follows what it holds, not what it ever held."""
+        if self.dead < CHUNK_ROWS or self.dead < self.rows - self.dead:
+            return
+        ids = list(self.conn_ids())
+        new = ConnectionTable()
+        new.words = self.words
+        # the dense index from the first id after which ids are at least an eighth dense; the
+        # few older ones (a connection pinned by a long open exchange) go to the dict
+        n = len(ids)
+        k = 0
+        while k < n and ids[-1] - ids[k] > 8 * (n - k) + CHUNK_ROWS:
+            k += 1
+        new._base = ids[k] if k < n else _UNSET
+        for conn_id in ids:
+            new._copy_row(self, self.row_of(conn_id), conn_id)
+        self._chunks, self._clients, self._dense = new._chunks, new._clients, new._dense
+        self._base, self._sparse, self.names = new._base, new._sparse, new.names
+        self.rows, self.dead = new.rows, 0
+
+    def _copy_row(self, src: ConnectionTable, row: int, conn_id: int) -> None:
+        """Append ``src``'s row (same words; its names coded again in this table's)."""
+        v = list(src.values(row))
+        names, src_names = self.names, src.names
+        if v[2] >= 0:
+            v[2] = names.code(src_names.value(v[2]))
+        for i, (_, kind, _) in enumerate(FIELDS):
+            if kind == _NAME and v[_N_EXTRA + i] >= 0:
+                v[_N_EXTRA + i] = names.code(src_names.value(v[_N_EXTRA + i]))
+        new_row = self.rows
+        if new_row % CHUNK_ROWS == 0:
+            self._chunks.append(bytearray(CHUNK_ROWS * _ROW.size))
+        self.rows = new_row + 1
+        self._clients.append(src._clients[row])
+        self._place(conn_id, new_row)
+        _ROW.pack_into(self._chunks[new_row // CHUNK_ROWS], (new_row % CHUNK_ROWS) * _ROW.size,
+                       *v)
 
     def add(self, rec: Connection, session_code: int, session_client_id: str | None,
             broker_code: int, unfinished_c2b: int, unfinished_b2c: int) -> None:
@@ -197,15 +262,14 @@ class ConnectionTable:
         return rec, scode, same
 
     def conn_ids(self) -> Iterator[int]:
-        """The ids of the ended connections, ascending."""
-        dense = self._dense
+        """The ids of the ended connections held, ascending."""
+        dense, base = self._dense, self._base
         sparse = sorted(self._sparse)
-        low = [i for i in sparse if i < 0]
-        yield from low
-        for conn_id in range(len(dense)):
-            if dense[conn_id] >= 0:
-                yield conn_id
-        yield from (i for i in sparse if i >= 0)
+        yield from (i for i in sparse if i < base)
+        for i in range(len(dense)):
+            if dense[i] >= 0:
+                yield base + i
+        yield from (i for i in sparse if i >= base)
 
     def nbytes(self) -> int:
         """Bytes of the rows and the index (not the strings)."""

@@ -69,6 +69,7 @@ from ..mqtt.packets import (
 )
 from .aggregate import Aggregate
 from .connlist import ConnBrokers, ConnectionList
+from .conntotals import ConnectionTotals
 from .deliveries import DeliveryMatcher
 from .diagnoses import Diagnoser, DiagnosisResult
 from .diagnoses.core import MAX_CANDIDATES
@@ -93,7 +94,7 @@ from .records import (
 )
 from .sessions import SessionTracker
 from .snapshot import OpenHandshake, Snapshot
-from .state import B2C, C2B, ConnState, OpenExchange, SessionState
+from .state import B2C, C2B, RELEASED, ConnState, OpenExchange, SessionState
 
 __all__ = ["LEAVE_GRACE_NS", "MAX_RECONNECT_ROWS", "CorrelationResult", "Correlator", "correlate"]
 
@@ -148,6 +149,10 @@ class CorrelationResult:
     n_evicted: int = 0
     #: Sessions dropped after ``session_idle_timeout_ns`` with no connection.
     n_sessions_dropped: int = 0
+    #: Report mode: of those, the sessions released (not in ``sessions``), and the
+    #: connections released after their idle timeout, folded (not in ``connections``).
+    n_sessions_released: int = 0
+    folded: ConnectionTotals = field(default_factory=ConnectionTotals)
     anomalies_suppressed: dict[str, int] = field(default_factory=dict)
     #: False when made with ``Correlator(detail=False)``: report columns only.
     detail: bool = True
@@ -182,6 +187,13 @@ class CorrelationResult:
                 e.generation = seen.get(k, 0)
                 seen[k] = e.generation + 1
         return out
+
+    def connection_totals(self) -> ConnectionTotals:
+        """The report's figures of every connection: those folded as connections were
+        released, with the connections still held added (:mod:`.conntotals`)."""
+        brokers = self.conn_brokers
+        return self.folded.with_held(((c, brokers.get(c.conn_id, -1))
+                                      for c in self.connections), self.tcp_evidence.conn_ids)
 
     def require_detail(self, what: str) -> None:
         if not self.detail:
@@ -256,6 +268,7 @@ class Correlator:
                                    same_broker=o.same_broker,
                                    idle_timeout_ns=o.session_idle_timeout_ns)
         self.sess.max_reconnect_rows = None if o.detail else MAX_RECONNECT_ROWS
+        self.sess.release = not o.detail and o.release_ended
         self.sess.on_reconnect = on_reconnect
         self.sess.on_reconnect_final = self._reconnect_final
         self.ex.sessions = self.sess.by_code
@@ -271,6 +284,7 @@ class Correlator:
                      if o.diagnose else None)
         self.ex.diagnoser = self.diag
         if self.diag is not None:
+            self.sess.on_conn_released = self.diag.released
             self.ex.latencies = self.diag.latencies
             self.ex.diagnose_floor = self.diag.floor_ns
             if self.matcher is not None:
@@ -283,6 +297,7 @@ class Correlator:
         self.undecoded: list[UndecodedStream] = []
         self.undecoded_count = 0
         self.tcp_evidence = EvidenceLog(MAX_EVIDENCE_ROWS)
+        self.sess.evidence = self.tcp_evidence
         self._last_info: object = None
         self._last_conn: ConnState | None = None
         self.n_events = 0
@@ -608,16 +623,17 @@ class Correlator:
         connections = ConnectionList(sess.table, session_keys, client_ids)
         return CorrelationResult(
             connections=connections,
-            sessions=[s.rec for s in sess.by_code],
+            sessions=[s.rec for s in sess.by_code if s is not RELEASED],
             reconnects=sess.reconnects, anomalies=self.anomalies.rows,
             exchanges=ex_tracker.exchanges, q0=ex_tracker.q0,
             packets=self.packets.store if self.packets is not None else None,
             deliveries=self.matcher.store if self.matcher is not None else None,
             tcp_retransmissions=self.tcp_retrans, topics=ex_tracker.topics,
             session_keys=session_keys, client_ids=client_ids, brokers=list(sess.brokers),
-            session_brokers=[s.broker for s in sess.by_code],
+            session_brokers=list(sess.session_broker),
             conn_brokers=ConnBrokers(sess.table),
             n_sessions_dropped=sess.n_sessions_dropped,
+            n_sessions_released=sess.n_sessions_released, folded=sess.folded,
             t_first=self.t_first,
             t_last=self.t_last, n_events=self.n_events, n_evicted=ex_tracker.n_evicted,
             anomalies_suppressed=dict(self.anomalies.suppressed), detail=self.detail,
@@ -685,7 +701,7 @@ class Correlator:
         # Counts kept as exchanges open and end: a snapshot walks no session (a watch sees new
         # client ids for days), but for the per-client rows, asked for and bounded by labels.
         so_far = self.aggregate.copy(series=False)
-        self.ex.count_unfolded(so_far, [s.broker for s in self.sess.by_code]
+        self.ex.count_unfolded(so_far, list(self.sess.session_broker)
                                if self.ex.detail else [])
         names = list(self.sess.brokers)
         open_by_broker = [{0: 0, 1: 0, 2: 0} for _ in names]
@@ -695,11 +711,13 @@ class Correlator:
             open_by_qos[qos] += n
             if 0 <= broker < len(names):
                 open_by_broker[broker][qos] += n
-        rows: list[tuple[str, int, int, int, int, int]] = []
+        rows: list[tuple[int, str, int, int, int, int, int]] = []
         for s in self.sess.by_code if clients else ():
+            if s is RELEASED:
+                continue
             open1 = sum(1 for ex in s.open.values() if ex.qos == 1)
             rec = s.rec
-            rows.append((rec.client_id if rec.client_id else s.key, rec.n_exchanges_c2b,
+            rows.append((s.code, rec.client_id if rec.client_id else s.key, rec.n_exchanges_c2b,
                          rec.n_exchanges_b2c, open1, len(s.open) - open1, rec.n_resends))
         conns = self.sess.conns
         return Snapshot(

@@ -110,9 +110,12 @@ class EvidenceLog:
         self.rows: list[TcpEvidence] = []
         #: (conn_id, sender ip:port, receiver ip:port, kind) -> how many.
         self.counts: dict[tuple[int, str, str, str], int] = {}
+        #: The connections with any flag (their names are kept when they are released).
+        self.conn_ids: set[int] = set()
 
     def add(self, ev: TcpEvidence) -> None:
         key = (ev.conn_id, str(ev.src), str(ev.dst), ev.kind)
         self.counts[key] = self.counts.get(key, 0) + 1
+        self.conn_ids.add(ev.conn_id)
         if len(self.rows) < self.max_rows:
             self.rows.append(ev)

@@ -24,18 +24,17 @@ report of a million-packet capture costs a few arrays. Definitions:
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from .aggregate import INCOMPLETE_OUTCOMES, SERIES_OF
+from .conntotals import ConnectionTotals
 from .correlate import CorrelationResult
 from .diagnoses.report import diagnoses_report, wire_report
-from .exposure import exposure
 from .tcp_evidence import evidence_report
 
-__all__ = ["INCOMPLETE_OUTCOMES", "STEP_SPANS", "ConnectionCounts", "conn_broker_codes",
+__all__ = ["INCOMPLETE_OUTCOMES", "STEP_SPANS", "ConnectionTotals", "conn_broker_codes",
            "connection_counts", "evictions", "report_dict", "session_broker_codes",
            "summary_rows"]
 
@@ -65,14 +64,13 @@ def summary_rows(r: CorrelationResult, broker: int | None = None) -> list[dict[s
     return r.aggregate.qos_rows(broker)
 
 
-def brokers(r: CorrelationResult, rows: list[dict[str, Any]] | None = None
-            ) -> list[dict[str, Any]]:
+def brokers(r: CorrelationResult, rows: list[dict[str, Any]] | None = None,
+            counts: ConnectionTotals | None = None) -> list[dict[str, Any]]:
     """Per broker (a server endpoint that accepted a connection): its address, port,
     connections and per-QoS rows (those of the whole capture, ``rows``, when it is the only
     one), in order of first appearance. An endpoint that only answered SYNs with RST (nothing
     listening) is no broker: its attempts are in ``tcp_attempts_refused``."""
-    accepted: Counter[int] = Counter(r.conn_brokers.get(c.conn_id, -1) for c in r.connections
-                                     if not c.attempt)
+    accepted = (counts if counts is not None else connection_counts(r)).accepted
     served = [(code, endpoint) for code, endpoint in enumerate(r.brokers) if accepted[code]]
     out = []
     for code, endpoint in served:
@@ -89,46 +87,14 @@ def brokers(r: CorrelationResult, rows: list[dict[str, Any]] | None = None
 
 
 
-@dataclass
-class ConnectionCounts:
-    """What the report counts of the connections (:func:`connection_counts`)."""
-
-    #: Connections that reached MQTT (not a TCP attempt refused by RST).
-    mqtt: int = 0
-    #: Of those, refused by CONNACK.
-    refused: int = 0
-    #: Connections with TCP retransmissions.
-    tcp_retransmission: int = 0
-    #: Stream gaps, all connections.
-    stream_gaps: int = 0
-    #: Connections the decoder stopped following (its ``max_flows``).
-    evicted: int = 0
-    #: How connections ended (``open`` for those still open).
-    ends: Counter[str] = field(default_factory=Counter)
+def connection_counts(r: CorrelationResult) -> ConnectionTotals:
+    """The report's figures of the connections (:mod:`.conntotals`): those folded as they
+    were released with the ones still held, in one pass that keeps none of them (a result's
+    connections are made from packed rows as they are read)."""
+    return r.connection_totals()
 
 
-def connection_counts(r: CorrelationResult) -> ConnectionCounts:
-    """The report's counts of connections, in one pass that keeps none of them: a result's
-    connections are made from packed rows as they are read, and a list of them all cost
-    about 700 bytes a connection while the report was built (100,000 connections, issue 11
-    §9)."""
-    n = ConnectionCounts()
-    ends = n.ends
-    for c in r.connections:
-        if not c.attempt:
-            n.mqtt += 1
-            if c.connack_code not in (None, 0):
-                n.refused += 1
-        if c.tcp_retransmissions:
-            n.tcp_retransmission += 1
-        n.stream_gaps += c.stream_gaps
-        if c.transport_end == "evicted":
-            n.evicted += 1
-        ends[c.end or "open"] += 1
-    return n
-
-
-def evictions(r: CorrelationResult, counts: ConnectionCounts | None = None) -> dict[str, int]:
+def evictions(r: CorrelationResult, counts: ConnectionTotals | None = None) -> dict[str, int]:
     """What the state caps stopped following (docs/memory.md): open exchanges (outcome
     ``evicted``: past ``max_open_per_session`` or ``max_open_total``, or open on an evicted
     connection) and connections the decoder stopped following (past its ``max_flows``;
@@ -152,12 +118,12 @@ def report_dict(r: CorrelationResult) -> dict[str, Any]:
     conns = connection_counts(r)
     return {
         "per_qos": rows,
-        "brokers": brokers(r, rows),
+        "brokers": brokers(r, rows, conns),
         "qos2_incomplete": q2,
         "connections": conns.mqtt,
         "refused_connections": conns.refused,
-        "tcp_attempts_refused": len(r.connections) - conns.mqtt,
-        "sessions": len(r.sessions),
+        "tcp_attempts_refused": conns.seen - conns.mqtt,
+        "sessions": len(r.sessions) + r.n_sessions_released,
         "reconnects": rc.n,
         "reconnect_gap_ms": rc.gap.percentiles(),
         "redelivered": {"publish": rc.publish, "pubrel": rc.pubrel, "resumed": rc.resumed,
@@ -167,7 +133,7 @@ def report_dict(r: CorrelationResult) -> dict[str, Any]:
         "tcp_retransmission_connections": conns.tcp_retransmission,
         "stream_gaps": conns.stream_gaps,
         "undecoded_streams": r.undecoded_count,
-        "tcp_evidence": evidence_report(r.tcp_evidence, r.connections),
+        "tcp_evidence": evidence_report(r.tcp_evidence, r.connections, conns.identities),
         "diagnoses": diagnoses_report(r.diagnoses, r.t_first),
         "time_on_wire_ms": wire_report(r.diagnoses),
         "clock_jumps": [{"frame": a.frame, "detail": a.detail} for a in r.anomalies
@@ -175,7 +141,7 @@ def report_dict(r: CorrelationResult) -> dict[str, Any]:
         "anomalies": dict(sorted(anomalies.items())),
         "notes": dict(sorted(r.note_counts.items())),
         "evictions": evictions(r, conns),
-        "clear_text": exposure(r.connections),
+        "clear_text": conns.exposure.report(),
         "percentiles": {"exact_up_to": agg.exact_up_to,
                         "relative_error": agg.accuracy if sketched else 0.0,
                         "sketched": sketched},

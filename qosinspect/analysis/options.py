@@ -52,6 +52,11 @@ class AnalysisOptions:
       DUP re-send joins) stays until then; then it is dropped, said by a ``sessions_dropped``
       note (open exchanges end ``evicted``; a later CONNECT with the client id starts a new
       session). An ended connection keeps only its packed row at once (docs/memory.md).
+    - ``release_ended``: in report mode (``detail=False``), fold an ended connection into the
+      report's totals and release its row once it ended more than ``session_idle_timeout_ns``
+      ago and nothing can ask for it again, and release a dropped session (:mod:`.sessions`):
+      a watch's memory then follows the connections and sessions alive, not how many came and
+      went. False keeps them (the figures are the same: tests compare both).
     - ``max_joinable_finished``: finished exchanges a late acknowledgement or DUP re-send can
       still join (131,072: both directions' packet id space of one session); in report mode
       also the rows kept before they are folded into the aggregate (:mod:`.exchanges`).
@@ -87,6 +92,7 @@ class AnalysisOptions:
     diagnose_floor_ns: int = 10_000_000
     diagnose_percentile: float = 99.0
     session_idle_timeout_ns: int = 3600 * 10**9
+    release_ended: bool = True
     max_joinable_finished: int = 131_072
     joinable_ns: int = JOINABLE_NS
     max_verdicts: int = 4_096

@@ -531,14 +531,17 @@ class Session:
     #: MQTT-level re-sends on its exchanges, counted as they are seen (late joins included):
     #: the sum of its exchanges' ``retransmissions``.
     n_resends: int = 0
+    #: Connections that ended long ago and left ``conn_ids`` (report mode: a session that
+    #: reconnects all day keeps its recent history only; :mod:`.sessions`).
+    n_trimmed: int = 0
 
     @property
     def n_connections(self) -> int:
-        return len(self.conn_ids)
+        return len(self.conn_ids) + self.n_trimmed
 
     @property
     def n_reconnects(self) -> int:
-        return max(0, len(self.conn_ids) - 1)
+        return max(0, self.n_connections - 1)
 
 
 @dataclass(slots=True)

@@ -33,6 +33,13 @@ is given); the rules, stated once here:
   ``session_idle_timeout_ns`` of packet time after its last connection ended, then is dropped:
   its open exchanges end ``evicted``, its subscriptions are no longer matched, a later CONNECT
   with its client id starts a new session, and a ``sessions_dropped`` note says so.
+* **Released** (report mode, ``release``: what ``report`` and ``watch`` run): once a connection
+  ended more than that same timeout ago and nothing can ask for its record again (its session's
+  open exchanges, a reconnection still counting what crosses it), its row is folded into the
+  report's :class:`~.conntotals.ConnectionTotals` and released; a dropped session leaves only
+  its code's slot (a shared placeholder, 8 bytes, and its broker's code, 4). The decoder ends a
+  closed connection's tombstone after 120 s, so no event names it an hour later; one that did
+  would start a new record. A detail analysis keeps every row: its tables list them.
 """
 
 from __future__ import annotations
@@ -46,17 +53,21 @@ from ..events import ConnectionInfo, MqttPacketEvent
 from ..mqtt.enums import Direction
 from ..mqtt.packets import ConnAck, Connect, Disconnect, SubAck
 from .conntable import ConnectionTable
+from .conntotals import ConnectionTotals
 from .deliveries import DeliveryMatcher
 from .exchanges import ABANDONED, ExchangeTracker
-from .logs import DIRECTION_NAMES, AnomalyLog
+from .logs import DIRECTION_NAMES, AnomalyLog, EvidenceLog
 from .records import NO_TS, AnomalyRecord, Connection, Reconnect
-from .state import ConnState, SessionState
+from .state import RELEASED, ConnState, SessionState
 
 __all__ = ["SessionTracker"]
 
 _DIRS: Final = DIRECTION_NAMES
 #: Ended connections made objects again by late events, packed again past this many.
 REVIVED_BATCH: Final = 256
+#: Connections a session's history holds before the ones that ended long ago are trimmed
+#: (report mode).
+TRIM_AT: Final = 64
 #: Transport ends after which the connection may still be up: the capture ended, or the decoder
 #: stopped following it (``evicted``, its cap on connections open at once).
 _NOT_ENDED: Final = frozenset({"end_of_capture", "evicted"})
@@ -120,6 +131,27 @@ class SessionTracker:
         self.alias: dict[str, str] = {ep: group[0] for group in same_broker for ep in group}
         #: Endpoint names, one string each (shared by every connection to it).
         self._names: dict[str, str] = {}
+        #: Report mode: ended connections and dropped sessions are released (module
+        #: docstring), their connections folded into ``folded``.
+        self.release = False
+        self.folded = ConnectionTotals()
+        #: The TCP evidence log, whose connections keep their names when folded.
+        self.evidence: EvidenceLog | None = None
+        #: Ended connections in the order they were packed: (conn_id, t_close) pairs
+        #: (``release`` only).
+        self.ended: array[int] = array("q")
+        #: Broker code of released connections that kept anomaly or reconnection rows name
+        #: (:meth:`name_sessions`), and the brokers of released sessions' keys when there is
+        #: more than one broker (bit per broker code).
+        self.released_brokers: dict[int, int] = {}
+        self.released_keys: dict[str, int] = {}
+        #: Sessions released, and each session's broker code by code (a released one's too).
+        self.n_sessions_released = 0
+        self.session_broker: array[int] = array("i")
+        #: Hears of each session as it is released (a live view's per-client counters), and
+        #: of each connection (the diagnoses forget what they kept for its reconnection).
+        self.on_session_released: Callable[[SessionState], None] | None = None
+        self.on_conn_released: Callable[[int], None] | None = None
 
     def new_conn(self, info: ConnectionInfo, ts: int) -> ConnState:
         broker = str(info.broker)
@@ -153,6 +185,8 @@ class SessionTracker:
         its state as it was when it ended (it stays ended, and is packed again later)."""
         rec, code, same_client = self.table.record(row)
         s = self.by_code[code] if code >= 0 else None
+        if s is RELEASED:
+            s = None
         if s is not None:
             rec.session = s.key
             if same_client:
@@ -183,6 +217,9 @@ class SessionTracker:
         rec.t_last_c2b = None if c.t_last_c2b == NO_TS else c.t_last_c2b
         rec.t_last_b2c = None if c.t_last_b2c == NO_TS else c.t_last_b2c
         s = c.sess
+        if self.release and self.table.row_of(c.conn_id) < 0:
+            self.ended.append(c.conn_id)
+            self.ended.append(NO_TS if rec.t_close is None else rec.t_close)
         self.table.add(rec, -1 if s is None else s.code, None if s is None else s.rec.client_id,
                        c.broker, c.unfinished_c2b, c.unfinished_b2c)
         if c.anomaly_counts:
@@ -229,7 +266,9 @@ class SessionTracker:
         c = self.conns.get(conn_id)
         if c is not None:
             return c.broker
-        return self.table.get(conn_id, "broker_code") if self.table.row_of(conn_id) >= 0 else -1
+        if self.table.row_of(conn_id) >= 0:
+            return self.table.get(conn_id, "broker_code")
+        return self.released_brokers.get(conn_id, -1)
 
     # -- sessions with no connection -------------------------------------------------------------
 
@@ -243,11 +282,14 @@ class SessionTracker:
     def n_connections_seen(self) -> int:
         """Connections seen so far: ended (rows) and followed."""
         table = self.table
-        return len(table) + sum(1 for c in self.conns.values() if table.row_of(c.conn_id) < 0)
+        return (self.folded.seen + len(table)
+                + sum(1 for c in self.conns.values() if table.row_of(c.conn_id) < 0))
 
     def seal(self) -> None:
         """At the end: the session records get the times kept unboxed while running."""
         for s in self.by_code:
+            if s is RELEASED:
+                continue
             s.rec.t_first = None if s.t_first == NO_TS else s.t_first
             s.rec.t_last = None if s.t_last == NO_TS else s.t_last
 
@@ -280,10 +322,14 @@ class SessionTracker:
             if keyed.get(s.key) is s:
                 del keyed[s.key]
             s.done = None
+            if self.release:
+                self._release_session(s)
         if i > len(idle) // 2:      # (the array is compacted when half of it is read)
             del idle[:i]
             i = 0
         self.idle_head = i
+        if self.release:
+            self._release_ended(now - timeout)
         if dropped:
             self.n_sessions_dropped += dropped
             self.anomalies.record(
@@ -292,6 +338,105 @@ class SessionTracker:
                 f"dropped ({persistent} persistent; {evicted} open exchanges no longer "
                 "followed): a later CONNECT with their client id starts a new session",
                 None, None, frame)
+
+    # -- releasing what ended (report mode) ------------------------------------------------------
+
+    def _release_session(self, s: SessionState) -> None:
+        """A dropped session (report mode): its slot keeps a placeholder; its key is kept only
+        when more than one broker may share it (:meth:`name_sessions`)."""
+        if self.on_session_released is not None:
+            self.on_session_released(s)
+        if len(self.brokers) > 1:
+            self.released_keys[s.key] = self.released_keys.get(s.key, 0) | (1 << s.broker)
+        self.by_code[s.code] = RELEASED
+        self.n_sessions_released += 1
+
+    def _pinned(self) -> set[int]:
+        """Ended connections whose record may still be asked for: the last connection of a
+        session not dropped (a reconnection reads how it ended), those of open exchanges (how
+        they end reads it), and the connection before a reconnection still counting what
+        crosses it (its diagnosis reads it)."""
+        pinned: set[int] = set()
+        for c in self.conns.values():
+            if c.reconnect is not None:
+                pinned.add(c.reconnect.prev_conn_id)
+        for s in self.exchanges.busy.values():
+            for ex in s.open.values():
+                pinned.add(ex.conn_id)
+                pinned.add(ex.last_conn_id)
+        idle, by_code = self.idle, self.by_code
+        for i in range(self.idle_head, len(idle), 2):
+            s = by_code[idle[i]]
+            if s.idle_since == idle[i + 1]:
+                pinned.add(s.last_conn_id)
+        return pinned
+
+    def _release_ended(self, limit: int) -> None:
+        """Fold into ``folded`` and release the connections that ended before ``limit``
+        (packet time) and are not :meth:`_pinned` (those wait for a later sweep); trim the
+        connection history of sessions that reconnect all day."""
+        ended = self.ended
+        if len(ended) and ended[1] < limit:
+            pinned = self._pinned()
+            named = {a.conn_id for a in self.anomalies.rows if a.conn_id is not None}
+            named.update(rc.prev_conn_id for rc in self.reconnects)
+            named.update(rc.next_conn_id for rc in self.reconnects)
+            table, folded = self.table, self.folded
+            evidence: set[int] = self.evidence.conn_ids if self.evidence is not None else set()
+            later = array("q")
+            i = 0
+            while i < len(ended):
+                conn_id, t = ended[i], ended[i + 1]
+                if t >= limit:
+                    break
+                i += 2
+                row = table.row_of(conn_id)
+                if row < 0:
+                    continue
+                if conn_id in pinned or conn_id in self.conns:
+                    later.append(conn_id)
+                    later.append(t)
+                    continue
+                rec = table.record(row)[0]
+                broker = table.get(conn_id, "broker_code")
+                folded.add(rec, broker, evidence)
+                if conn_id in named:
+                    self.released_brokers[conn_id] = broker
+                self.ended_counts.pop(conn_id, None)
+                table.release(conn_id)
+                if self.on_conn_released is not None:
+                    self.on_conn_released(conn_id)
+            del ended[:i]
+            ended.extend(later)
+            table.compact()
+        self._trim_histories(limit)
+
+    def _trim_histories(self, limit: int) -> None:
+        """A session followed for days through thousands of reconnections keeps only the
+        connections (ids and open/close times) that ended after ``limit``: the delivery checks
+        read them for copies within the joinable window, far shorter."""
+        shift: dict[int, int] = {}
+        seen: set[int] = set()
+        for c in self.conns.values():
+            s = c.sess
+            if s is None or s.code in seen:
+                continue
+            seen.add(s.code)
+            iv = s.intervals
+            if len(iv) < 2 * TRIM_AT:
+                continue
+            k = 0
+            while k < len(iv) and iv[k + 1] != NO_TS and iv[k + 1] < limit:
+                k += 2
+            if k:
+                del iv[:k]
+                del s.rec.conn_ids[:k // 2]
+                s.rec.n_trimmed += k // 2
+                shift[s.code] = k
+        if shift:
+            for c in self.conns.values():
+                if c.sess is not None and c.interval >= 0:
+                    c.interval -= shift.get(c.sess.code, 0)
 
     def _keyed(self, broker: int) -> dict[str, SessionState]:
         """The sessions of one broker by key."""
@@ -309,6 +454,7 @@ class SessionTracker:
                              self.brokers[broker])
             keyed[key] = s
             self.by_code.append(s)
+            self.session_broker.append(broker)
         return s
 
     def name_sessions(self, anomalies: list[AnomalyRecord]) -> None:
@@ -317,11 +463,14 @@ class SessionTracker:
         # (brokers per key: one broker may hold two sessions of a key, the first dropped
         # after its idle timeout)
         brokers: dict[str, set[int]] = {}
+        for key, bits in self.released_keys.items():
+            brokers[key] = {b for b in range(bits.bit_length()) if bits >> b & 1}
         for s in self.by_code:
-            brokers.setdefault(s.key, set()).add(s.broker)
+            if s is not RELEASED:
+                brokers.setdefault(s.key, set()).add(s.broker)
         renamed: dict[tuple[int, str], str] = {}
         for s in self.by_code:
-            if len(brokers[s.key]) > 1:
+            if s is not RELEASED and len(brokers[s.key]) > 1:
                 new = f"{s.key}@{self.brokers[s.broker]}"
                 renamed[(s.broker, s.key)] = new
                 s.key = s.rec.session = new
@@ -399,6 +548,9 @@ class SessionTracker:
                 cause = prev.rec.end
                 unfinished = [prev.unfinished_c2b, prev.unfinished_b2c]
                 reason = prev.rec.disconnect_reason
+            elif self.table.row_of(prev_id) < 0:  # released (pinned while it matters)
+                t_drop = cause = reason = None
+                unfinished = [0, 0]
             else:  # ended: its row
                 table = self.table
                 t_drop = t_prev_close = table.t_close(prev_id)

@@ -25,8 +25,9 @@ class Snapshot:
     exchanges finished so far (latencies are left to the live view's own sketches: None here);
     ``open_by_qos``: handshakes still open; ``brokers`` the server endpoints seen (as the
     report names them) and, in their order, ``per_broker`` the same two of each broker; the
-    rest counts what was seen so far. ``clients`` (when asked for): one row per session in
-    the order they were first seen, ``(client id or session key, exchanges the client sent,
+    rest counts what was seen so far. ``clients`` (when asked for): one row per session
+    followed (not a released one), in the order they were first seen, ``(session code, client
+    id or session key, exchanges the client sent,
     exchanges it was sent, QoS 1 open, QoS 2 open, MQTT-level re-sends on its exchanges)``; the
     exchanges are counted as they start (every QoS, a re-send is not a new one) and the
     re-sends as they are seen, so a row only grows.
@@ -42,7 +43,7 @@ class Snapshot:
     anomalies: int
     reconnects: int
     events: int
-    clients: list[tuple[str, int, int, int, int, int]] = field(default_factory=list)
+    clients: list[tuple[int, str, int, int, int, int, int]] = field(default_factory=list)
 
 
 class OpenHandshake(NamedTuple):

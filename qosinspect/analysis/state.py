@@ -19,7 +19,7 @@ from typing import Final
 
 from .records import NO_TS, AnomalyRecord, Connection, Reconnect, Session
 
-__all__ = ["B2C", "C2B", "ConnState", "DoneIndex", "LatencyHistogram", "OpenExchange",
+__all__ = ["B2C", "C2B", "RELEASED", "ConnState", "DoneIndex", "LatencyHistogram", "OpenExchange",
            "SessionState"]
 
 C2B: Final = 0
@@ -489,6 +489,11 @@ class SessionState:
             if start <= ts and (end == NO_TS or ts <= end):
                 return 1 if end == NO_TS or end - ts >= grace_ns else 3
         return 2
+
+
+#: What a released session's slot holds (report mode, :mod:`.sessions`): no connection, no
+#: open exchange, never idle, so every walk of the sessions passes over it.
+RELEASED: Final = SessionState("", -1, None, True, -1, "")
 
 
 class ConnState:

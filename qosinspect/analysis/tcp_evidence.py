@@ -13,7 +13,7 @@ tables out; pandas only for the table.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..events import TcpEvidence
@@ -70,18 +70,25 @@ def evidence_frame(events: Iterable[Any]) -> pd.DataFrame:
 
 
 def per_direction(log: EvidenceLog, connections: Sequence[Connection] = (),
-                  max_frames: int = MAX_FRAMES) -> list[dict[str, Any]]:
+                  max_frames: int = MAX_FRAMES,
+                  released: Mapping[int, tuple[str, str, str | None]] | None = None
+                  ) -> list[dict[str, Any]]:
     """One entry per connection and direction (sender -> receiver) with any :data:`REPORTED`
     flag, in ``conn_id`` order: the connection's client and broker and the ``direction``
     (``c2b``/``b2c``; None for a connection the analysis does not know), the count of each kind
-    (the kinds seen) and its first ``max_frames`` frames."""
+    (the kinds seen) and its first ``max_frames`` frames. ``released``: the (client, broker,
+    transport) of connections whose records were folded and released (a long watch)."""
     counts: dict[tuple[int, str, str], dict[str, int]] = {}
     for (conn_id, src, dst, kind), n in log.counts.items():
         if kind in REPORTED:
             counts.setdefault((conn_id, src, dst), {})[kind] = n
     # (only the connections with evidence: a result's connections are made as they are read)
     wanted = {conn_id for conn_id, _, _ in counts}
-    conns = {c.conn_id: c for c in connections if c.conn_id in wanted} if wanted else {}
+    conns: dict[int, tuple[str, str, str | None]] = {
+        c.conn_id: (c.client, c.broker, c.transport)
+        for c in connections if c.conn_id in wanted} if wanted else {}
+    if released:
+        conns.update((conn_id, released[conn_id]) for conn_id in wanted if conn_id in released)
     frames: dict[tuple[int, str, str], dict[str, list[int]]] = {}
     for e in log.rows:
         key = (e.conn_id, str(e.src), str(e.dst))
@@ -93,11 +100,11 @@ def per_direction(log: EvidenceLog, connections: Sequence[Connection] = (),
     for key in sorted(counts):
         conn_id, src, dst = key
         c = conns.get(conn_id)
-        direction = None if c is None else ("c2b" if src == c.client else "b2c")
+        direction = None if c is None else ("c2b" if src == c[0] else "b2c")
         out.append({
-            "conn_id": conn_id, "client": None if c is None else c.client,
-            "broker": None if c is None else c.broker,
-            "transport": None if c is None else c.transport,
+            "conn_id": conn_id, "client": None if c is None else c[0],
+            "broker": None if c is None else c[1],
+            "transport": None if c is None else c[2],
             "direction": direction, "src": src, "dst": dst,
             "counts": {k: counts[key][k] for k in REPORTED if k in counts[key]},
             "frames": {k: frames.get(key, {}).get(k, []) for k in REPORTED if k in counts[key]},
@@ -113,11 +120,14 @@ def _totals(log: EvidenceLog) -> dict[str, int]:
     return total
 
 
-def evidence_report(log: EvidenceLog, connections: Sequence[Connection] = ()
+def evidence_report(log: EvidenceLog, connections: Sequence[Connection] = (),
+                    released: Mapping[int, tuple[str, str, str | None]] | None = None
                     ) -> dict[str, Any]:
     """``tcp_evidence`` of ``report --format json``: ``total`` (the count of each
-    :data:`REPORTED` kind, whole capture) and ``connections`` (:func:`per_direction`)."""
-    return {"total": _totals(log), "connections": per_direction(log, connections)}
+    :data:`REPORTED` kind, whole capture) and ``connections`` (:func:`per_direction`;
+    ``released``: the names of connections folded and released)."""
+    return {"total": _totals(log),
+            "connections": per_direction(log, connections, released=released)}
 
 
 def evidence_summary(events: Iterable[Any]) -> dict[str, int]:

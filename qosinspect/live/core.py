@@ -108,7 +108,16 @@ class LiveCore:
         #: Clients with a row of their own in the snapshot's ``clients`` (0: no such rows; the
         #: rest summed in one), and the QoS 1 and 2 exchanges completed by session code.
         self.max_clients = max_clients
-        self._completed: list[list[int]] = []
+        self._completed: dict[int, list[int]] = {}
+        #: Client labels with a row of their own (the first ``max_clients`` seen, in that
+        #: order), those summed in the last row, and what released sessions (report mode drops
+        #: a session an hour after its last connection) had counted, by row: sent, received,
+        #: re-sends, QoS 1 and 2 completed. So the counters never go down.
+        self._labels: dict[str, None] = {}
+        self._others: set[str] = set()
+        self._gone: dict[str | None, list[int]] = {}
+        if max_clients:
+            self.corr.sess.on_session_released = self._released
 
     @property
     def next_tick_ns(self) -> int | None:
@@ -239,10 +248,31 @@ class LiveCore:
         session if it completed. Its times are appended by the exchange tracker itself
         (:attr:`~qosinspect.analysis.exchanges.ExchangeTracker.ended_times`)."""
         if ex.outcome in _COMPLETED:
-            done = self._completed
-            while len(done) <= s.code:
-                done.append([0, 0, 0])
-            done[s.code][ex.qos] += 1
+            done = self._completed.get(s.code)
+            if done is None:
+                done = self._completed[s.code] = [0, 0, 0]
+            done[ex.qos] += 1
+
+    def _row_key(self, label: str) -> str | None:
+        """The row a client label counts in: its own (the first ``max_clients`` labels seen)
+        or the last one (None)."""
+        labels = self._labels
+        if label in labels:
+            return label
+        if len(labels) < self.max_clients:
+            labels[label] = None
+            return label
+        self._others.add(label)
+        return None
+
+    def _released(self, s: SessionState) -> None:
+        """A session is released: what it counted stays in its client's row."""
+        rec = s.rec
+        done = self._completed.pop(s.code, None) or [0, 0, 0]
+        gone = self._gone.setdefault(self._row_key(rec.client_id or s.key), [0, 0, 0, 0, 0])
+        for i, n in enumerate((rec.n_exchanges_c2b, rec.n_exchanges_b2c, rec.n_resends,
+                               done[1], done[2])):
+            gone[i] += n
 
     def _fold_if_full(self) -> None:
         """Fold the finished exchanges' times once ``_FOLD_AT`` of them wait (bounded between
@@ -311,33 +341,31 @@ class LiveCore:
         on its exchanges, either side (PUBLISH, PUBREC, PUBREL sent again, counted as they are
         seen: the sum of its exchanges' ``retransmissions``); ``completed`` and ``open``: its
         QoS 1 and 2 handshakes."""
-        rows: dict[str | None, dict[str, Any]] = {}
         done = self._completed
-        for code, (label, sent, received, open1, open2, resends) in enumerate(snap.clients):
-            key: str | None = label
-            if label not in rows and len(rows) >= self.max_clients:
-                key = None
-            row = rows.get(key)
-            if row is None:
-                row = rows[key] = {"client_id": key, "sent": 0, "received": 0, "resends": 0,
-                                   "completed": {"1": 0, "2": 0}, "open": {"1": 0, "2": 0}}
-                if key is None:
-                    row["clients"] = set()
+        figures: dict[str | None, list[int]] = {key: list(v) for key, v in self._gone.items()}
+        for code, label, sent, received, open1, open2, resends in snap.clients:
+            got = figures.setdefault(self._row_key(label), [0] * 7)
+            got.extend([0] * (7 - len(got)))
+            for i, n in enumerate((sent, received, resends)):
+                got[i] += n
+            completed = done.get(code)
+            if completed is not None:
+                got[3] += completed[1]
+                got[4] += completed[2]
+            got[5] += open1
+            got[6] += open2
+        out = []
+        for key in [*self._labels, None]:
+            f = figures.get(key)
+            if f is None:
+                continue
+            f.extend([0] * (7 - len(f)))
+            row: dict[str, Any] = {
+                "client_id": key, "sent": f[0], "received": f[1], "resends": f[2],
+                "completed": {"1": f[3], "2": f[4]}, "open": {"1": f[5], "2": f[6]}}
             if key is None:
-                row["clients"].add(label)
-            row["sent"] += sent
-            row["received"] += received
-            row["resends"] += resends
-            row["open"]["1"] += open1
-            row["open"]["2"] += open2
-            if code < len(done):
-                row["completed"]["1"] += done[code][1]
-                row["completed"]["2"] += done[code][2]
-        other = rows.pop(None, None)
-        out = list(rows.values())
-        if other is not None:
-            other["clients"] = len(other["clients"])
-            out.append(other)
+                row["clients"] = len(self._others)
+            out.append(row)
         return out
 
 

@@ -221,7 +221,9 @@ def clear_text_lines(ct: dict[str, Any], capture: str) -> list[str]:
     if ct["with_username"] or ct["with_password"]:
         users = ", ".join(ct["usernames"][:SHOWN])
         if len(ct["usernames"]) > SHOWN:
-            users += f", ... and {len(ct['usernames']) - SHOWN} more"
+            more = len(ct["usernames"]) - SHOWN
+            users += (f", ... and more than {more:,} more" if ct.get("usernames_capped")
+                      else f", ... and {more} more")
         risk = ("an eavesdropper can log in with them" if ct["password_accepted"] else
                 "none seen accepted, but readable all the same")
         lines.append(f"credentials in clear text: a user name on {ct['with_username']} "
@@ -279,18 +281,16 @@ def undecoded_rows(analysis: Analysis, limit: int) -> list[list[Any]]:
 
 
 def refusal_rows(analysis: Analysis, limit: int) -> list[list[Any]]:
-    """Connections refused by CONNACK (with its code) and attempts refused by TCP."""
+    """Connections refused by CONNACK (with its code) and attempts refused by TCP: the first
+    ``limit``, in ``conn_id`` order (kept as connections were folded,
+    :mod:`~qosinspect.analysis.conntotals`)."""
     rows: list[list[Any]] = []
-    for c in analysis.result.connections:
+    for c in analysis.result.connection_totals().first_refusals(limit):
         if c.attempt:
             why = "by TCP: reset before any MQTT packet"
-        elif c.connack_code not in (None, 0):
-            why = f"by CONNACK: code {c.connack_code} (0x{c.connack_code:02x})"
         else:
-            continue
+            why = f"by CONNACK: code {c.connack_code} (0x{c.connack_code:02x})"
         rows.append([c.conn_id, c.client, c.broker, why])
-        if len(rows) == limit:
-            break
     return rows
 
 

@@ -46,7 +46,7 @@ def test_scripted_connections() -> None:
                                     [["n_bytes_c2b", "n_bytes_b2c"]].to_numpy().sum()),
                   "publish_packets": 0, "with_username": 3, "with_password": 2,
                   "password_accepted": 1, "usernames": ["alice", "bob", "carol"],
-                  "first_conn_with_password": 0}
+                  "usernames_capped": False, "first_conn_with_password": 0}
     assert ct["mqtt_bytes"] > 0
     text = format_report(analysis)
     assert "Clear text" in text and "an eavesdropper can log in with them" in text

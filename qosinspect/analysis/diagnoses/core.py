@@ -233,6 +233,11 @@ class Diagnoser:
     def tcp(self, ev: TcpEvidence) -> None:
         self.facts.tcp(ev)
 
+    def released(self, conn_id: int) -> None:
+        """The session tracker released an ended connection (report mode): no reconnection
+        can name it any more, so its close frame goes."""
+        self.close_frames.pop(conn_id, None)
+
     def closed(self, ev: ConnectionClosed) -> None:
         """A connection ended: its close frame is the evidence of a reconnection that follows
         (kept for the last ``MAX_CANDIDATES`` connections, taken when read)."""
