@@ -25,6 +25,11 @@ runs as its own process (wall time, CPU seconds and peak RSS from ``wait4``), al
 * **RSS over a long feed** (``--rss-packets``, 10 million by default): the capture written
   again and again, each pass shifted in time after the one before (its TCP connections start
   anew with their SYNs), unpaced; watch's RSS sampled every second and its peak.
+* **RSS with connection churn** (``--churn-connections``, e.g. ``100000,200000``): that many
+  short connections 100 ms apart, each of its own client id (a handshake, CONNECT, a QoS 1
+  PUBLISH and its PUBACK, DISCONNECT, FIN: ``qosinspect.testing.stresscaps``), fed to
+  ``watch -``: what a long watch keeps of connections and sessions that came and went (they are
+  released an hour of packet time after they ended, so the peak should not grow with the count).
 
 The core count and the load average are printed: on a shared machine wall times stretch, so the
 CPU figures (packets per CPU second of watch) say what one core takes. ``--json`` prints one
@@ -327,6 +332,8 @@ def main() -> None:
                     help="seconds of feed at each rate (at most the whole capture)")
     ap.add_argument("--rss-packets", type=int, default=10_000_000,
                     help="packets of the long feed whose RSS is measured (0: none)")
+    ap.add_argument("--churn-connections", default="",
+                    help="connection counts of the churn feeds (comma-separated; '': none)")
     args = ap.parse_args()
     path, port = ensure_capture(args)
     cap = load(path, port)
@@ -396,11 +403,35 @@ def main() -> None:
                       "peak_rss_mb": round(m.peak_rss_mb, 1),
                       "frames_per_cpu_s": round(args.rss_packets / max(m.cpu_s, 1e-9)),
                       "rss_mb_by_quarter": quarters(sample)}
+    churn = [int(x) for x in args.churn_connections.split(",") if x.strip()]
+    if churn:
+        out["churn"] = churn_runs(exe, churn)
     out["load_avg_end"] = round(os.getloadavg()[0], 2)
     if args.json:
         print(json.dumps(out))
         return
     print_text(out)
+
+
+def churn_runs(exe: str, counts: list[int]) -> list[dict[str, Any]]:
+    """``watch -`` on ``n`` short connections of their own client ids, for each ``n``."""
+    from qosinspect.testing.stresscaps import write_ended_connections
+
+    out = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for n in counts:
+            log(f"churn: {n:,} connections 100 ms apart, each its own client id")
+            path = Path(tmp) / f"churn-{n}.pcap"
+            write_ended_connections(path, n)
+            sample: list[tuple[float, float]] = []
+            data = path.read_bytes()
+            m = unpaced(watch_command(exe, 1883),
+                        (data[i:i + CHUNK] for i in range(0, len(data), CHUNK)), sample)
+            path.unlink()
+            out.append({"connections": n, "packet_time_s": round(n * 0.1), "status": m.status,
+                        "cpu_s": round(m.cpu_s, 3), "peak_rss_mb": round(m.peak_rss_mb, 1),
+                        "rss_mb_by_quarter": quarters(sample)})
+    return out
 
 
 def quarters(sample: list[tuple[float, float]]) -> list[float]:
@@ -433,6 +464,9 @@ def print_text(out: dict[str, Any]) -> None:
         r = out["rss"]
         print(f"{r['packets']:,} packets: peak RSS {r['peak_rss_mb']} MB (by quarter "
               f"{r['rss_mb_by_quarter']}), {r['cpu_s']} s CPU")
+    for c in out.get("churn", ()):
+        print(f"{c['connections']:,} connections of their own client ids: peak RSS "
+              f"{c['peak_rss_mb']} MB (by quarter {c['rss_mb_by_quarter']}), {c['cpu_s']} s CPU")
 
 
 if __name__ == "__main__":

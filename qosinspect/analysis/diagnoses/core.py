@@ -14,7 +14,8 @@ release their rows, and the TCP facts around an exchange are kept in short rings
 (:mod:`.facts`). So each exchange is diagnosed when it ends, while its facts are there, and
 only the candidates over the floor are kept: the verdicts and the slowest ``MAX_UNEXPLAINED`` of
 those no cause explains (the rest are counted in ``dropped``). Of the verdicts of each kind (on
-exchanges, on copies never delivered, on held copies: :mod:`.delivery`) at most ``whole_cap``
+exchanges, on reconnections, on copies never delivered, on held copies: :mod:`.delivery`) at most
+``whole_cap``
 are kept whole (a detail analysis: ``max_candidates``, and the exchange checks stop there; a
 report: a few thousand, ``AnalysisOptions.max_verdicts``); past it each is counted under its
 cause with the latency it explains and the worst kept as examples (:class:`Counted`), so a
@@ -177,6 +178,8 @@ class DiagnosisResult:
     #: delivered counted so. The report adds them to its counts.
     counted: dict[str, tuple[int, int]] = field(default_factory=dict)
     counted_deliveries: dict[str, int] = field(default_factory=dict)
+    #: By cause, verdicts on reconnections counted past the cap, and the gap they explain.
+    counted_reconnects: dict[str, tuple[int, int]] = field(default_factory=dict)
 
     def by_cause(self) -> dict[str, list[Diagnosis]]:
         out: dict[str, list[Diagnosis]] = {}
@@ -210,8 +213,10 @@ class Diagnoser:
         self.unexplained = Slowest(MAX_UNEXPLAINED)
         self.dropped = 0
         self.close_frames: dict[int, int] = {}
-        #: The verdicts on reconnections (at most ``max_candidates``; ``dropped`` the rest).
+        #: The verdicts on reconnections (at most ``whole_cap``), and by cause those counted
+        #: past it (``max_candidates`` at most, ``dropped`` the rest, in a detail analysis).
         self.reconnect_found: list[Diagnosis] = []
+        self.reconnect_over: dict[str, Counted] = {}
         #: Time on the wire of the packets that spanned frames, per QoS (a bounded sample).
         self.wire: dict[int, WireSample] = {}
         #: Held and lost copies (:mod:`.delivery`), and each session's last PUBACK/PUBCOMP to
@@ -257,10 +262,15 @@ class Diagnoser:
         d = keepalive.check(rc.index, rc, connection(rc.prev_conn_id), frame)
         if d is None:
             return
-        if len(self.reconnect_found) >= self.max_candidates:
+        if len(self.reconnect_found) < self.whole_cap:
+            self.reconnect_found.append(d)
+        elif self.whole_cap >= self.max_candidates:
             self.dropped += 1
         else:
-            self.reconnect_found.append(d)
+            over = self.reconnect_over.get(d.cause)
+            if over is None:
+                over = self.reconnect_over[d.cause] = Counted()
+            over.add(d)
 
     def connect(self, conn_id: int, client: str, receive_maximum: int | None) -> None:
         """A CONNECT: the Receive Maximum the client announced (MQTT 5)."""
@@ -414,6 +424,9 @@ class Diagnoser:
                     f"{ms(latency)}, over the floor and the capture's p{self.percentile:g} "
                     f"({ms(threshold)}); no known signature fits", ""))
         out.diagnoses.extend(self.reconnect_found)
+        for cause, over in self.reconnect_over.items():
+            out.diagnoses.extend(over.worst)
+            out.counted_reconnects[cause] = (over.n, over.ns)
         for d in out.diagnoses:
             if d.subject != "delivery":
                 (out.exchanges if d.subject == "exchange" else out.reconnects)[d.ref] = d.cause

@@ -37,14 +37,15 @@ def diagnoses_report(result: DiagnosisResult | None, t_first: int | None
     for cause, found in sorted(result.by_cause().items(), key=lambda kv: _ORDER.get(kv[0], 99)):
         worst = sorted(found, key=example_key)[:EXAMPLES]
         more, more_ns = result.counted.get(cause, (0, 0))   # counted past the cap
+        more_r, more_r_ns = result.counted_reconnects.get(cause, (0, 0))
         out.append({
             "cause": cause,
             "exchanges": more + sum(1 for d in found if d.subject == "exchange"),
-            "reconnects": sum(1 for d in found if d.subject == "reconnect"),
+            "reconnects": more_r + sum(1 for d in found if d.subject == "reconnect"),
             "deliveries": result.counted_deliveries.get(cause, 0)
             + sum(1 for d in found if d.subject == "delivery"),
-            "latency_explained_ms": round((more_ns + sum(d.latency_ns for d in found)) / 1e6,
-                                          3),
+            "latency_explained_ms": round((more_ns + more_r_ns
+                                           + sum(d.latency_ns for d in found)) / 1e6, 3),
             "examples": [{
                 d.subject: d.ref, "conn_id": d.conn_id,
                 "t_s": round((d.ts_ns - (t_first or 0)) / 1e9, 6),
