@@ -13,7 +13,7 @@ figure with this one rule whichever connections were released.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Container, Iterable
+from collections.abc import Container, Iterable, Mapping
 from typing import Final
 
 from .exposure import Exposure
@@ -102,13 +102,13 @@ class ConnectionTotals:
         """The ``n`` refused connections of the smallest ids, in id order."""
         return sorted(self.refusals, key=_conn_id)[:n]
 
-    def with_held(self, held: Iterable[tuple[Connection, int]],
+    def with_held(self, held: Iterable[Connection], brokers: Mapping[int, int],
                   evidence: Container[int] = ()) -> ConnectionTotals:
-        """These totals with the connections still held added (a copy: the result can be
-        reported twice)."""
+        """These totals with the connections still held added, each with its broker's code
+        from ``brokers`` (a copy: the result can be reported twice)."""
         new = self.copy()
-        for c, broker_code in held:
-            new.add(c, broker_code, evidence)
+        for c in held:
+            new.add(c, brokers.get(c.conn_id, -1), evidence)
         return new
 
 

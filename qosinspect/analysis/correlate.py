@@ -95,6 +95,7 @@ from .records import (
 from .sessions import SessionTracker
 from .snapshot import OpenHandshake, Snapshot
 from .state import B2C, C2B, RELEASED, ConnState, OpenExchange, SessionState
+from .tcp_evidence import MAX_CONNECTIONS as MAX_EVIDENCE_CONNECTIONS
 
 __all__ = ["LEAVE_GRACE_NS", "MAX_RECONNECT_ROWS", "CorrelationResult", "Correlator", "correlate"]
 
@@ -191,9 +192,10 @@ class CorrelationResult:
     def connection_totals(self) -> ConnectionTotals:
         """The report's figures of every connection: those folded as connections were
         released, with the connections still held added (:mod:`.conntotals`)."""
-        brokers = self.conn_brokers
-        return self.folded.with_held(((c, brokers.get(c.conn_id, -1))
-                                      for c in self.connections), self.tcp_evidence.conn_ids)
+        # (the walk is conntotals' own, interpreted: mypyc would make a generator passed from
+        # here a list of every connection)
+        return self.folded.with_held(self.connections, self.conn_brokers,
+                                     self.tcp_evidence.conn_ids)
 
     def require_detail(self, what: str) -> None:
         if not self.detail:
@@ -296,7 +298,7 @@ class Correlator:
         #: TCP streams that carried data and were not decoded (the first MAX_UNDECODED_ROWS).
         self.undecoded: list[UndecodedStream] = []
         self.undecoded_count = 0
-        self.tcp_evidence = EvidenceLog(MAX_EVIDENCE_ROWS)
+        self.tcp_evidence = EvidenceLog(MAX_EVIDENCE_ROWS, MAX_EVIDENCE_CONNECTIONS)
         self.sess.evidence = self.tcp_evidence
         self._last_info: object = None
         self._last_conn: ConnState | None = None

@@ -105,17 +105,30 @@ class PacketLog:
 class EvidenceLog:
     """TCP evidence: counted in full, rows bounded (see the module docstring)."""
 
-    def __init__(self, max_rows: int) -> None:
+    def __init__(self, max_rows: int, max_conns: int | None = None) -> None:
         self.max_rows = max_rows
+        self.max_conns = max_conns
         self.rows: list[TcpEvidence] = []
-        #: (conn_id, sender ip:port, receiver ip:port, kind) -> how many.
+        #: kind -> how many, every connection.
+        self.totals: dict[str, int] = {}
+        #: (conn_id, sender ip:port, receiver ip:port, kind) -> how many, on the first
+        #: ``max_conns`` connections with any flag (a lossy link watched for a week sees
+        #: thousands); ``unlisted`` counts the flags of the others, by kind.
         self.counts: dict[tuple[int, str, str, str], int] = {}
-        #: The connections with any flag (their names are kept when they are released).
+        self.unlisted: dict[str, int] = {}
+        #: The connections counted per direction (their names are kept when released).
         self.conn_ids: set[int] = set()
 
     def add(self, ev: TcpEvidence) -> None:
-        key = (ev.conn_id, str(ev.src), str(ev.dst), ev.kind)
-        self.counts[key] = self.counts.get(key, 0) + 1
-        self.conn_ids.add(ev.conn_id)
+        kind = ev.kind
+        self.totals[kind] = self.totals.get(kind, 0) + 1
         if len(self.rows) < self.max_rows:
             self.rows.append(ev)
+        conn_ids = self.conn_ids
+        if ev.conn_id not in conn_ids:
+            if self.max_conns is not None and len(conn_ids) >= self.max_conns:
+                self.unlisted[kind] = self.unlisted.get(kind, 0) + 1
+                return
+            conn_ids.add(ev.conn_id)
+        key = (ev.conn_id, str(ev.src), str(ev.dst), kind)
+        self.counts[key] = self.counts.get(key, 0) + 1

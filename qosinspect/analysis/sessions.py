@@ -460,6 +460,8 @@ class SessionTracker:
     def name_sessions(self, anomalies: list[AnomalyRecord]) -> None:
         """At the end: a client id used on several brokers names its sessions
         ``<client id>@<broker>`` (everywhere the name was written)."""
+        if len(self.brokers) < 2:
+            return      # (one broker: no name is shared, and no set per session is made)
         # (brokers per key: one broker may hold two sessions of a key, the first dropped
         # after its idle timeout)
         brokers: dict[str, set[int]] = {}

@@ -23,8 +23,9 @@ from .records import Connection
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["MAX_FRAMES", "REPORTED", "SCHEMA", "evidence_counts", "evidence_frame",
-           "evidence_log", "evidence_report", "evidence_summary", "per_direction"]
+__all__ = ["MAX_CONNECTIONS", "MAX_FRAMES", "REPORTED", "SCHEMA", "evidence_counts",
+           "evidence_frame", "evidence_log", "evidence_report", "evidence_summary",
+           "per_direction"]
 
 #: The kinds the report counts (Wireshark's ``tcp.analysis.*`` names), in its order. The export
 #: table has every kind (keep-alives, window updates, zero windows ... too).
@@ -32,6 +33,9 @@ REPORTED = ("lost_segment", "duplicate_ack", "fast_retransmission", "retransmiss
             "spurious_retransmission", "out_of_order", "ack_lost_segment")
 #: Frames listed per connection, direction and kind in the report (the count is complete).
 MAX_FRAMES = 20
+#: Connections with flags the report lists per direction (those that had one first); the
+#: flags of later ones are in the totals (``unlisted``): a lossy link watched for days.
+MAX_CONNECTIONS = 1000
 
 #: (name, dtype, meaning) of :func:`evidence_frame`'s columns (the export's ``tcp_evidence``).
 SCHEMA: tuple[tuple[str, str, str], ...] = (
@@ -113,21 +117,20 @@ def per_direction(log: EvidenceLog, connections: Sequence[Connection] = (),
 
 
 def _totals(log: EvidenceLog) -> dict[str, int]:
-    total = dict.fromkeys(REPORTED, 0)
-    for (_, _, _, kind), n in log.counts.items():
-        if kind in total:
-            total[kind] += n
-    return total
+    return {kind: log.totals.get(kind, 0) for kind in REPORTED}
 
 
 def evidence_report(log: EvidenceLog, connections: Sequence[Connection] = (),
                     released: Mapping[int, tuple[str, str, str | None]] | None = None
                     ) -> dict[str, Any]:
     """``tcp_evidence`` of ``report --format json``: ``total`` (the count of each
-    :data:`REPORTED` kind, whole capture) and ``connections`` (:func:`per_direction`;
-    ``released``: the names of connections folded and released)."""
+    :data:`REPORTED` kind, whole capture), ``connections`` (:func:`per_direction`, the first
+    :data:`MAX_CONNECTIONS` connections with any flag; ``released``: the names of connections
+    folded and released) and ``unlisted`` (the flags of :data:`REPORTED` kinds on the
+    connections past those, counted in ``total`` only)."""
     return {"total": _totals(log),
-            "connections": per_direction(log, connections, released=released)}
+            "connections": per_direction(log, connections, released=released),
+            "unlisted": sum(n for kind, n in log.unlisted.items() if kind in REPORTED)}
 
 
 def evidence_summary(events: Iterable[Any]) -> dict[str, int]:

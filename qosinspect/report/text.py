@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ..analysis.api import Analysis
+from ..analysis.tcp_evidence import MAX_CONNECTIONS as EVIDENCE_LISTED
 from . import output
 from .diagnoses import diagnoses_lines, ladder_markers, name_ladders, wire_rows
 from .output import document_text, format_cell, format_table, format_time
@@ -267,6 +268,9 @@ def _evidence_lines(evidence: dict[str, Any], fmt: str, capture: str) -> list[st
                               fmt, "rllll" + "r" * len(kinds) + "l"))
     if len(evidence["connections"]) > SHOWN:
         lines.append(f"... and {len(evidence['connections']) - SHOWN} more")
+    if evidence.get("unlisted"):
+        lines.append(f"... and {evidence['unlisted']:,} flags on connections past the first "
+                     f"{EVIDENCE_LISTED:,} with any (counted in the totals)")
     lines.append(f"  details: qosinspect export {capture} -o DIR (tcp_evidence)")
     return lines
 

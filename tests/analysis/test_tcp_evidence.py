@@ -118,3 +118,22 @@ def test_timeline_shows_encrypted_connections_with_their_tcp_evidence() -> None:
     # a clear-text capture: the client's row carries its evidence
     plain = timeline_data(analyze_capture(LOSS))
     assert plain.rows == ["lossy"] and set(plain.tcp) >= {"lost_segment", "duplicate_ack"}
+
+
+def test_connections_past_the_listed_ones_count_in_the_totals() -> None:
+    """A log listing 3 connections: flags on a fourth and fifth are in ``total`` and
+    ``unlisted``, not in ``connections``; a listed connection keeps counting past the cap."""
+    log = EvidenceLog(100, max_conns=3)
+    broker = Endpoint("10.0.0.1", 1883)
+    frame = 0
+    for conn_id in (0, 1, 2, 3, 4, 0):
+        for kind in ("retransmission", "duplicate_ack", "window_update"):
+            frame += 1
+            log.add(TcpEvidence(frame, frame, conn_id, Endpoint("10.0.0.2", 50000 + conn_id),
+                                broker, kind))
+    report = evidence_report(log)
+    assert report["total"]["retransmission"] == 6 and report["total"]["duplicate_ack"] == 6
+    assert [e["conn_id"] for e in report["connections"]] == [0, 1, 2]
+    assert report["connections"][0]["counts"] == {"duplicate_ack": 2, "retransmission": 2}
+    assert report["unlisted"] == 4     # two reported kinds on each of connections 3 and 4
+    assert log.conn_ids == {0, 1, 2}
