@@ -84,8 +84,11 @@ def verdicts(doc: dict[str, object]) -> dict[tuple[int, str, str], str]:
 
 
 def test_two_runs_of_one_scenario_show_no_significant_difference(runs: dict[str, Path]) -> None:
-    code, doc = compare_json(str(runs["a1"]), str(runs["a2"]), "--fail-on", "p50.qos1 > +50%",
-                             "--fail-on", "p50.qos2 > +50%", "--fail-on", "loss.qos1 > 0")
+    # The gates are in ms, half the 5 ms the next test adds: a loopback run's p50 is a fraction
+    # of a millisecond, and on a loaded machine (CI beside other tests) one run's came out more
+    # than 50 % above the other's, scheduling noise that a relative gate reads as a regression.
+    code, doc = compare_json(str(runs["a1"]), str(runs["a2"]), "--fail-on", "p50.qos1 > 2.5",
+                             "--fail-on", "p50.qos2 > 2.5", "--fail-on", "loss.qos1 > 0")
     assert doc["verdict"] == "no significant difference", doc
     assert code == 0 and doc["failed"] == []
     assert set(verdicts(doc).values()) == {"same"}
