@@ -73,13 +73,12 @@ class ConnectionTotals:
         """Fold one connection in (``broker_code``: its broker, -1 unknown; ``evidence``: the
         ids of connections with TCP evidence, whose names are kept)."""
         self.seen += 1
+        refused = c.connack_code not in (None, 0)
         if not c.attempt:
             self.mqtt += 1
             self.accepted[broker_code] += 1
-            if c.connack_code not in (None, 0):
-                self.refused += 1
-                self._refusal(c)
-        else:
+            self.refused += refused
+        if c.attempt or refused:
             self._refusal(c)
         if c.tcp_retransmissions:
             self.tcp_retransmission += 1

@@ -154,6 +154,8 @@ class CorrelationResult:
     #: connections released after their idle timeout, folded (not in ``connections``).
     n_sessions_released: int = 0
     folded: ConnectionTotals = field(default_factory=ConnectionTotals)
+    #: :meth:`connection_totals`, once made.
+    held_totals: ConnectionTotals | None = None
     anomalies_suppressed: dict[str, int] = field(default_factory=dict)
     #: False when made with ``Correlator(detail=False)``: report columns only.
     detail: bool = True
@@ -191,11 +193,14 @@ class CorrelationResult:
 
     def connection_totals(self) -> ConnectionTotals:
         """The report's figures of every connection: those folded as connections were
-        released, with the connections still held added (:mod:`.conntotals`)."""
-        # (the walk is conntotals' own, interpreted: mypyc would make a generator passed from
-        # here a list of every connection)
-        return self.folded.with_held(self.connections, self.conn_brokers,
-                                     self.tcp_evidence.conn_ids)
+        released, with the connections still held added (:mod:`.conntotals`); made once (the
+        text report reads them after the JSON did: one walk of the held connections)."""
+        if self.held_totals is None:
+            # (the walk is conntotals' own, interpreted: mypyc would make a generator passed
+            # from here a list of every connection)
+            self.held_totals = self.folded.with_held(self.connections, self.conn_brokers,
+                                                     self.tcp_evidence.conn_ids)
+        return self.held_totals
 
     def require_detail(self, what: str) -> None:
         if not self.detail:

@@ -380,7 +380,6 @@ class SessionTracker:
             pinned = self._pinned()
             named = {a.conn_id for a in self.anomalies.rows if a.conn_id is not None}
             named.update(rc.prev_conn_id for rc in self.reconnects)
-            named.update(rc.next_conn_id for rc in self.reconnects)
             table, folded = self.table, self.folded
             evidence: set[int] = self.evidence.conn_ids if self.evidence is not None else set()
             later = array("q")

@@ -112,7 +112,7 @@ class LiveCore:
         #: Client labels with a row of their own (the first ``max_clients`` seen, in that
         #: order), those summed in the last row, and what released sessions (report mode drops
         #: a session an hour after its last connection) had counted, by row: sent, received,
-        #: re-sends, QoS 1 and 2 completed. So the counters never go down.
+        #: re-sends, QoS 1 and 2 completed (and open: 0). So the counters never go down.
         self._labels: dict[str, None] = {}
         self._others: set[str] = set()
         self._gone: dict[str | None, list[int]] = {}
@@ -269,7 +269,7 @@ class LiveCore:
         """A session is released: what it counted stays in its client's row."""
         rec = s.rec
         done = self._completed.pop(s.code, None) or [0, 0, 0]
-        gone = self._gone.setdefault(self._row_key(rec.client_id or s.key), [0, 0, 0, 0, 0])
+        gone = self._gone.setdefault(self._row_key(rec.client_id or s.key), [0] * 7)
         for i, n in enumerate((rec.n_exchanges_c2b, rec.n_exchanges_b2c, rec.n_resends,
                                done[1], done[2])):
             gone[i] += n
@@ -345,7 +345,6 @@ class LiveCore:
         figures: dict[str | None, list[int]] = {key: list(v) for key, v in self._gone.items()}
         for code, label, sent, received, open1, open2, resends in snap.clients:
             got = figures.setdefault(self._row_key(label), [0] * 7)
-            got.extend([0] * (7 - len(got)))
             for i, n in enumerate((sent, received, resends)):
                 got[i] += n
             completed = done.get(code)
@@ -359,7 +358,6 @@ class LiveCore:
             f = figures.get(key)
             if f is None:
                 continue
-            f.extend([0] * (7 - len(f)))
             row: dict[str, Any] = {
                 "client_id": key, "sent": f[0], "received": f[1], "resends": f[2],
                 "completed": {"1": f[3], "2": f[4]}, "open": {"1": f[5], "2": f[6]}}

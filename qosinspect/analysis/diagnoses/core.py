@@ -14,14 +14,13 @@ release their rows, and the TCP facts around an exchange are kept in short rings
 (:mod:`.facts`). So each exchange is diagnosed when it ends, while its facts are there, and
 only the candidates over the floor are kept: the verdicts and the slowest ``MAX_UNEXPLAINED`` of
 those no cause explains (the rest are counted in ``dropped``). Of the verdicts of each kind (on
-exchanges, on reconnections, on copies never delivered, on held copies: :mod:`.delivery`) at most
-``whole_cap``
-are kept whole (a detail analysis: ``max_candidates``, and the exchange checks stop there; a
-report: a few thousand, ``AnalysisOptions.max_verdicts``); past it each is counted under its
-cause with the latency it explains and the worst kept as examples (:class:`Counted`), so a
-report's counts, latency explained and examples are those of keeping every verdict, in memory
-that does not grow with the capture (a verdict whole is about 0.7 kB with its sentences: the
-cap of 100,000 was 70 MB). An
+exchanges, on reconnections, on copies never delivered, on held copies: :mod:`.delivery`) at
+most ``whole_cap`` are kept whole (a detail analysis: ``max_candidates``, and the exchange
+checks stop there; a report: a few thousand, ``AnalysisOptions.max_verdicts``); past it each is
+counted under its cause with the latency it explains and the worst kept as examples
+(:class:`~.evidence.ByCause`), so a report's counts, latency explained and examples are those of
+keeping every verdict, in memory that does not grow with the capture (a verdict whole is about
+0.7 kB with its sentences: the cap of 100,000 was 70 MB). An
 exchange that began after the last fact of its connection skips the checks. The percentile is
 known only at the end: the exchange tracker counts the latency of every completed exchange in a
 log-scale histogram (:class:`~..state.LatencyHistogram`, 12 % buckets) and hands only the
@@ -42,7 +41,7 @@ from ..records import NO_TS, OUTCOMES, STEPS, Connection, Reconnect
 from ..state import LatencyHistogram, OpenExchange
 from . import keepalive
 from .delivery import MAX_OVER_IDS, DeliveryChecks, Held, Lost, after_ack
-from .evidence import NO_KNOWN_CAUSE, Counted, Diagnosis, ExchangeFacts, ms
+from .evidence import NO_KNOWN_CAUSE, ByCause, Diagnosis, ExchangeFacts, ms
 from .facts import Facts
 from .registry import EXCHANGE_CHECKS
 
@@ -202,7 +201,7 @@ class Diagnoser:
         #: of the exchange checks counted past it, with their exchange numbers (at most
         #: ``MAX_OVER_IDS``).
         self.whole_cap = whole_cap
-        self.found_over: dict[str, Counted] = {}
+        self.found_over = ByCause()
         self.found_ids: array[int] = array("q")
         self.facts = Facts()
         #: Every completed exchange's latency, counted by the exchange tracker (which calls
@@ -216,7 +215,7 @@ class Diagnoser:
         #: The verdicts on reconnections (at most ``whole_cap``), and by cause those counted
         #: past it (``max_candidates`` at most, ``dropped`` the rest, in a detail analysis).
         self.reconnect_found: list[Diagnosis] = []
-        self.reconnect_over: dict[str, Counted] = {}
+        self.reconnect_over = ByCause()
         #: Time on the wire of the packets that spanned frames, per QoS (a bounded sample).
         self.wire: dict[int, WireSample] = {}
         #: Held and lost copies (:mod:`.delivery`), and each session's last PUBACK/PUBCOMP to
@@ -267,10 +266,7 @@ class Diagnoser:
         elif self.whole_cap >= self.max_candidates:
             self.dropped += 1
         else:
-            over = self.reconnect_over.get(d.cause)
-            if over is None:
-                over = self.reconnect_over[d.cause] = Counted()
-            over.add(d)
+            self.reconnect_over.add(d)
 
     def connect(self, conn_id: int, client: str, receive_maximum: int | None) -> None:
         """A CONNECT: the Receive Maximum the client announced (MQTT 5)."""
@@ -368,10 +364,7 @@ class Diagnoser:
 
     def _count(self, d: Diagnosis) -> None:
         """A verdict of the exchange checks past the cap: counted under its cause."""
-        over = self.found_over.get(d.cause)
-        if over is None:
-            over = self.found_over[d.cause] = Counted()
-        over.add(d)
+        self.found_over.add(d)
         if len(self.found_ids) < MAX_OVER_IDS:
             self.found_ids.append(d.ref)
 
@@ -402,10 +395,8 @@ class Diagnoser:
                               threshold_ns=threshold,
                               dropped=self.dropped + self.unexplained.excess(), wire=self.wire)
         out.diagnoses.extend(self.found)
-        counted: dict[str, tuple[int, int]] = {}
-        for cause, over in self.found_over.items():
-            out.diagnoses.extend(over.worst)
-            counted[cause] = (over.n, over.ns)
+        out.diagnoses.extend(self.found_over.examples())
+        counted = self.found_over.totals()
         # a held copy's handshake may be slow too: what the wire shows of it comes first
         named = Named({d.ref for d in out.diagnoses}, self.found_ids)
         unexplained = self.unexplained.rows()
@@ -424,9 +415,8 @@ class Diagnoser:
                     f"{ms(latency)}, over the floor and the capture's p{self.percentile:g} "
                     f"({ms(threshold)}); no known signature fits", ""))
         out.diagnoses.extend(self.reconnect_found)
-        for cause, over in self.reconnect_over.items():
-            out.diagnoses.extend(over.worst)
-            out.counted_reconnects[cause] = (over.n, over.ns)
+        out.diagnoses.extend(self.reconnect_over.examples())
+        out.counted_reconnects = self.reconnect_over.totals()
         for d in out.diagnoses:
             if d.subject != "delivery":
                 (out.exchanges if d.subject == "exchange" else out.reconnects)[d.ref] = d.cause

@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from ..records import NO_TS
-from .evidence import NO_KNOWN_CAUSE, Counted, Diagnosis, ms
+from .evidence import NO_KNOWN_CAUSE, ByCause, Diagnosis, ms
 from .facts import ConnFacts
 
 __all__ = ["CONNECTION_LOST", "OFFLINE_QUEUE_FLUSH", "OPEN_COUNTED", "RECEIVE_MAXIMUM",
@@ -201,7 +201,7 @@ class DeliveryChecks:
         self.cap = cap
         self.lost_cap = cap if lost_cap is None else lost_cap
         #: By cause, the copies never delivered past ``lost_cap``: how many, and the examples.
-        self.lost_over: dict[str, Counted] = {}
+        self.lost_over = ByCause()
         self.counted_lost: dict[str, int] = {}
         #: Late copies to a connected subscriber, per session (those right after one of its
         #: acknowledgements are counted in ``paced`` too).
@@ -250,11 +250,7 @@ class DeliveryChecks:
         if len(self.lost) < self.lost_cap:
             self.lost.append(lost)
             return
-        d = _lost(lost, conns.get(lost.conn_id))
-        counted = self.lost_over.get(d.cause)
-        if counted is None:
-            counted = self.lost_over[d.cause] = Counted()
-        counted.add(d)
+        self.lost_over.add(_lost(lost, conns.get(lost.conn_id)))
 
     def _is_paced(self, session: int) -> bool:
         """Whether a session's late copies were paced by its acknowledgements (an inflight
@@ -311,9 +307,8 @@ class DeliveryChecks:
             d = _lost(lost, conns.get(lost.conn_id))
             self.lost_causes[(lost.pub_ex_id, lost.session)] = d.cause
             out.append(d)
-        for cause, lost_over in self.lost_over.items():
-            out.extend(lost_over.worst)
-            self.counted_lost[cause] = lost_over.n
+        out.extend(self.lost_over.examples())
+        self.counted_lost = {cause: n for cause, (n, _) in self.lost_over.totals().items()}
         return out
 
 

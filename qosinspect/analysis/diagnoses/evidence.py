@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["CAUSES", "EXAMPLES", "NO_KNOWN_CAUSE", "Counted", "Diagnosis", "ExchangeFacts",
-           "example_key", "ms"]
+__all__ = ["CAUSES", "EXAMPLES", "NO_KNOWN_CAUSE", "ByCause", "Counted", "Diagnosis",
+           "ExchangeFacts", "example_key", "ms"]
 
 #: The stable identifiers of the causes, in the order the report lists them: of slow exchanges
 #: (the wire's, then the delivery level's), of reconnections, of copies never delivered.
@@ -99,3 +99,22 @@ class Counted:
             d, worst[i] = worst[i], d
         self.n += 1
         self.ns += d.latency_ns
+
+
+class ByCause(dict[str, Counted]):
+    """Verdicts of one kind past the cap, a :class:`Counted` per cause (in the order the
+    causes came): the one way the diagnoses count what they do not keep whole."""
+
+    def add(self, d: Diagnosis) -> None:
+        counted = self.get(d.cause)
+        if counted is None:
+            counted = self[d.cause] = Counted()
+        counted.add(d)
+
+    def examples(self) -> list[Diagnosis]:
+        """The worst of each cause, kept whole."""
+        return [d for counted in self.values() for d in counted.worst]
+
+    def totals(self) -> dict[str, tuple[int, int]]:
+        """By cause, how many were counted past the examples and the latency they explain."""
+        return {cause: (counted.n, counted.ns) for cause, counted in self.items()}
